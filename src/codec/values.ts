@@ -1,0 +1,56 @@
+/**
+ * The value layer: any structured value to bytes with msgpackr, compressed with lz4 above a
+ * threshold. The encoding is returned beside the bytes and must be stored with them, so that
+ * records written under an older encoding stay readable.
+ */
+import { Packr } from 'msgpackr';
+import { lz4Compress, lz4Decompress } from './lz4.ts';
+
+/** Encodings, as stored: a byte in a log record, a name in a blob reference. */
+export const ValueEncoding = {
+  /** msgpack bytes, uncompressed. */
+  msgpack: 1,
+  /** u32 little-endian uncompressed length, then one lz4 block of msgpack bytes. */
+  msgpackLz4: 2,
+} as const;
+export type ValueEncoding = (typeof ValueEncoding)[keyof typeof ValueEncoding];
+
+export const DEFAULT_COMPRESS_THRESHOLD = 4096;
+
+const packr = new Packr({
+  useRecords: false,
+  moreTypes: true,
+  int64AsType: 'bigint',
+  largeBigIntToFloat: false,
+});
+
+export type EncodedValue = { encoding: ValueEncoding; bytes: Buffer };
+
+export function encodeValue(value: unknown, compressThreshold = DEFAULT_COMPRESS_THRESHOLD): EncodedValue {
+  const packed = packr.pack(value);
+  if (packed.length >= compressThreshold) {
+    const compressed = lz4Compress(packed);
+    if (compressed !== null) {
+      const bytes = Buffer.allocUnsafe(4 + compressed.length);
+      bytes.writeUInt32LE(packed.length, 0);
+      compressed.copy(bytes, 4);
+      return { encoding: ValueEncoding.msgpackLz4, bytes };
+    }
+  }
+  return { encoding: ValueEncoding.msgpack, bytes: packed };
+}
+
+/** Throws a plain Error describing what is wrong; callers wrap it with where the bytes came from. */
+export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
+  switch (encoding) {
+    case ValueEncoding.msgpack:
+      return packr.unpack(bytes);
+    case ValueEncoding.msgpackLz4: {
+      if (bytes.length < 4) throw new Error('lz4 value shorter than its length prefix');
+      const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return packr.unpack(lz4Decompress(view.subarray(4), view.readUInt32LE(0)));
+    }
+    default:
+      throw new Error(`unknown value encoding ${encoding}`);
+  }
+}

@@ -1,0 +1,97 @@
+/** Typed errors raised by every EventLog adapter. */
+import { RoundlogError, formatValue } from '../errors.ts';
+import type { ExpectedRevision } from './types.ts';
+
+/** The stream's current revision differs from the one the append expected. */
+export class WrongExpectedRevisionError extends RoundlogError {
+  readonly code = 'WRONG_EXPECTED_REVISION' as const;
+  constructor(
+    readonly stream: string,
+    readonly expected: ExpectedRevision,
+    /** The stream's last revision, or `'no_stream'` when it has no event. */
+    readonly actual: bigint | 'no_stream',
+  ) {
+    super(
+      `append to stream ${JSON.stringify(stream)} expected ${describeExpected(expected)} ` +
+        `but the stream ${actual === 'no_stream' ? 'does not exist' : `is at revision ${actual}`}; ` +
+        `another writer got there first: read the stream again and retry with its current revision`,
+    );
+  }
+}
+
+/** A read asked for a stream that has no event. */
+export class StreamNotFoundError extends RoundlogError {
+  readonly code = 'STREAM_NOT_FOUND' as const;
+  constructor(readonly stream: string) {
+    super(`stream ${JSON.stringify(stream)} does not exist in this log (no event was ever appended to it)`);
+  }
+}
+
+/** The bytes of the log are not what was written: a failed checksum, a bad header, a gap. */
+export class CorruptLogError extends RoundlogError {
+  readonly code = 'CORRUPT_LOG' as const;
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    readonly reason: string,
+  ) {
+    super(
+      `corrupt log record in ${file} at byte offset ${offset}: ${reason}. ` +
+        `Committed records are never skipped silently; restore this file from a backup, ` +
+        `or run 'roundlog verify' to list every damaged record`,
+    );
+  }
+}
+
+/** Another live process holds the writer lock of this log. */
+export class LogLockedError extends RoundlogError {
+  readonly code = 'LOG_LOCKED' as const;
+  constructor(
+    readonly lockFile: string,
+    readonly pid: number,
+    readonly host: string,
+    readonly since: string,
+  ) {
+    super(
+      `log is locked by process ${pid} on host ${host} since ${since} (lock file ${lockFile}); ` +
+        `only one writer may append at a time: stop that process, open the log read-only, ` +
+        `or, if that process is gone and the host is another machine, delete the lock file`,
+    );
+  }
+}
+
+/** The log failed to make an append durable; it refuses further appends until reopened. */
+export class LogWriteFailedError extends RoundlogError {
+  readonly code = 'LOG_WRITE_FAILED' as const;
+  constructor(
+    readonly file: string,
+    cause: unknown,
+  ) {
+    super(
+      `writing to ${file} failed (${(cause as Error)?.message ?? formatValue(cause)}); ` +
+        `appends that were not acknowledged are not committed; close and reopen the log to continue`,
+      { cause },
+    );
+  }
+}
+
+/** A read-only handle was asked to write. */
+export class LogReadOnlyError extends RoundlogError {
+  readonly code = 'LOG_READ_ONLY' as const;
+  constructor(readonly dir: string) {
+    super(`the log at ${dir} was opened read-only; open it with readOnly: false to append`);
+  }
+}
+
+function describeExpected(expected: ExpectedRevision): string {
+  switch (expected) {
+    case 'no_stream':
+      return 'no stream';
+    case 'stream_exists':
+      return 'an existing stream';
+    case 'any':
+      return 'any revision';
+    default:
+      return `revision ${expected}`;
+  }
+}

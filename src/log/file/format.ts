@@ -1,0 +1,193 @@
+/**
+ * The on-disk format of the embedded file log: segment files of framed records, and the index
+ * files that let a log open without reading its history. ARCHITECTURE.md documents it.
+ */
+import { Packr } from 'msgpackr';
+import { decodeValue, encodeValue } from '../../codec/values.ts';
+import { crc32c } from './crc32c.ts';
+
+/** Every segment starts with these 8 bytes; the last one is the format version. */
+export const SEGMENT_MAGIC = Buffer.from('RLOGSEG\x01', 'latin1');
+export const SEGMENT_HEADER_BYTES = SEGMENT_MAGIC.length;
+
+/**
+ * Record frame: u32 body length, u32 CRC-32C of the body, u32 CRC-32C of the previous 8 bytes
+ * (so a damaged length is told apart from a torn write), then the body:
+ * u8 value encoding (see codec/values), then the encoded record value.
+ */
+export const FRAME_HEADER_BYTES = 12;
+/** Largest body accepted; bigger payloads belong in the blob store. */
+export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
+export const SEGMENT_SUFFIX = '.seg';
+export const INDEX_SUFFIX = '.idx';
+export const HEADS_FILE = 'heads.ckpt';
+export const LOCK_FILE = 'LOCK';
+
+export function segmentFileName(basePosition: number): string {
+  return `${String(basePosition).padStart(20, '0')}${SEGMENT_SUFFIX}`;
+}
+
+export function parseSegmentFileName(name: string): number | null {
+  const match = /^(\d{20})\.seg$/.exec(name);
+  return match ? Number(match[1]) : null;
+}
+
+/** What a record holds; `data` is the caller's value. */
+export type StoredRecord = {
+  position: number;
+  stream: string;
+  revision: number;
+  id: string;
+  timestampMs: number;
+  type: string;
+  data: unknown;
+};
+
+export function encodeRecord(record: StoredRecord, compressThreshold: number): Buffer {
+  const value = [record.position, record.stream, record.revision, record.id, record.timestampMs, record.type, record.data];
+  const { encoding, bytes } = encodeValue(value, compressThreshold);
+  const bodyLength = 1 + bytes.length;
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyLength);
+  frame.writeUInt32LE(bodyLength, 0);
+  frame[FRAME_HEADER_BYTES] = encoding;
+  bytes.copy(frame, FRAME_HEADER_BYTES + 1);
+  frame.writeUInt32LE(crc32c(frame, FRAME_HEADER_BYTES, frame.length), 4);
+  frame.writeUInt32LE(crc32c(frame, 0, 8), 8);
+  return frame;
+}
+
+/** Outcome of looking at the bytes at one offset of a segment. */
+export type FrameCheck =
+  | { kind: 'ok'; bodyStart: number; end: number }
+  /** The bytes stop before the record does: what a write cut short leaves. */
+  | { kind: 'incomplete' }
+  /** The header or body checksum failed; `atEnd` when the record would end exactly at the buffer's end. */
+  | { kind: 'bad'; reason: string; atEnd: boolean }
+  /** Only zero bytes from here to the end: space a crash left unwritten. */
+  | { kind: 'zeros' };
+
+export function checkFrame(buf: Buffer, offset: number, limit = buf.length): FrameCheck {
+  if (limit - offset < FRAME_HEADER_BYTES) {
+    return allZero(buf, offset, limit) ? { kind: 'zeros' } : { kind: 'incomplete' };
+  }
+  const bodyLength = buf.readUInt32LE(offset);
+  if (buf.readUInt32LE(offset + 8) !== crc32c(buf, offset, offset + 8)) {
+    if (allZero(buf, offset, limit)) return { kind: 'zeros' };
+    return { kind: 'bad', reason: 'record header checksum mismatch', atEnd: false };
+  }
+  if (bodyLength < 2 || bodyLength > MAX_RECORD_BYTES) {
+    return { kind: 'bad', reason: `record length ${bodyLength} out of range`, atEnd: false };
+  }
+  const bodyStart = offset + FRAME_HEADER_BYTES;
+  const end = bodyStart + bodyLength;
+  if (end > limit) return { kind: 'incomplete' };
+  if (buf.readUInt32LE(offset + 4) !== crc32c(buf, bodyStart, end)) {
+    return { kind: 'bad', reason: 'record body checksum mismatch', atEnd: end === limit };
+  }
+  return { kind: 'ok', bodyStart, end };
+}
+
+/** Checks only a frame's 12-byte header; returns the body length, or why the header is bad. */
+export function checkFrameHeader(buf: Buffer, offset: number): { bodyLength: number } | { reason: string } {
+  if (buf.readUInt32LE(offset + 8) !== crc32c(buf, offset, offset + 8)) return { reason: 'record header checksum mismatch' };
+  const bodyLength = buf.readUInt32LE(offset);
+  if (bodyLength < 2 || bodyLength > MAX_RECORD_BYTES) return { reason: `record length ${bodyLength} out of range` };
+  return { bodyLength };
+}
+
+function allZero(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** Decodes a checked record body; throws a plain Error saying what is wrong. */
+export function decodeRecordBody(buf: Buffer, bodyStart: number, end: number): StoredRecord {
+  const value = decodeValue(buf[bodyStart]!, buf.subarray(bodyStart + 1, end));
+  if (!Array.isArray(value) || value.length !== 7) throw new Error('record value is not a 7-field record');
+  const [position, stream, revision, id, timestampMs, type] = value;
+  if (
+    typeof position !== 'number' ||
+    typeof stream !== 'string' ||
+    typeof revision !== 'number' ||
+    typeof id !== 'string' ||
+    typeof timestampMs !== 'number' ||
+    typeof type !== 'string'
+  ) {
+    throw new Error('record fields have unexpected types');
+  }
+  return { position, stream, revision, id, timestampMs, type, data: value[6] };
+}
+
+/**
+ * Index chunk, appended to `<segment>.idx` as records become durable:
+ * u32 body length, u32 CRC-32C of the body, body = msgpack
+ * `{ o: Uint32Array offsets, s: Uint32Array stream numbers, n: names of the streams first seen in this chunk }`.
+ * Stream numbers count streams in order of their first event in the log.
+ */
+export type IndexChunk = { offsets: Uint32Array; streams: Uint32Array; newStreams: string[] };
+
+const indexPackr = new Packr({ useRecords: false, moreTypes: true });
+
+export function encodeIndexChunk(chunk: IndexChunk): Buffer {
+  const body = indexPackr.pack({ o: chunk.offsets, s: chunk.streams, n: chunk.newStreams });
+  const out = Buffer.allocUnsafe(8 + body.length);
+  out.writeUInt32LE(body.length, 0);
+  out.writeUInt32LE(crc32c(body), 4);
+  body.copy(out, 8);
+  return out;
+}
+
+/** Decodes the valid chunks of an index file; `validBytes` is where the first bad or torn chunk starts. */
+export function decodeIndexChunks(buf: Buffer): { chunks: IndexChunk[]; validBytes: number } {
+  const chunks: IndexChunk[] = [];
+  let offset = 0;
+  while (offset + 8 <= buf.length) {
+    const length = buf.readUInt32LE(offset);
+    const end = offset + 8 + length;
+    if (end > buf.length || buf.readUInt32LE(offset + 4) !== crc32c(buf, offset + 8, end)) break;
+    let value: unknown;
+    try {
+      value = indexPackr.unpack(buf.subarray(offset + 8, end));
+    } catch {
+      break;
+    }
+    const v = value as { o?: unknown; s?: unknown; n?: unknown };
+    if (!(v.o instanceof Uint32Array) || !(v.s instanceof Uint32Array) || v.o.length !== v.s.length || !Array.isArray(v.n)) break;
+    chunks.push({ offsets: v.o, streams: v.s, newStreams: v.n as string[] });
+    offset = end;
+  }
+  return { chunks, validBytes: offset };
+}
+
+/**
+ * Heads checkpoint, rewritten (temp file + rename) each time a segment is sealed: the state of
+ * every stream as of the end of the first `segments` segments, streams in stream-number order.
+ */
+export type HeadsCheckpoint = {
+  segments: number;
+  nextPosition: number;
+  streams: Array<[name: string, count: number, firstPosition: number, lastPosition: number]>;
+};
+
+export function encodeHeads(heads: HeadsCheckpoint): Buffer {
+  const body = indexPackr.pack({ v: 1, g: heads.segments, p: heads.nextPosition, s: heads.streams });
+  const out = Buffer.allocUnsafe(8 + body.length);
+  out.writeUInt32LE(body.length, 0);
+  out.writeUInt32LE(crc32c(body), 4);
+  body.copy(out, 8);
+  return out;
+}
+
+export function decodeHeads(buf: Buffer): HeadsCheckpoint | null {
+  if (buf.length < 8) return null;
+  const length = buf.readUInt32LE(0);
+  if (8 + length !== buf.length || buf.readUInt32LE(4) !== crc32c(buf, 8)) return null;
+  try {
+    const v = indexPackr.unpack(buf.subarray(8)) as { v?: unknown; g?: unknown; p?: unknown; s?: unknown };
+    if (v.v !== 1 || typeof v.g !== 'number' || typeof v.p !== 'number' || !Array.isArray(v.s)) return null;
+    return { segments: v.g, nextPosition: v.p, streams: v.s as HeadsCheckpoint['streams'] };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The writer lock of a file log: a `LOCK` file naming its holder (pid, host, process start).
+ * A lock whose holder is gone from this host is reclaimed; a live holder is reported.
+ */
+import { randomUUID } from 'node:crypto';
+import { promises as fs, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LogLockedError } from '../errors.ts';
+
+type LockContent = { pid: number; host: string; since: string; start: string | null; token: string };
+
+export type HeldLock = { file: string; token: string; release(): Promise<void> };
+
+/** Start time of a process (in clock ticks since boot, from /proc), to tell a reused pid apart. */
+function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(lock: LockContent): boolean {
+  try {
+    process.kill(lock.pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
+  if (lock.start === null) return true;
+  const start = processStart(lock.pid);
+  return start === null || start === lock.start;
+}
+
+function parse(text: string): LockContent | null {
+  try {
+    const v = JSON.parse(text) as Partial<LockContent>;
+    if (typeof v.pid !== 'number' || typeof v.host !== 'string' || typeof v.token !== 'string') return null;
+    return { pid: v.pid, host: v.host, since: String(v.since ?? 'unknown'), start: v.start ?? null, token: v.token };
+  } catch {
+    return null;
+  }
+}
+
+/** Removes lock candidates left by processes that died before taking or giving up the lock. */
+export async function removeDeadCandidates(dir: string, names: readonly string[]): Promise<void> {
+  for (const name of names) {
+    const match = /^LOCK\.(\d+)\.[0-9a-f-]+\.(pending|stale)$/.exec(name);
+    if (match === null) continue;
+    const pid = Number(match[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      alive = (error as NodeJS.ErrnoException).code !== 'ESRCH';
+    }
+    if (!alive) await fs.unlink(path.join(dir, name)).catch(() => undefined);
+  }
+}
+
+/**
+ * Takes the lock or throws `LogLockedError`. `onReclaim` is told when a dead holder's lock was
+ * taken over.
+ */
+export async function acquireLock(dir: string, onReclaim: (previous: string) => void): Promise<HeldLock> {
+  const file = path.join(dir, 'LOCK');
+  const token = randomUUID();
+  const mine: LockContent = {
+    pid: process.pid,
+    host: os.hostname(),
+    since: new Date().toISOString(),
+    start: processStart(process.pid),
+    token,
+  };
+  const text = JSON.stringify(mine);
+  const temp = path.join(dir, `LOCK.${process.pid}.${token}.pending`);
+  await fs.writeFile(temp, text);
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await fs.link(temp, file);
+        return {
+          file,
+          token,
+          async release() {
+            const current = await fs.readFile(file, 'utf8').catch(() => '');
+            if (parse(current)?.token === token) await fs.unlink(file).catch(() => undefined);
+          },
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const seen = await fs.readFile(file, 'utf8').catch(() => null);
+      if (seen === null) continue;
+      const holder = parse(seen);
+      if (holder !== null && (holder.host !== mine.host || isAlive(holder))) {
+        throw new LogLockedError(file, holder.pid, holder.host, holder.since);
+      }
+      // The holder is gone (or the file is unreadable garbage): move it aside, and make sure
+      // what was moved is what was judged stale before deleting it.
+      const aside = path.join(dir, `LOCK.${process.pid}.${token}.stale`);
+      try {
+        await fs.rename(file, aside);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const moved = await fs.readFile(aside, 'utf8');
+      if (moved === seen) {
+        await fs.unlink(aside);
+        onReclaim(holder ? `process ${holder.pid} on ${holder.host} since ${holder.since}` : 'an unreadable lock file');
+      } else {
+        await fs.link(aside, file).catch(() => undefined);
+        await fs.unlink(aside);
+      }
+    }
+    const last = parse(await fs.readFile(file, 'utf8').catch(() => ''));
+    throw new LogLockedError(file, last?.pid ?? -1, last?.host ?? 'unknown', last?.since ?? 'unknown');
+  } finally {
+    await fs.unlink(temp).catch(() => undefined);
+  }
+}

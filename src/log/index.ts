@@ -1,0 +1,32 @@
+/** The round log: the EventLog port, its errors, and its adapters. */
+export type {
+  AppendOptions,
+  AppendResult,
+  Direction,
+  EventData,
+  EventLog,
+  ExpectedRevision,
+  ListStreamsResult,
+  ReadAllOptions,
+  ReadAllResult,
+  ReadStreamOptions,
+  ReadStreamResult,
+  RecordedEvent,
+  StreamInfo,
+  SubscribeOptions,
+  SubscriptionItem,
+  VerifyProblem,
+  VerifyResult,
+} from './types.ts';
+export { ANY, NO_STREAM, STREAM_EXISTS } from './types.ts';
+export {
+  CorruptLogError,
+  LogLockedError,
+  LogReadOnlyError,
+  LogWriteFailedError,
+  StreamNotFoundError,
+  WrongExpectedRevisionError,
+} from './errors.ts';
+export { getInMemoryEventLog, type InMemoryEventLogOptions } from './memory.ts';
+export { openFileEventLog } from './file/index.ts';
+export type { FileEventLog, FileEventLogOptions, FileLogWarning } from './file/options.ts';
