@@ -4,7 +4,7 @@
  * group-committed; one writer process at a time, any number of readers. See ARCHITECTURE.md.
  */
 import { randomUUID } from 'node:crypto';
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs, writeSync, writevSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Observable } from 'rxjs';
@@ -235,7 +235,7 @@ class FileLog implements FileEventLog {
     if (last === undefined || last.sealed) {
       await this.startSegment();
     } else {
-      this.writer = await fs.open(last.file, 'r+');
+      this.writer = await fs.open(last.file, fsConstants.O_RDWR | fsConstants.O_DSYNC);
     }
     // Sealed segments that a crash left without a full index get one now; the heads
     // checkpoint catches up at the next seal.
@@ -371,7 +371,6 @@ class FileLog implements FileEventLog {
     let known = this.streamsByNum.length;
     let previous = SEGMENT_HEADER_BYTES - 1;
     let valid = true;
-    const counts = new Map<number, number>();
     for (const chunk of chunks) {
       for (const name of chunk.newStreams) {
         if (typeof name !== 'string' || this.streams.has(name)) valid = false;
@@ -382,7 +381,6 @@ class FileLog implements FileEventLog {
         const num = chunk.streams[j]!;
         if (offset <= previous || offset + FRAME_HEADER_BYTES > fileSize || num >= known) valid = false;
         previous = offset;
-        counts.set(num, (counts.get(num) ?? 0) + 1);
       }
     }
     let tail = SEGMENT_HEADER_BYTES;
@@ -403,13 +401,8 @@ class FileLog implements FileEventLog {
       return SEGMENT_HEADER_BYTES;
     }
     if (!this.readOnly && validBytes < buf.length) await fs.truncate(file, validBytes);
-    for (const chunk of chunks) {
-      for (const name of chunk.newStreams) this.addStream(name);
-      for (let j = 0; j < chunk.offsets.length; j++) {
-        const state = this.streamsByNum[chunk.streams[j]!]!;
-        this.place(segment, state, chunk.offsets[j]!);
-      }
-    }
+    for (const chunk of chunks) for (const name of chunk.newStreams) this.addStream(name);
+    this.placeAll(segment, concatU32(chunks.map((c) => c.offsets)), concatU32(chunks.map((c) => c.streams)));
     segment.indexed = segment.count;
     this.indexedStreamEnd = this.streamsByNum.length;
     return tail;
@@ -472,6 +465,33 @@ class FileLog implements FileEventLog {
     this.committed = position + 1;
   }
 
+  /** `place` for many records at once: what an index chunk lists. */
+  private placeAll(segment: Segment, offsets: Uint32Array, nums: Uint32Array): void {
+    const base = segment.base + segment.count;
+    const streams = this.streamsByNum.length;
+    const counts = new Uint32Array(streams);
+    const firsts = new Float64Array(streams).fill(-1);
+    const lasts = new Float64Array(streams);
+    for (let j = 0; j < nums.length; j++) {
+      const num = nums[j]!;
+      if (counts[num]!++ === 0) firsts[num] = base + j;
+      lasts[num] = base + j;
+    }
+    for (let num = 0; num < streams; num++) {
+      if (counts[num] === 0) continue;
+      const state = this.streamsByNum[num]!;
+      if (state.count === 0) state.first = firsts[num]!;
+      state.count += counts[num]!;
+      state.pending = Math.max(state.pending, state.count);
+      state.last = lasts[num]!;
+      state.positions = null;
+    }
+    segment.offsets!.pushAll(offsets);
+    segment.streams!.pushAll(nums);
+    segment.count += nums.length;
+    this.committed = base + nums.length;
+  }
+
   // ---- appending -----------------------------------------------------------------------
 
   async append(stream: string, events: readonly EventData[], options?: AppendOptions): Promise<AppendResult> {
@@ -520,11 +540,15 @@ class FileLog implements FileEventLog {
     const lastRevision = state.pending - 1;
     return new Promise<AppendResult>((resolve, reject) => {
       this.queue.push({ state, frames, firstPosition, lastRevision, resolve, reject });
-      this.flushing ??= this.flush();
+      this.flushing ??= Promise.resolve().then(() => this.flush());
     });
   }
 
-  /** Writes queued appends in batches: one write and one fdatasync per batch (group commit). */
+  /**
+   * Writes queued appends in batches, one durable write per batch (group commit). The write is
+   * synchronous on an O_DSYNC file: it blocks the event loop for the time the disk takes, and in
+   * exchange costs no thread-pool round trip; appends made meanwhile wait for the next batch.
+   */
   private async flush(): Promise<void> {
     try {
       while (this.queue.length > 0 && this.failed === null) {
@@ -542,8 +566,8 @@ class FileLog implements FileEventLog {
         const batch = this.queue.splice(0, take);
         const frames = batch.flatMap((p) => p.frames);
         try {
-          await writeAllAt(this.writer!, frames, segment.size);
-          await this.writer!.datasync();
+          // The segment is open with O_DSYNC: each write returns once its bytes are durable.
+          writeAllAtSync(this.writer!.fd, frames, segment.size);
         } catch (error) {
           this.fail(new LogWriteFailedError(segment.file, error), batch);
           break;
@@ -656,7 +680,7 @@ class FileLog implements FileEventLog {
   private async startSegment(): Promise<void> {
     const segment = this.newSegment(this.committed, 0, false);
     segment.size = SEGMENT_HEADER_BYTES;
-    const handle = await fs.open(segment.file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_RDWR);
+    const handle = await fs.open(segment.file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_RDWR | fsConstants.O_DSYNC);
     try {
       await handle.write(SEGMENT_MAGIC, 0, SEGMENT_HEADER_BYTES, 0);
       await handle.datasync();
@@ -1101,6 +1125,17 @@ function indexLooksValid(chunk: { offsets: Uint32Array; streams: Uint32Array }, 
   return true;
 }
 
+function concatU32(parts: Uint32Array[]): Uint32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint32Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
 function toRecordedEvent(record: StoredRecord): RecordedEvent {
   return {
     type: record.type,
@@ -1122,30 +1157,17 @@ async function readFully(handle: FileHandle, buf: Buffer, position: number): Pro
   }
 }
 
-async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let pending = buffers;
+function writeAllAtSync(fd: number, buffers: Buffer[], position: number): void {
   let at = position;
-  while (pending.length > 0) {
-    const group = pending.slice(0, 256);
+  for (let i = 0; i < buffers.length; i += 256) {
+    const group = buffers.slice(i, i + 256);
     const total = group.reduce((sum, b) => sum + b.length, 0);
-    const { bytesWritten } = await handle.writev(group, at);
-    at += bytesWritten;
-    if (bytesWritten === total) {
-      pending = pending.slice(group.length);
-      continue;
+    let written = writevSync(fd, group, at);
+    if (written < total) {
+      const rest = Buffer.concat(group).subarray(written);
+      while (written < total) written += writeSync(fd, rest, written - (total - rest.length), total - written, at + written);
     }
-    // Short write: drop what was written and go on from there.
-    let skip = bytesWritten;
-    const rest: Buffer[] = [];
-    for (const b of pending) {
-      if (skip >= b.length) {
-        skip -= b.length;
-        continue;
-      }
-      rest.push(skip > 0 ? b.subarray(skip) : b);
-      skip = 0;
-    }
-    pending = rest;
+    at += total;
   }
 }
 

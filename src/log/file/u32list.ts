@@ -23,6 +23,16 @@ export class U32List {
     this.data[this.length++] = value;
   }
 
+  pushAll(values: Uint32Array): void {
+    if (this.length + values.length > this.data.length) {
+      const grown = new Uint32Array(Math.max(this.data.length * 2, this.length + values.length));
+      grown.set(this.data.subarray(0, this.length));
+      this.data = grown;
+    }
+    this.data.set(values, this.length);
+    this.length += values.length;
+  }
+
   get(index: number): number {
     return this.data[index]!;
   }
