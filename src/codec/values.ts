@@ -3,7 +3,7 @@
  * threshold. The encoding is returned beside the bytes and must be stored with them, so that
  * records written under an older encoding stay readable.
  */
-import { Packr } from 'msgpackr';
+import { C1, Packr } from 'msgpackr';
 import { lz4Compress, lz4Decompress } from './lz4.ts';
 
 /** Encodings, as stored: a byte in a log record, a name in a blob reference. */
@@ -44,13 +44,23 @@ export function encodeValue(value: unknown, compressThreshold = DEFAULT_COMPRESS
 export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
   switch (encoding) {
     case ValueEncoding.msgpack:
-      return packr.unpack(bytes);
+      return unpack(bytes);
     case ValueEncoding.msgpackLz4: {
       if (bytes.length < 4) throw new Error('lz4 value shorter than its length prefix');
       const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      return packr.unpack(lz4Decompress(view.subarray(4), view.readUInt32LE(0)));
+      const length = view.readUInt32LE(0);
+      // lz4 expands at most 255-fold; a larger claim is damage, not data.
+      if (length > (view.length - 4) * 255 + 16) throw new Error(`lz4 value claims ${length} bytes from a ${view.length - 4}-byte block`);
+      return unpack(lz4Decompress(view.subarray(4), length));
     }
     default:
       throw new Error(`unknown value encoding ${encoding}`);
   }
+}
+
+function unpack(bytes: Uint8Array): unknown {
+  const value: unknown = packr.unpack(bytes);
+  // msgpackr returns a placeholder for the never-used byte 0xc1 instead of failing.
+  if (value === C1) throw new Error('value is the never-used msgpack byte 0xc1');
+  return value;
 }

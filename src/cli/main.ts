@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+/** The `roundlog` command. */
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { openFileBlobStore } from '../blobs/file.ts';
+import { RoundlogError } from '../errors.ts';
+import { openFileEventLog } from '../log/file/index.ts';
+import { resolveRoot, rootLayout } from '../root.ts';
+import { UsageError, parse, processIo, table, toJson, type Io } from './args.ts';
+import { demo, demoWorker, timeline } from './demo.ts';
+
+const HELP = `roundlog: crash-proof, rewindable, auditable round logs for training experiments
+
+Usage: roundlog <command> [options]
+
+Commands:
+  demo [--rounds N] [--crash-after K]   run a training loop, SIGKILL it after K rounds, resume, check
+  streams [--json]                      list the streams of the log with their last revision
+  events <stream> [--json] [--from R] [--limit N]
+                                        print the events of a stream
+  verify [--json]                       check every log record and every blob; exit 1 on any problem
+  help                                  this text
+
+Options for every command:
+  --root DIR   the roundlog root (default: $ROUNDLOG_DIR, else ./var)
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      io.out(HELP);
+      return 0;
+    case '--version':
+      io.out(version());
+      return 0;
+    case 'demo': {
+      const { values } = parse(rest, {
+        root: { type: 'string' },
+        rounds: { type: 'string', default: '8' },
+        'crash-after': { type: 'string', default: '3' },
+      });
+      const rounds = positiveInt('--rounds', values.rounds);
+      const crashAfter = positiveInt('--crash-after', values['crash-after']);
+      if (crashAfter >= rounds) throw new UsageError(`--crash-after must be less than --rounds (got ${crashAfter} and ${rounds})`);
+      return demo(resolveRoot(values.root, io.env), rounds, crashAfter, io);
+    }
+    case 'demo-worker': {
+      const { values } = parse(rest, {
+        root: { type: 'string' },
+        stream: { type: 'string' },
+        rounds: { type: 'string' },
+        seed: { type: 'string' },
+      });
+      await demoWorker(resolveRoot(values.root, io.env), values.stream!, Number(values.rounds), Number(values.seed), io);
+      return 0;
+    }
+    case 'streams': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean', default: false } });
+      const log = await openFileEventLog({ dir: rootLayout(resolveRoot(values.root, io.env)).log, readOnly: true });
+      try {
+        const { streams } = await log.listStreams();
+        if (values.json) io.out(toJson(streams));
+        else {
+          for (const line of table(
+            ['stream', 'events', 'first position', 'last position'],
+            streams.map((s) => [s.stream, String(s.lastRevision + 1n), String(s.firstPosition), String(s.lastPosition)]),
+          )) {
+            io.out(line);
+          }
+        }
+      } finally {
+        await log.close();
+      }
+      return 0;
+    }
+    case 'events': {
+      const { values, positionals } = parse(rest, {
+        root: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        from: { type: 'string' },
+        limit: { type: 'string' },
+      });
+      const stream = positionals[0];
+      if (stream === undefined) throw new UsageError('events needs a stream name (see roundlog streams)');
+      const log = await openFileEventLog({ dir: rootLayout(resolveRoot(values.root, io.env)).log, readOnly: true });
+      try {
+        const { events } = await log.readStream(stream, {
+          fromRevision: values.from === undefined ? 'start' : BigInt(nonNegativeInt('--from', values.from)),
+          ...(values.limit === undefined ? {} : { maxCount: nonNegativeInt('--limit', values.limit) }),
+        });
+        if (values.json) io.out(toJson(events));
+        else for (const line of timeline(events)) io.out(line);
+      } finally {
+        await log.close();
+      }
+      return 0;
+    }
+    case 'verify': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean', default: false } });
+      const layout = rootLayout(resolveRoot(values.root, io.env));
+      const log = await openFileEventLog({ dir: layout.log, readOnly: true });
+      const blobs = await openFileBlobStore({ dir: layout.blobs });
+      try {
+        const logResult = await log.verify();
+        const blobResult = await blobs.verify();
+        if (values.json) io.out(toJson({ log: logResult, blobs: blobResult }));
+        else {
+          io.out(`log:   ${logResult.eventsChecked} records, ${logResult.bytesChecked} bytes checked, ${logResult.problems.length} problems`);
+          for (const p of logResult.problems) io.out(`  ${p.file} at byte ${p.offset}: ${p.reason}`);
+          io.out(`blobs: ${blobResult.blobsChecked} blobs, ${blobResult.bytesChecked} bytes checked, ${blobResult.problems.length} problems`);
+          for (const p of blobResult.problems) io.out(`  ${p.file}: ${describeBlobProblem(p)}`);
+        }
+        return logResult.ok && blobResult.ok ? 0 : 1;
+      } finally {
+        await blobs.close();
+        await log.close();
+      }
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+function describeBlobProblem(p: { kind: string; sha256?: string; actual?: string; reason?: string }): string {
+  switch (p.kind) {
+    case 'hash_mismatch':
+      return `blob ${p.sha256} now hashes to ${p.actual}`;
+    case 'unreadable':
+      return `blob ${p.sha256} cannot be read: ${p.reason}`;
+    default:
+      return 'a file that is not a blob';
+  }
+}
+
+function positiveInt(name: string, value: string | undefined): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+function nonNegativeInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name} must be a non-negative integer (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      if (error instanceof RoundlogError) process.stderr.write(`roundlog: ${error.message}\n`);
+      else process.stderr.write(`roundlog: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
+      process.exitCode = error instanceof UsageError ? 2 : 1;
+    },
+  );
+}
