@@ -23,7 +23,8 @@ function recordOffsets(file: string): number[] {
   const data = readFileSync(file);
   const offsets: number[] = [];
   let at = SEGMENT_HEADER;
-  while (at + FRAME_HEADER <= data.length) {
+  // The writer zero-fills ahead of its data: a zero header is the end.
+  while (at + FRAME_HEADER <= data.length && !data.subarray(at, at + FRAME_HEADER).equals(Buffer.alloc(FRAME_HEADER))) {
     offsets.push(at);
     at += FRAME_HEADER + data.readUInt32LE(at);
   }
@@ -63,9 +64,9 @@ test('a log cut in the middle of its last record reopens without it, with a warn
   await filledLog(dir, 20);
   const [segment] = segmentsOf(dir) as [string];
   const offsets = recordOffsets(segment);
-  const size = statSync(segment).size;
   const lastStart = offsets.at(-1)!;
-  const cut = lastStart + Math.floor((size - lastStart) / 2);
+  const lastEnd = lastStart + FRAME_HEADER + readFileSync(segment).readUInt32LE(lastStart);
+  const cut = lastStart + Math.floor((lastEnd - lastStart) / 2);
   truncateSync(segment, cut);
 
   const warnings: FileLogWarning[] = [];
@@ -285,4 +286,47 @@ test('large values are lz4-compressed on disk and read back exactly; small ones 
   const reopened = await openFileEventLog({ dir });
   t.deepEqual((await reopened.readStream('c')).events.map((e) => e.data), [big, { a: 1 }]);
   await reopened.close();
+});
+
+function zeroBytes(file: string, start: number, end: number): void {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.alloc(end - start), 0, end - start, start);
+  closeSync(fd);
+}
+
+test('a last record half written into the zero-filled space ahead of the data is a torn tail, cut off with a warning', async (t) => {
+  const dir = tempDir();
+  await filledLog(dir, 20);
+  const [segment] = segmentsOf(dir) as [string];
+  const lastStart = recordOffsets(segment).at(-1)!;
+  const lastEnd = lastStart + FRAME_HEADER + readFileSync(segment).readUInt32LE(lastStart);
+  t.true(statSync(segment).size > lastEnd, 'the writer zero-fills ahead of its data');
+  zeroBytes(segment, lastStart + 40, lastEnd);
+  // As after a crash before the index caught up with the last write.
+  for (const file of readdirSync(dir)) if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
+
+  const warnings: FileLogWarning[] = [];
+  const log = await openFileEventLog({ dir, onWarning: (w) => warnings.push(w) });
+  t.teardown(() => log.close());
+  const torn = warnings.filter((w) => w.code === 'TORN_TAIL_TRUNCATED');
+  t.is(torn.length, 1);
+  t.is(torn[0]!.bytesDropped, 40);
+  t.is((await log.readAll()).events.length, 19);
+  await log.append('s1', [{ type: 'After', data: null }]);
+  t.true((await log.verify()).ok);
+  await log.close();
+});
+
+test('a zeroed record in the middle, with records after it, is corruption: nothing after it is dropped', async (t) => {
+  const dir = tempDir();
+  await filledLog(dir, 30);
+  for (const file of readdirSync(dir)) if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
+  const [segment] = segmentsOf(dir) as [string];
+  const offsets = recordOffsets(segment);
+  zeroBytes(segment, offsets[12]!, offsets[13]!);
+  const sizeBefore = statSync(segment).size;
+
+  const error = await t.throwsAsync(openFileEventLog({ dir }), { instanceOf: CorruptLogError });
+  t.is(error!.offset, offsets[12]!);
+  t.is(statSync(segment).size, sizeBefore);
 });

@@ -62,30 +62,70 @@ export type FrameCheck =
   | { kind: 'ok'; bodyStart: number; end: number }
   /** The bytes stop before the record does: what a write cut short leaves. */
   | { kind: 'incomplete' }
-  /** The header or body checksum failed; `atEnd` when the record would end exactly at the buffer's end. */
-  | { kind: 'bad'; reason: string; atEnd: boolean }
-  /** Only zero bytes from here to the end: space a crash left unwritten. */
+  /** A checksum failed or the length is impossible; `end` is where the record claims to end, if its header is sound. */
+  | { kind: 'bad'; reason: string; end: number | null }
+  /** Only zero bytes from here to the end: space not yet written (preallocated, or left by a crash). */
   | { kind: 'zeros' };
 
 export function checkFrame(buf: Buffer, offset: number, limit = buf.length): FrameCheck {
   if (limit - offset < FRAME_HEADER_BYTES) {
-    return allZero(buf, offset, limit) ? { kind: 'zeros' } : { kind: 'incomplete' };
+    return isZero(buf, offset, limit) ? { kind: 'zeros' } : { kind: 'incomplete' };
   }
   const bodyLength = buf.readUInt32LE(offset);
   if (buf.readUInt32LE(offset + 8) !== crc32c(buf, offset, offset + 8)) {
-    if (allZero(buf, offset, limit)) return { kind: 'zeros' };
-    return { kind: 'bad', reason: 'record header checksum mismatch', atEnd: false };
+    if (isZero(buf, offset, limit)) return { kind: 'zeros' };
+    return { kind: 'bad', reason: 'record header checksum mismatch', end: null };
   }
   if (bodyLength < 2 || bodyLength > MAX_RECORD_BYTES) {
-    return { kind: 'bad', reason: `record length ${bodyLength} out of range`, atEnd: false };
+    return { kind: 'bad', reason: `record length ${bodyLength} out of range`, end: null };
   }
   const bodyStart = offset + FRAME_HEADER_BYTES;
   const end = bodyStart + bodyLength;
   if (end > limit) return { kind: 'incomplete' };
   if (buf.readUInt32LE(offset + 4) !== crc32c(buf, bodyStart, end)) {
-    return { kind: 'bad', reason: 'record body checksum mismatch', atEnd: end === limit };
+    return { kind: 'bad', reason: 'record body checksum mismatch', end };
   }
   return { kind: 'ok', bodyStart, end };
+}
+
+/**
+ * What a frame that is not a good record means, given every byte from it to the end of the file:
+ * `end` of the data (zeros from here on), a `torn` write (the record's bytes, then only zeros or
+ * the end of the file: a write cut short), or `corrupt` (anything else).
+ */
+export type TailVerdict = { kind: 'end' } | { kind: 'torn'; bytes: number } | { kind: 'corrupt'; reason: string };
+
+export function classifyTail(buf: Buffer, offset: number, check: Exclude<FrameCheck, { kind: 'ok' }>, limit = buf.length): TailVerdict {
+  switch (check.kind) {
+    case 'zeros':
+      return { kind: 'end' };
+    case 'incomplete':
+      return { kind: 'torn', bytes: limit - offset };
+    case 'bad': {
+      const claimedEnd = check.end ?? offset + FRAME_HEADER_BYTES;
+      if (claimedEnd >= limit || isZero(buf, claimedEnd, limit)) {
+        return { kind: 'torn', bytes: lastNonZero(buf, offset, Math.min(claimedEnd, limit)) - offset };
+      }
+      return { kind: 'corrupt', reason: check.reason };
+    }
+  }
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** True when `buf[start, end)` holds only zero bytes. */
+export function isZero(buf: Buffer, start: number, end: number): boolean {
+  for (let at = start; at < end; at += ZEROS.length) {
+    const stop = Math.min(end, at + ZEROS.length);
+    if (!buf.subarray(at, stop).equals(ZEROS.subarray(0, stop - at))) return false;
+  }
+  return true;
+}
+
+function lastNonZero(buf: Buffer, start: number, end: number): number {
+  let i = end;
+  while (i > start && buf[i - 1] === 0) i--;
+  return i;
 }
 
 /** Checks only a frame's 12-byte header; returns the body length, or why the header is bad. */
@@ -96,10 +136,6 @@ export function checkFrameHeader(buf: Buffer, offset: number): { bodyLength: num
   return { bodyLength };
 }
 
-function allZero(buf: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (buf[i] !== 0) return false;
-  return true;
-}
 
 /** Decodes a checked record body; throws a plain Error saying what is wrong. */
 export function decodeRecordBody(buf: Buffer, bodyStart: number, end: number): StoredRecord {

@@ -48,6 +48,8 @@ import {
   SEGMENT_MAGIC,
   checkFrame,
   checkFrameHeader,
+  classifyTail,
+  isZero,
   decodeHeads,
   decodeIndexChunks,
   decodeRecordBody,
@@ -64,7 +66,10 @@ import { U32List } from './u32list.ts';
 
 export type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 
-const DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
+const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
+/** How far ahead of the data the writer zero-fills the active segment. */
+const PREALLOCATE_STEP = 1024 * 1024;
+const ZERO_FILL = Buffer.alloc(PREALLOCATE_STEP);
 /** Index entries are appended to the active segment's index once this many are pending. */
 const INDEX_EVERY = 1024;
 /** Events per page when a subscription catches up from history. */
@@ -77,6 +82,8 @@ type Segment = {
   count: number;
   /** End of the last committed record. */
   size: number;
+  /** Length of the file (the writer zero-fills ahead of `size`; see `extend`). */
+  allocated: number;
   /** Record offsets and stream numbers; null until a sealed segment is first read. */
   offsets: U32List | null;
   streams: U32List | null;
@@ -280,6 +287,7 @@ class FileLog implements FileEventLog {
       file: this.pathOf(base),
       count,
       size: 0,
+      allocated: 0,
       offsets: sealed ? null : new U32List(),
       streams: sealed ? null : new U32List(),
       sealed,
@@ -312,6 +320,7 @@ class FileLog implements FileEventLog {
         if (!isLast) throw new CorruptLogError(segment.file, 0, `segment is ${fileSize} bytes, shorter than its header`);
         if (!this.readOnly) await this.rewriteHeader(segment, fileSize);
         segment.size = SEGMENT_HEADER_BYTES;
+        segment.allocated = SEGMENT_HEADER_BYTES;
         return;
       }
       const header = Buffer.alloc(SEGMENT_HEADER_BYTES);
@@ -320,6 +329,7 @@ class FileLog implements FileEventLog {
         throw new CorruptLogError(segment.file, 0, 'segment header is not a roundlog segment header (wrong magic or version)');
       }
       const tail = await this.loadIndex(segment, handle, fileSize);
+      segment.allocated = fileSize;
       const buf = Buffer.alloc(fileSize - tail);
       if (buf.length > 0) await readFully(handle, buf, tail);
       let offset = 0;
@@ -332,24 +342,20 @@ class FileLog implements FileEventLog {
           continue;
         }
         const at = tail + offset;
-        const torn = check.kind === 'incomplete' || check.kind === 'zeros' || (check.kind === 'bad' && check.atEnd);
-        if (!isLast || !torn) {
-          throw new CorruptLogError(segment.file, at, check.kind === 'bad' ? check.reason : 'record cut short before the end of a sealed segment');
+        const verdict = classifyTail(buf, offset, check);
+        if (verdict.kind === 'corrupt') throw new CorruptLogError(segment.file, at, verdict.reason);
+        if (verdict.kind === 'torn' && !isLast) throw new CorruptLogError(segment.file, at, 'record cut short inside a sealed segment');
+        // A torn record is cut off; so are the unused zeros of a sealed segment whose seal a crash interrupted.
+        if (!this.readOnly && (verdict.kind === 'torn' || !isLast)) {
+          await truncateDurably(segment.file, at);
+          segment.allocated = at;
         }
-        if (!this.readOnly) {
-          const dropped = fileSize - at;
-          const writer = await fs.open(segment.file, 'r+');
-          try {
-            await writer.truncate(at);
-            await writer.datasync();
-          } finally {
-            await writer.close();
-          }
+        if (verdict.kind === 'torn' && !this.readOnly) {
           this.warn({
             code: 'TORN_TAIL_TRUNCATED',
-            message: `truncated ${dropped} bytes of an incomplete record at the end of ${segment.file} (offset ${at}); these bytes were never acknowledged as committed`,
+            message: `truncated ${verdict.bytes} bytes of an incomplete record at the end of ${segment.file} (offset ${at}); these bytes were never acknowledged as committed`,
             file: segment.file,
-            bytesDropped: dropped,
+            bytesDropped: verdict.bytes,
           });
         }
         break;
@@ -565,7 +571,9 @@ class FileLog implements FileEventLog {
         }
         const batch = this.queue.splice(0, take);
         const frames = batch.flatMap((p) => p.frames);
+        const bytes = frames.reduce((sum, f) => sum + f.length, 0);
         try {
+          if (segment.size + bytes > segment.allocated && segment.allocated < this.segmentBytes) await this.extend(segment, segment.size + bytes);
           // The segment is open with O_DSYNC: each write returns once its bytes are durable.
           writeAllAtSync(this.writer!.fd, frames, segment.size);
         } catch (error) {
@@ -647,6 +655,11 @@ class FileLog implements FileEventLog {
     await this.indexWriter?.close();
     this.indexWriter = null;
     await this.writeFullIndex(segment);
+    if (segment.allocated > segment.size) {
+      await this.writer!.truncate(segment.size);
+      await this.writer!.datasync();
+      segment.allocated = segment.size;
+    }
     segment.sealed = true;
     await this.writer?.close();
     this.writer = null;
@@ -677,9 +690,28 @@ class FileLog implements FileEventLog {
     );
   }
 
+  /**
+   * Zero-fills the active segment ahead of the data, up to `needed` bytes and at least one
+   * step further (never past the segment size). Overwriting blocks that already belong to
+   * the file makes a durable write cheaper than growing the file, whose new length the file
+   * system must also journal.
+   */
+  private async extend(segment: Segment, needed: number): Promise<void> {
+    const target = Math.min(this.segmentBytes, Math.max(needed, segment.allocated + PREALLOCATE_STEP));
+    if (target <= segment.allocated) return;
+    let at = segment.allocated;
+    while (at < target) {
+      const n = Math.min(ZERO_FILL.length, target - at);
+      const { bytesWritten } = await this.writer!.write(ZERO_FILL, 0, n, at);
+      at += bytesWritten;
+    }
+    segment.allocated = target;
+  }
+
   private async startSegment(): Promise<void> {
     const segment = this.newSegment(this.committed, 0, false);
     segment.size = SEGMENT_HEADER_BYTES;
+    segment.allocated = SEGMENT_HEADER_BYTES;
     const handle = await fs.open(segment.file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_RDWR | fsConstants.O_DSYNC);
     try {
       await handle.write(SEGMENT_MAGIC, 0, SEGMENT_HEADER_BYTES, 0);
@@ -780,9 +812,19 @@ class FileLog implements FileEventLog {
     const handle = await this.readerOf(segment);
     const fileSize = (await handle.stat()).size;
     if (chunk !== undefined && chunk.offsets.length === expected && indexLooksValid(chunk, fileSize, this.streamsByNum.length)) {
+      const last = expected === 0 ? null : chunk.offsets[expected - 1]!;
+      let size = SEGMENT_HEADER_BYTES;
+      if (last !== null) {
+        const header = Buffer.alloc(FRAME_HEADER_BYTES);
+        await handle.read(header, 0, FRAME_HEADER_BYTES, last);
+        const check = checkFrameHeader(header, 0);
+        if ('reason' in check) throw new CorruptLogError(segment.file, last, `${check.reason} (a record the index lists as committed)`);
+        size = last + FRAME_HEADER_BYTES + check.bodyLength;
+      }
       segment.offsets = U32List.from(chunk.offsets);
       segment.streams = U32List.from(chunk.streams);
-      segment.size = fileSize;
+      segment.size = size;
+      segment.allocated = fileSize;
       segment.indexed = expected;
       return;
     }
@@ -795,6 +837,7 @@ class FileLog implements FileEventLog {
     let offset = SEGMENT_HEADER_BYTES;
     while (offset < data.length) {
       const check = checkFrame(data, offset);
+      if (check.kind === 'zeros') break;
       if (check.kind !== 'ok') {
         throw new CorruptLogError(segment.file, offset, check.kind === 'bad' ? check.reason : 'record cut short inside a sealed segment');
       }
@@ -813,7 +856,8 @@ class FileLog implements FileEventLog {
     }
     segment.offsets = loaded.offsets;
     segment.streams = loaded.streams;
-    segment.size = fileSize;
+    segment.size = offset;
+    segment.allocated = fileSize;
     segment.indexed = expected;
     if (!this.readOnly) {
       this.warn({ code: 'INDEX_REBUILT', message: `rebuilt the index of ${segment.file} from its records`, file: segment.file + INDEX_SUFFIX });
@@ -1013,13 +1057,18 @@ class FileLog implements FileEventLog {
     const handle = await this.readerOf(segment);
     const fileSize = (await handle.stat()).size;
     if (fileSize <= segment.size) return;
+    // The writer zero-fills ahead of its data: a zero header means nothing new yet.
+    const probe = Buffer.alloc(Math.min(FRAME_HEADER_BYTES, fileSize - segment.size));
+    await readFully(handle, probe, segment.size);
+    if (isZero(probe, 0, probe.length)) return;
     const buf = Buffer.allocUnsafe(fileSize - segment.size);
     await readFully(handle, buf, segment.size);
     let offset = 0;
     while (offset < buf.length) {
       const check = checkFrame(buf, offset);
       if (check.kind !== 'ok') {
-        if (check.kind === 'bad' && !check.atEnd) throw new CorruptLogError(segment.file, segment.size + offset, check.reason);
+        const verdict = classifyTail(buf, offset, check);
+        if (verdict.kind === 'corrupt') throw new CorruptLogError(segment.file, segment.size + offset, verdict.reason);
         break;
       }
       const record = this.decodeAt(segment.file, segment.size + offset, buf, check.bodyStart, check.end);
@@ -1028,6 +1077,7 @@ class FileLog implements FileEventLog {
     }
     segment.size += offset;
   }
+
 
   // ---- verify and close ----------------------------------------------------------------
 
@@ -1058,6 +1108,7 @@ class FileLog implements FileEventLog {
       let position = segment.base;
       while (offset < limit) {
         const check = checkFrame(data, offset, limit);
+        if (check.kind === 'zeros') break;
         if (check.kind !== 'ok') {
           problems.push({
             file: segment.file,
@@ -1182,6 +1233,16 @@ async function writeFileDurably(file: string, data: Buffer): Promise<void> {
   }
   await fs.rename(temp, file);
   await syncDir(path.dirname(file));
+}
+
+async function truncateDurably(file: string, length: number): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    await handle.truncate(length);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {
