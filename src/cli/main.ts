@@ -8,6 +8,7 @@ import { openFileEventLog } from '../log/file/index.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { UsageError, parse, processIo, table, toJson, type Io } from './args.ts';
 import { demo, demoWorker, timeline } from './demo.ts';
+import { VERSION } from '../version.ts';
 
 const HELP = `roundlog: crash-proof, rewindable, auditable round logs for training experiments
 
@@ -25,10 +26,6 @@ Options for every command:
   --root DIR   the roundlog root (default: $ROUNDLOG_DIR, else ./var)
 `;
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
@@ -40,7 +37,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       io.out(HELP);
       return 0;
     case '--version':
-      io.out(version());
+      io.out(VERSION);
       return 0;
     case 'demo': {
       const { values } = parse(rest, {

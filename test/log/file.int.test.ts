@@ -330,3 +330,16 @@ test('a zeroed record in the middle, with records after it, is corruption: nothi
   t.is(error!.offset, offsets[12]!);
   t.is(statSync(segment).size, sizeBefore);
 });
+
+test('with lockWaitMs, a writer waits for the lock held by another process and gets it once released', async (t) => {
+  const dir = tempDir();
+  const holder = spawnTs('file-log-child.ts', ['hold-lock', dir]);
+  t.teardown(() => holder.process.kill('SIGKILL'));
+  await holder.waitFor((l) => l.startsWith('locked'));
+  const opening = openFileEventLog({ dir, lockWaitMs: 30_000 });
+  holder.process.stdin!.end();
+  const log = await opening;
+  t.is((await holder.exited).code, 0);
+  await log.append('s', [{ type: 'T', data: 1 }]);
+  await log.close();
+});

@@ -11,6 +11,7 @@ import { Observable } from 'rxjs';
 import { ClosedError, InvalidArgumentError } from '../../errors.ts';
 import {
   CorruptLogError,
+  LogLockedError,
   LogReadOnlyError,
   LogWriteFailedError,
   StreamNotFoundError,
@@ -139,13 +140,22 @@ export async function openFileEventLog(options: FileEventLogOptions): Promise<Fi
   let lock: HeldLock | null = null;
   if (!readOnly) {
     await fs.mkdir(dir, { recursive: true });
-    lock = await acquireLock(dir, (previous) =>
+    const onReclaim = (previous: string) =>
       warn({
         code: 'STALE_LOCK_RECLAIMED',
         message: `reclaimed the writer lock of ${dir} left by ${previous}, which is no longer running`,
         file: path.join(dir, 'LOCK'),
-      }),
-    );
+      });
+    const deadline = Date.now() + (options.lockWaitMs ?? 0);
+    for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+      try {
+        lock = await acquireLock(dir, onReclaim);
+        break;
+      } catch (error) {
+        if (!(error instanceof LogLockedError) || Date.now() + delay > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
   const log = new FileLog(dir, readOnly, lock, segmentBytes, options, warn);
   try {

@@ -19,6 +19,11 @@ export type FileEventLogOptions = {
   clock?: () => Date;
   /** Injected id source for events given without an id. Default `crypto.randomUUID`. */
   newId?: () => string;
+  /**
+   * When another process holds the writer lock, keep trying this long before failing with
+   * `LogLockedError`. Default 0: fail at once.
+   */
+  lockWaitMs?: number;
   /** How often a read-only follower looks for new records, in ms. Default 50. */
   pollIntervalMs?: number;
 };

@@ -1,0 +1,122 @@
+/** Typed errors of the experiment engine: history, resume, breakpoints. */
+import { RoundlogError } from '../errors.ts';
+
+/** A stream holds an event this release does not know (a newer release wrote it, or it was damaged). */
+export class UnknownEventError extends RoundlogError {
+  readonly code = 'UNKNOWN_EVENT' as const;
+  constructor(
+    readonly stream: string,
+    readonly revision: bigint,
+    readonly eventType: string,
+  ) {
+    super(
+      `event ${revision} of stream ${JSON.stringify(stream)} is a ${JSON.stringify(eventType)}, which this release of roundlog ` +
+        `cannot read; upgrade roundlog to the release that wrote it`,
+    );
+  }
+}
+
+/** No experiment answers to the name, id or path given. */
+export class ExperimentNotFoundError extends RoundlogError {
+  readonly code = 'EXPERIMENT_NOT_FOUND' as const;
+  constructor(
+    readonly experiment: string,
+    readonly root: string,
+  ) {
+    super(`no experiment ${JSON.stringify(experiment)} in the roundlog root ${root}; run 'roundlog ls' to list the experiments`);
+  }
+}
+
+/** Another process changed the experiment since this one read it. */
+export class ConcurrentModificationError extends RoundlogError {
+  readonly code = 'CONCURRENT_MODIFICATION' as const;
+  constructor(
+    readonly experiment: string,
+    readonly expectedRevision: bigint | 'no_stream',
+    readonly actualRevision: bigint | 'no_stream',
+    cause?: unknown,
+  ) {
+    super(
+      `experiment ${experiment} was changed by another process (expected its history at revision ${String(expectedRevision)}, ` +
+        `found ${String(actualRevision)}); only one process may run an experiment at a time: stop the other one, ` +
+        `then load the experiment again`,
+      { cause },
+    );
+  }
+}
+
+/** Asked for the state at a round the experiment has not completed. */
+export class RoundNotFoundError extends RoundlogError {
+  readonly code = 'ROUND_NOT_FOUND' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    readonly roundCurrent: number,
+  ) {
+    super(
+      `experiment ${experiment} has no completed round ${round} on its current branch (${roundCurrent} rounds completed, ` +
+        `indexes 0 to ${roundCurrent - 1})`,
+    );
+  }
+}
+
+/** No breakpoint to load where one was asked for. */
+export class NoBreakpointError extends RoundlogError {
+  readonly code = 'NO_BREAKPOINT' as const;
+  constructor(
+    readonly experiment: string,
+    readonly newest: string | null,
+  ) {
+    super(
+      `experiment ${experiment} has no breakpoint (it saved none, or completed no round)` +
+        (newest === null
+          ? '; no experiment in this root has one either'
+          : `; the newest breakpoint in this root is ${newest}: pass its path to loadBreakpoint to continue from it`),
+    );
+  }
+}
+
+/** A breakpoint folder is damaged, or disagrees with the log. */
+export class BreakpointCorruptError extends RoundlogError {
+  readonly code = 'BREAKPOINT_CORRUPT' as const;
+  constructor(
+    readonly folder: string,
+    readonly file: string,
+    readonly reason: string,
+  ) {
+    super(`breakpoint ${folder} is not usable: ${file}: ${reason}. Load another breakpoint, or rebuild this one from the log`);
+  }
+}
+
+/** The training plan's source differs from the one the experiment recorded. */
+export class TrainingPlanChangedError extends RoundlogError {
+  readonly code = 'TRAINING_PLAN_CHANGED' as const;
+  constructor(
+    readonly module: string,
+    readonly recorded: string,
+    readonly actual: string,
+  ) {
+    super(
+      `the training plan ${module} changed since the experiment recorded it (sha256 ${recorded.slice(0, 12)}… then, ` +
+        `${actual.slice(0, 12)}… now); restore the recorded version, or pass acceptPlanChange: true to continue with ` +
+        `the new one (the change is recorded in the experiment's history)`,
+    );
+  }
+}
+
+/** A node failed or timed out during a round; nothing of that round was committed. */
+export class NodeFailedError extends RoundlogError {
+  readonly code = 'NODE_FAILED' as const;
+  constructor(
+    readonly node: string,
+    readonly round: number,
+    readonly reason: string,
+    cause?: unknown,
+  ) {
+    super(
+      `node ${JSON.stringify(node)} failed in round ${round}: ${reason}; nothing of this round was committed, ` +
+        `run again to retry it`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * The low-level API for any training loop: open a round log under a root, start an experiment,
+ * record each round (parameters to the blob store, one `RoundCompleted` event that references
+ * them), and ask for the state at the last or any round. The `Experiment` facade is built on it.
+ *
+ * The event log is opened for each write and closed after it, waiting for the writer lock, so
+ * several processes can run experiments in one root; optimistic concurrency on the experiment's
+ * stream keeps two processes from running the same experiment.
+ */
+import { randomInt, randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { openFileBlobStore, type FileBlobStore } from '../blobs/file.ts';
+import type { BlobRef } from '../blobs/types.ts';
+import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { StreamNotFoundError, WrongExpectedRevisionError } from '../log/errors.ts';
+import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
+import type { EventData, RecordedEvent } from '../log/types.ts';
+import { resolveRoot, rootLayout } from '../root.ts';
+import {
+  REGISTRY_STREAM,
+  experimentFolderName,
+  experimentStream,
+  type Actor,
+  type ExperimentCreated,
+  type ExperimentEvent,
+  type ExperimentRegistered,
+  type FederatedSetup,
+  type ImportedFrom,
+  type NodeReplied,
+  type RoundCompleted,
+} from '../experiment/events.ts';
+import { evolve, initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
+import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from './errors.ts';
+import { VERSION } from '../version.ts';
+
+export type OpenRoundLogOptions = {
+  /** The root folder; default `ROUNDLOG_DIR`, else `./var`. */
+  root?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Injected clock for event timestamps. */
+  clock?: () => Date;
+  /** Injected id source (experiment ids, event ids). */
+  newId?: () => string;
+  /** Who acts, recorded on creation, resume and rewind. Default: this user, host and process. */
+  actor?: Actor;
+  /** How long a write waits for another process's writer lock. Default 30 s. */
+  lockWaitMs?: number;
+};
+
+export type CreateExperimentOptions = {
+  /** Folder name under `<root>/experiments`; default `Experiment_NNNN` with the allocated number. */
+  folder?: string;
+  /** Rounds after which `run()` stops; null for none. Default null. */
+  roundLimit?: number | null;
+  /** Seed every random draw derives from. Default: a random one, recorded. */
+  seed?: number;
+  saveBreakpoints?: boolean;
+  /** Parameters before the first round. */
+  initialParams?: TensorSet | null;
+  /** Any serializable settings of the caller's own, kept in the `ExperimentCreated` event. */
+  config?: unknown;
+  federated?: FederatedSetup | null;
+  importedFrom?: ImportedFrom | null;
+};
+
+export type RecordRoundOptions = {
+  /** Must be `roundCurrent()`; given, it is checked. */
+  round?: number;
+  params: TensorSet;
+  /** Anything else needed to continue, serializable (optimizer state, RNG state, ...). */
+  state?: unknown;
+  metrics?: Record<string, number>;
+  nodes?: RoundCompleted['nodes'];
+  /** Events recorded atomically with the round, before its `RoundCompleted` (federated replies). */
+  replies?: readonly Omit<NodeReplied, 'v'>[];
+  attempt?: number;
+  durationMs?: number;
+  /** Default: the experiment's `saveBreakpoints` setting. */
+  breakpoint?: boolean;
+};
+
+export type RoundState = Readonly<{
+  round: number;
+  params: TensorSet;
+  paramsRef: BlobRef;
+  state: unknown;
+  metrics: Readonly<Record<string, number>>;
+  settings: Settings;
+  record: RoundRecord;
+}>;
+
+export type ExperimentSummary = Readonly<{ number: number; experimentId: string; folder: string; stream: string }>;
+
+export interface RoundLog {
+  readonly root: string;
+  readonly blobs: FileBlobStore;
+  readonly actor: Actor;
+  createExperiment(options?: CreateExperimentOptions): Promise<ExperimentHandle>;
+  /** By id, by folder name (`Experiment_0003`), or by stream name. */
+  openExperiment(experiment: string): Promise<ExperimentHandle>;
+  listExperiments(): Promise<readonly ExperimentSummary[]>;
+  /** Runs `fn` with the log opened for writing (waiting for the writer lock), then closes it. */
+  withWriter<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T>;
+  /** Runs `fn` with the log opened read-only, then closes it. */
+  withReader<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export async function openRoundLog(options: OpenRoundLogOptions = {}): Promise<RoundLog> {
+  const root = resolveRoot(options.root, options.env);
+  const layout = rootLayout(root);
+  const blobs = await openFileBlobStore({ dir: layout.blobs });
+  return new FileRoundLog(root, blobs, options);
+}
+
+class FileRoundLog implements RoundLog {
+  readonly actor: Actor;
+  readonly clock: () => Date;
+  readonly newId: () => string;
+  private readonly lockWaitMs: number;
+
+  constructor(
+    readonly root: string,
+    readonly blobs: FileBlobStore,
+    options: OpenRoundLogOptions,
+  ) {
+    this.actor = options.actor ?? { user: os.userInfo().username, host: os.hostname(), pid: process.pid };
+    this.clock = options.clock ?? (() => new Date());
+    this.newId = options.newId ?? randomUUID;
+    this.lockWaitMs = options.lockWaitMs ?? 30_000;
+  }
+
+  async withWriter<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T> {
+    const log = await openFileEventLog({ dir: rootLayout(this.root).log, lockWaitMs: this.lockWaitMs, clock: this.clock, newId: this.newId });
+    try {
+      return await fn(log);
+    } finally {
+      await log.close();
+    }
+  }
+
+  async withReader<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T> {
+    const log = await openFileEventLog({ dir: rootLayout(this.root).log, readOnly: true });
+    try {
+      return await fn(log);
+    } finally {
+      await log.close();
+    }
+  }
+
+  async listExperiments(): Promise<readonly ExperimentSummary[]> {
+    return this.withReader(readRegistry);
+  }
+
+  async createExperiment(options: CreateExperimentOptions = {}): Promise<ExperimentHandle> {
+    const roundLimit = options.roundLimit ?? null;
+    if (roundLimit !== null && (!Number.isInteger(roundLimit) || roundLimit < 0)) {
+      throw new InvalidArgumentError('roundLimit', 'must be a non-negative integer or null', roundLimit);
+    }
+    const seed = options.seed ?? randomInt(0, 2 ** 31);
+    if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError('seed', 'must be a safe integer', seed);
+    if (options.folder !== undefined) checkFolderName(options.folder);
+    const initialParams = options.initialParams ? await this.putTensors(options.initialParams) : null;
+    const experimentId = this.newId();
+    const stream = experimentStream(experimentId);
+    const events = await this.withWriter(async (log) => {
+      // The number comes from the registry stream, so two experiments never share one.
+      const registry = await readRegistryStream(log);
+      const number = registry.entries.length;
+      const folder = options.folder ?? experimentFolderName(number);
+      if (registry.entries.some((e) => e.folder === folder)) {
+        throw new InvalidArgumentError('folder', 'must not be the folder of another experiment of this root', folder);
+      }
+      const registered: ExperimentRegistered = { v: 1, number, experimentId, folder, stream };
+      await log.append(REGISTRY_STREAM, [{ type: 'ExperimentRegistered', data: registered }], {
+        expectedRevision: registry.lastRevision ?? 'no_stream',
+      });
+      const created: ExperimentCreated = {
+        v: 1,
+        experimentId,
+        number,
+        folder,
+        roundLimit,
+        seed,
+        saveBreakpoints: options.saveBreakpoints ?? false,
+        initialParams,
+        config: options.config ?? null,
+        federated: options.federated ?? null,
+        createdBy: this.actor,
+        roundlogVersion: VERSION,
+        importedFrom: options.importedFrom ?? null,
+      };
+      await log.append(stream, [{ type: 'ExperimentCreated', data: created }], { expectedRevision: 'no_stream' });
+      return (await log.readStream(stream)).events;
+    });
+    return new ExperimentHandle(this, stream, replay(events));
+  }
+
+  async openExperiment(experiment: string): Promise<ExperimentHandle> {
+    const { stream, events } = await this.withReader(async (log) => {
+      const entries = await readRegistry(log);
+      const entry = entries.find((e) => e.experimentId === experiment || e.folder === experiment || e.stream === experiment);
+      if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
+      return { stream: entry.stream, events: (await log.readStream(entry.stream)).events };
+    });
+    return new ExperimentHandle(this, stream, replay(events));
+  }
+
+  async putTensors(tensors: TensorSet): Promise<BlobRef> {
+    const { encoding, chunks } = encodeTensorChunks(tensors);
+    return (await this.blobs.putStream(chunks, { encoding })).ref;
+  }
+
+  async getTensors(ref: BlobRef): Promise<TensorSet> {
+    return decodeTensors(ref.encoding, await this.blobs.get(ref), { source: `blob ${ref.sha256}` });
+  }
+
+  async close(): Promise<void> {
+    await this.blobs.close();
+  }
+}
+
+function checkFolderName(folder: string): void {
+  if (typeof folder !== 'string' || folder.length === 0 || folder !== path.basename(folder) || folder.startsWith('.') || folder === 'superseded') {
+    throw new InvalidArgumentError('folder', 'must be a plain folder name (no path separator, not hidden)', folder);
+  }
+}
+
+async function readRegistryStream(log: FileEventLog): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
+  try {
+    const { events, lastRevision } = await log.readStream(REGISTRY_STREAM);
+    return { entries: events.map((e) => e.data as ExperimentRegistered), lastRevision };
+  } catch (error) {
+    if (error instanceof StreamNotFoundError) return { entries: [], lastRevision: null };
+    throw error;
+  }
+}
+
+async function readRegistry(log: FileEventLog): Promise<ExperimentRegistered[]> {
+  return (await readRegistryStream(log)).entries;
+}
+
+/** One experiment: its state, kept in step with its stream, and the operations that extend it. */
+export class ExperimentHandle {
+  constructor(
+    readonly roundLog: RoundLog,
+    readonly stream: string,
+    private current: ExperimentState,
+  ) {}
+
+  get state(): ExperimentState {
+    return this.current;
+  }
+
+  get id(): string {
+    return this.created.experimentId;
+  }
+
+  get created(): ExperimentCreated {
+    return this.current.created!;
+  }
+
+  roundCurrent(): number {
+    return roundCurrent(this.current);
+  }
+
+  /** Reads the stream again, for changes made by other handles or processes. */
+  async refresh(): Promise<ExperimentState> {
+    const events = await this.roundLog.withReader(async (log) => (await log.readStream(this.stream)).events);
+    this.current = replay(events);
+    return this.current;
+  }
+
+  /**
+   * Appends events to the experiment's stream, expecting it unchanged since this handle last saw
+   * it; another writer in between is a `ConcurrentModificationError`. Returns the recorded events.
+   */
+  async append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
+    const expected = this.current.revision;
+    const recorded = await this.roundLog.withWriter(async (log) => {
+      try {
+        await log.append(this.stream, events as readonly EventData[], { expectedRevision: expected < 0n ? 'no_stream' : expected });
+      } catch (error) {
+        if (error instanceof WrongExpectedRevisionError) {
+          throw new ConcurrentModificationError(this.created.folder, expected < 0n ? 'no_stream' : expected, error.actual, error);
+        }
+        throw error;
+      }
+      return (await log.readStream(this.stream, { fromRevision: expected + 1n })).events;
+    });
+    for (const event of recorded) this.current = evolve(this.current, event);
+    return recorded;
+  }
+
+  /** Records a completed round: parameters to the blob store, then one atomic append. */
+  async recordRound(options: RecordRoundOptions): Promise<RoundRecord> {
+    const round = this.roundCurrent();
+    if (options.round !== undefined && options.round !== round) {
+      throw new InvalidArgumentError('round', `must be the next round of experiment ${this.created.folder}, ${round}`, options.round);
+    }
+    const rl = this.roundLog as FileRoundLog;
+    const params = await rl.putTensors(options.params);
+    const attempt = options.attempt ?? (this.current.attempts[round] ?? 0) + (this.current.openAttempt?.round === round ? 0 : 1);
+    const completed: RoundCompleted = {
+      v: 1,
+      round,
+      attempt,
+      params,
+      state: options.state ?? null,
+      nodes: options.nodes ?? [],
+      metrics: options.metrics ?? {},
+      breakpoint: options.breakpoint ?? this.current.settings.saveBreakpoints,
+      durationMs: options.durationMs ?? 0,
+    };
+    const replies: ExperimentEvent[] = (options.replies ?? []).map((reply) => ({ type: 'NodeReplied', data: { v: 1, ...reply } }));
+    await this.append([...replies, { type: 'RoundCompleted', data: completed }]);
+    return this.current.rounds[round]!;
+  }
+
+  /** The state after round `round` (0-based) of the current branch, or after the last one. */
+  async loadRound(round: number | 'last' = 'last'): Promise<RoundState> {
+    const index = round === 'last' ? this.roundCurrent() - 1 : round;
+    const record = this.current.rounds[index];
+    if (record === undefined) throw new RoundNotFoundError(this.created.folder, index, this.roundCurrent());
+    const rl = this.roundLog as FileRoundLog;
+    return {
+      round: index,
+      params: await rl.getTensors(record.params),
+      paramsRef: record.params,
+      state: record.state,
+      metrics: record.metrics,
+      settings: record.settings,
+      record,
+    };
+  }
+
+  /** Tensors stored under a ref (initial parameters, a node's reply). */
+  async tensors(ref: BlobRef): Promise<TensorSet> {
+    return (this.roundLog as FileRoundLog).getTensors(ref);
+  }
+}
+
+export { initialState };

@@ -1,0 +1,171 @@
+/**
+ * The event catalogue of an experiment stream (`experiment-<uuid>`) and of the experiment
+ * registry stream. Events are plain data with a schema version `v`; they never carry tensors,
+ * only `BlobRef`s. Storage facts (revision, position, time) are on the log's envelope.
+ */
+import type { BlobRef } from '../blobs/types.ts';
+
+/** Where the training plan's code is, relative to the workspace, and the hash of its source. */
+export type TrainingPlanRef = Readonly<{
+  /** Module path relative to the workspace root, with forward slashes. */
+  module: string;
+  /** Name of the export holding the plan. */
+  export: string;
+  /** SHA-256 of the module's source when the experiment was created (or last accepted). */
+  sha256: string;
+  /** That source, in the blob store, for audit and for breakpoint folders. */
+  source: BlobRef;
+}>;
+
+/** An aggregator or a strategy as recorded: enough to rebuild it. */
+export type ComponentRef = Readonly<{ name: string; config: Readonly<Record<string, unknown>> }>;
+
+/** Who did something, and from where. */
+export type Actor = Readonly<{ user: string; host: string; pid: number }>;
+
+export type ExperimentCreated = Readonly<{
+  v: 1;
+  experimentId: string;
+  /** Number allocated through the registry stream; the folder is `Experiment_<4 digits>`. */
+  number: number;
+  folder: string;
+  roundLimit: number | null;
+  seed: number;
+  saveBreakpoints: boolean;
+  /** Parameters before the first round, or null when the loop starts without any. */
+  initialParams: BlobRef | null;
+  /** The caller's own settings, any serializable value. */
+  config: unknown;
+  /** The federated setup, for experiments run by the `Experiment` facade. */
+  federated: FederatedSetup | null;
+  createdBy: Actor;
+  roundlogVersion: string;
+  /** Set when the experiment continues a breakpoint folder carried from another root. */
+  importedFrom: ImportedFrom | null;
+}>;
+
+export type FederatedSetup = Readonly<{
+  tags: readonly string[];
+  /** Node ids the experiment was restricted to, or null for every node with matching data. */
+  nodes: readonly string[] | null;
+  trainingPlan: TrainingPlanRef;
+  modelArgs: Readonly<Record<string, unknown>>;
+  trainingArgs: Readonly<Record<string, unknown>>;
+  aggregator: ComponentRef;
+  strategy: ComponentRef;
+}>;
+
+export type ImportedFrom = Readonly<{
+  experimentId: string;
+  folder: string;
+  /** Index of the round the imported breakpoint was taken after. */
+  round: number;
+  logPosition: string;
+  /** SHA-256 of the imported breakpoint.json. */
+  breakpointSha256: string;
+  params: BlobRef;
+  state: unknown;
+}>;
+
+export type RoundStarted = Readonly<{ v: 1; round: number; attempt: number; nodes: readonly string[] }>;
+
+export type NodeReplied = Readonly<{
+  v: 1;
+  round: number;
+  attempt: number;
+  node: string;
+  sampleSize: number;
+  params: BlobRef;
+  metrics: Readonly<Record<string, number>>;
+  durationMs: number;
+}>;
+
+export type RoundCompleted = Readonly<{
+  v: 1;
+  round: number;
+  attempt: number;
+  /** The parameters after this round (the aggregated ones, in a federated experiment). */
+  params: BlobRef;
+  /** Everything else needed to continue: any serializable value (aggregator and strategy state, RNG). */
+  state: unknown;
+  /** The nodes that replied, in a federated experiment; empty otherwise. */
+  nodes: ReadonlyArray<Readonly<{ node: string; sampleSize: number; metrics: Readonly<Record<string, number>> }>>;
+  metrics: Readonly<Record<string, number>>;
+  /** Whether a breakpoint folder is materialized for this round. */
+  breakpoint: boolean;
+  durationMs: number;
+}>;
+
+export type SettingsChanged = Readonly<{
+  v: 1;
+  roundLimit?: number | null;
+  trainingArgs?: Readonly<Record<string, unknown>>;
+  saveBreakpoints?: boolean;
+  /** A changed training plan accepted on resume. */
+  trainingPlan?: TrainingPlanRef;
+  by: Actor;
+}>;
+
+export type Resumed = Readonly<{
+  v: 1;
+  /** `roundCurrent()` at the resume: the number of completed rounds it continues from. */
+  roundCurrent: number;
+  /** The breakpoint folder loaded, relative to the experiment folder, or null. */
+  breakpoint: string | null;
+  by: Actor;
+}>;
+
+export type Rewound = Readonly<{
+  v: 1;
+  /** `roundCurrent()` after the rewind: rounds with index >= this are superseded. */
+  roundCurrent: number;
+  reason: string;
+  supersededRounds: readonly number[];
+  by: Actor;
+}>;
+
+export type ForkedFrom = Readonly<{
+  v: 1;
+  parentId: string;
+  parentFolder: string;
+  parentRound: number;
+  parentPosition: string;
+}>;
+
+export type ExperimentFinished = Readonly<{ v: 1; roundCurrent: number }>;
+
+export type ExperimentEvent =
+  | { type: 'ExperimentCreated'; data: ExperimentCreated }
+  | { type: 'RoundStarted'; data: RoundStarted }
+  | { type: 'NodeReplied'; data: NodeReplied }
+  | { type: 'RoundCompleted'; data: RoundCompleted }
+  | { type: 'SettingsChanged'; data: SettingsChanged }
+  | { type: 'Resumed'; data: Resumed }
+  | { type: 'Rewound'; data: Rewound }
+  | { type: 'ForkedFrom'; data: ForkedFrom }
+  | { type: 'ExperimentFinished'; data: ExperimentFinished };
+
+export type ExperimentEventType = ExperimentEvent['type'];
+
+/** The registry stream: one event per experiment, in order of creation. */
+export const REGISTRY_STREAM = 'roundlog.experiments';
+
+export type ExperimentRegistered = Readonly<{
+  v: 1;
+  number: number;
+  experimentId: string;
+  folder: string;
+  stream: string;
+}>;
+
+export function experimentStream(experimentId: string): string {
+  return `experiment-${experimentId}`;
+}
+
+export function experimentFolderName(number: number): string {
+  return `Experiment_${String(number).padStart(4, '0')}`;
+}
+
+export function breakpointFolderName(round: number): string {
+  return `breakpoint_${String(round).padStart(4, '0')}`;
+}
