@@ -112,6 +112,8 @@ export type Resumed = Readonly<{
   roundCurrent: number;
   /** The breakpoint folder loaded, relative to the experiment folder, or null. */
   breakpoint: string | null;
+  /** The experiment's folder from now on, when it was renamed (a name under `<root>/experiments`); else null. */
+  folder: string | null;
   by: Actor;
 }>;
 

@@ -42,6 +42,8 @@ export type RoundRecord = Readonly<{
 
 export type ExperimentState = Readonly<{
   created: ExperimentCreated | null;
+  /** The experiment's folder name under `<root>/experiments` (renamed folders are followed). */
+  folder: string;
   settings: Settings;
   /** The completed rounds of the current branch, by round index. `rounds.length` is `roundCurrent()`. */
   rounds: readonly RoundRecord[];
@@ -60,6 +62,7 @@ export type ExperimentState = Readonly<{
 
 export const initialState: ExperimentState = Object.freeze({
   created: null,
+  folder: '',
   settings: Object.freeze({ roundLimit: null, saveBreakpoints: false, trainingArgs: Object.freeze({}), trainingPlan: null }),
   rounds: Object.freeze([]) as readonly RoundRecord[],
   superseded: Object.freeze([]) as readonly RoundRecord[],
@@ -106,6 +109,7 @@ export function evolve(state: ExperimentState, recorded: RecordedEvent): Experim
       return {
         ...next,
         created,
+        folder: created.folder,
         settings: {
           roundLimit: created.roundLimit,
           saveBreakpoints: created.saveBreakpoints,
@@ -157,7 +161,7 @@ export function evolve(state: ExperimentState, recorded: RecordedEvent): Experim
       };
     }
     case 'Resumed':
-      return { ...next, openAttempt: null };
+      return { ...next, openAttempt: null, folder: event.data.folder ?? state.folder };
     case 'Rewound': {
       const keep = event.data.roundCurrent;
       return {

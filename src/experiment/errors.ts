@@ -1,0 +1,181 @@
+/** Typed errors of the federated domain: aggregation, node selection, dataset selection, registries. */
+import { RoundlogError, formatValue } from '../errors.ts';
+
+/** An aggregator was asked to aggregate a round in which no node replied. */
+export class NoRepliesError extends RoundlogError {
+  readonly code = 'NO_REPLIES' as const;
+  constructor(readonly aggregator: string) {
+    super(
+      `aggregator ${JSON.stringify(aggregator)} got no node replies to aggregate; a round needs at least one ` +
+        `successful reply: check that the selected nodes are running and that their training did not fail`,
+    );
+  }
+}
+
+/** What differs between a node's parameters and those of the reference node. */
+export type TensorMismatchKind = 'missing' | 'unexpected' | 'dtype' | 'shape';
+
+/**
+ * Two nodes replied with parameters of different structure: a tensor one has and the other lacks, or
+ * a tensor whose dtype or shape differs. The reference node is the first reply in node-id order.
+ */
+export class MismatchedTensorsError extends RoundlogError {
+  readonly code = 'MISMATCHED_TENSORS' as const;
+  constructor(
+    readonly aggregator: string,
+    readonly node: string,
+    readonly tensor: string,
+    readonly kind: TensorMismatchKind,
+    readonly referenceNode: string,
+    /** The reference node's dtype or shape; `undefined` when it lacks the tensor. */
+    readonly expected: unknown,
+    /** This node's dtype or shape; `undefined` when it lacks the tensor. */
+    readonly received: unknown,
+  ) {
+    super(
+      `aggregator ${JSON.stringify(aggregator)} cannot combine the parameters of node ${JSON.stringify(node)}: ` +
+        `${describeMismatch(kind, node, tensor, referenceNode, expected, received)}. Every node must train the ` +
+        `same model: check that all nodes ran the same training plan with the same model args`,
+    );
+  }
+}
+
+/** The replies to aggregate hold no samples at all, so no weighted average exists. */
+export class ZeroSampleSizeError extends RoundlogError {
+  readonly code = 'ZERO_SAMPLE_SIZE' as const;
+  constructor(
+    readonly aggregator: string,
+    /** The nodes that replied, each with a sample size of 0. */
+    readonly nodes: readonly string[],
+  ) {
+    super(
+      `aggregator ${JSON.stringify(aggregator)} cannot weight the replies of nodes ${formatValue(nodes)}: ` +
+        `their sample sizes add up to 0. A training plan must report how many samples it trained on: ` +
+        `check the plan's sampleSize and that the nodes' datasets are not empty`,
+    );
+  }
+}
+
+/** A strategy was given no node to select from. */
+export class NoEligibleNodesError extends RoundlogError {
+  readonly code = 'NO_ELIGIBLE_NODES' as const;
+  constructor(
+    readonly strategy: string,
+    readonly round: number,
+  ) {
+    super(
+      `strategy ${JSON.stringify(strategy)} has no node to select from for round ${round}: ` +
+        `the experiment's federation has no node with a dataset matching its tags; add one, or change the tags`,
+    );
+  }
+}
+
+/** A strategy needs more nodes than the experiment has. */
+export class NotEnoughNodesError extends RoundlogError {
+  readonly code = 'NOT_ENOUGH_NODES' as const;
+  constructor(
+    readonly strategy: string,
+    readonly round: number,
+    readonly required: number,
+    readonly available: readonly string[],
+  ) {
+    super(
+      `strategy ${JSON.stringify(strategy)} needs at least ${required} nodes for round ${round} but only ` +
+        `${available.length} are available (${formatValue(available)}): add nodes, or lower minNodes`,
+    );
+  }
+}
+
+/** The tags and datasets a node holds, as reported in dataset-selection errors. */
+export type NodeDatasetsSummary = Readonly<{ node: string; datasets: readonly Readonly<{ id: string; tags: readonly string[] }>[] }>;
+
+/** No node of the federation holds a dataset carrying all of the experiment's tags. */
+export class NoMatchingDatasetError extends RoundlogError {
+  readonly code = 'NO_MATCHING_DATASET' as const;
+  constructor(
+    readonly tags: readonly string[],
+    /** Every node that was searched, with the datasets it holds. */
+    readonly nodes: readonly NodeDatasetsSummary[],
+  ) {
+    const found = nodes.length === 0
+      ? 'no node was searched: the federation is empty, or the node filter names none of its nodes'
+      : nodes
+          .map(({ node, datasets }) =>
+            `node ${JSON.stringify(node)} has ${
+              datasets.length === 0 ? 'no dataset' : datasets.map(({ id, tags }) => `${JSON.stringify(id)} ${formatValue(tags)}`).join(', ')
+            }`,
+          )
+          .join('; ');
+    super(
+      `no node holds a dataset tagged with all of ${formatValue(tags)} (${found}): ` +
+        `tag a dataset on a node with every one of these tags, or run the experiment with tags that exist`,
+    );
+  }
+}
+
+/** A node holds several datasets carrying all of the experiment's tags, so which to train on is ambiguous. */
+export class AmbiguousDatasetError extends RoundlogError {
+  readonly code = 'AMBIGUOUS_DATASET' as const;
+  constructor(
+    readonly node: string,
+    readonly tags: readonly string[],
+    readonly datasets: readonly string[],
+  ) {
+    super(
+      `node ${JSON.stringify(node)} holds ${datasets.length} datasets tagged with all of ${formatValue(tags)} ` +
+        `(${formatValue(datasets)}); a node trains on exactly one: give the experiment a tag that only one ` +
+        `of them carries, or retag the datasets`,
+    );
+  }
+}
+
+/** A recorded aggregator name that this process does not know (e.g. a custom one not registered). */
+export class UnknownAggregatorError extends RoundlogError {
+  readonly code = 'UNKNOWN_AGGREGATOR' as const;
+  constructor(
+    readonly aggregator: string,
+    readonly known: readonly string[],
+  ) {
+    super(
+      `unknown aggregator ${JSON.stringify(aggregator)}; known aggregators: ${formatValue(known)}. ` +
+        `If the experiment used a custom aggregator, pass its factory in the registry when loading it`,
+    );
+  }
+}
+
+/** A recorded strategy name that this process does not know (e.g. a custom one not registered). */
+export class UnknownStrategyError extends RoundlogError {
+  readonly code = 'UNKNOWN_STRATEGY' as const;
+  constructor(
+    readonly strategy: string,
+    readonly known: readonly string[],
+  ) {
+    super(
+      `unknown node-selection strategy ${JSON.stringify(strategy)}; known strategies: ${formatValue(known)}. ` +
+        `If the experiment used a custom strategy, pass its factory in the registry when loading it`,
+    );
+  }
+}
+
+function describeMismatch(
+  kind: TensorMismatchKind,
+  node: string,
+  tensor: string,
+  referenceNode: string,
+  expected: unknown,
+  received: unknown,
+): string {
+  const t = JSON.stringify(tensor);
+  const n = JSON.stringify(node);
+  const ref = JSON.stringify(referenceNode);
+  switch (kind) {
+    case 'missing':
+      return `it has no tensor ${t}, which node ${ref} sent`;
+    case 'unexpected':
+      return `it sent tensor ${t}, which node ${ref} did not`;
+    case 'dtype':
+      return `tensor ${t} is ${formatValue(received)} on node ${n} but ${formatValue(expected)} on node ${ref}`;
+    case 'shape':
+      return `tensor ${t} has shape ${formatValue(received)} on node ${n} but ${formatValue(expected)} on node ${ref}`;
+  }
+}

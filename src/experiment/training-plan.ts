@@ -1,0 +1,90 @@
+/**
+ * What a researcher implements (a training plan) and what it trains on (a federation of in-process
+ * nodes holding tagged datasets). An experiment trains on the nodes holding a dataset that carries
+ * all of its tags, one dataset per node, as in Fed-BioMed.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import type { TensorSet } from '../codec/tensors.ts';
+import { AmbiguousDatasetError, NoMatchingDatasetError } from './errors.ts';
+import type { Rng } from './rng.ts';
+
+/** Arguments that shape the model (recorded in the experiment, so plain data). */
+export type ModelArgs = Readonly<Record<string, unknown>>;
+
+/** Arguments of local training (recorded in the experiment and changeable between rounds, so plain data). */
+export type TrainingArgs = Readonly<Record<string, unknown>>;
+
+export type TrainResult = {
+  params: TensorSet;
+  /** How many samples training used: the node's weight in aggregation. */
+  sampleSize: number;
+  metrics: Record<string, number>;
+};
+
+/**
+ * A model and its local training. Both methods must be deterministic given their arguments: every
+ * random draw comes from `rng`, which the experiment derives from (seed, round, node), so a resumed
+ * experiment trains to bit-identical parameters. `data` is the `data` of the node's dataset.
+ *
+ * Method syntax keeps a plan for a specific data type assignable to `TrainingPlan`; a plan should
+ * therefore check the data it is given.
+ */
+export interface TrainingPlan<Data = unknown, M extends ModelArgs = ModelArgs, T extends TrainingArgs = TrainingArgs> {
+  /** The parameters before round 0. */
+  init(modelArgs: M, rng: Rng): TensorSet;
+  /** Trains from the global parameters on one node's data. */
+  train(params: TensorSet, data: Data, trainingArgs: T, rng: Rng): TrainResult | Promise<TrainResult>;
+}
+
+export type Dataset<Data = unknown> = Readonly<{ id: string; tags: readonly string[]; data: Data }>;
+
+/** A data-holding node, in process. */
+export type Node<Data = unknown> = Readonly<{ id: string; datasets: readonly Dataset<Data>[] }>;
+
+export type Federation<Data = unknown> = Readonly<{ nodes: readonly Node<Data>[] }>;
+
+/** A node taking part in an experiment, and the dataset it trains on. */
+export type NodeDataset<Data = unknown> = Readonly<{ node: string; dataset: Dataset<Data> }>;
+
+export type SelectDatasetsOptions = {
+  /** Only these nodes may take part (Fed-BioMed's node filter). Default: every node. */
+  nodes?: readonly string[];
+};
+
+/**
+ * For each node (in node-id order) the dataset whose tags include every one of `tags`; nodes with
+ * no such dataset are not part of the experiment. Throws `NoMatchingDatasetError` when no node has
+ * one, `AmbiguousDatasetError` when a node has several, and `InvalidArgumentError` for empty tags
+ * or repeated node ids.
+ */
+export function selectDatasets<Data>(
+  federation: Federation<Data>,
+  tags: readonly string[],
+  options: SelectDatasetsOptions = {},
+): NodeDataset<Data>[] {
+  if (!Array.isArray(tags) || tags.length === 0 || !tags.every((tag) => typeof tag === 'string' && tag !== '')) {
+    throw new InvalidArgumentError('tags', 'must be a non-empty array of non-empty strings', tags);
+  }
+  const ids = federation.nodes.map(({ id }) => id);
+  ids.forEach((id, i) => {
+    if (typeof id !== 'string' || id === '') throw new InvalidArgumentError('federation.nodes[].id', 'must be a non-empty string', id);
+    if (ids.indexOf(id) !== i) throw new InvalidArgumentError('federation.nodes', 'must not repeat a node id', id);
+  });
+  const allowed = options.nodes === undefined ? undefined : new Set(options.nodes);
+  const searched = federation.nodes
+    .filter(({ id }) => allowed === undefined || allowed.has(id))
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const selected: NodeDataset<Data>[] = [];
+  for (const node of searched) {
+    const matches = node.datasets.filter((dataset) => tags.every((tag) => dataset.tags.includes(tag)));
+    if (matches.length > 1) throw new AmbiguousDatasetError(node.id, [...tags], matches.map(({ id }) => id));
+    if (matches[0] !== undefined) selected.push({ node: node.id, dataset: matches[0] });
+  }
+  if (selected.length === 0) {
+    throw new NoMatchingDatasetError(
+      [...tags],
+      searched.map(({ id, datasets }) => ({ node: id, datasets: datasets.map(({ id, tags }) => ({ id, tags: [...tags] })) })),
+    );
+  }
+  return selected;
+}
