@@ -105,6 +105,10 @@ export interface RoundLog {
   withWriter<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T>;
   /** Runs `fn` with the log opened read-only, then closes it. */
   withReader<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T>;
+  /** Encodes tensors into the blob store. */
+  putTensors(tensors: TensorSet): Promise<BlobRef>;
+  /** Tensors back from the blob store, their hash checked. */
+  getTensors(ref: BlobRef): Promise<TensorSet>;
   close(): Promise<void>;
 }
 
@@ -300,8 +304,7 @@ export class ExperimentHandle {
     if (options.round !== undefined && options.round !== round) {
       throw new InvalidArgumentError('round', `must be the next round of experiment ${this.created.folder}, ${round}`, options.round);
     }
-    const rl = this.roundLog as FileRoundLog;
-    const params = await rl.putTensors(options.params);
+    const params = await this.roundLog.putTensors(options.params);
     const attempt = options.attempt ?? (this.current.attempts[round] ?? 0) + (this.current.openAttempt?.round === round ? 0 : 1);
     const completed: RoundCompleted = {
       v: 1,
@@ -324,10 +327,9 @@ export class ExperimentHandle {
     const index = round === 'last' ? this.roundCurrent() - 1 : round;
     const record = this.current.rounds[index];
     if (record === undefined) throw new RoundNotFoundError(this.created.folder, index, this.roundCurrent());
-    const rl = this.roundLog as FileRoundLog;
     return {
       round: index,
-      params: await rl.getTensors(record.params),
+      params: await this.roundLog.getTensors(record.params),
       paramsRef: record.params,
       state: record.state,
       metrics: record.metrics,
@@ -338,7 +340,7 @@ export class ExperimentHandle {
 
   /** Tensors stored under a ref (initial parameters, a node's reply). */
   async tensors(ref: BlobRef): Promise<TensorSet> {
-    return (this.roundLog as FileRoundLog).getTensors(ref);
+    return this.roundLog.getTensors(ref);
   }
 }
 

@@ -1,0 +1,10 @@
+/**
+ * An experiment definition: what `roundlog run <module>` imports. The federation is a function,
+ * so that `roundlog resume` can build the in-process nodes again from the same module.
+ */
+import type { ExperimentOptions } from './experiment.ts';
+import type { Federation } from './training-plan.ts';
+
+export type ExperimentDefinition = Omit<ExperimentOptions, 'federation' | 'root' | 'onRound' | 'definition' | 'workspace'> & {
+  federation: () => Federation | Promise<Federation>;
+};

@@ -1,0 +1,173 @@
+/** The Experiment facade on a real root: rounds, breakpoint folders, loadBreakpoint, relocation, rewind. */
+import test from 'ava';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/engine/errors.ts';
+import { Experiment, type ExperimentOptions } from '../../src/experiment/experiment.ts';
+import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
+const federation = syntheticClinicalFederation({ seed: 11 });
+
+function options(root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions {
+  return {
+    tags: ['#clinical'],
+    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
+    federation,
+    modelArgs: { columns: 5 },
+    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
+    roundLimit: 4,
+    saveBreakpoints: true,
+    seed: 5,
+    root,
+    workspace: WORKSPACE,
+    ...overrides,
+  };
+}
+
+/** A self-contained plan (no imports), for tests that edit its source in a temp workspace. */
+const TINY_PLAN = `export const plan = {
+  init: () => ({ w: { dtype: 'float32', shape: [2], data: new Float32Array(2) } }),
+  train: (params) => ({ params: { w: { dtype: 'float32', shape: [2], data: params.w.data.map((x) => x + 1) } }, sampleSize: 3, metrics: { loss: 1 } }),
+};
+`;
+
+const load = (root: string, target?: string, extra: { acceptPlanChange?: boolean } = {}) =>
+  Experiment.loadBreakpoint(target, { root, federation, workspace: WORKSPACE, ...extra });
+
+test('runs rounds into breakpoint folders; loadBreakpoint() in a fresh instance restores everything and run() continues to the limit', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  t.is(exp.experimentationFolder(), 'Experiment_0000');
+  await exp.run({ rounds: 2 });
+  t.is(exp.roundCurrent(), 2);
+  const dir = exp.experimentationPath();
+  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001']);
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0001', 'breakpoint.json'), 'utf8'));
+  t.is(manifest.round, 1);
+  t.is(manifest.roundCurrent, 2);
+  t.is(manifest.roundLimit, 4);
+  t.false(JSON.stringify(manifest).includes(root), 'no absolute path in breakpoint.json');
+  // Parameters are hard-linked from the blob store: one copy of the bytes.
+  t.is(statSync(path.join(dir, 'breakpoint_0001', 'aggregated_params.tensors')).nlink, 2);
+  t.true(existsSync(path.join(dir, 'breakpoint_0001', 'training_plan.ts')));
+  const expectedParams = await exp.parameters();
+  await exp.setRoundLimit(5);
+  await exp.close();
+
+  const loaded = await load(root);
+  t.is(loaded.roundCurrent(), 2);
+  t.is(loaded.roundLimit(), 4, 'the round limit of the breakpoint, not a later setting');
+  t.deepEqual(await loaded.parameters(), expectedParams);
+  t.is(await loaded.run(), 2);
+  t.is(loaded.roundCurrent(), 4);
+  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
+  await loaded.close();
+});
+
+test('resuming from an older breakpoint supersedes the newer ones: moved aside, recorded, never overwritten', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run();
+  const dir = exp.experimentationPath();
+  const round3 = readFileSync(path.join(dir, 'breakpoint_0003', 'breakpoint.json'), 'utf8');
+  await exp.close();
+
+  const loaded = await load(root, path.join(dir, 'breakpoint_0001'));
+  t.is(loaded.roundCurrent(), 2);
+  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'superseded']);
+  t.deepEqual(readdirSync(path.join(dir, 'superseded')).sort(), ['breakpoint_0002.1', 'breakpoint_0003.1']);
+  t.is(readFileSync(path.join(dir, 'superseded', 'breakpoint_0003.1', 'breakpoint.json'), 'utf8'), round3);
+  t.deepEqual(
+    loaded.state.superseded.map((r) => r.round),
+    [2, 3],
+  );
+  await loaded.run();
+  t.is(loaded.roundCurrent(), 4);
+  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003', 'superseded']);
+  await loaded.close();
+});
+
+test('a renamed experiment folder loads, and a folder copied to a root with no log starts a new experiment that records its origin', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run({ rounds: 2 });
+  const expected = await exp.parameters();
+  const id = exp.id;
+  await exp.close();
+  const experiments = path.join(root, 'experiments');
+  renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
+
+  const moved = await load(root, path.join(experiments, 'mydir'));
+  t.is(moved.id, id);
+  t.is(moved.experimentationFolder(), 'mydir');
+  t.deepEqual(await moved.parameters(), expected);
+  await moved.runOnce();
+  t.true(existsSync(path.join(experiments, 'mydir', 'breakpoint_0002')));
+  await moved.close();
+
+  const otherRoot = tempDir();
+  const carried = path.join(otherRoot, 'carried');
+  cpSync(path.join(experiments, 'mydir', 'breakpoint_0001'), carried, { recursive: true });
+  const imported = await load(otherRoot, carried);
+  t.not(imported.id, id);
+  t.is(imported.roundCurrent(), 2);
+  t.deepEqual(await imported.parameters(), expected);
+  t.is(imported.state.created!.importedFrom!.experimentId, id);
+  t.is(imported.state.created!.importedFrom!.round, 1);
+  await imported.run();
+  t.is(imported.roundCurrent(), 4);
+  await imported.close();
+});
+
+test('a damaged breakpoint folder is refused with an error naming the file', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run({ rounds: 1 });
+  const folder = path.join(exp.experimentationPath(), 'breakpoint_0000');
+  await exp.close();
+  const paramsFile = path.join(folder, 'aggregated_params.tensors');
+  chmodSync(paramsFile, 0o644);
+  const bytes = readFileSync(paramsFile);
+  bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
+  // Write a copy rather than through the hard link, so the blob itself stays intact.
+  renameSync(paramsFile, paramsFile + '.orig');
+  writeFileSync(paramsFile, bytes);
+  const error = await t.throwsAsync(load(root, folder), { instanceOf: BreakpointCorruptError });
+  t.is(error!.file, 'aggregated_params.tensors');
+  t.regex(error!.message, /has SHA-256/);
+});
+
+test('loadBreakpoint() names the last experiment when it has no breakpoint, and the newest breakpoint that exists', async (t) => {
+  const root = tempDir();
+  const first = await Experiment.create(options(root));
+  await first.run({ rounds: 1 });
+  await first.close();
+  const second = await Experiment.create(options(root, { saveBreakpoints: false }));
+  await second.run({ rounds: 1 });
+  await second.close();
+  const error = await t.throwsAsync(load(root), { instanceOf: NoBreakpointError });
+  t.is(error!.experiment, 'Experiment_0001');
+  t.is(error!.newest, path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0000'));
+});
+
+test('a training plan whose source changed is refused unless accepted, and the acceptance is recorded', async (t) => {
+  const root = tempDir();
+  const workspace = tempDir();
+  mkdirSync(path.join(workspace, 'plan'));
+  writeFileSync(path.join(workspace, 'plan/plan.ts'), TINY_PLAN);
+  const exp = await Experiment.create(options(root, { workspace, trainingPlan: { module: 'plan/plan.ts', export: 'plan' } }));
+  await exp.run({ rounds: 1 });
+  await exp.close();
+  writeFileSync(path.join(workspace, 'plan/plan.ts'), readFileSync(path.join(workspace, 'plan/plan.ts'), 'utf8') + '\n// changed\n');
+  const refused = await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root, federation, workspace }), { instanceOf: TrainingPlanChangedError });
+  t.is(refused!.module, 'plan/plan.ts');
+  const accepted = await Experiment.loadBreakpoint(undefined, { root, federation, workspace, acceptPlanChange: true });
+  t.not(accepted.state.settings.trainingPlan!.sha256, refused!.recorded);
+  t.is(accepted.state.settings.trainingPlan!.sha256, refused!.actual);
+  await accepted.close();
+});
