@@ -1,179 +1,106 @@
 /**
- * `roundlog demo` (what `npm start` runs): a round-based run recorded in the round log, crashed
- * with SIGKILL part-way, recovered, resumed to the end, and checked bit for bit against a run
- * that never stopped.
+ * `roundlog demo` (what `npm start` runs): the example federated experiment with breakpoints,
+ * its training process killed with SIGKILL part-way, resumed from the last breakpoint in a new
+ * process, run to the end, and checked bit for bit against a run that never stopped; then the
+ * folder tree and the experiment's timeline.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { openFileBlobStore } from '../blobs/file.ts';
-import type { BlobRef } from '../blobs/types.ts';
-import { decodeTensors, encodeTensors, type TensorSet } from '../codec/tensors.ts';
-import { openFileEventLog } from '../log/file/index.ts';
-import type { RecordedEvent } from '../log/types.ts';
+import { fileURLToPath } from 'node:url';
+import type { TensorSet } from '../codec/tensors.ts';
+import { openRoundLog } from '../engine/round-log.ts';
+import { Experiment } from '../experiment/experiment.ts';
 import { rootLayout } from '../root.ts';
-import { table, type Io } from './args.ts';
+import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from './experiments.ts';
+import type { Io } from './args.ts';
 
-const PARAMETERS = 250_000;
+/** The folder that holds `examples/`: module paths of the example are relative to it. */
+const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
+const DEFINITION = 'examples/logistic-regression/experiment.ts';
 
-type DemoStarted = { rounds: number; seed: number; parameters: number };
-type RoundCompleted = { round: number; params: BlobRef; loss: number };
-
-/** The "training" of one round: a deterministic function of the seed, the round and the previous parameters. */
-export function trainRound(previous: Float32Array, seed: number, round: number): { weights: Float32Array; loss: number } {
-  const weights = new Float32Array(previous.length);
-  let state = (seed ^ Math.imul(round + 1, 0x9e3779b1)) >>> 0;
-  let loss = 0;
-  for (let i = 0; i < weights.length; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    const gradient = previous[i]! - Math.sin(i * 0.001) + ((state / 4294967296 - 0.5) * 0.01);
-    weights[i] = previous[i]! - 0.3 * gradient;
-    loss += gradient * gradient;
+export function paramsHash(tensors: TensorSet): string {
+  const hash = createHash('sha256');
+  for (const name of Object.keys(tensors).sort()) {
+    const data = tensors[name]!.data;
+    hash.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
-  return { weights, loss: loss / weights.length };
+  return hash.digest('hex');
 }
 
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** The worker: continues the run in `stream` from its last committed round. Killed by the parent. */
-export async function demoWorker(root: string, stream: string, rounds: number, seed: number, io: Io): Promise<void> {
-  const layout = rootLayout(root);
-  const log = await openFileEventLog({ dir: layout.log });
-  const blobs = await openFileBlobStore({ dir: layout.blobs });
-  try {
-    const history = await log.readStream(stream).catch(() => null);
-    let revision = history?.lastRevision ?? -1n;
-    let weights: Float32Array = new Float32Array(PARAMETERS);
-    let round = 0;
-    if (history === null) {
-      const started: DemoStarted = { rounds, seed, parameters: PARAMETERS };
-      revision = (await log.append(stream, [{ type: 'DemoStarted', data: started }], { expectedRevision: 'no_stream' })).nextExpectedRevision;
-    } else {
-      const last = history.events.filter((e) => e.type === 'RoundCompleted').at(-1);
-      if (last !== undefined) {
-        const data = last.data as RoundCompleted;
-        const tensors = decodeTensors(data.params.encoding, await blobs.get(data.params));
-        weights = tensors.weights!.data as Float32Array;
-        round = data.round + 1;
-      }
-      revision = (
-        await log.append(stream, [{ type: 'DemoResumed', data: { fromRound: round, pid: process.pid } }], { expectedRevision: revision })
-      ).nextExpectedRevision;
-      io.out(`resumed at round ${round}/${rounds} from the log (process ${process.pid})`);
-    }
-    for (; round < rounds; round++) {
-      const trained = trainRound(weights, seed, round);
-      weights = trained.weights;
-      const params: TensorSet = { weights: { dtype: 'float32', shape: [PARAMETERS], data: weights } };
-      const encoded = encodeTensors(params);
-      const { ref } = await blobs.put(encoded.bytes, { encoding: encoded.encoding });
-      const completed: RoundCompleted = { round, params: ref, loss: trained.loss };
-      revision = (await log.append(stream, [{ type: 'RoundCompleted', data: completed }], { expectedRevision: revision })).nextExpectedRevision;
-      io.out(`round ${round + 1}/${rounds} committed  loss ${trained.loss.toFixed(6)}  params ${ref.sha256.slice(0, 12)}`);
-    }
-    await log.append(stream, [{ type: 'DemoFinished', data: { rounds } }], { expectedRevision: revision });
-    io.out('finished');
-  } finally {
-    await blobs.close();
-    await log.close();
-  }
-}
-
-/** Runs the worker as a child process and kills it with SIGKILL after `killAfterRounds` committed rounds. */
-function runWorker(root: string, stream: string, rounds: number, seed: number, killAfterRounds: number | null, io: Io): Promise<{ killed: boolean }> {
-  const script = process.argv[1]!;
-  const child = spawn(process.execPath, [...process.execArgv, script, 'demo-worker', '--root', root, '--stream', stream, '--rounds', String(rounds), '--seed', String(seed)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let committed = 0;
+/** Runs a `roundlog` command in a child process; kills it with SIGKILL after `killAfterRounds` committed rounds. */
+function child(args: string[], io: Io, killAfterRounds: number | null): Promise<{ killed: boolean }> {
+  const proc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { cwd: WORKSPACE, stdio: ['ignore', 'pipe', 'inherit'] });
+  let rounds = 0;
   let killed = false;
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    io.out(`  [worker ${child.pid}] ${line}`);
-    if (line.startsWith('round ') && ++committed === killAfterRounds) {
-      child.kill('SIGKILL');
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    io.out(`  [pid ${proc.pid}] ${line}`);
+    if (killAfterRounds !== null && line.startsWith('round ') && ++rounds === killAfterRounds) {
+      proc.kill('SIGKILL');
       killed = true;
-      io.out(`  [demo] SIGKILL sent to worker ${child.pid} after ${committed} committed rounds: simulated crash`);
+      io.out(`  [demo] SIGKILL sent to pid ${proc.pid} after ${rounds} committed rounds: the training process crashed`);
     }
   });
   return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL' && killed) resolve({ killed: true });
+    proc.on('error', reject);
+    proc.on('exit', (code, signal) => {
+      if (killed && signal === 'SIGKILL') resolve({ killed: true });
       else if (code === 0) resolve({ killed: false });
-      else reject(new Error(`demo worker exited with ${code ?? signal}`));
+      else reject(new Error(`roundlog ${args[0]} exited with ${code ?? signal}`));
     });
   });
 }
 
-export async function demo(root: string, rounds: number, crashAfter: number, io: Io): Promise<number> {
-  const layout = rootLayout(root);
-  const seed = 20_261_126;
-  const stream = `demo-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${process.pid}`;
-  io.out(`roundlog demo: ${rounds} rounds of ${PARAMETERS.toLocaleString('en-US')} float32 parameters`);
-  io.out(`root ${root}  (log ${layout.log}, blobs ${layout.blobs})  stream ${stream}`);
+export async function demo(root: string, crashAfter: number, io: Io): Promise<number> {
+  io.out(`roundlog demo: ${DEFINITION}`);
+  io.out(`logistic regression on synthetic clinical data held by 3 hospitals, FedAvg, breakpoints saved; root ${root}`);
   io.out('');
-  io.out(`1. train, and crash the training process after round ${crashAfter}`);
-  await runWorker(root, stream, rounds, seed, crashAfter, io);
+  io.out(`1. roundlog run ${DEFINITION}  (killed after round ${crashAfter})`);
+  await child(['run', DEFINITION, '--root', root], io, crashAfter);
+
+  const before = (await listExperiments(root)).at(-1)!;
+  io.out('');
+  io.out(`2. after the crash: ${before.folder} has ${before.roundCurrent} completed rounds, status ${before.status}, breakpoints:`);
+  for (const b of before.breakpoints) io.out(`  round ${b.round}  ${path.relative(root, b.path)}  params ${b.paramsSha256.slice(0, 16)}`);
 
   io.out('');
-  io.out('2. reopen the log after the crash');
-  {
-    const log = await openFileEventLog({ dir: layout.log, onWarning: (w) => io.out(`  [log] warning: ${w.message}`) });
-    const { events } = await log.readStream(stream);
-    const done = events.filter((e) => e.type === 'RoundCompleted');
-    io.out(`  ${done.length} committed rounds in the log; last: round ${done.length}/${rounds}`);
-    await log.close();
-  }
+  io.out('3. roundlog resume  (the last breakpoint of the last experiment, in a new process)');
+  await child(['resume', '--root', root], io, null);
 
   io.out('');
-  io.out('3. resume from the last committed round, in a new process, and run to the end');
-  await runWorker(root, stream, rounds, seed, null, io);
-
-  io.out('');
-  io.out('4. check: a run that never stopped gives the same parameters, bit for bit');
-  let reference: Float32Array = new Float32Array(PARAMETERS);
-  for (let round = 0; round < rounds; round++) reference = trainRound(reference, seed, round).weights;
-  const expected = sha256(new Uint8Array(reference.buffer));
-  const log = await openFileEventLog({ dir: layout.log });
-  const blobs = await openFileBlobStore({ dir: layout.blobs });
+  io.out('4. check against a run that never stopped (in a temporary root)');
+  const reference = mkdtempSync(path.join(os.tmpdir(), 'roundlog-demo-reference-'));
+  let expected: string;
   try {
-    const { events } = await log.readStream(stream);
-    const last = events.filter((e) => e.type === 'RoundCompleted').at(-1)!.data as RoundCompleted;
-    const final = decodeTensors(last.params.encoding, await blobs.get(last.params)).weights!.data as Float32Array;
-    const actual = sha256(new Uint8Array(final.buffer, final.byteOffset, final.byteLength));
+    const definition = await importDefinition(WORKSPACE, { module: DEFINITION, export: 'default' });
+    const uninterrupted = await Experiment.create({ ...definition, federation: await definition.federation(), root: reference, workspace: WORKSPACE });
+    await uninterrupted.run();
+    expected = paramsHash(await uninterrupted.parameters());
+    await uninterrupted.close();
+  } finally {
+    rmSync(reference, { recursive: true, force: true });
+  }
+  const rl = await openRoundLog({ root });
+  try {
+    const handle = await rl.openExperiment(before.id);
+    const actual = paramsHash((await handle.loadRound('last')).params);
     const same = actual === expected;
-    io.out(`  uninterrupted run  sha256 ${expected}`);
-    io.out(`  crashed + resumed  sha256 ${actual}  ${same ? 'identical' : 'DIFFERENT'}`);
-    const logCheck = await log.verify();
-    const blobCheck = await blobs.verify();
-    io.out(`  log verify: ${logCheck.ok ? 'ok' : 'PROBLEMS'} (${logCheck.eventsChecked} records)  blob verify: ${blobCheck.ok ? 'ok' : 'PROBLEMS'} (${blobCheck.blobsChecked} blobs)`);
+    io.out(`  uninterrupted      ${expected}`);
+    io.out(`  crashed + resumed  ${actual}  ${same ? 'identical, bit for bit' : 'DIFFERENT'}`);
 
     io.out('');
-    io.out(`5. the stream's history (roundlog events ${stream})`);
-    for (const line of timeline(events)) io.out(`  ${line}`);
-    return same && logCheck.ok && blobCheck.ok ? 0 : 1;
+    io.out(`5. ${displayPath(path.join(rootLayout(root).experiments, handle.state.folder))}/`);
+    for (const line of await folderTree(path.join(rootLayout(root).experiments, handle.state.folder))) io.out(`  ${line}`);
+
+    io.out('');
+    io.out(`6. the timeline of ${handle.state.folder}`);
+    const events = await rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
+    for (const line of experimentTimeline(events)) io.out(`  ${line}`);
+    return same ? 0 : 1;
   } finally {
-    await blobs.close();
-    await log.close();
+    await rl.close();
   }
-}
-
-export function timeline(events: readonly RecordedEvent[]): string[] {
-  return table(
-    ['rev', 'position', 'time', 'type', 'details'],
-    events.map((e) => [String(e.revision), String(e.position), e.timestamp.toISOString(), e.type, describe(e)]),
-  );
-}
-
-function describe(event: RecordedEvent): string {
-  const data = event.data as Record<string, unknown> | null;
-  if (data === null || typeof data !== 'object') return JSON.stringify(data) ?? '';
-  if (event.type === 'RoundCompleted') {
-    const { round, loss, params } = data as RoundCompleted;
-    return `round ${round}  loss ${loss.toFixed(6)}  params ${params.sha256.slice(0, 12)} (${params.bytes} B, ${params.encoding})`;
-  }
-  const text = JSON.stringify(data, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  return text.length > 100 ? `${text.slice(0, 97)}...` : text;
 }

@@ -7,7 +7,9 @@ import { RoundlogError } from '../errors.ts';
 import { openFileEventLog } from '../log/file/index.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { UsageError, parse, processIo, table, toJson, type Io } from './args.ts';
-import { demo, demoWorker, timeline } from './demo.ts';
+import { demo } from './demo.ts';
+import { lsCommand, resumeCommand, runCommand } from './experiments.ts';
+import { timeline } from './timeline.ts';
 import { VERSION } from '../version.ts';
 
 const HELP = `roundlog: crash-proof, rewindable, auditable round logs for training experiments
@@ -15,7 +17,12 @@ const HELP = `roundlog: crash-proof, rewindable, auditable round logs for traini
 Usage: roundlog <command> [options]
 
 Commands:
-  demo [--rounds N] [--crash-after K]   run a training loop, SIGKILL it after K rounds, resume, check
+  run <definition-module> [--rounds N]  create an experiment from a definition module and run it
+  resume [path] [--rounds N] [--accept-plan-change]
+                                        continue from a breakpoint folder or an experiment folder
+                                        (default: the last breakpoint of the last experiment)
+  ls [--json]                           experiments with their rounds, status and breakpoints
+  demo [--crash-after K]                run the example, SIGKILL it after K rounds, resume, check
   streams [--json]                      list the streams of the log with their last revision
   events <stream> [--json] [--from R] [--limit N]
                                         print the events of a stream
@@ -40,25 +47,37 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       io.out(VERSION);
       return 0;
     case 'demo': {
-      const { values } = parse(rest, {
-        root: { type: 'string' },
-        rounds: { type: 'string', default: '8' },
-        'crash-after': { type: 'string', default: '3' },
-      });
-      const rounds = positiveInt('--rounds', values.rounds);
+      const { values } = parse(rest, { root: { type: 'string' }, 'crash-after': { type: 'string', default: '4' } });
       const crashAfter = positiveInt('--crash-after', values['crash-after']);
-      if (crashAfter >= rounds) throw new UsageError(`--crash-after must be less than --rounds (got ${crashAfter} and ${rounds})`);
-      return demo(resolveRoot(values.root, io.env), rounds, crashAfter, io);
+      if (crashAfter >= 10) throw new UsageError(`--crash-after must be less than the example's 10 rounds (got ${crashAfter})`);
+      return demo(resolveRoot(values.root, io.env), crashAfter, io);
     }
-    case 'demo-worker': {
-      const { values } = parse(rest, {
+    case 'run': {
+      const { values, positionals } = parse(rest, { root: { type: 'string' }, rounds: { type: 'string' } });
+      const module = positionals[0];
+      if (module === undefined) throw new UsageError('run needs an experiment definition module, e.g. examples/logistic-regression/experiment.ts');
+      return runCommand(module, {
+        root: resolveRoot(values.root, io.env),
+        workspace: process.cwd(),
+        ...(values.rounds === undefined ? {} : { rounds: positiveInt('--rounds', values.rounds) }),
+      }, io);
+    }
+    case 'resume': {
+      const { values, positionals } = parse(rest, {
         root: { type: 'string' },
-        stream: { type: 'string' },
         rounds: { type: 'string' },
-        seed: { type: 'string' },
+        'accept-plan-change': { type: 'boolean', default: false },
       });
-      await demoWorker(resolveRoot(values.root, io.env), values.stream!, Number(values.rounds), Number(values.seed), io);
-      return 0;
+      return resumeCommand(positionals[0], {
+        root: resolveRoot(values.root, io.env),
+        workspace: process.cwd(),
+        acceptPlanChange: values['accept-plan-change'],
+        ...(values.rounds === undefined ? {} : { rounds: positiveInt('--rounds', values.rounds) }),
+      }, io);
+    }
+    case 'ls': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean', default: false } });
+      return lsCommand({ root: resolveRoot(values.root, io.env), json: values.json }, io);
     }
     case 'streams': {
       const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean', default: false } });

@@ -66,7 +66,8 @@ export type ExperimentOptions = {
 
 export type LoadBreakpointOptions = {
   root?: string;
-  federation: Federation;
+  /** The nodes; or a function of the experiment's recorded `config` that builds them. */
+  federation: Federation | ((config: unknown) => Federation | Promise<Federation>);
   workspace?: string;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange?: boolean;
@@ -158,6 +159,7 @@ export class Experiment {
           : null;
       if (handle === null) handle = await importBreakpoint(rl, folder, manifest);
       else checkAgainstLog(folder, manifest, handle.state);
+      const federation = typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
 
       const { plan, ref } = await resolvePlan(rl, workspace, handle.state.settings.trainingPlan!, options.acceptPlanChange ?? false);
       const events: ExperimentEvent[] = [];
@@ -190,7 +192,7 @@ export class Experiment {
       if (superseded.length > 0) {
         await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
       }
-      return new Experiment(rl, handle, plan, options.federation, options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS, options.onRound);
+      return new Experiment(rl, handle, plan, federation, options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS, options.onRound);
     } catch (error) {
       await rl.close();
       throw error;

@@ -26,43 +26,61 @@ function blobFiles(root: string): string[] {
     .map((e) => path.join(e.parentPath, e.name));
 }
 
-test('demo: crash with SIGKILL, resume, and a result identical to an uninterrupted run; then streams, events and verify', async (t) => {
+type Listing = Array<{ folder: string; roundCurrent: number; roundLimit: number; status: string; breakpoints: Array<{ round: number; path: string; paramsSha256: string }> }>;
+
+test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, identical to an uninterrupted run; then ls, verify', (t) => {
   const root = tempDir();
-  const demo = roundlog(['demo', '--rounds', '5', '--crash-after', '2'], { ROUNDLOG_DIR: root });
+  const demo = roundlog(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
   t.is(demo.code, 0, demo.stderr + demo.stdout);
-  t.regex(demo.stdout, /SIGKILL sent to worker \d+ after 2 committed rounds/);
-  t.regex(demo.stdout, /2 committed rounds in the log/);
-  t.regex(demo.stdout, /resumed at round 2\/5 from the log/);
-  t.regex(demo.stdout, /crashed \+ resumed {2}sha256 [0-9a-f]{64} {2}identical/);
-  t.regex(demo.stdout, /log verify: ok/);
+  t.regex(demo.stdout, /SIGKILL sent to pid \d+ after 3 committed rounds/);
+  t.regex(demo.stdout, /after the crash: Experiment_0000 has 3 completed rounds/);
+  t.regex(demo.stdout, /resumed Experiment_0000 \(.*\) at round 3\/10/);
+  t.regex(demo.stdout, /round 10\/10 {2}nodes 3\/3 replied {2}loss \d\.\d{4}/);
+  t.regex(demo.stdout, /crashed \+ resumed {2}[0-9a-f]{64} {2}identical, bit for bit/);
+  t.regex(demo.stdout, /Resumed +at round 3 from breakpoint_0002/);
+  t.regex(demo.stdout, /└── breakpoint_0009\//);
 
-  const streams = roundlog(['streams', '--json', '--root', root]);
-  t.is(streams.code, 0, streams.stderr);
-  const listed = JSON.parse(streams.stdout) as Array<{ stream: string; lastRevision: string }>;
-  t.is(listed.length, 1);
-  // DemoStarted, 2 rounds, DemoResumed, 3 rounds, DemoFinished.
-  t.is(listed[0]!.lastRevision, '7');
-
-  const events = roundlog(['events', listed[0]!.stream, '--json', '--root', root]);
-  t.is(events.code, 0, events.stderr);
-  const types = (JSON.parse(events.stdout) as Array<{ type: string }>).map((e) => e.type);
-  t.deepEqual(types, ['DemoStarted', 'RoundCompleted', 'RoundCompleted', 'DemoResumed', 'RoundCompleted', 'RoundCompleted', 'RoundCompleted', 'DemoFinished']);
+  const ls = roundlog(['ls', '--json', '--root', root]);
+  t.is(ls.code, 0, ls.stderr);
+  const listing = JSON.parse(ls.stdout) as Listing;
+  t.is(listing.length, 1);
+  t.like(listing[0], { folder: 'Experiment_0000', roundCurrent: 10, roundLimit: 10, status: 'finished' });
+  t.deepEqual(
+    listing[0]!.breakpoints.map((b) => b.round),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
+  t.true(listing[0]!.breakpoints.every((b) => /^[0-9a-f]{64}$/.test(b.paramsSha256) && path.isAbsolute(b.path)));
+  const table = roundlog(['ls', '--root', root]);
+  t.regex(table.stdout, /Experiment_0000 +[0-9a-f-]{36} +10\/10 +finished +10/);
 
   const healthy = roundlog(['verify', '--root', root]);
   t.is(healthy.code, 0, healthy.stdout + healthy.stderr);
-  t.regex(healthy.stdout, /log: {3}8 records, \d+ bytes checked, 0 problems/);
-  t.regex(healthy.stdout, /blobs: 5 blobs, \d+ bytes checked, 0 problems/);
+  t.regex(healthy.stdout, /0 problems[\s\S]*0 problems/);
 
   // A flipped byte in a blob is named by verify, which exits non-zero.
   const victim = blobFiles(root)[0]!;
   chmodSync(victim, 0o644);
   const bytes = readFileSync(victim);
-  bytes[1000] = bytes[1000]! ^ 0xff;
+  bytes[0] = bytes[0]! ^ 0xff;
   writeFileSync(victim, bytes);
   const damaged = roundlog(['verify', '--root', root]);
   t.is(damaged.code, 1);
   t.true(damaged.stdout.includes(victim), damaged.stdout);
-  t.regex(damaged.stdout, /1 problems/);
+});
+
+test('run a definition module with --rounds, then resume an experiment folder to its limit', (t) => {
+  const root = tempDir();
+  const run = roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', root]);
+  t.is(run.code, 0, run.stderr);
+  t.regex(run.stdout, /round 1\/10 {2}nodes 3\/3 replied/);
+  t.regex(run.stdout, /done: 2 rounds completed/);
+  const resume = roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--root', root]);
+  t.is(resume.code, 0, resume.stderr);
+  t.regex(resume.stdout, /resumed Experiment_0000 .* at round 2\/10/);
+  t.regex(resume.stdout, /done: 10 rounds completed/);
+  const events = roundlog(['streams', '--json', '--root', root]);
+  t.is(events.code, 0);
+  t.is((JSON.parse(events.stdout) as unknown[]).length, 2, 'the registry stream and the experiment stream');
 });
 
 test('usage errors exit 2 and say what to do; a missing stream is a clear error', (t) => {
@@ -71,12 +89,15 @@ test('usage errors exit 2 and say what to do; a missing stream is a clear error'
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /unknown command "frobnicate"/);
   t.regex(unknown.stderr, /roundlog help/);
-  const badRounds = roundlog(['demo', '--rounds', 'many', '--root', root]);
-  t.is(badRounds.code, 2);
-  t.regex(badRounds.stderr, /--rounds must be a positive integer \(got "many"\)/);
+  const badCrash = roundlog(['demo', '--crash-after', 'soon', '--root', root]);
+  t.is(badCrash.code, 2);
+  t.regex(badCrash.stderr, /--crash-after must be a positive integer \(got "soon"\)/);
   const missing = roundlog(['events', 'nope', '--root', root]);
   t.is(missing.code, 1);
   t.regex(missing.stderr, /stream "nope" does not exist/);
+  const nothing = roundlog(['resume', '--root', root]);
+  t.is(nothing.code, 1);
+  t.regex(nothing.stderr, /no breakpoint/);
   const help = roundlog(['help']);
   t.is(help.code, 0);
   t.regex(help.stdout, /Usage: roundlog <command>/);
