@@ -30,3 +30,23 @@ export {
 } from './codec/tensors.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
 export { CorruptPayloadError, UnknownEncodingError } from './codec/errors.ts';
+export { openRoundLog, ExperimentHandle, type RoundLog, type OpenRoundLogOptions, type CreateExperimentOptions, type RecordRoundOptions, type RoundState } from './engine/round-log.ts';
+export {
+  BreakpointCorruptError,
+  ConcurrentModificationError,
+  ExperimentNotFoundError,
+  NoBreakpointError,
+  NodeFailedError,
+  RoundNotFoundError,
+  TrainingPlanChangedError,
+  UnknownEventError,
+} from './engine/errors.ts';
+export { Experiment, type ExperimentOptions, type LoadBreakpointOptions, type RoundProgress, type TrainingPlanLocation } from './experiment/experiment.ts';
+export type { ExperimentDefinition } from './experiment/definition.ts';
+export * from './experiment/events.ts';
+export { evolve, replay, upcast, initialState, roundCurrent, currentParams, type ExperimentState, type RoundRecord, type Settings } from './experiment/state.ts';
+export { Rng, deriveRng, type RngState } from './experiment/rng.ts';
+export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './experiment/aggregators.ts';
+export { allNodes, randomFraction, strategyFrom, type Strategy } from './experiment/strategies.ts';
+export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './experiment/training-plan.ts';
+export * from './experiment/errors.ts';

@@ -10,16 +10,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import type { TensorSet } from '../codec/tensors.ts';
 import { openRoundLog } from '../engine/round-log.ts';
 import { Experiment } from '../experiment/experiment.ts';
 import { rootLayout } from '../root.ts';
 import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from './experiments.ts';
 import type { Io } from './args.ts';
+import { PACKAGE_ROOT } from '../version.ts';
 
 /** The folder that holds `examples/`: module paths of the example are relative to it. */
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
+const WORKSPACE = PACKAGE_ROOT;
 const DEFINITION = 'examples/logistic-regression/experiment.ts';
 
 export function paramsHash(tensors: TensorSet): string {
