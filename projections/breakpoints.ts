@@ -130,7 +130,7 @@ export async function supersedeBreakpoints(ctx: ProjectionContext, experimentFol
  * branch materialized, no superseded round left among them, no temp folder of a crash left over.
  */
 export async function projectExperiment(ctx: ProjectionContext, state: ExperimentState, experimentFolder?: string): Promise<{ written: number }> {
-  const folder = experimentFolder ?? state.created!.folder;
+  const folder = experimentFolder ?? state.folder;
   const dir = path.join(ctx.experimentsDir, folder);
   await removeStaleTemps(dir);
   const wanted = new Map<string, RoundRecord>();
@@ -147,6 +147,21 @@ export async function projectExperiment(ctx: ProjectionContext, state: Experimen
     if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) written++;
   }
   return { written };
+}
+
+/**
+ * How far the folders lag behind the log: the rounds of the current branch that asked for a
+ * breakpoint and have no folder (or one of another history). Empty when the projection is current.
+ */
+export async function missingBreakpoints(ctx: ProjectionContext, state: ExperimentState, experimentFolder?: string): Promise<number[]> {
+  const dir = path.join(ctx.experimentsDir, experimentFolder ?? state.folder);
+  const missing: number[] = [];
+  for (const record of state.rounds) {
+    if (!record?.breakpoint) continue;
+    const manifest = await readManifestIfAny(path.join(dir, breakpointFolderName(record.round)));
+    if (manifest === null || manifest.logPosition !== String(record.position)) missing.push(record.round);
+  }
+  return missing;
 }
 
 export async function listBreakpointFolders(experimentDir: string): Promise<string[]> {

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promises as fs } from 'node:fs';
-import { listBreakpointFolders, readBreakpoint } from '../../projections/breakpoints.ts';
+import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../../projections/breakpoints.ts';
 import { openRoundLog } from '../engine/round-log.ts';
 import type { ExperimentDefinition } from '../experiment/definition.ts';
 import type { ExperimentEvent } from '../experiment/events.ts';
@@ -100,6 +100,8 @@ export type ExperimentListing = {
   roundLimit: number | null;
   status: 'created' | 'in progress' | 'interrupted' | 'finished';
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
+  /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
+  missingBreakpoints: number[];
 };
 
 export function statusOf(state: ExperimentState): ExperimentListing['status'] {
@@ -121,7 +123,9 @@ export async function listExperiments(root: string): Promise<ExperimentListing[]
         const manifest = await readBreakpoint(folder).catch(() => null);
         breakpoints.push({ round: manifest?.round ?? -1, path: folder, paramsSha256: manifest?.params.sha256 ?? '(damaged: run roundlog verify)' });
       }
+      const missing = await missingBreakpoints({ experimentsDir: rootLayout(root).experiments, blobs: rl.blobs }, state);
       listing.push({
+        missingBreakpoints: missing,
         folder: state.folder,
         id: state.created!.experimentId,
         roundCurrent: roundCurrent(state),
@@ -148,7 +152,13 @@ export async function lsCommand(options: { root: string; json: boolean }, io: Io
   }
   for (const line of table(
     ['folder', 'id', 'rounds', 'status', 'breakpoints'],
-    listing.map((e) => [e.folder, e.id, `${e.roundCurrent}/${e.roundLimit ?? '-'}`, e.status, String(e.breakpoints.length)]),
+    listing.map((e) => [
+      e.folder,
+      e.id,
+      `${e.roundCurrent}/${e.roundLimit ?? '-'}`,
+      e.status,
+      String(e.breakpoints.length) + (e.missingBreakpoints.length > 0 ? ` (${e.missingBreakpoints.length} not yet written: resume writes them)` : ''),
+    ]),
   )) {
     io.out(line);
   }

@@ -33,6 +33,7 @@ import {
 } from '../experiment/events.ts';
 import { evolve, initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from './errors.ts';
+import { materializeBreakpoint } from '../../projections/breakpoints.ts';
 import { VERSION } from '../version.ts';
 
 export type OpenRoundLogOptions = {
@@ -319,7 +320,14 @@ export class ExperimentHandle {
     };
     const replies: ExperimentEvent[] = (options.replies ?? []).map((reply) => ({ type: 'NodeReplied', data: { v: 1, ...reply } }));
     await this.append([...replies, { type: 'RoundCompleted', data: completed }]);
+    if (completed.breakpoint) await this.writeBreakpoint(round);
     return this.current.rounds[round]!;
+  }
+
+  /** Materializes the breakpoint folder of a completed round; returns its path. */
+  async writeBreakpoint(round: number): Promise<string> {
+    const ctx = { experimentsDir: rootLayout(this.roundLog.root).experiments, blobs: this.roundLog.blobs };
+    return (await materializeBreakpoint(ctx, this.current, round, this.current.folder)).path;
   }
 
   /** The state after round `round` (0-based) of the current branch, or after the last one. */

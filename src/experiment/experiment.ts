@@ -20,7 +20,7 @@ import { openRoundLog, type ExperimentHandle, type RoundLog } from '../engine/ro
 import { rootLayout } from '../root.ts';
 import {
   listBreakpointFolders,
-  materializeBreakpoint,
+  projectExperiment,
   readBreakpoint,
   roundOfFolder,
   supersedeBreakpoints,
@@ -339,8 +339,7 @@ export class Experiment {
       replies: replyEvents,
       durationMs: Date.now() - started,
     });
-    let breakpoint: string | null = null;
-    if (record.breakpoint) breakpoint = (await this.writeBreakpoint(round)).path;
+    const breakpoint = record.breakpoint ? path.join(this.experimentationPath(), breakpointFolderName(round)) : null;
     this.onRound?.({
       round,
       roundCurrent: this.roundCurrent(),
@@ -355,11 +354,7 @@ export class Experiment {
   /** Writes the breakpoint folder of the last completed round now (whatever `saveBreakpoints` says). */
   async breakpoint(): Promise<string> {
     if (this.roundCurrent() === 0) throw new NoBreakpointError(this.state.folder, null);
-    return (await this.writeBreakpoint(this.roundCurrent() - 1)).path;
-  }
-
-  private writeBreakpoint(round: number) {
-    return materializeBreakpoint({ experimentsDir: rootLayout(this.rl.root).experiments, blobs: this.rl.blobs }, this.state, round, this.state.folder);
+    return this.handle.writeBreakpoint(this.roundCurrent() - 1);
   }
 
   async close(): Promise<void> {
@@ -442,6 +437,8 @@ async function lastBreakpoint(rl: RoundLog): Promise<string> {
   if (last === undefined) throw new NoBreakpointError(`(none in ${rl.root})`, null);
   const handle = await rl.openExperiment(last.experimentId);
   const dir = path.join(experimentsDir, handle.state.folder);
+  // A crash between a round's commit and its folder leaves the folder to write: the log has it.
+  await projectExperiment({ experimentsDir, blobs: rl.blobs }, handle.state);
   const folders = await listBreakpointFolders(dir);
   if (folders.length > 0) return path.join(dir, folders.at(-1)!);
   let newest: string | null = null;

@@ -1,6 +1,6 @@
 /** The low-level round log API on a real root: experiments, rounds, state at any round, concurrency. */
 import test from 'ava';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from '../../src/engine/errors.ts';
@@ -83,5 +83,19 @@ test('two handles on one experiment: the second to record a round gets Concurren
   const fresh = await rl.openExperiment(created.id);
   t.is(fresh.roundCurrent(), 1);
   t.deepEqual((await fresh.loadRound(0)).params, params(0));
+  await rl.close();
+});
+
+test('a round recorded with a breakpoint gets its folder, with the parameters hard-linked and the state in breakpoint.json', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const experiment = await rl.createExperiment({ saveBreakpoints: true });
+  await experiment.recordRound({ params: params(0), state: { step: 1 } });
+  await experiment.recordRound({ params: params(1), state: { step: 2 }, breakpoint: false });
+  const dir = path.join(root, 'experiments', 'Experiment_0000');
+  t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0000', 'breakpoint.json'), 'utf8'));
+  t.deepEqual(manifest.state, { step: 1 });
+  t.is(statSync(path.join(dir, 'breakpoint_0000', 'aggregated_params.tensors')).nlink, 2);
   await rl.close();
 });

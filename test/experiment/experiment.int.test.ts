@@ -1,6 +1,6 @@
 /** The Experiment facade on a real root: rounds, breakpoint folders, loadBreakpoint, relocation, rewind. */
 import test from 'ava';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, rmSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/engine/errors.ts';
@@ -170,4 +170,23 @@ test('a training plan whose source changed is refused unless accepted, and the a
   t.not(accepted.state.settings.trainingPlan!.sha256, refused!.recorded);
   t.is(accepted.state.settings.trainingPlan!.sha256, refused!.actual);
   await accepted.close();
+});
+
+test('a breakpoint committed in the log but whose folder was never written (crash in between) is written on resume, not superseded', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run({ rounds: 3 });
+  const dir = exp.experimentationPath();
+  await exp.close();
+  // As if the process died after committing round 2 and before its folder was renamed into place.
+  rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
+  const { listExperiments } = await import('../../src/cli/experiments.ts');
+  t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, [2]);
+
+  const loaded = await load(root);
+  t.is(loaded.roundCurrent(), 3, 'resumes after round 2, the last committed round');
+  t.deepEqual(loaded.state.superseded, []);
+  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002']);
+  t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, []);
+  await loaded.close();
 });
