@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { FileBlobStore } from '../src/blobs/file.ts';
 import type { BlobRef } from '../src/blobs/types.ts';
+import { createFileDurably, syncDir } from '../src/durable.ts';
 import { BreakpointCorruptError } from '../src/engine/errors.ts';
 import { breakpointFolderName, type ExperimentCreated } from '../src/experiment/events.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../src/experiment/state.ts';
@@ -104,7 +105,7 @@ export async function materializeBreakpoint(
       experiment: created,
       files,
     };
-    await writeDurably(path.join(temp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    await createFileDurably(path.join(temp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     await syncDir(temp);
     await fs.rename(temp, final);
     await syncDir(dir);
@@ -248,24 +249,5 @@ async function removeStaleTemps(experimentDir: string): Promise<void> {
       alive = (error as NodeJS.ErrnoException).code !== 'ESRCH';
     }
     if (!alive) await fs.rm(path.join(experimentDir, name), { recursive: true, force: true });
-  }
-}
-
-async function writeDurably(file: string, text: string): Promise<void> {
-  const handle = await fs.open(file, 'wx');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

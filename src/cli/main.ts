@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `roundlog` command. */
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openFileBlobStore } from '../blobs/file.ts';
 import { RoundlogError } from '../errors.ts';

@@ -64,6 +64,7 @@ import {
 import { acquireLock, removeDeadCandidates, type HeldLock } from './lock.ts';
 import type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 import { U32List } from './u32list.ts';
+import { syncDir } from '../../durable.ts';
 
 export type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 
@@ -1250,15 +1251,6 @@ async function truncateDurably(file: string, length: number): Promise<void> {
   try {
     await handle.truncate(length);
     await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
   } finally {
     await handle.close();
   }
