@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/engine/errors.ts';
 import { Experiment, type ExperimentOptions } from '../../src/experiment/experiment.ts';
+import { InvalidArgumentError } from '../../src/errors.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -189,4 +190,35 @@ test('a breakpoint committed in the log but whose folder was never written (cras
   t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002']);
   t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, []);
   await loaded.close();
+});
+
+test('a seeded random-fraction strategy selects the same nodes after a resume as in an uninterrupted run, and its history is saved', async (t) => {
+  const { randomFraction } = await import('../../src/experiment/strategies.ts');
+  const run = async (root: string, stopAfter: number | null) => {
+    let exp = await Experiment.create(options(root, { strategy: randomFraction({ fraction: 0.5 }), roundLimit: 5 }));
+    if (stopAfter !== null) {
+      await exp.run({ rounds: stopAfter });
+      await exp.close();
+      exp = await load(root);
+    }
+    await exp.run();
+    const result = { params: await exp.parameters(), selections: exp.state.rounds.map((r) => (r.state as { strategy: { history: Array<{ nodes: string[] }> } }).strategy.history.at(-1)!.nodes) };
+    await exp.close();
+    return result;
+  };
+  const straight = await run(tempDir(), null);
+  const resumed = await run(tempDir(), 2);
+  t.deepEqual(resumed, straight);
+  t.true(straight.selections.every((nodes) => nodes.length === 2), 'half of three nodes, rounded up');
+  t.true(new Set(straight.selections.map((n) => n.join())).size > 1, 'the selection varies from round to round');
+});
+
+test('a training plan inside the experiments folder is refused: code is never imported from there', async (t) => {
+  const root = tempDir();
+  mkdirSync(path.join(root, 'experiments'), { recursive: true });
+  writeFileSync(path.join(root, 'experiments', 'plan.ts'), TINY_PLAN);
+  const error = await t.throwsAsync(Experiment.create(options(root, { workspace: root, trainingPlan: { module: 'experiments/plan.ts', export: 'plan' } })), {
+    instanceOf: InvalidArgumentError,
+  });
+  t.regex(error!.message, /not inside an experiment or breakpoint folder/);
 });
