@@ -20,7 +20,6 @@ import { openRoundLog, type ExperimentHandle, type RoundLog } from '../engine/ro
 import { rootLayout } from '../root.ts';
 import {
   listBreakpointFolders,
-  projectExperiment,
   readBreakpoint,
   roundOfFolder,
   supersedeBreakpoints,
@@ -145,12 +144,15 @@ export class Experiment {
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const rl = await openRoundLog(options.root === undefined ? {} : { root: options.root });
     try {
-      const folder = breakpointPath === undefined ? await lastBreakpoint(rl) : await breakpointFolderOf(path.resolve(breakpointPath));
+      const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
+      const folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
       const manifest = await readBreakpoint(folder);
-      let handle = await rl.openExperiment(manifest.experimentId).catch((error: unknown) => {
-        if (error instanceof ExperimentNotFoundError) return null;
-        throw error;
-      });
+      let handle =
+        latest?.handle ??
+        (await rl.openExperiment(manifest.experimentId).catch((error: unknown) => {
+          if (error instanceof ExperimentNotFoundError) return null;
+          throw error;
+        }));
       const experimentsDir = rootLayout(rl.root).experiments;
       const experimentDir = path.dirname(folder);
       const renamed =
@@ -429,27 +431,33 @@ async function breakpointFolderOf(target: string): Promise<string> {
   return path.join(target, folders.at(-1)!);
 }
 
-/** The last breakpoint of the last experiment, as Fed-BioMed's `load_breakpoint()` without arguments. */
-async function lastBreakpoint(rl: RoundLog): Promise<string> {
+/**
+ * The last breakpoint of the last experiment, as Fed-BioMed's `load_breakpoint()` without
+ * arguments, taken from the log: the last round of the current branch that asked for a
+ * breakpoint. Its folder is written now if a crash came between the round's commit and its folder.
+ */
+async function lastBreakpoint(rl: RoundLog): Promise<{ folder: string; handle: ExperimentHandle }> {
   const experiments = await rl.listExperiments();
   const last = experiments.at(-1);
-  const experimentsDir = rootLayout(rl.root).experiments;
   if (last === undefined) throw new NoBreakpointError(`(none in ${rl.root})`, null);
   const handle = await rl.openExperiment(last.experimentId);
-  const dir = path.join(experimentsDir, handle.state.folder);
-  // A crash between a round's commit and its folder leaves the folder to write: the log has it.
-  await projectExperiment({ experimentsDir, blobs: rl.blobs }, handle.state);
-  const folders = await listBreakpointFolders(dir);
-  if (folders.length > 0) return path.join(dir, folders.at(-1)!);
+  const round = lastBreakpointRound(handle.state);
+  if (round !== null) return { folder: await handle.writeBreakpoint(round), handle };
   let newest: string | null = null;
-  for (const entry of [...experiments].reverse()) {
-    if (newest !== null) break;
+  for (const entry of experiments.slice(0, -1).reverse()) {
     const other = await rl.openExperiment(entry.experimentId);
-    const otherDir = path.join(experimentsDir, other.state.folder);
-    const found = await listBreakpointFolders(otherDir);
-    if (found.length > 0) newest = path.join(otherDir, found.at(-1)!);
+    const otherRound = lastBreakpointRound(other.state);
+    if (otherRound !== null) {
+      newest = path.join(rootLayout(rl.root).experiments, other.state.folder, breakpointFolderName(otherRound));
+      break;
+    }
   }
   throw new NoBreakpointError(handle.state.folder, newest);
+}
+
+function lastBreakpointRound(state: ExperimentState): number | null {
+  for (let i = state.rounds.length - 1; i >= 0; i--) if (state.rounds[i]?.breakpoint) return i;
+  return null;
 }
 
 function checkAgainstLog(folder: string, manifest: BreakpointManifest, state: ExperimentState): void {

@@ -99,83 +99,106 @@ export function upcast(recorded: RecordedEvent): ExperimentEvent {
   return { type: recorded.type, data } as ExperimentEvent;
 }
 
+/** `ExperimentState` with its own arrays, that `apply` may change in place. */
+type Draft = {
+  -readonly [K in keyof ExperimentState]: ExperimentState[K];
+} & { rounds: RoundRecord[]; superseded: RoundRecord[]; attempts: Record<number, number> };
+
+function thaw(state: ExperimentState): Draft {
+  return { ...state, rounds: state.rounds.slice(), superseded: state.superseded.slice(), attempts: { ...state.attempts } };
+}
+
+/** The state after one more event. Pure: `state` is not changed. */
 export function evolve(state: ExperimentState, recorded: RecordedEvent): ExperimentState {
+  const draft = thaw(state);
+  apply(draft, recorded);
+  return draft;
+}
+
+/**
+ * Folds a stream's events from `state` (the initial state by default). The same as folding
+ * `evolve`, in time linear in the history: one copy of the state is changed in place.
+ */
+export function replay(events: Iterable<RecordedEvent>, state: ExperimentState = initialState): ExperimentState {
+  const draft = thaw(state);
+  for (const event of events) apply(draft, event);
+  return draft;
+}
+
+function apply(d: Draft, recorded: RecordedEvent): void {
   const event = upcast(recorded);
-  const next = { ...state, revision: recorded.revision, position: recorded.position };
+  d.revision = recorded.revision;
+  d.position = recorded.position;
   switch (event.type) {
     case 'ExperimentCreated': {
       const created = event.data;
-      const imported = created.importedFrom;
-      return {
-        ...next,
-        created,
-        folder: created.folder,
-        settings: {
-          roundLimit: created.roundLimit,
-          saveBreakpoints: created.saveBreakpoints,
-          trainingArgs: created.federated?.trainingArgs ?? {},
-          trainingPlan: created.federated?.trainingPlan ?? null,
-        },
-        // An imported breakpoint stands for the rounds before it: they are not in this stream.
-        rounds: imported === null ? [] : importedRounds(created, imported.round, recorded),
+      d.created = created;
+      d.folder = created.folder;
+      d.settings = {
+        roundLimit: created.roundLimit,
+        saveBreakpoints: created.saveBreakpoints,
+        trainingArgs: created.federated?.trainingArgs ?? {},
+        trainingPlan: created.federated?.trainingPlan ?? null,
       };
+      // An imported breakpoint stands for the rounds before it: they are not in this stream.
+      d.rounds = created.importedFrom === null ? [] : importedRounds(created, created.importedFrom.round, recorded);
+      return;
     }
     case 'RoundStarted':
-      return {
-        ...next,
-        openAttempt: { round: event.data.round, attempt: event.data.attempt, nodes: event.data.nodes },
-        attempts: { ...state.attempts, [event.data.round]: Math.max(state.attempts[event.data.round] ?? 0, event.data.attempt) },
-      };
+      d.openAttempt = { round: event.data.round, attempt: event.data.attempt, nodes: event.data.nodes };
+      d.attempts[event.data.round] = Math.max(d.attempts[event.data.round] ?? 0, event.data.attempt);
+      return;
     case 'NodeReplied':
-      return next;
+      return;
     case 'RoundCompleted': {
-      const d = event.data;
-      const record: RoundRecord = {
-        round: d.round,
-        attempt: d.attempt,
-        params: d.params,
-        state: d.state,
-        metrics: d.metrics,
-        nodes: d.nodes,
-        breakpoint: d.breakpoint,
-        durationMs: d.durationMs,
-        settings: state.settings,
+      const r = event.data;
+      d.rounds.length = Math.min(d.rounds.length, r.round);
+      d.rounds[r.round] = {
+        round: r.round,
+        attempt: r.attempt,
+        params: r.params,
+        state: r.state,
+        metrics: r.metrics,
+        nodes: r.nodes,
+        breakpoint: r.breakpoint,
+        durationMs: r.durationMs,
+        settings: d.settings,
         position: recorded.position,
         revision: recorded.revision,
         timestamp: recorded.timestamp,
       };
-      const rounds = state.rounds.slice(0, d.round);
-      rounds[d.round] = record;
-      return { ...next, rounds, openAttempt: null, finished: false };
+      d.openAttempt = null;
+      d.finished = false;
+      return;
     }
     case 'SettingsChanged': {
-      const d = event.data;
-      return {
-        ...next,
-        settings: {
-          roundLimit: d.roundLimit !== undefined ? d.roundLimit : state.settings.roundLimit,
-          saveBreakpoints: d.saveBreakpoints ?? state.settings.saveBreakpoints,
-          trainingArgs: d.trainingArgs ?? state.settings.trainingArgs,
-          trainingPlan: d.trainingPlan ?? state.settings.trainingPlan,
-        },
+      const c = event.data;
+      d.settings = {
+        roundLimit: c.roundLimit !== undefined ? c.roundLimit : d.settings.roundLimit,
+        saveBreakpoints: c.saveBreakpoints ?? d.settings.saveBreakpoints,
+        trainingArgs: c.trainingArgs ?? d.settings.trainingArgs,
+        trainingPlan: c.trainingPlan ?? d.settings.trainingPlan,
       };
+      return;
     }
     case 'Resumed':
-      return { ...next, openAttempt: null, folder: event.data.folder ?? state.folder };
+      d.openAttempt = null;
+      d.folder = event.data.folder ?? d.folder;
+      return;
     case 'Rewound': {
       const keep = event.data.roundCurrent;
-      return {
-        ...next,
-        rounds: state.rounds.slice(0, keep),
-        superseded: [...state.superseded, ...state.rounds.slice(keep)],
-        openAttempt: null,
-        finished: false,
-      };
+      d.superseded.push(...d.rounds.slice(keep));
+      d.rounds.length = Math.min(d.rounds.length, keep);
+      d.openAttempt = null;
+      d.finished = false;
+      return;
     }
     case 'ForkedFrom':
-      return { ...next, forkedFrom: event.data };
+      d.forkedFrom = event.data;
+      return;
     case 'ExperimentFinished':
-      return { ...next, finished: true };
+      d.finished = true;
+      return;
   }
 }
 
@@ -202,13 +225,6 @@ function importedRounds(created: ExperimentCreated, round: number, recorded: Rec
     timestamp: recorded.timestamp,
   };
   return rounds;
-}
-
-/** Folds a stream's events from the initial state. */
-export function replay(events: Iterable<RecordedEvent>, state: ExperimentState = initialState): ExperimentState {
-  let current = state;
-  for (const event of events) current = evolve(current, event);
-  return current;
 }
 
 /** `roundCurrent()`: the number of completed rounds on the current branch. */
