@@ -8,12 +8,12 @@
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { openFileBlobStore } from '../src/blobs/file.ts';
 import { encodeTensorChunks, encodeTensors } from '../src/codec/tensors.ts';
+import { argValue, isQuick, repsOr } from './lib.ts';
 
 const TARGET_RATIO = 1.5;
 
@@ -22,11 +22,8 @@ const collectGarbage = vm.runInNewContext('gc') as () => void;
 const WRITE_CHUNK_BYTES = 8 * 1024 * 1024;
 
 export async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { mb: { type: 'string', default: '100' }, reps: { type: 'string', default: '7' } },
-  });
-  const elements = Math.floor((Number(values.mb) * 1e6) / 4);
-  const reps = Number(values.reps);
+  const elements = Math.floor((Number(argValue('mb') ?? '100') * 1e6) / 4);
+  const reps = repsOr(isQuick() ? 3 : 7);
   const params = normalFloat32(elements, 0.02);
   const tensors = { 'model.weight': { dtype: 'float32' as const, shape: [elements], data: params } };
   const raw = Buffer.from(params.buffer, params.byteOffset, params.byteLength);

@@ -1,7 +1,9 @@
 /**
  * Node-selection strategies: which of the experiment's nodes train in a round. A strategy is named
- * and configured by plain data (`strategyFrom` rebuilds it on resume); its state records, for every
- * round, the nodes selected and the RNG state after selecting, which Fed-BioMed never saved.
+ * and configured by plain data (`strategyFrom` rebuilds it on resume); its state records the last
+ * selection (round, nodes, RNG state after selecting), which Fed-BioMed never saved. Every round's
+ * selection is in the experiment's history (`RoundStarted`), so the state stays the same size
+ * however many rounds run: it travels in every `RoundCompleted`.
  * Selection depends only on the set of nodes, the round, the state and the given RNG (which the
  * caller derives from the experiment seed and the round), never on the order nodes are listed in.
  */
@@ -11,8 +13,8 @@ import type { Rng, RngState } from './rng.ts';
 
 export type SelectionRecord = Readonly<{ round: number; nodes: readonly string[]; rng: RngState }>;
 
-/** Plain data: one record per round selected so far, in round order. */
-export type StrategyState = Readonly<{ history: readonly SelectionRecord[] }>;
+/** Plain data: the last selection, and how many rounds were selected so far. */
+export type StrategyState = Readonly<{ last: SelectionRecord | null; rounds: number }>;
 
 export type StrategySpec = Readonly<{ name: string; config: Readonly<Record<string, unknown>> }>;
 
@@ -109,23 +111,18 @@ export function strategyFrom(spec: StrategySpec, custom: Readonly<Record<string,
 }
 
 export function initialStrategyState(): StrategyState {
-  return { history: [] };
-}
-
-/** The nodes selected for `round`, or undefined when the history does not record it. */
-export function selectedIn(state: StrategyState, round: number): readonly string[] | undefined {
-  return state.history.find((record) => record.round === round)?.nodes;
+  return { last: null, rounds: 0 };
 }
 
 function recorded(state: StrategyState, round: number, nodes: string[], rng: Rng): Selection {
-  return { nodes, state: { history: [...state.history, { round, nodes: [...nodes], rng: rng.state() }] } };
+  return { nodes, state: { last: { round, nodes: [...nodes], rng: rng.state() }, rounds: state.rounds + 1 } };
 }
 
 /** The eligible nodes in node-id order, once the arguments are checked. */
 function checkSelect(strategy: string, nodes: readonly string[], round: number, state: StrategyState): string[] {
   if (!Number.isSafeInteger(round) || round < 0) throw new InvalidArgumentError('round', 'must be a non-negative integer', round);
-  const last = state.history.at(-1);
-  if (last !== undefined && round <= last.round) {
+  const last = state.last;
+  if (last !== null && round <= last.round) {
     throw new InvalidArgumentError('round', `must come after the last recorded round (${last.round})`, round);
   }
   if (nodes.length === 0) throw new NoEligibleNodesError(strategy, round);

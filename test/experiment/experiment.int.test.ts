@@ -202,7 +202,7 @@ test('a seeded random-fraction strategy selects the same nodes after a resume as
       exp = await load(root);
     }
     await exp.run();
-    const result = { params: await exp.parameters(), selections: exp.state.rounds.map((r) => (r.state as { strategy: { history: Array<{ nodes: string[] }> } }).strategy.history.at(-1)!.nodes) };
+    const result = { params: await exp.parameters(), selections: exp.state.rounds.map((r) => (r.state as { strategy: { last: { nodes: string[] } } }).strategy.last.nodes) };
     await exp.close();
     return result;
   };
