@@ -31,8 +31,9 @@ import {
   type NodeReplied,
   type RoundCompleted,
 } from '../experiment/events.ts';
-import { evolve, initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
+import { initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from './errors.ts';
+import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import { materializeBreakpoint } from '../../projections/breakpoints.ts';
 import { VERSION } from '../version.ts';
 
@@ -200,17 +201,26 @@ class FileRoundLog implements RoundLog {
       await log.append(stream, [{ type: 'ExperimentCreated', data: created }], { expectedRevision: 'no_stream' });
       return (await log.readStream(stream)).events;
     });
-    return new ExperimentHandle(this, stream, replay(events));
+    return new ExperimentHandle(this, stream, replay(events), -1n);
   }
 
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
-    const { stream, events } = await this.withReader(async (log) => {
+    const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
       const entries = await readRegistry(log);
       const entry = entries.find((e) => e.experimentId === experiment || e.folder === experiment || e.stream === experiment);
       if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
-      return { stream: entry.stream, events: (await log.readStream(entry.stream)).events };
+      // From the snapshot when it checks out against the log: only the events after it are read.
+      const snapshot = await readSnapshot(this.root, entry.experimentId, entry.stream);
+      if (snapshot !== null) {
+        const tail = await log.readStream(entry.stream, { fromRevision: snapshot.revision }).catch(() => null);
+        const at = tail?.events[0];
+        if (at !== undefined && at.revision === snapshot.revision && at.position === snapshot.position) {
+          return { stream: entry.stream, state: replay(tail!.events.slice(1), snapshot.state), snapshotRevision: snapshot.revision };
+        }
+      }
+      return { stream: entry.stream, state: replay((await log.readStream(entry.stream)).events), snapshotRevision: -1n };
     });
-    return new ExperimentHandle(this, stream, replay(events));
+    return new ExperimentHandle(this, stream, state, snapshotRevision);
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
@@ -248,12 +258,25 @@ async function readRegistry(log: FileEventLog): Promise<ExperimentRegistered[]> 
 }
 
 /** One experiment: its state, kept in step with its stream, and the operations that extend it. */
+/** Events between two snapshots of an experiment's state. */
+const SNAPSHOT_EVERY = 100;
+
 export class ExperimentHandle {
   constructor(
     readonly roundLog: RoundLog,
     readonly stream: string,
     private current: ExperimentState,
+    /** Revision of the newest snapshot known to be on disk. */
+    private snapshotRevision: bigint,
   ) {}
+
+  /** Saves the state as a snapshot, so the next open replays from here. */
+  async snapshot(): Promise<void> {
+    if (this.current.revision <= this.snapshotRevision) return;
+    const { revision, position } = this.current;
+    await writeSnapshot(this.roundLog.root, this.id, { stream: this.stream, revision, position, state: this.current });
+    this.snapshotRevision = revision;
+  }
 
   get state(): ExperimentState {
     return this.current;
@@ -273,8 +296,9 @@ export class ExperimentHandle {
 
   /** Reads the stream again, for changes made by other handles or processes. */
   async refresh(): Promise<ExperimentState> {
-    const events = await this.roundLog.withReader(async (log) => (await log.readStream(this.stream)).events);
-    this.current = replay(events);
+    const from = this.current.revision + 1n;
+    const events = await this.roundLog.withReader(async (log) => (await log.readStream(this.stream, { fromRevision: from })).events);
+    this.current = replay(events, this.current);
     return this.current;
   }
 
@@ -295,7 +319,8 @@ export class ExperimentHandle {
       }
       return (await log.readStream(this.stream, { fromRevision: expected + 1n })).events;
     });
-    for (const event of recorded) this.current = evolve(this.current, event);
+    this.current = replay(recorded, this.current);
+    if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
     return recorded;
   }
 

@@ -360,7 +360,11 @@ export class Experiment {
   }
 
   async close(): Promise<void> {
-    await this.rl.close();
+    try {
+      await this.handle.snapshot();
+    } finally {
+      await this.rl.close();
+    }
   }
 }
 

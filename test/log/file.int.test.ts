@@ -343,3 +343,23 @@ test('with lockWaitMs, a writer waits for the lock held by another process and g
   await log.append('s', [{ type: 'T', data: 1 }]);
   await log.close();
 });
+
+test('a log opened, appended to and closed many times keeps its active index small: chunks are compacted', async (t) => {
+  const { decodeIndexChunks } = await import('../../src/log/file/format.ts');
+  const dir = tempDir();
+  for (let i = 0; i < 80; i++) {
+    const log = await openFileEventLog({ dir });
+    await log.append('cycled', [{ type: 'T', data: { i } }]);
+    await log.close();
+  }
+  const [segment] = segmentsOf(dir) as [string];
+  const { chunks } = decodeIndexChunks(readFileSync(`${segment}.idx`));
+  t.true(chunks.length <= 32, `${chunks.length} chunks`);
+  t.is(chunks.reduce((sum, c) => sum + c.offsets.length, 0), 80);
+  const log = await openFileEventLog({ dir });
+  t.deepEqual(
+    (await log.readStream('cycled')).events.map((e) => (e.data as { i: number }).i),
+    Array.from({ length: 80 }, (_, i) => i),
+  );
+  await log.close();
+});

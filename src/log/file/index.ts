@@ -74,6 +74,8 @@ const PREALLOCATE_STEP = 1024 * 1024;
 const ZERO_FILL = Buffer.alloc(PREALLOCATE_STEP);
 /** Index entries are appended to the active segment's index once this many are pending. */
 const INDEX_EVERY = 1024;
+/** The active segment's index is rewritten as one chunk once it has this many. */
+const MAX_INDEX_CHUNKS = 32;
 /** Events per page when a subscription catches up from history. */
 const CATCH_UP_PAGE = 1024;
 
@@ -90,8 +92,9 @@ type Segment = {
   offsets: U32List | null;
   streams: U32List | null;
   sealed: boolean;
-  /** Entries already in the segment's index file. */
+  /** Entries already in the segment's index file, and in how many chunks. */
   indexed: number;
+  indexChunks: number;
   reader: Promise<FileHandle> | null;
   /** Set while a sealed segment's index is being loaded. */
   loading: Promise<void> | null;
@@ -303,6 +306,7 @@ class FileLog implements FileEventLog {
       streams: sealed ? null : new U32List(),
       sealed,
       indexed: sealed ? count : 0,
+      indexChunks: sealed ? 1 : 0,
       reader: null,
       loading: null,
     };
@@ -420,6 +424,7 @@ class FileLog implements FileEventLog {
     if (!this.readOnly && validBytes < buf.length) await fs.truncate(file, validBytes);
     for (const chunk of chunks) for (const name of chunk.newStreams) this.addStream(name);
     this.placeAll(segment, concatU32(chunks.map((c) => c.offsets)), concatU32(chunks.map((c) => c.streams)));
+    segment.indexChunks = chunks.length;
     segment.indexed = segment.count;
     this.indexedStreamEnd = this.streamsByNum.length;
     return tail;
@@ -642,6 +647,14 @@ class FileLog implements FileEventLog {
 
   private async appendIndex(segment: Segment): Promise<void> {
     if (segment.indexed >= segment.count) return;
+    // Each close adds a chunk; past a few dozen, reading them costs more than rewriting one.
+    if (segment.indexChunks >= MAX_INDEX_CHUNKS) {
+      await this.indexWriter?.close();
+      this.indexWriter = null;
+      await this.writeFullIndex(segment);
+      this.indexedStreamEnd = this.streamsByNum.filter((st) => st.count > 0).length;
+      return;
+    }
     const from = segment.indexed;
     const streamsBefore = this.indexedStreamEnd;
     const nums = segment.streams!.slice(from, segment.count);
@@ -655,6 +668,7 @@ class FileLog implements FileEventLog {
     this.indexWriter ??= await fs.open(segment.file + INDEX_SUFFIX, 'a');
     await this.indexWriter.write(chunk);
     segment.indexed = segment.count;
+    segment.indexChunks++;
     this.indexedStreamEnd = end;
   }
 
@@ -687,6 +701,7 @@ class FileLog implements FileEventLog {
     });
     await writeFileDurably(segment.file + INDEX_SUFFIX, chunk);
     segment.indexed = segment.count;
+    segment.indexChunks = 1;
   }
 
   /** Checkpoints every stream's head; called when all committed records are in sealed segments. */
