@@ -238,7 +238,7 @@ async function moveAside(experimentDir: string, folder: string): Promise<string>
 }
 
 /** Removes temp folders whose writer process is gone: a crash mid-write never looks like a breakpoint. */
-async function removeStaleTemps(experimentDir: string): Promise<void> {
+export async function removeStaleTemps(experimentDir: string): Promise<void> {
   for (const name of await fs.readdir(experimentDir).catch(() => [] as string[])) {
     const match = /^\.tmp-breakpoint_\d+-(\d+)-/.exec(name);
     if (match === null) continue;

@@ -180,9 +180,6 @@ class FileRoundLog implements RoundLog {
         throw new InvalidArgumentError('folder', 'must not be the folder of another experiment of this root', folder);
       }
       const registered: ExperimentRegistered = { v: 1, number, experimentId, folder, stream };
-      await log.append(REGISTRY_STREAM, [{ type: 'ExperimentRegistered', data: registered }], {
-        expectedRevision: registry.lastRevision ?? 'no_stream',
-      });
       const created: ExperimentCreated = {
         v: 1,
         experimentId,
@@ -198,7 +195,12 @@ class FileRoundLog implements RoundLog {
         roundlogVersion: VERSION,
         importedFrom: options.importedFrom ?? null,
       };
+      // The experiment's stream first, then its registration: a crash in between leaves an
+      // unregistered stream, which nothing lists, never a registration without a history.
       await log.append(stream, [{ type: 'ExperimentCreated', data: created }], { expectedRevision: 'no_stream' });
+      await log.append(REGISTRY_STREAM, [{ type: 'ExperimentRegistered', data: registered }], {
+        expectedRevision: registry.lastRevision ?? 'no_stream',
+      });
       return (await log.readStream(stream)).events;
     });
     return new ExperimentHandle(this, stream, replay(events), -1n);
@@ -253,8 +255,16 @@ async function readRegistryStream(log: FileEventLog): Promise<{ entries: Experim
   }
 }
 
+/**
+ * The registered experiments that have a history. `createExperiment` writes the history first,
+ * so every registration has one; a registration without one (written by other tooling, or by a
+ * store that lost the stream) is skipped rather than failing every listing.
+ */
 async function readRegistry(log: FileEventLog): Promise<ExperimentRegistered[]> {
-  return (await readRegistryStream(log)).entries;
+  const { entries } = await readRegistryStream(log);
+  const { streams } = await log.listStreams();
+  const known = new Set(streams.map((s) => s.stream));
+  return entries.filter((e) => known.has(e.stream));
 }
 
 /** One experiment: its state, kept in step with its stream, and the operations that extend it. */

@@ -21,6 +21,7 @@ import { rootLayout } from '../root.ts';
 import {
   listBreakpointFolders,
   readBreakpoint,
+  removeStaleTemps,
   roundOfFolder,
   supersedeBreakpoints,
   type BreakpointManifest,
@@ -194,6 +195,7 @@ export class Experiment {
       if (superseded.length > 0) {
         await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
       }
+      await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
       return new Experiment(rl, handle, plan, federation, options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS, options.onRound);
     } catch (error) {
       await rl.close();

@@ -222,3 +222,17 @@ test('a training plan inside the experiments folder is refused: code is never im
   });
   t.regex(error!.message, /not inside an experiment or breakpoint folder/);
 });
+
+test('resume removes the temp folder a crash left while writing a breakpoint', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run({ rounds: 1 });
+  const dir = exp.experimentationPath();
+  await exp.close();
+  const temp = path.join(dir, '.tmp-breakpoint_0001-999999999-00000000-0000-0000-0000-000000000000');
+  mkdirSync(temp);
+  const loaded = await load(root);
+  t.false(existsSync(temp));
+  t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
+  await loaded.close();
+});
