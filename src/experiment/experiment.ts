@@ -162,6 +162,13 @@ export class Experiment {
           : null;
       if (handle === null) handle = await importBreakpoint(rl, folder, manifest);
       else checkAgainstLog(folder, manifest, handle.state);
+      if (handle.state.settings.trainingPlan === null) {
+        throw new InvalidArgumentError(
+          'path',
+          `must be a breakpoint of a federated experiment; ${handle.state.folder} was recorded by a training loop of its own: open it with openRoundLog().openExperiment(${JSON.stringify(handle.state.folder)}) and loadRound()`,
+          folder,
+        );
+      }
       const federation = typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
 
       const { plan, ref } = await resolvePlan(rl, workspace, handle.state.settings.trainingPlan!, options.acceptPlanChange ?? false);

@@ -236,3 +236,14 @@ test('resume removes the temp folder a crash left while writing a breakpoint', a
   t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
   await loaded.close();
 });
+
+test('loadBreakpoint on a breakpoint of a plain training loop says to use the low-level API', async (t) => {
+  const root = tempDir();
+  const { openRoundLog } = await import('../../src/engine/round-log.ts');
+  const rl = await openRoundLog({ root });
+  const loop = await rl.createExperiment({ saveBreakpoints: true });
+  await loop.recordRound({ params: { w: { dtype: 'float32', shape: [1], data: new Float32Array([1]) } } });
+  await rl.close();
+  const error = await t.throwsAsync(load(root), { instanceOf: InvalidArgumentError });
+  t.regex(error!.message, /recorded by a training loop of its own: open it with openRoundLog\(\)\.openExperiment\("Experiment_0000"\)/);
+});
