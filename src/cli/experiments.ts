@@ -208,6 +208,10 @@ function describeEvent(event: ExperimentEvent): string {
       return `forked from ${event.data.parentFolder} round ${event.data.parentRound}`;
     case 'ExperimentFinished':
       return `${event.data.roundCurrent} rounds`;
+    case 'Forked':
+      return `fork ${event.data.childFolder} started from round ${event.data.round} by ${event.data.by.user}@${event.data.by.host}`;
+    case 'RoundsPruned':
+      return `parameters of rounds ${event.data.rounds.map((r) => r.round).join(', ')} deleted by retention (keep last ${event.data.retention.keepLast}${event.data.retention.keepEvery === null ? '' : `, every ${event.data.retention.keepEvery}`})`;
   }
 }
 

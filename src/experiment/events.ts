@@ -96,9 +96,14 @@ export type RoundCompleted = Readonly<{
   durationMs: number;
 }>;
 
+/** Which rounds keep their parameters: the last `keepLast`, and every `keepEvery`-th round (if set). */
+export type Retention = Readonly<{ keepLast: number; keepEvery: number | null }>;
+
 export type SettingsChanged = Readonly<{
   v: 1;
   roundLimit?: number | null;
+  /** A retention policy applied as rounds complete; null for none. */
+  retention?: Retention | null;
   trainingArgs?: Readonly<Record<string, unknown>>;
   saveBreakpoints?: boolean;
   /** A changed training plan accepted on resume. */
@@ -136,6 +141,20 @@ export type ForkedFrom = Readonly<{
 
 export type ExperimentFinished = Readonly<{ v: 1; roundCurrent: number }>;
 
+/** In the parent's stream: a fork was started from one of its rounds. */
+export type Forked = Readonly<{ v: 1; childId: string; childFolder: string; round: number; by: Actor }>;
+
+/**
+ * Retention deleted the parameters of these rounds (named by round index and the log position of
+ * their `RoundCompleted`); their events stay, replaying or loading them is refused.
+ */
+export type RoundsPruned = Readonly<{
+  v: 1;
+  rounds: ReadonlyArray<Readonly<{ round: number; position: string }>>;
+  retention: Retention;
+  by: Actor;
+}>;
+
 export type ExperimentEvent =
   | { type: 'ExperimentCreated'; data: ExperimentCreated }
   | { type: 'RoundStarted'; data: RoundStarted }
@@ -145,6 +164,8 @@ export type ExperimentEvent =
   | { type: 'Resumed'; data: Resumed }
   | { type: 'Rewound'; data: Rewound }
   | { type: 'ForkedFrom'; data: ForkedFrom }
+  | { type: 'Forked'; data: Forked }
+  | { type: 'RoundsPruned'; data: RoundsPruned }
   | { type: 'ExperimentFinished'; data: ExperimentFinished };
 
 export type ExperimentEventType = ExperimentEvent['type'];

@@ -10,6 +10,7 @@ import type {
   ExperimentEventType,
   FederatedSetup,
   ForkedFrom,
+  Retention,
   RoundCompleted,
   TrainingPlanRef,
 } from './events.ts';
@@ -18,6 +19,7 @@ import { UnknownEventError } from '../engine/errors.ts';
 /** Settings that can change during an experiment; each round records those it ran under. */
 export type Settings = Readonly<{
   roundLimit: number | null;
+  retention: Retention | null;
   saveBreakpoints: boolean;
   trainingArgs: Readonly<Record<string, unknown>>;
   trainingPlan: TrainingPlanRef | null;
@@ -54,6 +56,13 @@ export type ExperimentState = Readonly<{
   /** Attempts started per round index, so a retry of a round gets the next attempt number. */
   attempts: Readonly<Record<number, number>>;
   forkedFrom: ForkedFrom | null;
+  /** Forks started from this experiment. */
+  forks: readonly Readonly<{ childId: string; childFolder: string; round: number; position: bigint; timestamp: Date }>[];
+  /**
+   * Rounds whose parameters retention deleted, keyed by the log position of their
+   * `RoundCompleted` (decimal), with the position and time of the pruning.
+   */
+  pruned: Readonly<Record<string, Readonly<{ round: number; position: bigint; timestamp: Date }>>>;
   finished: boolean;
   /** Revision of the last event folded, or -1n before any. */
   revision: bigint;
@@ -63,12 +72,14 @@ export type ExperimentState = Readonly<{
 export const initialState: ExperimentState = Object.freeze({
   created: null,
   folder: '',
-  settings: Object.freeze({ roundLimit: null, saveBreakpoints: false, trainingArgs: Object.freeze({}), trainingPlan: null }),
+  settings: Object.freeze({ roundLimit: null, retention: null, saveBreakpoints: false, trainingArgs: Object.freeze({}), trainingPlan: null }),
   rounds: Object.freeze([]) as readonly RoundRecord[],
   superseded: Object.freeze([]) as readonly RoundRecord[],
   openAttempt: null,
   attempts: Object.freeze({}),
   forkedFrom: null,
+  forks: Object.freeze([]),
+  pruned: Object.freeze({}),
   finished: false,
   revision: -1n,
   position: -1n,
@@ -83,6 +94,8 @@ const KNOWN: ReadonlySet<string> = new Set<ExperimentEventType>([
   'Resumed',
   'Rewound',
   'ForkedFrom',
+  'Forked',
+  'RoundsPruned',
   'ExperimentFinished',
 ]);
 
@@ -102,10 +115,23 @@ export function upcast(recorded: RecordedEvent): ExperimentEvent {
 /** `ExperimentState` with its own arrays, that `apply` may change in place. */
 type Draft = {
   -readonly [K in keyof ExperimentState]: ExperimentState[K];
-} & { rounds: RoundRecord[]; superseded: RoundRecord[]; attempts: Record<number, number> };
+} & {
+  rounds: RoundRecord[];
+  superseded: RoundRecord[];
+  attempts: Record<number, number>;
+  forks: ExperimentState['forks'][number][];
+  pruned: Record<string, ExperimentState['pruned'][string]>;
+};
 
 function thaw(state: ExperimentState): Draft {
-  return { ...state, rounds: state.rounds.slice(), superseded: state.superseded.slice(), attempts: { ...state.attempts } };
+  return {
+    ...state,
+    rounds: state.rounds.slice(),
+    superseded: state.superseded.slice(),
+    attempts: { ...state.attempts },
+    forks: state.forks.slice(),
+    pruned: { ...state.pruned },
+  };
 }
 
 /** The state after one more event. Pure: `state` is not changed. */
@@ -136,6 +162,7 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       d.folder = created.folder;
       d.settings = {
         roundLimit: created.roundLimit,
+        retention: null,
         saveBreakpoints: created.saveBreakpoints,
         trainingArgs: created.federated?.trainingArgs ?? {},
         trainingPlan: created.federated?.trainingPlan ?? null,
@@ -175,6 +202,7 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       const c = event.data;
       d.settings = {
         roundLimit: c.roundLimit !== undefined ? c.roundLimit : d.settings.roundLimit,
+        retention: c.retention !== undefined ? c.retention : d.settings.retention,
         saveBreakpoints: c.saveBreakpoints ?? d.settings.saveBreakpoints,
         trainingArgs: c.trainingArgs ?? d.settings.trainingArgs,
         trainingPlan: c.trainingPlan ?? d.settings.trainingPlan,
@@ -196,6 +224,12 @@ function apply(d: Draft, recorded: RecordedEvent): void {
     case 'ForkedFrom':
       d.forkedFrom = event.data;
       return;
+    case 'Forked':
+      d.forks.push({ childId: event.data.childId, childFolder: event.data.childFolder, round: event.data.round, position: recorded.position, timestamp: recorded.timestamp });
+      return;
+    case 'RoundsPruned':
+      for (const { round, position } of event.data.rounds) d.pruned[position] = { round, position: recorded.position, timestamp: recorded.timestamp };
+      return;
     case 'ExperimentFinished':
       d.finished = true;
       return;
@@ -216,6 +250,7 @@ function importedRounds(created: ExperimentCreated, round: number, recorded: Rec
     durationMs: 0,
     settings: {
       roundLimit: created.roundLimit,
+      retention: null,
       saveBreakpoints: created.saveBreakpoints,
       trainingArgs: created.federated?.trainingArgs ?? {},
       trainingPlan: created.federated?.trainingPlan ?? null,
