@@ -11,6 +11,9 @@ import { demo } from './demo.ts';
 import { lsCommand, resumeCommand, runCommand } from './experiments.ts';
 import { timeline } from './timeline.ts';
 import { VERSION } from '../version.ts';
+import { commands as historyCommands, help as historyHelp } from './history.ts';
+import { commands as lineageCommands, help as lineageHelp } from './lineage.ts';
+import { commands as maintenanceCommands, help as maintenanceHelp } from './maintenance.ts';
 
 const HELP = `roundlog: crash-proof, rewindable, auditable round logs for training experiments
 
@@ -34,14 +37,18 @@ Options for every command:
 `;
 
 
+const EXTRA_COMMANDS = { ...historyCommands, ...lineageCommands, ...maintenanceCommands };
+
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
+  const extra = command === undefined ? undefined : EXTRA_COMMANDS[command];
+  if (extra !== undefined) return extra(rest, io);
   switch (command) {
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      io.out(HELP);
+      io.out(HELP.replace('  help ', [...historyHelp, ...lineageHelp, ...maintenanceHelp].map((line) => `  ${line}\n`).join('') + '  help '));
       return 0;
     case '--version':
       io.out(VERSION);

@@ -120,3 +120,18 @@ export class NodeFailedError extends RoundlogError {
     );
   }
 }
+
+/** The round's parameters were deleted by retention; its events remain. */
+export class RoundPrunedError extends RoundlogError {
+  readonly code = 'ROUND_PRUNED' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    readonly prunedAt: Date,
+  ) {
+    super(
+      `round ${round} of experiment ${experiment} was pruned by retention on ${prunedAt.toISOString()}: its parameters ` +
+        `are deleted (its events remain in the history); replay or load a round that retention kept`,
+    );
+  }
+}

@@ -8,6 +8,7 @@
  * stream keeps two processes from running the same experiment.
  */
 import { randomInt, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openFileBlobStore, type FileBlobStore } from '../blobs/file.ts';
@@ -100,7 +101,10 @@ export interface RoundLog {
   readonly blobs: FileBlobStore;
   readonly actor: Actor;
   createExperiment(options?: CreateExperimentOptions): Promise<ExperimentHandle>;
-  /** By id, by folder name (`Experiment_0003`), or by stream name. */
+  /**
+   * By id, by folder name (`Experiment_0003`), by stream name, or by path: an experiment folder or
+   * a breakpoint folder (absolute or relative to the current directory), even if renamed.
+   */
   openExperiment(experiment: string): Promise<ExperimentHandle>;
   listExperiments(): Promise<readonly ExperimentSummary[]>;
   /** Runs `fn` with the log opened for writing (waiting for the writer lock), then closes it. */
@@ -209,7 +213,10 @@ class FileRoundLog implements RoundLog {
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
       const entries = await readRegistry(log);
-      const entry = entries.find((e) => e.experimentId === experiment || e.folder === experiment || e.stream === experiment);
+      const id = (await experimentIdAtPath(experiment)) ?? experiment;
+      const entry =
+        entries.find((e) => e.experimentId === id || e.stream === id) ??
+        entries.find((e) => e.folder === path.basename(id));
       if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
       // From the snapshot when it checks out against the log: only the events after it are read.
       const snapshot = await readSnapshot(this.root, entry.experimentId, entry.stream);
@@ -237,6 +244,22 @@ class FileRoundLog implements RoundLog {
   async close(): Promise<void> {
     await this.blobs.close();
   }
+}
+
+/** The experiment id recorded in a breakpoint folder at `target`, or in one inside an experiment folder there. */
+async function experimentIdAtPath(target: string): Promise<string | null> {
+  if (!target.includes('/') && !target.includes(path.sep)) return null;
+  const dir = path.resolve(target);
+  const manifestId = async (folder: string) =>
+    (JSON.parse(await fs.readFile(path.join(folder, 'breakpoint.json'), 'utf8').catch(() => 'null')) as { experimentId?: string } | null)?.experimentId ?? null;
+  const direct = await manifestId(dir);
+  if (direct !== null) return direct;
+  for (const name of (await fs.readdir(dir).catch(() => [] as string[])).sort().reverse()) {
+    if (!name.startsWith('breakpoint_')) continue;
+    const id = await manifestId(path.join(dir, name));
+    if (id !== null) return id;
+  }
+  return null;
 }
 
 function checkFolderName(folder: string): void {

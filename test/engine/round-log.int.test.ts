@@ -1,6 +1,6 @@
 /** The low-level round log API on a real root: experiments, rounds, state at any round, concurrency. */
 import test from 'ava';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from '../../src/engine/errors.ts';
@@ -97,5 +97,18 @@ test('a round recorded with a breakpoint gets its folder, with the parameters ha
   const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0000', 'breakpoint.json'), 'utf8'));
   t.deepEqual(manifest.state, { step: 1 });
   t.is(statSync(path.join(dir, 'breakpoint_0000', 'aggregated_params.tensors')).nlink, 2);
+  await rl.close();
+});
+
+test('an experiment opens by the path of its folder or of one of its breakpoints, even after a rename', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const experiment = await rl.createExperiment({ saveBreakpoints: true });
+  await experiment.recordRound({ params: params(0) });
+  const experiments = path.join(root, 'experiments');
+  renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'renamed'));
+  t.is((await rl.openExperiment(path.join(experiments, 'renamed'))).id, experiment.id);
+  t.is((await rl.openExperiment(path.join(experiments, 'renamed', 'breakpoint_0000'))).id, experiment.id);
+  await t.throwsAsync(rl.openExperiment(path.join(root, 'nowhere', 'Experiment_0042')), { instanceOf: ExperimentNotFoundError });
   await rl.close();
 });
