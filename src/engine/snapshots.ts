@@ -8,14 +8,15 @@
  * foreign file, means a full replay. Replay from a snapshot folds the same `evolve`.
  *
  * File: u32 body length, u32 CRC-32C of the body, body = value codec encoding byte then the
- * encoded `{ v: 1, stream, revision, position, state }`.
+ * encoded `{ v: 1, shape, stream, revision, position, state }`; `shape` is the version of the
+ * state's shape (`STATE_SHAPE_VERSION`), so a snapshot written by another release is ignored.
  */
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { decodeValue, encodeValue } from '../codec/values.ts';
 import { syncDir } from '../durable.ts';
-import type { ExperimentState, RoundRecord } from '../experiment/state.ts';
+import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../experiment/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
 export const SNAPSHOTS_DIR = 'snapshots';
@@ -28,7 +29,7 @@ export function snapshotFile(root: string, experimentId: string): string {
 
 /** Writes the snapshot under a temp name and renames it into place. */
 export async function writeSnapshot(root: string, experimentId: string, snapshot: Snapshot): Promise<void> {
-  const { encoding, bytes } = encodeValue({ v: 1, ...snapshot }, 64 * 1024);
+  const { encoding, bytes } = encodeValue({ v: 1, shape: STATE_SHAPE_VERSION, ...snapshot }, 64 * 1024);
   const body = Buffer.allocUnsafe(1 + bytes.length);
   body[0] = encoding;
   bytes.copy(body, 1);
@@ -51,8 +52,9 @@ export async function readSnapshot(root: string, experimentId: string, stream: s
   const length = frame.readUInt32LE(0);
   if (8 + length !== frame.length || frame.readUInt32LE(4) !== crc32c(frame, 8)) return null;
   try {
-    const value = decodeValue(frame[8]!, frame.subarray(9)) as { v?: unknown } & Partial<Snapshot>;
-    if (value.v !== 1 || value.stream !== stream || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') return null;
+    const value = decodeValue(frame[8]!, frame.subarray(9)) as { v?: unknown; shape?: unknown } & Partial<Snapshot>;
+    // A snapshot of another shape of the state (written by another release) is not used.
+    if (value.v !== 1 || value.shape !== STATE_SHAPE_VERSION || value.stream !== stream || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') return null;
     const state = value.state as ExperimentState;
     // msgpack has no array holes: rounds before an imported breakpoint come back as null.
     const rounds = state.rounds.map((r) => r ?? undefined) as RoundRecord[];

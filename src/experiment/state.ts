@@ -69,6 +69,12 @@ export type ExperimentState = Readonly<{
   position: bigint;
 }>;
 
+/**
+ * Version of the shape of `ExperimentState`. Snapshots record it and are ignored when it differs:
+ * change it whenever a field is added, removed or changes meaning.
+ */
+export const STATE_SHAPE_VERSION = 2;
+
 export const initialState: ExperimentState = Object.freeze({
   created: null,
   folder: '',

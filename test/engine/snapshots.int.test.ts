@@ -1,6 +1,7 @@
 /** Experiment snapshots: opening replays only the events after one, and a snapshot that does not check out is ignored. */
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { openRoundLog } from '../../src/engine/round-log.ts';
 import { readSnapshot, snapshotFile, writeSnapshot } from '../../src/engine/snapshots.ts';
 import { replay } from '../../src/experiment/state.ts';
@@ -60,5 +61,29 @@ test('opening uses the snapshot (a doctored one shows through) only while it che
   const reopened = await rl.openExperiment(experiment.id);
   t.deepEqual(reopened.created.config, { name: 'real' });
   t.deepEqual(reopened.state, await fullReplay(root, experiment.stream));
+  await rl.close();
+});
+
+test('a snapshot of another shape of the state (another release) is ignored', async (t) => {
+  const { encodeValue } = await import('../../src/codec/values.ts');
+  const { crc32c } = await import('../../src/log/file/crc32c.ts');
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const experiment = await rl.createExperiment({ config: { name: 'real' } });
+  await experiment.recordRound({ params: params(0) });
+  const { revision, position } = experiment.state;
+  // What an older release would have written: its own state shape, here without `forks`.
+  const { forks: _forks, ...older } = { ...experiment.state, created: { ...experiment.created, config: { name: 'old shape' } } };
+  const { encoding, bytes } = encodeValue({ v: 1, shape: 1, stream: experiment.stream, revision, position, state: older });
+  const body = Buffer.concat([Buffer.from([encoding]), bytes]);
+  const frame = Buffer.alloc(8 + body.length);
+  frame.writeUInt32LE(body.length, 0);
+  frame.writeUInt32LE(crc32c(body), 4);
+  body.copy(frame, 8);
+  mkdirSync(path.dirname(snapshotFile(root, experiment.id)), { recursive: true });
+  writeFileSync(snapshotFile(root, experiment.id), frame);
+  const reopened = await rl.openExperiment(experiment.id);
+  t.deepEqual(reopened.created.config, { name: 'real' });
+  t.deepEqual(reopened.state.forks, []);
   await rl.close();
 });
