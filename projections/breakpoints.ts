@@ -12,9 +12,9 @@ import path from 'node:path';
 import type { FileBlobStore } from '../src/blobs/file.ts';
 import type { BlobRef } from '../src/blobs/types.ts';
 import { createFileDurably, syncDir } from '../src/durable.ts';
-import { BreakpointCorruptError } from '../src/engine/errors.ts';
+import { BreakpointCorruptError, RoundPrunedError } from '../src/engine/errors.ts';
 import { breakpointFolderName, type ExperimentCreated } from '../src/experiment/events.ts';
-import type { ExperimentState, RoundRecord, Settings } from '../src/experiment/state.ts';
+import { hasBreakpoint, type ExperimentState, type RoundRecord, type Settings } from '../src/experiment/state.ts';
 
 export const MANIFEST_FILE = 'breakpoint.json';
 export const PARAMS_FILE = 'aggregated_params.tensors';
@@ -63,6 +63,8 @@ export async function materializeBreakpoint(
   const created = state.created!;
   const record = state.rounds[round];
   if (record === undefined) throw new Error(`experiment ${created.folder} has no completed round ${round}`);
+  const pruned = state.pruned[String(record.position)];
+  if (pruned !== undefined) throw new RoundPrunedError(created.folder, round, pruned.timestamp);
   const dir = path.join(ctx.experimentsDir, experimentFolder ?? created.folder);
   const final = path.join(dir, breakpointFolderName(round));
   const existing = await readManifestIfAny(final);
@@ -77,34 +79,9 @@ export async function materializeBreakpoint(
   const temp = path.join(dir, `${TEMP_PREFIX}${breakpointFolderName(round)}-${process.pid}-${randomUUID()}`);
   await fs.mkdir(temp);
   try {
+    const { manifest, planFile } = breakpointManifest(created, record);
     await ctx.blobs.link(record.params.sha256, path.join(temp, PARAMS_FILE));
-    const plan = record.settings.trainingPlan;
-    let planFile: string | null = null;
-    if (plan !== null) {
-      planFile = `training_plan${path.extname(plan.module) || '.txt'}`;
-      await ctx.blobs.link(plan.source.sha256, path.join(temp, planFile));
-    }
-    const files: Record<string, string> = { [PARAMS_FILE]: record.params.sha256 };
-    if (plan !== null && planFile !== null) files[planFile] = plan.source.sha256;
-    const manifest: BreakpointManifest = {
-      format: BREAKPOINT_FORMAT,
-      formatVersion: BREAKPOINT_FORMAT_VERSION,
-      experimentId: created.experimentId,
-      experimentFolder: created.folder,
-      stream: `experiment-${created.experimentId}`,
-      round,
-      roundCurrent: round + 1,
-      roundLimit: record.settings.roundLimit,
-      logPosition: String(record.position),
-      streamRevision: String(record.revision),
-      settings: record.settings,
-      state: record.state,
-      metrics: record.metrics,
-      params: { ...record.params, file: PARAMS_FILE },
-      trainingPlan: plan === null || planFile === null ? null : { module: plan.module, export: plan.export, sha256: plan.sha256, file: planFile },
-      experiment: created,
-      files,
-    };
+    if (planFile !== null) await ctx.blobs.link(record.settings.trainingPlan!.source.sha256, path.join(temp, planFile));
     await createFileDurably(path.join(temp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     await syncDir(temp);
     await fs.rename(temp, final);
@@ -114,6 +91,39 @@ export async function materializeBreakpoint(
     throw error;
   }
   return { path: final, created: true };
+}
+
+/**
+ * The manifest the projection writes for a completed round: a pure function of the experiment's
+ * creation event and the round's record, so that the log alone says what a folder must hold
+ * (`roundlog verify` compares folders with it). `planFile` is the name of the training plan copy.
+ */
+export function breakpointManifest(created: ExperimentCreated, record: RoundRecord): { manifest: BreakpointManifest; planFile: string | null } {
+  const round = record.round;
+  const plan = record.settings.trainingPlan;
+  const planFile = plan === null ? null : `training_plan${path.extname(plan.module) || '.txt'}`;
+  const files: Record<string, string> = { [PARAMS_FILE]: record.params.sha256 };
+  if (plan !== null && planFile !== null) files[planFile] = plan.source.sha256;
+  const manifest: BreakpointManifest = {
+    format: BREAKPOINT_FORMAT,
+    formatVersion: BREAKPOINT_FORMAT_VERSION,
+    experimentId: created.experimentId,
+    experimentFolder: created.folder,
+    stream: `experiment-${created.experimentId}`,
+    round,
+    roundCurrent: round + 1,
+    roundLimit: record.settings.roundLimit,
+    logPosition: String(record.position),
+    streamRevision: String(record.revision),
+    settings: record.settings,
+    state: record.state,
+    metrics: record.metrics,
+    params: { ...record.params, file: PARAMS_FILE },
+    trainingPlan: plan === null || planFile === null ? null : { module: plan.module, export: plan.export, sha256: plan.sha256, file: planFile },
+    experiment: created,
+    files,
+  };
+  return { manifest, planFile };
 }
 
 /** Moves the breakpoint folders of rounds `>= fromRound` into the experiment's `superseded/` area. */
@@ -129,15 +139,22 @@ export async function supersedeBreakpoints(ctx: ProjectionContext, experimentFol
 /**
  * Brings an experiment's folders in line with its history: every breakpoint of the current
  * branch materialized, no superseded round left among them, no temp folder of a crash left over.
+ * Rounds pruned by retention are not written; a folder of a pruned round is left where it is
+ * (`roundlog gc` removes it).
  */
 export async function projectExperiment(ctx: ProjectionContext, state: ExperimentState, experimentFolder?: string): Promise<{ written: number }> {
   const folder = experimentFolder ?? state.folder;
   const dir = path.join(ctx.experimentsDir, folder);
   await removeStaleTemps(dir);
   const wanted = new Map<string, RoundRecord>();
-  for (const record of state.rounds) if (record?.breakpoint) wanted.set(breakpointFolderName(record.round), record);
+  for (const record of state.rounds) {
+    if (record && hasBreakpoint(state, record.round) && state.pruned[String(record.position)] === undefined) {
+      wanted.set(breakpointFolderName(record.round), record);
+    }
+  }
   for (const name of await listBreakpointFolders(dir)) {
     const manifest = await readManifestIfAny(path.join(dir, name));
+    if (manifest?.experimentId === state.created?.experimentId && typeof manifest?.logPosition === 'string' && state.pruned[manifest.logPosition] !== undefined) continue;
     const record = wanted.get(name);
     if (record === undefined || manifest === null || manifest.logPosition !== String(record.position)) {
       await moveAside(dir, path.join(dir, name));
@@ -151,14 +168,15 @@ export async function projectExperiment(ctx: ProjectionContext, state: Experimen
 }
 
 /**
- * How far the folders lag behind the log: the rounds of the current branch that asked for a
- * breakpoint and have no folder (or one of another history). Empty when the projection is current.
+ * How far the folders lag behind the log: the rounds of the current branch that have a
+ * breakpoint (`hasBreakpoint`) and no folder (or one of another history). Empty when the projection is current.
+ * Rounds pruned by retention have no folder by design and are not counted.
  */
 export async function missingBreakpoints(ctx: ProjectionContext, state: ExperimentState, experimentFolder?: string): Promise<number[]> {
   const dir = path.join(ctx.experimentsDir, experimentFolder ?? state.folder);
   const missing: number[] = [];
   for (const record of state.rounds) {
-    if (!record?.breakpoint) continue;
+    if (!record || !hasBreakpoint(state, record.round) || state.pruned[String(record.position)] !== undefined) continue;
     const manifest = await readManifestIfAny(path.join(dir, breakpointFolderName(record.round)));
     if (manifest === null || manifest.logPosition !== String(record.position)) missing.push(record.round);
   }

@@ -50,3 +50,22 @@ export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './exper
 export { allNodes, randomFraction, strategyFrom, type Strategy } from './experiment/strategies.ts';
 export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './experiment/training-plan.ts';
 export * from './experiment/errors.ts';
+export {
+  replayRound,
+  rewindExperiment,
+  forkExperiment,
+  RoundNotInHistoryError,
+  type ReplayOptions,
+  type ReplayResult,
+  type RewindOptions,
+  type RewindResult,
+  type ForkOptions,
+  type ForkResult,
+  type RoundChoice,
+} from './engine/history-ops.ts';
+export { gc, applyRetention, planRetention, type GcOptions, type PruneReport, type RetentionPlan } from './engine/retention.ts';
+export { verifyRoot, type VerifyOptions, type VerifyReport } from './engine/verify.ts';
+export { projectRoot, type ProjectOptions, type ProjectReport } from './engine/project.ts';
+export { ReferencedBlobMissingError } from './engine/blob-refs.ts';
+export { RoundPrunedError } from './engine/errors.ts';
+export * from './audit/index.ts';

@@ -5,12 +5,12 @@ import { promises as fs } from 'node:fs';
 import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../../projections/breakpoints.ts';
 import { openRoundLog } from '../engine/round-log.ts';
 import type { ExperimentDefinition } from '../experiment/definition.ts';
-import type { ExperimentEvent } from '../experiment/events.ts';
 import { Experiment, type RoundProgress } from '../experiment/experiment.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../experiment/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import { UsageError, table, type Io } from './args.ts';
+import { describeEvent } from '../audit/describe.ts';
 
 type DefinitionRef = { module: string; export: string };
 
@@ -181,44 +181,6 @@ export function experimentTimeline(events: readonly RecordedEvent[]): string[] {
     ['rev', 'time', 'event', 'details'],
     events.map((recorded) => [String(recorded.revision), recorded.timestamp.toISOString(), recorded.type, describeEvent(upcast(recorded))]),
   );
-}
-
-function describeEvent(event: ExperimentEvent): string {
-  switch (event.type) {
-    case 'ExperimentCreated': {
-      const d = event.data;
-      return `${d.folder}, seed ${d.seed}, round limit ${d.roundLimit ?? '-'}, by ${d.createdBy.user}@${d.createdBy.host} (pid ${d.createdBy.pid})` +
-        (d.importedFrom ? `, imported from ${d.importedFrom.folder} round ${d.importedFrom.round}` : '');
-    }
-    case 'RoundStarted':
-      return `round ${event.data.round} attempt ${event.data.attempt}: nodes ${event.data.nodes.join(', ')}`;
-    case 'NodeReplied':
-      return `round ${event.data.round}: ${event.data.node} replied, ${event.data.sampleSize} samples, ${formatMetrics(event.data.metrics)}`;
-    case 'RoundCompleted':
-      return `round ${event.data.round} committed: ${formatMetrics(event.data.metrics)}${event.data.breakpoint ? ', breakpoint' : ''}`;
-    case 'SettingsChanged': {
-      const { v: _v, by, ...changes } = event.data;
-      return `${JSON.stringify(changes)} by ${by.user}@${by.host}`;
-    }
-    case 'Resumed':
-      return `at round ${event.data.roundCurrent} from ${event.data.breakpoint ?? '(no breakpoint)'} by ${event.data.by.user}@${event.data.by.host} (pid ${event.data.by.pid})`;
-    case 'Rewound':
-      return `to round ${event.data.roundCurrent}: ${event.data.reason}; superseded ${event.data.supersededRounds.join(', ')}`;
-    case 'ForkedFrom':
-      return `forked from ${event.data.parentFolder} round ${event.data.parentRound}`;
-    case 'ExperimentFinished':
-      return `${event.data.roundCurrent} rounds`;
-    case 'Forked':
-      return `fork ${event.data.childFolder} started from round ${event.data.round} by ${event.data.by.user}@${event.data.by.host}`;
-    case 'RoundsPruned':
-      return `parameters of rounds ${event.data.rounds.map((r) => r.round).join(', ')} deleted by retention (keep last ${event.data.retention.keepLast}${event.data.retention.keepEvery === null ? '' : `, every ${event.data.retention.keepEvery}`})`;
-  }
-}
-
-function formatMetrics(metrics: Readonly<Record<string, number>>): string {
-  return Object.entries(metrics)
-    .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-    .join(', ');
 }
 
 /** The experiment folder as a tree, for the demo and for people. */

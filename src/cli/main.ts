@@ -29,7 +29,6 @@ Commands:
   streams [--json]                      list the streams of the log with their last revision
   events <stream> [--json] [--from R] [--limit N]
                                         print the events of a stream
-  verify [--json]                       check every log record and every blob; exit 1 on any problem
   help                                  this text
 
 Options for every command:
@@ -127,40 +126,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       }
       return 0;
     }
-    case 'verify': {
-      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean', default: false } });
-      const layout = rootLayout(resolveRoot(values.root, io.env));
-      const log = await openFileEventLog({ dir: layout.log, readOnly: true });
-      const blobs = await openFileBlobStore({ dir: layout.blobs });
-      try {
-        const logResult = await log.verify();
-        const blobResult = await blobs.verify();
-        if (values.json) io.out(toJson({ log: logResult, blobs: blobResult }));
-        else {
-          io.out(`log:   ${logResult.eventsChecked} records, ${logResult.bytesChecked} bytes checked, ${logResult.problems.length} problems`);
-          for (const p of logResult.problems) io.out(`  ${p.file} at byte ${p.offset}: ${p.reason}`);
-          io.out(`blobs: ${blobResult.blobsChecked} blobs, ${blobResult.bytesChecked} bytes checked, ${blobResult.problems.length} problems`);
-          for (const p of blobResult.problems) io.out(`  ${p.file}: ${describeBlobProblem(p)}`);
-        }
-        return logResult.ok && blobResult.ok ? 0 : 1;
-      } finally {
-        await blobs.close();
-        await log.close();
-      }
-    }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
-  }
-}
-
-function describeBlobProblem(p: { kind: string; sha256?: string; actual?: string; reason?: string }): string {
-  switch (p.kind) {
-    case 'hash_mismatch':
-      return `blob ${p.sha256} now hashes to ${p.actual}`;
-    case 'unreadable':
-      return `blob ${p.sha256} cannot be read: ${p.reason}`;
-    default:
-      return 'a file that is not a blob';
   }
 }
 

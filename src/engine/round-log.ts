@@ -30,10 +30,12 @@ import {
   type FederatedSetup,
   type ImportedFrom,
   type NodeReplied,
+  type Retention,
   type RoundCompleted,
 } from '../experiment/events.ts';
 import { initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
-import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from './errors.ts';
+import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError, RoundPrunedError } from './errors.ts';
+import { assertBlobsPresent } from './blob-refs.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import { materializeBreakpoint } from '../../projections/breakpoints.ts';
 import { VERSION } from '../version.ts';
@@ -66,6 +68,11 @@ export type CreateExperimentOptions = {
   config?: unknown;
   federated?: FederatedSetup | null;
   importedFrom?: ImportedFrom | null;
+  /**
+   * A retention policy for the experiment's parameters, recorded as a `SettingsChanged` in the same
+   * atomic append as its creation. Checked by the caller (`checkRetention`). Default none.
+   */
+  retention?: Retention | null;
 };
 
 export type RecordRoundOptions = {
@@ -199,9 +206,13 @@ class FileRoundLog implements RoundLog {
         roundlogVersion: VERSION,
         importedFrom: options.importedFrom ?? null,
       };
+      const first: ExperimentEvent[] = [{ type: 'ExperimentCreated', data: created }];
+      if (options.retention) first.push({ type: 'SettingsChanged', data: { v: 1, retention: options.retention, by: this.actor } });
+      // Under the writer lock: retention in another process may have deleted a blob stored above.
+      await assertBlobsPresent(this.blobs, folder, first);
       // The experiment's stream first, then its registration: a crash in between leaves an
       // unregistered stream, which nothing lists, never a registration without a history.
-      await log.append(stream, [{ type: 'ExperimentCreated', data: created }], { expectedRevision: 'no_stream' });
+      await log.append(stream, first as readonly EventData[], { expectedRevision: 'no_stream' });
       await log.append(REGISTRY_STREAM, [{ type: 'ExperimentRegistered', data: registered }], {
         expectedRevision: registry.lastRevision ?? 'no_stream',
       });
@@ -342,6 +353,8 @@ export class ExperimentHandle {
   async append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
     const expected = this.current.revision;
     const recorded = await this.roundLog.withWriter(async (log) => {
+      // Under the writer lock: retention in another process may have deleted a blob stored before it.
+      await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);
       try {
         await log.append(this.stream, events as readonly EventData[], { expectedRevision: expected < 0n ? 'no_stream' : expected });
       } catch (error) {
@@ -388,11 +401,16 @@ export class ExperimentHandle {
     return (await materializeBreakpoint(ctx, this.current, round, this.current.folder)).path;
   }
 
-  /** The state after round `round` (0-based) of the current branch, or after the last one. */
+  /**
+   * The state after round `round` (0-based) of the current branch, or after the last one.
+   * A round whose parameters retention deleted is a `RoundPrunedError` saying when.
+   */
   async loadRound(round: number | 'last' = 'last'): Promise<RoundState> {
     const index = round === 'last' ? this.roundCurrent() - 1 : round;
     const record = this.current.rounds[index];
     if (record === undefined) throw new RoundNotFoundError(this.created.folder, index, this.roundCurrent());
+    const pruned = this.current.pruned[String(record.position)];
+    if (pruned !== undefined) throw new RoundPrunedError(this.current.folder, index, pruned.timestamp);
     return {
       round: index,
       params: await this.roundLog.getTensors(record.params),

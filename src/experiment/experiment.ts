@@ -14,8 +14,10 @@ import {
   ExperimentNotFoundError,
   NoBreakpointError,
   NodeFailedError,
+  RoundPrunedError,
   TrainingPlanChangedError,
 } from '../engine/errors.ts';
+import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../engine/retention.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../engine/round-log.ts';
 import { rootLayout } from '../root.ts';
 import {
@@ -27,9 +29,9 @@ import {
   type BreakpointManifest,
 } from '../../projections/breakpoints.ts';
 import { aggregatorFrom, fedAvg, weightedMetrics, type Aggregator, type AggregatorState, type NodeReply } from './aggregators.ts';
-import { breakpointFolderName, type ExperimentEvent, type FederatedSetup, type TrainingPlanRef } from './events.ts';
+import { breakpointFolderName, type ExperimentEvent, type FederatedSetup, type Retention, type TrainingPlanRef } from './events.ts';
 import { deriveRng } from './rng.ts';
-import { currentParams, type ExperimentState, type RoundRecord } from './state.ts';
+import { currentParams, hasBreakpoint, type ExperimentState, type RoundRecord } from './state.ts';
 import { allNodes, strategyFrom, type Strategy, type StrategyState } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 
@@ -62,6 +64,11 @@ export type ExperimentOptions = {
   onRound?: (progress: RoundProgress) => void;
   /** Recorded in the experiment, for tools that re-create the federation on resume. */
   definition?: Readonly<{ module: string; export: string }> | null;
+  /**
+   * Keep the parameters of the last `keepLast` rounds and of every `keepEvery`-th round (index a
+   * multiple of it); the others' are deleted after each committed round (events stay). Default none.
+   */
+  retention?: Retention | null;
 };
 
 export type LoadBreakpointOptions = {
@@ -98,8 +105,12 @@ export class Experiment {
     private readonly onRound: ((progress: RoundProgress) => void) | undefined,
   ) {}
 
+  /** The root's references, caught up before each retention run so it reads only the new events. */
+  private retentionIndex: RootIndex | null = null;
+
   static async create(options: ExperimentOptions): Promise<Experiment> {
     const workspace = path.resolve(options.workspace ?? process.cwd());
+    const retention = options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(options.root === undefined ? {} : { root: options.root });
     try {
       const { plan, ref } = await resolvePlan(rl, workspace, options.trainingPlan);
@@ -128,6 +139,7 @@ export class Experiment {
         initialParams: initial,
         config: { definition: options.definition ?? null },
         federated,
+        retention,
       });
       return new Experiment(rl, handle, plan, options.federation, options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS, options.onRound);
     } catch (error) {
@@ -146,6 +158,7 @@ export class Experiment {
     const rl = await openRoundLog(options.root === undefined ? {} : { root: options.root });
     try {
       const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
+      if (latest === null) await refusePrunedPath(rl, path.resolve(breakpointPath!));
       const folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
       const manifest = await readBreakpoint(folder);
       let handle =
@@ -160,6 +173,10 @@ export class Experiment {
         handle !== null && path.dirname(experimentDir) === experimentsDir && path.basename(experimentDir) !== handle.state.folder
           ? path.basename(experimentDir)
           : null;
+      const pruned = handle?.state.pruned[manifest.logPosition];
+      if (handle !== null && pruned !== undefined && handle.state.created?.experimentId === manifest.experimentId) {
+        throw new RoundPrunedError(handle.state.folder, manifest.round, pruned.timestamp);
+      }
       if (handle === null) handle = await importBreakpoint(rl, folder, manifest);
       else checkAgainstLog(folder, manifest, handle.state);
       if (handle.state.settings.trainingPlan === null) {
@@ -246,6 +263,34 @@ export class Experiment {
 
   async setTrainingArgs(trainingArgs: Record<string, unknown>): Promise<void> {
     await this.handle.append([{ type: 'SettingsChanged', data: { v: 1, trainingArgs, by: this.rl.actor } }]);
+  }
+
+  retention(): Retention | null {
+    return this.state.settings.retention;
+  }
+
+  /**
+   * Sets (or, with null, removes) the retention policy, recorded as a `SettingsChanged`. It applies
+   * after each committed round from then on; `applyRetention()` applies it at once.
+   */
+  async setRetention(retention: Retention | null): Promise<void> {
+    const checked = retention === null ? null : checkRetention(retention);
+    await this.handle.append([{ type: 'SettingsChanged', data: { v: 1, retention: checked, by: this.rl.actor } }]);
+  }
+
+  /**
+   * Prunes now the rounds outside the retention policy (the experiment's, or `retention`): their
+   * parameter blobs that nothing else references and their breakpoint folders are deleted, and a
+   * `RoundsPruned` event records it. Runs after each committed round when a policy is set.
+   */
+  async applyRetention(retention?: Retention): Promise<PruneReport> {
+    this.retentionIndex ??= new RootIndex();
+    try {
+      return await applyRetention(this.handle, { index: this.retentionIndex, ...(retention === undefined ? {} : { retention }) });
+    } catch (error) {
+      this.retentionIndex = null;
+      throw error;
+    }
   }
 
   experimentationFolder(): string {
@@ -350,6 +395,7 @@ export class Experiment {
       replies: replyEvents,
       durationMs: Date.now() - started,
     });
+    if (this.state.settings.retention !== null) await this.applyRetention();
     const breakpoint = record.breakpoint ? path.join(this.experimentationPath(), breakpointFolderName(round)) : null;
     this.onRound?.({
       round,
@@ -455,6 +501,8 @@ async function lastBreakpoint(rl: RoundLog): Promise<{ folder: string; handle: E
   if (last === undefined) throw new NoBreakpointError(`(none in ${rl.root})`, null);
   const handle = await rl.openExperiment(last.experimentId);
   const round = lastBreakpointRound(handle.state);
+  const pruned = round === null ? undefined : handle.state.pruned[String(handle.state.rounds[round]!.position)];
+  if (round !== null && pruned !== undefined) throw new RoundPrunedError(handle.state.folder, round, pruned.timestamp);
   if (round !== null) return { folder: await handle.writeBreakpoint(round), handle };
   let newest: string | null = null;
   for (const entry of experiments.slice(0, -1).reverse()) {
@@ -468,8 +516,25 @@ async function lastBreakpoint(rl: RoundLog): Promise<{ folder: string; handle: E
   throw new NoBreakpointError(handle.state.folder, newest);
 }
 
+/**
+ * A breakpoint path that no longer exists because retention pruned its round: a `RoundPrunedError`
+ * saying when, rather than "no such folder".
+ */
+async function refusePrunedPath(rl: RoundLog, target: string): Promise<void> {
+  const round = roundOfFolder(path.basename(target));
+  if (round === null || (await fs.stat(target).catch(() => null)) !== null) return;
+  const handle = await rl.openExperiment(path.dirname(target)).catch(() => null);
+  const record = handle?.state.rounds[round];
+  const pruned = record === undefined ? undefined : handle!.state.pruned[String(record.position)];
+  if (pruned !== undefined) throw new RoundPrunedError(handle!.state.folder, round, pruned.timestamp);
+}
+
+/**
+ * The last round of the current branch to continue from: one that asked for a breakpoint, or one
+ * a rewind or a fork made the end of the branch (both write its folder, whatever its round asked).
+ */
 function lastBreakpointRound(state: ExperimentState): number | null {
-  for (let i = state.rounds.length - 1; i >= 0; i--) if (state.rounds[i]?.breakpoint) return i;
+  for (let i = state.rounds.length - 1; i >= 0; i--) if (hasBreakpoint(state, i)) return i;
   return null;
 }
 

@@ -273,6 +273,20 @@ export function roundCurrent(state: ExperimentState): number {
   return state.rounds.length;
 }
 
+/**
+ * Whether round `index` of the current branch has a breakpoint folder: it asked for one, or an
+ * experiment continues from it (the round an import or fork starts at, or the round a rewind
+ * left the branch ending at), so that `loadBreakpoint` and `resume` can start there.
+ */
+export function hasBreakpoint(state: ExperimentState, index: number): boolean {
+  const record = state.rounds[index];
+  if (record === undefined || record === null) return false;
+  if (record.breakpoint || state.created?.importedFrom?.round === index) return true;
+  // Rounds superseded after this one and before the next: a rewind left the branch ending here.
+  const next = state.rounds[index + 1]?.position;
+  return state.superseded.some((s) => s != null && s.position > record.position && (next === undefined || s.position < next));
+}
+
 /** The parameters the next round starts from. */
 export function currentParams(state: ExperimentState): BlobRef | null {
   return state.rounds.at(-1)?.params ?? state.created?.initialParams ?? null;

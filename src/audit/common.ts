@@ -1,0 +1,116 @@
+/**
+ * What the audit queries share: naming an experiment, reading its whole stream, the item type of
+ * the live (follow) modes, and a read-only handle on the log that follows a writer in another process.
+ */
+import type { RoundLog } from '../engine/round-log.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import type { ExperimentEventType } from '../experiment/events.ts';
+import { replay, type ExperimentState } from '../experiment/state.ts';
+import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
+import type { RecordedEvent } from '../log/types.ts';
+import { rootLayout } from '../root.ts';
+
+/** An experiment as the audit results name it. */
+export type ExperimentRef = Readonly<{
+  id: string;
+  /** Its number in the root's registry (`Experiment_NNNN` by default). */
+  number: number;
+  /** Its folder under `<root>/experiments` now (renamed folders are followed). */
+  folder: string;
+  stream: string;
+}>;
+
+/**
+ * What a live query emits: first every item already in the log (`live: false`), then one
+ * `caughtUp` (the log's last position at that moment), then items as other processes append the
+ * events they come from (`live: true`). The same contract as `EventLog.subscribe`.
+ */
+export type Followed<T> =
+  | Readonly<{ kind: 'item'; item: T; live: boolean }>
+  | Readonly<{ kind: 'caughtUp'; position: bigint | null }>;
+
+/** Options every live query takes. */
+export type FollowOptions = {
+  /** How often the read-only log looks for events appended by other processes, in ms. Default 50. */
+  pollIntervalMs?: number;
+};
+
+/** Every experiment event type, in catalogue order. */
+export const EVENT_TYPES: readonly ExperimentEventType[] = Object.freeze([
+  'ExperimentCreated',
+  'RoundStarted',
+  'NodeReplied',
+  'RoundCompleted',
+  'SettingsChanged',
+  'Resumed',
+  'Rewound',
+  'ForkedFrom',
+  'Forked',
+  'RoundsPruned',
+  'ExperimentFinished',
+]);
+
+export function isEventType(type: string): type is ExperimentEventType {
+  return (EVENT_TYPES as readonly string[]).includes(type);
+}
+
+/** An experiment named by id, folder name, stream name or path, with its state and whole stream. */
+export type OpenedExperiment = Readonly<{
+  ref: ExperimentRef;
+  state: ExperimentState;
+  events: readonly RecordedEvent[];
+}>;
+
+/** Resolves an experiment name; `ExperimentNotFoundError` when nothing answers to it. */
+export async function resolveExperiment(rl: RoundLog, experiment: string): Promise<{ ref: ExperimentRef; state: ExperimentState }> {
+  if (typeof experiment !== 'string' || experiment.length === 0) {
+    throw new InvalidArgumentError('experiment', 'must be an experiment id, folder name, stream name or path', experiment);
+  }
+  const handle = await rl.openExperiment(experiment);
+  const created = handle.created;
+  return { ref: { id: created.experimentId, number: created.number, folder: handle.state.folder, stream: handle.stream }, state: handle.state };
+}
+
+/** Resolves an experiment and reads every event of its stream (the state is folded from the same read). */
+export async function openWithHistory(rl: RoundLog, experiment: string): Promise<OpenedExperiment> {
+  const { ref } = await resolveExperiment(rl, experiment);
+  const events = await rl.withReader(async (log) => (await log.readStream(ref.stream)).events);
+  // Folded from this very read, so the state and the events agree even while a writer appends.
+  const state = replay(events);
+  return { ref: { ...ref, folder: state.folder }, state, events };
+}
+
+/** A read-only handle on the root's log: no lock, follows a writer in another process. The caller closes it. */
+export function openFollower(rl: RoundLog, options: FollowOptions = {}): Promise<FileEventLog> {
+  const pollIntervalMs = options.pollIntervalMs ?? 50;
+  if (!Number.isInteger(pollIntervalMs) || pollIntervalMs < 1) {
+    throw new InvalidArgumentError('pollIntervalMs', 'must be a positive integer', options.pollIntervalMs);
+  }
+  return openFileEventLog({ dir: rootLayout(rl.root).log, readOnly: true, pollIntervalMs });
+}
+
+/** Orders by log position, keeping the order of equal positions. */
+export function byPosition<T extends { position: bigint }>(a: T, b: T): number {
+  return a.position < b.position ? -1 : a.position > b.position ? 1 : 0;
+}
+
+/** Checks a `since`/`until` pair: valid dates, `since` not after `until`. */
+export function checkTimeRange(since: Date | undefined, until: Date | undefined): void {
+  for (const [name, value] of [
+    ['since', since],
+    ['until', until],
+  ] as const) {
+    if (value !== undefined && (!(value instanceof Date) || Number.isNaN(value.getTime()))) {
+      throw new InvalidArgumentError(name, 'must be a valid Date', value);
+    }
+  }
+  if (since !== undefined && until !== undefined && since.getTime() > until.getTime()) {
+    throw new InvalidArgumentError('until', `must not be before since (${since.toISOString()})`, until.toISOString());
+  }
+}
+
+/** `since <= time < until`, each bound optional. */
+export function inTimeRange(time: Date, since: Date | undefined, until: Date | undefined): boolean {
+  const t = time.getTime();
+  return (since === undefined || t >= since.getTime()) && (until === undefined || t < until.getTime());
+}

@@ -1,0 +1,23 @@
+/** Typed errors of the audit queries. */
+import { RoundlogError } from '../errors.ts';
+
+/** No completed round of the experiment records the metric asked for (for that node, when one is named). */
+export class MetricNotFoundError extends RoundlogError {
+  readonly code = 'METRIC_NOT_FOUND' as const;
+  constructor(
+    readonly experiment: string,
+    readonly metric: string,
+    readonly node: string | null,
+    /** The metric names its rounds do record (for that node). */
+    readonly available: readonly string[],
+  ) {
+    super(
+      `experiment ${experiment} has no metric ${JSON.stringify(metric)}${node === null ? '' : ` for node ${JSON.stringify(node)}`}; ` +
+        (available.length === 0
+          ? node === null
+            ? 'its rounds record no metric'
+            : `no round records metrics for that node (see 'roundlog audit rounds ${experiment}' for the nodes of each round)`
+          : `its rounds record: ${available.join(', ')}`),
+    );
+  }
+}

@@ -1,0 +1,474 @@
+/**
+ * History operations on an experiment, all read from its log:
+ *
+ * - `replayRound`: the exact state after a round, folded from the log up to that round's
+ *   `RoundCompleted` (no breakpoint folder needed), written as a breakpoint folder outside the
+ *   experiment's own folder (default `<root>/replays/<folder>/breakpoint_RRRR`).
+ * - `rewindExperiment`: the experiment continues from round R in the same stream (`Rewound`, who and
+ *   why); later rounds are superseded, their folders moved to `superseded/`, R's folder written.
+ * - `forkExperiment`: a new experiment that starts from round R of another (its parameters, state,
+ *   settings, federated setup and seed), lineage recorded in both streams (`ForkedFrom`, `Forked`).
+ *
+ * Rounds are named by index (`R` as in `breakpoint_RRRR`, 0-based): by default on the current
+ * branch; `superseded: true` names the latest round with that index a rewind took off the
+ * branch; `position` names one `RoundCompleted` of the whole history by its log position.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { materializeBreakpoint, readBreakpoint, supersedeBreakpoints, MANIFEST_FILE } from '../../projections/breakpoints.ts';
+import type { BlobRef } from '../blobs/types.ts';
+import { syncDir } from '../durable.ts';
+import { InvalidArgumentError, RoundlogError } from '../errors.ts';
+import type { Actor, ExperimentEvent, FederatedSetup } from '../experiment/events.ts';
+import { replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
+import { rootLayout } from '../root.ts';
+import { ConcurrentModificationError, RoundNotFoundError, RoundPrunedError } from './errors.ts';
+import type { ExperimentHandle, RoundLog } from './round-log.ts';
+
+/** The folder under the root where `replayRound` writes by default. */
+export const REPLAYS_DIR = 'replays';
+
+/** Which round of an experiment's history. */
+export type RoundChoice = {
+  /** Index of the round (0-based, as in `breakpoint_RRRR`). */
+  round: number;
+  /** The latest round with this index that a rewind took off the current branch, instead of the current branch's. */
+  superseded?: boolean;
+  /** The log position of the round's `RoundCompleted`: exactly one round of the history, current or superseded. */
+  position?: bigint;
+};
+
+export type Branch = 'current' | 'superseded';
+
+/** A round named by `superseded` or `position` is not in the experiment's history. */
+export class RoundNotInHistoryError extends RoundlogError {
+  readonly code = 'ROUND_NOT_IN_HISTORY' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    readonly position: bigint | null,
+    /** The superseded rounds the history does have: index and log position of their `RoundCompleted`. */
+    readonly superseded: ReadonlyArray<Readonly<{ round: number; position: bigint }>>,
+  ) {
+    const asked = position === null ? `no superseded round ${round}` : `no round ${round} completed at log position ${position}`;
+    const have =
+      superseded.length === 0
+        ? 'it has no superseded round'
+        : `its superseded rounds are ${superseded.map((r) => `${r.round} (position ${r.position})`).join(', ')}`;
+    super(`experiment ${experiment} has ${asked}; ${have}. Without --superseded or --position, --round names a round of the current branch`);
+  }
+}
+
+/** A round and the state after it, folded from the log. */
+export type RoundAt = Readonly<{
+  record: RoundRecord;
+  branch: Branch;
+  /** The experiment's state right after the round's `RoundCompleted`: the events after it are not folded. */
+  state: ExperimentState;
+}>;
+
+/** Finds a round in an experiment's history; refuses one whose parameters retention deleted. */
+export function chooseRound(state: ExperimentState, choice: RoundChoice): { record: RoundRecord; branch: Branch } {
+  const { round } = choice;
+  if (!Number.isSafeInteger(round) || round < 0) throw new InvalidArgumentError('round', 'must be a non-negative integer', round);
+  const superseded = state.superseded.filter((r): r is RoundRecord => r !== undefined && r !== null);
+  let found: { record: RoundRecord; branch: Branch } | undefined;
+  if (choice.position !== undefined) {
+    const current = state.rounds.find((r) => r !== undefined && r !== null && r.position === choice.position);
+    const old = superseded.find((r) => r.position === choice.position);
+    found = current !== undefined ? { record: current, branch: 'current' } : old !== undefined ? { record: old, branch: 'superseded' } : undefined;
+    if (found === undefined || found.record.round !== round) {
+      throw new RoundNotInHistoryError(state.folder, round, choice.position, superseded.map((r) => ({ round: r.round, position: r.position })));
+    }
+  } else if (choice.superseded) {
+    const candidates = superseded.filter((r) => r.round === round).sort((a, b) => (a.position < b.position ? -1 : 1));
+    const latest = candidates.at(-1);
+    if (latest === undefined) throw new RoundNotInHistoryError(state.folder, round, null, superseded.map((r) => ({ round: r.round, position: r.position })));
+    found = { record: latest, branch: 'superseded' };
+  } else {
+    const record = state.rounds[round];
+    if (record === undefined || record === null) throw new RoundNotFoundError(state.folder, round, roundCurrent(state));
+    found = { record, branch: 'current' };
+  }
+  const pruned = state.pruned[String(found.record.position)];
+  if (pruned !== undefined) throw new RoundPrunedError(state.folder, round, pruned.timestamp);
+  return found;
+}
+
+/**
+ * The state right after a round: the experiment's stream read from its start up to that round's
+ * `RoundCompleted` (inclusive) and folded with the same `evolve` as everything else.
+ */
+export async function stateAfterRound(rl: RoundLog, handle: ExperimentHandle, choice: RoundChoice): Promise<RoundAt> {
+  const { record, branch } = chooseRound(handle.state, choice);
+  const events = await rl.withReader(async (log) => (await log.readStream(handle.stream, { maxCount: Number(record.revision) + 1 })).events);
+  const state = replay(events);
+  const replayed = state.rounds[record.round];
+  if (replayed === undefined || replayed.position !== record.position || replayed.params.sha256 !== record.params.sha256) {
+    // The log changed under the handle's state: a stream is append-only, so this is a defect, not a user error.
+    throw new Error(`replaying ${handle.state.folder} up to revision ${record.revision} did not give round ${record.round} at position ${record.position}`);
+  }
+  return { record, branch, state };
+}
+
+// ---------------------------------------------------------------------------------------------
+// replay
+
+export type ReplayOptions = RoundChoice & {
+  /**
+   * The breakpoint folder to write (absolute, or relative to the current directory); it must not
+   * exist, unless it holds the same round's replay. Not inside `<root>/experiments`, `log` or
+   * `blobs`. Default: `defaultReplayFolder(...)`.
+   */
+  out?: string;
+};
+
+export type ReplayResult = Readonly<{
+  experimentId: string;
+  /** The experiment's folder name (under `<root>/experiments`). */
+  folder: string;
+  round: number;
+  /** `roundCurrent()` after the round: `round + 1`. */
+  roundCurrent: number;
+  branch: Branch;
+  /** Log position and stream revision of the round's `RoundCompleted`. */
+  logPosition: bigint;
+  streamRevision: bigint;
+  /** The parameters recorded in the round's `RoundCompleted`; the folder's parameters file holds exactly these bytes. */
+  params: BlobRef;
+  settings: Settings;
+  metrics: Readonly<Record<string, number>>;
+  /** The breakpoint folder written. */
+  path: string;
+  /** False when the folder already held this round's replay. */
+  created: boolean;
+  /** SHA-256 of the folder's `breakpoint.json`. */
+  manifestSha256: string;
+  /** The experiment's state after the round, folded from the log. */
+  state: ExperimentState;
+}>;
+
+/**
+ * Where `replayRound` writes by default: `<root>/replays/<folder>/breakpoint_RRRR` for a round of
+ * the current branch, `<root>/replays/<folder>/superseded/breakpoint_RRRR-<position>` for a
+ * superseded one (`position`: the log position of its `RoundCompleted`). Never inside the
+ * experiment's own folder, whose breakpoint folders are a projection of the log.
+ */
+export function defaultReplayFolder(root: string, folder: string, round: number, branch: Branch, position: bigint): string {
+  const name = `breakpoint_${String(round).padStart(4, '0')}`;
+  return branch === 'current'
+    ? path.join(root, REPLAYS_DIR, folder, name)
+    : path.join(root, REPLAYS_DIR, folder, 'superseded', `${name}-${position}`);
+}
+
+/**
+ * Rebuilds the exact state after a round by replaying the log, and writes it as a breakpoint
+ * folder (loadable like any other), even if no breakpoint folder was ever saved for the round.
+ * A round pruned by retention is a `RoundPrunedError`.
+ */
+export async function replayRound(rl: RoundLog, experiment: string, options: ReplayOptions): Promise<ReplayResult> {
+  const handle = await rl.openExperiment(experiment);
+  const at = await stateAfterRound(rl, handle, options);
+  const { record, branch } = at;
+  const folder = handle.state.folder;
+  const defaultOut = defaultReplayFolder(rl.root, folder, record.round, branch, record.position);
+  const out = options.out === undefined ? defaultOut : path.resolve(options.out);
+  checkOutside(rl.root, out);
+  let written: { path: string; created: boolean };
+  if (out === defaultOut && branch === 'current') {
+    await setAsideStaleReplay(rl.root, folder, handle.id, record, out);
+    // The projection's own rules, under <root>/replays: idempotent, written under a temp name.
+    const ctx = { experimentsDir: path.join(rl.root, REPLAYS_DIR), blobs: rl.blobs };
+    written = await materializeBreakpoint(ctx, at.state, record.round, folder);
+  } else {
+    written = await writeBreakpointAt(rl, at.state, record, out);
+  }
+  // Read back: every file re-hashed against the manifest, the parameters against the log.
+  const manifest = await readBreakpoint(written.path);
+  if (manifest.params.sha256 !== record.params.sha256 || manifest.logPosition !== String(record.position)) {
+    throw new InvalidArgumentError('out', `must be a replay of round ${record.round} of ${folder} (position ${record.position}); it holds another round`, written.path);
+  }
+  return {
+    experimentId: handle.id,
+    folder,
+    round: record.round,
+    roundCurrent: record.round + 1,
+    branch,
+    logPosition: record.position,
+    streamRevision: record.revision,
+    params: record.params,
+    settings: record.settings,
+    metrics: record.metrics,
+    path: written.path,
+    created: written.created,
+    manifestSha256: await sha256File(path.join(written.path, MANIFEST_FILE)),
+    state: at.state,
+  };
+}
+
+/**
+ * A replay at the default place of a round of the current branch that is of another history of
+ * that round (the branch was rewound and the round run again since): it is the replay of a round
+ * now superseded, so it moves to that round's superseded place (or goes, if that place already
+ * holds the same replay).
+ */
+async function setAsideStaleReplay(root: string, folder: string, experimentId: string, record: RoundRecord, out: string): Promise<void> {
+  const manifest = await readBreakpoint(out).catch(() => null);
+  if (manifest === null || manifest.experimentId !== experimentId || manifest.logPosition === String(record.position)) return;
+  if (!/^\d+$/.test(manifest.logPosition)) return;
+  const target = defaultReplayFolder(root, folder, record.round, 'superseded', BigInt(manifest.logPosition));
+  if (await exists(target)) {
+    await fs.rm(out, { recursive: true, force: true });
+  } else {
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    await fs.rename(out, target);
+    await syncDir(path.dirname(target));
+  }
+  await syncDir(path.dirname(out));
+}
+
+function checkOutside(root: string, out: string): void {
+  const layout = rootLayout(root);
+  for (const area of [layout.experiments, layout.log, layout.blobs]) {
+    if (out === area || out.startsWith(area + path.sep)) {
+      throw new InvalidArgumentError(
+        'out',
+        `must not be inside ${area}: experiment folders are a projection of the log, and the log and blob store hold nothing else; ` +
+          `omit it for ${path.join(root, REPLAYS_DIR)}/<folder>/breakpoint_RRRR`,
+        out,
+      );
+    }
+  }
+}
+
+/**
+ * Writes the breakpoint of `record` (a round of `state`'s current branch) as the folder `out`:
+ * materialized under a temp folder beside it, then renamed into place. An `out` that already holds
+ * this round's breakpoint is kept; anything else there is refused, never overwritten.
+ */
+async function writeBreakpointAt(rl: RoundLog, state: ExperimentState, record: RoundRecord, out: string): Promise<{ path: string; created: boolean }> {
+  const id = state.created!.experimentId;
+  if (await exists(out)) {
+    const manifest = await readBreakpoint(out).catch(() => null);
+    if (manifest !== null && manifest.experimentId === id && manifest.logPosition === String(record.position)) return { path: out, created: false };
+    throw new InvalidArgumentError('out', 'must be a folder that does not exist yet (or that holds this very replay); remove it or choose another', out);
+  }
+  const parent = path.dirname(out);
+  await fs.mkdir(parent, { recursive: true });
+  const stage = path.join(parent, `.tmp-replay-${process.pid}-${randomUUID()}`);
+  try {
+    const written = await materializeBreakpoint({ experimentsDir: stage, blobs: rl.blobs }, state, record.round, 'replay');
+    await fs.rename(written.path, out);
+    await syncDir(parent);
+  } finally {
+    await fs.rm(stage, { recursive: true, force: true });
+  }
+  return { path: out, created: true };
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await fs.stat(file).catch(() => null)) !== null;
+}
+
+async function sha256File(file: string): Promise<string> {
+  return createHash('sha256').update(await fs.readFile(file)).digest('hex');
+}
+
+// ---------------------------------------------------------------------------------------------
+// rewind
+
+export type RewindOptions = {
+  /** Index of the last round kept: `roundCurrent()` becomes `round + 1`. Must be on the current branch, before its last round. */
+  round: number;
+  /** Why, recorded in the `Rewound` event with who did it. */
+  reason: string;
+};
+
+export type RewindResult = Readonly<{
+  experimentId: string;
+  folder: string;
+  round: number;
+  /** `roundCurrent()` after the rewind: `round + 1`. */
+  roundCurrent: number;
+  /** Round indexes taken off the current branch. */
+  supersededRounds: readonly number[];
+  reason: string;
+  by: Actor;
+  /** True when the round's settings (round limit, breakpoints, training args) differed and were restored. */
+  settingsRestored: boolean;
+  /** Log position of the `Rewound` event. */
+  logPosition: bigint;
+  /** The breakpoint folder of `round`, written from the log if it did not exist: what `resume` continues from. */
+  breakpoint: string;
+  /** Breakpoint folders of the superseded rounds, now under `<folder>/superseded/`. */
+  moved: readonly string[];
+}>;
+
+/**
+ * Rewinds an experiment to round `round`: one atomic append (expecting the revision read, so a
+ * process running the experiment meanwhile fails with `ConcurrentModificationError` on its next
+ * commit) of a `Rewound` and, if the round ran under other settings than those in force now, a
+ * `SettingsChanged` restoring them, as a resume from that round's breakpoint would. Then the
+ * folders of later rounds go to `superseded/` and the round's own folder is written, so that
+ * `resume` (with no path, or the experiment folder) continues from it.
+ */
+export async function rewindExperiment(rl: RoundLog, experiment: string, options: RewindOptions): Promise<RewindResult> {
+  const reason = options.reason;
+  if (typeof reason !== 'string' || reason.trim() === '') throw new InvalidArgumentError('reason', 'must be a non-empty text saying why', reason);
+  const handle = await rl.openExperiment(experiment);
+  const { record } = chooseRound(handle.state, { round: options.round });
+  const folder = handle.state.folder;
+  const last = handle.roundCurrent() - 1;
+  if (record.round === last) {
+    throw new InvalidArgumentError('round', `must be before the last completed round of ${folder} (${last}): rewinding to it would supersede nothing`, record.round);
+  }
+  const keep = record.round + 1;
+  const supersededRounds = handle.state.rounds.slice(keep).filter((r) => r !== undefined && r !== null).map((r) => r.round);
+  const events: ExperimentEvent[] = [{ type: 'Rewound', data: { v: 1, roundCurrent: keep, reason, supersededRounds, by: rl.actor } }];
+  const now = handle.state.settings;
+  const then = record.settings;
+  const settingsRestored =
+    now.roundLimit !== then.roundLimit || now.saveBreakpoints !== then.saveBreakpoints || JSON.stringify(now.trainingArgs) !== JSON.stringify(then.trainingArgs);
+  if (settingsRestored) {
+    events.push({
+      type: 'SettingsChanged',
+      data: { v: 1, roundLimit: then.roundLimit, saveBreakpoints: then.saveBreakpoints, trainingArgs: then.trainingArgs, by: rl.actor },
+    });
+  }
+  // The log first: if this append fails, no folder has moved. If the process dies after it, the log
+  // is right and the folders lag: resume writes the round's folder, `roundlog project` moves the rest.
+  const recorded = await handle.append(events);
+  const ctx = { experimentsDir: rootLayout(rl.root).experiments, blobs: rl.blobs };
+  const moved = await supersedeBreakpoints(ctx, handle.state.folder, keep);
+  const breakpoint = await handle.writeBreakpoint(record.round);
+  await handle.snapshot();
+  return {
+    experimentId: handle.id,
+    folder: handle.state.folder,
+    round: record.round,
+    roundCurrent: keep,
+    supersededRounds,
+    reason,
+    by: rl.actor,
+    settingsRestored,
+    logPosition: recorded[0]!.position,
+    breakpoint,
+    moved,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// fork
+
+export type ForkOptions = RoundChoice & {
+  /** The new experiment's folder under `<root>/experiments`; default `Experiment_NNNN` with its number. */
+  name?: string;
+};
+
+export type ForkResult = Readonly<{
+  parentId: string;
+  parentFolder: string;
+  /** The parent's round the fork starts from, and where its `RoundCompleted` is in the log. */
+  round: number;
+  branch: Branch;
+  parentPosition: bigint;
+  childId: string;
+  childFolder: string;
+  childNumber: number;
+  /** `roundCurrent()` of the child: `round + 1`. */
+  roundCurrent: number;
+  params: BlobRef;
+  /** SHA-256 of the parent round's breakpoint manifest, recorded in the child's `importedFrom` (what `replayRound` writes for that round). */
+  breakpointSha256: string;
+  /** The child's breakpoint folder for `round`: `resume` continues from it. */
+  breakpoint: string;
+  by: Actor;
+}>;
+
+/**
+ * Starts a new experiment from round `round` of another: the parameters and state of that round,
+ * the settings it ran under, the same federated setup, configuration and seed (so the child's
+ * next rounds draw what the parent's did). The child's stream starts with an `ExperimentCreated`
+ * whose `importedFrom` stands for the parent's round, then a `ForkedFrom`; the parent's stream
+ * gets a `Forked`. The child's breakpoint folder for the round is written, so `resume` continues it.
+ */
+export async function forkExperiment(rl: RoundLog, experiment: string, options: ForkOptions): Promise<ForkResult> {
+  const parent = await rl.openExperiment(experiment);
+  if (options.name !== undefined && (await exists(path.join(rootLayout(rl.root).experiments, options.name)))) {
+    throw new InvalidArgumentError('name', `must not be a folder that already exists in ${rootLayout(rl.root).experiments}`, options.name);
+  }
+  const at = await stateAfterRound(rl, parent, options);
+  const { record, branch } = at;
+  const breakpointSha256 = await manifestSha256(rl, at.state, record);
+  const created = parent.created;
+  const settings = record.settings;
+  const federated: FederatedSetup | null =
+    created.federated === null
+      ? null
+      : { ...created.federated, trainingPlan: settings.trainingPlan ?? created.federated.trainingPlan, trainingArgs: settings.trainingArgs };
+  const child = await rl.createExperiment({
+    ...(options.name === undefined ? {} : { folder: options.name }),
+    roundLimit: settings.roundLimit,
+    seed: created.seed,
+    saveBreakpoints: settings.saveBreakpoints,
+    initialParams: null,
+    config: created.config,
+    federated,
+    importedFrom: {
+      experimentId: parent.id,
+      folder: parent.state.folder,
+      round: record.round,
+      logPosition: String(record.position),
+      breakpointSha256,
+      params: record.params,
+      state: record.state,
+    },
+  });
+  await child.append([
+    {
+      type: 'ForkedFrom',
+      data: { v: 1, parentId: parent.id, parentFolder: parent.state.folder, parentRound: record.round, parentPosition: String(record.position) },
+    },
+  ]);
+  // The parent may be running meanwhile: `Forked` depends on nothing in its state, so it is
+  // appended after whatever the parent committed (read again on each conflict).
+  const forked: ExperimentEvent = { type: 'Forked', data: { v: 1, childId: child.id, childFolder: child.state.folder, round: record.round, by: rl.actor } };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await parent.append([forked]);
+      break;
+    } catch (error) {
+      if (!(error instanceof ConcurrentModificationError) || attempt >= 5) throw error;
+      await parent.refresh();
+    }
+  }
+  const breakpoint = await child.writeBreakpoint(record.round);
+  await child.snapshot();
+  return {
+    parentId: parent.id,
+    parentFolder: parent.state.folder,
+    round: record.round,
+    branch,
+    parentPosition: record.position,
+    childId: child.id,
+    childFolder: child.state.folder,
+    childNumber: child.created.number,
+    roundCurrent: child.roundCurrent(),
+    params: record.params,
+    breakpointSha256,
+    breakpoint,
+    by: rl.actor,
+  };
+}
+
+/** SHA-256 of the breakpoint manifest of a round of `state`'s current branch, as the projection writes it. */
+async function manifestSha256(rl: RoundLog, state: ExperimentState, record: RoundRecord): Promise<string> {
+  const stage = path.join(rl.root, REPLAYS_DIR, `.tmp-fork-${process.pid}-${randomUUID()}`);
+  try {
+    const written = await materializeBreakpoint({ experimentsDir: stage, blobs: rl.blobs }, state, record.round, 'parent');
+    return await sha256File(path.join(written.path, MANIFEST_FILE));
+  } finally {
+    await fs.rm(stage, { recursive: true, force: true });
+  }
+}

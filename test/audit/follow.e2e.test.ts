@@ -1,0 +1,132 @@
+/**
+ * `--follow`: a `roundlog history` or `roundlog audit` process follows the log read-only while
+ * other processes append to it, prints their events as they land, and stops on SIGINT (exit 0).
+ * Synchronisation is by output lines only: the follower says on stderr when it has caught up, the
+ * writers say what they committed, and the follower is interrupted once it has printed the lines
+ * awaited.
+ */
+import test from 'ava';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnTs } from '../support/child.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { parseCsv, roundlog, roundlogAsync, startRoundlog, type LiveCli } from './helpers.ts';
+
+test.after.always(removeTempDirs);
+
+const USER = os.userInfo().username;
+const HOST = os.hostname();
+const caughtUp = (line: string) => /^-- .*: caught up at log position \d+; following new events, Ctrl-C to stop$/.test(line);
+
+async function interrupt(t: { is: (a: unknown, b: unknown, m?: string) => void }, follower: LiveCli): Promise<void> {
+  follower.process.kill('SIGINT');
+  const exit = await follower.exited;
+  t.is(exit.code, 0, `the follower exits 0 on SIGINT; stderr:\n${follower.stderr.join('\n')}`);
+  t.is(exit.signal, null);
+}
+
+function runExample(root: string, rounds: number): void {
+  const run = roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', String(rounds), '--root', root]);
+  if (run.code !== 0) throw new Error(`run failed: ${run.stderr}`);
+}
+
+test('history --follow prints a resume and its round appended by another process; --csv follows the same way; SIGINT ends both', async (t) => {
+  const root = tempDir();
+  runExample(root, 1);
+  const follower = startRoundlog(['history', 'Experiment_0000', '--follow', '--root', root]);
+  const csvFollower = startRoundlog(['history', 'Experiment_0000', '--follow', '--csv', '--root', root]);
+  await Promise.all([follower.waitErr(caughtUp), csvFollower.waitErr(caughtUp)]);
+  // stdout and stderr are separate pipes: wait for the history's last line itself.
+  await Promise.all([follower.waitOut((l) => / round +round 0 attempt 1 completed/.test(l)), csvFollower.waitOut((l) => /,round,0,1,/.test(l))]);
+  t.regex(follower.stdout[0]!, /^time +rev +event +details$/);
+  t.deepEqual(
+    follower.stdout.slice(1).map((l) => l.split(/ +/)[2]),
+    ['created', 'round'],
+    'the history so far, before the caught-up line',
+  );
+
+  const resume = await roundlogAsync(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
+  t.is(resume.code, 0, resume.stderr);
+  const resumed = await follower.waitOut((l) => / resumed +resumed at round 1 from breakpoint_0000 by /.test(l));
+  t.true(resumed.endsWith(`by ${USER}@${HOST} (pid ${resume.pid})`), resumed);
+  const completed = await follower.waitOut((l) => / round +round 1 attempt 1 completed in /.test(l));
+  t.regex(completed, /nodes hospital-a \(600 samples\), hospital-b \(150 samples\), hospital-c \(350 samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint$/);
+  await csvFollower.waitOut((l) => /,round,1,1,/.test(l));
+  await Promise.all([interrupt(t, follower), interrupt(t, csvFollower)]);
+
+  // Live, a round shows when it starts and again when it completes.
+  const live = follower.stdout.slice(3).map((l) => l.split(/ +/)[2]);
+  t.deepEqual(live, ['resumed', 'started', 'round']);
+  // The followed CSV is the history's CSV, plus the live "started" row.
+  const batch = parseCsv(roundlog(['history', 'Experiment_0000', '--csv', '--root', root]).stdout);
+  const followed = parseCsv(csvFollower.stdout.join('\n') + '\n');
+  t.deepEqual(
+    followed.filter((r) => r.kind !== 'started'),
+    batch,
+  );
+  t.deepEqual(
+    followed.filter((r) => r.kind === 'started').map((r) => [r.round, r.attempt]),
+    [['1', '1']],
+  );
+});
+
+test('history --follow --json: an open round while its process is blocked, marked aborted live when another process resumes after a SIGKILL', async (t) => {
+  const root = tempDir();
+  // Round 0 passes the gate; the process then blocks inside round 1 (its RoundStarted durable).
+  const runner = spawnTs('experiment-child.ts', ['run', root, '5', 'all', '4', 'gate'], (line, child) => {
+    if (line.startsWith('training 0 ')) child.process.stdin!.write('\n');
+  });
+  await runner.waitFor((l) => l.startsWith('training 1 '));
+
+  const follower = startRoundlog(['history', 'Experiment_0000', '--follow', '--json', '--root', root]);
+  await follower.waitErr(caughtUp);
+  await follower.waitOut((l) => l.includes('"kind":"started"'));
+  type Entry = { kind: string; round?: number; attempt?: number; endedBy?: { type: string }; by?: { user: string; host: string; pid: number } };
+  const entries = () => follower.stdout.map((l) => JSON.parse(l) as Entry);
+  t.deepEqual(
+    entries().map((e) => `${e.kind}${e.round === undefined ? '' : ` ${e.round}/${e.attempt}`}`),
+    ['created', 'round 0/1', 'started 1/1'],
+  );
+
+  runner.process.kill('SIGKILL');
+  t.is((await runner.exited).signal, 'SIGKILL');
+  const resumer = spawnTs('experiment-child.ts', ['run', root, '5', '1', '4']);
+  await resumer.waitFor((l) => l === 'stopped 2');
+  t.is((await resumer.exited).code, 0);
+  await follower.waitOut((l) => (JSON.parse(l) as Entry).kind === 'round' && (JSON.parse(l) as Entry).round === 1);
+  await interrupt(t, follower);
+
+  const after = entries().slice(3);
+  t.deepEqual(
+    after.map((e) => `${e.kind}${e.round === undefined || e.kind === 'resumed' ? '' : ` ${e.round}/${e.attempt}`}`),
+    ['aborted 1/1', 'resumed', 'started 1/2', 'round 1/2'],
+  );
+  t.is(after[0]!.endedBy!.type, 'Resumed');
+  t.deepEqual(after[1]!.by, { user: USER, host: HOST, pid: resumer.process.pid });
+});
+
+test('audit --follow --type Resumed --json prints only resumes, from any experiment, as other processes append them', async (t) => {
+  const root = tempDir();
+  runExample(root, 1);
+  runExample(root, 1);
+  const follower = startRoundlog(['audit', '--type', 'Resumed', '--follow', '--json', '--root', root]);
+  await follower.waitErr(caughtUp);
+
+  const first = await roundlogAsync(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
+  t.is(first.code, 0, first.stderr);
+  const second = await roundlogAsync(['resume', path.join(root, 'experiments', 'Experiment_0001'), '--rounds', '1', '--root', root]);
+  t.is(second.code, 0, second.stderr);
+  // Events arrive in log order: once the second resume is printed, the rounds run after the first were seen and left out.
+  await follower.waitOut((l) => l.includes('"folder":"Experiment_0001"'));
+  await interrupt(t, follower);
+
+  type Event = { type: string; folder: string; data: { roundCurrent: number; by: { user: string; host: string; pid: number } } };
+  const printed = follower.stdout.map((l) => JSON.parse(l) as Event);
+  t.deepEqual(
+    printed.map((e) => [e.type, e.folder, e.data.roundCurrent, e.data.by.pid, e.data.by.host]),
+    [
+      ['Resumed', 'Experiment_0000', 1, first.pid, HOST],
+      ['Resumed', 'Experiment_0001', 1, second.pid, HOST],
+    ],
+  );
+});
