@@ -5,7 +5,7 @@
 import type { RoundLog } from '../engine/round-log.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { ExperimentEventType } from '../experiment/events.ts';
-import { replay, type ExperimentState } from '../experiment/state.ts';
+import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../experiment/state.ts';
 import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
@@ -36,19 +36,7 @@ export type FollowOptions = {
 };
 
 /** Every experiment event type, in catalogue order. */
-export const EVENT_TYPES: readonly ExperimentEventType[] = Object.freeze([
-  'ExperimentCreated',
-  'RoundStarted',
-  'NodeReplied',
-  'RoundCompleted',
-  'SettingsChanged',
-  'Resumed',
-  'Rewound',
-  'ForkedFrom',
-  'Forked',
-  'RoundsPruned',
-  'ExperimentFinished',
-]);
+export const EVENT_TYPES: readonly ExperimentEventType[] = EXPERIMENT_EVENT_TYPES;
 
 export function isEventType(type: string): type is ExperimentEventType {
   return (EVENT_TYPES as readonly string[]).includes(type);

@@ -91,7 +91,8 @@ export const initialState: ExperimentState = Object.freeze({
   position: -1n,
 });
 
-const KNOWN: ReadonlySet<string> = new Set<ExperimentEventType>([
+/** Every experiment event type, in catalogue order. */
+export const EXPERIMENT_EVENT_TYPES: readonly ExperimentEventType[] = Object.freeze([
   'ExperimentCreated',
   'RoundStarted',
   'NodeReplied',
@@ -104,6 +105,8 @@ const KNOWN: ReadonlySet<string> = new Set<ExperimentEventType>([
   'RoundsPruned',
   'ExperimentFinished',
 ]);
+
+const KNOWN: ReadonlySet<string> = new Set<string>(EXPERIMENT_EVENT_TYPES);
 
 /**
  * Brings an event written by any release to the current schema. Every event type is at

@@ -312,3 +312,15 @@ test('retention set in an experiment definition applies as rounds complete under
   t.is(zero.code, 2);
   t.regex(zero.stderr, /--keep-last must be a positive integer \(got "0"\)/);
 });
+
+test('gc then roundlog replay of a pruned round: refused, saying it was pruned by retention and when; a kept round still replays', (t) => {
+  const root = tempDir();
+  t.is(roundlog(['run', EXAMPLE, '--rounds', '4', '--root', root]).code, 0);
+  const gc = roundlog(['gc', '--keep-last', '1', '--root', root]);
+  t.is(gc.code, 0, gc.stderr);
+  const refused = roundlog(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /round 1 of experiment Experiment_0000 was pruned by retention on \d{4}-\d\d-\d\dT[\d:.]+Z/);
+  const kept = roundlog(['replay', 'Experiment_0000', '--round', '3', '--root', root]);
+  t.is(kept.code, 0, kept.stderr);
+});
