@@ -1177,7 +1177,7 @@ class FileLog implements FileEventLog {
     }
     await this.indexWriter?.close().catch(() => undefined);
     await this.writer?.close().catch(() => undefined);
-    for (const s of this.segments) await s.reader?.then((handle) => handle.close()).catch(() => undefined);
+    await Promise.all(this.segments.map((s) => s.reader?.then((handle) => handle.close()).catch(() => undefined)));
     await this.lock?.release();
     for (const listener of [...this.listeners]) listener.onClose();
     this.listeners.clear();
