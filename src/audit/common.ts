@@ -7,7 +7,8 @@ import { InvalidArgumentError } from '../errors.ts';
 import type { ExperimentEventType } from '../experiment/events.ts';
 import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../experiment/state.ts';
 import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
-import type { RecordedEvent } from '../log/types.ts';
+import type { RecordedEvent, SubscribeOptions, SubscriptionItem } from '../log/types.ts';
+import { Observable, type Subscription } from 'rxjs';
 import { rootLayout } from '../root.ts';
 
 /** An experiment as the audit results name it. */
@@ -75,6 +76,52 @@ export function openFollower(rl: RoundLog, options: FollowOptions = {}): Promise
     throw new InvalidArgumentError('pollIntervalMs', 'must be a positive integer', options.pollIntervalMs);
   }
   return openFileEventLog({ dir: rootLayout(rl.root).log, readOnly: true, pollIntervalMs });
+}
+
+/**
+ * The plumbing every live query shares: `prepare` (resolving names) runs first, then a read-only
+ * follower subscribes to `subscribe` on the log, and each subscription item goes to the handler
+ * `prepare` returned, which emits what the query makes of it. An error from the handler (an
+ * event this release cannot read) ends the observable with that error. Unsubscribing stops the
+ * subscription and closes the follower.
+ */
+export function followLog<T>(
+  rl: RoundLog,
+  options: FollowOptions,
+  prepare: () => Promise<{ subscribe: SubscribeOptions; handler: (item: SubscriptionItem, emit: (followed: Followed<T>) => void) => void }>,
+): Observable<Followed<T>> {
+  return new Observable<Followed<T>>((subscriber) => {
+    let stopped = false;
+    let log: FileEventLog | null = null;
+    let inner: Subscription | null = null;
+    const start = async () => {
+      const { subscribe, handler } = await prepare();
+      const opened = await openFollower(rl, options);
+      if (stopped) {
+        await opened.close();
+        return;
+      }
+      log = opened;
+      const emit = (followed: Followed<T>) => subscriber.next(followed);
+      inner = opened.subscribe(subscribe).subscribe({
+        next: (item) => {
+          try {
+            handler(item, emit);
+          } catch (error) {
+            subscriber.error(error);
+          }
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => subscriber.complete(),
+      });
+    };
+    start().catch((error: unknown) => subscriber.error(error));
+    return () => {
+      stopped = true;
+      inner?.unsubscribe();
+      void (log as FileEventLog | null)?.close().catch(() => undefined);
+    };
+  });
 }
 
 /** Orders by log position, keeping the order of equal positions. */

@@ -9,13 +9,12 @@
  * `aborted` entry sits at its `RoundStarted`. An attempt with none of these after it is `started`
  * (still running, or its process stopped and nothing resumed the experiment yet).
  */
-import { Observable, type Subscription } from 'rxjs';
+import type { Observable } from 'rxjs';
 import type { RoundLog } from '../engine/round-log.ts';
 import type { Actor, Retention, SettingsChanged } from '../experiment/events.ts';
 import { roundCurrent, upcast } from '../experiment/state.ts';
-import type { FileEventLog } from '../log/file/index.ts';
-import type { RecordedEvent, SubscriptionItem } from '../log/types.ts';
-import { byPosition, openFollower, openWithHistory, resolveExperiment, type ExperimentRef, type FollowOptions, type Followed } from './common.ts';
+import type { RecordedEvent } from '../log/types.ts';
+import { byPosition, followLog, openWithHistory, resolveExperiment, type ExperimentRef, type FollowOptions, type Followed } from './common.ts';
 
 /** A node's part in a completed round. */
 export type NodeResult = Readonly<{
@@ -309,52 +308,26 @@ export type FollowHistoryOptions = HistoryOptions & FollowOptions;
  * `ExperimentNotFoundError`) arrive as the observable's error.
  */
 export function followHistory(rl: RoundLog, options: FollowHistoryOptions): Observable<Followed<HistoryEntry>> {
-  return new Observable<Followed<HistoryEntry>>((subscriber) => {
-    let stopped = false;
-    let log: FileEventLog | null = null;
-    let inner: Subscription | null = null;
-    const start = async () => {
-      const { ref } = await resolveExperiment(rl, options.experiment);
-      const opened = await openFollower(rl, options);
-      if (stopped) {
-        await opened.close();
-        return;
-      }
-      log = opened;
-      const projector = new HistoryProjector();
-      let catchingUp: HistoryEntry[] | null = [];
-      const deliver = (item: SubscriptionItem): void => {
+  return followLog<HistoryEntry>(rl, options, async () => {
+    const { ref } = await resolveExperiment(rl, options.experiment);
+    const projector = new HistoryProjector();
+    let catchingUp: HistoryEntry[] | null = [];
+    return {
+      subscribe: { stream: ref.stream, from: 'start' },
+      handler: (item, emit) => {
         if (item.kind === 'caughtUp') {
           if (catchingUp === null) return;
           const known = [...catchingUp, ...projector.end()].sort(byPosition);
           catchingUp = null;
           projector.live = true;
-          for (const entry of known) subscriber.next({ kind: 'item', item: entry, live: false });
-          subscriber.next({ kind: 'caughtUp', position: item.position });
+          for (const entry of known) emit({ kind: 'item', item: entry, live: false });
+          emit({ kind: 'caughtUp', position: item.position });
           return;
         }
         const entries = projector.push(item.event);
         if (catchingUp !== null) catchingUp.push(...entries);
-        else for (const entry of entries) subscriber.next({ kind: 'item', item: entry, live: true });
-      };
-      inner = opened.subscribe({ stream: ref.stream, from: 'start' }).subscribe({
-        next: (item) => {
-          try {
-            deliver(item);
-          } catch (error) {
-            // An event this release cannot read (UnknownEventError) stops the follower with that error.
-            subscriber.error(error);
-          }
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => subscriber.complete(),
-      });
-    };
-    start().catch((error: unknown) => subscriber.error(error));
-    return () => {
-      stopped = true;
-      inner?.unsubscribe();
-      void (log as FileEventLog | null)?.close().catch(() => undefined);
+        else for (const entry of entries) emit({ kind: 'item', item: entry, live: true });
+      },
     };
   });
 }

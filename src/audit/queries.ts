@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Observable, type Subscription } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { SUPERSEDED_DIR, roundOfFolder } from '../../projections/breakpoints.ts';
 import { ExperimentNotFoundError } from '../engine/errors.ts';
 import type { RoundLog } from '../engine/round-log.ts';
@@ -21,14 +21,14 @@ import {
 } from '../experiment/events.ts';
 import { roundCurrent, upcast } from '../experiment/state.ts';
 import type { FileEventLog } from '../log/file/index.ts';
-import type { RecordedEvent, SubscriptionItem } from '../log/types.ts';
+import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import {
   EVENT_TYPES,
   checkTimeRange,
   inTimeRange,
+  followLog,
   isEventType,
-  openFollower,
   openWithHistory,
   resolveExperiment,
   type ExperimentRef,
@@ -220,46 +220,20 @@ export type FollowEventsOptions = AuditEventsOptions & FollowOptions;
  * must exist when the subscription starts.
  */
 export function followEvents(rl: RoundLog, options: FollowEventsOptions = {}): Observable<Followed<AuditEvent>> {
-  return new Observable<Followed<AuditEvent>>((subscriber) => {
-    let stopped = false;
-    let log: FileEventLog | null = null;
-    let inner: Subscription | null = null;
-    const start = async () => {
-      const filter = await resolveFilter(rl, options);
-      const opened = await openFollower(rl, options);
-      if (stopped) {
-        await opened.close();
-        return;
-      }
-      log = opened;
-      const scanner = new LogScanner(filter);
-      let live = false;
-      const deliver = (item: SubscriptionItem): void => {
+  return followLog<AuditEvent>(rl, options, async () => {
+    const scanner = new LogScanner(await resolveFilter(rl, options));
+    let live = false;
+    return {
+      subscribe: { from: 'start' },
+      handler: (item, emit) => {
         if (item.kind === 'caughtUp') {
           if (live) return;
           live = true;
-          subscriber.next({ kind: 'caughtUp', position: item.position });
+          emit({ kind: 'caughtUp', position: item.position });
           return;
         }
-        for (const event of scanner.push(item.event)) subscriber.next({ kind: 'item', item: event, live });
-      };
-      inner = opened.subscribe({ from: 'start' }).subscribe({
-        next: (item) => {
-          try {
-            deliver(item);
-          } catch (error) {
-            subscriber.error(error);
-          }
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => subscriber.complete(),
-      });
-    };
-    start().catch((error: unknown) => subscriber.error(error));
-    return () => {
-      stopped = true;
-      inner?.unsubscribe();
-      void (log as FileEventLog | null)?.close().catch(() => undefined);
+        for (const event of scanner.push(item.event)) emit({ kind: 'item', item: event, live });
+      },
     };
   });
 }
