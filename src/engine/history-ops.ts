@@ -424,13 +424,9 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
       params: record.params,
       state: record.state,
     },
+    forkedFrom: { v: 1, parentId: parent.id, parentFolder: parent.state.folder, parentRound: record.round, parentPosition: String(record.position) },
+    retention: settings.retention,
   });
-  await child.append([
-    {
-      type: 'ForkedFrom',
-      data: { v: 1, parentId: parent.id, parentFolder: parent.state.folder, parentRound: record.round, parentPosition: String(record.position) },
-    },
-  ]);
   // The parent may be running meanwhile: `Forked` depends on nothing in its state, so it is
   // appended after whatever the parent committed (read again on each conflict).
   const forked: ExperimentEvent = { type: 'Forked', data: { v: 1, childId: child.id, childFolder: child.state.folder, round: record.round, by: rl.actor } };

@@ -28,6 +28,7 @@ import {
   type ExperimentEvent,
   type ExperimentRegistered,
   type FederatedSetup,
+  type ForkedFrom,
   type ImportedFrom,
   type NodeReplied,
   type Retention,
@@ -73,6 +74,8 @@ export type CreateExperimentOptions = {
    * atomic append as its creation. Checked by the caller (`checkRetention`). Default none.
    */
   retention?: Retention | null;
+  /** For a fork: its lineage, recorded in the same atomic append as its creation. */
+  forkedFrom?: ForkedFrom | null;
 };
 
 export type RecordRoundOptions = {
@@ -208,6 +211,7 @@ class FileRoundLog implements RoundLog {
       };
       const first: ExperimentEvent[] = [{ type: 'ExperimentCreated', data: created }];
       if (options.retention) first.push({ type: 'SettingsChanged', data: { v: 1, retention: options.retention, by: this.actor } });
+      if (options.forkedFrom) first.push({ type: 'ForkedFrom', data: options.forkedFrom });
       // Under the writer lock: retention in another process may have deleted a blob stored above.
       await assertBlobsPresent(this.blobs, folder, first);
       // The experiment's stream first, then its registration: a crash in between leaves an
