@@ -159,8 +159,8 @@ export class Experiment {
     try {
       const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
       if (latest === null) await refusePrunedPath(rl, path.resolve(breakpointPath!));
-      const folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
-      const manifest = await readBreakpoint(folder);
+      let folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
+      let manifest = await readBreakpoint(folder);
       let handle =
         latest?.handle ??
         (await rl.openExperiment(manifest.experimentId).catch((error: unknown) => {
@@ -168,6 +168,15 @@ export class Experiment {
           throw error;
         }));
       const experimentsDir = rootLayout(rl.root).experiments;
+      // An experiment folder means its latest breakpoint, which the log knows better than the
+      // folder: a crash may have come between the last round's commit and its folder.
+      if (latest === null && handle !== null && path.resolve(breakpointPath!) === path.join(experimentsDir, handle.state.folder)) {
+        const round = lastBreakpointRound(handle.state);
+        if (round !== null && round > manifest.round) {
+          folder = await handle.writeBreakpoint(round);
+          manifest = await readBreakpoint(folder);
+        }
+      }
       const experimentDir = path.dirname(folder);
       const renamed =
         handle !== null && path.dirname(experimentDir) === experimentsDir && path.basename(experimentDir) !== handle.state.folder

@@ -247,3 +247,17 @@ test('loadBreakpoint on a breakpoint of a plain training loop says to use the lo
   const error = await t.throwsAsync(load(root), { instanceOf: InvalidArgumentError });
   t.regex(error!.message, /recorded by a training loop of its own: open it with openRoundLog\(\)\.openExperiment\("Experiment_0000"\)/);
 });
+
+test('loadBreakpoint(<experiment folder>) continues from the last committed round even if a crash left its folder unwritten', async (t) => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run({ rounds: 3 });
+  const dir = exp.experimentationPath();
+  await exp.close();
+  rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
+  const loaded = await load(root, dir);
+  t.is(loaded.roundCurrent(), 3);
+  t.deepEqual(loaded.state.superseded, []);
+  t.true(existsSync(path.join(dir, 'breakpoint_0002', 'breakpoint.json')));
+  await loaded.close();
+});
