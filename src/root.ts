@@ -1,5 +1,14 @@
 /** Where a roundlog root lives and what is inside it. */
 import path from 'node:path';
+import { RoundlogError } from './errors.ts';
+
+/** A command that reads a root was pointed at a folder that does not exist. */
+export class RootNotFoundError extends RoundlogError {
+  readonly code = 'ROOT_NOT_FOUND' as const;
+  constructor(readonly root: string) {
+    super(`there is no roundlog root at ${root}; check --root or ROUNDLOG_DIR (the default is ./var), or run an experiment first`);
+  }
+}
 
 /** The root folder: the given option, else `ROUNDLOG_DIR`, else `./var`, as an absolute path. */
 export function resolveRoot(root?: string, env: NodeJS.ProcessEnv = process.env): string {

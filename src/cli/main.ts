@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /** The `roundlog` command. */
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openFileBlobStore } from '../blobs/file.ts';
 import { RoundlogError } from '../errors.ts';
 import { openFileEventLog } from '../log/file/index.ts';
-import { resolveRoot, rootLayout } from '../root.ts';
+import { RootNotFoundError, resolveRoot, rootLayout } from '../root.ts';
 import { UsageError, parse, processIo, table, toJson, type Io } from './args.ts';
 import { demo } from './demo.ts';
 import { lsCommand, resumeCommand, runCommand } from './experiments.ts';
@@ -38,8 +38,21 @@ Options for every command:
 
 const EXTRA_COMMANDS = { ...historyCommands, ...lineageCommands, ...maintenanceCommands };
 
+/** Commands that read an existing root: pointed at a folder that is not there, they fail instead of creating it. */
+const READS_ROOT = new Set(['ls', 'resume', 'streams', 'events', 'verify', 'history', 'audit', 'replay', 'rewind', 'fork', 'project', 'gc']);
+
+function rootOption(args: readonly string[]): string | undefined {
+  const i = args.indexOf('--root');
+  if (i >= 0) return args[i + 1];
+  return args.find((a) => a.startsWith('--root='))?.slice('--root='.length);
+}
+
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && READS_ROOT.has(command) && !rest.includes('--help')) {
+    const root = resolveRoot(rootOption(rest), io.env);
+    if (!existsSync(root)) throw new RootNotFoundError(root);
+  }
   const extra = command === undefined ? undefined : EXTRA_COMMANDS[command];
   if (extra !== undefined) return extra(rest, io);
   switch (command) {

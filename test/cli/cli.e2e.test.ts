@@ -1,7 +1,7 @@
 /** The `roundlog` command, run as a real process against a real root. */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -98,6 +98,13 @@ test('usage errors exit 2 and say what to do; a missing stream is a clear error'
   const nothing = roundlog(['resume', '--root', root]);
   t.is(nothing.code, 1);
   t.regex(nothing.stderr, /no breakpoint/);
+  const nowhere = path.join(root, 'no-such-root');
+  for (const command of ['ls', 'verify', 'history Experiment_0000', 'gc --keep-last 1']) {
+    const run = roundlog([...command.split(' '), '--root', nowhere]);
+    t.is(run.code, 1, command);
+    t.regex(run.stderr, /there is no roundlog root at .*no-such-root; check --root or ROUNDLOG_DIR/, command);
+  }
+  t.false(existsSync(nowhere), 'a read command never creates the root');
   const help = roundlog(['help']);
   t.is(help.code, 0);
   t.regex(help.stdout, /Usage: roundlog <command>/);
