@@ -1,4 +1,7 @@
-/** Small file-system steps that must survive a crash once they return: fsync of data and of folder entries. */
+/**
+ * Small file-system steps shared by the file adapters: fsync of data and of folder entries (steps
+ * that must survive a crash once they return), and existence checks.
+ */
 import { promises as fs } from 'node:fs';
 
 /** Makes the folder's entries (created, renamed, removed names) durable. */
@@ -19,5 +22,16 @@ export async function createFileDurably(file: string, data: string | Uint8Array)
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/** Whether `file` exists; errors other than "no such file" are thrown, not taken for absence. */
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
   }
 }

@@ -14,7 +14,7 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ClosedError, InvalidArgumentError } from '../errors.ts';
-import { syncDir } from '../durable.ts';
+import { exists, syncDir } from '../durable.ts';
 import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './errors.ts';
 import {
   encodingOf,
@@ -413,15 +413,6 @@ async function hashFile(file: string): Promise<string> {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
 
 /** Best effort: a temp file that cannot be removed now is removed at the next open. */
 async function discardTemp(file: string): Promise<void> {

@@ -364,10 +364,12 @@ export class Experiment {
 
     const paramsRef = currentParams(state)!;
     const trainingArgs = state.settings.trainingArgs;
+    // Read and hash-checked once; each node trains on its own copy.
+    const current = await this.handle.tensors(paramsRef);
     const replies = await Promise.all(
       selection.nodes.map(async (node): Promise<NodeReply & { durationMs: number }> => {
         const dataset = datasets.find((d) => d.node === node)!.dataset;
-        const params = await this.handle.tensors(paramsRef);
+        const params = structuredClone(current);
         const t0 = Date.now();
         const result = await withTimeout(
           Promise.resolve().then(() => this.plan.train(params, dataset.data, trainingArgs, deriveRng(seed, round, node, 'train'))),

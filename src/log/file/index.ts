@@ -64,7 +64,7 @@ import {
 import { acquireLock, removeDeadCandidates, type HeldLock } from './lock.ts';
 import type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 import { U32List } from './u32list.ts';
-import { syncDir } from '../../durable.ts';
+import { exists, syncDir } from '../../durable.ts';
 
 export type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 
@@ -1268,14 +1268,5 @@ async function truncateDurably(file: string, length: number): Promise<void> {
     await handle.datasync();
   } finally {
     await handle.close();
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch {
-    return false;
   }
 }
