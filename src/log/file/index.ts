@@ -3,7 +3,7 @@
  * checksummed records under one folder; appends are durable before they resolve and are
  * group-committed; one writer process at a time, any number of readers. See ARCHITECTURE.md.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { constants as fsConstants, promises as fs, writeSync, writevSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -1079,6 +1079,9 @@ class FileLog implements FileEventLog {
     }
   }
 
+  /** A tail that looked damaged at the last look of a follower, not yet declared corrupt. */
+  private suspect: { at: string; bytes: string } | null = null;
+
   private async readNew(segment: Segment): Promise<void> {
     const handle = await this.readerOf(segment);
     const fileSize = (await handle.stat()).size;
@@ -1094,9 +1097,20 @@ class FileLog implements FileEventLog {
       const check = checkFrame(buf, offset);
       if (check.kind !== 'ok') {
         const verdict = classifyTail(buf, offset, check);
-        if (verdict.kind === 'corrupt') throw new CorruptLogError(segment.file, segment.size + offset, verdict.reason);
+        if (verdict.kind === 'corrupt') {
+          // A read racing the writer's copy into the page cache can see a later page already
+          // written and an earlier one not yet: bytes that look damaged. Damage is declared only
+          // when the next look finds the same bytes at the same place.
+          const seen = { at: `${segment.file}:${segment.size + offset}`, bytes: createHash('sha256').update(buf.subarray(offset)).digest('hex') };
+          if (this.suspect === null || this.suspect.at !== seen.at || this.suspect.bytes !== seen.bytes) {
+            this.suspect = seen;
+            break;
+          }
+          throw new CorruptLogError(segment.file, segment.size + offset, verdict.reason);
+        }
         break;
       }
+      this.suspect = null;
       const record = this.decodeAt(segment.file, segment.size + offset, buf, check.bodyStart, check.end);
       this.ingest(segment, record, segment.size + offset);
       offset = check.end;
