@@ -130,7 +130,7 @@ export async function buildHistory(root: string, rounds: number, seed: number): 
     await addRounds(handle, params, rounds, random);
     const last = handle.state.rounds.at(-1)!;
     return {
-      history: { root, experimentId: handle.id, rounds: handle.roundCurrent(), lastParamsFile: rl.blobs.path(last.params.sha256), lastParamsBytes: last.params.bytes },
+      history: { root, experimentId: handle.id, rounds: handle.roundCurrent(), lastParamsFile: rl.blobs.fileOf(last.params.sha256)!, lastParamsBytes: last.params.bytes },
       params,
       random,
     };
@@ -148,7 +148,7 @@ async function withLastRound(history: History, root: string, params: TensorSet):
     const round = handle.roundCurrent();
     await handle.recordRound({ round, params, state: roundState(round), metrics: roundMetrics(round), breakpoint: true });
     const last = handle.state.rounds.at(-1)!;
-    return { root, experimentId: history.experimentId, rounds: handle.roundCurrent(), lastParamsFile: rl.blobs.path(last.params.sha256), lastParamsBytes: last.params.bytes };
+    return { root, experimentId: history.experimentId, rounds: handle.roundCurrent(), lastParamsFile: rl.blobs.fileOf(last.params.sha256)!, lastParamsBytes: last.params.bytes };
   } finally {
     await rl.close();
   }

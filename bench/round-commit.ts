@@ -318,7 +318,7 @@ export async function main(): Promise<void> {
             if (seen.has(record.params.sha256)) throw new Error(`round ${round} stored parameters already stored: the perturbation did not change them`);
             seen.add(record.params.sha256);
             // The folder is there, its parameters are the blob itself (a hard link).
-            const [linked, blob] = await Promise.all([fsp.stat(path.join(lastBreakpointPath, PARAMS_FILE)), fsp.stat(roundLog.blobs.path(record.params.sha256))]);
+            const [linked, blob] = await Promise.all([fsp.stat(path.join(lastBreakpointPath, PARAMS_FILE)), fsp.stat(roundLog.blobs.fileOf(record.params.sha256)!)]);
             if (Number.isNaN(lastBreakpointMs) || linked.ino !== blob.ino) throw new Error(`round ${round}: no breakpoint folder hard-linked to the blob`);
             blobBytes = record.params.bytes;
             manifestBytes = (await fsp.stat(path.join(lastBreakpointPath, MANIFEST_FILE))).size;

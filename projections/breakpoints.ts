@@ -9,7 +9,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { FileBlobStore } from '../src/blobs/file.ts';
+import type { BlobStore } from '../src/blobs/types.ts';
 import type { BlobRef } from '../src/blobs/types.ts';
 import { createFileDurably, syncDir } from '../src/durable.ts';
 import { BreakpointCorruptError, RoundPrunedError } from '../src/engine/errors.ts';
@@ -49,7 +49,7 @@ export type BreakpointManifest = Readonly<{
   files: Readonly<Record<string, string>>;
 }>;
 
-export type ProjectionContext = Readonly<{ experimentsDir: string; blobs: FileBlobStore }>;
+export type ProjectionContext = Readonly<{ experimentsDir: string; blobs: BlobStore }>;
 
 export type MaterializeResult = Readonly<{ path: string; created: boolean }>;
 

@@ -19,6 +19,7 @@ export { RAW_ENCODING } from './blobs/types.ts';
 export { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './blobs/errors.ts';
 export { openFileBlobStore, type FileBlobStore, type FileBlobStoreOptions } from './blobs/file.ts';
 export { getInMemoryBlobStore } from './blobs/memory.ts';
+export { openStreamBlobStore, type StreamBlobStore, type StreamBlobStoreOptions } from './blobs/streams.ts';
 export {
   decodeTensors,
   encodeTensors,
@@ -65,7 +66,17 @@ export {
 } from './engine/history-ops.ts';
 export { gc, applyRetention, planRetention, type GcOptions, type PruneReport, type RetentionPlan } from './engine/retention.ts';
 export { verifyRoot, type VerifyOptions, type VerifyReport } from './engine/verify.ts';
-export { projectRoot, type ProjectOptions, type ProjectReport } from './engine/project.ts';
+export {
+  projectRoot,
+  followProjection,
+  readProjectionCheckpoint,
+  type ProjectOptions,
+  type ProjectReport,
+  type FollowProjectionOptions,
+  type ProjectionUpdate,
+  type ProjectionCheckpoint,
+} from './engine/project.ts';
+export { BLOBS_IN_STORE, type StoreOptions, type LogAccess } from './engine/store.ts';
 export { ReferencedBlobMissingError } from './engine/blob-refs.ts';
 export { RoundPrunedError } from './engine/errors.ts';
 export * from './audit/index.ts';

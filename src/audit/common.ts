@@ -6,10 +6,8 @@ import type { RoundLog } from '../engine/round-log.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { ExperimentEventType } from '../experiment/events.ts';
 import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../experiment/state.ts';
-import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
-import type { RecordedEvent, SubscribeOptions, SubscriptionItem } from '../log/types.ts';
+import type { EventLog, RecordedEvent, SubscribeOptions, SubscriptionItem } from '../log/types.ts';
 import { Observable, type Subscription } from 'rxjs';
-import { rootLayout } from '../root.ts';
 
 /** An experiment as the audit results name it. */
 export type ExperimentRef = Readonly<{
@@ -69,14 +67,6 @@ export async function openWithHistory(rl: RoundLog, experiment: string): Promise
   return { ref: { ...ref, folder: state.folder }, state, events };
 }
 
-/** A read-only handle on the root's log: no lock, follows a writer in another process. The caller closes it. */
-export function openFollower(rl: RoundLog, options: FollowOptions = {}): Promise<FileEventLog> {
-  const pollIntervalMs = options.pollIntervalMs ?? 50;
-  if (!Number.isInteger(pollIntervalMs) || pollIntervalMs < 1) {
-    throw new InvalidArgumentError('pollIntervalMs', 'must be a positive integer', options.pollIntervalMs);
-  }
-  return openFileEventLog({ dir: rootLayout(rl.root).log, readOnly: true, pollIntervalMs });
-}
 
 /**
  * The plumbing every live query shares: `prepare` (resolving names) runs first, then a read-only
@@ -92,11 +82,11 @@ export function followLog<T>(
 ): Observable<Followed<T>> {
   return new Observable<Followed<T>>((subscriber) => {
     let stopped = false;
-    let log: FileEventLog | null = null;
+    let log: EventLog | null = null;
     let inner: Subscription | null = null;
     const start = async () => {
       const { subscribe, handler } = await prepare();
-      const opened = await openFollower(rl, options);
+      const opened = await rl.log.openFollower(options);
       if (stopped) {
         await opened.close();
         return;
@@ -119,7 +109,7 @@ export function followLog<T>(
     return () => {
       stopped = true;
       inner?.unsubscribe();
-      void (log as FileEventLog | null)?.close().catch(() => undefined);
+      void (log as EventLog | null)?.close().catch(() => undefined);
     };
   });
 }

@@ -20,7 +20,7 @@ import {
   type ExperimentRegistered,
 } from '../experiment/events.ts';
 import { roundCurrent, upcast } from '../experiment/state.ts';
-import type { FileEventLog } from '../log/file/index.ts';
+import type { EventLog } from '../log/types.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import {
@@ -187,7 +187,7 @@ class LogScanner {
 /** Events per read while scanning the log. */
 const PAGE = 4096;
 
-async function scanLog(log: FileEventLog, filter: EventFilter): Promise<AuditEventsResult> {
+async function scanLog(log: EventLog, filter: EventFilter): Promise<AuditEventsResult> {
   const scanner = new LogScanner(filter);
   const events: AuditEvent[] = [];
   const first = await log.readAll({ maxCount: PAGE });

@@ -355,6 +355,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
   return {
     dir,
     path: (sha256) => blobPath(sha256Of(sha256)),
+    fileOf: (sha256) => blobPath(sha256Of(sha256)),
     put: (bytes, options) => track(() => put(bytes, options)),
     putStream: (source, options) => track(async () => store(source, null, encodingOf(options))),
     get: (blob) => track(() => get(blob)),

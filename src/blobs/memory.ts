@@ -107,6 +107,10 @@ export function getInMemoryBlobStore(): BlobStore {
       checkOpen();
       return Buffer.from(lookup(blob, 'blob').bytes);
     },
+    fileOf(sha256) {
+      sha256Of(sha256);
+      return null;
+    },
     async has(sha256) {
       checkOpen();
       return blobs.has(sha256Of(sha256));

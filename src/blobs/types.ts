@@ -89,6 +89,11 @@ export interface BlobStore {
    * `LinkTargetExistsError` when it holds other bytes.
    */
   link(sha256: string, targetPath: string, options?: LinkOptions): Promise<LinkResult>;
+  /**
+   * The file that holds (or would hold) the blob's bytes, for a store that keeps each blob as a
+   * file; null for a store that does not (in memory, in streams).
+   */
+  fileOf(sha256: string): string | null;
   /** Hashes of every stored blob, in ascending order. */
   list(): AsyncIterable<string>;
   /** Re-hashes every blob and reports each problem found; never throws for a damaged blob. */

@@ -76,7 +76,8 @@ export async function demo(root: string, crashAfter: number, io: Io): Promise<nu
   let expected: string;
   try {
     const definition = await importDefinition(WORKSPACE, { module: DEFINITION, export: 'default' });
-    const uninterrupted = await Experiment.create({ ...definition, federation: await definition.federation(), root: reference, workspace: WORKSPACE });
+    // On a file log of its own, wherever the demo's history is (ROUNDLOG_STORE may name EventStoreDB).
+    const uninterrupted = await Experiment.create({ ...definition, federation: await definition.federation(), root: reference, store: 'file', blobs: path.join(reference, 'blobs'), workspace: WORKSPACE });
     await uninterrupted.run();
     expected = paramsHash(await uninterrupted.parameters());
     await uninterrupted.close();

@@ -2,10 +2,10 @@
 /** The `roundlog` command. */
 import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { openFileBlobStore } from '../blobs/file.ts';
 import { RoundlogError } from '../errors.ts';
-import { openFileEventLog } from '../log/file/index.ts';
-import { RootNotFoundError, resolveRoot, rootLayout } from '../root.ts';
+import { storeOf } from '../engine/store.ts';
+import { openRoundLog } from '../engine/round-log.ts';
+import { RootNotFoundError, resolveRoot } from '../root.ts';
 import { UsageError, parse, processIo, table, toJson, type Io } from './args.ts';
 import { demo } from './demo.ts';
 import { lsCommand, resumeCommand, runCommand } from './experiments.ts';
@@ -32,7 +32,14 @@ Commands:
   help                                  this text
 
 Options for every command:
-  --root DIR   the roundlog root (default: $ROUNDLOG_DIR, else ./var)
+  --root DIR        the roundlog root (default: $ROUNDLOG_DIR, else ./var)
+  --store URL       keep the history on EventStoreDB: esdb://host:2113?tls=false
+                    (default: $ROUNDLOG_STORE, else the file log under the root)
+  --blobs DIR|esdb  where parameters go: a folder (shared between machines when the
+                    history is on EventStoreDB), or 'esdb' for chunked streams of the
+                    store (default: $ROUNDLOG_BLOBS, else <root>/blobs)
+  --namespace P     prefix of every EventStoreDB stream of this root
+                    (default: $ROUNDLOG_NAMESPACE, else none)
 `;
 
 
@@ -47,9 +54,30 @@ function rootOption(args: readonly string[]): string | undefined {
   return args.find((a) => a.startsWith('--root='))?.slice('--root='.length);
 }
 
+/** Options every command takes, given anywhere on the line: they set the environment the commands read. */
+const GLOBAL_OPTIONS = { '--store': 'ROUNDLOG_STORE', '--blobs': 'ROUNDLOG_BLOBS', '--namespace': 'ROUNDLOG_NAMESPACE' } as const;
+
+function takeGlobalOptions(args: readonly string[], env: NodeJS.ProcessEnv): string[] {
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const name = Object.keys(GLOBAL_OPTIONS).find((option) => arg === option || arg.startsWith(`${option}=`)) as keyof typeof GLOBAL_OPTIONS | undefined;
+    if (name === undefined) {
+      rest.push(arg);
+      continue;
+    }
+    const value = arg === name ? args[++i] : arg.slice(name.length + 1);
+    if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
+    env[GLOBAL_OPTIONS[name]] = value;
+  }
+  return rest;
+}
+
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command !== undefined && READS_ROOT.has(command) && !rest.includes('--help')) {
+  const [command, ...given] = argv;
+  const rest = takeGlobalOptions(given, io.env);
+  // On EventStoreDB the history is in the store: a new local root is only where folders go.
+  if (command !== undefined && READS_ROOT.has(command) && !rest.includes('--help') && storeOf({ env: io.env }) === null) {
     const root = resolveRoot(rootOption(rest), io.env);
     if (!existsSync(root)) throw new RootNotFoundError(root);
   }
@@ -100,9 +128,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     }
     case 'streams': {
       const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean', default: false } });
-      const log = await openFileEventLog({ dir: rootLayout(resolveRoot(values.root, io.env)).log, readOnly: true });
+      const rl = await openRoundLog({ root: resolveRoot(values.root, io.env), env: io.env });
       try {
-        const { streams } = await log.listStreams();
+        const { streams } = await rl.withReader((log) => log.listStreams());
         if (values.json) io.out(toJson(streams));
         else {
           for (const line of table(
@@ -113,7 +141,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
           }
         }
       } finally {
-        await log.close();
+        await rl.close();
       }
       return 0;
     }
@@ -126,16 +154,18 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       });
       const stream = positionals[0];
       if (stream === undefined) throw new UsageError('events needs a stream name (see roundlog streams)');
-      const log = await openFileEventLog({ dir: rootLayout(resolveRoot(values.root, io.env)).log, readOnly: true });
+      const rl = await openRoundLog({ root: resolveRoot(values.root, io.env), env: io.env });
       try {
-        const { events } = await log.readStream(stream, {
-          fromRevision: values.from === undefined ? 'start' : BigInt(nonNegativeInt('--from', values.from)),
-          ...(values.limit === undefined ? {} : { maxCount: nonNegativeInt('--limit', values.limit) }),
-        });
+        const { events } = await rl.withReader((log) =>
+          log.readStream(stream, {
+            fromRevision: values.from === undefined ? 'start' : BigInt(nonNegativeInt('--from', values.from)),
+            ...(values.limit === undefined ? {} : { maxCount: nonNegativeInt('--limit', values.limit) }),
+          }),
+        );
         if (values.json) io.out(toJson(events));
         else for (const line of timeline(events)) io.out(line);
       } finally {
-        await log.close();
+        await rl.close();
       }
       return 0;
     }

@@ -1,7 +1,7 @@
 /** CLI commands: see each command's help line. */
 import { resolveRoot } from '../root.ts';
 import { formatRounds, gc, type PruneReport, type RoundRef } from '../engine/retention.ts';
-import { projectRoot, type ProjectReport } from '../engine/project.ts';
+import { followProjection, projectRoot, type ProjectReport, type ProjectionUpdate } from '../engine/project.ts';
 import { verifyRoot, type VerifyReport } from '../engine/verify.ts';
 import type { BlobProblem } from '../blobs/types.ts';
 import { UsageError, parse, toJson, type Io } from './args.ts';
@@ -22,6 +22,9 @@ export const help: string[] = [
   '                                      write the breakpoint folders the log asks for (shows the lag before);',
   '                                      --rebuild removes the folders the log can write again first',
   '                                      (never superseded/)',
+  'project --follow [--json]             keep projecting as the log grows (here or on another machine,',
+  '                                      from EventStoreDB); shows the lag at start and of each update,',
+  '                                      keeps its checkpoint; stops on SIGINT or SIGTERM',
   'gc [<experiment>] [--keep-last N [--keep-every K]] [--dry-run] [--json]',
   "                                      retention: delete the parameters of rounds outside the policy",
   "                                      (default: each experiment's own); events stay, RoundsPruned records it",
@@ -34,8 +37,28 @@ async function projectCommand(args: string[], io: Io): Promise<number> {
     root: { type: 'string' },
     rebuild: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    follow: { type: 'boolean', default: false },
   });
   if (positionals.length > 1) throw new UsageError(`project takes at most one experiment (got ${positionals.join(' ')})`);
+  if (values.follow) {
+    if (values.rebuild || positionals.length > 0) throw new UsageError('project --follow projects every experiment and takes neither --rebuild nor an experiment');
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      await followProjection({
+        root: resolveRoot(values.root, io.env),
+        env: io.env,
+        signal: stop.signal,
+        onUpdate: (update) => io.out(values.json ? JSON.stringify(update, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) : followLine(update)),
+      });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    return 0;
+  }
   const report = await projectRoot({
     root: resolveRoot(values.root, io.env),
     rebuild: values.rebuild,
@@ -44,6 +67,23 @@ async function projectCommand(args: string[], io: Io): Promise<number> {
   if (values.json) io.out(toJson(report));
   else for (const line of projectLines(report)) io.out(line);
   return report.ok ? 0 : 1;
+}
+
+export function followLine(update: ProjectionUpdate): string {
+  switch (update.kind) {
+    case 'started':
+      return (
+        `following ${update.store} from ${update.checkpoint === null ? 'the beginning (no checkpoint)' : `checkpoint ${update.checkpoint}`}: ` +
+        `projection lag ${update.lagEvents} event${update.lagEvents === 1 ? '' : 's'} (log end ${update.logEnd ?? 'none'})`
+      );
+    case 'caughtUp':
+      return `caught up at position ${update.position ?? 'none'} (${update.experiments} experiment${update.experiments === 1 ? '' : 's'} projected); following live events`;
+    case 'projected': {
+      const what = update.written.length === 0 ? 'up to date' : `wrote ${update.written.map((f) => f.split(/[\\/]/).pop()).join(', ')}`;
+      const problems = update.problems.map((p) => `; problem: ${p}`).join('');
+      return `${update.folder}: ${what} (position ${update.position}, lag ${update.lagMs} ms${update.live ? '' : ', catch-up'})${problems}`;
+    }
+  }
 }
 
 export function projectLines(report: ProjectReport): string[] {

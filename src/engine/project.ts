@@ -26,7 +26,10 @@ import {
   type BreakpointManifest,
   type ProjectionContext,
 } from '../../projections/breakpoints.ts';
-import { breakpointFolderName } from '../experiment/events.ts';
+import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, breakpointFolderName, type ExperimentRegistered } from '../experiment/events.ts';
+import { createFileDurably, syncDir } from '../durable.ts';
+import type { RecordedEvent } from '../log/types.ts';
+import { ExperimentNotFoundError } from './errors.ts';
 import type { ExperimentState } from '../experiment/state.ts';
 import { RoundlogError } from '../errors.ts';
 import { rootLayout } from '../root.ts';
@@ -154,4 +157,194 @@ async function readManifest(folder: string): Promise<BreakpointManifest | null> 
 
 async function listNames(dir: string): Promise<string[]> {
   return (await fs.readdir(dir).catch(() => [] as string[])).sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// `roundlog project --follow`: the projection as a long-running catch-up subscription.
+
+/** Where the follow mode keeps its checkpoint, inside `<root>/experiments`. */
+export const PROJECTION_CHECKPOINT_FILE = '.projection-checkpoint.json';
+
+export type ProjectionCheckpoint = Readonly<{
+  /** The store the position belongs to (`file log …` or `EventStoreDB esdb://…`). */
+  store: string;
+  /** Log position of the last event the projection has handled, as a decimal string. */
+  position: string;
+  updatedAt: string;
+}>;
+
+/** What the follow mode reports, in order: where it starts, then each experiment it projects. */
+export type ProjectionUpdate =
+  | Readonly<{
+      kind: 'started';
+      store: string;
+      /** The checkpoint it resumes after, or null when it starts from the beginning of the log. */
+      checkpoint: bigint | null;
+      /** Position of the newest event of the log now, or null when the log is empty. */
+      logEnd: bigint | null;
+      /** Events between the checkpoint and the end of the log: the lag at start. */
+      lagEvents: number;
+    }>
+  | Readonly<{
+      kind: 'projected';
+      folder: string;
+      /** Breakpoint folders written by this update (absolute paths). */
+      written: readonly string[];
+      problems: readonly string[];
+      /** Position of the event that triggered it, now the checkpoint. */
+      position: bigint;
+      /** Milliseconds between that event's commit and its projection: the lag, live. */
+      lagMs: number;
+      live: boolean;
+    }>
+  | Readonly<{ kind: 'caughtUp'; position: bigint | null; experiments: number }>;
+
+export type FollowProjectionOptions = OpenRoundLogOptions & {
+  onUpdate: (update: ProjectionUpdate) => void;
+  /** Stops following; the promise resolves once the checkpoint of the last handled event is stored. */
+  signal: AbortSignal;
+  /** File log: how often to look for events of other processes, in ms. Default 50. */
+  pollIntervalMs?: number;
+};
+
+export async function readProjectionCheckpoint(root: string): Promise<ProjectionCheckpoint | null> {
+  const file = path.join(rootLayout(root).experiments, PROJECTION_CHECKPOINT_FILE);
+  try {
+    const value = JSON.parse(await fs.readFile(file, 'utf8')) as ProjectionCheckpoint;
+    return typeof value?.position === 'string' && /^\d+$/.test(value.position) && typeof value.store === 'string' ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+async function writeProjectionCheckpoint(root: string, checkpoint: ProjectionCheckpoint): Promise<void> {
+  const dir = rootLayout(root).experiments;
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, PROJECTION_CHECKPOINT_FILE);
+  const temp = `${file}.${process.pid}.tmp`;
+  await fs.rm(temp, { force: true });
+  await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
+  await fs.rename(temp, file);
+  await syncDir(dir);
+}
+
+/**
+ * Materializes breakpoint folders as the log grows, from a catch-up subscription to the whole log:
+ * events since the stored checkpoint first, then live ones. Each experiment an event touches is
+ * projected from its stream (so a folder is only ever written from a committed history), and the
+ * checkpoint moves past the event once its folders are durable. Restarted, it resumes after the
+ * checkpoint; a checkpoint of another store is ignored (it starts from the beginning: projecting
+ * is idempotent).
+ */
+export async function followProjection(options: FollowProjectionOptions): Promise<void> {
+  const rl = await openRoundLog(options);
+  const follower = await rl.log.openFollower(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs });
+  const store = rl.log.description;
+  try {
+    const ctx: ProjectionContext = { experimentsDir: rootLayout(rl.root).experiments, blobs: rl.blobs };
+    const stored = await readProjectionCheckpoint(rl.root);
+    const checkpoint = stored !== null && stored.store === store ? BigInt(stored.position) : null;
+    // The lag at start: what the log holds after the checkpoint.
+    let lagEvents = 0;
+    let logEnd: bigint | null = null;
+    {
+      const { events, lastPosition } = await follower.readAll(checkpoint === null ? {} : { fromPosition: checkpoint });
+      logEnd = lastPosition;
+      lagEvents = events.filter((e) => checkpoint === null || e.position > checkpoint).length;
+    }
+    options.onUpdate({ kind: 'started', store, checkpoint, logEnd, lagEvents });
+
+    let handled: bigint | null = checkpoint;
+    let caughtUp = false;
+    /** Experiment streams touched during the catch-up, projected once it is done. */
+    const dirty = new Map<string, RecordedEvent>();
+    /** Streams with events but no registration yet (a creation in progress). */
+    const unregistered = new Map<string, RecordedEvent>();
+
+    const projectStream = async (stream: string, trigger: RecordedEvent, live: boolean): Promise<void> => {
+      let state: ExperimentState;
+      try {
+        state = (await rl.openExperiment(stream)).state;
+      } catch (error) {
+        if (error instanceof ExperimentNotFoundError) {
+          unregistered.set(stream, trigger);
+          return;
+        }
+        throw error;
+      }
+      unregistered.delete(stream);
+      const result = await projectOne(ctx, state, false);
+      options.onUpdate({
+        kind: 'projected',
+        folder: result.folder,
+        written: result.written,
+        problems: result.problems,
+        position: trigger.position,
+        lagMs: Math.max(0, Date.now() - trigger.timestamp.getTime()),
+        live,
+      });
+    };
+    const advance = async (position: bigint | null) => {
+      if (position === null || (handled !== null && position <= handled)) return;
+      handled = position;
+      await writeProjectionCheckpoint(rl.root, { store, position: position.toString(), updatedAt: new Date().toISOString() });
+    };
+
+    let chain: Promise<void> = Promise.resolve();
+    let failed: unknown = null;
+    const done = new Promise<void>((resolve, reject) => {
+      const subscription = follower.subscribe(checkpoint === null ? {} : { from: checkpoint }).subscribe({
+        next: (item) => {
+          chain = chain
+            .then(async () => {
+              if (failed !== null) return;
+              if (item.kind === 'caughtUp') {
+                caughtUp = true;
+                for (const [stream, trigger] of dirty) await projectStream(stream, trigger, false);
+                const experiments = dirty.size;
+                dirty.clear();
+                await advance(item.position);
+                options.onUpdate({ kind: 'caughtUp', position: item.position, experiments });
+                return;
+              }
+              const event = item.event;
+              if (checkpoint !== null && event.position <= checkpoint) return;
+              if (event.stream === REGISTRY_STREAM) {
+                const registered = (event.data as ExperimentRegistered).stream;
+                const pending = unregistered.get(registered);
+                if (pending !== undefined) {
+                  if (caughtUp) await projectStream(registered, pending, true);
+                  else dirty.set(registered, pending);
+                }
+              } else if (isExperimentStream(event.stream)) {
+                if (!caughtUp) dirty.set(event.stream, event);
+                else await projectStream(event.stream, event, true);
+              }
+              if (caughtUp) await advance(event.position);
+            })
+            .catch((error: unknown) => {
+              failed = error;
+              subscription.unsubscribe();
+              reject(error);
+            });
+        },
+        error: (error: unknown) => reject(error),
+        complete: () => resolve(),
+      });
+      const stop = () => {
+        subscription.unsubscribe();
+        chain.then(() => resolve(), reject);
+      };
+      if (options.signal.aborted) stop();
+      else options.signal.addEventListener('abort', stop, { once: true });
+    });
+    await done;
+  } finally {
+    await follower.close();
+    await rl.close();
+  }
+}
+
+function isExperimentStream(stream: string): boolean {
+  return stream.startsWith(EXPERIMENT_STREAM_PREFIX);
 }

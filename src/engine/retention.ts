@@ -31,7 +31,6 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
-import type { FileEventLog } from '../log/file/index.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import { syncDir } from '../durable.ts';
@@ -330,7 +329,7 @@ export async function gc(options: GcOptions = {}): Promise<PruneReport> {
   const rl = await openRoundLog(options);
   try {
     const only = options.experiment === undefined ? null : (await rl.openExperiment(options.experiment)).stream;
-    const run = async (log: FileEventLog) => {
+    const run = async (log: EventLog) => {
       const index = new RootIndex();
       await index.catchUp(log);
       // Every registered experiment with a history (a registration without one holds nothing).
@@ -356,7 +355,7 @@ export async function applyRetention(
   const retention = options.retention === undefined ? undefined : checkRetention(options.retention);
   const rl = handle.roundLog;
   const index = options.index ?? new RootIndex();
-  const run = async (log: FileEventLog) => {
+  const run = async (log: EventLog) => {
     await index.catchUp(log);
     return pruneWithIndex(rl, log, index, [handle.stream], { retention, dryRun: options.dryRun ?? false, sweep: false, expected: handle.state.revision });
   };
@@ -375,7 +374,7 @@ type Planned = {
 
 async function pruneWithIndex(
   rl: RoundLog,
-  log: FileEventLog,
+  log: EventLog,
   index: RootIndex,
   streams: readonly string[],
   options: { retention: Retention | undefined; dryRun: boolean; sweep: boolean; expected: bigint | null },
@@ -432,9 +431,21 @@ async function pruneWithIndex(
   }
 
   const blobFiles = new Map<string, string>();
-  for (const sha of [...deletable].sort()) blobFiles.set(sha, rl.blobs.path(sha));
+  const storedElsewhere: string[] = [];
+  for (const sha of [...deletable].sort()) {
+    const file = rl.blobs.fileOf(sha);
+    if (file === null) storedElsewhere.push(sha);
+    else blobFiles.set(sha, file);
+  }
   const sizes = await blobSizes(blobFiles);
-  const bytesFreed = await bytesReleased([...sizes.keys()].map((sha) => blobFiles.get(sha)!), folders);
+  // A store without files (blobs in EventStoreDB streams): the size is the length of the bytes.
+  for (const sha of storedElsewhere) {
+    const bytes = await rl.blobs.get(sha).catch(() => null);
+    if (bytes !== null) sizes.set(sha, bytes.length);
+  }
+  const bytesFreed =
+    (await bytesReleased([...blobFiles.keys()].filter((sha) => sizes.has(sha)).map((sha) => blobFiles.get(sha)!), folders)) +
+    storedElsewhere.reduce((sum, sha) => sum + (sizes.get(sha) ?? 0), 0);
   const blobsDeleted: Array<{ sha256: string; bytes: number }> = [];
   for (const [sha256, bytes] of sizes) {
     // Under the writer lock: no writer can append a reference to it meanwhile (see blob-refs.ts).

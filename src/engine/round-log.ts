@@ -11,14 +11,13 @@ import { randomInt, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openFileBlobStore, type FileBlobStore } from '../blobs/file.ts';
-import type { BlobRef } from '../blobs/types.ts';
+import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { StreamNotFoundError, WrongExpectedRevisionError } from '../log/errors.ts';
-import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
-import type { EventData, RecordedEvent } from '../log/types.ts';
+import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
+import { openStore, type LogAccess, type StoreOptions } from './store.ts';
 import {
   REGISTRY_STREAM,
   experimentFolderName,
@@ -41,7 +40,7 @@ import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import { materializeBreakpoint } from '../../projections/breakpoints.ts';
 import { VERSION } from '../version.ts';
 
-export type OpenRoundLogOptions = {
+export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' | 'lockWaitMs'> & {
   /** The root folder; default `ROUNDLOG_DIR`, else `./var`. */
   root?: string;
   env?: NodeJS.ProcessEnv;
@@ -108,7 +107,9 @@ export type ExperimentSummary = Readonly<{ number: number; experimentId: string;
 
 export interface RoundLog {
   readonly root: string;
-  readonly blobs: FileBlobStore;
+  readonly blobs: BlobStore;
+  /** Where the history is: the file log of the root, or an EventStoreDB store. */
+  readonly log: LogAccess;
   readonly actor: Actor;
   createExperiment(options?: CreateExperimentOptions): Promise<ExperimentHandle>;
   /**
@@ -117,10 +118,10 @@ export interface RoundLog {
    */
   openExperiment(experiment: string): Promise<ExperimentHandle>;
   listExperiments(): Promise<readonly ExperimentSummary[]>;
-  /** Runs `fn` with the log opened for writing (waiting for the writer lock), then closes it. */
-  withWriter<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T>;
-  /** Runs `fn` with the log opened read-only, then closes it. */
-  withReader<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T>;
+  /** Runs `fn` with the log open for appends (on the file log: under the writer lock). */
+  withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
+  /** Runs `fn` with the log open for reads. */
+  withReader<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
   /** Encodes tensors into the blob store. */
   putTensors(tensors: TensorSet): Promise<BlobRef>;
   /** Tensors back from the blob store, their hash checked. */
@@ -130,44 +131,32 @@ export interface RoundLog {
 
 export async function openRoundLog(options: OpenRoundLogOptions = {}): Promise<RoundLog> {
   const root = resolveRoot(options.root, options.env);
-  const layout = rootLayout(root);
-  const blobs = await openFileBlobStore({ dir: layout.blobs });
-  return new FileRoundLog(root, blobs, options);
+  const clock = options.clock ?? (() => new Date());
+  const newId = options.newId ?? randomUUID;
+  const { log, blobs } = await openStore(root, { ...options, clock, newId });
+  return new StoreRoundLog(root, log, blobs, clock, newId, options);
 }
 
-class FileRoundLog implements RoundLog {
+class StoreRoundLog implements RoundLog {
   readonly actor: Actor;
-  readonly clock: () => Date;
-  readonly newId: () => string;
-  private readonly lockWaitMs: number;
 
   constructor(
     readonly root: string,
-    readonly blobs: FileBlobStore,
+    readonly log: LogAccess,
+    readonly blobs: BlobStore,
+    readonly clock: () => Date,
+    readonly newId: () => string,
     options: OpenRoundLogOptions,
   ) {
     this.actor = options.actor ?? { user: os.userInfo().username, host: os.hostname(), pid: process.pid };
-    this.clock = options.clock ?? (() => new Date());
-    this.newId = options.newId ?? randomUUID;
-    this.lockWaitMs = options.lockWaitMs ?? 30_000;
   }
 
-  async withWriter<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T> {
-    const log = await openFileEventLog({ dir: rootLayout(this.root).log, lockWaitMs: this.lockWaitMs, clock: this.clock, newId: this.newId });
-    try {
-      return await fn(log);
-    } finally {
-      await log.close();
-    }
+  withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T> {
+    return this.log.withWriter(fn);
   }
 
-  async withReader<T>(fn: (log: FileEventLog) => Promise<T>): Promise<T> {
-    const log = await openFileEventLog({ dir: rootLayout(this.root).log, readOnly: true });
-    try {
-      return await fn(log);
-    } finally {
-      await log.close();
-    }
+  withReader<T>(fn: (log: EventLog) => Promise<T>): Promise<T> {
+    return this.log.withReader(fn);
   }
 
   async listExperiments(): Promise<readonly ExperimentSummary[]> {
@@ -183,6 +172,19 @@ class FileRoundLog implements RoundLog {
     if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError('seed', 'must be a safe integer', seed);
     if (options.folder !== undefined) checkFolderName(options.folder);
     const initialParams = options.initialParams ? await this.putTensors(options.initialParams) : null;
+    // On the file log the writer lock orders creations. On EventStoreDB two processes may read the
+    // registry at once: the registration of the second fails its expected revision, and it tries
+    // again under a new id and number (the stream it wrote is unregistered: nothing lists it).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.createOnce(options, roundLimit, seed, initialParams);
+      } catch (error) {
+        if (!(error instanceof RegistryConflict) || attempt >= CREATE_ATTEMPTS) throw error instanceof RegistryConflict ? error.cause : error;
+      }
+    }
+  }
+
+  private async createOnce(options: CreateExperimentOptions, roundLimit: number | null, seed: number, initialParams: BlobRef | null): Promise<ExperimentHandle> {
     const experimentId = this.newId();
     const stream = experimentStream(experimentId);
     const events = await this.withWriter(async (log) => {
@@ -217,9 +219,14 @@ class FileRoundLog implements RoundLog {
       // The experiment's stream first, then its registration: a crash in between leaves an
       // unregistered stream, which nothing lists, never a registration without a history.
       await log.append(stream, first as readonly EventData[], { expectedRevision: 'no_stream' });
-      await log.append(REGISTRY_STREAM, [{ type: 'ExperimentRegistered', data: registered }], {
-        expectedRevision: registry.lastRevision ?? 'no_stream',
-      });
+      try {
+        await log.append(REGISTRY_STREAM, [{ type: 'ExperimentRegistered', data: registered }], {
+          expectedRevision: registry.lastRevision ?? 'no_stream',
+        });
+      } catch (error) {
+        if (error instanceof WrongExpectedRevisionError) throw new RegistryConflict(error);
+        throw error;
+      }
       return (await log.readStream(stream)).events;
     });
     return new ExperimentHandle(this, stream, replay(events), -1n);
@@ -257,7 +264,20 @@ class FileRoundLog implements RoundLog {
   }
 
   async close(): Promise<void> {
-    await this.blobs.close();
+    try {
+      await this.blobs.close();
+    } finally {
+      await this.log.close();
+    }
+  }
+}
+
+/** How many times a creation is tried when other processes register experiments at the same moment. */
+const CREATE_ATTEMPTS = 20;
+
+class RegistryConflict extends Error {
+  constructor(override readonly cause: WrongExpectedRevisionError) {
+    super(cause.message);
   }
 }
 
@@ -283,7 +303,7 @@ function checkFolderName(folder: string): void {
   }
 }
 
-async function readRegistryStream(log: FileEventLog): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
+async function readRegistryStream(log: EventLog): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
   try {
     const { events, lastRevision } = await log.readStream(REGISTRY_STREAM);
     return { entries: events.map((e) => e.data as ExperimentRegistered), lastRevision };
@@ -298,7 +318,7 @@ async function readRegistryStream(log: FileEventLog): Promise<{ entries: Experim
  * so every registration has one; a registration without one (written by other tooling, or by a
  * store that lost the stream) is skipped rather than failing every listing.
  */
-async function readRegistry(log: FileEventLog): Promise<ExperimentRegistered[]> {
+async function readRegistry(log: EventLog): Promise<ExperimentRegistered[]> {
   const { entries } = await readRegistryStream(log);
   const { streams } = await log.listStreams();
   const known = new Set(streams.map((s) => s.stream));

@@ -21,10 +21,10 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { openFileBlobStore } from '../blobs/file.ts';
 import type { VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
 import { StreamNotFoundError } from '../log/errors.ts';
-import { openFileEventLog, type FileEventLog } from '../log/file/index.ts';
+import type { EventLog } from '../log/types.ts';
+import { openStore, type StoreOptions } from './store.ts';
 import type { VerifyResult as LogVerifyResult } from '../log/types.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../experiment/events.ts';
@@ -77,7 +77,7 @@ export type VerifyReport = Readonly<{
   notes: readonly string[];
 }>;
 
-export type VerifyOptions = { root?: string; env?: NodeJS.ProcessEnv };
+export type VerifyOptions = Pick<StoreOptions, 'store' | 'blobs' | 'namespace'> & { root?: string; env?: NodeJS.ProcessEnv };
 
 export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyReport> {
   const root = resolveRoot(options.root, options.env);
@@ -92,15 +92,17 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
   let foldersChecked = 0;
   let blobsChecked = 0;
 
-  let log: FileEventLog | null = null;
+  const store = await openStore(root, options);
+  let log: EventLog | null = null;
   let logResult: LogVerifyResult;
   try {
-    log = await openFileEventLog({ dir: layout.log, readOnly: true });
+    log = await store.log.openFollower();
     logResult = await log.verify();
   } catch (error) {
-    logResult = { ok: false, eventsChecked: 0, bytesChecked: 0, problems: [{ file: layout.log, offset: 0, reason: `the log cannot be opened: ${(error as Error).message}` }] };
+    const where = store.log.kind === 'file' ? layout.log : store.log.description;
+    logResult = { ok: false, eventsChecked: 0, bytesChecked: 0, problems: [{ file: where, offset: 0, reason: `the log cannot be opened: ${(error as Error).message}` }] };
   }
-  const blobs = await openFileBlobStore({ dir: layout.blobs });
+  const blobs = store.blobs;
   try {
     const blobResult = await blobs.verify();
     const index = new RootIndex();
@@ -141,7 +143,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
           sha256: ref.sha256,
           round: ref.round,
           what: ref.round === null ? `data of its ${ref.what}` : `parameters of ${ref.branch === 'superseded' ? 'superseded ' : ''}round ${ref.round}`,
-          reason: `blob ${ref.sha256} (${ref.round === null ? `referenced by its ${ref.what}` : `parameters of round ${ref.round}`}) is missing from the blob store at ${blobs.dir}`,
+          reason: `blob ${ref.sha256} (${ref.round === null ? `referenced by its ${ref.what}` : `parameters of round ${ref.round}`}) is missing from the blob store at ${store.blobsDescription}`,
         });
       }
     }
@@ -186,7 +188,8 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     };
   } finally {
     await blobs.close();
-    await log?.close();
+    await (log as EventLog | null)?.close();
+    await store.log.close();
   }
 }
 

@@ -181,8 +181,11 @@ export type ExperimentRegistered = Readonly<{
   stream: string;
 }>;
 
+/** Every experiment's stream name starts with this. */
+export const EXPERIMENT_STREAM_PREFIX = 'experiment-';
+
 export function experimentStream(experimentId: string): string {
-  return `experiment-${experimentId}`;
+  return `${EXPERIMENT_STREAM_PREFIX}${experimentId}`;
 }
 
 export function experimentFolderName(number: number): string {

@@ -18,7 +18,8 @@ import {
   TrainingPlanChangedError,
 } from '../engine/errors.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../engine/retention.ts';
-import { openRoundLog, type ExperimentHandle, type RoundLog } from '../engine/round-log.ts';
+import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../engine/round-log.ts';
+import type { StoreOptions } from '../engine/store.ts';
 import { rootLayout } from '../root.ts';
 import {
   listBreakpointFolders,
@@ -53,6 +54,10 @@ export type ExperimentOptions = {
   experimentationFolder?: string;
   /** Default `ROUNDLOG_DIR`, else `./var`. */
   root?: string;
+  /** Where the history and the parameters are (EventStoreDB or the root's file log): see `StoreOptions`. */
+  store?: StoreOptions['store'];
+  blobs?: StoreOptions['blobs'];
+  namespace?: StoreOptions['namespace'];
   seed?: number;
   aggregator?: Aggregator;
   strategy?: Strategy;
@@ -73,6 +78,9 @@ export type ExperimentOptions = {
 
 export type LoadBreakpointOptions = {
   root?: string;
+  store?: StoreOptions['store'];
+  blobs?: StoreOptions['blobs'];
+  namespace?: StoreOptions['namespace'];
   /** The nodes; or a function of the experiment's recorded `config` that builds them. */
   federation: Federation | ((config: unknown) => Federation | Promise<Federation>);
   workspace?: string;
@@ -111,7 +119,7 @@ export class Experiment {
   static async create(options: ExperimentOptions): Promise<Experiment> {
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const retention = options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
-    const rl = await openRoundLog(options.root === undefined ? {} : { root: options.root });
+    const rl = await openRoundLog(roundLogOptions(options));
     try {
       const { plan, ref } = await resolvePlan(rl, workspace, options.trainingPlan);
       const tags = [...options.tags];
@@ -155,7 +163,7 @@ export class Experiment {
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = path.resolve(options.workspace ?? process.cwd());
-    const rl = await openRoundLog(options.root === undefined ? {} : { root: options.root });
+    const rl = await openRoundLog(roundLogOptions(options));
     try {
       const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
       if (latest === null) await refusePrunedPath(rl, path.resolve(breakpointPath!));
@@ -594,3 +602,13 @@ async function importBreakpoint(rl: RoundLog, folder: string, manifest: Breakpoi
 }
 
 export { breakpointFolderName, roundOfFolder };
+
+/** The round-log options an experiment's options carry (absent ones stay absent: the environment decides). */
+function roundLogOptions(options: Pick<ExperimentOptions, 'root' | 'store' | 'blobs' | 'namespace'>): OpenRoundLogOptions {
+  const picked: OpenRoundLogOptions = {};
+  if (options.root !== undefined) picked.root = options.root;
+  if (options.store !== undefined) picked.store = options.store;
+  if (options.blobs !== undefined) picked.blobs = options.blobs;
+  if (options.namespace !== undefined) picked.namespace = options.namespace;
+  return picked;
+}

@@ -95,3 +95,52 @@ function describeExpected(expected: ExpectedRevision): string {
       return `revision ${expected}`;
   }
 }
+
+/** An append was bigger than the store accepts in one request (EventStoreDB: 1 MiB by default). */
+export class AppendTooLargeError extends RoundlogError {
+  readonly code = 'APPEND_TOO_LARGE' as const;
+  constructor(
+    readonly stream: string,
+    readonly bytes: number,
+    readonly limit: number,
+    cause?: unknown,
+  ) {
+    super(
+      `append to stream ${JSON.stringify(stream)} of ${bytes} bytes is over the store's limit of ${limit} bytes per append; ` +
+        `nothing was written: keep large payloads (parameters) in the blob store and reference them, ` +
+        `or raise the server's MaxAppendSize`,
+      { cause },
+    );
+  }
+}
+
+/** The store's server could not be reached, or did not answer in time. Nothing is known to be written. */
+export class StoreUnavailableError extends RoundlogError {
+  readonly code = 'STORE_UNAVAILABLE' as const;
+  constructor(
+    /** The connection string, without credentials. */
+    readonly store: string,
+    readonly operation: string,
+    cause: unknown,
+  ) {
+    super(
+      `${operation} failed: the store at ${store} is unreachable (${(cause as Error)?.message ?? formatValue(cause)}); ` +
+        `check that the server runs and the connection string (--store or ROUNDLOG_STORE) names it; ` +
+        `an append that failed this way may or may not be committed: read the stream before retrying`,
+      { cause },
+    );
+  }
+}
+
+/** The store's server refused or failed a request for a reason roundlog has no better error for. */
+export class StoreRequestFailedError extends RoundlogError {
+  readonly code = 'STORE_REQUEST_FAILED' as const;
+  constructor(
+    readonly store: string,
+    readonly operation: string,
+    readonly reason: string,
+    cause: unknown,
+  ) {
+    super(`${operation} on the store at ${store} failed: ${reason}`, { cause });
+  }
+}

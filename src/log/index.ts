@@ -20,10 +20,13 @@ export type {
 } from './types.ts';
 export { ANY, NO_STREAM, STREAM_EXISTS } from './types.ts';
 export {
+  AppendTooLargeError,
   CorruptLogError,
   LogLockedError,
   LogReadOnlyError,
   LogWriteFailedError,
+  StoreRequestFailedError,
+  StoreUnavailableError,
   StreamNotFoundError,
   WrongExpectedRevisionError,
 } from './errors.ts';

@@ -16,8 +16,8 @@ export function roundlog(args: string[], env: NodeJS.ProcessEnv = {}): Run {
 }
 
 /** Runs `roundlog <args>` without blocking this process (so live followers keep being read meanwhile). */
-export function roundlogAsync(args: string[]): Promise<Run> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+export function roundlogAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   proc.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -42,8 +42,9 @@ export type LiveCli = {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 };
 
-export function startRoundlog(args: string[]): LiveCli {
-  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `env` is added to this process's environment for the command. */
+export function startRoundlog(args: string[], env: NodeJS.ProcessEnv = {}): LiveCli {
+  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const stdout: string[] = [];
   const stderr: string[] = [];
   const waiters = { out: [] as Waiter[], err: [] as Waiter[] };

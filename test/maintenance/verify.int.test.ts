@@ -105,7 +105,7 @@ test('a blob of a kept round missing from the store is named with its round; a f
   // The reply blob of round 1 (no folder holds it).
   const events = await rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
   const reply = events.find((e) => e.type === 'NodeReplied' && (e.data as { round: number }).round === 1)!.data as { params: { sha256: string } };
-  const file = rl.blobs.path(reply.params.sha256);
+  const file = rl.blobs.fileOf(reply.params.sha256)!;
   chmodSync(path.dirname(file), 0o755);
   unlinkSync(file);
   let report = await verifyRoot({ root: dir });

@@ -16,10 +16,12 @@ export type Child = {
   stderr(): string;
 };
 
-export function spawnTs(script: string, args: string[], onLine?: (line: string, child: Child) => void): Child {
+/** `env` is added to this process's environment for the child. */
+export function spawnTs(script: string, args: string[], onLine?: (line: string, child: Child) => void, env: NodeJS.ProcessEnv = {}): Child {
   const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, new URL('../support/', import.meta.url))), ...args], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
