@@ -363,3 +363,33 @@ test('a log opened, appended to and closed many times keeps its active index sma
   );
   await log.close();
 });
+
+test('a follower reports damage that stays: bytes that look like a broken record after the data end its subscription with CorruptLogError', async (t) => {
+  const dir = tempDir();
+  await filledLog(dir, 5);
+  const [segment] = segmentsOf(dir) as [string];
+  const offsets = recordOffsets(segment);
+  const end = offsets.at(-1)! + FRAME_HEADER + readFileSync(segment).readUInt32LE(offsets.at(-1)!);
+  const reader = await openFileEventLog({ dir, readOnly: true, pollIntervalMs: 5 });
+  t.teardown(() => reader.close());
+  const items: string[] = [];
+  const failed = new Promise<unknown>((resolve) => {
+    reader.subscribe().subscribe({
+      next: (item) => {
+        items.push(item.kind);
+        if (item.kind === 'caughtUp') {
+          // A header whose checksum fails, then non-zero bytes: not a record being written.
+          const fd = openSync(segment, 'r+');
+          writeSync(fd, Buffer.alloc(64, 0x5a), 0, 64, end);
+          closeSync(fd);
+        }
+      },
+      error: resolve,
+    });
+  });
+  const error = (await failed) as CorruptLogError;
+  t.true(error instanceof CorruptLogError);
+  t.is(error.file, segment);
+  t.is(error.offset, end);
+  t.deepEqual(items, ['event', 'event', 'event', 'event', 'event', 'caughtUp']);
+});
