@@ -2,7 +2,8 @@
 import test from 'ava';
 import { openRoundLog } from '../../src/engine/round-log.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { StoreUnavailableError } from '../../src/log/errors.ts';
+import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
+import { StoreRequestFailedError, StoreUnavailableError } from '../../src/log/errors.ts';
 import { openEsdbEventLog } from '../../src/log/esdb/index.ts';
 import { startTestServer } from '../support/esdb-server.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -27,4 +28,20 @@ test('a store that is not a connection string is refused before anything is open
   const error = await t.throwsAsync(openRoundLog({ root: tempDir(), store: 'localhost:2113' }), { instanceOf: InvalidArgumentError });
   t.is(error!.argument, 'store');
   await t.throwsAsync(openRoundLog({ root: tempDir(), blobs: 'esdb', store: 'file' }), { instanceOf: InvalidArgumentError }, "'esdb' blobs need an EventStoreDB store");
+});
+
+test('an event another writer put in the namespace is STORE_REQUEST_FAILED naming it, not a crash or a silent skip', async (t) => {
+  const server = await startTestServer();
+  t.teardown(() => server.close());
+  const other = EventStoreDBClient.connectionString(server.connectionString);
+  await other.appendToStream('ns-mixed', jsonEvent({ type: 'SomeoneElses', data: { hello: 'world' } }));
+  await other.dispose();
+  const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: 'ns-' });
+  t.teardown(() => log.close());
+  const error = await t.throwsAsync(log.readStream('mixed'), { instanceOf: StoreRequestFailedError });
+  t.is(error!.code, 'STORE_REQUEST_FAILED');
+  t.regex(error!.message, /SomeoneElses.*"ns-mixed".*not written by roundlog/);
+  const verified = await log.verify();
+  t.false(verified.ok);
+  t.is(verified.problems.length, 1);
 });

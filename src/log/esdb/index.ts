@@ -107,7 +107,7 @@ export async function openEsdbEventLog(options: EsdbEventLogOptions): Promise<Es
   const log = new EsdbLog(client, redact(connectionString), namespace, options.hide ?? [], options.newId ?? randomUUID);
   try {
     // One cheap read: a wrong address or a stopped server fails here, not at the first append.
-    await log.readAll({ direction: 'backwards', maxCount: 1 });
+    await log.probe();
   } catch (error) {
     await log.close();
     throw error;
@@ -449,6 +449,11 @@ class EsdbLog implements EsdbEventLog {
       cursor = last;
       seen = forwards ? packPosition(last) : null;
     }
+  }
+
+  /** Reads the newest event of the server, whatever it is: the server answers, or this throws. */
+  probe(): Promise<void> {
+    return this.run('connect', () => this.scanAll(false, 'end', () => false, 1));
   }
 
   /** Position of the newest visible event, or null when there is none. */
