@@ -234,11 +234,16 @@ class StoreRoundLog implements RoundLog {
 
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
-      const entries = await readRegistry(log);
+      const { entries } = await readRegistryStream(log);
       const id = (await experimentIdAtPath(experiment)) ?? experiment;
-      const entry =
-        entries.find((e) => e.experimentId === id || e.stream === id) ??
-        entries.find((e) => e.folder === path.basename(id));
+      const candidates = [...entries.filter((e) => e.experimentId === id || e.stream === id), ...entries.filter((e) => e.folder === path.basename(id))];
+      let entry: ExperimentRegistered | undefined;
+      for (const candidate of candidates) {
+        if (await hasHistory(log, candidate.stream)) {
+          entry = candidate;
+          break;
+        }
+      }
       if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
       // From the snapshot when it checks out against the log: only the events after it are read.
       const snapshot = await readSnapshot(this.root, entry.experimentId, entry.stream);
@@ -320,9 +325,19 @@ async function readRegistryStream(log: EventLog): Promise<{ entries: ExperimentR
  */
 async function readRegistry(log: EventLog): Promise<ExperimentRegistered[]> {
   const { entries } = await readRegistryStream(log);
-  const { streams } = await log.listStreams();
-  const known = new Set(streams.map((s) => s.stream));
-  return entries.filter((e) => known.has(e.stream));
+  const withHistory: ExperimentRegistered[] = [];
+  for (const entry of entries) if (await hasHistory(log, entry.stream)) withHistory.push(entry);
+  return withHistory;
+}
+
+/** Whether the stream has an event: one one-event read (never a scan of the whole log, which on EventStoreDB is a scan of `$all`). */
+async function hasHistory(log: EventLog, stream: string): Promise<boolean> {
+  try {
+    return (await log.readStream(stream, { direction: 'backwards', maxCount: 1 })).events.length > 0;
+  } catch (error) {
+    if (error instanceof StreamNotFoundError) return false;
+    throw error;
+  }
 }
 
 /** One experiment: its state, kept in step with its stream, and the operations that extend it. */

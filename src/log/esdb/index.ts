@@ -140,6 +140,7 @@ function acquireClient(connectionString: string): SharedClient {
   let released = false;
   return {
     client: held.client,
+    appendCredentials: appendCredentialsOf(connectionString),
     async release() {
       if (released) return;
       released = true;
@@ -152,7 +153,6 @@ function acquireClient(connectionString: string): SharedClient {
         held.client.dispose().catch(() => undefined),
         new Promise<void>((resolve) => {
           timer = setTimeout(resolve, DISPOSE_WAIT_MS);
-          timer.unref();
         }),
       ]);
       clearTimeout(timer);
@@ -160,7 +160,25 @@ function acquireClient(connectionString: string): SharedClient {
   };
 }
 
-type SharedClient = { client: EventStoreDBClient; release(): Promise<void> };
+type SharedClient = {
+  client: EventStoreDBClient;
+  /** Given with each append so the driver uses one unary Append call, not its shared batch stream. */
+  appendCredentials: { username: string; password: string } | null;
+  release(): Promise<void>;
+};
+
+/**
+ * The driver sends appends over one long-lived batch stream unless an append carries
+ * credentials. That stream is what its module-level table of pending appends belongs to, and
+ * what a disposed client may never finish closing: appends carry the connection string's
+ * credentials (ignored by an insecure connection, which takes empty ones) to use a plain
+ * Append call each. A secure connection without credentials keeps the batch stream.
+ */
+function appendCredentialsOf(connectionString: string): { username: string; password: string } | null {
+  const given = /^esdb(?:\+discover)?:\/\/([^:@/]+):([^@/]*)@/.exec(connectionString);
+  if (given !== null) return { username: decodeURIComponent(given[1]!), password: decodeURIComponent(given[2]!) };
+  return /[?&]tls=false(&|$)/i.test(connectionString) ? { username: '', password: '' } : null;
+}
 
 /** How long closing the last log of a client waits for the driver to end its calls. */
 const DISPOSE_WAIT_MS = 2000;
@@ -341,7 +359,10 @@ class EsdbLog implements EsdbEventLog {
       async () => {
         let result;
         try {
-          result = await this.client.appendToStream(this.serverStream(stream), serverEvents, { expectedRevision: serverExpected });
+          result = await this.client.appendToStream(this.serverStream(stream), serverEvents, {
+            expectedRevision: serverExpected,
+            ...(this.shared.appendCredentials === null ? {} : { credentials: this.shared.appendCredentials }),
+          });
         } catch (error) {
           if ((error as { type?: string })?.type === 'maximum-append-size-exceeded') {
             const limit = Number((error as { maxAppendSize?: number }).maxAppendSize ?? 1_048_576);
