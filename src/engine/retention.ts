@@ -122,6 +122,8 @@ export class RootIndex {
   position = -1n;
   readonly registry: ExperimentRegistered[] = [];
   readonly streams = new Map<string, StreamEntry>();
+  /** Length of every blob a folded event references (from its `BlobRef`). */
+  readonly blobBytes = new Map<string, number>();
 
   /** Folds the events appended since the last call. */
   async catchUp(log: EventLog): Promise<void> {
@@ -132,6 +134,14 @@ export class RootIndex {
       this.position = events.at(-1)!.position;
       if (events.length < READ_PAGE) return;
     }
+  }
+
+  /** The hashes of the blobs `value` references, their lengths noted. */
+  private refs(value: unknown): string[] {
+    return blobRefsIn(value).map((ref) => {
+      this.blobBytes.set(ref.sha256, ref.bytes);
+      return ref.sha256;
+    });
   }
 
   /** Folds events, in log order within each stream. Throws `UnknownEventError` for an event it cannot read. */
@@ -150,16 +160,16 @@ export class RootIndex {
       }
       switch (event.type) {
         case 'NodeReplied':
-          entry.pending.push(...blobRefsIn(event.data).map((r) => r.sha256));
+          entry.pending.push(...this.refs(event.data));
           break;
         case 'RoundCompleted':
-          entry.rounds.set(position, [...entry.pending.splice(0), ...blobRefsIn(event.data).map((r) => r.sha256)]);
+          entry.rounds.set(position, [...entry.pending.splice(0), ...this.refs(event.data)]);
           break;
         case 'ExperimentCreated': {
           const { importedFrom, ...rest } = event.data as { importedFrom?: unknown };
           this.hold(entry, rest, event.type);
           // An imported breakpoint stands for a round, at the position of the creation event.
-          if (importedFrom) entry.rounds.set(position, blobRefsIn(importedFrom).map((r) => r.sha256));
+          if (importedFrom) entry.rounds.set(position, this.refs(importedFrom));
           break;
         }
         case 'RoundsPruned':
@@ -438,10 +448,9 @@ async function pruneWithIndex(
     else blobFiles.set(sha, file);
   }
   const sizes = await blobSizes(blobFiles);
-  // A store without files (blobs in EventStoreDB streams): the size is the length of the bytes.
+  // A store without files (blobs in EventStoreDB streams): the length its references record.
   for (const sha of storedElsewhere) {
-    const bytes = await rl.blobs.get(sha).catch(() => null);
-    if (bytes !== null) sizes.set(sha, bytes.length);
+    if (await rl.blobs.has(sha)) sizes.set(sha, index.blobBytes.get(sha) ?? 0);
   }
   const bytesFreed =
     (await bytesReleased([...blobFiles.keys()].filter((sha) => sizes.has(sha)).map((sha) => blobFiles.get(sha)!), folders)) +

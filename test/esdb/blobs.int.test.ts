@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BlobNotFoundError } from '../../src/blobs/errors.ts';
 import { openStreamBlobStore } from '../../src/blobs/streams.ts';
+import { gc } from '../../src/engine/retention.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
 import { BLOB_STREAM_PREFIX } from '../../src/engine/store.ts';
 import { AppendTooLargeError } from '../../src/log/errors.ts';
@@ -92,6 +93,35 @@ test('an experiment with --blobs esdb: no blob folder anywhere, rounds load thei
     const round = await handle.loadRound(0);
     t.deepEqual(round.params.w!.data, weights);
     t.true(existsSync(path.join(root, 'experiments', summary!.folder, 'breakpoint_0000')));
+  } finally {
+    await again.close();
+  }
+});
+
+test('gc with --blobs esdb deletes the parameter blobs of pruned rounds and reports the lengths their references record', async (t) => {
+  const options = { root: tempDir(), store: server.connectionString, namespace: freshNamespace(), blobs: 'esdb' };
+  const rl = await openRoundLog(options);
+  const refs: Array<{ sha256: string; bytes: number }> = [];
+  try {
+    const handle = await rl.createExperiment({});
+    for (let round = 0; round < 3; round++) {
+      const weights = new Float32Array(1000 + round).fill(round + 1);
+      const record = await handle.recordRound({ params: { w: { dtype: 'float32', shape: [weights.length], data: weights } } });
+      refs.push(record.params);
+    }
+  } finally {
+    await rl.close();
+  }
+  const report = await gc({ ...options, retention: { keepLast: 1, keepEvery: null } });
+  t.deepEqual(
+    [...report.blobsDeleted].sort((a, b) => a.sha256.localeCompare(b.sha256)),
+    refs.slice(0, 2).map((r) => ({ sha256: r.sha256, bytes: r.bytes })).sort((a, b) => a.sha256.localeCompare(b.sha256)),
+  );
+  const again = await openRoundLog(options);
+  try {
+    t.false(await again.blobs.has(refs[0]!.sha256));
+    t.false(await again.blobs.has(refs[1]!.sha256));
+    t.true(await again.blobs.has(refs[2]!.sha256));
   } finally {
     await again.close();
   }
