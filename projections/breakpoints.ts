@@ -9,8 +9,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { BlobStore } from '../src/blobs/types.ts';
-import type { BlobRef } from '../src/blobs/types.ts';
+import type { BlobRef, BlobStore } from '../src/blobs/types.ts';
 import { createFileDurably, syncDir } from '../src/durable.ts';
 import { BreakpointCorruptError, RoundPrunedError } from '../src/engine/errors.ts';
 import { breakpointFolderName, type ExperimentCreated } from '../src/experiment/events.ts';

@@ -20,8 +20,7 @@ import {
   type ExperimentRegistered,
 } from '../experiment/events.ts';
 import { roundCurrent, upcast } from '../experiment/state.ts';
-import type { EventLog } from '../log/types.ts';
-import type { RecordedEvent } from '../log/types.ts';
+import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import {
   EVENT_TYPES,

@@ -352,10 +352,11 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     return { ok: problems.length === 0, blobsChecked, bytesChecked, problems };
   }
 
+  const fileOf = (sha256: string) => blobPath(sha256Of(sha256));
   return {
     dir,
-    path: (sha256) => blobPath(sha256Of(sha256)),
-    fileOf: (sha256) => blobPath(sha256Of(sha256)),
+    path: fileOf,
+    fileOf,
     put: (bytes, options) => track(() => put(bytes, options)),
     putStream: (source, options) => track(async () => store(source, null, encodingOf(options))),
     get: (blob) => track(() => get(blob)),
