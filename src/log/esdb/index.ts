@@ -297,10 +297,6 @@ class EsdbLog implements EsdbEventLog {
       }
       case 'stream-not-found':
         return new StreamNotFoundError(stream ?? '$all');
-      case 'maximum-append-size-exceeded': {
-        const limit = Number((error as { maxAppendSize?: number }).maxAppendSize ?? 1_048_576);
-        return new AppendTooLargeError(stream ?? '', Number.NaN, limit, error);
-      }
       case 'unavailable':
       case 'deadline-exceeded':
       case 'timeout':
