@@ -25,7 +25,7 @@ import { pathToFileURL } from 'node:url';
 import { Packr } from 'msgpackr';
 import { openRoundLog } from '../src/engine/round-log.ts';
 import { rootLayout } from '../src/root.ts';
-import { listBreakpointFolders } from '../projections/breakpoints.ts';
+import { listBreakpointFolders } from '../src/projections/breakpoints.ts';
 import {
   argValue,
   describeMode,

@@ -35,7 +35,7 @@ import vm from 'node:vm';
 import { Packr } from 'msgpackr';
 import type { TensorSet } from '../src/codec/tensors.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../src/engine/round-log.ts';
-import { MANIFEST_FILE, PARAMS_FILE } from '../projections/breakpoints.ts';
+import { MANIFEST_FILE, PARAMS_FILE } from '../src/projections/breakpoints.ts';
 import {
   argValue,
   describeMode,

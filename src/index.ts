@@ -41,16 +41,16 @@ export {
   RoundNotFoundError,
   TrainingPlanChangedError,
   UnknownEventError,
-} from './engine/errors.ts';
-export { Experiment, type ExperimentOptions, type LoadBreakpointOptions, type RoundProgress, type TrainingPlanLocation } from './experiment/experiment.ts';
-export type { ExperimentDefinition } from './experiment/definition.ts';
-export * from './experiment/events.ts';
-export { evolve, replay, upcast, initialState, roundCurrent, currentParams, type ExperimentState, type RoundRecord, type Settings } from './experiment/state.ts';
-export { Rng, deriveRng, type RngState } from './experiment/rng.ts';
-export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './experiment/aggregators.ts';
-export { allNodes, randomFraction, strategyFrom, type Strategy } from './experiment/strategies.ts';
-export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './experiment/training-plan.ts';
-export * from './experiment/errors.ts';
+} from './model/errors.ts';
+export { Experiment, type ExperimentOptions, type LoadBreakpointOptions, type RoundProgress, type TrainingPlanLocation } from './federated/experiment.ts';
+export type { ExperimentDefinition } from './federated/definition.ts';
+export * from './model/events.ts';
+export { evolve, replay, upcast, initialState, roundCurrent, currentParams, type ExperimentState, type RoundRecord, type Settings } from './model/state.ts';
+export { Rng, deriveRng, type RngState } from './federated/rng.ts';
+export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './federated/aggregators.ts';
+export { allNodes, randomFraction, strategyFrom, type Strategy } from './federated/strategies.ts';
+export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './federated/training-plan.ts';
+export * from './federated/errors.ts';
 export {
   replayRound,
   rewindExperiment,
@@ -78,5 +78,5 @@ export {
 } from './engine/project.ts';
 export { BLOBS_IN_STORE, type StoreOptions, type LogAccess } from './engine/store.ts';
 export { ReferencedBlobMissingError } from './engine/blob-refs.ts';
-export { RoundPrunedError } from './engine/errors.ts';
+export { RoundPrunedError } from './model/errors.ts';
 export * from './audit/index.ts';

@@ -8,8 +8,8 @@
  * hospital could compute without sharing data). All draws come from `deriveRng(seed, 'data', node)`.
  */
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { deriveRng, type Rng } from '../../src/experiment/rng.ts';
-import type { Federation } from '../../src/experiment/training-plan.ts';
+import { deriveRng, type Rng } from '../../src/federated/rng.ts';
+import type { Federation } from '../../src/federated/training-plan.ts';
 import type { BinaryDataset } from './plan.ts';
 
 export const CLINICAL_FEATURES = ['age', 'bmi', 'systolicBp', 'cholesterol', 'smoker'] as const;

@@ -4,7 +4,7 @@
  *
  *   npx tsx src/cli/main.ts run examples/logistic-regression/experiment.ts
  */
-import type { ExperimentDefinition } from '../../src/experiment/definition.ts';
+import type { ExperimentDefinition } from '../../src/federated/definition.ts';
 import { syntheticClinicalFederation } from './data.ts';
 
 export const SEED = 20_261_126;

@@ -6,8 +6,8 @@
  */
 import type { Tensor, TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import type { Rng } from '../../src/experiment/rng.ts';
-import type { TrainResult, TrainingPlan } from '../../src/experiment/training-plan.ts';
+import type { Rng } from '../../src/federated/rng.ts';
+import type { TrainResult, TrainingPlan } from '../../src/federated/training-plan.ts';
 
 /** Rows of features (row-major, already standardized) and 0/1 labels. */
 export type BinaryDataset = Readonly<{ rows: number; columns: number; x: Float64Array; y: Uint8Array }>;

@@ -4,8 +4,8 @@
  */
 import type { RoundLog } from '../engine/round-log.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import type { ExperimentEventType } from '../experiment/events.ts';
-import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../experiment/state.ts';
+import type { ExperimentEventType } from '../model/events.ts';
+import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../model/state.ts';
 import type { EventLog, RecordedEvent, SubscribeOptions, SubscriptionItem } from '../log/types.ts';
 import { Observable, type Subscription } from 'rxjs';
 

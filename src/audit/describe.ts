@@ -1,5 +1,5 @@
 /** One-line, human-readable descriptions of history entries and experiment events. */
-import type { Actor, ExperimentEvent, Retention } from '../experiment/events.ts';
+import type { Actor, ExperimentEvent, Retention } from '../model/events.ts';
 import type { HistoryEntry, SettingsChange } from './history.ts';
 
 export function formatActor(by: Actor): string {

@@ -11,8 +11,8 @@
  */
 import type { Observable } from 'rxjs';
 import type { RoundLog } from '../engine/round-log.ts';
-import type { Actor, Retention, SettingsChanged } from '../experiment/events.ts';
-import { roundCurrent, upcast } from '../experiment/state.ts';
+import type { Actor, Retention, SettingsChanged } from '../model/events.ts';
+import { roundCurrent, upcast } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { byPosition, followLog, openWithHistory, resolveExperiment, type ExperimentRef, type FollowOptions, type Followed } from './common.ts';
 

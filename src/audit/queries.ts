@@ -8,8 +8,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Observable } from 'rxjs';
-import { SUPERSEDED_DIR, roundOfFolder } from '../../projections/breakpoints.ts';
-import { ExperimentNotFoundError } from '../engine/errors.ts';
+import { SUPERSEDED_DIR, roundOfFolder } from '../projections/breakpoints.ts';
+import { ExperimentNotFoundError } from '../model/errors.ts';
 import type { RoundLog } from '../engine/round-log.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import {
@@ -18,8 +18,8 @@ import {
   type ExperimentEvent,
   type ExperimentEventType,
   type ExperimentRegistered,
-} from '../experiment/events.ts';
-import { roundCurrent, upcast } from '../experiment/state.ts';
+} from '../model/events.ts';
+import { roundCurrent, upcast } from '../model/state.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TensorSet } from '../codec/tensors.ts';
 import { openRoundLog } from '../engine/round-log.ts';
-import { Experiment } from '../experiment/experiment.ts';
+import { Experiment } from '../federated/experiment.ts';
 import { rootLayout } from '../root.ts';
 import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from './experiments.ts';
 import type { Io } from './args.ts';

@@ -2,11 +2,11 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promises as fs } from 'node:fs';
-import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../../projections/breakpoints.ts';
+import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../projections/breakpoints.ts';
 import { openRoundLog } from '../engine/round-log.ts';
-import type { ExperimentDefinition } from '../experiment/definition.ts';
-import { Experiment, type RoundProgress } from '../experiment/experiment.ts';
-import { roundCurrent, upcast, type ExperimentState } from '../experiment/state.ts';
+import type { ExperimentDefinition } from '../federated/definition.ts';
+import { Experiment, type RoundProgress } from '../federated/experiment.ts';
+import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
 import { UsageError, table, type Io } from './args.ts';

@@ -27,7 +27,7 @@ import {
   type RoundRow,
 } from '../audit/queries.ts';
 import { openRoundLog, type RoundLog } from '../engine/round-log.ts';
-import type { ExperimentEventType } from '../experiment/events.ts';
+import type { ExperimentEventType } from '../model/events.ts';
 import { resolveRoot } from '../root.ts';
 import { UsageError, parse, table, toJson, type Io } from './args.ts';
 

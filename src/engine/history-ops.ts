@@ -16,14 +16,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { materializeBreakpoint, readBreakpoint, supersedeBreakpoints, MANIFEST_FILE } from '../../projections/breakpoints.ts';
+import { materializeBreakpoint, readBreakpoint, supersedeBreakpoints, MANIFEST_FILE } from '../projections/breakpoints.ts';
 import type { BlobRef } from '../blobs/types.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError, RoundlogError } from '../errors.ts';
-import type { Actor, ExperimentEvent, FederatedSetup } from '../experiment/events.ts';
-import { replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
+import type { Actor, ExperimentEvent, FederatedSetup } from '../model/events.ts';
+import { replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../model/state.ts';
 import { rootLayout } from '../root.ts';
-import { ConcurrentModificationError, RoundNotFoundError, RoundPrunedError } from './errors.ts';
+import { ConcurrentModificationError, RoundNotFoundError, RoundPrunedError } from '../model/errors.ts';
 import type { ExperimentHandle, RoundLog } from './round-log.ts';
 
 /** The folder under the root where `replayRound` writes by default. */

@@ -25,12 +25,12 @@ import {
   projectExperiment,
   type BreakpointManifest,
   type ProjectionContext,
-} from '../../projections/breakpoints.ts';
-import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, breakpointFolderName, type ExperimentRegistered } from '../experiment/events.ts';
+} from '../projections/breakpoints.ts';
+import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, breakpointFolderName, type ExperimentRegistered } from '../model/events.ts';
 import { createFileDurably, syncDir } from '../durable.ts';
 import type { RecordedEvent } from '../log/types.ts';
-import { ExperimentNotFoundError } from './errors.ts';
-import type { ExperimentState } from '../experiment/state.ts';
+import { ExperimentNotFoundError } from '../model/errors.ts';
+import type { ExperimentState } from '../model/state.ts';
 import { RoundlogError } from '../errors.ts';
 import { rootLayout } from '../root.ts';
 import { openRoundLog, type OpenRoundLogOptions } from './round-log.ts';

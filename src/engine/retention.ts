@@ -40,11 +40,11 @@ import {
   type ExperimentRegistered,
   type Retention,
   type RoundsPruned,
-} from '../experiment/events.ts';
-import { initialState, replay, type ExperimentState, type RoundRecord } from '../experiment/state.ts';
-import { MANIFEST_FILE, SUPERSEDED_DIR, roundOfFolder } from '../../projections/breakpoints.ts';
+} from '../model/events.ts';
+import { initialState, replay, type ExperimentState, type RoundRecord } from '../model/state.ts';
+import { MANIFEST_FILE, SUPERSEDED_DIR, roundOfFolder } from '../projections/breakpoints.ts';
 import { blobRefsIn } from './blob-refs.ts';
-import { ConcurrentModificationError, ExperimentNotFoundError } from './errors.ts';
+import { ConcurrentModificationError, ExperimentNotFoundError } from '../model/errors.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
 
 export type { Retention };

@@ -32,12 +32,12 @@ import {
   type NodeReplied,
   type Retention,
   type RoundCompleted,
-} from '../experiment/events.ts';
-import { initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../experiment/state.ts';
-import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError, RoundPrunedError } from './errors.ts';
+} from '../model/events.ts';
+import { initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../model/state.ts';
+import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError, RoundPrunedError } from '../model/errors.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
-import { materializeBreakpoint } from '../../projections/breakpoints.ts';
+import { materializeBreakpoint } from '../projections/breakpoints.ts';
 import { VERSION } from '../version.ts';
 
 export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' | 'lockWaitMs'> & {

@@ -18,7 +18,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Packr } from 'msgpackr';
 import { syncDir } from '../durable.ts';
-import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../experiment/state.ts';
+import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
 export const SNAPSHOTS_DIR = 'snapshots';

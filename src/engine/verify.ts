@@ -27,8 +27,8 @@ import type { EventLog } from '../log/types.ts';
 import { openStore, type StoreOptions } from './store.ts';
 import type { VerifyResult as LogVerifyResult } from '../log/types.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
-import { REGISTRY_STREAM, type ExperimentRegistered } from '../experiment/events.ts';
-import type { ExperimentState, RoundRecord } from '../experiment/state.ts';
+import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
+import type { ExperimentState, RoundRecord } from '../model/state.ts';
 import {
   BREAKPOINT_FORMAT,
   BREAKPOINT_FORMAT_VERSION,
@@ -38,7 +38,7 @@ import {
   breakpointManifest,
   missingBreakpoints,
   roundOfFolder,
-} from '../../projections/breakpoints.ts';
+} from '../projections/breakpoints.ts';
 import { RootIndex } from './retention.ts';
 
 export type HistoryProblem = Readonly<{ experiment: string; stream: string; reason: string }>;

@@ -23,12 +23,12 @@ import {
   type Followed,
   type HistoryEntry,
 } from '../../src/audit/index.ts';
-import { ExperimentNotFoundError } from '../../src/engine/errors.ts';
+import { ExperimentNotFoundError } from '../../src/model/errors.ts';
 import { openRoundLog, type RoundLog } from '../../src/engine/round-log.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { Experiment, type ExperimentOptions } from '../../src/experiment/experiment.ts';
-import type { ExperimentCreated, RoundCompleted } from '../../src/experiment/events.ts';
-import type { TrainResult } from '../../src/experiment/training-plan.ts';
+import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
+import type { ExperimentCreated, RoundCompleted } from '../../src/model/events.ts';
+import type { TrainResult } from '../../src/federated/training-plan.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';

@@ -3,7 +3,7 @@ import test from 'ava';
 import { readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
-import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from '../../src/engine/errors.ts';
+import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 

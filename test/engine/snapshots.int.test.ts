@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openRoundLog } from '../../src/engine/round-log.ts';
 import { readSnapshot, snapshotFile, writeSnapshot } from '../../src/engine/snapshots.ts';
-import { replay } from '../../src/experiment/state.ts';
+import { replay } from '../../src/model/state.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);

@@ -9,9 +9,9 @@ import {
   weightedMetrics,
   type Aggregator,
   type NodeReply,
-} from '../../src/experiment/aggregators.ts';
-import { MismatchedTensorsError, NoRepliesError, UnknownAggregatorError, ZeroSampleSizeError } from '../../src/experiment/errors.ts';
-import { Rng } from '../../src/experiment/rng.ts';
+} from '../../src/federated/aggregators.ts';
+import { MismatchedTensorsError, NoRepliesError, UnknownAggregatorError, ZeroSampleSizeError } from '../../src/federated/errors.ts';
+import { Rng } from '../../src/federated/rng.ts';
 
 const f32 = (...values: number[]): Tensor => ({ dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
 const reply = (node: string, sampleSize: number, params: TensorSet, metrics: Record<string, number> = {}): NodeReply => ({

@@ -8,9 +8,9 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import path from 'node:path';
-import type { NodeReplied, Resumed, RoundCompleted, RoundStarted } from '../../src/experiment/events.ts';
+import type { NodeReplied, Resumed, RoundCompleted, RoundStarted } from '../../src/model/events.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
-import { replay } from '../../src/experiment/state.ts';
+import { replay } from '../../src/model/state.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { spawnTs, type Child } from '../support/child.ts';

@@ -8,8 +8,8 @@
 import test from 'ava';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { REGISTRY_STREAM, type ExperimentRegistered, type NodeReplied, type Resumed, type RoundCompleted, type RoundStarted } from '../../src/experiment/events.ts';
-import { replay } from '../../src/experiment/state.ts';
+import { REGISTRY_STREAM, type ExperimentRegistered, type NodeReplied, type Resumed, type RoundCompleted, type RoundStarted } from '../../src/model/events.ts';
+import { replay } from '../../src/model/state.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { spawnTs, type Child } from '../support/child.ts';

@@ -3,8 +3,8 @@ import test from 'ava';
 import { cpSync, existsSync, mkdirSync, rmSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/engine/errors.ts';
-import { Experiment, type ExperimentOptions } from '../../src/experiment/experiment.ts';
+import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/model/errors.ts';
+import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -193,7 +193,7 @@ test('a breakpoint committed in the log but whose folder was never written (cras
 });
 
 test('a seeded random-fraction strategy selects the same nodes after a resume as in an uninterrupted run, and its history is saved', async (t) => {
-  const { randomFraction } = await import('../../src/experiment/strategies.ts');
+  const { randomFraction } = await import('../../src/federated/strategies.ts');
   const run = async (root: string, stopAfter: number | null) => {
     let exp = await Experiment.create(options(root, { strategy: randomFraction({ fraction: 0.5 }), roundLimit: 5 }));
     if (stopAfter !== null) {

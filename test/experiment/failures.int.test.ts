@@ -8,12 +8,12 @@
 import test from 'ava';
 import { promises as fsPromises, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConcurrentModificationError, NoBreakpointError, NodeFailedError } from '../../src/engine/errors.ts';
+import { ConcurrentModificationError, NoBreakpointError, NodeFailedError } from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
-import { REGISTRY_STREAM, type NodeReplied, type RoundStarted } from '../../src/experiment/events.ts';
-import { Experiment, type ExperimentOptions } from '../../src/experiment/experiment.ts';
-import { replay } from '../../src/experiment/state.ts';
-import type { TrainResult } from '../../src/experiment/training-plan.ts';
+import { REGISTRY_STREAM, type NodeReplied, type RoundStarted } from '../../src/model/events.ts';
+import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
+import { replay } from '../../src/model/state.ts';
+import type { TrainResult } from '../../src/federated/training-plan.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';

@@ -6,10 +6,10 @@
 import test from 'ava';
 import { encodeTensors, type TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { fedAvg, type NodeReply } from '../../src/experiment/aggregators.ts';
-import { deriveRng } from '../../src/experiment/rng.ts';
-import { allNodes } from '../../src/experiment/strategies.ts';
-import { selectDatasets, type NodeDataset, type TrainingPlan } from '../../src/experiment/training-plan.ts';
+import { fedAvg, type NodeReply } from '../../src/federated/aggregators.ts';
+import { deriveRng } from '../../src/federated/rng.ts';
+import { allNodes } from '../../src/federated/strategies.ts';
+import { selectDatasets, type NodeDataset, type TrainingPlan } from '../../src/federated/training-plan.ts';
 import { CLINICAL_FEATURES, TRUE_MODEL, syntheticClinicalFederation, type ClinicalData } from '../../examples/logistic-regression/data.ts';
 import { evaluateLogisticRegression, logisticRegressionPlan } from '../../examples/logistic-regression/plan.ts';
 

@@ -1,7 +1,7 @@
 /** The seeded RNG: reference outputs, exact save/restore, derived streams, and the shape of its draws. */
 import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { RNG_ALGORITHM, Rng, deriveRng, type RngState } from '../../src/experiment/rng.ts';
+import { RNG_ALGORITHM, Rng, deriveRng, type RngState } from '../../src/federated/rng.ts';
 
 const draws = (rng: Rng, count: number) => Array.from({ length: count }, () => rng.nextUint32());
 

@@ -5,8 +5,8 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { UnknownEventError } from '../../src/engine/errors.ts';
-import { currentParams, evolve, initialState, replay, roundCurrent } from '../../src/experiment/state.ts';
+import { UnknownEventError } from '../../src/model/errors.ts';
+import { currentParams, evolve, initialState, replay, roundCurrent } from '../../src/model/state.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 
 type Stored = { type: string; data: unknown; stream: string; revision: string; position: string; id: string; timestamp: string };

@@ -1,8 +1,8 @@
 /** Node-selection strategies: counts, reproducibility from the seed, recorded history, resume, errors, and the registry. */
 import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { NoEligibleNodesError, NotEnoughNodesError, UnknownStrategyError } from '../../src/experiment/errors.ts';
-import { Rng, deriveRng } from '../../src/experiment/rng.ts';
+import { NoEligibleNodesError, NotEnoughNodesError, UnknownStrategyError } from '../../src/federated/errors.ts';
+import { Rng, deriveRng } from '../../src/federated/rng.ts';
 import {
   allNodes,
   initialStrategyState,
@@ -10,7 +10,7 @@ import {
   strategyFrom,
   type Strategy,
   type StrategyState,
-} from '../../src/experiment/strategies.ts';
+} from '../../src/federated/strategies.ts';
 
 const NODES = Array.from({ length: 10 }, (_, i) => `node-${i}`);
 const SEED = 31337;

@@ -2,9 +2,9 @@
 import test from 'ava';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { AmbiguousDatasetError, NoMatchingDatasetError } from '../../src/experiment/errors.ts';
-import { deriveRng } from '../../src/experiment/rng.ts';
-import { selectDatasets, type Federation, type TrainingPlan } from '../../src/experiment/training-plan.ts';
+import { AmbiguousDatasetError, NoMatchingDatasetError } from '../../src/federated/errors.ts';
+import { deriveRng } from '../../src/federated/rng.ts';
+import { selectDatasets, type Federation, type TrainingPlan } from '../../src/federated/training-plan.ts';
 
 const federation: Federation<string> = {
   nodes: [

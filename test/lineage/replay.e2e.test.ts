@@ -2,7 +2,7 @@
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { RoundPrunedError } from '../../src/engine/errors.ts';
+import { RoundPrunedError } from '../../src/model/errors.ts';
 import { replayRound } from '../../src/engine/history-ops.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { SEED } from '../../examples/logistic-regression/experiment.ts';
-import { Experiment } from '../../src/experiment/experiment.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { EXAMPLE, NO_BREAKPOINTS, REPO, completions, eventsOf, history, roundlog, roundlogJson, sha256File } from './support.ts';
 

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openRoundLog } from '../../src/engine/round-log.ts';
-import type { ExperimentState } from '../../src/experiment/state.ts';
+import type { ExperimentState } from '../../src/model/state.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));

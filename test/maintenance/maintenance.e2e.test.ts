@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RoundPrunedError } from '../../src/engine/errors.ts';
+import { RoundPrunedError } from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
-import { Experiment } from '../../src/experiment/experiment.ts';
-import type { NodeReplied, RoundsPruned } from '../../src/experiment/events.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
+import type { NodeReplied, RoundsPruned } from '../../src/model/events.ts';
 import definition from '../../examples/logistic-regression/experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 

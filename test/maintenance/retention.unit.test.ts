@@ -3,7 +3,7 @@ import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { blobRefsIn } from '../../src/engine/blob-refs.ts';
 import { checkRetention, formatRounds, planRetention } from '../../src/engine/retention.ts';
-import { replay, type ExperimentState } from '../../src/experiment/state.ts';
+import { replay, type ExperimentState } from '../../src/model/state.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 
 const STREAM = 'experiment-00000000-0000-0000-0000-000000000001';

@@ -4,9 +4,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { projectExperiment } from '../../projections/breakpoints.ts';
+import { projectExperiment } from '../../src/projections/breakpoints.ts';
 import { openRoundLog } from '../../src/engine/round-log.ts';
-import { Experiment } from '../../src/experiment/experiment.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 

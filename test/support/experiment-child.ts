@@ -30,9 +30,9 @@ import { readSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { TensorSet } from '../../src/codec/tensors.ts';
-import { NoBreakpointError } from '../../src/engine/errors.ts';
-import { Experiment } from '../../src/experiment/experiment.ts';
-import type { Federation } from '../../src/experiment/training-plan.ts';
+import { NoBreakpointError } from '../../src/model/errors.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
+import type { Federation } from '../../src/federated/training-plan.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 
 const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));

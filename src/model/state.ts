@@ -14,7 +14,7 @@ import type {
   RoundCompleted,
   TrainingPlanRef,
 } from './events.ts';
-import { UnknownEventError } from '../engine/errors.ts';
+import { UnknownEventError } from './errors.ts';
 
 /** Settings that can change during an experiment; each round records those it ran under. */
 export type Settings = Readonly<{

@@ -16,7 +16,7 @@ import {
   NodeFailedError,
   RoundPrunedError,
   TrainingPlanChangedError,
-} from '../engine/errors.ts';
+} from '../model/errors.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../engine/retention.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../engine/round-log.ts';
 import type { StoreOptions } from '../engine/store.ts';
@@ -28,11 +28,11 @@ import {
   roundOfFolder,
   supersedeBreakpoints,
   type BreakpointManifest,
-} from '../../projections/breakpoints.ts';
+} from '../projections/breakpoints.ts';
 import { aggregatorFrom, fedAvg, weightedMetrics, type Aggregator, type AggregatorState, type NodeReply } from './aggregators.ts';
-import { breakpointFolderName, type ExperimentEvent, type FederatedSetup, type Retention, type TrainingPlanRef } from './events.ts';
+import { breakpointFolderName, type ExperimentEvent, type FederatedSetup, type Retention, type TrainingPlanRef } from '../model/events.ts';
 import { deriveRng } from './rng.ts';
-import { currentParams, hasBreakpoint, type ExperimentState, type RoundRecord } from './state.ts';
+import { currentParams, hasBreakpoint, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { allNodes, strategyFrom, type Strategy, type StrategyState } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 

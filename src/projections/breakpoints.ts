@@ -9,11 +9,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { BlobRef, BlobStore } from '../src/blobs/types.ts';
-import { createFileDurably, syncDir } from '../src/durable.ts';
-import { BreakpointCorruptError, RoundPrunedError } from '../src/engine/errors.ts';
-import { breakpointFolderName, type ExperimentCreated } from '../src/experiment/events.ts';
-import { hasBreakpoint, type ExperimentState, type RoundRecord, type Settings } from '../src/experiment/state.ts';
+import type { BlobRef, BlobStore } from '../blobs/types.ts';
+import { createFileDurably, syncDir } from '../durable.ts';
+import { BreakpointCorruptError, RoundPrunedError } from '../model/errors.ts';
+import { breakpointFolderName, type ExperimentCreated } from '../model/events.ts';
+import { hasBreakpoint, type ExperimentState, type RoundRecord, type Settings } from '../model/state.ts';
 
 export const MANIFEST_FILE = 'breakpoint.json';
 export const PARAMS_FILE = 'aggregated_params.tensors';
