@@ -23,9 +23,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Packr } from 'msgpackr';
-import { openRoundLog } from '../src/engine/round-log.ts';
+import { openRoundLog } from '../src/projections/index.ts';
 import { rootLayout } from '../src/root.ts';
-import { listBreakpointFolders } from '../src/projections/breakpoints.ts';
+import { listBreakpointFolders } from '../src/projections/breakpoints/index.ts';
 import {
   argValue,
   describeMode,

@@ -7,7 +7,7 @@
  *   handle.recordRound({ params, state, metrics, breakpoint: true })
  *     = encode the TensorSet (tensor codec chunks) + put the blob (hash, write, fsync, link, dir fsync)
  *       + append the RoundCompleted event (open the log with its writer lock, append + fsync, close)
- *       + the breakpoint folder (recordRound calls handle.writeBreakpoint = materializeBreakpoint:
+ *       + the breakpoint folder (written by the breakpoint projection after the append:
  *         hard link of the blob, breakpoint.json written + fsynced, dir fsyncs, rename).
  * Baselines:
  *   (a) the same raw parameter bytes written to a new plain file (writeSync in 8 MiB pieces) + fsync.
@@ -34,8 +34,9 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Packr } from 'msgpackr';
 import type { TensorSet } from '../src/codec/tensors.ts';
-import { openRoundLog, type ExperimentHandle, type RoundLog } from '../src/engine/round-log.ts';
-import { MANIFEST_FILE, PARAMS_FILE } from '../src/projections/breakpoints.ts';
+import { openRoundLog, type ExperimentHandle, type RoundLog } from '../src/projections/index.ts';
+import { MANIFEST_FILE, PARAMS_FILE } from '../src/projections/breakpoints/index.ts';
+import { breakpointFolderName } from '../src/model/events.ts';
 import {
   argValue,
   describeMode,
@@ -258,8 +259,8 @@ export async function main(): Promise<void> {
     await fsp.mkdir(fedDir, { recursive: true });
     const packr = new Packr({ useRecords: false });
 
-    // Split of the candidate's time: putTensors (encode + blob) and writeBreakpoint (the folder)
-    // are timed by wrapping the methods recordRound calls; the rest of recordRound is the append.
+    // Split of the candidate's time: putTensors (encode + blob) and the breakpoint projection (the
+    // folder) are timed by wrapping what recordRound calls; the rest of recordRound is the append.
     const roundLog = rl;
     const putTensors = roundLog.putTensors.bind(roundLog);
     let lastPutMs = 0;
@@ -269,14 +270,17 @@ export async function main(): Promise<void> {
       lastPutMs = msSince(t0);
       return ref;
     };
-    const writeBreakpoint = handle.writeBreakpoint.bind(handle);
+    // The breakpoint folder is written by the projection after the append.
+    const projection = roundLog.projections[0]!;
+    const apply = projection.apply.bind(projection);
     let lastBreakpointMs = 0;
     let lastBreakpointPath = '';
-    handle.writeBreakpoint = async (round) => {
+    (projection as { apply: typeof apply }).apply = async (state, appended) => {
       const t0 = now();
-      lastBreakpointPath = await writeBreakpoint(round);
+      await apply(state, appended);
       lastBreakpointMs = msSince(t0);
-      return lastBreakpointPath;
+      const last = state.rounds.at(-1);
+      if (last?.breakpoint) lastBreakpointPath = path.join(roundLog.layout.experiments, state.folder, breakpointFolderName(last.round));
     };
 
     const random = mulberry32(0xc0ffee);

@@ -31,7 +31,7 @@ export {
 } from './codec/tensors.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
 export { CorruptPayloadError, UnknownEncodingError } from './codec/errors.ts';
-export { openRoundLog, ExperimentHandle, type RoundLog, type OpenRoundLogOptions, type CreateExperimentOptions, type RecordRoundOptions, type RoundState } from './engine/round-log.ts';
+export { openRoundLog, ExperimentHandle, type RoundLog, type OpenRoundLogOptions, type CreateExperimentOptions, type RecordRoundOptions, type RoundState } from './projections/index.ts';
 export {
   BreakpointCorruptError,
   ConcurrentModificationError,
@@ -63,9 +63,9 @@ export {
   type ForkOptions,
   type ForkResult,
   type RoundChoice,
-} from './engine/history-ops.ts';
-export { gc, applyRetention, planRetention, type GcOptions, type PruneReport, type RetentionPlan } from './engine/retention.ts';
-export { verifyRoot, type VerifyOptions, type VerifyReport } from './engine/verify.ts';
+} from './projections/index.ts';
+export { gc, applyRetention, planRetention, type GcOptions, type PruneReport, type RetentionPlan } from './projections/index.ts';
+export { verifyRoot, type VerifyOptions, type VerifyReport } from './projections/index.ts';
 export {
   projectRoot,
   followProjection,
@@ -75,7 +75,7 @@ export {
   type FollowProjectionOptions,
   type ProjectionUpdate,
   type ProjectionCheckpoint,
-} from './engine/project.ts';
+} from './projections/index.ts';
 export { BLOBS_IN_STORE, type StoreOptions, type LogAccess } from './engine/store.ts';
 export { ReferencedBlobMissingError } from './engine/blob-refs.ts';
 export { RoundPrunedError } from './model/errors.ts';

@@ -2,7 +2,7 @@
  * What the audit queries share: naming an experiment, reading its whole stream, the item type of
  * the live (follow) modes, and a read-only handle on the log that follows a writer in another process.
  */
-import type { RoundLog } from '../engine/round-log.ts';
+import type { RoundLog } from '../projections/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { ExperimentEventType } from '../model/events.ts';
 import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../model/state.ts';

@@ -10,7 +10,7 @@
  * (still running, or its process stopped and nothing resumed the experiment yet).
  */
 import type { Observable } from 'rxjs';
-import type { RoundLog } from '../engine/round-log.ts';
+import type { RoundLog } from '../projections/index.ts';
 import type { Actor, Retention, SettingsChanged } from '../model/events.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';

@@ -8,9 +8,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Observable } from 'rxjs';
-import { SUPERSEDED_DIR, roundOfFolder } from '../projections/breakpoints.ts';
+import { foldersByPosition } from '../projections/breakpoints/index.ts';
 import { ExperimentNotFoundError } from '../model/errors.ts';
-import type { RoundLog } from '../engine/round-log.ts';
+import type { RoundLog } from '../projections/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import {
   REGISTRY_STREAM,
@@ -21,7 +21,6 @@ import {
 } from '../model/events.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
-import { rootLayout } from '../root.ts';
 import {
   EVENT_TYPES,
   checkTimeRange,
@@ -290,7 +289,7 @@ type MutableRow = { -readonly [K in keyof RoundRow]: RoundRow[K] };
 /** The rounds table of one experiment. `ExperimentNotFoundError` when nothing answers to the name. */
 export async function roundsTable(rl: RoundLog, options: RoundsOptions): Promise<RoundsResult> {
   const { ref, state, events } = await openWithHistory(rl, options.experiment);
-  const folders = await breakpointFolders(path.join(rootLayout(rl.root).experiments, state.folder), ref.id);
+  const folders = await foldersByPosition(path.join(rl.layout.experiments, state.folder), ref.id);
   const rows: MutableRow[] = [];
   const branch = new Map<number, MutableRow>();
   const durations = new Map<string, Map<string, number>>();
@@ -396,36 +395,6 @@ export async function roundsTable(rl: RoundLog, options: RoundsOptions): Promise
   const metricNames: string[] = [];
   for (const row of rows) for (const name of Object.keys(row.metrics)) if (!metricNames.includes(name)) metricNames.push(name);
   return { experiment: ref, roundCurrent: roundCurrent(state), metricNames, rounds: rows };
-}
-
-/**
- * Breakpoint folders of an experiment, current and moved aside, by the log position their
- * manifest records (decimal), as paths relative to the experiment folder. Only the manifest is
- * read: this says a folder is present, `roundlog verify` says whether it is intact.
- */
-async function breakpointFolders(experimentDir: string, experimentId: string): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
-  const look = async (relative: string) => {
-    try {
-      const manifest = JSON.parse(await fs.readFile(path.join(experimentDir, relative, 'breakpoint.json'), 'utf8')) as {
-        experimentId?: unknown;
-        logPosition?: unknown;
-      };
-      if (manifest?.experimentId === experimentId && typeof manifest.logPosition === 'string' && !found.has(manifest.logPosition)) {
-        found.set(manifest.logPosition, relative);
-      }
-    } catch {
-      // not a readable breakpoint: not present
-    }
-  };
-  for (const name of (await fs.readdir(experimentDir).catch(() => [] as string[])).sort()) {
-    if (roundOfFolder(name) !== null) await look(name);
-  }
-  const aside = path.join(experimentDir, SUPERSEDED_DIR);
-  for (const name of (await fs.readdir(aside).catch(() => [] as string[])).sort()) {
-    if (name.startsWith('breakpoint_')) await look(`${SUPERSEDED_DIR}/${name}`);
-  }
-  return found;
 }
 
 // ---- a metric's series --------------------------------------------------------------------

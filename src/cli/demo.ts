@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TensorSet } from '../codec/tensors.ts';
-import { openRoundLog } from '../engine/round-log.ts';
+import { openRoundLog } from '../projections/index.ts';
 import { Experiment } from '../federated/experiment.ts';
 import { rootLayout } from '../root.ts';
 import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from './experiments.ts';

@@ -2,8 +2,8 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promises as fs } from 'node:fs';
-import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../projections/breakpoints.ts';
-import { openRoundLog } from '../engine/round-log.ts';
+import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../projections/breakpoints/index.ts';
+import { openRoundLog } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import { Experiment, type RoundProgress } from '../federated/experiment.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';

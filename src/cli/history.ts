@@ -26,7 +26,7 @@ import {
   type LineageDescendant,
   type RoundRow,
 } from '../audit/queries.ts';
-import { openRoundLog, type RoundLog } from '../engine/round-log.ts';
+import { openRoundLog, type RoundLog } from '../projections/index.ts';
 import type { ExperimentEventType } from '../model/events.ts';
 import { resolveRoot } from '../root.ts';
 import { UsageError, parse, table, toJson, type Io } from './args.ts';

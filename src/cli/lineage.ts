@@ -3,8 +3,8 @@
  * and branch from. The work is in `src/engine/history-ops.ts`; this module parses and prints.
  */
 import path from 'node:path';
-import { openRoundLog, type RoundLog } from '../engine/round-log.ts';
-import { forkExperiment, replayRound, rewindExperiment, type ReplayResult, type RoundChoice } from '../engine/history-ops.ts';
+import { openRoundLog, type RoundLog } from '../projections/index.ts';
+import { forkExperiment, replayRound, rewindExperiment, type ReplayResult, type RoundChoice } from '../projections/index.ts';
 import { resolveRoot } from '../root.ts';
 import { UsageError, parse, toJson, type Io } from './args.ts';
 import { displayPath } from './experiments.ts';

@@ -4,7 +4,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { RoundlogError } from '../errors.ts';
 import { storeOf } from '../engine/store.ts';
-import { openRoundLog } from '../engine/round-log.ts';
+import { openRoundLog } from '../projections/index.ts';
 import { RootNotFoundError, resolveRoot } from '../root.ts';
 import { UsageError, parse, processIo, table, toJson, type Io } from './args.ts';
 import { demo } from './demo.ts';

@@ -1,8 +1,8 @@
 /** CLI commands: see each command's help line. */
 import { resolveRoot } from '../root.ts';
-import { formatRounds, gc, type PruneReport, type RoundRef } from '../engine/retention.ts';
-import { followProjection, projectRoot, type ProjectReport, type ProjectionUpdate } from '../engine/project.ts';
-import { verifyRoot, type VerifyReport } from '../engine/verify.ts';
+import { formatRounds, gc, type PruneReport, type RoundRef } from '../projections/index.ts';
+import { followProjection, projectRoot, type ProjectReport, type ProjectionUpdate } from '../projections/index.ts';
+import { verifyRoot, type VerifyReport } from '../projections/index.ts';
 import type { BlobProblem } from '../blobs/types.ts';
 import { UsageError, parse, toJson, type Io } from './args.ts';
 import { displayPath } from './experiments.ts';

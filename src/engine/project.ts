@@ -1,5 +1,6 @@
 /**
- * `roundlog project`: (re)materializes the breakpoint folders of every experiment from the log.
+ * `roundlog project`: the projection runner. Brings the views of every experiment (the round
+ * log's projections: breakpoint folders) in step with the log, once or following it.
  *
  * Without `rebuild`, it writes the folders the log asks for and has none (the projection lag),
  * moves folders of another history aside into `superseded/`, and removes temp folders of dead
@@ -14,47 +15,16 @@
  * checks out), so a rebuild never loses the last copy of committed bytes; when that is not
  * possible the folder is left alone and reported.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import {
-  MANIFEST_FILE,
-  SUPERSEDED_DIR,
-  listBreakpointFolders,
-  missingBreakpoints,
-  projectExperiment,
-  type BreakpointManifest,
-  type ProjectionContext,
-} from '../projections/breakpoints.ts';
-import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, breakpointFolderName, type ExperimentRegistered } from '../model/events.ts';
+import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { createFileDurably, syncDir } from '../durable.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { ExperimentNotFoundError } from '../model/errors.ts';
 import type { ExperimentState } from '../model/state.ts';
-import { RoundlogError } from '../errors.ts';
-import { rootLayout } from '../root.ts';
-import { openRoundLog, type OpenRoundLogOptions } from './round-log.ts';
-
-export type ExperimentProjection = Readonly<{
-  experimentId: string;
-  folder: string;
-  /** Rounds whose breakpoint folder was missing before (the projection lag). */
-  lagBefore: readonly number[];
-  /** Folders removed by `rebuild` (absolute paths). */
-  removed: readonly string[];
-  /** Folders written (absolute paths). */
-  written: readonly string[];
-  /** Folders moved into `superseded/` (their new absolute paths). */
-  movedAside: readonly string[];
-  /** Rounds not projected because retention pruned them. */
-  pruned: readonly number[];
-  /** Rounds whose blobs were given back to the store from a folder before it was removed. */
-  rescued: readonly number[];
-  /** What went wrong, when the experiment could not be projected fully; the others still are. */
-  problems: readonly string[];
-  /** Rounds still without a folder afterwards. */
-  lagAfter: readonly number[];
-}>;
+import { PROJECTION_CHECKPOINT_FILE, rootLayout } from '../root.ts';
+import type { ExperimentProjection } from './projection.ts';
+import { openRoundLog, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
 
 export type ProjectReport = Readonly<{ root: string; rebuild: boolean; experiments: readonly ExperimentProjection[]; ok: boolean }>;
 
@@ -68,12 +38,11 @@ export type ProjectOptions = OpenRoundLogOptions & {
 export async function projectRoot(options: ProjectOptions = {}): Promise<ProjectReport> {
   const rl = await openRoundLog(options);
   try {
-    const ctx: ProjectionContext = { experimentsDir: rootLayout(rl.root).experiments, blobs: rl.blobs };
     const ids = options.experiment === undefined ? (await rl.listExperiments()).map((e) => e.experimentId) : [(await rl.openExperiment(options.experiment)).id];
     const experiments: ExperimentProjection[] = [];
     for (const id of ids) {
       const { state } = await rl.openExperiment(id);
-      experiments.push(await projectOne(ctx, state, options.rebuild ?? false));
+      experiments.push(await projectOne(rl, state, options.rebuild ?? false));
     }
     return { root: rl.root, rebuild: options.rebuild ?? false, experiments, ok: experiments.every((e) => e.problems.length === 0) };
   } finally {
@@ -81,89 +50,33 @@ export async function projectRoot(options: ProjectOptions = {}): Promise<Project
   }
 }
 
-async function projectOne(ctx: ProjectionContext, state: ExperimentState, rebuild: boolean): Promise<ExperimentProjection> {
-  const dir = path.join(ctx.experimentsDir, state.folder);
-  const problems: string[] = [];
-  const removed: string[] = [];
-  const rescued: number[] = [];
-  const lagBefore = await missingBreakpoints(ctx, state);
-  const pruned = state.rounds.filter((r) => r?.breakpoint && state.pruned[String(r.position)] !== undefined).map((r) => r.round);
-  if (rebuild) {
-    const current = new Map(state.rounds.filter((r) => r !== undefined && r !== null).map((r) => [String(r.position), r]));
-    for (const name of await listBreakpointFolders(dir)) {
-      const folder = path.join(dir, name);
-      const manifest = await readManifest(folder);
-      if (manifest === null || manifest.experimentId !== state.created!.experimentId) continue;
-      const record = current.get(manifest.logPosition);
-      const isPruned = state.pruned[manifest.logPosition] !== undefined;
-      // Only folders the log can write again; others are moved aside by the projection below.
-      if (!isPruned && (record === undefined || breakpointFolderName(record.round) !== name)) continue;
-      if (!isPruned) {
-        const { missing, restored } = await giveBlobsBack(ctx, folder, manifest);
-        if (missing.length > 0) {
-          problems.push(`${folder} left in place: the blob store lacks ${missing.join(', ')} and the folder's copy does not match it`);
-          continue;
-        }
-        if (restored > 0) rescued.push(manifest.round);
-      }
-      await fs.rm(folder, { recursive: true, force: true });
-      removed.push(folder);
-    }
-  }
-  const toWrite = await missingBreakpoints(ctx, state);
-  const asideBefore = new Set(await listNames(path.join(dir, SUPERSEDED_DIR)));
-  let written: string[] = [];
-  try {
-    const result = await projectExperiment(ctx, state);
-    written = toWrite.map((round) => path.join(dir, breakpointFolderName(round)));
-    if (result.written !== toWrite.length) problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
-  } catch (error) {
-    problems.push(error instanceof RoundlogError ? error.message : `projection failed: ${(error as Error)?.message ?? String(error)}`);
-  }
-  const movedAside = (await listNames(path.join(dir, SUPERSEDED_DIR))).filter((n) => !asideBefore.has(n)).map((n) => path.join(dir, SUPERSEDED_DIR, n));
-  const lagAfter = await missingBreakpoints(ctx, state);
-  if (problems.length === 0) written = written.filter((folder) => !lagAfter.some((round) => folder.endsWith(breakpointFolderName(round))));
-  return { experimentId: state.created!.experimentId, folder: state.folder, lagBefore, removed, written, movedAside, pruned, rescued, problems, lagAfter };
-}
-
-/**
- * Puts back into the blob store every blob of the folder the store lacks, from the folder's file
- * when it hashes right. Returns the hashes it could not give back, and how many it gave back.
- */
-async function giveBlobsBack(ctx: ProjectionContext, folder: string, manifest: BreakpointManifest): Promise<{ missing: string[]; restored: number }> {
-  const missing: string[] = [];
-  let restored = 0;
-  for (const [file, sha256] of Object.entries(manifest.files ?? {})) {
-    if (typeof sha256 !== 'string' || (await ctx.blobs.has(sha256).catch(() => false))) continue;
-    const bytes = await fs.readFile(path.join(folder, path.basename(file))).catch(() => null);
-    if (bytes === null || createHash('sha256').update(bytes).digest('hex') !== sha256) {
-      missing.push(sha256);
-      continue;
-    }
-    await ctx.blobs.put(bytes);
-    restored++;
-  }
-  return { missing, restored };
-}
-
-async function readManifest(folder: string): Promise<BreakpointManifest | null> {
-  try {
-    const value = JSON.parse(await fs.readFile(path.join(folder, MANIFEST_FILE), 'utf8')) as BreakpointManifest;
-    return value !== null && typeof value === 'object' && typeof value.logPosition === 'string' ? value : null;
-  } catch {
-    return null;
-  }
-}
-
-async function listNames(dir: string): Promise<string[]> {
-  return (await fs.readdir(dir).catch(() => [] as string[])).sort();
+/** Every projection of the round log brought in step for one experiment, their reports merged. */
+async function projectOne(rl: RoundLog, state: ExperimentState, rebuild: boolean): Promise<ExperimentProjection> {
+  const reports: ExperimentProjection[] = [];
+  for (const projection of rl.projections) reports.push(await projection.project(state, { rebuild }));
+  const all = <K extends keyof ExperimentProjection>(key: K) =>
+    reports.flatMap((r) => r[key] as readonly unknown[]) as never;
+  const rounds = (key: 'lagBefore' | 'lagAfter' | 'pruned' | 'rescued') =>
+    [...new Set(reports.flatMap((r) => r[key]))].sort((x, y) => x - y);
+  return {
+    experimentId: state.created!.experimentId,
+    folder: state.folder,
+    lagBefore: rounds('lagBefore'),
+    removed: all('removed'),
+    written: all('written'),
+    movedAside: all('movedAside'),
+    pruned: rounds('pruned'),
+    rescued: rounds('rescued'),
+    problems: all('problems'),
+    lagAfter: rounds('lagAfter'),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
 // `roundlog project --follow`: the projection as a long-running catch-up subscription.
 
-/** Where the follow mode keeps its checkpoint, inside `<root>/experiments`. */
-export const PROJECTION_CHECKPOINT_FILE = '.projection-checkpoint.json';
+export type { ExperimentProjection };
+export { PROJECTION_CHECKPOINT_FILE };
 
 export type ProjectionCheckpoint = Readonly<{
   /** The store the position belongs to (`file log …` or `EventStoreDB esdb://…`). */
@@ -208,7 +121,7 @@ export type FollowProjectionOptions = OpenRoundLogOptions & {
 };
 
 export async function readProjectionCheckpoint(root: string): Promise<ProjectionCheckpoint | null> {
-  const file = path.join(rootLayout(root).experiments, PROJECTION_CHECKPOINT_FILE);
+  const file = rootLayout(root).projectionCheckpoint;
   try {
     const value = JSON.parse(await fs.readFile(file, 'utf8')) as ProjectionCheckpoint;
     return typeof value?.position === 'string' && /^\d+$/.test(value.position) && typeof value.store === 'string' ? value : null;
@@ -218,9 +131,9 @@ export async function readProjectionCheckpoint(root: string): Promise<Projection
 }
 
 async function writeProjectionCheckpoint(root: string, checkpoint: ProjectionCheckpoint): Promise<void> {
-  const dir = rootLayout(root).experiments;
+  const file = rootLayout(root).projectionCheckpoint;
+  const dir = path.dirname(file);
   await fs.mkdir(dir, { recursive: true });
-  const file = path.join(dir, PROJECTION_CHECKPOINT_FILE);
   const temp = `${file}.${process.pid}.tmp`;
   await fs.rm(temp, { force: true });
   await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
@@ -241,7 +154,6 @@ export async function followProjection(options: FollowProjectionOptions): Promis
   const follower = await rl.log.openFollower(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs });
   const store = rl.log.description;
   try {
-    const ctx: ProjectionContext = { experimentsDir: rootLayout(rl.root).experiments, blobs: rl.blobs };
     const stored = await readProjectionCheckpoint(rl.root);
     const checkpoint = stored !== null && stored.store === store ? BigInt(stored.position) : null;
     // The lag at start: what the log holds after the checkpoint.
@@ -273,7 +185,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
         throw error;
       }
       unregistered.delete(stream);
-      const result = await projectOne(ctx, state, false);
+      const result = await projectOne(rl, state, false);
       options.onUpdate({
         kind: 'projected',
         folder: result.folder,

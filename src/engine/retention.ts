@@ -42,7 +42,7 @@ import {
   type RoundsPruned,
 } from '../model/events.ts';
 import { initialState, replay, type ExperimentState, type RoundRecord } from '../model/state.ts';
-import { MANIFEST_FILE, SUPERSEDED_DIR, roundOfFolder } from '../projections/breakpoints.ts';
+import type { Projection } from './projection.ts';
 import { blobRefsIn } from './blob-refs.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError } from '../model/errors.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
@@ -377,8 +377,8 @@ export async function applyRetention(
 
 type Planned = {
   report: Omit<PruneReport, 'foldersRemoved' | 'bytesFreed'>;
-  /** Folders to remove after the lock, and the bytes counted for them. */
-  folders: string[];
+  /** Views (breakpoint folders) to remove after the lock, and the bytes counted for them. */
+  views: Array<{ path: string; projection: Projection }>;
   bytesFreed: number;
 };
 
@@ -430,15 +430,17 @@ async function pruneWithIndex(
   const candidates = options.sweep ? allPruned : newlyPruned;
   const { deletable, stillReferenced } = index.unreferencedBlobs(candidates, options.dryRun ? newlyPruned : new Map());
 
-  // Folders of pruned rounds, on the branch and in superseded/.
-  const folders: string[] = [];
-  const experimentsDir = rootLayout(rl.root).experiments;
+  // Views of pruned rounds (breakpoint folders, on the branch and in superseded/).
+  const views: Array<{ path: string; projection: Projection }> = [];
   for (const stream of streams) {
     const state = index.state(stream)!;
     const positions = candidates.get(stream);
     if (positions === undefined || positions.size === 0) continue;
-    folders.push(...(await prunedFolders(path.join(experimentsDir, state.folder), state.created!.experimentId, positions)));
+    for (const projection of rl.projections) {
+      for (const view of await projection.viewsOfRounds(state, positions)) views.push({ path: view, projection });
+    }
   }
+  const folders = views.map((v) => v.path);
 
   const blobFiles = new Map<string, string>();
   const storedElsewhere: string[] = [];
@@ -463,49 +465,18 @@ async function pruneWithIndex(
   }
   return {
     report: { root: rl.root, dryRun: options.dryRun, experiments, blobsDeleted, blobsStillReferenced: stillReferenced.size },
-    folders,
+    views,
     bytesFreed,
   };
 }
 
 async function finish(rl: RoundLog, planned: Planned): Promise<PruneReport> {
   const removed: string[] = [];
-  for (const folder of planned.folders) {
-    if (!planned.report.dryRun) await removeFolder(folder);
-    removed.push(folder);
+  for (const view of planned.views) {
+    if (!planned.report.dryRun) await view.projection.removeView(view.path);
+    removed.push(view.path);
   }
   return { ...planned.report, foldersRemoved: removed, bytesFreed: planned.bytesFreed };
-}
-
-/** Breakpoint folders of an experiment (on the branch and in `superseded/`) whose manifest names one of `positions`. */
-async function prunedFolders(experimentDir: string, experimentId: string, positions: ReadonlySet<string>): Promise<string[]> {
-  const found: string[] = [];
-  const consider = async (folder: string) => {
-    const manifest = await readJson(path.join(folder, MANIFEST_FILE));
-    if (manifest?.experimentId === experimentId && typeof manifest.logPosition === 'string' && positions.has(manifest.logPosition)) found.push(folder);
-  };
-  for (const name of (await readdir(experimentDir)).sort()) {
-    if (roundOfFolder(name) !== null) await consider(path.join(experimentDir, name));
-  }
-  const area = path.join(experimentDir, SUPERSEDED_DIR);
-  for (const name of (await readdir(area)).sort()) {
-    if (/^breakpoint_\d{4,}\.\d+$/.test(name)) await consider(path.join(area, name));
-  }
-  return found;
-}
-
-/**
- * Removes a breakpoint folder: renamed first to a temp name in its experiment folder (which the
- * projection removes after a crash), so it never lingers half-deleted under a breakpoint name.
- */
-async function removeFolder(folder: string): Promise<void> {
-  const parent = path.dirname(folder);
-  const experimentDir = path.basename(parent) === SUPERSEDED_DIR ? path.dirname(parent) : parent;
-  const round = roundOfFolder(path.basename(folder).replace(/\.\d+$/, '')) ?? 0;
-  const temp = path.join(experimentDir, `.tmp-breakpoint_${String(round).padStart(4, '0')}-${process.pid}-${randomUUID()}`);
-  await fs.rename(folder, temp);
-  await syncDir(parent);
-  await fs.rm(temp, { recursive: true, force: true });
 }
 
 async function blobSizes(files: ReadonlyMap<string, string>): Promise<Map<string, number>> {
@@ -543,16 +514,6 @@ async function readdir(dir: string): Promise<string[]> {
   return fs.readdir(dir).catch(() => [] as string[]);
 }
 
-async function readJson(file: string): Promise<{ experimentId?: unknown; logPosition?: unknown } | null> {
-  try {
-    const value = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
-    return value !== null && typeof value === 'object' ? (value as { experimentId?: unknown; logPosition?: unknown }) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** `1-4, 6, 9-10`: round indexes as ranges. */
 export function formatRounds(rounds: readonly number[]): string {
   const sorted = [...new Set(rounds)].sort((a, b) => a - b);
   const parts: string[] = [];

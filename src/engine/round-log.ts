@@ -16,7 +16,7 @@ import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tens
 import { InvalidArgumentError } from '../errors.ts';
 import { StreamNotFoundError, WrongExpectedRevisionError } from '../log/errors.ts';
 import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
-import { resolveRoot, rootLayout } from '../root.ts';
+import { resolveRoot, rootLayout, type RootLayout } from '../root.ts';
 import { openStore, type LogAccess, type StoreOptions } from './store.ts';
 import {
   REGISTRY_STREAM,
@@ -37,7 +37,7 @@ import { initialState, replay, roundCurrent, type ExperimentState, type RoundRec
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError, RoundPrunedError } from '../model/errors.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
-import { materializeBreakpoint } from '../projections/breakpoints.ts';
+import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
 
 export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' | 'lockWaitMs'> & {
@@ -52,6 +52,11 @@ export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' |
   actor?: Actor;
   /** How long a write waits for another process's writer lock. Default 30 s. */
   lockWaitMs?: number;
+  /**
+   * The views kept beside the log (breakpoint folders), built once the store is open. Default none:
+   * the package entry point's `openRoundLog` adds the breakpoint folders.
+   */
+  projections?: ProjectionFactory;
 };
 
 export type CreateExperimentOptions = {
@@ -107,6 +112,10 @@ export type ExperimentSummary = Readonly<{ number: number; experimentId: string;
 
 export interface RoundLog {
   readonly root: string;
+  /** The folders of the root. */
+  readonly layout: RootLayout;
+  /** The views kept beside the log, updated after each append. */
+  readonly projections: readonly Projection[];
   readonly blobs: BlobStore;
   /** Where the history is: the file log of the root, or an EventStoreDB store. */
   readonly log: LogAccess;
@@ -134,7 +143,9 @@ export async function openRoundLog(options: OpenRoundLogOptions = {}): Promise<R
   const clock = options.clock ?? (() => new Date());
   const newId = options.newId ?? randomUUID;
   const { log, blobs } = await openStore(root, { ...options, clock, newId });
-  return new StoreRoundLog(root, log, blobs, clock, newId, options);
+  const layout = rootLayout(root);
+  const projections = options.projections?.({ root, layout, blobs }) ?? [];
+  return new StoreRoundLog(root, layout, projections, log, blobs, clock, newId, options);
 }
 
 class StoreRoundLog implements RoundLog {
@@ -142,6 +153,8 @@ class StoreRoundLog implements RoundLog {
 
   constructor(
     readonly root: string,
+    readonly layout: RootLayout,
+    readonly projections: readonly Projection[],
     readonly log: LogAccess,
     readonly blobs: BlobStore,
     readonly clock: () => Date,
@@ -406,6 +419,7 @@ export class ExperimentHandle {
     });
     this.current = replay(recorded, this.current);
     if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
+    for (const projection of this.roundLog.projections) await projection.apply(this.current, recorded);
     return recorded;
   }
 
@@ -429,15 +443,9 @@ export class ExperimentHandle {
       durationMs: options.durationMs ?? 0,
     };
     const replies: ExperimentEvent[] = (options.replies ?? []).map((reply) => ({ type: 'NodeReplied', data: { v: 1, ...reply } }));
+    // The projections write the round's breakpoint folder once the append is durable.
     await this.append([...replies, { type: 'RoundCompleted', data: completed }]);
-    if (completed.breakpoint) await this.writeBreakpoint(round);
     return this.current.rounds[round]!;
-  }
-
-  /** Materializes the breakpoint folder of a completed round; returns its path. */
-  async writeBreakpoint(round: number): Promise<string> {
-    const ctx = { experimentsDir: rootLayout(this.roundLog.root).experiments, blobs: this.roundLog.blobs };
-    return (await materializeBreakpoint(ctx, this.current, round, this.current.folder)).path;
   }
 
   /**

@@ -16,19 +16,19 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { rootLayout } from '../root.ts';
 import { Packr } from 'msgpackr';
 import { syncDir } from '../durable.ts';
 import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
-export const SNAPSHOTS_DIR = 'snapshots';
 
 const packr = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint', largeBigIntToFloat: false });
 
 export type Snapshot = Readonly<{ stream: string; revision: bigint; position: bigint; state: ExperimentState }>;
 
 export function snapshotFile(root: string, experimentId: string): string {
-  return path.join(root, SNAPSHOTS_DIR, `${experimentId}.snap`);
+  return path.join(rootLayout(root).snapshots, `${experimentId}.snap`);
 }
 
 /** Writes the snapshot under a temp name and renames it into place. */

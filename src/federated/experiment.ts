@@ -17,18 +17,18 @@ import {
   RoundPrunedError,
   TrainingPlanChangedError,
 } from '../model/errors.ts';
-import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../engine/retention.ts';
-import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../engine/round-log.ts';
+import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
+import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
 import type { StoreOptions } from '../engine/store.ts';
-import { rootLayout } from '../root.ts';
 import {
   listBreakpointFolders,
   readBreakpoint,
   removeStaleTemps,
   roundOfFolder,
   supersedeBreakpoints,
+  writeBreakpoint,
   type BreakpointManifest,
-} from '../projections/breakpoints.ts';
+} from '../projections/breakpoints/index.ts';
 import { aggregatorFrom, fedAvg, weightedMetrics, type Aggregator, type AggregatorState, type NodeReply } from './aggregators.ts';
 import { breakpointFolderName, type ExperimentEvent, type FederatedSetup, type Retention, type TrainingPlanRef } from '../model/events.ts';
 import { deriveRng } from './rng.ts';
@@ -175,13 +175,13 @@ export class Experiment {
           if (error instanceof ExperimentNotFoundError) return null;
           throw error;
         }));
-      const experimentsDir = rootLayout(rl.root).experiments;
+      const experimentsDir = rl.layout.experiments;
       // An experiment folder means its latest breakpoint, which the log knows better than the
       // folder: a crash may have come between the last round's commit and its folder.
       if (latest === null && handle !== null && path.resolve(breakpointPath!) === path.join(experimentsDir, handle.state.folder)) {
         const round = lastBreakpointRound(handle.state);
         if (round !== null && round > manifest.round) {
-          folder = await handle.writeBreakpoint(round);
+          folder = await writeBreakpoint(handle, round);
           manifest = await readBreakpoint(folder);
         }
       }
@@ -315,7 +315,7 @@ export class Experiment {
   }
 
   experimentationPath(): string {
-    return path.join(rootLayout(this.rl.root).experiments, this.state.folder);
+    return path.join(this.rl.layout.experiments, this.state.folder);
   }
 
   /** Parameters after the last completed round (the initial ones before any). */
@@ -430,7 +430,7 @@ export class Experiment {
   /** Writes the breakpoint folder of the last completed round now (whatever `saveBreakpoints` says). */
   async breakpoint(): Promise<string> {
     if (this.roundCurrent() === 0) throw new NoBreakpointError(this.state.folder, null);
-    return this.handle.writeBreakpoint(this.roundCurrent() - 1);
+    return writeBreakpoint(this.handle, this.roundCurrent() - 1);
   }
 
   async close(): Promise<void> {
@@ -472,7 +472,7 @@ async function resolvePlan(
   acceptChange = false,
 ): Promise<{ plan: TrainingPlan; ref: TrainingPlanRef }> {
   const file = path.resolve(workspace, location.module);
-  const experiments = rootLayout(rl.root).experiments;
+  const experiments = rl.layout.experiments;
   if (file === experiments || file.startsWith(experiments + path.sep)) {
     throw new InvalidArgumentError('trainingPlan.module', 'must be in the workspace, not inside an experiment or breakpoint folder', location.module);
   }
@@ -522,13 +522,13 @@ async function lastBreakpoint(rl: RoundLog): Promise<{ folder: string; handle: E
   const round = lastBreakpointRound(handle.state);
   const pruned = round === null ? undefined : handle.state.pruned[String(handle.state.rounds[round]!.position)];
   if (round !== null && pruned !== undefined) throw new RoundPrunedError(handle.state.folder, round, pruned.timestamp);
-  if (round !== null) return { folder: await handle.writeBreakpoint(round), handle };
+  if (round !== null) return { folder: await writeBreakpoint(handle, round), handle };
   let newest: string | null = null;
   for (const entry of experiments.slice(0, -1).reverse()) {
     const other = await rl.openExperiment(entry.experimentId);
     const otherRound = lastBreakpointRound(other.state);
     if (otherRound !== null) {
-      newest = path.join(rootLayout(rl.root).experiments, other.state.folder, breakpointFolderName(otherRound));
+      newest = path.join(rl.layout.experiments, other.state.folder, breakpointFolderName(otherRound));
       break;
     }
   }

@@ -24,7 +24,7 @@ import {
   type HistoryEntry,
 } from '../../src/audit/index.ts';
 import { ExperimentNotFoundError } from '../../src/model/errors.ts';
-import { openRoundLog, type RoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog, type RoundLog } from '../../src/projections/index.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import type { ExperimentCreated, RoundCompleted } from '../../src/model/events.ts';

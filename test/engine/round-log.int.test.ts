@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from '../../src/model/errors.ts';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { readSnapshot, snapshotFile, writeSnapshot } from '../../src/engine/snapshots.ts';
 import { replay } from '../../src/model/state.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';

@@ -1,6 +1,6 @@
 /** What a user sees when the EventStoreDB store is misnamed or down: typed errors that name it. */
 import test from 'ava';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
 import { StoreRequestFailedError, StoreUnavailableError } from '../../src/log/errors.ts';

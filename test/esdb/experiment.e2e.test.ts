@@ -8,7 +8,7 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECTION_CHECKPOINT_FILE } from '../../src/engine/project.ts';
+import { PROJECTION_CHECKPOINT_FILE } from '../../src/projections/index.ts';
 import { roundlogAsync, startRoundlog } from '../audit/helpers.ts';
 import { childServer, freshNamespace, type EsdbTarget } from '../support/esdb.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import path from 'node:path';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { startRoundlog } from '../audit/helpers.ts';
 import { spawnTs, type Child } from '../support/child.ts';

@@ -9,7 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import path from 'node:path';
 import type { NodeReplied, Resumed, RoundCompleted, RoundStarted } from '../../src/model/events.ts';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { replay } from '../../src/model/state.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';

@@ -9,7 +9,7 @@ import test from 'ava';
 import { promises as fsPromises, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConcurrentModificationError, NoBreakpointError, NodeFailedError } from '../../src/model/errors.ts';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { REGISTRY_STREAM, type NodeReplied, type RoundStarted } from '../../src/model/events.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { replay } from '../../src/model/state.ts';

@@ -1,7 +1,7 @@
 /** Forks through the library: lineage written with the child's creation, the parent's retention inherited. */
 import test from 'ava';
-import { forkExperiment } from '../../src/engine/history-ops.ts';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { forkExperiment } from '../../src/projections/index.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);

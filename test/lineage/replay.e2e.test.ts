@@ -3,8 +3,8 @@ import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { RoundPrunedError } from '../../src/model/errors.ts';
-import { replayRound } from '../../src/engine/history-ops.ts';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { replayRound } from '../../src/projections/index.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { EXAMPLE, NO_BREAKPOINTS, blobBytes, completions, eventsOf, history, roundlog, roundlogJson, sha256, sha256File } from './support.ts';
 

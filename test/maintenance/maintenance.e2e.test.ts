@@ -9,7 +9,7 @@ import { chmodSync, cpSync, existsSync, lstatSync, readdirSync, readFileSync, rm
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RoundPrunedError } from '../../src/model/errors.ts';
-import { openRoundLog } from '../../src/engine/round-log.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
 import type { NodeReplied, RoundsPruned } from '../../src/model/events.ts';
 import definition from '../../examples/logistic-regression/experiment.ts';

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { blobRefsIn } from '../../src/engine/blob-refs.ts';
-import { checkRetention, formatRounds, planRetention } from '../../src/engine/retention.ts';
+import { checkRetention, formatRounds, planRetention } from '../../src/projections/index.ts';
 import { replay, type ExperimentState } from '../../src/model/state.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 

@@ -3,8 +3,8 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/engine/round-log.ts';
-import { verifyRoot } from '../../src/engine/verify.ts';
+import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
+import { verifyRoot } from '../../src/projections/index.ts';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 

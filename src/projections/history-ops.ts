@@ -1,5 +1,5 @@
 /**
- * History operations on an experiment, all read from its log:
+ * History operations on an experiment, all read from its log, with their breakpoint folders:
  *
  * - `replayRound`: the exact state after a round, folded from the log up to that round's
  *   `RoundCompleted` (no breakpoint folder needed), written as a breakpoint folder outside the
@@ -8,109 +8,20 @@
  *   why); later rounds are superseded, their folders moved to `superseded/`, R's folder written.
  * - `forkExperiment`: a new experiment that starts from round R of another (its parameters, state,
  *   settings, federated setup and seed), lineage recorded in both streams (`ForkedFrom`, `Forked`).
- *
- * Rounds are named by index (`R` as in `breakpoint_RRRR`, 0-based): by default on the current
- * branch; `superseded: true` names the latest round with that index a rewind took off the
- * branch; `position` names one `RoundCompleted` of the whole history by its log position.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { materializeBreakpoint, readBreakpoint, supersedeBreakpoints, MANIFEST_FILE } from '../projections/breakpoints.ts';
 import type { BlobRef } from '../blobs/types.ts';
 import { syncDir } from '../durable.ts';
-import { InvalidArgumentError, RoundlogError } from '../errors.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import type { Actor, ExperimentEvent, FederatedSetup } from '../model/events.ts';
-import { replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../model/state.ts';
-import { rootLayout } from '../root.ts';
-import { ConcurrentModificationError, RoundNotFoundError, RoundPrunedError } from '../model/errors.ts';
-import type { ExperimentHandle, RoundLog } from './round-log.ts';
-
-/** The folder under the root where `replayRound` writes by default. */
-export const REPLAYS_DIR = 'replays';
-
-/** Which round of an experiment's history. */
-export type RoundChoice = {
-  /** Index of the round (0-based, as in `breakpoint_RRRR`). */
-  round: number;
-  /** The latest round with this index that a rewind took off the current branch, instead of the current branch's. */
-  superseded?: boolean;
-  /** The log position of the round's `RoundCompleted`: exactly one round of the history, current or superseded. */
-  position?: bigint;
-};
-
-export type Branch = 'current' | 'superseded';
-
-/** A round named by `superseded` or `position` is not in the experiment's history. */
-export class RoundNotInHistoryError extends RoundlogError {
-  readonly code = 'ROUND_NOT_IN_HISTORY' as const;
-  constructor(
-    readonly experiment: string,
-    readonly round: number,
-    readonly position: bigint | null,
-    /** The superseded rounds the history does have: index and log position of their `RoundCompleted`. */
-    readonly superseded: ReadonlyArray<Readonly<{ round: number; position: bigint }>>,
-  ) {
-    const asked = position === null ? `no superseded round ${round}` : `no round ${round} completed at log position ${position}`;
-    const have =
-      superseded.length === 0
-        ? 'it has no superseded round'
-        : `its superseded rounds are ${superseded.map((r) => `${r.round} (position ${r.position})`).join(', ')}`;
-    super(`experiment ${experiment} has ${asked}; ${have}. Without --superseded or --position, --round names a round of the current branch`);
-  }
-}
-
-/** A round and the state after it, folded from the log. */
-export type RoundAt = Readonly<{
-  record: RoundRecord;
-  branch: Branch;
-  /** The experiment's state right after the round's `RoundCompleted`: the events after it are not folded. */
-  state: ExperimentState;
-}>;
-
-/** Finds a round in an experiment's history; refuses one whose parameters retention deleted. */
-export function chooseRound(state: ExperimentState, choice: RoundChoice): { record: RoundRecord; branch: Branch } {
-  const { round } = choice;
-  if (!Number.isSafeInteger(round) || round < 0) throw new InvalidArgumentError('round', 'must be a non-negative integer', round);
-  const superseded = state.superseded.filter((r): r is RoundRecord => r !== undefined && r !== null);
-  let found: { record: RoundRecord; branch: Branch } | undefined;
-  if (choice.position !== undefined) {
-    const current = state.rounds.find((r) => r !== undefined && r !== null && r.position === choice.position);
-    const old = superseded.find((r) => r.position === choice.position);
-    found = current !== undefined ? { record: current, branch: 'current' } : old !== undefined ? { record: old, branch: 'superseded' } : undefined;
-    if (found === undefined || found.record.round !== round) {
-      throw new RoundNotInHistoryError(state.folder, round, choice.position, superseded.map((r) => ({ round: r.round, position: r.position })));
-    }
-  } else if (choice.superseded) {
-    const candidates = superseded.filter((r) => r.round === round).sort((a, b) => (a.position < b.position ? -1 : 1));
-    const latest = candidates.at(-1);
-    if (latest === undefined) throw new RoundNotInHistoryError(state.folder, round, null, superseded.map((r) => ({ round: r.round, position: r.position })));
-    found = { record: latest, branch: 'superseded' };
-  } else {
-    const record = state.rounds[round];
-    if (record === undefined || record === null) throw new RoundNotFoundError(state.folder, round, roundCurrent(state));
-    found = { record, branch: 'current' };
-  }
-  const pruned = state.pruned[String(found.record.position)];
-  if (pruned !== undefined) throw new RoundPrunedError(state.folder, round, pruned.timestamp);
-  return found;
-}
-
-/**
- * The state right after a round: the experiment's stream read from its start up to that round's
- * `RoundCompleted` (inclusive) and folded with the same `evolve` as everything else.
- */
-export async function stateAfterRound(rl: RoundLog, handle: ExperimentHandle, choice: RoundChoice): Promise<RoundAt> {
-  const { record, branch } = chooseRound(handle.state, choice);
-  const events = await rl.withReader(async (log) => (await log.readStream(handle.stream, { maxCount: Number(record.revision) + 1 })).events);
-  const state = replay(events);
-  const replayed = state.rounds[record.round];
-  if (replayed === undefined || replayed.position !== record.position || replayed.params.sha256 !== record.params.sha256) {
-    // The log changed under the handle's state: a stream is append-only, so this is a defect, not a user error.
-    throw new Error(`replaying ${handle.state.folder} up to revision ${record.revision} did not give round ${record.round} at position ${record.position}`);
-  }
-  return { record, branch, state };
-}
+import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
+import { REPLAYS_DIR, rootLayout } from '../root.ts';
+import { ConcurrentModificationError } from '../model/errors.ts';
+import type { ExperimentHandle, RoundLog } from '../engine/round-log.ts';
+import { chooseRound, stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
+import { MANIFEST_FILE, materializeBreakpoint, readBreakpoint, supersedeBreakpoints, writeBreakpoint } from './breakpoints/index.ts';
 
 // ---------------------------------------------------------------------------------------------
 // replay
@@ -339,9 +250,9 @@ export async function rewindExperiment(rl: RoundLog, experiment: string, options
   // The log first: if this append fails, no folder has moved. If the process dies after it, the log
   // is right and the folders lag: resume writes the round's folder, `roundlog project` moves the rest.
   const recorded = await handle.append(events);
-  const ctx = { experimentsDir: rootLayout(rl.root).experiments, blobs: rl.blobs };
+  const ctx = { experimentsDir: rl.layout.experiments, blobs: rl.blobs };
   const moved = await supersedeBreakpoints(ctx, handle.state.folder, keep);
-  const breakpoint = await handle.writeBreakpoint(record.round);
+  const breakpoint = await writeBreakpoint(handle, record.round);
   await handle.snapshot();
   return {
     experimentId: handle.id,
@@ -395,8 +306,8 @@ export type ForkResult = Readonly<{
  */
 export async function forkExperiment(rl: RoundLog, experiment: string, options: ForkOptions): Promise<ForkResult> {
   const parent = await rl.openExperiment(experiment);
-  if (options.name !== undefined && (await exists(path.join(rootLayout(rl.root).experiments, options.name)))) {
-    throw new InvalidArgumentError('name', `must not be a folder that already exists in ${rootLayout(rl.root).experiments}`, options.name);
+  if (options.name !== undefined && (await exists(path.join(rl.layout.experiments, options.name)))) {
+    throw new InvalidArgumentError('name', `must not be a folder that already exists in ${rl.layout.experiments}`, options.name);
   }
   const at = await stateAfterRound(rl, parent, options);
   const { record, branch } = at;
@@ -439,7 +350,7 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
       await parent.refresh();
     }
   }
-  const breakpoint = await child.writeBreakpoint(record.round);
+  const breakpoint = await writeBreakpoint(child, record.round);
   await child.snapshot();
   return {
     parentId: parent.id,

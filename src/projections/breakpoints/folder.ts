@@ -1,0 +1,136 @@
+/**
+ * The breakpoint folders of an experiment on disk: their names, listing them (ordered by round,
+ * never by text), reading a manifest without checking it, moving a folder aside into
+ * `superseded/`, removing one, and cleaning up the temp folders of writers that died.
+ * Every other module finds folders through these functions, never by listing directories itself.
+ */
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { syncDir } from '../../durable.ts';
+import { breakpointFolderName } from '../../model/events.ts';
+import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
+
+/** Prefix of the temp folders a breakpoint is written under before it is renamed into place. */
+export const TEMP_PREFIX = '.tmp-';
+
+/** The round of a breakpoint folder's name (`breakpoint_0012` → 12), or null for any other name. */
+export function roundOfFolder(name: string): number | null {
+  const match = /^breakpoint_(\d{4,})$/.exec(name);
+  return match ? Number(match[1]) : null;
+}
+
+/** The round of a folder's name on the branch or in `superseded/` (`breakpoint_0012.2` → 12). */
+export function roundOfAnyFolder(name: string): number | null {
+  return roundOfFolder(name.replace(/\.\d+$/, ''));
+}
+
+/** Names of the breakpoint folders of an experiment folder, by round. */
+export async function listBreakpointFolders(experimentDir: string): Promise<string[]> {
+  const names = await fs.readdir(experimentDir).catch(() => [] as string[]);
+  return names
+    .filter((name) => roundOfFolder(name) !== null)
+    .sort((a, b) => roundOfFolder(a)! - roundOfFolder(b)!);
+}
+
+/** Names of the folders in an experiment's `superseded/` area (`breakpoint_RRRR.N`), sorted. */
+export async function listSupersededFolders(experimentDir: string): Promise<string[]> {
+  const names = await fs.readdir(path.join(experimentDir, SUPERSEDED_DIR)).catch(() => [] as string[]);
+  return names.filter((name) => name.startsWith('breakpoint_')).sort();
+}
+
+/** The folder's manifest as JSON, unchecked, or null when it cannot be read or parsed. */
+export async function readManifestIfAny(folder: string): Promise<BreakpointManifest | null> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(folder, MANIFEST_FILE), 'utf8')) as BreakpointManifest;
+  } catch {
+    return null;
+  }
+}
+
+/** Moves a breakpoint folder into the experiment's `superseded/` area; returns its new path. */
+export async function moveAside(experimentDir: string, folder: string): Promise<string> {
+  const area = path.join(experimentDir, SUPERSEDED_DIR);
+  await fs.mkdir(area, { recursive: true });
+  const base = path.basename(folder);
+  const names = new Set(await fs.readdir(area));
+  let n = 1;
+  while (names.has(`${base}.${n}`)) n++;
+  const target = path.join(area, `${base}.${n}`);
+  await fs.rename(folder, target);
+  await syncDir(area);
+  await syncDir(experimentDir);
+  return target;
+}
+
+/**
+ * Removes a breakpoint folder: renamed first to a temp name in its experiment folder (which
+ * `removeStaleTemps` clears after a crash), so it never lingers half-deleted under a breakpoint name.
+ */
+export async function removeBreakpointFolder(folder: string): Promise<void> {
+  const parent = path.dirname(folder);
+  const experimentDir = path.basename(parent) === SUPERSEDED_DIR ? path.dirname(parent) : parent;
+  const round = roundOfAnyFolder(path.basename(folder)) ?? 0;
+  const temp = path.join(experimentDir, `${TEMP_PREFIX}${breakpointFolderName(round)}-${process.pid}-${randomUUID()}`);
+  await fs.rename(folder, temp);
+  await syncDir(parent);
+  await fs.rm(temp, { recursive: true, force: true });
+}
+
+/** Removes temp folders whose writer process is gone: a crash mid-write never looks like a breakpoint. */
+export async function removeStaleTemps(experimentDir: string): Promise<void> {
+  for (const name of await fs.readdir(experimentDir).catch(() => [] as string[])) {
+    const match = /^\.tmp-breakpoint_\d+-(\d+)-/.exec(name);
+    if (match === null) continue;
+    let alive = true;
+    try {
+      process.kill(Number(match[1]), 0);
+    } catch (error) {
+      alive = (error as NodeJS.ErrnoException).code !== 'ESRCH';
+    }
+    if (!alive) await fs.rm(path.join(experimentDir, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Breakpoint folders of an experiment (on the branch and in `superseded/`) whose manifest names
+ * one of `positions` (log positions of `RoundCompleted` events, decimal).
+ */
+export async function foldersOfRounds(
+  experimentDir: string,
+  experimentId: string,
+  positions: ReadonlySet<string>,
+): Promise<string[]> {
+  const found: string[] = [];
+  const consider = async (folder: string) => {
+    const manifest = await readManifestIfAny(folder);
+    const position: unknown = manifest?.logPosition;
+    if (manifest?.experimentId === experimentId && typeof position === 'string' && positions.has(position)) {
+      found.push(folder);
+    }
+  };
+  for (const name of await listBreakpointFolders(experimentDir)) await consider(path.join(experimentDir, name));
+  for (const name of await listSupersededFolders(experimentDir)) {
+    if (/^breakpoint_\d{4,}\.\d+$/.test(name)) await consider(path.join(experimentDir, SUPERSEDED_DIR, name));
+  }
+  return found;
+}
+
+/**
+ * The breakpoint folders of an experiment, on the branch and in `superseded/`, by the log position
+ * their manifest records (decimal), as paths relative to the experiment folder (the first found
+ * for a position). Only manifests are read: this says a folder is present, not that it is intact.
+ */
+export async function foldersByPosition(experimentDir: string, experimentId: string): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  const look = async (relative: string) => {
+    const manifest = await readManifestIfAny(path.join(experimentDir, relative));
+    const position: unknown = manifest?.logPosition;
+    if (manifest?.experimentId === experimentId && typeof position === 'string' && !found.has(position)) {
+      found.set(position, relative);
+    }
+  };
+  for (const name of await listBreakpointFolders(experimentDir)) await look(name);
+  for (const name of await listSupersededFolders(experimentDir)) await look(`${SUPERSEDED_DIR}/${name}`);
+  return found;
+}

@@ -1,0 +1,196 @@
+/**
+ * The breakpoint-folder projection behind the engine's `Projection` port:
+ * `<root>/experiments/<folder>/breakpoint_RRRR/` for every round of the current branch that has a
+ * breakpoint. After an append it writes the folder of a round that asked for one; `project`
+ * brings an experiment's folders fully in step (a rebuild first removes what the log can write
+ * again, giving the blob store back any bytes only the folder still holds); `verify` checks every
+ * folder with the same checks resume applies.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RoundlogError } from '../../errors.ts';
+import type { RecordedEvent } from '../../log/types.ts';
+import type {
+  ExperimentProjection,
+  Projection,
+  ProjectionEnv,
+  ViewProblem,
+  ViewVerifyResult,
+  VerifiedExperiment,
+} from '../../engine/projection.ts';
+import { breakpointFolderName } from '../../model/events.ts';
+import { SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
+import type { ExperimentState } from '../../model/state.ts';
+import { checkBreakpointFolder } from './check.ts';
+import {
+  TEMP_PREFIX,
+  foldersOfRounds,
+  listBreakpointFolders,
+  listSupersededFolders,
+  readManifestIfAny,
+  removeBreakpointFolder,
+} from './folder.ts';
+import { materializeBreakpoint, missingBreakpoints, projectExperiment, type ProjectionContext } from './write.ts';
+
+export const BREAKPOINTS_PROJECTION = 'breakpoints';
+
+/** The breakpoint-folder projection of a root. */
+export function breakpointProjection(env: ProjectionEnv): Projection {
+  const ctx: ProjectionContext = { experimentsDir: env.layout.experiments, blobs: env.blobs };
+  return {
+    name: BREAKPOINTS_PROJECTION,
+    async apply(state: ExperimentState, appended: readonly RecordedEvent[]): Promise<void> {
+      for (const event of appended) {
+        if (event.type !== 'RoundCompleted') continue;
+        const { round, breakpoint } = event.data as { round: number; breakpoint: boolean };
+        if (breakpoint && state.rounds[round]?.position === event.position) {
+          await materializeBreakpoint(ctx, state, round, state.folder);
+        }
+      }
+    },
+    project: (state, options) => projectOne(ctx, state, options.rebuild),
+    verify: (experiments) => verifyFolders(env, experiments),
+    viewsOfRounds: (state, positions) =>
+      foldersOfRounds(path.join(ctx.experimentsDir, state.folder), state.created!.experimentId, positions),
+    removeView: removeBreakpointFolder,
+  };
+}
+
+async function projectOne(ctx: ProjectionContext, state: ExperimentState, rebuild: boolean): Promise<ExperimentProjection> {
+  const dir = path.join(ctx.experimentsDir, state.folder);
+  const problems: string[] = [];
+  const removed: string[] = [];
+  const rescued: number[] = [];
+  const lagBefore = await missingBreakpoints(ctx, state);
+  const pruned = state.rounds
+    .filter((r) => r?.breakpoint && state.pruned[String(r.position)] !== undefined)
+    .map((r) => r.round);
+  if (rebuild) {
+    const current = new Map(
+      state.rounds.filter((r) => r !== undefined && r !== null).map((r) => [String(r.position), r]),
+    );
+    for (const name of await listBreakpointFolders(dir)) {
+      const folder = path.join(dir, name);
+      const manifest = await readManifestIfAny(folder);
+      if (manifest === null || typeof manifest.logPosition !== 'string') continue;
+      if (manifest.experimentId !== state.created!.experimentId) continue;
+      const record = current.get(manifest.logPosition);
+      const isPruned = state.pruned[manifest.logPosition] !== undefined;
+      // Only folders the log can write again; others are moved aside by the projection below.
+      if (!isPruned && (record === undefined || breakpointFolderName(record.round) !== name)) continue;
+      if (!isPruned) {
+        const { missing, restored } = await giveBlobsBack(ctx, folder, manifest);
+        if (missing.length > 0) {
+          problems.push(
+            `${folder} left in place: the blob store lacks ${missing.join(', ')} and the folder's copy does not match it`,
+          );
+          continue;
+        }
+        if (restored > 0) rescued.push(manifest.round);
+      }
+      await fs.rm(folder, { recursive: true, force: true });
+      removed.push(folder);
+    }
+  }
+  const toWrite = await missingBreakpoints(ctx, state);
+  const asideBefore = new Set(await listSupersededFolders(dir));
+  let written: string[] = [];
+  try {
+    const result = await projectExperiment(ctx, state);
+    written = toWrite.map((round) => path.join(dir, breakpointFolderName(round)));
+    if (result.written !== toWrite.length) problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
+  } catch (error) {
+    problems.push(
+      error instanceof RoundlogError ? error.message : `projection failed: ${(error as Error)?.message ?? String(error)}`,
+    );
+  }
+  const movedAside = (await listSupersededFolders(dir))
+    .filter((n) => !asideBefore.has(n))
+    .map((n) => path.join(dir, SUPERSEDED_DIR, n));
+  const lagAfter = await missingBreakpoints(ctx, state);
+  if (problems.length === 0) {
+    written = written.filter((folder) => !lagAfter.some((round) => folder.endsWith(breakpointFolderName(round))));
+  }
+  return {
+    experimentId: state.created!.experimentId,
+    folder: state.folder,
+    lagBefore,
+    removed,
+    written,
+    movedAside,
+    pruned,
+    rescued,
+    problems,
+    lagAfter,
+  };
+}
+
+/**
+ * Puts back into the blob store every blob of the folder the store lacks, from the folder's file
+ * when it hashes right. Returns the hashes it could not give back, and how many it gave back.
+ */
+async function giveBlobsBack(
+  ctx: ProjectionContext,
+  folder: string,
+  manifest: BreakpointManifest,
+): Promise<{ missing: string[]; restored: number }> {
+  const missing: string[] = [];
+  let restored = 0;
+  for (const [file, sha256] of Object.entries(manifest.files ?? {})) {
+    if (typeof sha256 !== 'string' || (await ctx.blobs.has(sha256).catch(() => false))) continue;
+    const bytes = await fs.readFile(path.join(folder, path.basename(file))).catch(() => null);
+    if (bytes === null || createHash('sha256').update(bytes).digest('hex') !== sha256) {
+      missing.push(sha256);
+      continue;
+    }
+    await ctx.blobs.put(bytes);
+    restored++;
+  }
+  return { missing, restored };
+}
+
+async function verifyFolders(env: ProjectionEnv, experiments: readonly VerifiedExperiment[]): Promise<ViewVerifyResult> {
+  const problems: ViewProblem[] = [];
+  const lag: Array<{ experiment: string; rounds: number[] }> = [];
+  const notes: string[] = [];
+  let checked = 0;
+  const root = env.layout.root;
+  const check = async (folder: string, name: string, state: ExperimentState | null, where: 'current' | 'superseded') => {
+    checked++;
+    const result = await checkBreakpointFolder(folder, { state, experiment: name, where, root });
+    for (const p of result.problems) problems.push({ experiment: name, folder, file: p.file, round: p.round, reason: p.reason });
+  };
+  const folders = new Set<string>();
+  for (const { folder: registered, state } of experiments) {
+    const name = state?.folder ?? registered;
+    folders.add(name);
+    const dir = path.join(env.layout.experiments, name);
+    for (const child of await listBreakpointFolders(dir)) await check(path.join(dir, child), name, state, 'current');
+    for (const child of await listNames(dir)) {
+      if (child.startsWith(TEMP_PREFIX)) {
+        notes.push(
+          `${path.join(dir, child)}: a temp folder (a write in progress, or left by a crash: resume or project removes it)`,
+        );
+      }
+    }
+    for (const child of await listSupersededFolders(dir)) {
+      if (!/^breakpoint_\d{4,}\.\d+$/.test(child)) continue;
+      await check(path.join(dir, SUPERSEDED_DIR, child), name, state, 'superseded');
+    }
+    if (state !== null) {
+      const missing = await missingBreakpoints({ experimentsDir: env.layout.experiments, blobs: env.blobs }, state);
+      if (missing.length > 0) lag.push({ experiment: name, rounds: missing });
+    }
+  }
+  for (const name of await listNames(env.layout.experiments)) {
+    if (!folders.has(name)) {
+      notes.push(`${path.join(env.layout.experiments, name)} is not the folder of any experiment in the log; not checked`);
+    }
+  }
+  return { checked, problems, lag, notes };
+}
+
+async function listNames(dir: string): Promise<string[]> {
+  return (await fs.readdir(dir).catch(() => [] as string[])).sort();
+}

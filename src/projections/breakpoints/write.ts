@@ -1,0 +1,156 @@
+/**
+ * Writing the breakpoint folders of an experiment from its state: one round's folder (under a
+ * temp name, renamed into place, so a crash never leaves a half folder that looks complete), the
+ * folders of superseded rounds moved aside, the whole experiment brought in step, and the lag
+ * (rounds that should have a folder and have none).
+ */
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { BlobStore } from '../../blobs/types.ts';
+import type { ExperimentHandle } from '../../engine/round-log.ts';
+import { createFileDurably, syncDir } from '../../durable.ts';
+import { RoundPrunedError } from '../../model/errors.ts';
+import { breakpointFolderName } from '../../model/events.ts';
+import { MANIFEST_FILE, PARAMS_FILE, breakpointManifest } from '../../model/manifest.ts';
+import { hasBreakpoint, type ExperimentState, type RoundRecord } from '../../model/state.ts';
+import {
+  TEMP_PREFIX,
+  listBreakpointFolders,
+  moveAside,
+  readManifestIfAny,
+  removeStaleTemps,
+  roundOfFolder,
+} from './folder.ts';
+
+/** Where experiment folders go (`<root>/experiments`, or a replay area) and where their bytes come from. */
+export type ProjectionContext = Readonly<{ experimentsDir: string; blobs: BlobStore }>;
+
+export type MaterializeResult = Readonly<{ path: string; created: boolean }>;
+
+/** Writes the breakpoint folder of one round of the current branch, unless it is already there. */
+export async function materializeBreakpoint(
+  ctx: ProjectionContext,
+  state: ExperimentState,
+  round: number,
+  experimentFolder?: string,
+): Promise<MaterializeResult> {
+  const created = state.created!;
+  const record = state.rounds[round];
+  if (record === undefined) throw new Error(`experiment ${created.folder} has no completed round ${round}`);
+  const pruned = state.pruned[String(record.position)];
+  if (pruned !== undefined) throw new RoundPrunedError(created.folder, round, pruned.timestamp);
+  const dir = path.join(ctx.experimentsDir, experimentFolder ?? created.folder);
+  const final = path.join(dir, breakpointFolderName(round));
+  const existing = await readManifestIfAny(final);
+  if (existing !== null) {
+    if (existing.experimentId === created.experimentId && existing.logPosition === String(record.position)) {
+      return { path: final, created: false };
+    }
+    // A folder of another history (a round done again after a rewind): keep it, aside.
+    await moveAside(dir, final);
+  }
+  await fs.mkdir(dir, { recursive: true });
+  const temp = path.join(dir, `${TEMP_PREFIX}${breakpointFolderName(round)}-${process.pid}-${randomUUID()}`);
+  await fs.mkdir(temp);
+  try {
+    const { manifest, planFile } = breakpointManifest(created, record);
+    await ctx.blobs.link(record.params.sha256, path.join(temp, PARAMS_FILE));
+    if (planFile !== null) await ctx.blobs.link(record.settings.trainingPlan!.source.sha256, path.join(temp, planFile));
+    await createFileDurably(path.join(temp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    await syncDir(temp);
+    await fs.rename(temp, final);
+    await syncDir(dir);
+  } catch (error) {
+    await fs.rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+  return { path: final, created: true };
+}
+
+/** Moves the breakpoint folders of rounds `>= fromRound` into the experiment's `superseded/` area. */
+export async function supersedeBreakpoints(
+  ctx: ProjectionContext,
+  experimentFolder: string,
+  fromRound: number,
+): Promise<string[]> {
+  const dir = path.join(ctx.experimentsDir, experimentFolder);
+  const moved: string[] = [];
+  for (const name of await listBreakpointFolders(dir)) {
+    if (roundOfFolder(name)! >= fromRound) moved.push(await moveAside(dir, path.join(dir, name)));
+  }
+  return moved;
+}
+
+/** The rounds of the current branch that have a breakpoint folder by the log's rules, not pruned. */
+function wantedRounds(state: ExperimentState): RoundRecord[] {
+  return state.rounds.filter(
+    (record): record is RoundRecord =>
+      record !== undefined &&
+      record !== null &&
+      hasBreakpoint(state, record.round) &&
+      state.pruned[String(record.position)] === undefined,
+  );
+}
+
+/**
+ * Brings an experiment's folders in line with its history: every breakpoint of the current
+ * branch materialized, no superseded round left among them, no temp folder of a crash left over.
+ * Rounds pruned by retention are not written; a folder of a pruned round is left where it is
+ * (`roundlog gc` removes it).
+ */
+export async function projectExperiment(
+  ctx: ProjectionContext,
+  state: ExperimentState,
+  experimentFolder?: string,
+): Promise<{ written: number }> {
+  const folder = experimentFolder ?? state.folder;
+  const dir = path.join(ctx.experimentsDir, folder);
+  await removeStaleTemps(dir);
+  const wanted = new Map(wantedRounds(state).map((record) => [breakpointFolderName(record.round), record]));
+  for (const name of await listBreakpointFolders(dir)) {
+    const manifest = await readManifestIfAny(path.join(dir, name));
+    const position: unknown = manifest?.logPosition;
+    if (
+      manifest?.experimentId === state.created?.experimentId &&
+      typeof position === 'string' &&
+      state.pruned[position] !== undefined
+    ) {
+      continue;
+    }
+    const record = wanted.get(name);
+    if (record === undefined || manifest === null || manifest.logPosition !== String(record.position)) {
+      await moveAside(dir, path.join(dir, name));
+    }
+  }
+  let written = 0;
+  for (const record of wanted.values()) {
+    if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) written++;
+  }
+  return { written };
+}
+
+/**
+ * How far the folders lag behind the log: the rounds of the current branch that have a
+ * breakpoint (`hasBreakpoint`) and no folder (or one of another history). Empty when the
+ * projection is current. Rounds pruned by retention have no folder by design and are not counted.
+ */
+export async function missingBreakpoints(
+  ctx: ProjectionContext,
+  state: ExperimentState,
+  experimentFolder?: string,
+): Promise<number[]> {
+  const dir = path.join(ctx.experimentsDir, experimentFolder ?? state.folder);
+  const missing: number[] = [];
+  for (const record of wantedRounds(state)) {
+    const manifest = await readManifestIfAny(path.join(dir, breakpointFolderName(record.round)));
+    if (manifest === null || manifest.logPosition !== String(record.position)) missing.push(record.round);
+  }
+  return missing;
+}
+
+/** Writes the breakpoint folder of a completed round of the experiment, unless it is there; returns its path. */
+export async function writeBreakpoint(handle: ExperimentHandle, round: number): Promise<string> {
+  const ctx = { experimentsDir: handle.roundLog.layout.experiments, blobs: handle.roundLog.blobs };
+  return (await materializeBreakpoint(ctx, handle.state, round, handle.state.folder)).path;
+}

@@ -1,0 +1,47 @@
+/**
+ * The round log with its views: the engine's operations with the breakpoint-folder projection
+ * wired in, as users and the layers above get them. `openRoundLog` here keeps
+ * `<root>/experiments/<folder>/breakpoint_RRRR/` in step after every committed round; `gc`,
+ * `verifyRoot`, `projectRoot` and `followProjection` see the folders too.
+ */
+import * as project from '../engine/project.ts';
+import type { ProjectionFactory } from '../engine/projection.ts';
+import * as retention from '../engine/retention.ts';
+import * as roundLog from '../engine/round-log.ts';
+import * as verify from '../engine/verify.ts';
+import { breakpointProjection } from './breakpoints/index.ts';
+
+export * from '../engine/project.ts';
+export * from '../engine/retention.ts';
+export * from '../engine/round-log.ts';
+export * from '../engine/verify.ts';
+export * from '../engine/history.ts';
+export * from './history-ops.ts';
+
+/** The views every root keeps beside its log: its breakpoint folders. */
+export const defaultProjections: ProjectionFactory = (env) => [breakpointProjection(env)];
+
+/** `openRoundLog` of the engine, keeping the breakpoint folders (unless `projections` says otherwise). */
+export function openRoundLog(options: roundLog.OpenRoundLogOptions = {}): Promise<roundLog.RoundLog> {
+  return roundLog.openRoundLog({ projections: defaultProjections, ...options });
+}
+
+/** `roundlog gc`, removing the breakpoint folders of the rounds it prunes. */
+export function gc(options: retention.GcOptions = {}): Promise<retention.PruneReport> {
+  return retention.gc({ projections: defaultProjections, ...options });
+}
+
+/** `roundlog verify`, checking the breakpoint folders too. */
+export function verifyRoot(options: verify.VerifyOptions = {}): Promise<verify.VerifyReport> {
+  return verify.verifyRoot({ projections: defaultProjections, ...options });
+}
+
+/** `roundlog project`: the breakpoint folders of a root brought in step with its log. */
+export function projectRoot(options: project.ProjectOptions = {}): Promise<project.ProjectReport> {
+  return project.projectRoot({ projections: defaultProjections, ...options });
+}
+
+/** `roundlog project --follow`: the breakpoint folders kept in step as the log grows. */
+export function followProjection(options: project.FollowProjectionOptions): Promise<void> {
+  return project.followProjection({ projections: defaultProjections, ...options });
+}
