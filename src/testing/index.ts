@@ -12,4 +12,4 @@ export {
   type ConformanceAdapter,
   type RaceOutcome,
   type SubscriptionRecording,
-} from './conformance.ts';
+} from './conformance/index.ts';
