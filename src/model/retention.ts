@@ -123,7 +123,7 @@ export function forkProtectedPositions(state: ExperimentState, children: Iterabl
 export function formatRounds(rounds: readonly number[]): string {
   const sorted = [...new Set(rounds)].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
     parts.push(j === i ? String(sorted[i]) : j === i + 1 ? `${sorted[i]}, ${sorted[j]}` : `${sorted[i]}-${sorted[j]}`);

@@ -98,8 +98,8 @@ function record(events: readonly GivenEvent[], stream?: string): RecordedEvent[]
   const created = events.find((e) => e.type === 'ExperimentCreated') as ExperimentEvent | undefined;
   const name =
     stream ??
-    (events.find(isRecorded)?.stream ??
-      (created?.type === 'ExperimentCreated' ? experimentStream(created.data.experimentId) : 'experiment-given'));
+    events.find(isRecorded)?.stream ??
+    (created?.type === 'ExperimentCreated' ? experimentStream(created.data.experimentId) : 'experiment-given');
   const out: RecordedEvent[] = [];
   let revision = -1n;
   let position = -1n;

@@ -3,7 +3,8 @@ import { InvalidArgumentError } from '../../src/errors.ts';
 import { ExperimentNotCreatedError } from '../../src/model/index.ts';
 import { ACTOR, FIXTURE_ACTOR, completed, created, domain, table, upTo } from './support.ts';
 
-const changed = (data: Record<string, unknown>) => ({ type: 'SettingsChanged', data: { v: 1, ...data, by: ACTOR } }) as const;
+const changed = (data: Record<string, unknown>) =>
+  ({ type: 'SettingsChanged', data: { v: 1, ...data, by: ACTOR } }) as const;
 
 table([
   {
@@ -52,8 +53,16 @@ table([
   {
     title: 'several settings at once, in the order of the event type',
     given: upTo(0),
-    when: { type: 'ChangeSettings', saveBreakpoints: true, trainingArgs: {}, roundLimit: 9, retention: { keepLast: 1, keepEvery: 5 } },
-    then: [changed({ roundLimit: 9, retention: { keepLast: 1, keepEvery: 5 }, trainingArgs: {}, saveBreakpoints: true })],
+    when: {
+      type: 'ChangeSettings',
+      saveBreakpoints: true,
+      trainingArgs: {},
+      roundLimit: 9,
+      retention: { keepLast: 1, keepEvery: 5 },
+    },
+    then: [
+      changed({ roundLimit: 9, retention: { keepLast: 1, keepEvery: 5 }, trainingArgs: {}, saveBreakpoints: true }),
+    ],
   },
   {
     title: 'no setting given: refused',

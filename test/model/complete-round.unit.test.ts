@@ -27,7 +27,18 @@ function recordedRound(first: number, last: number, withAttempt: boolean) {
 const completion = (data: Partial<RoundCompleted>) =>
   ({
     type: 'RoundCompleted',
-    data: { v: 1, round: 0, attempt: 1, params: blob('a'), state: null, nodes: [], metrics: {}, breakpoint: false, durationMs: 0, ...data },
+    data: {
+      v: 1,
+      round: 0,
+      attempt: 1,
+      params: blob('a'),
+      state: null,
+      nodes: [],
+      metrics: {},
+      breakpoint: false,
+      durationMs: 0,
+      ...data,
+    },
   }) as const;
 
 table([

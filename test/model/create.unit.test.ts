@@ -17,9 +17,22 @@ const fromFixture = {
   federated: recorded.federated,
   roundlogVersion: recorded.roundlogVersion,
 } as const;
-const minimal = { type: 'CreateExperiment', experimentId: 'e-1', number: 0, folder: 'Experiment_0000', seed: 1, roundlogVersion: '0.1.0' } as const;
+const minimal = {
+  type: 'CreateExperiment',
+  experimentId: 'e-1',
+  number: 0,
+  folder: 'Experiment_0000',
+  seed: 1,
+  roundlogVersion: '0.1.0',
+} as const;
 const retention = { keepLast: 2, keepEvery: null };
-const forkedFrom = { v: 1, parentId: 'p-1', parentFolder: 'Experiment_0003', parentRound: 2, parentPosition: '17' } as const;
+const forkedFrom = {
+  v: 1,
+  parentId: 'p-1',
+  parentFolder: 'Experiment_0003',
+  parentRound: 2,
+  parentPosition: '17',
+} as const;
 
 const bare: ExperimentEvent = created({ initialParams: null });
 

@@ -23,7 +23,13 @@ import { ACTOR, blob, completed, created, dataAt, history, table } from './suppo
 
 const parent = dataAt<ExperimentCreated>(0);
 const sha = 'b'.repeat(64);
-const child = { childId: 'child-1', childNumber: 1, childFolder: 'Experiment_0001', roundlogVersion: '0.2.0', breakpointSha256: sha };
+const child = {
+  childId: 'child-1',
+  childNumber: 1,
+  childFolder: 'Experiment_0001',
+  roundlogVersion: '0.2.0',
+  breakpointSha256: sha,
+};
 
 /** The child's events for a fork of the fixture from the round recorded at `revision`. */
 function childOf(revision: number, roundLimit: number): ExperimentEvent[] {
@@ -58,7 +64,13 @@ function childOf(revision: number, roundLimit: number): ExperimentEvent[] {
     },
     {
       type: 'ForkedFrom',
-      data: { v: 1, parentId: parent.experimentId, parentFolder: 'Experiment_0000', parentRound: round.round, parentPosition: position },
+      data: {
+        v: 1,
+        parentId: parent.experimentId,
+        parentFolder: 'Experiment_0000',
+        parentRound: round.round,
+        parentPosition: position,
+      },
     },
   ];
 }
@@ -116,7 +128,10 @@ table([
         },
       },
       { type: 'SettingsChanged', data: { v: 1, retention, by: ACTOR } },
-      { type: 'ForkedFrom', data: { v: 1, parentId: 'e-1', parentFolder: 'Experiment_0000', parentRound: 0, parentPosition: '2' } },
+      {
+        type: 'ForkedFrom',
+        data: { v: 1, parentId: 'e-1', parentFolder: 'Experiment_0000', parentRound: 0, parentPosition: '2' },
+      },
     ],
   },
   {

@@ -45,15 +45,33 @@ table([
   },
   {
     title: 'a retention policy set after the round is restored with the rest',
-    given: [created(), completed(0), changed({ retention: { keepLast: 2, keepEvery: null } }), completed(1), completed(2)],
+    given: [
+      created(),
+      completed(0),
+      changed({ retention: { keepLast: 2, keepEvery: null } }),
+      completed(1),
+      completed(2),
+    ],
     when: { type: 'RewindExperiment', round: 0, reason },
-    then: [rewound(1, [1, 2]), changed({ roundLimit: null, saveBreakpoints: false, trainingArgs: {}, retention: null })],
+    then: [
+      rewound(1, [1, 2]),
+      changed({ roundLimit: null, saveBreakpoints: false, trainingArgs: {}, retention: null }),
+    ],
   },
   {
     title: 'a training plan accepted after the round is restored with the rest',
-    given: [created(), changed({ trainingPlan: plan('1') }), completed(0), changed({ trainingPlan: plan('2') }), completed(1)],
+    given: [
+      created(),
+      changed({ trainingPlan: plan('1') }),
+      completed(0),
+      changed({ trainingPlan: plan('2') }),
+      completed(1),
+    ],
     when: { type: 'RewindExperiment', round: 0, reason },
-    then: [rewound(1, [1]), changed({ roundLimit: null, saveBreakpoints: false, trainingArgs: {}, trainingPlan: plan('1') })],
+    then: [
+      rewound(1, [1]),
+      changed({ roundLimit: null, saveBreakpoints: false, trainingArgs: {}, trainingPlan: plan('1') }),
+    ],
   },
   {
     title: 'the last completed round: refused, it would supersede nothing',
@@ -61,7 +79,8 @@ table([
     when: { type: 'RewindExperiment', round: 5, reason },
     throws: InvalidArgumentError,
     fields: { argument: 'round', received: 5 },
-    message: /round must be before the last completed round of Experiment_0000 \(5\): rewinding to it would supersede nothing/,
+    message:
+      /round must be before the last completed round of Experiment_0000 \(5\): rewinding to it would supersede nothing/,
   },
   {
     title: 'a round not completed on the current branch: refused',
@@ -84,7 +103,10 @@ table([
       completed(0),
       completed(1),
       completed(2),
-      { type: 'RoundsPruned', data: { v: 1, rounds: [{ round: 0, position: '1' }], retention: { keepLast: 2, keepEvery: null }, by: ACTOR } },
+      {
+        type: 'RoundsPruned',
+        data: { v: 1, rounds: [{ round: 0, position: '1' }], retention: { keepLast: 2, keepEvery: null }, by: ACTOR },
+      },
     ],
     when: { type: 'RewindExperiment', round: 0, reason },
     throws: RoundPrunedError,

@@ -10,7 +10,15 @@ import type { RecordedEvent } from '../../src/log/types.ts';
 import type { Actor, ExperimentCreated, ExperimentEvent, TrainingPlanRef } from '../../src/model/index.ts';
 import { given, type GivenEvent, type When } from '../../src/testing/index.ts';
 
-type Stored = { type: string; data: unknown; stream: string; revision: string; position: string; id: string; timestamp: string };
+type Stored = {
+  type: string;
+  data: unknown;
+  stream: string;
+  revision: string;
+  position: string;
+  id: string;
+  timestamp: string;
+};
 
 /** The committed history; `history[r]` has revision `r` and position `r + 1`. */
 export const history: readonly RecordedEvent[] = (
@@ -43,7 +51,12 @@ export function blob(digit: string, bytes = 128): BlobRef {
 }
 
 export function plan(digit: string): TrainingPlanRef {
-  return { module: 'plan.ts', export: 'default', sha256: digit.repeat(64), source: { ...blob(digit, 10), encoding: 'text/source' } };
+  return {
+    module: 'plan.ts',
+    export: 'default',
+    sha256: digit.repeat(64),
+    source: { ...blob(digit, 10), encoding: 'text/source' },
+  };
 }
 
 /** A small experiment of its own (not federated unless `federated` is given). */
@@ -73,7 +86,17 @@ export function created(overrides: Partial<ExperimentCreated> = {}): ExperimentE
 export function completed(round: number, digit = String(round + 1)): ExperimentEvent {
   return {
     type: 'RoundCompleted',
-    data: { v: 1, round, attempt: 1, params: blob(digit), state: null, nodes: [], metrics: {}, breakpoint: false, durationMs: 0 },
+    data: {
+      v: 1,
+      round,
+      attempt: 1,
+      params: blob(digit),
+      state: null,
+      nodes: [],
+      metrics: {},
+      breakpoint: false,
+      durationMs: 0,
+    },
   };
 }
 
