@@ -20,8 +20,13 @@ export type ForkSource = RoundChoice & {
 /** The child's creation as it follows from the parent: everything but its id, number and folder. */
 export type ForkCreation = Omit<
   CreateExperiment,
-  'experimentId' | 'number' | 'folder' | 'roundlogVersion' | 'foldersInUse'
-> & { record: RoundRecord; branch: Branch };
+  'experimentId' | 'number' | 'folder' | 'roundlogVersion' | 'foldersInUse' | 'initialParams'
+> & {
+  /** A fork starts from `importedFrom.params`, never from initial parameters. */
+  initialParams: null;
+  record: RoundRecord;
+  branch: Branch;
+};
 
 /**
  * What a fork of `parent` from the chosen round creates (`record` and `branch`: the round found).
