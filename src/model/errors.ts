@@ -135,3 +135,54 @@ export class RoundPrunedError extends RoundlogError {
     );
   }
 }
+
+/** A round named by `superseded` or `position` is not in the experiment's history. */
+export class RoundNotInHistoryError extends RoundlogError {
+  readonly code = 'ROUND_NOT_IN_HISTORY' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    readonly position: bigint | null,
+    /** The superseded rounds the history does have: index and log position of their `RoundCompleted`. */
+    readonly superseded: ReadonlyArray<Readonly<{ round: number; position: bigint }>>,
+  ) {
+    const asked =
+      position === null ? `no superseded round ${round}` : `no round ${round} completed at log position ${position}`;
+    const have =
+      superseded.length === 0
+        ? 'it has no superseded round'
+        : `its superseded rounds are ${superseded.map((r) => `${r.round} (position ${r.position})`).join(', ')}`;
+    super(
+      `experiment ${experiment} has ${asked}; ${have}. ` +
+        'Without --superseded or --position, --round names a round of the current branch',
+    );
+  }
+}
+
+/** A command for an existing experiment reached a stream with no `ExperimentCreated`. */
+export class ExperimentNotCreatedError extends RoundlogError {
+  readonly code = 'EXPERIMENT_NOT_CREATED' as const;
+  constructor(
+    /** The command refused, e.g. `'rewind'`. */
+    readonly command: string,
+  ) {
+    super(
+      `cannot ${command}: the history given has no ExperimentCreated event, so there is no experiment to act on; ` +
+        `create the experiment first, or open it by an id or folder that 'roundlog ls' lists`,
+    );
+  }
+}
+
+/** A creation reached a stream that already holds an experiment. */
+export class ExperimentExistsError extends RoundlogError {
+  readonly code = 'EXPERIMENT_EXISTS' as const;
+  constructor(
+    readonly experimentId: string,
+    readonly folder: string,
+  ) {
+    super(
+      `experiment ${experimentId} (${folder}) already exists: its history starts with an ExperimentCreated; ` +
+        `create the new experiment under a new id`,
+    );
+  }
+}

@@ -1,6 +1,7 @@
 /**
- * `roundlog/testing`: the conformance suite every EventLog adapter runs, and helpers for
- * tests that consume subscriptions. Test-only: nothing here is needed at run time.
+ * `roundlog/testing`: the conformance suite every EventLog adapter runs, helpers for tests that
+ * consume subscriptions, and the given/when/then specification of deciders. Test-only: nothing
+ * here is needed at run time.
  */
 export {
   collectSubscription,
@@ -13,3 +14,12 @@ export {
   type RaceOutcome,
   type SubscriptionRecording,
 } from './conformance/index.ts';
+export {
+  GIVEN_TIMESTAMP,
+  given,
+  type DeciderSpecification,
+  type DecisionSpecification,
+  type GivenEvent,
+  type GivenOptions,
+  type When,
+} from './decider.ts';

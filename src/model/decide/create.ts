@@ -1,0 +1,115 @@
+/**
+ * Create an experiment: the first events of its stream, appended at once: `ExperimentCreated`,
+ * then a `SettingsChanged` carrying the retention policy when one is given, then `ForkedFrom`
+ * for a fork.
+ */
+import type { BlobRef } from '../../blobs/types.ts';
+import { InvalidArgumentError } from '../../errors.ts';
+import type {
+  ExperimentCreated,
+  ExperimentEvent,
+  FederatedSetup,
+  ForkedFrom,
+  ImportedFrom,
+  Retention,
+} from '../events.ts';
+import { ExperimentExistsError } from '../errors.ts';
+import type { ExperimentState } from '../state.ts';
+import type { DecideContext } from './context.ts';
+
+/**
+ * The experiment to create. Allocated by the caller: `experimentId`, `number` (from the registry
+ * stream) and `folder` (the given name, or `Experiment_NNNN` of the number), `seed` (drawn when
+ * the user gave none), `initialParams` (already in the blob store).
+ */
+export type CreateExperiment = {
+  experimentId: string;
+  number: number;
+  /** A plain folder name under `<root>/experiments`. */
+  folder: string;
+  /** Default null: no limit. */
+  roundLimit?: number | null;
+  seed: number;
+  /** Default false. */
+  saveBreakpoints?: boolean;
+  /** Default null. */
+  initialParams?: BlobRef | null;
+  /** The caller's own settings; default null. */
+  config?: unknown;
+  /** Default null. */
+  federated?: FederatedSetup | null;
+  /** Default null. */
+  importedFrom?: ImportedFrom | null;
+  /** A retention policy (checked by the caller), recorded as a `SettingsChanged`; default none. */
+  retention?: Retention | null;
+  /** A fork's lineage, recorded as its `ForkedFrom`; default none. */
+  forkedFrom?: ForkedFrom | null;
+  /** The roundlog release creating it. */
+  roundlogVersion: string;
+  /** Folders of the root's other experiments: `folder` must not be one of them. Default none. */
+  foldersInUse?: readonly string[];
+};
+
+/**
+ * Decides the first events of an experiment's stream.
+ *
+ * Errors: `ExperimentExistsError` (the stream already has an `ExperimentCreated`),
+ * `InvalidArgumentError` for `roundLimit` (not a non-negative integer or null), `seed` (not a safe
+ * integer), `folder` (not a plain folder name, or the folder of another experiment).
+ */
+export function decideCreate(
+  state: ExperimentState,
+  command: CreateExperiment,
+  context: DecideContext,
+): readonly ExperimentEvent[] {
+  if (state.created !== null) throw new ExperimentExistsError(state.created.experimentId, state.folder);
+  const roundLimit = command.roundLimit ?? null;
+  if (roundLimit !== null && (!Number.isInteger(roundLimit) || roundLimit < 0)) {
+    throw new InvalidArgumentError('roundLimit', 'must be a non-negative integer or null', roundLimit);
+  }
+  if (!Number.isSafeInteger(command.seed)) {
+    throw new InvalidArgumentError('seed', 'must be a safe integer', command.seed);
+  }
+  checkFolderName(command.folder);
+  if (command.foldersInUse?.includes(command.folder)) {
+    const rule = 'must not be the folder of another experiment of this root';
+    throw new InvalidArgumentError('folder', rule, command.folder);
+  }
+  const created: ExperimentCreated = {
+    v: 1,
+    experimentId: command.experimentId,
+    number: command.number,
+    folder: command.folder,
+    roundLimit,
+    seed: command.seed,
+    saveBreakpoints: command.saveBreakpoints ?? false,
+    initialParams: command.initialParams ?? null,
+    config: command.config ?? null,
+    federated: command.federated ?? null,
+    createdBy: context.actor,
+    roundlogVersion: command.roundlogVersion,
+    importedFrom: command.importedFrom ?? null,
+  };
+  const events: ExperimentEvent[] = [{ type: 'ExperimentCreated', data: created }];
+  if (command.retention) {
+    events.push({ type: 'SettingsChanged', data: { v: 1, retention: command.retention, by: context.actor } });
+  }
+  if (command.forkedFrom) events.push({ type: 'ForkedFrom', data: command.forkedFrom });
+  return events;
+}
+
+/**
+ * A plain folder name: not empty, no path separator, not hidden, not `superseded` (the area of an
+ * experiment folder where rewound breakpoints go).
+ */
+export function checkFolderName(folder: string): void {
+  if (
+    typeof folder !== 'string' ||
+    folder.length === 0 ||
+    folder.includes('/') ||
+    folder.startsWith('.') ||
+    folder === 'superseded'
+  ) {
+    throw new InvalidArgumentError('folder', 'must be a plain folder name (no path separator, not hidden)', folder);
+  }
+}

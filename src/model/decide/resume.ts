@@ -1,0 +1,70 @@
+/**
+ * Resume an experiment from the breakpoint of round R of its current branch (the last one, or an
+ * older one): in this order, a `SettingsChanged` recording an accepted change of the training
+ * plan, a `Rewound` superseding the rounds after R (when there are any), a `SettingsChanged`
+ * restoring the settings R ran under (`settingsToRestore`), and the `Resumed`.
+ */
+import type { ExperimentEvent, TrainingPlanRef } from '../events.ts';
+import { chooseRound } from '../rounds.ts';
+import { settingsToRestore } from '../settings.ts';
+import type { ExperimentState } from '../state.ts';
+import { requireCreated, type DecideContext } from './context.ts';
+
+export type ResumeExperiment = {
+  /** Index of the round whose breakpoint is loaded: `roundCurrent()` becomes `round + 1`. */
+  round: number;
+  /** The breakpoint folder loaded, its name in the experiment folder (`breakpoint_RRRR`). */
+  breakpoint: string;
+  /** The experiment's folder from now on when it was renamed (a name under `<root>/experiments`); default null. */
+  folder?: string | null;
+  /**
+   * The training plan found in the workspace (its source hash checked, or the change accepted, by
+   * the caller). When its SHA-256 differs from the plan in force, the change is recorded. Default:
+   * the plan in force.
+   */
+  trainingPlan?: TrainingPlanRef | null;
+};
+
+/**
+ * Decides the resume's events. The training plan is never restored from the round: the plan that
+ * runs is the workspace's, recorded by the plan change when it differs.
+ *
+ * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` (`round` not a non-negative
+ * integer), `RoundNotFoundError` (not a round of the current branch), `RoundPrunedError` (its
+ * parameters were deleted by retention).
+ */
+export function decideResume(
+  state: ExperimentState,
+  command: ResumeExperiment,
+  context: DecideContext,
+): readonly ExperimentEvent[] {
+  requireCreated(state, 'resume');
+  const { record } = chooseRound(state, { round: command.round });
+  const by = context.actor;
+  const events: ExperimentEvent[] = [];
+  const inForce = state.settings.trainingPlan;
+  const plan = command.trainingPlan ?? inForce;
+  if (command.trainingPlan && inForce !== null && command.trainingPlan.sha256 !== inForce.sha256) {
+    events.push({ type: 'SettingsChanged', data: { v: 1, trainingPlan: command.trainingPlan, by } });
+  }
+  const keep = record.round + 1;
+  const supersededRounds = state.rounds
+    .slice(keep)
+    .filter((r) => r !== undefined && r !== null)
+    .map((r) => r.round);
+  if (supersededRounds.length > 0) {
+    const reason = `loaded the older breakpoint ${command.breakpoint}`;
+    events.push({ type: 'Rewound', data: { v: 1, roundCurrent: keep, reason, supersededRounds, by } });
+  }
+  // The breakpoint's settings come back with it (settings changed after it are undone, on the record).
+  const restore = settingsToRestore(
+    { ...state.settings, trainingPlan: plan },
+    { ...record.settings, trainingPlan: plan },
+  );
+  if (restore !== null) events.push({ type: 'SettingsChanged', data: { v: 1, ...restore, by } });
+  events.push({
+    type: 'Resumed',
+    data: { v: 1, roundCurrent: keep, breakpoint: command.breakpoint, folder: command.folder ?? null, by },
+  });
+  return events;
+}

@@ -1,0 +1,124 @@
+/**
+ * `decideResume`: an accepted plan change, a `Rewound` when the breakpoint is older than the last
+ * round, the breakpoint round's settings restored, then the `Resumed`.
+ */
+import {
+  ExperimentNotCreatedError,
+  RoundNotFoundError,
+  RoundPrunedError,
+  type ExperimentCreated,
+  type ExperimentEvent,
+} from '../../src/model/index.ts';
+import { GIVEN_TIMESTAMP } from '../../src/testing/index.ts';
+import { ACTOR, FIXTURE_ACTOR, completed, created, dataAt, domain, history, plan, table, upTo } from './support.ts';
+
+const recordedPlan = dataAt<ExperimentCreated>(0).federated!.trainingPlan;
+const resumed = (roundCurrent: number, breakpoint: string, folder: string | null = null) =>
+  ({ type: 'Resumed', data: { v: 1, roundCurrent, breakpoint, folder, by: ACTOR } }) as const;
+const rewound = (roundCurrent: number, breakpoint: string, supersededRounds: number[]) =>
+  ({
+    type: 'Rewound',
+    data: { v: 1, roundCurrent, reason: `loaded the older breakpoint ${breakpoint}`, supersededRounds, by: ACTOR },
+  }) as const;
+const changed = (data: Record<string, unknown>): ExperimentEvent =>
+  ({ type: 'SettingsChanged', data: { v: 1, ...data, by: ACTOR } }) as ExperimentEvent;
+
+table([
+  {
+    title: 'the fixture resumed from breakpoint_0000 after round 2: Rewound and Resumed, as recorded',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: recordedPlan },
+    context: { actor: FIXTURE_ACTOR },
+    then: [domain(16), domain(17)],
+  },
+  {
+    title: 'from the last breakpoint: only the Resumed',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 2, breakpoint: 'breakpoint_0002' },
+    then: [resumed(3, 'breakpoint_0002')],
+  },
+  {
+    title: 'from a folder renamed under experiments: the Resumed names the new folder',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 2, breakpoint: 'breakpoint_0002', folder: 'renamed' },
+    then: [resumed(3, 'breakpoint_0002', 'renamed')],
+  },
+  {
+    title: 'a changed training plan, accepted: its SettingsChanged comes first',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 2, breakpoint: 'breakpoint_0002', trainingPlan: plan('f') },
+    then: [changed({ trainingPlan: plan('f') }), resumed(3, 'breakpoint_0002')],
+  },
+  {
+    title: 'from round 0 of the finished fixture: Rewound, the first limit restored, Resumed',
+    given: history,
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
+    then: [
+      rewound(1, 'breakpoint_0000', [1, 2, 3, 4, 5]),
+      changed({ roundLimit: 4, saveBreakpoints: true, trainingArgs: { epochs: 1 } }),
+      resumed(1, 'breakpoint_0000'),
+    ],
+  },
+  {
+    title: 'settings changed after the last breakpoint are undone, on the record, even with nothing superseded',
+    given: [created(), completed(0), changed({ roundLimit: 5, retention: { keepLast: 1, keepEvery: null } })],
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
+    then: [
+      changed({ roundLimit: null, saveBreakpoints: false, trainingArgs: {}, retention: null }),
+      resumed(1, 'breakpoint_0000'),
+    ],
+  },
+  {
+    title: "the plan is never restored from the round: the workspace's plan runs",
+    given: [
+      created(),
+      changed({ trainingPlan: plan('1') }),
+      completed(0),
+      changed({ trainingPlan: plan('2') }),
+      completed(1),
+    ],
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: plan('2') },
+    then: [rewound(1, 'breakpoint_0000', [1]), resumed(1, 'breakpoint_0000')],
+  },
+  {
+    title: "the round's own plan back in the workspace is recorded as a plan change",
+    given: [
+      created(),
+      changed({ trainingPlan: plan('1') }),
+      completed(0),
+      changed({ trainingPlan: plan('2') }),
+      completed(1),
+    ],
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: plan('1') },
+    then: [changed({ trainingPlan: plan('1') }), rewound(1, 'breakpoint_0000', [1]), resumed(1, 'breakpoint_0000')],
+  },
+  {
+    title: 'a round not on the current branch: refused',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 3, breakpoint: 'breakpoint_0003' },
+    throws: RoundNotFoundError,
+    fields: { round: 3, roundCurrent: 3 },
+  },
+  {
+    title: 'a pruned round: refused, saying when',
+    given: [
+      created(),
+      completed(0),
+      completed(1),
+      {
+        type: 'RoundsPruned',
+        data: { v: 1, rounds: [{ round: 0, position: '1' }], retention: { keepLast: 1, keepEvery: null }, by: ACTOR },
+      },
+    ],
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
+    throws: RoundPrunedError,
+    fields: { round: 0, prunedAt: GIVEN_TIMESTAMP },
+  },
+  {
+    title: 'no experiment: refused',
+    given: [],
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
+    throws: ExperimentNotCreatedError,
+    fields: { command: 'resume' },
+  },
+]);
