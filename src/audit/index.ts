@@ -27,35 +27,34 @@ export {
   type SettingsEntry,
   type StartedEntry,
 } from './history.ts';
+// The queries across experiments, one per module. Each takes a `RoundLog` and one options object
+// and returns one typed result (live modes an Observable); none writes to the root.
 export {
-  ACTION_TYPES,
-  asAction,
-  auditActions,
   auditEvents,
   followEvents,
-  isActionType,
-  lineage,
-  metricSeries,
   nodesOf,
-  roundsTable,
-  type ActionType,
-  type ActionsOptions,
-  type ActionsResult,
-  type AuditAction,
   type AuditEvent,
   type AuditEventsOptions,
   type AuditEventsResult,
   type FollowEventsOptions,
+} from './events.ts';
+export { roundsTable, type RoundRow, type RoundStatus, type RoundsOptions, type RoundsResult } from './rounds.ts';
+export { metricSeries, type MetricOptions, type MetricPoint, type MetricResult } from './metric.ts';
+export {
+  lineage,
   type LineageAncestor,
   type LineageDescendant,
   type LineageOptions,
   type LineageResult,
-  type MetricOptions,
-  type MetricPoint,
-  type MetricResult,
-  type RoundRow,
-  type RoundStatus,
-  type RoundsOptions,
-  type RoundsResult,
-} from './queries.ts';
+} from './lineage.ts';
+export {
+  ACTION_TYPES,
+  asAction,
+  auditActions,
+  isActionType,
+  type ActionType,
+  type ActionsOptions,
+  type ActionsResult,
+  type AuditAction,
+} from './actions.ts';
 export { describeEntry, describeEvent, formatActor, formatDuration, formatMetrics, formatNumber } from './describe.ts';

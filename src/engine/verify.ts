@@ -22,7 +22,7 @@ import { resolveRoot, rootLayout } from '../root.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import type { ExperimentState } from '../model/state.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
-import { RootIndex } from './retention.ts';
+import { RootIndex } from './root-index.ts';
 
 export type HistoryProblem = Readonly<{ experiment: string; stream: string; reason: string }>;
 

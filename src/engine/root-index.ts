@@ -1,0 +1,220 @@
+/**
+ * `RootIndex`: who references which blob, for every stream of a root, and each experiment's
+ * state, folded from the log and caught up incrementally. Retention and gc ask it which blobs
+ * only pruned rounds reference and which rounds forks started from; verify reads it too.
+ */
+import type { EventLog, RecordedEvent } from '../log/types.ts';
+import { REGISTRY_STREAM, type ExperimentRegistered, type RoundsPruned } from '../model/events.ts';
+import { initialState, replay, type ExperimentState, type RoundRecord } from '../model/state.ts';
+import { blobRefsIn } from './blob-refs.ts';
+import type { RoundRef } from './retention-policy.ts';
+
+type StreamEntry = {
+  state: ExperimentState;
+  /** Blobs of `NodeReplied` events waiting for their `RoundCompleted` (same atomic append). */
+  pending: string[];
+  /** Blobs held for as long as the experiment exists, with the event that references them first. */
+  permanent: Map<string, string>;
+  /** Blobs of each round, by the position of its `RoundCompleted` (or the `ExperimentCreated` of an import). */
+  rounds: Map<string, string[]>;
+  /** Positions of pruned rounds. */
+  pruned: Set<string>;
+};
+
+const READ_PAGE = 4096;
+
+/** A blob an experiment holds: by a kept round (its index and branch), or by other data (`what` names the event). */
+export type RetainedReference = {
+  sha256: string;
+  round: number | null;
+  branch: RoundRef['branch'] | null;
+  what: string;
+};
+
+/**
+ * Who references which blob, for every stream of the root, and each experiment's state: a fold
+ * of the log, caught up incrementally (`catchUp` reads only what was appended since).
+ */
+export class RootIndex {
+  /** The last log position folded by `catchUp`. */
+  position = -1n;
+  readonly registry: ExperimentRegistered[] = [];
+  readonly streams = new Map<string, StreamEntry>();
+  /** Length of every blob a folded event references (from its `BlobRef`). */
+  readonly blobBytes = new Map<string, number>();
+
+  /** Folds the events appended since the last call. */
+  async catchUp(log: EventLog): Promise<void> {
+    for (;;) {
+      const { events } = await log.readAll({ fromPosition: this.position + 1n, maxCount: READ_PAGE });
+      if (events.length === 0) return;
+      this.fold(events);
+      this.position = events.at(-1)!.position;
+      if (events.length < READ_PAGE) return;
+    }
+  }
+
+  /** The hashes of the blobs `value` references, their lengths noted. */
+  private refs(value: unknown): string[] {
+    return blobRefsIn(value).map((ref) => {
+      this.blobBytes.set(ref.sha256, ref.bytes);
+      return ref.sha256;
+    });
+  }
+
+  /** Folds events, in log order within each stream. Throws `UnknownEventError` for an event it cannot read. */
+  fold(events: readonly RecordedEvent[]): void {
+    const byStream = new Map<string, RecordedEvent[]>();
+    for (const event of events) {
+      if (event.stream === REGISTRY_STREAM) {
+        if (event.type === 'ExperimentRegistered') this.registry.push(event.data as ExperimentRegistered);
+        continue;
+      }
+      const entry = this.entry(event.stream);
+      const position = String(event.position);
+      if (event.type !== 'NodeReplied' && event.type !== 'RoundCompleted' && entry.pending.length > 0) {
+        // Replies not followed by their round: never deleted, as nothing says which round they are.
+        for (const sha of entry.pending.splice(0)) {
+          if (!entry.permanent.has(sha)) entry.permanent.set(sha, 'NodeReplied');
+        }
+      }
+      switch (event.type) {
+        case 'NodeReplied':
+          entry.pending.push(...this.refs(event.data));
+          break;
+        case 'RoundCompleted':
+          entry.rounds.set(position, [...entry.pending.splice(0), ...this.refs(event.data)]);
+          break;
+        case 'ExperimentCreated': {
+          const { importedFrom, ...rest } = event.data as { importedFrom?: unknown };
+          this.hold(entry, rest, event.type);
+          // An imported breakpoint stands for a round, at the position of the creation event.
+          if (importedFrom) entry.rounds.set(position, this.refs(importedFrom));
+          break;
+        }
+        case 'RoundsPruned':
+          for (const round of (event.data as RoundsPruned).rounds) entry.pruned.add(round.position);
+          break;
+        default:
+          this.hold(entry, event.data, event.type);
+      }
+      if (event.stream.startsWith('experiment-')) {
+        let list = byStream.get(event.stream);
+        if (list === undefined) byStream.set(event.stream, (list = []));
+        list.push(event);
+      }
+    }
+    for (const [stream, list] of byStream) {
+      const entry = this.streams.get(stream)!;
+      entry.state = replay(list, entry.state);
+    }
+  }
+
+  /** The state of an experiment stream, or null when the index has none of its events. */
+  state(stream: string): ExperimentState | null {
+    const entry = this.streams.get(stream);
+    return entry === undefined || entry.state.created === null ? null : entry.state;
+  }
+
+  /**
+   * Positions of the rounds of `stream` that forks started from: named by a child's `ForkedFrom`,
+   * or, for a `Forked` in the parent, the round of that index committed last before it.
+   */
+  protectedPositions(stream: string): Set<string> {
+    const kept = new Set<string>();
+    const state = this.state(stream);
+    if (state === null) return kept;
+    const records = [...state.rounds, ...state.superseded].filter(
+      (r): r is RoundRecord => r !== undefined && r !== null,
+    );
+    const lastBefore = (round: number, before: bigint) => {
+      let best: RoundRecord | undefined;
+      for (const r of records) {
+        if (r.round === round && r.position < before && (best === undefined || r.position > best.position)) best = r;
+      }
+      return best;
+    };
+    for (const fork of state.forks) {
+      const record = lastBefore(fork.round, fork.position);
+      if (record !== undefined) kept.add(String(record.position));
+    }
+    for (const other of this.streams.values()) {
+      const from = other.state.forkedFrom;
+      if (from === null || from.parentId !== state.created!.experimentId) continue;
+      if (records.some((r) => String(r.position) === from.parentPosition)) kept.add(from.parentPosition);
+      else {
+        let at: bigint | null = null;
+        try {
+          at = BigInt(from.parentPosition);
+        } catch {
+          at = null;
+        }
+        const record = at === null ? undefined : lastBefore(from.parentRound, at + 1n);
+        if (record !== undefined) kept.add(String(record.position));
+      }
+    }
+    return kept;
+  }
+
+  /**
+   * Blobs of pruned rounds that nothing else references. `candidates` limits the rounds looked at
+   * (stream → positions; default every pruned round of the root); `alsoPruned` counts rounds as
+   * pruned that have no `RoundsPruned` yet (a dry run).
+   */
+  unreferencedBlobs(
+    candidates?: ReadonlyMap<string, ReadonlySet<string>>,
+    alsoPruned: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+  ): { deletable: Set<string>; stillReferenced: Set<string> } {
+    const isPruned = (stream: string, position: string) =>
+      this.streams.get(stream)?.pruned.has(position) === true || alsoPruned.get(stream)?.has(position) === true;
+    const retained = new Set<string>();
+    const wanted = new Set<string>();
+    for (const [stream, entry] of this.streams) {
+      for (const sha of entry.permanent.keys()) retained.add(sha);
+      for (const sha of entry.pending) retained.add(sha);
+      for (const [position, refs] of entry.rounds) {
+        if (!isPruned(stream, position)) for (const sha of refs) retained.add(sha);
+        else if (candidates === undefined || candidates.get(stream)?.has(position)) {
+          for (const sha of refs) wanted.add(sha);
+        }
+      }
+    }
+    const deletable = new Set<string>();
+    const stillReferenced = new Set<string>();
+    for (const sha of wanted) (retained.has(sha) ? stillReferenced : deletable).add(sha);
+    return { deletable, stillReferenced };
+  }
+
+  /** The blobs an experiment's kept rounds and permanent data reference, each with what references it. */
+  retainedReferences(stream: string): RetainedReference[] {
+    const entry = this.streams.get(stream);
+    const state = this.state(stream);
+    if (entry === undefined || state === null) return [];
+    const out: RetainedReference[] = [];
+    for (const [sha256, what] of entry.permanent) out.push({ sha256, round: null, branch: null, what });
+    const byPosition = new Map<string, { round: number; branch: RoundRef['branch'] }>();
+    for (const r of state.rounds) if (r) byPosition.set(String(r.position), { round: r.round, branch: 'current' });
+    for (const r of state.superseded) byPosition.set(String(r.position), { round: r.round, branch: 'superseded' });
+    for (const [position, refs] of entry.rounds) {
+      if (entry.pruned.has(position)) continue;
+      const at = byPosition.get(position);
+      for (const sha256 of refs) {
+        out.push({ sha256, round: at?.round ?? null, branch: at?.branch ?? null, what: 'round parameters' });
+      }
+    }
+    return out;
+  }
+
+  private entry(stream: string): StreamEntry {
+    let entry = this.streams.get(stream);
+    if (entry === undefined) {
+      entry = { state: initialState, pending: [], permanent: new Map(), rounds: new Map(), pruned: new Set() };
+      this.streams.set(stream, entry);
+    }
+    return entry;
+  }
+
+  private hold(entry: StreamEntry, data: unknown, type: string): void {
+    for (const ref of blobRefsIn(data)) if (!entry.permanent.has(ref.sha256)) entry.permanent.set(ref.sha256, type);
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The training plan of an experiment: imported from the workspace (never from a breakpoint or
+ * experiment folder), its source hashed and stored, and checked against the plan the log records.
+ * Creating an experiment records the plan; resuming one checks it.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { InvalidArgumentError } from '../errors.ts';
+import { TrainingPlanChangedError } from '../model/errors.ts';
+import type { TrainingPlanRef } from '../model/events.ts';
+import type { RoundLog } from '../projections/index.ts';
+import type { TrainingPlan } from './training-plan.ts';
+
+/** Where the training plan is: a module of the workspace and the name of its export. */
+export type TrainingPlanLocation = Readonly<{ module: string; export?: string }>;
+
+/**
+ * Imports the training plan from the workspace (never from a breakpoint or experiment folder)
+ * and hashes its source; a source that differs from `recorded` is refused unless accepted.
+ */
+export async function resolvePlan(
+  rl: RoundLog,
+  workspace: string,
+  location: TrainingPlanLocation | TrainingPlanRef,
+  acceptChange = false,
+): Promise<{ plan: TrainingPlan; ref: TrainingPlanRef }> {
+  const file = path.resolve(workspace, location.module);
+  const experiments = rl.layout.experiments;
+  if (file === experiments || file.startsWith(experiments + path.sep)) {
+    throw new InvalidArgumentError(
+      'trainingPlan.module',
+      'must be in the workspace, not inside an experiment or breakpoint folder',
+      location.module,
+    );
+  }
+  let source: Buffer;
+  try {
+    source = await fs.readFile(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    const reason = `must name a readable module (${code} at ${file})`;
+    throw new InvalidArgumentError('trainingPlan.module', reason, location.module);
+  }
+  const sha256 = createHash('sha256').update(source).digest('hex');
+  if ('sha256' in location && location.sha256 !== sha256 && !acceptChange) {
+    throw new TrainingPlanChangedError(location.module, location.sha256, sha256);
+  }
+  const exportName = location.export ?? 'default';
+  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const plan = module[exportName] as TrainingPlan | undefined;
+  if (typeof plan?.init !== 'function' || typeof plan.train !== 'function') {
+    throw new InvalidArgumentError(
+      'trainingPlan.export',
+      `must name an export of ${location.module} with init() and train()`,
+      exportName,
+    );
+  }
+  const { ref: sourceRef } = await rl.blobs.put(source, { encoding: 'text/source' });
+  const relative = path.relative(workspace, file).split(path.sep).join('/');
+  return { plan, ref: { module: relative, export: exportName, sha256, source: sourceRef } };
+}

@@ -1,0 +1,111 @@
+/**
+ * One federated round of an experiment: select the nodes, train each locally (with a timeout),
+ * aggregate, and commit the round to the log. A node that fails or times out commits nothing.
+ * The `Experiment` facade runs it and applies retention and progress reporting around it.
+ */
+import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
+import { NodeFailedError } from '../model/errors.ts';
+import { currentParams, type RoundRecord } from '../model/state.ts';
+import { aggregatorFrom, weightedMetrics, type AggregatorState, type NodeReply } from './aggregators.ts';
+import { deriveRng } from './rng.ts';
+import { strategyFrom, type StrategyState } from './strategies.ts';
+import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
+
+/** What a round needs from its experiment. */
+export type RoundContext = Readonly<{
+  rl: RoundLog;
+  handle: ExperimentHandle;
+  plan: TrainingPlan;
+  federation: Federation;
+  nodeTimeoutMs: number;
+}>;
+
+/** The round's committed record and the nodes the strategy selected. */
+export type RoundOutcome = Readonly<{ record: RoundRecord; nodes: readonly string[] }>;
+
+/** What a federated round keeps for the next one (recorded as the round's `state`). */
+type RoundState = { aggregator: AggregatorState; strategy: StrategyState };
+
+/** Runs the next round of the experiment: select nodes, train each locally, aggregate, commit. */
+export async function runRound(context: RoundContext): Promise<RoundOutcome> {
+  const { rl, handle, plan, federation, nodeTimeoutMs } = context;
+  const state = handle.state;
+  const setup = state.created!.federated!;
+  const seed = state.created!.seed;
+  const round = handle.roundCurrent();
+  const started = Date.now();
+  const datasets = selectDatasets(federation, setup.tags, setup.nodes === null ? {} : { nodes: setup.nodes });
+  const aggregator = aggregatorFrom(setup.aggregator);
+  const strategy = strategyFrom(setup.strategy);
+  const previous = (state.rounds.at(-1)?.state as RoundState | undefined) ?? {
+    aggregator: aggregator.initialState(),
+    strategy: strategy.initialState(),
+  };
+  const selection = strategy.select(
+    datasets.map((d) => d.node),
+    round,
+    previous.strategy,
+    deriveRng(seed, round, 'select'),
+  );
+  const attempt = (state.attempts[round] ?? 0) + 1;
+  await handle.append([{ type: 'RoundStarted', data: { v: 1, round, attempt, nodes: selection.nodes } }]);
+
+  const paramsRef = currentParams(state)!;
+  const trainingArgs = state.settings.trainingArgs;
+  // Read and hash-checked once; each node trains on its own copy.
+  const current = await handle.tensors(paramsRef);
+  const replies = await Promise.all(
+    selection.nodes.map(async (node): Promise<NodeReply & { durationMs: number }> => {
+      const dataset = datasets.find((d) => d.node === node)!.dataset;
+      const params = structuredClone(current);
+      const t0 = Date.now();
+      const train = () => plan.train(params, dataset.data, trainingArgs, deriveRng(seed, round, node, 'train'));
+      const result = await withTimeout(Promise.resolve().then(train), nodeTimeoutMs, node, round);
+      if (!Number.isInteger(result?.sampleSize) || result.sampleSize < 0) {
+        throw new NodeFailedError(node, round, `replied with sample size ${String(result?.sampleSize)}`);
+      }
+      const { sampleSize, params: trained, metrics } = result;
+      return { node, sampleSize, params: trained, metrics, durationMs: Date.now() - t0 };
+    }),
+  );
+  const aggregated = aggregator.aggregate(replies, previous.aggregator);
+  const replyEvents = [];
+  for (const reply of [...replies].sort((a, b) => (a.node < b.node ? -1 : 1))) {
+    replyEvents.push({
+      round,
+      attempt,
+      node: reply.node,
+      sampleSize: reply.sampleSize,
+      params: await rl.putTensors(reply.params),
+      metrics: reply.metrics,
+      durationMs: reply.durationMs,
+    });
+  }
+  const record = await handle.recordRound({
+    round,
+    attempt,
+    params: aggregated.params,
+    state: { aggregator: aggregated.state, strategy: selection.state } satisfies RoundState,
+    metrics: weightedMetrics(replies),
+    nodes: replyEvents.map((r) => ({ node: r.node, sampleSize: r.sampleSize, metrics: r.metrics })),
+    replies: replyEvents,
+    durationMs: Date.now() - started,
+  });
+  return { record, nodes: selection.nodes };
+}
+
+/** A node's training, failing the round as `NodeFailedError` if it throws or outlasts `ms`. */
+async function withTimeout<T>(work: Promise<T>, ms: number, node: string, round: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NodeFailedError(node, round, `no reply within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } catch (error) {
+    if (error instanceof NodeFailedError) throw error;
+    throw new NodeFailedError(node, round, `training threw: ${(error as Error)?.message ?? String(error)}`, error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
