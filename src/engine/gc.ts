@@ -22,11 +22,12 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { EventLog } from '../log/types.ts';
-import type { ExperimentEvent, Retention, RoundsPruned } from '../model/events.ts';
+import type { EventData, EventLog } from '../log/types.ts';
+import type { Retention } from '../model/events.ts';
+import { decidePrune } from '../model/decide/prune.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError } from '../model/errors.ts';
 import type { Projection } from './projection.ts';
-import { checkRetention, planRetention, type RoundRef } from './retention-policy.ts';
+import { checkRetention, planRetention, type RoundRef } from '../model/retention.ts';
 import { RootIndex } from './root-index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
 
@@ -159,14 +160,15 @@ async function pruneWithIndex(
       if (options.sweep) allPruned.set(stream, new Set(Object.keys(state.pruned)));
       continue;
     }
-    const plan = planRetention(state, policy, index.protectedPositions(stream));
+    const protectedPositions = index.protectedPositions(stream);
+    const plan = planRetention(state, policy, protectedPositions);
     let event: ExperimentPruneReport['event'] = null;
-    if (plan.prune.length > 0 && !options.dryRun) {
-      const rounds = plan.prune.map(({ round, position }) => ({ round, position }));
-      const data: RoundsPruned = { v: 1, rounds, retention: policy, by: rl.actor };
-      const pruned: ExperimentEvent = { type: 'RoundsPruned', data };
-      const result = await log.append(stream, [pruned], { expectedRevision: state.revision });
-      event = { revision: result.nextExpectedRevision, position: result.lastPosition };
+    if (!options.dryRun) {
+      const pruned = decidePrune(state, { retention: policy, protectedPositions }, { actor: rl.actor });
+      if (pruned.length > 0) {
+        const result = await log.append(stream, pruned as readonly EventData[], { expectedRevision: state.revision });
+        event = { revision: result.nextExpectedRevision, position: result.lastPosition };
+      }
     }
     const fresh = new Set(plan.prune.map((r) => r.position));
     newlyPruned.set(stream, fresh);

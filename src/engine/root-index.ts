@@ -7,7 +7,7 @@ import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered, type RoundsPruned } from '../model/events.ts';
 import { initialState, replay, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { blobRefsIn } from './blob-refs.ts';
-import type { RoundRef } from './retention-policy.ts';
+import { forkProtectedPositions, type RoundRef } from '../model/retention.ts';
 
 type StreamEntry = {
   state: ExperimentState;
@@ -121,39 +121,10 @@ export class RootIndex {
    * or, for a `Forked` in the parent, the round of that index committed last before it.
    */
   protectedPositions(stream: string): Set<string> {
-    const kept = new Set<string>();
     const state = this.state(stream);
-    if (state === null) return kept;
-    const records = [...state.rounds, ...state.superseded].filter(
-      (r): r is RoundRecord => r !== undefined && r !== null,
-    );
-    const lastBefore = (round: number, before: bigint) => {
-      let best: RoundRecord | undefined;
-      for (const r of records) {
-        if (r.round === round && r.position < before && (best === undefined || r.position > best.position)) best = r;
-      }
-      return best;
-    };
-    for (const fork of state.forks) {
-      const record = lastBefore(fork.round, fork.position);
-      if (record !== undefined) kept.add(String(record.position));
-    }
-    for (const other of this.streams.values()) {
-      const from = other.state.forkedFrom;
-      if (from === null || from.parentId !== state.created!.experimentId) continue;
-      if (records.some((r) => String(r.position) === from.parentPosition)) kept.add(from.parentPosition);
-      else {
-        let at: bigint | null = null;
-        try {
-          at = BigInt(from.parentPosition);
-        } catch {
-          at = null;
-        }
-        const record = at === null ? undefined : lastBefore(from.parentRound, at + 1n);
-        if (record !== undefined) kept.add(String(record.position));
-      }
-    }
-    return kept;
+    if (state === null) return new Set();
+    const children = [...this.streams.values()].map((other) => other.state.forkedFrom).filter((f) => f !== null);
+    return forkProtectedPositions(state, children);
   }
 
   /**
