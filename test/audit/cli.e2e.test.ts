@@ -1,6 +1,6 @@
 /**
- * `roundlog history` and `roundlog audit`, run as real processes against one real root built by
- * real processes: an experiment SIGKILLed mid-round and resumed by another process, the example
+ * `roundlog history` and `roundlog audit` (in process) against one real root built by real
+ * processes and by the command: an experiment SIGKILLed mid-round and resumed by another process, the example
  * run by `roundlog run` then resumed from an older breakpoint with `roundlog resume`, and forked
  * with `roundlog fork`. Outputs are checked against the raw log (`roundlog events`, `streams`).
  */
@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
-import { parseCsv, roundlog, roundlogAsync, type Run } from './helpers.ts';
+import { roundlog, type Run } from '../support/cli.ts';
+import { parseCsv } from './helpers.ts';
 
 test.after.always(removeTempDirs);
 
@@ -60,11 +61,11 @@ async function build(): Promise<Fixture> {
   await resumer.waitFor((l) => l === 'stopped 4');
   await resumer.exited;
   // 3. The example through the CLI, then a resume from its first breakpoint (rounds 1 and 2 superseded).
-  must(roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '3', '--root', root]), 'run');
-  const resume = must(roundlog(['resume', path.join(root, 'experiments', 'Experiment_0001', 'breakpoint_0000'), '--rounds', '1', '--root', root]), 'resume');
+  must(await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '3', '--root', root]), 'run');
+  const resume = must(await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0001', 'breakpoint_0000'), '--rounds', '1', '--root', root]), 'resume');
   const id1 = /resumed Experiment_0001 \(([0-9a-f-]{36})\)/.exec(resume.stdout)![1]!;
   // 4. A fork of it.
-  const fork = must(roundlog(['fork', 'Experiment_0001', '--round', '0', '--root', root]), 'fork');
+  const fork = must(await roundlog(['fork', 'Experiment_0001', '--round', '0', '--root', root]), 'fork');
   const id2 = /into Experiment_0002 \(([0-9a-f-]{36})\)/.exec(fork.stdout)![1]!;
   return { root, id0, resumerPid: resumer.process.pid!, id1, resumePid: resume.pid, id2, forkPid: fork.pid };
 }
@@ -75,8 +76,8 @@ fixture.catch(() => undefined); // reported by every test that awaits it
 type Raw = { type: string; revision: string; position: string; timestamp: string; data: Record<string, unknown> };
 
 /** The experiment's events as `roundlog events` prints them: the log itself, not the audit code. */
-function rawEvents(root: string, id: string): Raw[] {
-  const run = must(roundlog(['events', `experiment-${id}`, '--json', '--root', root]), 'events');
+async function rawEvents(root: string, id: string): Promise<Raw[]> {
+  const run = must(await roundlog(['events', `experiment-${id}`, '--json', '--root', root]), 'events');
   return JSON.parse(run.stdout) as Raw[];
 }
 
@@ -85,7 +86,7 @@ const brief = (entries: JsonEntry[]) => entries.map((e) => (e.round !== undefine
 
 test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL aborted, the resume with who, host and pid; JSON and CSV agree', async (t) => {
   const f = await fixture;
-  const text = ok(t, roundlog(['history', 'Experiment_0000', '--root', f.root]));
+  const text = ok(t, await roundlog(['history', 'Experiment_0000', '--root', f.root]));
   t.regex(text, new RegExp(`^Experiment_0000 \\(${f.id0}\\): 4 rounds completed on the current branch$`, 'm'));
   t.regex(text, new RegExp(`created +Experiment_0000 created by ${escape(USER)}@${escape(HOST)} \\(pid \\d+\\): seed 7, round limit 6, breakpoints saved`));
   t.regex(text, /round +round 0 attempt 1 completed in \d+ ms; nodes hospital-a \(\d+ samples\), hospital-b \(\d+ samples\), hospital-c \(\d+ samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint/);
@@ -93,7 +94,7 @@ test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL ab
   t.regex(text, new RegExp(`resumed +resumed at round 2 from breakpoint_0001 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumerPid}\\)`));
   t.regex(text, /round +round 2 attempt 2 completed/);
 
-  const json = JSON.parse(ok(t, roundlog(['history', 'Experiment_0000', '--json', '--root', f.root]))) as { experiment: { id: string; folder: string }; roundCurrent: number; entries: JsonEntry[] };
+  const json = JSON.parse(ok(t, await roundlog(['history', 'Experiment_0000', '--json', '--root', f.root]))) as { experiment: { id: string; folder: string }; roundCurrent: number; entries: JsonEntry[] };
   t.like(json, { experiment: { id: f.id0, folder: 'Experiment_0000' }, roundCurrent: 4 });
   t.deepEqual(brief(json.entries), ['created', 'round 0/1', 'round 1/1', 'aborted 2/1', 'resumed', 'round 2/2', 'round 3/1']);
   const resumed = json.entries.find((e) => e.kind === 'resumed')!;
@@ -101,7 +102,7 @@ test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL ab
   t.like(resumed, { roundCurrent: 2, breakpoint: 'breakpoint_0001' });
 
   // Each round entry is its RoundCompleted in the raw log; the aborted one is the RoundStarted with no RoundCompleted.
-  const raw = rawEvents(f.root, f.id0);
+  const raw = await rawEvents(f.root, f.id0);
   const completed = raw.filter((e) => e.type === 'RoundCompleted');
   const rounds = json.entries.filter((e) => e.kind === 'round');
   t.deepEqual(
@@ -113,7 +114,7 @@ test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL ab
   t.is(aborted.position, started.position);
   t.is(aborted.time, started.timestamp);
 
-  const csv = parseCsv(ok(t, roundlog(['history', 'Experiment_0000', '--csv', '--root', f.root])));
+  const csv = parseCsv(ok(t, await roundlog(['history', 'Experiment_0000', '--csv', '--root', f.root])));
   t.deepEqual(
     csv.map((r) => [r.position, r.revision, r.time, r.kind, r.round, r.attempt, r.user, r.host, r.pid]),
     json.entries.map((e) => [
@@ -136,7 +137,7 @@ test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL ab
     [['history', path.join(f.root, 'experiments', 'Experiment_0000'), '--json', '--root', f.root], {}],
     [['history', 'Experiment_0000', '--json'], { ROUNDLOG_DIR: f.root }],
   ] as const) {
-    t.deepEqual(JSON.parse(ok(t, roundlog([...args], env))), json, args.join(' '));
+    t.deepEqual(JSON.parse(ok(t, await roundlog([...args], env))), json, args.join(' '));
   }
 });
 
@@ -144,15 +145,15 @@ type JsonEvent = { type: string; folder: string; experimentId: string; position:
 
 test('audit events: every experiment, filtered by --type, --node, --experiment, --since and --until; table, JSON and CSV agree', async (t) => {
   const f = await fixture;
-  const events = (args: string[]) => (JSON.parse(ok(t, roundlog(['audit', ...args, '--json', '--root', f.root]))) as { events: JsonEvent[] }).events;
-  const all = events([]);
-  const streams = JSON.parse(ok(t, roundlog(['streams', '--json', '--root', f.root]))) as Array<{ stream: string; lastRevision: string }>;
+  const events = async (args: string[]) => (JSON.parse(ok(t, await roundlog(['audit', ...args, '--json', '--root', f.root]))) as { events: JsonEvent[] }).events;
+  const all = await events([]);
+  const streams = JSON.parse(ok(t, await roundlog(['streams', '--json', '--root', f.root]))) as Array<{ stream: string; lastRevision: string }>;
   t.is(all.length, streams.filter((s) => s.stream.startsWith('experiment-')).reduce((n, s) => n + Number(s.lastRevision) + 1, 0), 'every event of every experiment');
   t.deepEqual([...new Set(all.map((e) => e.folder))], ['Experiment_0000', 'Experiment_0001', 'Experiment_0002']);
   const key = (list: JsonEvent[]) => list.map((e) => e.position);
 
   // Resumes of both experiments, by two different processes.
-  const resumes = events(['--type', 'Resumed']);
+  const resumes = await events(['--type', 'Resumed']);
   t.deepEqual(
     resumes.map((e) => [e.folder, e.data.by!.pid, e.data.by!.host, e.data.by!.user]),
     [
@@ -161,8 +162,8 @@ test('audit events: every experiment, filtered by --type, --node, --experiment, 
     ],
   );
   // `events` is the default query; types are case-insensitive, comma-separated or repeated.
-  t.deepEqual(key(events(['events', '--type', 'resumed,REWOUND'])), key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')));
-  t.deepEqual(key(events(['--type', 'Resumed', '--type', 'Rewound'])), key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')));
+  t.deepEqual(key(await events(['events', '--type', 'resumed,REWOUND'])), key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')));
+  t.deepEqual(key(await events(['--type', 'Resumed', '--type', 'Rewound'])), key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')));
 
   // A node: the events that name it.
   const names = (e: JsonEvent): string[] =>
@@ -173,14 +174,14 @@ test('audit events: every experiment, filtered by --type, --node, --experiment, 
         : e.type === 'RoundCompleted'
           ? (e.data.nodes as Array<{ node: string }>).map((n) => n.node)
           : [];
-  const nodeB = events(['--node', 'hospital-b']);
+  const nodeB = await events(['--node', 'hospital-b']);
   t.deepEqual(key(nodeB), key(all.filter((e) => names(e).includes('hospital-b'))));
   t.true(nodeB.some((e) => e.type === 'RoundStarted' && e.folder === 'Experiment_0000' && e.data.round === 2 && e.data.attempt === 1), 'the aborted start');
-  const replies = events(['--node', 'hospital-b', '--type', 'NodeReplied']);
+  const replies = await events(['--node', 'hospital-b', '--type', 'NodeReplied']);
   t.is(replies.length, 8, '4 completed rounds in each of two experiments');
   t.true(replies.every((e) => e.data.node === 'hospital-b'));
 
-  const ofOne = events(['--experiment', 'Experiment_0001', '--type', 'RoundCompleted']);
+  const ofOne = await events(['--experiment', 'Experiment_0001', '--type', 'RoundCompleted']);
   t.deepEqual(
     ofOne.map((e) => `${e.data.round}/${e.data.attempt}`),
     ['0/1', '1/1', '2/1', '1/2'],
@@ -189,22 +190,22 @@ test('audit events: every experiment, filtered by --type, --node, --experiment, 
 
   // Time: --since T keeps t >= T, --until T keeps t < T.
   const at = resumes[1]!.time;
-  const since = events(['--since', at]);
-  const until = events(['--until', at]);
+  const since = await events(['--since', at]);
+  const until = await events(['--until', at]);
   t.deepEqual(key(since), key(all.filter((e) => Date.parse(e.time) >= Date.parse(at))));
   t.deepEqual(key(until), key(all.filter((e) => Date.parse(e.time) < Date.parse(at))));
   t.true(since.length > 0 && until.length > 0);
   t.is(since.length + until.length, all.length);
-  t.deepEqual(key(events(['--since', '1h'])), key(all), 'built within the last hour');
-  t.deepEqual(events(['--until', '1d']), [], 'nothing older than a day');
+  t.deepEqual(key(await events(['--since', '1h'])), key(all), 'built within the last hour');
+  t.deepEqual(await events(['--until', '1d']), [], 'nothing older than a day');
 
-  const csv = parseCsv(ok(t, roundlog(['audit', '--type', 'Resumed,Rewound', '--csv', '--root', f.root])));
+  const csv = parseCsv(ok(t, await roundlog(['audit', '--type', 'Resumed,Rewound', '--csv', '--root', f.root])));
   const typed = all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound');
   t.deepEqual(
     csv.map((r) => [r.position, r.time, r.experiment, r.experiment_id, r.revision, r.type]),
     typed.map((e) => [e.position, e.time, e.folder, e.experimentId, e.revision, e.type]),
   );
-  const text = ok(t, roundlog(['audit', '--type', 'Resumed', '--root', f.root]));
+  const text = ok(t, await roundlog(['audit', '--type', 'Resumed', '--root', f.root]));
   t.regex(text, /^time +experiment +rev +type +details$/m);
   t.regex(text, new RegExp(`Experiment_0001 +\\d+ +Resumed +at round 1 from breakpoint_0000 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumePid}\\)`));
   t.regex(text, /^2 events$/m);
@@ -214,7 +215,7 @@ type JsonRow = { round: number; attempt: number; status: string; metrics: Record
 
 test('audit rounds: a resume from an older breakpoint leaves superseded rounds in the table, marked, with their moved folders; JSON and CSV agree', async (t) => {
   const f = await fixture;
-  const json = JSON.parse(ok(t, roundlog(['audit', 'rounds', 'Experiment_0001', '--json', '--root', f.root]))) as { roundCurrent: number; metricNames: string[]; rounds: JsonRow[] };
+  const json = JSON.parse(ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--json', '--root', f.root]))) as { roundCurrent: number; metricNames: string[]; rounds: JsonRow[] };
   t.is(json.roundCurrent, 2);
   t.deepEqual(json.metricNames, ['loss', 'accuracy']);
   t.deepEqual(
@@ -229,25 +230,25 @@ test('audit rounds: a resume from an older breakpoint leaves superseded rounds i
   for (const row of json.rounds) t.true(existsSync(path.join(f.root, 'experiments', 'Experiment_0001', row.breakpoint.folder!, 'breakpoint.json')));
   t.true(json.rounds.filter((r) => r.status === 'superseded').every((r) => r.supersededBy?.reason === 'loaded the older breakpoint breakpoint_0000'));
   t.true(json.rounds.every((r) => r.samples === 1100));
-  const raw = rawEvents(f.root, f.id1).filter((e) => e.type === 'RoundCompleted');
+  const raw = (await rawEvents(f.root, f.id1)).filter((e) => e.type === 'RoundCompleted');
   t.deepEqual(
     json.rounds.map((r) => [r.position, r.metrics]),
     json.rounds.map((r) => [r.position, raw.find((e) => e.position === r.position)!.data.metrics]),
   );
 
-  const text = ok(t, roundlog(['audit', 'rounds', 'Experiment_0001', '--root', f.root]));
+  const text = ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--root', f.root]));
   t.regex(text, /^round +attempt +status +nodes \(samples\) +samples +loss +accuracy +duration +breakpoint +pruned +completed$/m);
   t.regex(text, /^1 +1 +superseded +hospital-a 600, hospital-b 150, hospital-c 350 +1100 +\d\.\d{4} +\d\.\d{4} +\d+ ms +superseded\/breakpoint_0001\.1 +- +\d{4}-/m);
   t.regex(text, /^1 +2 +current +.* breakpoint_0001 +- +\d{4}-/m);
 
-  const csv = parseCsv(ok(t, roundlog(['audit', 'rounds', 'Experiment_0001', '--csv', '--root', f.root])));
+  const csv = parseCsv(ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--csv', '--root', f.root])));
   t.deepEqual(
     csv.map((r) => [Number(r.round), Number(r.attempt), r.status, Number(r.loss), Number(r.accuracy), r.breakpoint_folder, r.sample_sizes, r.position]),
     json.rounds.map((r) => [r.round, r.attempt, r.status, r.metrics.loss, r.metrics.accuracy, r.breakpoint.folder, '600;150;350', r.position]),
   );
 
   // The killed attempt is in the table of Experiment_0000, marked aborted, with no breakpoint.
-  const first = JSON.parse(ok(t, roundlog(['audit', 'rounds', 'Experiment_0000', '--json', '--root', f.root]))) as { rounds: JsonRow[] };
+  const first = JSON.parse(ok(t, await roundlog(['audit', 'rounds', 'Experiment_0000', '--json', '--root', f.root]))) as { rounds: JsonRow[] };
   t.deepEqual(
     first.rounds.map((r) => [r.round, r.attempt, r.status, r.breakpoint.folder]),
     [
@@ -264,34 +265,34 @@ test('audit metric: the series equals the RoundCompleted metrics of the current 
   const f = await fixture;
   // The current branch, folded by hand from the raw log: a RoundCompleted sets its round, a Rewound cuts the branch.
   const branch: Array<{ loss: number; nodes: Array<{ node: string; metrics: Record<string, number> }> }> = [];
-  for (const e of rawEvents(f.root, f.id1)) {
+  for (const e of await rawEvents(f.root, f.id1)) {
     if (e.type === 'RoundCompleted') branch[e.data.round as number] = { loss: (e.data.metrics as Record<string, number>).loss!, nodes: e.data.nodes as never };
     if (e.type === 'Rewound') branch.length = e.data.roundCurrent as number;
   }
   t.is(branch.length, 2);
-  const json = JSON.parse(ok(t, roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--json', '--root', f.root]))) as { metric: string; points: Array<{ round: number; attempt: number; value: number }> };
+  const json = JSON.parse(ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--json', '--root', f.root]))) as { metric: string; points: Array<{ round: number; attempt: number; value: number }> };
   t.deepEqual(
     json.points.map((p) => [p.round, p.value]),
     branch.map((r, i) => [i, r.loss]),
   );
   t.deepEqual(json.points.map((p) => p.attempt), [1, 2]);
-  const csv = parseCsv(ok(t, roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--csv', '--root', f.root])));
+  const csv = parseCsv(ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--csv', '--root', f.root])));
   t.deepEqual(
     csv.map((r) => [Number(r.round), Number(r.attempt), Number(r.value)]),
     json.points.map((p) => [p.round, p.attempt, p.value]),
   );
-  const text = ok(t, roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--root', f.root]));
+  const text = ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--root', f.root]));
   t.regex(text, /^loss over the current branch of Experiment_0001 \(.*\): 2 rounds$/m);
   t.regex(text, new RegExp(`^1 +2 +${escape(json.points[1]!.value.toFixed(4))} +\\d{4}-`, 'm'));
 
-  const node = JSON.parse(ok(t, roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--node', 'hospital-c', '--json', '--root', f.root]))) as { points: Array<{ value: number }> };
+  const node = JSON.parse(ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--node', 'hospital-c', '--json', '--root', f.root]))) as { points: Array<{ value: number }> };
   t.deepEqual(
     node.points.map((p) => p.value),
     branch.map((r) => r.nodes.find((n) => n.node === 'hospital-c')!.metrics.loss),
   );
   t.notDeepEqual(node.points.map((p) => p.value), json.points.map((p) => p.value));
 
-  const unknown = roundlog(['audit', 'metric', 'Experiment_0001', 'auc', '--root', f.root]);
+  const unknown = await roundlog(['audit', 'metric', 'Experiment_0001', 'auc', '--root', f.root]);
   t.is(unknown.code, 1);
   t.regex(unknown.stderr, /experiment Experiment_0001 has no metric "auc"; its rounds record: loss, accuracy/);
 });
@@ -299,20 +300,20 @@ test('audit metric: the series equals the RoundCompleted metrics of the current 
 test('audit lineage after roundlog fork, both ways; audit actions: who resumed, rewound and forked what, from which host', async (t) => {
   const f = await fixture;
   type Lineage = { ancestors: Array<{ via: string; id: string; folder: string; round: number; position: string; known: boolean; currentFolder: string | null }>; descendants: Array<{ id: string; folder: string; round: number; by: { pid: number }; children: unknown[] }> };
-  const child = JSON.parse(ok(t, roundlog(['audit', 'lineage', 'Experiment_0002', '--json', '--root', f.root]))) as Lineage;
+  const child = JSON.parse(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0002', '--json', '--root', f.root]))) as Lineage;
   t.is(child.ancestors.length, 1);
-  const round0 = rawEvents(f.root, f.id1).find((e) => e.type === 'RoundCompleted' && e.data.round === 0)!;
+  const round0 = (await rawEvents(f.root, f.id1)).find((e) => e.type === 'RoundCompleted' && e.data.round === 0)!;
   t.deepEqual(child.ancestors[0], { via: 'fork', id: f.id1, folder: 'Experiment_0001', round: 0, position: round0.position, known: true, currentFolder: 'Experiment_0001' });
   t.deepEqual(child.descendants, []);
-  const parent = JSON.parse(ok(t, roundlog(['audit', 'lineage', 'Experiment_0001', '--json', '--root', f.root]))) as Lineage;
+  const parent = JSON.parse(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0001', '--json', '--root', f.root]))) as Lineage;
   t.deepEqual(parent.ancestors, []);
   t.deepEqual(
     parent.descendants.map((d) => [d.id, d.folder, d.round, d.by.pid, d.children.length]),
     [[f.id2, 'Experiment_0002', 0, f.forkPid, 0]],
   );
-  const tree = ok(t, roundlog(['audit', 'lineage', 'Experiment_0001', '--root', f.root]));
+  const tree = ok(t, await roundlog(['audit', 'lineage', 'Experiment_0001', '--root', f.root]));
   t.regex(tree, new RegExp(`^  └── Experiment_0002 \\(${f.id2}\\) forked at round 0 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.forkPid}\\)`, 'm'));
-  const csv = parseCsv(ok(t, roundlog(['audit', 'lineage', 'Experiment_0002', '--csv', '--root', f.root])));
+  const csv = parseCsv(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0002', '--csv', '--root', f.root])));
   t.deepEqual(
     csv.map((r) => [r.relation, r.depth, r.id, r.folder]),
     [
@@ -320,10 +321,10 @@ test('audit lineage after roundlog fork, both ways; audit actions: who resumed, 
       ['self', '0', f.id2, 'Experiment_0002'],
     ],
   );
-  t.regex(ok(t, roundlog(['audit', 'lineage', 'Experiment_0000', '--root', f.root])), /ancestors: none\ndescendants: none/);
+  t.regex(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0000', '--root', f.root])), /ancestors: none\ndescendants: none/);
 
   type Actions = { actions: Array<{ type: string; folder: string; by: { user: string; host: string; pid: number }; position: string; time: string }> };
-  const actions = (JSON.parse(ok(t, roundlog(['audit', 'actions', '--json', '--root', f.root]))) as Actions).actions;
+  const actions = (JSON.parse(ok(t, await roundlog(['audit', 'actions', '--json', '--root', f.root]))) as Actions).actions;
   t.deepEqual(
     actions.filter((a) => a.type !== 'ExperimentCreated').map((a) => [a.folder, a.type, a.by.pid]),
     [
@@ -334,15 +335,15 @@ test('audit lineage after roundlog fork, both ways; audit actions: who resumed, 
     ],
   );
   t.true(actions.every((a) => a.by.user === USER && a.by.host === HOST));
-  const rewound = (JSON.parse(ok(t, roundlog(['audit', 'actions', '--type', 'Rewound', '--experiment', 'Experiment_0001', '--json', '--root', f.root]))) as Actions).actions;
+  const rewound = (JSON.parse(ok(t, await roundlog(['audit', 'actions', '--type', 'Rewound', '--experiment', 'Experiment_0001', '--json', '--root', f.root]))) as Actions).actions;
   t.deepEqual(rewound.map((a) => a.by.pid), [f.resumePid]);
-  t.deepEqual((JSON.parse(ok(t, roundlog(['audit', 'actions', '--user', `not-${USER}`, '--json', '--root', f.root]))) as Actions).actions, []);
-  const csvActions = parseCsv(ok(t, roundlog(['audit', 'actions', '--csv', '--root', f.root])));
+  t.deepEqual((JSON.parse(ok(t, await roundlog(['audit', 'actions', '--user', `not-${USER}`, '--json', '--root', f.root]))) as Actions).actions, []);
+  const csvActions = parseCsv(ok(t, await roundlog(['audit', 'actions', '--csv', '--root', f.root])));
   t.deepEqual(
     csvActions.map((r) => [r.position, r.time, r.experiment, r.action, r.user, r.host, r.pid]),
     actions.map((a) => [a.position, a.time, a.folder, a.type, a.by.user, a.by.host, String(a.by.pid)]),
   );
-  const table = ok(t, roundlog(['audit', 'actions', '--type', 'Resumed', '--root', f.root]));
+  const table = ok(t, await roundlog(['audit', 'actions', '--type', 'Resumed', '--root', f.root]));
   t.regex(table, new RegExp(`Experiment_0000 +Resumed +${escape(USER)} +${escape(HOST)} +${f.resumerPid} +at round 2 from breakpoint_0001`));
 });
 
@@ -357,7 +358,7 @@ test('bad input: an unknown experiment exits 1 naming it; bad flags and argument
     ['audit', '--experiment', 'Experiment_0099'],
     ['audit', 'actions', '--experiment', 'Experiment_0099'],
   ]) {
-    const run = roundlog([...args, '--root', f.root]);
+    const run = await roundlog([...args, '--root', f.root]);
     t.is(run.code, 1, args.join(' '));
     t.regex(run.stderr, /^roundlog: no experiment "Experiment_0099" in the roundlog root .*; run 'roundlog ls' to list the experiments/, args.join(' '));
   }
@@ -375,16 +376,20 @@ test('bad input: an unknown experiment exits 1 naming it; bad flags and argument
     [['audit', 'rounds'], /audit rounds needs an experiment/],
     [['audit', 'metric', 'Experiment_0000'], /audit metric needs an experiment and a metric name/],
   ] as const) {
-    const run = roundlog([...args, '--root', f.root]);
+    const run = await roundlog([...args, '--root', f.root]);
     t.is(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
     t.regex(run.stderr, message, args.join(' '));
     t.regex(run.stderr, /Run 'roundlog help'/);
   }
-  const help = ok(t, roundlog(['help']));
-  t.regex(help, /^ {2}history <experiment> \[--follow\] \[--json\|--csv\]$/m);
-  t.regex(help, /^ {2}audit rounds <experiment> \[--json\|--csv\]$/m);
-  t.regex(help, /^ {2}audit metric <experiment> <name> \[--node N\]/m);
+  // The usage is generated from the declarations: commands in `help`, their options in `<command> --help`.
+  t.regex(ok(t, await roundlog(['help'])), /^ {2}roundlog history <experiment> +the timeline of one experiment/m);
+  const history = ok(t, await roundlog(['history', '--help']));
+  for (const option of ['-f, --follow', '--json', '--csv']) t.true(history.includes(option), option);
+  const audit = ok(t, await roundlog(['help', 'audit']));
+  t.regex(audit, /^ {2}roundlog audit rounds <experiment> +every attempt/m);
+  t.regex(audit, /^ {2}roundlog audit metric <experiment> <name> +a metric over the current branch/m);
+  t.regex(ok(t, await roundlog(['audit', 'metric', '--help'])), /^ +--node +one node's value/m);
   // A follower of an unknown experiment ends at once (it does not wait for it to appear).
-  const follower = await roundlogAsync(['history', 'nope', '--follow', '--root', f.root]);
+  const follower = await roundlog(['history', 'nope', '--follow', '--root', f.root]);
   t.is(follower.code, 1);
 });

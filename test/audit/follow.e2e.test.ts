@@ -8,9 +8,10 @@
 import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnTs } from '../support/child.ts';
+import { spawnTs, type Child } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
-import { parseCsv, roundlog, roundlogAsync, startRoundlog, type LiveCli } from './helpers.ts';
+import { roundlog, roundlogProcess, startRoundlog } from '../support/cli.ts';
+import { parseCsv } from './helpers.ts';
 
 test.after.always(removeTempDirs);
 
@@ -18,48 +19,48 @@ const USER = os.userInfo().username;
 const HOST = os.hostname();
 const caughtUp = (line: string) => /^-- .*: caught up at log position \d+; following new events, Ctrl-C to stop$/.test(line);
 
-async function interrupt(t: { is: (a: unknown, b: unknown, m?: string) => void }, follower: LiveCli): Promise<void> {
+async function interrupt(t: { is: (a: unknown, b: unknown, m?: string) => void }, follower: Child): Promise<void> {
   follower.process.kill('SIGINT');
   const exit = await follower.exited;
-  t.is(exit.code, 0, `the follower exits 0 on SIGINT; stderr:\n${follower.stderr.join('\n')}`);
+  t.is(exit.code, 0, `the follower exits 0 on SIGINT; stderr:\n${follower.stderr()}`);
   t.is(exit.signal, null);
 }
 
-function runExample(root: string, rounds: number): void {
-  const run = roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', String(rounds), '--root', root]);
+async function runExample(root: string, rounds: number): Promise<void> {
+  const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', String(rounds), '--root', root]);
   if (run.code !== 0) throw new Error(`run failed: ${run.stderr}`);
 }
 
 test('history --follow prints a resume and its round appended by another process; --csv follows the same way; SIGINT ends both', async (t) => {
   const root = tempDir();
-  runExample(root, 1);
+  await runExample(root, 1);
   const follower = startRoundlog(['history', 'Experiment_0000', '--follow', '--root', root]);
   const csvFollower = startRoundlog(['history', 'Experiment_0000', '--follow', '--csv', '--root', root]);
-  await Promise.all([follower.waitErr(caughtUp), csvFollower.waitErr(caughtUp)]);
+  await Promise.all([follower.waitForErr(caughtUp), csvFollower.waitForErr(caughtUp)]);
   // stdout and stderr are separate pipes: wait for the history's last line itself.
-  await Promise.all([follower.waitOut((l) => / round +round 0 attempt 1 completed/.test(l)), csvFollower.waitOut((l) => /,round,0,1,/.test(l))]);
-  t.regex(follower.stdout[0]!, /^time +rev +event +details$/);
+  await Promise.all([follower.waitFor((l) => / round +round 0 attempt 1 completed/.test(l)), csvFollower.waitFor((l) => /,round,0,1,/.test(l))]);
+  t.regex(follower.lines[0]!, /^time +rev +event +details$/);
   t.deepEqual(
-    follower.stdout.slice(1).map((l) => l.split(/ +/)[2]),
+    follower.lines.slice(1).map((l) => l.split(/ +/)[2]),
     ['created', 'round'],
     'the history so far, before the caught-up line',
   );
 
-  const resume = await roundlogAsync(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
+  const resume = await roundlogProcess(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
   t.is(resume.code, 0, resume.stderr);
-  const resumed = await follower.waitOut((l) => / resumed +resumed at round 1 from breakpoint_0000 by /.test(l));
+  const resumed = await follower.waitFor((l) => / resumed +resumed at round 1 from breakpoint_0000 by /.test(l));
   t.true(resumed.endsWith(`by ${USER}@${HOST} (pid ${resume.pid})`), resumed);
-  const completed = await follower.waitOut((l) => / round +round 1 attempt 1 completed in /.test(l));
+  const completed = await follower.waitFor((l) => / round +round 1 attempt 1 completed in /.test(l));
   t.regex(completed, /nodes hospital-a \(600 samples\), hospital-b \(150 samples\), hospital-c \(350 samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint$/);
-  await csvFollower.waitOut((l) => /,round,1,1,/.test(l));
+  await csvFollower.waitFor((l) => /,round,1,1,/.test(l));
   await Promise.all([interrupt(t, follower), interrupt(t, csvFollower)]);
 
   // Live, a round shows when it starts and again when it completes.
-  const live = follower.stdout.slice(3).map((l) => l.split(/ +/)[2]);
+  const live = follower.lines.slice(3).map((l) => l.split(/ +/)[2]);
   t.deepEqual(live, ['resumed', 'started', 'round']);
   // The followed CSV is the history's CSV, plus the live "started" row.
-  const batch = parseCsv(roundlog(['history', 'Experiment_0000', '--csv', '--root', root]).stdout);
-  const followed = parseCsv(csvFollower.stdout.join('\n') + '\n');
+  const batch = parseCsv((await roundlog(['history', 'Experiment_0000', '--csv', '--root', root])).stdout);
+  const followed = parseCsv(csvFollower.lines.join('\n') + '\n');
   t.deepEqual(
     followed.filter((r) => r.kind !== 'started'),
     batch,
@@ -79,10 +80,10 @@ test('history --follow --json: an open round while its process is blocked, marke
   await runner.waitFor((l) => l.startsWith('training 1 '));
 
   const follower = startRoundlog(['history', 'Experiment_0000', '--follow', '--json', '--root', root]);
-  await follower.waitErr(caughtUp);
-  await follower.waitOut((l) => l.includes('"kind":"started"'));
+  await follower.waitForErr(caughtUp);
+  await follower.waitFor((l) => l.includes('"kind":"started"'));
   type Entry = { kind: string; round?: number; attempt?: number; endedBy?: { type: string }; by?: { user: string; host: string; pid: number } };
-  const entries = () => follower.stdout.map((l) => JSON.parse(l) as Entry);
+  const entries = () => follower.lines.map((l) => JSON.parse(l) as Entry);
   t.deepEqual(
     entries().map((e) => `${e.kind}${e.round === undefined ? '' : ` ${e.round}/${e.attempt}`}`),
     ['created', 'round 0/1', 'started 1/1'],
@@ -93,7 +94,7 @@ test('history --follow --json: an open round while its process is blocked, marke
   const resumer = spawnTs('experiment-child.ts', ['run', root, '5', '1', '4']);
   await resumer.waitFor((l) => l === 'stopped 2');
   t.is((await resumer.exited).code, 0);
-  await follower.waitOut((l) => (JSON.parse(l) as Entry).kind === 'round' && (JSON.parse(l) as Entry).round === 1);
+  await follower.waitFor((l) => (JSON.parse(l) as Entry).kind === 'round' && (JSON.parse(l) as Entry).round === 1);
   await interrupt(t, follower);
 
   const after = entries().slice(3);
@@ -107,21 +108,21 @@ test('history --follow --json: an open round while its process is blocked, marke
 
 test('audit --follow --type Resumed --json prints only resumes, from any experiment, as other processes append them', async (t) => {
   const root = tempDir();
-  runExample(root, 1);
-  runExample(root, 1);
+  await runExample(root, 1);
+  await runExample(root, 1);
   const follower = startRoundlog(['audit', '--type', 'Resumed', '--follow', '--json', '--root', root]);
-  await follower.waitErr(caughtUp);
+  await follower.waitForErr(caughtUp);
 
-  const first = await roundlogAsync(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
+  const first = await roundlogProcess(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
   t.is(first.code, 0, first.stderr);
-  const second = await roundlogAsync(['resume', path.join(root, 'experiments', 'Experiment_0001'), '--rounds', '1', '--root', root]);
+  const second = await roundlogProcess(['resume', path.join(root, 'experiments', 'Experiment_0001'), '--rounds', '1', '--root', root]);
   t.is(second.code, 0, second.stderr);
   // Events arrive in log order: once the second resume is printed, the rounds run after the first were seen and left out.
-  await follower.waitOut((l) => l.includes('"folder":"Experiment_0001"'));
+  await follower.waitFor((l) => l.includes('"folder":"Experiment_0001"'));
   await interrupt(t, follower);
 
   type Event = { type: string; folder: string; data: { roundCurrent: number; by: { user: string; host: string; pid: number } } };
-  const printed = follower.stdout.map((l) => JSON.parse(l) as Event);
+  const printed = follower.lines.map((l) => JSON.parse(l) as Event);
   t.deepEqual(
     printed.map((e) => [e.type, e.folder, e.data.roundCurrent, e.data.by.pid, e.data.by.host]),
     [

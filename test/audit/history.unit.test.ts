@@ -4,7 +4,8 @@
  */
 import test from 'ava';
 import { HistoryProjector, historyOf, type HistoryEntry } from '../../src/audit/history.ts';
-import { csvLine, parseTime } from '../../src/cli/history.ts';
+import { parseTime } from '../../src/cli/filters.ts';
+import { csvLine } from '../../src/cli/output.ts';
 import { UsageError } from '../../src/cli/args.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { parseCsv } from './helpers.ts';

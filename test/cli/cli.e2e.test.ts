@@ -1,23 +1,11 @@
-/** The `roundlog` command, run as a real process against a real root. */
+/** The `roundlog` command against a real root: the demo as a real process, the other commands in process. */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { roundlog, roundlogProcess } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-function roundlog(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 function blobFiles(root: string): string[] {
   const dir = path.join(root, 'blobs');
@@ -28,9 +16,9 @@ function blobFiles(root: string): string[] {
 
 type Listing = Array<{ folder: string; roundCurrent: number; roundLimit: number; status: string; breakpoints: Array<{ round: number; path: string; paramsSha256: string }> }>;
 
-test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, identical to an uninterrupted run; then ls, verify', (t) => {
+test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, identical to an uninterrupted run; then ls, verify', async (t) => {
   const root = tempDir();
-  const demo = roundlog(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
+  const demo = await roundlogProcess(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
   t.is(demo.code, 0, demo.stderr + demo.stdout);
   t.regex(demo.stdout, /SIGKILL sent to pid \d+ after 3 committed rounds/);
   t.regex(demo.stdout, /after the crash: Experiment_0000 has 3 completed rounds/);
@@ -40,7 +28,7 @@ test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, ident
   t.regex(demo.stdout, /Resumed +at round 3 from breakpoint_0002/);
   t.regex(demo.stdout, /└── breakpoint_0009\//);
 
-  const ls = roundlog(['ls', '--json', '--root', root]);
+  const ls = await roundlog(['ls', '--json', '--root', root]);
   t.is(ls.code, 0, ls.stderr);
   const listing = JSON.parse(ls.stdout) as Listing;
   t.is(listing.length, 1);
@@ -50,10 +38,10 @@ test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, ident
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
   );
   t.true(listing[0]!.breakpoints.every((b) => /^[0-9a-f]{64}$/.test(b.paramsSha256) && path.isAbsolute(b.path)));
-  const table = roundlog(['ls', '--root', root]);
+  const table = await roundlog(['ls', '--root', root]);
   t.regex(table.stdout, /Experiment_0000 +[0-9a-f-]{36} +10\/10 +finished +10/);
 
-  const healthy = roundlog(['verify', '--root', root]);
+  const healthy = await roundlog(['verify', '--root', root]);
   t.is(healthy.code, 0, healthy.stdout + healthy.stderr);
   t.regex(healthy.stdout, /0 problems[\s\S]*0 problems/);
 
@@ -63,49 +51,49 @@ test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, ident
   const bytes = readFileSync(victim);
   bytes[0] = bytes[0]! ^ 0xff;
   writeFileSync(victim, bytes);
-  const damaged = roundlog(['verify', '--root', root]);
+  const damaged = await roundlog(['verify', '--root', root]);
   t.is(damaged.code, 1);
   t.true(damaged.stdout.includes(victim), damaged.stdout);
 });
 
-test('run a definition module with --rounds, then resume an experiment folder to its limit', (t) => {
+test('run a definition module with --rounds, then resume an experiment folder to its limit', async (t) => {
   const root = tempDir();
-  const run = roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', root]);
+  const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', root]);
   t.is(run.code, 0, run.stderr);
   t.regex(run.stdout, /round 1\/10 {2}nodes 3\/3 replied/);
   t.regex(run.stdout, /done: 2 rounds completed/);
-  const resume = roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--root', root]);
+  const resume = await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--root', root]);
   t.is(resume.code, 0, resume.stderr);
   t.regex(resume.stdout, /resumed Experiment_0000 .* at round 2\/10/);
   t.regex(resume.stdout, /done: 10 rounds completed/);
-  const events = roundlog(['streams', '--json', '--root', root]);
+  const events = await roundlog(['streams', '--json', '--root', root]);
   t.is(events.code, 0);
   t.is((JSON.parse(events.stdout) as unknown[]).length, 2, 'the registry stream and the experiment stream');
 });
 
-test('usage errors exit 2 and say what to do; a missing stream is a clear error', (t) => {
+test('usage errors exit 2 and say what to do; a missing stream is a clear error', async (t) => {
   const root = tempDir();
-  const unknown = roundlog(['frobnicate', '--root', root]);
+  const unknown = await roundlog(['frobnicate', '--root', root]);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /unknown command "frobnicate"/);
   t.regex(unknown.stderr, /roundlog help/);
-  const badCrash = roundlog(['demo', '--crash-after', 'soon', '--root', root]);
+  const badCrash = await roundlog(['demo', '--crash-after', 'soon', '--root', root]);
   t.is(badCrash.code, 2);
   t.regex(badCrash.stderr, /--crash-after must be a positive integer \(got "soon"\)/);
-  const missing = roundlog(['events', 'nope', '--root', root]);
+  const missing = await roundlog(['events', 'nope', '--root', root]);
   t.is(missing.code, 1);
   t.regex(missing.stderr, /stream "nope" does not exist/);
-  const nothing = roundlog(['resume', '--root', root]);
+  const nothing = await roundlog(['resume', '--root', root]);
   t.is(nothing.code, 1);
   t.regex(nothing.stderr, /no breakpoint/);
   const nowhere = path.join(root, 'no-such-root');
   for (const command of ['ls', 'verify', 'history Experiment_0000', 'gc --keep-last 1']) {
-    const run = roundlog([...command.split(' '), '--root', nowhere]);
+    const run = await roundlog([...command.split(' '), '--root', nowhere]);
     t.is(run.code, 1, command);
     t.regex(run.stderr, /there is no roundlog root at .*no-such-root; check --root or ROUNDLOG_DIR/, command);
   }
   t.false(existsSync(nowhere), 'a read command never creates the root');
-  const help = roundlog(['help']);
+  const help = await roundlog(['help']);
   t.is(help.code, 0);
   t.regex(help.stdout, /Usage: roundlog <command>/);
 });

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECTION_CHECKPOINT_FILE } from '../../src/projections/index.ts';
-import { roundlogAsync, startRoundlog } from '../audit/helpers.ts';
+import { roundlogProcess, startRoundlog } from '../support/cli.ts';
 import { childServer, freshNamespace, type EsdbTarget } from '../support/esdb.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -29,7 +29,7 @@ function storeEnv(): Env {
 }
 
 async function ok(args: string[], env: Env): Promise<string> {
-  const run = await roundlogAsync(args, env);
+  const run = await roundlogProcess(args, env);
   if (run.code !== 0) throw new Error(`roundlog ${args.join(' ')} exited ${run.code}:\n${run.stderr}\n${run.stdout}`);
   return run.stdout;
 }
@@ -88,7 +88,7 @@ test('create, run, crash, resume, rewind, fork, audit and verify on EventStoreDB
   const { rounds } = await json<{ rounds: Array<{ round: number; status: string }> }>(['audit', 'rounds', 'Experiment_0000', '--root', root], env);
   t.deepEqual(rounds.filter((r) => r.status === 'superseded').map((r) => r.round), [7, 8, 9]);
 
-  const verify = await roundlogAsync(['verify', '--root', root], env);
+  const verify = await roundlogProcess(['verify', '--root', root], env);
   t.is(verify.code, 0, verify.stdout + verify.stderr);
 
   // Another machine: same store, same shared blob folder, an empty root of its own.
@@ -104,17 +104,17 @@ test('project --follow on another machine: catches up, projects live rounds, kee
   await ok(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', here], env);
 
   const follower = startRoundlog(['project', '--follow', '--root', there], env);
-  const started = await follower.waitOut((l) => l.startsWith('following '));
+  const started = await follower.waitFor((l) => l.startsWith('following '));
   t.regex(started, /from the beginning \(no checkpoint\): projection lag \d+ events/);
-  await follower.waitOut((l) => l.startsWith('caught up at position '));
+  await follower.waitFor((l) => l.startsWith('caught up at position '));
   t.true(existsSync(path.join(there, 'experiments', 'Experiment_0000', 'breakpoint_0001')));
 
   // A round committed on the first machine appears on the second, live.
   await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', here], env);
-  const live = await follower.waitOut((l) => l.includes('wrote breakpoint_0002'));
+  const live = await follower.waitFor((l) => l.includes('wrote breakpoint_0002'));
   t.regex(live, /^Experiment_0000: wrote breakpoint_0002 \(position \d+, lag \d+ ms\)$/);
   follower.process.kill('SIGTERM');
-  t.is((await follower.exited).code, 0, follower.stderr.join('\n'));
+  t.is((await follower.exited).code, 0, follower.stderr());
   t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
 
   const checkpoint = JSON.parse(readFileSync(path.join(there, 'experiments', PROJECTION_CHECKPOINT_FILE), 'utf8')) as { position: string; store: string };
@@ -124,11 +124,11 @@ test('project --follow on another machine: catches up, projects live rounds, kee
   // While it is stopped, two more rounds; restarted, it resumes after its checkpoint with that lag.
   await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '2', '--root', here], env);
   const again = startRoundlog(['project', '--follow', '--root', there], env);
-  const restarted = await again.waitOut((l) => l.startsWith('following '));
+  const restarted = await again.waitFor((l) => l.startsWith('following '));
   t.regex(restarted, new RegExp(`from checkpoint ${checkpoint.position}: projection lag [1-9]\\d* events`));
-  await again.waitOut((l) => l.startsWith('caught up at position '));
+  await again.waitFor((l) => l.startsWith('caught up at position '));
   again.process.kill('SIGTERM');
-  t.is((await again.exited).code, 0, again.stderr.join('\n'));
+  t.is((await again.exited).code, 0, again.stderr());
   t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
   t.true(existsSync(path.join(there, 'experiments', 'Experiment_0000', 'breakpoint_0004')));
 });

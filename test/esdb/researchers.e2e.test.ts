@@ -8,7 +8,7 @@ import test from 'ava';
 import path from 'node:path';
 import { openRoundLog } from '../../src/projections/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
-import { startRoundlog } from '../audit/helpers.ts';
+import { startRoundlog } from '../support/cli.ts';
 import { spawnTs, type Child } from '../support/child.ts';
 import { freshNamespace, inProcessServer, type EsdbTarget } from '../support/esdb.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -37,7 +37,7 @@ test('two processes resume one experiment: one proceeds, the other gets the conf
 
   // Machine C follows every experiment event of the store.
   const follower = startRoundlog(['audit', '--follow', '--json', '--root', machines.c], env);
-  await follower.waitErr(caughtUp);
+  await follower.waitForErr(caughtUp);
 
   // A and B both read the history at the same revision, then both try to go on.
   const racers = [
@@ -73,10 +73,10 @@ test('two processes resume one experiment: one proceeds, the other gets the conf
 
   // The follower printed each event of the experiment once, in log order, then was stopped.
   const last = events.at(-1)!.position.toString();
-  await follower.waitOut((l) => (JSON.parse(l) as { position: string }).position === last);
+  await follower.waitFor((l) => (JSON.parse(l) as { position: string }).position === last);
   follower.process.kill('SIGINT');
-  t.is((await follower.exited).code, 0, follower.stderr.join('\n'));
-  const printed = follower.stdout.map((l) => JSON.parse(l) as { position: string; type: string; revision: string });
+  t.is((await follower.exited).code, 0, follower.stderr());
+  const printed = follower.lines.map((l) => JSON.parse(l) as { position: string; type: string; revision: string });
   t.deepEqual(
     printed.map((e) => [e.position, e.type, e.revision]),
     events.map((e) => [e.position.toString(), e.type, e.revision.toString()]),

@@ -26,32 +26,32 @@ type Fork = {
 test('a fork of a fork: child and grandchild continue with resume, their rounds are the parent’s bit for bit, lineage is in all three streams', async (t) => {
   const root = tempDir();
   const experiments = path.join(root, 'experiments');
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '4', '--root', root]).code, 0);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '4', '--root', root])).code, 0);
   const parent = await history(root, 'Experiment_0000');
 
-  const child = roundlogJson<Fork>(['fork', 'Experiment_0000', '--round', '1', '--root', root]);
+  const child = await roundlogJson<Fork>(['fork', 'Experiment_0000', '--round', '1', '--root', root]);
   t.like(child, { parentId: parent.state.created!.experimentId, parentFolder: 'Experiment_0000', round: 1, branch: 'current', childFolder: 'Experiment_0001', childNumber: 1, roundCurrent: 2 });
   t.is(child.parentPosition, String(parent.state.rounds[1]!.position));
   t.is(child.breakpoint, path.join(experiments, 'Experiment_0001', 'breakpoint_0001'));
   t.true(blobBytes(root, parent.state.rounds[1]!.params.sha256).equals(blobBytes(root, child.params.sha256)));
   t.is(sha256File(path.join(child.breakpoint, 'aggregated_params.tensors')), parent.state.rounds[1]!.params.sha256);
   // The importedFrom hash is that of the manifest `roundlog replay` writes for the parent's round.
-  const replay = roundlogJson<{ manifestSha256: string }>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
+  const replay = await roundlogJson<{ manifestSha256: string }>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
   t.is(child.breakpointSha256, replay.manifestSha256);
 
   // The child is the last experiment: resume with no path continues it from its first round.
-  const resumeChild = roundlog(['resume', '--rounds', '1', '--root', root]);
+  const resumeChild = await roundlog(['resume', '--rounds', '1', '--root', root]);
   t.is(resumeChild.code, 0, resumeChild.stderr);
   t.regex(resumeChild.stdout, /resumed Experiment_0001 \(.*\) at round 2\/10/);
 
   // Fork the fork, by its id, under a name of our own.
-  const grandchild = roundlogJson<Fork>(['fork', child.childId, '--round', '2', '--name', 'lr-sweep', '--root', root]);
+  const grandchild = await roundlogJson<Fork>(['fork', child.childId, '--round', '2', '--name', 'lr-sweep', '--root', root]);
   t.like(grandchild, { parentId: child.childId, parentFolder: 'Experiment_0001', round: 2, childFolder: 'lr-sweep', childNumber: 2, roundCurrent: 3 });
-  const resumeGrandchild = roundlog(['resume', path.join(experiments, 'lr-sweep'), '--rounds', '1', '--root', root]);
+  const resumeGrandchild = await roundlog(['resume', path.join(experiments, 'lr-sweep'), '--rounds', '1', '--root', root]);
   t.is(resumeGrandchild.code, 0, resumeGrandchild.stderr);
   t.regex(resumeGrandchild.stdout, /resumed lr-sweep \(.*\) at round 3\/10/);
   t.regex(resumeGrandchild.stdout, /done: 4 rounds completed/);
-  const resumeChildAgain = roundlog(['resume', path.join(experiments, 'Experiment_0001'), '--rounds', '1', '--root', root]);
+  const resumeChildAgain = await roundlog(['resume', path.join(experiments, 'Experiment_0001'), '--rounds', '1', '--root', root]);
   t.is(resumeChildAgain.code, 0, resumeChildAgain.stderr);
   t.regex(resumeChildAgain.stdout, /resumed Experiment_0001 \(.*\) at round 3\/10/);
 
@@ -87,24 +87,24 @@ test('a fork of a fork: child and grandchild continue with resume, their rounds 
   t.like(g.events[1]!.data, { parentId: child.childId, parentFolder: 'Experiment_0001', parentRound: 2, parentPosition: grandchild.parentPosition });
   t.is(eventsOf(g.events, 'Forked').length, 0);
 
-  const ls = JSON.parse(roundlog(['ls', '--json', '--root', root]).stdout) as Array<{ folder: string; roundCurrent: number }>;
+  const ls = JSON.parse((await roundlog(['ls', '--json', '--root', root])).stdout) as Array<{ folder: string; roundCurrent: number }>;
   t.deepEqual(ls.map((e) => [e.folder, e.roundCurrent]), [['Experiment_0000', 4], ['Experiment_0001', 4], ['lr-sweep', 4]]);
 });
 
 test('a fork from a round a rewind set aside (--superseded) starts from that round’s parameters', async (t) => {
   const root = tempDir();
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root]).code, 0);
-  t.is(roundlog(['rewind', 'Experiment_0000', '--round', '0', '--reason', 'branch off', '--root', root]).code, 0);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root])).code, 0);
+  t.is((await roundlog(['rewind', 'Experiment_0000', '--round', '0', '--reason', 'branch off', '--root', root])).code, 0);
   const { events } = await history(root, 'Experiment_0000');
   const old2 = completions(events, 2)[0]!;
 
-  const current = roundlog(['fork', 'Experiment_0000', '--round', '2', '--root', root]);
+  const current = await roundlog(['fork', 'Experiment_0000', '--round', '2', '--root', root]);
   t.is(current.code, 1);
   t.regex(current.stderr, /no completed round 2 on its current branch/);
 
-  const fork = roundlogJson<Fork>(['fork', 'Experiment_0000', '--round', '2', '--superseded', '--root', root]);
+  const fork = await roundlogJson<Fork>(['fork', 'Experiment_0000', '--round', '2', '--superseded', '--root', root]);
   t.like(fork, { branch: 'superseded', round: 2, roundCurrent: 3, parentPosition: String(old2.position), params: { sha256: old2.data.params!.sha256 } });
-  const resume = roundlog(['resume', path.join(root, 'experiments', fork.childFolder), '--rounds', '1', '--root', root]);
+  const resume = await roundlog(['resume', path.join(root, 'experiments', fork.childFolder), '--rounds', '1', '--root', root]);
   t.is(resume.code, 0, resume.stderr);
   t.regex(resume.stdout, /at round 3\/10/);
   const child = await history(root, fork.childFolder);
@@ -114,14 +114,14 @@ test('a fork from a round a rewind set aside (--superseded) starts from that rou
 
 test('errors: an existing folder name, an unknown experiment, a round out of range exit 1; bad flags exit 2; nothing is created', async (t) => {
   const root = tempDir();
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '2', '--root', root]).code, 0);
-  const taken = roundlog(['fork', 'Experiment_0000', '--round', '0', '--name', 'Experiment_0000', '--root', root]);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '2', '--root', root])).code, 0);
+  const taken = await roundlog(['fork', 'Experiment_0000', '--round', '0', '--name', 'Experiment_0000', '--root', root]);
   t.is(taken.code, 1);
   t.regex(taken.stderr, /name must not be a folder that already exists/);
-  const unknown = roundlog(['fork', 'Experiment_0009', '--round', '0', '--root', root]);
+  const unknown = await roundlog(['fork', 'Experiment_0009', '--round', '0', '--root', root]);
   t.is(unknown.code, 1);
   t.regex(unknown.stderr, /no experiment "Experiment_0009" in the roundlog root/);
-  const beyond = roundlog(['fork', 'Experiment_0000', '--round', '2', '--root', root]);
+  const beyond = await roundlog(['fork', 'Experiment_0000', '--round', '2', '--root', root]);
   t.is(beyond.code, 1);
   t.regex(beyond.stderr, /no completed round 2 on its current branch \(2 rounds completed, indexes 0 to 1\)/);
   for (const [args, message] of [
@@ -130,11 +130,11 @@ test('errors: an existing folder name, an unknown experiment, a round out of ran
     [['fork', 'Experiment_0000', '--round', '0', '--out', 'x'], /Unknown option '--out'/],
     [['fork', '--round', '0'], /fork needs exactly one experiment/],
   ] as const) {
-    const result = roundlog([...args, '--root', root]);
+    const result = await roundlog([...args, '--root', root]);
     t.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     t.regex(result.stderr, message);
   }
-  const ls = JSON.parse(roundlog(['ls', '--json', '--root', root]).stdout) as unknown[];
+  const ls = JSON.parse((await roundlog(['ls', '--json', '--root', root])).stdout) as unknown[];
   t.is(ls.length, 1, 'no experiment was created');
   t.false(existsSync(path.join(root, 'experiments', 'a')));
   t.is(eventsOf((await history(root, 'Experiment_0000')).events, 'Forked').length, 0);

@@ -26,12 +26,12 @@ type Replay = {
 
 test('a round that never had a breakpoint folder: replayed from the log, its parameters are the bytes its RoundCompleted recorded', async (t) => {
   const root = tempDir();
-  const run = roundlog(['run', NO_BREAKPOINTS, '--rounds', '3', '--root', root]);
+  const run = await roundlog(['run', NO_BREAKPOINTS, '--rounds', '3', '--root', root]);
   t.is(run.code, 0, run.stderr);
   const experimentDir = path.join(root, 'experiments', 'Experiment_0000');
   t.deepEqual(existsSync(experimentDir) ? readdirSync(experimentDir) : [], [], 'no breakpoint folder was saved');
 
-  const replay = roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
+  const replay = await roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
   t.is(replay.path, path.join(root, 'replays', 'Experiment_0000', 'breakpoint_0001'), 'the default place, outside the experiment folder');
   t.like(replay, { folder: 'Experiment_0000', round: 1, roundCurrent: 2, branch: 'current', created: true });
   t.deepEqual(existsSync(experimentDir) ? readdirSync(experimentDir) : [], [], 'the experiment folder is left alone');
@@ -54,23 +54,23 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
 
   // The same experiment with breakpoints saved (same seed, same settings) in another root wrote these very bytes.
   const other = tempDir();
-  const saved = roundlog(['run', EXAMPLE, '--rounds', '2', '--root', other]);
+  const saved = await roundlog(['run', EXAMPLE, '--rounds', '2', '--root', other]);
   t.is(saved.code, 0, saved.stderr);
   t.true(paramsFile.equals(readFileSync(path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'aggregated_params.tensors'))));
 
   // Again: nothing new is written, the folder is checked and kept.
-  const again = roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
+  const again = await roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
   t.false(again.created);
   t.is(again.manifestSha256, replay.manifestSha256);
 
   // --out: any new folder outside the root's own areas; the same manifest.
   const out = path.join(tempDir(), 'nested', 'round-1');
-  const elsewhere = roundlogJson<Replay>(['replay', replay.experimentId, '--round', '1', '--out', out, '--root', root]);
+  const elsewhere = await roundlogJson<Replay>(['replay', replay.experimentId, '--round', '1', '--out', out, '--root', root]);
   t.is(elsewhere.path, out);
   t.is(sha256File(path.join(out, 'breakpoint.json')), replay.manifestSha256);
   t.deepEqual(readdirSync(path.dirname(out)), ['round-1'], 'no temp folder left beside it');
 
-  const inside = roundlog(['replay', 'Experiment_0000', '--round', '1', '--out', path.join(experimentDir, 'breakpoint_0001'), '--root', root]);
+  const inside = await roundlog(['replay', 'Experiment_0000', '--round', '1', '--out', path.join(experimentDir, 'breakpoint_0001'), '--root', root]);
   t.is(inside.code, 1);
   t.regex(inside.stderr, /out must not be inside .*experiments/);
   t.false(existsSync(path.join(experimentDir, 'breakpoint_0001')));
@@ -78,7 +78,7 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
   const occupied = path.join(tempDir(), 'occupied');
   mkdirSync(occupied);
   writeFileSync(path.join(occupied, 'notes.txt'), 'mine');
-  const refused = roundlog(['replay', 'Experiment_0000', '--round', '2', '--out', occupied, '--root', root]);
+  const refused = await roundlog(['replay', 'Experiment_0000', '--round', '2', '--out', occupied, '--root', root]);
   t.is(refused.code, 1);
   t.regex(refused.stderr, /must be a folder that does not exist yet/);
   t.deepEqual(readdirSync(occupied), ['notes.txt']);
@@ -86,20 +86,20 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
 
 test('rounds a rewind set aside: refused on the current branch, replayed with --superseded or --position; experiments by id or path', async (t) => {
   const root = tempDir();
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root]).code, 0);
-  const rewind = roundlog(['rewind', 'Experiment_0000', '--round', '0', '--reason', 'learning rate too high', '--root', root]);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root])).code, 0);
+  const rewind = await roundlog(['rewind', 'Experiment_0000', '--round', '0', '--reason', 'learning rate too high', '--root', root]);
   t.is(rewind.code, 0, rewind.stderr);
   const { events, state } = await history(root, 'Experiment_0000');
   const id = state.created!.experimentId;
   const old2 = completions(events, 2)[0]!;
   const old1 = completions(events, 1)[0]!;
 
-  const gone = roundlog(['replay', id, '--round', '2', '--root', root]);
+  const gone = await roundlog(['replay', id, '--round', '2', '--root', root]);
   t.is(gone.code, 1);
   t.regex(gone.stderr, /experiment Experiment_0000 has no completed round 2 on its current branch \(1 rounds completed/);
 
   const experimentDir = path.join(root, 'experiments', 'Experiment_0000');
-  const superseded = roundlogJson<Replay>(['replay', experimentDir, '--round', '2', '--superseded', '--root', root]);
+  const superseded = await roundlogJson<Replay>(['replay', experimentDir, '--round', '2', '--superseded', '--root', root]);
   t.like(superseded, { round: 2, branch: 'superseded', logPosition: String(old2.position) });
   t.is(superseded.path, path.join(root, 'replays', 'Experiment_0000', 'superseded', `breakpoint_0002-${old2.position}`));
   t.is(sha256File(path.join(superseded.path, 'aggregated_params.tensors')), old2.data.params!.sha256);
@@ -109,20 +109,20 @@ test('rounds a rewind set aside: refused on the current branch, replayed with --
     readFileSync(path.join(experimentDir, 'superseded', 'breakpoint_0002.1', 'breakpoint.json'), 'utf8'),
   );
 
-  const byPosition = roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--position', String(old1.position), '--root', root]);
+  const byPosition = await roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--position', String(old1.position), '--root', root]);
   t.like(byPosition, { round: 1, branch: 'superseded', params: { sha256: old1.data.params!.sha256 } });
 
-  const mismatch = roundlog(['replay', 'Experiment_0000', '--round', '2', '--position', String(old1.position), '--root', root]);
+  const mismatch = await roundlog(['replay', 'Experiment_0000', '--round', '2', '--position', String(old1.position), '--root', root]);
   t.is(mismatch.code, 1);
   t.regex(mismatch.stderr, new RegExp(`has no round 2 completed at log position ${old1.position}; its superseded rounds are 1 \\(position ${old1.position}\\), 2 \\(position ${old2.position}\\)`));
-  const none = roundlog(['replay', 'Experiment_0000', '--round', '0', '--superseded', '--root', root]);
+  const none = await roundlog(['replay', 'Experiment_0000', '--round', '0', '--superseded', '--root', root]);
   t.is(none.code, 1);
   t.regex(none.stderr, /has no superseded round 0/);
 });
 
 test('a round pruned by retention is refused, saying when it was pruned', async (t) => {
   const root = tempDir();
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root]).code, 0);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root])).code, 0);
   const { events } = await history(root, 'Experiment_0000');
   const round1 = completions(events, 1)[0]!;
   // Retention's record, appended through the library as retention does.
@@ -136,27 +136,27 @@ test('a round pruned by retention is refused, saying when it was pruned', async 
   t.is(error!.prunedAt.getTime(), pruned!.timestamp.getTime());
   await rl.close();
 
-  const cli = roundlog(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
+  const cli = await roundlog(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
   t.is(cli.code, 1);
   t.true(cli.stderr.includes(`round 1 of experiment Experiment_0000 was pruned by retention on ${pruned!.timestamp.toISOString()}`), cli.stderr);
   t.false(existsSync(path.join(root, 'replays', 'Experiment_0000', 'breakpoint_0001')));
   // The rounds retention kept replay as before.
-  t.is(roundlog(['replay', 'Experiment_0000', '--round', '2', '--root', root]).code, 0);
+  t.is((await roundlog(['replay', 'Experiment_0000', '--round', '2', '--root', root])).code, 0);
   t.is(eventsOf((await history(root, 'Experiment_0000')).events, 'RoundsPruned').length, 1);
 });
 
-test('errors: an unknown experiment and a round out of range exit 1 with a clear message; bad flags exit 2', (t) => {
+test('errors: an unknown experiment and a round out of range exit 1 with a clear message; bad flags exit 2', async (t) => {
   const root = tempDir();
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '2', '--root', root]).code, 0);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '2', '--root', root])).code, 0);
 
-  const unknown = roundlog(['replay', 'Experiment_0042', '--round', '0', '--root', root]);
+  const unknown = await roundlog(['replay', 'Experiment_0042', '--round', '0', '--root', root]);
   t.is(unknown.code, 1);
   t.regex(unknown.stderr, /^roundlog: no experiment "Experiment_0042" in the roundlog root .*; run 'roundlog ls'/);
-  const fromEnv = roundlog(['replay', 'Experiment_0042', '--round', '0'], { ROUNDLOG_DIR: root });
+  const fromEnv = await roundlog(['replay', 'Experiment_0042', '--round', '0'], { ROUNDLOG_DIR: root });
   t.is(fromEnv.code, 1);
   t.true(fromEnv.stderr.includes(`in the roundlog root ${root}`), 'ROUNDLOG_DIR names the root');
 
-  const outOfRange = roundlog(['replay', 'Experiment_0000', '--round', '2', '--root', root]);
+  const outOfRange = await roundlog(['replay', 'Experiment_0000', '--round', '2', '--root', root]);
   t.is(outOfRange.code, 1);
   t.regex(outOfRange.stderr, /no completed round 2 on its current branch \(2 rounds completed, indexes 0 to 1\)/);
 
@@ -170,7 +170,7 @@ test('errors: an unknown experiment and a round out of range exit 1 with a clear
     [['replay', 'Experiment_0000', '--round', '0', '--position', '3', '--superseded'], /--superseded and --position are exclusive/],
     [['replay', 'Experiment_0000', '--round', '0', '--frobnicate'], /Unknown option '--frobnicate'/],
   ] as const) {
-    const result = roundlog([...args, '--root', root]);
+    const result = await roundlog([...args, '--root', root]);
     t.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     t.regex(result.stderr, message);
     t.regex(result.stderr, /roundlog help/);

@@ -1,38 +1,17 @@
-/** Shared by the lineage e2e tests: the real `roundlog` command in a subprocess, and readers of a real root. */
-import { spawnSync } from 'node:child_process';
+/** Shared by the lineage e2e tests: the `roundlog` command (in process), and readers of a real root. */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openRoundLog } from '../../src/projections/index.ts';
 import type { ExperimentState } from '../../src/model/state.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export { REPO, roundlog, roundlogJson, type Run as Result } from '../support/cli.ts';
 
 /** The example: logistic regression, 10-round limit, a breakpoint folder after every round. */
 export const EXAMPLE = 'examples/logistic-regression/experiment.ts';
 /** The same experiment (same seed and settings) saving no breakpoint folder at all. */
 export const NO_BREAKPOINTS = 'test/lineage/no-breakpoints.experiment.ts';
-
-export type Result = { code: number | null; stdout: string; stderr: string };
-
-/** Runs `roundlog <args>` in a new process, from the repository (the workspace of the definitions). */
-export function roundlog(args: string[], env: NodeJS.ProcessEnv = {}): Result {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), ...args], {
-    cwd: REPO,
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Runs `roundlog` and parses its `--json` output; throws with its stderr when it fails. */
-export function roundlogJson<T>(args: string[]): T {
-  const result = roundlog([...args, '--json']);
-  if (result.code !== 0) throw new Error(`roundlog ${args.join(' ')} exited ${result.code}: ${result.stderr}${result.stdout}`);
-  return JSON.parse(result.stdout) as T;
-}
 
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

@@ -1,9 +1,8 @@
 /**
- * `roundlog project`, `verify` and `gc` as real processes against real roots built by
+ * `roundlog project`, `verify` and `gc` (in process) against real roots built by
  * `roundlog run examples/logistic-regression/experiment.ts`.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,6 +12,7 @@ import { openRoundLog } from '../../src/projections/index.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
 import type { NodeReplied, RoundsPruned } from '../../src/model/events.ts';
 import definition from '../../examples/logistic-regression/experiment.ts';
+import { roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -20,18 +20,9 @@ test.after.always(removeTempDirs);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';
 
-function roundlog(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
 /** A root with the example run to its limit (10 rounds, a breakpoint after each). */
-function exampleRoot(t: { is: (a: unknown, b: unknown, m?: string) => void }, root = tempDir()): string {
-  const run = roundlog(['run', EXAMPLE, '--root', root]);
+async function exampleRoot(t: { is: (a: unknown, b: unknown, m?: string) => void }, root = tempDir()): Promise<string> {
+  const run = await roundlog(['run', EXAMPLE, '--root', root]);
   t.is(run.code, 0, run.stderr);
   return root;
 }
@@ -82,19 +73,19 @@ function breakpointRounds(dir: string): number[] {
 }
 
 type StreamInfo = { stream: string; lastRevision: string };
-function eventCounts(root: string): Record<string, number> {
-  const out = roundlog(['streams', '--json', '--root', root]);
+async function eventCounts(root: string): Promise<Record<string, number>> {
+  const out = await roundlog(['streams', '--json', '--root', root]);
   return Object.fromEntries((JSON.parse(out.stdout) as StreamInfo[]).map((s) => [s.stream, Number(s.lastRevision) + 1]));
 }
 
-test('project: an emptied experiments/ folder is rebuilt with identical checksums, lag shown; --rebuild rewrites hand edits and leaves superseded/ alone', (t) => {
-  const root = exampleRoot(t);
+test('project: an emptied experiments/ folder is rebuilt with identical checksums, lag shown; --rebuild rewrites hand edits and leaves superseded/ alone', async (t) => {
+  const root = await exampleRoot(t);
   const experiments = path.join(root, 'experiments');
   const before = checksums(experiments);
   t.is(Object.keys(before).length, 30, '10 folders of 3 files');
 
   rmSync(experiments, { recursive: true });
-  const project = roundlog(['project'], { ROUNDLOG_DIR: root });
+  const project = await roundlog(['project'], { ROUNDLOG_DIR: root });
   t.is(project.code, 0, project.stderr);
   t.regex(project.stdout, /Experiment_0000: projection lag before: 10 breakpoint folders missing \(rounds 0-9\)/);
   t.is(project.stdout.match(/^ {2}wrote {4}.*breakpoint_\d{4}$/gm)?.length, 10);
@@ -103,14 +94,14 @@ test('project: an emptied experiments/ folder is rebuilt with identical checksum
   // The parameters are hard links to their blobs again, not copies.
   t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0009', 'aggregated_params.tensors')).nlink, 2);
 
-  const again = roundlog(['project', '--root', root]);
+  const again = await roundlog(['project', '--root', root]);
   t.is(again.code, 0);
   t.regex(again.stdout, /projection lag before: none/);
   t.regex(again.stdout, /0 folders written/);
   t.deepEqual(checksums(experiments), before);
 
   // A rewind (resume from an older breakpoint) moves later folders to superseded/.
-  const resume = roundlog(['resume', path.join(experiments, 'Experiment_0000', 'breakpoint_0004'), '--rounds', '1', '--root', root]);
+  const resume = await roundlog(['resume', path.join(experiments, 'Experiment_0000', 'breakpoint_0004'), '--rounds', '1', '--root', root]);
   t.is(resume.code, 0, resume.stderr);
   const area = path.join(experiments, 'Experiment_0000', 'superseded');
   const aside = checksums(area);
@@ -121,21 +112,21 @@ test('project: an emptied experiments/ folder is rebuilt with identical checksum
   const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
   manifest.roundLimit = 99;
   writeFileSync(manifestFile, JSON.stringify(manifest, null, 2) + '\n');
-  const plain = roundlog(['project', '--root', root]);
+  const plain = await roundlog(['project', '--root', root]);
   t.regex(plain.stdout, /0 folders written/, 'without --rebuild a folder of the right round is left as it is');
 
-  const rebuild = roundlog(['project', '--rebuild', '--root', root]);
+  const rebuild = await roundlog(['project', '--rebuild', '--root', root]);
   t.is(rebuild.code, 0, rebuild.stderr);
   t.is(rebuild.stdout.match(/^ {2}removed {2}/gm)?.length, 6, 'rounds 0-5 of the branch');
   t.regex(rebuild.stdout, /\(rebuild\): 6 folders written, 6 removed, 0 moved aside; lag now 0/);
   t.deepEqual(checksums(experiments), branch, 'hand edit undone, everything else identical');
   t.deepEqual(checksums(area), aside, 'superseded/ untouched');
-  t.is(roundlog(['verify', '--root', root]).code, 0);
+  t.is((await roundlog(['verify', '--root', root])).code, 0);
 });
 
-test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-edited breakpoint.json, a flipped byte in a log segment', (t) => {
-  const root = exampleRoot(t);
-  const healthy = roundlog(['verify', '--root', root]);
+test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-edited breakpoint.json, a flipped byte in a log segment', async (t) => {
+  const root = await exampleRoot(t);
+  const healthy = await roundlog(['verify', '--root', root]);
   t.is(healthy.code, 0, healthy.stdout + healthy.stderr);
   t.regex(healthy.stdout, /^log: {3}\d+ records, \d+ bytes checked, 0 problems$/m);
   t.regex(healthy.stdout, /^blobs: 42 blobs, \d+ bytes checked, 0 problems$/m);
@@ -147,13 +138,13 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   const sha3 = JSON.parse(readFileSync(path.join(folder3, 'breakpoint.json'), 'utf8')).params.sha256 as string;
   const blob = blobPath(root, sha3);
   flipByte(blob, 20);
-  const damagedBlob = roundlog(['verify', '--root', root]);
+  const damagedBlob = await roundlog(['verify', '--root', root]);
   t.is(damagedBlob.code, 1);
   t.true(damagedBlob.stdout.includes(`${blob}: blob ${sha3} now hashes to`), damagedBlob.stdout);
   t.true(damagedBlob.stdout.includes(`${folder3}/aggregated_params.tensors (Experiment_0000 round 3): has SHA-256`), damagedBlob.stdout);
   t.regex(damagedBlob.stdout, /^2 problems found$/m);
   flipByte(blob, 20);
-  t.is(roundlog(['verify', '--root', root]).code, 0, 'flipped back: healthy again');
+  t.is((await roundlog(['verify', '--root', root])).code, 0, 'flipped back: healthy again');
 
   // A hand-edited manifest (the round limit): the manifest has no hash of its own, the log says what it must hold.
   const manifestFile = path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0006', 'breakpoint.json');
@@ -161,15 +152,15 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   const manifest = JSON.parse(original.toString('utf8'));
   manifest.roundLimit = 99;
   writeFileSync(manifestFile, JSON.stringify(manifest, null, 2) + '\n');
-  const edited = roundlog(['verify', '--root', root]);
+  const edited = await roundlog(['verify', '--root', root]);
   t.is(edited.code, 1);
   t.true(edited.stdout.includes(`${manifestFile} (Experiment_0000 round 6): roundLimit is 99, the log records 10`), edited.stdout);
   t.regex(edited.stdout, /^breakpoints: 10 folders checked, 1 problems$/m);
-  const json = JSON.parse(roundlog(['verify', '--json', '--root', root]).stdout);
+  const json = JSON.parse((await roundlog(['verify', '--json', '--root', root])).stdout);
   t.false(json.ok);
   t.like(json.breakpoints.problems[0], { experiment: 'Experiment_0000', file: 'breakpoint.json', round: 6 });
   writeFileSync(manifestFile, original);
-  t.is(roundlog(['verify', '--root', root]).code, 0);
+  t.is((await roundlog(['verify', '--root', root])).code, 0);
 
   // A flipped byte in the middle of the log's data (in a copy of the root: the log is the truth).
   const copy = path.join(tempDir(), 'root');
@@ -179,7 +170,7 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   let end = data.length;
   while (end > 0 && data[end - 1] === 0) end--;
   flipByte(segment, Math.floor(end / 2));
-  const damagedLog = roundlog(['verify', '--root', copy]);
+  const damagedLog = await roundlog(['verify', '--root', copy]);
   t.is(damagedLog.code, 1);
   t.regex(damagedLog.stdout, /^log: {3}\d+ records, \d+ bytes checked, 1 problems$/m);
   t.true(damagedLog.stdout.includes(`  ${segment} at byte `), damagedLog.stdout);
@@ -187,17 +178,17 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
 });
 
 test('gc: rounds outside the policy lose their parameter bytes and folders, every event stays; pruned rounds refuse to load, kept ones load bit-identical', async (t) => {
-  const root = exampleRoot(t);
+  const root = await exampleRoot(t);
   const dir = path.join(root, 'experiments', 'Experiment_0000');
   const copyOfRound5 = path.join(tempDir(), 'breakpoint_0005');
   cpSync(path.join(dir, 'breakpoint_0005'), copyOfRound5, { recursive: true });
   const rl = await openRoundLog({ root });
   const before = await rl.openExperiment('Experiment_0000');
   const paramsBefore = await Promise.all(before.state.rounds.map((r) => before.loadRound(r.round).then((s) => s.params)));
-  const countsBefore = eventCounts(root);
+  const countsBefore = await eventCounts(root);
   const bytesBefore = diskBytes(path.join(root, 'blobs'), path.join(root, 'experiments'));
 
-  const run = roundlog(['gc', '--keep-last', '3', '--keep-every', '4', '--root', root]);
+  const run = await roundlog(['gc', '--keep-last', '3', '--keep-every', '4', '--root', root]);
   t.is(run.code, 0, run.stderr);
   t.regex(run.stdout, /Experiment_0000: keep the last 3 and every 4th round \(given\): pruned 5 rounds \(rounds 1-3, 5, 6\)/);
   t.regex(run.stdout, /kept rounds 0, 4, 7-9/);
@@ -211,7 +202,7 @@ test('gc: rounds outside the policy lose their parameter bytes and folders, ever
   t.deepEqual(breakpointRounds(dir), [0, 4, 7, 8, 9]);
 
   // Every event stays: the experiment stream has one more, a RoundsPruned.
-  const countsAfter = eventCounts(root);
+  const countsAfter = await eventCounts(root);
   const stream = before.stream;
   t.is(countsAfter[stream], countsBefore[stream]! + 1);
   t.is(countsAfter['roundlog.experiments'], countsBefore['roundlog.experiments']);
@@ -238,15 +229,15 @@ test('gc: rounds outside the policy lose their parameter bytes and folders, ever
   const load = (target: string) => Experiment.loadBreakpoint(target, { root, federation: definition.federation, workspace: ROOT });
   await t.throwsAsync(load(path.join(dir, 'breakpoint_0005')), { instanceOf: RoundPrunedError, message: /round 5 of experiment Experiment_0000 was pruned by retention/ });
   await t.throwsAsync(load(copyOfRound5), { instanceOf: RoundPrunedError, message: /round 5 of experiment Experiment_0000 was pruned/ });
-  t.is(eventCounts(root)[stream], countsAfter[stream], 'a refused load appends nothing');
+  t.is((await eventCounts(root))[stream], countsAfter[stream], 'a refused load appends nothing');
   await rl.close();
 
   // The root is healthy, and projecting writes no folder for pruned rounds.
-  const verify = roundlog(['verify', '--root', root]);
+  const verify = await roundlog(['verify', '--root', root]);
   t.is(verify.code, 0, verify.stdout);
   t.regex(verify.stdout, /projection lag: none/);
   rmSync(path.join(root, 'experiments'), { recursive: true });
-  const project = roundlog(['project', '--root', root]);
+  const project = await roundlog(['project', '--root', root]);
   t.regex(project.stdout, /projection lag before: 5 breakpoint folders missing \(rounds 0, 4, 7-9\)/);
   t.regex(project.stdout, /skipped rounds 1-3, 5, 6: pruned by retention/);
   t.deepEqual(breakpointRounds(dir), [0, 4, 7, 8, 9]);
@@ -258,8 +249,8 @@ test('gc: rounds outside the policy lose their parameter bytes and folders, ever
 });
 
 test('gc counts references across the whole root: bytes shared with another experiment stay until no kept round needs them', async (t) => {
-  const root = exampleRoot(t);
-  exampleRoot(t, root);
+  const root = await exampleRoot(t);
+  await exampleRoot(t, root);
   const rl = await openRoundLog({ root });
   const first = await rl.openExperiment('Experiment_0000');
   const second = await rl.openExperiment('Experiment_0001');
@@ -267,7 +258,7 @@ test('gc counts references across the whole root: bytes shared with another expe
   t.deepEqual(first.state.rounds.map((r) => r.params.sha256), second.state.rounds.map((r) => r.params.sha256));
   const blobsBefore = readdirSync(path.join(root, 'blobs'), { recursive: true }).length;
 
-  const one = roundlog(['gc', 'Experiment_0000', '--keep-last', '2', '--root', root]);
+  const one = await roundlog(['gc', 'Experiment_0000', '--keep-last', '2', '--root', root]);
   t.is(one.code, 0, one.stderr);
   t.regex(one.stdout, /Experiment_0000: keep the last 2 \(given\): pruned 8 rounds \(rounds 0-7\)/);
   t.notRegex(one.stdout, /Experiment_0001/);
@@ -279,48 +270,49 @@ test('gc counts references across the whole root: bytes shared with another expe
   await t.throwsAsync((await rl.openExperiment('Experiment_0000')).loadRound(0), { instanceOf: RoundPrunedError });
   t.is((await (await rl.openExperiment('Experiment_0001')).loadRound(0)).round, 0);
 
-  const all = roundlog(['gc', '--keep-last', '2', '--root', root]);
+  const all = await roundlog(['gc', '--keep-last', '2', '--root', root]);
   t.is(all.code, 0, all.stderr);
   t.regex(all.stdout, /Experiment_0000: keep the last 2 \(given\): nothing to prune/);
   t.regex(all.stdout, /Experiment_0001: keep the last 2 \(given\): pruned 8 rounds \(rounds 0-7\)/);
   t.regex(all.stdout, /deleted 32 blobs/);
   for (const record of first.state.rounds) t.is(existsSync(blobPath(root, record.params.sha256)), record.round >= 8);
   t.true(existsSync(blobPath(root, first.created.initialParams!.sha256)), 'initial parameters are never pruned');
-  t.is(roundlog(['verify', '--root', root]).code, 0);
+  t.is((await roundlog(['verify', '--root', root])).code, 0);
   await rl.close();
 });
 
-test('retention set in an experiment definition applies as rounds complete under roundlog run; gc without a policy uses the experiment\'s own', (t) => {
+test('retention set in an experiment definition applies as rounds complete under roundlog run; gc without a policy uses the experiment\'s own', async (t) => {
   const root = tempDir();
-  const run = roundlog(['run', 'test/maintenance/retained-definition.ts', '--root', root]);
+  const run = await roundlog(['run', 'test/maintenance/retained-definition.ts', '--root', root]);
   t.is(run.code, 0, run.stderr);
   t.regex(run.stdout, /done: 10 rounds completed/);
   // keepLast 2, keepEvery 5: rounds 0, 5, 8, 9 keep their parameters and folders.
   t.deepEqual(breakpointRounds(path.join(root, 'experiments', 'Experiment_0000')), [0, 5, 8, 9]);
-  const events = roundlog(['events', `experiment-${JSON.parse(roundlog(['ls', '--json', '--root', root]).stdout)[0].id}`, '--root', root]);
+  const listed = JSON.parse((await roundlog(['ls', '--json', '--root', root])).stdout) as Array<{ id: string }>;
+  const events = await roundlog(['events', `experiment-${listed[0]!.id}`, '--root', root]);
   t.is(events.stdout.match(/RoundsPruned/g)?.length, 6, 'rounds 1-4 and 6-7, one event each round that pruned');
   t.regex(events.stdout, /SettingsChanged +\{"v":1,"retention":\{"keepLast":2,"keepEvery":5\}/);
-  const gc = roundlog(['gc', '--root', root]);
+  const gc = await roundlog(['gc', '--root', root]);
   t.is(gc.code, 0, gc.stderr);
   t.regex(gc.stdout, /Experiment_0000: keep the last 2 and every 5th round \(the experiment's own\): nothing to prune/);
   t.regex(gc.stdout, /deleted 0 blobs/);
-  t.is(roundlog(['verify', '--root', root]).code, 0);
-  const usage = roundlog(['gc', '--keep-every', '3', '--root', root]);
+  t.is((await roundlog(['verify', '--root', root])).code, 0);
+  const usage = await roundlog(['gc', '--keep-every', '3', '--root', root]);
   t.is(usage.code, 2);
   t.regex(usage.stderr, /--keep-every needs --keep-last N/);
-  const zero = roundlog(['gc', '--keep-last', '0', '--root', root]);
+  const zero = await roundlog(['gc', '--keep-last', '0', '--root', root]);
   t.is(zero.code, 2);
   t.regex(zero.stderr, /--keep-last must be a positive integer \(got "0"\)/);
 });
 
-test('gc then roundlog replay of a pruned round: refused, saying it was pruned by retention and when; a kept round still replays', (t) => {
+test('gc then roundlog replay of a pruned round: refused, saying it was pruned by retention and when; a kept round still replays', async (t) => {
   const root = tempDir();
-  t.is(roundlog(['run', EXAMPLE, '--rounds', '4', '--root', root]).code, 0);
-  const gc = roundlog(['gc', '--keep-last', '1', '--root', root]);
+  t.is((await roundlog(['run', EXAMPLE, '--rounds', '4', '--root', root])).code, 0);
+  const gc = await roundlog(['gc', '--keep-last', '1', '--root', root]);
   t.is(gc.code, 0, gc.stderr);
-  const refused = roundlog(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
+  const refused = await roundlog(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
   t.is(refused.code, 1);
   t.regex(refused.stderr, /round 1 of experiment Experiment_0000 was pruned by retention on \d{4}-\d\d-\d\dT[\d:.]+Z/);
-  const kept = roundlog(['replay', 'Experiment_0000', '--round', '3', '--root', root]);
+  const kept = await roundlog(['replay', 'Experiment_0000', '--round', '3', '--root', root]);
   t.is(kept.code, 0, kept.stderr);
 });

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import * as engineHistory from '../../src/engine/history.ts';
-import * as engineRetention from '../../src/engine/retention.ts';
+import * as engineRetention from '../../src/projections/index.ts';
 import * as model from '../../src/model/index.ts';
 import { history } from './support.ts';
 

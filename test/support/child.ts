@@ -1,4 +1,8 @@
-/** Spawns test child processes (TypeScript run through tsx) and reads their stdout line by line. */
+/**
+ * Spawns test child processes (TypeScript run through tsx) and reads their stdout and stderr line by
+ * line: the one spawn helper of the tests, for what needs a real process (SIGKILL, concurrency,
+ * signals, `--follow`). `test/support/cli.ts` runs `roundlog` with it.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -11,12 +15,16 @@ export type Child = {
   waitFor(predicate: (line: string) => boolean): Promise<string>;
   /** Every line read so far. */
   lines: string[];
+  /** Every stderr line read so far. */
+  errLines: string[];
+  /** Resolves with the first stderr line matching `predicate`. */
+  waitForErr(predicate: (line: string) => boolean): Promise<string>;
   /** Resolves once the process has exited and all its output was read. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr(): string;
 };
 
-/** `env` is added to this process's environment for the child. */
+/** `script` is relative to test/support/; `env` is added to this process's environment for the child. */
 export function spawnTs(script: string, args: string[], onLine?: (line: string, child: Child) => void, env: NodeJS.ProcessEnv = {}): Child {
   const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, new URL('../support/', import.meta.url))), ...args], {
     cwd: ROOT,
@@ -24,27 +32,45 @@ export function spawnTs(script: string, args: string[], onLine?: (line: string, 
     env: { ...process.env, ...env },
   });
   let stderr = '';
-  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const lines: string[] = [];
-  const waiters: Array<{ predicate: (line: string) => boolean; resolve: (line: string) => void; reject: (e: Error) => void }> = [];
+  const errLines: string[] = [];
+  type Waiter = { predicate: (line: string) => boolean; resolve: (line: string) => void; reject: (e: Error) => void };
+  const waiters: Waiter[] = [];
+  const errWaiters: Waiter[] = [];
+  let ended = false;
+  const wait = (read: string[], list: Waiter[]) => (predicate: (line: string) => boolean) => {
+    const found = read.find(predicate);
+    if (found !== undefined) return Promise.resolve(found);
+    if (ended) return Promise.reject(new Error(`child has exited before the awaited line; stderr:\n${stderr}`));
+    return new Promise<string>((resolve, reject) => list.push({ predicate, resolve, reject }));
+  };
   const reader = createInterface({ input: proc.stdout! });
+  const errReader = createInterface({ input: proc.stderr! });
+  errReader.on('line', (line) => {
+    stderr += `${line}\n`;
+    errLines.push(line);
+    for (let i = errWaiters.length - 1; i >= 0; i--) if (errWaiters[i]!.predicate(line)) errWaiters.splice(i, 1)[0]!.resolve(line);
+  });
+  const errClosed = new Promise<void>((resolve) => errReader.on('close', resolve));
   const child: Child = {
     process: proc,
     lines,
-    waitFor(predicate) {
-      const found = lines.find(predicate);
-      if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => waiters.push({ predicate, resolve, reject }));
-    },
+    errLines,
+    waitFor: wait(lines, waiters),
+    waitForErr: wait(errLines, errWaiters),
     exited: new Promise((resolve) => {
       let status: { code: number | null; signal: NodeJS.Signals | null } | null = null;
       let closed = false;
       const done = () => {
         if (status === null || !closed) return;
-        for (const w of waiters.splice(0)) {
-          w.reject(new Error(`child exited (${status.code ?? status.signal}) before the awaited line; stderr:\n${stderr}`));
-        }
-        resolve(status);
+        const exit = status;
+        void errClosed.then(() => {
+          ended = true;
+          for (const w of [...waiters.splice(0), ...errWaiters.splice(0)]) {
+            w.reject(new Error(`child exited (${exit.code ?? exit.signal}) before the awaited line; stderr:\n${stderr}`));
+          }
+          resolve(exit);
+        });
       };
       proc.on('exit', (code, signal) => {
         status = { code, signal };

@@ -29,7 +29,7 @@ export async function inProcessServer(): Promise<EsdbTarget> {
   return { connectionString: server.connectionString, close: () => server.close() };
 }
 
-/** A server in a child process (or the real one), for tests that run `roundlog` with spawnSync. */
+/** A server in a child process (or the real one), for tests that run `roundlog` against EventStoreDB. */
 export async function childServer(): Promise<EsdbTarget> {
   if (REAL_SERVER !== null) return { connectionString: REAL_SERVER, close: async () => undefined };
   const child: Child = spawnTs('esdb-server-main.ts', []);

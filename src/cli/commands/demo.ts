@@ -10,17 +10,40 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { TensorSet } from '../codec/tensors.ts';
-import { openRoundLog } from '../projections/index.ts';
-import { Experiment } from '../federated/experiment.ts';
-import { rootLayout } from '../root.ts';
-import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from './experiments.ts';
-import type { Io } from './args.ts';
-import { PACKAGE_ROOT } from '../version.ts';
+import { fileURLToPath } from 'node:url';
+import type { TensorSet } from '../../codec/tensors.ts';
+import { openRoundLog } from '../../projections/index.ts';
+import { Experiment } from '../../federated/experiment.ts';
+import { rootLayout } from '../../root.ts';
+import { PACKAGE_ROOT } from '../../version.ts';
+import { UsageError, positiveInt, type Io } from '../args.ts';
+import { GLOBAL_OPTIONS, defineCommand, storeOptions, type GlobalOptions } from '../command.ts';
+import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from '../experiments.ts';
 
 /** The folder that holds `examples/`: module paths of the example are relative to it. */
 const WORKSPACE = PACKAGE_ROOT;
 const DEFINITION = 'examples/logistic-regression/experiment.ts';
+/** The `roundlog` entry point next to this module (`main.ts` run through tsx, or the built `main.js`). */
+const MAIN = fileURLToPath(new URL(`../main${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+
+export const demo = defineCommand({
+  name: 'demo',
+  describe: 'run the example, SIGKILL it after K rounds, resume it in a new process, check it bit for bit',
+  options: {
+    'crash-after': {
+      type: 'string',
+      default: '4',
+      describe: "committed rounds before the SIGKILL (less than the example's 10)",
+      coerce: positiveInt('--crash-after'),
+    },
+  },
+  run: async (args, { global, io }) => {
+    const crashAfter = args['crash-after'];
+    if (crashAfter >= 10)
+      throw new UsageError(`--crash-after must be less than the example's 10 rounds (got ${crashAfter})`);
+    return runDemo(global, crashAfter, io);
+  },
+});
 
 export function paramsHash(tensors: TensorSet): string {
   const hash = createHash('sha256');
@@ -31,9 +54,23 @@ export function paramsHash(tensors: TensorSet): string {
   return hash.digest('hex');
 }
 
+/** The global options as arguments for a child `roundlog`, so it works on the same root and store. */
+function globalArgs(global: GlobalOptions): string[] {
+  const given = { root: global.root, store: global.store, blobs: global.blobs, namespace: global.namespace };
+  return Object.keys(GLOBAL_OPTIONS).flatMap((name) => {
+    const value = given[name as keyof typeof given];
+    return value === undefined ? [] : [`--${name}`, value];
+  });
+}
+
 /** Runs a `roundlog` command in a child process; kills it with SIGKILL after `killAfterRounds` committed rounds. */
 function child(args: string[], io: Io, killAfterRounds: number | null): Promise<{ killed: boolean }> {
-  const proc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { cwd: WORKSPACE, stdio: ['ignore', 'pipe', 'inherit'] });
+  // The child reads the same environment as this command (ROUNDLOG_* and the rest).
+  const proc = spawn(process.execPath, [...process.execArgv, MAIN, ...args], {
+    cwd: WORKSPACE,
+    env: io.env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let rounds = 0;
   let killed = false;
   createInterface({ input: proc.stdout! }).on('line', (line) => {
@@ -54,21 +91,26 @@ function child(args: string[], io: Io, killAfterRounds: number | null): Promise<
   });
 }
 
-export async function demo(root: string, crashAfter: number, io: Io): Promise<number> {
+async function runDemo(global: GlobalOptions, crashAfter: number, io: Io): Promise<number> {
+  const { root, ...store } = storeOptions(global);
   io.out(`roundlog demo: ${DEFINITION}`);
   io.out(`logistic regression on synthetic clinical data held by 3 hospitals, FedAvg, breakpoints saved; root ${root}`);
   io.out('');
   io.out(`1. roundlog run ${DEFINITION}  (killed after round ${crashAfter})`);
-  await child(['run', DEFINITION, '--root', root], io, crashAfter);
+  await child(['run', DEFINITION, ...globalArgs(global)], io, crashAfter);
 
-  const before = (await listExperiments(root)).at(-1)!;
+  const before = (await listExperiments(root, store)).at(-1)!;
   io.out('');
-  io.out(`2. after the crash: ${before.folder} has ${before.roundCurrent} completed rounds, status ${before.status}, breakpoints:`);
-  for (const b of before.breakpoints) io.out(`  round ${b.round}  ${path.relative(root, b.path)}  params ${b.paramsSha256.slice(0, 16)}`);
+  io.out(
+    `2. after the crash: ${before.folder} has ${before.roundCurrent} completed rounds, ` +
+      `status ${before.status}, breakpoints:`,
+  );
+  for (const b of before.breakpoints)
+    io.out(`  round ${b.round}  ${path.relative(root, b.path)}  params ${b.paramsSha256.slice(0, 16)}`);
 
   io.out('');
   io.out('3. roundlog resume  (the last breakpoint of the last experiment, in a new process)');
-  await child(['resume', '--root', root], io, null);
+  await child(['resume', ...globalArgs(global)], io, null);
 
   io.out('');
   io.out('4. check against a run that never stopped (in a temporary root)');
@@ -77,14 +119,21 @@ export async function demo(root: string, crashAfter: number, io: Io): Promise<nu
   try {
     const definition = await importDefinition(WORKSPACE, { module: DEFINITION, export: 'default' });
     // On a file log of its own, wherever the demo's history is (ROUNDLOG_STORE may name EventStoreDB).
-    const uninterrupted = await Experiment.create({ ...definition, federation: await definition.federation(), root: reference, store: 'file', blobs: path.join(reference, 'blobs'), workspace: WORKSPACE });
+    const uninterrupted = await Experiment.create({
+      ...definition,
+      federation: await definition.federation(),
+      root: reference,
+      store: 'file',
+      blobs: path.join(reference, 'blobs'),
+      workspace: WORKSPACE,
+    });
     await uninterrupted.run();
     expected = paramsHash(await uninterrupted.parameters());
     await uninterrupted.close();
   } finally {
     rmSync(reference, { recursive: true, force: true });
   }
-  const rl = await openRoundLog({ root });
+  const rl = await openRoundLog({ ...store, root });
   try {
     const handle = await rl.openExperiment(before.id);
     const actual = paramsHash((await handle.loadRound('last')).params);
@@ -93,8 +142,9 @@ export async function demo(root: string, crashAfter: number, io: Io): Promise<nu
     io.out(`  crashed + resumed  ${actual}  ${same ? 'identical, bit for bit' : 'DIFFERENT'}`);
 
     io.out('');
-    io.out(`5. ${displayPath(path.join(rootLayout(root).experiments, handle.state.folder))}/`);
-    for (const line of await folderTree(path.join(rootLayout(root).experiments, handle.state.folder))) io.out(`  ${line}`);
+    const folder = path.join(rootLayout(root).experiments, handle.state.folder);
+    io.out(`5. ${displayPath(folder, global.cwd)}/`);
+    for (const line of await folderTree(folder)) io.out(`  ${line}`);
 
     io.out('');
     io.out(`6. the timeline of ${handle.state.folder}`);

@@ -1,0 +1,183 @@
+/**
+ * `roundlog replay`, `rewind` and `fork`: an experiment's history as something to rebuild, rewind and
+ * branch from. The work is in `src/engine/history-ops.ts`; this module parses and prints.
+ */
+import path from 'node:path';
+import {
+  forkExperiment,
+  replayRound,
+  rewindExperiment,
+  type ReplayResult,
+  type RoundChoice,
+} from '../../projections/index.ts';
+import { UsageError, toJson } from '../args.ts';
+import { defineCommand, withRoundLog } from '../command.ts';
+import { displayPath } from '../experiments.ts';
+
+const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
+const NEEDS = 'exactly one experiment (its folder name, id or path)';
+
+const ROUND = {
+  type: 'string',
+  describe: 'R: the 0-based index of a completed round (as in breakpoint_RRRR)',
+} as const;
+const JSON_OPTION = { type: 'boolean', default: false, describe: 'print JSON' } as const;
+
+/** `--round` with the choice of a superseded round, for replay and fork. */
+const ROUND_CHOICE = {
+  round: ROUND,
+  superseded: { type: 'boolean', default: false, describe: 'round R of the superseded rounds (after a rewind)' },
+  position: { type: 'string', describe: 'P: the log position of the RoundCompleted of round R, on any branch' },
+  json: JSON_OPTION,
+} as const;
+
+export const replay = defineCommand({
+  name: 'replay',
+  describe:
+    'rebuild the state after round R from the log and write it as a breakpoint folder ' +
+    '(default <root>/replays/<folder>/breakpoint_RRRR)',
+  positionals: { experiment: EXPERIMENT },
+  options: { ...ROUND_CHOICE, out: { type: 'string', describe: 'DIR: a new folder outside the root to write' } },
+  needs: NEEDS,
+  readsRoot: true,
+  examples: [['roundlog replay Experiment_0000 --round 3 --out /tmp/round3', 'round 3 as a folder of its own']],
+  run: async (args, { global, io, extra }) => {
+    const experiment = onePositional('replay', args.experiment, extra);
+    const choice = roundChoice('replay', args);
+    const out = args.out === undefined ? {} : { out: path.resolve(global.cwd, args.out) };
+    const result = await withRoundLog(global, (rl) => replayRound(rl, experiment, { ...choice, ...out }));
+    if (args.json) io.out(toJson(replaySummary(result)));
+    else {
+      const branch = result.branch === 'current' ? 'current branch' : 'superseded';
+      io.out(
+        `replayed ${result.folder} round ${result.round} (${branch}) from the log, ` +
+          `up to its RoundCompleted at log position ${result.logPosition}`,
+      );
+      io.out(`  parameters  sha256 ${result.params.sha256} (${result.params.bytes} bytes, as recorded)`);
+      io.out(
+        `  breakpoint  ${displayPath(result.path, global.cwd)}${result.created ? '' : ' (already there, checked)'}`,
+      );
+    }
+    return 0;
+  },
+});
+
+export const rewind = defineCommand({
+  name: 'rewind',
+  describe:
+    'continue from round R (roundCurrent becomes R+1): later rounds are superseded, their folders moved to superseded/',
+  positionals: { experiment: EXPERIMENT },
+  options: {
+    round: ROUND,
+    reason: { type: 'string', describe: 'TEXT: why the rounds after R are set aside (recorded in the history)' },
+    json: JSON_OPTION,
+  },
+  needs: NEEDS,
+  readsRoot: true,
+  run: async (args, { global, io, extra }) => {
+    const experiment = onePositional('rewind', args.experiment, extra);
+    const round = roundIndex('rewind', args.round);
+    if (args.reason === undefined || args.reason.trim() === '') {
+      throw new UsageError(
+        'rewind needs --reason TEXT: why the rounds after R are set aside (it is recorded in the history)',
+      );
+    }
+    const reason = args.reason;
+    const result = await withRoundLog(global, (rl) => rewindExperiment(rl, experiment, { round, reason }));
+    if (args.json) io.out(toJson(result));
+    else {
+      const moved = `${result.moved.length} folders moved to ${result.folder}/superseded/`;
+      io.out(`rewound ${result.folder} to round ${result.round}: roundCurrent is now ${result.roundCurrent}`);
+      io.out(`  superseded  rounds ${result.supersededRounds.join(', ')} (still in the history; ${moved})`);
+      io.out(`  reason      ${result.reason}`);
+      io.out(`  by          ${result.by.user}@${result.by.host} (pid ${result.by.pid})`);
+      if (result.settingsRestored) io.out(`  settings    restored to those round ${result.round} ran under`);
+      io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
+      io.out(`continue with: roundlog resume ${displayPath(path.dirname(result.breakpoint), global.cwd)}`);
+    }
+    return 0;
+  },
+});
+
+export const fork = defineCommand({
+  name: 'fork',
+  describe: 'a new experiment starting from round R of <experiment>',
+  positionals: { experiment: EXPERIMENT },
+  options: {
+    ...ROUND_CHOICE,
+    name: { type: 'string', describe: 'FOLDER: the new experiment folder under <root>/experiments' },
+  },
+  needs: NEEDS,
+  readsRoot: true,
+  run: async (args, { global, io, extra }) => {
+    const experiment = onePositional('fork', args.experiment, extra);
+    const choice = roundChoice('fork', args);
+    if (args.name !== undefined && (args.name === '' || args.name !== path.basename(args.name))) {
+      throw new UsageError(
+        `--name must be a plain folder name, created under <root>/experiments (got ${JSON.stringify(args.name)})`,
+      );
+    }
+    const name = args.name === undefined ? {} : { name: args.name };
+    const result = await withRoundLog(global, (rl) => forkExperiment(rl, experiment, { ...choice, ...name }));
+    if (args.json) io.out(toJson(result));
+    else {
+      io.out(
+        `forked ${result.parentFolder} round ${result.round}` +
+          `${result.branch === 'superseded' ? ' (superseded)' : ''} into ` +
+          `${result.childFolder} (${result.childId}) at roundCurrent ${result.roundCurrent}`,
+      );
+      io.out(`  parameters  sha256 ${result.params.sha256}`);
+      io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
+      io.out(`continue with: roundlog resume ${displayPath(path.dirname(result.breakpoint), global.cwd)}`);
+    }
+    return 0;
+  },
+});
+
+/** What `replay --json` prints: the result without the folded state (its rounds are in the log). */
+export function replaySummary(result: ReplayResult): Omit<ReplayResult, 'state'> {
+  const { state: _state, ...summary } = result;
+  return summary;
+}
+
+function onePositional(command: string, experiment: string, extra: readonly string[]): string {
+  if (extra.length > 0) {
+    const given = [experiment, ...extra].map((p) => JSON.stringify(p)).join(', ');
+    throw new UsageError(`${command} needs ${NEEDS}; got ${given}`);
+  }
+  return experiment;
+}
+
+function roundIndex(command: string, value: string | undefined): number {
+  if (value === undefined)
+    throw new UsageError(`${command} needs --round R, the 0-based index of a completed round (as in breakpoint_RRRR)`);
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new UsageError(
+      `--round must be a non-negative integer, the 0-based index of a completed round (got ${JSON.stringify(value)})`,
+    );
+  }
+  return n;
+}
+
+function roundChoice(
+  command: string,
+  values: { round?: string | undefined; superseded: boolean; position?: string | undefined },
+): RoundChoice {
+  const round = roundIndex(command, values.round);
+  if (values.position !== undefined) {
+    if (!/^\d+$/.test(values.position)) {
+      throw new UsageError(
+        '--position must be the log position of a RoundCompleted event, a non-negative integer ' +
+          `(got ${JSON.stringify(values.position)})`,
+      );
+    }
+    if (values.superseded) {
+      throw new UsageError(
+        '--superseded and --position are exclusive: --position names one round of the whole history already',
+      );
+    }
+    return { round, position: BigInt(values.position) };
+  }
+  return values.superseded ? { round, superseded: true } : { round };
+}

@@ -1,0 +1,161 @@
+/**
+ * The command line, parsed by yargs from the command declarations (`command.ts`): each declaration
+ * becomes a yargs command module, the global options are declared once for all of them, and usage,
+ * `--help`, `help <command>`, "did you mean" and the completion script come from yargs.
+ *
+ * Why yargs: of the well-kept parsers it is the one with typo suggestions (`recommendCommands`) and
+ * generated bash/zsh completion (`completion`) built in, nested subcommands with a default one, and a
+ * parse that captures output instead of printing or exiting, so `main(argv, io)` runs in the process
+ * of a test (commander has suggestions but no completion; citty has neither).
+ *
+ * Parsing only selects: the chosen command runs afterwards in `main`, outside yargs, so its errors
+ * and exit codes are roundlog's own. yargs' validation messages are restated in roundlog's words
+ * (`unknown command "x"`, `Unknown option '--x'`, `<command> needs ...`) and end as `UsageError`s.
+ *
+ * yargs is loaded as CommonJS: its ES module build wraps help text in the middle of words
+ * (yargs/yargs#2112, fixed in yargs 18); the CommonJS build wraps at word boundaries.
+ */
+const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
+import { createRequire } from 'node:module';
+import type { Argv, CommandModule } from 'yargs';
+import { RoundlogError } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import { USAGE_HINT, UsageError } from './args.ts';
+import { GLOBAL_OPTIONS, positionalUsage, type Command } from './command.ts';
+
+export type ParsedLine =
+  /** A command to run, with the declarations from the top-level command down to it. */
+  | { kind: 'run'; path: readonly Command[]; args: Record<string, unknown>; extra: string[] }
+  /** Text yargs generated (help, version, completion): print it, exit 0. */
+  | { kind: 'output'; text: string }
+  /** `roundlog help [command..]`. */
+  | { kind: 'help'; words: string[] }
+  /** No command given. */
+  | { kind: 'none' };
+
+type State = { current: readonly Command[]; chosen: ParsedLine | null; words: readonly string[] };
+
+const WIDTH = 100;
+
+export function parseCommandLine(argv: readonly string[], commands: readonly Command[]): ParsedLine {
+  const state: State = { current: [], chosen: null, words: commandWords(argv) };
+  let output = '';
+  buildParser(commands, state).parse([...argv], {}, (_error, _args, text) => {
+    output = text;
+  });
+  if (output !== '') return { kind: 'output', text: output };
+  if (state.chosen !== null) return state.chosen;
+  // No command matched: yargs suggests a near name ("did you mean"); any other word is no command.
+  if (state.words.length > 0) throw new UsageError(unknownCommand(state.words[0]!, []));
+  return { kind: 'none' };
+}
+
+/** The yargs parser of these declarations; `state` receives the command chosen. */
+export function buildParser(
+  commands: readonly Command[],
+  state: State = { current: [], chosen: null, words: [] },
+): Argv {
+  const parser = yargs()
+    .scriptName('roundlog')
+    .usage(
+      'roundlog: crash-proof, rewindable, auditable round logs for training experiments\n\n' +
+        'Usage: $0 <command> [options]',
+    )
+    .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false, 'parse-positional-numbers': false })
+    .wrap(WIDTH);
+  for (const [name, option] of Object.entries(GLOBAL_OPTIONS)) {
+    parser.option(name, {
+      type: 'string',
+      global: true,
+      requiresArg: true,
+      describe: option.describe,
+      group: 'Global options:',
+    });
+  }
+  for (const command of commands) parser.command(commandModule(command, [], state));
+  parser.command(
+    'help [command..]',
+    'show the commands, or the usage and options of one command',
+    (b) => b.positional('command', { type: 'string', array: true, describe: 'a command (and subcommand)' }),
+    (args) => {
+      state.chosen = { kind: 'help', words: (args.command ?? []).map(String) };
+    },
+  );
+  return parser
+    .completion('completion', 'print a bash/zsh completion script (roundlog completion >> ~/.bashrc)')
+    .recommendCommands()
+    .strictOptions()
+    .help()
+    .alias('help', 'h')
+    .version(VERSION)
+    .exitProcess(false)
+    .fail((message: string | null, error: Error | undefined) => {
+      if (error instanceof RoundlogError) throw error;
+      throw new UsageError(restate(message ?? error?.message ?? 'invalid command line', state));
+    });
+}
+
+function commandModule(command: Command, parents: readonly Command[], state: State): CommandModule {
+  const path = [...parents, command];
+  const usage = [command.name, positionalUsage(command)].filter((word) => word !== '').join(' ');
+  return {
+    command: command.isDefault ? [usage, '$0'] : usage,
+    describe: command.describe,
+    builder: (b: Argv) => {
+      state.current = path;
+      for (const [name, positional] of Object.entries(command.positionals ?? {})) b.positional(name, positional);
+      b.options(command.options ?? {});
+      for (const sub of command.subcommands ?? []) b.command(commandModule(sub, path, state));
+      for (const [line, what] of command.examples ?? []) b.example(line, what);
+      return b;
+    },
+    handler: (args) => {
+      // A default subcommand runs without its name on the line: its words start one earlier.
+      const named = !command.isDefault || String(args._[parents.length]) === command.name;
+      const extra = args._.slice(named ? path.length : parents.length).map(String);
+      if (!named && extra.length > 0) throw new UsageError(unknownCommand(extra[0]!, parents));
+      state.chosen = { kind: 'run', path, args, extra };
+    },
+  };
+}
+
+/** yargs' validation messages in roundlog's words, naming the command and the argument. */
+function restate(yargsMessage: string, { current: path, words }: State): string {
+  const message = yargsMessage.replace(`\n${USAGE_HINT}`, '');
+  const where = path.map((c) => c.name).join(' ');
+  const command = path.at(-1);
+  let match: RegExpExecArray | null;
+  if ((match = /^Did you mean (.+)\?$/.exec(message)) !== null) {
+    return `${unknownCommand(words[path.length] ?? '', path)}; did you mean ${match[1]}?`;
+  }
+  if ((match = /^Unknown arguments?: (.+)$/.exec(message)) !== null) {
+    const names = match[1]!.split(', ').map((name) => `'${name.length === 1 ? '-' : '--'}${name}'`);
+    return `Unknown option${names.length === 1 ? '' : 's'} ${names.join(', ')}`;
+  }
+  if ((match = /^Not enough arguments following: (.+)$/.exec(message)) !== null) return `--${match[1]} needs a value`;
+  if (command !== undefined && /^(Missing required argument|Not enough non-option arguments)/.test(message)) {
+    return `${where} needs ${command.needs ?? positionalUsage(command)}`;
+  }
+  return message;
+}
+
+/** `unknown command "x"`, or under a command with subcommands `unknown audit query "x"; use one of ...`. */
+function unknownCommand(word: string, parents: readonly Command[]): string {
+  const parent = parents.at(-1);
+  if (parent === undefined) return `unknown command ${JSON.stringify(word)}`;
+  const where = parents.map((c) => c.name).join(' ');
+  const names = (parent.subcommands ?? []).map((c) => c.name).join(', ');
+  return `unknown ${where} ${parent.subcommandNoun ?? 'subcommand'} ${JSON.stringify(word)}; use one of ${names}`;
+}
+
+/** The words of a command line that are not options nor values of global options: the command path first. */
+function commandWords(argv: readonly string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') break;
+    if (!arg.startsWith('-')) words.push(arg);
+    else if (Object.hasOwn(GLOBAL_OPTIONS, arg.replace(/^--/, ''))) i++;
+  }
+  return words;
+}
