@@ -33,6 +33,7 @@ import {
   type Retention,
   type RoundCompleted,
 } from '../model/events.ts';
+import { checkFolderName, decideCompleteRound, decideCreate } from '../model/decide/index.ts';
 import { initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../model/state.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError, RoundPrunedError } from '../model/errors.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
@@ -205,28 +206,27 @@ class StoreRoundLog implements RoundLog {
       const registry = await readRegistryStream(log);
       const number = registry.entries.length;
       const folder = options.folder ?? experimentFolderName(number);
-      if (registry.entries.some((e) => e.folder === folder)) {
-        throw new InvalidArgumentError('folder', 'must not be the folder of another experiment of this root', folder);
-      }
       const registered: ExperimentRegistered = { v: 1, number, experimentId, folder, stream };
-      const created: ExperimentCreated = {
-        v: 1,
-        experimentId,
-        number,
-        folder,
-        roundLimit,
-        seed,
-        saveBreakpoints: options.saveBreakpoints ?? false,
-        initialParams,
-        config: options.config ?? null,
-        federated: options.federated ?? null,
-        createdBy: this.actor,
-        roundlogVersion: VERSION,
-        importedFrom: options.importedFrom ?? null,
-      };
-      const first: ExperimentEvent[] = [{ type: 'ExperimentCreated', data: created }];
-      if (options.retention) first.push({ type: 'SettingsChanged', data: { v: 1, retention: options.retention, by: this.actor } });
-      if (options.forkedFrom) first.push({ type: 'ForkedFrom', data: options.forkedFrom });
+      const first = decideCreate(
+        initialState,
+        {
+          experimentId,
+          number,
+          folder,
+          roundLimit,
+          seed,
+          saveBreakpoints: options.saveBreakpoints ?? false,
+          initialParams,
+          config: options.config ?? null,
+          federated: options.federated ?? null,
+          importedFrom: options.importedFrom ?? null,
+          retention: options.retention ?? null,
+          forkedFrom: options.forkedFrom ?? null,
+          roundlogVersion: VERSION,
+          foldersInUse: registry.entries.map((e) => e.folder),
+        },
+        { actor: this.actor },
+      );
       // Under the writer lock: retention in another process may have deleted a blob stored above.
       await assertBlobsPresent(this.blobs, folder, first);
       // The experiment's stream first, then its registration: a crash in between leaves an
@@ -313,12 +313,6 @@ async function experimentIdAtPath(target: string): Promise<string | null> {
     if (id !== null) return id;
   }
   return null;
-}
-
-function checkFolderName(folder: string): void {
-  if (typeof folder !== 'string' || folder.length === 0 || folder !== path.basename(folder) || folder.startsWith('.') || folder === 'superseded') {
-    throw new InvalidArgumentError('folder', 'must be a plain folder name (no path separator, not hidden)', folder);
-  }
 }
 
 async function readRegistryStream(log: EventLog): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
@@ -430,21 +424,9 @@ export class ExperimentHandle {
       throw new InvalidArgumentError('round', `must be the next round of experiment ${this.created.folder}, ${round}`, options.round);
     }
     const params = await this.roundLog.putTensors(options.params);
-    const attempt = options.attempt ?? (this.current.attempts[round] ?? 0) + (this.current.openAttempt?.round === round ? 0 : 1);
-    const completed: RoundCompleted = {
-      v: 1,
-      round,
-      attempt,
-      params,
-      state: options.state ?? null,
-      nodes: options.nodes ?? [],
-      metrics: options.metrics ?? {},
-      breakpoint: options.breakpoint ?? this.current.settings.saveBreakpoints,
-      durationMs: options.durationMs ?? 0,
-    };
-    const replies: ExperimentEvent[] = (options.replies ?? []).map((reply) => ({ type: 'NodeReplied', data: { v: 1, ...reply } }));
+    const events = decideCompleteRound(this.current, { ...options, params });
     // The projections write the round's breakpoint folder once the append is durable.
-    await this.append([...replies, { type: 'RoundCompleted', data: completed }]);
+    await this.append(events);
     return this.current.rounds[round]!;
   }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { NoBreakpointError } from '../model/errors.ts';
+import { decideChangeSettings, decideFinish } from '../model/decide/index.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
 import type { StoreOptions } from '../engine/store.ts';
@@ -179,13 +180,7 @@ export class Experiment {
   }
 
   async setRoundLimit(roundLimit: number | null): Promise<void> {
-    if (roundLimit !== null && (!Number.isInteger(roundLimit) || roundLimit < 0)) {
-      throw new InvalidArgumentError('roundLimit', 'must be a non-negative integer or null', roundLimit);
-    }
-    if (roundLimit !== null && roundLimit < this.roundCurrent()) {
-      throw new InvalidArgumentError('roundLimit', `must not be below the ${this.roundCurrent()} rounds already completed`, roundLimit);
-    }
-    await this.handle.append([{ type: 'SettingsChanged', data: { v: 1, roundLimit, by: this.rl.actor } }]);
+    await this.handle.append(decideChangeSettings(this.state, { roundLimit }, { actor: this.rl.actor }));
   }
 
   saveBreakpoints(): boolean {
@@ -193,11 +188,11 @@ export class Experiment {
   }
 
   async setSaveBreakpoints(saveBreakpoints: boolean): Promise<void> {
-    await this.handle.append([{ type: 'SettingsChanged', data: { v: 1, saveBreakpoints, by: this.rl.actor } }]);
+    await this.handle.append(decideChangeSettings(this.state, { saveBreakpoints }, { actor: this.rl.actor }));
   }
 
   async setTrainingArgs(trainingArgs: Record<string, unknown>): Promise<void> {
-    await this.handle.append([{ type: 'SettingsChanged', data: { v: 1, trainingArgs, by: this.rl.actor } }]);
+    await this.handle.append(decideChangeSettings(this.state, { trainingArgs }, { actor: this.rl.actor }));
   }
 
   retention(): Retention | null {
@@ -209,8 +204,7 @@ export class Experiment {
    * after each committed round from then on; `applyRetention()` applies it at once.
    */
   async setRetention(retention: Retention | null): Promise<void> {
-    const checked = retention === null ? null : checkRetention(retention);
-    await this.handle.append([{ type: 'SettingsChanged', data: { v: 1, retention: checked, by: this.rl.actor } }]);
+    await this.handle.append(decideChangeSettings(this.state, { retention }, { actor: this.rl.actor }));
   }
 
   /**
@@ -259,9 +253,8 @@ export class Experiment {
       else rounds = Math.max(0, limit - this.roundCurrent());
     }
     for (let i = 0; i < rounds; i++) await this.runOnce();
-    if (this.roundLimit() !== null && this.roundCurrent() >= this.roundLimit()!) {
-      await this.handle.append([{ type: 'ExperimentFinished', data: { v: 1, roundCurrent: this.roundCurrent() } }]);
-    }
+    const finished = decideFinish(this.state);
+    if (finished.length > 0) await this.handle.append(finished);
     return rounds;
   }
 

@@ -5,6 +5,7 @@
  * plan, and recording the resume: the settings it brings back, the rounds after it superseded
  * (their folders moved aside), then `Resumed`.
  */
+import { decideResume } from '../model/decide/index.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -78,11 +79,17 @@ export async function resumeFromBreakpoint(
     typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
 
   const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange);
-  const { events, keep, superseded } = resumeEvents(rl, handle.state, folder, manifest, renamed, ref);
+  const events = decideResume(
+    handle.state,
+    { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
+    { actor: rl.actor },
+  );
+  const keep = manifest.round + 1;
+  const superseded = events.some((e) => e.type === 'Rewound');
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
   await handle.append(events);
   const experimentsDir = rl.layout.experiments;
-  if (superseded.length > 0) {
+  if (superseded) {
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
@@ -132,66 +139,6 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
       ? path.basename(experimentDir)
       : null;
   return { folder, manifest, handle, renamed };
-}
-
-/**
- * The events that record a resume: the training plan's change (when accepted), a `Rewound` of
- * the rounds after the breakpoint, the breakpoint's settings back (settings changed after it are
- * undone, on the record), then `Resumed`. `keep` is the round the experiment continues from.
- */
-function resumeEvents(
-  rl: RoundLog,
-  state: ExperimentState,
-  folder: string,
-  manifest: BreakpointManifest,
-  renamed: string | null,
-  plan: TrainingPlanRef,
-): { events: ExperimentEvent[]; keep: number; superseded: number[] } {
-  const events: ExperimentEvent[] = [];
-  if (plan.sha256 !== state.settings.trainingPlan!.sha256) {
-    events.push({ type: 'SettingsChanged', data: { v: 1, trainingPlan: plan, by: rl.actor } });
-  }
-  const keep = manifest.round + 1;
-  const superseded = state.rounds.slice(keep).map((r) => r.round);
-  if (superseded.length > 0) {
-    events.push({
-      type: 'Rewound',
-      data: {
-        v: 1,
-        roundCurrent: keep,
-        reason: `loaded the older breakpoint ${path.basename(folder)}`,
-        supersededRounds: superseded,
-        by: rl.actor,
-      },
-    });
-  }
-  const now = state.settings;
-  const then = manifest.settings;
-  if (
-    now.roundLimit !== then.roundLimit ||
-    now.saveBreakpoints !== then.saveBreakpoints ||
-    !sameJson(now.trainingArgs, then.trainingArgs)
-  ) {
-    events.push({
-      type: 'SettingsChanged',
-      data: {
-        v: 1,
-        roundLimit: then.roundLimit,
-        saveBreakpoints: then.saveBreakpoints,
-        trainingArgs: then.trainingArgs,
-        by: rl.actor,
-      },
-    });
-  }
-  events.push({
-    type: 'Resumed',
-    data: { v: 1, roundCurrent: keep, breakpoint: path.basename(folder), folder: renamed, by: rl.actor },
-  });
-  return { events, keep, superseded };
-}
-
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */

@@ -5,6 +5,8 @@
  */
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import { NodeFailedError } from '../model/errors.ts';
+import { decideStartRound } from '../model/decide/index.ts';
+import type { RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
 import { aggregatorFrom, weightedMetrics, type AggregatorState, type NodeReply } from './aggregators.ts';
 import { deriveRng } from './rng.ts';
@@ -47,8 +49,9 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     previous.strategy,
     deriveRng(seed, round, 'select'),
   );
-  const attempt = (state.attempts[round] ?? 0) + 1;
-  await handle.append([{ type: 'RoundStarted', data: { v: 1, round, attempt, nodes: selection.nodes } }]);
+  const roundStarted = decideStartRound(state, { round, nodes: selection.nodes });
+  const { attempt } = roundStarted[0]!.data as RoundStarted;
+  await handle.append(roundStarted);
 
   const paramsRef = currentParams(state)!;
   const trainingArgs = state.settings.trainingArgs;

@@ -15,7 +15,8 @@ import path from 'node:path';
 import type { BlobRef } from '../blobs/types.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import type { Actor, ExperimentEvent, FederatedSetup } from '../model/events.ts';
+import type { Actor, Rewound } from '../model/events.ts';
+import { decideForked, decideRewind, forkCreation } from '../model/decide/index.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
 import { REPLAYS_DIR, rootLayout } from '../root.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
@@ -228,25 +229,11 @@ export async function rewindExperiment(rl: RoundLog, experiment: string, options
   const reason = options.reason;
   if (typeof reason !== 'string' || reason.trim() === '') throw new InvalidArgumentError('reason', 'must be a non-empty text saying why', reason);
   const handle = await rl.openExperiment(experiment);
-  const { record } = chooseRound(handle.state, { round: options.round });
-  const folder = handle.state.folder;
-  const last = handle.roundCurrent() - 1;
-  if (record.round === last) {
-    throw new InvalidArgumentError('round', `must be before the last completed round of ${folder} (${last}): rewinding to it would supersede nothing`, record.round);
-  }
+  const events = decideRewind(handle.state, { round: options.round, reason }, { actor: rl.actor });
+  const record = handle.state.rounds[options.round]!;
   const keep = record.round + 1;
-  const supersededRounds = handle.state.rounds.slice(keep).filter((r) => r !== undefined && r !== null).map((r) => r.round);
-  const events: ExperimentEvent[] = [{ type: 'Rewound', data: { v: 1, roundCurrent: keep, reason, supersededRounds, by: rl.actor } }];
-  const now = handle.state.settings;
-  const then = record.settings;
-  const settingsRestored =
-    now.roundLimit !== then.roundLimit || now.saveBreakpoints !== then.saveBreakpoints || JSON.stringify(now.trainingArgs) !== JSON.stringify(then.trainingArgs);
-  if (settingsRestored) {
-    events.push({
-      type: 'SettingsChanged',
-      data: { v: 1, roundLimit: then.roundLimit, saveBreakpoints: then.saveBreakpoints, trainingArgs: then.trainingArgs, by: rl.actor },
-    });
-  }
+  const { supersededRounds } = events[0]!.data as Rewound;
+  const settingsRestored = events.some((e) => e.type === 'SettingsChanged');
   // The log first: if this append fails, no folder has moved. If the process dies after it, the log
   // is right and the folders lag: resume writes the round's folder, `roundlog project` moves the rest.
   const recorded = await handle.append(events);
@@ -312,38 +299,17 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
   const at = await stateAfterRound(rl, parent, options);
   const { record, branch } = at;
   const breakpointSha256 = await manifestSha256(rl, at.state, record);
-  const created = parent.created;
-  const settings = record.settings;
-  const federated: FederatedSetup | null =
-    created.federated === null
-      ? null
-      : { ...created.federated, trainingPlan: settings.trainingPlan ?? created.federated.trainingPlan, trainingArgs: settings.trainingArgs };
+  const { record: _record, branch: _branch, ...creation } = forkCreation(parent.state, { ...options, breakpointSha256 });
   const child = await rl.createExperiment({
     ...(options.name === undefined ? {} : { folder: options.name }),
-    roundLimit: settings.roundLimit,
-    seed: created.seed,
-    saveBreakpoints: settings.saveBreakpoints,
-    initialParams: null,
-    config: created.config,
-    federated,
-    importedFrom: {
-      experimentId: parent.id,
-      folder: parent.state.folder,
-      round: record.round,
-      logPosition: String(record.position),
-      breakpointSha256,
-      params: record.params,
-      state: record.state,
-    },
-    forkedFrom: { v: 1, parentId: parent.id, parentFolder: parent.state.folder, parentRound: record.round, parentPosition: String(record.position) },
-    retention: settings.retention,
+    ...creation,
   });
   // The parent may be running meanwhile: `Forked` depends on nothing in its state, so it is
   // appended after whatever the parent committed (read again on each conflict).
-  const forked: ExperimentEvent = { type: 'Forked', data: { v: 1, childId: child.id, childFolder: child.state.folder, round: record.round, by: rl.actor } };
+  const fork = { childId: child.id, childFolder: child.state.folder, round: record.round };
   for (let attempt = 1; ; attempt++) {
     try {
-      await parent.append([forked]);
+      await parent.append(decideForked(parent.state, fork, { actor: rl.actor }));
       break;
     } catch (error) {
       if (!(error instanceof ConcurrentModificationError) || attempt >= 5) throw error;
