@@ -51,6 +51,7 @@ export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './feder
 export { allNodes, randomFraction, strategyFrom, type Strategy } from './federated/strategies.ts';
 export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './federated/training-plan.ts';
 export * from './federated/errors.ts';
+export { ModuleLoadError, importModule } from './federated/load-module.ts';
 export {
   replayRound,
   rewindExperiment,

@@ -6,7 +6,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import {
@@ -31,6 +30,7 @@ import {
 } from '../projections/breakpoints.ts';
 import { aggregatorFrom, fedAvg, weightedMetrics, type Aggregator, type AggregatorState, type NodeReply } from './aggregators.ts';
 import { breakpointFolderName, type ExperimentEvent, type FederatedSetup, type Retention, type TrainingPlanRef } from '../model/events.ts';
+import { importModule } from './load-module.ts';
 import { deriveRng } from './rng.ts';
 import { currentParams, hasBreakpoint, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { allNodes, strategyFrom, type Strategy, type StrategyState } from './strategies.ts';
@@ -487,7 +487,7 @@ async function resolvePlan(
     throw new TrainingPlanChangedError(location.module, location.sha256, sha256);
   }
   const exportName = location.export ?? 'default';
-  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const module = await importModule(file);
   const plan = module[exportName] as TrainingPlan | undefined;
   if (typeof plan?.init !== 'function' || typeof plan.train !== 'function') {
     throw new InvalidArgumentError('trainingPlan.export', `must name an export of ${location.module} with init() and train()`, exportName);
