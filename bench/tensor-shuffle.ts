@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import lz4 from 'lz4';
+import { lz4Compress, lz4DecompressInto } from '../src/codec/lz4.ts';
 import { Packr } from 'msgpackr';
 import { decodeTensors, encodeTensors, type TensorSet } from '../src/codec/tensors.ts';
 
@@ -140,9 +140,7 @@ function encodeShuffled(tensors: TensorSet): { encoding: string; bytes: Buffer }
     const raw = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const planes = Buffer.allocUnsafeSlow(raw.length);
     shuffle4(raw, planes);
-    const block = Buffer.allocUnsafeSlow(raw.length - 1);
-    const written = lz4.encodeBlock(planes, block);
-    const chunk = written > 0 ? block.subarray(0, written) : raw;
+    const chunk = lz4Compress(planes) ?? raw;
     chunks.push(chunk);
     entries.push({ name, dtype, shape, size: chunk.length });
   }
@@ -170,7 +168,7 @@ function decodeShuffled({ bytes }: { encoding: string; bytes: Buffer }): TensorS
       chunk.copy(target);
     } else {
       const planes = Buffer.allocUnsafeSlow(rawBytes);
-      if (lz4.decodeBlock(chunk, planes) !== rawBytes) throw new Error(`bad lz4 block for ${name}`);
+      if (lz4DecompressInto(chunk, planes) !== rawBytes) throw new Error(`bad lz4 block for ${name}`);
       unshuffle4(planes, target);
     }
     Object.assign(out, { [name]: { dtype: 'float32', shape, data: new Float32Array(target.buffer, 0, rawBytes / 4) } });

@@ -31,6 +31,27 @@ export class ClosedError extends RoundlogError {
   }
 }
 
+/**
+ * A feature needs an optional dependency that is not installed (e.g. `@eventstore/db-client`
+ * for an EventStoreDB store): the message names the package and the command that installs it.
+ */
+export class MissingDependencyError extends RoundlogError {
+  readonly code = 'MISSING_DEPENDENCY' as const;
+  constructor(
+    readonly dependency: string,
+    readonly feature: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${feature} needs the package ${dependency}, which is not installed: npm install ${dependency}`, options);
+  }
+}
+
+/** Whether `error` is Node's "Cannot find package" for `dependency` (and not a failure inside it). */
+export function isMissingPackage(error: unknown, dependency: string): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === 'ERR_MODULE_NOT_FOUND' && typeof message === 'string' && message.includes(`'${dependency}'`);
+}
+
 export function formatValue(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'string') return JSON.stringify(value);

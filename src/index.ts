@@ -1,5 +1,5 @@
 /** roundlog: crash-proof, rewindable, auditable round logs for round-based training experiments. */
-export { RoundlogError, InvalidArgumentError, ClosedError } from './errors.ts';
+export { RoundlogError, InvalidArgumentError, ClosedError, MissingDependencyError } from './errors.ts';
 export { resolveRoot, rootLayout } from './root.ts';
 export * from './log/index.ts';
 export type { FileLogStats } from './log/file/options.ts';
@@ -51,6 +51,7 @@ export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './feder
 export { allNodes, randomFraction, strategyFrom, type Strategy } from './federated/strategies.ts';
 export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './federated/training-plan.ts';
 export * from './federated/errors.ts';
+export { ModuleLoadError, importModule } from './federated/load-module.ts';
 export {
   replayRound,
   rewindExperiment,

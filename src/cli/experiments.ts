@@ -1,11 +1,11 @@
 /** What the experiment commands (run, resume, ls, demo) share: definitions, progress lines, listings, trees. */
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { promises as fs } from 'node:fs';
 import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../projections/breakpoints/index.ts';
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
+import { importModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
@@ -23,7 +23,7 @@ export function displayPath(target: string, cwd: string = process.cwd()): string
 /** Imports an experiment definition module (path relative to the workspace). */
 export async function importDefinition(workspace: string, ref: DefinitionRef): Promise<ExperimentDefinition> {
   const file = path.resolve(workspace, ref.module);
-  const module = (await import(pathToFileURL(file).href).catch((error: unknown) => {
+  const module = (await importModule(file).catch((error: unknown) => {
     throw new UsageError(`cannot import the experiment definition ${ref.module}: ${(error as Error).message}`);
   })) as Record<string, unknown>;
   const definition = (module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined)) as

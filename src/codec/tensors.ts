@@ -16,7 +16,7 @@
  * weight-like float32 it saved about 8% for 4-5x the encode time and about 3x the decode time,
  * more than a raw write + fsync of the same bytes costs (bench/tensor-shuffle.ts).
  */
-import lz4 from 'lz4';
+import { lz4Compress, lz4DecompressInto } from './lz4.ts';
 import { Packr } from 'msgpackr';
 import { InvalidArgumentError } from '../errors.ts';
 import { CorruptPayloadError, UnknownEncodingError } from './errors.ts';
@@ -191,7 +191,7 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
     }
     const target = Buffer.allocUnsafeSlow(rawBytes);
     if (isBlock) {
-      const written = lz4.decodeBlock(chunk, target);
+      const written = lz4DecompressInto(chunk, target);
       if (written !== rawBytes) {
         throw corrupt(`${where} is not a valid lz4 block of ${rawBytes} bytes (decoder returned ${written})`);
       }
@@ -212,18 +212,13 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
 function lz4IfSmaller(raw: Buffer): Buffer | null {
   if (raw.length === 0 || raw.length > LZ4_MAX_INPUT_BYTES) return null;
   if (raw.length > 4 * SAMPLE_BYTES && !someSampleShrinks(raw)) return null;
-  // A destination one byte short of the input makes lz4 give up as soon as the block cannot be
-  // smaller; untouched pages of it are never allocated by the OS.
-  const block = Buffer.allocUnsafeSlow(raw.length - 1);
-  const written = lz4.encodeBlock(raw, block);
-  return written > 0 ? block.subarray(0, written) : null;
+  return lz4Compress(raw);
 }
 
 /** Whether lz4 shrinks the first, middle or last `SAMPLE_BYTES` of `raw`. */
 function someSampleShrinks(raw: Buffer): boolean {
-  const block = Buffer.allocUnsafe(SAMPLE_BYTES - 1);
   for (const start of [0, Math.floor((raw.length - SAMPLE_BYTES) / 2), raw.length - SAMPLE_BYTES]) {
-    if (lz4.encodeBlock(raw.subarray(start, start + SAMPLE_BYTES), block) > 0) return true;
+    if (lz4Compress(raw.subarray(start, start + SAMPLE_BYTES)) !== null) return true;
   }
   return false;
 }

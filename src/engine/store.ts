@@ -9,10 +9,13 @@
 import path from 'node:path';
 import { openFileBlobStore } from '../blobs/file.ts';
 import type { BlobStore } from '../blobs/types.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, MissingDependencyError, isMissingPackage } from '../errors.ts';
 import { openFileEventLog } from '../log/file/index.ts';
 import type { EventLog } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
+
+/** The EventStoreDB driver: an optional peer dependency, installed only by those who use an esdb:// store. */
+const ESDB_DRIVER = '@eventstore/db-client';
 
 /** The value of `--blobs` / `ROUNDLOG_BLOBS` that keeps parameters in streams of the EventStoreDB store. */
 export const BLOBS_IN_STORE = 'esdb';
@@ -77,7 +80,9 @@ export async function openStore(root: string, options: StoreOptions = {}): Promi
     const blobsDir = path.resolve(blobsOption ?? rootLayout(root).blobs);
     return { log: fileLogAccess(root, options), blobs: await openFileBlobStore({ dir: blobsDir }), blobsDescription: blobsDir };
   }
-  const esdb = await import('../log/esdb/index.ts');
+  const esdb = await import('../log/esdb/index.ts').catch((error: unknown) => {
+    throw isMissingPackage(error, ESDB_DRIVER) ? new MissingDependencyError(ESDB_DRIVER, 'an EventStoreDB store (esdb://…)', { cause: error }) : error;
+  });
   const open = (hide: readonly string[]) =>
     esdb.openEsdbEventLog({ connectionString, namespace, hide, ...(options.newId === undefined ? {} : { newId: options.newId }) });
   const log = await open([BLOB_STREAM_PREFIX]);

@@ -3,10 +3,10 @@
  * experiment folder), its source hashed and stored, and checked against the plan the log records.
  * Creating an experiment records the plan; resuming one checks it.
  */
+import { importModule } from './load-module.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError } from '../errors.ts';
 import { TrainingPlanChangedError } from '../model/errors.ts';
 import type { TrainingPlanRef } from '../model/events.ts';
@@ -48,7 +48,7 @@ export async function resolvePlan(
     throw new TrainingPlanChangedError(location.module, location.sha256, sha256);
   }
   const exportName = location.export ?? 'default';
-  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const module = await importModule(file);
   const plan = module[exportName] as TrainingPlan | undefined;
   if (typeof plan?.init !== 'function' || typeof plan.train !== 'function') {
     throw new InvalidArgumentError(

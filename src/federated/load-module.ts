@@ -1,0 +1,90 @@
+/**
+ * Imports a user module by path: an experiment definition, a training plan. `roundlog run`
+ * records the path and `resume` imports it again, so both go through here.
+ *
+ * - JavaScript is imported as it is.
+ * - TypeScript that ships compiled with roundlog (`examples/…/x.ts`, compiled to
+ *   `dist/examples/…/x.js` in the package) is imported from the compiled file.
+ * - Any other TypeScript is imported through tsx's `tsImport` (tsx is a dependency of roundlog);
+ *   when roundlog itself runs from source under a TypeScript loader, that loader does it.
+ *
+ * Failures are a `ModuleLoadError` naming the file and what to do.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { RoundlogError } from '../errors.ts';
+import { PACKAGE_ROOT } from '../version.ts';
+
+/** A module could not be imported: the file, why, and what to do. */
+export class ModuleLoadError extends RoundlogError {
+  readonly code = 'MODULE_LOAD_FAILED' as const;
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`cannot load ${file}: ${reason}`, options);
+  }
+}
+
+const TYPESCRIPT = /\.(c|m)?ts$/;
+/** This module is itself TypeScript: roundlog runs from source, so a TypeScript loader is active. */
+const LOADER_ACTIVE = TYPESCRIPT.test(new URL(import.meta.url).pathname);
+
+type TsImport = (specifier: string, parent: string) => Promise<Record<string, unknown>>;
+let tsImport: Promise<TsImport> | null = null;
+
+/** The module at `file` (absolute, or relative to the current directory), imported. */
+export async function importModule(file: string): Promise<Record<string, unknown>> {
+  const absolute = path.resolve(file);
+  if (!existsSync(absolute)) throw new ModuleLoadError(file, 'no such file');
+  let target = absolute;
+  let load = (url: string): Promise<Record<string, unknown>> => import(url) as Promise<Record<string, unknown>>;
+  if (TYPESCRIPT.test(absolute) && !LOADER_ACTIVE) {
+    const compiled = compiledTwin(absolute);
+    if (compiled !== null) target = compiled;
+    else {
+      const viaTsx = await typescriptImporter(file);
+      load = (url) => viaTsx(url, import.meta.url);
+    }
+  }
+  try {
+    const namespace = await load(pathToFileURL(target).href);
+    // TypeScript compiled as CommonJS (a folder whose package.json says "type": "commonjs")
+    // comes back as { default: module.exports }: its exports are those of module.exports.
+    const exports = namespace.default as { __esModule?: unknown } | null | undefined;
+    return typeof exports === 'object' && exports !== null && exports.__esModule === true ? (exports as Record<string, unknown>) : namespace;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const hint = TYPESCRIPT.test(target) ? ' (loaded through tsx: check its syntax, and that its imports resolve from its folder)' : '';
+    throw new ModuleLoadError(file, `${message}${hint}`, { cause: error });
+  }
+}
+
+/** The compiled JavaScript of a TypeScript file of roundlog's own package (its examples), if shipped. */
+function compiledTwin(file: string): string | null {
+  const relative = path.relative(PACKAGE_ROOT, file);
+  if (relative.startsWith('..') || path.isAbsolute(relative) || relative.startsWith(`dist${path.sep}`)) return null;
+  const twin = path.join(PACKAGE_ROOT, 'dist', relative.replace(TYPESCRIPT, (ext) => ext.replace('ts', 'js')));
+  return existsSync(twin) ? twin : null;
+}
+
+/**
+ * tsx's `tsImport`: it compiles the module (as ESM or CommonJS, by its extension and nearest
+ * package.json) without changing how the rest of this process loads modules.
+ */
+function typescriptImporter(file: string): Promise<TsImport> {
+  tsImport ??= import('tsx/esm/api').then(
+    (api) => api.tsImport as TsImport,
+    (error: unknown) => {
+      tsImport = null;
+      throw new ModuleLoadError(
+        file,
+        'it is TypeScript and the TypeScript loader tsx is not installed: npm install tsx, or compile the module to JavaScript and give the .js file',
+        { cause: error },
+      );
+    },
+  );
+  return tsImport;
+}
