@@ -19,7 +19,13 @@ const upward = layers.slice(0, -1).map((layer, i) => ({
   comment: `${layer.name} imports only the layers below it`,
   severity: 'error',
   from: { path: layer.path },
-  to: { path: layers.slice(i + 1).map((l) => l.path).join('|') + '|^src/(index|testing)' },
+  to: {
+    path:
+      layers
+        .slice(i + 1)
+        .map((l) => l.path)
+        .join('|') + '|^src/(index|testing)',
+  },
 }));
 
 module.exports = {

@@ -47,7 +47,12 @@ import {
 const SQLITE_BATCH = 64;
 
 /** `writers` concurrent writers, each appending `perWriter` events one by one to its own stream. */
-async function runLog(openLog: OpenFileEventLog, writers: number, perWriter: number, events: readonly EventData[]): Promise<number> {
+async function runLog(
+  openLog: OpenFileEventLog,
+  writers: number,
+  perWriter: number,
+  events: readonly EventData[],
+): Promise<number> {
   const dir = await makeTempDir(`append-concurrent-log${writers}`);
   try {
     const log = await openLog({ dir });
@@ -55,7 +60,9 @@ async function runLog(openLog: OpenFileEventLog, writers: number, perWriter: num
       const stream = `client-${w}`;
       let expected: ExpectedRevision = 'no_stream';
       for (let k = 0; k < perWriter; k++) {
-        const result = await log.append(stream, [events[(w * perWriter + k) % events.length]!], { expectedRevision: expected });
+        const result = await log.append(stream, [events[(w * perWriter + k) % events.length]!], {
+          expectedRevision: expected,
+        });
         expected = result.nextExpectedRevision;
       }
     };
@@ -110,8 +117,9 @@ function openSqlite(file: string): SqliteStore {
     return revision;
   };
   const appendTx = db.transaction(appendOne);
-  const batchTx = db.transaction((appends: ReadonlyArray<readonly [string, number | 'no_stream', readonly EventData[]]>) =>
-    appends.map(([stream, expected, events]) => appendOne(stream, expected, events)),
+  const batchTx = db.transaction(
+    (appends: ReadonlyArray<readonly [string, number | 'no_stream', readonly EventData[]]>) =>
+      appends.map(([stream, expected, events]) => appendOne(stream, expected, events)),
   );
   return {
     append: (stream, expected, events) => appendTx.immediate(stream, expected, events),
@@ -210,7 +218,13 @@ export async function main(): Promise<void> {
   const samples = await interleave(contenders, { reps, warmup: 1 });
 
   console.log();
-  console.log(samplesTable(samples, 'events/s (every append durable on return, except BATCHING)', contenders.map((c) => c.name)));
+  console.log(
+    samplesTable(
+      samples,
+      'events/s (every append durable on return, except BATCHING)',
+      contenders.map((c) => c.name),
+    ),
+  );
   console.log(
     `events per run: sequential ${seq.units()}, 8 writers 8 x ${c8.units()}, 64 writers 64 x ${c64.units()}, ` +
       `sqlite ${sql.units()}, sqlite batching ${sqlb.units()} txns x ${SQLITE_BATCH}`,

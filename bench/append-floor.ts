@@ -53,13 +53,25 @@ const FLOOR_PREALLOC = 'floor: writeSync + fdatasyncSync, zero-filled file';
 function framesOf(events: ReturnType<typeof roundEvents>): Buffer[] {
   return events.map((event, i) =>
     encodeRecord(
-      { position: i, stream: STREAM, revision: i, id: randomUUID(), timestampMs: Date.now(), type: event.type, data: event.data },
+      {
+        position: i,
+        stream: STREAM,
+        revision: i,
+        id: randomUUID(),
+        timestampMs: Date.now(),
+        type: event.type,
+        data: event.data,
+      },
       4096,
     ),
   );
 }
 
-async function runLog(openLog: OpenFileEventLog, events: ReturnType<typeof roundEvents>, onBytes?: (b: { seg: number; idx: number; all: number }) => void): Promise<number> {
+async function runLog(
+  openLog: OpenFileEventLog,
+  events: ReturnType<typeof roundEvents>,
+  onBytes?: (b: { seg: number; idx: number; all: number }) => void,
+): Promise<number> {
   const dir = await makeTempDir('append-floor-log');
   try {
     const log = await openLog({ dir });
@@ -197,15 +209,29 @@ export async function main(): Promise<void> {
   const within = { text: '<= 1.5x', met: (r: number) => r <= 1.5 };
   console.log(
     ratioTable([
-      { label: 'log time/event ÷ sync floor', ratio: medianOf(samples, FLOOR_SYNC) / log, paired: pairedRatio(samples, FLOOR_SYNC, LOG), target: within },
-      { label: 'log time/event ÷ async floor', ratio: medianOf(samples, FLOOR_ASYNC) / log, paired: pairedRatio(samples, FLOOR_ASYNC, LOG), target: within },
+      {
+        label: 'log time/event ÷ sync floor',
+        ratio: medianOf(samples, FLOOR_SYNC) / log,
+        paired: pairedRatio(samples, FLOOR_SYNC, LOG),
+        target: within,
+      },
+      {
+        label: 'log time/event ÷ async floor',
+        ratio: medianOf(samples, FLOOR_ASYNC) / log,
+        paired: pairedRatio(samples, FLOOR_ASYNC, LOG),
+        target: within,
+      },
       {
         label: 'log time/event ÷ zero-filled-file floor',
         ratio: medianOf(samples, FLOOR_PREALLOC) / log,
         paired: pairedRatio(samples, FLOOR_PREALLOC, LOG),
         target: within,
       },
-      { label: 'async floor ÷ sync floor (time/event)', ratio: medianOf(samples, FLOOR_SYNC) / medianOf(samples, FLOOR_ASYNC), paired: pairedRatio(samples, FLOOR_SYNC, FLOOR_ASYNC) },
+      {
+        label: 'async floor ÷ sync floor (time/event)',
+        ratio: medianOf(samples, FLOOR_SYNC) / medianOf(samples, FLOOR_ASYNC),
+        paired: pairedRatio(samples, FLOOR_SYNC, FLOOR_ASYNC),
+      },
     ]),
   );
 }

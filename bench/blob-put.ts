@@ -98,9 +98,15 @@ export async function main(): Promise<void> {
 
     const base = median(timings.baseline);
     const encodedTotal = timings.encode.map((ms, i) => ms + timings.putEncoded[i]!);
-    console.log(`blob put: ${(raw.length / 1e6).toFixed(0)} MB of float32 ~ N(0, 0.02), median of ${reps} alternating runs`);
-    console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, temp dir on ${os.tmpdir()}`);
-    console.log(`tensor codec output: ${encoding}, ${encodedBytes} bytes (${(encodedBytes / raw.length).toFixed(4)} of raw)\n`);
+    console.log(
+      `blob put: ${(raw.length / 1e6).toFixed(0)} MB of float32 ~ N(0, 0.02), median of ${reps} alternating runs`,
+    );
+    console.log(
+      `node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, temp dir on ${os.tmpdir()}`,
+    );
+    console.log(
+      `tensor codec output: ${encoding}, ${encodedBytes} bytes (${(encodedBytes / raw.length).toFixed(4)} of raw)\n`,
+    );
     const rows: [string, number[]][] = [
       ['baseline: write + fsync to a plain file', timings.baseline],
       ['put raw bytes (new blob)', timings.putRaw],
@@ -117,8 +123,12 @@ export async function main(): Promise<void> {
     for (const [label, series] of rows) {
       const ms = median(series);
       console.log(
-        `${label.padEnd(width)}  ${ms.toFixed(1).padStart(9)}  ${Math.min(...series).toFixed(1).padStart(8)}  ` +
-          `${Math.max(...series).toFixed(1).padStart(8)}  ${(raw.length / 1e3 / ms).toFixed(0).padStart(5)}  ${(ms / base).toFixed(2).padStart(10)}x`,
+        `${label.padEnd(width)}  ${ms.toFixed(1).padStart(9)}  ${Math.min(...series)
+          .toFixed(1)
+          .padStart(8)}  ` +
+          `${Math.max(...series)
+            .toFixed(1)
+            .padStart(8)}  ${(raw.length / 1e3 / ms).toFixed(0).padStart(5)}  ${(ms / base).toFixed(2).padStart(10)}x`,
       );
     }
     const ratioRaw = median(timings.putRaw) / base;
@@ -137,7 +147,7 @@ export async function main(): Promise<void> {
 function writeAndFsync(file: string, bytes: Buffer): number {
   const start = performance.now();
   const fd = openSync(file, 'w');
-  for (let offset = 0; offset < bytes.length; ) {
+  for (let offset = 0; offset < bytes.length;) {
     offset += writeSync(fd, bytes, offset, Math.min(WRITE_CHUNK_BYTES, bytes.length - offset));
   }
   fsyncSync(fd);
@@ -149,7 +159,8 @@ function writeAndFsync(file: string, bytes: Buffer): number {
 function normalFloat32(length: number, std: number): Float32Array {
   const uniform = mulberry32(0x5eed);
   const values = new Float32Array(length);
-  for (let i = 0; i < length; i++) values[i] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  for (let i = 0; i < length; i++)
+    values[i] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
   return values;
 }
 

@@ -38,11 +38,27 @@ import {
   removeTempDir,
   repsOr,
 } from './lib.ts';
-import { fedBiomedSave, modelParams, mulberry32, perturb, rawViews, roundMetrics, roundState, writeAndFsync } from './round-commit.ts';
+import {
+  fedBiomedSave,
+  modelParams,
+  mulberry32,
+  perturb,
+  rawViews,
+  roundMetrics,
+  roundState,
+  writeAndFsync,
+} from './round-commit.ts';
 
 const TARGET = 1.05;
 
-export type DiskUsage = { apparent: number; allocated: number; inodes: number; files: number; dirs: number; linkedFiles: number };
+export type DiskUsage = {
+  apparent: number;
+  allocated: number;
+  inodes: number;
+  files: number;
+  dirs: number;
+  linkedFiles: number;
+};
 
 type Seen = Set<string>;
 
@@ -86,12 +102,21 @@ function add(a: DiskUsage, b: DiskUsage): DiskUsage {
 }
 
 /** A round log root's usage by part; the blobs are walked before the breakpoint folders, so hard links count under blobs. */
-async function rootUsage(root: string): Promise<{ total: DiskUsage; log: DiskUsage; blobs: DiskUsage; experiments: DiskUsage; rootDir: DiskUsage }> {
+async function rootUsage(
+  root: string,
+): Promise<{ total: DiskUsage; log: DiskUsage; blobs: DiskUsage; experiments: DiskUsage; rootDir: DiskUsage }> {
   const seen: Seen = new Set();
   const layout = rootLayout(root);
   const st = await fsp.lstat(root);
   seen.add(`${st.dev}:${st.ino}`);
-  const rootDir: DiskUsage = { apparent: st.size, allocated: st.blocks * 512, inodes: 1, files: 0, dirs: 1, linkedFiles: 0 };
+  const rootDir: DiskUsage = {
+    apparent: st.size,
+    allocated: st.blocks * 512,
+    inodes: 1,
+    files: 0,
+    dirs: 1,
+    linkedFiles: 0,
+  };
   const log = await diskUsage(layout.log, seen);
   const blobs = await diskUsage(layout.blobs, seen);
   const experiments = await diskUsage(layout.experiments, seen);
@@ -103,7 +128,11 @@ async function rootUsage(root: string): Promise<{ total: DiskUsage; log: DiskUsa
 }
 
 type RunResult = { half: DiskUsage; full: DiskUsage };
-type RoundlogResult = RunResult & { parts: Awaited<ReturnType<typeof rootUsage>>; blobFiles: number; breakpointLinks: number };
+type RoundlogResult = RunResult & {
+  parts: Awaited<ReturnType<typeof rootUsage>>;
+  blobFiles: number;
+  breakpointLinks: number;
+};
 
 async function runRoundlog(dir: string, rounds: number, elements: number, seed: number): Promise<RoundlogResult> {
   const root = path.join(dir, 'roundlog');
@@ -115,7 +144,13 @@ async function runRoundlog(dir: string, rounds: number, elements: number, seed: 
     const handle = await rl.createExperiment({ seed, saveBreakpoints: true });
     for (let round = 0; round < rounds; round++) {
       perturb(params, random);
-      await handle.recordRound({ round, params, state: roundState(round), metrics: roundMetrics(round), breakpoint: true });
+      await handle.recordRound({
+        round,
+        params,
+        state: roundState(round),
+        metrics: roundMetrics(round),
+        breakpoint: true,
+      });
       if (round + 1 === Math.floor(rounds / 2)) half = (await rootUsage(root)).total;
     }
     const folders = await listBreakpointFolders(path.join(rootLayout(root).experiments, handle.state.folder));
@@ -167,7 +202,9 @@ export async function main(): Promise<void> {
   const elements = Math.floor((mb * 1e6) / 4);
   const halfRounds = Math.floor(rounds / 2);
 
-  heading(`disk-usage: a root after ${rounds} rounds of ${formatNumber(mb)} MB float32 parameters, each with a breakpoint`);
+  heading(
+    `disk-usage: a root after ${rounds} rounds of ${formatNumber(mb)} MB float32 parameters, each with a breakpoint`,
+  );
   console.log(`${describeMode()}; ${reps} repetition(s), each building the three trees afresh, in rotated order`);
 
   /** modelParams(elements) holds exactly `elements` float32. */
@@ -212,8 +249,20 @@ export async function main(): Promise<void> {
   console.log();
   console.log(
     formatTable(
-      ['tree after all rounds', 'allocated B', 'apparent B', 'allocated ÷ raw', 'apparent ÷ raw', `marginal alloc. ÷ raw (rounds ${halfRounds + 1}-${rounds})`, 'inodes'],
-      [row('roundlog root (log + blobs + breakpoint folders)', roundlog), row('baseline: one plain file per round', baseline), row('Fed-BioMed-style naive folders', fed)],
+      [
+        'tree after all rounds',
+        'allocated B',
+        'apparent B',
+        'allocated ÷ raw',
+        'apparent ÷ raw',
+        `marginal alloc. ÷ raw (rounds ${halfRounds + 1}-${rounds})`,
+        'inodes',
+      ],
+      [
+        row('roundlog root (log + blobs + breakpoint folders)', roundlog),
+        row('baseline: one plain file per round', baseline),
+        row('Fed-BioMed-style naive folders', fed),
+      ],
     ),
   );
   console.log();
@@ -230,7 +279,15 @@ export async function main(): Promise<void> {
   ];
   console.log(
     formatTable(
-      ['roundlog root by part (last repetition)', 'allocated B', 'apparent B', 'share of alloc.', 'alloc. B per round', 'files', 'dirs'],
+      [
+        'roundlog root by part (last repetition)',
+        'allocated B',
+        'apparent B',
+        'share of alloc.',
+        'alloc. B per round',
+        'files',
+        'dirs',
+      ],
       [
         part('log/ (event log segments, index, lock)', last.parts.log),
         part('blobs/ (parameter blobs, fan-out dirs, tmp/)', last.parts.blobs),

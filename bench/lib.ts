@@ -215,7 +215,13 @@ export function formatTable(
 export function samplesTable(samples: Samples, unit: string, names?: readonly string[]): string {
   const rows = (names ?? [...samples.keys()]).map((name) => {
     const values = samples.get(name) ?? [];
-    return [name, formatNumber(median(values)), formatNumber(min(values)), formatNumber(max(values)), String(values.length)];
+    return [
+      name,
+      formatNumber(median(values)),
+      formatNumber(min(values)),
+      formatNumber(max(values)),
+      String(values.length),
+    ];
   });
   return formatTable([`${unit}`, 'median', 'min', 'max', 'n'], rows);
 }

@@ -17,7 +17,11 @@ type Codec = { compress(input: Buffer): Buffer; decompress(block: Buffer, length
 const require = createRequire(import.meta.url);
 
 function cCodec(): Codec | null {
-  let lz4: { encodeBound(n: number): number; encodeBlock(i: Buffer, o: Buffer): number; decodeBlock(i: Buffer, o: Buffer): number };
+  let lz4: {
+    encodeBound(n: number): number;
+    encodeBlock(i: Buffer, o: Buffer): number;
+    decodeBlock(i: Buffer, o: Buffer): number;
+  };
   try {
     lz4 = require('lz4');
   } catch {
@@ -61,8 +65,12 @@ function datasets(quick: boolean): Record<string, Buffer> {
   const floats = quick ? 1 << 18 : 1 << 20;
   return {
     'msgpack value, 6 KB': new Packr({ useRecords: false }).pack({ events }),
-    [`float32 noise, ${(floats * 4) >> 20 || 1} MiB`]: Buffer.from(new Float32Array(floats).map(() => (random() - 0.5) * 0.1).buffer),
-    [`float32 80% zeros, ${(floats * 4) >> 20 || 1} MiB`]: Buffer.from(new Float32Array(floats).map(() => (random() < 0.8 ? 0 : random() - 0.5)).buffer),
+    [`float32 noise, ${(floats * 4) >> 20 || 1} MiB`]: Buffer.from(
+      new Float32Array(floats).map(() => (random() - 0.5) * 0.1).buffer,
+    ),
+    [`float32 80% zeros, ${(floats * 4) >> 20 || 1} MiB`]: Buffer.from(
+      new Float32Array(floats).map(() => (random() < 0.8 ? 0 : random() - 0.5)).buffer,
+    ),
   };
 }
 
@@ -82,20 +90,36 @@ export async function main(): Promise<void> {
   console.log(`lz4-backends: raw LZ4 blocks, C lz4 vs prebuilt lz4-napi, median of ${reps} alternating runs`);
   console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus\n`);
   if (c === null) {
-    console.log('the C `lz4` package is not installed here (cd bench && npm install): lz4-napi alone, against a plain copy\n');
+    console.log(
+      'the C `lz4` package is not installed here (cd bench && npm install): lz4-napi alone, against a plain copy\n',
+    );
   }
   const baseline: Codec = c ?? { compress: (input) => Buffer.from(input), decompress: (block) => Buffer.from(block) };
   const baselineName = c === null ? 'copy' : 'lz4';
   const rows: string[][] = [];
   for (const [name, data] of Object.entries(datasets(quick))) {
     const iterations = Math.max(3, Math.floor((quick ? 16e6 : 64e6) / data.length));
-    const results = { [baselineName]: { c: [] as number[], d: [] as number[], size: 0 }, 'lz4-napi': { c: [] as number[], d: [] as number[], size: 0 } };
+    const results = {
+      [baselineName]: { c: [] as number[], d: [] as number[], size: 0 },
+      'lz4-napi': { c: [] as number[], d: [] as number[], size: 0 },
+    };
     for (let rep = 0; rep < reps; rep++) {
-      for (const [label, codec] of [[baselineName, baseline], ['lz4-napi', napi]] as const) {
+      for (const [label, codec] of [
+        [baselineName, baseline],
+        ['lz4-napi', napi],
+      ] as const) {
         let block = codec.compress(data);
-        results[label]!.c.push(mbPerSecond(data.length * iterations, () => { for (let i = 0; i < iterations; i++) block = codec.compress(data); }));
+        results[label]!.c.push(
+          mbPerSecond(data.length * iterations, () => {
+            for (let i = 0; i < iterations; i++) block = codec.compress(data);
+          }),
+        );
         let out = codec.decompress(block, data.length);
-        results[label]!.d.push(mbPerSecond(data.length * iterations, () => { for (let i = 0; i < iterations; i++) out = codec.decompress(block, data.length); }));
+        results[label]!.d.push(
+          mbPerSecond(data.length * iterations, () => {
+            for (let i = 0; i < iterations; i++) out = codec.decompress(block, data.length);
+          }),
+        );
         if (!out.equals(data)) throw new Error(`${label} did not round-trip ${name}`);
         results[label]!.size = block.length;
       }
@@ -105,7 +129,13 @@ export async function main(): Promise<void> {
     for (const [label, r] of Object.entries(results)) {
       rows.push([name, label, (r.size / data.length).toFixed(3), median(r.c).toFixed(0), median(r.d).toFixed(0)]);
     }
-    rows.push([name, `lz4-napi ÷ ${baselineName}`, '', `${(median(other.c) / median(base.c)).toFixed(2)}x`, `${(median(other.d) / median(base.d)).toFixed(2)}x`]);
+    rows.push([
+      name,
+      `lz4-napi ÷ ${baselineName}`,
+      '',
+      `${(median(other.c) / median(base.c)).toFixed(2)}x`,
+      `${(median(other.d) / median(base.d)).toFixed(2)}x`,
+    ]);
   }
   console.log(formatTable(['data', 'backend', 'size/raw', 'compress MB/s', 'decompress MB/s'], rows, [0, 1]));
 }

@@ -198,7 +198,8 @@ export async function main(): Promise<void> {
       name,
       run: async (rep: number) => {
         const m = await measure();
-        if (m.readEvents !== PROBES) throw new Error(`${name}: probe stream read ${m.readEvents} events, expected ${PROBES}`);
+        if (m.readEvents !== PROBES)
+          throw new Error(`${name}: probe stream read ${m.readEvents} events, expected ${PROBES}`);
         for (const w of m.warnings) warnings.add(`${name}: ${w}`);
         if (rep >= 0) reads.get(name)!.push(m.readMs);
         return m.openMs + m.closeMs;
@@ -217,7 +218,14 @@ export async function main(): Promise<void> {
     console.log();
     console.log(samplesTable(samples, 'open + close, ms', [CHILD_SMALL, CHILD_BIG, IN_SMALL, IN_BIG]));
     console.log();
-    console.log(samplesTable(reads, `first readStream (${PROBES} probe events) after open, ms`, [CHILD_SMALL, CHILD_BIG, IN_SMALL, IN_BIG]));
+    console.log(
+      samplesTable(reads, `first readStream (${PROBES} probe events) after open, ms`, [
+        CHILD_SMALL,
+        CHILD_BIG,
+        IN_SMALL,
+        IN_BIG,
+      ]),
+    );
     if (warnings.size > 0) {
       console.log('\nwarnings from the log on open:');
       for (const w of warnings) console.log(`  ${w}`);
@@ -226,10 +234,28 @@ export async function main(): Promise<void> {
     const under2 = { text: '< 2x', met: (r: number) => r < 2 };
     console.log(
       ratioTable([
-        { label: `open+close ${bigLabel} ÷ ${smallLabel}, child process`, ratio: medianOf(samples, CHILD_BIG) / medianOf(samples, CHILD_SMALL), paired: pairedRatio(samples, CHILD_BIG, CHILD_SMALL), target: under2 },
-        { label: `open+close ${bigLabel} ÷ ${smallLabel}, in-process`, ratio: medianOf(samples, IN_BIG) / medianOf(samples, IN_SMALL), paired: pairedRatio(samples, IN_BIG, IN_SMALL), target: under2 },
-        { label: `first readStream ${bigLabel} ÷ ${smallLabel}, child (separate measure)`, ratio: median(reads.get(CHILD_BIG)!) / median(reads.get(CHILD_SMALL)!), paired: pairedRatio(reads, CHILD_BIG, CHILD_SMALL) },
-        { label: `first readStream ${bigLabel} ÷ ${smallLabel}, in-process (separate measure)`, ratio: median(reads.get(IN_BIG)!) / median(reads.get(IN_SMALL)!), paired: pairedRatio(reads, IN_BIG, IN_SMALL) },
+        {
+          label: `open+close ${bigLabel} ÷ ${smallLabel}, child process`,
+          ratio: medianOf(samples, CHILD_BIG) / medianOf(samples, CHILD_SMALL),
+          paired: pairedRatio(samples, CHILD_BIG, CHILD_SMALL),
+          target: under2,
+        },
+        {
+          label: `open+close ${bigLabel} ÷ ${smallLabel}, in-process`,
+          ratio: medianOf(samples, IN_BIG) / medianOf(samples, IN_SMALL),
+          paired: pairedRatio(samples, IN_BIG, IN_SMALL),
+          target: under2,
+        },
+        {
+          label: `first readStream ${bigLabel} ÷ ${smallLabel}, child (separate measure)`,
+          ratio: median(reads.get(CHILD_BIG)!) / median(reads.get(CHILD_SMALL)!),
+          paired: pairedRatio(reads, CHILD_BIG, CHILD_SMALL),
+        },
+        {
+          label: `first readStream ${bigLabel} ÷ ${smallLabel}, in-process (separate measure)`,
+          ratio: median(reads.get(IN_BIG)!) / median(reads.get(IN_SMALL)!),
+          paired: pairedRatio(reads, IN_BIG, IN_SMALL),
+        },
       ]),
     );
   } finally {

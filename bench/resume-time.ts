@@ -86,7 +86,12 @@ type ResumeMeasure = {
 // Building the histories
 
 /** Appends `rounds` facade-like rounds of small parameters to the experiment. */
-async function addRounds(handle: ExperimentHandle, params: TensorSet, rounds: number, random: () => number): Promise<void> {
+async function addRounds(
+  handle: ExperimentHandle,
+  params: TensorSet,
+  rounds: number,
+  random: () => number,
+): Promise<void> {
   const rl = handle.roundLog;
   for (let i = 0; i < rounds; i++) {
     const round = handle.roundCurrent();
@@ -119,18 +124,39 @@ async function addRounds(handle: ExperimentHandle, params: TensorSet, rounds: nu
   }
 }
 
-export type History = { root: string; experimentId: string; rounds: number; lastParamsFile: string; lastParamsBytes: number };
+export type History = {
+  root: string;
+  experimentId: string;
+  rounds: number;
+  lastParamsFile: string;
+  lastParamsBytes: number;
+};
 
-export async function buildHistory(root: string, rounds: number, seed: number): Promise<{ history: History; params: TensorSet; random: () => number }> {
+export async function buildHistory(
+  root: string,
+  rounds: number,
+  seed: number,
+): Promise<{ history: History; params: TensorSet; random: () => number }> {
   const rl = await openRoundLog({ root });
   try {
     const params = modelParams(SMALL_ELEMENTS, seed);
     const random = mulberry32(seed);
-    const handle = await rl.createExperiment({ seed, saveBreakpoints: true, initialParams: params, config: { model: 'mlp', lr: 0.01 } });
+    const handle = await rl.createExperiment({
+      seed,
+      saveBreakpoints: true,
+      initialParams: params,
+      config: { model: 'mlp', lr: 0.01 },
+    });
     await addRounds(handle, params, rounds, random);
     const last = handle.state.rounds.at(-1)!;
     return {
-      history: { root, experimentId: handle.id, rounds: handle.roundCurrent(), lastParamsFile: rl.blobs.fileOf(last.params.sha256)!, lastParamsBytes: last.params.bytes },
+      history: {
+        root,
+        experimentId: handle.id,
+        rounds: handle.roundCurrent(),
+        lastParamsFile: rl.blobs.fileOf(last.params.sha256)!,
+        lastParamsBytes: last.params.bytes,
+      },
       params,
       random,
     };
@@ -146,9 +172,21 @@ async function withLastRound(history: History, root: string, params: TensorSet):
   try {
     const handle = await rl.openExperiment(history.experimentId);
     const round = handle.roundCurrent();
-    await handle.recordRound({ round, params, state: roundState(round), metrics: roundMetrics(round), breakpoint: true });
+    await handle.recordRound({
+      round,
+      params,
+      state: roundState(round),
+      metrics: roundMetrics(round),
+      breakpoint: true,
+    });
     const last = handle.state.rounds.at(-1)!;
-    return { root, experimentId: history.experimentId, rounds: handle.roundCurrent(), lastParamsFile: rl.blobs.fileOf(last.params.sha256)!, lastParamsBytes: last.params.bytes };
+    return {
+      root,
+      experimentId: history.experimentId,
+      rounds: handle.roundCurrent(),
+      lastParamsFile: rl.blobs.fileOf(last.params.sha256)!,
+      lastParamsBytes: last.params.bytes,
+    };
   } finally {
     await rl.close();
   }
@@ -179,7 +217,15 @@ async function resumeOnce(root: string, experimentId: string): Promise<ResumeMea
   }
 }
 
-type ExperimentSplit = { logOpenMs: number; registryMs: number; streamMs: number; events: number; replayMs: number; logCloseMs: number; projectMs: number };
+type ExperimentSplit = {
+  logOpenMs: number;
+  registryMs: number;
+  streamMs: number;
+  events: number;
+  replayMs: number;
+  logCloseMs: number;
+  projectMs: number;
+};
 
 /**
  * What openExperiment does, step by step with the same public pieces (log opened read-only,
@@ -223,7 +269,7 @@ function syntheticStream(events: readonly RecordedEvent[], rounds: number): Reco
   const perRound = body.length / (events.filter((e) => e.type === 'RoundCompleted').length || 1);
   const out: RecordedEvent[] = [created];
   for (let r = 0; r < rounds; r++) {
-    const group = body.slice(((r * perRound) % body.length), ((r * perRound) % body.length) + perRound);
+    const group = body.slice((r * perRound) % body.length, ((r * perRound) % body.length) + perRound);
     for (const event of group) {
       const i = BigInt(out.length);
       out.push({ ...event, revision: i, position: i, data: { ...(event.data as object), round: r } });
@@ -252,10 +298,14 @@ async function resumeRepeated(history: History, times: number, gc: () => void): 
 
 function resumeInChild(history: History): Promise<ResumeMeasure> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', THIS_FILE, CHILD_FLAG, history.root, history.experimentId], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', THIS_FILE, CHILD_FLAG, history.root, history.experimentId],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -334,7 +384,10 @@ export async function main(): Promise<void> {
       console.log(
         `(setup) copied both roots and added a last round of ${rawBytesOf(large)} raw bytes (${Object.keys(large).length} tensors) in ${formatNumber(msSince(t) / 1000)} s`,
       );
-      histories.push({ label: `${small100.rounds} rounds, last 100 MB`, history: small100 }, { label: `${big100.rounds} rounds, last 100 MB`, history: big100 });
+      histories.push(
+        { label: `${small100.rounds} rounds, last 100 MB`, history: small100 },
+        { label: `${big100.rounds} rounds, last 100 MB`, history: big100 },
+      );
     }
 
     const splits = new Map<string, ResumeMeasure[]>();
@@ -343,7 +396,8 @@ export async function main(): Promise<void> {
       name,
       run: async (rep: number) => {
         const m = await measure();
-        if (m.round !== history.rounds - 1) throw new Error(`${name}: resumed at round ${m.round}, expected ${history.rounds - 1}`);
+        if (m.round !== history.rounds - 1)
+          throw new Error(`${name}: resumed at round ${m.round}, expected ${history.rounds - 1}`);
         if (rep >= 0) (splits.get(name) ?? splits.set(name, []).get(name)!).push(m);
         return m.totalMs;
       },
@@ -369,21 +423,59 @@ export async function main(): Promise<void> {
     const samples: Samples = await interleave(contenders, { reps, warmup: 1 });
 
     console.log();
-    console.log(samplesTable(samples, 'resume, ms', contenders.map((c) => c.name)));
+    console.log(
+      samplesTable(
+        samples,
+        'resume, ms',
+        contenders.map((c) => c.name),
+      ),
+    );
     console.log();
     const splitRows = [...splits.entries()].map(([name, ms]) => {
       const m = (key: keyof ResumeMeasure) => formatNumber(median(ms.map((x) => x[key])));
       return [name, m('openMs'), m('experimentMs'), m('loadMs'), m('closeMs'), m('totalMs')];
     });
-    console.log(formatTable(['resume split, median ms', 'openRoundLog', 'openExperiment (read + replay)', "loadRound('last')", 'close', 'total'], splitRows));
-    console.log();
-    const experimentRows = [...experimentSplits.entries()].sort((a, b) => a[0].localeCompare(b[0], 'en', { numeric: true })).map(([label, all]) => {
-      const m = (key: keyof ExperimentSplit) => formatNumber(median(all.map((x) => x[key])));
-      return [label, m('logOpenMs'), m('registryMs'), m('streamMs'), m('events'), m('replayMs'), m('logCloseMs'), m('projectMs')];
-    });
     console.log(
       formatTable(
-        ['openExperiment step by step, in-process, median ms', 'log open (read-only)', 'registry read', 'stream read', 'events', 'replay (evolve fold)', 'log close', 'projectExperiment (separate)'],
+        [
+          'resume split, median ms',
+          'openRoundLog',
+          'openExperiment (read + replay)',
+          "loadRound('last')",
+          'close',
+          'total',
+        ],
+        splitRows,
+      ),
+    );
+    console.log();
+    const experimentRows = [...experimentSplits.entries()]
+      .sort((a, b) => a[0].localeCompare(b[0], 'en', { numeric: true }))
+      .map(([label, all]) => {
+        const m = (key: keyof ExperimentSplit) => formatNumber(median(all.map((x) => x[key])));
+        return [
+          label,
+          m('logOpenMs'),
+          m('registryMs'),
+          m('streamMs'),
+          m('events'),
+          m('replayMs'),
+          m('logCloseMs'),
+          m('projectMs'),
+        ];
+      });
+    console.log(
+      formatTable(
+        [
+          'openExperiment step by step, in-process, median ms',
+          'log open (read-only)',
+          'registry read',
+          'stream read',
+          'events',
+          'replay (evolve fold)',
+          'log close',
+          'projectExperiment (separate)',
+        ],
         experimentRows,
       ),
     );
@@ -414,7 +506,9 @@ export async function main(): Promise<void> {
     console.log(ratioTable(lines));
     for (const kind of [child, inproc]) {
       const perRound = (medianOf(samples, kind(B)) - medianOf(samples, kind(S))) / (bigRounds - smallRounds);
-      console.log(`marginal resume cost per round of history, ${kind('').replace(/, $/, '')}: ${formatNumber(perRound * 1000)} µs`);
+      console.log(
+        `marginal resume cost per round of history, ${kind('').replace(/, $/, '')}: ${formatNumber(perRound * 1000)} µs`,
+      );
     }
     // Is replay linear in the number of rounds? The big stream's events, repeated in memory.
     const stream = await (async () => {
@@ -435,14 +529,25 @@ export async function main(): Promise<void> {
         const t0 = now();
         const state = replay(events);
         times.push(msSince(t0));
-        if (state.rounds.length !== n) throw new Error(`synthetic replay gave ${state.rounds.length} rounds, expected ${n}`);
+        if (state.rounds.length !== n)
+          throw new Error(`synthetic replay gave ${state.rounds.length} rounds, expected ${n}`);
       }
       const ms = median(times);
-      scaling.push([String(n), String(events.length), formatNumber(ms), previous === undefined ? '' : `${(ms / previous).toFixed(2)}x`]);
+      scaling.push([
+        String(n),
+        String(events.length),
+        formatNumber(ms),
+        previous === undefined ? '' : `${(ms / previous).toFixed(2)}x`,
+      ]);
       previous = ms;
     }
     console.log();
-    console.log(formatTable(['replay alone, rounds (in memory)', 'events', 'median ms', 'vs half as many rounds (2x = linear)'], scaling));
+    console.log(
+      formatTable(
+        ['replay alone, rounds (in memory)', 'events', 'median ms', 'vs half as many rounds (2x = linear)'],
+        scaling,
+      ),
+    );
   } finally {
     await removeTempDir(dir);
   }

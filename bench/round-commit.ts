@@ -163,7 +163,7 @@ export function writeAndFsync(file: string, buffers: readonly Buffer[]): void {
   const fd = fs.openSync(file, 'w');
   try {
     for (const bytes of buffers) {
-      for (let offset = 0; offset < bytes.length; ) {
+      for (let offset = 0; offset < bytes.length;) {
         offset += fs.writeSync(fd, bytes, offset, Math.min(WRITE_CHUNK_BYTES, bytes.length - offset));
       }
     }
@@ -178,13 +178,23 @@ export function writeAndFsync(file: string, buffers: readonly Buffer[]): void {
  * `aggregated_params_<uuid>.mpk` (msgpack of { name: { dtype, shape, data: bin } }) and
  * `breakpoint_NNNN.json` (the state), each written with FileHandle.writeFile + sync + close.
  */
-export async function fedBiomedSave(experimentDir: string, round: number, tensors: TensorSet, state: unknown, packr: Packr): Promise<{ paramsFile: string; stateFile: string }> {
+export async function fedBiomedSave(
+  experimentDir: string,
+  round: number,
+  tensors: TensorSet,
+  state: unknown,
+  packr: Packr,
+): Promise<{ paramsFile: string; stateFile: string }> {
   const name = `breakpoint_${String(round).padStart(4, '0')}`;
   const dir = path.join(experimentDir, name);
   await fsp.mkdir(dir, { recursive: true });
   const params: Record<string, unknown> = {};
   for (const [tensorName, t] of Object.entries(tensors)) {
-    params[tensorName] = { dtype: t.dtype, shape: t.shape, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
+    params[tensorName] = {
+      dtype: t.dtype,
+      shape: t.shape,
+      data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    };
   }
   const paramsFile = path.join(dir, `aggregated_params_${randomUUID()}.mpk`);
   await writeFileDurably(paramsFile, packr.pack({ model_weights: params }));
@@ -234,10 +244,12 @@ export async function main(): Promise<void> {
 
   heading(`round-commit: one round of ${formatNumber(mb)} MB float32 parameters, committed with a breakpoint`);
   console.log(`${describeMode()}; ${reps} interleaved repetitions (+1 warm-up), order rotated each repetition`);
-  console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, temp dir on ${os.tmpdir()}`);
+  console.log(
+    `node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, temp dir on ${os.tmpdir()}`,
+  );
 
   const collectGarbage = gcFunction();
-  let start = now();
+  const start = now();
   const params = modelParams(elements);
   const rawBytes = rawBytesOf(params);
   const views = rawViews(params);
@@ -280,7 +292,8 @@ export async function main(): Promise<void> {
       await apply(state, appended);
       lastBreakpointMs = msSince(t0);
       const last = state.rounds.at(-1);
-      if (last?.breakpoint) lastBreakpointPath = path.join(roundLog.layout.experiments, state.folder, breakpointFolderName(last.round));
+      if (last?.breakpoint)
+        lastBreakpointPath = path.join(roundLog.layout.experiments, state.folder, breakpointFolderName(last.round));
     };
 
     const random = mulberry32(0xc0ffee);
@@ -319,11 +332,16 @@ export async function main(): Promise<void> {
             const t0 = now();
             const record = await handle.recordRound({ round, params, state, metrics, breakpoint: true });
             const total = msSince(t0);
-            if (seen.has(record.params.sha256)) throw new Error(`round ${round} stored parameters already stored: the perturbation did not change them`);
+            if (seen.has(record.params.sha256))
+              throw new Error(`round ${round} stored parameters already stored: the perturbation did not change them`);
             seen.add(record.params.sha256);
             // The folder is there, its parameters are the blob itself (a hard link).
-            const [linked, blob] = await Promise.all([fsp.stat(path.join(lastBreakpointPath, PARAMS_FILE)), fsp.stat(roundLog.blobs.fileOf(record.params.sha256)!)]);
-            if (Number.isNaN(lastBreakpointMs) || linked.ino !== blob.ino) throw new Error(`round ${round}: no breakpoint folder hard-linked to the blob`);
+            const [linked, blob] = await Promise.all([
+              fsp.stat(path.join(lastBreakpointPath, PARAMS_FILE)),
+              fsp.stat(roundLog.blobs.fileOf(record.params.sha256)!),
+            ]);
+            if (Number.isNaN(lastBreakpointMs) || linked.ino !== blob.ino)
+              throw new Error(`round ${round}: no breakpoint folder hard-linked to the blob`);
             blobBytes = record.params.bytes;
             manifestBytes = (await fsp.stat(path.join(lastBreakpointPath, MANIFEST_FILE))).size;
             if (rep >= 0) {
@@ -370,7 +388,11 @@ export async function main(): Promise<void> {
     );
     console.log();
     const base = medianOf(samples, BASELINE);
-    const phaseRow = (label: string, values: number[]) => [label, formatNumber(median(values)), `${((median(values) / base) * 100).toFixed(1)}%`];
+    const phaseRow = (label: string, values: number[]) => [
+      label,
+      formatNumber(median(values)),
+      `${((median(values) / base) * 100).toFixed(1)}%`,
+    ];
     console.log(
       formatTable(
         ['roundlog time split, ms', 'median', 'of baseline'],
@@ -391,8 +413,16 @@ export async function main(): Promise<void> {
           paired: pairedRatio(samples, ROUNDLOG, BASELINE),
           target: { text: `<= ${TARGET_RATIO}x`, met: (r) => r <= TARGET_RATIO },
         },
-        { label: 'roundlog ÷ Fed-BioMed-style naive save', ratio: medianOf(samples, ROUNDLOG) / medianOf(samples, FEDBIOMED), paired: pairedRatio(samples, ROUNDLOG, FEDBIOMED) },
-        { label: 'Fed-BioMed-style naive ÷ baseline', ratio: medianOf(samples, FEDBIOMED) / base, paired: pairedRatio(samples, FEDBIOMED, BASELINE) },
+        {
+          label: 'roundlog ÷ Fed-BioMed-style naive save',
+          ratio: medianOf(samples, ROUNDLOG) / medianOf(samples, FEDBIOMED),
+          paired: pairedRatio(samples, ROUNDLOG, FEDBIOMED),
+        },
+        {
+          label: 'Fed-BioMed-style naive ÷ baseline',
+          ratio: medianOf(samples, FEDBIOMED) / base,
+          paired: pairedRatio(samples, FEDBIOMED, BASELINE),
+        },
       ]),
     );
     // Disk phases: this kind of host (a VM) switches between a fast disk (~2 GB/s write + fsync)
@@ -401,13 +431,17 @@ export async function main(): Promise<void> {
     const fastMs = rawBytes / 1e6; // 1 GB/s
     const paired = (keep: (base: number) => boolean) => {
       const ratios = bases.flatMap((b, i) => (keep(b) ? [samples.get(ROUNDLOG)![i]! / b] : []));
-      return ratios.length === 0 ? 'no repetition' : `${median(ratios).toFixed(2)}x over ${ratios.length} repetition(s)`;
+      return ratios.length === 0
+        ? 'no repetition'
+        : `${median(ratios).toFixed(2)}x over ${ratios.length} repetition(s)`;
     };
     console.log(
       `paired roundlog ÷ baseline by disk phase: baseline >= 1 GB/s: ${paired((b) => b < fastMs)}; ` +
         `baseline < 1 GB/s: ${paired((b) => b >= fastMs)}`,
     );
-    console.log(`throughput: baseline ${formatNumber(rawBytes / 1e3 / base)} MB/s, roundlog ${formatNumber(rawBytes / 1e3 / medianOf(samples, ROUNDLOG))} MB/s`);
+    console.log(
+      `throughput: baseline ${formatNumber(rawBytes / 1e3 / base)} MB/s, roundlog ${formatNumber(rawBytes / 1e3 / medianOf(samples, ROUNDLOG))} MB/s`,
+    );
   } finally {
     await rl?.close();
     await removeTempDir(dir);

@@ -45,11 +45,16 @@ export async function main(): Promise<void> {
   const datasets = makeDatasets(elements);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'roundlog-bench-shuffle-'));
   try {
-    console.log(`tensor codec: shuffle vs plain lz4, ${values.mib} MiB of float32 per data set, median of ${reps} alternating runs`);
+    console.log(
+      `tensor codec: shuffle vs plain lz4, ${values.mib} MiB of float32 per data set, median of ${reps} alternating runs`,
+    );
     console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus\n`);
     const header = ['data set', 'variant', 'size/raw', 'encode MB/s', 'decode MB/s'];
     const rows: string[][] = [];
-    const verdicts = new Map<string, { sizeRatio: number; encodeVsWrite: number; plainEncodeVsWrite: number; decodeRatio: number }>();
+    const verdicts = new Map<
+      string,
+      { sizeRatio: number; encodeVsWrite: number; plainEncodeVsWrite: number; decodeRatio: number }
+    >();
     for (const [label, tensors] of datasets) {
       const rawBytes = Object.values(tensors).reduce((sum, t) => sum + t.data.byteLength, 0);
       for (const variant of VARIANTS) checkRoundTrip(variant, tensors);
@@ -189,7 +194,10 @@ function shuffle4(src: Buffer, dst: Buffer): void {
   const out = new Uint32Array(dst.buffer, dst.byteOffset, n);
   const plane = n / 4;
   for (let i = 0; i < plane; i++) {
-    const a = words[4 * i]!, b = words[4 * i + 1]!, c = words[4 * i + 2]!, d = words[4 * i + 3]!;
+    const a = words[4 * i]!,
+      b = words[4 * i + 1]!,
+      c = words[4 * i + 2]!,
+      d = words[4 * i + 3]!;
     out[i] = (a & 0xff) | ((b & 0xff) << 8) | ((c & 0xff) << 16) | ((d & 0xff) << 24);
     out[plane + i] = ((a >>> 8) & 0xff) | (b & 0xff00) | ((c & 0xff00) << 8) | ((d & 0xff00) << 16);
     out[2 * plane + i] = ((a >>> 16) & 0xff) | ((b >>> 8) & 0xff00) | (c & 0xff0000) | ((d & 0xff0000) << 8);
@@ -203,7 +211,10 @@ function unshuffle4(src: Buffer, dst: Buffer): void {
   const out = new Uint32Array(dst.buffer, dst.byteOffset, n);
   const plane = n / 4;
   for (let i = 0; i < plane; i++) {
-    const a = planes[i]!, b = planes[plane + i]!, c = planes[2 * plane + i]!, d = planes[3 * plane + i]!;
+    const a = planes[i]!,
+      b = planes[plane + i]!,
+      c = planes[2 * plane + i]!,
+      d = planes[3 * plane + i]!;
     out[4 * i] = (a & 0xff) | ((b & 0xff) << 8) | ((c & 0xff) << 16) | ((d & 0xff) << 24);
     out[4 * i + 1] = ((a >>> 8) & 0xff) | (b & 0xff00) | ((c & 0xff00) << 8) | ((d & 0xff00) << 16);
     out[4 * i + 2] = ((a >>> 16) & 0xff) | ((b >>> 8) & 0xff00) | (c & 0xff0000) | ((d & 0xff0000) << 8);
@@ -215,10 +226,12 @@ function checkRoundTrip(variant: Variant, tensors: TensorSet): void {
   const decoded = variant.decode(variant.encode(tensors));
   for (const [name, { data }] of Object.entries(tensors)) {
     const back = decoded[name]?.data;
-    const same = back !== undefined && Buffer.compare(
-      Buffer.from(data.buffer, data.byteOffset, data.byteLength),
-      Buffer.from(back.buffer, back.byteOffset, back.byteLength),
-    ) === 0;
+    const same =
+      back !== undefined &&
+      Buffer.compare(
+        Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+        Buffer.from(back.buffer, back.byteOffset, back.byteLength),
+      ) === 0;
     if (!same) throw new Error(`${variant.name} did not round-trip tensor ${name}`);
   }
 }
@@ -228,7 +241,8 @@ function writeAndFsync(file: string, tensors: TensorSet): number {
   const fd = openSync(file, 'w');
   for (const { data } of Object.values(tensors)) {
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, Math.min(8 << 20, bytes.length - offset));
+    for (let offset = 0; offset < bytes.length;)
+      offset += writeSync(fd, bytes, offset, Math.min(8 << 20, bytes.length - offset));
   }
   fsyncSync(fd);
   closeSync(fd);
@@ -253,7 +267,8 @@ function median(values: number[]): number {
 
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]?.length ?? 0)));
-  const line = (cells: string[]) => cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   console.log(line(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const row of rows) console.log(line(row));

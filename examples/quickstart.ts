@@ -37,10 +37,14 @@ const blobs = await openFileBlobStore({ dir: path.join(root, 'blobs') });
 const { events } = await log.readStream('experiment-1', { direction: 'backwards', maxCount: 1 });
 const last = events[0]!.data as RoundCompleted;
 const { weights } = decodeTensors(last.params.encoding, await blobs.get(last.params));
-console.log(`last committed round: ${last.round}, loss ${last.metrics.loss}, weights [${Array.from(weights!.data as Float32Array).join(', ')}]`);
+console.log(
+  `last committed round: ${last.round}, loss ${last.metrics.loss}, weights [${Array.from(weights!.data as Float32Array).join(', ')}]`,
+);
 
 // Follow the stream: history first, then the caught-up marker.
-const caughtUp = await firstValueFrom(log.subscribe({ stream: 'experiment-1' }).pipe(filter((item) => item.kind === 'caughtUp')));
+const caughtUp = await firstValueFrom(
+  log.subscribe({ stream: 'experiment-1' }).pipe(filter((item) => item.kind === 'caughtUp')),
+);
 console.log(`caught up at log position ${caughtUp.kind === 'caughtUp' ? caughtUp.position : '?'}`);
 await blobs.close();
 await log.close();

@@ -31,7 +31,15 @@ export {
 } from './codec/tensors.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
 export { CorruptPayloadError, UnknownEncodingError } from './codec/errors.ts';
-export { openRoundLog, ExperimentHandle, type RoundLog, type OpenRoundLogOptions, type CreateExperimentOptions, type RecordRoundOptions, type RoundState } from './projections/index.ts';
+export {
+  openRoundLog,
+  ExperimentHandle,
+  type RoundLog,
+  type OpenRoundLogOptions,
+  type CreateExperimentOptions,
+  type RecordRoundOptions,
+  type RoundState,
+} from './projections/index.ts';
 export {
   BreakpointCorruptError,
   ConcurrentModificationError,
@@ -42,14 +50,36 @@ export {
   TrainingPlanChangedError,
   UnknownEventError,
 } from './model/errors.ts';
-export { Experiment, type ExperimentOptions, type LoadBreakpointOptions, type RoundProgress, type TrainingPlanLocation } from './federated/experiment.ts';
+export {
+  Experiment,
+  type ExperimentOptions,
+  type LoadBreakpointOptions,
+  type RoundProgress,
+  type TrainingPlanLocation,
+} from './federated/experiment.ts';
 export type { ExperimentDefinition } from './federated/definition.ts';
 export * from './model/events.ts';
-export { evolve, replay, upcast, initialState, roundCurrent, currentParams, type ExperimentState, type RoundRecord, type Settings } from './model/state.ts';
+export {
+  evolve,
+  replay,
+  upcast,
+  initialState,
+  roundCurrent,
+  currentParams,
+  type ExperimentState,
+  type RoundRecord,
+  type Settings,
+} from './model/state.ts';
 export { Rng, deriveRng, type RngState } from './federated/rng.ts';
 export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './federated/aggregators.ts';
 export { allNodes, randomFraction, strategyFrom, type Strategy } from './federated/strategies.ts';
-export { selectDatasets, type TrainingPlan, type Federation, type Node, type Dataset } from './federated/training-plan.ts';
+export {
+  selectDatasets,
+  type TrainingPlan,
+  type Federation,
+  type Node,
+  type Dataset,
+} from './federated/training-plan.ts';
 export * from './federated/errors.ts';
 export { ModuleLoadError, importModule } from './federated/load-module.ts';
 export {
@@ -65,7 +95,14 @@ export {
   type ForkResult,
   type RoundChoice,
 } from './projections/index.ts';
-export { gc, applyRetention, planRetention, type GcOptions, type PruneReport, type RetentionPlan } from './projections/index.ts';
+export {
+  gc,
+  applyRetention,
+  planRetention,
+  type GcOptions,
+  type PruneReport,
+  type RetentionPlan,
+} from './projections/index.ts';
 export { verifyRoot, type VerifyOptions, type VerifyReport } from './projections/index.ts';
 export {
   projectRoot,

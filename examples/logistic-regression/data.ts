@@ -48,11 +48,35 @@ export type HospitalProfile = Readonly<{
 /** Node i gets profile i mod 3, its patients 4 years older for every full cycle of 3. */
 export const HOSPITAL_PROFILES: readonly HospitalProfile[] = [
   // A large tertiary cardiology centre: older, hypertensive patients.
-  { rows: 600, age: [64, 9], bmi: [28.5, 4.5], systolicBp: [141, 16], cholesterol: [220, 36], smokerRate: 0.28, siteEffect: 0.2 },
+  {
+    rows: 600,
+    age: [64, 9],
+    bmi: [28.5, 4.5],
+    systolicBp: [141, 16],
+    cholesterol: [220, 36],
+    smokerRate: 0.28,
+    siteEffect: 0.2,
+  },
   // A small young-population clinic.
-  { rows: 150, age: [41, 10], bmi: [25, 4], systolicBp: [121, 13], cholesterol: [186, 30], smokerRate: 0.18, siteEffect: -0.3 },
+  {
+    rows: 150,
+    age: [41, 10],
+    bmi: [25, 4],
+    systolicBp: [121, 13],
+    cholesterol: [186, 30],
+    smokerRate: 0.18,
+    siteEffect: -0.3,
+  },
   // A mid-size community hospital: obese, smoking population.
-  { rows: 350, age: [53, 12], bmi: [32, 5.5], systolicBp: [133, 17], cholesterol: [207, 40], smokerRate: 0.46, siteEffect: 0 },
+  {
+    rows: 350,
+    age: [53, 12],
+    bmi: [32, 5.5],
+    systolicBp: [133, 17],
+    cholesterol: [207, 40],
+    smokerRate: 0.46,
+    siteEffect: 0,
+  },
 ];
 
 export type ClinicalFederationOptions = {
@@ -67,7 +91,8 @@ export type ClinicalFederationOptions = {
 
 export function syntheticClinicalFederation(options: ClinicalFederationOptions): Federation<ClinicalData> {
   const { seed, nodes = 3, rows, tags = ['#clinical', '#heart'] } = options;
-  if (!Number.isSafeInteger(nodes) || nodes < 1) throw new InvalidArgumentError('nodes', 'must be a positive integer', nodes);
+  if (!Number.isSafeInteger(nodes) || nodes < 1)
+    throw new InvalidArgumentError('nodes', 'must be a positive integer', nodes);
   if (rows !== undefined && (rows.length !== nodes || !rows.every((n) => Number.isSafeInteger(n) && n >= 1))) {
     throw new InvalidArgumentError('rows', `must hold one positive integer per node (${nodes})`, rows);
   }
@@ -77,7 +102,12 @@ export function syntheticClinicalFederation(options: ClinicalFederationOptions):
       const base = HOSPITAL_PROFILES[i % HOSPITAL_PROFILES.length]!;
       const shift = 4 * Math.floor(i / HOSPITAL_PROFILES.length);
       const profile = { ...base, rows: rows?.[i] ?? base.rows, age: [base.age[0] + shift, base.age[1]] as const };
-      return { id, datasets: [{ id: `${id}/cardiac-outcomes`, tags: [...tags], data: hospitalData(profile, deriveRng(seed, 'data', id)) }] };
+      return {
+        id,
+        datasets: [
+          { id: `${id}/cardiac-outcomes`, tags: [...tags], data: hospitalData(profile, deriveRng(seed, 'data', id)) },
+        ],
+      };
     }),
   };
 }
@@ -91,7 +121,11 @@ function hospitalData(profile: HospitalProfile, rng: Rng): ClinicalData {
     const raw = {
       age,
       bmi: clamp(rng.normal(...profile.bmi), 16, 55),
-      systolicBp: clamp(rng.normal(profile.systolicBp[0] + 0.6 * (age - profile.age[0]), profile.systolicBp[1]), 90, 220),
+      systolicBp: clamp(
+        rng.normal(profile.systolicBp[0] + 0.6 * (age - profile.age[0]), profile.systolicBp[1]),
+        90,
+        220,
+      ),
       cholesterol: clamp(rng.normal(...profile.cholesterol), 110, 350),
       smoker: rng.nextFloat() < profile.smokerRate ? 1 : 0,
     };

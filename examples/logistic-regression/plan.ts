@@ -36,11 +36,16 @@ export type Evaluation = { loss: number; accuracy: number };
 
 export const logisticRegressionPlan: TrainingPlan<BinaryDataset, LogisticModelArgs, LogisticTrainingArgs> = {
   init({ columns, initScale = 0 }, rng) {
-    if (!Number.isSafeInteger(columns) || columns < 1) throw new InvalidArgumentError('modelArgs.columns', 'must be a positive integer', columns);
-    if (!(initScale >= 0)) throw new InvalidArgumentError('modelArgs.initScale', 'must be a non-negative number', initScale);
+    if (!Number.isSafeInteger(columns) || columns < 1)
+      throw new InvalidArgumentError('modelArgs.columns', 'must be a positive integer', columns);
+    if (!(initScale >= 0))
+      throw new InvalidArgumentError('modelArgs.initScale', 'must be a non-negative number', initScale);
     const weights = new Float32Array(columns);
     if (initScale > 0) for (let j = 0; j < columns; j++) weights[j] = rng.normal(0, initScale);
-    return { weights: { dtype: 'float32', shape: [columns], data: weights }, bias: { dtype: 'float32', shape: [1], data: new Float32Array(1) } };
+    return {
+      weights: { dtype: 'float32', shape: [columns], data: weights },
+      bias: { dtype: 'float32', shape: [1], data: new Float32Array(1) },
+    };
   },
 
   train(params, data, trainingArgs, rng): TrainResult {
@@ -113,7 +118,12 @@ function readParams(params: TensorSet, columns: number): [Float32Array, number] 
 }
 
 function checkTensor(name: string, tensor: Tensor | undefined, shape: readonly number[]): asserts tensor is Tensor {
-  if (tensor === undefined || tensor.dtype !== 'float32' || tensor.shape.length !== shape.length || tensor.shape.some((dim, i) => dim !== shape[i])) {
+  if (
+    tensor === undefined ||
+    tensor.dtype !== 'float32' ||
+    tensor.shape.length !== shape.length ||
+    tensor.shape.some((dim, i) => dim !== shape[i])
+  ) {
     throw new InvalidArgumentError(
       `params.${name}`,
       `must be a float32 tensor of shape [${shape}] (the model has ${shape[0]} ${name === 'bias' ? 'bias' : 'features'})`,
@@ -125,8 +135,14 @@ function checkTensor(name: string, tensor: Tensor | undefined, shape: readonly n
 function checkData(data: BinaryDataset): void {
   const { rows, columns, x, y } = (typeof data === 'object' && data !== null ? data : {}) as Partial<BinaryDataset>;
   if (
-    !Number.isSafeInteger(rows) || rows! < 1 || !Number.isSafeInteger(columns) || columns! < 1 ||
-    !(x instanceof Float64Array) || x.length !== rows! * columns! || !(y instanceof Uint8Array) || y.length !== rows ||
+    !Number.isSafeInteger(rows) ||
+    rows! < 1 ||
+    !Number.isSafeInteger(columns) ||
+    columns! < 1 ||
+    !(x instanceof Float64Array) ||
+    x.length !== rows! * columns! ||
+    !(y instanceof Uint8Array) ||
+    y.length !== rows ||
     !y.every((label) => label === 0 || label === 1)
   ) {
     throw new InvalidArgumentError(

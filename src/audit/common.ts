@@ -25,8 +25,7 @@ export type ExperimentRef = Readonly<{
  * events they come from (`live: true`). The same contract as `EventLog.subscribe`.
  */
 export type Followed<T> =
-  | Readonly<{ kind: 'item'; item: T; live: boolean }>
-  | Readonly<{ kind: 'caughtUp'; position: bigint | null }>;
+  Readonly<{ kind: 'item'; item: T; live: boolean }> | Readonly<{ kind: 'caughtUp'; position: bigint | null }>;
 
 /** Options every live query takes. */
 export type FollowOptions = {
@@ -49,13 +48,23 @@ export type OpenedExperiment = Readonly<{
 }>;
 
 /** Resolves an experiment name; `ExperimentNotFoundError` when nothing answers to it. */
-export async function resolveExperiment(rl: RoundLog, experiment: string): Promise<{ ref: ExperimentRef; state: ExperimentState }> {
+export async function resolveExperiment(
+  rl: RoundLog,
+  experiment: string,
+): Promise<{ ref: ExperimentRef; state: ExperimentState }> {
   if (typeof experiment !== 'string' || experiment.length === 0) {
-    throw new InvalidArgumentError('experiment', 'must be an experiment id, folder name, stream name or path', experiment);
+    throw new InvalidArgumentError(
+      'experiment',
+      'must be an experiment id, folder name, stream name or path',
+      experiment,
+    );
   }
   const handle = await rl.openExperiment(experiment);
   const created = handle.created;
-  return { ref: { id: created.experimentId, number: created.number, folder: handle.state.folder, stream: handle.stream }, state: handle.state };
+  return {
+    ref: { id: created.experimentId, number: created.number, folder: handle.state.folder, stream: handle.stream },
+    state: handle.state,
+  };
 }
 
 /** Resolves an experiment and reads every event of its stream (the state is folded from the same read). */
@@ -67,7 +76,6 @@ export async function openWithHistory(rl: RoundLog, experiment: string): Promise
   return { ref: { ...ref, folder: state.folder }, state, events };
 }
 
-
 /**
  * The plumbing every live query shares: `prepare` (resolving names) runs first, then a read-only
  * follower subscribes to `subscribe` on the log, and each subscription item goes to the handler
@@ -78,7 +86,10 @@ export async function openWithHistory(rl: RoundLog, experiment: string): Promise
 export function followLog<T>(
   rl: RoundLog,
   options: FollowOptions,
-  prepare: () => Promise<{ subscribe: SubscribeOptions; handler: (item: SubscriptionItem, emit: (followed: Followed<T>) => void) => void }>,
+  prepare: () => Promise<{
+    subscribe: SubscribeOptions;
+    handler: (item: SubscriptionItem, emit: (followed: Followed<T>) => void) => void;
+  }>,
 ): Observable<Followed<T>> {
   return new Observable<Followed<T>>((subscriber) => {
     let stopped = false;

@@ -35,7 +35,10 @@ export function formatSettings(changes: SettingsChange): string {
   if (changes.saveBreakpoints !== undefined) parts.push(`save breakpoints ${changes.saveBreakpoints ? 'on' : 'off'}`);
   if (changes.trainingArgs !== undefined) parts.push(`training args ${JSON.stringify(changes.trainingArgs)}`);
   if (changes.retention !== undefined) parts.push(`retention ${formatRetention(changes.retention)}`);
-  if (changes.trainingPlan !== undefined) parts.push(`training plan ${changes.trainingPlan.module} (sha256 ${changes.trainingPlan.sha256.slice(0, 12)}…) accepted`);
+  if (changes.trainingPlan !== undefined)
+    parts.push(
+      `training plan ${changes.trainingPlan.module} (sha256 ${changes.trainingPlan.sha256.slice(0, 12)}…) accepted`,
+    );
   return parts.length === 0 ? 'no change' : parts.join(', ');
 }
 
@@ -45,16 +48,27 @@ const list = (items: readonly (string | number)[]) => (items.length === 0 ? 'non
 export function describeEntry(entry: HistoryEntry): string {
   switch (entry.kind) {
     case 'created': {
-      const plan = entry.trainingPlan === null ? 'its own training loop' : `plan ${entry.trainingPlan.module}#${entry.trainingPlan.export}`;
-      const nodes = entry.tags === null ? '' : `, tags ${list(entry.tags)}, nodes ${entry.nodes === null ? 'all with the tags' : list(entry.nodes)}`;
+      const plan =
+        entry.trainingPlan === null
+          ? 'its own training loop'
+          : `plan ${entry.trainingPlan.module}#${entry.trainingPlan.export}`;
+      const nodes =
+        entry.tags === null
+          ? ''
+          : `, tags ${list(entry.tags)}, nodes ${entry.nodes === null ? 'all with the tags' : list(entry.nodes)}`;
       return (
         `${entry.folder} created by ${formatActor(entry.by)}: seed ${entry.seed}, round limit ${entry.roundLimit ?? 'none'}, ` +
         `breakpoints ${entry.saveBreakpoints ? 'saved' : 'not saved'}, ${plan}${nodes}` +
-        (entry.importedFrom === null ? '' : `; continues ${entry.importedFrom.folder} (${entry.importedFrom.experimentId}) after its round ${entry.importedFrom.round}`)
+        (entry.importedFrom === null
+          ? ''
+          : `; continues ${entry.importedFrom.folder} (${entry.importedFrom.experimentId}) after its round ${entry.importedFrom.round}`)
       );
     }
     case 'round': {
-      const nodes = entry.nodes.length === 0 ? '' : `; nodes ${entry.nodes.map((n) => `${n.node} (${n.sampleSize} samples)`).join(', ')}`;
+      const nodes =
+        entry.nodes.length === 0
+          ? ''
+          : `; nodes ${entry.nodes.map((n) => `${n.node} (${n.sampleSize} samples)`).join(', ')}`;
       return (
         `round ${entry.round} attempt ${entry.attempt} completed in ${formatDuration(entry.durationMs)}${nodes}; ` +
         `${formatMetrics(entry.metrics)}${entry.breakpoint ? '; breakpoint' : ''}`
@@ -92,8 +106,10 @@ export function describeEvent(event: ExperimentEvent): string {
   switch (event.type) {
     case 'ExperimentCreated': {
       const d = event.data;
-      return `${d.folder} created by ${formatActor(d.createdBy)}: seed ${d.seed}, round limit ${d.roundLimit ?? 'none'}` +
-        (d.importedFrom === null ? '' : `; continues ${d.importedFrom.folder} after its round ${d.importedFrom.round}`);
+      return (
+        `${d.folder} created by ${formatActor(d.createdBy)}: seed ${d.seed}, round limit ${d.roundLimit ?? 'none'}` +
+        (d.importedFrom === null ? '' : `; continues ${d.importedFrom.folder} after its round ${d.importedFrom.round}`)
+      );
     }
     case 'RoundStarted':
       return `round ${event.data.round} attempt ${event.data.attempt} started on ${list(event.data.nodes)}`;

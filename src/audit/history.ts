@@ -14,7 +14,15 @@ import type { RoundLog } from '../projections/index.ts';
 import type { Actor, Retention, SettingsChanged } from '../model/events.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
-import { byPosition, followLog, openWithHistory, resolveExperiment, type ExperimentRef, type FollowOptions, type Followed } from './common.ts';
+import {
+  byPosition,
+  followLog,
+  openWithHistory,
+  resolveExperiment,
+  type ExperimentRef,
+  type FollowOptions,
+  type Followed,
+} from './common.ts';
 
 /** A node's part in a completed round. */
 export type NodeResult = Readonly<{
@@ -72,7 +80,8 @@ export type AbortedEntry = Envelope &
     endedBy: Readonly<{ type: 'RoundStarted' | 'Resumed' | 'Rewound'; position: bigint; time: Date }>;
   }>;
 
-export type StartedEntry = Envelope & Readonly<{ kind: 'started'; round: number; attempt: number; nodes: readonly string[] }>;
+export type StartedEntry = Envelope &
+  Readonly<{ kind: 'started'; round: number; attempt: number; nodes: readonly string[] }>;
 
 export type ResumedEntry = Envelope &
   Readonly<{ kind: 'resumed'; roundCurrent: number; breakpoint: string | null; folder: string | null; by: Actor }>;
@@ -81,14 +90,26 @@ export type RewoundEntry = Envelope &
   Readonly<{ kind: 'rewound'; roundCurrent: number; reason: string; supersededRounds: readonly number[]; by: Actor }>;
 
 export type ForkedFromEntry = Envelope &
-  Readonly<{ kind: 'forked-from'; parentId: string; parentFolder: string; parentRound: number; parentPosition: string }>;
+  Readonly<{
+    kind: 'forked-from';
+    parentId: string;
+    parentFolder: string;
+    parentRound: number;
+    parentPosition: string;
+  }>;
 
-export type ForkedEntry = Envelope & Readonly<{ kind: 'forked'; childId: string; childFolder: string; round: number; by: Actor }>;
+export type ForkedEntry = Envelope &
+  Readonly<{ kind: 'forked'; childId: string; childFolder: string; round: number; by: Actor }>;
 
 export type SettingsEntry = Envelope & Readonly<{ kind: 'settings'; changes: SettingsChange; by: Actor }>;
 
 export type PrunedEntry = Envelope &
-  Readonly<{ kind: 'pruned'; rounds: ReadonlyArray<Readonly<{ round: number; position: string }>>; retention: Retention; by: Actor }>;
+  Readonly<{
+    kind: 'pruned';
+    rounds: ReadonlyArray<Readonly<{ round: number; position: string }>>;
+    retention: Retention;
+    by: Actor;
+  }>;
 
 export type FinishedEntry = Envelope & Readonly<{ kind: 'finished'; roundCurrent: number }>;
 
@@ -126,7 +147,15 @@ export function actorOf(entry: HistoryEntry): Actor | null {
   return 'by' in entry ? entry.by : null;
 }
 
-type Pending = { round: number; attempt: number; nodes: readonly string[]; position: bigint; revision: bigint; time: Date; announced: boolean };
+type Pending = {
+  round: number;
+  attempt: number;
+  nodes: readonly string[];
+  position: bigint;
+  revision: bigint;
+  time: Date;
+  announced: boolean;
+};
 
 /**
  * Turns a stream's events, in order, into history entries. `push` returns the entries an event
@@ -176,7 +205,14 @@ export class HistoryProjector {
           trainingPlan: plan === null ? null : { module: plan.module, export: plan.export, sha256: plan.sha256 },
           by: d.createdBy,
           roundlogVersion: d.roundlogVersion,
-          importedFrom: d.importedFrom === null ? null : { experimentId: d.importedFrom.experimentId, folder: d.importedFrom.folder, round: d.importedFrom.round },
+          importedFrom:
+            d.importedFrom === null
+              ? null
+              : {
+                  experimentId: d.importedFrom.experimentId,
+                  folder: d.importedFrom.folder,
+                  round: d.importedFrom.round,
+                },
           ...at,
         });
         break;
@@ -210,7 +246,12 @@ export class HistoryProjector {
           kind: 'round',
           round: d.round,
           attempt: d.attempt,
-          nodes: d.nodes.map((n) => ({ node: n.node, sampleSize: n.sampleSize, metrics: n.metrics, durationMs: durations?.get(n.node) ?? null })),
+          nodes: d.nodes.map((n) => ({
+            node: n.node,
+            sampleSize: n.sampleSize,
+            metrics: n.metrics,
+            durationMs: durations?.get(n.node) ?? null,
+          })),
           metrics: d.metrics,
           breakpoint: d.breakpoint,
           durationMs: d.durationMs,
@@ -226,7 +267,14 @@ export class HistoryProjector {
       }
       case 'Resumed':
         abortPending('Resumed');
-        out.push({ kind: 'resumed', roundCurrent: event.data.roundCurrent, breakpoint: event.data.breakpoint, folder: event.data.folder, by: event.data.by, ...at });
+        out.push({
+          kind: 'resumed',
+          roundCurrent: event.data.roundCurrent,
+          breakpoint: event.data.breakpoint,
+          folder: event.data.folder,
+          by: event.data.by,
+          ...at,
+        });
         break;
       case 'Rewound':
         abortPending('Rewound');
@@ -250,10 +298,23 @@ export class HistoryProjector {
         });
         break;
       case 'Forked':
-        out.push({ kind: 'forked', childId: event.data.childId, childFolder: event.data.childFolder, round: event.data.round, by: event.data.by, ...at });
+        out.push({
+          kind: 'forked',
+          childId: event.data.childId,
+          childFolder: event.data.childFolder,
+          round: event.data.round,
+          by: event.data.by,
+          ...at,
+        });
         break;
       case 'RoundsPruned':
-        out.push({ kind: 'pruned', rounds: event.data.rounds, retention: event.data.retention, by: event.data.by, ...at });
+        out.push({
+          kind: 'pruned',
+          rounds: event.data.rounds,
+          retention: event.data.retention,
+          by: event.data.by,
+          ...at,
+        });
         break;
       case 'ExperimentFinished':
         out.push({ kind: 'finished', roundCurrent: event.data.roundCurrent, ...at });
@@ -267,7 +328,17 @@ export class HistoryProjector {
     const p = this.pending;
     if (p === null || p.announced) return [];
     p.announced = true;
-    return [{ kind: 'started', round: p.round, attempt: p.attempt, nodes: p.nodes, position: p.position, revision: p.revision, time: p.time }];
+    return [
+      {
+        kind: 'started',
+        round: p.round,
+        attempt: p.attempt,
+        nodes: p.nodes,
+        position: p.position,
+        revision: p.revision,
+        time: p.time,
+      },
+    ];
   }
 }
 

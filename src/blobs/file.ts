@@ -143,17 +143,24 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
         if (unsynced >= SYNC_EVERY_BYTES) {
           unsynced = 0;
           const written = writing;
-          syncing = syncing.then(() => written).then(() => target.datasync()).catch(writeFailed(file));
+          syncing = syncing
+            .then(() => written)
+            .then(() => target.datasync())
+            .catch(writeFailed(file));
           syncing.catch(() => {});
         }
       };
       for await (const chunk of source) {
         if (!(chunk instanceof Uint8Array)) {
-          throw new InvalidArgumentError('source', 'must yield Uint8Array chunks', chunk === null ? null : typeof chunk);
+          throw new InvalidArgumentError(
+            'source',
+            'must yield Uint8Array chunks',
+            chunk === null ? null : typeof chunk,
+          );
         }
         const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
         // Large chunks go out in pieces, so that each piece is hashed while the previous one is written.
-        for (let offset = 0; offset < view.length; ) {
+        for (let offset = 0; offset < view.length;) {
           const piece = view.subarray(offset, offset + WRITE_CHUNK_BYTES - batchBytes);
           offset += piece.length;
           hash?.update(piece);
@@ -394,7 +401,12 @@ async function writeAll(handle: FileHandle, buffers: Buffer[], position: number)
 
 async function readInto(handle: FileHandle, bytes: Buffer, position: number): Promise<number> {
   if (position >= bytes.length) return 0;
-  const { bytesRead } = await handle.read(bytes, position, Math.min(READ_CHUNK_BYTES, bytes.length - position), position);
+  const { bytesRead } = await handle.read(
+    bytes,
+    position,
+    Math.min(READ_CHUNK_BYTES, bytes.length - position),
+    position,
+  );
   return bytesRead;
 }
 
@@ -403,7 +415,7 @@ async function hashFile(file: string): Promise<string> {
   const handle = await fs.open(file, 'r');
   try {
     const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
-    for (let position = 0; ; ) {
+    for (let position = 0; ;) {
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
@@ -414,7 +426,6 @@ async function hashFile(file: string): Promise<string> {
     await handle.close();
   }
 }
-
 
 /** Best effort: a temp file that cannot be removed now is removed at the next open. */
 async function discardTemp(file: string): Promise<void> {

@@ -97,7 +97,11 @@ export function getInMemoryBlobStore(): BlobStore {
       const chunks: Buffer[] = [];
       for await (const chunk of source) {
         if (!(chunk instanceof Uint8Array)) {
-          throw new InvalidArgumentError('source', 'must yield Uint8Array chunks', chunk === null ? null : typeof chunk);
+          throw new InvalidArgumentError(
+            'source',
+            'must yield Uint8Array chunks',
+            chunk === null ? null : typeof chunk,
+          );
         }
         chunks.push(Buffer.from(chunk));
       }

@@ -133,7 +133,12 @@ type UploadRead = {
   damage: string | null;
 };
 
-type UploadWriter = { readonly id: string; readonly stream: string; chunks: number; append(bytes: Uint8Array): Promise<void> };
+type UploadWriter = {
+  readonly id: string;
+  readonly stream: string;
+  chunks: number;
+  append(bytes: Uint8Array): Promise<void>;
+};
 
 export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlobStore {
   const { log, ownsLog, chunkBytes, prefix, deleteStream, newId } = checkOptions(options);
@@ -163,8 +168,12 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
   const uploadStream = (upload: string) => `${prefix}upload-${upload}`;
 
   /** Every event of `stream` from `from` on, read in pages; nothing when the stream does not exist. */
-  async function* readForward(stream: string, page: number, from: bigint | 'start' = 'start'): AsyncGenerator<RecordedEvent> {
-    for (let next = from; ; ) {
+  async function* readForward(
+    stream: string,
+    page: number,
+    from: bigint | 'start' = 'start',
+  ): AsyncGenerator<RecordedEvent> {
+    for (let next = from; ;) {
       let result;
       try {
         result = await log.readStream(stream, { fromRevision: next, maxCount: page });
@@ -205,7 +214,12 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
         for await (const event of readForward(indexStream, SMALL_EVENTS_PAGE, indexFrom)) {
           indexFrom = event.revision + 1n;
           const data = event.data as Partial<BlobIndexedData> | null;
-          if (typeof data !== 'object' || data === null || typeof data.sha256 !== 'string' || !SHA256_HEX.test(data.sha256)) {
+          if (
+            typeof data !== 'object' ||
+            data === null ||
+            typeof data.sha256 !== 'string' ||
+            !SHA256_HEX.test(data.sha256)
+          ) {
             continue;
           }
           if (event.type === StreamBlobEvent.indexed) indexed.set(data.sha256, Number(data.bytes));
@@ -217,7 +231,10 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
     return task;
   }
 
-  async function appendIndex(type: typeof StreamBlobEvent.indexed | typeof StreamBlobEvent.removed, data: BlobIndexedData | BlobRemovedData) {
+  async function appendIndex(
+    type: typeof StreamBlobEvent.indexed | typeof StreamBlobEvent.removed,
+    data: BlobIndexedData | BlobRemovedData,
+  ) {
     await log.append(indexStream, [{ type, data }]);
   }
 
@@ -312,7 +329,11 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
    */
   async function putStream(source: BlobSource, options?: PutOptions): Promise<PutResult> {
     const encoding = encodingOf(options);
-    if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {
+    if (
+      source === null ||
+      typeof source !== 'object' ||
+      !(Symbol.asyncIterator in source || Symbol.iterator in source)
+    ) {
       throw new InvalidArgumentError('source', 'must be an iterable or async iterable of Uint8Array chunks', source);
     }
     const hash = createHash('sha256');
@@ -323,11 +344,15 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
     try {
       for await (const piece of source) {
         if (!(piece instanceof Uint8Array)) {
-          throw new InvalidArgumentError('source', 'must yield Uint8Array chunks', piece === null ? null : typeof piece);
+          throw new InvalidArgumentError(
+            'source',
+            'must yield Uint8Array chunks',
+            piece === null ? null : typeof piece,
+          );
         }
         hash.update(piece);
         total += piece.byteLength;
-        for (let offset = 0; offset < piece.byteLength; ) {
+        for (let offset = 0; offset < piece.byteLength;) {
           if (fill === chunkBytes) {
             upload ??= newUpload();
             await upload.append(chunk);
@@ -577,7 +602,12 @@ function checkOptions(options: StreamBlobStoreOptions): Required<Omit<StreamBlob
     throw new InvalidArgumentError('options', 'must be an object with a log', options);
   }
   const { log } = options;
-  if (typeof log !== 'object' || log === null || typeof log.append !== 'function' || typeof log.readStream !== 'function') {
+  if (
+    typeof log !== 'object' ||
+    log === null ||
+    typeof log.append !== 'function' ||
+    typeof log.readStream !== 'function'
+  ) {
     throw new InvalidArgumentError('log', 'must be an EventLog', log === null ? null : typeof log);
   }
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
@@ -585,20 +615,30 @@ function checkOptions(options: StreamBlobStoreOptions): Required<Omit<StreamBlob
     throw new InvalidArgumentError('chunkBytes', `must be an integer from 1 to ${MAX_CHUNK_BYTES}`, chunkBytes);
   }
   const prefix = options.prefix ?? DEFAULT_BLOB_STREAM_PREFIX;
-  if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > MAX_PREFIX_LENGTH || prefix.startsWith('$')) {
-    throw new InvalidArgumentError('prefix', `must be 1 to ${MAX_PREFIX_LENGTH} characters, not starting with "$"`, prefix);
+  if (
+    typeof prefix !== 'string' ||
+    prefix.length === 0 ||
+    prefix.length > MAX_PREFIX_LENGTH ||
+    prefix.startsWith('$')
+  ) {
+    throw new InvalidArgumentError(
+      'prefix',
+      `must be 1 to ${MAX_PREFIX_LENGTH} characters, not starting with "$"`,
+      prefix,
+    );
   }
   const { deleteStream } = options;
   if (deleteStream !== undefined && typeof deleteStream !== 'function') {
     throw new InvalidArgumentError('deleteStream', 'must be a function when given', typeof deleteStream);
   }
   const newId = options.newId ?? randomUUID;
-  if (typeof newId !== 'function') throw new InvalidArgumentError('newId', 'must be a function when given', typeof newId);
+  if (typeof newId !== 'function')
+    throw new InvalidArgumentError('newId', 'must be a function when given', typeof newId);
   return { log, ownsLog: options.ownsLog ?? false, chunkBytes, prefix, deleteStream, newId };
 }
 
 async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<number> {
-  for (let offset = 0; offset < bytes.byteLength; ) {
+  for (let offset = 0; offset < bytes.byteLength;) {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset, position);
     offset += bytesWritten;
     position += bytesWritten;

@@ -187,7 +187,9 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
     offset += entry.size;
     const isBlock = encoding === TensorEncoding.msgpackLz4 && entry.size < rawBytes;
     if (entry.size !== rawBytes && !(isBlock && rawBytes <= entry.size * LZ4_MAX_EXPANSION + 16)) {
-      throw corrupt(`${where} has ${entry.size} stored bytes, which cannot hold shape [${entry.shape}] of ${entry.dtype}`);
+      throw corrupt(
+        `${where} has ${entry.size} stored bytes, which cannot hold shape [${entry.shape}] of ${entry.dtype}`,
+      );
     }
     const target = Buffer.allocUnsafeSlow(rawBytes);
     if (isBlock) {
@@ -198,7 +200,10 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
     } else {
       chunk.copy(target);
     }
-    decoded.push([entry.name, { dtype: entry.dtype, shape: entry.shape, data: new ctor(target.buffer, target.byteOffset, length) } as Tensor]);
+    decoded.push([
+      entry.name,
+      { dtype: entry.dtype, shape: entry.shape, data: new ctor(target.buffer, target.byteOffset, length) } as Tensor,
+    ]);
   }
   if (offset !== payload.length) throw corrupt(`${payload.length - offset} bytes follow the last tensor`);
   return Object.fromEntries(decoded);
@@ -261,7 +266,10 @@ function parseHeader(header: unknown, corrupt: (reason: string) => Error): Heade
   if (!Array.isArray(tensors)) throw corrupt('the header has no tensor list');
   const names = new Set<string>();
   return tensors.map((entry: unknown, i): HeaderEntry => {
-    const { name, dtype, shape, size } = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const { name, dtype, shape, size } = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<
+      string,
+      unknown
+    >;
     if (typeof name !== 'string' || names.has(name)) throw corrupt(`header entry ${i} has a missing or repeated name`);
     names.add(name);
     if (typeof dtype !== 'string' || !Object.hasOwn(DTYPES, dtype)) {

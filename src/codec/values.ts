@@ -50,7 +50,8 @@ export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
       const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const length = view.readUInt32LE(0);
       // lz4 expands at most 255-fold; a larger claim is damage, not data.
-      if (length > (view.length - 4) * 255 + 16) throw new Error(`lz4 value claims ${length} bytes from a ${view.length - 4}-byte block`);
+      if (length > (view.length - 4) * 255 + 16)
+        throw new Error(`lz4 value claims ${length} bytes from a ${view.length - 4}-byte block`);
       return unpack(lz4Decompress(view.subarray(4), length));
     }
     default:

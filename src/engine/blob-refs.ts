@@ -17,7 +17,12 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 export function isBlobRef(value: unknown): value is BlobRef {
   if (value === null || typeof value !== 'object') return false;
   const v = value as Record<string, unknown>;
-  return typeof v.sha256 === 'string' && SHA256_HEX.test(v.sha256) && typeof v.bytes === 'number' && typeof v.encoding === 'string';
+  return (
+    typeof v.sha256 === 'string' &&
+    SHA256_HEX.test(v.sha256) &&
+    typeof v.bytes === 'number' &&
+    typeof v.encoding === 'string'
+  );
 }
 
 /** Every blob reference inside `value` (plain objects and arrays), in the order met. */

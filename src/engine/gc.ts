@@ -215,8 +215,7 @@ async function pruneWithIndex(
     (await bytesReleased(
       [...blobFiles.keys()].filter((sha) => sizes.has(sha)).map((sha) => blobFiles.get(sha)!),
       folders,
-    )) +
-    storedElsewhere.reduce((sum, sha) => sum + (sizes.get(sha) ?? 0), 0);
+    )) + storedElsewhere.reduce((sum, sha) => sum + (sizes.get(sha) ?? 0), 0);
   const blobsDeleted: Array<{ sha256: string; bytes: number }> = [];
   for (const [sha256, bytes] of sizes) {
     // Under the writer lock: no writer can append a reference to it meanwhile (see blob-refs.ts).

@@ -28,13 +28,20 @@ export type RoundAt = Readonly<{
  */
 export async function stateAfterRound(rl: RoundLog, handle: ExperimentHandle, choice: RoundChoice): Promise<RoundAt> {
   const { record, branch } = chooseRound(handle.state, choice);
-  const events = await rl.withReader(async (log) => (await log.readStream(handle.stream, { maxCount: Number(record.revision) + 1 })).events);
+  const events = await rl.withReader(
+    async (log) => (await log.readStream(handle.stream, { maxCount: Number(record.revision) + 1 })).events,
+  );
   const state = replay(events);
   const replayed = state.rounds[record.round];
-  if (replayed === undefined || replayed.position !== record.position || replayed.params.sha256 !== record.params.sha256) {
+  if (
+    replayed === undefined ||
+    replayed.position !== record.position ||
+    replayed.params.sha256 !== record.params.sha256
+  ) {
     // The log changed under the handle's state: a stream is append-only, so this is a defect, not a user error.
-    throw new Error(`replaying ${handle.state.folder} up to revision ${record.revision} did not give round ${record.round} at position ${record.position}`);
+    throw new Error(
+      `replaying ${handle.state.folder} up to revision ${record.revision} did not give round ${record.round} at position ${record.position}`,
+    );
   }
   return { record, branch, state };
 }
-

@@ -26,7 +26,12 @@ import { PROJECTION_CHECKPOINT_FILE, rootLayout } from '../root.ts';
 import type { ExperimentProjection } from './projection.ts';
 import { openRoundLog, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
 
-export type ProjectReport = Readonly<{ root: string; rebuild: boolean; experiments: readonly ExperimentProjection[]; ok: boolean }>;
+export type ProjectReport = Readonly<{
+  root: string;
+  rebuild: boolean;
+  experiments: readonly ExperimentProjection[];
+  ok: boolean;
+}>;
 
 export type ProjectOptions = OpenRoundLogOptions & {
   /** Remove the branch's folders the log can write again first. Default false. */
@@ -38,13 +43,21 @@ export type ProjectOptions = OpenRoundLogOptions & {
 export async function projectRoot(options: ProjectOptions = {}): Promise<ProjectReport> {
   const rl = await openRoundLog(options);
   try {
-    const ids = options.experiment === undefined ? (await rl.listExperiments()).map((e) => e.experimentId) : [(await rl.openExperiment(options.experiment)).id];
+    const ids =
+      options.experiment === undefined
+        ? (await rl.listExperiments()).map((e) => e.experimentId)
+        : [(await rl.openExperiment(options.experiment)).id];
     const experiments: ExperimentProjection[] = [];
     for (const id of ids) {
       const { state } = await rl.openExperiment(id);
       experiments.push(await projectOne(rl, state, options.rebuild ?? false));
     }
-    return { root: rl.root, rebuild: options.rebuild ?? false, experiments, ok: experiments.every((e) => e.problems.length === 0) };
+    return {
+      root: rl.root,
+      rebuild: options.rebuild ?? false,
+      experiments,
+      ok: experiments.every((e) => e.problems.length === 0),
+    };
   } finally {
     await rl.close();
   }
@@ -124,7 +137,9 @@ export async function readProjectionCheckpoint(root: string): Promise<Projection
   const file = rootLayout(root).projectionCheckpoint;
   try {
     const value = JSON.parse(await fs.readFile(file, 'utf8')) as ProjectionCheckpoint;
-    return typeof value?.position === 'string' && /^\d+$/.test(value.position) && typeof value.store === 'string' ? value : null;
+    return typeof value?.position === 'string' && /^\d+$/.test(value.position) && typeof value.store === 'string'
+      ? value
+      : null;
   } catch {
     return null;
   }
@@ -151,7 +166,9 @@ async function writeProjectionCheckpoint(root: string, checkpoint: ProjectionChe
  */
 export async function followProjection(options: FollowProjectionOptions): Promise<void> {
   const rl = await openRoundLog(options);
-  const follower = await rl.log.openFollower(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs });
+  const follower = await rl.log.openFollower(
+    options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs },
+  );
   const store = rl.log.description;
   try {
     const stored = await readProjectionCheckpoint(rl.root);
@@ -199,7 +216,11 @@ export async function followProjection(options: FollowProjectionOptions): Promis
     const advance = async (position: bigint | null) => {
       if (position === null || (handled !== null && position <= handled)) return;
       handled = position;
-      await writeProjectionCheckpoint(rl.root, { store, position: position.toString(), updatedAt: new Date().toISOString() });
+      await writeProjectionCheckpoint(rl.root, {
+        store,
+        position: position.toString(),
+        updatedAt: new Date().toISOString(),
+      });
     };
 
     let chain: Promise<void> = Promise.resolve();

@@ -34,8 +34,20 @@ import {
   type RoundCompleted,
 } from '../model/events.ts';
 import { checkFolderName, decideCompleteRound, decideCreate } from '../model/decide/index.ts';
-import { initialState, replay, roundCurrent, type ExperimentState, type RoundRecord, type Settings } from '../model/state.ts';
-import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError, RoundPrunedError } from '../model/errors.ts';
+import {
+  initialState,
+  replay,
+  roundCurrent,
+  type ExperimentState,
+  type RoundRecord,
+  type Settings,
+} from '../model/state.ts';
+import {
+  ConcurrentModificationError,
+  ExperimentNotFoundError,
+  RoundNotFoundError,
+  RoundPrunedError,
+} from '../model/errors.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
@@ -193,12 +205,18 @@ class StoreRoundLog implements RoundLog {
       try {
         return await this.createOnce(options, roundLimit, seed, initialParams);
       } catch (error) {
-        if (!(error instanceof RegistryConflict) || attempt >= CREATE_ATTEMPTS) throw error instanceof RegistryConflict ? error.cause : error;
+        if (!(error instanceof RegistryConflict) || attempt >= CREATE_ATTEMPTS)
+          throw error instanceof RegistryConflict ? error.cause : error;
       }
     }
   }
 
-  private async createOnce(options: CreateExperimentOptions, roundLimit: number | null, seed: number, initialParams: BlobRef | null): Promise<ExperimentHandle> {
+  private async createOnce(
+    options: CreateExperimentOptions,
+    roundLimit: number | null,
+    seed: number,
+    initialParams: BlobRef | null,
+  ): Promise<ExperimentHandle> {
     const experimentId = this.newId();
     const stream = experimentStream(experimentId);
     const events = await this.withWriter(async (log) => {
@@ -249,7 +267,10 @@ class StoreRoundLog implements RoundLog {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
       const { entries } = await readRegistryStream(log);
       const id = (await experimentIdAtPath(experiment)) ?? experiment;
-      const candidates = [...entries.filter((e) => e.experimentId === id || e.stream === id), ...entries.filter((e) => e.folder === path.basename(id))];
+      const candidates = [
+        ...entries.filter((e) => e.experimentId === id || e.stream === id),
+        ...entries.filter((e) => e.folder === path.basename(id)),
+      ];
       let entry: ExperimentRegistered | undefined;
       for (const candidate of candidates) {
         if (await hasHistory(log, candidate.stream)) {
@@ -264,10 +285,18 @@ class StoreRoundLog implements RoundLog {
         const tail = await log.readStream(entry.stream, { fromRevision: snapshot.revision }).catch(() => null);
         const at = tail?.events[0];
         if (at !== undefined && at.revision === snapshot.revision && at.position === snapshot.position) {
-          return { stream: entry.stream, state: replay(tail!.events.slice(1), snapshot.state), snapshotRevision: snapshot.revision };
+          return {
+            stream: entry.stream,
+            state: replay(tail!.events.slice(1), snapshot.state),
+            snapshotRevision: snapshot.revision,
+          };
         }
       }
-      return { stream: entry.stream, state: replay((await log.readStream(entry.stream)).events), snapshotRevision: -1n };
+      return {
+        stream: entry.stream,
+        state: replay((await log.readStream(entry.stream)).events),
+        snapshotRevision: -1n,
+      };
     });
     return new ExperimentHandle(this, stream, state, snapshotRevision);
   }
@@ -304,7 +333,11 @@ async function experimentIdAtPath(target: string): Promise<string | null> {
   if (!target.includes('/') && !target.includes(path.sep)) return null;
   const dir = path.resolve(target);
   const manifestId = async (folder: string) =>
-    (JSON.parse(await fs.readFile(path.join(folder, 'breakpoint.json'), 'utf8').catch(() => 'null')) as { experimentId?: string } | null)?.experimentId ?? null;
+    (
+      JSON.parse(await fs.readFile(path.join(folder, 'breakpoint.json'), 'utf8').catch(() => 'null')) as {
+        experimentId?: string;
+      } | null
+    )?.experimentId ?? null;
   const direct = await manifestId(dir);
   if (direct !== null) return direct;
   for (const name of (await fs.readdir(dir).catch(() => [] as string[])).sort().reverse()) {
@@ -315,7 +348,9 @@ async function experimentIdAtPath(target: string): Promise<string | null> {
   return null;
 }
 
-async function readRegistryStream(log: EventLog): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
+async function readRegistryStream(
+  log: EventLog,
+): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
   try {
     const { events, lastRevision } = await log.readStream(REGISTRY_STREAM);
     return { entries: events.map((e) => e.data as ExperimentRegistered), lastRevision };
@@ -387,7 +422,9 @@ export class ExperimentHandle {
   /** Reads the stream again, for changes made by other handles or processes. */
   async refresh(): Promise<ExperimentState> {
     const from = this.current.revision + 1n;
-    const events = await this.roundLog.withReader(async (log) => (await log.readStream(this.stream, { fromRevision: from })).events);
+    const events = await this.roundLog.withReader(
+      async (log) => (await log.readStream(this.stream, { fromRevision: from })).events,
+    );
     this.current = replay(events, this.current);
     return this.current;
   }
@@ -402,10 +439,17 @@ export class ExperimentHandle {
       // Under the writer lock: retention in another process may have deleted a blob stored before it.
       await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);
       try {
-        await log.append(this.stream, events as readonly EventData[], { expectedRevision: expected < 0n ? 'no_stream' : expected });
+        await log.append(this.stream, events as readonly EventData[], {
+          expectedRevision: expected < 0n ? 'no_stream' : expected,
+        });
       } catch (error) {
         if (error instanceof WrongExpectedRevisionError) {
-          throw new ConcurrentModificationError(this.created.folder, expected < 0n ? 'no_stream' : expected, error.actual, error);
+          throw new ConcurrentModificationError(
+            this.created.folder,
+            expected < 0n ? 'no_stream' : expected,
+            error.actual,
+            error,
+          );
         }
         throw error;
       }
@@ -421,7 +465,11 @@ export class ExperimentHandle {
   async recordRound(options: RecordRoundOptions): Promise<RoundRecord> {
     const round = this.roundCurrent();
     if (options.round !== undefined && options.round !== round) {
-      throw new InvalidArgumentError('round', `must be the next round of experiment ${this.created.folder}, ${round}`, options.round);
+      throw new InvalidArgumentError(
+        'round',
+        `must be the next round of experiment ${this.created.folder}, ${round}`,
+        options.round,
+      );
     }
     const params = await this.roundLog.putTensors(options.params);
     const events = decideCompleteRound(this.current, { ...options, params });

@@ -22,7 +22,6 @@ import { syncDir } from '../durable.ts';
 import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
-
 const packr = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint', largeBigIntToFloat: false });
 
 export type Snapshot = Readonly<{ stream: string; revision: bigint; position: bigint; state: ExperimentState }>;
@@ -55,7 +54,14 @@ export async function readSnapshot(root: string, experimentId: string, stream: s
   try {
     const value = packr.unpack(frame.subarray(8)) as { v?: unknown; shape?: unknown } & Partial<Snapshot>;
     // A snapshot of another format or shape of the state (written by another release) is not used.
-    if (value.v !== 2 || value.shape !== STATE_SHAPE_VERSION || value.stream !== stream || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') return null;
+    if (
+      value.v !== 2 ||
+      value.shape !== STATE_SHAPE_VERSION ||
+      value.stream !== stream ||
+      typeof value.revision !== 'bigint' ||
+      typeof value.position !== 'bigint'
+    )
+      return null;
     const state = value.state as ExperimentState;
     // msgpack has no array holes: rounds before an imported breakpoint come back as null.
     const rounds = state.rounds.map((r) => r ?? undefined) as RoundRecord[];

@@ -63,7 +63,11 @@ export function storeOf(options: Pick<StoreOptions, 'store' | 'env'> = {}): stri
   const value = options.store ?? (options.env ?? process.env).ROUNDLOG_STORE;
   if (value === undefined || value === '' || value === 'file') return null;
   if (!/^esdb(\+discover)?:\/\//.test(value)) {
-    throw new InvalidArgumentError('store', "must be an EventStoreDB connection string (esdb://host:2113?tls=false) or 'file'", value);
+    throw new InvalidArgumentError(
+      'store',
+      "must be an EventStoreDB connection string (esdb://host:2113?tls=false) or 'file'",
+      value,
+    );
   }
   return value;
 }
@@ -75,16 +79,31 @@ export async function openStore(root: string, options: StoreOptions = {}): Promi
   const namespace = options.namespace ?? env.ROUNDLOG_NAMESPACE ?? '';
   if (connectionString === null) {
     if (blobsOption === BLOBS_IN_STORE) {
-      throw new InvalidArgumentError('blobs', "'esdb' keeps parameters in EventStoreDB streams and needs an EventStoreDB store (--store esdb://…)", blobsOption);
+      throw new InvalidArgumentError(
+        'blobs',
+        "'esdb' keeps parameters in EventStoreDB streams and needs an EventStoreDB store (--store esdb://…)",
+        blobsOption,
+      );
     }
     const blobsDir = path.resolve(blobsOption ?? rootLayout(root).blobs);
-    return { log: fileLogAccess(root, options), blobs: await openFileBlobStore({ dir: blobsDir }), blobsDescription: blobsDir };
+    return {
+      log: fileLogAccess(root, options),
+      blobs: await openFileBlobStore({ dir: blobsDir }),
+      blobsDescription: blobsDir,
+    };
   }
   const esdb = await import('../log/esdb/index.ts').catch((error: unknown) => {
-    throw isMissingPackage(error, ESDB_DRIVER) ? new MissingDependencyError(ESDB_DRIVER, 'an EventStoreDB store (esdb://…)', { cause: error }) : error;
+    throw isMissingPackage(error, ESDB_DRIVER)
+      ? new MissingDependencyError(ESDB_DRIVER, 'an EventStoreDB store (esdb://…)', { cause: error })
+      : error;
   });
   const open = (hide: readonly string[]) =>
-    esdb.openEsdbEventLog({ connectionString, namespace, hide, ...(options.newId === undefined ? {} : { newId: options.newId }) });
+    esdb.openEsdbEventLog({
+      connectionString,
+      namespace,
+      hide,
+      ...(options.newId === undefined ? {} : { newId: options.newId }),
+    });
   const log = await open([BLOB_STREAM_PREFIX]);
   let blobs: BlobStore;
   let blobsDescription: string;
@@ -92,7 +111,12 @@ export async function openStore(root: string, options: StoreOptions = {}): Promi
     if (blobsOption === BLOBS_IN_STORE) {
       const { openStreamBlobStore } = await import('../blobs/streams.ts');
       const blobLog = await open([]);
-      blobs = openStreamBlobStore({ log: blobLog, ownsLog: true, prefix: BLOB_STREAM_PREFIX, deleteStream: (stream) => blobLog.deleteStream(stream) });
+      blobs = openStreamBlobStore({
+        log: blobLog,
+        ownsLog: true,
+        prefix: BLOB_STREAM_PREFIX,
+        deleteStream: (stream) => blobLog.deleteStream(stream),
+      });
       blobsDescription = `${log.store} (streams ${namespace}${BLOB_STREAM_PREFIX}*)`;
     } else {
       blobsDescription = path.resolve(blobsOption ?? rootLayout(root).blobs);

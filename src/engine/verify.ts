@@ -80,7 +80,12 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     logResult = await log.verify();
   } catch (error) {
     const where = store.log.kind === 'file' ? layout.log : store.log.description;
-    logResult = { ok: false, eventsChecked: 0, bytesChecked: 0, problems: [{ file: where, offset: 0, reason: `the log cannot be opened: ${(error as Error).message}` }] };
+    logResult = {
+      ok: false,
+      eventsChecked: 0,
+      bytesChecked: 0,
+      problems: [{ file: where, offset: 0, reason: `the log cannot be opened: ${(error as Error).message}` }],
+    };
   }
   const blobs = store.blobs;
   try {
@@ -92,7 +97,8 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       try {
         registry = (await log.readStream(REGISTRY_STREAM)).events.map((e) => e.data as ExperimentRegistered);
       } catch (error) {
-        if (!(error instanceof StreamNotFoundError)) historyProblems.push({ experiment: '(registry)', stream: REGISTRY_STREAM, reason: (error as Error).message });
+        if (!(error instanceof StreamNotFoundError))
+          historyProblems.push({ experiment: '(registry)', stream: REGISTRY_STREAM, reason: (error as Error).message });
       }
       const known = new Set((await log.listStreams()).streams.map((s) => s.stream));
       for (const entry of registry) {
@@ -107,7 +113,11 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
           experimentsChecked++;
           experiments.push({ entry, state: index.state(entry.stream) });
         } catch (error) {
-          historyProblems.push({ experiment: entry.folder, stream: entry.stream, reason: `its history cannot be read: ${(error as Error).message}` });
+          historyProblems.push({
+            experiment: entry.folder,
+            stream: entry.stream,
+            reason: `its history cannot be read: ${(error as Error).message}`,
+          });
           experiments.push({ entry, state: null });
         }
       }
@@ -122,7 +132,10 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
           experiment: state.folder,
           sha256: ref.sha256,
           round: ref.round,
-          what: ref.round === null ? `data of its ${ref.what}` : `parameters of ${ref.branch === 'superseded' ? 'superseded ' : ''}round ${ref.round}`,
+          what:
+            ref.round === null
+              ? `data of its ${ref.what}`
+              : `parameters of ${ref.branch === 'superseded' ? 'superseded ' : ''}round ${ref.round}`,
           reason: `blob ${ref.sha256} (${ref.round === null ? `referenced by its ${ref.what}` : `parameters of round ${ref.round}`}) is missing from the blob store at ${store.blobsDescription}`,
         });
       }
@@ -139,7 +152,12 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       notes.push(...result.notes);
     }
 
-    const ok = logResult.ok && blobResult.ok && historyProblems.length === 0 && referenceProblems.length === 0 && folderProblems.length === 0;
+    const ok =
+      logResult.ok &&
+      blobResult.ok &&
+      historyProblems.length === 0 &&
+      referenceProblems.length === 0 &&
+      folderProblems.length === 0;
     return {
       ok,
       root,

@@ -77,14 +77,19 @@ export const BUILTIN_AGGREGATORS: Readonly<Record<string, AggregatorFactory>> = 
  * The aggregator recorded as `{ name, config }`: a built-in one, or one of `custom` (which take
  * precedence). Throws `UnknownAggregatorError` for a name neither knows.
  */
-export function aggregatorFrom(spec: AggregatorSpec, custom: Readonly<Record<string, AggregatorFactory>> = {}): Aggregator {
+export function aggregatorFrom(
+  spec: AggregatorSpec,
+  custom: Readonly<Record<string, AggregatorFactory>> = {},
+): Aggregator {
   const factory = Object.hasOwn(custom, spec.name)
     ? custom[spec.name]
     : Object.hasOwn(BUILTIN_AGGREGATORS, spec.name)
       ? BUILTIN_AGGREGATORS[spec.name]
       : undefined;
   if (factory === undefined) {
-    throw new UnknownAggregatorError(spec.name, [...new Set([...Object.keys(BUILTIN_AGGREGATORS), ...Object.keys(custom)])]);
+    throw new UnknownAggregatorError(spec.name, [
+      ...new Set([...Object.keys(BUILTIN_AGGREGATORS), ...Object.keys(custom)]),
+    ]);
   }
   return factory(spec.config);
 }
@@ -98,11 +103,14 @@ export function weightedMetrics(replies: readonly NodeReply[]): Record<string, n
   const total = sorted.reduce((sum, { sampleSize }) => sum + sampleSize, 0);
   const first = sorted[0];
   if (first === undefined || total === 0) return {};
-  const names = Object.keys(first.metrics).filter((name) => sorted.every(({ metrics }) => Object.hasOwn(metrics, name)));
+  const names = Object.keys(first.metrics).filter((name) =>
+    sorted.every(({ metrics }) => Object.hasOwn(metrics, name)),
+  );
   return Object.fromEntries(
     names.map((name) => [
       name,
-      sorted.reduce((sum, { sampleSize, metrics }) => (sampleSize === 0 ? sum : sum + sampleSize * metrics[name]!), 0) / total,
+      sorted.reduce((sum, { sampleSize, metrics }) => (sampleSize === 0 ? sum : sum + sampleSize * metrics[name]!), 0) /
+        total,
     ]),
   );
 }
@@ -114,12 +122,20 @@ function weightedAverage(aggregator: string, replies: readonly NodeReply[]): Ten
   sorted.forEach((reply, i) => checkReply(reply, sorted[i - 1]));
   for (const reply of sorted.slice(1)) checkSameStructure(aggregator, reference, reply);
   const total = sorted.reduce((sum, { sampleSize }) => sum + sampleSize, 0);
-  if (total === 0) throw new ZeroSampleSizeError(aggregator, sorted.map(({ node }) => node));
+  if (total === 0)
+    throw new ZeroSampleSizeError(
+      aggregator,
+      sorted.map(({ node }) => node),
+    );
   const weighted = sorted.filter(({ sampleSize }) => sampleSize > 0);
   return Object.fromEntries(
     Object.entries(reference.params).map(([name, tensor]) => [
       name,
-      averageTensor(tensor, weighted.map(({ sampleSize, params }) => ({ weight: sampleSize, tensor: params[name]! })), total),
+      averageTensor(
+        tensor,
+        weighted.map(({ sampleSize, params }) => ({ weight: sampleSize, tensor: params[name]! })),
+        total,
+      ),
     ]),
   );
 }
@@ -142,11 +158,23 @@ function averageTensor(reference: Tensor, inputs: readonly Weighted[], total: nu
     case 'float64':
       return { dtype, shape: [...shape], data: floatAverage(inputs, reference.data.length, total) };
     case 'int32':
-      return { dtype, shape: [...shape], data: Int32Array.from(integerAverage(inputs, reference.data.length, total), Number) };
+      return {
+        dtype,
+        shape: [...shape],
+        data: Int32Array.from(integerAverage(inputs, reference.data.length, total), Number),
+      };
     case 'uint8':
-      return { dtype, shape: [...shape], data: Uint8Array.from(integerAverage(inputs, reference.data.length, total), Number) };
+      return {
+        dtype,
+        shape: [...shape],
+        data: Uint8Array.from(integerAverage(inputs, reference.data.length, total), Number),
+      };
     case 'int64':
-      return { dtype, shape: [...shape], data: BigInt64Array.from(integerAverage(inputs, reference.data.length, total)) };
+      return {
+        dtype,
+        shape: [...shape],
+        data: BigInt64Array.from(integerAverage(inputs, reference.data.length, total)),
+      };
   }
 }
 
@@ -189,7 +217,11 @@ function checkReply(reply: NodeReply, previous: NodeReply | undefined): void {
     throw new InvalidArgumentError('replies[].node', 'must be a non-empty string', reply.node);
   }
   if (previous?.node === reply.node) {
-    throw new InvalidArgumentError('replies', `must hold one reply per node, but node ${JSON.stringify(reply.node)} replied twice`, reply.node);
+    throw new InvalidArgumentError(
+      'replies',
+      `must hold one reply per node, but node ${JSON.stringify(reply.node)} replied twice`,
+      reply.node,
+    );
   }
   if (!Number.isSafeInteger(reply.sampleSize) || reply.sampleSize < 0) {
     throw new InvalidArgumentError(`${at}.sampleSize`, 'must be a non-negative integer', reply.sampleSize);
@@ -198,7 +230,9 @@ function checkReply(reply: NodeReply, previous: NodeReply | undefined): void {
     if (!Object.hasOwn(ARRAY_TYPES, tensor.dtype) || !(tensor.data instanceof ARRAY_TYPES[tensor.dtype])) {
       throw new InvalidArgumentError(
         `${at}.params[${JSON.stringify(name)}]`,
-        `must have a known dtype and data of its typed array (${Object.entries(ARRAY_TYPES).map(([d, c]) => `${d}: ${c.name}`).join(', ')})`,
+        `must have a known dtype and data of its typed array (${Object.entries(ARRAY_TYPES)
+          .map(([d, c]) => `${d}: ${c.name}`)
+          .join(', ')})`,
         { dtype: tensor.dtype, data: (tensor.data as object)?.constructor?.name },
       );
     }
@@ -220,7 +254,8 @@ function checkSameStructure(aggregator: string, reference: NodeReply, reply: Nod
     if (!Object.hasOwn(reply.params, name)) throw mismatch(name, 'missing', undefined, undefined);
     const received = reply.params[name]!;
     if (received.dtype !== expected.dtype) throw mismatch(name, 'dtype', expected.dtype, received.dtype);
-    if (!sameShape(received.shape, expected.shape)) throw mismatch(name, 'shape', [...expected.shape], [...received.shape]);
+    if (!sameShape(received.shape, expected.shape))
+      throw mismatch(name, 'shape', [...expected.shape], [...received.shape]);
   }
   for (const name of Object.keys(reply.params)) {
     if (!Object.hasOwn(reference.params, name)) throw mismatch(name, 'unexpected', undefined, undefined);

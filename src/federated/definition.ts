@@ -5,6 +5,9 @@
 import type { ExperimentOptions } from './experiment.ts';
 import type { Federation } from './training-plan.ts';
 
-export type ExperimentDefinition = Omit<ExperimentOptions, 'federation' | 'root' | 'onRound' | 'definition' | 'workspace'> & {
+export type ExperimentDefinition = Omit<
+  ExperimentOptions,
+  'federation' | 'root' | 'onRound' | 'definition' | 'workspace'
+> & {
   federation: () => Federation | Promise<Federation>;
 };

@@ -87,7 +87,10 @@ export class NotEnoughNodesError extends RoundlogError {
 }
 
 /** The tags and datasets a node holds, as reported in dataset-selection errors. */
-export type NodeDatasetsSummary = Readonly<{ node: string; datasets: readonly Readonly<{ id: string; tags: readonly string[] }>[] }>;
+export type NodeDatasetsSummary = Readonly<{
+  node: string;
+  datasets: readonly Readonly<{ id: string; tags: readonly string[] }>[];
+}>;
 
 /** No node of the federation holds a dataset carrying all of the experiment's tags. */
 export class NoMatchingDatasetError extends RoundlogError {
@@ -97,15 +100,19 @@ export class NoMatchingDatasetError extends RoundlogError {
     /** Every node that was searched, with the datasets it holds. */
     readonly nodes: readonly NodeDatasetsSummary[],
   ) {
-    const found = nodes.length === 0
-      ? 'no node was searched: the federation is empty, or the node filter names none of its nodes'
-      : nodes
-          .map(({ node, datasets }) =>
-            `node ${JSON.stringify(node)} has ${
-              datasets.length === 0 ? 'no dataset' : datasets.map(({ id, tags }) => `${JSON.stringify(id)} ${formatValue(tags)}`).join(', ')
-            }`,
-          )
-          .join('; ');
+    const found =
+      nodes.length === 0
+        ? 'no node was searched: the federation is empty, or the node filter names none of its nodes'
+        : nodes
+            .map(
+              ({ node, datasets }) =>
+                `node ${JSON.stringify(node)} has ${
+                  datasets.length === 0
+                    ? 'no dataset'
+                    : datasets.map(({ id, tags }) => `${JSON.stringify(id)} ${formatValue(tags)}`).join(', ')
+                }`,
+            )
+            .join('; ');
     super(
       `no node holds a dataset tagged with all of ${formatValue(tags)} (${found}): ` +
         `tag a dataset on a node with every one of these tags, or run the experiment with tags that exist`,

@@ -104,7 +104,8 @@ export class Experiment {
 
   static async create(options: ExperimentOptions): Promise<Experiment> {
     const workspace = path.resolve(options.workspace ?? process.cwd());
-    const retention = options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
+    const retention =
+      options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(roundLogOptions(options));
     try {
       const { plan, ref } = await resolvePlan(rl, workspace, options.trainingPlan);
@@ -135,7 +136,14 @@ export class Experiment {
         federated,
         retention,
       });
-      return new Experiment(rl, handle, plan, options.federation, options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS, options.onRound);
+      return new Experiment(
+        rl,
+        handle,
+        plan,
+        options.federation,
+        options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
+        options.onRound,
+      );
     } catch (error) {
       await rl.close();
       throw error;
@@ -156,7 +164,14 @@ export class Experiment {
         federation: options.federation,
         acceptPlanChange: options.acceptPlanChange ?? false,
       });
-      return new Experiment(rl, handle, plan, federation, options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS, options.onRound);
+      return new Experiment(
+        rl,
+        handle,
+        plan,
+        federation,
+        options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
+        options.onRound,
+      );
     } catch (error) {
       await rl.close();
       throw error;
@@ -215,7 +230,10 @@ export class Experiment {
   async applyRetention(retention?: Retention): Promise<PruneReport> {
     this.retentionIndex ??= new RootIndex();
     try {
-      return await applyRetention(this.handle, { index: this.retentionIndex, ...(retention === undefined ? {} : { retention }) });
+      return await applyRetention(this.handle, {
+        index: this.retentionIndex,
+        ...(retention === undefined ? {} : { retention }),
+      });
     } catch (error) {
       this.retentionIndex = null;
       throw error;
@@ -243,7 +261,8 @@ export class Experiment {
     const limit = this.roundLimit();
     let rounds = options.rounds;
     if (rounds === undefined) {
-      if (limit === null) throw new InvalidArgumentError('rounds', 'must be given when the experiment has no round limit', rounds);
+      if (limit === null)
+        throw new InvalidArgumentError('rounds', 'must be given when the experiment has no round limit', rounds);
       rounds = Math.max(0, limit - this.roundCurrent());
     } else if (!Number.isInteger(rounds) || rounds < 0) {
       throw new InvalidArgumentError('rounds', 'must be a non-negative integer', rounds);
@@ -294,7 +313,9 @@ export class Experiment {
 export { breakpointFolderName, roundOfFolder };
 
 /** The round-log options an experiment's options carry (absent ones stay absent: the environment decides). */
-function roundLogOptions(options: Pick<ExperimentOptions, 'root' | 'store' | 'blobs' | 'namespace'>): OpenRoundLogOptions {
+function roundLogOptions(
+  options: Pick<ExperimentOptions, 'root' | 'store' | 'blobs' | 'namespace'>,
+): OpenRoundLogOptions {
   const picked: OpenRoundLogOptions = {};
   if (options.root !== undefined) picked.root = options.root;
   if (options.store !== undefined) picked.store = options.store;

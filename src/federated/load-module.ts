@@ -54,10 +54,14 @@ export async function importModule(file: string): Promise<Record<string, unknown
     // TypeScript compiled as CommonJS (a folder whose package.json says "type": "commonjs")
     // comes back as { default: module.exports }: its exports are those of module.exports.
     const exports = namespace.default as { __esModule?: unknown } | null | undefined;
-    return typeof exports === 'object' && exports !== null && exports.__esModule === true ? (exports as Record<string, unknown>) : namespace;
+    return typeof exports === 'object' && exports !== null && exports.__esModule === true
+      ? (exports as Record<string, unknown>)
+      : namespace;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const hint = TYPESCRIPT.test(target) ? ' (loaded through tsx: check its syntax, and that its imports resolve from its folder)' : '';
+    const hint = TYPESCRIPT.test(target)
+      ? ' (loaded through tsx: check its syntax, and that its imports resolve from its folder)'
+      : '';
     throw new ModuleLoadError(file, `${message}${hint}`, { cause: error });
   }
 }
@@ -66,7 +70,11 @@ export async function importModule(file: string): Promise<Record<string, unknown
 function compiledTwin(file: string): string | null {
   const relative = path.relative(PACKAGE_ROOT, file);
   if (relative.startsWith('..') || path.isAbsolute(relative) || relative.startsWith(`dist${path.sep}`)) return null;
-  const twin = path.join(PACKAGE_ROOT, 'dist', relative.replace(TYPESCRIPT, (ext) => ext.replace('ts', 'js')));
+  const twin = path.join(
+    PACKAGE_ROOT,
+    'dist',
+    relative.replace(TYPESCRIPT, (ext) => ext.replace('ts', 'js')),
+  );
   return existsSync(twin) ? twin : null;
 }
 

@@ -40,7 +40,11 @@ export class Rng {
     if (algorithm !== RNG_ALGORITHM) {
       throw new InvalidArgumentError('state.algorithm', `must be ${JSON.stringify(RNG_ALGORITHM)}`, algorithm);
     }
-    if (!Array.isArray(s) || s.length !== 4 || !s.every((word) => Number.isInteger(word) && word >= 0 && word < TWO_POW_32)) {
+    if (
+      !Array.isArray(s) ||
+      s.length !== 4 ||
+      !s.every((word) => Number.isInteger(word) && word >= 0 && word < TWO_POW_32)
+    ) {
       throw new InvalidArgumentError('state.s', 'must be 4 unsigned 32-bit integers', s);
     }
     if (s.every((word) => word === 0)) {

@@ -105,7 +105,9 @@ export function strategyFrom(spec: StrategySpec, custom: Readonly<Record<string,
       ? BUILTIN_STRATEGIES[spec.name]
       : undefined;
   if (factory === undefined) {
-    throw new UnknownStrategyError(spec.name, [...new Set([...Object.keys(BUILTIN_STRATEGIES), ...Object.keys(custom)])]);
+    throw new UnknownStrategyError(spec.name, [
+      ...new Set([...Object.keys(BUILTIN_STRATEGIES), ...Object.keys(custom)]),
+    ]);
   }
   return factory(spec.config);
 }
@@ -120,7 +122,8 @@ function recorded(state: StrategyState, round: number, nodes: string[], rng: Rng
 
 /** The eligible nodes in node-id order, once the arguments are checked. */
 function checkSelect(strategy: string, nodes: readonly string[], round: number, state: StrategyState): string[] {
-  if (!Number.isSafeInteger(round) || round < 0) throw new InvalidArgumentError('round', 'must be a non-negative integer', round);
+  if (!Number.isSafeInteger(round) || round < 0)
+    throw new InvalidArgumentError('round', 'must be a non-negative integer', round);
   const last = state.last;
   if (last !== null && round <= last.round) {
     throw new InvalidArgumentError('round', `must come after the last recorded round (${last.round})`, round);
@@ -128,7 +131,8 @@ function checkSelect(strategy: string, nodes: readonly string[], round: number, 
   if (nodes.length === 0) throw new NoEligibleNodesError(strategy, round);
   const sorted = sortIds(nodes);
   sorted.forEach((node, i) => {
-    if (typeof node !== 'string' || node === '') throw new InvalidArgumentError('nodes[]', 'must be a non-empty string', node);
+    if (typeof node !== 'string' || node === '')
+      throw new InvalidArgumentError('nodes[]', 'must be a non-empty string', node);
     if (node === sorted[i - 1]) throw new InvalidArgumentError('nodes', 'must not repeat a node', node);
   });
   return sorted;
@@ -139,7 +143,11 @@ function sortIds(ids: readonly string[]): string[] {
   return [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-function checkConfigKeys(strategy: string, config: Readonly<Record<string, unknown>>, allowed: readonly string[]): void {
+function checkConfigKeys(
+  strategy: string,
+  config: Readonly<Record<string, unknown>>,
+  allowed: readonly string[],
+): void {
   if (typeof config !== 'object' || config === null) {
     throw new InvalidArgumentError(`${strategy} config`, 'must be an object', config);
   }

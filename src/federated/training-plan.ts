@@ -67,7 +67,8 @@ export function selectDatasets<Data>(
   }
   const ids = federation.nodes.map(({ id }) => id);
   ids.forEach((id, i) => {
-    if (typeof id !== 'string' || id === '') throw new InvalidArgumentError('federation.nodes[].id', 'must be a non-empty string', id);
+    if (typeof id !== 'string' || id === '')
+      throw new InvalidArgumentError('federation.nodes[].id', 'must be a non-empty string', id);
     if (ids.indexOf(id) !== i) throw new InvalidArgumentError('federation.nodes', 'must not repeat a node id', id);
   });
   const allowed = options.nodes === undefined ? undefined : new Set(options.nodes);
@@ -77,13 +78,21 @@ export function selectDatasets<Data>(
   const selected: NodeDataset<Data>[] = [];
   for (const node of searched) {
     const matches = node.datasets.filter((dataset) => tags.every((tag) => dataset.tags.includes(tag)));
-    if (matches.length > 1) throw new AmbiguousDatasetError(node.id, [...tags], matches.map(({ id }) => id));
+    if (matches.length > 1)
+      throw new AmbiguousDatasetError(
+        node.id,
+        [...tags],
+        matches.map(({ id }) => id),
+      );
     if (matches[0] !== undefined) selected.push({ node: node.id, dataset: matches[0] });
   }
   if (selected.length === 0) {
     throw new NoMatchingDatasetError(
       [...tags],
-      searched.map(({ id, datasets }) => ({ node: id, datasets: datasets.map(({ id, tags }) => ({ id, tags: [...tags] })) })),
+      searched.map(({ id, datasets }) => ({
+        node: id,
+        datasets: datasets.map(({ id, tags }) => ({ id, tags: [...tags] })),
+      })),
     );
   }
   return selected;

@@ -85,17 +85,15 @@ export function getInMemoryEventLog(options: InMemoryEventLogOptions = {}): Even
     if (!satisfies(expected, actual)) throw new WrongExpectedRevisionError(stream, expected, actual);
 
     const timestamp = timestampFrom(clock);
-    const recorded = prepared.map(
-      (event, i): RecordedEvent => ({
-        type: event.type,
-        data: event.data,
-        stream,
-        revision: BigInt((existing?.length ?? 0) + i),
-        position: BigInt(log.length + i),
-        id: event.id ?? newId(),
-        timestamp,
-      }),
-    );
+    const recorded = prepared.map((event, i): RecordedEvent => ({
+      type: event.type,
+      data: event.data,
+      stream,
+      revision: BigInt((existing?.length ?? 0) + i),
+      position: BigInt(log.length + i),
+      id: event.id ?? newId(),
+      timestamp,
+    }));
     // Nothing above this line touched the log: a rejected append leaves it as it was.
     const streamEvents = existing ?? [];
     if (existing === undefined) streams.set(stream, streamEvents);

@@ -108,8 +108,7 @@ export type SubscribeOptions = {
  * catch-up from history has reached the live end (events after it are live).
  */
 export type SubscriptionItem =
-  | Readonly<{ kind: 'event'; event: RecordedEvent }>
-  | Readonly<{ kind: 'caughtUp'; position: bigint | null }>;
+  Readonly<{ kind: 'event'; event: RecordedEvent }> | Readonly<{ kind: 'caughtUp'; position: bigint | null }>;
 
 export type VerifyProblem = Readonly<{ file: string; offset: number; reason: string }>;
 

@@ -89,7 +89,12 @@ export function selectRange(length: number, read: NormalizedRead): { start: numb
     const end = Math.min(length, start + Math.min(maxCount, length));
     return { start, end, step: 1 };
   }
-  const start = from === 'end' ? length - 1 : from === 'start' ? Math.min(0, length - 1) : Math.min(clampIndex(from, length), length - 1);
+  const start =
+    from === 'end'
+      ? length - 1
+      : from === 'start'
+        ? Math.min(0, length - 1)
+        : Math.min(clampIndex(from, length), length - 1);
   const end = Math.max(-1, start - Math.min(maxCount, length));
   return { start, end, step: -1 };
 }

@@ -23,7 +23,9 @@ export class ExperimentNotFoundError extends RoundlogError {
     readonly experiment: string,
     readonly root: string,
   ) {
-    super(`no experiment ${JSON.stringify(experiment)} in the roundlog root ${root}; run 'roundlog ls' to list the experiments`);
+    super(
+      `no experiment ${JSON.stringify(experiment)} in the roundlog root ${root}; run 'roundlog ls' to list the experiments`,
+    );
   }
 }
 
@@ -84,7 +86,9 @@ export class BreakpointCorruptError extends RoundlogError {
     readonly file: string,
     readonly reason: string,
   ) {
-    super(`breakpoint ${folder} is not usable: ${file}: ${reason}. Load another breakpoint, or rebuild this one from the log`);
+    super(
+      `breakpoint ${folder} is not usable: ${file}: ${reason}. Load another breakpoint, or rebuild this one from the log`,
+    );
   }
 }
 

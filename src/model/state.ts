@@ -57,7 +57,13 @@ export type ExperimentState = Readonly<{
   attempts: Readonly<Record<number, number>>;
   forkedFrom: ForkedFrom | null;
   /** Forks started from this experiment. */
-  forks: readonly Readonly<{ childId: string; childFolder: string; round: number; position: bigint; timestamp: Date }>[];
+  forks: readonly Readonly<{
+    childId: string;
+    childFolder: string;
+    round: number;
+    position: bigint;
+    timestamp: Date;
+  }>[];
   /**
    * Rounds whose parameters retention deleted, keyed by the log position of their
    * `RoundCompleted` (decimal), with the position and time of the pruning.
@@ -78,7 +84,13 @@ export const STATE_SHAPE_VERSION = 2;
 export const initialState: ExperimentState = Object.freeze({
   created: null,
   folder: '',
-  settings: Object.freeze({ roundLimit: null, retention: null, saveBreakpoints: false, trainingArgs: Object.freeze({}), trainingPlan: null }),
+  settings: Object.freeze({
+    roundLimit: null,
+    retention: null,
+    saveBreakpoints: false,
+    trainingArgs: Object.freeze({}),
+    trainingPlan: null,
+  }),
   rounds: Object.freeze([]) as readonly RoundRecord[],
   superseded: Object.freeze([]) as readonly RoundRecord[],
   openAttempt: null,
@@ -234,10 +246,17 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       d.forkedFrom = event.data;
       return;
     case 'Forked':
-      d.forks.push({ childId: event.data.childId, childFolder: event.data.childFolder, round: event.data.round, position: recorded.position, timestamp: recorded.timestamp });
+      d.forks.push({
+        childId: event.data.childId,
+        childFolder: event.data.childFolder,
+        round: event.data.round,
+        position: recorded.position,
+        timestamp: recorded.timestamp,
+      });
       return;
     case 'RoundsPruned':
-      for (const { round, position } of event.data.rounds) d.pruned[position] = { round, position: recorded.position, timestamp: recorded.timestamp };
+      for (const { round, position } of event.data.rounds)
+        d.pruned[position] = { round, position: recorded.position, timestamp: recorded.timestamp };
       return;
     case 'ExperimentFinished':
       d.finished = true;
@@ -287,7 +306,9 @@ export function hasBreakpoint(state: ExperimentState, index: number): boolean {
   if (record.breakpoint || state.created?.importedFrom?.round === index) return true;
   // Rounds superseded after this one and before the next: a rewind left the branch ending here.
   const next = state.rounds[index + 1]?.position;
-  return state.superseded.some((s) => s != null && s.position > record.position && (next === undefined || s.position < next));
+  return state.superseded.some(
+    (s) => s != null && s.position > record.position && (next === undefined || s.position < next),
+  );
 }
 
 /** The parameters the next round starts from. */

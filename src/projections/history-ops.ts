@@ -22,7 +22,13 @@ import { REPLAYS_DIR, rootLayout } from '../root.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
 import type { ExperimentHandle, RoundLog } from '../engine/round-log.ts';
 import { chooseRound, stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
-import { MANIFEST_FILE, materializeBreakpoint, readBreakpoint, supersedeBreakpoints, writeBreakpoint } from './breakpoints/index.ts';
+import {
+  MANIFEST_FILE,
+  materializeBreakpoint,
+  readBreakpoint,
+  supersedeBreakpoints,
+  writeBreakpoint,
+} from './breakpoints/index.ts';
 
 // ---------------------------------------------------------------------------------------------
 // replay
@@ -67,7 +73,13 @@ export type ReplayResult = Readonly<{
  * superseded one (`position`: the log position of its `RoundCompleted`). Never inside the
  * experiment's own folder, whose breakpoint folders are a projection of the log.
  */
-export function defaultReplayFolder(root: string, folder: string, round: number, branch: Branch, position: bigint): string {
+export function defaultReplayFolder(
+  root: string,
+  folder: string,
+  round: number,
+  branch: Branch,
+  position: bigint,
+): string {
   const name = `breakpoint_${String(round).padStart(4, '0')}`;
   return branch === 'current'
     ? path.join(root, REPLAYS_DIR, folder, name)
@@ -99,7 +111,11 @@ export async function replayRound(rl: RoundLog, experiment: string, options: Rep
   // Read back: every file re-hashed against the manifest, the parameters against the log.
   const manifest = await readBreakpoint(written.path);
   if (manifest.params.sha256 !== record.params.sha256 || manifest.logPosition !== String(record.position)) {
-    throw new InvalidArgumentError('out', `must be a replay of round ${record.round} of ${folder} (position ${record.position}); it holds another round`, written.path);
+    throw new InvalidArgumentError(
+      'out',
+      `must be a replay of round ${record.round} of ${folder} (position ${record.position}); it holds another round`,
+      written.path,
+    );
   }
   return {
     experimentId: handle.id,
@@ -125,9 +141,16 @@ export async function replayRound(rl: RoundLog, experiment: string, options: Rep
  * now superseded, so it moves to that round's superseded place (or goes, if that place already
  * holds the same replay).
  */
-async function setAsideStaleReplay(root: string, folder: string, experimentId: string, record: RoundRecord, out: string): Promise<void> {
+async function setAsideStaleReplay(
+  root: string,
+  folder: string,
+  experimentId: string,
+  record: RoundRecord,
+  out: string,
+): Promise<void> {
   const manifest = await readBreakpoint(out).catch(() => null);
-  if (manifest === null || manifest.experimentId !== experimentId || manifest.logPosition === String(record.position)) return;
+  if (manifest === null || manifest.experimentId !== experimentId || manifest.logPosition === String(record.position))
+    return;
   if (!/^\d+$/.test(manifest.logPosition)) return;
   const target = defaultReplayFolder(root, folder, record.round, 'superseded', BigInt(manifest.logPosition));
   if (await exists(target)) {
@@ -159,18 +182,33 @@ function checkOutside(root: string, out: string): void {
  * materialized under a temp folder beside it, then renamed into place. An `out` that already holds
  * this round's breakpoint is kept; anything else there is refused, never overwritten.
  */
-async function writeBreakpointAt(rl: RoundLog, state: ExperimentState, record: RoundRecord, out: string): Promise<{ path: string; created: boolean }> {
+async function writeBreakpointAt(
+  rl: RoundLog,
+  state: ExperimentState,
+  record: RoundRecord,
+  out: string,
+): Promise<{ path: string; created: boolean }> {
   const id = state.created!.experimentId;
   if (await exists(out)) {
     const manifest = await readBreakpoint(out).catch(() => null);
-    if (manifest !== null && manifest.experimentId === id && manifest.logPosition === String(record.position)) return { path: out, created: false };
-    throw new InvalidArgumentError('out', 'must be a folder that does not exist yet (or that holds this very replay); remove it or choose another', out);
+    if (manifest !== null && manifest.experimentId === id && manifest.logPosition === String(record.position))
+      return { path: out, created: false };
+    throw new InvalidArgumentError(
+      'out',
+      'must be a folder that does not exist yet (or that holds this very replay); remove it or choose another',
+      out,
+    );
   }
   const parent = path.dirname(out);
   await fs.mkdir(parent, { recursive: true });
   const stage = path.join(parent, `.tmp-replay-${process.pid}-${randomUUID()}`);
   try {
-    const written = await materializeBreakpoint({ experimentsDir: stage, blobs: rl.blobs }, state, record.round, 'replay');
+    const written = await materializeBreakpoint(
+      { experimentsDir: stage, blobs: rl.blobs },
+      state,
+      record.round,
+      'replay',
+    );
     await fs.rename(written.path, out);
     await syncDir(parent);
   } finally {
@@ -184,7 +222,9 @@ async function exists(file: string): Promise<boolean> {
 }
 
 async function sha256File(file: string): Promise<string> {
-  return createHash('sha256').update(await fs.readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await fs.readFile(file))
+    .digest('hex');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,9 +265,14 @@ export type RewindResult = Readonly<{
  * folders of later rounds go to `superseded/` and the round's own folder is written, so that
  * `resume` (with no path, or the experiment folder) continues from it.
  */
-export async function rewindExperiment(rl: RoundLog, experiment: string, options: RewindOptions): Promise<RewindResult> {
+export async function rewindExperiment(
+  rl: RoundLog,
+  experiment: string,
+  options: RewindOptions,
+): Promise<RewindResult> {
   const reason = options.reason;
-  if (typeof reason !== 'string' || reason.trim() === '') throw new InvalidArgumentError('reason', 'must be a non-empty text saying why', reason);
+  if (typeof reason !== 'string' || reason.trim() === '')
+    throw new InvalidArgumentError('reason', 'must be a non-empty text saying why', reason);
   const handle = await rl.openExperiment(experiment);
   const events = decideRewind(handle.state, { round: options.round, reason }, { actor: rl.actor });
   const record = handle.state.rounds[options.round]!;
@@ -294,12 +339,20 @@ export type ForkResult = Readonly<{
 export async function forkExperiment(rl: RoundLog, experiment: string, options: ForkOptions): Promise<ForkResult> {
   const parent = await rl.openExperiment(experiment);
   if (options.name !== undefined && (await exists(path.join(rl.layout.experiments, options.name)))) {
-    throw new InvalidArgumentError('name', `must not be a folder that already exists in ${rl.layout.experiments}`, options.name);
+    throw new InvalidArgumentError(
+      'name',
+      `must not be a folder that already exists in ${rl.layout.experiments}`,
+      options.name,
+    );
   }
   const at = await stateAfterRound(rl, parent, options);
   const { record, branch } = at;
   const breakpointSha256 = await manifestSha256(rl, at.state, record);
-  const { record: _record, branch: _branch, ...creation } = forkCreation(parent.state, { ...options, breakpointSha256 });
+  const {
+    record: _record,
+    branch: _branch,
+    ...creation
+  } = forkCreation(parent.state, { ...options, breakpointSha256 });
   const child = await rl.createExperiment({
     ...(options.name === undefined ? {} : { folder: options.name }),
     ...creation,
@@ -339,7 +392,12 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
 async function manifestSha256(rl: RoundLog, state: ExperimentState, record: RoundRecord): Promise<string> {
   const stage = path.join(rl.root, REPLAYS_DIR, `.tmp-fork-${process.pid}-${randomUUID()}`);
   try {
-    const written = await materializeBreakpoint({ experimentsDir: stage, blobs: rl.blobs }, state, record.round, 'parent');
+    const written = await materializeBreakpoint(
+      { experimentsDir: stage, blobs: rl.blobs },
+      state,
+      record.round,
+      'parent',
+    );
     return await sha256File(path.join(written.path, MANIFEST_FILE));
   } finally {
     await fs.rm(stage, { recursive: true, force: true });

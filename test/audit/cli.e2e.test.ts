@@ -53,7 +53,8 @@ async function build(): Promise<Fixture> {
   });
   const id0 = (await first.waitFor((l) => l.startsWith('created '))).split(' ')[2]!;
   const killed = await first.exited;
-  if (killed.signal !== 'SIGKILL') throw new Error(`the first child was not killed: ${JSON.stringify(killed)}\n${first.stderr()}`);
+  if (killed.signal !== 'SIGKILL')
+    throw new Error(`the first child was not killed: ${JSON.stringify(killed)}\n${first.stderr()}`);
   // 2. Another process resumes from the last breakpoint and runs rounds 2 and 3.
   const resumer = spawnTs('experiment-child.ts', ['run', root, '7', '2', '6']);
   const resumed = await resumer.waitFor((l) => l.startsWith('resumed '));
@@ -62,7 +63,17 @@ async function build(): Promise<Fixture> {
   await resumer.exited;
   // 3. The example through the CLI, then a resume from its first breakpoint (rounds 1 and 2 superseded).
   must(await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '3', '--root', root]), 'run');
-  const resume = must(await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0001', 'breakpoint_0000'), '--rounds', '1', '--root', root]), 'resume');
+  const resume = must(
+    await roundlog([
+      'resume',
+      path.join(root, 'experiments', 'Experiment_0001', 'breakpoint_0000'),
+      '--rounds',
+      '1',
+      '--root',
+      root,
+    ]),
+    'resume',
+  );
   const id1 = /resumed Experiment_0001 \(([0-9a-f-]{36})\)/.exec(resume.stdout)![1]!;
   // 4. A fork of it.
   const fork = must(await roundlog(['fork', 'Experiment_0001', '--round', '0', '--root', root]), 'fork');
@@ -81,22 +92,64 @@ async function rawEvents(root: string, id: string): Promise<Raw[]> {
   return JSON.parse(run.stdout) as Raw[];
 }
 
-type JsonEntry = { kind: string; position: string; revision: string; time: string; round?: number; attempt?: number; by?: { user: string; host: string; pid: number }; [k: string]: unknown };
-const brief = (entries: JsonEntry[]) => entries.map((e) => (e.round !== undefined && ['round', 'aborted', 'started'].includes(e.kind) ? `${e.kind} ${e.round}/${e.attempt}` : e.kind));
+type JsonEntry = {
+  kind: string;
+  position: string;
+  revision: string;
+  time: string;
+  round?: number;
+  attempt?: number;
+  by?: { user: string; host: string; pid: number };
+  [k: string]: unknown;
+};
+const brief = (entries: JsonEntry[]) =>
+  entries.map((e) =>
+    e.round !== undefined && ['round', 'aborted', 'started'].includes(e.kind)
+      ? `${e.kind} ${e.round}/${e.attempt}`
+      : e.kind,
+  );
 
 test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL aborted, the resume with who, host and pid; JSON and CSV agree', async (t) => {
   const f = await fixture;
   const text = ok(t, await roundlog(['history', 'Experiment_0000', '--root', f.root]));
   t.regex(text, new RegExp(`^Experiment_0000 \\(${f.id0}\\): 4 rounds completed on the current branch$`, 'm'));
-  t.regex(text, new RegExp(`created +Experiment_0000 created by ${escape(USER)}@${escape(HOST)} \\(pid \\d+\\): seed 7, round limit 6, breakpoints saved`));
-  t.regex(text, /round +round 0 attempt 1 completed in \d+ ms; nodes hospital-a \(\d+ samples\), hospital-b \(\d+ samples\), hospital-c \(\d+ samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint/);
-  t.regex(text, /aborted +round 2 attempt 1 aborted: started on hospital-a, hospital-b, hospital-c, never completed \(next: Resumed at \d{4}-/);
-  t.regex(text, new RegExp(`resumed +resumed at round 2 from breakpoint_0001 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumerPid}\\)`));
+  t.regex(
+    text,
+    new RegExp(
+      `created +Experiment_0000 created by ${escape(USER)}@${escape(HOST)} \\(pid \\d+\\): seed 7, round limit 6, breakpoints saved`,
+    ),
+  );
+  t.regex(
+    text,
+    /round +round 0 attempt 1 completed in \d+ ms; nodes hospital-a \(\d+ samples\), hospital-b \(\d+ samples\), hospital-c \(\d+ samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint/,
+  );
+  t.regex(
+    text,
+    /aborted +round 2 attempt 1 aborted: started on hospital-a, hospital-b, hospital-c, never completed \(next: Resumed at \d{4}-/,
+  );
+  t.regex(
+    text,
+    new RegExp(
+      `resumed +resumed at round 2 from breakpoint_0001 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumerPid}\\)`,
+    ),
+  );
   t.regex(text, /round +round 2 attempt 2 completed/);
 
-  const json = JSON.parse(ok(t, await roundlog(['history', 'Experiment_0000', '--json', '--root', f.root]))) as { experiment: { id: string; folder: string }; roundCurrent: number; entries: JsonEntry[] };
+  const json = JSON.parse(ok(t, await roundlog(['history', 'Experiment_0000', '--json', '--root', f.root]))) as {
+    experiment: { id: string; folder: string };
+    roundCurrent: number;
+    entries: JsonEntry[];
+  };
   t.like(json, { experiment: { id: f.id0, folder: 'Experiment_0000' }, roundCurrent: 4 });
-  t.deepEqual(brief(json.entries), ['created', 'round 0/1', 'round 1/1', 'aborted 2/1', 'resumed', 'round 2/2', 'round 3/1']);
+  t.deepEqual(brief(json.entries), [
+    'created',
+    'round 0/1',
+    'round 1/1',
+    'aborted 2/1',
+    'resumed',
+    'round 2/2',
+    'round 3/1',
+  ]);
   const resumed = json.entries.find((e) => e.kind === 'resumed')!;
   t.deepEqual(resumed.by, { user: USER, host: HOST, pid: f.resumerPid });
   t.like(resumed, { roundCurrent: 2, breakpoint: 'breakpoint_0001' });
@@ -141,14 +194,31 @@ test('history: creation, rounds with nodes and metrics, the attempt a SIGKILL ab
   }
 });
 
-type JsonEvent = { type: string; folder: string; experimentId: string; position: string; revision: string; time: string; data: Record<string, unknown> & { by?: { pid: number; user: string; host: string } } };
+type JsonEvent = {
+  type: string;
+  folder: string;
+  experimentId: string;
+  position: string;
+  revision: string;
+  time: string;
+  data: Record<string, unknown> & { by?: { pid: number; user: string; host: string } };
+};
 
 test('audit events: every experiment, filtered by --type, --node, --experiment, --since and --until; table, JSON and CSV agree', async (t) => {
   const f = await fixture;
-  const events = async (args: string[]) => (JSON.parse(ok(t, await roundlog(['audit', ...args, '--json', '--root', f.root]))) as { events: JsonEvent[] }).events;
+  const events = async (args: string[]) =>
+    (JSON.parse(ok(t, await roundlog(['audit', ...args, '--json', '--root', f.root]))) as { events: JsonEvent[] })
+      .events;
   const all = await events([]);
-  const streams = JSON.parse(ok(t, await roundlog(['streams', '--json', '--root', f.root]))) as Array<{ stream: string; lastRevision: string }>;
-  t.is(all.length, streams.filter((s) => s.stream.startsWith('experiment-')).reduce((n, s) => n + Number(s.lastRevision) + 1, 0), 'every event of every experiment');
+  const streams = JSON.parse(ok(t, await roundlog(['streams', '--json', '--root', f.root]))) as Array<{
+    stream: string;
+    lastRevision: string;
+  }>;
+  t.is(
+    all.length,
+    streams.filter((s) => s.stream.startsWith('experiment-')).reduce((n, s) => n + Number(s.lastRevision) + 1, 0),
+    'every event of every experiment',
+  );
   t.deepEqual([...new Set(all.map((e) => e.folder))], ['Experiment_0000', 'Experiment_0001', 'Experiment_0002']);
   const key = (list: JsonEvent[]) => list.map((e) => e.position);
 
@@ -162,8 +232,14 @@ test('audit events: every experiment, filtered by --type, --node, --experiment, 
     ],
   );
   // `events` is the default query; types are case-insensitive, comma-separated or repeated.
-  t.deepEqual(key(await events(['events', '--type', 'resumed,REWOUND'])), key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')));
-  t.deepEqual(key(await events(['--type', 'Resumed', '--type', 'Rewound'])), key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')));
+  t.deepEqual(
+    key(await events(['events', '--type', 'resumed,REWOUND'])),
+    key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')),
+  );
+  t.deepEqual(
+    key(await events(['--type', 'Resumed', '--type', 'Rewound'])),
+    key(all.filter((e) => e.type === 'Resumed' || e.type === 'Rewound')),
+  );
 
   // A node: the events that name it.
   const names = (e: JsonEvent): string[] =>
@@ -176,7 +252,12 @@ test('audit events: every experiment, filtered by --type, --node, --experiment, 
           : [];
   const nodeB = await events(['--node', 'hospital-b']);
   t.deepEqual(key(nodeB), key(all.filter((e) => names(e).includes('hospital-b'))));
-  t.true(nodeB.some((e) => e.type === 'RoundStarted' && e.folder === 'Experiment_0000' && e.data.round === 2 && e.data.attempt === 1), 'the aborted start');
+  t.true(
+    nodeB.some(
+      (e) => e.type === 'RoundStarted' && e.folder === 'Experiment_0000' && e.data.round === 2 && e.data.attempt === 1,
+    ),
+    'the aborted start',
+  );
   const replies = await events(['--node', 'hospital-b', '--type', 'NodeReplied']);
   t.is(replies.length, 8, '4 completed rounds in each of two experiments');
   t.true(replies.every((e) => e.data.node === 'hospital-b'));
@@ -207,15 +288,31 @@ test('audit events: every experiment, filtered by --type, --node, --experiment, 
   );
   const text = ok(t, await roundlog(['audit', '--type', 'Resumed', '--root', f.root]));
   t.regex(text, /^time +experiment +rev +type +details$/m);
-  t.regex(text, new RegExp(`Experiment_0001 +\\d+ +Resumed +at round 1 from breakpoint_0000 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumePid}\\)`));
+  t.regex(
+    text,
+    new RegExp(
+      `Experiment_0001 +\\d+ +Resumed +at round 1 from breakpoint_0000 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumePid}\\)`,
+    ),
+  );
   t.regex(text, /^2 events$/m);
 });
 
-type JsonRow = { round: number; attempt: number; status: string; metrics: Record<string, number>; breakpoint: { requested: boolean; folder: string | null }; samples: number | null; position: string; supersededBy: { reason: string } | null };
+type JsonRow = {
+  round: number;
+  attempt: number;
+  status: string;
+  metrics: Record<string, number>;
+  breakpoint: { requested: boolean; folder: string | null };
+  samples: number | null;
+  position: string;
+  supersededBy: { reason: string } | null;
+};
 
 test('audit rounds: a resume from an older breakpoint leaves superseded rounds in the table, marked, with their moved folders; JSON and CSV agree', async (t) => {
   const f = await fixture;
-  const json = JSON.parse(ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--json', '--root', f.root]))) as { roundCurrent: number; metricNames: string[]; rounds: JsonRow[] };
+  const json = JSON.parse(
+    ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--json', '--root', f.root])),
+  ) as { roundCurrent: number; metricNames: string[]; rounds: JsonRow[] };
   t.is(json.roundCurrent, 2);
   t.deepEqual(json.metricNames, ['loss', 'accuracy']);
   t.deepEqual(
@@ -227,8 +324,13 @@ test('audit rounds: a resume from an older breakpoint leaves superseded rounds i
       [2, 1, 'superseded', 'superseded/breakpoint_0002.1'],
     ],
   );
-  for (const row of json.rounds) t.true(existsSync(path.join(f.root, 'experiments', 'Experiment_0001', row.breakpoint.folder!, 'breakpoint.json')));
-  t.true(json.rounds.filter((r) => r.status === 'superseded').every((r) => r.supersededBy?.reason === 'loaded the older breakpoint breakpoint_0000'));
+  for (const row of json.rounds)
+    t.true(existsSync(path.join(f.root, 'experiments', 'Experiment_0001', row.breakpoint.folder!, 'breakpoint.json')));
+  t.true(
+    json.rounds
+      .filter((r) => r.status === 'superseded')
+      .every((r) => r.supersededBy?.reason === 'loaded the older breakpoint breakpoint_0000'),
+  );
   t.true(json.rounds.every((r) => r.samples === 1100));
   const raw = (await rawEvents(f.root, f.id1)).filter((e) => e.type === 'RoundCompleted');
   t.deepEqual(
@@ -237,18 +339,44 @@ test('audit rounds: a resume from an older breakpoint leaves superseded rounds i
   );
 
   const text = ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--root', f.root]));
-  t.regex(text, /^round +attempt +status +nodes \(samples\) +samples +loss +accuracy +duration +breakpoint +pruned +completed$/m);
-  t.regex(text, /^1 +1 +superseded +hospital-a 600, hospital-b 150, hospital-c 350 +1100 +\d\.\d{4} +\d\.\d{4} +\d+ ms +superseded\/breakpoint_0001\.1 +- +\d{4}-/m);
+  t.regex(
+    text,
+    /^round +attempt +status +nodes \(samples\) +samples +loss +accuracy +duration +breakpoint +pruned +completed$/m,
+  );
+  t.regex(
+    text,
+    /^1 +1 +superseded +hospital-a 600, hospital-b 150, hospital-c 350 +1100 +\d\.\d{4} +\d\.\d{4} +\d+ ms +superseded\/breakpoint_0001\.1 +- +\d{4}-/m,
+  );
   t.regex(text, /^1 +2 +current +.* breakpoint_0001 +- +\d{4}-/m);
 
   const csv = parseCsv(ok(t, await roundlog(['audit', 'rounds', 'Experiment_0001', '--csv', '--root', f.root])));
   t.deepEqual(
-    csv.map((r) => [Number(r.round), Number(r.attempt), r.status, Number(r.loss), Number(r.accuracy), r.breakpoint_folder, r.sample_sizes, r.position]),
-    json.rounds.map((r) => [r.round, r.attempt, r.status, r.metrics.loss, r.metrics.accuracy, r.breakpoint.folder, '600;150;350', r.position]),
+    csv.map((r) => [
+      Number(r.round),
+      Number(r.attempt),
+      r.status,
+      Number(r.loss),
+      Number(r.accuracy),
+      r.breakpoint_folder,
+      r.sample_sizes,
+      r.position,
+    ]),
+    json.rounds.map((r) => [
+      r.round,
+      r.attempt,
+      r.status,
+      r.metrics.loss,
+      r.metrics.accuracy,
+      r.breakpoint.folder,
+      '600;150;350',
+      r.position,
+    ]),
   );
 
   // The killed attempt is in the table of Experiment_0000, marked aborted, with no breakpoint.
-  const first = JSON.parse(ok(t, await roundlog(['audit', 'rounds', 'Experiment_0000', '--json', '--root', f.root]))) as { rounds: JsonRow[] };
+  const first = JSON.parse(
+    ok(t, await roundlog(['audit', 'rounds', 'Experiment_0000', '--json', '--root', f.root])),
+  ) as { rounds: JsonRow[] };
   t.deepEqual(
     first.rounds.map((r) => [r.round, r.attempt, r.status, r.breakpoint.folder]),
     [
@@ -266,17 +394,28 @@ test('audit metric: the series equals the RoundCompleted metrics of the current 
   // The current branch, folded by hand from the raw log: a RoundCompleted sets its round, a Rewound cuts the branch.
   const branch: Array<{ loss: number; nodes: Array<{ node: string; metrics: Record<string, number> }> }> = [];
   for (const e of await rawEvents(f.root, f.id1)) {
-    if (e.type === 'RoundCompleted') branch[e.data.round as number] = { loss: (e.data.metrics as Record<string, number>).loss!, nodes: e.data.nodes as never };
+    if (e.type === 'RoundCompleted')
+      branch[e.data.round as number] = {
+        loss: (e.data.metrics as Record<string, number>).loss!,
+        nodes: e.data.nodes as never,
+      };
     if (e.type === 'Rewound') branch.length = e.data.roundCurrent as number;
   }
   t.is(branch.length, 2);
-  const json = JSON.parse(ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--json', '--root', f.root]))) as { metric: string; points: Array<{ round: number; attempt: number; value: number }> };
+  const json = JSON.parse(
+    ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--json', '--root', f.root])),
+  ) as { metric: string; points: Array<{ round: number; attempt: number; value: number }> };
   t.deepEqual(
     json.points.map((p) => [p.round, p.value]),
     branch.map((r, i) => [i, r.loss]),
   );
-  t.deepEqual(json.points.map((p) => p.attempt), [1, 2]);
-  const csv = parseCsv(ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--csv', '--root', f.root])));
+  t.deepEqual(
+    json.points.map((p) => p.attempt),
+    [1, 2],
+  );
+  const csv = parseCsv(
+    ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--csv', '--root', f.root])),
+  );
   t.deepEqual(
     csv.map((r) => [Number(r.round), Number(r.attempt), Number(r.value)]),
     json.points.map((p) => [p.round, p.attempt, p.value]),
@@ -285,12 +424,30 @@ test('audit metric: the series equals the RoundCompleted metrics of the current 
   t.regex(text, /^loss over the current branch of Experiment_0001 \(.*\): 2 rounds$/m);
   t.regex(text, new RegExp(`^1 +2 +${escape(json.points[1]!.value.toFixed(4))} +\\d{4}-`, 'm'));
 
-  const node = JSON.parse(ok(t, await roundlog(['audit', 'metric', 'Experiment_0001', 'loss', '--node', 'hospital-c', '--json', '--root', f.root]))) as { points: Array<{ value: number }> };
+  const node = JSON.parse(
+    ok(
+      t,
+      await roundlog([
+        'audit',
+        'metric',
+        'Experiment_0001',
+        'loss',
+        '--node',
+        'hospital-c',
+        '--json',
+        '--root',
+        f.root,
+      ]),
+    ),
+  ) as { points: Array<{ value: number }> };
   t.deepEqual(
     node.points.map((p) => p.value),
     branch.map((r) => r.nodes.find((n) => n.node === 'hospital-c')!.metrics.loss),
   );
-  t.notDeepEqual(node.points.map((p) => p.value), json.points.map((p) => p.value));
+  t.notDeepEqual(
+    node.points.map((p) => p.value),
+    json.points.map((p) => p.value),
+  );
 
   const unknown = await roundlog(['audit', 'metric', 'Experiment_0001', 'auc', '--root', f.root]);
   t.is(unknown.code, 1);
@@ -299,20 +456,49 @@ test('audit metric: the series equals the RoundCompleted metrics of the current 
 
 test('audit lineage after roundlog fork, both ways; audit actions: who resumed, rewound and forked what, from which host', async (t) => {
   const f = await fixture;
-  type Lineage = { ancestors: Array<{ via: string; id: string; folder: string; round: number; position: string; known: boolean; currentFolder: string | null }>; descendants: Array<{ id: string; folder: string; round: number; by: { pid: number }; children: unknown[] }> };
-  const child = JSON.parse(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0002', '--json', '--root', f.root]))) as Lineage;
+  type Lineage = {
+    ancestors: Array<{
+      via: string;
+      id: string;
+      folder: string;
+      round: number;
+      position: string;
+      known: boolean;
+      currentFolder: string | null;
+    }>;
+    descendants: Array<{ id: string; folder: string; round: number; by: { pid: number }; children: unknown[] }>;
+  };
+  const child = JSON.parse(
+    ok(t, await roundlog(['audit', 'lineage', 'Experiment_0002', '--json', '--root', f.root])),
+  ) as Lineage;
   t.is(child.ancestors.length, 1);
   const round0 = (await rawEvents(f.root, f.id1)).find((e) => e.type === 'RoundCompleted' && e.data.round === 0)!;
-  t.deepEqual(child.ancestors[0], { via: 'fork', id: f.id1, folder: 'Experiment_0001', round: 0, position: round0.position, known: true, currentFolder: 'Experiment_0001' });
+  t.deepEqual(child.ancestors[0], {
+    via: 'fork',
+    id: f.id1,
+    folder: 'Experiment_0001',
+    round: 0,
+    position: round0.position,
+    known: true,
+    currentFolder: 'Experiment_0001',
+  });
   t.deepEqual(child.descendants, []);
-  const parent = JSON.parse(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0001', '--json', '--root', f.root]))) as Lineage;
+  const parent = JSON.parse(
+    ok(t, await roundlog(['audit', 'lineage', 'Experiment_0001', '--json', '--root', f.root])),
+  ) as Lineage;
   t.deepEqual(parent.ancestors, []);
   t.deepEqual(
     parent.descendants.map((d) => [d.id, d.folder, d.round, d.by.pid, d.children.length]),
     [[f.id2, 'Experiment_0002', 0, f.forkPid, 0]],
   );
   const tree = ok(t, await roundlog(['audit', 'lineage', 'Experiment_0001', '--root', f.root]));
-  t.regex(tree, new RegExp(`^  └── Experiment_0002 \\(${f.id2}\\) forked at round 0 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.forkPid}\\)`, 'm'));
+  t.regex(
+    tree,
+    new RegExp(
+      `^  └── Experiment_0002 \\(${f.id2}\\) forked at round 0 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.forkPid}\\)`,
+      'm',
+    ),
+  );
   const csv = parseCsv(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0002', '--csv', '--root', f.root])));
   t.deepEqual(
     csv.map((r) => [r.relation, r.depth, r.id, r.folder]),
@@ -321,10 +507,22 @@ test('audit lineage after roundlog fork, both ways; audit actions: who resumed, 
       ['self', '0', f.id2, 'Experiment_0002'],
     ],
   );
-  t.regex(ok(t, await roundlog(['audit', 'lineage', 'Experiment_0000', '--root', f.root])), /ancestors: none\ndescendants: none/);
+  t.regex(
+    ok(t, await roundlog(['audit', 'lineage', 'Experiment_0000', '--root', f.root])),
+    /ancestors: none\ndescendants: none/,
+  );
 
-  type Actions = { actions: Array<{ type: string; folder: string; by: { user: string; host: string; pid: number }; position: string; time: string }> };
-  const actions = (JSON.parse(ok(t, await roundlog(['audit', 'actions', '--json', '--root', f.root]))) as Actions).actions;
+  type Actions = {
+    actions: Array<{
+      type: string;
+      folder: string;
+      by: { user: string; host: string; pid: number };
+      position: string;
+      time: string;
+    }>;
+  };
+  const actions = (JSON.parse(ok(t, await roundlog(['audit', 'actions', '--json', '--root', f.root]))) as Actions)
+    .actions;
   t.deepEqual(
     actions.filter((a) => a.type !== 'ExperimentCreated').map((a) => [a.folder, a.type, a.by.pid]),
     [
@@ -335,16 +533,48 @@ test('audit lineage after roundlog fork, both ways; audit actions: who resumed, 
     ],
   );
   t.true(actions.every((a) => a.by.user === USER && a.by.host === HOST));
-  const rewound = (JSON.parse(ok(t, await roundlog(['audit', 'actions', '--type', 'Rewound', '--experiment', 'Experiment_0001', '--json', '--root', f.root]))) as Actions).actions;
-  t.deepEqual(rewound.map((a) => a.by.pid), [f.resumePid]);
-  t.deepEqual((JSON.parse(ok(t, await roundlog(['audit', 'actions', '--user', `not-${USER}`, '--json', '--root', f.root]))) as Actions).actions, []);
+  const rewound = (
+    JSON.parse(
+      ok(
+        t,
+        await roundlog([
+          'audit',
+          'actions',
+          '--type',
+          'Rewound',
+          '--experiment',
+          'Experiment_0001',
+          '--json',
+          '--root',
+          f.root,
+        ]),
+      ),
+    ) as Actions
+  ).actions;
+  t.deepEqual(
+    rewound.map((a) => a.by.pid),
+    [f.resumePid],
+  );
+  t.deepEqual(
+    (
+      JSON.parse(
+        ok(t, await roundlog(['audit', 'actions', '--user', `not-${USER}`, '--json', '--root', f.root])),
+      ) as Actions
+    ).actions,
+    [],
+  );
   const csvActions = parseCsv(ok(t, await roundlog(['audit', 'actions', '--csv', '--root', f.root])));
   t.deepEqual(
     csvActions.map((r) => [r.position, r.time, r.experiment, r.action, r.user, r.host, r.pid]),
     actions.map((a) => [a.position, a.time, a.folder, a.type, a.by.user, a.by.host, String(a.by.pid)]),
   );
   const table = ok(t, await roundlog(['audit', 'actions', '--type', 'Resumed', '--root', f.root]));
-  t.regex(table, new RegExp(`Experiment_0000 +Resumed +${escape(USER)} +${escape(HOST)} +${f.resumerPid} +at round 2 from breakpoint_0001`));
+  t.regex(
+    table,
+    new RegExp(
+      `Experiment_0000 +Resumed +${escape(USER)} +${escape(HOST)} +${f.resumerPid} +at round 2 from breakpoint_0001`,
+    ),
+  );
 });
 
 test('bad input: an unknown experiment exits 1 naming it; bad flags and arguments are usage errors (exit 2)', async (t) => {
@@ -360,7 +590,11 @@ test('bad input: an unknown experiment exits 1 naming it; bad flags and argument
   ]) {
     const run = await roundlog([...args, '--root', f.root]);
     t.is(run.code, 1, args.join(' '));
-    t.regex(run.stderr, /^roundlog: no experiment "Experiment_0099" in the roundlog root .*; run 'roundlog ls' to list the experiments/, args.join(' '));
+    t.regex(
+      run.stderr,
+      /^roundlog: no experiment "Experiment_0099" in the roundlog root .*; run 'roundlog ls' to list the experiments/,
+      args.join(' '),
+    );
   }
   for (const [args, message] of [
     [['history'], /history needs an experiment/],
@@ -371,7 +605,10 @@ test('bad input: an unknown experiment exits 1 naming it; bad flags and argument
     [['audit', '--type', 'Resume'], /--type "Resume" is not an event type; use one of ExperimentCreated, /],
     [['audit', 'actions', '--type', 'RoundCompleted'], /--type "RoundCompleted" is not an action/],
     [['audit', '--since', 'yesterday'], /--since must be an ISO 8601 time/],
-    [['audit', '--since', '2025-01-02', '--until', '2025-01-01'], /--since \(2025-01-02T00:00:00.000Z\) is after --until/],
+    [
+      ['audit', '--since', '2025-01-02', '--until', '2025-01-01'],
+      /--since \(2025-01-02T00:00:00.000Z\) is after --until/,
+    ],
     [['audit', 'events', 'Experiment_0000'], /audit events takes no positional argument .*--experiment/],
     [['audit', 'rounds'], /audit rounds needs an experiment/],
     [['audit', 'metric', 'Experiment_0000'], /audit metric needs an experiment and a metric name/],

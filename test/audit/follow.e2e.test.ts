@@ -17,7 +17,8 @@ test.after.always(removeTempDirs);
 
 const USER = os.userInfo().username;
 const HOST = os.hostname();
-const caughtUp = (line: string) => /^-- .*: caught up at log position \d+; following new events, Ctrl-C to stop$/.test(line);
+const caughtUp = (line: string) =>
+  /^-- .*: caught up at log position \d+; following new events, Ctrl-C to stop$/.test(line);
 
 async function interrupt(t: { is: (a: unknown, b: unknown, m?: string) => void }, follower: Child): Promise<void> {
   follower.process.kill('SIGINT');
@@ -27,7 +28,14 @@ async function interrupt(t: { is: (a: unknown, b: unknown, m?: string) => void }
 }
 
 async function runExample(root: string, rounds: number): Promise<void> {
-  const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', String(rounds), '--root', root]);
+  const run = await roundlog([
+    'run',
+    'examples/logistic-regression/experiment.ts',
+    '--rounds',
+    String(rounds),
+    '--root',
+    root,
+  ]);
   if (run.code !== 0) throw new Error(`run failed: ${run.stderr}`);
 }
 
@@ -38,7 +46,10 @@ test('history --follow prints a resume and its round appended by another process
   const csvFollower = startRoundlog(['history', 'Experiment_0000', '--follow', '--csv', '--root', root]);
   await Promise.all([follower.waitForErr(caughtUp), csvFollower.waitForErr(caughtUp)]);
   // stdout and stderr are separate pipes: wait for the history's last line itself.
-  await Promise.all([follower.waitFor((l) => / round +round 0 attempt 1 completed/.test(l)), csvFollower.waitFor((l) => /,round,0,1,/.test(l))]);
+  await Promise.all([
+    follower.waitFor((l) => / round +round 0 attempt 1 completed/.test(l)),
+    csvFollower.waitFor((l) => /,round,0,1,/.test(l)),
+  ]);
   t.regex(follower.lines[0]!, /^time +rev +event +details$/);
   t.deepEqual(
     follower.lines.slice(1).map((l) => l.split(/ +/)[2]),
@@ -46,12 +57,22 @@ test('history --follow prints a resume and its round appended by another process
     'the history so far, before the caught-up line',
   );
 
-  const resume = await roundlogProcess(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
+  const resume = await roundlogProcess([
+    'resume',
+    path.join(root, 'experiments', 'Experiment_0000'),
+    '--rounds',
+    '1',
+    '--root',
+    root,
+  ]);
   t.is(resume.code, 0, resume.stderr);
   const resumed = await follower.waitFor((l) => / resumed +resumed at round 1 from breakpoint_0000 by /.test(l));
   t.true(resumed.endsWith(`by ${USER}@${HOST} (pid ${resume.pid})`), resumed);
   const completed = await follower.waitFor((l) => / round +round 1 attempt 1 completed in /.test(l));
-  t.regex(completed, /nodes hospital-a \(600 samples\), hospital-b \(150 samples\), hospital-c \(350 samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint$/);
+  t.regex(
+    completed,
+    /nodes hospital-a \(600 samples\), hospital-b \(150 samples\), hospital-c \(350 samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint$/,
+  );
   await csvFollower.waitFor((l) => /,round,1,1,/.test(l));
   await Promise.all([interrupt(t, follower), interrupt(t, csvFollower)]);
 
@@ -82,7 +103,13 @@ test('history --follow --json: an open round while its process is blocked, marke
   const follower = startRoundlog(['history', 'Experiment_0000', '--follow', '--json', '--root', root]);
   await follower.waitForErr(caughtUp);
   await follower.waitFor((l) => l.includes('"kind":"started"'));
-  type Entry = { kind: string; round?: number; attempt?: number; endedBy?: { type: string }; by?: { user: string; host: string; pid: number } };
+  type Entry = {
+    kind: string;
+    round?: number;
+    attempt?: number;
+    endedBy?: { type: string };
+    by?: { user: string; host: string; pid: number };
+  };
   const entries = () => follower.lines.map((l) => JSON.parse(l) as Entry);
   t.deepEqual(
     entries().map((e) => `${e.kind}${e.round === undefined ? '' : ` ${e.round}/${e.attempt}`}`),
@@ -113,15 +140,33 @@ test('audit --follow --type Resumed --json prints only resumes, from any experim
   const follower = startRoundlog(['audit', '--type', 'Resumed', '--follow', '--json', '--root', root]);
   await follower.waitForErr(caughtUp);
 
-  const first = await roundlogProcess(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root]);
+  const first = await roundlogProcess([
+    'resume',
+    path.join(root, 'experiments', 'Experiment_0000'),
+    '--rounds',
+    '1',
+    '--root',
+    root,
+  ]);
   t.is(first.code, 0, first.stderr);
-  const second = await roundlogProcess(['resume', path.join(root, 'experiments', 'Experiment_0001'), '--rounds', '1', '--root', root]);
+  const second = await roundlogProcess([
+    'resume',
+    path.join(root, 'experiments', 'Experiment_0001'),
+    '--rounds',
+    '1',
+    '--root',
+    root,
+  ]);
   t.is(second.code, 0, second.stderr);
   // Events arrive in log order: once the second resume is printed, the rounds run after the first were seen and left out.
   await follower.waitFor((l) => l.includes('"folder":"Experiment_0001"'));
   await interrupt(t, follower);
 
-  type Event = { type: string; folder: string; data: { roundCurrent: number; by: { user: string; host: string; pid: number } } };
+  type Event = {
+    type: string;
+    folder: string;
+    data: { roundCurrent: number; by: { user: string; host: string; pid: number } };
+  };
   const printed = follower.lines.map((l) => JSON.parse(l) as Event);
   t.deepEqual(
     printed.map((e) => [e.type, e.folder, e.data.roundCurrent, e.data.by.pid, e.data.by.host]),

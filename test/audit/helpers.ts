@@ -32,7 +32,8 @@ export function parseCsv(text: string): Array<Record<string, string>> {
   const [header, ...records] = rows;
   if (header === undefined) return [];
   return records.map((r) => {
-    if (r.length !== header.length) throw new Error(`CSV record with ${r.length} fields, header has ${header.length}: ${JSON.stringify(r)}`);
+    if (r.length !== header.length)
+      throw new Error(`CSV record with ${r.length} fields, header has ${header.length}: ${JSON.stringify(r)}`);
     return Object.fromEntries(header.map((h, i) => [h, r[i]!]));
   });
 }

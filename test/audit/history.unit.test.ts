@@ -72,14 +72,18 @@ const replied = (round: number, attempt: number, node: string, durationMs: numbe
 });
 
 const brief = (entries: readonly HistoryEntry[]) =>
-  entries.map((e) => ('round' in e && (e.kind === 'round' || e.kind === 'aborted' || e.kind === 'started') ? `${e.kind} ${e.round}/${e.attempt}` : e.kind));
+  entries.map((e) =>
+    'round' in e && (e.kind === 'round' || e.kind === 'aborted' || e.kind === 'started')
+      ? `${e.kind} ${e.round}/${e.attempt}`
+      : e.kind,
+  );
 
 test('a round is one entry at its RoundCompleted, with nodes, sample sizes, metrics, per-node durations and its start time', (t) => {
   const { events, add } = stream();
-  add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })('NodeReplied', replied(0, 1, 'n1', 7))(
+  add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })(
     'NodeReplied',
-    replied(0, 1, 'n2', 9),
-  )('RoundCompleted', completed(0, 1, 0.5));
+    replied(0, 1, 'n1', 7),
+  )('NodeReplied', replied(0, 1, 'n2', 9))('RoundCompleted', completed(0, 1, 0.5));
   const entries = historyOf(events);
   t.deepEqual(brief(entries), ['created', 'round 0/1']);
   const round = entries[1]!;
@@ -101,21 +105,35 @@ test('a round is one entry at its RoundCompleted, with nodes, sample sizes, metr
 
 test('an attempt is aborted when the next RoundStarted, Resumed or Rewound comes before its RoundCompleted', (t) => {
   const { events, add } = stream();
-  add('ExperimentCreated', created)
+  add('ExperimentCreated', created)(
     // ended by the next RoundStarted (a retry in the same process)
-    ('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })('RoundStarted', { round: 0, attempt: 2, nodes: ['n1', 'n2'] })(
-      'RoundCompleted',
-      completed(0, 2, 0.4),
-    )
+    'RoundStarted',
+    { round: 0, attempt: 1, nodes: ['n1', 'n2'] },
+  )('RoundStarted', { round: 0, attempt: 2, nodes: ['n1', 'n2'] })('RoundCompleted', completed(0, 2, 0.4))(
     // ended by a Resumed (the process died; another one loaded the breakpoint)
-    ('RoundStarted', { round: 1, attempt: 1, nodes: ['n1'] })('Resumed', { roundCurrent: 1, breakpoint: 'breakpoint_0000', folder: null, by: ACTOR })
+    'RoundStarted',
+    { round: 1, attempt: 1, nodes: ['n1'] },
+  )('Resumed', { roundCurrent: 1, breakpoint: 'breakpoint_0000', folder: null, by: ACTOR })(
     // ended by a Rewound
-    ('RoundStarted', { round: 1, attempt: 2, nodes: ['n2'] })('Rewound', { roundCurrent: 0, reason: 'bad data', supersededRounds: [0], by: ACTOR })(
-      'Resumed',
-      { roundCurrent: 0, breakpoint: null, folder: null, by: ACTOR },
-    );
+    'RoundStarted',
+    { round: 1, attempt: 2, nodes: ['n2'] },
+  )('Rewound', { roundCurrent: 0, reason: 'bad data', supersededRounds: [0], by: ACTOR })('Resumed', {
+    roundCurrent: 0,
+    breakpoint: null,
+    folder: null,
+    by: ACTOR,
+  });
   const entries = historyOf(events);
-  t.deepEqual(brief(entries), ['created', 'aborted 0/1', 'round 0/2', 'aborted 1/1', 'resumed', 'aborted 1/2', 'rewound', 'resumed']);
+  t.deepEqual(brief(entries), [
+    'created',
+    'aborted 0/1',
+    'round 0/2',
+    'aborted 1/1',
+    'resumed',
+    'aborted 1/2',
+    'rewound',
+    'resumed',
+  ]);
   const aborted = entries.filter((e) => e.kind === 'aborted');
   t.deepEqual(
     aborted.map((e) => [e.position, e.endedBy.type, e.endedBy.position, e.nodes]),
@@ -147,7 +165,10 @@ test('events that do not end an attempt (a fork from another process, settings) 
 
 test('a RoundCompleted of another attempt does not complete the open one', (t) => {
   const { events, add } = stream();
-  add('ExperimentCreated', created)('RoundStarted', { round: 1, attempt: 3, nodes: ['n1'] })('RoundCompleted', completed(0, 1, 0.3))('Resumed', {
+  add('ExperimentCreated', created)('RoundStarted', { round: 1, attempt: 3, nodes: ['n1'] })(
+    'RoundCompleted',
+    completed(0, 1, 0.3),
+  )('Resumed', {
     roundCurrent: 1,
     breakpoint: null,
     folder: null,
@@ -178,18 +199,41 @@ test('the last attempt with nothing after it is "started", reported once; a live
 
 test('imports, forks, pruning and the end each make one entry, with who did it where the event says', (t) => {
   const { events, add } = stream();
-  add('ExperimentCreated', { ...created, importedFrom: { experimentId: 'p', folder: 'Experiment_0007', round: 3, logPosition: '99', breakpointSha256: 'b'.repeat(64), params, state: null } })(
-    'ForkedFrom',
-    { parentId: 'p', parentFolder: 'Experiment_0007', parentRound: 3, parentPosition: '99' },
-  )('RoundsPruned', { rounds: [{ round: 0, position: '5' }], retention: { keepLast: 2, keepEvery: null }, by: ACTOR })('ExperimentFinished', { roundCurrent: 4 });
+  add('ExperimentCreated', {
+    ...created,
+    importedFrom: {
+      experimentId: 'p',
+      folder: 'Experiment_0007',
+      round: 3,
+      logPosition: '99',
+      breakpointSha256: 'b'.repeat(64),
+      params,
+      state: null,
+    },
+  })('ForkedFrom', { parentId: 'p', parentFolder: 'Experiment_0007', parentRound: 3, parentPosition: '99' })(
+    'RoundsPruned',
+    { rounds: [{ round: 0, position: '5' }], retention: { keepLast: 2, keepEvery: null }, by: ACTOR },
+  )('ExperimentFinished', { roundCurrent: 4 });
   const entries = historyOf(events);
   t.deepEqual(brief(entries), ['created', 'forked-from', 'pruned', 'finished']);
   const first = entries[0]!;
-  t.deepEqual(first.kind === 'created' ? first.importedFrom : null, { experimentId: 'p', folder: 'Experiment_0007', round: 3 });
+  t.deepEqual(first.kind === 'created' ? first.importedFrom : null, {
+    experimentId: 'p',
+    folder: 'Experiment_0007',
+    round: 3,
+  });
   const fork = entries[1]!;
-  t.deepEqual(fork.kind === 'forked-from' ? [fork.parentId, fork.parentRound, fork.parentPosition] : null, ['p', 3, '99']);
+  t.deepEqual(fork.kind === 'forked-from' ? [fork.parentId, fork.parentRound, fork.parentPosition] : null, [
+    'p',
+    3,
+    '99',
+  ]);
   const pruned = entries[2]!;
-  t.deepEqual(pruned.kind === 'pruned' ? [pruned.rounds, pruned.retention, pruned.by] : null, [[{ round: 0, position: '5' }], { keepLast: 2, keepEvery: null }, ACTOR]);
+  t.deepEqual(pruned.kind === 'pruned' ? [pruned.rounds, pruned.retention, pruned.by] : null, [
+    [{ round: 0, position: '5' }],
+    { keepLast: 2, keepEvery: null },
+    ACTOR,
+  ]);
   const finished = entries[3]!;
   t.is(finished.kind === 'finished' ? finished.roundCurrent : null, 4);
 });

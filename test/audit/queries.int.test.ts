@@ -44,7 +44,12 @@ const NODES = ['node-a', 'node-b', 'node-c'] as const;
 const SAMPLES: Record<string, number> = { 'node-a': 1, 'node-b': 2, 'node-c': 5 };
 const ME = { user: os.userInfo().username, host: os.hostname(), pid: process.pid };
 
-type Harness = { root: string; workspace: string; failing: Set<string>; options(overrides?: Partial<ExperimentOptions>): ExperimentOptions };
+type Harness = {
+  root: string;
+  workspace: string;
+  failing: Set<string>;
+  options(overrides?: Partial<ExperimentOptions>): ExperimentOptions;
+};
 
 /** A root and a workspace; every node adds (its index + 1) to the weights, and throws while in `failing`. */
 function harness(): Harness {
@@ -126,9 +131,20 @@ async function forkByHand(rl: RoundLog, parentName: string, round: number): Prom
     },
   });
   await child.append([
-    { type: 'ForkedFrom', data: { v: 1, parentId: parent.id, parentFolder: parent.state.folder, parentRound: round, parentPosition: String(record.position) } },
+    {
+      type: 'ForkedFrom',
+      data: {
+        v: 1,
+        parentId: parent.id,
+        parentFolder: parent.state.folder,
+        parentRound: round,
+        parentPosition: String(record.position),
+      },
+    },
   ]);
-  await parent.append([{ type: 'Forked', data: { v: 1, childId: child.id, childFolder: child.state.folder, round, by: rl.actor } }]);
+  await parent.append([
+    { type: 'Forked', data: { v: 1, childId: child.id, childFolder: child.state.folder, round, by: rl.actor } },
+  ]);
   return { id: child.id, folder: child.state.folder };
 }
 
@@ -159,7 +175,11 @@ async function build(): Promise<Fixture> {
   const a = { id: first.id, dir: first.experimentationPath() };
   await first.close();
 
-  const again = await Experiment.loadBreakpoint(path.join(a.dir, 'breakpoint_0000'), { root: h.root, federation: h.options().federation, workspace: h.workspace });
+  const again = await Experiment.loadBreakpoint(path.join(a.dir, 'breakpoint_0000'), {
+    root: h.root,
+    federation: h.options().federation,
+    workspace: h.workspace,
+  });
   await again.runOnce();
   h.failing.add('node-b');
   await again.runOnce().catch(() => undefined);
@@ -178,7 +198,15 @@ async function build(): Promise<Fixture> {
     const handle = await rl.openExperiment(a.id);
     const round0 = handle.state.rounds[0]!;
     await handle.append([
-      { type: 'RoundsPruned', data: { v: 1, rounds: [{ round: 0, position: String(round0.position) }], retention: { keepLast: 1, keepEvery: null }, by: rl.actor } },
+      {
+        type: 'RoundsPruned',
+        data: {
+          v: 1,
+          rounds: [{ round: 0, position: String(round0.position) }],
+          retention: { keepLast: 1, keepEvery: null },
+          by: rl.actor,
+        },
+      },
     ]);
     return { h, a, b, c, d };
   } finally {
@@ -198,7 +226,9 @@ async function withRl<T>(root: string, fn: (rl: RoundLog) => Promise<T>): Promis
 }
 
 const brief = (entries: readonly HistoryEntry[]) =>
-  entries.map((e) => (e.kind === 'round' || e.kind === 'aborted' || e.kind === 'started' ? `${e.kind} ${e.round}/${e.attempt}` : e.kind));
+  entries.map((e) =>
+    e.kind === 'round' || e.kind === 'aborted' || e.kind === 'started' ? `${e.kind} ${e.round}/${e.attempt}` : e.kind,
+  );
 
 test('history: creation, rounds, the aborted and the open attempt, the rewind and resume with who and where, fork and pruning', async (t) => {
   const { h, a, c } = await fixture;
@@ -218,14 +248,20 @@ test('history: creation, rounds, the aborted and the open attempt, the rewind an
     'forked',
     'pruned',
   ]);
-  const byKind = <K extends HistoryEntry['kind']>(kind: K) => result.entries.filter((e): e is Extract<HistoryEntry, { kind: K }> => e.kind === kind);
+  const byKind = <K extends HistoryEntry['kind']>(kind: K) =>
+    result.entries.filter((e): e is Extract<HistoryEntry, { kind: K }> => e.kind === kind);
   const [created] = byKind('created');
   t.like(created, { seed: 3, roundLimit: 8, nodes: ['node-a', 'node-b'], tags: ['#t'], by: ME });
   const [aborted] = byKind('aborted');
   t.deepEqual(aborted!.nodes, ['node-a', 'node-b']);
   t.is(aborted!.endedBy.type, 'RoundStarted', 'the retry in the same process ended it');
   const [rewound] = byKind('rewound');
-  t.like(rewound, { roundCurrent: 1, reason: 'loaded the older breakpoint breakpoint_0000', supersededRounds: [1, 2], by: ME });
+  t.like(rewound, {
+    roundCurrent: 1,
+    reason: 'loaded the older breakpoint breakpoint_0000',
+    supersededRounds: [1, 2],
+    by: ME,
+  });
   const [resumed] = byKind('resumed');
   t.like(resumed, { roundCurrent: 1, breakpoint: 'breakpoint_0000', folder: null, by: ME });
   const rounds = byKind('round');
@@ -236,7 +272,11 @@ test('history: creation, rounds, the aborted and the open attempt, the rewind an
       ['node-b', 2],
     ],
   );
-  t.true(rounds.every((r) => r.startedAt !== null && r.startedAt <= r.time && r.nodes.every((n) => typeof n.durationMs === 'number')));
+  t.true(
+    rounds.every(
+      (r) => r.startedAt !== null && r.startedAt <= r.time && r.nodes.every((n) => typeof n.durationMs === 'number'),
+    ),
+  );
   const [forked] = byKind('forked');
   t.like(forked, { childId: c.id, childFolder: c.folder, round: 0, by: ME });
   // In log order.
@@ -254,7 +294,9 @@ test('history: creation, rounds, the aborted and the open attempt, the rewind an
 
 test('history of an unknown experiment is ExperimentNotFoundError', async (t) => {
   const { h } = await fixture;
-  const error = await withRl(h.root, (rl) => t.throwsAsync(experimentHistory(rl, { experiment: 'Experiment_0042' }), { instanceOf: ExperimentNotFoundError }));
+  const error = await withRl(h.root, (rl) =>
+    t.throwsAsync(experimentHistory(rl, { experiment: 'Experiment_0042' }), { instanceOf: ExperimentNotFoundError }),
+  );
   t.is(error!.code, 'EXPERIMENT_NOT_FOUND');
   t.is(error!.experiment, 'Experiment_0042');
 });
@@ -276,7 +318,8 @@ test('rounds table: every attempt, superseded and aborted ones marked, breakpoin
     ],
   );
   for (const row of result.rounds) {
-    if (row.breakpoint.folder !== null) t.true(existsSync(path.join(a.dir, row.breakpoint.folder, 'breakpoint.json')), row.breakpoint.folder);
+    if (row.breakpoint.folder !== null)
+      t.true(existsSync(path.join(a.dir, row.breakpoint.folder, 'breakpoint.json')), row.breakpoint.folder);
   }
   // Each completed row is its RoundCompleted: position, metrics, nodes and sample sizes.
   const events = await streamOf(h.root, a.id);
@@ -286,7 +329,13 @@ test('rounds table: every attempt, superseded and aborted ones marked, breakpoin
   for (const event of completed) {
     const data = event.data as RoundCompleted;
     const row = rows.find((r) => r.position === event.position)!;
-    t.like(row, { round: data.round, attempt: data.attempt, metrics: data.metrics, durationMs: data.durationMs, samples: 3 });
+    t.like(row, {
+      round: data.round,
+      attempt: data.attempt,
+      metrics: data.metrics,
+      durationMs: data.durationMs,
+      samples: 3,
+    });
     t.deepEqual(
       row.nodes.map((n) => [n.node, n.sampleSize, n.metrics]),
       data.nodes.map((n) => [n.node, n.sampleSize, n.metrics]),
@@ -296,7 +345,11 @@ test('rounds table: every attempt, superseded and aborted ones marked, breakpoin
   const superseded = result.rounds.filter((r) => r.status === 'superseded');
   t.true(superseded.every((r) => r.supersededBy?.reason === 'loaded the older breakpoint breakpoint_0000'));
   const unfinished = result.rounds.filter((r) => r.status === 'aborted' || r.status === 'started');
-  t.true(unfinished.every((r) => r.completedAt === null && r.samples === null && r.nodes.map((n) => n.node).join() === 'node-a,node-b'));
+  t.true(
+    unfinished.every(
+      (r) => r.completedAt === null && r.samples === null && r.nodes.map((n) => n.node).join() === 'node-a,node-b',
+    ),
+  );
 });
 
 test('metric series: the current branch, as the engine folds it; per node; unknown names are MetricNotFoundError', async (t) => {
@@ -308,18 +361,32 @@ test('metric series: the current branch, as the engine folds it; per node; unkno
       loss.points.map((p) => [p.round, p.attempt, p.value, p.position]),
       state.rounds.map((r) => [r.round, r.attempt, r.metrics.loss, r.position]),
     );
-    t.deepEqual(loss.points.map((p) => p.attempt), [1, 2], 'round 1 as re-run after the rewind, not the superseded one');
+    t.deepEqual(
+      loss.points.map((p) => p.attempt),
+      [1, 2],
+      'round 1 as re-run after the rewind, not the superseded one',
+    );
     const nodeB = await metricSeries(rl, { experiment: a.id, metric: 'score', node: 'node-b' });
-    t.deepEqual(nodeB.points.map((p) => p.value), [20, 20]);
+    t.deepEqual(
+      nodeB.points.map((p) => p.value),
+      [20, 20],
+    );
     t.is(nodeB.node, 'node-b');
 
-    const unknown = await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: 'accuracy' }), { instanceOf: MetricNotFoundError });
+    const unknown = await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: 'accuracy' }), {
+      instanceOf: MetricNotFoundError,
+    });
     t.is(unknown!.code, 'METRIC_NOT_FOUND');
     t.deepEqual(unknown!.available, ['loss', 'score']);
     t.regex(unknown!.message, /has no metric "accuracy"; its rounds record: loss, score/);
-    const absentNode = await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: 'loss', node: 'node-c' }), { instanceOf: MetricNotFoundError });
+    const absentNode = await t.throwsAsync(
+      metricSeries(rl, { experiment: 'Experiment_0000', metric: 'loss', node: 'node-c' }),
+      { instanceOf: MetricNotFoundError },
+    );
     t.deepEqual(absentNode!.available, []);
-    await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: '' }), { instanceOf: InvalidArgumentError });
+    await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: '' }), {
+      instanceOf: InvalidArgumentError,
+    });
     // A fork with no round of its own has an empty series, not an error.
     t.deepEqual((await metricSeries(rl, { experiment: 'Experiment_0002', metric: 'loss' })).points, []);
   });
@@ -331,7 +398,11 @@ test('events across experiments: by node, type, experiment and time, each equal 
     const all = (await auditEvents(rl)).events;
     const streams = new Map<string, readonly RecordedEvent[]>();
     for (const id of new Set(all.map((e) => e.experimentId))) streams.set(id, await streamOf(h.root, id));
-    t.is(all.length, [...streams.values()].reduce((n, s) => n + s.length, 0), 'every event of every experiment');
+    t.is(
+      all.length,
+      [...streams.values()].reduce((n, s) => n + s.length, 0),
+      'every event of every experiment',
+    );
     t.deepEqual(
       all.map((e) => e.position),
       [...all.map((e) => e.position)].sort((x, y) => (x < y ? -1 : 1)),
@@ -342,7 +413,15 @@ test('events across experiments: by node, type, experiment and time, each equal 
     const nodeC = (await auditEvents(rl, { nodes: ['node-c'] })).events;
     t.true(nodeC.length > 0 && nodeC.every((e) => e.experimentId === b.id));
     const names = (e: AuditEvent) =>
-      e.type === 'RoundStarted' ? e.data.nodes : e.type === 'NodeReplied' ? [e.data.node] : e.type === 'RoundCompleted' ? e.data.nodes.map((n) => n.node) : e.type === 'ExperimentCreated' ? (e.data.federated?.nodes ?? []) : [];
+      e.type === 'RoundStarted'
+        ? e.data.nodes
+        : e.type === 'NodeReplied'
+          ? [e.data.node]
+          : e.type === 'RoundCompleted'
+            ? e.data.nodes.map((n) => n.node)
+            : e.type === 'ExperimentCreated'
+              ? (e.data.federated?.nodes ?? [])
+              : [];
     t.deepEqual(key(nodeC), key(all.filter((e) => names(e).includes('node-c'))));
     t.deepEqual(
       nodeC.map((e) => e.type),
@@ -363,8 +442,13 @@ test('events across experiments: by node, type, experiment and time, each equal 
         ['Experiment_0000', 'Resumed'],
       ],
     );
-    const byFolderAndPath = (await auditEvents(rl, { experiments: ['Experiment_0001', path.join(h.root, 'experiments', 'Experiment_0003')] })).events;
-    t.deepEqual(key(byFolderAndPath), key(all.filter((e) => e.folder === 'Experiment_0001' || e.folder === 'Experiment_0003')));
+    const byFolderAndPath = (
+      await auditEvents(rl, { experiments: ['Experiment_0001', path.join(h.root, 'experiments', 'Experiment_0003')] })
+    ).events;
+    t.deepEqual(
+      key(byFolderAndPath),
+      key(all.filter((e) => e.folder === 'Experiment_0001' || e.folder === 'Experiment_0003')),
+    );
 
     // Time: since <= t < until, at the time of the resume.
     const at = resumes[1]!.time;
@@ -377,8 +461,13 @@ test('events across experiments: by node, type, experiment and time, each equal 
     t.true(until.length > 0 && since.length > 0);
     t.deepEqual((await auditEvents(rl, { experiments: [a.id], since: at, until: at })).events, []);
 
-    await t.throwsAsync(auditEvents(rl, { types: ['Resume' as 'Resumed'] }), { instanceOf: InvalidArgumentError, message: /types must name experiment event types/ });
-    await t.throwsAsync(auditEvents(rl, { since: new Date(2), until: new Date(1) }), { instanceOf: InvalidArgumentError });
+    await t.throwsAsync(auditEvents(rl, { types: ['Resume' as 'Resumed'] }), {
+      instanceOf: InvalidArgumentError,
+      message: /types must name experiment event types/,
+    });
+    await t.throwsAsync(auditEvents(rl, { since: new Date(2), until: new Date(1) }), {
+      instanceOf: InvalidArgumentError,
+    });
     await t.throwsAsync(auditEvents(rl, { experiments: ['Experiment_0099'] }), { instanceOf: ExperimentNotFoundError });
   });
 });
@@ -407,7 +496,10 @@ test('actions: who created, rewound, resumed, forked and pruned what; filtered b
     t.deepEqual(resumed[0]!.by, ME);
     t.deepEqual((await auditActions(rl, { users: ['nobody-at-all'] })).actions, []);
     t.is((await auditActions(rl, { hosts: [ME.host] })).actions.length, actions.length);
-    await t.throwsAsync(auditActions(rl, { types: ['RoundCompleted' as 'Resumed'] }), { instanceOf: InvalidArgumentError, message: /must name actions/ });
+    await t.throwsAsync(auditActions(rl, { types: ['RoundCompleted' as 'Resumed'] }), {
+      instanceOf: InvalidArgumentError,
+      message: /must name actions/,
+    });
   });
 });
 
@@ -417,7 +509,13 @@ test('lineage: ancestors through ForkedFrom, descendants through Forked, both wa
     const ofA = await lineage(rl, { experiment: 'Experiment_0000' });
     t.deepEqual(ofA.ancestors, []);
     t.deepEqual(
-      ofA.descendants.map((x) => [x.id, x.folder, x.round, x.known, x.children.map((y) => [y.id, y.folder, y.round, y.children.length])]),
+      ofA.descendants.map((x) => [
+        x.id,
+        x.folder,
+        x.round,
+        x.known,
+        x.children.map((y) => [y.id, y.folder, y.round, y.children.length]),
+      ]),
       [[c.id, c.folder, 0, true, [[d.id, d.folder, 0, 0]]]],
     );
     t.deepEqual(ofA.descendants[0]!.by, ME);
@@ -432,15 +530,25 @@ test('lineage: ancestors through ForkedFrom, descendants through Forked, both wa
     );
     t.deepEqual(ofD.descendants, []);
     const ofC = await lineage(rl, { experiment: c.id });
-    t.deepEqual(ofC.ancestors.map((x) => x.id), [a.id]);
-    t.deepEqual(ofC.descendants.map((x) => x.id), [d.id]);
+    t.deepEqual(
+      ofC.ancestors.map((x) => x.id),
+      [a.id],
+    );
+    t.deepEqual(
+      ofC.descendants.map((x) => x.id),
+      [d.id],
+    );
   });
 
   // A breakpoint folder carried to another root: its experiment continues one this root does not hold.
   const elsewhere = tempDir();
   const carried = path.join(tempDir(), 'breakpoint_0001');
   cpSync(path.join(a.dir, 'breakpoint_0001'), carried, { recursive: true });
-  const imported = await Experiment.loadBreakpoint(carried, { root: elsewhere, federation: h.options().federation, workspace: h.workspace });
+  const imported = await Experiment.loadBreakpoint(carried, {
+    root: elsewhere,
+    federation: h.options().federation,
+    workspace: h.workspace,
+  });
   await imported.close();
   const ofImported = await withRl(elsewhere, (rl) => lineage(rl, { experiment: 'Experiment_0000' }));
   t.deepEqual(
@@ -473,7 +581,11 @@ test('followEvents catches up, says so, then delivers what another writer append
       ['ExperimentCreated false', 'caughtUp'],
     );
     // Appended after the catch-up, by a writer of its own (the follower only reads the files).
-    const resumed = await Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.options().federation, workspace: h.workspace });
+    const resumed = await Experiment.loadBreakpoint(undefined, {
+      root: h.root,
+      federation: h.options().federation,
+      workspace: h.workspace,
+    });
     await resumed.runOnce();
     await resumed.close();
     const item = await live;
@@ -505,7 +617,10 @@ test('followHistory: the history, caughtUp, then a live round as started then co
     await done;
     t.deepEqual(seen, ['created', 'round 0/1', 'caughtUp', 'live started 1/1', 'live round 1/1']);
 
-    const error = await t.throwsAsync(firstValueFrom(followHistory(rl, { experiment: 'nope' }).pipe(take(1), toArray())), { instanceOf: ExperimentNotFoundError });
+    const error = await t.throwsAsync(
+      firstValueFrom(followHistory(rl, { experiment: 'nope' }).pipe(take(1), toArray())),
+      { instanceOf: ExperimentNotFoundError },
+    );
     t.is(error!.code, 'EXPERIMENT_NOT_FOUND');
   });
   await exp.close();

@@ -5,7 +5,12 @@ import { promises as fs, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from '../../src/blobs/errors.ts';
+import {
+  BlobNotFoundError,
+  BlobWriteFailedError,
+  CorruptBlobError,
+  LinkTargetExistsError,
+} from '../../src/blobs/errors.ts';
 import { openFileBlobStore, type FileBlobStore } from '../../src/blobs/file.ts';
 import { ClosedError, InvalidArgumentError } from '../../src/errors.ts';
 

@@ -9,7 +9,12 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from '../../src/blobs/errors.ts';
+import {
+  BlobNotFoundError,
+  BlobWriteFailedError,
+  CorruptBlobError,
+  LinkTargetExistsError,
+} from '../../src/blobs/errors.ts';
 import {
   DEFAULT_CHUNK_BYTES,
   MAX_CHUNK_BYTES,
@@ -119,7 +124,8 @@ async function eventsOf(log: EventLog, stream: string): Promise<RecordedEvent[]>
   return [...(await log.readStream(stream)).events];
 }
 
-const chunkAppends = (appends: readonly Append[]) => appends.filter((append) => append.types.includes(StreamBlobEvent.chunk));
+const chunkAppends = (appends: readonly Append[]) =>
+  appends.filter((append) => append.types.includes(StreamBlobEvent.chunk));
 
 test('put, get, has and delete by SHA-256, in chunk events named by a commit in the blob stream', async (t) => {
   const { store, observed } = openStore(t);
@@ -213,7 +219,14 @@ test('stored bytes are isolated from the caller on both sides', async (t) => {
 
 test('putStream re-chunks pieces of any size and matches put', async (t) => {
   const { store, observed } = openStore(t);
-  const pieces = [randomBytes(3), randomBytes(2 * CHUNK + 500), randomBytes(0), randomBytes(CHUNK - 3), randomBytes(1), randomBytes(1234)];
+  const pieces = [
+    randomBytes(3),
+    randomBytes(2 * CHUNK + 500),
+    randomBytes(0),
+    randomBytes(CHUNK - 3),
+    randomBytes(1),
+    randomBytes(1234),
+  ];
   const whole = Buffer.concat(pieces);
 
   const streamed = await store.putStream(Readable.from(pieces), { encoding: 'tensors/msgpack+lz4' });
@@ -368,7 +381,9 @@ async function commitByHand(store: StreamBlobStore, log: EventLog, claimed: Uint
   }
   const commit: BlobCommittedData = { upload, sha256: sha256(claimed), bytes: claimed.length, chunks: chunks.length };
   await log.append(store.stream(commit.sha256), [{ type: StreamBlobEvent.committed, data: commit }]);
-  await log.append(store.indexStream, [{ type: StreamBlobEvent.indexed, data: { sha256: commit.sha256, bytes: commit.bytes } }]);
+  await log.append(store.indexStream, [
+    { type: StreamBlobEvent.indexed, data: { sha256: commit.sha256, bytes: commit.bytes } },
+  ]);
   return { upload, stream: store.uploadStream(upload), sha256: commit.sha256 };
 }
 
@@ -386,7 +401,10 @@ test('a committed chunk whose bytes changed is CorruptBlobError naming the uploa
   t.is(error?.sha256, bad.sha256);
   t.is(error?.actual, sha256(damaged));
   t.is(error?.file, bad.stream);
-  t.regex(error?.message ?? '', new RegExp(`blob ${bad.sha256} is corrupt: ${bad.stream} hashes to ${sha256(damaged)}`));
+  t.regex(
+    error?.message ?? '',
+    new RegExp(`blob ${bad.sha256} is corrupt: ${bad.stream} hashes to ${sha256(damaged)}`),
+  );
 
   const target = path.join(root, randomUUID(), 'params.bin');
   await t.throwsAsync(store.link(bad.sha256, target), { instanceOf: CorruptBlobError });
@@ -419,7 +437,12 @@ test('a committed upload missing a chunk is corrupt for get and unreadable for v
     blobsChecked: 1,
     bytesChecked: CHUNK,
     problems: [
-      { kind: 'unreadable', sha256: commit.sha256, file: store.uploadStream(upload), reason: 'found 1 of the 2 chunks committed' },
+      {
+        kind: 'unreadable',
+        sha256: commit.sha256,
+        file: store.uploadStream(upload),
+        reason: 'found 1 of the 2 chunks committed',
+      },
     ],
   });
 });
@@ -470,8 +493,14 @@ test('delete without a deleteStream hook appends a tombstone; a later put commit
   t.deepEqual(await collect(store.list()), [kept.ref.sha256, ref.sha256].sort());
   const types = (await eventsOf(observed.log, store.stream(ref.sha256))).map((event) => event.type);
   t.deepEqual(types, [StreamBlobEvent.committed, StreamBlobEvent.deleted, StreamBlobEvent.committed]);
-  const commits = (await eventsOf(observed.log, store.stream(ref.sha256))).filter((event) => event.type === StreamBlobEvent.committed);
-  t.not((commits[0]!.data as BlobCommittedData).upload, (commits[1]!.data as BlobCommittedData).upload, 'the re-put is read from its own upload');
+  const commits = (await eventsOf(observed.log, store.stream(ref.sha256))).filter(
+    (event) => event.type === StreamBlobEvent.committed,
+  );
+  t.not(
+    (commits[0]!.data as BlobCommittedData).upload,
+    (commits[1]!.data as BlobCommittedData).upload,
+    'the re-put is read from its own upload',
+  );
   t.deepEqual(
     (await eventsOf(observed.log, store.indexStream)).map((event) => event.type),
     [StreamBlobEvent.indexed, StreamBlobEvent.indexed, StreamBlobEvent.removed, StreamBlobEvent.indexed],
@@ -488,7 +517,10 @@ test('delete with a deleteStream hook removes the blob stream and its upload; a 
 
   t.deepEqual(await hooked.delete(ref.sha256), { deleted: true });
   t.deepEqual(observed.deleted, [hooked.stream(ref.sha256), hooked.uploadStream(commit.upload)]);
-  t.false(observed.appends.some((append) => append.types.includes(StreamBlobEvent.deleted)), 'no tombstone');
+  t.false(
+    observed.appends.some((append) => append.types.includes(StreamBlobEvent.deleted)),
+    'no tombstone',
+  );
   await t.throwsAsync(observed.log.readStream(hooked.uploadStream(commit.upload)), { instanceOf: StreamNotFoundError });
   for (const view of [hooked, store]) {
     t.false(await view.has(ref.sha256));
@@ -506,7 +538,9 @@ test('delete with a deleteStream hook removes the blob stream and its upload; a 
 
 test('list yields every stored hash in ascending order, and a second store on the same log sees them', async (t) => {
   const { store, observed } = openStore(t);
-  const refs = await Promise.all(Array.from({ length: 20 }, (_, i) => store.put(Buffer.from(`blob ${i} `.repeat(i * 50)))));
+  const refs = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => store.put(Buffer.from(`blob ${i} `.repeat(i * 50)))),
+  );
   const hashes = refs.map(({ ref }) => ref.sha256).sort();
   t.deepEqual(await collect(store.list()), hashes);
 
@@ -628,7 +662,10 @@ test('close waits for a put in flight, then refuses new calls; it closes the log
   t.throws(() => store.list(), { instanceOf: ClosedError });
 
   const reopened = openStreamBlobStore({ log, ownsLog: true, chunkBytes: CHUNK });
-  t.true((await reopened.get(ref)).equals(bytes), 'the log stayed open, and a new store reads what the closed one wrote');
+  t.true(
+    (await reopened.get(ref)).equals(bytes),
+    'the log stayed open, and a new store reads what the closed one wrote',
+  );
   await reopened.close();
   await t.throwsAsync(log.readAll(), { instanceOf: ClosedError });
   await reopened.close();

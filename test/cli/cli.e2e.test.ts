@@ -14,7 +14,13 @@ function blobFiles(root: string): string[] {
     .map((e) => path.join(e.parentPath, e.name));
 }
 
-type Listing = Array<{ folder: string; roundCurrent: number; roundLimit: number; status: string; breakpoints: Array<{ round: number; path: string; paramsSha256: string }> }>;
+type Listing = Array<{
+  folder: string;
+  roundCurrent: number;
+  roundLimit: number;
+  status: string;
+  breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
+}>;
 
 test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, identical to an uninterrupted run; then ls, verify', async (t) => {
   const root = tempDir();

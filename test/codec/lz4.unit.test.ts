@@ -11,7 +11,8 @@ const LZ4_MODULE = fileURLToPath(new URL('../../src/codec/lz4.ts', import.meta.u
 
 function sample(): Buffer {
   const parts: string[] = [];
-  for (let i = 0; i < 400; i++) parts.push(`{"node":"hospital-${i % 7}","round":${i},"loss":${(1 / (i + 1)).toFixed(6)}}`);
+  for (let i = 0; i < 400; i++)
+    parts.push(`{"node":"hospital-${i % 7}","round":${i},"loss":${(1 / (i + 1)).toFixed(6)}}`);
   return Buffer.from(parts.join('\n'));
 }
 
@@ -39,7 +40,13 @@ test('both backends decode each other’s blocks bit for bit', (t) => {
     );
     t.true(Buffer.from(decoded, 'base64').equals(data), `${backend} decodes a ${LZ4_BACKEND} block`);
     // ...and we decode the child's.
-    const block = Buffer.from(inChild(backend, `process.stdout.write(lz4.lz4Compress(Buffer.from(${JSON.stringify(data.toString('base64'))}, 'base64')).toString('base64'))`), 'base64');
+    const block = Buffer.from(
+      inChild(
+        backend,
+        `process.stdout.write(lz4.lz4Compress(Buffer.from(${JSON.stringify(data.toString('base64'))}, 'base64')).toString('base64'))`,
+      ),
+      'base64',
+    );
     t.true(lz4Decompress(block, data.length).equals(data), `${LZ4_BACKEND} decodes a ${backend} block`);
   }
 });
@@ -56,6 +63,9 @@ test('incompressible bytes are reported as such, and damaged blocks are rejected
   t.is(lz4DecompressInto(block, Buffer.alloc(data.length)), data.length);
   t.not(lz4DecompressInto(block.subarray(0, block.length - 7), Buffer.alloc(data.length)), data.length);
   t.throws(() => lz4Decompress(block, data.length + 10), { message: /malformed lz4 block/ });
-  const napi = inChild('lz4-napi', `const b = Buffer.from(${JSON.stringify(block.toString('base64'))}, 'base64'); console.log(lz4.lz4DecompressInto(b.subarray(0, b.length - 7), Buffer.alloc(${data.length})))`);
+  const napi = inChild(
+    'lz4-napi',
+    `const b = Buffer.from(${JSON.stringify(block.toString('base64'))}, 'base64'); console.log(lz4.lz4DecompressInto(b.subarray(0, b.length - 7), Buffer.alloc(${data.length})))`,
+  );
   t.not(Number(napi), data.length);
 });

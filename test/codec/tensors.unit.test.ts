@@ -66,7 +66,7 @@ test('multi-dimensional shapes, names and their order are kept', (t) => {
   const tensors: TensorSet = {
     'layer.0.weight': { dtype: 'float32', shape: [2, 3, 4], data: new Float32Array(24).map((_, i) => i / 3) },
     ['__proto__']: { dtype: 'int32', shape: [1], data: new Int32Array([9]) },
-    'ünïcødé': { dtype: 'uint8', shape: [2, 1], data: new Uint8Array([1, 2]) },
+    ünïcødé: { dtype: 'uint8', shape: [2, 1], data: new Uint8Array([1, 2]) },
   };
   const decoded = decodeTensors(...args(encodeTensors(tensors)));
   t.deepEqual(Object.keys(decoded), ['layer.0.weight', '__proto__', 'ünïcødé']);
@@ -90,14 +90,21 @@ test('empty tensors and an empty set round-trip', (t) => {
 });
 
 test('a scalar has shape [] and one element', (t) => {
-  const decoded = decodeTensors(...args(encodeTensors({ lr: { dtype: 'float64', shape: [], data: new Float64Array([0.1]) } })));
+  const decoded = decodeTensors(
+    ...args(encodeTensors({ lr: { dtype: 'float64', shape: [], data: new Float64Array([0.1]) } })),
+  );
   t.deepEqual(decoded.lr!.shape, []);
   t.deepEqual([...(decoded.lr!.data as Float64Array)], [0.1]);
 });
 
 test('NaN payloads and -0 survive bit for bit', (t) => {
   const f32Bits = new Uint32Array([0x7fc00000, 0x7fc00001, 0xffc12345, 0x7f800001, 0x80000000, 0x00000001]);
-  const f64Bits = new BigUint64Array([0x7ff8000000000000n, 0x7ff8dead0000beefn, 0xfff0000000000001n, 0x8000000000000000n]);
+  const f64Bits = new BigUint64Array([
+    0x7ff8000000000000n,
+    0x7ff8dead0000beefn,
+    0xfff0000000000001n,
+    0x8000000000000000n,
+  ]);
   const tensors: TensorSet = {
     f32: { dtype: 'float32', shape: [f32Bits.length], data: new Float32Array(f32Bits.buffer) },
     f64: { dtype: 'float64', shape: [f64Bits.length], data: new Float64Array(f64Bits.buffer) },
@@ -184,7 +191,10 @@ test('a large tensor whose samples do not shrink is stored raw without trying th
   data.fill(0, 128 * 1024, 384 * 1024);
   t.is(encodeTensors({ t: { dtype: 'uint8', shape: [size], data } }).encoding, TensorEncoding.msgpack);
   const small = data.subarray(0, 256 * 1024);
-  t.is(encodeTensors({ t: { dtype: 'uint8', shape: [small.length], data: small } }).encoding, TensorEncoding.msgpackLz4);
+  t.is(
+    encodeTensors({ t: { dtype: 'uint8', shape: [small.length], data: small } }).encoding,
+    TensorEncoding.msgpackLz4,
+  );
 });
 
 test('bytes must be decoded with the encoding they were recorded with', (t) => {
@@ -217,11 +227,27 @@ const corruptions: [string, (bytes: Buffer) => Buffer, RegExp][] = [
   ['truncated by one byte', (b) => b.subarray(0, b.length - 1), /needs bytes \d+\.\.\d+ but the payload ends/],
   ['one trailing byte', (b) => Buffer.concat([b, Buffer.from([0])]), /1 bytes follow the last tensor/],
   ['a header length past the end', (b) => withUInt32(b, 0, 0xffffffff), /header length 4294967295 runs past/],
-  ['a header that is not msgpack', (b) => replaceHeaderBytes(b, Buffer.from([0x92, 0x01])), /the header is not msgpack \(/],
+  [
+    'a header that is not msgpack',
+    (b) => replaceHeaderBytes(b, Buffer.from([0x92, 0x01])),
+    /the header is not msgpack \(/,
+  ],
   ['a header of the wrong shape', (b) => replaceHeader(b, [1, 2, 3]), /the header has version undefined/],
-  ['an impossible stored size', (b) => replaceHeader(b, { v: 1, tensors: [{ name: 'a', dtype: 'int32', shape: [1e6], size: 10 }] }), /cannot hold shape \[1000000\]/],
-  ['an unknown dtype', (b) => replaceHeader(b, { v: 1, tensors: [{ name: 'a', dtype: 'complex64', shape: [1], size: 8 }] }), /unknown dtype "complex64"/],
-  ['a zeroed lz4 block', (b) => zeroFrom(b, 4 + b.readUInt32LE(0)), /tensor "a" is not a valid lz4 block of 4096 bytes/],
+  [
+    'an impossible stored size',
+    (b) => replaceHeader(b, { v: 1, tensors: [{ name: 'a', dtype: 'int32', shape: [1e6], size: 10 }] }),
+    /cannot hold shape \[1000000\]/,
+  ],
+  [
+    'an unknown dtype',
+    (b) => replaceHeader(b, { v: 1, tensors: [{ name: 'a', dtype: 'complex64', shape: [1], size: 8 }] }),
+    /unknown dtype "complex64"/,
+  ],
+  [
+    'a zeroed lz4 block',
+    (b) => zeroFrom(b, 4 + b.readUInt32LE(0)),
+    /tensor "a" is not a valid lz4 block of 4096 bytes/,
+  ],
 ];
 
 for (const [what, damage, reason] of corruptions) {
@@ -240,13 +266,38 @@ for (const [what, damage, reason] of corruptions) {
 }
 
 const badTensors: [string, unknown, string, RegExp][] = [
-  ['a shape whose product is not data.length', { w: { dtype: 'float32', shape: [2, 3], data: new Float32Array(5) } }, 'tensors["w"].shape', /product of dimensions \(6\) equal to data\.length \(5\)/],
-  ['a negative dimension', { w: { dtype: 'float32', shape: [-1, -5], data: new Float32Array(5) } }, 'tensors["w"].shape', /non-negative integers/],
-  ['a fractional dimension', { w: { dtype: 'int32', shape: [2.5, 2], data: new Int32Array(5) } }, 'tensors["w"].shape', /non-negative integers/],
+  [
+    'a shape whose product is not data.length',
+    { w: { dtype: 'float32', shape: [2, 3], data: new Float32Array(5) } },
+    'tensors["w"].shape',
+    /product of dimensions \(6\) equal to data\.length \(5\)/,
+  ],
+  [
+    'a negative dimension',
+    { w: { dtype: 'float32', shape: [-1, -5], data: new Float32Array(5) } },
+    'tensors["w"].shape',
+    /non-negative integers/,
+  ],
+  [
+    'a fractional dimension',
+    { w: { dtype: 'int32', shape: [2.5, 2], data: new Int32Array(5) } },
+    'tensors["w"].shape',
+    /non-negative integers/,
+  ],
   ['a missing shape', { w: { dtype: 'int32', data: new Int32Array(1) } }, 'tensors["w"].shape', /array/],
-  ['data of another dtype', { w: { dtype: 'float32', shape: [2], data: new Float64Array(2) } }, 'tensors["w"].data', /must be a Float32Array for dtype float32/],
+  [
+    'data of another dtype',
+    { w: { dtype: 'float32', shape: [2], data: new Float64Array(2) } },
+    'tensors["w"].data',
+    /must be a Float32Array for dtype float32/,
+  ],
   ['a plain array as data', { w: { dtype: 'int32', shape: [2], data: [1, 2] } }, 'tensors["w"].data', /Int32Array/],
-  ['an unknown dtype', { w: { dtype: 'float16', shape: [1], data: new Uint8Array(2) } }, 'tensors["w"].dtype', /one of float32, float64, int32, int64, uint8/],
+  [
+    'an unknown dtype',
+    { w: { dtype: 'float16', shape: [1], data: new Uint8Array(2) } },
+    'tensors["w"].dtype',
+    /one of float32, float64, int32, int64, uint8/,
+  ],
   ['a tensor that is not an object', { w: 3 }, 'tensors["w"]', /object/],
   ['an array instead of a set', [], 'tensors', /object mapping names/],
 ];

@@ -40,7 +40,12 @@ test('typed arrays round-trip with their class and bits', (t) => {
   const decoded = roundTrip(value) as typeof value;
   for (const key of Object.keys(value) as (keyof typeof value)[]) {
     t.is(decoded[key].constructor, value[key].constructor, key);
-    t.true(Buffer.from(decoded[key].buffer, decoded[key].byteOffset, decoded[key].byteLength).equals(Buffer.from(value[key].buffer)), key);
+    t.true(
+      Buffer.from(decoded[key].buffer, decoded[key].byteOffset, decoded[key].byteLength).equals(
+        Buffer.from(value[key].buffer),
+      ),
+      key,
+    );
   }
 });
 
@@ -79,11 +84,31 @@ const compressed = () => encodeValue({ text: 'roundlog '.repeat(1000) });
 const plain = () => encodeValue({ list: [1, 2, 3], name: 'experiment' });
 
 const damaged: [string, () => { encoding: number; bytes: Uint8Array }, RegExp][] = [
-  ['truncated lz4 bytes', () => ({ encoding: 2, bytes: compressed().bytes.subarray(0, compressed().bytes.length - 5) }), /malformed lz4 block/],
-  ['garbled lz4 bytes', () => ({ encoding: 2, bytes: Buffer.concat([compressed().bytes.subarray(0, 4), Buffer.alloc(64, 0xff)]) }), /malformed lz4 block/],
-  ['lz4 bytes shorter than the length prefix', () => ({ encoding: 2, bytes: Buffer.from([1, 2]) }), /shorter than its length prefix/],
-  ['a wrong uncompressed length', () => ({ encoding: 2, bytes: withUInt32(compressed().bytes, 1) }), /expected 1 bytes/],
-  ['truncated msgpack bytes', () => ({ encoding: 1, bytes: plain().bytes.subarray(0, plain().bytes.length - 3) }), /Unexpected end of MessagePack data/],
+  [
+    'truncated lz4 bytes',
+    () => ({ encoding: 2, bytes: compressed().bytes.subarray(0, compressed().bytes.length - 5) }),
+    /malformed lz4 block/,
+  ],
+  [
+    'garbled lz4 bytes',
+    () => ({ encoding: 2, bytes: Buffer.concat([compressed().bytes.subarray(0, 4), Buffer.alloc(64, 0xff)]) }),
+    /malformed lz4 block/,
+  ],
+  [
+    'lz4 bytes shorter than the length prefix',
+    () => ({ encoding: 2, bytes: Buffer.from([1, 2]) }),
+    /shorter than its length prefix/,
+  ],
+  [
+    'a wrong uncompressed length',
+    () => ({ encoding: 2, bytes: withUInt32(compressed().bytes, 1) }),
+    /expected 1 bytes/,
+  ],
+  [
+    'truncated msgpack bytes',
+    () => ({ encoding: 1, bytes: plain().bytes.subarray(0, plain().bytes.length - 3) }),
+    /Unexpected end of MessagePack data/,
+  ],
   ['an unknown encoding', () => ({ encoding: 7, bytes: plain().bytes }), /unknown value encoding 7/],
 ];
 

@@ -12,7 +12,10 @@ test.after.always(removeTempDirs);
 function params(round: number): TensorSet {
   const weights = new Float32Array(1000);
   for (let i = 0; i < weights.length; i++) weights[i] = Math.sin(i * (round + 1)) / (round + 1);
-  return { weights: { dtype: 'float32', shape: [10, 100], data: weights }, bias: { dtype: 'float64', shape: [1], data: new Float64Array([round * 0.5]) } };
+  return {
+    weights: { dtype: 'float32', shape: [10, 100], data: weights },
+    bias: { dtype: 'float64', shape: [1], data: new Float64Array([round * 0.5]) },
+  };
 }
 
 test('a training loop records rounds and, in a new round log, gets back the state at the last or any round bit for bit', async (t) => {
@@ -22,7 +25,11 @@ test('a training loop records rounds and, in a new round log, gets back the stat
   t.is(experiment.created.folder, 'Experiment_0000');
   t.is(experiment.roundCurrent(), 0);
   for (let round = 0; round < 3; round++) {
-    const record = await experiment.recordRound({ params: params(round), state: { optimizer: { step: round + 1 } }, metrics: { loss: 1 / (round + 1) } });
+    const record = await experiment.recordRound({
+      params: params(round),
+      state: { optimizer: { step: round + 1 } },
+      metrics: { loss: 1 / (round + 1) },
+    });
     t.is(record.round, round);
   }
   t.is(experiment.roundCurrent(), 3);
@@ -78,7 +85,9 @@ test('two handles on one experiment: the second to record a round gets Concurren
   const first = await rl.openExperiment(created.id);
   const second = await rl.openExperiment(created.id);
   await first.recordRound({ params: params(0) });
-  const error = await t.throwsAsync(second.recordRound({ params: params(9) }), { instanceOf: ConcurrentModificationError });
+  const error = await t.throwsAsync(second.recordRound({ params: params(9) }), {
+    instanceOf: ConcurrentModificationError,
+  });
   t.is(error!.code, 'CONCURRENT_MODIFICATION');
   const fresh = await rl.openExperiment(created.id);
   t.is(fresh.roundCurrent(), 1);
@@ -109,6 +118,8 @@ test('an experiment opens by the path of its folder or of one of its breakpoints
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'renamed'));
   t.is((await rl.openExperiment(path.join(experiments, 'renamed'))).id, experiment.id);
   t.is((await rl.openExperiment(path.join(experiments, 'renamed', 'breakpoint_0000'))).id, experiment.id);
-  await t.throwsAsync(rl.openExperiment(path.join(root, 'nowhere', 'Experiment_0042')), { instanceOf: ExperimentNotFoundError });
+  await t.throwsAsync(rl.openExperiment(path.join(root, 'nowhere', 'Experiment_0042')), {
+    instanceOf: ExperimentNotFoundError,
+  });
   await rl.close();
 });

@@ -9,7 +9,9 @@ import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const params = (i: number) => ({ w: { dtype: 'float32' as const, shape: [3], data: new Float32Array([i, i + 1, i + 2]) } });
+const params = (i: number) => ({
+  w: { dtype: 'float32' as const, shape: [3], data: new Float32Array([i, i + 1, i + 2]) },
+});
 
 async function fullReplay(root: string, stream: string) {
   const rl = await openRoundLog({ root });
@@ -49,7 +51,12 @@ test('opening uses the snapshot (a doctored one shows through) only while it che
   t.is(fromSnapshot.roundCurrent(), 4, 'and the events after it were replayed');
 
   // A snapshot that names another log position for its revision is not of this history: ignored.
-  await writeSnapshot(root, experiment.id, { stream: experiment.stream, revision, position: position + 1n, state: doctored });
+  await writeSnapshot(root, experiment.id, {
+    stream: experiment.stream,
+    revision,
+    position: position + 1n,
+    state: doctored,
+  });
   t.deepEqual((await rl.openExperiment(experiment.id)).created.config, { name: 'real' });
 
   // A damaged snapshot file is ignored too.
@@ -73,8 +80,18 @@ test('a snapshot of another shape of the state (another release) is ignored', as
   await experiment.recordRound({ params: params(0) });
   const { revision, position } = experiment.state;
   // What an older release would have written: its own state shape, here without `forks`.
-  const { forks: _forks, ...older } = { ...experiment.state, created: { ...experiment.created, config: { name: 'old shape' } } };
-  const body = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint' }).pack({ v: 2, shape: 1, stream: experiment.stream, revision, position, state: older });
+  const { forks: _forks, ...older } = {
+    ...experiment.state,
+    created: { ...experiment.created, config: { name: 'old shape' } },
+  };
+  const body = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint' }).pack({
+    v: 2,
+    shape: 1,
+    stream: experiment.stream,
+    revision,
+    position,
+    state: older,
+  });
   const frame = Buffer.alloc(8 + body.length);
   frame.writeUInt32LE(body.length, 0);
   frame.writeUInt32LE(crc32c(body), 4);

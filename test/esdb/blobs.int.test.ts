@@ -32,7 +32,9 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 test('an append over the server limit is APPEND_TOO_LARGE and writes nothing', async (t) => {
   const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: freshNamespace() });
   try {
-    const error = await t.throwsAsync(() => log.append('big', [{ type: 'Big', data: randomBytes(2 * 1024 * 1024) }]), { instanceOf: AppendTooLargeError });
+    const error = await t.throwsAsync(() => log.append('big', [{ type: 'Big', data: randomBytes(2 * 1024 * 1024) }]), {
+      instanceOf: AppendTooLargeError,
+    });
     t.is(error?.code, 'APPEND_TOO_LARGE');
     t.is(error?.stream, 'big');
     t.true(error!.bytes > 2 * 1024 * 1024);
@@ -44,7 +46,12 @@ test('an append over the server limit is APPEND_TOO_LARGE and writes nothing', a
 
 test('blobs of several MiB in chunk streams: put, get hash-checked, link, list, delete, put again', async (t) => {
   const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: freshNamespace() });
-  const store = openStreamBlobStore({ log, ownsLog: true, prefix: BLOB_STREAM_PREFIX, deleteStream: (s) => log.deleteStream(s) });
+  const store = openStreamBlobStore({
+    log,
+    ownsLog: true,
+    prefix: BLOB_STREAM_PREFIX,
+    deleteStream: (s) => log.deleteStream(s),
+  });
   try {
     const big = randomBytes(3 * 1024 * 1024 + 17);
     const { ref, created } = await store.put(big, { encoding: 'raw' });
@@ -81,7 +88,10 @@ test('an experiment with --blobs esdb: no blob folder anywhere, rounds load thei
   const weights = new Float32Array(400_000).map((_, i) => Math.sin(i));
   try {
     const handle = await rl.createExperiment({ saveBreakpoints: true });
-    await handle.recordRound({ params: { w: { dtype: 'float32', shape: [weights.length], data: weights } }, metrics: { loss: 1 } });
+    await handle.recordRound({
+      params: { w: { dtype: 'float32', shape: [weights.length], data: weights } },
+      metrics: { loss: 1 },
+    });
   } finally {
     await rl.close();
   }
@@ -106,7 +116,9 @@ test('gc with --blobs esdb deletes the parameter blobs of pruned rounds and repo
     const handle = await rl.createExperiment({});
     for (let round = 0; round < 3; round++) {
       const weights = new Float32Array(1000 + round).fill(round + 1);
-      const record = await handle.recordRound({ params: { w: { dtype: 'float32', shape: [weights.length], data: weights } } });
+      const record = await handle.recordRound({
+        params: { w: { dtype: 'float32', shape: [weights.length], data: weights } },
+      });
       refs.push(record.params);
     }
   } finally {
@@ -115,7 +127,10 @@ test('gc with --blobs esdb deletes the parameter blobs of pruned rounds and repo
   const report = await gc({ ...options, retention: { keepLast: 1, keepEvery: null } });
   t.deepEqual(
     [...report.blobsDeleted].sort((a, b) => a.sha256.localeCompare(b.sha256)),
-    refs.slice(0, 2).map((r) => ({ sha256: r.sha256, bytes: r.bytes })).sort((a, b) => a.sha256.localeCompare(b.sha256)),
+    refs
+      .slice(0, 2)
+      .map((r) => ({ sha256: r.sha256, bytes: r.bytes }))
+      .sort((a, b) => a.sha256.localeCompare(b.sha256)),
   );
   const again = await openRoundLog(options);
   try {

@@ -14,9 +14,12 @@ test('a server that does not answer is STORE_UNAVAILABLE at open, naming the sto
   const server = await startTestServer();
   const port = server.port;
   await server.close();
-  const error = await t.throwsAsync(openEsdbEventLog({ connectionString: `esdb://admin:secret@127.0.0.1:${port}?tls=false` }), {
-    instanceOf: StoreUnavailableError,
-  });
+  const error = await t.throwsAsync(
+    openEsdbEventLog({ connectionString: `esdb://admin:secret@127.0.0.1:${port}?tls=false` }),
+    {
+      instanceOf: StoreUnavailableError,
+    },
+  );
   t.is(error!.code, 'STORE_UNAVAILABLE');
   t.is(error!.store, `esdb://127.0.0.1:${port}?tls=false`);
   t.false(error!.message.includes('secret'));
@@ -24,10 +27,18 @@ test('a server that does not answer is STORE_UNAVAILABLE at open, naming the sto
 });
 
 test('a store that is not a connection string is refused before anything is opened', async (t) => {
-  await t.throwsAsync(openEsdbEventLog({ connectionString: 'http://localhost:2113' }), { instanceOf: InvalidArgumentError });
-  const error = await t.throwsAsync(openRoundLog({ root: tempDir(), store: 'localhost:2113' }), { instanceOf: InvalidArgumentError });
+  await t.throwsAsync(openEsdbEventLog({ connectionString: 'http://localhost:2113' }), {
+    instanceOf: InvalidArgumentError,
+  });
+  const error = await t.throwsAsync(openRoundLog({ root: tempDir(), store: 'localhost:2113' }), {
+    instanceOf: InvalidArgumentError,
+  });
   t.is(error!.argument, 'store');
-  await t.throwsAsync(openRoundLog({ root: tempDir(), blobs: 'esdb', store: 'file' }), { instanceOf: InvalidArgumentError }, "'esdb' blobs need an EventStoreDB store");
+  await t.throwsAsync(
+    openRoundLog({ root: tempDir(), blobs: 'esdb', store: 'file' }),
+    { instanceOf: InvalidArgumentError },
+    "'esdb' blobs need an EventStoreDB store",
+  );
 });
 
 test('an event another writer put in the namespace is STORE_REQUEST_FAILED naming it, not a crash or a silent skip', async (t) => {

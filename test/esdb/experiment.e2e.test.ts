@@ -25,7 +25,11 @@ test.after.always(async () => {
 type Env = NodeJS.ProcessEnv;
 
 function storeEnv(): Env {
-  return { ROUNDLOG_STORE: server.connectionString, ROUNDLOG_NAMESPACE: freshNamespace(), ROUNDLOG_BLOBS: path.join(tempDir(), 'shared-blobs') };
+  return {
+    ROUNDLOG_STORE: server.connectionString,
+    ROUNDLOG_NAMESPACE: freshNamespace(),
+    ROUNDLOG_BLOBS: path.join(tempDir(), 'shared-blobs'),
+  };
 }
 
 async function ok(args: string[], env: Env): Promise<string> {
@@ -65,28 +69,58 @@ test('create, run, crash, resume, rewind, fork, audit and verify on EventStoreDB
   t.regex(demo, /identical/i);
 
   const listed = await json<Ls>(['ls', '--root', root], env);
-  t.deepEqual(listed.map((e) => [e.folder, e.roundCurrent]), [['Experiment_0000', 10]]);
+  t.deepEqual(
+    listed.map((e) => [e.folder, e.roundCurrent]),
+    [['Experiment_0000', 10]],
+  );
   // The history lives in the store: the local root holds no log.
   t.false(existsSync(path.join(root, 'log')));
 
-  const rewound = await json<{ supersededRounds: number[] }>(['rewind', 'Experiment_0000', '--round', '6', '--reason', 'bad data after round 6', '--root', root], env);
+  const rewound = await json<{ supersededRounds: number[] }>(
+    ['rewind', 'Experiment_0000', '--round', '6', '--reason', 'bad data after round 6', '--root', root],
+    env,
+  );
   t.deepEqual(rewound.supersededRounds, [7, 8, 9]);
   await ok(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', root], env);
   const afterRewind = await json<Ls>(['ls', '--root', root], env);
   t.is(afterRewind[0]!.roundCurrent, 8);
 
-  const fork = await json<{ childFolder: string; parentFolder: string }>(['fork', 'Experiment_0000', '--round', '2', '--name', 'Fork_A', '--root', root], env);
+  const fork = await json<{ childFolder: string; parentFolder: string }>(
+    ['fork', 'Experiment_0000', '--round', '2', '--name', 'Fork_A', '--root', root],
+    env,
+  );
   t.deepEqual([fork.parentFolder, fork.childFolder], ['Experiment_0000', 'Fork_A']);
-  const lineage = await json<{ ancestors: Array<{ folder: string }> }>(['audit', 'lineage', 'Fork_A', '--root', root], env);
-  t.deepEqual(lineage.ancestors.map((a) => a.folder), ['Experiment_0000']);
+  const lineage = await json<{ ancestors: Array<{ folder: string }> }>(
+    ['audit', 'lineage', 'Fork_A', '--root', root],
+    env,
+  );
+  t.deepEqual(
+    lineage.ancestors.map((a) => a.folder),
+    ['Experiment_0000'],
+  );
 
-  const { actions } = await json<{ actions: Array<{ type: string; folder: string }> }>(['audit', 'actions', '--root', root], env);
+  const { actions } = await json<{ actions: Array<{ type: string; folder: string }> }>(
+    ['audit', 'actions', '--root', root],
+    env,
+  );
   const kinds = actions.map((a) => `${a.type} ${a.folder}`);
-  for (const expected of ['ExperimentCreated Experiment_0000', 'Resumed Experiment_0000', 'Rewound Experiment_0000', 'Forked Experiment_0000', 'ExperimentCreated Fork_A']) {
+  for (const expected of [
+    'ExperimentCreated Experiment_0000',
+    'Resumed Experiment_0000',
+    'Rewound Experiment_0000',
+    'Forked Experiment_0000',
+    'ExperimentCreated Fork_A',
+  ]) {
     t.true(kinds.includes(expected), `${expected} in ${kinds.join(', ')}`);
   }
-  const { rounds } = await json<{ rounds: Array<{ round: number; status: string }> }>(['audit', 'rounds', 'Experiment_0000', '--root', root], env);
-  t.deepEqual(rounds.filter((r) => r.status === 'superseded').map((r) => r.round), [7, 8, 9]);
+  const { rounds } = await json<{ rounds: Array<{ round: number; status: string }> }>(
+    ['audit', 'rounds', 'Experiment_0000', '--root', root],
+    env,
+  );
+  t.deepEqual(
+    rounds.filter((r) => r.status === 'superseded').map((r) => r.round),
+    [7, 8, 9],
+  );
 
   const verify = await roundlogProcess(['verify', '--root', root], env);
   t.is(verify.code, 0, verify.stdout + verify.stderr);
@@ -117,7 +151,10 @@ test('project --follow on another machine: catches up, projects live rounds, kee
   t.is((await follower.exited).code, 0, follower.stderr());
   t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
 
-  const checkpoint = JSON.parse(readFileSync(path.join(there, 'experiments', PROJECTION_CHECKPOINT_FILE), 'utf8')) as { position: string; store: string };
+  const checkpoint = JSON.parse(readFileSync(path.join(there, 'experiments', PROJECTION_CHECKPOINT_FILE), 'utf8')) as {
+    position: string;
+    store: string;
+  };
   t.regex(checkpoint.position, /^\d+$/);
   t.true(checkpoint.store.includes('EventStoreDB'));
 

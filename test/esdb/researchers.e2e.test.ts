@@ -27,7 +27,11 @@ const send = (child: Child, line: string) => child.process.stdin!.write(`${line}
 
 test('two processes resume one experiment: one proceeds, the other gets the conflict; a follower sees every event once, in order', async (t) => {
   const machines = { a: tempDir(), b: tempDir(), c: tempDir() };
-  const env = { ROUNDLOG_STORE: server.connectionString, ROUNDLOG_NAMESPACE: freshNamespace(), ROUNDLOG_BLOBS: path.join(tempDir(), 'shared-blobs') };
+  const env = {
+    ROUNDLOG_STORE: server.connectionString,
+    ROUNDLOG_NAMESPACE: freshNamespace(),
+    ROUNDLOG_BLOBS: path.join(tempDir(), 'shared-blobs'),
+  };
 
   // Researcher A creates the experiment and runs its first two rounds.
   const setUp = spawnTs('experiment-child.ts', ['run', machines.a, '3', '2', '50'], undefined, env);
@@ -50,12 +54,20 @@ test('two processes resume one experiment: one proceeds, the other gets the conf
   for (const c of racers) send(c, 'go');
   const statuses = await Promise.all(racers.map((c) => c.exited));
   const story = racers.map((c) => `[${c.lines.join(' | ')}] ${c.stderr()}`).join(' and ');
-  t.deepEqual(statuses.map((s) => s.code), [0, 0], story);
+  t.deepEqual(
+    statuses.map((s) => s.code),
+    [0, 0],
+    story,
+  );
   const winners = racers.filter((c) => c.lines.includes('round 2 committed'));
   const losers = racers.filter((c) => c.lines.at(-1) === 'error CONCURRENT_MODIFICATION');
   t.is(winners.length, 1, story);
   t.is(losers.length, 1, story);
-  t.deepEqual(losers[0]!.lines, ['ready', 'loaded', 'error CONCURRENT_MODIFICATION'], 'the loser wrote nothing after loading');
+  t.deepEqual(
+    losers[0]!.lines,
+    ['ready', 'loaded', 'error CONCURRENT_MODIFICATION'],
+    'the loser wrote nothing after loading',
+  );
 
   // The history: one resume (the winner's), one whole round 2.
   const rl = await openRoundLog({ root: machines.c, env });
@@ -63,7 +75,10 @@ test('two processes resume one experiment: one proceeds, the other gets the conf
   try {
     const handle = await rl.openExperiment(experimentId);
     events = (await rl.withReader((log) => log.readStream(handle.stream))).events;
-    t.deepEqual(handle.state.rounds.map((r) => r.round), [0, 1, 2]);
+    t.deepEqual(
+      handle.state.rounds.map((r) => r.round),
+      [0, 1, 2],
+    );
   } finally {
     await rl.close();
   }

@@ -10,11 +10,25 @@ import {
   type Aggregator,
   type NodeReply,
 } from '../../src/federated/aggregators.ts';
-import { MismatchedTensorsError, NoRepliesError, UnknownAggregatorError, ZeroSampleSizeError } from '../../src/federated/errors.ts';
+import {
+  MismatchedTensorsError,
+  NoRepliesError,
+  UnknownAggregatorError,
+  ZeroSampleSizeError,
+} from '../../src/federated/errors.ts';
 import { Rng } from '../../src/federated/rng.ts';
 
-const f32 = (...values: number[]): Tensor => ({ dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
-const reply = (node: string, sampleSize: number, params: TensorSet, metrics: Record<string, number> = {}): NodeReply => ({
+const f32 = (...values: number[]): Tensor => ({
+  dtype: 'float32',
+  shape: [values.length],
+  data: Float32Array.from(values),
+});
+const reply = (
+  node: string,
+  sampleSize: number,
+  params: TensorSet,
+  metrics: Record<string, number> = {},
+): NodeReply => ({
   node,
   sampleSize,
   params,
@@ -24,10 +38,7 @@ const aggregate = (replies: readonly NodeReply[]) => fedAvg().aggregate(replies,
 const bytesOf = (params: TensorSet) => encodeTensors(params, { compress: false }).bytes;
 
 test('fedAvg weights each node by its sample size', (t) => {
-  const params = aggregate([
-    reply('a', 1, { w: f32(1, 2), b: f32(-4) }),
-    reply('b', 3, { w: f32(5, 6), b: f32(8) }),
-  ]);
+  const params = aggregate([reply('a', 1, { w: f32(1, 2), b: f32(-4) }), reply('b', 3, { w: f32(5, 6), b: f32(8) })]);
   t.deepEqual(Object.keys(params), ['w', 'b']);
   t.is(params.w!.dtype, 'float32');
   t.deepEqual(params.w!.shape, [2]);
@@ -46,7 +57,11 @@ test('float32 tensors are averaged in float64 and rounded once to float32', (t) 
 
 test('averaging identical float32 parameters returns them bit for bit', (t) => {
   const rng = Rng.fromSeed(4);
-  const v = { dtype: 'float32', shape: [5, 10], data: Float32Array.from({ length: 50 }, () => rng.normal(0, 100)) } as const;
+  const v = {
+    dtype: 'float32',
+    shape: [5, 10],
+    data: Float32Array.from({ length: 50 }, () => rng.normal(0, 100)),
+  } as const;
   const params = aggregate([reply('a', 17, { v }), reply('b', 5, { v }), reply('c', 999_999, { v })]);
   t.true(bytesOf(params).equals(bytesOf({ v })));
 });
@@ -63,7 +78,11 @@ test('float64 tensors stay float64', (t) => {
 });
 
 test('integer tensors get the exact weighted average, rounded half to even', (t) => {
-  const i32 = (...values: number[]): Tensor => ({ dtype: 'int32', shape: [values.length], data: Int32Array.from(values) });
+  const i32 = (...values: number[]): Tensor => ({
+    dtype: 'int32',
+    shape: [values.length],
+    data: Int32Array.from(values),
+  });
   const params = aggregate([
     reply('a', 1, {
       i: i32(1, 2, -1, -2, 0, 2147483647),
@@ -91,7 +110,11 @@ test('the result is bit-identical whatever order the replies arrive in', (t) => 
   const replies = nodes.map((node, k) =>
     reply(node, [13, 1, 700, 42, 5][k]!, {
       w: f32(...Array.from({ length: 500 }, () => rng.normal(0, 10 ** (k - 2)))),
-      d: { dtype: 'float64', shape: [500], data: Float64Array.from({ length: 500 }, () => rng.normal(0, 10 ** (2 - k))) },
+      d: {
+        dtype: 'float64',
+        shape: [500],
+        data: Float64Array.from({ length: 500 }, () => rng.normal(0, 10 ** (2 - k))),
+      },
     }),
   );
   const expected = bytesOf(aggregate(replies));
@@ -104,14 +127,23 @@ test('the result is bit-identical whatever order the replies arrive in', (t) => 
   // The check has teeth: summing the same data in arrival order does depend on the order.
   const naive = (order: readonly NodeReply[]) => {
     const total = order.reduce((s, r) => s + r.sampleSize, 0);
-    return Float64Array.from({ length: 500 }, (_, i) => order.reduce((s, r) => s + r.sampleSize * (r.params.d!.data[i] as number), 0) / total);
+    return Float64Array.from(
+      { length: 500 },
+      (_, i) => order.reduce((s, r) => s + r.sampleSize * (r.params.d!.data[i] as number), 0) / total,
+    );
   };
-  const naiveResults = new Set([...permutations(replies)].map((order) => Buffer.from(naive(order).buffer).toString('hex')));
+  const naiveResults = new Set(
+    [...permutations(replies)].map((order) => Buffer.from(naive(order).buffer).toString('hex')),
+  );
   t.true(naiveResults.size > 1);
 });
 
 test('a node with sample size 0 takes no part in the average, even with non-finite parameters', (t) => {
-  const params = aggregate([reply('a', 2, { w: f32(1, 1) }), reply('b', 0, { w: f32(Number.NaN, Infinity) }), reply('c', 2, { w: f32(3, 5) })]);
+  const params = aggregate([
+    reply('a', 2, { w: f32(1, 1) }),
+    reply('b', 0, { w: f32(Number.NaN, Infinity) }),
+    reply('c', 2, { w: f32(3, 5) }),
+  ]);
   t.deepEqual([...params.w!.data], [2, 3]);
 });
 
@@ -143,11 +175,17 @@ const mismatch = test.macro({
     t.like(error, { aggregator: 'fedAvg', node: 'b', referenceNode: 'a', ...expected });
     t.regex(error!.message, message);
   },
-  title: (_, __, expected: Partial<MismatchedTensorsError>) => `a tensor that differs between nodes is a MismatchedTensorsError (${expected.kind})`,
+  title: (_, __, expected: Partial<MismatchedTensorsError>) =>
+    `a tensor that differs between nodes is a MismatchedTensorsError (${expected.kind})`,
 });
 
 test(mismatch, { w: f32(1, 2) }, { kind: 'missing', tensor: 'b' }, /node "b".*has no tensor "b", which node "a" sent/);
-test(mismatch, { w: f32(1, 2), b: f32(0), extra: f32(1) }, { kind: 'unexpected', tensor: 'extra' }, /sent tensor "extra", which node "a" did not/);
+test(
+  mismatch,
+  { w: f32(1, 2), b: f32(0), extra: f32(1) },
+  { kind: 'unexpected', tensor: 'extra' },
+  /sent tensor "extra", which node "a" did not/,
+);
 test(
   mismatch,
   { w: { dtype: 'float64', shape: [2], data: Float64Array.of(1, 2) }, b: f32(0) },
@@ -162,7 +200,9 @@ test(
 );
 
 test('replies whose sample sizes add up to 0 are a ZeroSampleSizeError naming the nodes', (t) => {
-  const error = t.throws(() => aggregate([reply('z', 0, { w: f32(1) }), reply('y', 0, { w: f32(2) })]), { instanceOf: ZeroSampleSizeError });
+  const error = t.throws(() => aggregate([reply('z', 0, { w: f32(1) }), reply('y', 0, { w: f32(2) })]), {
+    instanceOf: ZeroSampleSizeError,
+  });
   t.is(error?.code, 'ZERO_SAMPLE_SIZE');
   t.deepEqual(error?.nodes, ['y', 'z']);
   t.regex(error!.message, /add up to 0/);
@@ -176,8 +216,14 @@ test('a repeated node, a bad sample size or a tensor that does not fit its shape
   invalid([reply('a', 1, { w: f32(1) }), reply('a', 2, { w: f32(2) })], 'replies');
   invalid([reply('a', -1, { w: f32(1) })], 'replies[node "a"].sampleSize');
   invalid([reply('a', 1.5, { w: f32(1) })], 'replies[node "a"].sampleSize');
-  invalid([reply('a', 1, { w: { dtype: 'float32', shape: [3], data: Float32Array.of(1, 2) } })], 'replies[node "a"].params["w"]');
-  invalid([reply('a', 1, { w: { dtype: 'float32', shape: [2], data: Float64Array.of(1, 2) } as unknown as Tensor })], 'replies[node "a"].params["w"]');
+  invalid(
+    [reply('a', 1, { w: { dtype: 'float32', shape: [3], data: Float32Array.of(1, 2) } })],
+    'replies[node "a"].params["w"]',
+  );
+  invalid(
+    [reply('a', 1, { w: { dtype: 'float32', shape: [2], data: Float64Array.of(1, 2) } as unknown as Tensor })],
+    'replies[node "a"].params["w"]',
+  );
 });
 
 test('weightedMetrics averages the metrics every node reported, by sample size', (t) => {
@@ -220,7 +266,9 @@ test('aggregatorFrom builds custom aggregators from the registry it is given', (
   };
   const rebuilt = aggregatorFrom({ name: 'first', config: { keep: 'a' } }, { first: () => first });
   t.is(rebuilt, first);
-  const error = t.throws(() => aggregatorFrom({ name: 'second', config: {} }, { first: () => first }), { instanceOf: UnknownAggregatorError });
+  const error = t.throws(() => aggregatorFrom({ name: 'second', config: {} }, { first: () => first }), {
+    instanceOf: UnknownAggregatorError,
+  });
   t.deepEqual(error?.known, ['fedAvg', 'first']);
 });
 

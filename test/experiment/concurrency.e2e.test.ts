@@ -43,15 +43,12 @@ const send = (child: Child, line: string) => child.process.stdin!.write(`${line}
 type Outcome = { winner: Child; loser: Child };
 
 /** Tells winner from loser by what they printed; fails the test unless there is exactly one of each. */
-function judge(
-  t: ExecutionContext,
-  children: Child[],
-  round: number,
-  after: readonly RecordedEvent[],
-): Outcome | null {
+function judge(t: ExecutionContext, children: Child[], round: number, after: readonly RecordedEvent[]): Outcome | null {
   const winners = children.filter((c) => c.lines.includes(`round ${round} committed`));
   const losers = children.filter((c) => c.lines.at(-1) === 'error CONCURRENT_MODIFICATION');
-  const report = children.map((c) => `[${c.lines.join(' | ')}]${c.stderr() ? ` stderr: ${c.stderr()}` : ''}`).join(' and ');
+  const report = children
+    .map((c) => `[${c.lines.join(' | ')}]${c.stderr() ? ` stderr: ${c.stderr()}` : ''}`)
+    .join(' and ');
   if (winners.length !== 1 || losers.length !== 1 || winners[0] === losers[0]) {
     t.fail(
       `expected one process to commit round ${round} and the other to fail with CONCURRENT_MODIFICATION, got ${report}; ` +
@@ -83,108 +80,150 @@ function assertWholeRound(t: ExecutionContext, events: readonly RecordedEvent[],
     ['RoundStarted', 'NodeReplied', 'NodeReplied', 'NodeReplied', 'RoundCompleted'],
   );
   t.deepEqual(
-    events.map((e) => [(e.data as RoundStarted | NodeReplied | RoundCompleted).round, (e.data as RoundStarted | NodeReplied | RoundCompleted).attempt]),
+    events.map((e) => [
+      (e.data as RoundStarted | NodeReplied | RoundCompleted).round,
+      (e.data as RoundStarted | NodeReplied | RoundCompleted).attempt,
+    ]),
     events.map(() => [round, attempt]),
   );
 }
 
-test.serial(`released after both read the history, ${REPEATS} times: one resumes, the other gets CONCURRENT_MODIFICATION before writing anything`, async (t) => {
-  const root = tempDir();
-  const experimentId = await setUp(t, root);
-  for (let repeat = 0; repeat < REPEATS; repeat++) {
-    const round = 2 + repeat;
-    const before = await streamOf(root, experimentId);
-    const children = [spawnTs('experiment-child.ts', ['resume-wait', root, 'hold']), spawnTs('experiment-child.ts', ['resume-wait', root, 'hold'])];
-    await Promise.all(children.map((c) => c.waitFor((l) => l === 'ready')));
-    for (const c of children) send(c, 'go');
-    // Both have read the experiment at the same revision and appended nothing yet.
-    await Promise.all(children.map((c) => c.waitFor((l) => l === 'loaded')));
-    for (const c of children) send(c, 'go');
-    const statuses = await Promise.all(children.map((c) => c.exited));
-    t.deepEqual(statuses.map((s) => s.code), [0, 0], children.map((c) => c.stderr()).join('\n'));
-    const after = (await streamOf(root, experimentId)).slice(before.length);
-    const outcome = judge(t, children, round, after);
-    if (outcome === null) return;
-    t.deepEqual(outcome.winner.lines, ['ready', 'loaded', `resumed ${round}`, `round ${round} committed`]);
-    t.deepEqual(outcome.loser.lines, ['ready', 'loaded', 'error CONCURRENT_MODIFICATION']);
-
-    t.is(after[0]?.type, 'Resumed');
-    const resumed = after[0]!.data as Resumed;
-    t.is(resumed.roundCurrent, round);
-    t.is<number | undefined, number | undefined>(resumed.by.pid, outcome.winner.process.pid, 'the Resumed event is the winner’s');
-    t.is(after.filter((e) => e.type === 'Resumed').length, 1, 'exactly one resume since the release');
-    assertWholeRound(t, after.slice(1), round, 1);
-  }
-  const state = replay(await streamOf(root, experimentId));
-  t.deepEqual(
-    state.rounds.map((r) => [r.round, r.attempt]),
-    Array.from({ length: 2 + REPEATS }, (_, i) => [i, 1]),
-  );
-  t.is(state.openAttempt, null);
-});
-
-test.serial(`released with go at the same moment, ${REPEATS} times: never two processes in one round, nothing interleaves`, async (t) => {
-  const root = tempDir();
-  const experimentId = await setUp(t, root);
-  const seen: string[] = [];
-  for (let repeat = 0; repeat < REPEATS; repeat++) {
-    const before = await streamOf(root, experimentId);
-    const round = replay(before).rounds.length;
-    const children = [spawnTs('experiment-child.ts', ['resume-wait', root]), spawnTs('experiment-child.ts', ['resume-wait', root])];
-    await Promise.all(children.map((c) => c.waitFor((l) => l === 'ready')));
-    for (const c of children) send(c, 'go');
-    const statuses = await Promise.all(children.map((c) => c.exited));
-    t.deepEqual(statuses.map((s) => s.code), [0, 0], children.map((c) => c.stderr()).join('\n'));
-    const after = (await streamOf(root, experimentId)).slice(before.length);
-    const story = `${children.map((c) => `[${c.lines.join(' | ')}]`).join(' and ')}; stream since the release: ${describeEvents(after, children)}`;
-    const committed = children.filter((c) => c.lines.some((l) => /^round \d+ committed$/.test(l)));
-    const refused = children.filter((c) => c.lines.at(-1) === 'error CONCURRENT_MODIFICATION');
-    t.is(committed.length + refused.length, 2, story);
-    const resumedBy = after.filter((e) => e.type === 'Resumed').map((e) => (e.data as Resumed).by.pid);
-
-    if (committed.length === 1) {
-      // The two loads overlapped: the loser was refused at its resume, or (if the winner's resume
-      // came after its own) at its first write of the round. Only the winner's round is whole.
-      const [winner, loser] = [committed[0]!, refused[0]!];
-      t.deepEqual(winner.lines, ['ready', `resumed ${round}`, `round ${round} committed`], story);
-      const last = after.findIndex((e, i) => e.type === 'Resumed' && !after.slice(i + 1).some((x) => x.type === 'Resumed'));
-      t.is<number | undefined, number | undefined>(resumedBy.at(-1), winner.process.pid, `the last resume is the winner's: ${story}`);
-      t.is((after[last]!.data as Resumed).roundCurrent, round);
-      const earlier = after.slice(0, last);
-      t.true(earlier.length <= 2, story);
+test.serial(
+  `released after both read the history, ${REPEATS} times: one resumes, the other gets CONCURRENT_MODIFICATION before writing anything`,
+  async (t) => {
+    const root = tempDir();
+    const experimentId = await setUp(t, root);
+    for (let repeat = 0; repeat < REPEATS; repeat++) {
+      const round = 2 + repeat;
+      const before = await streamOf(root, experimentId);
+      const children = [
+        spawnTs('experiment-child.ts', ['resume-wait', root, 'hold']),
+        spawnTs('experiment-child.ts', ['resume-wait', root, 'hold']),
+      ];
+      await Promise.all(children.map((c) => c.waitFor((l) => l === 'ready')));
+      for (const c of children) send(c, 'go');
+      // Both have read the experiment at the same revision and appended nothing yet.
+      await Promise.all(children.map((c) => c.waitFor((l) => l === 'loaded')));
+      for (const c of children) send(c, 'go');
+      const statuses = await Promise.all(children.map((c) => c.exited));
       t.deepEqual(
-        earlier.map((e) => (e.type === 'Resumed' ? `Resumed by ${(e.data as Resumed).by.pid === loser.process.pid ? 'loser' : 'winner'}` : e.type)),
-        ['Resumed by loser', 'RoundStarted'].slice(0, earlier.length),
-        `before the winning resume, at most the loser's resume and its aborted start: ${story}`,
+        statuses.map((s) => s.code),
+        [0, 0],
+        children.map((c) => c.stderr()).join('\n'),
       );
-      assertWholeRound(t, after.slice(last + 1), round, 1 + earlier.filter((e) => e.type === 'RoundStarted').length);
-      seen.push(earlier.length === 0 ? 'overlapping, loser refused at its resume' : 'overlapping, loser refused at its round');
-    } else if (!after.some((e) => e.type === 'Rewound')) {
-      // The second load began after the first process had committed its round: it went on from it.
-      t.is(resumedBy.length, 2, story);
-      const [first, second] = resumedBy.map((pid) => children.find((c) => c.process.pid === pid)!);
-      t.not(first, second, story);
-      t.deepEqual(first!.lines, ['ready', `resumed ${round}`, `round ${round} committed`], story);
-      t.deepEqual(second!.lines, ['ready', `resumed ${round + 1}`, `round ${round + 1} committed`], story);
-      t.is(after[0]!.type, 'Resumed');
-      assertWholeRound(t, after.slice(1, 6), round, 1);
-      t.is(after[6]!.type, 'Resumed');
-      assertWholeRound(t, after.slice(7), round + 1, 1);
-      seen.push('one after the other');
-    } else {
-      // A resume that chose its breakpoint before another process committed a round must be
-      // refused, not supersede that round (it did before e47d66d; failures.int.test.ts pins it).
-      t.fail(`a resume superseded a round another process had just committed: ${story}`);
+      const after = (await streamOf(root, experimentId)).slice(before.length);
+      const outcome = judge(t, children, round, after);
+      if (outcome === null) return;
+      t.deepEqual(outcome.winner.lines, ['ready', 'loaded', `resumed ${round}`, `round ${round} committed`]);
+      t.deepEqual(outcome.loser.lines, ['ready', 'loaded', 'error CONCURRENT_MODIFICATION']);
+
+      t.is(after[0]?.type, 'Resumed');
+      const resumed = after[0]!.data as Resumed;
+      t.is(resumed.roundCurrent, round);
+      t.is<number | undefined, number | undefined>(
+        resumed.by.pid,
+        outcome.winner.process.pid,
+        'the Resumed event is the winner’s',
+      );
+      t.is(after.filter((e) => e.type === 'Resumed').length, 1, 'exactly one resume since the release');
+      assertWholeRound(t, after.slice(1), round, 1);
     }
-  }
-  t.log(`serializations: ${seen.join('; ')}`);
-  const rl = await openRoundLog({ root });
-  try {
-    const { state } = await rl.openExperiment(experimentId);
-    t.true(state.rounds.every((r, i) => r.round === i), 'rounds contiguous from 0');
-    t.true(state.rounds.length >= 2 + REPEATS);
+    const state = replay(await streamOf(root, experimentId));
+    t.deepEqual(
+      state.rounds.map((r) => [r.round, r.attempt]),
+      Array.from({ length: 2 + REPEATS }, (_, i) => [i, 1]),
+    );
     t.is(state.openAttempt, null);
-  } finally {
-    await rl.close();
-  }
-});
+  },
+);
+
+test.serial(
+  `released with go at the same moment, ${REPEATS} times: never two processes in one round, nothing interleaves`,
+  async (t) => {
+    const root = tempDir();
+    const experimentId = await setUp(t, root);
+    const seen: string[] = [];
+    for (let repeat = 0; repeat < REPEATS; repeat++) {
+      const before = await streamOf(root, experimentId);
+      const round = replay(before).rounds.length;
+      const children = [
+        spawnTs('experiment-child.ts', ['resume-wait', root]),
+        spawnTs('experiment-child.ts', ['resume-wait', root]),
+      ];
+      await Promise.all(children.map((c) => c.waitFor((l) => l === 'ready')));
+      for (const c of children) send(c, 'go');
+      const statuses = await Promise.all(children.map((c) => c.exited));
+      t.deepEqual(
+        statuses.map((s) => s.code),
+        [0, 0],
+        children.map((c) => c.stderr()).join('\n'),
+      );
+      const after = (await streamOf(root, experimentId)).slice(before.length);
+      const story = `${children.map((c) => `[${c.lines.join(' | ')}]`).join(' and ')}; stream since the release: ${describeEvents(after, children)}`;
+      const committed = children.filter((c) => c.lines.some((l) => /^round \d+ committed$/.test(l)));
+      const refused = children.filter((c) => c.lines.at(-1) === 'error CONCURRENT_MODIFICATION');
+      t.is(committed.length + refused.length, 2, story);
+      const resumedBy = after.filter((e) => e.type === 'Resumed').map((e) => (e.data as Resumed).by.pid);
+
+      if (committed.length === 1) {
+        // The two loads overlapped: the loser was refused at its resume, or (if the winner's resume
+        // came after its own) at its first write of the round. Only the winner's round is whole.
+        const [winner, loser] = [committed[0]!, refused[0]!];
+        t.deepEqual(winner.lines, ['ready', `resumed ${round}`, `round ${round} committed`], story);
+        const last = after.findIndex(
+          (e, i) => e.type === 'Resumed' && !after.slice(i + 1).some((x) => x.type === 'Resumed'),
+        );
+        t.is<number | undefined, number | undefined>(
+          resumedBy.at(-1),
+          winner.process.pid,
+          `the last resume is the winner's: ${story}`,
+        );
+        t.is((after[last]!.data as Resumed).roundCurrent, round);
+        const earlier = after.slice(0, last);
+        t.true(earlier.length <= 2, story);
+        t.deepEqual(
+          earlier.map((e) =>
+            e.type === 'Resumed'
+              ? `Resumed by ${(e.data as Resumed).by.pid === loser.process.pid ? 'loser' : 'winner'}`
+              : e.type,
+          ),
+          ['Resumed by loser', 'RoundStarted'].slice(0, earlier.length),
+          `before the winning resume, at most the loser's resume and its aborted start: ${story}`,
+        );
+        assertWholeRound(t, after.slice(last + 1), round, 1 + earlier.filter((e) => e.type === 'RoundStarted').length);
+        seen.push(
+          earlier.length === 0 ? 'overlapping, loser refused at its resume' : 'overlapping, loser refused at its round',
+        );
+      } else if (!after.some((e) => e.type === 'Rewound')) {
+        // The second load began after the first process had committed its round: it went on from it.
+        t.is(resumedBy.length, 2, story);
+        const [first, second] = resumedBy.map((pid) => children.find((c) => c.process.pid === pid)!);
+        t.not(first, second, story);
+        t.deepEqual(first!.lines, ['ready', `resumed ${round}`, `round ${round} committed`], story);
+        t.deepEqual(second!.lines, ['ready', `resumed ${round + 1}`, `round ${round + 1} committed`], story);
+        t.is(after[0]!.type, 'Resumed');
+        assertWholeRound(t, after.slice(1, 6), round, 1);
+        t.is(after[6]!.type, 'Resumed');
+        assertWholeRound(t, after.slice(7), round + 1, 1);
+        seen.push('one after the other');
+      } else {
+        // A resume that chose its breakpoint before another process committed a round must be
+        // refused, not supersede that round (it did before e47d66d; failures.int.test.ts pins it).
+        t.fail(`a resume superseded a round another process had just committed: ${story}`);
+      }
+    }
+    t.log(`serializations: ${seen.join('; ')}`);
+    const rl = await openRoundLog({ root });
+    try {
+      const { state } = await rl.openExperiment(experimentId);
+      t.true(
+        state.rounds.every((r, i) => r.round === i),
+        'rounds contiguous from 0',
+      );
+      t.true(state.rounds.length >= 2 + REPEATS);
+      t.is(state.openAttempt, null);
+    } finally {
+      await rl.close();
+    }
+  },
+);

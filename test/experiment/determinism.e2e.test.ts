@@ -8,7 +8,14 @@
 import test from 'ava';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { REGISTRY_STREAM, type ExperimentRegistered, type NodeReplied, type Resumed, type RoundCompleted, type RoundStarted } from '../../src/model/events.ts';
+import {
+  REGISTRY_STREAM,
+  type ExperimentRegistered,
+  type NodeReplied,
+  type Resumed,
+  type RoundCompleted,
+  type RoundStarted,
+} from '../../src/model/events.ts';
 import { replay } from '../../src/model/state.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
@@ -75,31 +82,46 @@ type ChildReport = {
 async function runChild(root: string, plan: KillPlan | null, gate: boolean): Promise<ChildReport> {
   let committed = 0;
   let trainings = 0;
-  const report: ChildReport = { plan, lines: [], experimentId: null, resumedAt: null, created: false, killedTraining: null, signal: null, code: null, stderr: '', orphans: 0 };
+  const report: ChildReport = {
+    plan,
+    lines: [],
+    experimentId: null,
+    resumedAt: null,
+    created: false,
+    killedTraining: null,
+    signal: null,
+    code: null,
+    stderr: '',
+    orphans: 0,
+  };
   const kill = (c: Child, delayMs = 0) => {
     if (delayMs === 0) c.process.kill('SIGKILL');
     else setTimeout(() => c.process.kill('SIGKILL'), delayMs);
   };
-  const child = spawnTs('experiment-child.ts', ['run', root, String(EXPERIMENT_SEED), 'all', String(ROUNDS), ...(gate ? ['gate'] : [])], (line, c) => {
-    const words = line.split(' ');
-    if (words[0] === 'created') {
-      report.created = true;
-      report.experimentId = words[2]!;
-    } else if (words[0] === 'resumed') {
-      report.resumedAt = Number(words[1]);
-      report.experimentId = words[3]!;
-    }
-    if (words[0] === 'orphan-registration') report.orphans++;
-    if (plan?.kind === 'opening' && line === 'opening') return kill(c, plan.delayMs);
-    if (words[0] === 'round' && plan?.kind === 'committed' && ++committed === plan.nth) return kill(c, plan.delayMs);
-    if (words[0] === 'training') {
-      if (plan?.kind === 'training' && ++trainings === plan.nth) {
-        report.killedTraining = Number(words[1]);
-        return kill(c);
+  const child = spawnTs(
+    'experiment-child.ts',
+    ['run', root, String(EXPERIMENT_SEED), 'all', String(ROUNDS), ...(gate ? ['gate'] : [])],
+    (line, c) => {
+      const words = line.split(' ');
+      if (words[0] === 'created') {
+        report.created = true;
+        report.experimentId = words[2]!;
+      } else if (words[0] === 'resumed') {
+        report.resumedAt = Number(words[1]);
+        report.experimentId = words[3]!;
       }
-      c.process.stdin!.write('go\n');
-    }
-  });
+      if (words[0] === 'orphan-registration') report.orphans++;
+      if (plan?.kind === 'opening' && line === 'opening') return kill(c, plan.delayMs);
+      if (words[0] === 'round' && plan?.kind === 'committed' && ++committed === plan.nth) return kill(c, plan.delayMs);
+      if (words[0] === 'training') {
+        if (plan?.kind === 'training' && ++trainings === plan.nth) {
+          report.killedTraining = Number(words[1]);
+          return kill(c);
+        }
+        c.process.stdin!.write('go\n');
+      }
+    },
+  );
   const status = await child.exited;
   report.lines = child.lines;
   report.signal = status.signal;
@@ -129,7 +151,9 @@ async function readRoot(
 /** Attempts that started and never completed: `round/attempt` keys. */
 function abortedAttempts(events: readonly RecordedEvent[]): string[] {
   const completed = new Set(
-    events.filter((e) => e.type === 'RoundCompleted').map((e) => `${(e.data as RoundCompleted).round}/${(e.data as RoundCompleted).attempt}`),
+    events
+      .filter((e) => e.type === 'RoundCompleted')
+      .map((e) => `${(e.data as RoundCompleted).round}/${(e.data as RoundCompleted).attempt}`),
   );
   return events
     .filter((e) => e.type === 'RoundStarted')
@@ -154,13 +178,27 @@ test(`${ROUNDS} rounds killed ${KILLS} times with SIGKILL and resumed end bit-id
     reports.push(report);
     const error = report.lines.find((l) => l.startsWith('error'));
     t.is(error, undefined, `child (${describe(plan)}) failed: ${error}\n${report.stderr}`);
-    if (report.signal !== 'SIGKILL' && i >= HEAD && report.code === 0 && report.lines.some((l) => l.startsWith('done '))) {
+    if (
+      report.signal !== 'SIGKILL' &&
+      i >= HEAD &&
+      report.code === 0 &&
+      report.lines.some((l) => l.startsWith('done '))
+    ) {
       // A delayed kill came after the child had run to the limit: the crashes are over.
-      t.log(`child ${i} (${describe(plan)}) reached the round limit before its kill; ${plans.length - i - 1} kills left unused`);
+      t.log(
+        `child ${i} (${describe(plan)}) reached the round limit before its kill; ${plans.length - i - 1} kills left unused`,
+      );
       break;
     }
-    t.is(report.signal, 'SIGKILL', `child (${describe(plan)}) was not killed (exit ${report.code}); lines: ${report.lines.join(' | ')}\n${report.stderr}`);
-    t.false(report.lines.some((l) => l.startsWith('done')), 'a killed child must not have reached the end');
+    t.is(
+      report.signal,
+      'SIGKILL',
+      `child (${describe(plan)}) was not killed (exit ${report.code}); lines: ${report.lines.join(' | ')}\n${report.stderr}`,
+    );
+    t.false(
+      report.lines.some((l) => l.startsWith('done')),
+      'a killed child must not have reached the end',
+    );
   }
   const last = await runChild(crashedRoot, null, false);
   reports.push(last);
@@ -180,13 +218,20 @@ test(`${ROUNDS} rounds killed ${KILLS} times with SIGKILL and resumed end bit-id
   // What the children saw, kill by kill.
   t.log(
     reports
-      .map((r, i) => `child ${i} ${r.plan === null ? 'to the end' : describe(r.plan)}: ${r.lines.filter((l) => !l.startsWith('training')).join(' | ')}`)
+      .map(
+        (r, i) =>
+          `child ${i} ${r.plan === null ? 'to the end' : describe(r.plan)}: ${r.lines.filter((l) => !l.startsWith('training')).join(' | ')}`,
+      )
       .join('\n'),
   );
   const reclaimed = reports.filter((r) => r.stderr.includes('STALE_LOCK_RECLAIMED')).length;
   const torn = reports.filter((r) => r.stderr.includes('TORN_TAIL_TRUNCATED')).length;
   t.log(`${reclaimed} children reclaimed a dead writer's lock, ${torn} truncated a torn tail`);
-  t.is(reports.reduce((n, r) => n + r.orphans, 0), 0, 'no child met a registered experiment without a history');
+  t.is(
+    reports.reduce((n, r) => n + r.orphans, 0),
+    0,
+    'no child met a registered experiment without a history',
+  );
 
   // The crashed root's log: every aborted attempt and every resume is on the record.
   const straightLog = await readRoot(straightRoot);
@@ -221,20 +266,33 @@ test(`${ROUNDS} rounds killed ${KILLS} times with SIGKILL and resumed end bit-id
   t.is(state.openAttempt, null);
   // A round killed mid-training in the final experiment was completed by a later attempt.
   for (const r of trainingKills.filter((k) => k.experimentId === finalId)) {
-    t.true(state.rounds[r.killedTraining!]!.attempt >= 2, `round ${r.killedTraining} should have been completed by a retry`);
+    t.true(
+      state.rounds[r.killedTraining!]!.attempt >= 2,
+      `round ${r.killedTraining} should have been completed by a retry`,
+    );
   }
   // Replies recorded with a round are those of the attempt that completed it.
   for (const record of state.rounds) {
-    const replies = events.filter((e) => e.type === 'NodeReplied' && (e.data as NodeReplied).round === record.round && (e.data as NodeReplied).attempt === record.attempt);
+    const replies = events.filter(
+      (e) =>
+        e.type === 'NodeReplied' &&
+        (e.data as NodeReplied).round === record.round &&
+        (e.data as NodeReplied).attempt === record.attempt,
+    );
     t.is(replies.length, 3, `round ${record.round} attempt ${record.attempt}`);
   }
 
   // Every resume printed by a child is a Resumed event of its experiment, in order; a child killed
   // during loadBreakpoint may have left one more than were printed, never fewer.
   const resumedEvents = events.filter((e) => e.type === 'Resumed').map((e) => (e.data as Resumed).roundCurrent);
-  const resumedLines = reports.filter((r) => r.resumedAt !== null && r.experimentId === finalId).map((r) => r.resumedAt!);
+  const resumedLines = reports
+    .filter((r) => r.resumedAt !== null && r.experimentId === finalId)
+    .map((r) => r.resumedAt!);
   t.true(resumedLines.length >= 2, 'children resumed from breakpoints');
-  t.true(isSubsequence(resumedLines, resumedEvents), `printed resumes ${resumedLines} are not in the log's ${resumedEvents}`);
+  t.true(
+    isSubsequence(resumedLines, resumedEvents),
+    `printed resumes ${resumedLines} are not in the log's ${resumedEvents}`,
+  );
   const openingKills = reports.filter((r) => r.plan?.kind === 'opening').length;
   t.true(resumedEvents.length <= resumedLines.length + openingKills);
   // Each resume continued exactly where the history before it ended (after a rewind, if any).
@@ -243,7 +301,10 @@ test(`${ROUNDS} rounds killed ${KILLS} times with SIGKILL and resumed end bit-id
   });
   // A kill between a round's commit and its breakpoint folder leaves the folder to the next
   // resume, which writes it from the log: no committed round is ever rewound.
-  t.deepEqual(events.filter((e) => e.type === 'Rewound').map((e) => e.data), []);
+  t.deepEqual(
+    events.filter((e) => e.type === 'Rewound').map((e) => e.data),
+    [],
+  );
   t.log(`${resumedEvents.length} Resumed events (${resumedLines.length} printed)`);
 
   // Round by round, the same parameters as the run that never stopped.
@@ -255,7 +316,9 @@ test(`${ROUNDS} rounds killed ${KILLS} times with SIGKILL and resumed end bit-id
   // The breakpoint folders are all there, one per round.
   const folder = path.join(crashedRoot, 'experiments', state.folder);
   t.deepEqual(
-    readdirSync(folder).filter((n) => n.startsWith('breakpoint_')).sort(),
+    readdirSync(folder)
+      .filter((n) => n.startsWith('breakpoint_'))
+      .sort(),
     Array.from({ length: ROUNDS }, (_, i) => `breakpoint_${String(i).padStart(4, '0')}`),
   );
   const leftovers = readdirSync(folder).filter((n) => n.startsWith('.tmp-'));

@@ -1,6 +1,17 @@
 /** The Experiment facade on a real root: rounds, breakpoint folders, loadBreakpoint, relocation, rewind. */
 import test from 'ava';
-import { cpSync, existsSync, mkdirSync, rmSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  rmSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/model/errors.ts';
@@ -89,7 +100,13 @@ test('resuming from an older breakpoint supersedes the newer ones: moved aside, 
   );
   await loaded.run();
   t.is(loaded.roundCurrent(), 4);
-  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003', 'superseded']);
+  t.deepEqual(readdirSync(dir).sort(), [
+    'breakpoint_0000',
+    'breakpoint_0001',
+    'breakpoint_0002',
+    'breakpoint_0003',
+    'superseded',
+  ]);
   await loaded.close();
 });
 
@@ -161,11 +178,18 @@ test('a training plan whose source changed is refused unless accepted, and the a
   const workspace = tempDir();
   mkdirSync(path.join(workspace, 'plan'));
   writeFileSync(path.join(workspace, 'plan/plan.ts'), TINY_PLAN);
-  const exp = await Experiment.create(options(root, { workspace, trainingPlan: { module: 'plan/plan.ts', export: 'plan' } }));
+  const exp = await Experiment.create(
+    options(root, { workspace, trainingPlan: { module: 'plan/plan.ts', export: 'plan' } }),
+  );
   await exp.run({ rounds: 1 });
   await exp.close();
-  writeFileSync(path.join(workspace, 'plan/plan.ts'), readFileSync(path.join(workspace, 'plan/plan.ts'), 'utf8') + '\n// changed\n');
-  const refused = await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root, federation, workspace }), { instanceOf: TrainingPlanChangedError });
+  writeFileSync(
+    path.join(workspace, 'plan/plan.ts'),
+    readFileSync(path.join(workspace, 'plan/plan.ts'), 'utf8') + '\n// changed\n',
+  );
+  const refused = await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root, federation, workspace }), {
+    instanceOf: TrainingPlanChangedError,
+  });
   t.is(refused!.module, 'plan/plan.ts');
   const accepted = await Experiment.loadBreakpoint(undefined, { root, federation, workspace, acceptPlanChange: true });
   t.not(accepted.state.settings.trainingPlan!.sha256, refused!.recorded);
@@ -202,14 +226,22 @@ test('a seeded random-fraction strategy selects the same nodes after a resume as
       exp = await load(root);
     }
     await exp.run();
-    const result = { params: await exp.parameters(), selections: exp.state.rounds.map((r) => (r.state as { strategy: { last: { nodes: string[] } } }).strategy.last.nodes) };
+    const result = {
+      params: await exp.parameters(),
+      selections: exp.state.rounds.map(
+        (r) => (r.state as { strategy: { last: { nodes: string[] } } }).strategy.last.nodes,
+      ),
+    };
     await exp.close();
     return result;
   };
   const straight = await run(tempDir(), null);
   const resumed = await run(tempDir(), 2);
   t.deepEqual(resumed, straight);
-  t.true(straight.selections.every((nodes) => nodes.length === 2), 'half of three nodes, rounded up');
+  t.true(
+    straight.selections.every((nodes) => nodes.length === 2),
+    'half of three nodes, rounded up',
+  );
   t.true(new Set(straight.selections.map((n) => n.join())).size > 1, 'the selection varies from round to round');
 });
 
@@ -217,9 +249,14 @@ test('a training plan inside the experiments folder is refused: code is never im
   const root = tempDir();
   mkdirSync(path.join(root, 'experiments'), { recursive: true });
   writeFileSync(path.join(root, 'experiments', 'plan.ts'), TINY_PLAN);
-  const error = await t.throwsAsync(Experiment.create(options(root, { workspace: root, trainingPlan: { module: 'experiments/plan.ts', export: 'plan' } })), {
-    instanceOf: InvalidArgumentError,
-  });
+  const error = await t.throwsAsync(
+    Experiment.create(
+      options(root, { workspace: root, trainingPlan: { module: 'experiments/plan.ts', export: 'plan' } }),
+    ),
+    {
+      instanceOf: InvalidArgumentError,
+    },
+  );
   t.regex(error!.message, /not inside an experiment or breakpoint folder/);
 });
 
@@ -245,7 +282,10 @@ test('loadBreakpoint on a breakpoint of a plain training loop says to use the lo
   await loop.recordRound({ params: { w: { dtype: 'float32', shape: [1], data: new Float32Array([1]) } } });
   await rl.close();
   const error = await t.throwsAsync(load(root), { instanceOf: InvalidArgumentError });
-  t.regex(error!.message, /recorded by a training loop of its own: open it with openRoundLog\(\)\.openExperiment\("Experiment_0000"\)/);
+  t.regex(
+    error!.message,
+    /recorded by a training loop of its own: open it with openRoundLog\(\)\.openExperiment\("Experiment_0000"\)/,
+  );
 });
 
 test('loadBreakpoint(<experiment folder>) continues from the last committed round even if a crash left its folder unwritten', async (t) => {

@@ -165,7 +165,10 @@ test('a node whose training throws fails the round, names node and round, commit
   const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
   t.is(error!.node, 'node-b');
   t.is(error!.round, 1);
-  t.regex(error!.message, /^node "node-b" failed in round 1: training threw: node-b: CUDA out of memory; nothing of this round was committed/);
+  t.regex(
+    error!.message,
+    /^node "node-b" failed in round 1: training threw: node-b: CUDA out of memory; nothing of this round was committed/,
+  );
   t.is((error!.cause as Error).message, 'node-b: CUDA out of memory');
 
   // Nothing of round 1 is committed: not in this instance, not in the log, not in the blob store.
@@ -216,7 +219,11 @@ test('a node whose training rejects, run after run: loading the breakpoint with 
 
   // Another process (another instance, another federation object) continues from the breakpoint.
   const healthy = harness();
-  const loaded = await Experiment.loadBreakpoint(undefined, { root: h.root, federation: healthy.federation, workspace: h.workspace });
+  const loaded = await Experiment.loadBreakpoint(undefined, {
+    root: h.root,
+    federation: healthy.federation,
+    workspace: h.workspace,
+  });
   t.is(loaded.roundCurrent(), 1);
   t.is(loaded.state.openAttempt, null, 'the resume closes the aborted attempt');
   const record = await loaded.runOnce();
@@ -224,7 +231,12 @@ test('a node whose training rejects, run after run: loading the breakpoint with 
   t.deepEqual(healthy.calls, { 'node-a': 1, 'node-b': 1, 'node-c': 1 });
   const events = await streamOf(h.root, loaded.id);
   const resumedAt = events.findIndex((e) => e.type === 'Resumed');
-  t.deepEqual(summary(events.slice(resumedAt - 2)), ['RoundStarted 1/1', 'RoundStarted 1/2', 'Resumed', ...WHOLE_ROUND(1, 3)]);
+  t.deepEqual(summary(events.slice(resumedAt - 2)), [
+    'RoundStarted 1/1',
+    'RoundStarted 1/2',
+    'Resumed',
+    ...WHOLE_ROUND(1, 3),
+  ]);
   t.deepEqual([...(await loaded.parameters()).w!.data], [5, 5]);
   await loaded.close();
 });
@@ -271,9 +283,12 @@ test('a node replying with an invalid sample size fails the round, and nothing i
   t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(1)), ['RoundStarted 0/1']);
   // No round was completed, so there is no breakpoint to load: what a user meets after such a failure.
   await exp.close();
-  await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }), {
-    instanceOf: NoBreakpointError,
-  });
+  await t.throwsAsync(
+    Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
+    {
+      instanceOf: NoBreakpointError,
+    },
+  );
 });
 
 // A SIGKILL after a round's RoundCompleted is durable and before its breakpoint folder is in
@@ -288,10 +303,18 @@ test('loadBreakpoint() keeps a committed round whose breakpoint folder a crash l
   // The state a SIGKILL leaves between the RoundCompleted of round 2 and its folder.
   rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
 
-  const loaded = await Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace });
+  const loaded = await Experiment.loadBreakpoint(undefined, {
+    root: h.root,
+    federation: h.federation,
+    workspace: h.workspace,
+  });
   try {
     const events = await streamOf(h.root, loaded.id);
-    t.deepEqual(events.filter((e) => e.type === 'Rewound').map((e) => e.data), [], 'a committed round was rewound');
+    t.deepEqual(
+      events.filter((e) => e.type === 'Rewound').map((e) => e.data),
+      [],
+      'a committed round was rewound',
+    );
     t.is(loaded.roundCurrent(), 3);
     t.deepEqual(await loaded.parameters(), expected);
     t.true(readdirSync(dir).includes('breakpoint_0002'));
@@ -315,7 +338,12 @@ test('a resume racing a round that another process commits fails with CONCURRENT
   const readFile = fsPromises.readFile;
   let paused = false;
   (fsPromises as { readFile: unknown }).readFile = async function (this: unknown, ...args: unknown[]) {
-    if (!paused && typeof args[0] === 'string' && args[0].startsWith(h.root + path.sep) && args[0].endsWith(`${path.sep}aggregated_params.tensors`)) {
+    if (
+      !paused &&
+      typeof args[0] === 'string' &&
+      args[0].startsWith(h.root + path.sep) &&
+      args[0].endsWith(`${path.sep}aggregated_params.tensors`)
+    ) {
       paused = true;
       // The loader has picked breakpoint_0001 from what it read; the live process commits round 2 now.
       await running.runOnce();
@@ -325,7 +353,11 @@ test('a resume racing a round that another process commits fails with CONCURRENT
   let loaded: Experiment | null = null;
   let loadError: unknown = null;
   try {
-    loaded = await Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace });
+    loaded = await Experiment.loadBreakpoint(undefined, {
+      root: h.root,
+      federation: h.federation,
+      workspace: h.workspace,
+    });
   } catch (error) {
     loadError = error;
   } finally {
@@ -333,11 +365,24 @@ test('a resume racing a round that another process commits fails with CONCURRENT
   }
   t.true(paused, 'the loader was paused after choosing its breakpoint');
   const events = await streamOf(h.root, id);
-  t.log(`loader: ${loaded ? `resumed at round ${loaded.roundCurrent()}` : `failed with ${(loadError as { code?: string })?.code}`}; stream tail: ${summary(events.slice(-7)).join(', ')}`);
+  t.log(
+    `loader: ${loaded ? `resumed at round ${loaded.roundCurrent()}` : `failed with ${(loadError as { code?: string })?.code}`}; stream tail: ${summary(events.slice(-7)).join(', ')}`,
+  );
   try {
-    t.true(loadError instanceof ConcurrentModificationError, `the loader should have been refused: ${String(loadError ?? 'it resumed')}`);
-    t.deepEqual(summary(events.filter((e) => e.type === 'Rewound' || e.type === 'Resumed')), [], 'the loader wrote nothing');
-    t.is(replay(events).rounds[2]?.attempt, 1, 'round 2 as the running process committed it stays on the current branch');
+    t.true(
+      loadError instanceof ConcurrentModificationError,
+      `the loader should have been refused: ${String(loadError ?? 'it resumed')}`,
+    );
+    t.deepEqual(
+      summary(events.filter((e) => e.type === 'Rewound' || e.type === 'Resumed')),
+      [],
+      'the loader wrote nothing',
+    );
+    t.is(
+      replay(events).rounds[2]?.attempt,
+      1,
+      'round 2 as the running process committed it stays on the current branch',
+    );
     // The running process was not disturbed: its next round goes through.
     t.is((await running.runOnce()).round, 3);
   } finally {
@@ -356,21 +401,32 @@ test('a crash between registering an experiment and its first event leaves loadB
   const experimentId = '00000000-0000-4000-8000-000000000000';
   await log.append(
     REGISTRY_STREAM,
-    [{ type: 'ExperimentRegistered', data: { v: 1, number: 0, experimentId, folder: 'Experiment_0000', stream: `experiment-${experimentId}` } }],
+    [
+      {
+        type: 'ExperimentRegistered',
+        data: { v: 1, number: 0, experimentId, folder: 'Experiment_0000', stream: `experiment-${experimentId}` },
+      },
+    ],
     { expectedRevision: 'no_stream' },
   );
   await log.close();
 
-  await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }), {
-    instanceOf: NoBreakpointError,
-  });
+  await t.throwsAsync(
+    Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
+    {
+      instanceOf: NoBreakpointError,
+    },
+  );
   // What the user does next: create the experiment again. It gets the next number.
   const again = await Experiment.create(h.options({ saveBreakpoints: false }));
   t.is(again.experimentationFolder(), 'Experiment_0001');
   await again.runOnce();
   await again.close();
-  const error = await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }), {
-    instanceOf: NoBreakpointError,
-  });
+  const error = await t.throwsAsync(
+    Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
+    {
+      instanceOf: NoBreakpointError,
+    },
+  );
   t.is(error!.experiment, 'Experiment_0001');
 });

@@ -10,7 +10,12 @@ import { fedAvg, type NodeReply } from '../../src/federated/aggregators.ts';
 import { deriveRng } from '../../src/federated/rng.ts';
 import { allNodes } from '../../src/federated/strategies.ts';
 import { selectDatasets, type NodeDataset, type TrainingPlan } from '../../src/federated/training-plan.ts';
-import { CLINICAL_FEATURES, TRUE_MODEL, syntheticClinicalFederation, type ClinicalData } from '../../examples/logistic-regression/data.ts';
+import {
+  CLINICAL_FEATURES,
+  TRUE_MODEL,
+  syntheticClinicalFederation,
+  type ClinicalData,
+} from '../../examples/logistic-regression/data.ts';
 import { evaluateLogisticRegression, logisticRegressionPlan } from '../../examples/logistic-regression/plan.ts';
 
 const SEED = 20240611;
@@ -41,7 +46,11 @@ function pooled(params: TensorSet, datasets: readonly NodeDataset<ClinicalData>[
 }
 
 /** A minimal round loop: select all nodes, train each, federated-average. */
-async function federatedTraining(seed: number, rounds: number, replyOrder: (replies: NodeReply[]) => NodeReply[] = (r) => r) {
+async function federatedTraining(
+  seed: number,
+  rounds: number,
+  replyOrder: (replies: NodeReply[]) => NodeReply[] = (r) => r,
+) {
   const datasets = datasetsOf(seed);
   const plan: TrainingPlan = logisticRegressionPlan;
   const strategy = allNodes();
@@ -51,11 +60,21 @@ async function federatedTraining(seed: number, rounds: number, replyOrder: (repl
   let aggregatorState = aggregator.initialState();
   const history = [{ ...pooled(params, datasets), params }];
   for (let round = 0; round < rounds; round++) {
-    const selection = strategy.select(datasets.map(({ node }) => node), round, strategyState, deriveRng(seed, round, 'select'));
+    const selection = strategy.select(
+      datasets.map(({ node }) => node),
+      round,
+      strategyState,
+      deriveRng(seed, round, 'select'),
+    );
     strategyState = selection.state;
     const replies: NodeReply[] = [];
     for (const { node, dataset } of datasets.filter(({ node }) => selection.nodes.includes(node))) {
-      const result = await plan.train(params, dataset.data, { epochs: 1, batchSize: 32, learningRate: 0.1 }, deriveRng(seed, round, node, 'train'));
+      const result = await plan.train(
+        params,
+        dataset.data,
+        { epochs: 1, batchSize: 32, learningRate: 0.1 },
+        deriveRng(seed, round, node, 'train'),
+      );
       replies.push({ node, ...result });
     }
     ({ params, state: aggregatorState } = aggregator.aggregate(replyOrder(replies), aggregatorState));
@@ -112,8 +131,14 @@ test('the federation takes a node count, sizes and tags, and rejects impossible 
       [40, ['#x']],
     ],
   );
-  t.like(t.throws(() => syntheticClinicalFederation({ seed: 1, nodes: 0 }), { instanceOf: InvalidArgumentError }), { argument: 'nodes' });
-  t.like(t.throws(() => syntheticClinicalFederation({ seed: 1, rows: [1, 2] }), { instanceOf: InvalidArgumentError }), { argument: 'rows' });
+  t.like(
+    t.throws(() => syntheticClinicalFederation({ seed: 1, nodes: 0 }), { instanceOf: InvalidArgumentError }),
+    { argument: 'nodes' },
+  );
+  t.like(
+    t.throws(() => syntheticClinicalFederation({ seed: 1, rows: [1, 2] }), { instanceOf: InvalidArgumentError }),
+    { argument: 'rows' },
+  );
 });
 
 test('init gives float32 weights and bias of the right shape: zeros, or small draws from the rng', (t) => {
@@ -149,12 +174,16 @@ test('training rejects parameters of another model, bad data and bad training ar
   const rng = deriveRng(1);
   const init = logisticRegressionPlan.init({ columns: COLUMNS }, rng);
   const wide = logisticRegressionPlan.init({ columns: COLUMNS + 1 }, rng);
-  const invalid = (fn: () => unknown, argument: string) => t.like(t.throws(fn, { instanceOf: InvalidArgumentError }), { argument });
+  const invalid = (fn: () => unknown, argument: string) =>
+    t.like(t.throws(fn, { instanceOf: InvalidArgumentError }), { argument });
   invalid(() => logisticRegressionPlan.train(wide, dataset.data, {}, rng), 'params.weights');
   invalid(() => logisticRegressionPlan.train({ weights: init.weights! }, dataset.data, {}, rng), 'params.bias');
   invalid(() => logisticRegressionPlan.train(init, { ...dataset.data, y: new Uint8Array(3) }, {}, rng), 'data');
   invalid(() => logisticRegressionPlan.train(init, dataset.data, { epochs: 0 }, rng), 'trainingArgs.epochs');
-  invalid(() => logisticRegressionPlan.train(init, dataset.data, { learningRate: -1 }, rng), 'trainingArgs.learningRate');
+  invalid(
+    () => logisticRegressionPlan.train(init, dataset.data, { learningRate: -1 }, rng),
+    'trainingArgs.learningRate',
+  );
   invalid(() => logisticRegressionPlan.init({ columns: 0 }, rng), 'modelArgs.columns');
 });
 
@@ -163,7 +192,10 @@ test('ten federated rounds learn a model close to the true one, far better than 
   const initial = history[0]!;
   const final = history.at(-1)!;
   t.true(final.loss < 0.75 * initial.loss, `pooled loss ${initial.loss} → ${final.loss}`);
-  t.true(history[5]!.loss < history[1]!.loss && final.loss < history[5]!.loss, `losses ${history.map(({ loss }) => loss.toFixed(3))}`);
+  t.true(
+    history[5]!.loss < history[1]!.loss && final.loss < history[5]!.loss,
+    `losses ${history.map(({ loss }) => loss.toFixed(3))}`,
+  );
   t.true(final.accuracy > 0.7, `accuracy ${final.accuracy}`);
   const positives = datasets.reduce((sum, { dataset }) => sum + dataset.data.y.reduce((a, b) => a + b, 0), 0);
   const rows = datasets.reduce((sum, { dataset }) => sum + dataset.data.rows, 0);
@@ -175,9 +207,15 @@ test('ten federated rounds learn a model close to the true one, far better than 
     weights: { dtype: 'float32', shape: [COLUMNS], data: Float32Array.from(TRUE_MODEL.weights) },
     bias: { dtype: 'float32', shape: [1], data: Float32Array.of(TRUE_MODEL.bias) },
   };
-  t.true(final.loss < pooled(truth, datasets).loss + 0.05, `loss ${final.loss}, true model ${pooled(truth, datasets).loss}`);
+  t.true(
+    final.loss < pooled(truth, datasets).loss + 0.05,
+    `loss ${final.loss}, true model ${pooled(truth, datasets).loss}`,
+  );
   // Every risk factor raises the risk, as in the true model.
-  t.true([...params.weights!.data].every((w) => (w as number) > 0.1), `weights ${[...params.weights!.data]}`);
+  t.true(
+    [...params.weights!.data].every((w) => (w as number) > 0.1),
+    `weights ${[...params.weights!.data]}`,
+  );
 });
 
 test('federated averaging fits all hospitals better than training on the small clinic alone', async (t) => {
@@ -185,7 +223,12 @@ test('federated averaging fits all hospitals better than training on the small c
   const clinic = datasets.find(({ node }) => node === 'hospital-b')!;
   let local = logisticRegressionPlan.init({ columns: COLUMNS, initScale: 0.01 }, deriveRng(SEED, 'init'));
   for (let round = 0; round < 10; round++) {
-    ({ params: local } = await logisticRegressionPlan.train(local, clinic.dataset.data, {}, deriveRng(SEED, round, 'hospital-b', 'train')));
+    ({ params: local } = await logisticRegressionPlan.train(
+      local,
+      clinic.dataset.data,
+      {},
+      deriveRng(SEED, round, 'hospital-b', 'train'),
+    ));
   }
   const federated = pooled(params, datasets);
   const alone = pooled(local, datasets);

@@ -23,7 +23,14 @@ test('the derivation is pinned: the same seed and path give the same stream in e
 test('the same seed gives the same sequence of every kind of draw; another seed another one', (t) => {
   const run = (seed: number) => {
     const rng = Rng.fromSeed(seed);
-    return [...draws(rng, 5), rng.nextFloat(), rng.normal(), rng.nextInt(7), ...rng.shuffle([1, 2, 3, 4, 5]), ...rng.sample(['a', 'b', 'c'], 2)];
+    return [
+      ...draws(rng, 5),
+      rng.nextFloat(),
+      rng.normal(),
+      rng.nextInt(7),
+      ...rng.shuffle([1, 2, 3, 4, 5]),
+      ...rng.sample(['a', 'b', 'c'], 2),
+    ];
   };
   t.deepEqual(run(7), run(7));
   t.notDeepEqual(run(7), run(8));
@@ -102,14 +109,20 @@ test('shuffle returns a permutation and leaves its input alone; sample draws dis
   const rng = Rng.fromSeed(11);
   const items = Object.freeze(Array.from({ length: 20 }, (_, i) => i));
   const shuffled = rng.shuffle(items);
-  t.deepEqual([...shuffled].sort((a, b) => a - b), items);
+  t.deepEqual(
+    [...shuffled].sort((a, b) => a - b),
+    items,
+  );
   t.notDeepEqual(shuffled, items);
   const sample = rng.sample(items, 7);
   t.is(sample.length, 7);
   t.is(new Set(sample).size, 7);
   t.true(sample.every((item) => items.includes(item)));
   t.deepEqual(rng.sample(items, 0), []);
-  t.deepEqual([...rng.sample(items, 20)].sort((a, b) => a - b), items);
+  t.deepEqual(
+    [...rng.sample(items, 20)].sort((a, b) => a - b),
+    items,
+  );
   t.deepEqual(rng.shuffle([]), []);
 });
 

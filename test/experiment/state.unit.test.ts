@@ -9,9 +9,19 @@ import { UnknownEventError } from '../../src/model/errors.ts';
 import { currentParams, evolve, initialState, replay, roundCurrent } from '../../src/model/state.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 
-type Stored = { type: string; data: unknown; stream: string; revision: string; position: string; id: string; timestamp: string };
+type Stored = {
+  type: string;
+  data: unknown;
+  stream: string;
+  revision: string;
+  position: string;
+  id: string;
+  timestamp: string;
+};
 
-const history: RecordedEvent[] = (JSON.parse(readFileSync(new URL('../fixtures/experiment-history-v1.json', import.meta.url), 'utf8')) as Stored[]).map((e) => ({
+const history: RecordedEvent[] = (
+  JSON.parse(readFileSync(new URL('../fixtures/experiment-history-v1.json', import.meta.url), 'utf8')) as Stored[]
+).map((e) => ({
   ...e,
   revision: BigInt(e.revision),
   position: BigInt(e.position),
@@ -44,7 +54,10 @@ test('replay is a pure fold: folding in two parts gives the same state, and the 
   const whole = replay(history);
   const half = replay(history.slice(0, 20));
   t.deepEqual(replay(history.slice(20), half), whole);
-  t.is(JSON.stringify(history, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)), before);
+  t.is(
+    JSON.stringify(history, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)),
+    before,
+  );
   t.is(roundCurrent(initialState), 0);
 });
 

@@ -38,13 +38,19 @@ test('allNodes selects every node, in node-id order, and records the round', (t)
 
 const count = test.macro({
   exec(t, nodes: number, config: { fraction: number; minNodes?: number }, expected: number) {
-    const { nodes: selected } = randomFraction(config).select(NODES.slice(0, nodes), 0, initialStrategyState(), selectRng(0));
+    const { nodes: selected } = randomFraction(config).select(
+      NODES.slice(0, nodes),
+      0,
+      initialStrategyState(),
+      selectRng(0),
+    );
     t.is(selected.length, expected);
     t.is(new Set(selected).size, expected);
     t.true(selected.every((node) => NODES.includes(node)));
     t.deepEqual(selected, [...selected].sort());
   },
-  title: (_, nodes, config, expected) => `randomFraction(${JSON.stringify(config)}) selects ${expected} of ${nodes} nodes`,
+  title: (_, nodes, config, expected) =>
+    `randomFraction(${JSON.stringify(config)}) selects ${expected} of ${nodes} nodes`,
 });
 
 test(count, 10, { fraction: 0.3 }, 3);
@@ -63,16 +69,23 @@ test('randomFraction is reproducible from the seed and the round, whatever order
   const again = run(strategy, Rng.fromSeed(1).shuffle(NODES), rounds);
   t.deepEqual(again, first);
   t.true(new Set(first.selections.map((s) => s.join())).size > 10, 'selections vary from round to round');
-  const otherSeed = rounds.map((round) => strategy.select(NODES, round, initialStrategyState(), deriveRng(SEED + 1, round, 'select')).nodes);
+  const otherSeed = rounds.map(
+    (round) => strategy.select(NODES, round, initialStrategyState(), deriveRng(SEED + 1, round, 'select')).nodes,
+  );
   t.notDeepEqual(otherSeed, first.selections);
 });
 
 test('every node is selected about equally often', (t) => {
-  const { selections } = run(randomFraction({ fraction: 0.5 }), ['a', 'b', 'c', 'd'], Array.from({ length: 400 }, (_, i) => i));
+  const { selections } = run(
+    randomFraction({ fraction: 0.5 }),
+    ['a', 'b', 'c', 'd'],
+    Array.from({ length: 400 }, (_, i) => i),
+  );
   const counts = new Map<string, number>();
   for (const node of selections.flat()) counts.set(node, (counts.get(node) ?? 0) + 1);
   // 2 of 4 nodes per round: each node is expected 200 times, standard deviation 10.
-  for (const node of ['a', 'b', 'c', 'd']) t.true(Math.abs(counts.get(node)! - 200) < 50, `${node}: ${counts.get(node)}`);
+  for (const node of ['a', 'b', 'c', 'd'])
+    t.true(Math.abs(counts.get(node)! - 200) < 50, `${node}: ${counts.get(node)}`);
 });
 
 test('the state records the last selection (round, nodes, RNG state after selecting) and the count, in constant size', (t) => {
@@ -84,7 +97,11 @@ test('the state records the last selection (round, nodes, RNG state after select
   const rng = selectRng(5);
   rng.sample(NODES, 3);
   t.deepEqual(state.last!.rng, rng.state());
-  const long = run(strategy, NODES, Array.from({ length: 200 }, (_, i) => i)).state;
+  const long = run(
+    strategy,
+    NODES,
+    Array.from({ length: 200 }, (_, i) => i),
+  ).state;
   t.is(long.rounds, 200);
   t.true(JSON.stringify(long).length < JSON.stringify(state).length + 40, 'about as long after 200 rounds as after 4');
 });
@@ -108,9 +125,13 @@ test('select leaves the given state alone', (t) => {
 });
 
 test('too few nodes for minNodes is a NotEnoughNodesError naming them', (t) => {
-  const error = t.throws(() => randomFraction({ fraction: 0.5, minNodes: 4 }).select(['b', 'a', 'c'], 7, initialStrategyState(), selectRng(7)), {
-    instanceOf: NotEnoughNodesError,
-  });
+  const error = t.throws(
+    () =>
+      randomFraction({ fraction: 0.5, minNodes: 4 }).select(['b', 'a', 'c'], 7, initialStrategyState(), selectRng(7)),
+    {
+      instanceOf: NotEnoughNodesError,
+    },
+  );
   t.is(error?.code, 'NOT_ENOUGH_NODES');
   t.like(error, { strategy: 'randomFraction', round: 7, required: 4, available: ['a', 'b', 'c'] });
   t.regex(error!.message, /needs at least 4 nodes for round 7 but only 3 are available/);
@@ -118,7 +139,9 @@ test('too few nodes for minNodes is a NotEnoughNodesError naming them', (t) => {
 
 test('no nodes is a NoEligibleNodesError', (t) => {
   for (const strategy of [allNodes(), randomFraction({ fraction: 0.5 })]) {
-    const error = t.throws(() => strategy.select([], 2, initialStrategyState(), selectRng(2)), { instanceOf: NoEligibleNodesError });
+    const error = t.throws(() => strategy.select([], 2, initialStrategyState(), selectRng(2)), {
+      instanceOf: NoEligibleNodesError,
+    });
     t.is(error?.code, 'NO_ELIGIBLE_NODES');
     t.like(error, { strategy: strategy.name, round: 2 });
   }
@@ -166,7 +189,9 @@ test('strategyFrom: an unknown name is an UnknownStrategyError, unknown config k
   t.deepEqual(error?.known, ['allNodes', 'randomFraction']);
   t.regex(error!.message, /unknown node-selection strategy "roundRobin"/);
   t.throws(() => strategyFrom({ name: 'allNodes', config: { fraction: 1 } }), { instanceOf: InvalidArgumentError });
-  t.throws(() => strategyFrom({ name: 'randomFraction', config: { fraction: 0.5, seed: 3 } }), { instanceOf: InvalidArgumentError });
+  t.throws(() => strategyFrom({ name: 'randomFraction', config: { fraction: 0.5, seed: 3 } }), {
+    instanceOf: InvalidArgumentError,
+  });
   t.throws(() => strategyFrom({ name: 'randomFraction', config: {} }), { instanceOf: InvalidArgumentError });
   const custom: Strategy = { ...allNodes(), name: 'mine' };
   t.is(strategyFrom({ name: 'mine', config: {} }, { mine: () => custom }), custom);

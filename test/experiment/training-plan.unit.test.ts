@@ -9,7 +9,13 @@ import { selectDatasets, type Federation, type TrainingPlan } from '../../src/fe
 const federation: Federation<string> = {
   nodes: [
     { id: 'node-c', datasets: [{ id: 'c-heart', tags: ['#heart', '#clinical', '#2024'], data: 'c' }] },
-    { id: 'node-a', datasets: [{ id: 'a-mnist', tags: ['#mnist'], data: 'a0' }, { id: 'a-heart', tags: ['#clinical', '#heart'], data: 'a1' }] },
+    {
+      id: 'node-a',
+      datasets: [
+        { id: 'a-mnist', tags: ['#mnist'], data: 'a0' },
+        { id: 'a-heart', tags: ['#clinical', '#heart'], data: 'a1' },
+      ],
+    },
     { id: 'node-b', datasets: [{ id: 'b-heart', tags: ['#heart'], data: 'b' }] },
     { id: 'node-d', datasets: [] },
   ],
@@ -43,11 +49,19 @@ test('the node filter restricts the experiment to the nodes it names', (t) => {
 });
 
 test('no node with a matching dataset is a NoMatchingDatasetError listing what each node has', (t) => {
-  const error = t.throws(() => selectDatasets(federation, ['#heart', '#mnist']), { instanceOf: NoMatchingDatasetError });
+  const error = t.throws(() => selectDatasets(federation, ['#heart', '#mnist']), {
+    instanceOf: NoMatchingDatasetError,
+  });
   t.is(error?.code, 'NO_MATCHING_DATASET');
   t.deepEqual(error?.tags, ['#heart', '#mnist']);
   t.deepEqual(error?.nodes, [
-    { node: 'node-a', datasets: [{ id: 'a-mnist', tags: ['#mnist'] }, { id: 'a-heart', tags: ['#clinical', '#heart'] }] },
+    {
+      node: 'node-a',
+      datasets: [
+        { id: 'a-mnist', tags: ['#mnist'] },
+        { id: 'a-heart', tags: ['#clinical', '#heart'] },
+      ],
+    },
     { node: 'node-b', datasets: [{ id: 'b-heart', tags: ['#heart'] }] },
     { node: 'node-c', datasets: [{ id: 'c-heart', tags: ['#heart', '#clinical', '#2024'] }] },
     { node: 'node-d', datasets: [] },
@@ -55,14 +69,24 @@ test('no node with a matching dataset is a NoMatchingDatasetError listing what e
   t.regex(error!.message, /no node holds a dataset tagged with all of \["#heart","#mnist"\]/);
   t.regex(error!.message, /node "node-b" has "b-heart" \["#heart"\]/);
   t.regex(error!.message, /node "node-d" has no dataset/);
-  const filtered = t.throws(() => selectDatasets(federation, ['#heart'], { nodes: ['node-z'] }), { instanceOf: NoMatchingDatasetError });
+  const filtered = t.throws(() => selectDatasets(federation, ['#heart'], { nodes: ['node-z'] }), {
+    instanceOf: NoMatchingDatasetError,
+  });
   t.deepEqual(filtered?.nodes, []);
   t.regex(filtered!.message, /node filter names none of its nodes/);
 });
 
 test('a node with several matching datasets is an AmbiguousDatasetError', (t) => {
   const twice: Federation = {
-    nodes: [{ id: 'n', datasets: [{ id: 'x', tags: ['#heart', '#v1'], data: 1 }, { id: 'y', tags: ['#heart', '#v2'], data: 2 }] }],
+    nodes: [
+      {
+        id: 'n',
+        datasets: [
+          { id: 'x', tags: ['#heart', '#v1'], data: 1 },
+          { id: 'y', tags: ['#heart', '#v2'], data: 2 },
+        ],
+      },
+    ],
   };
   const error = t.throws(() => selectDatasets(twice, ['#heart']), { instanceOf: AmbiguousDatasetError });
   t.is(error?.code, 'AMBIGUOUS_DATASET');
@@ -71,10 +95,24 @@ test('a node with several matching datasets is an AmbiguousDatasetError', (t) =>
 });
 
 test('empty tags and repeated node ids are InvalidArgumentErrors', (t) => {
-  t.like(t.throws(() => selectDatasets(federation, []), { instanceOf: InvalidArgumentError }), { argument: 'tags' });
-  t.like(t.throws(() => selectDatasets(federation, ['']), { instanceOf: InvalidArgumentError }), { argument: 'tags' });
-  const repeated: Federation = { nodes: [{ id: 'a', datasets: [] }, { id: 'a', datasets: [] }] };
-  t.like(t.throws(() => selectDatasets(repeated, ['#x']), { instanceOf: InvalidArgumentError }), { argument: 'federation.nodes', received: 'a' });
+  t.like(
+    t.throws(() => selectDatasets(federation, []), { instanceOf: InvalidArgumentError }),
+    { argument: 'tags' },
+  );
+  t.like(
+    t.throws(() => selectDatasets(federation, ['']), { instanceOf: InvalidArgumentError }),
+    { argument: 'tags' },
+  );
+  const repeated: Federation = {
+    nodes: [
+      { id: 'a', datasets: [] },
+      { id: 'a', datasets: [] },
+    ],
+  };
+  t.like(
+    t.throws(() => selectDatasets(repeated, ['#x']), { instanceOf: InvalidArgumentError }),
+    { argument: 'federation.nodes', received: 'a' },
+  );
 });
 
 test('a plan for a specific data type is a TrainingPlan, and train may be async', async (t) => {
@@ -85,7 +123,11 @@ test('a plan for a specific data type is a TrainingPlan, and train may be async'
       const noise = rng.normal(0, 1e-3);
       const mean = data.reduce((a, b) => a + b, 0) / data.length;
       const m = Float64Array.from(params.m!.data as Float64Array, () => mean + noise);
-      return { params: { m: { dtype: 'float64', shape: params.m!.shape, data: m } }, sampleSize: data.length, metrics: { mean } };
+      return {
+        params: { m: { dtype: 'float64', shape: params.m!.shape, data: m } },
+        sampleSize: data.length,
+        metrics: { mean },
+      };
     },
   };
   const generic: TrainingPlan = meanPlan;

@@ -6,7 +6,18 @@ import { RoundPrunedError } from '../../src/model/errors.ts';
 import { replayRound } from '../../src/projections/index.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
-import { EXAMPLE, NO_BREAKPOINTS, blobBytes, completions, eventsOf, history, roundlog, roundlogJson, sha256, sha256File } from './support.ts';
+import {
+  EXAMPLE,
+  NO_BREAKPOINTS,
+  blobBytes,
+  completions,
+  eventsOf,
+  history,
+  roundlog,
+  roundlogJson,
+  sha256,
+  sha256File,
+} from './support.ts';
 
 test.after.always(removeTempDirs);
 
@@ -32,7 +43,11 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
   t.deepEqual(existsSync(experimentDir) ? readdirSync(experimentDir) : [], [], 'no breakpoint folder was saved');
 
   const replay = await roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
-  t.is(replay.path, path.join(root, 'replays', 'Experiment_0000', 'breakpoint_0001'), 'the default place, outside the experiment folder');
+  t.is(
+    replay.path,
+    path.join(root, 'replays', 'Experiment_0000', 'breakpoint_0001'),
+    'the default place, outside the experiment folder',
+  );
   t.like(replay, { folder: 'Experiment_0000', round: 1, roundCurrent: 2, branch: 'current', created: true });
   t.deepEqual(existsSync(experimentDir) ? readdirSync(experimentDir) : [], [], 'the experiment folder is left alone');
 
@@ -47,8 +62,17 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
   t.is(sha256(paramsFile), recorded);
   t.true(paramsFile.equals(blobBytes(root, recorded)));
   const manifest = JSON.parse(readFileSync(path.join(replay.path, 'breakpoint.json'), 'utf8'));
-  t.like(manifest, { round: 1, roundCurrent: 2, experimentId: replay.experimentId, logPosition: String(completed!.position) });
-  t.deepEqual(manifest.state, JSON.parse(JSON.stringify(completed!.data.state)), 'the aggregator and strategy state of the round');
+  t.like(manifest, {
+    round: 1,
+    roundCurrent: 2,
+    experimentId: replay.experimentId,
+    logPosition: String(completed!.position),
+  });
+  t.deepEqual(
+    manifest.state,
+    JSON.parse(JSON.stringify(completed!.data.state)),
+    'the aggregator and strategy state of the round',
+  );
   t.false(manifest.settings.saveBreakpoints);
   t.is(sha256File(path.join(replay.path, 'breakpoint.json')), replay.manifestSha256);
 
@@ -56,7 +80,11 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
   const other = tempDir();
   const saved = await roundlog(['run', EXAMPLE, '--rounds', '2', '--root', other]);
   t.is(saved.code, 0, saved.stderr);
-  t.true(paramsFile.equals(readFileSync(path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'aggregated_params.tensors'))));
+  t.true(
+    paramsFile.equals(
+      readFileSync(path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'aggregated_params.tensors')),
+    ),
+  );
 
   // Again: nothing new is written, the folder is checked and kept.
   const again = await roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
@@ -65,12 +93,30 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
 
   // --out: any new folder outside the root's own areas; the same manifest.
   const out = path.join(tempDir(), 'nested', 'round-1');
-  const elsewhere = await roundlogJson<Replay>(['replay', replay.experimentId, '--round', '1', '--out', out, '--root', root]);
+  const elsewhere = await roundlogJson<Replay>([
+    'replay',
+    replay.experimentId,
+    '--round',
+    '1',
+    '--out',
+    out,
+    '--root',
+    root,
+  ]);
   t.is(elsewhere.path, out);
   t.is(sha256File(path.join(out, 'breakpoint.json')), replay.manifestSha256);
   t.deepEqual(readdirSync(path.dirname(out)), ['round-1'], 'no temp folder left beside it');
 
-  const inside = await roundlog(['replay', 'Experiment_0000', '--round', '1', '--out', path.join(experimentDir, 'breakpoint_0001'), '--root', root]);
+  const inside = await roundlog([
+    'replay',
+    'Experiment_0000',
+    '--round',
+    '1',
+    '--out',
+    path.join(experimentDir, 'breakpoint_0001'),
+    '--root',
+    root,
+  ]);
   t.is(inside.code, 1);
   t.regex(inside.stderr, /out must not be inside .*experiments/);
   t.false(existsSync(path.join(experimentDir, 'breakpoint_0001')));
@@ -87,7 +133,16 @@ test('a round that never had a breakpoint folder: replayed from the log, its par
 test('rounds a rewind set aside: refused on the current branch, replayed with --superseded or --position; experiments by id or path', async (t) => {
   const root = tempDir();
   t.is((await roundlog(['run', EXAMPLE, '--rounds', '3', '--root', root])).code, 0);
-  const rewind = await roundlog(['rewind', 'Experiment_0000', '--round', '0', '--reason', 'learning rate too high', '--root', root]);
+  const rewind = await roundlog([
+    'rewind',
+    'Experiment_0000',
+    '--round',
+    '0',
+    '--reason',
+    'learning rate too high',
+    '--root',
+    root,
+  ]);
   t.is(rewind.code, 0, rewind.stderr);
   const { events, state } = await history(root, 'Experiment_0000');
   const id = state.created!.experimentId;
@@ -96,12 +151,26 @@ test('rounds a rewind set aside: refused on the current branch, replayed with --
 
   const gone = await roundlog(['replay', id, '--round', '2', '--root', root]);
   t.is(gone.code, 1);
-  t.regex(gone.stderr, /experiment Experiment_0000 has no completed round 2 on its current branch \(1 rounds completed/);
+  t.regex(
+    gone.stderr,
+    /experiment Experiment_0000 has no completed round 2 on its current branch \(1 rounds completed/,
+  );
 
   const experimentDir = path.join(root, 'experiments', 'Experiment_0000');
-  const superseded = await roundlogJson<Replay>(['replay', experimentDir, '--round', '2', '--superseded', '--root', root]);
+  const superseded = await roundlogJson<Replay>([
+    'replay',
+    experimentDir,
+    '--round',
+    '2',
+    '--superseded',
+    '--root',
+    root,
+  ]);
   t.like(superseded, { round: 2, branch: 'superseded', logPosition: String(old2.position) });
-  t.is(superseded.path, path.join(root, 'replays', 'Experiment_0000', 'superseded', `breakpoint_0002-${old2.position}`));
+  t.is(
+    superseded.path,
+    path.join(root, 'replays', 'Experiment_0000', 'superseded', `breakpoint_0002-${old2.position}`),
+  );
   t.is(sha256File(path.join(superseded.path, 'aggregated_params.tensors')), old2.data.params!.sha256);
   // The replay equals the folder the rewind moved aside: the same manifest, byte for byte.
   t.is(
@@ -109,12 +178,35 @@ test('rounds a rewind set aside: refused on the current branch, replayed with --
     readFileSync(path.join(experimentDir, 'superseded', 'breakpoint_0002.1', 'breakpoint.json'), 'utf8'),
   );
 
-  const byPosition = await roundlogJson<Replay>(['replay', 'Experiment_0000', '--round', '1', '--position', String(old1.position), '--root', root]);
+  const byPosition = await roundlogJson<Replay>([
+    'replay',
+    'Experiment_0000',
+    '--round',
+    '1',
+    '--position',
+    String(old1.position),
+    '--root',
+    root,
+  ]);
   t.like(byPosition, { round: 1, branch: 'superseded', params: { sha256: old1.data.params!.sha256 } });
 
-  const mismatch = await roundlog(['replay', 'Experiment_0000', '--round', '2', '--position', String(old1.position), '--root', root]);
+  const mismatch = await roundlog([
+    'replay',
+    'Experiment_0000',
+    '--round',
+    '2',
+    '--position',
+    String(old1.position),
+    '--root',
+    root,
+  ]);
   t.is(mismatch.code, 1);
-  t.regex(mismatch.stderr, new RegExp(`has no round 2 completed at log position ${old1.position}; its superseded rounds are 1 \\(position ${old1.position}\\), 2 \\(position ${old2.position}\\)`));
+  t.regex(
+    mismatch.stderr,
+    new RegExp(
+      `has no round 2 completed at log position ${old1.position}; its superseded rounds are 1 \\(position ${old1.position}\\), 2 \\(position ${old2.position}\\)`,
+    ),
+  );
   const none = await roundlog(['replay', 'Experiment_0000', '--round', '0', '--superseded', '--root', root]);
   t.is(none.code, 1);
   t.regex(none.stderr, /has no superseded round 0/);
@@ -129,7 +221,15 @@ test('a round pruned by retention is refused, saying when it was pruned', async 
   const rl = await openRoundLog({ root });
   const handle = await rl.openExperiment('Experiment_0000');
   const [pruned] = await handle.append([
-    { type: 'RoundsPruned', data: { v: 1, rounds: [{ round: 1, position: String(round1.position) }], retention: { keepLast: 1, keepEvery: null }, by: rl.actor } },
+    {
+      type: 'RoundsPruned',
+      data: {
+        v: 1,
+        rounds: [{ round: 1, position: String(round1.position) }],
+        retention: { keepLast: 1, keepEvery: null },
+        by: rl.actor,
+      },
+    },
   ]);
   const error = await t.throwsAsync(replayRound(rl, 'Experiment_0000', { round: 1 }), { instanceOf: RoundPrunedError });
   t.is(error!.code, 'ROUND_PRUNED');
@@ -138,7 +238,12 @@ test('a round pruned by retention is refused, saying when it was pruned', async 
 
   const cli = await roundlog(['replay', 'Experiment_0000', '--round', '1', '--root', root]);
   t.is(cli.code, 1);
-  t.true(cli.stderr.includes(`round 1 of experiment Experiment_0000 was pruned by retention on ${pruned!.timestamp.toISOString()}`), cli.stderr);
+  t.true(
+    cli.stderr.includes(
+      `round 1 of experiment Experiment_0000 was pruned by retention on ${pruned!.timestamp.toISOString()}`,
+    ),
+    cli.stderr,
+  );
   t.false(existsSync(path.join(root, 'replays', 'Experiment_0000', 'breakpoint_0001')));
   // The rounds retention kept replay as before.
   t.is((await roundlog(['replay', 'Experiment_0000', '--round', '2', '--root', root])).code, 0);
@@ -167,7 +272,10 @@ test('errors: an unknown experiment and a round out of range exit 1 with a clear
     [['replay', 'Experiment_0000', '--round', 'two'], /--round must be a non-negative integer, .*\(got "two"\)/],
     [['replay', 'Experiment_0000', '--round=-1'], /--round must be a non-negative integer, .*\(got "-1"\)/],
     [['replay', 'Experiment_0000', '--round', '0', '--position', 'x'], /--position must be the log position/],
-    [['replay', 'Experiment_0000', '--round', '0', '--position', '3', '--superseded'], /--superseded and --position are exclusive/],
+    [
+      ['replay', 'Experiment_0000', '--round', '0', '--position', '3', '--superseded'],
+      /--superseded and --position are exclusive/,
+    ],
     [['replay', 'Experiment_0000', '--round', '0', '--frobnicate'], /Unknown option '--frobnicate'/],
   ] as const) {
     const result = await roundlog([...args, '--root', root]);

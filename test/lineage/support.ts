@@ -27,7 +27,10 @@ export function blobBytes(root: string, hash: string): Buffer {
 }
 
 /** An experiment's stream and folded state, read with the library from the root's files. */
-export async function history(root: string, experiment: string): Promise<{ events: RecordedEvent[]; state: ExperimentState; stream: string }> {
+export async function history(
+  root: string,
+  experiment: string,
+): Promise<{ events: RecordedEvent[]; state: ExperimentState; stream: string }> {
   const rl = await openRoundLog({ root });
   try {
     const handle = await rl.openExperiment(experiment);

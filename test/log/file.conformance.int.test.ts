@@ -22,8 +22,11 @@ eventLogConformance(test, {
   async raceAppenders(log, race) {
     const { dir } = log as FileEventLog;
     await log.close();
-    const expected = typeof race.expectedRevision === 'bigint' ? race.expectedRevision.toString() : race.expectedRevision;
-    const racers = race.batches.map((batch) => spawnTs('file-log-child.ts', ['race-append', dir, race.stream, expected, JSON.stringify(batch)]));
+    const expected =
+      typeof race.expectedRevision === 'bigint' ? race.expectedRevision.toString() : race.expectedRevision;
+    const racers = race.batches.map((batch) =>
+      spawnTs('file-log-child.ts', ['race-append', dir, race.stream, expected, JSON.stringify(batch)]),
+    );
     await Promise.all(racers.map((racer) => racer.waitFor((line) => line === 'ready')));
     for (const racer of racers) racer.process.stdin!.write('go\n');
     const outcomes = await Promise.all(

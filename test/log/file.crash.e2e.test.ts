@@ -27,14 +27,18 @@ test(`file log: ${KILLS} SIGKILLs of an appending process lose no acknowledged a
   for (let kill = 0; kill < KILLS; kill++) {
     const killAfter = 1 + Math.floor(random() * 40);
     let acks = 0;
-    const child = spawnTs('file-log-child.ts', ['append-loop', dir, String(1 + Math.floor(random() * 4))], (line, c) => {
-      if (line.startsWith('warning TORN_TAIL_TRUNCATED')) tornTails++;
-      if (!line.startsWith('ack ')) return;
-      const [, stream, revision] = line.split(' ') as [string, string, string];
-      const r = BigInt(revision);
-      if ((acked.get(stream) ?? -1n) < r) acked.set(stream, r);
-      if (++acks === killAfter) c.process.kill('SIGKILL');
-    });
+    const child = spawnTs(
+      'file-log-child.ts',
+      ['append-loop', dir, String(1 + Math.floor(random() * 4))],
+      (line, c) => {
+        if (line.startsWith('warning TORN_TAIL_TRUNCATED')) tornTails++;
+        if (!line.startsWith('ack ')) return;
+        const [, stream, revision] = line.split(' ') as [string, string, string];
+        const r = BigInt(revision);
+        if ((acked.get(stream) ?? -1n) < r) acked.set(stream, r);
+        if (++acks === killAfter) c.process.kill('SIGKILL');
+      },
+    );
     const status = await child.exited;
     t.is(status.signal, 'SIGKILL', `child ended without being killed: ${child.stderr()}`);
 
@@ -45,13 +49,20 @@ test(`file log: ${KILLS} SIGKILLs of an appending process lose no acknowledged a
     const heads = new Map(streams.map((s) => [s.stream, s.lastRevision]));
     for (const [stream, revision] of acked) {
       const head = heads.get(stream);
-      t.true(head !== undefined && head >= revision, `${stream}: acknowledged revision ${revision} missing after kill ${kill} (log head ${head})`);
+      t.true(
+        head !== undefined && head >= revision,
+        `${stream}: acknowledged revision ${revision} missing after kill ${kill} (log head ${head})`,
+      );
       if (head! > revision) killedMidFlight++;
       // Every event, acknowledged or not, must be whole and the one that was written.
       const from = checked.get(stream) ?? 0;
       const { events } = await log.readStream(stream, { fromRevision: BigInt(from) });
       for (const event of events) {
-        t.deepEqual(event.data, eventPayload(stream, event.revision), `${stream}@${event.revision} differs after kill ${kill}`);
+        t.deepEqual(
+          event.data,
+          eventPayload(stream, event.revision),
+          `${stream}@${event.revision} differs after kill ${kill}`,
+        );
       }
       checked.set(stream, from + events.length);
     }
@@ -73,5 +84,7 @@ test(`file log: ${KILLS} SIGKILLs of an appending process lose no acknowledged a
     Array.from({ length: KILLS }, (_, i) => i),
   );
   await log.close();
-  t.log(`${KILLS} kills, ${total} events, ${tornTails} torn tails truncated, ${killedMidFlight} times an unacknowledged append had become durable`);
+  t.log(
+    `${KILLS} kills, ${total} events, ${tornTails} torn tails truncated, ${killedMidFlight} times an unacknowledged append had become durable`,
+  );
 });

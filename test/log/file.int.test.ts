@@ -3,7 +3,18 @@
  * across processes, readers in other processes, checkpoints that keep open cheap, group commit.
  */
 import test from 'ava';
-import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
@@ -118,7 +129,8 @@ test('a byte flipped in the middle of a segment is a CorruptLog error naming the
 test('a damaged record length in the middle is corruption, not a torn tail: nothing after it is cut off', async (t) => {
   const dir = tempDir();
   await filledLog(dir, 30);
-  for (const file of readdirSync(dir)) if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
+  for (const file of readdirSync(dir))
+    if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
   const [segment] = segmentsOf(dir) as [string];
   const sizeBefore = statSync(segment).size;
   const victim = recordOffsets(segment)[10]!;
@@ -250,10 +262,15 @@ test('a damaged or missing checkpoint and index are rebuilt from the records, wi
   t.deepEqual((await damaged.readAll()).events, expected);
   await damaged.close();
 
-  for (const file of readdirSync(dir)) if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
+  for (const file of readdirSync(dir))
+    if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
   const rebuilt = await openFileEventLog({ dir });
   t.deepEqual((await rebuilt.readAll()).events, expected);
-  t.deepEqual((await rebuilt.readStream('s2', { direction: 'backwards', maxCount: 3 })).events, [expected[398]!, expected[395]!, expected[392]!]);
+  t.deepEqual((await rebuilt.readStream('s2', { direction: 'backwards', maxCount: 3 })).events, [
+    expected[398]!,
+    expected[395]!,
+    expected[392]!,
+  ]);
   await rebuilt.append('s0', [{ type: 'After', data: null }], { expectedRevision: 133n });
   await rebuilt.close();
 });
@@ -275,7 +292,10 @@ test('large values are lz4-compressed on disk and read back exactly; small ones 
   const dir = tempDir();
   const log = await openFileEventLog({ dir });
   const big = { text: 'round '.repeat(20_000), weights: new Float64Array(2000).fill(0.5) };
-  await log.append('c', [{ type: 'Big', data: big }, { type: 'Small', data: { a: 1 } }]);
+  await log.append('c', [
+    { type: 'Big', data: big },
+    { type: 'Small', data: { a: 1 } },
+  ]);
   await log.close();
   const [segment] = segmentsOf(dir) as [string];
   const [first, second] = recordOffsets(segment) as [number, number];
@@ -284,7 +304,10 @@ test('large values are lz4-compressed on disk and read back exactly; small ones 
   t.is(data[second + FRAME_HEADER], 1, 'encoding byte of the small record: plain msgpack');
   t.true(second - first < 20_000, 'the big record is stored compressed');
   const reopened = await openFileEventLog({ dir });
-  t.deepEqual((await reopened.readStream('c')).events.map((e) => e.data), [big, { a: 1 }]);
+  t.deepEqual(
+    (await reopened.readStream('c')).events.map((e) => e.data),
+    [big, { a: 1 }],
+  );
   await reopened.close();
 });
 
@@ -303,7 +326,8 @@ test('a last record half written into the zero-filled space ahead of the data is
   t.true(statSync(segment).size > lastEnd, 'the writer zero-fills ahead of its data');
   zeroBytes(segment, lastStart + 40, lastEnd);
   // As after a crash before the index caught up with the last write.
-  for (const file of readdirSync(dir)) if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
+  for (const file of readdirSync(dir))
+    if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
 
   const warnings: FileLogWarning[] = [];
   const log = await openFileEventLog({ dir, onWarning: (w) => warnings.push(w) });
@@ -320,7 +344,8 @@ test('a last record half written into the zero-filled space ahead of the data is
 test('a zeroed record in the middle, with records after it, is corruption: nothing after it is dropped', async (t) => {
   const dir = tempDir();
   await filledLog(dir, 30);
-  for (const file of readdirSync(dir)) if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
+  for (const file of readdirSync(dir))
+    if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
   const [segment] = segmentsOf(dir) as [string];
   const offsets = recordOffsets(segment);
   zeroBytes(segment, offsets[12]!, offsets[13]!);
@@ -355,7 +380,10 @@ test('a log opened, appended to and closed many times keeps its active index sma
   const [segment] = segmentsOf(dir) as [string];
   const { chunks } = decodeIndexChunks(readFileSync(`${segment}.idx`));
   t.true(chunks.length <= 32, `${chunks.length} chunks`);
-  t.is(chunks.reduce((sum, c) => sum + c.offsets.length, 0), 80);
+  t.is(
+    chunks.reduce((sum, c) => sum + c.offsets.length, 0),
+    80,
+  );
   const log = await openFileEventLog({ dir });
   t.deepEqual(
     (await log.readStream('cycled')).events.map((e) => (e.data as { i: number }).i),

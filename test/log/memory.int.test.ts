@@ -75,12 +75,18 @@ test('memory: a catch-up longer than one page lets appends in and still misses n
   const log = getInMemoryEventLog();
   t.teardown(() => log.close());
   for (let i = 0; i < 10; i++) {
-    await log.append('s', Array.from({ length: 100 }, (_, k) => ({ type: `e${i}-${k}`, data: k })));
+    await log.append(
+      's',
+      Array.from({ length: 100 }, (_, k) => ({ type: `e${i}-${k}`, data: k })),
+    );
   }
   const collecting = collectSubscription(log.subscribe({ stream: 's', from: 50n }), 1000);
   await log.append('s', [{ type: 'during-catch-up', data: null }]);
   await log.append('other', [{ type: 'ignored', data: null }]);
-  await log.append('s', Array.from({ length: 49 }, (_, k) => ({ type: `late${k}`, data: k })));
+  await log.append(
+    's',
+    Array.from({ length: 49 }, (_, k) => ({ type: `late${k}`, data: k })),
+  );
   const items = await collecting;
   const expected = (await log.readStream('s', { fromRevision: 50n })).events;
   t.deepEqual(eventsOf(items), expected);

@@ -4,7 +4,17 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RoundPrunedError } from '../../src/model/errors.ts';
@@ -75,7 +85,9 @@ function breakpointRounds(dir: string): number[] {
 type StreamInfo = { stream: string; lastRevision: string };
 async function eventCounts(root: string): Promise<Record<string, number>> {
   const out = await roundlog(['streams', '--json', '--root', root]);
-  return Object.fromEntries((JSON.parse(out.stdout) as StreamInfo[]).map((s) => [s.stream, Number(s.lastRevision) + 1]));
+  return Object.fromEntries(
+    (JSON.parse(out.stdout) as StreamInfo[]).map((s) => [s.stream, Number(s.lastRevision) + 1]),
+  );
 }
 
 test('project: an emptied experiments/ folder is rebuilt with identical checksums, lag shown; --rebuild rewrites hand edits and leaves superseded/ alone', async (t) => {
@@ -101,11 +113,24 @@ test('project: an emptied experiments/ folder is rebuilt with identical checksum
   t.deepEqual(checksums(experiments), before);
 
   // A rewind (resume from an older breakpoint) moves later folders to superseded/.
-  const resume = await roundlog(['resume', path.join(experiments, 'Experiment_0000', 'breakpoint_0004'), '--rounds', '1', '--root', root]);
+  const resume = await roundlog([
+    'resume',
+    path.join(experiments, 'Experiment_0000', 'breakpoint_0004'),
+    '--rounds',
+    '1',
+    '--root',
+    root,
+  ]);
   t.is(resume.code, 0, resume.stderr);
   const area = path.join(experiments, 'Experiment_0000', 'superseded');
   const aside = checksums(area);
-  t.deepEqual(Object.keys(aside).map((f) => f.split(path.sep)[0]).filter((v, i, a) => a.indexOf(v) === i).sort(), ['breakpoint_0005.1', 'breakpoint_0006.1', 'breakpoint_0007.1', 'breakpoint_0008.1', 'breakpoint_0009.1']);
+  t.deepEqual(
+    Object.keys(aside)
+      .map((f) => f.split(path.sep)[0])
+      .filter((v, i, a) => a.indexOf(v) === i)
+      .sort(),
+    ['breakpoint_0005.1', 'breakpoint_0006.1', 'breakpoint_0007.1', 'breakpoint_0008.1', 'breakpoint_0009.1'],
+  );
   const branch = checksums(experiments);
 
   const manifestFile = path.join(experiments, 'Experiment_0000', 'breakpoint_0002', 'breakpoint.json');
@@ -141,7 +166,10 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   const damagedBlob = await roundlog(['verify', '--root', root]);
   t.is(damagedBlob.code, 1);
   t.true(damagedBlob.stdout.includes(`${blob}: blob ${sha3} now hashes to`), damagedBlob.stdout);
-  t.true(damagedBlob.stdout.includes(`${folder3}/aggregated_params.tensors (Experiment_0000 round 3): has SHA-256`), damagedBlob.stdout);
+  t.true(
+    damagedBlob.stdout.includes(`${folder3}/aggregated_params.tensors (Experiment_0000 round 3): has SHA-256`),
+    damagedBlob.stdout,
+  );
   t.regex(damagedBlob.stdout, /^2 problems found$/m);
   flipByte(blob, 20);
   t.is((await roundlog(['verify', '--root', root])).code, 0, 'flipped back: healthy again');
@@ -154,7 +182,10 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   writeFileSync(manifestFile, JSON.stringify(manifest, null, 2) + '\n');
   const edited = await roundlog(['verify', '--root', root]);
   t.is(edited.code, 1);
-  t.true(edited.stdout.includes(`${manifestFile} (Experiment_0000 round 6): roundLimit is 99, the log records 10`), edited.stdout);
+  t.true(
+    edited.stdout.includes(`${manifestFile} (Experiment_0000 round 6): roundLimit is 99, the log records 10`),
+    edited.stdout,
+  );
   t.regex(edited.stdout, /^breakpoints: 10 folders checked, 1 problems$/m);
   const json = JSON.parse((await roundlog(['verify', '--json', '--root', root])).stdout);
   t.false(json.ok);
@@ -165,7 +196,11 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   // A flipped byte in the middle of the log's data (in a copy of the root: the log is the truth).
   const copy = path.join(tempDir(), 'root');
   cpSync(root, copy, { recursive: true });
-  const segment = path.join(copy, 'log', readdirSync(path.join(copy, 'log')).find((n) => n.endsWith('.seg'))!);
+  const segment = path.join(
+    copy,
+    'log',
+    readdirSync(path.join(copy, 'log')).find((n) => n.endsWith('.seg'))!,
+  );
   const data = readFileSync(segment);
   let end = data.length;
   while (end > 0 && data[end - 1] === 0) end--;
@@ -174,7 +209,10 @@ test('verify: exit 0 on a healthy root; names a flipped byte in a blob, a hand-e
   t.is(damagedLog.code, 1);
   t.regex(damagedLog.stdout, /^log: {3}\d+ records, \d+ bytes checked, 1 problems$/m);
   t.true(damagedLog.stdout.includes(`  ${segment} at byte `), damagedLog.stdout);
-  t.regex(damagedLog.stdout, /Experiment_0000 \(stream experiment-[0-9a-f-]+\): its history cannot be read: corrupt log record in .*\.seg at byte offset \d+/);
+  t.regex(
+    damagedLog.stdout,
+    /Experiment_0000 \(stream experiment-[0-9a-f-]+\): its history cannot be read: corrupt log record in .*\.seg at byte offset \d+/,
+  );
 });
 
 test('gc: rounds outside the policy lose their parameter bytes and folders, every event stays; pruned rounds refuse to load, kept ones load bit-identical', async (t) => {
@@ -184,13 +222,18 @@ test('gc: rounds outside the policy lose their parameter bytes and folders, ever
   cpSync(path.join(dir, 'breakpoint_0005'), copyOfRound5, { recursive: true });
   const rl = await openRoundLog({ root });
   const before = await rl.openExperiment('Experiment_0000');
-  const paramsBefore = await Promise.all(before.state.rounds.map((r) => before.loadRound(r.round).then((s) => s.params)));
+  const paramsBefore = await Promise.all(
+    before.state.rounds.map((r) => before.loadRound(r.round).then((s) => s.params)),
+  );
   const countsBefore = await eventCounts(root);
   const bytesBefore = diskBytes(path.join(root, 'blobs'), path.join(root, 'experiments'));
 
   const run = await roundlog(['gc', '--keep-last', '3', '--keep-every', '4', '--root', root]);
   t.is(run.code, 0, run.stderr);
-  t.regex(run.stdout, /Experiment_0000: keep the last 3 and every 4th round \(given\): pruned 5 rounds \(rounds 1-3, 5, 6\)/);
+  t.regex(
+    run.stdout,
+    /Experiment_0000: keep the last 3 and every 4th round \(given\): pruned 5 rounds \(rounds 1-3, 5, 6\)/,
+  );
   t.regex(run.stdout, /kept rounds 0, 4, 7-9/);
   t.regex(run.stdout, /deleted 20 blobs \(\d+ bytes\)/, '5 rounds x (aggregated + 3 node replies)');
   const freed = Number(/(\d+) bytes freed on disk/.exec(run.stdout)![1]);
@@ -209,14 +252,18 @@ test('gc: rounds outside the policy lose their parameter bytes and folders, ever
   const events = await rl.withReader(async (log) => (await log.readStream(stream)).events);
   const last = events.at(-1)!;
   t.is(last.type, 'RoundsPruned');
-  t.deepEqual((last.data as RoundsPruned).rounds.map((r) => r.round), [1, 2, 3, 5, 6]);
+  t.deepEqual(
+    (last.data as RoundsPruned).rounds.map((r) => r.round),
+    [1, 2, 3, 5, 6],
+  );
 
   // Blobs: aggregated and node parameters of pruned rounds gone, of kept rounds there.
   const replies = events.filter((e) => e.type === 'NodeReplied').map((e) => e.data as NodeReplied);
   for (const record of before.state.rounds) {
     const kept = [0, 4, 7, 8, 9].includes(record.round);
     t.is(existsSync(blobPath(root, record.params.sha256)), kept, `round ${record.round}`);
-    for (const reply of replies.filter((r) => r.round === record.round)) t.is(existsSync(blobPath(root, reply.params.sha256)), kept);
+    for (const reply of replies.filter((r) => r.round === record.round))
+      t.is(existsSync(blobPath(root, reply.params.sha256)), kept);
   }
 
   // Loading a pruned round is refused, saying it was retention and when; kept rounds load bit-identical.
@@ -225,10 +272,18 @@ test('gc: rounds outside the policy lose their parameter bytes and folders, ever
   t.is(error.code, 'ROUND_PRUNED');
   t.is(error.prunedAt.getTime(), last.timestamp.getTime());
   t.regex(error.message, /round 2 of experiment Experiment_0000 was pruned by retention on \d{4}-\d\d-\d\dT/);
-  for (const round of [0, 4, 7, 8, 9]) t.deepEqual((await after.loadRound(round)).params, paramsBefore[round], `round ${round}`);
-  const load = (target: string) => Experiment.loadBreakpoint(target, { root, federation: definition.federation, workspace: ROOT });
-  await t.throwsAsync(load(path.join(dir, 'breakpoint_0005')), { instanceOf: RoundPrunedError, message: /round 5 of experiment Experiment_0000 was pruned by retention/ });
-  await t.throwsAsync(load(copyOfRound5), { instanceOf: RoundPrunedError, message: /round 5 of experiment Experiment_0000 was pruned/ });
+  for (const round of [0, 4, 7, 8, 9])
+    t.deepEqual((await after.loadRound(round)).params, paramsBefore[round], `round ${round}`);
+  const load = (target: string) =>
+    Experiment.loadBreakpoint(target, { root, federation: definition.federation, workspace: ROOT });
+  await t.throwsAsync(load(path.join(dir, 'breakpoint_0005')), {
+    instanceOf: RoundPrunedError,
+    message: /round 5 of experiment Experiment_0000 was pruned by retention/,
+  });
+  await t.throwsAsync(load(copyOfRound5), {
+    instanceOf: RoundPrunedError,
+    message: /round 5 of experiment Experiment_0000 was pruned/,
+  });
   t.is((await eventCounts(root))[stream], countsAfter[stream], 'a refused load appends nothing');
   await rl.close();
 
@@ -255,7 +310,10 @@ test('gc counts references across the whole root: bytes shared with another expe
   const first = await rl.openExperiment('Experiment_0000');
   const second = await rl.openExperiment('Experiment_0001');
   // Same definition, same seed: the two runs are bit-identical, so they share every blob.
-  t.deepEqual(first.state.rounds.map((r) => r.params.sha256), second.state.rounds.map((r) => r.params.sha256));
+  t.deepEqual(
+    first.state.rounds.map((r) => r.params.sha256),
+    second.state.rounds.map((r) => r.params.sha256),
+  );
   const blobsBefore = readdirSync(path.join(root, 'blobs'), { recursive: true }).length;
 
   const one = await roundlog(['gc', 'Experiment_0000', '--keep-last', '2', '--root', root]);
@@ -281,7 +339,7 @@ test('gc counts references across the whole root: bytes shared with another expe
   await rl.close();
 });
 
-test('retention set in an experiment definition applies as rounds complete under roundlog run; gc without a policy uses the experiment\'s own', async (t) => {
+test("retention set in an experiment definition applies as rounds complete under roundlog run; gc without a policy uses the experiment's own", async (t) => {
   const root = tempDir();
   const run = await roundlog(['run', 'test/maintenance/retained-definition.ts', '--root', root]);
   t.is(run.code, 0, run.stderr);

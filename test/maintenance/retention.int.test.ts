@@ -35,7 +35,9 @@ function options(root: string, overrides: Partial<ExperimentOptions> = {}): Expe
   };
 }
 
-const tensors = (...values: number[]): TensorSet => ({ w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) } });
+const tensors = (...values: number[]): TensorSet => ({
+  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
+});
 
 async function readStream(rl: RoundLog, handle: ExperimentHandle) {
   return rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
@@ -58,7 +60,9 @@ test('Experiment.create({ retention }) prunes after each committed round: parame
         const state = exp!.state;
         seen.push({
           roundCurrent: p.roundCurrent,
-          pruned: Object.values(state.pruned).map((x) => x.round).sort((a, b) => a - b),
+          pruned: Object.values(state.pruned)
+            .map((x) => x.round)
+            .sort((a, b) => a - b),
           folders: breakpointRounds(exp!.experimentationPath()),
         });
       },
@@ -73,14 +77,21 @@ test('Experiment.create({ retention }) prunes after each committed round: parame
     [1, 2, 3, 4, 5, 6, 7, 8].map(expected),
   );
   for (const s of seen) {
-    t.deepEqual(s.folders, Array.from({ length: s.roundCurrent }, (_, r) => r).filter((r) => !s.pruned.includes(r)), `folders after ${s.roundCurrent} rounds`);
+    t.deepEqual(
+      s.folders,
+      Array.from({ length: s.roundCurrent }, (_, r) => r).filter((r) => !s.pruned.includes(r)),
+      `folders after ${s.roundCurrent} rounds`,
+    );
   }
 
   const rl = await openRoundLog({ root });
   const handle = await rl.openExperiment(exp.id);
   const events = await readStream(rl, handle);
   // The policy is recorded with the creation, in the same atomic append.
-  t.deepEqual(events.slice(0, 2).map((e) => e.type), ['ExperimentCreated', 'SettingsChanged']);
+  t.deepEqual(
+    events.slice(0, 2).map((e) => e.type),
+    ['ExperimentCreated', 'SettingsChanged'],
+  );
   t.deepEqual((events[1]!.data as { retention: unknown }).retention, { keepLast: 2, keepEvery: 3 });
   t.is(events[1]!.position, events[0]!.position + 1n);
   // Every RoundCompleted and NodeReplied is still there; RoundsPruned name what went.
@@ -95,7 +106,8 @@ test('Experiment.create({ retention }) prunes after each committed round: parame
   for (const record of handle.state.rounds) {
     const pruned = [1, 2, 4, 5].includes(record.round);
     t.is(await rl.blobs.has(record.params.sha256), !pruned, `aggregated params of round ${record.round}`);
-    for (const reply of replies.filter((r) => r.round === record.round)) t.is(await rl.blobs.has(reply.params.sha256), !pruned);
+    for (const reply of replies.filter((r) => r.round === record.round))
+      t.is(await rl.blobs.has(reply.params.sha256), !pruned);
   }
   // Initial parameters and the training plan source are never pruned.
   t.true(await rl.blobs.has(handle.created.initialParams!.sha256));
@@ -117,20 +129,31 @@ test('setRetention applies from the next committed round; null stops it; a bad p
   await exp.run({ rounds: 4 });
   t.is(exp.retention(), null);
   const revision = exp.state.revision;
-  await t.throwsAsync(exp.setRetention({ keepLast: 0, keepEvery: null }), { instanceOf: InvalidArgumentError, message: /keepLast must be an integer of at least 1/ });
+  await t.throwsAsync(exp.setRetention({ keepLast: 0, keepEvery: null }), {
+    instanceOf: InvalidArgumentError,
+    message: /keepLast must be an integer of at least 1/,
+  });
   t.is(exp.state.revision, revision);
   await exp.setRetention({ keepLast: 1, keepEvery: null });
   t.deepEqual(exp.state.pruned, {}, 'nothing is pruned until a round completes');
   t.is(breakpointRounds(exp.experimentationPath()).length, 4);
   await exp.runOnce();
-  t.deepEqual(Object.values(exp.state.pruned).map((p) => p.round).sort(), [0, 1, 2, 3]);
+  t.deepEqual(
+    Object.values(exp.state.pruned)
+      .map((p) => p.round)
+      .sort(),
+    [0, 1, 2, 3],
+  );
   t.deepEqual(breakpointRounds(exp.experimentationPath()), [4]);
   await exp.setRetention(null);
   await exp.run({ rounds: 2 });
   t.deepEqual(breakpointRounds(exp.experimentationPath()), [4, 5, 6]);
   // applyRetention with a policy of its own, at once.
   const report = await exp.applyRetention({ keepLast: 2, keepEvery: null });
-  t.deepEqual(report.experiments[0]!.pruned.map((r) => r.round), [4]);
+  t.deepEqual(
+    report.experiments[0]!.pruned.map((r) => r.round),
+    [4],
+  );
   t.deepEqual(breakpointRounds(exp.experimentationPath()), [5, 6]);
   await exp.close();
 });
@@ -146,10 +169,28 @@ test('a blob stored by a writer and deleted by gc before the writer commits: the
   const shared = await rl.putTensors(tensors(1, 1));
   t.is(shared.sha256, a.state.rounds[0]!.params.sha256);
   const report = await gc({ root, retention: { keepLast: 1, keepEvery: null } });
-  t.deepEqual(report.blobsDeleted.map((x) => x.sha256), [shared.sha256]);
+  t.deepEqual(
+    report.blobsDeleted.map((x) => x.sha256),
+    [shared.sha256],
+  );
   const revision = b.state.revision;
   const error = await t.throwsAsync(
-    b.append([{ type: 'RoundCompleted', data: { v: 1, round: 0, attempt: 1, params: shared, state: null, nodes: [], metrics: {}, breakpoint: false, durationMs: 0 } }]),
+    b.append([
+      {
+        type: 'RoundCompleted',
+        data: {
+          v: 1,
+          round: 0,
+          attempt: 1,
+          params: shared,
+          state: null,
+          nodes: [],
+          metrics: {},
+          breakpoint: false,
+          durationMs: 0,
+        },
+      },
+    ]),
     { instanceOf: ReferencedBlobMissingError },
   );
   t.is(error.code, 'REFERENCED_BLOB_MISSING');
@@ -166,34 +207,65 @@ test('gc: superseded rounds go unless keep-every keeps them; rounds forks starte
   const rl = await openRoundLog({ root });
   const parent = await rl.createExperiment({ saveBreakpoints: true });
   for (let r = 0; r < 6; r++) await parent.recordRound({ params: tensors(r, 0) });
-  await parent.append([{ type: 'Rewound', data: { v: 1, roundCurrent: 3, reason: 'test', supersededRounds: [3, 4, 5], by: rl.actor } }]);
+  await parent.append([
+    { type: 'Rewound', data: { v: 1, roundCurrent: 3, reason: 'test', supersededRounds: [3, 4, 5], by: rl.actor } },
+  ]);
   // Round 3 done again with round 1's bytes (one blob for two rounds, both pruned below), then round 4.
   await parent.recordRound({ params: tensors(1, 0) });
   await parent.recordRound({ params: tensors(40, 0) });
   // A fork started from round 0, as recorded in the child; its initial parameters are superseded round 4's bytes.
   const child = await rl.createExperiment({ initialParams: tensors(4, 0) });
   await child.append([
-    { type: 'ForkedFrom', data: { v: 1, parentId: parent.id, parentFolder: parent.state.folder, parentRound: 0, parentPosition: String(parent.state.rounds[0]!.position) } },
+    {
+      type: 'ForkedFrom',
+      data: {
+        v: 1,
+        parentId: parent.id,
+        parentFolder: parent.state.folder,
+        parentRound: 0,
+        parentPosition: String(parent.state.rounds[0]!.position),
+      },
+    },
   ]);
   // Another fork, from round 2, as recorded in the parent.
-  await parent.append([{ type: 'Forked', data: { v: 1, childId: '00000000-0000-0000-0000-00000000000f', childFolder: 'elsewhere', round: 2, by: rl.actor } }]);
+  await parent.append([
+    {
+      type: 'Forked',
+      data: { v: 1, childId: '00000000-0000-0000-0000-00000000000f', childFolder: 'elsewhere', round: 2, by: rl.actor },
+    },
+  ]);
   const current = parent.state.rounds.map((r) => r.params.sha256);
   const superseded = parent.state.superseded.map((r) => r.params.sha256);
   const dir = path.join(root, 'experiments', parent.state.folder);
   t.deepEqual(breakpointRounds(dir), [0, 1, 2, 3, 4, 5]);
   t.deepEqual(readdirSync(path.join(dir, 'superseded')).sort(), ['breakpoint_0003.1', 'breakpoint_0004.1']);
 
-  const dry = await gc({ root, experiment: parent.state.folder, retention: { keepLast: 1, keepEvery: null }, dryRun: true });
+  const dry = await gc({
+    root,
+    experiment: parent.state.folder,
+    retention: { keepLast: 1, keepEvery: null },
+    dryRun: true,
+  });
   t.true(dry.dryRun);
   t.deepEqual((await parent.refresh()).pruned, {}, 'a dry run changes nothing');
   for (const b of dry.blobsDeleted) t.true(await rl.blobs.has(b.sha256));
   t.deepEqual(breakpointRounds(dir), [0, 1, 2, 3, 4, 5]);
 
   const report = await gc({ root, experiment: parent.state.folder, retention: { keepLast: 1, keepEvery: null } });
-  t.deepEqual(report.experiments.map((e) => e.folder), [parent.state.folder], 'only the experiment named');
+  t.deepEqual(
+    report.experiments.map((e) => e.folder),
+    [parent.state.folder],
+    'only the experiment named',
+  );
   const e = report.experiments[0]!;
-  t.deepEqual(e.kept.map((r) => `${r.branch} ${r.round}`), ['current 0', 'current 2', 'current 4']);
-  t.deepEqual(e.pruned.map((r) => `${r.branch} ${r.round}`), ['current 1', 'current 3', 'superseded 3', 'superseded 4', 'superseded 5']);
+  t.deepEqual(
+    e.kept.map((r) => `${r.branch} ${r.round}`),
+    ['current 0', 'current 2', 'current 4'],
+  );
+  t.deepEqual(
+    e.pruned.map((r) => `${r.branch} ${r.round}`),
+    ['current 1', 'current 3', 'superseded 3', 'superseded 4', 'superseded 5'],
+  );
   t.deepEqual(report.blobsDeleted.map((b) => b.sha256).sort(), [current[1]!, superseded[0]!, superseded[2]!].sort());
   t.is(current[3], current[1]);
   t.is(report.blobsStillReferenced, 1, "superseded round 4's bytes are the child's initial parameters");
@@ -222,23 +294,43 @@ test('gc sweeps what a crash left after RoundsPruned (blobs and folders of prune
   cpSync(path.join(dir, 'breakpoint_0000'), copy, { recursive: true });
   const victim = handle.state.rounds[0]!;
   // As if retention crashed right after recording its event.
-  await handle.append([{ type: 'RoundsPruned', data: { v: 1, rounds: [{ round: 0, position: String(victim.position) }], retention: { keepLast: 2, keepEvery: null }, by: rl.actor } }]);
+  await handle.append([
+    {
+      type: 'RoundsPruned',
+      data: {
+        v: 1,
+        rounds: [{ round: 0, position: String(victim.position) }],
+        retention: { keepLast: 2, keepEvery: null },
+        by: rl.actor,
+      },
+    },
+  ]);
   t.true(existsSync(path.join(dir, 'breakpoint_0000')));
   t.true(await rl.blobs.has(victim.params.sha256));
 
   // Loading the pruned round is refused: its folder left by the crash, a copy of it, or the round itself.
   const load = (target: string) => Experiment.loadBreakpoint(target, { root, federation, workspace: WORKSPACE });
-  await t.throwsAsync(load(path.join(dir, 'breakpoint_0000')), { instanceOf: RoundPrunedError, message: /round 0 of experiment Experiment_0000 was pruned by retention/ });
+  await t.throwsAsync(load(path.join(dir, 'breakpoint_0000')), {
+    instanceOf: RoundPrunedError,
+    message: /round 0 of experiment Experiment_0000 was pruned by retention/,
+  });
   await t.throwsAsync(load(copy), { instanceOf: RoundPrunedError });
   await t.throwsAsync(handle.loadRound(0), { instanceOf: RoundPrunedError });
 
   const report = await gc({ root });
   t.is(report.experiments[0]!.policyFrom, 'none');
-  t.deepEqual(report.blobsDeleted.map((b) => b.sha256), [victim.params.sha256]);
+  t.deepEqual(
+    report.blobsDeleted.map((b) => b.sha256),
+    [victim.params.sha256],
+  );
   t.deepEqual(report.foldersRemoved, [path.join(dir, 'breakpoint_0000')]);
   t.false(await rl.blobs.has(victim.params.sha256));
   t.deepEqual(breakpointRounds(dir), [1, 2]);
-  t.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.tmp-')), [], 'no temp folder left');
+  t.deepEqual(
+    readdirSync(dir).filter((n) => n.startsWith('.tmp-')),
+    [],
+    'no temp folder left',
+  );
   // The removed path now names a pruned round.
   await t.throwsAsync(load(path.join(dir, 'breakpoint_0000')), { instanceOf: RoundPrunedError });
   // Nothing left to do the second time.

@@ -10,7 +10,9 @@ import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const tensors = (...values: number[]): TensorSet => ({ w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) } });
+const tensors = (...values: number[]): TensorSet => ({
+  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
+});
 
 /** A root with one experiment of `rounds` rounds, each with a breakpoint and a node reply blob. */
 async function root(rounds = 4): Promise<{ root: string; rl: RoundLog; handle: ExperimentHandle; dir: string }> {
@@ -43,12 +45,16 @@ test('a healthy root: ok, every folder checked, every kept reference found', asy
   t.true(report.ok, JSON.stringify(report, null, 2));
   t.is(report.breakpoints.foldersChecked, 4);
   t.is(report.history.experimentsChecked, 1);
-  t.is(report.references.blobsChecked, 1 + 4 * 2, 'initial parameters, and per round the aggregated and the reply parameters');
+  t.is(
+    report.references.blobsChecked,
+    1 + 4 * 2,
+    'initial parameters, and per round the aggregated and the reply parameters',
+  );
   t.deepEqual(report.lag, []);
   await rl.close();
 });
 
-test('a parameters file swapped for another round\'s, with the manifest made consistent: the log says it is the wrong round', async (t) => {
+test("a parameters file swapped for another round's, with the manifest made consistent: the log says it is the wrong round", async (t) => {
   const { root: dir, rl, handle, dir: exp } = await root();
   const folder = path.join(exp, 'breakpoint_0002');
   const params = path.join(folder, 'aggregated_params.tensors');
@@ -85,17 +91,34 @@ test('missing and unlisted files, absolute paths, a manifest that is not JSON, a
   const report = await verifyRoot({ root: dir });
   t.false(report.ok);
   const byFolder = (name: string) =>
-    report.breakpoints.problems.filter((p) => path.relative(exp, p.folder) === name).map((p) => `${p.file}: ${p.reason}`);
-  t.deepEqual(byFolder('breakpoint_0000'), ['aggregated_params.tensors: is listed in the manifest but cannot be read (ENOENT)']);
-  t.deepEqual(byFolder('breakpoint_0001'), ['notes.txt: is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)']);
+    report.breakpoints.problems
+      .filter((p) => path.relative(exp, p.folder) === name)
+      .map((p) => `${p.file}: ${p.reason}`);
+  t.deepEqual(byFolder('breakpoint_0000'), [
+    'aggregated_params.tensors: is listed in the manifest but cannot be read (ENOENT)',
+  ]);
+  t.deepEqual(byFolder('breakpoint_0001'), [
+    'notes.txt: is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)',
+  ]);
   const abs = byFolder('breakpoint_0002');
-  t.true(abs.some((r) => r.startsWith('breakpoint.json: params.file is the absolute path')), abs.join('\n'));
-  t.true(abs.some((r) => r.startsWith('breakpoint.json: holds the absolute path of the root')), abs.join('\n'));
-  t.true(abs.some((r) => r.startsWith('breakpoint.json: does not list the parameters file')), abs.join('\n'));
+  t.true(
+    abs.some((r) => r.startsWith('breakpoint.json: params.file is the absolute path')),
+    abs.join('\n'),
+  );
+  t.true(
+    abs.some((r) => r.startsWith('breakpoint.json: holds the absolute path of the root')),
+    abs.join('\n'),
+  );
+  t.true(
+    abs.some((r) => r.startsWith('breakpoint.json: does not list the parameters file')),
+    abs.join('\n'),
+  );
   const broken = byFolder('breakpoint_0003');
   t.is(broken.length, 1);
   t.true(broken[0]!.startsWith('breakpoint.json: is not valid JSON: '), broken[0]);
-  t.deepEqual(byFolder(path.join('superseded', 'breakpoint_0007.1')), ['breakpoint.json: is not a roundlog breakpoint manifest']);
+  t.deepEqual(byFolder(path.join('superseded', 'breakpoint_0007.1')), [
+    'breakpoint.json: is not a roundlog breakpoint manifest',
+  ]);
   t.is(report.breakpoints.foldersChecked, 5);
   await rl.close();
 });
@@ -104,7 +127,9 @@ test('a blob of a kept round missing from the store is named with its round; a f
   const { root: dir, rl, handle, dir: exp } = await root();
   // The reply blob of round 1 (no folder holds it).
   const events = await rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
-  const reply = events.find((e) => e.type === 'NodeReplied' && (e.data as { round: number }).round === 1)!.data as { params: { sha256: string } };
+  const reply = events.find((e) => e.type === 'NodeReplied' && (e.data as { round: number }).round === 1)!.data as {
+    params: { sha256: string };
+  };
   const file = rl.blobs.fileOf(reply.params.sha256)!;
   chmodSync(path.dirname(file), 0o755);
   unlinkSync(file);
@@ -121,7 +146,15 @@ test('a blob of a kept round missing from the store is named with its round; a f
 
   // Round 0 pruned on the record while its folder is still there (a crash before the folder went).
   await handle.append([
-    { type: 'RoundsPruned', data: { v: 1, rounds: [{ round: 0, position: String(handle.state.rounds[0]!.position) }], retention: { keepLast: 3, keepEvery: null }, by: rl.actor } },
+    {
+      type: 'RoundsPruned',
+      data: {
+        v: 1,
+        rounds: [{ round: 0, position: String(handle.state.rounds[0]!.position) }],
+        retention: { keepLast: 3, keepEvery: null },
+        by: rl.actor,
+      },
+    },
   ]);
   rmSync(path.join(exp, 'breakpoint_0003'), { recursive: true });
   report = await verifyRoot({ root: dir });

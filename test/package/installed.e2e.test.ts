@@ -30,13 +30,19 @@ function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 function run(command: string, args: string[], cwd: string, extraEnv: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(command, args, { cwd, env: userEnv(extraEnv), maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1;
+      const code =
+        error === null
+          ? 0
+          : typeof (error as { code?: unknown }).code === 'number'
+            ? (error as { code: number }).code
+            : 1;
       resolve({ code, stdout, stderr });
     });
   });
 }
 
-const roundlog = (cwd: string, args: string[], extraEnv?: Record<string, string>) => run('npx', ['--no', 'roundlog', ...args], cwd, extraEnv);
+const roundlog = (cwd: string, args: string[], extraEnv?: Record<string, string>) =>
+  run('npx', ['--no', 'roundlog', ...args], cwd, extraEnv);
 
 let app = '';
 
@@ -50,7 +56,10 @@ test.before(async (t) => {
   if (tarball === undefined) throw new Error(`npm pack wrote no tarball: ${packed.stderr}`);
   app = tempDir('roundlog-installed-');
   // An empty project as `npm init -y` makes it ("type": "commonjs").
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'my-study', version: '1.0.0', private: true, type: 'commonjs' }, null, 2));
+  writeFileSync(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'my-study', version: '1.0.0', private: true, type: 'commonjs' }, null, 2),
+  );
   const installed = await run(
     'npm',
     ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', path.join(packs, tarball)],

@@ -25,12 +25,21 @@ export type Child = {
 };
 
 /** `script` is relative to test/support/; `env` is added to this process's environment for the child. */
-export function spawnTs(script: string, args: string[], onLine?: (line: string, child: Child) => void, env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, new URL('../support/', import.meta.url))), ...args], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
+export function spawnTs(
+  script: string,
+  args: string[],
+  onLine?: (line: string, child: Child) => void,
+  env: NodeJS.ProcessEnv = {},
+): Child {
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL(script, new URL('../support/', import.meta.url))), ...args],
+    {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    },
+  );
   let stderr = '';
   const lines: string[] = [];
   const errLines: string[] = [];
@@ -49,7 +58,8 @@ export function spawnTs(script: string, args: string[], onLine?: (line: string, 
   errReader.on('line', (line) => {
     stderr += `${line}\n`;
     errLines.push(line);
-    for (let i = errWaiters.length - 1; i >= 0; i--) if (errWaiters[i]!.predicate(line)) errWaiters.splice(i, 1)[0]!.resolve(line);
+    for (let i = errWaiters.length - 1; i >= 0; i--)
+      if (errWaiters[i]!.predicate(line)) errWaiters.splice(i, 1)[0]!.resolve(line);
   });
   const errClosed = new Promise<void>((resolve) => errReader.on('close', resolve));
   const child: Child = {
@@ -67,7 +77,9 @@ export function spawnTs(script: string, args: string[], onLine?: (line: string, 
         void errClosed.then(() => {
           ended = true;
           for (const w of [...waiters.splice(0), ...errWaiters.splice(0)]) {
-            w.reject(new Error(`child exited (${exit.code ?? exit.signal}) before the awaited line; stderr:\n${stderr}`));
+            w.reject(
+              new Error(`child exited (${exit.code ?? exit.signal}) before the awaited line; stderr:\n${stderr}`),
+            );
           }
           resolve(exit);
         });

@@ -151,7 +151,8 @@ type ProposedEvent = { id: string; type: string; isJson: boolean; data: Uint8Arr
 
 type StreamState = { events: StoredEvent[]; tombstoned: boolean };
 
-type Expected = { kind: 'any' } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'revision'; revision: bigint };
+type Expected =
+  { kind: 'any' } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'revision'; revision: bigint };
 
 type CommitCheck =
   | { decision: 'ok'; current: bigint; softDeleted: boolean }
@@ -173,7 +174,13 @@ const metastreamOf = (stream: string) => `$$${stream}`;
 const originalOf = (metastream: string) => metastream.slice(2);
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const expectedVersionOf = (expected: Expected): bigint =>
-  expected.kind === 'any' ? -2n : expected.kind === 'no_stream' ? -1n : expected.kind === 'stream_exists' ? -4n : expected.revision;
+  expected.kind === 'any'
+    ? -2n
+    : expected.kind === 'no_stream'
+      ? -1n
+      : expected.kind === 'stream_exists'
+        ? -4n
+        : expected.revision;
 
 class Store {
   readonly log: StoredEvent[] = [];
@@ -204,7 +211,9 @@ class Store {
     if (last === undefined) return {};
     try {
       const parsed: unknown = JSON.parse(new TextDecoder().decode(last.data));
-      return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+      return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
+        ? (parsed as Record<string, unknown>)
+        : {};
     } catch {
       return {};
     }
@@ -283,7 +292,9 @@ class Store {
       for (const [i, id] of ids.entries()) {
         const known = this.ids.get(id);
         if (known === undefined || known.stream !== stream) {
-          return i === 0 ? { decision: 'ok', current, softDeleted: this.isSoftDeleted(stream) } : { decision: 'wrong', current };
+          return i === 0
+            ? { decision: 'ok', current, softDeleted: this.isSoftDeleted(stream) }
+            : { decision: 'wrong', current };
         }
         last = known;
       }
@@ -296,7 +307,8 @@ class Store {
         revision += 1n;
         if (events[Number(revision)]?.id === id) continue;
         if (revision !== expectedRevision + 1n) return { decision: 'wrong', current };
-        if (expected.kind === 'no_stream' && this.isSoftDeleted(stream)) return { decision: 'ok', current, softDeleted: true };
+        if (expected.kind === 'no_stream' && this.isSoftDeleted(stream))
+          return { decision: 'ok', current, softDeleted: true };
         return { decision: 'wrong', current };
       }
       if (revision === expectedRevision) return { decision: 'wrong', current };
@@ -309,7 +321,8 @@ class Store {
   private record(stream: string, revision: bigint, event: ProposedEvent, created: bigint): StoredEvent {
     const stored: StoredEvent = { stream, revision, ...event, created, position: this.nextPosition };
     this.nextPosition +=
-      RECORD_OVERHEAD + BigInt(utf8(stream).length + utf8(event.type).length + event.data.length + event.metadata.length);
+      RECORD_OVERHEAD +
+      BigInt(utf8(stream).length + utf8(event.type).length + event.data.length + event.metadata.length);
     let state = this.streams.get(stream);
     if (state === undefined) this.streams.set(stream, (state = { events: [], tombstoned: false }));
     if (revision === DELETED_STREAM) state.tombstoned = true;
@@ -327,7 +340,12 @@ class Store {
   private writeMetadata(stream: string, json: string, created: bigint): StoredEvent {
     const meta = metastreamOf(stream);
     const data = utf8(json);
-    return this.record(meta, this.lastRevision(meta) + 1n, { id: randomUUID(), type: '$metadata', isJson: true, data, metadata: new Uint8Array() }, created);
+    return this.record(
+      meta,
+      this.lastRevision(meta) + 1n,
+      { id: randomUUID(), type: '$metadata', isJson: true, data, metadata: new Uint8Array() },
+      created,
+    );
   }
 
   /** StorageWriterService.SoftUndeleteStream: the stream's raw metadata with `$tb` set to `recreateFrom`. */
@@ -347,10 +365,15 @@ class Store {
 
   /** Appends `events` atomically after the commit check; publishes what it wrote. */
   append(stream: string, expected: Expected, events: readonly ProposedEvent[]): WriteOutcome {
-    const check = this.check(stream, expected, events.map((e) => e.id));
+    const check = this.check(
+      stream,
+      expected,
+      events.map((e) => e.id),
+    );
     if (check.decision === 'deleted') return { kind: 'deleted' };
     if (check.decision === 'wrong') return { kind: 'wrong', current: check.current };
-    if (check.decision === 'idempotent') return { kind: 'written', lastRevision: check.last.revision, position: check.last.position };
+    if (check.decision === 'idempotent')
+      return { kind: 'written', lastRevision: check.last.revision, position: check.last.position };
     // Checked before the write, as the server does: a write to the metastream of a soft-deleted
     // stream undeletes that stream.
     const undeleteOriginal = isMetastream(stream) && this.isSoftDeleted(originalOf(stream));
@@ -374,7 +397,8 @@ class Store {
     const check = this.check(stream, expected, [randomUUID()]);
     if (check.decision === 'deleted') return { kind: 'deleted' };
     if (check.decision === 'wrong') return { kind: 'wrong', current: check.current };
-    if (check.decision === 'idempotent') return { kind: 'written', lastRevision: check.last.revision, position: check.last.position };
+    if (check.decision === 'idempotent')
+      return { kind: 'written', lastRevision: check.last.revision, position: check.last.position };
     if (check.current < 0n && this.lastRevision(metastreamOf(stream)) < 0n) return { kind: 'wrong', current: -1n };
     const written = this.writeMetadata(stream, `{"$tb":${DELETED_STREAM}}`, BigInt(Date.now()) * TICKS_PER_MS);
     this.publish([written]);
@@ -386,8 +410,15 @@ class Store {
     const check = this.check(stream, expected, [randomUUID()]);
     if (check.decision === 'deleted') return { kind: 'deleted' };
     if (check.decision === 'wrong') return { kind: 'wrong', current: check.current };
-    if (check.decision === 'idempotent') return { kind: 'written', lastRevision: check.last.revision, position: check.last.position };
-    const event: ProposedEvent = { id: randomUUID(), type: '$streamDeleted', isJson: false, data: new Uint8Array(), metadata: new Uint8Array() };
+    if (check.decision === 'idempotent')
+      return { kind: 'written', lastRevision: check.last.revision, position: check.last.position };
+    const event: ProposedEvent = {
+      id: randomUUID(),
+      type: '$streamDeleted',
+      isJson: false,
+      data: new Uint8Array(),
+      metadata: new Uint8Array(),
+    };
     const written = this.record(stream, DELETED_STREAM, event, BigInt(Date.now()) * TICKS_PER_MS);
     this.publish([written]);
     return { kind: 'written', lastRevision: DELETED_STREAM, position: written.position };
@@ -398,10 +429,19 @@ class Store {
     const created = BigInt(Date.now()) * TICKS_PER_MS;
     const json = (value: unknown) => utf8(JSON.stringify(value));
     const system = (stream: string, type: string, data: Uint8Array) =>
-      this.record(stream, this.lastRevision(stream) + 1n, { id: randomUUID(), type, isJson: true, data, metadata: new Uint8Array() }, created);
+      this.record(
+        stream,
+        this.lastRevision(stream) + 1n,
+        { id: randomUUID(), type, isJson: true, data, metadata: new Uint8Array() },
+        created,
+      );
     const acl = (role: string) => ({ $r: role, $w: role, $d: role, $mr: role, $mw: role });
     system('$settings', '$settings', json({ $userStreamAcl: acl('$all'), $systemStreamAcl: acl('$admins') }));
-    system('$user-admin', '$user', json({ loginName: 'admin', fullName: 'Event Store Administrator', groups: ['$admins'] }));
+    system(
+      '$user-admin',
+      '$user',
+      json({ loginName: 'admin', fullName: 'Event Store Administrator', groups: ['$admins'] }),
+    );
     system('$users', '$UserCreated', utf8('admin'));
   }
 }
@@ -427,13 +467,21 @@ class RpcFailure extends Error {
 }
 
 const streamDeletedFailure = (stream: string) =>
-  new RpcFailure(grpc.status.FAILED_PRECONDITION, `Event stream '${stream}' is deleted.`, { exception: 'stream-deleted', 'stream-name': stream });
+  new RpcFailure(grpc.status.FAILED_PRECONDITION, `Event stream '${stream}' is deleted.`, {
+    exception: 'stream-deleted',
+    'stream-name': stream,
+  });
 
 const wrongExpectedVersionFailure = (operation: string, stream: string, expected: bigint, actual: bigint) =>
   new RpcFailure(
     grpc.status.FAILED_PRECONDITION,
     `${operation} failed due to WrongExpectedVersion. Stream: ${stream}, Expected version: ${expected}, Actual version: ${actual}`,
-    { exception: 'wrong-expected-version', 'stream-name': stream, 'expected-version': expected.toString(), 'actual-version': actual.toString() },
+    {
+      exception: 'wrong-expected-version',
+      'stream-name': stream,
+      'expected-version': expected.toString(),
+      'actual-version': actual.toString(),
+    },
   );
 
 const maxAppendSizeFailure = (max: number) =>
@@ -451,10 +499,17 @@ const missingMetadataFailure = (property: string) =>
 const badRequest = (message: string) => new RpcFailure(grpc.status.INVALID_ARGUMENT, message);
 
 const toServiceError = (error: unknown): grpc.ServerErrorResponse =>
-  error instanceof RpcFailure ? error.toServiceError() : new RpcFailure(grpc.status.UNKNOWN, 'Exception was thrown by handler.').toServiceError();
+  error instanceof RpcFailure
+    ? error.toServiceError()
+    : new RpcFailure(grpc.status.UNKNOWN, 'Exception was thrown by handler.').toServiceError();
 
 /** A google.rpc.Status with one packed detail message, as BatchAppendResp.error carries it. */
-function richStatus(code: number, message: string, detail: { serializeBinary(): Uint8Array }, typeName: string): StatusPbModule.Status {
+function richStatus(
+  code: number,
+  message: string,
+  detail: { serializeBinary(): Uint8Array },
+  typeName: string,
+): StatusPbModule.Status {
   const any = new anyPb.Any();
   any.pack(detail.serializeBinary(), typeName);
   const status = new statusPb.Status();
@@ -486,9 +541,14 @@ function uuidOf(uuid: SharedPbModule.UUID | undefined): string {
     const hex = (bits: string) => BigInt.asUintN(64, BigInt(bits)).toString(16).padStart(16, '0');
     text = hex(structured.getMostSignificantBits()) + hex(structured.getLeastSignificantBits());
   } else {
-    text = uuid.getString().trim().toLowerCase().replace(/^\{(.*)\}$/, '$1');
+    text = uuid
+      .getString()
+      .trim()
+      .toLowerCase()
+      .replace(/^\{(.*)\}$/, '$1');
   }
-  if (/^[0-9a-f]{32}$/.test(text)) text = `${text.slice(0, 8)}-${text.slice(8, 12)}-${text.slice(12, 16)}-${text.slice(16, 20)}-${text.slice(20)}`;
+  if (/^[0-9a-f]{32}$/.test(text))
+    text = `${text.slice(0, 8)}-${text.slice(8, 12)}-${text.slice(12, 16)}-${text.slice(16, 20)}-${text.slice(20)}`;
   if (!UUID_PATTERN.test(text)) throw new RpcFailure(grpc.status.UNKNOWN, 'Exception was thrown by handler.');
   return text;
 }
@@ -611,11 +671,15 @@ function filterOf(options: StreamsPbModule.ReadReq.Options): EventFilter | null 
   const prefixes = expression.getPrefixList();
   const test: (value: string) => boolean =
     regex !== ''
-      ? ((pattern) => (value) => pattern.test(value))(new RegExp(regex))
+      ? (
+          (pattern) => (value) =>
+            pattern.test(value)
+        )(new RegExp(regex))
       : (value) => prefixes.some((prefix) => value.startsWith(prefix));
   const window = filter.hasMax() ? filter.getMax() : DEFAULT_SEARCH_WINDOW;
   const multiplier = filter.getCheckpointintervalmultiplier();
-  if (multiplier <= 0 || window <= 0) throw badRequest('CheckpointIntervalMultiplier and MaxSearchWindow must be positive.');
+  if (multiplier <= 0 || window <= 0)
+    throw badRequest('CheckpointIntervalMultiplier and MaxSearchWindow must be positive.');
   return { matches: (event) => test(onStream ? event.stream : event.type), checkpointInterval: multiplier * window };
 }
 
@@ -742,7 +806,10 @@ function readAll(
 ) {
   const log = store.log;
   const grpcPosition = options.hasPosition() ? options.getPosition()! : null;
-  const position = grpcPosition === null ? null : ([BigInt(grpcPosition.getCommitPosition()), BigInt(grpcPosition.getPreparePosition())] as const);
+  const position =
+    grpcPosition === null
+      ? null
+      : ([BigInt(grpcPosition.getCommitPosition()), BigInt(grpcPosition.getPreparePosition())] as const);
   let sent = 0n;
   const visit = (event: StoredEvent) => {
     if (filter !== null && !filter.matches(event)) return true;
@@ -770,7 +837,12 @@ function readAll(
  * soft-deleted) is caught up at once and its first events arrive live. A tombstone fails the call
  * with stream-deleted (live, after delivering the `$streamDeleted` event, as the server does).
  */
-function subscribeToStream(store: Store, session: ReadSession, options: StreamsPbModule.ReadReq.Options.StreamOptions, structured: boolean) {
+function subscribeToStream(
+  store: Store,
+  session: ReadSession,
+  options: StreamsPbModule.ReadReq.Options.StreamOptions,
+  structured: boolean,
+) {
   const stream = streamNameOf(options.getStreamIdentifier());
   session.write(confirmation());
   if (store.isTombstoned(stream)) throw streamDeletedFailure(stream);
@@ -830,7 +902,11 @@ function subscribeToAll(
 
   session.write(confirmation());
   const position = options.hasPosition() ? options.getPosition()! : null;
-  const start = options.hasEnd() ? log.length : position === null ? 0 : store.indexAfter(BigInt(position.getCommitPosition()), BigInt(position.getPreparePosition()));
+  const start = options.hasEnd()
+    ? log.length
+    : position === null
+      ? 0
+      : store.indexAfter(BigInt(position.getCommitPosition()), BigInt(position.getPreparePosition()));
   if (start < log.length) {
     for (let i = start; i < log.length; i++) consider(log[i]!);
     if (filter !== null && considered > 0) session.write(checkpointMessage(log.at(-1)!.position));
@@ -871,7 +947,12 @@ function appendResponse(outcome: WriteOutcome, expected: Expected, stream: strin
   return resp;
 }
 
-function handleAppend(store: Store, maxAppendSize: number, call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>) {
+function handleAppend(
+  store: Store,
+  maxAppendSize: number,
+  call: grpc.ServerReadableStream<AppendReq, AppendResp>,
+  callback: grpc.sendUnaryData<AppendResp>,
+) {
   let header: { stream: string; expected: Expected } | null = null;
   const events: ProposedEvent[] = [];
   let size = 0;
@@ -908,7 +989,10 @@ function handleAppend(store: Store, maxAppendSize: number, call: grpc.ServerRead
     if (done) return;
     try {
       if (header === null) throw badRequest('Empty append request.');
-      finish(null, appendResponse(store.append(header.stream, header.expected, events), header.expected, header.stream));
+      finish(
+        null,
+        appendResponse(store.append(header.stream, header.expected, events), header.expected, header.stream),
+      );
     } catch (error) {
       finish(error);
     }
@@ -940,7 +1024,9 @@ function batchOutcome(outcome: WriteOutcome, expected: Expected, stream: string,
     else if (expected.kind === 'no_stream') detail.setExpectedNoStream(new emptyPb.Empty());
     else if (expected.kind === 'stream_exists') detail.setExpectedStreamExists(new emptyPb.Empty());
     else detail.setExpectedStreamPosition(expected.revision.toString());
-    resp.setError(richStatus(CODE_ALREADY_EXISTS, 'WrongExpectedVersion', detail, 'event_store.client.WrongExpectedVersion'));
+    resp.setError(
+      richStatus(CODE_ALREADY_EXISTS, 'WrongExpectedVersion', detail, 'event_store.client.WrongExpectedVersion'),
+    );
     return;
   }
   const success = new pb.BatchAppendResp.Success();
@@ -953,7 +1039,11 @@ function batchOutcome(outcome: WriteOutcome, expected: Expected, stream: string,
   resp.setSuccess(success);
 }
 
-function handleBatchAppend(store: Store, maxAppendSize: number, call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>) {
+function handleBatchAppend(
+  store: Store,
+  maxAppendSize: number,
+  call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>,
+) {
   type Pending = { stream: string; expected: Expected; events: ProposedEvent[]; size: number };
   const pending = new Map<string, Pending>();
   let open = true;
@@ -969,7 +1059,9 @@ function handleBatchAppend(store: Store, maxAppendSize: number, call: grpc.Serve
       if (options !== undefined) {
         stream = streamNameOf(options.getStreamIdentifier());
         if (!pending.has(correlationId)) {
-          const expected = expectedOf(options, () => (options.hasStreamPosition() ? options.getStreamPosition() : undefined));
+          const expected = expectedOf(options, () =>
+            options.hasStreamPosition() ? options.getStreamPosition() : undefined,
+          );
           pending.set(correlationId, { stream, expected, events: [], size: 0 });
         }
       }
@@ -986,7 +1078,14 @@ function handleBatchAppend(store: Store, maxAppendSize: number, call: grpc.Serve
         const detail = new shared.MaximumAppendSizeExceeded();
         detail.setMaxappendsize(maxAppendSize);
         const resp = batchAppendResponse(correlation, write.stream);
-        resp.setError(richStatus(CODE_INVALID_ARGUMENT, 'MaximumAppendSizeExceeded', detail, 'event_store.client.MaximumAppendSizeExceeded'));
+        resp.setError(
+          richStatus(
+            CODE_INVALID_ARGUMENT,
+            'MaximumAppendSizeExceeded',
+            detail,
+            'event_store.client.MaximumAppendSizeExceeded',
+          ),
+        );
         send(resp);
         return;
       }
@@ -1000,7 +1099,14 @@ function handleBatchAppend(store: Store, maxAppendSize: number, call: grpc.Serve
       const detail = new shared.BadRequest();
       detail.setMessage(message);
       const resp = batchAppendResponse(correlation, stream);
-      resp.setError(richStatus(error instanceof RpcFailure && error.code === grpc.status.UNKNOWN ? CODE_UNKNOWN : CODE_INVALID_ARGUMENT, 'BadRequest', detail, 'event_store.client.BadRequest'));
+      resp.setError(
+        richStatus(
+          error instanceof RpcFailure && error.code === grpc.status.UNKNOWN ? CODE_UNKNOWN : CODE_INVALID_ARGUMENT,
+          'BadRequest',
+          detail,
+          'event_store.client.BadRequest',
+        ),
+      );
       send(resp);
     }
   });
@@ -1018,11 +1124,16 @@ function handleBatchAppend(store: Store, maxAppendSize: number, call: grpc.Serve
 
 function deleteOutcome(outcome: WriteOutcome, stream: string, expected: Expected): bigint {
   if (outcome.kind === 'deleted') throw streamDeletedFailure(stream);
-  if (outcome.kind === 'wrong') throw wrongExpectedVersionFailure('Delete', stream, expectedVersionOf(expected), outcome.current);
+  if (outcome.kind === 'wrong')
+    throw wrongExpectedVersionFailure('Delete', stream, expectedVersionOf(expected), outcome.current);
   return outcome.position;
 }
 
-function handleDelete(store: Store, call: grpc.ServerUnaryCall<DeleteReq, DeleteResp>, callback: grpc.sendUnaryData<DeleteResp>) {
+function handleDelete(
+  store: Store,
+  call: grpc.ServerUnaryCall<DeleteReq, DeleteResp>,
+  callback: grpc.sendUnaryData<DeleteResp>,
+) {
   try {
     const options = call.request.getOptions();
     if (options === undefined) throw badRequest('Required field Options not set.');
@@ -1040,7 +1151,11 @@ function handleDelete(store: Store, call: grpc.ServerUnaryCall<DeleteReq, Delete
   }
 }
 
-function handleTombstone(store: Store, call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>, callback: grpc.sendUnaryData<TombstoneResp>) {
+function handleTombstone(
+  store: Store,
+  call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>,
+  callback: grpc.sendUnaryData<TombstoneResp>,
+) {
   try {
     const options = call.request.getOptions();
     if (options === undefined) throw badRequest('Required field Options not set.');
@@ -1110,7 +1225,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   server.addService(featuresGrpc.ServerFeaturesService, features);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
   );
   let closed: Promise<void> | null = null;
   return {

@@ -103,8 +103,14 @@ function federation(gate: { round: number; open: number } | null): Federation {
   };
 }
 
-async function continueOrCreate(root: string, seed: number, roundLimit: number, nodes: Federation): Promise<Experiment> {
-  const load = (target?: string) => Experiment.loadBreakpoint(target, { root, federation: nodes, workspace: WORKSPACE });
+async function continueOrCreate(
+  root: string,
+  seed: number,
+  roundLimit: number,
+  nodes: Federation,
+): Promise<Experiment> {
+  const load = (target?: string) =>
+    Experiment.loadBreakpoint(target, { root, federation: nodes, workspace: WORKSPACE });
   try {
     const exp = await load();
     say(`resumed ${exp.roundCurrent()} ${exp.experimentationFolder()} ${exp.id}`);

@@ -70,7 +70,8 @@ switch (mode) {
     await lines.next();
     const log = await openWhenFree();
     try {
-      const expectedRevision = expected === 'no_stream' || expected === 'stream_exists' || expected === 'any' ? expected : BigInt(expected);
+      const expectedRevision =
+        expected === 'no_stream' || expected === 'stream_exists' || expected === 'any' ? expected : BigInt(expected);
       await log.append(stream, JSON.parse(batch) as EventData[], { expectedRevision });
       say('ok');
     } catch (error) {

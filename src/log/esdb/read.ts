@@ -2,14 +2,7 @@
  * Reads of the EventStoreDB log: a stream's events, `$all` filtered to this log's streams, the
  * list of streams; and the paged scan of `$all` that reads, subscriptions and verify build on.
  */
-import {
-  BACKWARDS,
-  END,
-  FORWARDS,
-  START,
-  type AllStreamResolvedEvent,
-  type Position,
-} from '@eventstore/db-client';
+import { BACKWARDS, END, FORWARDS, START, type AllStreamResolvedEvent, type Position } from '@eventstore/db-client';
 import type {
   ListStreamsResult,
   ReadAllOptions,
@@ -88,9 +81,7 @@ export function readAll(log: EsdbState, options?: ReadAllOptions): Promise<ReadA
       if (events.length < read.maxCount) await scanAll(log, read.forwards, read.from, take);
     }
     const lastPosition =
-      !read.forwards && read.from === 'end' && events.length > 0
-        ? events[0]!.position
-        : await lastVisiblePosition(log);
+      !read.forwards && read.from === 'end' && events.length > 0 ? events[0]!.position : await lastVisiblePosition(log);
     return { events, lastPosition };
   });
 }

@@ -134,11 +134,7 @@ async function poll(log: FileLogState): Promise<void> {
     }
     await readNew(log, segment);
     const nextFile = pathOf(log, log.committed);
-    if (
-      log.committed === segment.base + segment.count &&
-      log.committed > segment.base &&
-      (await exists(nextFile))
-    ) {
+    if (log.committed === segment.base + segment.count && log.committed > segment.base && (await exists(nextFile))) {
       // The writer sealed this segment: take what it finished writing, then move on.
       await readNew(log, segment);
       segment.sealed = true;

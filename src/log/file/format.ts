@@ -45,7 +45,15 @@ export type StoredRecord = {
 };
 
 export function encodeRecord(record: StoredRecord, compressThreshold: number): Buffer {
-  const value = [record.position, record.stream, record.revision, record.id, record.timestampMs, record.type, record.data];
+  const value = [
+    record.position,
+    record.stream,
+    record.revision,
+    record.id,
+    record.timestampMs,
+    record.type,
+    record.data,
+  ];
   const { encoding, bytes } = encodeValue(value, compressThreshold);
   const bodyLength = 1 + bytes.length;
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyLength);
@@ -95,7 +103,12 @@ export function checkFrame(buf: Buffer, offset: number, limit = buf.length): Fra
  */
 export type TailVerdict = { kind: 'end' } | { kind: 'torn'; bytes: number } | { kind: 'corrupt'; reason: string };
 
-export function classifyTail(buf: Buffer, offset: number, check: Exclude<FrameCheck, { kind: 'ok' }>, limit = buf.length): TailVerdict {
+export function classifyTail(
+  buf: Buffer,
+  offset: number,
+  check: Exclude<FrameCheck, { kind: 'ok' }>,
+  limit = buf.length,
+): TailVerdict {
   switch (check.kind) {
     case 'zeros':
       return { kind: 'end' };
@@ -130,12 +143,12 @@ function lastNonZero(buf: Buffer, start: number, end: number): number {
 
 /** Checks only a frame's 12-byte header; returns the body length, or why the header is bad. */
 export function checkFrameHeader(buf: Buffer, offset: number): { bodyLength: number } | { reason: string } {
-  if (buf.readUInt32LE(offset + 8) !== crc32c(buf, offset, offset + 8)) return { reason: 'record header checksum mismatch' };
+  if (buf.readUInt32LE(offset + 8) !== crc32c(buf, offset, offset + 8))
+    return { reason: 'record header checksum mismatch' };
   const bodyLength = buf.readUInt32LE(offset);
   if (bodyLength < 2 || bodyLength > MAX_RECORD_BYTES) return { reason: `record length ${bodyLength} out of range` };
   return { bodyLength };
 }
-
 
 /** Decodes a checked record body; throws a plain Error saying what is wrong. */
 export function decodeRecordBody(buf: Buffer, bodyStart: number, end: number): StoredRecord {
@@ -189,7 +202,13 @@ export function decodeIndexChunks(buf: Buffer): { chunks: IndexChunk[]; validByt
       break;
     }
     const v = value as { o?: unknown; s?: unknown; n?: unknown };
-    if (!(v.o instanceof Uint32Array) || !(v.s instanceof Uint32Array) || v.o.length !== v.s.length || !Array.isArray(v.n)) break;
+    if (
+      !(v.o instanceof Uint32Array) ||
+      !(v.s instanceof Uint32Array) ||
+      v.o.length !== v.s.length ||
+      !Array.isArray(v.n)
+    )
+      break;
     chunks.push({ offsets: v.o, streams: v.s, newStreams: v.n as string[] });
     offset = end;
   }

@@ -123,9 +123,7 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
   const plan = manifest.trainingPlan as { file?: unknown; module?: unknown } | null | undefined;
   const settings = manifest.settings as { trainingPlan?: { module?: unknown } | null } | null | undefined;
   const experimentCreated = manifest.experiment as
-    | { folder?: unknown; federated?: { trainingPlan?: { module?: unknown } } | null }
-    | null
-    | undefined;
+    { folder?: unknown; federated?: { trainingPlan?: { module?: unknown } } | null } | null | undefined;
   const pathFields: Array<[string, unknown]> = [
     ['experimentFolder', manifest.experimentFolder],
     ['params.file', params?.file],
@@ -198,7 +196,10 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
   }
   const paramsHash = actualHashes.get(PARAMS_FILE);
   if (paramsHash !== undefined && paramsHash === listed?.[PARAMS_FILE] && paramsHash !== record.params.sha256) {
-    problem(PARAMS_FILE, `has SHA-256 ${paramsHash}; the log records ${record.params.sha256} for round ${record.round}`);
+    problem(
+      PARAMS_FILE,
+      `has SHA-256 ${paramsHash}; the log records ${record.params.sha256} for round ${record.round}`,
+    );
   }
   return done(parsed);
 }
@@ -227,7 +228,13 @@ function firstDifference(actual: unknown, expected: unknown, at: string): string
   if (canonical(a) === canonical(e)) return null;
   if (actual === undefined) return `${at} is missing, the log records ${show(e)}`;
   if (expected === undefined) return `${at} is ${show(a)}, which the projection never writes`;
-  if (a !== null && e !== null && typeof a === 'object' && typeof e === 'object' && Array.isArray(a) === Array.isArray(e)) {
+  if (
+    a !== null &&
+    e !== null &&
+    typeof a === 'object' &&
+    typeof e === 'object' &&
+    Array.isArray(a) === Array.isArray(e)
+  ) {
     const ao = a as Record<string, unknown>;
     const eo = e as Record<string, unknown>;
     for (const key of new Set([...Object.keys(eo), ...Object.keys(ao)])) {

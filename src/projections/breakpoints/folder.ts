@@ -28,9 +28,7 @@ export function roundOfAnyFolder(name: string): number | null {
 /** Names of the breakpoint folders of an experiment folder, by round. */
 export async function listBreakpointFolders(experimentDir: string): Promise<string[]> {
   const names = await fs.readdir(experimentDir).catch(() => [] as string[]);
-  return names
-    .filter((name) => roundOfFolder(name) !== null)
-    .sort((a, b) => roundOfFolder(a)! - roundOfFolder(b)!);
+  return names.filter((name) => roundOfFolder(name) !== null).sort((a, b) => roundOfFolder(a)! - roundOfFolder(b)!);
 }
 
 /** Names of the folders in an experiment's `superseded/` area (`breakpoint_RRRR.N`), sorted. */

@@ -57,7 +57,11 @@ export function breakpointProjection(env: ProjectionEnv): Projection {
   };
 }
 
-async function projectOne(ctx: ProjectionContext, state: ExperimentState, rebuild: boolean): Promise<ExperimentProjection> {
+async function projectOne(
+  ctx: ProjectionContext,
+  state: ExperimentState,
+  rebuild: boolean,
+): Promise<ExperimentProjection> {
   const dir = path.join(ctx.experimentsDir, state.folder);
   const problems: string[] = [];
   const removed: string[] = [];
@@ -99,10 +103,13 @@ async function projectOne(ctx: ProjectionContext, state: ExperimentState, rebuil
   try {
     const result = await projectExperiment(ctx, state);
     written = toWrite.map((round) => path.join(dir, breakpointFolderName(round)));
-    if (result.written !== toWrite.length) problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
+    if (result.written !== toWrite.length)
+      problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
   } catch (error) {
     problems.push(
-      error instanceof RoundlogError ? error.message : `projection failed: ${(error as Error)?.message ?? String(error)}`,
+      error instanceof RoundlogError
+        ? error.message
+        : `projection failed: ${(error as Error)?.message ?? String(error)}`,
     );
   }
   const movedAside = (await listSupersededFolders(dir))
@@ -150,16 +157,25 @@ async function giveBlobsBack(
   return { missing, restored };
 }
 
-async function verifyFolders(env: ProjectionEnv, experiments: readonly VerifiedExperiment[]): Promise<ViewVerifyResult> {
+async function verifyFolders(
+  env: ProjectionEnv,
+  experiments: readonly VerifiedExperiment[],
+): Promise<ViewVerifyResult> {
   const problems: ViewProblem[] = [];
   const lag: Array<{ experiment: string; rounds: number[] }> = [];
   const notes: string[] = [];
   let checked = 0;
   const root = env.layout.root;
-  const check = async (folder: string, name: string, state: ExperimentState | null, where: 'current' | 'superseded') => {
+  const check = async (
+    folder: string,
+    name: string,
+    state: ExperimentState | null,
+    where: 'current' | 'superseded',
+  ) => {
     checked++;
     const result = await checkBreakpointFolder(folder, { state, experiment: name, where, root });
-    for (const p of result.problems) problems.push({ experiment: name, folder, file: p.file, round: p.round, reason: p.reason });
+    for (const p of result.problems)
+      problems.push({ experiment: name, folder, file: p.file, round: p.round, reason: p.reason });
   };
   const folders = new Set<string>();
   for (const { folder: registered, state } of experiments) {
@@ -185,7 +201,9 @@ async function verifyFolders(env: ProjectionEnv, experiments: readonly VerifiedE
   }
   for (const name of await listNames(env.layout.experiments)) {
     if (!folders.has(name)) {
-      notes.push(`${path.join(env.layout.experiments, name)} is not the folder of any experiment in the log; not checked`);
+      notes.push(
+        `${path.join(env.layout.experiments, name)} is not the folder of any experiment in the log; not checked`,
+      );
     }
   }
   return { checked, problems, lag, notes };

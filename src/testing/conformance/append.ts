@@ -31,7 +31,10 @@ export function appendTests<Context>(suite: Suite<Context>): void {
       t.is(read.events[1]!.position, first.lastPosition);
       t.is(read.events[2]!.position, second.firstPosition);
       t.is(read.events[4]!.position, second.lastPosition);
-      assertIncreasing(t, read.events.map((e) => e.position));
+      assertIncreasing(
+        t,
+        read.events.map((e) => e.position),
+      );
     },
   );
 
@@ -157,18 +160,23 @@ export function appendTests<Context>(suite: Suite<Context>): void {
 
   test(title('the events of one append get consecutive revisions and nothing interleaves them'), async (t) => {
     const log = await openLog(t);
-    const appends = Array.from({ length: 12 }, (_, i) =>
-      log.append(`s${i % 3}`, numbered(`batch${i}-`, 1 + (i % 4))),
-    );
+    const appends = Array.from({ length: 12 }, (_, i) => log.append(`s${i % 3}`, numbered(`batch${i}-`, 1 + (i % 4))));
     const results = await Promise.all(appends);
     const all = (await log.readAll()).events;
-    t.is(all.length, results.reduce((n, _, i) => n + 1 + (i % 4), 0));
+    t.is(
+      all.length,
+      results.reduce((n, _, i) => n + 1 + (i % 4), 0),
+    );
 
     for (const [i, result] of results.entries()) {
       const size = 1 + (i % 4);
       const at = all.findIndex((e) => e.position === result.firstPosition);
       const batch = all.slice(at, at + size);
-      t.deepEqual(typesOf(batch), numbered(`batch${i}-`, size).map((e) => e.type), `batch ${i} is contiguous`);
+      t.deepEqual(
+        typesOf(batch),
+        numbered(`batch${i}-`, size).map((e) => e.type),
+        `batch ${i} is contiguous`,
+      );
       t.is(batch[batch.length - 1]!.position, result.lastPosition);
       t.true(batch.every((e) => e.stream === `s${i % 3}`));
       t.deepEqual(
@@ -178,7 +186,11 @@ export function appendTests<Context>(suite: Suite<Context>): void {
     }
     for (const stream of ['s0', 's1', 's2']) {
       const revisions = (await log.readStream(stream)).events.map((e) => e.revision);
-      t.deepEqual(revisions, revisions.map((_, k) => BigInt(k)), `${stream} has dense revisions`);
+      t.deepEqual(
+        revisions,
+        revisions.map((_, k) => BigInt(k)),
+        `${stream} has dense revisions`,
+      );
     }
   });
 

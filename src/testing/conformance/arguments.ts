@@ -44,10 +44,7 @@ export function invalidArgumentTests<Context>(suite: Suite<Context>): void {
     await invalid(() => log.readStream('s', { fromRevision: 1 as unknown as bigint }), 'number fromRevision');
     await invalid(() => log.readStream('s', { maxCount: -1 }), 'negative maxCount');
     await invalid(() => log.readStream('s', { maxCount: 1.5 }), 'fractional maxCount');
-    await invalid(
-      () => log.readStream('s', { direction: 'sideways' as unknown as 'forwards' }),
-      'unknown direction',
-    );
+    await invalid(() => log.readStream('s', { direction: 'sideways' as unknown as 'forwards' }), 'unknown direction');
     await invalid(() => log.readAll({ fromPosition: -1n }), 'negative fromPosition');
     await invalid(() => log.readAll({ maxCount: -1 }), 'negative maxCount (readAll)');
     await invalid(() => log.readAll({ direction: 'up' as unknown as 'forwards' }), 'unknown direction (readAll)');

@@ -23,7 +23,10 @@ export function lifecycleTests<Context>(suite: Suite<Context>): void {
       await t.throwsAsync(log.readAll(), { code: 'CLOSED' }, 'reopen closed the old handle');
       t.deepEqual(await again.readAll(), before);
       t.deepEqual(sortStreams((await again.listStreams()).streams), sortStreams(streamsBefore.streams));
-      t.deepEqual((await again.readStream('a')).events, before.events.filter((e) => e.stream === 'a'));
+      t.deepEqual(
+        (await again.readStream('a')).events,
+        before.events.filter((e) => e.stream === 'a'),
+      );
 
       await assertWrongRevision(t, again.append('a', [event('stale')], { expectedRevision: 1n }), 'a', 1n, 2n);
       const next = await again.append('a', [event('a3')], { expectedRevision: 2n });

@@ -17,7 +17,10 @@ export function readAllTests<Context>(suite: Suite<Context>): void {
     }
     const forwards = await log.readAll();
     t.deepEqual(typesOf(forwards.events), order);
-    assertIncreasing(t, forwards.events.map((e) => e.position));
+    assertIncreasing(
+      t,
+      forwards.events.map((e) => e.position),
+    );
     t.is(forwards.lastPosition, forwards.events[forwards.events.length - 1]!.position);
 
     const backwards = await log.readAll({ direction: 'backwards' });

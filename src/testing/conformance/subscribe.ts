@@ -99,10 +99,7 @@ export function subscribeTests<Context>(suite: Suite<Context>): void {
     await log.append('a', [event('live-a')]);
     const now = (await log.readAll()).events;
     t.deepEqual(eventsOf(await fromAll.untilEvents(7)), now.slice(2));
-    t.deepEqual(
-      eventsOf(await fromStream.untilEvents(4)),
-      now.filter((e) => e.stream === 'a').slice(2),
-    );
+    t.deepEqual(eventsOf(await fromStream.untilEvents(4)), now.filter((e) => e.stream === 'a').slice(2));
   });
 
   test(title("subscribe from 'end' delivers only new events"), async (t) => {
@@ -122,7 +119,10 @@ export function subscribeTests<Context>(suite: Suite<Context>): void {
     const live = (await log.readAll({ fromPosition: before.lastPosition! + 1n })).events;
     t.deepEqual(eventsOf(await fromAll.untilEvents(2)), live);
     const liveA = eventsOf(await fromStream.untilEvents(1));
-    t.deepEqual(liveA, live.filter((e) => e.stream === 'a'));
+    t.deepEqual(
+      liveA,
+      live.filter((e) => e.stream === 'a'),
+    );
     t.is(liveA[0]!.revision, 3n);
   });
 
