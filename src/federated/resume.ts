@@ -21,6 +21,9 @@ import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
   listBreakpointFolders,
+  BREAKPOINT_FORMAT,
+  checkBreakpointFolder,
+  readManifestIfAny,
   readBreakpoint,
   removeStaleTemps,
   roundOfFolder,
@@ -63,8 +66,9 @@ export async function resumeFromBreakpoint(
   if (handle !== null && pruned !== undefined && handle.state.created?.experimentId === manifest.experimentId) {
     throw new RoundPrunedError(handle.state.folder, manifest.round, pruned.timestamp);
   }
-  if (handle === null) handle = await importBreakpoint(rl, folder, manifest);
-  else checkAgainstLog(folder, manifest, handle.state);
+  // Every file is hashed once: against the log when the log knows the experiment, else on its own.
+  if (handle === null) handle = await importBreakpoint(rl, folder, await readBreakpoint(folder));
+  else await checkAgainstLog(rl, folder, handle.state);
   const recordedPlan = handle.state.settings.trainingPlan;
   if (recordedPlan === null) {
     const name = JSON.stringify(handle.state.folder);
@@ -110,7 +114,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
   if (latest === null) await refusePrunedPath(rl, path.resolve(breakpointPath!));
   let folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
-  let manifest = await readBreakpoint(folder);
+  let manifest = await peekManifest(folder);
   const handle =
     latest?.handle ??
     (await rl.openExperiment(manifest.experimentId).catch((error: unknown) => {
@@ -128,7 +132,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
     const round = lastBreakpointRound(handle.state);
     if (round !== null && round > manifest.round) {
       folder = await writeBreakpoint(handle, round);
-      manifest = await readBreakpoint(folder);
+      manifest = await peekManifest(folder);
     }
   }
   const experimentDir = path.dirname(folder);
@@ -201,24 +205,22 @@ function lastBreakpointRound(state: ExperimentState): number | null {
   return null;
 }
 
-/** A breakpoint folder the log knows must be a round of the current branch, with the parameters the log records. */
-function checkAgainstLog(folder: string, manifest: BreakpointManifest, state: ExperimentState): void {
-  const record = state.rounds[manifest.round];
-  if (record === undefined || String(record.position) !== manifest.logPosition) {
-    throw new BreakpointCorruptError(
-      folder,
-      'breakpoint.json',
-      `records round ${manifest.round} at log position ${manifest.logPosition}, ` +
-        "which is not a round of the experiment's current history",
-    );
-  }
-  if (record.params.sha256 !== manifest.params.sha256) {
-    throw new BreakpointCorruptError(
-      folder,
-      manifest.params.file,
-      `holds parameters ${manifest.params.sha256}, the log records ${record.params.sha256}`,
-    );
-  }
+/** The manifest of a breakpoint folder, to find its experiment; its files are checked later. */
+async function peekManifest(folder: string): Promise<BreakpointManifest> {
+  const manifest = await readManifestIfAny(folder);
+  if (manifest?.format === BREAKPOINT_FORMAT && typeof manifest.experimentId === 'string') return manifest;
+  return readBreakpoint(folder); // throws the folder's first problem
+}
+
+/**
+ * A breakpoint folder the log knows gets the checks `roundlog verify` makes, against the log: a
+ * round of the current branch, every manifest field as the log says, the parameters the log
+ * records. The first problem refuses it.
+ */
+async function checkAgainstLog(rl: RoundLog, folder: string, state: ExperimentState): Promise<void> {
+  const { problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
+  const first = problems[0];
+  if (first !== undefined) throw new BreakpointCorruptError(folder, first.file, first.reason);
 }
 
 /** A breakpoint folder carried to a root whose log does not know it: a new experiment that starts from it. */
