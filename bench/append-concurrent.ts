@@ -231,7 +231,8 @@ export async function main(): Promise<void> {
   );
   console.log(
     '\nbetter-sqlite3 is synchronous: 8 or 64 "concurrent" writers in one process run one after another,\n' +
-      'so its concurrent throughput is its sequential one (row "1 txn per append", appends round-robin over 64 streams).\n' +
+      'so its concurrent throughput is its sequential one ' +
+      '(row "1 txn per append", appends round-robin over 64 streams).\n' +
       `The BATCHING row commits ${SQLITE_BATCH} appends per transaction: appends are not durable one by one;\n` +
       'it is a reference point, not the per-append durability comparison.',
   );

@@ -198,7 +198,8 @@ export async function main(): Promise<void> {
   console.log(`floor writes ${formatNumber(frameBytes)} B per event (the log's record frame for the same event)`);
   if (onDisk) {
     console.log(
-      `the log left ${formatNumber(onDisk.seg / count)} B/event of segment file (records, plus the zero-filled space ahead of them), ` +
+      `the log left ${formatNumber(onDisk.seg / count)} B/event of segment file ` +
+        '(records, plus the zero-filled space ahead of them), ' +
         `${formatNumber(onDisk.idx / count)} B/event of index, ${onDisk.all} B in all for ${count} events`,
     );
   }

@@ -102,7 +102,8 @@ export async function main(): Promise<void> {
       `blob put: ${(raw.length / 1e6).toFixed(0)} MB of float32 ~ N(0, 0.02), median of ${reps} alternating runs`,
     );
     console.log(
-      `node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, temp dir on ${os.tmpdir()}`,
+      `node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, ` +
+        `temp dir on ${os.tmpdir()}`,
     );
     console.log(
       `tensor codec output: ${encoding}, ${encodedBytes} bytes (${(encodedBytes / raw.length).toFixed(4)} of raw)\n`,
@@ -135,7 +136,8 @@ export async function main(): Promise<void> {
     const ratioChunks = median(timings.encodeChunksAndPut) / base;
     const ratioBuffer = median(encodedTotal) / base;
     console.log(
-      `\nRATIO put/baseline = ${ratioRaw.toFixed(2)}x (raw bytes), ${ratioChunks.toFixed(2)}x (tensor codec chunks + putStream), ` +
+      `\nRATIO put/baseline = ${ratioRaw.toFixed(2)}x (raw bytes), ` +
+        `${ratioChunks.toFixed(2)}x (tensor codec chunks + putStream), ` +
         `${ratioBuffer.toFixed(2)}x (encodeTensors into one buffer + put); ` +
         `target <= ${TARGET_RATIO}x: ${ratioRaw <= TARGET_RATIO && ratioChunks <= TARGET_RATIO ? 'met' : 'NOT met'}`,
     );

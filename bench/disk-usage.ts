@@ -101,7 +101,10 @@ function add(a: DiskUsage, b: DiskUsage): DiskUsage {
   };
 }
 
-/** A round log root's usage by part; the blobs are walked before the breakpoint folders, so hard links count under blobs. */
+/**
+ * A round log root's usage by part; the blobs are walked before the breakpoint folders, so hard
+ * links count under blobs.
+ */
 async function rootUsage(
   root: string,
 ): Promise<{ total: DiskUsage; log: DiskUsage; blobs: DiskUsage; experiments: DiskUsage; rootDir: DiskUsage }> {
@@ -298,14 +301,17 @@ export async function main(): Promise<void> {
     ),
   );
   console.log(
-    `${last.blobFiles} blob files for ${rounds} rounds; ${last.breakpointLinks} of them hard-linked from a breakpoint folder (counted once)`,
+    `${last.blobFiles} blob files for ${rounds} rounds; ` +
+      `${last.breakpointLinks} of them hard-linked from a breakpoint folder (counted once)`,
   );
   const ratio = med(roundlog, (r) => r.full.allocated) / totalRaw;
   const overhead = med(roundlog, (r) => r.full.allocated) - med(baseline, (r) => r.full.allocated);
   console.log();
   console.log(
-    `RATIO roundlog allocated bytes ÷ raw parameter bytes = ${ratio.toFixed(4)}x (target <= ${TARGET}x: ${ratio <= TARGET ? 'met' : 'NOT met'}); ` +
-      `vs the plain-file baseline: ${(med(roundlog, (r) => r.full.allocated) / med(baseline, (r) => r.full.allocated)).toFixed(4)}x, ` +
+    `RATIO roundlog allocated bytes ÷ raw parameter bytes = ${ratio.toFixed(4)}x ` +
+      `(target <= ${TARGET}x: ${ratio <= TARGET ? 'met' : 'NOT met'}); ` +
+      'vs the plain-file baseline: ' +
+      `${(med(roundlog, (r) => r.full.allocated) / med(baseline, (r) => r.full.allocated)).toFixed(4)}x, ` +
       `${formatNumber(overhead / rounds)} B more per round`,
   );
 }

@@ -183,7 +183,8 @@ export async function main(): Promise<void> {
     const bigBuildMs = msSince(start);
     console.log(
       `(setup) built ${smallCount} events (${formatNumber((await dirBytes(smallDir)) / 2 ** 20)} MiB) in ` +
-        `${formatNumber(smallBuildMs / 1000)} s and ${bigCount} events (${formatNumber((await dirBytes(bigDir)) / 2 ** 20)} MiB) ` +
+        `${formatNumber(smallBuildMs / 1000)} s and ${bigCount} events ` +
+        `(${formatNumber((await dirBytes(bigDir)) / 2 ** 20)} MiB) ` +
         `in ${formatNumber(bigBuildMs / 1000)} s: appends of <= ${MAX_EVENTS_PER_APPEND} events on ${BULK_STREAMS} ` +
         `concurrent streams, + ${PROBES} scattered probe events`,
     );

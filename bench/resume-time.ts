@@ -353,7 +353,8 @@ export async function main(): Promise<void> {
 
   heading(`resume-time: resume of a ${bigRounds}-round experiment vs a ${smallRounds}-round one`);
   console.log(
-    `${describeMode()}; ${reps} alternating repetitions (+1 warm-up); in-process samples are the median of ${IN_PROCESS_INNER} resumes` +
+    `${describeMode()}; ${reps} alternating repetitions (+1 warm-up); ` +
+      `in-process samples are the median of ${IN_PROCESS_INNER} resumes` +
       (with100 ? '; with the 100 MB last-round variant' : '; 100 MB variant skipped (quick mode or --no-100mb)'),
   );
 
@@ -365,8 +366,10 @@ export async function main(): Promise<void> {
     const big = bigBuild.history;
     const logBytes = async (h: History) => dirBytes(path.join(h.root, 'log'));
     console.log(
-      `(setup) built ${smallRounds} and ${bigRounds} rounds in ${formatNumber(msSince(t) / 1000)} s: per round 1 RoundStarted + 3 NodeReplied + 1 RoundCompleted, ` +
-        `4 blobs of ${SMALL_ELEMENTS} float32, 1 breakpoint folder; log ${formatNumber((await logBytes(small)) / 1024)} KiB vs ${formatNumber((await logBytes(big)) / 1024)} KiB`,
+      `(setup) built ${smallRounds} and ${bigRounds} rounds in ${formatNumber(msSince(t) / 1000)} s: ` +
+        'per round 1 RoundStarted + 3 NodeReplied + 1 RoundCompleted, ' +
+        `4 blobs of ${SMALL_ELEMENTS} float32, 1 breakpoint folder; ` +
+        `log ${formatNumber((await logBytes(small)) / 1024)} KiB vs ${formatNumber((await logBytes(big)) / 1024)} KiB`,
     );
 
     const histories: { label: string; history: History }[] = [
@@ -382,7 +385,8 @@ export async function main(): Promise<void> {
       perturb(large, mulberry32(4));
       big100 = await withLastRound(big, path.join(dir, 'big-100mb'), large);
       console.log(
-        `(setup) copied both roots and added a last round of ${rawBytesOf(large)} raw bytes (${Object.keys(large).length} tensors) in ${formatNumber(msSince(t) / 1000)} s`,
+        `(setup) copied both roots and added a last round of ${rawBytesOf(large)} raw bytes ` +
+          `(${Object.keys(large).length} tensors) in ${formatNumber(msSince(t) / 1000)} s`,
       );
       histories.push(
         { label: `${small100.rounds} rounds, last 100 MB`, history: small100 },
@@ -507,7 +511,8 @@ export async function main(): Promise<void> {
     for (const kind of [child, inproc]) {
       const perRound = (medianOf(samples, kind(B)) - medianOf(samples, kind(S))) / (bigRounds - smallRounds);
       console.log(
-        `marginal resume cost per round of history, ${kind('').replace(/, $/, '')}: ${formatNumber(perRound * 1000)} µs`,
+        `marginal resume cost per round of history, ${kind('').replace(/, $/, '')}: ` +
+          `${formatNumber(perRound * 1000)} µs`,
       );
     }
     // Is replay linear in the number of rounds? The big stream's events, repeated in memory.

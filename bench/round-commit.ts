@@ -245,7 +245,8 @@ export async function main(): Promise<void> {
   heading(`round-commit: one round of ${formatNumber(mb)} MB float32 parameters, committed with a breakpoint`);
   console.log(`${describeMode()}; ${reps} interleaved repetitions (+1 warm-up), order rotated each repetition`);
   console.log(
-    `node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, temp dir on ${os.tmpdir()}`,
+    `node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus, ` +
+      `temp dir on ${os.tmpdir()}`,
   );
 
   const collectGarbage = gcFunction();
@@ -254,7 +255,8 @@ export async function main(): Promise<void> {
   const rawBytes = rawBytesOf(params);
   const views = rawViews(params);
   console.log(
-    `(setup, untimed) ${Object.keys(params).length} tensors, ${rawBytes} raw bytes, generated in ${formatNumber(msSince(start))} ms: ` +
+    `(setup, untimed) ${Object.keys(params).length} tensors, ${rawBytes} raw bytes, ` +
+      `generated in ${formatNumber(msSince(start))} ms: ` +
       Object.entries(params)
         .map(([name, t]) => `${name} [${t.shape.join(', ')}]`)
         .join(', '),
@@ -370,13 +372,16 @@ export async function main(): Promise<void> {
     );
 
     console.log(
-      `bytes per round: raw ${rawBytes}; roundlog blob ${blobBytes} (${handle.state.rounds.at(-1)?.params.encoding}) + breakpoint.json ${manifestBytes}; ` +
+      `bytes per round: raw ${rawBytes}; roundlog blob ${blobBytes} (${handle.state.rounds.at(-1)?.params.encoding}) ` +
+        `+ breakpoint.json ${manifestBytes}; ` +
         `Fed-BioMed-style msgpack ${fedParamsBytes}`,
     );
     console.log(
-      'excluded from every timing: generating and perturbing the parameters (new ones before every run), a full GC before each run, ' +
-        'opening the round log and creating the experiment (once). Included in the roundlog time: encoding, hashing, blob write + fsync + ' +
-        'link + dir fsync, the event append (log open with writer lock, append + fsync, read back, close), the breakpoint folder (written by recordRound).',
+      'excluded from every timing: generating and perturbing the parameters (new ones before every run), ' +
+        'a full GC before each run, opening the round log and creating the experiment (once). ' +
+        'Included in the roundlog time: encoding, hashing, blob write + fsync + link + dir fsync, ' +
+        'the event append (log open with writer lock, append + fsync, read back, close), ' +
+        'the breakpoint folder (written by recordRound).',
     );
     console.log();
     console.log(samplesTable(samples, 'ms per round', [BASELINE, ROUNDLOG, FEDBIOMED]));
@@ -440,7 +445,8 @@ export async function main(): Promise<void> {
         `baseline < 1 GB/s: ${paired((b) => b >= fastMs)}`,
     );
     console.log(
-      `throughput: baseline ${formatNumber(rawBytes / 1e3 / base)} MB/s, roundlog ${formatNumber(rawBytes / 1e3 / medianOf(samples, ROUNDLOG))} MB/s`,
+      `throughput: baseline ${formatNumber(rawBytes / 1e3 / base)} MB/s, ` +
+        `roundlog ${formatNumber(rawBytes / 1e3 / medianOf(samples, ROUNDLOG))} MB/s`,
     );
   } finally {
     await rl?.close();

@@ -46,7 +46,8 @@ export async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'roundlog-bench-shuffle-'));
   try {
     console.log(
-      `tensor codec: shuffle vs plain lz4, ${values.mib} MiB of float32 per data set, median of ${reps} alternating runs`,
+      `tensor codec: shuffle vs plain lz4, ${values.mib} MiB of float32 per data set, ` +
+        `median of ${reps} alternating runs`,
     );
     console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus\n`);
     const header = ['data set', 'variant', 'size/raw', 'encode MB/s', 'decode MB/s'];
@@ -101,7 +102,8 @@ export async function main(): Promise<void> {
     console.log(
       `\non the model mix, shuffle makes the payload ${((1 - model.sizeRatio) * 100).toFixed(1)}% smaller ` +
         `but encoding takes ${model.encodeVsWrite.toFixed(2)}x a raw write+fsync of the same bytes ` +
-        `(plain lz4: ${model.plainEncodeVsWrite.toFixed(2)}x) and decoding ${model.decodeRatio.toFixed(2)}x plain lz4's time`,
+        `(plain lz4: ${model.plainEncodeVsWrite.toFixed(2)}x) ` +
+        `and decoding ${model.decodeRatio.toFixed(2)}x plain lz4's time`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

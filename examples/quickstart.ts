@@ -38,7 +38,8 @@ const { events } = await log.readStream('experiment-1', { direction: 'backwards'
 const last = events[0]!.data as RoundCompleted;
 const { weights } = decodeTensors(last.params.encoding, await blobs.get(last.params));
 console.log(
-  `last committed round: ${last.round}, loss ${last.metrics.loss}, weights [${Array.from(weights!.data as Float32Array).join(', ')}]`,
+  `last committed round: ${last.round}, loss ${last.metrics.loss}, ` +
+    `weights [${Array.from(weights!.data as Float32Array).join(', ')}]`,
 );
 
 // Follow the stream: history first, then the caught-up marker.

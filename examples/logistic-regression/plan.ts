@@ -6,7 +6,6 @@
  */
 import type { Tensor, TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import type { Rng } from '../../src/federated/rng.ts';
 import type { TrainResult, TrainingPlan } from '../../src/federated/training-plan.ts';
 
 /** Rows of features (row-major, already standardized) and 0/1 labels. */
@@ -126,7 +125,8 @@ function checkTensor(name: string, tensor: Tensor | undefined, shape: readonly n
   ) {
     throw new InvalidArgumentError(
       `params.${name}`,
-      `must be a float32 tensor of shape [${shape}] (the model has ${shape[0]} ${name === 'bias' ? 'bias' : 'features'})`,
+      `must be a float32 tensor of shape [${shape}] ` +
+        `(the model has ${shape[0]} ${name === 'bias' ? 'bias' : 'features'})`,
       tensor === undefined ? undefined : { dtype: tensor.dtype, shape: tensor.shape },
     );
   }

@@ -57,11 +57,13 @@ export function describeEntry(entry: HistoryEntry): string {
           ? ''
           : `, tags ${list(entry.tags)}, nodes ${entry.nodes === null ? 'all with the tags' : list(entry.nodes)}`;
       return (
-        `${entry.folder} created by ${formatActor(entry.by)}: seed ${entry.seed}, round limit ${entry.roundLimit ?? 'none'}, ` +
+        `${entry.folder} created by ${formatActor(entry.by)}: seed ${entry.seed}, ` +
+        `round limit ${entry.roundLimit ?? 'none'}, ` +
         `breakpoints ${entry.saveBreakpoints ? 'saved' : 'not saved'}, ${plan}${nodes}` +
         (entry.importedFrom === null
           ? ''
-          : `; continues ${entry.importedFrom.folder} (${entry.importedFrom.experimentId}) after its round ${entry.importedFrom.round}`)
+          : `; continues ${entry.importedFrom.folder} (${entry.importedFrom.experimentId}) ` +
+            `after its round ${entry.importedFrom.round}`)
       );
     }
     case 'round': {
@@ -80,14 +82,21 @@ export function describeEntry(entry: HistoryEntry): string {
         `(next: ${entry.endedBy.type} at ${entry.endedBy.time.toISOString()})`
       );
     case 'started':
-      return `round ${entry.round} attempt ${entry.attempt} started on ${list(entry.nodes)}; not completed yet (running, or its process stopped)`;
+      return (
+        `round ${entry.round} attempt ${entry.attempt} started on ${list(entry.nodes)}; ` +
+        'not completed yet (running, or its process stopped)'
+      );
     case 'resumed':
       return (
-        `resumed at round ${entry.roundCurrent} from ${entry.breakpoint ?? '(no breakpoint)'} by ${formatActor(entry.by)}` +
+        `resumed at round ${entry.roundCurrent} from ${entry.breakpoint ?? '(no breakpoint)'} ` +
+        `by ${formatActor(entry.by)}` +
         (entry.folder === null ? '' : `; folder now ${entry.folder}`)
       );
     case 'rewound':
-      return `rewound to round ${entry.roundCurrent} by ${formatActor(entry.by)}: ${entry.reason}; superseded rounds ${list(entry.supersededRounds)}`;
+      return (
+        `rewound to round ${entry.roundCurrent} by ${formatActor(entry.by)}: ${entry.reason}; ` +
+        `superseded rounds ${list(entry.supersededRounds)}`
+      );
     case 'forked-from':
       return `forked from ${entry.parentFolder} (${entry.parentId}) at its round ${entry.parentRound}`;
     case 'forked':
@@ -95,7 +104,10 @@ export function describeEntry(entry: HistoryEntry): string {
     case 'settings':
       return `settings changed by ${formatActor(entry.by)}: ${formatSettings(entry.changes)}`;
     case 'pruned':
-      return `parameters of rounds ${list(entry.rounds.map((r) => r.round))} deleted by retention (${formatRetention(entry.retention)}) by ${formatActor(entry.by)}`;
+      return (
+        `parameters of rounds ${list(entry.rounds.map((r) => r.round))} deleted by retention ` +
+        `(${formatRetention(entry.retention)}) by ${formatActor(entry.by)}`
+      );
     case 'finished':
       return `finished after ${entry.roundCurrent} rounds`;
   }
@@ -115,28 +127,42 @@ export function describeEvent(event: ExperimentEvent): string {
       return `round ${event.data.round} attempt ${event.data.attempt} started on ${list(event.data.nodes)}`;
     case 'NodeReplied':
       return (
-        `round ${event.data.round} attempt ${event.data.attempt}: ${event.data.node} replied, ${event.data.sampleSize} samples, ` +
+        `round ${event.data.round} attempt ${event.data.attempt}: ${event.data.node} replied, ` +
+        `${event.data.sampleSize} samples, ` +
         `${formatMetrics(event.data.metrics)}, ${formatDuration(event.data.durationMs)}`
       );
     case 'RoundCompleted':
       return (
         `round ${event.data.round} attempt ${event.data.attempt} completed: ${formatMetrics(event.data.metrics)}` +
-        `${event.data.nodes.length === 0 ? '' : `; nodes ${event.data.nodes.map((n) => n.node).join(', ')}`}${event.data.breakpoint ? '; breakpoint' : ''}`
+        `${event.data.nodes.length === 0 ? '' : `; nodes ${event.data.nodes.map((n) => n.node).join(', ')}`}` +
+        `${event.data.breakpoint ? '; breakpoint' : ''}`
       );
     case 'SettingsChanged': {
       const { v: _v, by, ...changes } = event.data;
       return `by ${formatActor(by)}: ${formatSettings(changes)}`;
     }
     case 'Resumed':
-      return `at round ${event.data.roundCurrent} from ${event.data.breakpoint ?? '(no breakpoint)'} by ${formatActor(event.data.by)}`;
+      return (
+        `at round ${event.data.roundCurrent} from ${event.data.breakpoint ?? '(no breakpoint)'} ` +
+        `by ${formatActor(event.data.by)}`
+      );
     case 'Rewound':
-      return `to round ${event.data.roundCurrent} by ${formatActor(event.data.by)}: ${event.data.reason}; superseded rounds ${list(event.data.supersededRounds)}`;
+      return (
+        `to round ${event.data.roundCurrent} by ${formatActor(event.data.by)}: ${event.data.reason}; ` +
+        `superseded rounds ${list(event.data.supersededRounds)}`
+      );
     case 'ForkedFrom':
       return `from ${event.data.parentFolder} (${event.data.parentId}) at its round ${event.data.parentRound}`;
     case 'Forked':
-      return `into ${event.data.childFolder} (${event.data.childId}) at round ${event.data.round} by ${formatActor(event.data.by)}`;
+      return (
+        `into ${event.data.childFolder} (${event.data.childId}) at round ${event.data.round} ` +
+        `by ${formatActor(event.data.by)}`
+      );
     case 'RoundsPruned':
-      return `parameters of rounds ${list(event.data.rounds.map((r) => r.round))} deleted (${formatRetention(event.data.retention)}) by ${formatActor(event.data.by)}`;
+      return (
+        `parameters of rounds ${list(event.data.rounds.map((r) => r.round))} ` +
+        `deleted (${formatRetention(event.data.retention)}) by ${formatActor(event.data.by)}`
+      );
     case 'ExperimentFinished':
       return `after ${event.data.roundCurrent} rounds`;
   }

@@ -12,11 +12,13 @@ export class MetricNotFoundError extends RoundlogError {
     readonly available: readonly string[],
   ) {
     super(
-      `experiment ${experiment} has no metric ${JSON.stringify(metric)}${node === null ? '' : ` for node ${JSON.stringify(node)}`}; ` +
+      `experiment ${experiment} has no metric ${JSON.stringify(metric)}` +
+        `${node === null ? '' : ` for node ${JSON.stringify(node)}`}; ` +
         (available.length === 0
           ? node === null
             ? 'its rounds record no metric'
-            : `no round records metrics for that node (see 'roundlog audit rounds ${experiment}' for the nodes of each round)`
+            : 'no round records metrics for that node ' +
+              `(see 'roundlog audit rounds ${experiment}' for the nodes of each round)`
           : `its rounds record: ${available.join(', ')}`),
     );
   }

@@ -36,7 +36,10 @@ export type NodeResult = Readonly<{
 /** The settings a `SettingsChanged` set (only those it names). */
 export type SettingsChange = Omit<SettingsChanged, 'v' | 'by'>;
 
-/** Where an entry is in the log: the event it is about (a round's `RoundCompleted`, an aborted attempt's `RoundStarted`). */
+/**
+ * Where an entry is in the log: the event it is about (a round's `RoundCompleted`, an aborted
+ * attempt's `RoundStarted`).
+ */
 type Envelope = Readonly<{ position: bigint; revision: bigint; time: Date }>;
 
 export type CreatedEntry = Envelope &

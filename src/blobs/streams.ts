@@ -403,7 +403,8 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
           data.index !== index ||
           !(data.bytes instanceof Uint8Array)
         ) {
-          damage = `the event at revision ${event.revision} is not chunk ${index} of upload ${commit.upload} with bytes`;
+          damage =
+            `the event at revision ${event.revision} is not chunk ${index} ` + `of upload ${commit.upload} with bytes`;
           break;
         }
         if (total + data.bytes.byteLength > commit.bytes) {

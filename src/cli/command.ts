@@ -55,9 +55,10 @@ export type Command = Omit<CommandSpec<PositionalDecls, OptionDecls>, 'run'> & {
   run?: (args: Record<string, unknown>, context: Context) => Promise<number>;
 };
 
-export function defineCommand<P extends PositionalDecls = {}, O extends OptionDecls = {}>(
-  spec: CommandSpec<P, O>,
-): Command {
+export function defineCommand<
+  P extends PositionalDecls = Record<never, never>,
+  O extends OptionDecls = Record<never, never>,
+>(spec: CommandSpec<P, O>): Command {
   return spec as unknown as Command;
 }
 

@@ -56,6 +56,8 @@ export function followUntilStopped<T>(
   what: string,
 ): Promise<number> {
   return new Promise<number>((resolve, reject) => {
+    // Stays `let`: `finish` reads it before `subscribe` returns (signal already aborted, or a synchronous error).
+    // eslint-disable-next-line prefer-const
     let subscription: Subscription | undefined;
     let done = false;
     const finish = (settle: () => void) => {

@@ -46,7 +46,8 @@ export class ReferencedBlobMissingError extends RoundlogError {
     readonly eventType: string,
   ) {
     super(
-      `experiment ${experiment}: the ${eventType} about to be appended references blob ${sha256}, which is no longer in the ` +
+      `experiment ${experiment}: the ${eventType} about to be appended references blob ${sha256}, ` +
+        'which is no longer in the ' +
         `blob store (retention in another process deleted it after this process stored it); nothing was appended: ` +
         `run the round or operation again, it stores the blob anew`,
     );

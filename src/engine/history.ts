@@ -40,7 +40,8 @@ export async function stateAfterRound(rl: RoundLog, handle: ExperimentHandle, ch
   ) {
     // The log changed under the handle's state: a stream is append-only, so this is a defect, not a user error.
     throw new Error(
-      `replaying ${handle.state.folder} up to revision ${record.revision} did not give round ${record.round} at position ${record.position}`,
+      `replaying ${handle.state.folder} up to revision ${record.revision} ` +
+        `did not give round ${record.round} at position ${record.position}`,
     );
   }
   return { record, branch, state };

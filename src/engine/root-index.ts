@@ -5,7 +5,7 @@
  */
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered, type RoundsPruned } from '../model/events.ts';
-import { initialState, replay, type ExperimentState, type RoundRecord } from '../model/state.ts';
+import { initialState, replay, type ExperimentState } from '../model/state.ts';
 import { blobRefsIn } from './blob-refs.ts';
 import { forkProtectedPositions, type RoundRef } from '../model/retention.ts';
 

@@ -372,7 +372,10 @@ async function readRegistry(log: EventLog): Promise<ExperimentRegistered[]> {
   return withHistory;
 }
 
-/** Whether the stream has an event: one one-event read (never a scan of the whole log, which on EventStoreDB is a scan of `$all`). */
+/**
+ * Whether the stream has an event: one one-event read (never a scan of the whole log, which on
+ * EventStoreDB is a scan of `$all`).
+ */
 async function hasHistory(log: EventLog, stream: string): Promise<boolean> {
   try {
     return (await log.readStream(stream, { direction: 'backwards', maxCount: 1 })).events.length > 0;

@@ -136,7 +136,10 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
             ref.round === null
               ? `data of its ${ref.what}`
               : `parameters of ${ref.branch === 'superseded' ? 'superseded ' : ''}round ${ref.round}`,
-          reason: `blob ${ref.sha256} (${ref.round === null ? `referenced by its ${ref.what}` : `parameters of round ${ref.round}`}) is missing from the blob store at ${store.blobsDescription}`,
+          reason:
+            `blob ${ref.sha256} ` +
+            `(${ref.round === null ? `referenced by its ${ref.what}` : `parameters of round ${ref.round}`}) ` +
+            `is missing from the blob store at ${store.blobsDescription}`,
         });
       }
     }

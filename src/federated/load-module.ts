@@ -89,7 +89,8 @@ function typescriptImporter(file: string): Promise<TsImport> {
       tsImport = null;
       throw new ModuleLoadError(
         file,
-        'it is TypeScript and the TypeScript loader tsx is not installed: npm install tsx, or compile the module to JavaScript and give the .js file',
+        'it is TypeScript and the TypeScript loader tsx is not installed: npm install tsx, ' +
+          'or compile the module to JavaScript and give the .js file',
         { cause: error },
       );
     },

@@ -16,7 +16,7 @@ import {
   NoBreakpointError,
   RoundPrunedError,
 } from '../model/errors.ts';
-import { breakpointFolderName, type ExperimentEvent, type TrainingPlanRef } from '../model/events.ts';
+import { breakpointFolderName } from '../model/events.ts';
 import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {

@@ -106,7 +106,8 @@ export class AppendTooLargeError extends RoundlogError {
     cause?: unknown,
   ) {
     super(
-      `append to stream ${JSON.stringify(stream)} of ${bytes} bytes is over the store's limit of ${limit} bytes per append; ` +
+      `append to stream ${JSON.stringify(stream)} of ${bytes} bytes ` +
+        `is over the store's limit of ${limit} bytes per append; ` +
         `nothing was written: keep large payloads (parameters) in the blob store and reference them, ` +
         `or raise the server's MaxAppendSize`,
       { cause },
@@ -124,7 +125,8 @@ export class StoreUnavailableError extends RoundlogError {
     cause: unknown,
   ) {
     super(
-      `${operation} failed: the store at ${store} is unreachable (${(cause as Error)?.message ?? formatValue(cause)}); ` +
+      `${operation} failed: the store at ${store} is unreachable ` +
+        `(${(cause as Error)?.message ?? formatValue(cause)}); ` +
         `check that the server runs and the connection string (--store or ROUNDLOG_STORE) names it; ` +
         `an append that failed this way may or may not be committed: read the stream before retrying`,
       { cause },

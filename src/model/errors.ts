@@ -10,7 +10,8 @@ export class UnknownEventError extends RoundlogError {
     readonly eventType: string,
   ) {
     super(
-      `event ${revision} of stream ${JSON.stringify(stream)} is a ${JSON.stringify(eventType)}, which this release of roundlog ` +
+      `event ${revision} of stream ${JSON.stringify(stream)} is a ${JSON.stringify(eventType)}, ` +
+        'which this release of roundlog ' +
         `cannot read; upgrade roundlog to the release that wrote it`,
     );
   }
@@ -24,7 +25,8 @@ export class ExperimentNotFoundError extends RoundlogError {
     readonly root: string,
   ) {
     super(
-      `no experiment ${JSON.stringify(experiment)} in the roundlog root ${root}; run 'roundlog ls' to list the experiments`,
+      `no experiment ${JSON.stringify(experiment)} in the roundlog root ${root}; ` +
+        "run 'roundlog ls' to list the experiments",
     );
   }
 }
@@ -39,7 +41,8 @@ export class ConcurrentModificationError extends RoundlogError {
     cause?: unknown,
   ) {
     super(
-      `experiment ${experiment} was changed by another process (expected its history at revision ${String(expectedRevision)}, ` +
+      `experiment ${experiment} was changed by another process ` +
+        `(expected its history at revision ${String(expectedRevision)}, ` +
         `found ${String(actualRevision)}); only one process may run an experiment at a time: stop the other one, ` +
         `then load the experiment again`,
       { cause },
@@ -56,7 +59,8 @@ export class RoundNotFoundError extends RoundlogError {
     readonly roundCurrent: number,
   ) {
     super(
-      `experiment ${experiment} has no completed round ${round} on its current branch (${roundCurrent} rounds completed, ` +
+      `experiment ${experiment} has no completed round ${round} on its current branch ` +
+        `(${roundCurrent} rounds completed, ` +
         `indexes 0 to ${roundCurrent - 1})`,
     );
   }
@@ -87,7 +91,8 @@ export class BreakpointCorruptError extends RoundlogError {
     readonly reason: string,
   ) {
     super(
-      `breakpoint ${folder} is not usable: ${file}: ${reason}. Load another breakpoint, or rebuild this one from the log`,
+      `breakpoint ${folder} is not usable: ${file}: ${reason}. ` +
+        'Load another breakpoint, or rebuild this one from the log',
     );
   }
 }
@@ -134,7 +139,8 @@ export class RoundPrunedError extends RoundlogError {
     readonly prunedAt: Date,
   ) {
     super(
-      `round ${round} of experiment ${experiment} was pruned by retention on ${prunedAt.toISOString()}: its parameters ` +
+      `round ${round} of experiment ${experiment} was pruned by retention on ${prunedAt.toISOString()}: ` +
+        'its parameters ' +
         `are deleted (its events remain in the history); replay or load a round that retention kept`,
     );
   }

@@ -20,8 +20,8 @@ import { decideForked, decideRewind, forkCreation } from '../model/decide/index.
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
 import { REPLAYS_DIR, rootLayout } from '../root.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
-import type { ExperimentHandle, RoundLog } from '../engine/round-log.ts';
-import { chooseRound, stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
+import type { RoundLog } from '../engine/round-log.ts';
+import { stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
 import {
   MANIFEST_FILE,
   materializeBreakpoint,
@@ -53,7 +53,10 @@ export type ReplayResult = Readonly<{
   /** Log position and stream revision of the round's `RoundCompleted`. */
   logPosition: bigint;
   streamRevision: bigint;
-  /** The parameters recorded in the round's `RoundCompleted`; the folder's parameters file holds exactly these bytes. */
+  /**
+   * The parameters recorded in the round's `RoundCompleted`; the folder's parameters file holds
+   * exactly these bytes.
+   */
   params: BlobRef;
   settings: Settings;
   metrics: Readonly<Record<string, number>>;
@@ -169,7 +172,8 @@ function checkOutside(root: string, out: string): void {
     if (out === area || out.startsWith(area + path.sep)) {
       throw new InvalidArgumentError(
         'out',
-        `must not be inside ${area}: experiment folders are a projection of the log, and the log and blob store hold nothing else; ` +
+        `must not be inside ${area}: experiment folders are a projection of the log, ` +
+          'and the log and blob store hold nothing else; ' +
           `omit it for ${path.join(root, REPLAYS_DIR)}/<folder>/breakpoint_RRRR`,
         out,
       );
@@ -231,7 +235,10 @@ async function sha256File(file: string): Promise<string> {
 // rewind
 
 export type RewindOptions = {
-  /** Index of the last round kept: `roundCurrent()` becomes `round + 1`. Must be on the current branch, before its last round. */
+  /**
+   * Index of the last round kept: `roundCurrent()` becomes `round + 1`. Must be on the current
+   * branch, before its last round.
+   */
   round: number;
   /** Why, recorded in the `Rewound` event with who did it. */
   reason: string;
@@ -322,7 +329,10 @@ export type ForkResult = Readonly<{
   /** `roundCurrent()` of the child: `round + 1`. */
   roundCurrent: number;
   params: BlobRef;
-  /** SHA-256 of the parent round's breakpoint manifest, recorded in the child's `importedFrom` (what `replayRound` writes for that round). */
+  /**
+   * SHA-256 of the parent round's breakpoint manifest, recorded in the child's `importedFrom`
+   * (what `replayRound` writes for that round).
+   */
   breakpointSha256: string;
   /** The child's breakpoint folder for `round`: `resume` continues from it. */
   breakpoint: string;

@@ -69,7 +69,8 @@ export function encode(data: unknown, index: number): Buffer {
 
 export function decode(log: EsdbState, event: ServerEvent): unknown {
   const bytes = event.data as Uint8Array;
-  const what = `event ${event.id} (${event.type}) at revision ${event.revision} of stream ${JSON.stringify(event.streamId)}`;
+  const what =
+    `event ${event.id} (${event.type}) at revision ${event.revision} ` + `of stream ${JSON.stringify(event.streamId)}`;
   if (event.isJson || !(bytes instanceof Uint8Array) || bytes.length === 0) {
     throw new StoreRequestFailedError(
       log.store,

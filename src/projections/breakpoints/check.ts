@@ -75,7 +75,8 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
   if (manifest.formatVersion > BREAKPOINT_FORMAT_VERSION) {
     problem(
       MANIFEST_FILE,
-      `has format version ${manifest.formatVersion}; this release reads up to ${BREAKPOINT_FORMAT_VERSION}: upgrade roundlog`,
+      `has format version ${manifest.formatVersion}; ` +
+        `this release reads up to ${BREAKPOINT_FORMAT_VERSION}: upgrade roundlog`,
     );
     return done(null);
   }
@@ -186,7 +187,8 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
   if ((options.where ?? 'current') === 'current' && onBranch === undefined) {
     problem(
       '.',
-      `holds round ${record.round} of a superseded branch (a rewind took it off): run roundlog project to move it aside`,
+      `holds round ${record.round} of a superseded branch (a rewind took it off): ` +
+        'run roundlog project to move it aside',
     );
   }
   const expected = breakpointManifest(created, record).manifest as unknown as Record<string, unknown>;

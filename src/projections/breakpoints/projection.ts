@@ -87,7 +87,8 @@ async function projectOne(
         const { missing, restored } = await giveBlobsBack(ctx, folder, manifest);
         if (missing.length > 0) {
           problems.push(
-            `${folder} left in place: the blob store lacks ${missing.join(', ')} and the folder's copy does not match it`,
+            `${folder} left in place: the blob store lacks ${missing.join(', ')} ` +
+              "and the folder's copy does not match it",
           );
           continue;
         }
@@ -186,7 +187,8 @@ async function verifyFolders(
     for (const child of await listNames(dir)) {
       if (child.startsWith(TEMP_PREFIX)) {
         notes.push(
-          `${path.join(dir, child)}: a temp folder (a write in progress, or left by a crash: resume or project removes it)`,
+          `${path.join(dir, child)}: a temp folder ` +
+            '(a write in progress, or left by a crash: resume or project removes it)',
         );
       }
     }
