@@ -5,7 +5,7 @@ import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../pr
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
-import { importModule } from '../federated/load-module.ts';
+import { importModule, workspaceModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { rootLayout } from '../root.ts';
@@ -22,7 +22,7 @@ export function displayPath(target: string, cwd: string = process.cwd()): string
 
 /** Imports an experiment definition module (path relative to the workspace). */
 export async function importDefinition(workspace: string, ref: DefinitionRef): Promise<ExperimentDefinition> {
-  const file = path.resolve(workspace, ref.module);
+  const file = workspaceModule(workspace, ref.module);
   const module = (await importModule(file).catch((error: unknown) => {
     throw new UsageError(`cannot import the experiment definition ${ref.module}: ${(error as Error).message}`);
   })) as Record<string, unknown>;

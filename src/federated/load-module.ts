@@ -97,3 +97,17 @@ function typescriptImporter(file: string): Promise<TsImport> {
   );
   return tsImport;
 }
+
+/**
+ * Where a module path recorded relative to the workspace is: in the workspace, or, for the
+ * examples that ship with roundlog (`examples/…`) when the workspace has no such file, in the
+ * installed package, so that `roundlog demo`'s experiments resume from any folder.
+ */
+export function workspaceModule(workspace: string, module: string): string {
+  const file = path.resolve(workspace, module);
+  if (existsSync(file) || path.isAbsolute(module)) return file;
+  const normalized = path.posix.normalize(module.split(path.sep).join('/'));
+  if (!normalized.startsWith('examples/')) return file;
+  const shipped = path.join(PACKAGE_ROOT, normalized);
+  return existsSync(shipped) ? shipped : file;
+}

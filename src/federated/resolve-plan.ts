@@ -3,7 +3,7 @@
  * experiment folder), its source hashed and stored, and checked against the plan the log records.
  * Creating an experiment records the plan; resuming one checks it.
  */
-import { importModule } from './load-module.ts';
+import { importModule, workspaceModule } from './load-module.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -26,7 +26,7 @@ export async function resolvePlan(
   location: TrainingPlanLocation | TrainingPlanRef,
   acceptChange = false,
 ): Promise<{ plan: TrainingPlan; ref: TrainingPlanRef }> {
-  const file = path.resolve(workspace, location.module);
+  const file = workspaceModule(workspace, location.module);
   const experiments = rl.layout.experiments;
   if (file === experiments || file.startsWith(experiments + path.sep)) {
     throw new InvalidArgumentError(
@@ -58,6 +58,7 @@ export async function resolvePlan(
     );
   }
   const { ref: sourceRef } = await rl.blobs.put(source, { encoding: 'text/source' });
-  const relative = path.relative(workspace, file).split(path.sep).join('/');
+  const inWorkspace = file === path.resolve(workspace, location.module);
+  const relative = inWorkspace ? path.relative(workspace, file).split(path.sep).join('/') : location.module;
   return { plan, ref: { module: relative, export: exportName, sha256, source: sourceRef } };
 }

@@ -100,6 +100,15 @@ test.serial('npx roundlog demo: crash, resume, identical to an uninterrupted run
   t.is(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
   t.regex(demo.stdout, /SIGKILL sent/);
   t.regex(demo.stdout, /identical, bit for bit/);
+
+  // The demo's experiment records the package's own example definition and plan; rewound and
+  // resumed from the user's folder, they are found in the installed package.
+  const rewound = await roundlog(app, ['rewind', 'Experiment_0000', '--round', '5', '--reason', 'again']);
+  t.is(rewound.code, 0, rewound.stderr);
+  const resumed = await roundlog(app, ['resume', 'var/experiments/Experiment_0000']);
+  t.is(resumed.code, 0, resumed.stderr);
+  t.regex(resumed.stdout, /resumed Experiment_0000 .* at round 6\/10/);
+  t.regex(resumed.stdout, /done: 4 rounds completed/);
 });
 
 test.serial('npx roundlog run <definition.ts>, then resume and ls', async (t) => {
