@@ -37,8 +37,19 @@ type State = { current: readonly Command[]; chosen: ParsedLine | null; words: re
 
 const WIDTH = 100;
 
+const COMPLETION_USAGE =
+  'roundlog completion\n\n' +
+  'Print a bash/zsh completion script for roundlog (it completes commands, audit queries and options).\n\n' +
+  'Examples:\n' +
+  '  roundlog completion >> ~/.bashrc    bash\n' +
+  '  roundlog completion >> ~/.zshrc     zsh';
+
 export function parseCommandLine(argv: readonly string[], commands: readonly Command[]): ParsedLine {
   const state: State = { current: [], chosen: null, words: commandWords(argv) };
+  // yargs answers `completion --help` with the script itself: the usage is ours to give.
+  const asksHelp = argv.includes('--help') || argv.includes('-h') || state.words[0] === 'help';
+  const words = state.words[0] === 'help' ? state.words.slice(1) : state.words;
+  if (asksHelp && words[0] === 'completion') return { kind: 'output', text: COMPLETION_USAGE };
   let output = '';
   buildParser(commands, state).parse([...argv], {}, (_error, _args, text) => {
     output = text;
@@ -144,8 +155,35 @@ function unknownCommand(word: string, parents: readonly Command[]): string {
   const parent = parents.at(-1);
   if (parent === undefined) return `unknown command ${JSON.stringify(word)}`;
   const where = parents.map((c) => c.name).join(' ');
-  const names = (parent.subcommands ?? []).map((c) => c.name).join(', ');
-  return `unknown ${where} ${parent.subcommandNoun ?? 'subcommand'} ${JSON.stringify(word)}; use one of ${names}`;
+  const names = (parent.subcommands ?? []).map((c) => c.name);
+  const noun = parent.subcommandNoun ?? 'subcommand';
+  const near = closest(word, names);
+  const hint = near === null ? '' : `; did you mean ${near}?`;
+  return `unknown ${where} ${noun} ${JSON.stringify(word)}; use one of ${names.join(', ')}${hint}`;
+}
+
+/** The name nearest to a mistyped word (at most 2 edits away, as yargs' own suggestions), or null. */
+function closest(word: string, names: readonly string[]): string | null {
+  let best: { name: string; distance: number } | null = null;
+  for (const name of names) {
+    const distance = editDistance(word, name);
+    if (distance <= 2 && (best === null || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name ?? null;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 /** The words of a command line that are not options nor values of global options: the command path first. */
