@@ -78,30 +78,34 @@ const brief = (entries: readonly HistoryEntry[]) =>
       : e.kind,
   );
 
-test('a round is one entry at its RoundCompleted, with nodes, sample sizes, metrics, per-node durations and its start time', (t) => {
-  const { events, add } = stream();
-  add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })(
-    'NodeReplied',
-    replied(0, 1, 'n1', 7),
-  )('NodeReplied', replied(0, 1, 'n2', 9))('RoundCompleted', completed(0, 1, 0.5));
-  const entries = historyOf(events);
-  t.deepEqual(brief(entries), ['created', 'round 0/1']);
-  const round = entries[1]!;
-  if (round.kind !== 'round') return t.fail();
-  t.is(round.position, 43n);
-  t.is(round.revision, 4n);
-  t.deepEqual(round.time, new Date(T0 + 4000));
-  t.deepEqual(round.startedAt, new Date(T0 + 1000));
-  t.deepEqual(round.nodes, [
-    { node: 'n1', sampleSize: 10, metrics: { loss: 1.5 }, durationMs: 7 },
-    { node: 'n2', sampleSize: 30, metrics: { loss: -0.5 }, durationMs: 9 },
-  ]);
-  t.deepEqual(round.metrics, { loss: 0.5 });
-  t.true(round.breakpoint);
-  const first = entries[0]!;
-  t.is(first.kind, 'created');
-  t.deepEqual(first.kind === 'created' ? first.by : null, ACTOR);
-});
+test(
+  'a round is one entry at its RoundCompleted, with nodes, ' +
+    'sample sizes, metrics, per-node durations and its start time',
+  (t) => {
+    const { events, add } = stream();
+    add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })(
+      'NodeReplied',
+      replied(0, 1, 'n1', 7),
+    )('NodeReplied', replied(0, 1, 'n2', 9))('RoundCompleted', completed(0, 1, 0.5));
+    const entries = historyOf(events);
+    t.deepEqual(brief(entries), ['created', 'round 0/1']);
+    const round = entries[1]!;
+    if (round.kind !== 'round') return t.fail();
+    t.is(round.position, 43n);
+    t.is(round.revision, 4n);
+    t.deepEqual(round.time, new Date(T0 + 4000));
+    t.deepEqual(round.startedAt, new Date(T0 + 1000));
+    t.deepEqual(round.nodes, [
+      { node: 'n1', sampleSize: 10, metrics: { loss: 1.5 }, durationMs: 7 },
+      { node: 'n2', sampleSize: 30, metrics: { loss: -0.5 }, durationMs: 9 },
+    ]);
+    t.deepEqual(round.metrics, { loss: 0.5 });
+    t.true(round.breakpoint);
+    const first = entries[0]!;
+    t.is(first.kind, 'created');
+    t.deepEqual(first.kind === 'created' ? first.by : null, ACTOR);
+  },
+);
 
 test('an attempt is aborted when the next RoundStarted, Resumed or Rewound comes before its RoundCompleted', (t) => {
   const { events, add } = stream();
@@ -147,21 +151,25 @@ test('an attempt is aborted when the next RoundStarted, Resumed or Rewound comes
   t.deepEqual(aborted[1]!.time, new Date(T0 + 4000));
 });
 
-test('events that do not end an attempt (a fork from another process, settings) leave it running: its RoundCompleted completes it', (t) => {
-  const { events, add } = stream();
-  add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })('Forked', {
-    childId: 'y',
-    childFolder: 'Experiment_0001',
-    round: 0,
-    by: ACTOR,
-  })('SettingsChanged', { roundLimit: 9, by: ACTOR })('RoundCompleted', completed(0, 1, 0.3));
-  const entries = historyOf(events);
-  t.deepEqual(brief(entries), ['created', 'forked', 'settings', 'round 0/1']);
-  const round = entries[3]!;
-  t.deepEqual(round.kind === 'round' ? round.startedAt : null, new Date(T0 + 1000));
-  const settings = entries[2]!;
-  t.deepEqual(settings.kind === 'settings' ? settings.changes : null, { roundLimit: 9 });
-});
+test(
+  'events that do not end an attempt (a fork from another process, ' +
+    'settings) leave it running: its RoundCompleted completes it',
+  (t) => {
+    const { events, add } = stream();
+    add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] })('Forked', {
+      childId: 'y',
+      childFolder: 'Experiment_0001',
+      round: 0,
+      by: ACTOR,
+    })('SettingsChanged', { roundLimit: 9, by: ACTOR })('RoundCompleted', completed(0, 1, 0.3));
+    const entries = historyOf(events);
+    t.deepEqual(brief(entries), ['created', 'forked', 'settings', 'round 0/1']);
+    const round = entries[3]!;
+    t.deepEqual(round.kind === 'round' ? round.startedAt : null, new Date(T0 + 1000));
+    const settings = entries[2]!;
+    t.deepEqual(settings.kind === 'settings' ? settings.changes : null, { roundLimit: 9 });
+  },
+);
 
 test('a RoundCompleted of another attempt does not complete the open one', (t) => {
   const { events, add } = stream();
@@ -180,22 +188,26 @@ test('a RoundCompleted of another attempt does not complete the open one', (t) =
   t.is(round.kind === 'round' ? round.startedAt : undefined, null, 'recorded without a RoundStarted of its own');
 });
 
-test('the last attempt with nothing after it is "started", reported once; a live projector reports every start at once', (t) => {
-  const { events, add } = stream();
-  add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] });
-  t.deepEqual(brief(historyOf(events)), ['created', 'started 0/1']);
+test(
+  'the last attempt with nothing after it is "started", ' +
+    'reported once; a live projector reports every start at once',
+  (t) => {
+    const { events, add } = stream();
+    add('ExperimentCreated', created)('RoundStarted', { round: 0, attempt: 1, nodes: ['n1', 'n2'] });
+    t.deepEqual(brief(historyOf(events)), ['created', 'started 0/1']);
 
-  const projector = new HistoryProjector();
-  t.deepEqual(brief(projector.push(events[0]!)), ['created']);
-  t.deepEqual(brief(projector.push(events[1]!)), [], 'not live: the attempt waits for what follows');
-  t.deepEqual(brief(projector.end()), ['started 0/1']);
-  t.deepEqual(projector.end(), [], 'reported once');
-  projector.live = true;
-  add('RoundStarted', { round: 0, attempt: 2, nodes: ['n1'] })('RoundCompleted', completed(0, 2, 0.2));
-  t.deepEqual(brief(projector.push(events[2]!)), ['aborted 0/1', 'started 0/2']);
-  t.deepEqual(brief(projector.push(events[3]!)), ['round 0/2']);
-  t.deepEqual(projector.end(), [], 'nothing open');
-});
+    const projector = new HistoryProjector();
+    t.deepEqual(brief(projector.push(events[0]!)), ['created']);
+    t.deepEqual(brief(projector.push(events[1]!)), [], 'not live: the attempt waits for what follows');
+    t.deepEqual(brief(projector.end()), ['started 0/1']);
+    t.deepEqual(projector.end(), [], 'reported once');
+    projector.live = true;
+    add('RoundStarted', { round: 0, attempt: 2, nodes: ['n1'] })('RoundCompleted', completed(0, 2, 0.2));
+    t.deepEqual(brief(projector.push(events[2]!)), ['aborted 0/1', 'started 0/2']);
+    t.deepEqual(brief(projector.push(events[3]!)), ['round 0/2']);
+    t.deepEqual(projector.end(), [], 'nothing open');
+  },
+);
 
 test('imports, forks, pruning and the end each make one entry, with who did it where the event says', (t) => {
   const { events, add } = stream();

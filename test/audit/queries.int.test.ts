@@ -230,67 +230,71 @@ const brief = (entries: readonly HistoryEntry[]) =>
     e.kind === 'round' || e.kind === 'aborted' || e.kind === 'started' ? `${e.kind} ${e.round}/${e.attempt}` : e.kind,
   );
 
-test('history: creation, rounds, the aborted and the open attempt, the rewind and resume with who and where, fork and pruning', async (t) => {
-  const { h, a, c } = await fixture;
-  const result = await withRl(h.root, (rl) => experimentHistory(rl, { experiment: 'Experiment_0000' }));
-  t.like(result.experiment, { id: a.id, number: 0, folder: 'Experiment_0000', stream: `experiment-${a.id}` });
-  t.is(result.roundCurrent, 2);
-  t.deepEqual(brief(result.entries), [
-    'created',
-    'round 0/1',
-    'round 1/1',
-    'aborted 2/1',
-    'round 2/2',
-    'rewound',
-    'resumed',
-    'round 1/2',
-    'started 2/3',
-    'forked',
-    'pruned',
-  ]);
-  const byKind = <K extends HistoryEntry['kind']>(kind: K) =>
-    result.entries.filter((e): e is Extract<HistoryEntry, { kind: K }> => e.kind === kind);
-  const [created] = byKind('created');
-  t.like(created, { seed: 3, roundLimit: 8, nodes: ['node-a', 'node-b'], tags: ['#t'], by: ME });
-  const [aborted] = byKind('aborted');
-  t.deepEqual(aborted!.nodes, ['node-a', 'node-b']);
-  t.is(aborted!.endedBy.type, 'RoundStarted', 'the retry in the same process ended it');
-  const [rewound] = byKind('rewound');
-  t.like(rewound, {
-    roundCurrent: 1,
-    reason: 'loaded the older breakpoint breakpoint_0000',
-    supersededRounds: [1, 2],
-    by: ME,
-  });
-  const [resumed] = byKind('resumed');
-  t.like(resumed, { roundCurrent: 1, breakpoint: 'breakpoint_0000', folder: null, by: ME });
-  const rounds = byKind('round');
-  t.deepEqual(
-    rounds[0]!.nodes.map((n) => [n.node, n.sampleSize]),
-    [
-      ['node-a', 1],
-      ['node-b', 2],
-    ],
-  );
-  t.true(
-    rounds.every(
-      (r) => r.startedAt !== null && r.startedAt <= r.time && r.nodes.every((n) => typeof n.durationMs === 'number'),
-    ),
-  );
-  const [forked] = byKind('forked');
-  t.like(forked, { childId: c.id, childFolder: c.folder, round: 0, by: ME });
-  // In log order.
-  t.deepEqual(
-    result.entries.map((e) => e.position),
-    [...result.entries.map((e) => e.position)].sort((x, y) => (x < y ? -1 : 1)),
-  );
+test(
+  'history: creation, rounds, the aborted and the open attempt, ' +
+    'the rewind and resume with who and where, fork and pruning',
+  async (t) => {
+    const { h, a, c } = await fixture;
+    const result = await withRl(h.root, (rl) => experimentHistory(rl, { experiment: 'Experiment_0000' }));
+    t.like(result.experiment, { id: a.id, number: 0, folder: 'Experiment_0000', stream: `experiment-${a.id}` });
+    t.is(result.roundCurrent, 2);
+    t.deepEqual(brief(result.entries), [
+      'created',
+      'round 0/1',
+      'round 1/1',
+      'aborted 2/1',
+      'round 2/2',
+      'rewound',
+      'resumed',
+      'round 1/2',
+      'started 2/3',
+      'forked',
+      'pruned',
+    ]);
+    const byKind = <K extends HistoryEntry['kind']>(kind: K) =>
+      result.entries.filter((e): e is Extract<HistoryEntry, { kind: K }> => e.kind === kind);
+    const [created] = byKind('created');
+    t.like(created, { seed: 3, roundLimit: 8, nodes: ['node-a', 'node-b'], tags: ['#t'], by: ME });
+    const [aborted] = byKind('aborted');
+    t.deepEqual(aborted!.nodes, ['node-a', 'node-b']);
+    t.is(aborted!.endedBy.type, 'RoundStarted', 'the retry in the same process ended it');
+    const [rewound] = byKind('rewound');
+    t.like(rewound, {
+      roundCurrent: 1,
+      reason: 'loaded the older breakpoint breakpoint_0000',
+      supersededRounds: [1, 2],
+      by: ME,
+    });
+    const [resumed] = byKind('resumed');
+    t.like(resumed, { roundCurrent: 1, breakpoint: 'breakpoint_0000', folder: null, by: ME });
+    const rounds = byKind('round');
+    t.deepEqual(
+      rounds[0]!.nodes.map((n) => [n.node, n.sampleSize]),
+      [
+        ['node-a', 1],
+        ['node-b', 2],
+      ],
+    );
+    t.true(
+      rounds.every(
+        (r) => r.startedAt !== null && r.startedAt <= r.time && r.nodes.every((n) => typeof n.durationMs === 'number'),
+      ),
+    );
+    const [forked] = byKind('forked');
+    t.like(forked, { childId: c.id, childFolder: c.folder, round: 0, by: ME });
+    // In log order.
+    t.deepEqual(
+      result.entries.map((e) => e.position),
+      [...result.entries.map((e) => e.position)].sort((x, y) => (x < y ? -1 : 1)),
+    );
 
-  // The same history by id, by stream name and by path.
-  for (const name of [a.id, `experiment-${a.id}`, a.dir]) {
-    const again = await withRl(h.root, (rl) => experimentHistory(rl, { experiment: name }));
-    t.deepEqual(again, result, name);
-  }
-});
+    // The same history by id, by stream name and by path.
+    for (const name of [a.id, `experiment-${a.id}`, a.dir]) {
+      const again = await withRl(h.root, (rl) => experimentHistory(rl, { experiment: name }));
+      t.deepEqual(again, result, name);
+    }
+  },
+);
 
 test('history of an unknown experiment is ExperimentNotFoundError', async (t) => {
   const { h } = await fixture;
@@ -301,176 +305,187 @@ test('history of an unknown experiment is ExperimentNotFoundError', async (t) =>
   t.is(error!.experiment, 'Experiment_0042');
 });
 
-test('rounds table: every attempt, superseded and aborted ones marked, breakpoint folders where they are, pruning', async (t) => {
-  const { h, a } = await fixture;
-  const result = await withRl(h.root, (rl) => roundsTable(rl, { experiment: 'Experiment_0000' }));
-  t.is(result.roundCurrent, 2);
-  t.deepEqual(result.metricNames, ['loss', 'score']);
-  t.deepEqual(
-    result.rounds.map((r) => [r.round, r.attempt, r.status, r.breakpoint.folder, r.pruned]),
-    [
-      [0, 1, 'current', 'breakpoint_0000', true],
-      [1, 1, 'superseded', 'superseded/breakpoint_0001.1', false],
-      [1, 2, 'current', 'breakpoint_0001', false],
-      [2, 1, 'aborted', null, false],
-      [2, 2, 'superseded', 'superseded/breakpoint_0002.1', false],
-      [2, 3, 'started', null, false],
-    ],
-  );
-  for (const row of result.rounds) {
-    if (row.breakpoint.folder !== null)
-      t.true(existsSync(path.join(a.dir, row.breakpoint.folder, 'breakpoint.json')), row.breakpoint.folder);
-  }
-  // Each completed row is its RoundCompleted: position, metrics, nodes and sample sizes.
-  const events = await streamOf(h.root, a.id);
-  const completed = events.filter((e) => e.type === 'RoundCompleted');
-  const rows = result.rounds.filter((r) => r.status === 'current' || r.status === 'superseded');
-  t.is(rows.length, completed.length);
-  for (const event of completed) {
-    const data = event.data as RoundCompleted;
-    const row = rows.find((r) => r.position === event.position)!;
-    t.like(row, {
-      round: data.round,
-      attempt: data.attempt,
-      metrics: data.metrics,
-      durationMs: data.durationMs,
-      samples: 3,
-    });
+test(
+  'rounds table: every attempt, superseded and aborted ' + 'ones marked, breakpoint folders where they are, pruning',
+  async (t) => {
+    const { h, a } = await fixture;
+    const result = await withRl(h.root, (rl) => roundsTable(rl, { experiment: 'Experiment_0000' }));
+    t.is(result.roundCurrent, 2);
+    t.deepEqual(result.metricNames, ['loss', 'score']);
     t.deepEqual(
-      row.nodes.map((n) => [n.node, n.sampleSize, n.metrics]),
-      data.nodes.map((n) => [n.node, n.sampleSize, n.metrics]),
-    );
-    t.true(row.breakpoint.requested);
-  }
-  const superseded = result.rounds.filter((r) => r.status === 'superseded');
-  t.true(superseded.every((r) => r.supersededBy?.reason === 'loaded the older breakpoint breakpoint_0000'));
-  const unfinished = result.rounds.filter((r) => r.status === 'aborted' || r.status === 'started');
-  t.true(
-    unfinished.every(
-      (r) => r.completedAt === null && r.samples === null && r.nodes.map((n) => n.node).join() === 'node-a,node-b',
-    ),
-  );
-});
-
-test('metric series: the current branch, as the engine folds it; per node; unknown names are MetricNotFoundError', async (t) => {
-  const { h, a } = await fixture;
-  await withRl(h.root, async (rl) => {
-    const { state } = await rl.openExperiment(a.id);
-    const loss = await metricSeries(rl, { experiment: 'Experiment_0000', metric: 'loss' });
-    t.deepEqual(
-      loss.points.map((p) => [p.round, p.attempt, p.value, p.position]),
-      state.rounds.map((r) => [r.round, r.attempt, r.metrics.loss, r.position]),
-    );
-    t.deepEqual(
-      loss.points.map((p) => p.attempt),
-      [1, 2],
-      'round 1 as re-run after the rewind, not the superseded one',
-    );
-    const nodeB = await metricSeries(rl, { experiment: a.id, metric: 'score', node: 'node-b' });
-    t.deepEqual(
-      nodeB.points.map((p) => p.value),
-      [20, 20],
-    );
-    t.is(nodeB.node, 'node-b');
-
-    const unknown = await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: 'accuracy' }), {
-      instanceOf: MetricNotFoundError,
-    });
-    t.is(unknown!.code, 'METRIC_NOT_FOUND');
-    t.deepEqual(unknown!.available, ['loss', 'score']);
-    t.regex(unknown!.message, /has no metric "accuracy"; its rounds record: loss, score/);
-    const absentNode = await t.throwsAsync(
-      metricSeries(rl, { experiment: 'Experiment_0000', metric: 'loss', node: 'node-c' }),
-      { instanceOf: MetricNotFoundError },
-    );
-    t.deepEqual(absentNode!.available, []);
-    await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: '' }), {
-      instanceOf: InvalidArgumentError,
-    });
-    // A fork with no round of its own has an empty series, not an error.
-    t.deepEqual((await metricSeries(rl, { experiment: 'Experiment_0002', metric: 'loss' })).points, []);
-  });
-});
-
-test('events across experiments: by node, type, experiment and time, each equal to the same filter applied by hand', async (t) => {
-  const { h, a, b } = await fixture;
-  await withRl(h.root, async (rl) => {
-    const all = (await auditEvents(rl)).events;
-    const streams = new Map<string, readonly RecordedEvent[]>();
-    for (const id of new Set(all.map((e) => e.experimentId))) streams.set(id, await streamOf(h.root, id));
-    t.is(
-      all.length,
-      [...streams.values()].reduce((n, s) => n + s.length, 0),
-      'every event of every experiment',
-    );
-    t.deepEqual(
-      all.map((e) => e.position),
-      [...all.map((e) => e.position)].sort((x, y) => (x < y ? -1 : 1)),
-    );
-    const key = (events: readonly AuditEvent[]) => events.map((e) => `${e.experimentId}@${e.revision}`);
-
-    // node-c takes part in B only.
-    const nodeC = (await auditEvents(rl, { nodes: ['node-c'] })).events;
-    t.true(nodeC.length > 0 && nodeC.every((e) => e.experimentId === b.id));
-    const names = (e: AuditEvent) =>
-      e.type === 'RoundStarted'
-        ? e.data.nodes
-        : e.type === 'NodeReplied'
-          ? [e.data.node]
-          : e.type === 'RoundCompleted'
-            ? e.data.nodes.map((n) => n.node)
-            : e.type === 'ExperimentCreated'
-              ? (e.data.federated?.nodes ?? [])
-              : [];
-    t.deepEqual(key(nodeC), key(all.filter((e) => names(e).includes('node-c'))));
-    t.deepEqual(
-      nodeC.map((e) => e.type),
-      ['RoundStarted', 'NodeReplied', 'RoundCompleted'],
-    );
-    // A's creation names its nodes.
-    const nodeA = (await auditEvents(rl, { nodes: ['node-a'], types: ['ExperimentCreated'] })).events;
-    t.deepEqual(
-      nodeA.map((e) => e.folder),
-      ['Experiment_0000', 'Experiment_0002', 'Experiment_0003'],
-    );
-
-    const resumes = (await auditEvents(rl, { types: ['Resumed', 'Rewound'] })).events;
-    t.deepEqual(
-      resumes.map((e) => [e.folder, e.type]),
+      result.rounds.map((r) => [r.round, r.attempt, r.status, r.breakpoint.folder, r.pruned]),
       [
-        ['Experiment_0000', 'Rewound'],
-        ['Experiment_0000', 'Resumed'],
+        [0, 1, 'current', 'breakpoint_0000', true],
+        [1, 1, 'superseded', 'superseded/breakpoint_0001.1', false],
+        [1, 2, 'current', 'breakpoint_0001', false],
+        [2, 1, 'aborted', null, false],
+        [2, 2, 'superseded', 'superseded/breakpoint_0002.1', false],
+        [2, 3, 'started', null, false],
       ],
     );
-    const byFolderAndPath = (
-      await auditEvents(rl, { experiments: ['Experiment_0001', path.join(h.root, 'experiments', 'Experiment_0003')] })
-    ).events;
-    t.deepEqual(
-      key(byFolderAndPath),
-      key(all.filter((e) => e.folder === 'Experiment_0001' || e.folder === 'Experiment_0003')),
+    for (const row of result.rounds) {
+      if (row.breakpoint.folder !== null)
+        t.true(existsSync(path.join(a.dir, row.breakpoint.folder, 'breakpoint.json')), row.breakpoint.folder);
+    }
+    // Each completed row is its RoundCompleted: position, metrics, nodes and sample sizes.
+    const events = await streamOf(h.root, a.id);
+    const completed = events.filter((e) => e.type === 'RoundCompleted');
+    const rows = result.rounds.filter((r) => r.status === 'current' || r.status === 'superseded');
+    t.is(rows.length, completed.length);
+    for (const event of completed) {
+      const data = event.data as RoundCompleted;
+      const row = rows.find((r) => r.position === event.position)!;
+      t.like(row, {
+        round: data.round,
+        attempt: data.attempt,
+        metrics: data.metrics,
+        durationMs: data.durationMs,
+        samples: 3,
+      });
+      t.deepEqual(
+        row.nodes.map((n) => [n.node, n.sampleSize, n.metrics]),
+        data.nodes.map((n) => [n.node, n.sampleSize, n.metrics]),
+      );
+      t.true(row.breakpoint.requested);
+    }
+    const superseded = result.rounds.filter((r) => r.status === 'superseded');
+    t.true(superseded.every((r) => r.supersededBy?.reason === 'loaded the older breakpoint breakpoint_0000'));
+    const unfinished = result.rounds.filter((r) => r.status === 'aborted' || r.status === 'started');
+    t.true(
+      unfinished.every(
+        (r) => r.completedAt === null && r.samples === null && r.nodes.map((n) => n.node).join() === 'node-a,node-b',
+      ),
     );
+  },
+);
 
-    // Time: since <= t < until, at the time of the resume.
-    const at = resumes[1]!.time;
-    const since = (await auditEvents(rl, { since: at })).events;
-    const until = (await auditEvents(rl, { until: at })).events;
-    t.deepEqual(key(since), key(all.filter((e) => e.time.getTime() >= at.getTime())));
-    t.deepEqual(key(until), key(all.filter((e) => e.time.getTime() < at.getTime())));
-    t.is(since.length + until.length, all.length);
-    t.true(since.some((e) => e.type === 'Resumed') && !until.some((e) => e.type === 'Resumed'));
-    t.true(until.length > 0 && since.length > 0);
-    t.deepEqual((await auditEvents(rl, { experiments: [a.id], since: at, until: at })).events, []);
+test(
+  'metric series: the current branch, as the engine folds ' + 'it; per node; unknown names are MetricNotFoundError',
+  async (t) => {
+    const { h, a } = await fixture;
+    await withRl(h.root, async (rl) => {
+      const { state } = await rl.openExperiment(a.id);
+      const loss = await metricSeries(rl, { experiment: 'Experiment_0000', metric: 'loss' });
+      t.deepEqual(
+        loss.points.map((p) => [p.round, p.attempt, p.value, p.position]),
+        state.rounds.map((r) => [r.round, r.attempt, r.metrics.loss, r.position]),
+      );
+      t.deepEqual(
+        loss.points.map((p) => p.attempt),
+        [1, 2],
+        'round 1 as re-run after the rewind, not the superseded one',
+      );
+      const nodeB = await metricSeries(rl, { experiment: a.id, metric: 'score', node: 'node-b' });
+      t.deepEqual(
+        nodeB.points.map((p) => p.value),
+        [20, 20],
+      );
+      t.is(nodeB.node, 'node-b');
 
-    await t.throwsAsync(auditEvents(rl, { types: ['Resume' as 'Resumed'] }), {
-      instanceOf: InvalidArgumentError,
-      message: /types must name experiment event types/,
+      const unknown = await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: 'accuracy' }), {
+        instanceOf: MetricNotFoundError,
+      });
+      t.is(unknown!.code, 'METRIC_NOT_FOUND');
+      t.deepEqual(unknown!.available, ['loss', 'score']);
+      t.regex(unknown!.message, /has no metric "accuracy"; its rounds record: loss, score/);
+      const absentNode = await t.throwsAsync(
+        metricSeries(rl, { experiment: 'Experiment_0000', metric: 'loss', node: 'node-c' }),
+        { instanceOf: MetricNotFoundError },
+      );
+      t.deepEqual(absentNode!.available, []);
+      await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: '' }), {
+        instanceOf: InvalidArgumentError,
+      });
+      // A fork with no round of its own has an empty series, not an error.
+      t.deepEqual((await metricSeries(rl, { experiment: 'Experiment_0002', metric: 'loss' })).points, []);
     });
-    await t.throwsAsync(auditEvents(rl, { since: new Date(2), until: new Date(1) }), {
-      instanceOf: InvalidArgumentError,
+  },
+);
+
+test(
+  'events across experiments: by node, type, experiment ' + 'and time, each equal to the same filter applied by hand',
+  async (t) => {
+    const { h, a, b } = await fixture;
+    await withRl(h.root, async (rl) => {
+      const all = (await auditEvents(rl)).events;
+      const streams = new Map<string, readonly RecordedEvent[]>();
+      for (const id of new Set(all.map((e) => e.experimentId))) streams.set(id, await streamOf(h.root, id));
+      t.is(
+        all.length,
+        [...streams.values()].reduce((n, s) => n + s.length, 0),
+        'every event of every experiment',
+      );
+      t.deepEqual(
+        all.map((e) => e.position),
+        [...all.map((e) => e.position)].sort((x, y) => (x < y ? -1 : 1)),
+      );
+      const key = (events: readonly AuditEvent[]) => events.map((e) => `${e.experimentId}@${e.revision}`);
+
+      // node-c takes part in B only.
+      const nodeC = (await auditEvents(rl, { nodes: ['node-c'] })).events;
+      t.true(nodeC.length > 0 && nodeC.every((e) => e.experimentId === b.id));
+      const names = (e: AuditEvent) =>
+        e.type === 'RoundStarted'
+          ? e.data.nodes
+          : e.type === 'NodeReplied'
+            ? [e.data.node]
+            : e.type === 'RoundCompleted'
+              ? e.data.nodes.map((n) => n.node)
+              : e.type === 'ExperimentCreated'
+                ? (e.data.federated?.nodes ?? [])
+                : [];
+      t.deepEqual(key(nodeC), key(all.filter((e) => names(e).includes('node-c'))));
+      t.deepEqual(
+        nodeC.map((e) => e.type),
+        ['RoundStarted', 'NodeReplied', 'RoundCompleted'],
+      );
+      // A's creation names its nodes.
+      const nodeA = (await auditEvents(rl, { nodes: ['node-a'], types: ['ExperimentCreated'] })).events;
+      t.deepEqual(
+        nodeA.map((e) => e.folder),
+        ['Experiment_0000', 'Experiment_0002', 'Experiment_0003'],
+      );
+
+      const resumes = (await auditEvents(rl, { types: ['Resumed', 'Rewound'] })).events;
+      t.deepEqual(
+        resumes.map((e) => [e.folder, e.type]),
+        [
+          ['Experiment_0000', 'Rewound'],
+          ['Experiment_0000', 'Resumed'],
+        ],
+      );
+      const byFolderAndPath = (
+        await auditEvents(rl, { experiments: ['Experiment_0001', path.join(h.root, 'experiments', 'Experiment_0003')] })
+      ).events;
+      t.deepEqual(
+        key(byFolderAndPath),
+        key(all.filter((e) => e.folder === 'Experiment_0001' || e.folder === 'Experiment_0003')),
+      );
+
+      // Time: since <= t < until, at the time of the resume.
+      const at = resumes[1]!.time;
+      const since = (await auditEvents(rl, { since: at })).events;
+      const until = (await auditEvents(rl, { until: at })).events;
+      t.deepEqual(key(since), key(all.filter((e) => e.time.getTime() >= at.getTime())));
+      t.deepEqual(key(until), key(all.filter((e) => e.time.getTime() < at.getTime())));
+      t.is(since.length + until.length, all.length);
+      t.true(since.some((e) => e.type === 'Resumed') && !until.some((e) => e.type === 'Resumed'));
+      t.true(until.length > 0 && since.length > 0);
+      t.deepEqual((await auditEvents(rl, { experiments: [a.id], since: at, until: at })).events, []);
+
+      await t.throwsAsync(auditEvents(rl, { types: ['Resume' as 'Resumed'] }), {
+        instanceOf: InvalidArgumentError,
+        message: /types must name experiment event types/,
+      });
+      await t.throwsAsync(auditEvents(rl, { since: new Date(2), until: new Date(1) }), {
+        instanceOf: InvalidArgumentError,
+      });
+      await t.throwsAsync(auditEvents(rl, { experiments: ['Experiment_0099'] }), {
+        instanceOf: ExperimentNotFoundError,
+      });
     });
-    await t.throwsAsync(auditEvents(rl, { experiments: ['Experiment_0099'] }), { instanceOf: ExperimentNotFoundError });
-  });
-});
+  },
+);
 
 test('actions: who created, rewound, resumed, forked and pruned what; filtered by type and user', async (t) => {
   const { h, a } = await fixture;
@@ -503,59 +518,62 @@ test('actions: who created, rewound, resumed, forked and pruned what; filtered b
   });
 });
 
-test('lineage: ancestors through ForkedFrom, descendants through Forked, both ways; an import from another root', async (t) => {
-  const { h, a, c, d } = await fixture;
-  await withRl(h.root, async (rl) => {
-    const ofA = await lineage(rl, { experiment: 'Experiment_0000' });
-    t.deepEqual(ofA.ancestors, []);
-    t.deepEqual(
-      ofA.descendants.map((x) => [
-        x.id,
-        x.folder,
-        x.round,
-        x.known,
-        x.children.map((y) => [y.id, y.folder, y.round, y.children.length]),
-      ]),
-      [[c.id, c.folder, 0, true, [[d.id, d.folder, 0, 0]]]],
-    );
-    t.deepEqual(ofA.descendants[0]!.by, ME);
+test(
+  'lineage: ancestors through ForkedFrom, descendants ' + 'through Forked, both ways; an import from another root',
+  async (t) => {
+    const { h, a, c, d } = await fixture;
+    await withRl(h.root, async (rl) => {
+      const ofA = await lineage(rl, { experiment: 'Experiment_0000' });
+      t.deepEqual(ofA.ancestors, []);
+      t.deepEqual(
+        ofA.descendants.map((x) => [
+          x.id,
+          x.folder,
+          x.round,
+          x.known,
+          x.children.map((y) => [y.id, y.folder, y.round, y.children.length]),
+        ]),
+        [[c.id, c.folder, 0, true, [[d.id, d.folder, 0, 0]]]],
+      );
+      t.deepEqual(ofA.descendants[0]!.by, ME);
 
-    const ofD = await lineage(rl, { experiment: d.folder });
-    t.deepEqual(
-      ofD.ancestors.map((x) => [x.via, x.id, x.folder, x.round, x.known, x.currentFolder]),
-      [
-        ['fork', c.id, c.folder, 0, true, c.folder],
-        ['fork', a.id, 'Experiment_0000', 0, true, 'Experiment_0000'],
-      ],
-    );
-    t.deepEqual(ofD.descendants, []);
-    const ofC = await lineage(rl, { experiment: c.id });
-    t.deepEqual(
-      ofC.ancestors.map((x) => x.id),
-      [a.id],
-    );
-    t.deepEqual(
-      ofC.descendants.map((x) => x.id),
-      [d.id],
-    );
-  });
+      const ofD = await lineage(rl, { experiment: d.folder });
+      t.deepEqual(
+        ofD.ancestors.map((x) => [x.via, x.id, x.folder, x.round, x.known, x.currentFolder]),
+        [
+          ['fork', c.id, c.folder, 0, true, c.folder],
+          ['fork', a.id, 'Experiment_0000', 0, true, 'Experiment_0000'],
+        ],
+      );
+      t.deepEqual(ofD.descendants, []);
+      const ofC = await lineage(rl, { experiment: c.id });
+      t.deepEqual(
+        ofC.ancestors.map((x) => x.id),
+        [a.id],
+      );
+      t.deepEqual(
+        ofC.descendants.map((x) => x.id),
+        [d.id],
+      );
+    });
 
-  // A breakpoint folder carried to another root: its experiment continues one this root does not hold.
-  const elsewhere = tempDir();
-  const carried = path.join(tempDir(), 'breakpoint_0001');
-  cpSync(path.join(a.dir, 'breakpoint_0001'), carried, { recursive: true });
-  const imported = await Experiment.loadBreakpoint(carried, {
-    root: elsewhere,
-    federation: h.options().federation,
-    workspace: h.workspace,
-  });
-  await imported.close();
-  const ofImported = await withRl(elsewhere, (rl) => lineage(rl, { experiment: 'Experiment_0000' }));
-  t.deepEqual(
-    ofImported.ancestors.map((x) => [x.via, x.id, x.folder, x.round, x.known, x.currentFolder]),
-    [['import', a.id, 'Experiment_0000', 1, false, null]],
-  );
-});
+    // A breakpoint folder carried to another root: its experiment continues one this root does not hold.
+    const elsewhere = tempDir();
+    const carried = path.join(tempDir(), 'breakpoint_0001');
+    cpSync(path.join(a.dir, 'breakpoint_0001'), carried, { recursive: true });
+    const imported = await Experiment.loadBreakpoint(carried, {
+      root: elsewhere,
+      federation: h.options().federation,
+      workspace: h.workspace,
+    });
+    await imported.close();
+    const ofImported = await withRl(elsewhere, (rl) => lineage(rl, { experiment: 'Experiment_0000' }));
+    t.deepEqual(
+      ofImported.ancestors.map((x) => [x.via, x.id, x.folder, x.round, x.known, x.currentFolder]),
+      [['import', a.id, 'Experiment_0000', 1, false, null]],
+    );
+  },
+);
 
 test('followEvents catches up, says so, then delivers what another writer appends, filtered', async (t) => {
   const h = harness();
@@ -594,36 +612,40 @@ test('followEvents catches up, says so, then delivers what another writer append
   });
 });
 
-test('followHistory: the history, caughtUp, then a live round as started then completed; an unknown experiment errors', async (t) => {
-  const h = harness();
-  const exp = await Experiment.create(h.options());
-  await exp.runOnce();
-  await withRl(h.root, async (rl) => {
-    const seen: string[] = [];
-    const source = followHistory(rl, { experiment: 'Experiment_0000', pollIntervalMs: 5 });
-    let caughtUp!: () => void;
-    const reachedEnd = new Promise<void>((resolve) => (caughtUp = resolve));
-    const done = firstValueFrom(
-      source.pipe(
-        filter((item) => {
-          seen.push(item.kind === 'item' ? `${item.live ? 'live ' : ''}${brief([item.item])[0]}` : item.kind);
-          if (item.kind === 'caughtUp') caughtUp();
-          return item.kind === 'item' && item.item.kind === 'round' && item.item.round === 1;
-        }),
-      ),
-    );
-    await reachedEnd;
+test(
+  'followHistory: the history, caughtUp, then a live round ' +
+    'as started then completed; an unknown experiment errors',
+  async (t) => {
+    const h = harness();
+    const exp = await Experiment.create(h.options());
     await exp.runOnce();
-    await done;
-    t.deepEqual(seen, ['created', 'round 0/1', 'caughtUp', 'live started 1/1', 'live round 1/1']);
+    await withRl(h.root, async (rl) => {
+      const seen: string[] = [];
+      const source = followHistory(rl, { experiment: 'Experiment_0000', pollIntervalMs: 5 });
+      let caughtUp!: () => void;
+      const reachedEnd = new Promise<void>((resolve) => (caughtUp = resolve));
+      const done = firstValueFrom(
+        source.pipe(
+          filter((item) => {
+            seen.push(item.kind === 'item' ? `${item.live ? 'live ' : ''}${brief([item.item])[0]}` : item.kind);
+            if (item.kind === 'caughtUp') caughtUp();
+            return item.kind === 'item' && item.item.kind === 'round' && item.item.round === 1;
+          }),
+        ),
+      );
+      await reachedEnd;
+      await exp.runOnce();
+      await done;
+      t.deepEqual(seen, ['created', 'round 0/1', 'caughtUp', 'live started 1/1', 'live round 1/1']);
 
-    const error = await t.throwsAsync(
-      firstValueFrom(followHistory(rl, { experiment: 'nope' }).pipe(take(1), toArray())),
-      { instanceOf: ExperimentNotFoundError },
-    );
-    t.is(error!.code, 'EXPERIMENT_NOT_FOUND');
-  });
-  await exp.close();
-  const created = (await streamOf(h.root, exp.id))[0]!.data as ExperimentCreated;
-  t.is(created.folder, 'Experiment_0000');
-});
+      const error = await t.throwsAsync(
+        firstValueFrom(followHistory(rl, { experiment: 'nope' }).pipe(take(1), toArray())),
+        { instanceOf: ExperimentNotFoundError },
+      );
+      t.is(error!.code, 'EXPERIMENT_NOT_FOUND');
+    });
+    await exp.close();
+    const created = (await streamOf(h.root, exp.id))[0]!.data as ExperimentCreated;
+    t.is(created.folder, 'Experiment_0000');
+  },
+);

@@ -387,37 +387,40 @@ async function commitByHand(store: StreamBlobStore, log: EventLog, claimed: Uint
   return { upload, stream: store.uploadStream(upload), sha256: commit.sha256 };
 }
 
-test('a committed chunk whose bytes changed is CorruptBlobError naming the upload stream, and verify reports it', async (t) => {
-  const { store, observed } = openStore(t);
-  const good = await store.put(randomBytes(2500));
-  const bytes = randomBytes(2 * CHUNK);
-  const damaged = Buffer.from(bytes);
-  damaged[CHUNK + 10] = damaged[CHUNK + 10]! ^ 0xff;
-  const bad = await commitByHand(store, observed.log, bytes, [damaged.subarray(0, CHUNK), damaged.subarray(CHUNK)]);
+test(
+  'a committed chunk whose bytes changed is CorruptBlobError ' + 'naming the upload stream, and verify reports it',
+  async (t) => {
+    const { store, observed } = openStore(t);
+    const good = await store.put(randomBytes(2500));
+    const bytes = randomBytes(2 * CHUNK);
+    const damaged = Buffer.from(bytes);
+    damaged[CHUNK + 10] = damaged[CHUNK + 10]! ^ 0xff;
+    const bad = await commitByHand(store, observed.log, bytes, [damaged.subarray(0, CHUNK), damaged.subarray(CHUNK)]);
 
-  t.true(await store.has(bad.sha256));
-  const error = await t.throwsAsync(store.get(bad.sha256), { instanceOf: CorruptBlobError });
-  t.is(error?.code, 'CORRUPT_BLOB');
-  t.is(error?.sha256, bad.sha256);
-  t.is(error?.actual, sha256(damaged));
-  t.is(error?.file, bad.stream);
-  t.regex(
-    error?.message ?? '',
-    new RegExp(`blob ${bad.sha256} is corrupt: ${bad.stream} hashes to ${sha256(damaged)}`),
-  );
+    t.true(await store.has(bad.sha256));
+    const error = await t.throwsAsync(store.get(bad.sha256), { instanceOf: CorruptBlobError });
+    t.is(error?.code, 'CORRUPT_BLOB');
+    t.is(error?.sha256, bad.sha256);
+    t.is(error?.actual, sha256(damaged));
+    t.is(error?.file, bad.stream);
+    t.regex(
+      error?.message ?? '',
+      new RegExp(`blob ${bad.sha256} is corrupt: ${bad.stream} hashes to ${sha256(damaged)}`),
+    );
 
-  const target = path.join(root, randomUUID(), 'params.bin');
-  await t.throwsAsync(store.link(bad.sha256, target), { instanceOf: CorruptBlobError });
-  t.deepEqual(await fs.readdir(path.dirname(target)), [], 'no target and no temp file are left');
+    const target = path.join(root, randomUUID(), 'params.bin');
+    await t.throwsAsync(store.link(bad.sha256, target), { instanceOf: CorruptBlobError });
+    t.deepEqual(await fs.readdir(path.dirname(target)), [], 'no target and no temp file are left');
 
-  t.deepEqual(await store.verify(), {
-    ok: false,
-    blobsChecked: 2,
-    bytesChecked: 2500 + 2 * CHUNK,
-    problems: [{ kind: 'hash_mismatch', sha256: bad.sha256, actual: sha256(damaged), file: bad.stream }],
-  });
-  t.true((await store.get(good.ref)).equals(await store.get(good.ref.sha256)));
-});
+    t.deepEqual(await store.verify(), {
+      ok: false,
+      blobsChecked: 2,
+      bytesChecked: 2500 + 2 * CHUNK,
+      problems: [{ kind: 'hash_mismatch', sha256: bad.sha256, actual: sha256(damaged), file: bad.stream }],
+    });
+    t.true((await store.get(good.ref)).equals(await store.get(good.ref.sha256)));
+  },
+);
 
 test('a committed upload missing a chunk is corrupt for get and unreadable for verify', async (t) => {
   const { store, observed } = openStore(t);
@@ -507,34 +510,39 @@ test('delete without a deleteStream hook appends a tombstone; a later put commit
   );
 });
 
-test('delete with a deleteStream hook removes the blob stream and its upload; a later put is visible again', async (t) => {
-  const { store, observed } = openStore(t, {});
-  const hooked = openStreamBlobStore({ log: observed.log, chunkBytes: CHUNK, deleteStream: observed.deleteStream });
-  t.teardown(() => hooked.close());
-  const bytes = randomBytes(3 * CHUNK);
-  const { ref } = await hooked.put(bytes);
-  const commit = (await eventsOf(observed.log, hooked.stream(ref.sha256)))[0]!.data as BlobCommittedData;
+test(
+  'delete with a deleteStream hook removes the blob ' + 'stream and its upload; a later put is visible again',
+  async (t) => {
+    const { store, observed } = openStore(t, {});
+    const hooked = openStreamBlobStore({ log: observed.log, chunkBytes: CHUNK, deleteStream: observed.deleteStream });
+    t.teardown(() => hooked.close());
+    const bytes = randomBytes(3 * CHUNK);
+    const { ref } = await hooked.put(bytes);
+    const commit = (await eventsOf(observed.log, hooked.stream(ref.sha256)))[0]!.data as BlobCommittedData;
 
-  t.deepEqual(await hooked.delete(ref.sha256), { deleted: true });
-  t.deepEqual(observed.deleted, [hooked.stream(ref.sha256), hooked.uploadStream(commit.upload)]);
-  t.false(
-    observed.appends.some((append) => append.types.includes(StreamBlobEvent.deleted)),
-    'no tombstone',
-  );
-  await t.throwsAsync(observed.log.readStream(hooked.uploadStream(commit.upload)), { instanceOf: StreamNotFoundError });
-  for (const view of [hooked, store]) {
-    t.false(await view.has(ref.sha256));
-    await t.throwsAsync(view.get(ref), { instanceOf: BlobNotFoundError });
-    t.deepEqual(await collect(view.list()), []);
-  }
-  t.deepEqual(await hooked.delete(ref.sha256), { deleted: false });
-  t.deepEqual(await hooked.verify(), { ok: true, blobsChecked: 0, bytesChecked: 0, problems: [] });
+    t.deepEqual(await hooked.delete(ref.sha256), { deleted: true });
+    t.deepEqual(observed.deleted, [hooked.stream(ref.sha256), hooked.uploadStream(commit.upload)]);
+    t.false(
+      observed.appends.some((append) => append.types.includes(StreamBlobEvent.deleted)),
+      'no tombstone',
+    );
+    await t.throwsAsync(observed.log.readStream(hooked.uploadStream(commit.upload)), {
+      instanceOf: StreamNotFoundError,
+    });
+    for (const view of [hooked, store]) {
+      t.false(await view.has(ref.sha256));
+      await t.throwsAsync(view.get(ref), { instanceOf: BlobNotFoundError });
+      t.deepEqual(await collect(view.list()), []);
+    }
+    t.deepEqual(await hooked.delete(ref.sha256), { deleted: false });
+    t.deepEqual(await hooked.verify(), { ok: true, blobsChecked: 0, bytesChecked: 0, problems: [] });
 
-  t.true((await hooked.put(bytes)).created);
-  t.true(await store.has(ref.sha256));
-  t.true((await store.get(ref)).equals(bytes));
-  t.deepEqual(await collect(hooked.list()), [ref.sha256]);
-});
+    t.true((await hooked.put(bytes)).created);
+    t.true(await store.has(ref.sha256));
+    t.true((await store.get(ref)).equals(bytes));
+    t.deepEqual(await collect(hooked.list()), [ref.sha256]);
+  },
+);
 
 test('list yields every stored hash in ascending order, and a second store on the same log sees them', async (t) => {
   const { store, observed } = openStore(t);
@@ -647,26 +655,29 @@ test('an append the log refuses is BlobWriteFailedError naming the stream, and s
   t.is(observed.appends.filter((append) => append.types.includes(StreamBlobEvent.committed)).length, 1);
 });
 
-test('close waits for a put in flight, then refuses new calls; it closes the log only when the store owns it', async (t) => {
-  const log = getInMemoryEventLog();
-  const store = openStreamBlobStore({ log, chunkBytes: CHUNK });
-  const bytes = randomBytes(20 * CHUNK + 1);
-  const putting = store.put(bytes);
-  await store.close();
-  const { ref, created } = await putting;
-  t.true(created);
-  const error = await t.throwsAsync(store.get(ref), { instanceOf: ClosedError });
-  t.is(error?.code, 'CLOSED');
-  await t.throwsAsync(store.put(Buffer.from('y')), { instanceOf: ClosedError });
-  await t.throwsAsync(store.verify(), { instanceOf: ClosedError });
-  t.throws(() => store.list(), { instanceOf: ClosedError });
+test(
+  'close waits for a put in flight, then refuses new ' + 'calls; it closes the log only when the store owns it',
+  async (t) => {
+    const log = getInMemoryEventLog();
+    const store = openStreamBlobStore({ log, chunkBytes: CHUNK });
+    const bytes = randomBytes(20 * CHUNK + 1);
+    const putting = store.put(bytes);
+    await store.close();
+    const { ref, created } = await putting;
+    t.true(created);
+    const error = await t.throwsAsync(store.get(ref), { instanceOf: ClosedError });
+    t.is(error?.code, 'CLOSED');
+    await t.throwsAsync(store.put(Buffer.from('y')), { instanceOf: ClosedError });
+    await t.throwsAsync(store.verify(), { instanceOf: ClosedError });
+    t.throws(() => store.list(), { instanceOf: ClosedError });
 
-  const reopened = openStreamBlobStore({ log, ownsLog: true, chunkBytes: CHUNK });
-  t.true(
-    (await reopened.get(ref)).equals(bytes),
-    'the log stayed open, and a new store reads what the closed one wrote',
-  );
-  await reopened.close();
-  await t.throwsAsync(log.readAll(), { instanceOf: ClosedError });
-  await reopened.close();
-});
+    const reopened = openStreamBlobStore({ log, ownsLog: true, chunkBytes: CHUNK });
+    t.true(
+      (await reopened.get(ref)).equals(bytes),
+      'the log stayed open, and a new store reads what the closed one wrote',
+    );
+    await reopened.close();
+    await t.throwsAsync(log.readAll(), { instanceOf: ClosedError });
+    await reopened.close();
+  },
+);

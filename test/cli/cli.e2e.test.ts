@@ -22,45 +22,49 @@ type Listing = Array<{
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
 }>;
 
-test('demo (npm start): SIGKILL part-way, resume from the last breakpoint, identical to an uninterrupted run; then ls, verify', async (t) => {
-  const root = tempDir();
-  const demo = await roundlogProcess(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
-  t.is(demo.code, 0, demo.stderr + demo.stdout);
-  t.regex(demo.stdout, /SIGKILL sent to pid \d+ after 3 committed rounds/);
-  t.regex(demo.stdout, /after the crash: Experiment_0000 has 3 completed rounds/);
-  t.regex(demo.stdout, /resumed Experiment_0000 \(.*\) at round 3\/10/);
-  t.regex(demo.stdout, /round 10\/10 {2}nodes 3\/3 replied {2}loss \d\.\d{4}/);
-  t.regex(demo.stdout, /crashed \+ resumed {2}[0-9a-f]{64} {2}identical, bit for bit/);
-  t.regex(demo.stdout, /Resumed +at round 3 from breakpoint_0002/);
-  t.regex(demo.stdout, /└── breakpoint_0009\//);
+test(
+  'demo (npm start): SIGKILL part-way, resume from the last ' +
+    'breakpoint, identical to an uninterrupted run; then ls, verify',
+  async (t) => {
+    const root = tempDir();
+    const demo = await roundlogProcess(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
+    t.is(demo.code, 0, demo.stderr + demo.stdout);
+    t.regex(demo.stdout, /SIGKILL sent to pid \d+ after 3 committed rounds/);
+    t.regex(demo.stdout, /after the crash: Experiment_0000 has 3 completed rounds/);
+    t.regex(demo.stdout, /resumed Experiment_0000 \(.*\) at round 3\/10/);
+    t.regex(demo.stdout, /round 10\/10 {2}nodes 3\/3 replied {2}loss \d\.\d{4}/);
+    t.regex(demo.stdout, /crashed \+ resumed {2}[0-9a-f]{64} {2}identical, bit for bit/);
+    t.regex(demo.stdout, /Resumed +at round 3 from breakpoint_0002/);
+    t.regex(demo.stdout, /└── breakpoint_0009\//);
 
-  const ls = await roundlog(['ls', '--json', '--root', root]);
-  t.is(ls.code, 0, ls.stderr);
-  const listing = JSON.parse(ls.stdout) as Listing;
-  t.is(listing.length, 1);
-  t.like(listing[0], { folder: 'Experiment_0000', roundCurrent: 10, roundLimit: 10, status: 'finished' });
-  t.deepEqual(
-    listing[0]!.breakpoints.map((b) => b.round),
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-  );
-  t.true(listing[0]!.breakpoints.every((b) => /^[0-9a-f]{64}$/.test(b.paramsSha256) && path.isAbsolute(b.path)));
-  const table = await roundlog(['ls', '--root', root]);
-  t.regex(table.stdout, /Experiment_0000 +[0-9a-f-]{36} +10\/10 +finished +10/);
+    const ls = await roundlog(['ls', '--json', '--root', root]);
+    t.is(ls.code, 0, ls.stderr);
+    const listing = JSON.parse(ls.stdout) as Listing;
+    t.is(listing.length, 1);
+    t.like(listing[0], { folder: 'Experiment_0000', roundCurrent: 10, roundLimit: 10, status: 'finished' });
+    t.deepEqual(
+      listing[0]!.breakpoints.map((b) => b.round),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    t.true(listing[0]!.breakpoints.every((b) => /^[0-9a-f]{64}$/.test(b.paramsSha256) && path.isAbsolute(b.path)));
+    const table = await roundlog(['ls', '--root', root]);
+    t.regex(table.stdout, /Experiment_0000 +[0-9a-f-]{36} +10\/10 +finished +10/);
 
-  const healthy = await roundlog(['verify', '--root', root]);
-  t.is(healthy.code, 0, healthy.stdout + healthy.stderr);
-  t.regex(healthy.stdout, /0 problems[\s\S]*0 problems/);
+    const healthy = await roundlog(['verify', '--root', root]);
+    t.is(healthy.code, 0, healthy.stdout + healthy.stderr);
+    t.regex(healthy.stdout, /0 problems[\s\S]*0 problems/);
 
-  // A flipped byte in a blob is named by verify, which exits non-zero.
-  const victim = blobFiles(root)[0]!;
-  chmodSync(victim, 0o644);
-  const bytes = readFileSync(victim);
-  bytes[0] = bytes[0]! ^ 0xff;
-  writeFileSync(victim, bytes);
-  const damaged = await roundlog(['verify', '--root', root]);
-  t.is(damaged.code, 1);
-  t.true(damaged.stdout.includes(victim), damaged.stdout);
-});
+    // A flipped byte in a blob is named by verify, which exits non-zero.
+    const victim = blobFiles(root)[0]!;
+    chmodSync(victim, 0o644);
+    const bytes = readFileSync(victim);
+    bytes[0] = bytes[0]! ^ 0xff;
+    writeFileSync(victim, bytes);
+    const damaged = await roundlog(['verify', '--root', root]);
+    t.is(damaged.code, 1);
+    t.true(damaged.stdout.includes(victim), damaged.stdout);
+  },
+);
 
 test('run a definition module with --rounds, then resume an experiment folder to its limit', async (t) => {
   const root = tempDir();

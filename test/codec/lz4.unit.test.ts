@@ -36,14 +36,16 @@ test('both backends decode each other’s blocks bit for bit', (t) => {
     // The child decodes our block...
     const decoded = inChild(
       backend,
-      `process.stdout.write(lz4.lz4Decompress(Buffer.from(${JSON.stringify(local!.toString('base64'))}, 'base64'), ${data.length}).toString('base64'))`,
+      `process.stdout.write(lz4.lz4Decompress(` +
+        `Buffer.from(${JSON.stringify(local!.toString('base64'))}, 'base64'), ${data.length}).toString('base64'))`,
     );
     t.true(Buffer.from(decoded, 'base64').equals(data), `${backend} decodes a ${LZ4_BACKEND} block`);
     // ...and we decode the child's.
     const block = Buffer.from(
       inChild(
         backend,
-        `process.stdout.write(lz4.lz4Compress(Buffer.from(${JSON.stringify(data.toString('base64'))}, 'base64')).toString('base64'))`,
+        `process.stdout.write(lz4.lz4Compress(` +
+          `Buffer.from(${JSON.stringify(data.toString('base64'))}, 'base64')).toString('base64'))`,
       ),
       'base64',
     );
@@ -65,7 +67,8 @@ test('incompressible bytes are reported as such, and damaged blocks are rejected
   t.throws(() => lz4Decompress(block, data.length + 10), { message: /malformed lz4 block/ });
   const napi = inChild(
     'lz4-napi',
-    `const b = Buffer.from(${JSON.stringify(block.toString('base64'))}, 'base64'); console.log(lz4.lz4DecompressInto(b.subarray(0, b.length - 7), Buffer.alloc(${data.length})))`,
+    `const b = Buffer.from(${JSON.stringify(block.toString('base64'))}, 'base64'); ` +
+      `console.log(lz4.lz4DecompressInto(b.subarray(0, b.length - 7), Buffer.alloc(${data.length})))`,
   );
   t.not(Number(napi), data.length);
 });

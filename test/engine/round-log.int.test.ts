@@ -18,96 +18,111 @@ function params(round: number): TensorSet {
   };
 }
 
-test('a training loop records rounds and, in a new round log, gets back the state at the last or any round bit for bit', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const experiment = await rl.createExperiment({ seed: 7, roundLimit: 5, config: { lr: 0.1 } });
-  t.is(experiment.created.folder, 'Experiment_0000');
-  t.is(experiment.roundCurrent(), 0);
-  for (let round = 0; round < 3; round++) {
-    const record = await experiment.recordRound({
-      params: params(round),
-      state: { optimizer: { step: round + 1 } },
-      metrics: { loss: 1 / (round + 1) },
+test(
+  'a training loop records rounds and, in a new round log, ' +
+    'gets back the state at the last or any round bit for bit',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const experiment = await rl.createExperiment({ seed: 7, roundLimit: 5, config: { lr: 0.1 } });
+    t.is(experiment.created.folder, 'Experiment_0000');
+    t.is(experiment.roundCurrent(), 0);
+    for (let round = 0; round < 3; round++) {
+      const record = await experiment.recordRound({
+        params: params(round),
+        state: { optimizer: { step: round + 1 } },
+        metrics: { loss: 1 / (round + 1) },
+      });
+      t.is(record.round, round);
+    }
+    t.is(experiment.roundCurrent(), 3);
+    await rl.close();
+
+    const again = await openRoundLog({ root });
+    const reopened = await again.openExperiment('Experiment_0000');
+    t.is(reopened.roundCurrent(), 3);
+    t.is(reopened.id, experiment.id);
+    t.deepEqual(reopened.created.config, { lr: 0.1 });
+    const last = await reopened.loadRound();
+    t.is(last.round, 2);
+    t.deepEqual(last.params, params(2));
+    t.deepEqual(last.state, { optimizer: { step: 3 } });
+    t.deepEqual(last.metrics, { loss: 1 / 3 });
+    t.is(last.settings.roundLimit, 5);
+    const first = await reopened.loadRound(0);
+    t.deepEqual(first.params, params(0));
+    await t.throwsAsync(reopened.loadRound(3), { instanceOf: RoundNotFoundError });
+    // Opened by id and by stream name too.
+    t.is((await again.openExperiment(experiment.id)).roundCurrent(), 3);
+    t.is((await again.openExperiment(experiment.stream)).roundCurrent(), 3);
+    await t.throwsAsync(again.openExperiment('Experiment_0042'), { instanceOf: ExperimentNotFoundError });
+    await again.close();
+  },
+);
+
+test(
+  'experiment numbers come from the log: deleting the ' + 'experiments folder never makes two experiments share one',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const a = await rl.createExperiment();
+    const b = await rl.createExperiment();
+    rmSync(path.join(root, 'experiments'), { recursive: true, force: true });
+    const c = await rl.createExperiment();
+    t.deepEqual(
+      [a, b, c].map((e) => [e.created.number, e.created.folder]),
+      [
+        [0, 'Experiment_0000'],
+        [1, 'Experiment_0001'],
+        [2, 'Experiment_0002'],
+      ],
+    );
+    t.deepEqual(
+      (await rl.listExperiments()).map((e) => e.folder),
+      ['Experiment_0000', 'Experiment_0001', 'Experiment_0002'],
+    );
+    await rl.close();
+  },
+);
+
+test(
+  'two handles on one experiment: the second to record a round ' +
+    'gets ConcurrentModificationError, and nothing interleaves',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const created = await rl.createExperiment();
+    const first = await rl.openExperiment(created.id);
+    const second = await rl.openExperiment(created.id);
+    await first.recordRound({ params: params(0) });
+    const error = await t.throwsAsync(second.recordRound({ params: params(9) }), {
+      instanceOf: ConcurrentModificationError,
     });
-    t.is(record.round, round);
-  }
-  t.is(experiment.roundCurrent(), 3);
-  await rl.close();
+    t.is(error!.code, 'CONCURRENT_MODIFICATION');
+    const fresh = await rl.openExperiment(created.id);
+    t.is(fresh.roundCurrent(), 1);
+    t.deepEqual((await fresh.loadRound(0)).params, params(0));
+    await rl.close();
+  },
+);
 
-  const again = await openRoundLog({ root });
-  const reopened = await again.openExperiment('Experiment_0000');
-  t.is(reopened.roundCurrent(), 3);
-  t.is(reopened.id, experiment.id);
-  t.deepEqual(reopened.created.config, { lr: 0.1 });
-  const last = await reopened.loadRound();
-  t.is(last.round, 2);
-  t.deepEqual(last.params, params(2));
-  t.deepEqual(last.state, { optimizer: { step: 3 } });
-  t.deepEqual(last.metrics, { loss: 1 / 3 });
-  t.is(last.settings.roundLimit, 5);
-  const first = await reopened.loadRound(0);
-  t.deepEqual(first.params, params(0));
-  await t.throwsAsync(reopened.loadRound(3), { instanceOf: RoundNotFoundError });
-  // Opened by id and by stream name too.
-  t.is((await again.openExperiment(experiment.id)).roundCurrent(), 3);
-  t.is((await again.openExperiment(experiment.stream)).roundCurrent(), 3);
-  await t.throwsAsync(again.openExperiment('Experiment_0042'), { instanceOf: ExperimentNotFoundError });
-  await again.close();
-});
-
-test('experiment numbers come from the log: deleting the experiments folder never makes two experiments share one', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const a = await rl.createExperiment();
-  const b = await rl.createExperiment();
-  rmSync(path.join(root, 'experiments'), { recursive: true, force: true });
-  const c = await rl.createExperiment();
-  t.deepEqual(
-    [a, b, c].map((e) => [e.created.number, e.created.folder]),
-    [
-      [0, 'Experiment_0000'],
-      [1, 'Experiment_0001'],
-      [2, 'Experiment_0002'],
-    ],
-  );
-  t.deepEqual(
-    (await rl.listExperiments()).map((e) => e.folder),
-    ['Experiment_0000', 'Experiment_0001', 'Experiment_0002'],
-  );
-  await rl.close();
-});
-
-test('two handles on one experiment: the second to record a round gets ConcurrentModificationError, and nothing interleaves', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const created = await rl.createExperiment();
-  const first = await rl.openExperiment(created.id);
-  const second = await rl.openExperiment(created.id);
-  await first.recordRound({ params: params(0) });
-  const error = await t.throwsAsync(second.recordRound({ params: params(9) }), {
-    instanceOf: ConcurrentModificationError,
-  });
-  t.is(error!.code, 'CONCURRENT_MODIFICATION');
-  const fresh = await rl.openExperiment(created.id);
-  t.is(fresh.roundCurrent(), 1);
-  t.deepEqual((await fresh.loadRound(0)).params, params(0));
-  await rl.close();
-});
-
-test('a round recorded with a breakpoint gets its folder, with the parameters hard-linked and the state in breakpoint.json', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const experiment = await rl.createExperiment({ saveBreakpoints: true });
-  await experiment.recordRound({ params: params(0), state: { step: 1 } });
-  await experiment.recordRound({ params: params(1), state: { step: 2 }, breakpoint: false });
-  const dir = path.join(root, 'experiments', 'Experiment_0000');
-  t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
-  const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0000', 'breakpoint.json'), 'utf8'));
-  t.deepEqual(manifest.state, { step: 1 });
-  t.is(statSync(path.join(dir, 'breakpoint_0000', 'aggregated_params.tensors')).nlink, 2);
-  await rl.close();
-});
+test(
+  'a round recorded with a breakpoint gets its folder, with ' +
+    'the parameters hard-linked and the state in breakpoint.json',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const experiment = await rl.createExperiment({ saveBreakpoints: true });
+    await experiment.recordRound({ params: params(0), state: { step: 1 } });
+    await experiment.recordRound({ params: params(1), state: { step: 2 }, breakpoint: false });
+    const dir = path.join(root, 'experiments', 'Experiment_0000');
+    t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
+    const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0000', 'breakpoint.json'), 'utf8'));
+    t.deepEqual(manifest.state, { step: 1 });
+    t.is(statSync(path.join(dir, 'breakpoint_0000', 'aggregated_params.tensors')).nlink, 2);
+    await rl.close();
+  },
+);
 
 test('an experiment opens by the path of its folder or of one of its breakpoints, even after a rename', async (t) => {
   const root = tempDir();

@@ -1,4 +1,7 @@
-/** Experiment snapshots: opening replays only the events after one, and a snapshot that does not check out is ignored. */
+/**
+ * Experiment snapshots: opening replays only the events after one, and a snapshot that does not check out is
+ * ignored.
+ */
 import test from 'ava';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

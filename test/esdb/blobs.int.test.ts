@@ -81,63 +81,70 @@ test('blobs of several MiB in chunk streams: put, get hash-checked, link, list, 
   }
 });
 
-test('an experiment with --blobs esdb: no blob folder anywhere, rounds load their parameters from the store', async (t) => {
-  const root = tempDir();
-  const options = { root, store: server.connectionString, namespace: freshNamespace(), blobs: 'esdb' };
-  const rl = await openRoundLog(options);
-  const weights = new Float32Array(400_000).map((_, i) => Math.sin(i));
-  try {
-    const handle = await rl.createExperiment({ saveBreakpoints: true });
-    await handle.recordRound({
-      params: { w: { dtype: 'float32', shape: [weights.length], data: weights } },
-      metrics: { loss: 1 },
-    });
-  } finally {
-    await rl.close();
-  }
-  t.false(existsSync(path.join(root, 'blobs')));
-  const again = await openRoundLog(options);
-  try {
-    const [summary] = await again.listExperiments();
-    const handle = await again.openExperiment(summary!.experimentId);
-    const round = await handle.loadRound(0);
-    t.deepEqual(round.params.w!.data, weights);
-    t.true(existsSync(path.join(root, 'experiments', summary!.folder, 'breakpoint_0000')));
-  } finally {
-    await again.close();
-  }
-});
-
-test('gc with --blobs esdb deletes the parameter blobs of pruned rounds and reports the lengths their references record', async (t) => {
-  const options = { root: tempDir(), store: server.connectionString, namespace: freshNamespace(), blobs: 'esdb' };
-  const rl = await openRoundLog(options);
-  const refs: Array<{ sha256: string; bytes: number }> = [];
-  try {
-    const handle = await rl.createExperiment({});
-    for (let round = 0; round < 3; round++) {
-      const weights = new Float32Array(1000 + round).fill(round + 1);
-      const record = await handle.recordRound({
+test(
+  'an experiment with --blobs esdb: no blob folder ' + 'anywhere, rounds load their parameters from the store',
+  async (t) => {
+    const root = tempDir();
+    const options = { root, store: server.connectionString, namespace: freshNamespace(), blobs: 'esdb' };
+    const rl = await openRoundLog(options);
+    const weights = new Float32Array(400_000).map((_, i) => Math.sin(i));
+    try {
+      const handle = await rl.createExperiment({ saveBreakpoints: true });
+      await handle.recordRound({
         params: { w: { dtype: 'float32', shape: [weights.length], data: weights } },
+        metrics: { loss: 1 },
       });
-      refs.push(record.params);
+    } finally {
+      await rl.close();
     }
-  } finally {
-    await rl.close();
-  }
-  const report = await gc({ ...options, retention: { keepLast: 1, keepEvery: null } });
-  t.deepEqual(
-    [...report.blobsDeleted].sort((a, b) => a.sha256.localeCompare(b.sha256)),
-    refs
-      .slice(0, 2)
-      .map((r) => ({ sha256: r.sha256, bytes: r.bytes }))
-      .sort((a, b) => a.sha256.localeCompare(b.sha256)),
-  );
-  const again = await openRoundLog(options);
-  try {
-    t.false(await again.blobs.has(refs[0]!.sha256));
-    t.false(await again.blobs.has(refs[1]!.sha256));
-    t.true(await again.blobs.has(refs[2]!.sha256));
-  } finally {
-    await again.close();
-  }
-});
+    t.false(existsSync(path.join(root, 'blobs')));
+    const again = await openRoundLog(options);
+    try {
+      const [summary] = await again.listExperiments();
+      const handle = await again.openExperiment(summary!.experimentId);
+      const round = await handle.loadRound(0);
+      t.deepEqual(round.params.w!.data, weights);
+      t.true(existsSync(path.join(root, 'experiments', summary!.folder, 'breakpoint_0000')));
+    } finally {
+      await again.close();
+    }
+  },
+);
+
+test(
+  'gc with --blobs esdb deletes the parameter blobs of pruned ' +
+    'rounds and reports the lengths their references record',
+  async (t) => {
+    const options = { root: tempDir(), store: server.connectionString, namespace: freshNamespace(), blobs: 'esdb' };
+    const rl = await openRoundLog(options);
+    const refs: Array<{ sha256: string; bytes: number }> = [];
+    try {
+      const handle = await rl.createExperiment({});
+      for (let round = 0; round < 3; round++) {
+        const weights = new Float32Array(1000 + round).fill(round + 1);
+        const record = await handle.recordRound({
+          params: { w: { dtype: 'float32', shape: [weights.length], data: weights } },
+        });
+        refs.push(record.params);
+      }
+    } finally {
+      await rl.close();
+    }
+    const report = await gc({ ...options, retention: { keepLast: 1, keepEvery: null } });
+    t.deepEqual(
+      [...report.blobsDeleted].sort((a, b) => a.sha256.localeCompare(b.sha256)),
+      refs
+        .slice(0, 2)
+        .map((r) => ({ sha256: r.sha256, bytes: r.bytes }))
+        .sort((a, b) => a.sha256.localeCompare(b.sha256)),
+    );
+    const again = await openRoundLog(options);
+    try {
+      t.false(await again.blobs.has(refs[0]!.sha256));
+      t.false(await again.blobs.has(refs[1]!.sha256));
+      t.true(await again.blobs.has(refs[2]!.sha256));
+    } finally {
+      await again.close();
+    }
+  },
+);

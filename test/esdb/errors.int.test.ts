@@ -41,18 +41,21 @@ test('a store that is not a connection string is refused before anything is open
   );
 });
 
-test('an event another writer put in the namespace is STORE_REQUEST_FAILED naming it, not a crash or a silent skip', async (t) => {
-  const server = await startTestServer();
-  t.teardown(() => server.close());
-  const other = EventStoreDBClient.connectionString(server.connectionString);
-  await other.appendToStream('ns-mixed', jsonEvent({ type: 'SomeoneElses', data: { hello: 'world' } }));
-  await other.dispose();
-  const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: 'ns-' });
-  t.teardown(() => log.close());
-  const error = await t.throwsAsync(log.readStream('mixed'), { instanceOf: StoreRequestFailedError });
-  t.is(error!.code, 'STORE_REQUEST_FAILED');
-  t.regex(error!.message, /SomeoneElses.*"ns-mixed".*not written by roundlog/);
-  const verified = await log.verify();
-  t.false(verified.ok);
-  t.is(verified.problems.length, 1);
-});
+test(
+  'an event another writer put in the namespace is ' + 'STORE_REQUEST_FAILED naming it, not a crash or a silent skip',
+  async (t) => {
+    const server = await startTestServer();
+    t.teardown(() => server.close());
+    const other = EventStoreDBClient.connectionString(server.connectionString);
+    await other.appendToStream('ns-mixed', jsonEvent({ type: 'SomeoneElses', data: { hello: 'world' } }));
+    await other.dispose();
+    const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: 'ns-' });
+    t.teardown(() => log.close());
+    const error = await t.throwsAsync(log.readStream('mixed'), { instanceOf: StoreRequestFailedError });
+    t.is(error!.code, 'STORE_REQUEST_FAILED');
+    t.regex(error!.message, /SomeoneElses.*"ns-mixed".*not written by roundlog/);
+    const verified = await log.verify();
+    t.false(verified.ok);
+    t.is(verified.problems.length, 1);
+  },
+);

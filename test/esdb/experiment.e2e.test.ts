@@ -131,41 +131,46 @@ test('create, run, crash, resume, rewind, fork, audit and verify on EventStoreDB
   t.deepEqual(checksums(path.join(elsewhere, 'experiments')), checksums(path.join(root, 'experiments')));
 });
 
-test('project --follow on another machine: catches up, projects live rounds, keeps its checkpoint, shows its lag', async (t) => {
-  const env = storeEnv();
-  const here = tempDir();
-  const there = tempDir();
-  await ok(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', here], env);
+test(
+  'project --follow on another machine: catches up, ' + 'projects live rounds, keeps its checkpoint, shows its lag',
+  async (t) => {
+    const env = storeEnv();
+    const here = tempDir();
+    const there = tempDir();
+    await ok(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', here], env);
 
-  const follower = startRoundlog(['project', '--follow', '--root', there], env);
-  const started = await follower.waitFor((l) => l.startsWith('following '));
-  t.regex(started, /from the beginning \(no checkpoint\): projection lag \d+ events/);
-  await follower.waitFor((l) => l.startsWith('caught up at position '));
-  t.true(existsSync(path.join(there, 'experiments', 'Experiment_0000', 'breakpoint_0001')));
+    const follower = startRoundlog(['project', '--follow', '--root', there], env);
+    const started = await follower.waitFor((l) => l.startsWith('following '));
+    t.regex(started, /from the beginning \(no checkpoint\): projection lag \d+ events/);
+    await follower.waitFor((l) => l.startsWith('caught up at position '));
+    t.true(existsSync(path.join(there, 'experiments', 'Experiment_0000', 'breakpoint_0001')));
 
-  // A round committed on the first machine appears on the second, live.
-  await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', here], env);
-  const live = await follower.waitFor((l) => l.includes('wrote breakpoint_0002'));
-  t.regex(live, /^Experiment_0000: wrote breakpoint_0002 \(position \d+, lag \d+ ms\)$/);
-  follower.process.kill('SIGTERM');
-  t.is((await follower.exited).code, 0, follower.stderr());
-  t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
+    // A round committed on the first machine appears on the second, live.
+    await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', here], env);
+    const live = await follower.waitFor((l) => l.includes('wrote breakpoint_0002'));
+    t.regex(live, /^Experiment_0000: wrote breakpoint_0002 \(position \d+, lag \d+ ms\)$/);
+    follower.process.kill('SIGTERM');
+    t.is((await follower.exited).code, 0, follower.stderr());
+    t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
 
-  const checkpoint = JSON.parse(readFileSync(path.join(there, 'experiments', PROJECTION_CHECKPOINT_FILE), 'utf8')) as {
-    position: string;
-    store: string;
-  };
-  t.regex(checkpoint.position, /^\d+$/);
-  t.true(checkpoint.store.includes('EventStoreDB'));
+    const checkpoint = JSON.parse(
+      readFileSync(path.join(there, 'experiments', PROJECTION_CHECKPOINT_FILE), 'utf8'),
+    ) as {
+      position: string;
+      store: string;
+    };
+    t.regex(checkpoint.position, /^\d+$/);
+    t.true(checkpoint.store.includes('EventStoreDB'));
 
-  // While it is stopped, two more rounds; restarted, it resumes after its checkpoint with that lag.
-  await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '2', '--root', here], env);
-  const again = startRoundlog(['project', '--follow', '--root', there], env);
-  const restarted = await again.waitFor((l) => l.startsWith('following '));
-  t.regex(restarted, new RegExp(`from checkpoint ${checkpoint.position}: projection lag [1-9]\\d* events`));
-  await again.waitFor((l) => l.startsWith('caught up at position '));
-  again.process.kill('SIGTERM');
-  t.is((await again.exited).code, 0, again.stderr());
-  t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
-  t.true(existsSync(path.join(there, 'experiments', 'Experiment_0000', 'breakpoint_0004')));
-});
+    // While it is stopped, two more rounds; restarted, it resumes after its checkpoint with that lag.
+    await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '2', '--root', here], env);
+    const again = startRoundlog(['project', '--follow', '--root', there], env);
+    const restarted = await again.waitFor((l) => l.startsWith('following '));
+    t.regex(restarted, new RegExp(`from checkpoint ${checkpoint.position}: projection lag [1-9]\\d* events`));
+    await again.waitFor((l) => l.startsWith('caught up at position '));
+    again.process.kill('SIGTERM');
+    t.is((await again.exited).code, 0, again.stderr());
+    t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));
+    t.true(existsSync(path.join(there, 'experiments', 'Experiment_0000', 'breakpoint_0004')));
+  },
+);

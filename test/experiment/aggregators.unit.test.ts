@@ -1,4 +1,7 @@
-/** Aggregators: fedAvg on hand-computed values, bit-identical results in any reply order, typed errors, and the registry. */
+/**
+ * Aggregators: fedAvg on hand-computed values, bit-identical results in any reply order, typed errors, and the
+ * registry.
+ */
 import test from 'ava';
 import type { Tensor, TensorSet } from '../../src/codec/tensors.ts';
 import { encodeTensors } from '../../src/codec/tensors.ts';

@@ -51,7 +51,8 @@ function judge(t: ExecutionContext, children: Child[], round: number, after: rea
     .join(' and ');
   if (winners.length !== 1 || losers.length !== 1 || winners[0] === losers[0]) {
     t.fail(
-      `expected one process to commit round ${round} and the other to fail with CONCURRENT_MODIFICATION, got ${report}; ` +
+      `expected one process to commit round ${round} and the other to fail with CONCURRENT_MODIFICATION, ` +
+        `got ${report}; ` +
         `the stream since the release: ${describeEvents(after, children)}`,
     );
     return null;
@@ -89,7 +90,8 @@ function assertWholeRound(t: ExecutionContext, events: readonly RecordedEvent[],
 }
 
 test.serial(
-  `released after both read the history, ${REPEATS} times: one resumes, the other gets CONCURRENT_MODIFICATION before writing anything`,
+  `released after both read the history, ${REPEATS} times: ` +
+    `one resumes, the other gets CONCURRENT_MODIFICATION before writing anything`,
   async (t) => {
     const root = tempDir();
     const experimentId = await setUp(t, root);
@@ -159,7 +161,9 @@ test.serial(
         children.map((c) => c.stderr()).join('\n'),
       );
       const after = (await streamOf(root, experimentId)).slice(before.length);
-      const story = `${children.map((c) => `[${c.lines.join(' | ')}]`).join(' and ')}; stream since the release: ${describeEvents(after, children)}`;
+      const story =
+        `${children.map((c) => `[${c.lines.join(' | ')}]`).join(' and ')}; ` +
+        `stream since the release: ${describeEvents(after, children)}`;
       const committed = children.filter((c) => c.lines.some((l) => /^round \d+ committed$/.test(l)));
       const refused = children.filter((c) => c.lines.at(-1) === 'error CONCURRENT_MODIFICATION');
       t.is(committed.length + refused.length, 2, story);

@@ -161,169 +161,177 @@ function abortedAttempts(events: readonly RecordedEvent[]): string[] {
     .filter((key) => !completed.has(key));
 }
 
-test(`${ROUNDS} rounds killed ${KILLS} times with SIGKILL and resumed end bit-identical to ${ROUNDS} rounds run in one go`, async (t) => {
-  const seed = Number(process.env.ROUNDLOG_CRASH_SEED ?? 20_260_414);
-  t.log(`seed ${seed} (set ROUNDLOG_CRASH_SEED to replay, ROUNDLOG_CRASH_KILLS for more kills)`);
-  const plans = schedule(seededRandom(seed));
-  t.log(`schedule: ${plans.map(describe).join(', ')}`);
+test(
+  `${ROUNDS} rounds killed ${KILLS} times with SIGKILL and ` +
+    `resumed end bit-identical to ${ROUNDS} rounds run in one go`,
+  async (t) => {
+    const seed = Number(process.env.ROUNDLOG_CRASH_SEED ?? 20_260_414);
+    t.log(`seed ${seed} (set ROUNDLOG_CRASH_SEED to replay, ROUNDLOG_CRASH_KILLS for more kills)`);
+    const plans = schedule(seededRandom(seed));
+    t.log(`schedule: ${plans.map(describe).join(', ')}`);
 
-  const straightRoot = tempDir();
-  const crashedRoot = tempDir();
-  // The uninterrupted run goes on beside the crashing one.
-  const straight = runChild(straightRoot, null, false);
+    const straightRoot = tempDir();
+    const crashedRoot = tempDir();
+    // The uninterrupted run goes on beside the crashing one.
+    const straight = runChild(straightRoot, null, false);
 
-  const reports: ChildReport[] = [];
-  for (const [i, plan] of plans.entries()) {
-    const report = await runChild(crashedRoot, plan, true);
-    reports.push(report);
-    const error = report.lines.find((l) => l.startsWith('error'));
-    t.is(error, undefined, `child (${describe(plan)}) failed: ${error}\n${report.stderr}`);
-    if (
-      report.signal !== 'SIGKILL' &&
-      i >= HEAD &&
-      report.code === 0 &&
-      report.lines.some((l) => l.startsWith('done '))
-    ) {
-      // A delayed kill came after the child had run to the limit: the crashes are over.
-      t.log(
-        `child ${i} (${describe(plan)}) reached the round limit before its kill; ${plans.length - i - 1} kills left unused`,
+    const reports: ChildReport[] = [];
+    for (const [i, plan] of plans.entries()) {
+      const report = await runChild(crashedRoot, plan, true);
+      reports.push(report);
+      const error = report.lines.find((l) => l.startsWith('error'));
+      t.is(error, undefined, `child (${describe(plan)}) failed: ${error}\n${report.stderr}`);
+      if (
+        report.signal !== 'SIGKILL' &&
+        i >= HEAD &&
+        report.code === 0 &&
+        report.lines.some((l) => l.startsWith('done '))
+      ) {
+        // A delayed kill came after the child had run to the limit: the crashes are over.
+        t.log(
+          `child ${i} (${describe(plan)}) reached the round limit before its kill; ` +
+            `${plans.length - i - 1} kills left unused`,
+        );
+        break;
+      }
+      t.is(
+        report.signal,
+        'SIGKILL',
+        `child (${describe(plan)}) was not killed (exit ${report.code}); ` +
+          `lines: ${report.lines.join(' | ')}\n${report.stderr}`,
       );
-      break;
+      t.false(
+        report.lines.some((l) => l.startsWith('done')),
+        'a killed child must not have reached the end',
+      );
     }
+    const last = await runChild(crashedRoot, null, false);
+    reports.push(last);
+    t.is(last.code, 0, `the last child failed: ${last.lines.join(' | ')}\n${last.stderr}`);
+    const reference = await straight;
+    t.is(reference.code, 0, `the uninterrupted child failed: ${reference.lines.join(' | ')}\n${reference.stderr}`);
+
+    const hashA = reference.lines.find((l) => l.startsWith('done '))?.slice(5);
+    const hashB = last.lines.find((l) => l.startsWith('done '))?.slice(5);
+    t.regex(hashA ?? '', /^[0-9a-f]{64}$/);
+    t.is(hashB, hashA, 'final parameters after crashes and resumes differ from the uninterrupted run');
+    t.deepEqual(
+      reference.lines.filter((l) => l.startsWith('round ')),
+      Array.from({ length: ROUNDS }, (_, i) => `round ${i} committed`),
+    );
+
+    // What the children saw, kill by kill.
+    t.log(
+      reports
+        .map(
+          (r, i) =>
+            `child ${i} ${r.plan === null ? 'to the end' : describe(r.plan)}: ` +
+            `${r.lines.filter((l) => !l.startsWith('training')).join(' | ')}`,
+        )
+        .join('\n'),
+    );
+    const reclaimed = reports.filter((r) => r.stderr.includes('STALE_LOCK_RECLAIMED')).length;
+    const torn = reports.filter((r) => r.stderr.includes('TORN_TAIL_TRUNCATED')).length;
+    t.log(`${reclaimed} children reclaimed a dead writer's lock, ${torn} truncated a torn tail`);
     t.is(
-      report.signal,
-      'SIGKILL',
-      `child (${describe(plan)}) was not killed (exit ${report.code}); lines: ${report.lines.join(' | ')}\n${report.stderr}`,
+      reports.reduce((n, r) => n + r.orphans, 0),
+      0,
+      'no child met a registered experiment without a history',
     );
-    t.false(
-      report.lines.some((l) => l.startsWith('done')),
-      'a killed child must not have reached the end',
-    );
-  }
-  const last = await runChild(crashedRoot, null, false);
-  reports.push(last);
-  t.is(last.code, 0, `the last child failed: ${last.lines.join(' | ')}\n${last.stderr}`);
-  const reference = await straight;
-  t.is(reference.code, 0, `the uninterrupted child failed: ${reference.lines.join(' | ')}\n${reference.stderr}`);
 
-  const hashA = reference.lines.find((l) => l.startsWith('done '))?.slice(5);
-  const hashB = last.lines.find((l) => l.startsWith('done '))?.slice(5);
-  t.regex(hashA ?? '', /^[0-9a-f]{64}$/);
-  t.is(hashB, hashA, 'final parameters after crashes and resumes differ from the uninterrupted run');
-  t.deepEqual(
-    reference.lines.filter((l) => l.startsWith('round ')),
-    Array.from({ length: ROUNDS }, (_, i) => `round ${i} committed`),
-  );
-
-  // What the children saw, kill by kill.
-  t.log(
-    reports
-      .map(
-        (r, i) =>
-          `child ${i} ${r.plan === null ? 'to the end' : describe(r.plan)}: ${r.lines.filter((l) => !l.startsWith('training')).join(' | ')}`,
-      )
-      .join('\n'),
-  );
-  const reclaimed = reports.filter((r) => r.stderr.includes('STALE_LOCK_RECLAIMED')).length;
-  const torn = reports.filter((r) => r.stderr.includes('TORN_TAIL_TRUNCATED')).length;
-  t.log(`${reclaimed} children reclaimed a dead writer's lock, ${torn} truncated a torn tail`);
-  t.is(
-    reports.reduce((n, r) => n + r.orphans, 0),
-    0,
-    'no child met a registered experiment without a history',
-  );
-
-  // The crashed root's log: every aborted attempt and every resume is on the record.
-  const straightLog = await readRoot(straightRoot);
-  const crashed = await readRoot(crashedRoot);
-  t.is(straightLog.registered.length, 1);
-  const finalId = last.experimentId!;
-  t.is(crashed.registered.at(-1)!.experimentId, finalId, 'the run continued the last experiment of the root');
-  t.is(crashed.missing, 0, 'every registered experiment has its history');
-  t.true(
-    reports.filter((r) => r.created).length >= 2,
-    'the kill in round 0 left no breakpoint, so a child created the experiment again',
-  );
-  t.is(crashed.registered.length, new Set(crashed.registered.map((r) => r.experimentId)).size);
-
-  const aborted = new Map([...crashed.streams].map(([id, events]) => [id, abortedAttempts(events)]));
-  t.log(`aborted attempts: ${[...aborted].map(([id, keys]) => `${id.slice(0, 8)} [${keys.join(', ')}]`).join('; ')}`);
-  const trainingKills = reports.filter((r) => r.killedTraining !== null);
-  t.true(trainingKills.length >= 2);
-  for (const r of trainingKills) {
-    // Killed at the gate: the round's RoundStarted was durable, nothing after it was.
-    const keys = aborted.get(r.experimentId!) ?? [];
+    // The crashed root's log: every aborted attempt and every resume is on the record.
+    const straightLog = await readRoot(straightRoot);
+    const crashed = await readRoot(crashedRoot);
+    t.is(straightLog.registered.length, 1);
+    const finalId = last.experimentId!;
+    t.is(crashed.registered.at(-1)!.experimentId, finalId, 'the run continued the last experiment of the root');
+    t.is(crashed.missing, 0, 'every registered experiment has its history');
     t.true(
-      keys.some((k) => k.startsWith(`${r.killedTraining}/`)),
-      `round ${r.killedTraining} of ${r.experimentId} was killed mid-training, yet the log shows no aborted attempt of it (aborted: ${keys.join(', ')})`,
+      reports.filter((r) => r.created).length >= 2,
+      'the kill in round 0 left no breakpoint, so a child created the experiment again',
     );
-  }
+    t.is(crashed.registered.length, new Set(crashed.registered.map((r) => r.experimentId)).size);
 
-  const events = crashed.streams.get(finalId)!;
-  const state = replay(events);
-  t.is(state.rounds.length, ROUNDS);
-  t.true(state.finished);
-  t.is(state.openAttempt, null);
-  // A round killed mid-training in the final experiment was completed by a later attempt.
-  for (const r of trainingKills.filter((k) => k.experimentId === finalId)) {
+    const aborted = new Map([...crashed.streams].map(([id, events]) => [id, abortedAttempts(events)]));
+    t.log(`aborted attempts: ${[...aborted].map(([id, keys]) => `${id.slice(0, 8)} [${keys.join(', ')}]`).join('; ')}`);
+    const trainingKills = reports.filter((r) => r.killedTraining !== null);
+    t.true(trainingKills.length >= 2);
+    for (const r of trainingKills) {
+      // Killed at the gate: the round's RoundStarted was durable, nothing after it was.
+      const keys = aborted.get(r.experimentId!) ?? [];
+      t.true(
+        keys.some((k) => k.startsWith(`${r.killedTraining}/`)),
+        `round ${r.killedTraining} of ${r.experimentId} was killed mid-training, ` +
+          `yet the log shows no aborted attempt of it (aborted: ${keys.join(', ')})`,
+      );
+    }
+
+    const events = crashed.streams.get(finalId)!;
+    const state = replay(events);
+    t.is(state.rounds.length, ROUNDS);
+    t.true(state.finished);
+    t.is(state.openAttempt, null);
+    // A round killed mid-training in the final experiment was completed by a later attempt.
+    for (const r of trainingKills.filter((k) => k.experimentId === finalId)) {
+      t.true(
+        state.rounds[r.killedTraining!]!.attempt >= 2,
+        `round ${r.killedTraining} should have been completed by a retry`,
+      );
+    }
+    // Replies recorded with a round are those of the attempt that completed it.
+    for (const record of state.rounds) {
+      const replies = events.filter(
+        (e) =>
+          e.type === 'NodeReplied' &&
+          (e.data as NodeReplied).round === record.round &&
+          (e.data as NodeReplied).attempt === record.attempt,
+      );
+      t.is(replies.length, 3, `round ${record.round} attempt ${record.attempt}`);
+    }
+
+    // Every resume printed by a child is a Resumed event of its experiment, in order; a child killed
+    // during loadBreakpoint may have left one more than were printed, never fewer.
+    const resumedEvents = events.filter((e) => e.type === 'Resumed').map((e) => (e.data as Resumed).roundCurrent);
+    const resumedLines = reports
+      .filter((r) => r.resumedAt !== null && r.experimentId === finalId)
+      .map((r) => r.resumedAt!);
+    t.true(resumedLines.length >= 2, 'children resumed from breakpoints');
     t.true(
-      state.rounds[r.killedTraining!]!.attempt >= 2,
-      `round ${r.killedTraining} should have been completed by a retry`,
+      isSubsequence(resumedLines, resumedEvents),
+      `printed resumes ${resumedLines} are not in the log's ${resumedEvents}`,
     );
-  }
-  // Replies recorded with a round are those of the attempt that completed it.
-  for (const record of state.rounds) {
-    const replies = events.filter(
-      (e) =>
-        e.type === 'NodeReplied' &&
-        (e.data as NodeReplied).round === record.round &&
-        (e.data as NodeReplied).attempt === record.attempt,
+    const openingKills = reports.filter((r) => r.plan?.kind === 'opening').length;
+    t.true(resumedEvents.length <= resumedLines.length + openingKills);
+    // Each resume continued exactly where the history before it ended (after a rewind, if any).
+    events.forEach((e, i) => {
+      if (e.type === 'Resumed') t.is((e.data as Resumed).roundCurrent, replay(events.slice(0, i)).rounds.length);
+    });
+    // A kill between a round's commit and its breakpoint folder leaves the folder to the next
+    // resume, which writes it from the log: no committed round is ever rewound.
+    t.deepEqual(
+      events.filter((e) => e.type === 'Rewound').map((e) => e.data),
+      [],
     );
-    t.is(replies.length, 3, `round ${record.round} attempt ${record.attempt}`);
-  }
+    t.log(`${resumedEvents.length} Resumed events (${resumedLines.length} printed)`);
 
-  // Every resume printed by a child is a Resumed event of its experiment, in order; a child killed
-  // during loadBreakpoint may have left one more than were printed, never fewer.
-  const resumedEvents = events.filter((e) => e.type === 'Resumed').map((e) => (e.data as Resumed).roundCurrent);
-  const resumedLines = reports
-    .filter((r) => r.resumedAt !== null && r.experimentId === finalId)
-    .map((r) => r.resumedAt!);
-  t.true(resumedLines.length >= 2, 'children resumed from breakpoints');
-  t.true(
-    isSubsequence(resumedLines, resumedEvents),
-    `printed resumes ${resumedLines} are not in the log's ${resumedEvents}`,
-  );
-  const openingKills = reports.filter((r) => r.plan?.kind === 'opening').length;
-  t.true(resumedEvents.length <= resumedLines.length + openingKills);
-  // Each resume continued exactly where the history before it ended (after a rewind, if any).
-  events.forEach((e, i) => {
-    if (e.type === 'Resumed') t.is((e.data as Resumed).roundCurrent, replay(events.slice(0, i)).rounds.length);
-  });
-  // A kill between a round's commit and its breakpoint folder leaves the folder to the next
-  // resume, which writes it from the log: no committed round is ever rewound.
-  t.deepEqual(
-    events.filter((e) => e.type === 'Rewound').map((e) => e.data),
-    [],
-  );
-  t.log(`${resumedEvents.length} Resumed events (${resumedLines.length} printed)`);
-
-  // Round by round, the same parameters as the run that never stopped.
-  const straightState = replay(straightLog.streams.get(straightLog.registered[0]!.experimentId)!);
-  t.deepEqual(
-    state.rounds.map((r) => r.params.sha256),
-    straightState.rounds.map((r) => r.params.sha256),
-  );
-  // The breakpoint folders are all there, one per round.
-  const folder = path.join(crashedRoot, 'experiments', state.folder);
-  t.deepEqual(
-    readdirSync(folder)
-      .filter((n) => n.startsWith('breakpoint_'))
-      .sort(),
-    Array.from({ length: ROUNDS }, (_, i) => `breakpoint_${String(i).padStart(4, '0')}`),
-  );
-  const leftovers = readdirSync(folder).filter((n) => n.startsWith('.tmp-'));
-  if (leftovers.length > 0) t.log(`temp folders left by killed processes: ${leftovers.join(', ')}`);
-});
+    // Round by round, the same parameters as the run that never stopped.
+    const straightState = replay(straightLog.streams.get(straightLog.registered[0]!.experimentId)!);
+    t.deepEqual(
+      state.rounds.map((r) => r.params.sha256),
+      straightState.rounds.map((r) => r.params.sha256),
+    );
+    // The breakpoint folders are all there, one per round.
+    const folder = path.join(crashedRoot, 'experiments', state.folder);
+    t.deepEqual(
+      readdirSync(folder)
+        .filter((n) => n.startsWith('breakpoint_'))
+        .sort(),
+      Array.from({ length: ROUNDS }, (_, i) => `breakpoint_${String(i).padStart(4, '0')}`),
+    );
+    const leftovers = readdirSync(folder).filter((n) => n.startsWith('.tmp-'));
+    if (leftovers.length > 0) t.log(`temp folders left by killed processes: ${leftovers.join(', ')}`);
+  },
+);
 
 function isSubsequence(small: readonly number[], big: readonly number[]): boolean {
   let i = 0;

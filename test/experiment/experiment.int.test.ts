@@ -42,105 +42,118 @@ function options(root: string, overrides: Partial<ExperimentOptions> = {}): Expe
 }
 
 /** A self-contained plan (no imports), for tests that edit its source in a temp workspace. */
-const TINY_PLAN = `export const plan = {
+const TINY_PLAN =
+  `export const plan = {
   init: () => ({ w: { dtype: 'float32', shape: [2], data: new Float32Array(2) } }),
-  train: (params) => ({ params: { w: { dtype: 'float32', shape: [2], data: params.w.data.map((x) => x + 1) } }, sampleSize: 3, metrics: { loss: 1 } }),
+  train: (params) => ({ params: { w: { dtype: 'float32', shape: [2], data: params.w.data.map((x) => x + 1) } }, ` +
+  `sampleSize: 3, metrics: { loss: 1 } }),
 };
 `;
 
 const load = (root: string, target?: string, extra: { acceptPlanChange?: boolean } = {}) =>
   Experiment.loadBreakpoint(target, { root, federation, workspace: WORKSPACE, ...extra });
 
-test('runs rounds into breakpoint folders; loadBreakpoint() in a fresh instance restores everything and run() continues to the limit', async (t) => {
-  const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  t.is(exp.experimentationFolder(), 'Experiment_0000');
-  await exp.run({ rounds: 2 });
-  t.is(exp.roundCurrent(), 2);
-  const dir = exp.experimentationPath();
-  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001']);
-  const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0001', 'breakpoint.json'), 'utf8'));
-  t.is(manifest.round, 1);
-  t.is(manifest.roundCurrent, 2);
-  t.is(manifest.roundLimit, 4);
-  t.false(JSON.stringify(manifest).includes(root), 'no absolute path in breakpoint.json');
-  // Parameters are hard-linked from the blob store: one copy of the bytes.
-  t.is(statSync(path.join(dir, 'breakpoint_0001', 'aggregated_params.tensors')).nlink, 2);
-  t.true(existsSync(path.join(dir, 'breakpoint_0001', 'training_plan.ts')));
-  const expectedParams = await exp.parameters();
-  await exp.setRoundLimit(5);
-  await exp.close();
+test(
+  'runs rounds into breakpoint folders; loadBreakpoint() in a fresh ' +
+    'instance restores everything and run() continues to the limit',
+  async (t) => {
+    const root = tempDir();
+    const exp = await Experiment.create(options(root));
+    t.is(exp.experimentationFolder(), 'Experiment_0000');
+    await exp.run({ rounds: 2 });
+    t.is(exp.roundCurrent(), 2);
+    const dir = exp.experimentationPath();
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001']);
+    const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0001', 'breakpoint.json'), 'utf8'));
+    t.is(manifest.round, 1);
+    t.is(manifest.roundCurrent, 2);
+    t.is(manifest.roundLimit, 4);
+    t.false(JSON.stringify(manifest).includes(root), 'no absolute path in breakpoint.json');
+    // Parameters are hard-linked from the blob store: one copy of the bytes.
+    t.is(statSync(path.join(dir, 'breakpoint_0001', 'aggregated_params.tensors')).nlink, 2);
+    t.true(existsSync(path.join(dir, 'breakpoint_0001', 'training_plan.ts')));
+    const expectedParams = await exp.parameters();
+    await exp.setRoundLimit(5);
+    await exp.close();
 
-  const loaded = await load(root);
-  t.is(loaded.roundCurrent(), 2);
-  t.is(loaded.roundLimit(), 4, 'the round limit of the breakpoint, not a later setting');
-  t.deepEqual(await loaded.parameters(), expectedParams);
-  t.is(await loaded.run(), 2);
-  t.is(loaded.roundCurrent(), 4);
-  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
-  await loaded.close();
-});
+    const loaded = await load(root);
+    t.is(loaded.roundCurrent(), 2);
+    t.is(loaded.roundLimit(), 4, 'the round limit of the breakpoint, not a later setting');
+    t.deepEqual(await loaded.parameters(), expectedParams);
+    t.is(await loaded.run(), 2);
+    t.is(loaded.roundCurrent(), 4);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
+    await loaded.close();
+  },
+);
 
-test('resuming from an older breakpoint supersedes the newer ones: moved aside, recorded, never overwritten', async (t) => {
-  const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run();
-  const dir = exp.experimentationPath();
-  const round3 = readFileSync(path.join(dir, 'breakpoint_0003', 'breakpoint.json'), 'utf8');
-  await exp.close();
+test(
+  'resuming from an older breakpoint supersedes the ' + 'newer ones: moved aside, recorded, never overwritten',
+  async (t) => {
+    const root = tempDir();
+    const exp = await Experiment.create(options(root));
+    await exp.run();
+    const dir = exp.experimentationPath();
+    const round3 = readFileSync(path.join(dir, 'breakpoint_0003', 'breakpoint.json'), 'utf8');
+    await exp.close();
 
-  const loaded = await load(root, path.join(dir, 'breakpoint_0001'));
-  t.is(loaded.roundCurrent(), 2);
-  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'superseded']);
-  t.deepEqual(readdirSync(path.join(dir, 'superseded')).sort(), ['breakpoint_0002.1', 'breakpoint_0003.1']);
-  t.is(readFileSync(path.join(dir, 'superseded', 'breakpoint_0003.1', 'breakpoint.json'), 'utf8'), round3);
-  t.deepEqual(
-    loaded.state.superseded.map((r) => r.round),
-    [2, 3],
-  );
-  await loaded.run();
-  t.is(loaded.roundCurrent(), 4);
-  t.deepEqual(readdirSync(dir).sort(), [
-    'breakpoint_0000',
-    'breakpoint_0001',
-    'breakpoint_0002',
-    'breakpoint_0003',
-    'superseded',
-  ]);
-  await loaded.close();
-});
+    const loaded = await load(root, path.join(dir, 'breakpoint_0001'));
+    t.is(loaded.roundCurrent(), 2);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'superseded']);
+    t.deepEqual(readdirSync(path.join(dir, 'superseded')).sort(), ['breakpoint_0002.1', 'breakpoint_0003.1']);
+    t.is(readFileSync(path.join(dir, 'superseded', 'breakpoint_0003.1', 'breakpoint.json'), 'utf8'), round3);
+    t.deepEqual(
+      loaded.state.superseded.map((r) => r.round),
+      [2, 3],
+    );
+    await loaded.run();
+    t.is(loaded.roundCurrent(), 4);
+    t.deepEqual(readdirSync(dir).sort(), [
+      'breakpoint_0000',
+      'breakpoint_0001',
+      'breakpoint_0002',
+      'breakpoint_0003',
+      'superseded',
+    ]);
+    await loaded.close();
+  },
+);
 
-test('a renamed experiment folder loads, and a folder copied to a root with no log starts a new experiment that records its origin', async (t) => {
-  const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 2 });
-  const expected = await exp.parameters();
-  const id = exp.id;
-  await exp.close();
-  const experiments = path.join(root, 'experiments');
-  renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
+test(
+  'a renamed experiment folder loads, and a folder copied to a ' +
+    'root with no log starts a new experiment that records its origin',
+  async (t) => {
+    const root = tempDir();
+    const exp = await Experiment.create(options(root));
+    await exp.run({ rounds: 2 });
+    const expected = await exp.parameters();
+    const id = exp.id;
+    await exp.close();
+    const experiments = path.join(root, 'experiments');
+    renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
 
-  const moved = await load(root, path.join(experiments, 'mydir'));
-  t.is(moved.id, id);
-  t.is(moved.experimentationFolder(), 'mydir');
-  t.deepEqual(await moved.parameters(), expected);
-  await moved.runOnce();
-  t.true(existsSync(path.join(experiments, 'mydir', 'breakpoint_0002')));
-  await moved.close();
+    const moved = await load(root, path.join(experiments, 'mydir'));
+    t.is(moved.id, id);
+    t.is(moved.experimentationFolder(), 'mydir');
+    t.deepEqual(await moved.parameters(), expected);
+    await moved.runOnce();
+    t.true(existsSync(path.join(experiments, 'mydir', 'breakpoint_0002')));
+    await moved.close();
 
-  const otherRoot = tempDir();
-  const carried = path.join(otherRoot, 'carried');
-  cpSync(path.join(experiments, 'mydir', 'breakpoint_0001'), carried, { recursive: true });
-  const imported = await load(otherRoot, carried);
-  t.not(imported.id, id);
-  t.is(imported.roundCurrent(), 2);
-  t.deepEqual(await imported.parameters(), expected);
-  t.is(imported.state.created!.importedFrom!.experimentId, id);
-  t.is(imported.state.created!.importedFrom!.round, 1);
-  await imported.run();
-  t.is(imported.roundCurrent(), 4);
-  await imported.close();
-});
+    const otherRoot = tempDir();
+    const carried = path.join(otherRoot, 'carried');
+    cpSync(path.join(experiments, 'mydir', 'breakpoint_0001'), carried, { recursive: true });
+    const imported = await load(otherRoot, carried);
+    t.not(imported.id, id);
+    t.is(imported.roundCurrent(), 2);
+    t.deepEqual(await imported.parameters(), expected);
+    t.is(imported.state.created!.importedFrom!.experimentId, id);
+    t.is(imported.state.created!.importedFrom!.round, 1);
+    await imported.run();
+    t.is(imported.roundCurrent(), 4);
+    await imported.close();
+  },
+);
 
 test('a damaged breakpoint folder is refused with an error naming the file', async (t) => {
   const root = tempDir();
@@ -160,18 +173,21 @@ test('a damaged breakpoint folder is refused with an error naming the file', asy
   t.regex(error!.message, /has SHA-256/);
 });
 
-test('loadBreakpoint() names the last experiment when it has no breakpoint, and the newest breakpoint that exists', async (t) => {
-  const root = tempDir();
-  const first = await Experiment.create(options(root));
-  await first.run({ rounds: 1 });
-  await first.close();
-  const second = await Experiment.create(options(root, { saveBreakpoints: false }));
-  await second.run({ rounds: 1 });
-  await second.close();
-  const error = await t.throwsAsync(load(root), { instanceOf: NoBreakpointError });
-  t.is(error!.experiment, 'Experiment_0001');
-  t.is(error!.newest, path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0000'));
-});
+test(
+  'loadBreakpoint() names the last experiment when it has ' + 'no breakpoint, and the newest breakpoint that exists',
+  async (t) => {
+    const root = tempDir();
+    const first = await Experiment.create(options(root));
+    await first.run({ rounds: 1 });
+    await first.close();
+    const second = await Experiment.create(options(root, { saveBreakpoints: false }));
+    await second.run({ rounds: 1 });
+    await second.close();
+    const error = await t.throwsAsync(load(root), { instanceOf: NoBreakpointError });
+    t.is(error!.experiment, 'Experiment_0001');
+    t.is(error!.newest, path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0000'));
+  },
+);
 
 test('a training plan whose source changed is refused unless accepted, and the acceptance is recorded', async (t) => {
   const root = tempDir();
@@ -197,53 +213,61 @@ test('a training plan whose source changed is refused unless accepted, and the a
   await accepted.close();
 });
 
-test('a breakpoint committed in the log but whose folder was never written (crash in between) is written on resume, not superseded', async (t) => {
-  const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 3 });
-  const dir = exp.experimentationPath();
-  await exp.close();
-  // As if the process died after committing round 2 and before its folder was renamed into place.
-  rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
-  const { listExperiments } = await import('../../src/cli/experiments.ts');
-  t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, [2]);
-
-  const loaded = await load(root);
-  t.is(loaded.roundCurrent(), 3, 'resumes after round 2, the last committed round');
-  t.deepEqual(loaded.state.superseded, []);
-  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002']);
-  t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, []);
-  await loaded.close();
-});
-
-test('a seeded random-fraction strategy selects the same nodes after a resume as in an uninterrupted run, and its history is saved', async (t) => {
-  const { randomFraction } = await import('../../src/federated/strategies.ts');
-  const run = async (root: string, stopAfter: number | null) => {
-    let exp = await Experiment.create(options(root, { strategy: randomFraction({ fraction: 0.5 }), roundLimit: 5 }));
-    if (stopAfter !== null) {
-      await exp.run({ rounds: stopAfter });
-      await exp.close();
-      exp = await load(root);
-    }
-    await exp.run();
-    const result = {
-      params: await exp.parameters(),
-      selections: exp.state.rounds.map(
-        (r) => (r.state as { strategy: { last: { nodes: string[] } } }).strategy.last.nodes,
-      ),
-    };
+test(
+  'a breakpoint committed in the log but whose folder was never ' +
+    'written (crash in between) is written on resume, not superseded',
+  async (t) => {
+    const root = tempDir();
+    const exp = await Experiment.create(options(root));
+    await exp.run({ rounds: 3 });
+    const dir = exp.experimentationPath();
     await exp.close();
-    return result;
-  };
-  const straight = await run(tempDir(), null);
-  const resumed = await run(tempDir(), 2);
-  t.deepEqual(resumed, straight);
-  t.true(
-    straight.selections.every((nodes) => nodes.length === 2),
-    'half of three nodes, rounded up',
-  );
-  t.true(new Set(straight.selections.map((n) => n.join())).size > 1, 'the selection varies from round to round');
-});
+    // As if the process died after committing round 2 and before its folder was renamed into place.
+    rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
+    const { listExperiments } = await import('../../src/cli/experiments.ts');
+    t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, [2]);
+
+    const loaded = await load(root);
+    t.is(loaded.roundCurrent(), 3, 'resumes after round 2, the last committed round');
+    t.deepEqual(loaded.state.superseded, []);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002']);
+    t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, []);
+    await loaded.close();
+  },
+);
+
+test(
+  'a seeded random-fraction strategy selects the same nodes after ' +
+    'a resume as in an uninterrupted run, and its history is saved',
+  async (t) => {
+    const { randomFraction } = await import('../../src/federated/strategies.ts');
+    const run = async (root: string, stopAfter: number | null) => {
+      let exp = await Experiment.create(options(root, { strategy: randomFraction({ fraction: 0.5 }), roundLimit: 5 }));
+      if (stopAfter !== null) {
+        await exp.run({ rounds: stopAfter });
+        await exp.close();
+        exp = await load(root);
+      }
+      await exp.run();
+      const result = {
+        params: await exp.parameters(),
+        selections: exp.state.rounds.map(
+          (r) => (r.state as { strategy: { last: { nodes: string[] } } }).strategy.last.nodes,
+        ),
+      };
+      await exp.close();
+      return result;
+    };
+    const straight = await run(tempDir(), null);
+    const resumed = await run(tempDir(), 2);
+    t.deepEqual(resumed, straight);
+    t.true(
+      straight.selections.every((nodes) => nodes.length === 2),
+      'half of three nodes, rounded up',
+    );
+    t.true(new Set(straight.selections.map((n) => n.join())).size > 1, 'the selection varies from round to round');
+  },
+);
 
 test('a training plan inside the experiments folder is refused: code is never imported from there', async (t) => {
   const root = tempDir();
@@ -288,16 +312,20 @@ test('loadBreakpoint on a breakpoint of a plain training loop says to use the lo
   );
 });
 
-test('loadBreakpoint(<experiment folder>) continues from the last committed round even if a crash left its folder unwritten', async (t) => {
-  const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 3 });
-  const dir = exp.experimentationPath();
-  await exp.close();
-  rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
-  const loaded = await load(root, dir);
-  t.is(loaded.roundCurrent(), 3);
-  t.deepEqual(loaded.state.superseded, []);
-  t.true(existsSync(path.join(dir, 'breakpoint_0002', 'breakpoint.json')));
-  await loaded.close();
-});
+test(
+  'loadBreakpoint(<experiment folder>) continues from the last ' +
+    'committed round even if a crash left its folder unwritten',
+  async (t) => {
+    const root = tempDir();
+    const exp = await Experiment.create(options(root));
+    await exp.run({ rounds: 3 });
+    const dir = exp.experimentationPath();
+    await exp.close();
+    rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
+    const loaded = await load(root, dir);
+    t.is(loaded.roundCurrent(), 3);
+    t.deepEqual(loaded.state.superseded, []);
+    t.true(existsSync(path.join(dir, 'breakpoint_0002', 'breakpoint.json')));
+    await loaded.close();
+  },
+);

@@ -152,124 +152,136 @@ const WHOLE_ROUND = (round: number, attempt: number) => [
   `RoundCompleted ${round}/${attempt}`,
 ];
 
-test('a node whose training throws fails the round, names node and round, commits nothing; the retry is attempt 2', async (t) => {
-  const h = harness();
-  const exp = await Experiment.create(h.options());
-  await exp.runOnce();
-  // FedAvg of +1, +2, +3 weighted 1, 2, 5: (1 + 4 + 15) / 8 = 2.5 per round.
-  t.deepEqual([...(await exp.parameters()).w!.data], [2.5, 2.5]);
-  const before = await streamOf(h.root, exp.id);
-  const blobsBefore = blobFiles(h.root);
+test(
+  'a node whose training throws fails the round, names ' + 'node and round, commits nothing; the retry is attempt 2',
+  async (t) => {
+    const h = harness();
+    const exp = await Experiment.create(h.options());
+    await exp.runOnce();
+    // FedAvg of +1, +2, +3 weighted 1, 2, 5: (1 + 4 + 15) / 8 = 2.5 per round.
+    t.deepEqual([...(await exp.parameters()).w!.data], [2.5, 2.5]);
+    const before = await streamOf(h.root, exp.id);
+    const blobsBefore = blobFiles(h.root);
 
-  h.behaviour['node-b'] = 'throw';
-  const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
-  t.is(error!.node, 'node-b');
-  t.is(error!.round, 1);
-  t.regex(
-    error!.message,
-    /^node "node-b" failed in round 1: training threw: node-b: CUDA out of memory; nothing of this round was committed/,
-  );
-  t.is((error!.cause as Error).message, 'node-b: CUDA out of memory');
-
-  // Nothing of round 1 is committed: not in this instance, not in the log, not in the blob store.
-  t.is(exp.roundCurrent(), 1);
-  t.deepEqual(exp.state.openAttempt, { round: 1, attempt: 1, nodes: [...NODES] });
-  t.is(exp.state.attempts[1], 1);
-  const after = await streamOf(h.root, exp.id);
-  t.deepEqual(summary(after.slice(before.length)), ['RoundStarted 1/1'], 'only the aborted start of round 1');
-  t.deepEqual(blobFiles(h.root), blobsBefore, 'no reply parameters were stored');
-  t.false(readdirSync(exp.experimentationPath()).includes('breakpoint_0001'));
-  const rl = await openRoundLog({ root: h.root });
-  try {
-    const fresh = await rl.openExperiment(exp.id);
-    t.is(fresh.roundCurrent(), 1);
-    t.deepEqual(fresh.state.attempts, { 0: 1, 1: 1 });
-    t.deepEqual(fresh.state.openAttempt, { round: 1, attempt: 1, nodes: [...NODES] });
-  } finally {
-    await rl.close();
-  }
-
-  // The node recovers: the same instance retries round 1, as its second attempt.
-  h.behaviour['node-b'] = 'ok';
-  const record = await exp.runOnce();
-  t.is(record.round, 1);
-  t.is(record.attempt, 2);
-  t.is(exp.roundCurrent(), 2);
-  t.is(exp.state.openAttempt, null);
-  t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(after.length)), WHOLE_ROUND(1, 2));
-  t.deepEqual([...(await exp.parameters()).w!.data], [5, 5]);
-  t.true(readdirSync(exp.experimentationPath()).includes('breakpoint_0001'));
-  await exp.close();
-});
-
-test('a node whose training rejects, run after run: loading the breakpoint with a healthy federation retries the round as attempt 2', async (t) => {
-  const h = harness();
-  const exp = await Experiment.create(h.options());
-  await exp.runOnce();
-  h.behaviour['node-c'] = 'reject';
-  for (let attempt = 1; attempt <= 2; attempt++) {
+    h.behaviour['node-b'] = 'throw';
     const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
-    t.is(error!.node, 'node-c');
+    t.is(error!.node, 'node-b');
     t.is(error!.round, 1);
-    t.regex(error!.message, /training threw: node-c: connection reset/);
-    t.is(exp.state.attempts[1], attempt);
-  }
-  t.is(exp.roundCurrent(), 1);
-  await exp.close();
+    const trainingThrew = new RegExp(
+      /^node "node-b" failed in round 1: training threw: node-b: CUDA out of memory; /.source +
+        /nothing of this round was committed/.source,
+    );
+    t.regex(error!.message, trainingThrew);
+    t.is((error!.cause as Error).message, 'node-b: CUDA out of memory');
 
-  // Another process (another instance, another federation object) continues from the breakpoint.
-  const healthy = harness();
-  const loaded = await Experiment.loadBreakpoint(undefined, {
-    root: h.root,
-    federation: healthy.federation,
-    workspace: h.workspace,
-  });
-  t.is(loaded.roundCurrent(), 1);
-  t.is(loaded.state.openAttempt, null, 'the resume closes the aborted attempt');
-  const record = await loaded.runOnce();
-  t.is(record.attempt, 3, 'the third attempt of round 1');
-  t.deepEqual(healthy.calls, { 'node-a': 1, 'node-b': 1, 'node-c': 1 });
-  const events = await streamOf(h.root, loaded.id);
-  const resumedAt = events.findIndex((e) => e.type === 'Resumed');
-  t.deepEqual(summary(events.slice(resumedAt - 2)), [
-    'RoundStarted 1/1',
-    'RoundStarted 1/2',
-    'Resumed',
-    ...WHOLE_ROUND(1, 3),
-  ]);
-  t.deepEqual([...(await loaded.parameters()).w!.data], [5, 5]);
-  await loaded.close();
-});
+    // Nothing of round 1 is committed: not in this instance, not in the log, not in the blob store.
+    t.is(exp.roundCurrent(), 1);
+    t.deepEqual(exp.state.openAttempt, { round: 1, attempt: 1, nodes: [...NODES] });
+    t.is(exp.state.attempts[1], 1);
+    const after = await streamOf(h.root, exp.id);
+    t.deepEqual(summary(after.slice(before.length)), ['RoundStarted 1/1'], 'only the aborted start of round 1');
+    t.deepEqual(blobFiles(h.root), blobsBefore, 'no reply parameters were stored');
+    t.false(readdirSync(exp.experimentationPath()).includes('breakpoint_0001'));
+    const rl = await openRoundLog({ root: h.root });
+    try {
+      const fresh = await rl.openExperiment(exp.id);
+      t.is(fresh.roundCurrent(), 1);
+      t.deepEqual(fresh.state.attempts, { 0: 1, 1: 1 });
+      t.deepEqual(fresh.state.openAttempt, { round: 1, attempt: 1, nodes: [...NODES] });
+    } finally {
+      await rl.close();
+    }
 
-test('a node that does not reply within nodeTimeoutMs fails the round naming the timeout; its late reply commits nothing', async (t) => {
-  const h = harness();
-  const exp = await Experiment.create(h.options({ nodeTimeoutMs: 300 }));
-  await exp.runOnce();
-  const before = await streamOf(h.root, exp.id);
-  const blobsBefore = blobFiles(h.root);
+    // The node recovers: the same instance retries round 1, as its second attempt.
+    h.behaviour['node-b'] = 'ok';
+    const record = await exp.runOnce();
+    t.is(record.round, 1);
+    t.is(record.attempt, 2);
+    t.is(exp.roundCurrent(), 2);
+    t.is(exp.state.openAttempt, null);
+    t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(after.length)), WHOLE_ROUND(1, 2));
+    t.deepEqual([...(await exp.parameters()).w!.data], [5, 5]);
+    t.true(readdirSync(exp.experimentationPath()).includes('breakpoint_0001'));
+    await exp.close();
+  },
+);
 
-  h.behaviour['node-a'] = 'hang';
-  const started = Date.now();
-  const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
-  t.true(Date.now() - started >= 290, 'failed by the timeout, not before');
-  t.is(error!.node, 'node-a');
-  t.is(error!.round, 1);
-  t.is(error!.reason, 'no reply within 300 ms');
-  t.regex(error!.message, /node "node-a" failed in round 1: no reply within 300 ms/);
+test(
+  'a node whose training rejects, run after run: loading the ' +
+    'breakpoint with a healthy federation retries the round as attempt 2',
+  async (t) => {
+    const h = harness();
+    const exp = await Experiment.create(h.options());
+    await exp.runOnce();
+    h.behaviour['node-c'] = 'reject';
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
+      t.is(error!.node, 'node-c');
+      t.is(error!.round, 1);
+      t.regex(error!.message, /training threw: node-c: connection reset/);
+      t.is(exp.state.attempts[1], attempt);
+    }
+    t.is(exp.roundCurrent(), 1);
+    await exp.close();
 
-  // The node answers after all: too late, nothing of it is recorded.
-  await h.releaseHung();
-  await new Promise((resolve) => setImmediate(resolve));
-  t.is(exp.roundCurrent(), 1);
-  t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(before.length)), ['RoundStarted 1/1']);
-  t.deepEqual(blobFiles(h.root), blobsBefore);
+    // Another process (another instance, another federation object) continues from the breakpoint.
+    const healthy = harness();
+    const loaded = await Experiment.loadBreakpoint(undefined, {
+      root: h.root,
+      federation: healthy.federation,
+      workspace: h.workspace,
+    });
+    t.is(loaded.roundCurrent(), 1);
+    t.is(loaded.state.openAttempt, null, 'the resume closes the aborted attempt');
+    const record = await loaded.runOnce();
+    t.is(record.attempt, 3, 'the third attempt of round 1');
+    t.deepEqual(healthy.calls, { 'node-a': 1, 'node-b': 1, 'node-c': 1 });
+    const events = await streamOf(h.root, loaded.id);
+    const resumedAt = events.findIndex((e) => e.type === 'Resumed');
+    t.deepEqual(summary(events.slice(resumedAt - 2)), [
+      'RoundStarted 1/1',
+      'RoundStarted 1/2',
+      'Resumed',
+      ...WHOLE_ROUND(1, 3),
+    ]);
+    t.deepEqual([...(await loaded.parameters()).w!.data], [5, 5]);
+    await loaded.close();
+  },
+);
 
-  h.behaviour['node-a'] = 'ok';
-  const record = await exp.runOnce();
-  t.is(record.attempt, 2);
-  t.deepEqual([...(await exp.parameters()).w!.data], [5, 5]);
-  await exp.close();
-});
+test(
+  'a node that does not reply within nodeTimeoutMs fails the ' +
+    'round naming the timeout; its late reply commits nothing',
+  async (t) => {
+    const h = harness();
+    const exp = await Experiment.create(h.options({ nodeTimeoutMs: 300 }));
+    await exp.runOnce();
+    const before = await streamOf(h.root, exp.id);
+    const blobsBefore = blobFiles(h.root);
+
+    h.behaviour['node-a'] = 'hang';
+    const started = Date.now();
+    const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
+    t.true(Date.now() - started >= 290, 'failed by the timeout, not before');
+    t.is(error!.node, 'node-a');
+    t.is(error!.round, 1);
+    t.is(error!.reason, 'no reply within 300 ms');
+    t.regex(error!.message, /node "node-a" failed in round 1: no reply within 300 ms/);
+
+    // The node answers after all: too late, nothing of it is recorded.
+    await h.releaseHung();
+    await new Promise((resolve) => setImmediate(resolve));
+    t.is(exp.roundCurrent(), 1);
+    t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(before.length)), ['RoundStarted 1/1']);
+    t.deepEqual(blobFiles(h.root), blobsBefore);
+
+    h.behaviour['node-a'] = 'ok';
+    const record = await exp.runOnce();
+    t.is(record.attempt, 2);
+    t.deepEqual([...(await exp.parameters()).w!.data], [5, 5]);
+    await exp.close();
+  },
+);
 
 test('a node replying with an invalid sample size fails the round, and nothing is committed', async (t) => {
   const h = harness();
@@ -329,104 +341,112 @@ test('loadBreakpoint() keeps a committed round whose breakpoint folder a crash l
 // against a second, later read and superseded the round with a Rewound: seen with real processes
 // in concurrency.e2e.test.ts.) The loader is paused through node:fs, the roundlog code untouched,
 // when it starts hashing the chosen breakpoint's parameters, while the other instance commits.
-test('a resume racing a round that another process commits fails with CONCURRENT_MODIFICATION and supersedes nothing', async (t) => {
-  const h = harness();
-  const running = await Experiment.create(h.options());
-  await running.run({ rounds: 2 });
-  const id = running.id;
+test(
+  'a resume racing a round that another process commits ' + 'fails with CONCURRENT_MODIFICATION and supersedes nothing',
+  async (t) => {
+    const h = harness();
+    const running = await Experiment.create(h.options());
+    await running.run({ rounds: 2 });
+    const id = running.id;
 
-  const readFile = fsPromises.readFile;
-  let paused = false;
-  (fsPromises as { readFile: unknown }).readFile = async function (this: unknown, ...args: unknown[]) {
-    if (
-      !paused &&
-      typeof args[0] === 'string' &&
-      args[0].startsWith(h.root + path.sep) &&
-      args[0].endsWith(`${path.sep}aggregated_params.tensors`)
-    ) {
-      paused = true;
-      // The loader has picked breakpoint_0001 from what it read; the live process commits round 2 now.
-      await running.runOnce();
+    const readFile = fsPromises.readFile;
+    let paused = false;
+    (fsPromises as { readFile: unknown }).readFile = async function (this: unknown, ...args: unknown[]) {
+      if (
+        !paused &&
+        typeof args[0] === 'string' &&
+        args[0].startsWith(h.root + path.sep) &&
+        args[0].endsWith(`${path.sep}aggregated_params.tensors`)
+      ) {
+        paused = true;
+        // The loader has picked breakpoint_0001 from what it read; the live process commits round 2 now.
+        await running.runOnce();
+      }
+      return (readFile as (...a: unknown[]) => Promise<unknown>).apply(this, args);
+    };
+    let loaded: Experiment | null = null;
+    let loadError: unknown = null;
+    try {
+      loaded = await Experiment.loadBreakpoint(undefined, {
+        root: h.root,
+        federation: h.federation,
+        workspace: h.workspace,
+      });
+    } catch (error) {
+      loadError = error;
+    } finally {
+      (fsPromises as { readFile: unknown }).readFile = readFile;
     }
-    return (readFile as (...a: unknown[]) => Promise<unknown>).apply(this, args);
-  };
-  let loaded: Experiment | null = null;
-  let loadError: unknown = null;
-  try {
-    loaded = await Experiment.loadBreakpoint(undefined, {
-      root: h.root,
-      federation: h.federation,
-      workspace: h.workspace,
-    });
-  } catch (error) {
-    loadError = error;
-  } finally {
-    (fsPromises as { readFile: unknown }).readFile = readFile;
-  }
-  t.true(paused, 'the loader was paused after choosing its breakpoint');
-  const events = await streamOf(h.root, id);
-  t.log(
-    `loader: ${loaded ? `resumed at round ${loaded.roundCurrent()}` : `failed with ${(loadError as { code?: string })?.code}`}; stream tail: ${summary(events.slice(-7)).join(', ')}`,
-  );
-  try {
-    t.true(
-      loadError instanceof ConcurrentModificationError,
-      `the loader should have been refused: ${String(loadError ?? 'it resumed')}`,
-    );
-    t.deepEqual(
-      summary(events.filter((e) => e.type === 'Rewound' || e.type === 'Resumed')),
-      [],
-      'the loader wrote nothing',
-    );
-    t.is(
-      replay(events).rounds[2]?.attempt,
-      1,
-      'round 2 as the running process committed it stays on the current branch',
-    );
-    // The running process was not disturbed: its next round goes through.
-    t.is((await running.runOnce()).round, 3);
-  } finally {
-    await loaded?.close();
-    await running.close();
-  }
-});
+    t.true(paused, 'the loader was paused after choosing its breakpoint');
+    const events = await streamOf(h.root, id);
+    const outcome = loaded
+      ? `resumed at round ${loaded.roundCurrent()}`
+      : `failed with ${(loadError as { code?: string })?.code}`;
+    t.log(`loader: ${outcome}; stream tail: ${summary(events.slice(-7)).join(', ')}`);
+    try {
+      t.true(
+        loadError instanceof ConcurrentModificationError,
+        `the loader should have been refused: ${String(loadError ?? 'it resumed')}`,
+      );
+      t.deepEqual(
+        summary(events.filter((e) => e.type === 'Rewound' || e.type === 'Resumed')),
+        [],
+        'the loader wrote nothing',
+      );
+      t.is(
+        replay(events).rounds[2]?.attempt,
+        1,
+        'round 2 as the running process committed it stays on the current branch',
+      );
+      // The running process was not disturbed: its next round goes through.
+      t.is((await running.runOnce()).round, 3);
+    } finally {
+      await loaded?.close();
+      await running.close();
+    }
+  },
+);
 
 // createExperiment now writes ExperimentCreated before the registry entry, so a SIGKILL between the
 // two leaves an unregistered stream, never a registration without a history. A registration with
 // no stream (other tooling, a damaged store) is still skipped by readers: this test writes one.
-test('a crash between registering an experiment and its first event leaves loadBreakpoint() answering NoBreakpointError', async (t) => {
-  const h = harness();
-  // The first of createExperiment's two appends, exactly as it writes it; the process dies before the second.
-  const log = await openFileEventLog({ dir: path.join(h.root, 'log') });
-  const experimentId = '00000000-0000-4000-8000-000000000000';
-  await log.append(
-    REGISTRY_STREAM,
-    [
-      {
-        type: 'ExperimentRegistered',
-        data: { v: 1, number: 0, experimentId, folder: 'Experiment_0000', stream: `experiment-${experimentId}` },
-      },
-    ],
-    { expectedRevision: 'no_stream' },
-  );
-  await log.close();
+test(
+  'a crash between registering an experiment and its first ' +
+    'event leaves loadBreakpoint() answering NoBreakpointError',
+  async (t) => {
+    const h = harness();
+    // The first of createExperiment's two appends, exactly as it writes it; the process dies before the second.
+    const log = await openFileEventLog({ dir: path.join(h.root, 'log') });
+    const experimentId = '00000000-0000-4000-8000-000000000000';
+    await log.append(
+      REGISTRY_STREAM,
+      [
+        {
+          type: 'ExperimentRegistered',
+          data: { v: 1, number: 0, experimentId, folder: 'Experiment_0000', stream: `experiment-${experimentId}` },
+        },
+      ],
+      { expectedRevision: 'no_stream' },
+    );
+    await log.close();
 
-  await t.throwsAsync(
-    Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
-    {
-      instanceOf: NoBreakpointError,
-    },
-  );
-  // What the user does next: create the experiment again. It gets the next number.
-  const again = await Experiment.create(h.options({ saveBreakpoints: false }));
-  t.is(again.experimentationFolder(), 'Experiment_0001');
-  await again.runOnce();
-  await again.close();
-  const error = await t.throwsAsync(
-    Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
-    {
-      instanceOf: NoBreakpointError,
-    },
-  );
-  t.is(error!.experiment, 'Experiment_0001');
-});
+    await t.throwsAsync(
+      Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
+      {
+        instanceOf: NoBreakpointError,
+      },
+    );
+    // What the user does next: create the experiment again. It gets the next number.
+    const again = await Experiment.create(h.options({ saveBreakpoints: false }));
+    t.is(again.experimentationFolder(), 'Experiment_0001');
+    await again.runOnce();
+    await again.close();
+    const error = await t.throwsAsync(
+      Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
+      {
+        instanceOf: NoBreakpointError,
+      },
+    );
+    t.is(error!.experiment, 'Experiment_0001');
+  },
+);

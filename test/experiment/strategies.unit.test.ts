@@ -1,4 +1,7 @@
-/** Node-selection strategies: counts, reproducibility from the seed, recorded history, resume, errors, and the registry. */
+/**
+ * Node-selection strategies: counts, reproducibility from the seed, recorded history, resume, errors, and the
+ * registry.
+ */
 import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { NoEligibleNodesError, NotEnoughNodesError, UnknownStrategyError } from '../../src/federated/errors.ts';
@@ -88,23 +91,29 @@ test('every node is selected about equally often', (t) => {
     t.true(Math.abs(counts.get(node)! - 200) < 50, `${node}: ${counts.get(node)}`);
 });
 
-test('the state records the last selection (round, nodes, RNG state after selecting) and the count, in constant size', (t) => {
-  const strategy = randomFraction({ fraction: 0.3 });
-  const { selections, state } = run(strategy, NODES, [0, 1, 2, 5]);
-  t.is(state.rounds, 4);
-  t.is(state.last!.round, 5);
-  t.deepEqual(state.last!.nodes, selections[3]);
-  const rng = selectRng(5);
-  rng.sample(NODES, 3);
-  t.deepEqual(state.last!.rng, rng.state());
-  const long = run(
-    strategy,
-    NODES,
-    Array.from({ length: 200 }, (_, i) => i),
-  ).state;
-  t.is(long.rounds, 200);
-  t.true(JSON.stringify(long).length < JSON.stringify(state).length + 40, 'about as long after 200 rounds as after 4');
-});
+test(
+  'the state records the last selection (round, nodes, RNG ' + 'state after selecting) and the count, in constant size',
+  (t) => {
+    const strategy = randomFraction({ fraction: 0.3 });
+    const { selections, state } = run(strategy, NODES, [0, 1, 2, 5]);
+    t.is(state.rounds, 4);
+    t.is(state.last!.round, 5);
+    t.deepEqual(state.last!.nodes, selections[3]);
+    const rng = selectRng(5);
+    rng.sample(NODES, 3);
+    t.deepEqual(state.last!.rng, rng.state());
+    const long = run(
+      strategy,
+      NODES,
+      Array.from({ length: 200 }, (_, i) => i),
+    ).state;
+    t.is(long.rounds, 200);
+    t.true(
+      JSON.stringify(long).length < JSON.stringify(state).length + 40,
+      'about as long after 200 rounds as after 4',
+    );
+  },
+);
 
 test('resuming from a recorded state (after a JSON round trip) selects what an uninterrupted run selects', (t) => {
   const strategy = randomFraction({ fraction: 0.5, minNodes: 2 });

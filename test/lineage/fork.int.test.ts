@@ -8,27 +8,31 @@ test.after.always(removeTempDirs);
 
 const params = (i: number) => ({ w: { dtype: 'float32' as const, shape: [2], data: new Float32Array([i, -i]) } });
 
-test('a fork is created with its ForkedFrom in one append, and keeps the retention policy of the round it starts from', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const parent = await rl.createExperiment({ retention: { keepLast: 3, keepEvery: null }, saveBreakpoints: true });
-  for (let i = 0; i < 3; i++) await parent.recordRound({ params: params(i) });
-  const fork = await forkExperiment(rl, parent.id, { round: 1 });
-  const child = await rl.openExperiment(fork.childId);
-  t.deepEqual(child.state.settings.retention, { keepLast: 3, keepEvery: null });
-  t.is(child.roundCurrent(), 2);
-  t.deepEqual((await child.loadRound(1)).params, params(1));
-  const events = await rl.withReader(async (log) => (await log.readStream(child.stream)).events);
-  t.deepEqual(
-    events.map((e) => e.type),
-    ['ExperimentCreated', 'SettingsChanged', 'ForkedFrom'],
-  );
-  // One append: consecutive log positions, one timestamp.
-  t.deepEqual(
-    events.map((e) => e.position - events[0]!.position),
-    [0n, 1n, 2n],
-  );
-  t.true(events.every((e) => e.timestamp.getTime() === events[0]!.timestamp.getTime()));
-  t.is(child.state.forkedFrom!.parentId, parent.id);
-  await rl.close();
-});
+test(
+  'a fork is created with its ForkedFrom in one append, and ' +
+    'keeps the retention policy of the round it starts from',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const parent = await rl.createExperiment({ retention: { keepLast: 3, keepEvery: null }, saveBreakpoints: true });
+    for (let i = 0; i < 3; i++) await parent.recordRound({ params: params(i) });
+    const fork = await forkExperiment(rl, parent.id, { round: 1 });
+    const child = await rl.openExperiment(fork.childId);
+    t.deepEqual(child.state.settings.retention, { keepLast: 3, keepEvery: null });
+    t.is(child.roundCurrent(), 2);
+    t.deepEqual((await child.loadRound(1)).params, params(1));
+    const events = await rl.withReader(async (log) => (await log.readStream(child.stream)).events);
+    t.deepEqual(
+      events.map((e) => e.type),
+      ['ExperimentCreated', 'SettingsChanged', 'ForkedFrom'],
+    );
+    // One append: consecutive log positions, one timestamp.
+    t.deepEqual(
+      events.map((e) => e.position - events[0]!.position),
+      [0n, 1n, 2n],
+    );
+    t.true(events.every((e) => e.timestamp.getTime() === events[0]!.timestamp.getTime()));
+    t.is(child.state.forkedFrom!.parentId, parent.id);
+    await rl.close();
+  },
+);

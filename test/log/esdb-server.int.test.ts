@@ -43,7 +43,10 @@ const pb: typeof StreamsPbModule = require('@eventstore/db-client/generated/stre
 const shared: typeof SharedPbModule = require('@eventstore/db-client/generated/shared_pb.js');
 const featuresGrpc: typeof FeaturesGrpcModule = require('@eventstore/db-client/generated/serverfeatures_grpc_pb.js');
 
-/** Makes the client use Streams.Append instead of Streams.BatchAppend (credentials are ignored on an insecure channel). */
+/**
+ * Makes the client use Streams.Append instead of Streams.BatchAppend (credentials are ignored on an insecure
+ * channel).
+ */
 const VIA_APPEND = { credentials: { username: 'admin', password: 'changeit' } } as const;
 const MIB = 1_048_576;
 
@@ -316,7 +319,8 @@ for (const [path, extra] of [
   ['Append', VIA_APPEND],
 ] as const) {
   test.serial(
-    `expected revisions through ${path}: any, no_stream, stream_exists, exact; a wrong one is a WrongExpectedVersionError`,
+    `expected revisions through ${path}: any, no_stream, stream_exists, exact; ` +
+      `a wrong one is a WrongExpectedVersionError`,
     async (t) => {
       const { client } = await setup(t);
       const wrong = (promise: Promise<unknown>) => t.throwsAsync(promise, { instanceOf: WrongExpectedVersionError });

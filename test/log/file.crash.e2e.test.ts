@@ -85,6 +85,7 @@ test(`file log: ${KILLS} SIGKILLs of an appending process lose no acknowledged a
   );
   await log.close();
   t.log(
-    `${KILLS} kills, ${total} events, ${tornTails} torn tails truncated, ${killedMidFlight} times an unacknowledged append had become durable`,
+    `${KILLS} kills, ${total} events, ${tornTails} torn tails truncated, ` +
+      `${killedMidFlight} times an unacknowledged append had become durable`,
   );
 });

@@ -71,43 +71,46 @@ test('keep the last N of the current branch and every K-th round index (0, K, 2K
   t.deepEqual(planRetention(state, { keepLast: 20, keepEvery: null }).prune, []);
 });
 
-test('superseded rounds are pruned unless the keep-every rule keeps them; rounds already pruned are not pruned again', (t) => {
-  const state = history([
-    created,
-    ...rounds(6),
-    ['Rewound', { roundCurrent: 2, reason: 'test', supersededRounds: [2, 3, 4, 5], by: actor }],
-    round(2, 50),
-    round(3, 51),
-    [
-      'RoundsPruned',
-      { rounds: [{ round: 0, position: '101' }], retention: { keepLast: 3, keepEvery: null }, by: actor },
-    ],
-  ]);
-  t.deepEqual(
-    state.superseded.map((r) => r.round),
-    [2, 3, 4, 5],
-  );
-  const plan = planRetention(state, { keepLast: 2, keepEvery: 2 });
-  t.deepEqual(
-    plan.keep.map((r) => `${r.branch} ${r.round}`),
-    ['current 2', 'current 3', 'superseded 2', 'superseded 4'],
-  );
-  t.deepEqual(
-    plan.prune.map((r) => `${r.branch} ${r.round}`),
-    ['current 1', 'superseded 3', 'superseded 5'],
-  );
-  t.deepEqual(
-    plan.alreadyPruned.map((r) => r.round),
-    [0],
-  );
-  // Without keep-every, every superseded round goes.
-  t.deepEqual(
-    planRetention(state, { keepLast: 2, keepEvery: null })
-      .prune.filter((r) => r.branch === 'superseded')
-      .map((r) => r.round),
-    [2, 3, 4, 5],
-  );
-});
+test(
+  'superseded rounds are pruned unless the keep-every rule ' + 'keeps them; rounds already pruned are not pruned again',
+  (t) => {
+    const state = history([
+      created,
+      ...rounds(6),
+      ['Rewound', { roundCurrent: 2, reason: 'test', supersededRounds: [2, 3, 4, 5], by: actor }],
+      round(2, 50),
+      round(3, 51),
+      [
+        'RoundsPruned',
+        { rounds: [{ round: 0, position: '101' }], retention: { keepLast: 3, keepEvery: null }, by: actor },
+      ],
+    ]);
+    t.deepEqual(
+      state.superseded.map((r) => r.round),
+      [2, 3, 4, 5],
+    );
+    const plan = planRetention(state, { keepLast: 2, keepEvery: 2 });
+    t.deepEqual(
+      plan.keep.map((r) => `${r.branch} ${r.round}`),
+      ['current 2', 'current 3', 'superseded 2', 'superseded 4'],
+    );
+    t.deepEqual(
+      plan.prune.map((r) => `${r.branch} ${r.round}`),
+      ['current 1', 'superseded 3', 'superseded 5'],
+    );
+    t.deepEqual(
+      plan.alreadyPruned.map((r) => r.round),
+      [0],
+    );
+    // Without keep-every, every superseded round goes.
+    t.deepEqual(
+      planRetention(state, { keepLast: 2, keepEvery: null })
+        .prune.filter((r) => r.branch === 'superseded')
+        .map((r) => r.round),
+      [2, 3, 4, 5],
+    );
+  },
+);
 
 test('protected positions (rounds forks started from) are kept whatever the policy says', (t) => {
   const state = history([created, ...rounds(5)]);

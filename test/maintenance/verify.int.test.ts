@@ -32,10 +32,13 @@ async function root(rounds = 4): Promise<{ root: string; rl: RoundLog; handle: E
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-function editManifest(folder: string, edit: (m: Record<string, any>) => void): void {
+/** The parts of a parsed breakpoint.json that the tests edit. */
+type EditableManifest = { files: Record<string, unknown>; params: Record<string, unknown> };
+
+function editManifest(folder: string, edit: (m: EditableManifest) => void): void {
   const file = path.join(folder, 'breakpoint.json');
-  const manifest = JSON.parse(readFileSync(file, 'utf8'));
-  edit(manifest);
+  const manifest: unknown = JSON.parse(readFileSync(file, 'utf8'));
+  edit(manifest as EditableManifest);
   writeFileSync(file, JSON.stringify(manifest, null, 2) + '\n');
 }
 
@@ -54,115 +57,126 @@ test('a healthy root: ok, every folder checked, every kept reference found', asy
   await rl.close();
 });
 
-test("a parameters file swapped for another round's, with the manifest made consistent: the log says it is the wrong round", async (t) => {
-  const { root: dir, rl, handle, dir: exp } = await root();
-  const folder = path.join(exp, 'breakpoint_0002');
-  const params = path.join(folder, 'aggregated_params.tensors');
-  unlinkSync(params);
-  copyFileSync(path.join(exp, 'breakpoint_0001', 'aggregated_params.tensors'), params);
-  const other = sha256(readFileSync(params));
-  editManifest(folder, (m) => {
-    m.files['aggregated_params.tensors'] = other;
-    m.params.sha256 = other;
-  });
-  const report = await verifyRoot({ root: dir });
-  t.false(report.ok);
-  const reasons = report.breakpoints.problems.map((p) => `${p.file} ${p.round}: ${p.reason}`);
-  const logged = handle.state.rounds[2]!.params.sha256;
-  t.deepEqual(reasons.sort(), [
-    `aggregated_params.tensors 2: has SHA-256 ${other}; the log records ${logged} for round 2`,
-    `breakpoint.json 2: files.aggregated_params.tensors is "${other}", the log records "${logged}"`,
-    `breakpoint.json 2: params.sha256 is "${other}", the log records "${logged}"`,
-  ]);
-  t.true(report.breakpoints.problems.every((p) => p.folder === folder && p.experiment === 'Experiment_0000'));
-  await rl.close();
-});
+test(
+  "a parameters file swapped for another round's, with the " +
+    'manifest made consistent: the log says it is the wrong round',
+  async (t) => {
+    const { root: dir, rl, handle, dir: exp } = await root();
+    const folder = path.join(exp, 'breakpoint_0002');
+    const params = path.join(folder, 'aggregated_params.tensors');
+    unlinkSync(params);
+    copyFileSync(path.join(exp, 'breakpoint_0001', 'aggregated_params.tensors'), params);
+    const other = sha256(readFileSync(params));
+    editManifest(folder, (m) => {
+      m.files['aggregated_params.tensors'] = other;
+      m.params.sha256 = other;
+    });
+    const report = await verifyRoot({ root: dir });
+    t.false(report.ok);
+    const reasons = report.breakpoints.problems.map((p) => `${p.file} ${p.round}: ${p.reason}`);
+    const logged = handle.state.rounds[2]!.params.sha256;
+    t.deepEqual(reasons.sort(), [
+      `aggregated_params.tensors 2: has SHA-256 ${other}; the log records ${logged} for round 2`,
+      `breakpoint.json 2: files.aggregated_params.tensors is "${other}", the log records "${logged}"`,
+      `breakpoint.json 2: params.sha256 is "${other}", the log records "${logged}"`,
+    ]);
+    t.true(report.breakpoints.problems.every((p) => p.folder === folder && p.experiment === 'Experiment_0000'));
+    await rl.close();
+  },
+);
 
-test('missing and unlisted files, absolute paths, a manifest that is not JSON, a foreign folder in superseded/', async (t) => {
-  const { root: dir, rl, dir: exp } = await root();
-  rmSync(path.join(exp, 'breakpoint_0000', 'aggregated_params.tensors'));
-  writeFileSync(path.join(exp, 'breakpoint_0001', 'notes.txt'), 'mine');
-  editManifest(path.join(exp, 'breakpoint_0002'), (m) => {
-    m.params.file = path.join(exp, 'breakpoint_0002', 'aggregated_params.tensors');
-  });
-  writeFileSync(path.join(exp, 'breakpoint_0003', 'breakpoint.json'), '{ "format": "roundlog-breakpoint", ');
-  mkdirSync(path.join(exp, 'superseded', 'breakpoint_0007.1'), { recursive: true });
-  writeFileSync(path.join(exp, 'superseded', 'breakpoint_0007.1', 'breakpoint.json'), '{}');
-  const report = await verifyRoot({ root: dir });
-  t.false(report.ok);
-  const byFolder = (name: string) =>
-    report.breakpoints.problems
-      .filter((p) => path.relative(exp, p.folder) === name)
-      .map((p) => `${p.file}: ${p.reason}`);
-  t.deepEqual(byFolder('breakpoint_0000'), [
-    'aggregated_params.tensors: is listed in the manifest but cannot be read (ENOENT)',
-  ]);
-  t.deepEqual(byFolder('breakpoint_0001'), [
-    'notes.txt: is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)',
-  ]);
-  const abs = byFolder('breakpoint_0002');
-  t.true(
-    abs.some((r) => r.startsWith('breakpoint.json: params.file is the absolute path')),
-    abs.join('\n'),
-  );
-  t.true(
-    abs.some((r) => r.startsWith('breakpoint.json: holds the absolute path of the root')),
-    abs.join('\n'),
-  );
-  t.true(
-    abs.some((r) => r.startsWith('breakpoint.json: does not list the parameters file')),
-    abs.join('\n'),
-  );
-  const broken = byFolder('breakpoint_0003');
-  t.is(broken.length, 1);
-  t.true(broken[0]!.startsWith('breakpoint.json: is not valid JSON: '), broken[0]);
-  t.deepEqual(byFolder(path.join('superseded', 'breakpoint_0007.1')), [
-    'breakpoint.json: is not a roundlog breakpoint manifest',
-  ]);
-  t.is(report.breakpoints.foldersChecked, 5);
-  await rl.close();
-});
+test(
+  'missing and unlisted files, absolute paths, a manifest ' + 'that is not JSON, a foreign folder in superseded/',
+  async (t) => {
+    const { root: dir, rl, dir: exp } = await root();
+    rmSync(path.join(exp, 'breakpoint_0000', 'aggregated_params.tensors'));
+    writeFileSync(path.join(exp, 'breakpoint_0001', 'notes.txt'), 'mine');
+    editManifest(path.join(exp, 'breakpoint_0002'), (m) => {
+      m.params.file = path.join(exp, 'breakpoint_0002', 'aggregated_params.tensors');
+    });
+    writeFileSync(path.join(exp, 'breakpoint_0003', 'breakpoint.json'), '{ "format": "roundlog-breakpoint", ');
+    mkdirSync(path.join(exp, 'superseded', 'breakpoint_0007.1'), { recursive: true });
+    writeFileSync(path.join(exp, 'superseded', 'breakpoint_0007.1', 'breakpoint.json'), '{}');
+    const report = await verifyRoot({ root: dir });
+    t.false(report.ok);
+    const byFolder = (name: string) =>
+      report.breakpoints.problems
+        .filter((p) => path.relative(exp, p.folder) === name)
+        .map((p) => `${p.file}: ${p.reason}`);
+    t.deepEqual(byFolder('breakpoint_0000'), [
+      'aggregated_params.tensors: is listed in the manifest but cannot be read (ENOENT)',
+    ]);
+    t.deepEqual(byFolder('breakpoint_0001'), [
+      'notes.txt: is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)',
+    ]);
+    const abs = byFolder('breakpoint_0002');
+    t.true(
+      abs.some((r) => r.startsWith('breakpoint.json: params.file is the absolute path')),
+      abs.join('\n'),
+    );
+    t.true(
+      abs.some((r) => r.startsWith('breakpoint.json: holds the absolute path of the root')),
+      abs.join('\n'),
+    );
+    t.true(
+      abs.some((r) => r.startsWith('breakpoint.json: does not list the parameters file')),
+      abs.join('\n'),
+    );
+    const broken = byFolder('breakpoint_0003');
+    t.is(broken.length, 1);
+    t.true(broken[0]!.startsWith('breakpoint.json: is not valid JSON: '), broken[0]);
+    t.deepEqual(byFolder(path.join('superseded', 'breakpoint_0007.1')), [
+      'breakpoint.json: is not a roundlog breakpoint manifest',
+    ]);
+    t.is(report.breakpoints.foldersChecked, 5);
+    await rl.close();
+  },
+);
 
-test('a blob of a kept round missing from the store is named with its round; a folder left for a pruned round is flagged; lag is reported but healthy', async (t) => {
-  const { root: dir, rl, handle, dir: exp } = await root();
-  // The reply blob of round 1 (no folder holds it).
-  const events = await rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
-  const reply = events.find((e) => e.type === 'NodeReplied' && (e.data as { round: number }).round === 1)!.data as {
-    params: { sha256: string };
-  };
-  const file = rl.blobs.fileOf(reply.params.sha256)!;
-  chmodSync(path.dirname(file), 0o755);
-  unlinkSync(file);
-  let report = await verifyRoot({ root: dir });
-  t.false(report.ok);
-  t.is(report.references.problems.length, 1);
-  t.like(report.references.problems[0], { experiment: 'Experiment_0000', round: 1, sha256: reply.params.sha256 });
-  t.regex(report.references.problems[0]!.reason, /is missing from the blob store/);
+test(
+  'a blob of a kept round missing from the store is named with its round; ' +
+    'a folder left for a pruned round is flagged; lag is reported but healthy',
+  async (t) => {
+    const { root: dir, rl, handle, dir: exp } = await root();
+    // The reply blob of round 1 (no folder holds it).
+    const events = await rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
+    const reply = events.find((e) => e.type === 'NodeReplied' && (e.data as { round: number }).round === 1)!.data as {
+      params: { sha256: string };
+    };
+    const file = rl.blobs.fileOf(reply.params.sha256)!;
+    chmodSync(path.dirname(file), 0o755);
+    unlinkSync(file);
+    let report = await verifyRoot({ root: dir });
+    t.false(report.ok);
+    t.is(report.references.problems.length, 1);
+    t.like(report.references.problems[0], { experiment: 'Experiment_0000', round: 1, sha256: reply.params.sha256 });
+    t.regex(report.references.problems[0]!.reason, /is missing from the blob store/);
 
-  // Put back (the same bytes stored again), it is healthy again.
-  await rl.putTensors(tensors(1, 100));
-  report = await verifyRoot({ root: dir });
-  t.true(report.ok, JSON.stringify(report.references.problems));
+    // Put back (the same bytes stored again), it is healthy again.
+    await rl.putTensors(tensors(1, 100));
+    report = await verifyRoot({ root: dir });
+    t.true(report.ok, JSON.stringify(report.references.problems));
 
-  // Round 0 pruned on the record while its folder is still there (a crash before the folder went).
-  await handle.append([
-    {
-      type: 'RoundsPruned',
-      data: {
-        v: 1,
-        rounds: [{ round: 0, position: String(handle.state.rounds[0]!.position) }],
-        retention: { keepLast: 3, keepEvery: null },
-        by: rl.actor,
+    // Round 0 pruned on the record while its folder is still there (a crash before the folder went).
+    await handle.append([
+      {
+        type: 'RoundsPruned',
+        data: {
+          v: 1,
+          rounds: [{ round: 0, position: String(handle.state.rounds[0]!.position) }],
+          retention: { keepLast: 3, keepEvery: null },
+          by: rl.actor,
+        },
       },
-    },
-  ]);
-  rmSync(path.join(exp, 'breakpoint_0003'), { recursive: true });
-  report = await verifyRoot({ root: dir });
-  t.false(report.ok);
-  t.is(report.breakpoints.problems.length, 1);
-  t.like(report.breakpoints.problems[0], { folder: path.join(exp, 'breakpoint_0000'), file: '.', round: 0 });
-  t.regex(report.breakpoints.problems[0]!.reason, /round 0 was pruned by retention on .*: run roundlog gc/);
-  t.deepEqual(report.lag, [{ experiment: 'Experiment_0000', rounds: [3] }], 'a missing folder is lag, not damage');
-  t.is(report.references.problems.length, 0, 'the blobs of a pruned round may be gone');
-  await rl.close();
-});
+    ]);
+    rmSync(path.join(exp, 'breakpoint_0003'), { recursive: true });
+    report = await verifyRoot({ root: dir });
+    t.false(report.ok);
+    t.is(report.breakpoints.problems.length, 1);
+    t.like(report.breakpoints.problems[0], { folder: path.join(exp, 'breakpoint_0000'), file: '.', round: 0 });
+    t.regex(report.breakpoints.problems[0]!.reason, /round 0 was pruned by retention on .*: run roundlog gc/);
+    t.deepEqual(report.lag, [{ experiment: 'Experiment_0000', rounds: [3] }], 'a missing folder is lag, not damage');
+    t.is(report.references.problems.length, 0, 'the blobs of a pruned round may be gone');
+    await rl.close();
+  },
+);

@@ -24,51 +24,60 @@ function snapshot(dir: string): Record<string, string> {
   return files;
 }
 
-test('deleting the whole experiments folder and projecting again gives the same files with the same checksums', async (t) => {
-  const root = tempDir();
-  const exp = await Experiment.create({
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation: syntheticClinicalFederation({ seed: 3 }),
-    modelArgs: { columns: 5 },
-    roundLimit: 3,
-    saveBreakpoints: true,
-    seed: 9,
-    root,
-    workspace: WORKSPACE,
-  });
-  await exp.run();
-  await exp.close();
-  const experiments = path.join(root, 'experiments');
-  const before = snapshot(experiments);
-  t.is(Object.keys(before).length, 9);
-  rmSync(experiments, { recursive: true });
+test(
+  'deleting the whole experiments folder and projecting ' + 'again gives the same files with the same checksums',
+  async (t) => {
+    const root = tempDir();
+    const exp = await Experiment.create({
+      tags: ['#clinical'],
+      trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
+      federation: syntheticClinicalFederation({ seed: 3 }),
+      modelArgs: { columns: 5 },
+      roundLimit: 3,
+      saveBreakpoints: true,
+      seed: 9,
+      root,
+      workspace: WORKSPACE,
+    });
+    await exp.run();
+    await exp.close();
+    const experiments = path.join(root, 'experiments');
+    const before = snapshot(experiments);
+    t.is(Object.keys(before).length, 9);
+    rmSync(experiments, { recursive: true });
 
-  const rl = await openRoundLog({ root });
-  const handle = await rl.openExperiment('Experiment_0000');
-  const ctx = { experimentsDir: experiments, blobs: rl.blobs };
-  t.deepEqual(await projectExperiment(ctx, handle.state), { written: 3 });
-  t.deepEqual(snapshot(experiments), before);
-  // Idempotent: nothing to write the second time, nothing changed.
-  t.deepEqual(await projectExperiment(ctx, handle.state), { written: 0 });
-  t.deepEqual(snapshot(experiments), before);
-  // Parameters are hard links to the blobs, not copies.
-  t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0002', 'aggregated_params.tensors')).nlink, 2);
-  await rl.close();
-});
+    const rl = await openRoundLog({ root });
+    const handle = await rl.openExperiment('Experiment_0000');
+    const ctx = { experimentsDir: experiments, blobs: rl.blobs };
+    t.deepEqual(await projectExperiment(ctx, handle.state), { written: 3 });
+    t.deepEqual(snapshot(experiments), before);
+    // Idempotent: nothing to write the second time, nothing changed.
+    t.deepEqual(await projectExperiment(ctx, handle.state), { written: 0 });
+    t.deepEqual(snapshot(experiments), before);
+    // Parameters are hard links to the blobs, not copies.
+    t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0002', 'aggregated_params.tensors')).nlink, 2);
+    await rl.close();
+  },
+);
 
-test('a temp folder left by a dead writer is removed; a stray folder that is not of this history is moved to superseded/', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const handle = await rl.createExperiment({ saveBreakpoints: true });
-  await handle.recordRound({ params: { w: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } } });
-  rmSync(path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0000'), { recursive: true });
-  const dir = path.join(root, 'experiments', 'Experiment_0000');
-  mkdirSync(path.join(dir, '.tmp-breakpoint_0000-999999999-00000000-0000-0000-0000-000000000000'), { recursive: true });
-  mkdirSync(path.join(dir, 'breakpoint_0007'));
-  writeFileSync(path.join(dir, 'breakpoint_0007', 'breakpoint.json'), '{}');
-  await projectExperiment({ experimentsDir: path.join(root, 'experiments'), blobs: rl.blobs }, handle.state);
-  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'superseded']);
-  t.deepEqual(readdirSync(path.join(dir, 'superseded')), ['breakpoint_0007.1']);
-  await rl.close();
-});
+test(
+  'a temp folder left by a dead writer is removed; a stray ' +
+    'folder that is not of this history is moved to superseded/',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const handle = await rl.createExperiment({ saveBreakpoints: true });
+    await handle.recordRound({ params: { w: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } } });
+    rmSync(path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0000'), { recursive: true });
+    const dir = path.join(root, 'experiments', 'Experiment_0000');
+    mkdirSync(path.join(dir, '.tmp-breakpoint_0000-999999999-00000000-0000-0000-0000-000000000000'), {
+      recursive: true,
+    });
+    mkdirSync(path.join(dir, 'breakpoint_0007'));
+    writeFileSync(path.join(dir, 'breakpoint_0007', 'breakpoint.json'), '{}');
+    await projectExperiment({ experimentsDir: path.join(root, 'experiments'), blobs: rl.blobs }, handle.state);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'superseded']);
+    t.deepEqual(readdirSync(path.join(dir, 'superseded')), ['breakpoint_0007.1']);
+    await rl.close();
+  },
+);

@@ -475,7 +475,8 @@ const streamDeletedFailure = (stream: string) =>
 const wrongExpectedVersionFailure = (operation: string, stream: string, expected: bigint, actual: bigint) =>
   new RpcFailure(
     grpc.status.FAILED_PRECONDITION,
-    `${operation} failed due to WrongExpectedVersion. Stream: ${stream}, Expected version: ${expected}, Actual version: ${actual}`,
+    `${operation} failed due to WrongExpectedVersion. ` +
+      `Stream: ${stream}, Expected version: ${expected}, Actual version: ${actual}`,
     {
       exception: 'wrong-expected-version',
       'stream-name': stream,
