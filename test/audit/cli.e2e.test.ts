@@ -128,7 +128,7 @@ test(
       ),
     );
     const completedRound = new RegExp(
-      /round +round 0 attempt 1 completed in \d+ ms; nodes hospital-a \(\d+ samples\), /.source +
+      /round +round 0 attempt 1 completed in (?:\d+ ms|\d+\.\d{2} s); nodes hospital-a \(\d+ samples\), /.source +
         /hospital-b \(\d+ samples\), hospital-c \(\d+ samples\); loss \d\.\d{4}, accuracy \d\.\d{4}; breakpoint/.source,
     );
     t.regex(text, completedRound);

@@ -92,6 +92,10 @@ test('a typo gets "did you mean" and exit 2; unknown commands and queries exit 2
   const query = await roundlog(['audit', 'roundz', '--root', tempDir()]);
   t.is(query.code, 2);
   t.regex(query.stderr, /unknown audit query "roundz"; use one of events, rounds, metric, lineage, actions/);
+  t.regex(query.stderr, /; did you mean rounds\?$/m);
+  const far = await roundlog(['audit', 'bogus', '--root', tempDir()]);
+  t.is(far.code, 2);
+  t.notRegex(far.stderr, /did you mean/);
   const option = await roundlog(['ls', '--jsn', '--root', tempDir()]);
   t.is(option.code, 2);
   t.regex(option.stderr, /Unknown option '--jsn'/);
@@ -103,6 +107,16 @@ test('a typo gets "did you mean" and exit 2; unknown commands and queries exit 2
 test('roundlog completion prints a completion script; completions come from the declarations', async (t) => {
   // In process the script is for this process's $SHELL (bash or zsh); both ask roundlog for the words.
   const script = await roundlog(['completion']);
+  for (const line of [
+    ['completion', '--help'],
+    ['help', 'completion'],
+    ['completion', '-h'],
+  ]) {
+    const usage = await roundlog(line);
+    t.is(usage.code, 0, line.join(' '));
+    t.regex(usage.stdout, /^roundlog completion\n/, line.join(' '));
+    t.notRegex(usage.stdout, /yargs command completion script/, line.join(' '));
+  }
   t.is(script.code, 0, script.stderr);
   t.regex(script.stdout, /roundlog --get-yargs-completions/);
   const bash = await roundlogProcess(['completion'], { SHELL: '/bin/bash' });
