@@ -94,7 +94,8 @@ export function describeEntry(entry: HistoryEntry): string {
       );
     case 'rewound':
       return (
-        `rewound to round ${entry.roundCurrent} by ${formatActor(entry.by)}: ${entry.reason}; ` +
+        `rewound to round ${entry.roundCurrent - 1} (round ${entry.roundCurrent} runs next) ` +
+        `by ${formatActor(entry.by)}: ${entry.reason}; ` +
         `superseded rounds ${list(entry.supersededRounds)}`
       );
     case 'forked-from':
@@ -148,7 +149,8 @@ export function describeEvent(event: ExperimentEvent): string {
       );
     case 'Rewound':
       return (
-        `to round ${event.data.roundCurrent} by ${formatActor(event.data.by)}: ${event.data.reason}; ` +
+        `to round ${event.data.roundCurrent - 1} (round ${event.data.roundCurrent} runs next) ` +
+        `by ${formatActor(event.data.by)}: ${event.data.reason}; ` +
         `superseded rounds ${list(event.data.supersededRounds)}`
       );
     case 'ForkedFrom':
