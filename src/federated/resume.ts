@@ -148,8 +148,13 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */
 async function breakpointFolderOf(target: string): Promise<string> {
   const stat = await fs.stat(target).catch(() => null);
-  if (stat === null || !stat.isDirectory()) {
-    throw new InvalidArgumentError('path', 'must be a breakpoint folder or an experiment folder', target);
+  if (stat === null) {
+    const rule =
+      'must be a breakpoint folder or an experiment folder; nothing exists at this path (check it, or run roundlog ls)';
+    throw new InvalidArgumentError('path', rule, target);
+  }
+  if (!stat.isDirectory()) {
+    throw new InvalidArgumentError('path', 'must be a breakpoint folder or an experiment folder, not a file', target);
   }
   if (await fs.stat(path.join(target, 'breakpoint.json')).catch(() => null)) return target;
   const folders = await listBreakpointFolders(target);

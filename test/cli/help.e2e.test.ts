@@ -4,7 +4,7 @@
  * global options work before and after the command without touching `process.env`.
  */
 import test from 'ava';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from '../../src/cli/command.ts';
 import { COMMANDS } from '../../src/cli/commands/index.ts';
@@ -182,4 +182,16 @@ test('a command that reads a root refuses one that does not exist, before and af
     t.regex(run.stderr, /there is no roundlog root at .*no-such-root/);
   }
   t.false(existsSync(nowhere));
+});
+
+test('resume of a path where nothing exists says so; a file is not a breakpoint folder', async (t) => {
+  const root = tempDir();
+  const missing = await roundlog(['resume', path.join(root, 'no-such-breakpoint'), '--root', root]);
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /nothing exists at this path/);
+  const file = path.join(root, 'notes.txt');
+  writeFileSync(file, 'not a folder');
+  const notFolder = await roundlog(['resume', file, '--root', root]);
+  t.is(notFolder.code, 1);
+  t.regex(notFolder.stderr, /must be a breakpoint folder or an experiment folder, not a file/);
 });
