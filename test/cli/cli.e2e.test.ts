@@ -79,6 +79,12 @@ test('run a definition module with --rounds, then resume an experiment folder to
   const events = await roundlog(['streams', '--json', '--root', root]);
   t.is(events.code, 0);
   t.is((JSON.parse(events.stdout) as unknown[]).length, 2, 'the registry stream and the experiment stream');
+  // `events` takes an experiment as every other command names it, as well as a stream name.
+  const byFolder = await roundlog(['events', 'Experiment_0000', '--limit', '1', '--json', '--root', root]);
+  t.is(byFolder.code, 0, byFolder.stderr);
+  const [created] = JSON.parse(byFolder.stdout) as Array<{ type: string; stream: string }>;
+  t.is(created?.type, 'ExperimentCreated');
+  t.regex(created?.stream ?? '', /^experiment-/);
 });
 
 test('usage errors exit 2 and say what to do; a missing stream is a clear error', async (t) => {
