@@ -44,6 +44,18 @@ export function formatSettings(changes: SettingsChange): string {
 
 const list = (items: readonly (string | number)[]) => (items.length === 0 ? 'none' : items.join(', '));
 
+/**
+ * Pruned rounds by index; an index pruned twice (a round of the branch and a superseded one)
+ * names the log position of each, so the two can be told apart.
+ */
+function prunedRounds(rounds: ReadonlyArray<Readonly<{ round: number; position: string }>>): string[] {
+  const seen = new Map<number, number>();
+  for (const { round } of rounds) seen.set(round, (seen.get(round) ?? 0) + 1);
+  return rounds.map(({ round, position }) =>
+    seen.get(round)! > 1 ? `${round} (position ${position})` : String(round),
+  );
+}
+
 /** What a history entry says, in one line (without its time). */
 export function describeEntry(entry: HistoryEntry): string {
   switch (entry.kind) {
@@ -106,7 +118,7 @@ export function describeEntry(entry: HistoryEntry): string {
       return `settings changed by ${formatActor(entry.by)}: ${formatSettings(entry.changes)}`;
     case 'pruned':
       return (
-        `parameters of rounds ${list(entry.rounds.map((r) => r.round))} deleted by retention ` +
+        `parameters of rounds ${list(prunedRounds(entry.rounds))} deleted by retention ` +
         `(${formatRetention(entry.retention)}) by ${formatActor(entry.by)}`
       );
     case 'finished':
