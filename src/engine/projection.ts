@@ -68,6 +68,8 @@ export interface Projection {
   viewsOfRounds(state: ExperimentState, positions: ReadonlySet<string>): Promise<string[]>;
   /** Removes a view `viewsOfRounds` named, so it never lingers half-deleted. */
   removeView(view: string): Promise<void>;
+  /** The id of the experiment whose view is at `target` (absolute), or null when it is none of its views. */
+  experimentAt?(target: string): Promise<string | null>;
 }
 
 /** Builds a round log's projections once its store is open. */

@@ -8,13 +8,12 @@
  * stream keeps two processes from running the same experiment.
  */
 import { randomInt, randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { StreamNotFoundError, WrongExpectedRevisionError } from '../log/errors.ts';
+import { WrongExpectedRevisionError } from '../log/errors.ts';
 import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
 import { resolveRoot, rootLayout, type RootLayout } from '../root.ts';
 import { openStore, type LogAccess, type StoreOptions } from './store.ts';
@@ -49,6 +48,7 @@ import {
   RoundPrunedError,
 } from '../model/errors.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
+import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
@@ -266,7 +266,7 @@ class StoreRoundLog implements RoundLog {
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
       const { entries } = await readRegistryStream(log);
-      const id = (await experimentIdAtPath(experiment)) ?? experiment;
+      const id = (await this.experimentAt(experiment)) ?? experiment;
       const candidates = [
         ...entries.filter((e) => e.experimentId === id || e.stream === id),
         ...entries.filter((e) => e.folder === path.basename(id)),
@@ -301,6 +301,16 @@ class StoreRoundLog implements RoundLog {
     return new ExperimentHandle(this, stream, state, snapshotRevision);
   }
 
+  /** The experiment a path names (a folder of a view, such as a breakpoint folder), asked of the projections. */
+  private async experimentAt(target: string): Promise<string | null> {
+    if (!target.includes('/') && !target.includes(path.sep)) return null;
+    for (const projection of this.projections) {
+      const id = (await projection.experimentAt?.(path.resolve(target))) ?? null;
+      if (id !== null) return id;
+    }
+    return null;
+  }
+
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
     const { encoding, chunks } = encodeTensorChunks(tensors);
     return (await this.blobs.putStream(chunks, { encoding })).ref;
@@ -325,63 +335,6 @@ const CREATE_ATTEMPTS = 20;
 class RegistryConflict extends Error {
   constructor(override readonly cause: WrongExpectedRevisionError) {
     super(cause.message);
-  }
-}
-
-/** The experiment id recorded in a breakpoint folder at `target`, or in one inside an experiment folder there. */
-async function experimentIdAtPath(target: string): Promise<string | null> {
-  if (!target.includes('/') && !target.includes(path.sep)) return null;
-  const dir = path.resolve(target);
-  const manifestId = async (folder: string) =>
-    (
-      JSON.parse(await fs.readFile(path.join(folder, 'breakpoint.json'), 'utf8').catch(() => 'null')) as {
-        experimentId?: string;
-      } | null
-    )?.experimentId ?? null;
-  const direct = await manifestId(dir);
-  if (direct !== null) return direct;
-  for (const name of (await fs.readdir(dir).catch(() => [] as string[])).sort().reverse()) {
-    if (!name.startsWith('breakpoint_')) continue;
-    const id = await manifestId(path.join(dir, name));
-    if (id !== null) return id;
-  }
-  return null;
-}
-
-async function readRegistryStream(
-  log: EventLog,
-): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
-  try {
-    const { events, lastRevision } = await log.readStream(REGISTRY_STREAM);
-    return { entries: events.map((e) => e.data as ExperimentRegistered), lastRevision };
-  } catch (error) {
-    if (error instanceof StreamNotFoundError) return { entries: [], lastRevision: null };
-    throw error;
-  }
-}
-
-/**
- * The registered experiments that have a history. `createExperiment` writes the history first,
- * so every registration has one; a registration without one (written by other tooling, or by a
- * store that lost the stream) is skipped rather than failing every listing.
- */
-async function readRegistry(log: EventLog): Promise<ExperimentRegistered[]> {
-  const { entries } = await readRegistryStream(log);
-  const withHistory: ExperimentRegistered[] = [];
-  for (const entry of entries) if (await hasHistory(log, entry.stream)) withHistory.push(entry);
-  return withHistory;
-}
-
-/**
- * Whether the stream has an event: one one-event read (never a scan of the whole log, which on
- * EventStoreDB is a scan of `$all`).
- */
-async function hasHistory(log: EventLog, stream: string): Promise<boolean> {
-  try {
-    return (await log.readStream(stream, { direction: 'backwards', maxCount: 1 })).events.length > 0;
-  } catch (error) {
-    if (error instanceof StreamNotFoundError) return false;
-    throw error;
   }
 }
 

@@ -54,6 +54,7 @@ export function breakpointProjection(env: ProjectionEnv): Projection {
     viewsOfRounds: (state, positions) =>
       foldersOfRounds(path.join(ctx.experimentsDir, state.folder), state.created!.experimentId, positions),
     removeView: removeBreakpointFolder,
+    experimentAt: experimentOfFolder,
   };
 }
 
@@ -209,6 +210,20 @@ async function verifyFolders(
     }
   }
   return { checked, problems, lag, notes };
+}
+
+/**
+ * The experiment a breakpoint folder, or an experiment folder (through its latest breakpoint by
+ * round), records in its manifest; null when the path holds neither.
+ */
+async function experimentOfFolder(target: string): Promise<string | null> {
+  const direct = await readManifestIfAny(target);
+  if (typeof direct?.experimentId === 'string') return direct.experimentId;
+  for (const name of (await listBreakpointFolders(target)).reverse()) {
+    const manifest = await readManifestIfAny(path.join(target, name));
+    if (typeof manifest?.experimentId === 'string') return manifest.experimentId;
+  }
+  return null;
 }
 
 async function listNames(dir: string): Promise<string[]> {
