@@ -28,11 +28,9 @@ import {
   type FederatedSetup,
   type ForkedFrom,
   type ImportedFrom,
-  type NodeReplied,
   type Retention,
-  type RoundCompleted,
 } from '../model/events.ts';
-import { checkFolderName, decideCompleteRound, decideCreate } from '../model/decide/index.ts';
+import { checkFolderName, decideCompleteRound, decideCreate, type CompleteRound } from '../model/decide/index.ts';
 import {
   initialState,
   replay,
@@ -95,21 +93,8 @@ export type CreateExperimentOptions = {
   forkedFrom?: ForkedFrom | null;
 };
 
-export type RecordRoundOptions = {
-  /** Must be `roundCurrent()`; given, it is checked. */
-  round?: number;
-  params: TensorSet;
-  /** Anything else needed to continue, serializable (optimizer state, RNG state, ...). */
-  state?: unknown;
-  metrics?: Record<string, number>;
-  nodes?: RoundCompleted['nodes'];
-  /** Events recorded atomically with the round, before its `RoundCompleted` (federated replies). */
-  replies?: readonly Omit<NodeReplied, 'v'>[];
-  attempt?: number;
-  durationMs?: number;
-  /** Default: the experiment's `saveBreakpoints` setting. */
-  breakpoint?: boolean;
-};
+/** A round to record: `CompleteRound` of the model, with the parameters as tensors (stored first). */
+export type RecordRoundOptions = Omit<CompleteRound, 'params'> & { params: TensorSet };
 
 export type RoundState = Readonly<{
   round: number;
