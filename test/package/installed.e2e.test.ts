@@ -108,7 +108,7 @@ test.serial('npx roundlog demo: crash, resume, identical to an uninterrupted run
   const resumed = await roundlog(app, ['resume', 'var/experiments/Experiment_0000']);
   t.is(resumed.code, 0, resumed.stderr);
   t.regex(resumed.stdout, /resumed Experiment_0000 .* at round 6\/10/);
-  t.regex(resumed.stdout, /done: 4 rounds completed/);
+  t.regex(resumed.stdout, /done: 10 rounds completed/);
 });
 
 test.serial('npx roundlog run <definition.ts>, then resume and ls', async (t) => {
