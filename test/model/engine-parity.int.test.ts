@@ -1,7 +1,7 @@
 /**
- * The deciders against the code that builds events inline today: the engine runs on a real root,
- * and the events it appended must be exactly (fields and key order) what the decider gives for the
- * same state and inputs. Remove once the engine appends what the deciders decide.
+ * The engine appends what the deciders decide, nothing else: it runs on a real root, and the events
+ * it appended must be exactly (fields and key order) what the decider gives for the same state and
+ * inputs, so no operation builds an event of its own beside its decider.
  */
 import test from 'ava';
 import type { TensorSet } from '../../src/codec/tensors.ts';
