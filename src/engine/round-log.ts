@@ -30,7 +30,14 @@ import {
   type ImportedFrom,
   type Retention,
 } from '../model/events.ts';
-import { checkFolderName, decideCompleteRound, decideCreate, type CompleteRound } from '../model/decide/index.ts';
+import {
+  checkFolderName,
+  checkRoundLimit,
+  checkSeed,
+  decideCompleteRound,
+  decideCreate,
+  type CompleteRound,
+} from '../model/decide/index.ts';
 import {
   initialState,
   replay,
@@ -175,12 +182,9 @@ class StoreRoundLog implements RoundLog {
   }
 
   async createExperiment(options: CreateExperimentOptions = {}): Promise<ExperimentHandle> {
-    const roundLimit = options.roundLimit ?? null;
-    if (roundLimit !== null && (!Number.isInteger(roundLimit) || roundLimit < 0)) {
-      throw new InvalidArgumentError('roundLimit', 'must be a non-negative integer or null', roundLimit);
-    }
-    const seed = options.seed ?? randomInt(0, 2 ** 31);
-    if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError('seed', 'must be a safe integer', seed);
+    // Checked before the initial parameters are stored: a refused creation stores nothing.
+    const roundLimit = checkRoundLimit(options.roundLimit ?? null);
+    const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
     if (options.folder !== undefined) checkFolderName(options.folder);
     const initialParams = options.initialParams ? await this.putTensors(options.initialParams) : null;
     // On the file log the writer lock orders creations. On EventStoreDB two processes may read the

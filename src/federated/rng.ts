@@ -8,6 +8,7 @@
  * host. `normal()` also uses Math.log, Math.cos and Math.sqrt, which V8 computes in software
  * (fdlibm), not with the host's libm: identical across hosts for a given Node.js release.
  */
+import { checkSeed } from '../model/decide/checks.ts';
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.ts';
 
@@ -144,7 +145,7 @@ export class Rng {
  * a number versus a string (`1` versus `'1'`), give unrelated streams.
  */
 export function deriveRng(seed: number, ...path: readonly (string | number)[]): Rng {
-  if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError('seed', 'must be a safe integer', seed);
+  checkSeed(seed);
   path.forEach((part, i) => {
     if (typeof part !== 'string' && !(typeof part === 'number' && Number.isFinite(part))) {
       throw new InvalidArgumentError(`path[${i}]`, 'must be a string or a finite number', part);

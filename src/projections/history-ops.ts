@@ -16,7 +16,7 @@ import type { BlobRef } from '../blobs/types.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Actor, Rewound } from '../model/events.ts';
-import { decideForked, decideRewind, forkCreation } from '../model/decide/index.ts';
+import { checkReason, decideForked, decideRewind, forkCreation } from '../model/decide/index.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
 import { REPLAYS_DIR, rootLayout } from '../root.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
@@ -277,9 +277,8 @@ export async function rewindExperiment(
   experiment: string,
   options: RewindOptions,
 ): Promise<RewindResult> {
-  const reason = options.reason;
-  if (typeof reason !== 'string' || reason.trim() === '')
-    throw new InvalidArgumentError('reason', 'must be a non-empty text saying why', reason);
+  // Refused before the experiment is read: an empty reason is the caller's mistake whatever the root.
+  const reason = checkReason(options.reason);
   const handle = await rl.openExperiment(experiment);
   const events = decideRewind(handle.state, { round: options.round, reason }, { actor: rl.actor });
   const record = handle.state.rounds[options.round]!;

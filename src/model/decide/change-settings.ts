@@ -2,6 +2,7 @@
  * Change settings mid-experiment: one `SettingsChanged` carrying the settings given (round limit,
  * retention policy, training args, saveBreakpoints), who changed them, and nothing else.
  */
+import { checkRoundLimit } from './checks.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import type { ExperimentEvent, Retention, SettingsChanged } from '../events.ts';
 import { checkRetention } from '../retention.ts';
@@ -44,9 +45,7 @@ export function decideChangeSettings(
     );
   }
   if (roundLimit !== undefined && roundLimit !== null) {
-    if (!Number.isInteger(roundLimit) || roundLimit < 0) {
-      throw new InvalidArgumentError('roundLimit', 'must be a non-negative integer or null', roundLimit);
-    }
+    checkRoundLimit(roundLimit);
     if (roundLimit < roundCurrent(state)) {
       throw new InvalidArgumentError(
         'roundLimit',

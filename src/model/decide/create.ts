@@ -3,6 +3,7 @@
  * then a `SettingsChanged` carrying the retention policy when one is given, then `ForkedFrom`
  * for a fork.
  */
+import { checkRoundLimit, checkSeed } from './checks.ts';
 import type { BlobRef } from '../../blobs/types.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import type {
@@ -63,13 +64,8 @@ export function decideCreate(
   context: DecideContext,
 ): readonly ExperimentEvent[] {
   if (state.created !== null) throw new ExperimentExistsError(state.created.experimentId, state.folder);
-  const roundLimit = command.roundLimit ?? null;
-  if (roundLimit !== null && (!Number.isInteger(roundLimit) || roundLimit < 0)) {
-    throw new InvalidArgumentError('roundLimit', 'must be a non-negative integer or null', roundLimit);
-  }
-  if (!Number.isSafeInteger(command.seed)) {
-    throw new InvalidArgumentError('seed', 'must be a safe integer', command.seed);
-  }
+  const roundLimit = checkRoundLimit(command.roundLimit ?? null);
+  checkSeed(command.seed);
   checkFolderName(command.folder);
   if (command.foldersInUse?.includes(command.folder)) {
     const rule = 'must not be the folder of another experiment of this root';

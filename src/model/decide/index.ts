@@ -21,6 +21,7 @@ import { decideStartRound, type StartRound } from './start-round.ts';
 export { decideChangeSettings, type ChangeSettings } from './change-settings.ts';
 export { decideCompleteRound, type CompleteRound } from './complete-round.ts';
 export { requireCreated, type DecideContext } from './context.ts';
+export { checkReason, checkRoundLimit, checkSeed } from './checks.ts';
 export { checkFolderName, decideCreate, type CreateExperiment } from './create.ts';
 export { decideFail, type FailRound } from './fail.ts';
 export { decideFinish, type FinishExperiment } from './finish.ts';

@@ -3,6 +3,7 @@
  * it supersedes), and a `SettingsChanged` restoring the settings R ran under when they differ
  * from those in force (`settingsToRestore`), as a resume from R's breakpoint would.
  */
+import { checkReason } from './checks.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import type { ExperimentEvent } from '../events.ts';
 import { chooseRound } from '../rounds.ts';
@@ -30,10 +31,7 @@ export function decideRewind(
   command: RewindExperiment,
   context: DecideContext,
 ): readonly ExperimentEvent[] {
-  const { reason } = command;
-  if (typeof reason !== 'string' || reason.trim() === '') {
-    throw new InvalidArgumentError('reason', 'must be a non-empty text saying why', reason);
-  }
+  const reason = checkReason(command.reason);
   requireCreated(state, 'rewind');
   const { record } = chooseRound(state, { round: command.round });
   const last = roundCurrent(state) - 1;
