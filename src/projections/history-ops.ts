@@ -15,15 +15,16 @@ import path from 'node:path';
 import type { BlobRef } from '../blobs/types.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import type { Actor, Rewound } from '../model/events.ts';
+import { breakpointFolderName, type Actor, type Rewound } from '../model/events.ts';
 import { checkReason, decideForked, decideRewind, forkCreation } from '../model/decide/index.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
-import { REPLAYS_DIR, rootLayout } from '../root.ts';
+import { rootLayout, type RootLayout } from '../root.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
 import type { RoundLog } from '../engine/round-log.ts';
 import { stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
 import {
   MANIFEST_FILE,
+  SUPERSEDED_DIR,
   materializeBreakpoint,
   readBreakpoint,
   supersedeBreakpoints,
@@ -83,10 +84,11 @@ export function defaultReplayFolder(
   branch: Branch,
   position: bigint,
 ): string {
-  const name = `breakpoint_${String(round).padStart(4, '0')}`;
+  const name = breakpointFolderName(round);
+  const replays = rootLayout(root).replays;
   return branch === 'current'
-    ? path.join(root, REPLAYS_DIR, folder, name)
-    : path.join(root, REPLAYS_DIR, folder, 'superseded', `${name}-${position}`);
+    ? path.join(replays, folder, name)
+    : path.join(replays, folder, SUPERSEDED_DIR, `${name}-${position}`);
 }
 
 /**
@@ -101,12 +103,12 @@ export async function replayRound(rl: RoundLog, experiment: string, options: Rep
   const folder = handle.state.folder;
   const defaultOut = defaultReplayFolder(rl.root, folder, record.round, branch, record.position);
   const out = options.out === undefined ? defaultOut : path.resolve(options.out);
-  checkOutside(rl.root, out);
+  checkOutside(rl.layout, out);
   let written: { path: string; created: boolean };
   if (out === defaultOut && branch === 'current') {
     await setAsideStaleReplay(rl.root, folder, handle.id, record, out);
     // The projection's own rules, under <root>/replays: idempotent, written under a temp name.
-    const ctx = { experimentsDir: path.join(rl.root, REPLAYS_DIR), blobs: rl.blobs };
+    const ctx = { experimentsDir: rl.layout.replays, blobs: rl.blobs };
     written = await materializeBreakpoint(ctx, at.state, record.round, folder);
   } else {
     written = await writeBreakpointAt(rl, at.state, record, out);
@@ -166,15 +168,14 @@ async function setAsideStaleReplay(
   await syncDir(path.dirname(out));
 }
 
-function checkOutside(root: string, out: string): void {
-  const layout = rootLayout(root);
+function checkOutside(layout: RootLayout, out: string): void {
   for (const area of [layout.experiments, layout.log, layout.blobs]) {
     if (out === area || out.startsWith(area + path.sep)) {
       throw new InvalidArgumentError(
         'out',
         `must not be inside ${area}: experiment folders are a projection of the log, ` +
           'and the log and blob store hold nothing else; ' +
-          `omit it for ${path.join(root, REPLAYS_DIR)}/<folder>/breakpoint_RRRR`,
+          `omit it for ${layout.replays}/<folder>/breakpoint_RRRR`,
         out,
       );
     }
@@ -281,8 +282,9 @@ export async function rewindExperiment(
   const reason = checkReason(options.reason);
   const handle = await rl.openExperiment(experiment);
   const events = decideRewind(handle.state, { round: options.round, reason }, { actor: rl.actor });
-  const record = handle.state.rounds[options.round]!;
-  const keep = record.round + 1;
+  // decideRewind accepted the round: it is a round of the current branch.
+  const round = options.round;
+  const keep = round + 1;
   const { supersededRounds } = events[0]!.data as Rewound;
   const settingsRestored = events.some((e) => e.type === 'SettingsChanged');
   // The log first: if this append fails, no folder has moved. If the process dies after it, the log
@@ -290,12 +292,12 @@ export async function rewindExperiment(
   const recorded = await handle.append(events);
   const ctx = { experimentsDir: rl.layout.experiments, blobs: rl.blobs };
   const moved = await supersedeBreakpoints(ctx, handle.state.folder, keep);
-  const breakpoint = await writeBreakpoint(handle, record.round);
+  const breakpoint = await writeBreakpoint(handle, round);
   await handle.snapshot();
   return {
     experimentId: handle.id,
     folder: handle.state.folder,
-    round: record.round,
+    round,
     roundCurrent: keep,
     supersededRounds,
     reason,
@@ -399,7 +401,7 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
 
 /** SHA-256 of the breakpoint manifest of a round of `state`'s current branch, as the projection writes it. */
 async function manifestSha256(rl: RoundLog, state: ExperimentState, record: RoundRecord): Promise<string> {
-  const stage = path.join(rl.root, REPLAYS_DIR, `.tmp-fork-${process.pid}-${randomUUID()}`);
+  const stage = path.join(rl.layout.replays, `.tmp-fork-${process.pid}-${randomUUID()}`);
   try {
     const written = await materializeBreakpoint(
       { experimentsDir: stage, blobs: rl.blobs },
