@@ -90,28 +90,46 @@ export async function removeStaleTemps(experimentDir: string): Promise<void> {
   }
 }
 
+/** A breakpoint folder of an experiment: its path relative to the experiment folder, and its manifest's position. */
+type PositionedFolder = Readonly<{ relative: string; position: string }>;
+
 /**
- * Breakpoint folders of an experiment (on the branch and in `superseded/`) whose manifest names
- * one of `positions` (log positions of `RoundCompleted` events, decimal).
+ * The breakpoint folders of an experiment whose manifest names it, on the branch (by round) then
+ * in `superseded/`, with the log position each manifest records (decimal). Only manifests are
+ * read. `movedAsideOnly` keeps, in `superseded/`, only the folders the projection moved there
+ * (`breakpoint_RRRR.N`).
+ */
+async function positionedFolders(
+  experimentDir: string,
+  experimentId: string,
+  movedAsideOnly: boolean,
+): Promise<PositionedFolder[]> {
+  const found: PositionedFolder[] = [];
+  const look = async (relative: string) => {
+    const manifest = await readManifestIfAny(path.join(experimentDir, relative));
+    const position: unknown = manifest?.logPosition;
+    if (manifest?.experimentId === experimentId && typeof position === 'string') found.push({ relative, position });
+  };
+  for (const name of await listBreakpointFolders(experimentDir)) await look(name);
+  for (const name of await listSupersededFolders(experimentDir)) {
+    if (!movedAsideOnly || /^breakpoint_\d{4,}\.\d+$/.test(name)) await look(`${SUPERSEDED_DIR}/${name}`);
+  }
+  return found;
+}
+
+/**
+ * Breakpoint folders of an experiment (on the branch and in `superseded/`, moved there by the
+ * projection) whose manifest names one of `positions` (log positions of `RoundCompleted` events,
+ * decimal), as absolute paths.
  */
 export async function foldersOfRounds(
   experimentDir: string,
   experimentId: string,
   positions: ReadonlySet<string>,
 ): Promise<string[]> {
-  const found: string[] = [];
-  const consider = async (folder: string) => {
-    const manifest = await readManifestIfAny(folder);
-    const position: unknown = manifest?.logPosition;
-    if (manifest?.experimentId === experimentId && typeof position === 'string' && positions.has(position)) {
-      found.push(folder);
-    }
-  };
-  for (const name of await listBreakpointFolders(experimentDir)) await consider(path.join(experimentDir, name));
-  for (const name of await listSupersededFolders(experimentDir)) {
-    if (/^breakpoint_\d{4,}\.\d+$/.test(name)) await consider(path.join(experimentDir, SUPERSEDED_DIR, name));
-  }
-  return found;
+  return (await positionedFolders(experimentDir, experimentId, true))
+    .filter(({ position }) => positions.has(position))
+    .map(({ relative }) => path.join(experimentDir, relative));
 }
 
 /**
@@ -121,14 +139,8 @@ export async function foldersOfRounds(
  */
 export async function foldersByPosition(experimentDir: string, experimentId: string): Promise<Map<string, string>> {
   const found = new Map<string, string>();
-  const look = async (relative: string) => {
-    const manifest = await readManifestIfAny(path.join(experimentDir, relative));
-    const position: unknown = manifest?.logPosition;
-    if (manifest?.experimentId === experimentId && typeof position === 'string' && !found.has(position)) {
-      found.set(position, relative);
-    }
-  };
-  for (const name of await listBreakpointFolders(experimentDir)) await look(name);
-  for (const name of await listSupersededFolders(experimentDir)) await look(`${SUPERSEDED_DIR}/${name}`);
+  for (const { relative, position } of await positionedFolders(experimentDir, experimentId, false)) {
+    if (!found.has(position)) found.set(position, relative);
+  }
   return found;
 }
