@@ -8,7 +8,6 @@ import type { RoundProgress } from '../federated/experiment.ts';
 import { importModule, workspaceModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
-import { rootLayout } from '../root.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
 
@@ -74,7 +73,7 @@ export async function listExperiments(
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
       const { state } = await rl.openExperiment(entry.experimentId);
-      const dir = path.join(rootLayout(root).experiments, state.folder);
+      const dir = path.join(rl.layout.experiments, state.folder);
       const breakpoints = [];
       for (const name of await listBreakpointFolders(dir)) {
         const folder = path.join(dir, name);
@@ -85,10 +84,7 @@ export async function listExperiments(
           paramsSha256: manifest?.params.sha256 ?? '(damaged: run roundlog verify)',
         });
       }
-      const missing = await missingBreakpoints(
-        { experimentsDir: rootLayout(root).experiments, blobs: rl.blobs },
-        state,
-      );
+      const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state);
       listing.push({
         missingBreakpoints: missing,
         folder: state.folder,

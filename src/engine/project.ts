@@ -67,8 +67,7 @@ export async function projectRoot(options: ProjectOptions = {}): Promise<Project
 async function projectOne(rl: RoundLog, state: ExperimentState, rebuild: boolean): Promise<ExperimentProjection> {
   const reports: ExperimentProjection[] = [];
   for (const projection of rl.projections) reports.push(await projection.project(state, { rebuild }));
-  const all = <K extends keyof ExperimentProjection>(key: K) =>
-    reports.flatMap((r) => r[key] as readonly unknown[]) as never;
+  const all = (key: 'removed' | 'written' | 'movedAside' | 'problems') => reports.flatMap((r) => r[key]);
   const rounds = (key: 'lagBefore' | 'lagAfter' | 'pruned' | 'rescued') =>
     [...new Set(reports.flatMap((r) => r[key]))].sort((x, y) => x - y);
   return {

@@ -22,6 +22,7 @@ import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
   listBreakpointFolders,
   BREAKPOINT_FORMAT,
+  MANIFEST_FILE,
   checkBreakpointFolder,
   readManifestIfAny,
   readBreakpoint,
@@ -156,7 +157,7 @@ async function breakpointFolderOf(target: string): Promise<string> {
   if (!stat.isDirectory()) {
     throw new InvalidArgumentError('path', 'must be a breakpoint folder or an experiment folder, not a file', target);
   }
-  if (await fs.stat(path.join(target, 'breakpoint.json')).catch(() => null)) return target;
+  if (await fs.stat(path.join(target, MANIFEST_FILE)).catch(() => null)) return target;
   const folders = await listBreakpointFolders(target);
   if (folders.length === 0) throw new NoBreakpointError(target, null);
   return path.join(target, folders.at(-1)!);
@@ -239,7 +240,7 @@ async function importBreakpoint(rl: RoundLog, folder: string, manifest: Breakpoi
     const trainingPlan = { ...federated.trainingPlan, ...manifest.settings.trainingPlan, source: sourceRef };
     federated = { ...federated, trainingPlan };
   }
-  const manifestBytes = await fs.readFile(path.join(folder, 'breakpoint.json'));
+  const manifestBytes = await fs.readFile(path.join(folder, MANIFEST_FILE));
   return rl.createExperiment({
     roundLimit: manifest.roundLimit,
     seed: manifest.experiment.seed,
