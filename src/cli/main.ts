@@ -72,6 +72,12 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
+  // The reader of the output went away (`roundlog ls | head -1`): nothing left to print to, and
+  // nothing went wrong, so stop quietly instead of dying on an unhandled EPIPE.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(0);
+  });
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -4,11 +4,12 @@
  * global options work before and after the command without touching `process.env`.
  */
 import test from 'ava';
+import { once } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from '../../src/cli/command.ts';
 import { COMMANDS } from '../../src/cli/commands/index.ts';
-import { roundlog, roundlogProcess } from '../support/cli.ts';
+import { roundlog, roundlogProcess, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -194,4 +195,13 @@ test('resume of a path where nothing exists says so; a file is not a breakpoint 
   const notFolder = await roundlog(['resume', file, '--root', root]);
   t.is(notFolder.code, 1);
   t.regex(notFolder.stderr, /must be a breakpoint folder or an experiment folder, not a file/);
+});
+
+test('output piped to a reader that closes early (roundlog help | head -1) ends quietly with exit 0', async (t) => {
+  const child = startRoundlog(['help']);
+  const closed = once(child.process, 'close');
+  child.process.stdout!.destroy();
+  const [code] = (await closed) as [number | null];
+  t.is(code, 0, child.stderr());
+  t.notRegex(child.stderr(), /EPIPE|Unhandled/);
 });
