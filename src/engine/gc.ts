@@ -109,6 +109,8 @@ export async function applyRetention(
   const index = options.index ?? new RootIndex();
   const run = async (log: EventLog) => {
     await index.catchUp(log);
+    // Pruning by gc in another process since this handle last wrote is not a conflict.
+    await handle.foldConcurrent(log);
     return pruneWithIndex(rl, log, index, [handle.stream], {
       retention,
       dryRun: options.dryRun ?? false,

@@ -52,6 +52,7 @@ import {
   RoundNotFoundError,
   RoundPrunedError,
 } from '../model/errors.ts';
+import { acceptsConcurrently } from '../model/concurrent.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
@@ -331,6 +332,9 @@ class RegistryConflict extends Error {
 /** Events between two snapshots of an experiment's state. */
 const SNAPSHOT_EVERY = 100;
 
+/** How many times an append is made again after events a run accepts beside it (`foldConcurrent`). */
+const CONCURRENT_APPEND_ATTEMPTS = 20;
+
 export class ExperimentHandle {
   constructor(
     readonly roundLog: RoundLog,
@@ -376,34 +380,51 @@ export class ExperimentHandle {
 
   /**
    * Appends events to the experiment's stream, expecting it unchanged since this handle last saw
-   * it; another writer in between is a `ConcurrentModificationError`. Returns the recorded events.
+   * it. Events other processes may append beside a run (`acceptsConcurrently`: retention's
+   * `RoundsPruned`, a fork's `Forked`) are folded and the append made again after them; anything
+   * else in between is a `ConcurrentModificationError`. Returns the recorded events of this append.
    */
   async append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
-    const expected = this.current.revision;
     const recorded = await this.roundLog.withWriter(async (log) => {
       // Under the writer lock: retention in another process may have deleted a blob stored before it.
       await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);
-      try {
-        await log.append(this.stream, events as readonly EventData[], {
-          expectedRevision: expected < 0n ? 'no_stream' : expected,
-        });
-      } catch (error) {
-        if (error instanceof WrongExpectedRevisionError) {
-          throw new ConcurrentModificationError(
-            this.created.folder,
-            expected < 0n ? 'no_stream' : expected,
-            error.actual,
-            error,
-          );
+      for (let attempt = 1; ; attempt++) {
+        const expected = this.current.revision;
+        try {
+          await log.append(this.stream, events as readonly EventData[], {
+            expectedRevision: expected < 0n ? 'no_stream' : expected,
+          });
+          return (await log.readStream(this.stream, { fromRevision: expected + 1n })).events;
+        } catch (error) {
+          if (!(error instanceof WrongExpectedRevisionError)) throw error;
+          // On EventStoreDB (no lock) pruning may keep coming: a bounded number of tries.
+          if (attempt >= CONCURRENT_APPEND_ATTEMPTS || !(await this.foldConcurrent(log))) {
+            throw new ConcurrentModificationError(
+              this.created.folder,
+              expected < 0n ? 'no_stream' : expected,
+              error.actual,
+              error,
+            );
+          }
         }
-        throw error;
       }
-      return (await log.readStream(this.stream, { fromRevision: expected + 1n })).events;
     });
     this.current = replay(recorded, this.current);
     if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
     for (const projection of this.roundLog.projections) await projection.apply(this.current, recorded);
     return recorded;
+  }
+
+  /**
+   * Reads what other processes appended since this handle last saw the stream and folds it when
+   * every event is one a run accepts beside it (`acceptsConcurrently`); returns false, folding
+   * nothing, otherwise. `log` is an open log (under the writer lock on the file log).
+   */
+  async foldConcurrent(log: EventLog): Promise<boolean> {
+    const since = (await log.readStream(this.stream, { fromRevision: this.current.revision + 1n })).events;
+    if (!acceptsConcurrently(since)) return false;
+    this.current = replay(since, this.current);
+    return true;
   }
 
   /** Records a completed round: parameters to the blob store, then one atomic append. */

@@ -10,4 +10,5 @@ export * from './errors.ts';
 export * from './rounds.ts';
 export * from './settings.ts';
 export * from './retention.ts';
+export * from './concurrent.ts';
 export * from './decide/index.ts';

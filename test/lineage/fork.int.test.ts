@@ -36,3 +36,26 @@ test(
     await rl.close();
   },
 );
+
+test('a fork taken from another process does not stop the run of its parent: the next round commits', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const parent = await rl.createExperiment({ saveBreakpoints: true });
+  for (let i = 0; i < 2; i++) await parent.recordRound({ params: params(i) });
+  const other = await openRoundLog({ root });
+  const fork = await forkExperiment(other, parent.id, { round: 0 });
+  await other.close();
+  // The parent's handle last saw the stream before the Forked: it folds it and goes on.
+  await parent.recordRound({ params: params(2) });
+  t.is(parent.roundCurrent(), 3);
+  t.deepEqual(
+    parent.state.forks.map((f) => f.childId),
+    [fork.childId],
+  );
+  const events = await rl.withReader(async (log) => (await log.readStream(parent.stream)).events);
+  t.deepEqual(
+    events.slice(-2).map((e) => e.type),
+    ['Forked', 'RoundCompleted'],
+  );
+  await rl.close();
+});

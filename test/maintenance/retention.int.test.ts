@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RoundPrunedError } from '../../src/model/errors.ts';
 import { ReferencedBlobMissingError } from '../../src/engine/blob-refs.ts';
-import { gc } from '../../src/projections/index.ts';
+import { applyRetention, gc } from '../../src/projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import type { NodeReplied, RoundsPruned } from '../../src/model/events.ts';
@@ -363,6 +363,31 @@ test(
     // Nothing left to do the second time.
     const again = await gc({ root });
     t.deepEqual([again.blobsDeleted.length, again.foldersRemoved.length, again.bytesFreed], [0, 0, 0]);
+    await rl.close();
+  },
+);
+
+test(
+  "gc from another process between an experiment's writes: " + 'its next round and its own retention go on',
+  async (t) => {
+    const root = tempDir();
+    const rl = await openRoundLog({ root });
+    const handle = await rl.createExperiment({ saveBreakpoints: true });
+    for (let r = 0; r < 3; r++) await handle.recordRound({ params: tensors(r, 1) });
+    const report = await gc({ root, retention: { keepLast: 1, keepEvery: null } });
+    t.deepEqual(
+      report.experiments[0]!.pruned.map((r) => r.round),
+      [0, 1],
+    );
+    // The handle has not seen the RoundsPruned: its retention and its next round fold it and go on.
+    const own = await applyRetention(handle, { retention: { keepLast: 1, keepEvery: null } });
+    t.deepEqual(
+      own.experiments[0]!.alreadyPruned.map((r) => r.round),
+      [0, 1],
+    );
+    await handle.recordRound({ params: tensors(3, 1) });
+    t.is(handle.roundCurrent(), 4);
+    await t.throwsAsync(handle.loadRound(0), { instanceOf: RoundPrunedError });
     await rl.close();
   },
 );
