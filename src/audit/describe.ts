@@ -1,9 +1,18 @@
 /** One-line, human-readable descriptions of history entries and experiment events. */
-import type { Actor, ExperimentEvent, Retention } from '../model/events.ts';
+import type { Actor, ExperimentEvent, Retention, RunOwner } from '../model/events.ts';
 import type { HistoryEntry, SettingsChange } from './history.ts';
 
 export function formatActor(by: Actor): string {
   return `${by.user}@${by.host} (pid ${by.pid})`;
+}
+
+/** The owner of a run: who, on which host, which process (and its start, telling a reused pid apart). */
+export function formatOwner(owner: RunOwner): string {
+  return `${owner.user}@${owner.host} (pid ${owner.pid}${owner.processStart === null ? '' : `, started ${owner.processStart}`})`;
+}
+
+function formatFailure(f: Readonly<{ round: number; attempt: number | null; code: string; message: string }>): string {
+  return `at round ${f.round}${f.attempt === null ? '' : ` attempt ${f.attempt}`}: ${f.code}: ${f.message}`;
 }
 
 export function formatMetrics(metrics: Readonly<Record<string, number>>): string {
@@ -123,6 +132,17 @@ export function describeEntry(entry: HistoryEntry): string {
       );
     case 'finished':
       return `finished after ${entry.roundCurrent} rounds`;
+    case 'run-started':
+      return (
+        `run ${entry.runId} started by ${formatOwner(entry.owner)}, heartbeat every ${formatDuration(entry.heartbeatMs)}` +
+        (entry.tookOver === null
+          ? ''
+          : `; took over run ${entry.tookOver.runId} of ${formatOwner(entry.tookOver.owner)}`)
+      );
+    case 'run-failed':
+      return `run ${entry.runId ?? '(no lease)'} failed ${formatFailure(entry)}`;
+    case 'run-ended':
+      return `run ${entry.runId} ended after ${entry.roundCurrent} rounds`;
   }
 }
 
@@ -179,5 +199,18 @@ export function describeEvent(event: ExperimentEvent): string {
       );
     case 'ExperimentFinished':
       return `after ${event.data.roundCurrent} rounds`;
+    case 'RunStarted':
+      return (
+        `run ${event.data.runId} by ${formatOwner(event.data.owner)}` +
+        (event.data.tookOver === null
+          ? ''
+          : `; took over run ${event.data.tookOver.runId} of ${formatOwner(event.data.tookOver.owner)}`)
+      );
+    case 'RunHeartbeat':
+      return `run ${event.data.runId} alive`;
+    case 'RunFailed':
+      return `run ${event.data.runId ?? '(no lease)'} failed ${formatFailure(event.data)}`;
+    case 'RunEnded':
+      return `run ${event.data.runId} ended after ${event.data.roundCurrent} rounds`;
   }
 }

@@ -5,13 +5,13 @@
  *
  * A round's `RoundStarted`, `NodeReplied`s and `RoundCompleted` make one `round` entry, at the
  * `RoundCompleted`. An attempt is aborted when its `RoundStarted` has no `RoundCompleted` of the
- * same round and attempt after it before the next `RoundStarted`, `Resumed` or `Rewound`: its
+ * same round and attempt after it before the next `RoundStarted`, `Resumed`, `Rewound` or `RunFailed`: its
  * `aborted` entry sits at its `RoundStarted`. An attempt with none of these after it is `started`
  * (still running, or its process stopped and nothing resumed the experiment yet).
  */
 import type { Observable } from 'rxjs';
 import type { RoundLog } from '../projections/index.ts';
-import type { Actor, Retention, SettingsChanged } from '../model/events.ts';
+import type { Actor, Retention, RunOwner, SettingsChanged } from '../model/events.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import {
@@ -80,7 +80,7 @@ export type AbortedEntry = Envelope &
     attempt: number;
     nodes: readonly string[];
     /** The event that ended the attempt without its `RoundCompleted`. */
-    endedBy: Readonly<{ type: 'RoundStarted' | 'Resumed' | 'Rewound'; position: bigint; time: Date }>;
+    endedBy: Readonly<{ type: 'RoundStarted' | 'Resumed' | 'Rewound' | 'RunFailed'; position: bigint; time: Date }>;
   }>;
 
 export type StartedEntry = Envelope &
@@ -116,6 +116,29 @@ export type PrunedEntry = Envelope &
 
 export type FinishedEntry = Envelope & Readonly<{ kind: 'finished'; roundCurrent: number }>;
 
+/** A process took the run lease (`RunStarted`); `tookOver` names a live-looking run it took over. */
+export type RunStartedEntry = Envelope &
+  Readonly<{
+    kind: 'run-started';
+    runId: string;
+    owner: RunOwner;
+    heartbeatMs: number;
+    tookOver: Readonly<{ runId: string; owner: RunOwner }> | null;
+  }>;
+
+/** A run ended with an error (`RunFailed`): its code and message, at round `round` (attempt, if one was open). */
+export type RunFailedEntry = Envelope &
+  Readonly<{
+    kind: 'run-failed';
+    runId: string | null;
+    round: number;
+    attempt: number | null;
+    code: string;
+    message: string;
+  }>;
+
+export type RunEndedEntry = Envelope & Readonly<{ kind: 'run-ended'; runId: string; roundCurrent: number }>;
+
 export type HistoryEntry =
   | CreatedEntry
   | RoundEntry
@@ -127,7 +150,10 @@ export type HistoryEntry =
   | ForkedEntry
   | SettingsEntry
   | PrunedEntry
-  | FinishedEntry;
+  | FinishedEntry
+  | RunStartedEntry
+  | RunFailedEntry
+  | RunEndedEntry;
 
 export type HistoryKind = HistoryEntry['kind'];
 
@@ -143,6 +169,9 @@ export const HISTORY_KINDS: readonly HistoryKind[] = Object.freeze([
   'settings',
   'pruned',
   'finished',
+  'run-started',
+  'run-failed',
+  'run-ended',
 ]);
 
 /** Who did what an entry records, when it records it. */
@@ -321,6 +350,23 @@ export class HistoryProjector {
         break;
       case 'ExperimentFinished':
         out.push({ kind: 'finished', roundCurrent: event.data.roundCurrent, ...at });
+        break;
+      case 'RunStarted': {
+        const { runId, owner, heartbeatMs, tookOver } = event.data;
+        out.push({ kind: 'run-started', runId, owner, heartbeatMs, tookOver, ...at });
+        break;
+      }
+      case 'RunHeartbeat':
+        break;
+      case 'RunFailed': {
+        // The attempt open when the run failed is aborted by it.
+        abortPending('RunFailed');
+        const { runId, round, attempt, code, message } = event.data;
+        out.push({ kind: 'run-failed', runId, round, attempt, code, message, ...at });
+        break;
+      }
+      case 'RunEnded':
+        out.push({ kind: 'run-ended', runId: event.data.runId, roundCurrent: event.data.roundCurrent, ...at });
         break;
     }
     return out;

@@ -6,7 +6,10 @@ import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts'
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { importModule, workspaceModule } from '../federated/load-module.ts';
-import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
+import { roundCurrent, upcast } from '../model/state.ts';
+import type { RunOwner } from '../model/events.ts';
+import type { ExperimentStatus } from '../model/status.ts';
+import { statusOf, type StatusOptions } from '../engine/lease.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -51,24 +54,24 @@ export type ExperimentListing = {
   id: string;
   roundCurrent: number;
   roundLimit: number | null;
-  status: 'created' | 'in progress' | 'interrupted' | 'finished';
+  /** `created`, `running`, `crashed`, `failed`, `stopped` or `finished` (`experimentStatus`). */
+  status: ExperimentStatus;
+  /** The open run (its lease): owner, since when, last sign of life (ISO times); null when none is open. */
+  run: { runId: string; owner: RunOwner; since: string; lastSeen: string } | null;
+  /** The last run's failure (until another run starts): code, message, where and when. */
+  failure: { code: string; message: string; round: number; attempt: number | null; at: string } | null;
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
   /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
   missingBreakpoints: number[];
 };
 
-export function statusOf(state: ExperimentState): ExperimentListing['status'] {
-  if (state.finished) return 'finished';
-  if (state.openAttempt !== null) return 'interrupted';
-  return roundCurrent(state) === 0 ? 'created' : 'in progress';
-}
-
 /** The experiments of a root; `options` says where its history is (default: its file log, or the environment's). */
 export async function listExperiments(
   root: string,
-  options: Omit<OpenRoundLogOptions, 'root'> = {},
+  options: Omit<OpenRoundLogOptions, 'root'> & { status?: StatusOptions } = {},
 ): Promise<ExperimentListing[]> {
-  const rl = await openRoundLog({ ...options, root });
+  const { status, ...roundLogOptions } = options;
+  const rl = await openRoundLog({ ...roundLogOptions, root });
   try {
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
@@ -91,7 +94,26 @@ export async function listExperiments(
         id: state.created!.experimentId,
         roundCurrent: roundCurrent(state),
         roundLimit: state.settings.roundLimit,
-        status: statusOf(state),
+        status: statusOf(state, status),
+        run:
+          state.run === null
+            ? null
+            : {
+                runId: state.run.runId,
+                owner: state.run.owner,
+                since: state.run.since.toISOString(),
+                lastSeen: state.run.lastSeen.toISOString(),
+              },
+        failure:
+          state.failure === null
+            ? null
+            : {
+                code: state.failure.code,
+                message: state.failure.message,
+                round: state.failure.round,
+                attempt: state.failure.attempt,
+                at: state.failure.timestamp.toISOString(),
+              },
         breakpoints,
       });
     }

@@ -384,7 +384,17 @@ export class ExperimentHandle {
    * `RoundsPruned`, a fork's `Forked`) are folded and the append made again after them; anything
    * else in between is a `ConcurrentModificationError`. Returns the recorded events of this append.
    */
-  async append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
+  append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
+    // One append at a time per handle (a run's heartbeat may come while a round appends).
+    const next = this.appending.then(() => this.appendNow(events));
+    this.appending = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Appends queued by `append`, one after the other. */
+  private appending: Promise<unknown> = Promise.resolve();
+
+  private async appendNow(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
     const recorded = await this.roundLog.withWriter(async (log) => {
       // Under the writer lock: retention in another process may have deleted a blob stored before it.
       await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);

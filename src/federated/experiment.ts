@@ -5,12 +5,21 @@
  * The work is in its own modules: one round in round.ts, the resume from a breakpoint in
  * resume.ts, the training plan's import and check in resolve-plan.ts.
  */
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { NoBreakpointError } from '../model/errors.ts';
-import { decideChangeSettings, decideFinish } from '../model/decide/index.ts';
+import {
+  decideChangeSettings,
+  decideEndRun,
+  decideFail,
+  decideFinish,
+  decideHeartbeat,
+  decideStartRun,
+} from '../model/decide/index.ts';
+import { ConcurrentModificationError } from '../model/errors.ts';
+import { currentOwner, DEFAULT_HEARTBEAT_MS } from '../engine/lease.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
 import type { StoreOptions } from '../engine/store.ts';
@@ -62,6 +71,11 @@ export type ExperimentOptions = {
    * multiple of it); the others' are deleted after each committed round (events stay). Default none.
    */
   retention?: Retention | null;
+  /**
+   * How often the run gives a sign of life (a `RunHeartbeat`) while it appends nothing else, in ms.
+   * Default 60 s. A run on another host silent for 3 intervals is taken for crashed.
+   */
+  heartbeatMs?: number;
 };
 
 export type LoadBreakpointOptions = {
@@ -76,6 +90,13 @@ export type LoadBreakpointOptions = {
   acceptPlanChange?: boolean;
   nodeTimeoutMs?: number;
   onRound?: (progress: RoundProgress) => void;
+  /**
+   * Take over the run of a process that still looks alive (`ExperimentRunningError` otherwise);
+   * recorded in the `RunStarted`. Only for a process you know is gone (e.g. on a lost machine).
+   */
+  takeOver?: boolean;
+  /** As for `Experiment.create`. */
+  heartbeatMs?: number;
 };
 
 export type RoundProgress = Readonly<{
@@ -97,7 +118,21 @@ export class Experiment {
     private readonly federation: Federation,
     private readonly nodeTimeoutMs: number,
     private readonly onRound: ((progress: RoundProgress) => void) | undefined,
-  ) {}
+    /** This process's run of the experiment (the `RunStarted` it appended). */
+    private readonly runId: string,
+    heartbeatMs: number,
+  ) {
+    // Gives a sign of life when the run appended nothing for a heartbeat interval; never keeps the process up.
+    this.heartbeatTimer = setInterval(() => {
+      const run = this.state.run;
+      if (run === null || run.runId !== this.runId) return;
+      if (Date.now() - run.lastSeen.getTime() < heartbeatMs / 2) return;
+      this.heartbeat().catch(() => undefined);
+    }, heartbeatMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private readonly heartbeatTimer: NodeJS.Timeout;
 
   /** The root's references, caught up before each retention run so it reads only the new events. */
   private retentionIndex: RootIndex | null = null;
@@ -136,6 +171,13 @@ export class Experiment {
         federated,
         retention,
       });
+      // The run lease: this process runs the new experiment.
+      const runId = randomUUID();
+      const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+      const owner = currentOwner(rl.actor);
+      await handle.append(
+        decideStartRun(handle.state, { runId, owner, heartbeatMs, liveness: 'unknown', now: new Date() }),
+      );
       return new Experiment(
         rl,
         handle,
@@ -143,6 +185,8 @@ export class Experiment {
         options.federation,
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
+        runId,
+        heartbeatMs,
       );
     } catch (error) {
       await rl.close();
@@ -159,10 +203,13 @@ export class Experiment {
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const rl = await openRoundLog(roundLogOptions(options));
     try {
+      const runId = randomUUID();
+      const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
       const { handle, plan, federation } = await resumeFromBreakpoint(rl, breakpointPath, {
         workspace,
         federation: options.federation,
         acceptPlanChange: options.acceptPlanChange ?? false,
+        run: { runId, owner: currentOwner(rl.actor), heartbeatMs, takeOver: options.takeOver ?? false },
       });
       return new Experiment(
         rl,
@@ -171,6 +218,8 @@ export class Experiment {
         federation,
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
+        runId,
+        heartbeatMs,
       );
     } catch (error) {
       await rl.close();
@@ -258,6 +307,10 @@ export class Experiment {
    * limit raises it; without, it stops at the limit. Returns the number of rounds run.
    */
   async run(options: { rounds?: number; increase?: boolean } = {}): Promise<number> {
+    return this.recordingFailure(() => this.runRounds(options));
+  }
+
+  private async runRounds(options: { rounds?: number; increase?: boolean }): Promise<number> {
     const limit = this.roundLimit();
     let rounds = options.rounds;
     if (rounds === undefined) {
@@ -271,7 +324,7 @@ export class Experiment {
       if (options.increase) await this.setRoundLimit(this.roundCurrent() + rounds);
       else rounds = Math.max(0, limit - this.roundCurrent());
     }
-    for (let i = 0; i < rounds; i++) await this.runOnce();
+    for (let i = 0; i < rounds; i++) await this.runOneRound();
     const finished = decideFinish(this.state);
     if (finished.length > 0) await this.handle.append(finished);
     return rounds;
@@ -279,6 +332,10 @@ export class Experiment {
 
   /** Runs one round: select nodes, train each locally, aggregate, commit; a failed node commits nothing. */
   async runOnce(): Promise<RoundRecord> {
+    return this.recordingFailure(() => this.runOneRound());
+  }
+
+  private async runOneRound(): Promise<RoundRecord> {
     const { rl, handle, plan, federation, nodeTimeoutMs } = this;
     const { record, nodes } = await runRound({ rl, handle, plan, federation, nodeTimeoutMs });
     if (this.state.settings.retention !== null) await this.applyRetention();
@@ -301,8 +358,45 @@ export class Experiment {
     return writeBreakpoint(this.handle, this.roundCurrent() - 1);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Records that the run is alive (`RunHeartbeat`). A timer calls it every `heartbeatMs` when the
+   * run appended nothing else meanwhile. `RunNotOwnedError` when another process took the run over.
+   */
+  async heartbeat(): Promise<void> {
+    await this.handle.append(decideHeartbeat(this.state, { runId: this.runId }));
+  }
+
+  /**
+   * Runs `work`; if it throws, records the error's code and message as a `RunFailed` (which ends
+   * this run's lease; the experiment's status is `failed`), then throws it on. Nothing is recorded
+   * when this process no longer holds the run (another process changed the experiment).
+   */
+  private async recordingFailure<T>(work: () => Promise<T>): Promise<T> {
     try {
+      return await work();
+    } catch (error) {
+      if (this.state.run?.runId === this.runId && !(error instanceof ConcurrentModificationError)) {
+        const e = error as { code?: unknown; name?: unknown; message?: unknown } | null;
+        const code =
+          typeof e?.code === 'string' && e.code !== '' ? e.code : typeof e?.name === 'string' ? e.name : 'Error';
+        const message = typeof e?.message === 'string' ? e.message : String(error);
+        await this.handle.append(decideFail(this.state, { code: code.slice(0, 200), message })).catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
+  /** Ends this process's run (`RunEnded`, unless it failed or was taken over), saves a snapshot, closes the log. */
+  async close(): Promise<void> {
+    clearInterval(this.heartbeatTimer);
+    try {
+      try {
+        const ended = decideEndRun(this.state, { runId: this.runId });
+        if (ended.length > 0) await this.handle.append(ended);
+      } catch (error) {
+        // Another process changed the experiment: its run is not this one's to end.
+        if (!(error instanceof ConcurrentModificationError)) throw error;
+      }
       await this.handle.snapshot();
     } finally {
       await this.rl.close();

@@ -5,7 +5,9 @@
  * plan, and recording the resume: the settings it brings back, the rounds after it superseded
  * (their folders moved aside), then `Resumed`.
  */
-import { decideResume } from '../model/decide/index.ts';
+import { decideResume, decideStartRun } from '../model/decide/index.ts';
+import { runLiveness } from '../engine/lease.ts';
+import type { RunOwner } from '../model/events.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -44,6 +46,8 @@ export type ResumeOptions = Readonly<{
   federation: FederationSource;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange: boolean;
+  /** The run this process starts (its lease, appended with the resume); `takeOver` a run that looks alive. */
+  run: Readonly<{ runId: string; owner: RunOwner; heartbeatMs: number; takeOver: boolean }>;
 }>;
 
 /** What an `Experiment` resumed from a breakpoint is made of. */
@@ -70,6 +74,17 @@ export async function resumeFromBreakpoint(
   // Every file is hashed once: against the log when the log knows the experiment, else on its own.
   if (handle === null) handle = await importBreakpoint(rl, folder, await readBreakpoint(folder));
   else await checkAgainstLog(rl, folder, handle.state);
+  // A run a live process holds is refused now, before the definition and the plan are imported
+  // (and again, atomically, by the append below).
+  const { runId, owner, heartbeatMs, takeOver } = options.run;
+  decideStartRun(handle.state, {
+    runId,
+    owner,
+    heartbeatMs,
+    takeOver,
+    liveness: runLiveness(handle.state),
+    now: new Date(),
+  });
   const recordedPlan = handle.state.settings.trainingPlan;
   if (recordedPlan === null) {
     const name = JSON.stringify(handle.state.folder);
@@ -89,10 +104,13 @@ export async function resumeFromBreakpoint(
     { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
     { actor: rl.actor },
   );
+  // The run lease, in the same append: refused (naming the owner) while a live process runs it.
+  const liveness = runLiveness(handle.state);
+  const lease = decideStartRun(handle.state, { runId, owner, heartbeatMs, takeOver, liveness, now: new Date() });
   const keep = manifest.round + 1;
   const superseded = events.some((e) => e.type === 'Rewound');
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
-  await handle.append(events);
+  await handle.append([...events, ...lease]);
   const experimentsDir = rl.layout.experiments;
   if (superseded) {
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);

@@ -1,5 +1,6 @@
 /** Typed errors of the experiment engine: history, resume, breakpoints. */
 import { RoundlogError } from '../errors.ts';
+import type { RunOwner } from './events.ts';
 
 /** A stream holds an event this release does not know (a newer release wrote it, or it was damaged). */
 export class UnknownEventError extends RoundlogError {
@@ -193,6 +194,43 @@ export class ExperimentExistsError extends RoundlogError {
     super(
       `experiment ${experimentId} (${folder}) already exists: its history starts with an ExperimentCreated; ` +
         `create the new experiment under a new id`,
+    );
+  }
+}
+
+/** The experiment is run by a live process (its run lease); only one process may run it. */
+export class ExperimentRunningError extends RoundlogError {
+  readonly code = 'EXPERIMENT_RUNNING' as const;
+  constructor(
+    readonly experiment: string,
+    readonly owner: RunOwner,
+    readonly since: Date,
+    readonly lastSeen: Date,
+  ) {
+    super(
+      `experiment ${experiment} is running: process ${owner.pid} on host ${owner.host} (user ${owner.user}) ` +
+        `has run it since ${since.toISOString()} (last sign of life ${lastSeen.toISOString()}); ` +
+        'stop that process first, or if you know it is gone, take the run over with --take-over ' +
+        '(library: takeOver: true), which is recorded',
+    );
+  }
+}
+
+/** This process no longer holds the experiment's run: another process took it over, or the run ended. */
+export class RunNotOwnedError extends RoundlogError {
+  readonly code = 'RUN_NOT_OWNED' as const;
+  constructor(
+    readonly experiment: string,
+    readonly runId: string,
+    /** The run that holds the experiment now, or null when none does. */
+    readonly current: Readonly<{ runId: string; owner: RunOwner }> | null,
+  ) {
+    super(
+      `this process's run ${runId} of experiment ${experiment} is over: ` +
+        (current === null
+          ? 'no run holds the experiment now; load it again to run it'
+          : `process ${current.owner.pid} on host ${current.owner.host} took it over (run ${current.runId}); ` +
+            'stop here and let that process run it'),
     );
   }
 }

@@ -155,6 +155,47 @@ export type RoundsPruned = Readonly<{
   by: Actor;
 }>;
 
+/**
+ * The process that holds an experiment's run lease. `processStart` tells a reused pid apart: on
+ * Linux the boot id and the start time of the process in clock ticks since boot (field 22 of
+ * `/proc/<pid>/stat`), `<boot id>:<ticks>`; null where the platform does not say.
+ */
+export type RunOwner = Readonly<{ user: string; host: string; pid: number; processStart: string | null }>;
+
+/**
+ * A process took the experiment's run lease: it runs the experiment until its `RunEnded` or
+ * `RunFailed`. Its rounds and `RunHeartbeat`s are its signs of life; `heartbeatMs` is how often it
+ * gives one while nothing else is appended. `tookOver` names a run that still looked alive and
+ * was taken over on request (`--take-over`); null otherwise.
+ */
+export type RunStarted = Readonly<{
+  v: 1;
+  runId: string;
+  owner: RunOwner;
+  heartbeatMs: number;
+  tookOver: Readonly<{ runId: string; owner: RunOwner }> | null;
+}>;
+
+/** The run is alive (written every `heartbeatMs` while the run appends nothing else). */
+export type RunHeartbeat = Readonly<{ v: 1; runId: string }>;
+
+/**
+ * The run ended with an error: its code (the `code` of a roundlog error, else the error's name)
+ * and message, and where it stood: `round` is `roundCurrent()` (the round being run), `attempt`
+ * the attempt open then (null when no round was started).
+ */
+export type RunFailed = Readonly<{
+  v: 1;
+  runId: string | null;
+  round: number;
+  attempt: number | null;
+  code: string;
+  message: string;
+}>;
+
+/** The run ended without error (its process closed the experiment). */
+export type RunEnded = Readonly<{ v: 1; runId: string; roundCurrent: number }>;
+
 export type ExperimentEvent =
   | { type: 'ExperimentCreated'; data: ExperimentCreated }
   | { type: 'RoundStarted'; data: RoundStarted }
@@ -166,7 +207,11 @@ export type ExperimentEvent =
   | { type: 'ForkedFrom'; data: ForkedFrom }
   | { type: 'Forked'; data: Forked }
   | { type: 'RoundsPruned'; data: RoundsPruned }
-  | { type: 'ExperimentFinished'; data: ExperimentFinished };
+  | { type: 'ExperimentFinished'; data: ExperimentFinished }
+  | { type: 'RunStarted'; data: RunStarted }
+  | { type: 'RunHeartbeat'; data: RunHeartbeat }
+  | { type: 'RunFailed'; data: RunFailed }
+  | { type: 'RunEnded'; data: RunEnded };
 
 export type ExperimentEventType = ExperimentEvent['type'];
 

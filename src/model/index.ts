@@ -11,4 +11,5 @@ export * from './rounds.ts';
 export * from './settings.ts';
 export * from './retention.ts';
 export * from './concurrent.ts';
+export * from './status.ts';
 export * from './decide/index.ts';

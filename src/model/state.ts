@@ -12,6 +12,8 @@ import type {
   ForkedFrom,
   Retention,
   RoundCompleted,
+  RunFailed,
+  RunOwner,
   TrainingPlanRef,
 } from './events.ts';
 import { UnknownEventError } from './errors.ts';
@@ -70,6 +72,13 @@ export type ExperimentState = Readonly<{
    */
   pruned: Readonly<Record<string, Readonly<{ round: number; position: bigint; timestamp: Date }>>>;
   finished: boolean;
+  /**
+   * The open run (a `RunStarted` without its `RunEnded` or `RunFailed`): its owner, when it
+   * started, and `lastSeen`, the time of its last sign of life (its start, a round event, a heartbeat).
+   */
+  run: Readonly<{ runId: string; owner: RunOwner; heartbeatMs: number; since: Date; lastSeen: Date }> | null;
+  /** The last run's failure, until another run starts: what `RunFailed` recorded, and when. */
+  failure: (Omit<RunFailed, 'v'> & Readonly<{ timestamp: Date }>) | null;
   /** Revision of the last event folded, or -1n before any. */
   revision: bigint;
   position: bigint;
@@ -79,7 +88,7 @@ export type ExperimentState = Readonly<{
  * Version of the shape of `ExperimentState`. Snapshots record it and are ignored when it differs:
  * change it whenever a field is added, removed or changes meaning.
  */
-export const STATE_SHAPE_VERSION = 2;
+export const STATE_SHAPE_VERSION = 3;
 
 export const initialState: ExperimentState = Object.freeze({
   created: null,
@@ -99,6 +108,8 @@ export const initialState: ExperimentState = Object.freeze({
   forks: Object.freeze([]),
   pruned: Object.freeze({}),
   finished: false,
+  run: null,
+  failure: null,
   revision: -1n,
   position: -1n,
 });
@@ -116,6 +127,10 @@ export const EXPERIMENT_EVENT_TYPES: readonly ExperimentEventType[] = Object.fre
   'Forked',
   'RoundsPruned',
   'ExperimentFinished',
+  'RunStarted',
+  'RunHeartbeat',
+  'RunFailed',
+  'RunEnded',
 ]);
 
 const KNOWN: ReadonlySet<string> = new Set<string>(EXPERIMENT_EVENT_TYPES);
@@ -193,6 +208,7 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       return;
     }
     case 'RoundStarted':
+      seen(d, recorded);
       d.openAttempt = { round: event.data.round, attempt: event.data.attempt, nodes: event.data.nodes };
       d.attempts[event.data.round] = Math.max(d.attempts[event.data.round] ?? 0, event.data.attempt);
       return;
@@ -217,6 +233,7 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       };
       d.openAttempt = null;
       d.finished = false;
+      seen(d, recorded);
       return;
     }
     case 'SettingsChanged': {
@@ -261,7 +278,33 @@ function apply(d: Draft, recorded: RecordedEvent): void {
     case 'ExperimentFinished':
       d.finished = true;
       return;
+    case 'RunStarted': {
+      const at = recorded.timestamp;
+      const { runId, owner, heartbeatMs } = event.data;
+      d.run = { runId, owner, heartbeatMs, since: at, lastSeen: at };
+      d.failure = null;
+      return;
+    }
+    case 'RunHeartbeat':
+      if (d.run !== null && d.run.runId === event.data.runId) seen(d, recorded);
+      return;
+    case 'RunFailed': {
+      const { v: _v, ...failure } = event.data;
+      d.failure = { ...failure, timestamp: recorded.timestamp };
+      // The failed attempt is over: the next start of the round is its next attempt.
+      d.openAttempt = null;
+      if (d.run !== null && (failure.runId === null || failure.runId === d.run.runId)) d.run = null;
+      return;
+    }
+    case 'RunEnded':
+      if (d.run !== null && d.run.runId === event.data.runId) d.run = null;
+      return;
   }
+}
+
+/** A sign of life of the open run. */
+function seen(d: Draft, recorded: RecordedEvent): void {
+  if (d.run !== null) d.run = { ...d.run, lastSeen: recorded.timestamp };
 }
 
 function importedRounds(created: ExperimentCreated, round: number, recorded: RecordedEvent): RoundRecord[] {

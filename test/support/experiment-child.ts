@@ -15,6 +15,8 @@
  *     With `gate`, the first node to start training in each round prints `training <round> <node>`
  *     and the process blocks until a line comes on stdin: by then the round's `RoundStarted` is
  *     durable and nothing else of the round is, so a SIGKILL sent on that line aborts the round.
+ *     With `throw:<round>`, the training of node hospital-b in round `<round>` throws
+ *     `Error('diverged: loss is NaN')` (the round fails with `NODE_FAILED`).
  *
  *   resume-wait <root> [hold]
  *     Prints `ready`, waits for a line `go` on stdin, loads the last breakpoint, prints
@@ -81,8 +83,24 @@ function readLineSync(): string {
  * The example federation; with a gate, reading a node's data for training (which the facade does
  * only after `RoundStarted` is durable) announces the round and waits for the parent once per round.
  */
-function federation(gate: { round: number; open: number } | null): Federation {
+function federation(gate: { round: number; open: number } | null, throwAt: number | null = null): Federation {
   const plain = syntheticClinicalFederation({ seed: FEDERATION_SEED });
+  if (throwAt !== null) {
+    // `gate` only tells the round here (the run loop sets it); nothing blocks.
+    return {
+      nodes: plain.nodes.map((node) => ({
+        id: node.id,
+        datasets: node.datasets.map((dataset) => ({
+          id: dataset.id,
+          tags: dataset.tags,
+          get data() {
+            if (node.id === 'hospital-b' && gate?.round === throwAt) throw new Error('diverged: loss is NaN');
+            return dataset.data;
+          },
+        })),
+      })),
+    };
+  }
   if (gate === null) return plain;
   return {
     nodes: plain.nodes.map((node) => ({
@@ -157,8 +175,9 @@ async function run(args: string[]): Promise<void> {
     throw new Error('usage: experiment-child run <root> <seed> <rounds|all> <roundLimit> [gate]');
   }
   const maxRounds = roundsArg === 'all' ? Infinity : Number(roundsArg);
-  const gate = gateArg === 'gate' ? { round: -1, open: -1 } : null;
-  const nodes = federation(gate);
+  const throwAt = gateArg?.startsWith('throw:') ? Number(gateArg.slice('throw:'.length)) : null;
+  const gate = gateArg === 'gate' || throwAt !== null ? { round: -1, open: -1 } : null;
+  const nodes = federation(gate, throwAt);
   // Loaded now (the facade's own import of it is then a cache hit), so that a kill on `opening`
   // lands in the writes of creating or resuming, not in module loading before any of them.
   await import('../../examples/logistic-regression/plan.ts');

@@ -66,6 +66,11 @@ export const resume = defineCommand({
       default: false,
       describe: "continue even if the training plan's source changed (the change is recorded)",
     },
+    'take-over': {
+      type: 'boolean',
+      default: false,
+      describe: 'take over the run of a process that still looks alive (recorded); only when you know it is gone',
+    },
   },
   readsRoot: true,
   run: async (args, { global, io }) => {
@@ -76,6 +81,7 @@ export const resume = defineCommand({
         ...experimentStore(global),
         workspace,
         acceptPlanChange: args['accept-plan-change'],
+        takeOver: args['take-over'],
         federation: async (config) => {
           const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
           if (!ref) {
@@ -139,6 +145,18 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
     breakpoints(e),
   ]);
   for (const line of table(['folder', 'id', 'rounds', 'status', 'breakpoints'], rows)) io.out(line);
+  for (const e of listing) {
+    if (e.run !== null && (e.status === 'running' || e.status === 'crashed')) {
+      const o = e.run.owner;
+      const what = e.status === 'running' ? 'run by' : 'was run by (process gone)';
+      io.out(`${e.folder}: ${what} ${o.user}@${o.host} pid ${o.pid} since ${e.run.since}, last seen ${e.run.lastSeen}`);
+    }
+    if (e.status === 'failed' && e.failure !== null) {
+      const f = e.failure;
+      const where = `round ${f.round}${f.attempt === null ? '' : ` attempt ${f.attempt}`}`;
+      io.out(`${e.folder}: failed at ${where} (${f.at}): ${f.code}: ${f.message}`);
+    }
+  }
   for (const e of listing.filter((x) => x.breakpoints.length > 0)) {
     io.out('');
     io.out(`${e.folder}:`);

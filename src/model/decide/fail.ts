@@ -1,36 +1,56 @@
 /**
- * A round attempt failed (a node failed or timed out, training threw): nothing is recorded. Its
- * `RoundStarted` stays in the log without a `RoundCompleted`: an aborted attempt, which replay
- * ignores and audit shows; the next start of the round gets the next attempt number.
+ * A run failed (a node failed or timed out, training threw, anything the run could not go on
+ * after): a `RunFailed` records the error's code and message and where the run stood, and ends the
+ * run's lease. A round attempt open then stays without its `RoundCompleted` (an aborted attempt,
+ * which replay ignores and audit shows with this cause); the next start of the round gets the next
+ * attempt number.
  */
 import { InvalidArgumentError } from '../../errors.ts';
 import type { ExperimentEvent } from '../events.ts';
-import type { ExperimentState } from '../state.ts';
+import { roundCurrent, type ExperimentState } from '../state.ts';
 import { requireCreated } from './context.ts';
 
-export type FailRound = {
-  round: number;
-  attempt: number;
-  /** The node that failed. */
-  node: string;
-  reason: string;
+export type FailRun = {
+  /** The error's `code` (a roundlog error's), else its name (`TypeError`). */
+  code: string;
+  message: string;
 };
 
+/** Longest message recorded (characters); a longer one is cut, marked with `…`. */
+export const FAILURE_MESSAGE_MAX = 4000;
+
 /**
- * Decides no event for a failed attempt, after checking it is the attempt open in the state.
+ * Decides `[RunFailed]` for the open run (or, with none open, for a loop that holds no lease:
+ * `runId` null), at `roundCurrent()` and the attempt open for it (null when none is).
  *
- * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` when `round` and `attempt` are not
- * those of the open attempt (no round started, or another one).
+ * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` when `code` is not a non-empty
+ * string of at most 200 characters or `message` is not a string.
  */
-export function decideFail(state: ExperimentState, command: FailRound): readonly ExperimentEvent[] {
-  const created = requireCreated(state, 'fail a round');
-  const open = state.openAttempt;
-  if (open === null || open.round !== command.round || open.attempt !== command.attempt) {
-    const rule =
-      open === null
-        ? `must name the open attempt of experiment ${created.folder}, which has none (no round started)`
-        : `must name the open attempt of experiment ${created.folder}: round ${open.round}, attempt ${open.attempt}`;
-    throw new InvalidArgumentError('attempt', rule, { round: command.round, attempt: command.attempt });
+export function decideFail(state: ExperimentState, command: FailRun): readonly ExperimentEvent[] {
+  requireCreated(state, 'record a failure');
+  if (typeof command.code !== 'string' || command.code.length === 0 || command.code.length > 200) {
+    throw new InvalidArgumentError('code', 'must be a non-empty string of at most 200 characters', command.code);
   }
-  return [];
+  if (typeof command.message !== 'string') {
+    throw new InvalidArgumentError('message', 'must be a string', command.message);
+  }
+  const round = roundCurrent(state);
+  const open = state.openAttempt;
+  const message =
+    command.message.length > FAILURE_MESSAGE_MAX
+      ? `${command.message.slice(0, FAILURE_MESSAGE_MAX - 1)}…`
+      : command.message;
+  return [
+    {
+      type: 'RunFailed',
+      data: {
+        v: 1,
+        runId: state.run?.runId ?? null,
+        round,
+        attempt: open !== null && open.round === round ? open.attempt : null,
+        code: command.code,
+        message,
+      },
+    },
+  ];
 }

@@ -10,12 +10,13 @@ import { decideChangeSettings, type ChangeSettings } from './change-settings.ts'
 import { decideCompleteRound, type CompleteRound } from './complete-round.ts';
 import type { DecideContext } from './context.ts';
 import { decideCreate, type CreateExperiment } from './create.ts';
-import { decideFail, type FailRound } from './fail.ts';
+import { decideFail, type FailRun } from './fail.ts';
 import { decideFinish, type FinishExperiment } from './finish.ts';
 import { decideFork, decideForked, type ForkExperiment, type RecordFork } from './fork.ts';
 import { decidePrune, type PruneRounds } from './prune.ts';
 import { decideResume, type ResumeExperiment } from './resume.ts';
 import { decideRewind, type RewindExperiment } from './rewind.ts';
+import { decideEndRun, decideHeartbeat, decideStartRun, type RunCommand, type StartRun } from './run.ts';
 import { decideStartRound, type StartRound } from './start-round.ts';
 
 export { decideChangeSettings, type ChangeSettings } from './change-settings.ts';
@@ -23,7 +24,8 @@ export { decideCompleteRound, type CompleteRound } from './complete-round.ts';
 export { requireCreated, type DecideContext } from './context.ts';
 export { checkReason, checkRoundLimit, checkSeed } from './checks.ts';
 export { checkFolderName, decideCreate, type CreateExperiment } from './create.ts';
-export { decideFail, type FailRound } from './fail.ts';
+export { decideFail, FAILURE_MESSAGE_MAX, type FailRun } from './fail.ts';
+export { decideEndRun, decideHeartbeat, decideStartRun, type RunCommand, type StartRun } from './run.ts';
 export { decideFinish, type FinishExperiment } from './finish.ts';
 export {
   decideFork,
@@ -44,14 +46,17 @@ export type ExperimentCommand =
   | ({ type: 'CreateExperiment' } & CreateExperiment)
   | ({ type: 'StartRound' } & StartRound)
   | ({ type: 'CompleteRound' } & CompleteRound)
-  | ({ type: 'FailRound' } & FailRound)
+  | ({ type: 'FailRun' } & FailRun)
   | ({ type: 'ChangeSettings' } & ChangeSettings)
   | ({ type: 'ResumeExperiment' } & ResumeExperiment)
   | ({ type: 'RewindExperiment' } & RewindExperiment)
   | ({ type: 'ForkExperiment' } & ForkExperiment)
   | ({ type: 'RecordFork' } & RecordFork)
   | ({ type: 'FinishExperiment' } & FinishExperiment)
-  | ({ type: 'PruneRounds' } & PruneRounds);
+  | ({ type: 'PruneRounds' } & PruneRounds)
+  | ({ type: 'StartRun' } & StartRun)
+  | ({ type: 'Heartbeat' } & RunCommand)
+  | ({ type: 'EndRun' } & RunCommand);
 
 export type ExperimentCommandType = ExperimentCommand['type'];
 
@@ -80,7 +85,7 @@ export function decide(
       return decideStartRound(state, command);
     case 'CompleteRound':
       return decideCompleteRound(state, command);
-    case 'FailRound':
+    case 'FailRun':
       return decideFail(state, command);
     case 'ChangeSettings':
       return decideChangeSettings(state, command, actor());
@@ -96,5 +101,11 @@ export function decide(
       return decideFinish(state, command);
     case 'PruneRounds':
       return decidePrune(state, command, actor());
+    case 'StartRun':
+      return decideStartRun(state, command);
+    case 'Heartbeat':
+      return decideHeartbeat(state, command);
+    case 'EndRun':
+      return decideEndRun(state, command);
   }
 }

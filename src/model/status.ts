@@ -1,0 +1,45 @@
+/**
+ * The status of an experiment, a pure function of its state, of what is known of its run's owner
+ * process, and of the time: `created`, `running`, `crashed`, `failed`, `stopped` or `finished`.
+ *
+ * The run lease is the open `RunStarted` in the state. Whether its owner process is alive is asked
+ * of the operating system by the caller where it can be (same host: pid and process start time,
+ * `src/engine/lease.ts`). Where it cannot (another host, e.g. EventStoreDB users on several
+ * machines), the heartbeat decides: a run with no sign of life for `LEASE_STALE_HEARTBEATS`
+ * heartbeat intervals is taken for crashed.
+ */
+import type { ExperimentState } from './state.ts';
+
+export type ExperimentStatus = 'created' | 'running' | 'crashed' | 'failed' | 'stopped' | 'finished';
+
+/** What the operating system says of the run's owner process; `unknown` on another host. */
+export type OwnerLiveness = 'alive' | 'dead' | 'unknown';
+
+/** Heartbeat intervals without a sign of life after which a run whose liveness is unknown is crashed. */
+export const LEASE_STALE_HEARTBEATS = 3;
+
+export type StatusContext = Readonly<{ liveness: OwnerLiveness; now: Date }>;
+
+/**
+ * - `running`: a run is open and its owner is alive (or, liveness unknown, gave a sign of life
+ *   within `LEASE_STALE_HEARTBEATS` heartbeat intervals);
+ * - `crashed`: a run is open and its owner is gone (or silent for longer), or an attempt was left
+ *   open by a process that held no lease;
+ * - `finished`: at its round limit (`ExperimentFinished`), no run open;
+ * - `failed`: the last run ended with an error (`state.failure` says which);
+ * - `created`: no round completed and no run open; `stopped`: rounds completed, no run open.
+ */
+export function experimentStatus(state: ExperimentState, context: StatusContext): ExperimentStatus {
+  const run = state.run;
+  if (run !== null) {
+    if (context.liveness === 'alive') return 'running';
+    if (context.liveness === 'dead') return 'crashed';
+    return context.now.getTime() - run.lastSeen.getTime() <= LEASE_STALE_HEARTBEATS * run.heartbeatMs
+      ? 'running'
+      : 'crashed';
+  }
+  if (state.finished) return 'finished';
+  if (state.failure !== null) return 'failed';
+  if (state.openAttempt !== null) return 'crashed';
+  return state.rounds.length === 0 ? 'created' : 'stopped';
+}
