@@ -5,11 +5,11 @@
  * touches its environment, so tests call it in process; typed roundlog errors print as
  * `roundlog: <message>` and exit 1, usage errors exit 2.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { storeOf } from '../engine/store.ts';
 import { RoundlogError } from '../errors.ts';
-import { RootNotFoundError } from '../root.ts';
+import { checkRoot } from '../root.ts';
 import { UsageError, processIo, type Io } from './args.ts';
 import { globalOptions, type Command } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
@@ -50,13 +50,10 @@ async function runCommand(
     throw new UsageError(`${path.map((c) => c.name).join(' ')} needs a subcommand: one of ${names}`);
   }
   const global = globalOptions(args, io);
+  // A command that reads a root refuses a folder that is not one (typed error), creating nothing.
   // On EventStoreDB the history is in the store: a new local root is only where folders go.
-  if (
-    path.some((c) => c.readsRoot) &&
-    storeOf({ store: global.store, env: global.env }) === null &&
-    !existsSync(global.root)
-  ) {
-    throw new RootNotFoundError(global.root);
+  if (path.some((c) => c.readsRoot) && storeOf({ store: global.store, env: global.env }) === null) {
+    await checkRoot(global.root);
   }
   return command.run(args, { global, io, extra });
 }
