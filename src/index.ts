@@ -1,6 +1,15 @@
 /** roundlog: crash-proof, rewindable, auditable round logs for round-based training experiments. */
 export { RoundlogError, InvalidArgumentError, ClosedError, MissingDependencyError } from './errors.ts';
-export { resolveRoot, rootLayout } from './root.ts';
+export {
+  NotARootError,
+  ROOT_MARKER_FILE,
+  RootMarkerInvalidError,
+  RootNotADirectoryError,
+  RootNotFoundError,
+  checkRoot,
+  resolveRoot,
+  rootLayout,
+} from './root.ts';
 export * from './log/index.ts';
 export type { FileLogStats } from './log/file/options.ts';
 export type {

@@ -136,6 +136,9 @@ class LogScanner {
     { id: string; folder: string; registered: boolean; held: AuditEvent[] }
   >();
 
+  /** Streams whose first event is not `ExperimentCreated`. */
+  private readonly foreign = new Set<string>();
+
   constructor(private readonly filter: EventFilter) {}
 
   push(recorded: RecordedEvent): AuditEvent[] {
@@ -155,9 +158,15 @@ class LogScanner {
       known.registered = true;
       return known.held.splice(0);
     }
-    if (!recorded.stream.startsWith('experiment-')) return [];
-    const event = upcast(recorded);
+    // An experiment's stream starts with `ExperimentCreated`; any other stream (written into the log
+    // by other code, such as the README's library example) is not read as one.
+    if (this.foreign.has(recorded.stream)) return [];
     let known = this.experiments.get(recorded.stream);
+    if (known === undefined && recorded.type !== 'ExperimentCreated') {
+      this.foreign.add(recorded.stream);
+      return [];
+    }
+    const event = upcast(recorded);
     if (known === undefined) {
       if (event.type !== 'ExperimentCreated') return [];
       known = { id: event.data.experimentId, folder: event.data.folder, registered: false, held: [] };

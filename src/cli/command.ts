@@ -134,6 +134,8 @@ export function storeOptions(global: GlobalOptions): OpenRoundLogOptions & { roo
   return {
     root: global.root,
     env: global.env,
+    // Commands open an existing root; only `run` and `demo` create one (through Experiment.create).
+    createRoot: false,
     ...(global.store === undefined ? {} : { store: global.store }),
     ...(global.blobs === undefined ? {} : { blobs: global.blobs }),
     ...(global.namespace === undefined ? {} : { namespace: global.namespace }),

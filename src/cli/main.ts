@@ -5,11 +5,11 @@
  * touches its environment, so tests call it in process; typed roundlog errors print as
  * `roundlog: <message>` and exit 1, usage errors exit 2.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { storeOf } from '../engine/store.ts';
 import { RoundlogError } from '../errors.ts';
-import { RootNotFoundError } from '../root.ts';
+import { checkRoot } from '../root.ts';
 import { UsageError, processIo, type Io } from './args.ts';
 import { globalOptions, type Command } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
@@ -50,13 +50,10 @@ async function runCommand(
     throw new UsageError(`${path.map((c) => c.name).join(' ')} needs a subcommand: one of ${names}`);
   }
   const global = globalOptions(args, io);
+  // A command that reads a root refuses a folder that is not one (typed error), creating nothing.
   // On EventStoreDB the history is in the store: a new local root is only where folders go.
-  if (
-    path.some((c) => c.readsRoot) &&
-    storeOf({ store: global.store, env: global.env }) === null &&
-    !existsSync(global.root)
-  ) {
-    throw new RootNotFoundError(global.root);
+  if (path.some((c) => c.readsRoot) && storeOf({ store: global.store, env: global.env }) === null) {
+    await checkRoot(global.root);
   }
   return command.run(args, { global, io, extra });
 }
@@ -71,14 +68,38 @@ function invokedDirectly(): boolean {
   }
 }
 
+/**
+ * The process's I/O, for a reader that may go away (`roundlog run … | head -1`, `roundlog events … |
+ * head`): once a write finds stdout closed, output ends quietly (later lines are dropped, no EPIPE, no stack
+ * trace) and the command goes on, so a run keeps training and committing rounds to its end; a
+ * `--follow` stops at its next line (through `signal`) as it would on Ctrl-C, since nobody reads
+ * it any more (as `tail -f | head -1` does, it learns of the closed pipe only when it writes).
+ * Likewise for stderr. Returns the `Io` and whether stdout was closed.
+ */
+export function pipeSafeProcessIo(): Io {
+  const stdoutClosed = new AbortController();
+  const open = { stdout: true, stderr: true };
+  const onError = (name: 'stdout' | 'stderr') => (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+    open[name] = false;
+    if (name === 'stdout') stdoutClosed.abort();
+  };
+  process.stdout.on('error', onError('stdout'));
+  process.stderr.on('error', onError('stderr'));
+  return {
+    ...processIo,
+    out: (line) => {
+      if (open.stdout && !process.stdout.destroyed) process.stdout.write(`${line}\n`);
+    },
+    err: (line) => {
+      if (open.stderr && !process.stderr.destroyed) process.stderr.write(`${line}\n`);
+    },
+    signal: stdoutClosed.signal,
+  };
+}
+
 if (invokedDirectly()) {
-  // The reader of the output went away (`roundlog ls | head -1`): nothing left to print to, and
-  // nothing went wrong, so stop quietly instead of dying on an unhandled EPIPE.
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
-    process.exit(0);
-  });
-  main(process.argv.slice(2)).then((code) => {
+  main(process.argv.slice(2), pipeSafeProcessIo()).then((code) => {
     process.exitCode = code;
   });
 }

@@ -10,6 +10,12 @@ import { blobRefsIn } from './blob-refs.ts';
 import { forkProtectedPositions, type RoundRef } from '../model/retention.ts';
 
 type StreamEntry = {
+  /**
+   * Whether the stream is an experiment's: its first event is `ExperimentCreated`. Other streams
+   * (written into the log by other code, such as the README's library example) are never folded as
+   * experiments; every blob they reference is held.
+   */
+  experiment: boolean;
   state: ExperimentState;
   /** Blobs of `NodeReplied` events waiting for their `RoundCompleted` (same atomic append). */
   pending: string[];
@@ -70,7 +76,11 @@ export class RootIndex {
         if (event.type === 'ExperimentRegistered') this.registry.push(event.data as ExperimentRegistered);
         continue;
       }
-      const entry = this.entry(event.stream);
+      const entry = this.entry(event.stream, event.type);
+      if (!entry.experiment) {
+        this.hold(entry, event.data, event.type);
+        continue;
+      }
       const position = String(event.position);
       if (event.type !== 'NodeReplied' && event.type !== 'RoundCompleted' && entry.pending.length > 0) {
         // Replies not followed by their round: never deleted, as nothing says which round they are.
@@ -98,11 +108,9 @@ export class RootIndex {
         default:
           this.hold(entry, event.data, event.type);
       }
-      if (event.stream.startsWith('experiment-')) {
-        let list = byStream.get(event.stream);
-        if (list === undefined) byStream.set(event.stream, (list = []));
-        list.push(event);
-      }
+      let list = byStream.get(event.stream);
+      if (list === undefined) byStream.set(event.stream, (list = []));
+      list.push(event);
     }
     for (const [stream, list] of byStream) {
       const entry = this.streams.get(stream)!;
@@ -176,10 +184,17 @@ export class RootIndex {
     return out;
   }
 
-  private entry(stream: string): StreamEntry {
+  private entry(stream: string, firstType: string): StreamEntry {
     let entry = this.streams.get(stream);
     if (entry === undefined) {
-      entry = { state: initialState, pending: [], permanent: new Map(), rounds: new Map(), pruned: new Set() };
+      entry = {
+        experiment: firstType === 'ExperimentCreated',
+        state: initialState,
+        pending: [],
+        permanent: new Map(),
+        rounds: new Map(),
+        pruned: new Set(),
+      };
       this.streams.set(stream, entry);
     }
     return entry;

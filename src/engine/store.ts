@@ -12,7 +12,7 @@ import type { BlobStore } from '../blobs/types.ts';
 import { InvalidArgumentError, MissingDependencyError, isMissingPackage } from '../errors.ts';
 import { openFileEventLog } from '../log/file/index.ts';
 import type { EventLog } from '../log/types.ts';
-import { rootLayout } from '../root.ts';
+import { checkRoot, prepareRoot, rootLayout } from '../root.ts';
 
 /** The EventStoreDB driver: an optional peer dependency, installed only by those who use an esdb:// store. */
 const ESDB_DRIVER = '@eventstore/db-client';
@@ -37,6 +37,11 @@ export type StoreOptions = {
   lockWaitMs?: number;
   clock?: () => Date;
   newId?: () => string;
+  /**
+   * File log only. `true` (the default): the root is created if needed and given its marker.
+   * `false`: the root must already be one (`checkRoot`), and nothing is created in it by opening.
+   */
+  createRoot?: boolean;
 };
 
 /** How the engine reaches the log, whatever the backend. */
@@ -85,6 +90,8 @@ export async function openStore(root: string, options: StoreOptions = {}): Promi
         blobsOption,
       );
     }
+    if (options.createRoot === false) await checkRoot(root);
+    else await prepareRoot(root);
     const blobsDir = path.resolve(blobsOption ?? rootLayout(root).blobs);
     return {
       log: fileLogAccess(root, options),

@@ -101,6 +101,12 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
           historyProblems.push({ experiment: '(registry)', stream: REGISTRY_STREAM, reason: (error as Error).message });
       }
       const known = new Set((await log.listStreams()).streams.map((s) => s.stream));
+      // Streams of other code (the README's library example writes one) are tolerated by every command.
+      const registered = new Set(registry.map((e) => e.stream));
+      for (const stream of known) {
+        if (stream === REGISTRY_STREAM || registered.has(stream) || stream.startsWith('roundlog.')) continue;
+        notes.push(`stream ${stream} is not a registered experiment of this root (written by other code); ignored`);
+      }
       for (const entry of registry) {
         if (!known.has(entry.stream)) {
           notes.push(`${entry.folder} is registered but has no history; nothing lists it`);

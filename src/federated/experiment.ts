@@ -29,7 +29,7 @@ import { breakpointFolderName, type FederatedSetup, type Retention } from '../mo
 import { deriveRng } from './rng.ts';
 import { currentParams, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { resolvePlan, type TrainingPlanLocation } from './resolve-plan.ts';
-import { resumeFromBreakpoint } from './resume.ts';
+import { resumeFromBreakpoint, type FederationSource } from './resume.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
@@ -83,9 +83,22 @@ export type LoadBreakpointOptions = {
   store?: StoreOptions['store'];
   blobs?: StoreOptions['blobs'];
   namespace?: StoreOptions['namespace'];
-  /** The nodes; or a function of the experiment's recorded `config` that builds them. */
-  federation: Federation | ((config: unknown) => Federation | Promise<Federation>);
+  /**
+   * The nodes; or a function of the experiment's recorded `config` (and of the workspace the
+   * resume uses) that builds them.
+   */
+  federation: FederationSource;
+  /**
+   * Where the training plan's (and a definition's) module paths are resolved. Default: the
+   * workspace the experiment recorded when it was created, else (older experiments) the current
+   * directory. Not recorded: it applies to this resume only.
+   */
   workspace?: string;
+  /**
+   * The current directory, used where no workspace is given or recorded (experiments recorded
+   * before workspaces were, and the workspace recorded by an import). Default: `process.cwd()`.
+   */
+  cwd?: string;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange?: boolean;
   nodeTimeoutMs?: number;
@@ -160,6 +173,7 @@ export class Experiment {
         trainingArgs: options.trainingArgs ?? {},
         aggregator: { name: aggregator.name, config: aggregator.config },
         strategy: { name: strategy.name, config: strategy.config },
+        workspace,
       };
       const handle = await rl.createExperiment({
         ...(options.experimentationFolder === undefined ? {} : { folder: options.experimentationFolder }),
@@ -200,13 +214,14 @@ export class Experiment {
    * the current directory. State is rebuilt from the log and checked against the folder.
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
-    const workspace = path.resolve(options.workspace ?? process.cwd());
+    const workspace = options.workspace === undefined ? null : path.resolve(options.workspace);
     const rl = await openRoundLog(roundLogOptions(options));
     try {
       const runId = randomUUID();
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
       const { handle, plan, federation } = await resumeFromBreakpoint(rl, breakpointPath, {
         workspace,
+        cwd: path.resolve(options.cwd ?? process.cwd()),
         federation: options.federation,
         acceptPlanChange: options.acceptPlanChange ?? false,
         run: { runId, owner: currentOwner(rl.actor), heartbeatMs, takeOver: options.takeOver ?? false },

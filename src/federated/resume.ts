@@ -18,7 +18,7 @@ import {
   NoBreakpointError,
   RoundPrunedError,
 } from '../model/errors.ts';
-import { breakpointFolderName } from '../model/events.ts';
+import { breakpointFolderName, recordedWorkspace } from '../model/events.ts';
 import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
@@ -37,12 +37,18 @@ import {
 import { resolvePlan } from './resolve-plan.ts';
 import type { Federation, TrainingPlan } from './training-plan.ts';
 
-/** The nodes; or a function of the experiment's recorded `config` that builds them. */
-export type FederationSource = Federation | ((config: unknown) => Federation | Promise<Federation>);
+/** The nodes; or a function of the experiment's recorded `config` (and of the workspace in use) that builds them. */
+export type FederationSource =
+  Federation | ((config: unknown, context: { workspace: string }) => Federation | Promise<Federation>);
 
 export type ResumeOptions = Readonly<{
-  /** Absolute: the training plan's module is resolved against it. */
-  workspace: string;
+  /**
+   * Absolute: the training plan's module is resolved against it. Null: the workspace the
+   * experiment recorded, else (experiments recorded before workspaces were) the current directory.
+   */
+  workspace: string | null;
+  /** Absolute: the current directory, where no workspace is given or recorded. */
+  cwd: string;
   federation: FederationSource;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange: boolean;
@@ -72,7 +78,8 @@ export async function resumeFromBreakpoint(
     throw new RoundPrunedError(handle.state.folder, manifest.round, pruned.timestamp);
   }
   // Every file is hashed once: against the log when the log knows the experiment, else on its own.
-  if (handle === null) handle = await importBreakpoint(rl, folder, await readBreakpoint(folder));
+  if (handle === null)
+    handle = await importBreakpoint(rl, folder, await readBreakpoint(folder), options.workspace ?? options.cwd);
   else await checkAgainstLog(rl, folder, handle.state);
   // A run a live process holds is refused now, before the definition and the plan are imported
   // (and again, atomically, by the append below).
@@ -95,10 +102,13 @@ export async function resumeFromBreakpoint(
       folder,
     );
   }
+  const workspace = options.workspace ?? recordedWorkspace(handle.created) ?? options.cwd;
   const federation =
-    typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
+    typeof options.federation === 'function'
+      ? await options.federation(handle.created.config, { workspace })
+      : options.federation;
 
-  const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange);
+  const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange);
   const events = decideResume(
     handle.state,
     { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
@@ -248,7 +258,12 @@ async function checkAgainstLog(rl: RoundLog, folder: string, state: ExperimentSt
 }
 
 /** A breakpoint folder carried to a root whose log does not know it: a new experiment that starts from it. */
-async function importBreakpoint(rl: RoundLog, folder: string, manifest: BreakpointManifest): Promise<ExperimentHandle> {
+async function importBreakpoint(
+  rl: RoundLog,
+  folder: string,
+  manifest: BreakpointManifest,
+  workspace: string,
+): Promise<ExperimentHandle> {
   const params = await fs.readFile(path.join(folder, manifest.params.file));
   const { ref } = await rl.blobs.put(params, { encoding: manifest.params.encoding });
   let federated = manifest.experiment.federated;
@@ -258,6 +273,8 @@ async function importBreakpoint(rl: RoundLog, folder: string, manifest: Breakpoi
     const trainingPlan = { ...federated.trainingPlan, ...manifest.settings.trainingPlan, source: sourceRef };
     federated = { ...federated, trainingPlan };
   }
+  // The workspace of this resume, never one the carried folder names (a path of another machine).
+  if (federated !== null) federated = { ...federated, workspace };
   const manifestBytes = await fs.readFile(path.join(folder, MANIFEST_FILE));
   return rl.createExperiment({
     roundLimit: manifest.roundLimit,

@@ -53,6 +53,13 @@ export type FederatedSetup = Readonly<{
   trainingArgs: Readonly<Record<string, unknown>>;
   aggregator: ComponentRef;
   strategy: ComponentRef;
+  /**
+   * The workspace (absolute) the training plan's and the definition's module paths are relative
+   * to, so a resume from any directory finds them. Absent in events written before it was
+   * recorded: read it with `recordedWorkspace`, which gives null (resume then uses the current
+   * directory, as it did).
+   */
+  workspace?: string | null;
 }>;
 
 export type ImportedFrom = Readonly<{
@@ -231,6 +238,12 @@ export const EXPERIMENT_STREAM_PREFIX = 'experiment-';
 
 export function experimentStream(experimentId: string): string {
   return `${EXPERIMENT_STREAM_PREFIX}${experimentId}`;
+}
+
+/** The workspace an experiment recorded (the upcast of events without one: null). */
+export function recordedWorkspace(created: ExperimentCreated | null): string | null {
+  const workspace = created?.federated?.workspace;
+  return typeof workspace === 'string' && workspace !== '' ? workspace : null;
 }
 
 export function experimentFolderName(number: number): string {

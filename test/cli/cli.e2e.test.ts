@@ -2,6 +2,7 @@
 import test from 'ava';
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { openRoundLog } from '../../src/index.ts';
 import { roundlog, roundlogProcess } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -89,6 +90,7 @@ test('run a definition module with --rounds, then resume an experiment folder to
 
 test('usage errors exit 2 and say what to do; a missing stream is a clear error', async (t) => {
   const root = tempDir();
+  await (await openRoundLog({ root })).close(); // an empty root: its marker, no experiment
   const unknown = await roundlog(['frobnicate', '--root', root]);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /unknown command "frobnicate"/);

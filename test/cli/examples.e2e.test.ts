@@ -1,6 +1,11 @@
 /** The examples the README points to run as documented. */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { openFileBlobStore, openFileEventLog } from '../../src/index.ts';
 import { spawnTs } from '../support/child.ts';
+import { REPO, roundlog, roundlogJson } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -13,4 +18,96 @@ test('examples/quickstart.ts records rounds, reopens, and reads the last round b
   const stdout = run.lines.join('\n');
   t.regex(stdout, /last committed round: 1, loss 0\.27, weights \[0\.5, 1, 1\.5, 2, 2\.5, 3\]/);
   t.regex(stdout, /caught up at log position 1/);
+});
+
+/** The first TypeScript block after `heading` in the README, importing the package from this checkout. */
+function readmeBlock(heading: string): string {
+  const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const after = readme.slice(readme.indexOf(`\n${heading}\n`));
+  const block = /```ts\n([\s\S]*?)```/.exec(after)?.[1];
+  if (block === undefined) throw new Error(`no ts block after ${heading} in README.md`);
+  return block.replaceAll("from 'roundlog'", `from ${JSON.stringify(path.join(REPO, 'src/index.ts'))}`);
+}
+
+/** Runs a TypeScript file through tsx in `cwd`, to its end. */
+function runTs(file: string, cwd: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), file], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+/** Every command that reads every experiment of a root works on it, and verify finds nothing wrong. */
+async function assertRootHealthy(t: ExecutionContext, root: string): Promise<void> {
+  for (const args of [['ls'], ['audit'], ['audit', 'actions'], ['gc', '--dry-run', '--keep-last', '1'], ['verify']]) {
+    const result = await roundlog([...args, '--root', root]);
+    t.is(result.code, 0, `${args.join(' ')}: ${result.stderr}${result.stdout}`);
+    t.notRegex(result.stderr, /upgrade roundlog|unexpected error/, args.join(' '));
+  }
+  const history = await roundlog(['history', 'Experiment_0000', '--root', root]);
+  t.is(history.code, 0, history.stderr);
+}
+
+test("the README's library example runs beside a root in ./var and leaves that root healthy", async (t) => {
+  const workspace = tempDir();
+  const root = path.join(workspace, 'var');
+  const created = await roundlog([
+    'run',
+    'examples/logistic-regression/experiment.ts',
+    '--rounds',
+    '2',
+    '--root',
+    root,
+  ]);
+  t.is(created.code, 0, created.stderr);
+  const example = path.join(workspace, 'library-example.mts');
+  writeFileSync(example, readmeBlock('## Library'));
+  const { code, output } = await runTs(example, workspace);
+  t.is(code, 0, output);
+  t.regex(output, /caughtUp/);
+  t.true(existsSync(path.join(workspace, 'my-log', 'log')), 'the example writes its own folder');
+  await assertRootHealthy(t, root);
+  const streams = await roundlog(['streams', '--root', root]);
+  t.notRegex(streams.stdout, /^experiment-1\b/m, 'nothing of the example is in the root');
+});
+
+test('a stream of other code in the log of a root is ignored by every command and noted by verify', async (t) => {
+  const root = tempDir();
+  const created = await roundlog([
+    'run',
+    'examples/logistic-regression/experiment.ts',
+    '--rounds',
+    '2',
+    '--root',
+    root,
+  ]);
+  t.is(created.code, 0, created.stderr);
+  // The runnable quickstart writes its `experiment-1` stream (RoundCompleted events of its own shape) into the root.
+  const quickstart = spawnTs('../../examples/quickstart.ts', [root]);
+  t.is((await quickstart.exited).code, 0, quickstart.stderr());
+  const streams = await roundlog(['streams', '--root', root]);
+  t.regex(streams.stdout, /^experiment-1\b/m);
+  await assertRootHealthy(t, root);
+  const verify = await roundlog(['verify', '--root', root]);
+  t.regex(verify.stdout, /note: stream experiment-1 is not a registered experiment of this root/);
+  const audit = await roundlogJson<{ events: Array<{ stream: string }> }>(['audit', '--root', root]);
+  t.true(audit.events.length > 0);
+  t.false(audit.events.some((e) => e.stream === 'experiment-1'));
+  const gc = await roundlog(['gc', '--keep-last', '1', '--root', root]);
+  t.is(gc.code, 0, gc.stderr);
+  // gc deleted no blob the other stream references.
+  const log = await openFileEventLog({ dir: path.join(root, 'log'), readOnly: true });
+  const blobs = await openFileBlobStore({ dir: path.join(root, 'blobs') });
+  const { events } = await log.readStream('experiment-1');
+  t.is(events.length, 2);
+  for (const e of events) t.true(await blobs.has((e.data as { params: { sha256: string } }).params.sha256));
+  await blobs.close();
+  await log.close();
 });

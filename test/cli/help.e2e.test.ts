@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Command } from '../../src/cli/command.ts';
 import { COMMANDS } from '../../src/cli/commands/index.ts';
 import { roundlog, roundlogProcess, startRoundlog } from '../support/cli.ts';
+import { openRoundLog } from '../../src/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -187,6 +188,7 @@ test('a command that reads a root refuses one that does not exist, before and af
 
 test('resume of a path where nothing exists says so; a file is not a breakpoint folder', async (t) => {
   const root = tempDir();
+  await (await openRoundLog({ root })).close(); // an empty root: its marker, no experiment
   const missing = await roundlog(['resume', path.join(root, 'no-such-breakpoint'), '--root', root]);
   t.is(missing.code, 1);
   t.regex(missing.stderr, /nothing exists at this path/);

@@ -71,18 +71,22 @@ export const resume = defineCommand({
       default: false,
       describe: 'take over the run of a process that still looks alive (recorded); only when you know it is gone',
     },
+    workspace: {
+      type: 'string',
+      describe: 'resolve the definition and training plan modules against DIR (default: the workspace recorded by run)',
+    },
   },
   readsRoot: true,
   run: async (args, { global, io }) => {
-    const workspace = global.cwd;
     const experiment = await Experiment.loadBreakpoint(
-      args.path === undefined ? undefined : path.resolve(workspace, args.path),
+      args.path === undefined ? undefined : path.resolve(global.cwd, args.path),
       {
         ...experimentStore(global),
-        workspace,
+        ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
+        cwd: global.cwd,
         acceptPlanChange: args['accept-plan-change'],
         takeOver: args['take-over'],
-        federation: async (config) => {
+        federation: async (config, { workspace }) => {
           const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
           if (!ref) {
             throw new UsageError(
