@@ -1,5 +1,6 @@
 /** roundlog: crash-proof, rewindable, auditable round logs for round-based training experiments. */
 export { RoundlogError, InvalidArgumentError, ClosedError, MissingDependencyError } from './errors.ts';
+export { PathOutsideError, NotARegularFileError, FileTooLargeError } from './confine.ts';
 export { resolveRoot, rootLayout } from './root.ts';
 export * from './log/index.ts';
 export type { FileLogStats } from './log/file/options.ts';

@@ -9,6 +9,7 @@ import { decideResume } from '../model/decide/index.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readConfinedFile } from '../confine.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import {
   BreakpointCorruptError,
@@ -23,12 +24,14 @@ import {
   listBreakpointFolders,
   BREAKPOINT_FORMAT,
   MANIFEST_FILE,
+  MANIFEST_MAX_BYTES,
   checkBreakpointFolder,
   readManifestIfAny,
   readBreakpoint,
   removeStaleTemps,
   roundOfFolder,
   supersedeBreakpoints,
+  throwFirstProblem,
   writeBreakpoint,
   type BreakpointManifest,
 } from '../projections/breakpoints/index.ts';
@@ -83,7 +86,9 @@ export async function resumeFromBreakpoint(
   const federation =
     typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
 
-  const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange);
+  // Code is never imported from the folder being resumed, nor from the folder named to find it.
+  const carried = breakpointPath === undefined ? [folder] : [folder, path.resolve(breakpointPath)];
+  const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange, carried);
   const events = decideResume(
     handle.state,
     { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
@@ -225,22 +230,47 @@ async function peekManifest(folder: string): Promise<BreakpointManifest> {
  */
 async function checkAgainstLog(rl: RoundLog, folder: string, state: ExperimentState): Promise<void> {
   const { problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
-  const first = problems[0];
-  if (first !== undefined) throw new BreakpointCorruptError(folder, first.file, first.reason);
+  throwFirstProblem(folder, problems);
+}
+
+/**
+ * A file a carried folder's manifest names (`field`): a plain name of a regular file in the folder,
+ * listed in its `files`, read once and checked against the listed SHA-256 (the bytes returned are
+ * the bytes hashed).
+ */
+async function readListedFile(
+  folder: string,
+  manifest: BreakpointManifest,
+  file: unknown,
+  field: string,
+): Promise<Buffer> {
+  const bytes = await readConfinedFile(folder, file, field, { plainName: true });
+  const expected = Object.hasOwn(manifest.files, file as string) ? manifest.files[file as string] : undefined;
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual !== expected) {
+    throw new BreakpointCorruptError(
+      folder,
+      file as string,
+      `has SHA-256 ${actual}, the manifest lists ${expected === undefined ? 'no such file' : expected}`,
+    );
+  }
+  return bytes;
 }
 
 /** A breakpoint folder carried to a root whose log does not know it: a new experiment that starts from it. */
 async function importBreakpoint(rl: RoundLog, folder: string, manifest: BreakpointManifest): Promise<ExperimentHandle> {
-  const params = await fs.readFile(path.join(folder, manifest.params.file));
+  // Everything the folder's data names is confined to it and read as checked: the bytes stored are
+  // the ones hashed, never a file outside the folder, a FIFO or a device.
+  const manifestBytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES });
+  const params = await readListedFile(folder, manifest, manifest.params.file, 'params.file');
   const { ref } = await rl.blobs.put(params, { encoding: manifest.params.encoding });
   let federated = manifest.experiment.federated;
   if (federated !== null && manifest.trainingPlan !== null) {
-    const source = await fs.readFile(path.join(folder, manifest.trainingPlan.file));
+    const source = await readListedFile(folder, manifest, manifest.trainingPlan.file, 'trainingPlan.file');
     const { ref: sourceRef } = await rl.blobs.put(source, { encoding: 'text/source' });
     const trainingPlan = { ...federated.trainingPlan, ...manifest.settings.trainingPlan, source: sourceRef };
     federated = { ...federated, trainingPlan };
   }
-  const manifestBytes = await fs.readFile(path.join(folder, MANIFEST_FILE));
   return rl.createExperiment({
     roundLimit: manifest.roundLimit,
     seed: manifest.experiment.seed,
