@@ -9,7 +9,7 @@ import { decideResume } from '../model/decide/index.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { readConfinedFile } from '../confine.ts';
+import { readConfinedFile, resolvedPath, samePath } from '../confine.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import {
   BreakpointCorruptError,
@@ -87,7 +87,7 @@ export async function resumeFromBreakpoint(
     typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
 
   // Code is never imported from the folder being resumed, nor from the folder named to find it.
-  const carried = breakpointPath === undefined ? [folder] : [folder, path.resolve(breakpointPath)];
+  const carried = breakpointPath === undefined ? [folder] : [folder, await resolvedPath(breakpointPath)];
   const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange, carried);
   const events = decideResume(
     handle.state,
@@ -115,11 +115,16 @@ type Located = Readonly<{
   renamed: string | null;
 }>;
 
-/** Finds the breakpoint a path names (or, with none, the root's last) and the experiment it belongs to. */
+/**
+ * Finds the breakpoint a path names (or, with none, the root's last) and the experiment it belongs
+ * to. Which folder is which is decided on resolved paths: a root or a folder reached through a
+ * symlink is the same folder as its real path.
+ */
 async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined): Promise<Located> {
   const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
-  if (latest === null) await refusePrunedPath(rl, path.resolve(breakpointPath!));
-  let folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
+  const target = breakpointPath === undefined ? null : await resolvedPath(breakpointPath);
+  if (latest === null) await refusePrunedPath(rl, target!);
+  let folder = latest?.folder ?? (await breakpointFolderOf(target!));
   let manifest = await peekManifest(folder);
   const handle =
     latest?.handle ??
@@ -130,11 +135,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const experimentsDir = rl.layout.experiments;
   // An experiment folder means its latest breakpoint, which the log knows better than the
   // folder: a crash may have come between the last round's commit and its folder.
-  if (
-    latest === null &&
-    handle !== null &&
-    path.resolve(breakpointPath!) === path.join(experimentsDir, handle.state.folder)
-  ) {
+  if (latest === null && handle !== null && (await samePath(target!, path.join(experimentsDir, handle.state.folder)))) {
     const round = lastBreakpointRound(handle.state);
     if (round !== null && round > manifest.round) {
       folder = await writeBreakpoint(handle, round);
@@ -144,7 +145,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const experimentDir = path.dirname(folder);
   const renamed =
     handle !== null &&
-    path.dirname(experimentDir) === experimentsDir &&
+    (await samePath(path.dirname(experimentDir), experimentsDir)) &&
     path.basename(experimentDir) !== handle.state.folder
       ? path.basename(experimentDir)
       : null;

@@ -13,6 +13,7 @@ import {
   PathOutsideError,
   checkPlainName,
   readConfinedFile,
+  resolvedPath,
 } from '../../confine.ts';
 import type { RoundlogError } from '../../errors.ts';
 import { BreakpointCorruptError } from '../../model/errors.ts';
@@ -187,7 +188,9 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
       );
     }
   }
-  if (options.root !== undefined && text.includes(JSON.stringify(options.root).slice(1, -1))) {
+  // The root as typed and as it resolves (a root reached through a symlink has two absolute paths).
+  const roots = options.root === undefined ? [] : [...new Set([options.root, await resolvedPath(options.root)])];
+  if (roots.some((root) => text.includes(JSON.stringify(root).slice(1, -1)))) {
     problem(
       MANIFEST_FILE,
       `holds the absolute path of the root (${options.root}); breakpoint folders hold only relative paths`,
