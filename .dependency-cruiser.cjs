@@ -5,7 +5,7 @@
  * `npm run lint:deps` fails on any import that runs upward, and on an import cycle.
  */
 const layers = [
-  { name: 'base', path: '^src/(errors|durable|version|root)\\.ts$|^src/(log|blobs|codec|types)/' },
+  { name: 'base', path: '^src/(errors|durable|version|root|confine)\\.ts$|^src/(log|blobs|codec|types)/' },
   { name: 'model', path: '^src/model/' },
   { name: 'engine', path: '^src/engine/' },
   { name: 'projections', path: '^src/projections/' },

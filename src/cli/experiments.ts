@@ -5,7 +5,7 @@ import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../pr
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
-import { importModule, workspaceModule } from '../federated/load-module.ts';
+import { confinedModule, importModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
@@ -22,9 +22,16 @@ export function displayPath(target: string, cwd: string = process.cwd()): string
   return relative === '' || relative.startsWith('..') || path.isAbsolute(relative) ? target : relative;
 }
 
-/** Imports an experiment definition module (path relative to the workspace). */
-export async function importDefinition(workspace: string, ref: DefinitionRef): Promise<ExperimentDefinition> {
-  const file = workspaceModule(workspace, ref.module);
+/**
+ * Imports an experiment definition module (path relative to the workspace, confined to it: never
+ * from a root's data areas, from `forbidden` (the folder being resumed) or from a breakpoint folder).
+ */
+export async function importDefinition(
+  workspace: string,
+  ref: DefinitionRef,
+  forbidden: readonly string[] = [],
+): Promise<ExperimentDefinition> {
+  const file = await confinedModule(workspace, ref.module, 'definition.module', forbidden);
   const module = (await importModule(file).catch((error: unknown) => {
     throw new UsageError(`cannot import the experiment definition ${ref.module}: ${(error as Error).message}`);
   })) as Record<string, unknown>;

@@ -10,6 +10,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { resolvedPath } from '../confine.ts';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -256,7 +257,10 @@ class StoreRoundLog implements RoundLog {
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
       const { entries } = await readRegistryStream(log);
-      const id = (await this.experimentAt(experiment)) ?? experiment;
+      // A path is named by what it resolves to: a folder reached through a symlink is its real folder.
+      const isPath = experiment.includes('/') || experiment.includes(path.sep);
+      const named = isPath ? await resolvedPath(experiment) : experiment;
+      const id = (await this.experimentAt(named)) ?? named;
       const candidates = [
         ...entries.filter((e) => e.experimentId === id || e.stream === id),
         ...entries.filter((e) => e.folder === path.basename(id)),

@@ -10,10 +10,13 @@
  *
  * Failures are a `ModuleLoadError` naming the file and what to do.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { PathOutsideError, isInside, resolvedPath } from '../confine.ts';
 import { RoundlogError } from '../errors.ts';
+import { MANIFEST_FILE } from '../model/manifest.ts';
+import type { RootLayout } from '../root.ts';
 import { PACKAGE_ROOT } from '../version.ts';
 
 /** A module could not be imported: the file, why, and what to do. */
@@ -110,4 +113,77 @@ export function workspaceModule(workspace: string, module: string): string {
   if (!normalized.startsWith('examples/')) return file;
   const shipped = path.join(PACKAGE_ROOT, normalized);
   return existsSync(shipped) ? shipped : file;
+}
+
+/**
+ * The folders of a root that hold data, never code: a module inside one of them is never imported.
+ */
+export function dataAreas(layout: RootLayout): string[] {
+  return [layout.experiments, layout.replays, layout.log, layout.blobs, layout.snapshots];
+}
+
+/**
+ * The file of a module path that comes from data (an experiment's recorded definition or training
+ * plan module, or one given to create it), confined: a relative path that resolves, symlinks
+ * resolved, inside the workspace (or, for `examples/…`, roundlog's shipped examples), not inside
+ * any of `forbidden` (a root's data areas, the folder being resumed), and in no breakpoint folder
+ * (no folder between it and the workspace holds a `breakpoint.json`). Anything else is a
+ * `PathOutsideError` naming `field` and the value, before the file is read or imported.
+ */
+export async function confinedModule(
+  workspace: string,
+  module: unknown,
+  field: string,
+  forbidden: readonly string[] = [],
+): Promise<string> {
+  if (typeof module !== 'string' || module.length === 0 || module.includes('\0')) {
+    throw new PathOutsideError(field, module, workspace, null, 'must be a module path relative to the workspace');
+  }
+  if (path.isAbsolute(module) || /^[A-Za-z]:[\\/]/.test(module)) {
+    throw new PathOutsideError(
+      field,
+      module,
+      workspace,
+      null,
+      `is absolute; modules are recorded relative to the workspace (${workspace}) and resolved inside it`,
+    );
+  }
+  const file = workspaceModule(workspace, module);
+  const real = await resolvedPath(file);
+  const bases = [await resolvedPath(workspace), await resolvedPath(path.join(PACKAGE_ROOT, 'examples'))];
+  const base = bases.find((b) => isInside(b, real) && b !== real);
+  if (base === undefined) {
+    throw new PathOutsideError(
+      field,
+      module,
+      workspace,
+      real,
+      `leads outside the workspace ${workspace}: modules are imported only from the workspace`,
+    );
+  }
+  for (const area of forbidden) {
+    if (isInside(await resolvedPath(area), real)) {
+      throw new PathOutsideError(
+        field,
+        module,
+        area,
+        real,
+        `is inside ${area}: code is never imported from a root's data or a breakpoint folder, ` +
+          'only from the workspace; it must be in the workspace, not inside an experiment or breakpoint folder',
+      );
+    }
+  }
+  for (let dir = path.dirname(real); dir !== base && isInside(base, dir); dir = path.dirname(dir)) {
+    if ((await fs.lstat(path.join(dir, MANIFEST_FILE)).catch(() => null)) !== null) {
+      throw new PathOutsideError(
+        field,
+        module,
+        dir,
+        real,
+        `is inside the breakpoint folder ${dir}: code is never imported from a breakpoint folder, ` +
+          'only from the workspace; it must be in the workspace, not inside an experiment or breakpoint folder',
+      );
+    }
+  }
+  return real;
 }

@@ -3,11 +3,11 @@
  * experiment folder), its source hashed and stored, and checked against the plan the log records.
  * Creating an experiment records the plan; resuming one checks it.
  */
-import { importModule, workspaceModule } from './load-module.ts';
+import { confinedModule, dataAreas, importModule, workspaceModule } from './load-module.ts';
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { InvalidArgumentError } from '../errors.ts';
+import { readRegularFile } from '../confine.ts';
+import { InvalidArgumentError, RoundlogError } from '../errors.ts';
 import { TrainingPlanChangedError } from '../model/errors.ts';
 import type { TrainingPlanRef } from '../model/events.ts';
 import type { RoundLog } from '../projections/index.ts';
@@ -17,28 +17,27 @@ import type { TrainingPlan } from './training-plan.ts';
 export type TrainingPlanLocation = Readonly<{ module: string; export?: string }>;
 
 /**
- * Imports the training plan from the workspace (never from a breakpoint or experiment folder)
- * and hashes its source; a source that differs from `recorded` is refused unless accepted.
+ * Imports the training plan from the workspace (never from a breakpoint or experiment folder, nor
+ * from `forbidden`: the folder being resumed) and hashes its source; a source that differs from
+ * `recorded` is refused unless accepted. The module path is confined (`confinedModule`) before
+ * anything is read.
  */
 export async function resolvePlan(
   rl: RoundLog,
   workspace: string,
   location: TrainingPlanLocation | TrainingPlanRef,
   acceptChange = false,
+  forbidden: readonly string[] = [],
 ): Promise<{ plan: TrainingPlan; ref: TrainingPlanRef }> {
-  const file = workspaceModule(workspace, location.module);
-  const experiments = rl.layout.experiments;
-  if (file === experiments || file.startsWith(experiments + path.sep)) {
-    throw new InvalidArgumentError(
-      'trainingPlan.module',
-      'must be in the workspace, not inside an experiment or breakpoint folder',
-      location.module,
-    );
-  }
+  const file = await confinedModule(workspace, location.module, 'trainingPlan.module', [
+    ...dataAreas(rl.layout),
+    ...forbidden,
+  ]);
   let source: Buffer;
   try {
-    source = await fs.readFile(file);
+    source = await readRegularFile(file, 'trainingPlan.module');
   } catch (error) {
+    if (error instanceof RoundlogError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     const reason = `must name a readable module (${code} at ${file})`;
     throw new InvalidArgumentError('trainingPlan.module', reason, location.module);
@@ -58,7 +57,9 @@ export async function resolvePlan(
     );
   }
   const { ref: sourceRef } = await rl.blobs.put(source, { encoding: 'text/source' });
-  const inWorkspace = file === path.resolve(workspace, location.module);
-  const relative = inWorkspace ? path.relative(workspace, file).split(path.sep).join('/') : location.module;
+  // Recorded as the path was given, relative to the workspace (a shipped example keeps its `examples/…`).
+  const given = path.resolve(workspace, location.module);
+  const inWorkspace = workspaceModule(workspace, location.module) === given;
+  const relative = inWorkspace ? path.relative(workspace, given).split(path.sep).join('/') : location.module;
   return { plan, ref: { module: relative, export: exportName, sha256, source: sourceRef } };
 }

@@ -11,6 +11,7 @@ import type { RunOwner } from '../model/events.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readConfinedFile, resolvedPath, samePath } from '../confine.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import {
   BreakpointCorruptError,
@@ -25,12 +26,14 @@ import {
   listBreakpointFolders,
   BREAKPOINT_FORMAT,
   MANIFEST_FILE,
+  MANIFEST_MAX_BYTES,
   checkBreakpointFolder,
   readManifestIfAny,
   readBreakpoint,
   removeStaleTemps,
   roundOfFolder,
   supersedeBreakpoints,
+  throwFirstProblem,
   writeBreakpoint,
   type BreakpointManifest,
 } from '../projections/breakpoints/index.ts';
@@ -108,7 +111,9 @@ export async function resumeFromBreakpoint(
       ? await options.federation(handle.created.config, { workspace })
       : options.federation;
 
-  const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange);
+  // Code is never imported from the folder being resumed, nor from the folder named to find it.
+  const carried = breakpointPath === undefined ? [folder] : [folder, await resolvedPath(breakpointPath)];
+  const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange, carried);
   const events = decideResume(
     handle.state,
     { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
@@ -138,11 +143,16 @@ type Located = Readonly<{
   renamed: string | null;
 }>;
 
-/** Finds the breakpoint a path names (or, with none, the root's last) and the experiment it belongs to. */
+/**
+ * Finds the breakpoint a path names (or, with none, the root's last) and the experiment it belongs
+ * to. Which folder is which is decided on resolved paths: a root or a folder reached through a
+ * symlink is the same folder as its real path.
+ */
 async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined): Promise<Located> {
   const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
-  if (latest === null) await refusePrunedPath(rl, path.resolve(breakpointPath!));
-  let folder = latest?.folder ?? (await breakpointFolderOf(path.resolve(breakpointPath!)));
+  const target = breakpointPath === undefined ? null : await resolvedPath(breakpointPath);
+  if (latest === null) await refusePrunedPath(rl, target!);
+  let folder = latest?.folder ?? (await breakpointFolderOf(target!));
   let manifest = await peekManifest(folder);
   const handle =
     latest?.handle ??
@@ -153,11 +163,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const experimentsDir = rl.layout.experiments;
   // An experiment folder means its latest breakpoint, which the log knows better than the
   // folder: a crash may have come between the last round's commit and its folder.
-  if (
-    latest === null &&
-    handle !== null &&
-    path.resolve(breakpointPath!) === path.join(experimentsDir, handle.state.folder)
-  ) {
+  if (latest === null && handle !== null && (await samePath(target!, path.join(experimentsDir, handle.state.folder)))) {
     const round = lastBreakpointRound(handle.state);
     if (round !== null && round > manifest.round) {
       folder = await writeBreakpoint(handle, round);
@@ -167,7 +173,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const experimentDir = path.dirname(folder);
   const renamed =
     handle !== null &&
-    path.dirname(experimentDir) === experimentsDir &&
+    (await samePath(path.dirname(experimentDir), experimentsDir)) &&
     path.basename(experimentDir) !== handle.state.folder
       ? path.basename(experimentDir)
       : null;
@@ -253,8 +259,31 @@ async function peekManifest(folder: string): Promise<BreakpointManifest> {
  */
 async function checkAgainstLog(rl: RoundLog, folder: string, state: ExperimentState): Promise<void> {
   const { problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
-  const first = problems[0];
-  if (first !== undefined) throw new BreakpointCorruptError(folder, first.file, first.reason);
+  throwFirstProblem(folder, problems);
+}
+
+/**
+ * A file a carried folder's manifest names (`field`): a plain name of a regular file in the folder,
+ * listed in its `files`, read once and checked against the listed SHA-256 (the bytes returned are
+ * the bytes hashed).
+ */
+async function readListedFile(
+  folder: string,
+  manifest: BreakpointManifest,
+  file: unknown,
+  field: string,
+): Promise<Buffer> {
+  const bytes = await readConfinedFile(folder, file, field, { plainName: true });
+  const expected = Object.hasOwn(manifest.files, file as string) ? manifest.files[file as string] : undefined;
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual !== expected) {
+    throw new BreakpointCorruptError(
+      folder,
+      file as string,
+      `has SHA-256 ${actual}, the manifest lists ${expected === undefined ? 'no such file' : expected}`,
+    );
+  }
+  return bytes;
 }
 
 /** A breakpoint folder carried to a root whose log does not know it: a new experiment that starts from it. */
@@ -264,18 +293,20 @@ async function importBreakpoint(
   manifest: BreakpointManifest,
   workspace: string,
 ): Promise<ExperimentHandle> {
-  const params = await fs.readFile(path.join(folder, manifest.params.file));
+  // Everything the folder's data names is confined to it and read as checked: the bytes stored are
+  // the ones hashed, never a file outside the folder, a FIFO or a device.
+  const manifestBytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES });
+  const params = await readListedFile(folder, manifest, manifest.params.file, 'params.file');
   const { ref } = await rl.blobs.put(params, { encoding: manifest.params.encoding });
   let federated = manifest.experiment.federated;
   if (federated !== null && manifest.trainingPlan !== null) {
-    const source = await fs.readFile(path.join(folder, manifest.trainingPlan.file));
+    const source = await readListedFile(folder, manifest, manifest.trainingPlan.file, 'trainingPlan.file');
     const { ref: sourceRef } = await rl.blobs.put(source, { encoding: 'text/source' });
     const trainingPlan = { ...federated.trainingPlan, ...manifest.settings.trainingPlan, source: sourceRef };
     federated = { ...federated, trainingPlan };
   }
   // The workspace of this resume, never one the carried folder names (a path of another machine).
   if (federated !== null) federated = { ...federated, workspace };
-  const manifestBytes = await fs.readFile(path.join(folder, MANIFEST_FILE));
   return rl.createExperiment({
     roundLimit: manifest.roundLimit,
     seed: manifest.experiment.seed,

@@ -13,6 +13,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BlobRef } from '../blobs/types.ts';
+import { checkPlainName, resolvesInside, samePath } from '../confine.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { breakpointFolderName, type Actor, type Rewound } from '../model/events.ts';
@@ -103,9 +104,9 @@ export async function replayRound(rl: RoundLog, experiment: string, options: Rep
   const folder = handle.state.folder;
   const defaultOut = defaultReplayFolder(rl.root, folder, record.round, branch, record.position);
   const out = options.out === undefined ? defaultOut : path.resolve(options.out);
-  checkOutside(rl.layout, out);
+  await checkOutside(rl.layout, out);
   let written: { path: string; created: boolean };
-  if (out === defaultOut && branch === 'current') {
+  if (branch === 'current' && (await samePath(out, defaultOut))) {
     await setAsideStaleReplay(rl.root, folder, handle.id, record, out);
     // The projection's own rules, under <root>/replays: idempotent, written under a temp name.
     const ctx = { experimentsDir: rl.layout.replays, blobs: rl.blobs };
@@ -168,9 +169,13 @@ async function setAsideStaleReplay(
   await syncDir(path.dirname(out));
 }
 
-function checkOutside(layout: RootLayout, out: string): void {
+/**
+ * `--out` must not be in the root's experiments, log or blobs; decided on resolved paths, so a
+ * symlink into one of them (or a root reached through a symlink) is refused too.
+ */
+async function checkOutside(layout: RootLayout, out: string): Promise<void> {
   for (const area of [layout.experiments, layout.log, layout.blobs]) {
-    if (out === area || out.startsWith(area + path.sep)) {
+    if (await resolvesInside(area, out)) {
       throw new InvalidArgumentError(
         'out',
         `must not be inside ${area}: experiment folders are a projection of the log, ` +
@@ -223,7 +228,7 @@ async function writeBreakpointAt(
 }
 
 async function exists(file: string): Promise<boolean> {
-  return (await fs.stat(file).catch(() => null)) !== null;
+  return (await fs.lstat(file).catch(() => null)) !== null;
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -348,6 +353,7 @@ export type ForkResult = Readonly<{
  * gets a `Forked`. The child's breakpoint folder for the round is written, so `resume` continues it.
  */
 export async function forkExperiment(rl: RoundLog, experiment: string, options: ForkOptions): Promise<ForkResult> {
+  if (options.name !== undefined) checkPlainName(options.name, 'name', rl.layout.experiments);
   const parent = await rl.openExperiment(experiment);
   if (options.name !== undefined && (await exists(path.join(rl.layout.experiments, options.name)))) {
     throw new InvalidArgumentError(

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/model/errors.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
+import { PathOutsideError } from '../../src/confine.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -277,10 +278,9 @@ test('a training plan inside the experiments folder is refused: code is never im
     Experiment.create(
       options(root, { workspace: root, trainingPlan: { module: 'experiments/plan.ts', export: 'plan' } }),
     ),
-    {
-      instanceOf: InvalidArgumentError,
-    },
+    { instanceOf: PathOutsideError },
   );
+  t.is(error!.field, 'trainingPlan.module');
   t.regex(error!.message, /not inside an experiment or breakpoint folder/);
 });
 

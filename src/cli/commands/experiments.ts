@@ -1,6 +1,8 @@
 /** `roundlog run`, `resume` and `ls`: experiments from the command line. */
 import path from 'node:path';
 import { Experiment } from '../../federated/experiment.ts';
+import { dataAreas } from '../../federated/load-module.ts';
+import { rootLayout } from '../../root.ts';
 import { UsageError, positiveInt, table, type Io } from '../args.ts';
 import { defineCommand, storeOptions, type GlobalOptions } from '../command.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
@@ -30,7 +32,7 @@ export const run = defineCommand({
       .relative(workspace, path.resolve(workspace, args['definition-module']))
       .split(path.sep)
       .join('/');
-    const definition = await importDefinition(workspace, { module, export: 'default' });
+    const definition = await importDefinition(workspace, { module, export: 'default' }, dataFolders(global));
     const experiment = await Experiment.create({
       ...definition,
       federation: await definition.federation(),
@@ -78,27 +80,27 @@ export const resume = defineCommand({
   },
   readsRoot: true,
   run: async (args, { global, io }) => {
-    const experiment = await Experiment.loadBreakpoint(
-      args.path === undefined ? undefined : path.resolve(global.cwd, args.path),
-      {
-        ...experimentStore(global),
-        ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
-        cwd: global.cwd,
-        acceptPlanChange: args['accept-plan-change'],
-        takeOver: args['take-over'],
-        federation: async (config, { workspace }) => {
-          const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
-          if (!ref) {
-            throw new UsageError(
-              'this experiment was not created from a definition module; ' +
-                'resume it from your own code with Experiment.loadBreakpoint',
-            );
-          }
-          return (await importDefinition(workspace, ref)).federation();
-        },
-        onRound: (p) => io.out(progressLine(p, p.nodes.length)),
+    const target = args.path === undefined ? undefined : path.resolve(global.cwd, args.path);
+    // The definition is never imported from the root's data nor from the folder being resumed.
+    const forbidden = [...dataFolders(global), ...(target === undefined ? [] : [target])];
+    const experiment = await Experiment.loadBreakpoint(target, {
+      ...experimentStore(global),
+      ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
+      cwd: global.cwd,
+      acceptPlanChange: args['accept-plan-change'],
+      takeOver: args['take-over'],
+      federation: async (config, { workspace }) => {
+        const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
+        if (!ref) {
+          throw new UsageError(
+            'this experiment was not created from a definition module; ' +
+              'resume it from your own code with Experiment.loadBreakpoint',
+          );
+        }
+        return (await importDefinition(workspace, ref, forbidden)).federation();
       },
-    );
+      onRound: (p) => io.out(progressLine(p, p.nodes.length)),
+    });
     try {
       io.out(
         `resumed ${experiment.experimentationFolder()} (${experiment.id}) at round ${experiment.roundCurrent()}` +
@@ -120,6 +122,11 @@ export const ls = defineCommand({
   readsRoot: true,
   run: async (args, { global, io }) => listCommand(global, args.json, io),
 });
+
+/** The folders of the root that hold data, never code. */
+function dataFolders(global: GlobalOptions): string[] {
+  return dataAreas(rootLayout(storeOptions(global).root));
+}
 
 /** Where an experiment's history and parameters are, as `Experiment.create` and `loadBreakpoint` take it. */
 function experimentStore(global: GlobalOptions) {

@@ -7,6 +7,15 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import {
+  FileTooLargeError,
+  NotARegularFileError,
+  PathOutsideError,
+  checkPlainName,
+  readConfinedFile,
+  resolvedPath,
+} from '../../confine.ts';
+import type { RoundlogError } from '../../errors.ts';
 import { BreakpointCorruptError } from '../../model/errors.ts';
 import {
   BREAKPOINT_FORMAT,
@@ -17,10 +26,20 @@ import {
   type BreakpointManifest,
 } from '../../model/manifest.ts';
 import type { ExperimentState, RoundRecord } from '../../model/state.ts';
-import { roundOfAnyFolder } from './folder.ts';
+import { MANIFEST_MAX_BYTES, roundOfAnyFolder } from './folder.ts';
 
-/** One problem of a breakpoint folder: the file it is about (relative to the folder) and why. */
-export type FolderProblem = Readonly<{ file: string; round: number | null; reason: string }>;
+/**
+ * One problem of a breakpoint folder: the file it is about (relative to the folder) and why; for a
+ * path that leads out of the folder or a file that is not a regular file, the typed error too.
+ */
+export type FolderProblem = Readonly<{ file: string; round: number | null; reason: string; error?: RoundlogError }>;
+
+/** Whether an error is a confinement refusal (a path leading out, not a regular file, larger than stated). */
+function isConfinement(error: unknown): error is PathOutsideError | NotARegularFileError | FileTooLargeError {
+  return (
+    error instanceof PathOutsideError || error instanceof NotARegularFileError || error instanceof FileTooLargeError
+  );
+}
 
 export type CheckFolderOptions = Readonly<{
   /** The experiment's state: compare the folder with the log. Without it, the folder alone is checked. */
@@ -46,14 +65,22 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
   const problems: FolderProblem[] = [];
   const nameRound = roundOfAnyFolder(path.basename(folder));
   let round: number | null = nameRound;
-  const problem = (file: string, reason: string) => problems.push({ file, round, reason });
+  const problem = (file: string, reason: string, error?: RoundlogError) =>
+    problems.push(error === undefined ? { file, round, reason } : { file, round, reason, error });
   const done = (manifest: BreakpointManifest | null): FolderCheck => ({ manifest, round, problems });
+  /** A read refused by confinement is a problem carrying its typed error; any other failure, its code. */
+  const unreadable = (file: string, error: unknown, what: string) => {
+    if (isConfinement(error)) problem(file, error.message, error);
+    else problem(file, `${what} (${errorCode(error)})`);
+  };
 
   let text: string;
   try {
-    text = await fs.readFile(path.join(folder, MANIFEST_FILE), 'utf8');
+    text = (await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES })).toString(
+      'utf8',
+    );
   } catch (error) {
-    problem(MANIFEST_FILE, `cannot be read (${errorCode(error)})`);
+    unreadable(MANIFEST_FILE, error, 'cannot be read');
     return done(null);
   }
   let manifest: Record<string, unknown>;
@@ -86,9 +113,24 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     problem(MANIFEST_FILE, `says round ${show(manifest.round)}, the folder's name says round ${nameRound}`);
   }
 
-  const params = manifest.params as { file?: unknown; sha256?: unknown } | undefined;
+  const params = manifest.params as { file?: unknown; sha256?: unknown; bytes?: unknown } | undefined;
+  const plan = manifest.trainingPlan as { file?: unknown; module?: unknown } | null | undefined;
   const listed =
     manifest.files !== null && typeof manifest.files === 'object' ? (manifest.files as Record<string, unknown>) : null;
+  // The files the manifest names are plain names of files it lists: never a path out of the folder.
+  const named: Array<[string, unknown]> = [['params.file', params?.file]];
+  if (plan !== null && plan !== undefined) named.push(['trainingPlan.file', plan.file]);
+  for (const [field, value] of named) {
+    try {
+      checkPlainName(value, field, folder);
+    } catch (error) {
+      problem(MANIFEST_FILE, (error as PathOutsideError).message, error as PathOutsideError);
+      continue;
+    }
+    if (listed !== null && !Object.hasOwn(listed, value as string)) {
+      problem(MANIFEST_FILE, `${field} names ${JSON.stringify(value)}, which its list of files does not hold`);
+    }
+  }
   if (params?.file !== PARAMS_FILE || listed?.[PARAMS_FILE] !== params?.sha256) {
     problem(MANIFEST_FILE, `does not list the parameters file ${PARAMS_FILE} with the parameters' hash`);
   }
@@ -104,9 +146,14 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
       }
       let bytes: Buffer;
       try {
-        bytes = await fs.readFile(path.join(folder, file));
+        const stated = file === PARAMS_FILE && Number.isSafeInteger(params?.bytes) ? (params!.bytes as number) : null;
+        // A regular file inside the folder, never through a symlink out of it, at most its stated size.
+        bytes = await readConfinedFile(folder, file, file, {
+          plainName: true,
+          ...(stated === null ? {} : { maxBytes: stated }),
+        });
       } catch (error) {
-        problem(file, `is listed in the manifest but cannot be read (${errorCode(error)})`);
+        unreadable(file, error, 'is listed in the manifest but cannot be read');
         continue;
       }
       const actual = createHash('sha256').update(bytes).digest('hex');
@@ -121,7 +168,6 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
   }
 
   // No absolute path: the folder must stay relocatable.
-  const plan = manifest.trainingPlan as { file?: unknown; module?: unknown } | null | undefined;
   const settings = manifest.settings as { trainingPlan?: { module?: unknown } | null } | null | undefined;
   const experimentCreated = manifest.experiment as
     { folder?: unknown; federated?: { trainingPlan?: { module?: unknown } } | null } | null | undefined;
@@ -142,7 +188,9 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
       );
     }
   }
-  if (options.root !== undefined && text.includes(JSON.stringify(options.root).slice(1, -1))) {
+  // The root as typed and as it resolves (a root reached through a symlink has two absolute paths).
+  const roots = options.root === undefined ? [] : [...new Set([options.root, await resolvedPath(options.root)])];
+  if (roots.some((root) => text.includes(JSON.stringify(root).slice(1, -1)))) {
     problem(
       MANIFEST_FILE,
       `holds the absolute path of the root (${options.root}); breakpoint folders hold only relative paths`,
@@ -212,9 +260,18 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
  */
 export async function readBreakpoint(folder: string): Promise<BreakpointManifest> {
   const { manifest, problems } = await checkBreakpointFolder(folder);
-  const first = problems[0];
-  if (first !== undefined) throw new BreakpointCorruptError(folder, first.file, first.reason);
+  throwFirstProblem(folder, problems);
   return manifest!;
+}
+
+/**
+ * Throws the first problem of a folder: its own typed error for a path leading out of the folder
+ * or a file that is not a regular file, else a `BreakpointCorruptError` naming the file.
+ */
+export function throwFirstProblem(folder: string, problems: readonly FolderProblem[]): void {
+  const first = problems[0];
+  if (first === undefined) return;
+  throw first.error ?? new BreakpointCorruptError(folder, first.file, first.reason);
 }
 
 function errorCode(error: unknown): string {

@@ -7,12 +7,24 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { checkPlainName, readConfinedFile } from '../../confine.ts';
 import { syncDir } from '../../durable.ts';
 import { breakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
 
+/** The most bytes read from a `breakpoint.json`. */
+export const MANIFEST_MAX_BYTES = 256 * 1024 * 1024;
+
 /** Prefix of the temp folders a breakpoint is written under before it is renamed into place. */
 export const TEMP_PREFIX = '.tmp-';
+
+/**
+ * The folder of an experiment under `experimentsDir`: its name (from the log or an argument) must
+ * be a plain folder name, never a path that leads elsewhere (`PathOutsideError` naming it).
+ */
+export function experimentDir(experimentsDir: string, folder: string): string {
+  return path.join(experimentsDir, checkPlainName(folder, 'experiment folder', experimentsDir));
+}
 
 /** The round of a breakpoint folder's name (`breakpoint_0012` → 12), or null for any other name. */
 export function roundOfFolder(name: string): number | null {
@@ -37,10 +49,15 @@ export async function listSupersededFolders(experimentDir: string): Promise<stri
   return names.filter((name) => name.startsWith('breakpoint_')).sort();
 }
 
-/** The folder's manifest as JSON, unchecked, or null when it cannot be read or parsed. */
+/**
+ * The folder's manifest as JSON, unchecked, or null when it cannot be read or parsed, is not a
+ * regular file inside the folder (a FIFO is never waited on, a symlink out never followed), or is
+ * larger than a manifest can be.
+ */
 export async function readManifestIfAny(folder: string): Promise<BreakpointManifest | null> {
   try {
-    return JSON.parse(await fs.readFile(path.join(folder, MANIFEST_FILE), 'utf8')) as BreakpointManifest;
+    const bytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES });
+    return JSON.parse(bytes.toString('utf8')) as BreakpointManifest;
   } catch {
     return null;
   }

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readConfinedFile } from '../../confine.ts';
 import { RoundlogError } from '../../errors.ts';
 import type { RecordedEvent } from '../../log/types.ts';
 import type {
@@ -25,6 +26,7 @@ import type { ExperimentState } from '../../model/state.ts';
 import { checkBreakpointFolder } from './check.ts';
 import {
   TEMP_PREFIX,
+  experimentDir,
   foldersOfRounds,
   listBreakpointFolders,
   listSupersededFolders,
@@ -52,7 +54,7 @@ export function breakpointProjection(env: ProjectionEnv): Projection {
     project: (state, options) => projectOne(ctx, state, options.rebuild),
     verify: (experiments) => verifyFolders(env, experiments),
     viewsOfRounds: (state, positions) =>
-      foldersOfRounds(path.join(ctx.experimentsDir, state.folder), state.created!.experimentId, positions),
+      foldersOfRounds(experimentDir(ctx.experimentsDir, state.folder), state.created!.experimentId, positions),
     removeView: removeBreakpointFolder,
     experimentAt: experimentOfFolder,
   };
@@ -63,7 +65,7 @@ async function projectOne(
   state: ExperimentState,
   rebuild: boolean,
 ): Promise<ExperimentProjection> {
-  const dir = path.join(ctx.experimentsDir, state.folder);
+  const dir = experimentDir(ctx.experimentsDir, state.folder);
   const problems: string[] = [];
   const removed: string[] = [];
   const rescued: number[] = [];
@@ -148,7 +150,7 @@ async function giveBlobsBack(
   let restored = 0;
   for (const [file, sha256] of Object.entries(manifest.files ?? {})) {
     if (typeof sha256 !== 'string' || (await ctx.blobs.has(sha256).catch(() => false))) continue;
-    const bytes = await fs.readFile(path.join(folder, path.basename(file))).catch(() => null);
+    const bytes = await readConfinedFile(folder, file, file, { plainName: true }).catch(() => null);
     if (bytes === null || createHash('sha256').update(bytes).digest('hex') !== sha256) {
       missing.push(sha256);
       continue;
@@ -183,7 +185,7 @@ async function verifyFolders(
   for (const { folder: registered, state } of experiments) {
     const name = state?.folder ?? registered;
     folders.add(name);
-    const dir = path.join(env.layout.experiments, name);
+    const dir = experimentDir(env.layout.experiments, name);
     for (const child of await listBreakpointFolders(dir)) await check(path.join(dir, child), name, state, 'current');
     for (const child of await listNames(dir)) {
       if (child.startsWith(TEMP_PREFIX)) {

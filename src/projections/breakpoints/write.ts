@@ -16,6 +16,7 @@ import { MANIFEST_FILE, PARAMS_FILE, breakpointManifest } from '../../model/mani
 import { hasBreakpoint, type ExperimentState, type RoundRecord } from '../../model/state.ts';
 import {
   TEMP_PREFIX,
+  experimentDir,
   listBreakpointFolders,
   moveAside,
   readManifestIfAny,
@@ -40,7 +41,7 @@ export async function materializeBreakpoint(
   if (record === undefined) throw new Error(`experiment ${created.folder} has no completed round ${round}`);
   const pruned = state.pruned[String(record.position)];
   if (pruned !== undefined) throw new RoundPrunedError(created.folder, round, pruned.timestamp);
-  const dir = path.join(ctx.experimentsDir, experimentFolder ?? created.folder);
+  const dir = experimentDir(ctx.experimentsDir, experimentFolder ?? created.folder);
   const final = path.join(dir, breakpointFolderName(round));
   const existing = await readManifestIfAny(final);
   if (existing !== null) {
@@ -105,7 +106,7 @@ export async function projectExperiment(
   experimentFolder?: string,
 ): Promise<{ written: number }> {
   const folder = experimentFolder ?? state.folder;
-  const dir = path.join(ctx.experimentsDir, folder);
+  const dir = experimentDir(ctx.experimentsDir, folder);
   await removeStaleTemps(dir);
   const wanted = new Map(wantedRounds(state).map((record) => [breakpointFolderName(record.round), record]));
   for (const name of await listBreakpointFolders(dir)) {
@@ -140,7 +141,7 @@ export async function missingBreakpoints(
   state: ExperimentState,
   experimentFolder?: string,
 ): Promise<number[]> {
-  const dir = path.join(ctx.experimentsDir, experimentFolder ?? state.folder);
+  const dir = experimentDir(ctx.experimentsDir, experimentFolder ?? state.folder);
   const missing: number[] = [];
   for (const record of wantedRounds(state)) {
     const manifest = await readManifestIfAny(path.join(dir, breakpointFolderName(record.round)));

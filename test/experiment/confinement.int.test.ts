@@ -1,0 +1,214 @@
+/**
+ * A breakpoint folder carried into a root with no log of it is data: the files its manifest names,
+ * the symlinks inside it and the module paths it records never lead roundlog to read or run
+ * anything outside the folder or the workspace. Each attack below reads or runs a canary when the
+ * confinement is missing, and the tests check the canary's bytes are nowhere in the root.
+ */
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NotARegularFileError, PathOutsideError } from '../../src/confine.ts';
+import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
+import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
+const federation = syntheticClinicalFederation({ seed: 11 });
+const PLAN_FILE = 'training_plan.ts';
+const PARAMS_FILE = 'aggregated_params.tensors';
+
+function options(root: string): ExperimentOptions {
+  return {
+    tags: ['#clinical'],
+    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
+    federation,
+    modelArgs: { columns: 5 },
+    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
+    roundLimit: 4,
+    saveBreakpoints: true,
+    seed: 5,
+    root,
+    workspace: WORKSPACE,
+  };
+}
+
+/** One real breakpoint folder (round 1), made once and copied by every test. */
+let source = '';
+test.before(async () => {
+  const root = tempDir();
+  const exp = await Experiment.create(options(root));
+  await exp.run({ rounds: 2 });
+  source = path.join(exp.experimentationPath(), 'breakpoint_0001');
+  await exp.close();
+});
+
+type Setup = { work: string; carried: string; root: string; canary: string; canaryBytes: Buffer };
+
+/** A workspace with a copy of the folder (`carried`), an empty root, and a canary file beside the folder. */
+function setUp(): Setup {
+  const work = tempDir('roundlog-confine-');
+  const carried = path.join(work, 'carried');
+  cpSync(source, carried, { recursive: true });
+  const canaryBytes = Buffer.from(`export const secret = 'canary ${Math.random()}';\n`);
+  const canary = path.join(work, 'canary.ts');
+  writeFileSync(canary, canaryBytes);
+  return { work, carried, root: path.join(work, 'root'), canary, canaryBytes };
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** Edits a copied manifest as a hand with a text editor would (loosely typed on purpose). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = Record<string, any>;
+
+function editManifest(folder: string, edit: (manifest: Loose) => void): void {
+  const file = path.join(folder, 'breakpoint.json');
+  const manifest = JSON.parse(readFileSync(file, 'utf8')) as Loose;
+  edit(manifest);
+  rmSync(file);
+  writeFileSync(file, JSON.stringify(manifest, null, 2) + '\n');
+}
+
+/** Every regular file under `dir` whose bytes equal `bytes`. */
+function filesHolding(dir: string, bytes: Buffer): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((name) => path.join(dir, name))
+    .filter((file) => statSync(file).isFile() && readFileSync(file).equals(bytes));
+}
+
+const load = (setup: Setup, workspace = WORKSPACE) =>
+  Experiment.loadBreakpoint(setup.carried, { root: setup.root, federation, workspace });
+
+/** The import is refused with a PathOutsideError naming `field`, and the canary is nowhere in the root. */
+async function refusedOutside(t: import('ava').ExecutionContext, setup: Setup, field: string, workspace?: string) {
+  const error = await t.throwsAsync(load(setup, workspace), { instanceOf: PathOutsideError });
+  t.is(error!.field, field);
+  t.regex(error!.message, /nothing was read from it/);
+  t.deepEqual(filesHolding(setup.root, setup.canaryBytes), [], 'the canary is nowhere in the root');
+  return error!;
+}
+
+test('the control: an untouched carried folder is imported', async (t) => {
+  const setup = setUp();
+  const imported = await load(setup);
+  t.is(imported.roundCurrent(), 2);
+  await imported.close();
+});
+
+test('trainingPlan.file with ../ is refused before anything is read, naming the field and the value', async (t) => {
+  const setup = setUp();
+  editManifest(setup.carried, (m) => (m.trainingPlan.file = '../canary.ts'));
+  const error = await refusedOutside(t, setup, 'trainingPlan.file');
+  t.is(error.value, '../canary.ts');
+});
+
+test('trainingPlan.file as an absolute path is refused', async (t) => {
+  const setup = setUp();
+  editManifest(setup.carried, (m) => (m.trainingPlan.file = setup.canary));
+  await refusedOutside(t, setup, 'trainingPlan.file');
+});
+
+test('params.file with ../ is refused', async (t) => {
+  const setup = setUp();
+  editManifest(setup.carried, (m) => (m.params.file = '../canary.ts'));
+  await refusedOutside(t, setup, 'params.file');
+});
+
+test('a symlink in the folder leading out (its hash listed) is never followed', async (t) => {
+  const setup = setUp();
+  rmSync(path.join(setup.carried, PLAN_FILE));
+  symlinkSync(setup.canary, path.join(setup.carried, PLAN_FILE));
+  editManifest(setup.carried, (m) => (m.files[PLAN_FILE] = sha256(setup.canaryBytes)));
+  await refusedOutside(t, setup, PLAN_FILE);
+});
+
+test('parameters through a symlink to a file outside, with the very bytes listed, are refused', async (t) => {
+  const setup = setUp();
+  const outside = path.join(setup.work, 'params-outside.tensors');
+  cpSync(path.join(setup.carried, PARAMS_FILE), outside);
+  rmSync(path.join(setup.carried, PARAMS_FILE));
+  symlinkSync(outside, path.join(setup.carried, PARAMS_FILE));
+  const error = await t.throwsAsync(load(setup), { instanceOf: PathOutsideError });
+  t.is(error!.field, PARAMS_FILE);
+  t.deepEqual(
+    readdirSync(path.join(setup.root, 'blobs')).filter((n) => n !== 'tmp'),
+    [],
+    'no blob was stored',
+  );
+});
+
+test('parameters through a symlink to /dev/zero are refused, not read', async (t) => {
+  const setup = setUp();
+  rmSync(path.join(setup.carried, PARAMS_FILE));
+  symlinkSync('/dev/zero', path.join(setup.carried, PARAMS_FILE));
+  const error = await t.throwsAsync(load(setup), { instanceOf: PathOutsideError });
+  t.is(error!.resolved, '/dev/zero');
+});
+
+test('a breakpoint.json that is a symlink to a manifest outside the folder is refused', async (t) => {
+  const setup = setUp();
+  const outside = path.join(setup.work, 'outside.json');
+  cpSync(path.join(setup.carried, 'breakpoint.json'), outside);
+  rmSync(path.join(setup.carried, 'breakpoint.json'));
+  symlinkSync(outside, path.join(setup.carried, 'breakpoint.json'));
+  const error = await t.throwsAsync(load(setup), { instanceOf: PathOutsideError });
+  t.is(error!.field, 'breakpoint.json');
+});
+
+test('a folder in place of the parameters file is refused as not a regular file', async (t) => {
+  const setup = setUp();
+  rmSync(path.join(setup.carried, PARAMS_FILE));
+  mkdirSync(path.join(setup.carried, PARAMS_FILE));
+  const error = await t.throwsAsync(load(setup), { instanceOf: NotARegularFileError });
+  t.is(error!.kind, 'directory');
+});
+
+/** A training plan that leaves a mark beside itself when its module is run. */
+const MARKING_PLAN = `import { writeFileSync } from 'node:fs';
+writeFileSync(new URL('./RAN', import.meta.url), 'the carried code ran');
+export { logisticRegressionPlan } from ${JSON.stringify(path.join(WORKSPACE, 'examples/logistic-regression/plan.ts'))};
+`;
+
+test('a training plan module recorded inside the carried folder is never imported (its hash matching)', async (t) => {
+  const setup = setUp();
+  const bytes = Buffer.from(MARKING_PLAN);
+  writeFileSync(path.join(setup.carried, PLAN_FILE), bytes);
+  editManifest(setup.carried, (m) => {
+    const hash = sha256(bytes);
+    m.files[PLAN_FILE] = hash;
+    m.trainingPlan.sha256 = hash;
+    m.trainingPlan.module = 'carried/training_plan.ts';
+    m.settings.trainingPlan.sha256 = hash;
+    m.settings.trainingPlan.module = 'carried/training_plan.ts';
+    m.experiment.federated.trainingPlan.sha256 = hash;
+    m.experiment.federated.trainingPlan.module = 'carried/training_plan.ts';
+  });
+  const error = await t.throwsAsync(load(setup, setup.work), { instanceOf: PathOutsideError });
+  t.is(error!.field, 'trainingPlan.module');
+  t.false(existsSync(path.join(setup.carried, 'RAN')), 'the module in the carried folder never ran');
+});
+
+test('a training plan module recorded as ../ out of the workspace is refused', async (t) => {
+  const setup = setUp();
+  editManifest(setup.carried, (m) => {
+    m.settings.trainingPlan.module = '../canary.ts';
+    m.experiment.federated.trainingPlan.module = '../canary.ts';
+  });
+  const error = await t.throwsAsync(load(setup, path.join(setup.work, 'root')), { instanceOf: PathOutsideError });
+  t.is(error!.field, 'trainingPlan.module');
+});
