@@ -104,6 +104,7 @@ export {
   type RetentionPlan,
 } from './projections/index.ts';
 export { verifyRoot, type VerifyOptions, type VerifyReport } from './projections/index.ts';
+export { repairRoot, type RepairReport, type UnhealableBlob } from './projections/index.ts';
 export {
   projectRoot,
   followProjection,
