@@ -30,7 +30,14 @@ export {
   type EncodedTensors,
 } from './codec/tensors.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
-export { CorruptPayloadError, UnknownEncodingError } from './codec/errors.ts';
+export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError } from './codec/errors.ts';
+export {
+  DEFAULT_MAX_TENSOR_BYTES,
+  DEFAULT_MAX_VALUE_BYTES,
+  decodeLimits,
+  setDecodeLimits,
+  type DecodeLimits,
+} from './codec/limits.ts';
 export {
   openRoundLog,
   ExperimentHandle,
