@@ -40,7 +40,14 @@ export {
   type EncodedTensors,
 } from './codec/tensors.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
-export { CorruptPayloadError, UnknownEncodingError } from './codec/errors.ts';
+export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError } from './codec/errors.ts';
+export {
+  DEFAULT_MAX_TENSOR_BYTES,
+  DEFAULT_MAX_VALUE_BYTES,
+  decodeLimits,
+  setDecodeLimits,
+  type DecodeLimits,
+} from './codec/limits.ts';
 export {
   openRoundLog,
   ExperimentHandle,
@@ -114,6 +121,7 @@ export {
   type RetentionPlan,
 } from './projections/index.ts';
 export { verifyRoot, type VerifyOptions, type VerifyReport } from './projections/index.ts';
+export { repairRoot, type RepairReport, type UnhealableBlob } from './projections/index.ts';
 export {
   projectRoot,
   followProjection,

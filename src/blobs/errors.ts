@@ -27,8 +27,9 @@ export class CorruptBlobError extends RoundlogError {
   ) {
     super(
       `blob ${sha256} is corrupt: ${file} hashes to ${actual}. Its bytes were changed after they were ` +
-        `written; restore the file from a breakpoint folder that hard-links or copies it, or from a backup, ` +
-        `and run verify() on the store to find other damage`,
+        `written: putting the same bytes again replaces the file (run the round again), and ` +
+        `roundlog verify --repair heals it from a breakpoint folder that holds a copy (a hard link shares the ` +
+        `damage) and names every other damage`,
     );
   }
 }

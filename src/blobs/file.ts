@@ -1,13 +1,18 @@
 /**
  * The file blob store: one read-only file per blob under `<dir>/<2 hex>/<62 hex>`, named by the
  * SHA-256 of its bytes. A blob is written to `<dir>/tmp/`, fsynced, then linked into place (so
- * a concurrent put of the same bytes never replaces it) and the folder fsynced: a blob file that
- * exists is complete. Temp files left by a crashed process are removed at open.
+ * a concurrent put of the same bytes never replaces it) and the folder fsynced. Temp files left by
+ * a crashed process are removed at open.
+ *
+ * A file's name is never taken as proof of its bytes: when a put finds a file of that name, it
+ * checks its size and hash, and a file the storage cut short or changed is replaced by the new
+ * bytes (temp file, fsync, rename, fsync of the folder), so doing a round again heals its blob.
  *
  * Blobs up to 8 MiB are hashed before anything is written, so putting stored bytes again writes
  * nothing. Larger blobs are hashed while they are written (with early datasyncs), which is what
  * keeps a 100 MB put near the cost of a plain write + fsync (bench/blob-put.ts); when such a blob
- * turns out to be stored already, its temp file is discarded and the stored file is left untouched.
+ * turns out to be stored already (and intact), its temp file is discarded and the stored file is
+ * left untouched.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
@@ -99,7 +104,9 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (view.length > HASH_FIRST_MAX_BYTES) return store([view], null, encoding);
     const sha256 = createHash('sha256').update(view).digest('hex');
-    if (await exists(blobPath(sha256))) return { ref: { sha256, bytes: view.length, encoding }, created: false };
+    if (await holdsBlob(blobPath(sha256), sha256, view.length)) {
+      return { ref: { sha256, bytes: view.length, encoding }, created: false };
+    }
     return store([view], sha256, encoding);
   }
 
@@ -107,7 +114,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const { sha256, bytes, tempFile } = await writeTemp(source, knownSha256);
     const ref = { sha256, bytes, encoding };
     if (tempFile === null) return { ref, created: false };
-    return { ref, created: await commit(tempFile, sha256) };
+    return { ref, created: await commit(tempFile, sha256, bytes) };
   }
 
   /**
@@ -172,7 +179,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
       if (batchBytes > 0) await flush();
       const sha256 = knownSha256 ?? hash!.digest('hex');
       await writing;
-      if (await exists(blobPath(sha256))) {
+      if (await holdsBlob(blobPath(sha256), sha256, position)) {
         // Nothing waits for the temp file to go: closing it waits for its datasyncs, and freeing
         // its blocks takes a while. close() of the store still waits for it.
         inBackground(target.close().finally(() => discardTemp(file)));
@@ -191,8 +198,12 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     }
   }
 
-  /** Links the fsynced temp file into place; false when the blob was already there. */
-  async function commit(tempFile: string, sha256: string): Promise<boolean> {
+  /**
+   * Links the fsynced temp file into place; false when the blob was already there. A file of that
+   * name that does not hold the blob's bytes (cut short or changed by the storage) is replaced by
+   * the temp file, atomically (rename), never trusted.
+   */
+  async function commit(tempFile: string, sha256: string, bytes: number): Promise<boolean> {
     const file = blobPath(sha256);
     try {
       await ensureFanOut(sha256.slice(0, 2));
@@ -201,8 +212,10 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
         await fs.link(tempFile, file);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') created = false;
-        else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') await fs.rename(tempFile, file);
+        if (code === 'EEXIST') {
+          if (await holdsBlob(file, sha256, bytes)) created = false;
+          else await fs.rename(tempFile, file);
+        } else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') await fs.rename(tempFile, file);
         else throw error;
       }
       if (created) await syncDir(path.dirname(file));
@@ -408,6 +421,20 @@ async function readInto(handle: FileHandle, bytes: Buffer, position: number): Pr
     position,
   );
   return bytesRead;
+}
+
+/**
+ * Whether `file` holds the blob: it exists, has the blob's size and hashes to its name. A store
+ * relies on a file only after this check; a missing or damaged file is written again.
+ */
+async function holdsBlob(file: string, sha256: string, bytes: number): Promise<boolean> {
+  try {
+    const stat = await fs.stat(file);
+    return stat.isFile() && stat.size === bytes && (await hashFile(file)) === sha256;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 async function hashFile(file: string): Promise<string> {

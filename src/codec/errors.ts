@@ -37,3 +37,27 @@ export class CorruptPayloadError extends RoundlogError {
     );
   }
 }
+
+/**
+ * Decoding would take more memory than the configured maximum (or nest deeper than the limit):
+ * refused before anything is allocated. Either the bytes are damaged or crafted, or the maximum is
+ * too low for this data.
+ */
+export class DecodeLimitError extends RoundlogError {
+  readonly code = 'DECODE_LIMIT' as const;
+  constructor(
+    /** What was being decoded (a log value, a tensor set, a header). */
+    readonly what: string,
+    /** The size declared or estimated, in bytes (or the depth, for nesting). */
+    readonly declared: number,
+    readonly limit: number,
+    /** Where the maximum comes from (an environment variable), so it can be raised. */
+    readonly setting: string,
+  ) {
+    super(
+      `${what} would take ${declared} ${setting === 'the depth limit' ? 'levels' : 'bytes'}, over the maximum of ` +
+        `${limit} (${setting}); nothing was allocated. The bytes are damaged or were not written by roundlog; ` +
+        `if they are genuine, raise ${setting} and try again`,
+    );
+  }
+}

@@ -19,7 +19,8 @@
 import { lz4Compress, lz4DecompressInto } from './lz4.ts';
 import { Packr } from 'msgpackr';
 import { InvalidArgumentError } from '../errors.ts';
-import { CorruptPayloadError, UnknownEncodingError } from './errors.ts';
+import { CorruptPayloadError, DecodeLimitError, UnknownEncodingError } from './errors.ts';
+import { MAX_TENSOR_BYTES_ENV, MAX_VALUE_BYTES_ENV, checkDeclaredSize, checkMsgpack, decodeLimits } from './limits.ts';
 
 export type TensorDType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
 
@@ -66,6 +67,11 @@ export type EncodedTensorChunks = Readonly<{
 export type DecodeTensorsOptions = {
   /** Where the bytes came from (e.g. `blob 3f…`), named in errors. */
   source?: string;
+  /**
+   * Largest decoded size of the whole set, in bytes; more is `DecodeLimitError` before anything is
+   * allocated. Default `ROUNDLOG_MAX_TENSOR_BYTES`, else 2 GiB.
+   */
+  maxBytes?: number;
 };
 
 type DTypeInfo = {
@@ -123,6 +129,13 @@ export function encodeTensorChunks(tensors: TensorSet, options: EncodeTensorsOpt
     throw new InvalidArgumentError('tensors', 'must be an object mapping names to { dtype, shape, data }', tensors);
   }
   const compress = options.compress ?? true;
+  // What decoding would refuse is not written: the decoded size is the sum of the element bytes.
+  let rawTotal = 0;
+  for (const [name, tensor] of Object.entries(tensors)) {
+    checkTensor(name, tensor);
+    rawTotal += tensor.data.byteLength;
+  }
+  checkDeclaredSize('the tensor set', rawTotal, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV);
   const entries: HeaderEntry[] = [];
   const chunks: Buffer[] = [];
   let compressed = false;
@@ -165,13 +178,24 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
   if (4 + headerLength > payload.length) {
     throw corrupt(`header length ${headerLength} runs past the end of the ${payload.length}-byte payload`);
   }
+  const max = options.maxBytes ?? decodeLimits().maxTensorBytes;
   let header: unknown;
   try {
-    header = headerPackr.unpack(payload.subarray(4, 4 + headerLength));
+    const headerBytes = payload.subarray(4, 4 + headerLength);
+    // The header is a msgpack value like any other: bounded as one.
+    const where = `the tensor header${source === undefined ? '' : ` of ${source}`}`;
+    checkMsgpack(where, headerBytes, decodeLimits().maxValueBytes, MAX_VALUE_BYTES_ENV);
+    header = headerPackr.unpack(headerBytes);
   } catch (error) {
+    if (error instanceof DecodeLimitError) throw error;
     throw corrupt(`the header is not msgpack (${(error as Error).message})`, error);
   }
   const entries = parseHeader(header, corrupt);
+  // Every tensor's decoded size is declared by its shape: the total is checked before any allocation.
+  let total = 0;
+  for (const entry of entries)
+    total += entry.shape.reduce((product, dim) => product * dim, DTYPES[entry.dtype].itemBytes);
+  checkDeclaredSize(`the tensor set${source === undefined ? '' : ` ${source}`}`, total, max, MAX_TENSOR_BYTES_ENV);
 
   const decoded: [string, Tensor][] = [];
   let offset = 4 + headerLength;

@@ -4,6 +4,7 @@
  * records written under an older encoding stay readable.
  */
 import { C1, Packr } from 'msgpackr';
+import { MAX_VALUE_BYTES_ENV, checkDeclaredSize, checkMsgpack, decodeLimits } from './limits.ts';
 import { lz4Compress, lz4Decompress } from './lz4.ts';
 
 /** Encodings, as stored: a byte in a log record, a name in a blob reference. */
@@ -26,8 +27,13 @@ const packr = new Packr({
 
 export type EncodedValue = { encoding: ValueEncoding; bytes: Buffer };
 
+/**
+ * Throws `DecodeLimitError` for a value that decoding would refuse (over `ROUNDLOG_MAX_VALUE_BYTES`,
+ * or nested too deep), so nothing is written that cannot be read back.
+ */
 export function encodeValue(value: unknown, compressThreshold = DEFAULT_COMPRESS_THRESHOLD): EncodedValue {
   const packed = packr.pack(value);
+  checkValue(packed);
   if (packed.length >= compressThreshold) {
     const compressed = lz4Compress(packed);
     if (compressed !== null) {
@@ -40,7 +46,11 @@ export function encodeValue(value: unknown, compressThreshold = DEFAULT_COMPRESS
   return { encoding: ValueEncoding.msgpack, bytes: packed };
 }
 
-/** Throws a plain Error describing what is wrong; callers wrap it with where the bytes came from. */
+/**
+ * Throws a plain Error describing what is wrong (callers wrap it with where the bytes came from),
+ * or `DecodeLimitError` when the value declares, or would take, more than `ROUNDLOG_MAX_VALUE_BYTES`:
+ * checked before anything is decompressed or built.
+ */
 export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
   switch (encoding) {
     case ValueEncoding.msgpack:
@@ -52,6 +62,7 @@ export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
       // lz4 expands at most 255-fold; a larger claim is damage, not data.
       if (length > (view.length - 4) * 255 + 16)
         throw new Error(`lz4 value claims ${length} bytes from a ${view.length - 4}-byte block`);
+      checkDeclaredSize('an lz4-compressed value', length, decodeLimits().maxValueBytes, MAX_VALUE_BYTES_ENV);
       return unpack(lz4Decompress(view.subarray(4), length));
     }
     default:
@@ -59,7 +70,14 @@ export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
   }
 }
 
+function checkValue(bytes: Uint8Array): void {
+  const max = decodeLimits().maxValueBytes;
+  checkDeclaredSize('a msgpack value', bytes.byteLength, max, MAX_VALUE_BYTES_ENV);
+  checkMsgpack('a msgpack value', bytes, max, MAX_VALUE_BYTES_ENV);
+}
+
 function unpack(bytes: Uint8Array): unknown {
+  checkValue(bytes);
   const value: unknown = packr.unpack(bytes);
   // msgpackr returns a placeholder for the never-used byte 0xc1 instead of failing.
   if (value === C1) throw new Error('value is the never-used msgpack byte 0xc1');

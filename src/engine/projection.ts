@@ -53,6 +53,17 @@ export type ViewVerifyResult = Readonly<{
   notes: readonly string[];
 }>;
 
+/** What `repair` of a view did, and what it could not do. */
+export type ViewRepairResult = Readonly<{
+  /** Blobs given back to the store, each from the view file that held its bytes. */
+  blobsHealed: ReadonlyArray<Readonly<{ sha256: string; from: string }>>;
+  /** View files whose bytes were not their blob's, linked again from the store. */
+  filesRelinked: ReadonlyArray<Readonly<{ file: string; sha256: string }>>;
+  /** Views written again from the log (absolute paths). */
+  written: readonly string[];
+  problems: readonly ViewProblem[];
+}>;
+
 /** An experiment as `verify` hands it over: its registered folder, and its state when its history could be read. */
 export type VerifiedExperiment = Readonly<{ folder: string; state: ExperimentState | null }>;
 
@@ -68,6 +79,13 @@ export interface Projection {
   viewsOfRounds(state: ExperimentState, positions: ReadonlySet<string>): Promise<string[]>;
   /** Removes a view `viewsOfRounds` named, so it never lingers half-deleted. */
   removeView(view: string): Promise<void>;
+  /**
+   * Heals the views and the blob store from each other (`roundlog verify --repair`): the blobs in
+   * `damaged` (missing or not matching their hash) given back to the store from view files that
+   * hold their bytes, view files whose bytes are not their blob's linked again from the store,
+   * and every experiment projected from the log.
+   */
+  repair?(experiments: readonly VerifiedExperiment[], damaged: ReadonlySet<string>): Promise<ViewRepairResult>;
   /** The id of the experiment whose view is at `target` (absolute), or null when it is none of its views. */
   experimentAt?(target: string): Promise<string | null>;
 }

@@ -9,12 +9,14 @@ import type { ProjectionFactory } from '../engine/projection.ts';
 import * as retention from '../engine/retention.ts';
 import * as roundLog from '../engine/round-log.ts';
 import * as verify from '../engine/verify.ts';
+import * as repair from '../engine/repair.ts';
 import { breakpointProjection } from './breakpoints/index.ts';
 
 export * from '../engine/project.ts';
 export * from '../engine/retention.ts';
 export * from '../engine/round-log.ts';
 export * from '../engine/verify.ts';
+export * from '../engine/repair.ts';
 export * from '../engine/history.ts';
 export * from './history-ops.ts';
 
@@ -34,6 +36,11 @@ export function gc(options: retention.GcOptions = {}): Promise<retention.PruneRe
 /** `roundlog verify`, checking the breakpoint folders too. */
 export function verifyRoot(options: verify.VerifyOptions = {}): Promise<verify.VerifyReport> {
   return verify.verifyRoot({ projections: defaultProjections, ...options });
+}
+
+/** `roundlog verify --repair`: the blob store and the breakpoint folders healed from each other and the log. */
+export function repairRoot(options: verify.VerifyOptions = {}): Promise<repair.RepairReport> {
+  return repair.repairRoot({ projections: defaultProjections, ...options });
 }
 
 /** `roundlog project`: the breakpoint folders of a root brought in step with its log. */

@@ -171,6 +171,60 @@ test('a truncated blob file is corrupt too', async (t) => {
   t.is(error?.actual, sha256(await fs.readFile(store.path(ref.sha256))));
 });
 
+const damagedPutHeals = anyTest.macro({
+  async exec(t, size: number, how: 'put' | 'putStream', damage: 'truncate' | 'flip') {
+    const store = await openStore(t);
+    const bytes = randomBytes(size);
+    const { ref } = await store.put(bytes);
+    const file = store.path(ref.sha256);
+    const before = await fs.stat(file, { bigint: true });
+    if (damage === 'truncate') {
+      await fs.chmod(file, 0o644);
+      await fs.truncate(file, size - 1);
+      await fs.chmod(file, 0o444);
+    } else await flipByte(file, 7);
+    await t.throwsAsync(store.get(ref), { instanceOf: CorruptBlobError });
+
+    // A crash of the storage cut the file; the round is run again and produces the same bytes.
+    const again =
+      how === 'put'
+        ? await store.put(Buffer.from(bytes))
+        : await store.putStream([bytes.subarray(0, 5), bytes.subarray(5)]);
+    t.true(again.created, 'the damaged file does not count as the blob being stored');
+    t.deepEqual(again.ref, ref);
+    t.true((await store.get(ref)).equals(bytes));
+    const after = await fs.stat(file, { bigint: true });
+    t.not(after.ino, before.ino, 'replaced by a new file (renamed into place), not written in place');
+    t.is(after.mode & 0o777n, 0o444n);
+    t.true((await store.verify()).ok);
+    await store.close();
+    t.deepEqual(await fs.readdir(path.join(store.dir, 'tmp')), []);
+  },
+  title: (_, size, how, damage) =>
+    `a ${how} of ${size} bytes whose stored file is damaged (${damage}) replaces it and reads back`,
+});
+
+test(damagedPutHeals, 10_000, 'put', 'truncate');
+test(damagedPutHeals, 10_000, 'put', 'flip');
+test(damagedPutHeals, 10_000, 'putStream', 'truncate');
+test(damagedPutHeals, 9 * 1024 * 1024 + 1, 'put', 'truncate');
+test(damagedPutHeals, 9 * 1024 * 1024 + 1, 'putStream', 'flip');
+
+test('a put of bytes whose stored file is intact still writes nothing, after checking the file', async (t) => {
+  const store = await openStore(t);
+  const bytes = randomBytes(5000);
+  const { ref } = await store.put(bytes);
+  const before = await fs.stat(store.path(ref.sha256), { bigint: true });
+  const results = await Promise.all([store.put(bytes), store.putStream([bytes])]);
+  t.deepEqual(
+    results.map((r) => r.created),
+    [false, false],
+  );
+  const after = await fs.stat(store.path(ref.sha256), { bigint: true });
+  t.is(after.ino, before.ino);
+  t.is(after.mtimeNs, before.mtimeNs);
+});
+
 test('verify walks every blob and reports corruption and stray files without throwing', async (t) => {
   const store = await openStore(t);
   const good = await store.put(randomBytes(5000));

@@ -4,7 +4,7 @@
  */
 import { formatRounds, gc as gcRoot, type PruneReport, type RoundRef } from '../../projections/index.ts';
 import { followProjection, projectRoot, type ProjectReport, type ProjectionUpdate } from '../../projections/index.ts';
-import { verifyRoot, type VerifyReport } from '../../projections/index.ts';
+import { repairRoot, verifyRoot, type RepairReport, type VerifyReport } from '../../projections/index.ts';
 import type { BlobProblem } from '../../blobs/types.ts';
 import { UsageError, jsonLine, positiveInt, toJson } from '../args.ts';
 import { defineCommand, storeOptions } from '../command.ts';
@@ -72,12 +72,27 @@ export const verify = defineCommand({
   name: 'verify',
   describe:
     'check every log record, every blob, every breakpoint folder against the log; name each problem and exit 1 ' +
-    'if there is any',
-  options: { json: JSON_OPTION },
+    'if there is any; --repair heals what good copies allow and names what it cannot',
+  options: {
+    json: JSON_OPTION,
+    repair: {
+      type: 'boolean',
+      default: false,
+      describe:
+        'heal damaged or missing blobs from breakpoint folder copies, link damaged folder files again from the ' +
+        'store, write folders and snapshots again from the log; exit 1 if anything is left',
+    },
+  },
   readsRoot: true,
   run: async (args, { global, io, extra }) => {
     if (extra.length > 0)
       throw new UsageError(`verify checks the whole root and takes no argument (got ${extra.join(' ')})`);
+    if (args.repair) {
+      const repaired = await repairRoot(storeOptions(global));
+      if (args.json) io.out(toJson(repaired));
+      else for (const line of repairLines(repaired, global.cwd)) io.out(line);
+      return repaired.ok ? 0 : 1;
+    }
     const report = await verifyRoot(storeOptions(global));
     if (args.json) io.out(toJson(report));
     else for (const line of verifyLines(report)) io.out(line);
@@ -221,6 +236,41 @@ export function verifyLines(report: VerifyReport): string[] {
     references.problems.length +
     breakpoints.problems.length;
   lines.push(report.ok ? 'ok: no problem found' : `${total} problem${total === 1 ? '' : 's'} found`);
+  return lines;
+}
+
+export function repairLines(report: RepairReport, cwd: string = process.cwd()): string[] {
+  const lines: string[] = [];
+  for (const b of report.blobsHealed) lines.push(`healed blob ${b.sha256} from ${displayPath(b.from, cwd)}`);
+  for (const f of report.filesRelinked)
+    lines.push(`healed ${displayPath(f.file, cwd)}: linked again to blob ${f.sha256} of the store`);
+  for (const folder of report.foldersWritten) lines.push(`wrote ${displayPath(folder, cwd)} again from the log`);
+  for (const file of report.snapshotsRewritten)
+    lines.push(`wrote snapshot ${displayPath(file, cwd)} again from the log`);
+  for (const p of report.problems) {
+    const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
+    lines.push(`not healed: ${displayPath(where, cwd)}: ${p.reason}`);
+  }
+  for (const u of report.unhealable) {
+    const users = u.referencedBy.map((r) =>
+      r.round === null
+        ? `${r.experiment} (${r.what})`
+        : `${r.experiment} ${r.branch === 'superseded' ? 'superseded ' : ''}round ${r.round}`,
+    );
+    lines.push(
+      `cannot heal blob ${u.sha256} (${u.state}): no good copy in this root; ` +
+        `referenced by ${users.length === 0 ? 'nothing the log keeps' : users.join(', ')}. ` +
+        'Copy a breakpoint folder that holds it (from a backup or another root) under experiments/ and run ' +
+        'verify --repair again, or run those rounds again',
+    );
+  }
+  const healed =
+    report.blobsHealed.length +
+    report.filesRelinked.length +
+    report.foldersWritten.length +
+    report.snapshotsRewritten.length;
+  lines.push(`repair: ${healed === 0 ? 'nothing healed' : `${healed} healed`}; verify after the repair:`);
+  lines.push(...verifyLines(report.after));
   return lines;
 }
 

@@ -6,10 +6,8 @@
  * again, giving the blob store back any bytes only the folder still holds); `verify` checks every
  * folder with the same checks resume applies.
  */
-import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { readConfinedFile } from '../../confine.ts';
 import { RoundlogError } from '../../errors.ts';
 import type { RecordedEvent } from '../../log/types.ts';
 import type {
@@ -17,6 +15,7 @@ import type {
   Projection,
   ProjectionEnv,
   ViewProblem,
+  ViewRepairResult,
   ViewVerifyResult,
   VerifiedExperiment,
 } from '../../engine/projection.ts';
@@ -33,6 +32,7 @@ import {
   readManifestIfAny,
   removeBreakpointFolder,
 } from './folder.ts';
+import { hashFile, healBlobsFromFolders, relinkDamagedFiles, storeHoldsBlob } from './heal.ts';
 import { materializeBreakpoint, missingBreakpoints, projectExperiment, type ProjectionContext } from './write.ts';
 
 export const BREAKPOINTS_PROJECTION = 'breakpoints';
@@ -56,6 +56,7 @@ export function breakpointProjection(env: ProjectionEnv): Projection {
     viewsOfRounds: (state, positions) =>
       foldersOfRounds(experimentDir(ctx.experimentsDir, state.folder), state.created!.experimentId, positions),
     removeView: removeBreakpointFolder,
+    repair: (experiments, damaged) => repairFolders(env, ctx, experiments, damaged),
     experimentAt: experimentOfFolder,
   };
 }
@@ -149,16 +150,55 @@ async function giveBlobsBack(
   const missing: string[] = [];
   let restored = 0;
   for (const [file, sha256] of Object.entries(manifest.files ?? {})) {
-    if (typeof sha256 !== 'string' || (await ctx.blobs.has(sha256).catch(() => false))) continue;
-    const bytes = await readConfinedFile(folder, file, file, { plainName: true }).catch(() => null);
-    if (bytes === null || createHash('sha256').update(bytes).digest('hex') !== sha256) {
-      missing.push(sha256);
+    if (typeof sha256 !== 'string') continue;
+    const copy = path.join(folder, path.basename(file));
+    // The store's own file (a hard link) is no copy: removing the folder loses nothing.
+    const own = ctx.blobs.fileOf(sha256);
+    const [ownStat, copyStat] = await Promise.all([
+      own === null ? null : fs.stat(own).catch(() => null),
+      fs.lstat(copy).catch(() => null),
+    ]);
+    if (ownStat !== null && copyStat !== null && ownStat.dev === copyStat.dev && ownStat.ino === copyStat.ino) continue;
+    // A copy that holds the bytes goes back to the store (which replaces a damaged stored file).
+    if (copyStat?.isFile() && (await hashFile(copy).catch(() => null)) === sha256) {
+      if ((await ctx.blobs.putStream(createReadStream(copy))).created) restored++;
       continue;
     }
-    await ctx.blobs.put(bytes);
-    restored++;
+    if (!(await storeHoldsBlob(ctx.blobs, sha256))) missing.push(sha256);
   }
   return { missing, restored };
+}
+
+async function repairFolders(
+  env: ProjectionEnv,
+  ctx: ProjectionContext,
+  experiments: readonly VerifiedExperiment[],
+  damaged: ReadonlySet<string>,
+): Promise<ViewRepairResult> {
+  const healed = await healBlobsFromFolders(env, experiments, damaged);
+  const relinked = await relinkDamagedFiles(env, experiments);
+  const problems: ViewProblem[] = [...relinked.problems];
+  const written: string[] = [];
+  for (const { state } of experiments) {
+    if (state === null) continue;
+    const result = await projectOne(ctx, state, false);
+    written.push(...result.written);
+    for (const reason of result.problems) {
+      problems.push({
+        experiment: state.folder,
+        folder: path.join(ctx.experimentsDir, state.folder),
+        file: '.',
+        round: null,
+        reason,
+      });
+    }
+  }
+  return {
+    blobsHealed: [...healed].map(([sha256, from]) => ({ sha256, from })),
+    filesRelinked: relinked.repaired,
+    written,
+    problems,
+  };
 }
 
 async function verifyFolders(

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { BlobStore } from '../../blobs/types.ts';
+import type { BlobRef, BlobStore } from '../../blobs/types.ts';
 import type { ExperimentHandle } from '../../engine/round-log.ts';
 import { createFileDurably, syncDir } from '../../durable.ts';
 import { RoundPrunedError } from '../../model/errors.ts';
@@ -23,6 +23,7 @@ import {
   removeStaleTemps,
   roundOfFolder,
 } from './folder.ts';
+import { fileHoldsBlob, replaceWithBlob } from './heal.ts';
 
 /** Where experiment folders go (`<root>/experiments`, or a replay area) and where their bytes come from. */
 export type ProjectionContext = Readonly<{ experimentsDir: string; blobs: BlobStore }>;
@@ -46,6 +47,16 @@ export async function materializeBreakpoint(
   const existing = await readManifestIfAny(final);
   if (existing !== null) {
     if (existing.experimentId === created.experimentId && existing.logPosition === String(record.position)) {
+      // The folder is kept only once its files hold the round's bytes; a file the storage damaged
+      // (or the old link of a blob the store has replaced since) is linked again from the store.
+      const { planFile } = breakpointManifest(created, record);
+      const files: Array<[string, BlobRef]> = [[PARAMS_FILE, record.params]];
+      if (planFile !== null) files.push([planFile, record.settings.trainingPlan!.source]);
+      for (const [name, ref] of files) {
+        const file = path.join(final, name);
+        if (!(await fileHoldsBlob(ctx.blobs, ref.sha256, ref.bytes, file)))
+          await replaceWithBlob(ctx.blobs, ref.sha256, file);
+      }
       return { path: final, created: false };
     }
     // A folder of another history (a round done again after a rewind): keep it, aside.
