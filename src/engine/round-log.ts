@@ -52,6 +52,7 @@ import {
   RoundNotFoundError,
   RoundPrunedError,
 } from '../model/errors.ts';
+import { ownValue } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
@@ -136,7 +137,7 @@ export interface RoundLog {
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
   /** Runs `fn` with the log open for reads. */
   withReader<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
-  /** Encodes tensors into the blob store. */
+  /** Encodes tensors into the blob store; their bytes are taken when it is called. */
   putTensors(tensors: TensorSet): Promise<BlobRef>;
   /** Tensors back from the blob store, their hash checked. */
   getTensors(ref: BlobRef): Promise<TensorSet>;
@@ -181,12 +182,16 @@ class StoreRoundLog implements RoundLog {
     return this.withReader(readRegistry);
   }
 
-  async createExperiment(options: CreateExperimentOptions = {}): Promise<ExperimentHandle> {
+  async createExperiment(given: CreateExperimentOptions = {}): Promise<ExperimentHandle> {
+    // Taken before the first await (the initial parameters by their put): the caller may change
+    // its config or tensors once this is called.
+    const { initialParams: tensors, ...rest } = given;
+    const options = ownValue(rest);
     // Checked before the initial parameters are stored: a refused creation stores nothing.
     const roundLimit = checkRoundLimit(options.roundLimit ?? null);
     const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
     if (options.folder !== undefined) checkFolderName(options.folder);
-    const initialParams = options.initialParams ? await this.putTensors(options.initialParams) : null;
+    const initialParams = tensors ? await this.putTensors(tensors) : null;
     // On the file log the writer lock orders creations. On EventStoreDB two processes may read the
     // registry at once: the registration of the second fails its expected revision, and it tries
     // again under a new id and number (the stream it wrote is unregistered: nothing lists it).
@@ -301,6 +306,7 @@ class StoreRoundLog implements RoundLog {
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
+    // Encoded, and the chunks handed to the put (which copies them), before the first await.
     const { encoding, chunks } = encodeTensorChunks(tensors);
     return (await this.blobs.putStream(chunks, { encoding })).ref;
   }
@@ -377,9 +383,12 @@ export class ExperimentHandle {
   /**
    * Appends events to the experiment's stream, expecting it unchanged since this handle last saw
    * it; another writer in between is a `ConcurrentModificationError`. Returns the recorded events.
+   * The events are copied when it is called.
    */
-  async append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
+  async append(given: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
     const expected = this.current.revision;
+    // Taken before the first await: the caller may change its events once this is called.
+    const events = ownValue(given);
     const recorded = await this.roundLog.withWriter(async (log) => {
       // Under the writer lock: retention in another process may have deleted a blob stored before it.
       await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);
@@ -406,7 +415,11 @@ export class ExperimentHandle {
     return recorded;
   }
 
-  /** Records a completed round: parameters to the blob store, then one atomic append. */
+  /**
+   * Records a completed round: parameters to the blob store, then one atomic append. The
+   * parameters, state, metrics and nodes are taken when it is called: the caller may change them
+   * (train the next round) at once, without waiting for the promise.
+   */
   async recordRound(options: RecordRoundOptions): Promise<RoundRecord> {
     const round = this.roundCurrent();
     if (options.round !== undefined && options.round !== round) {
@@ -416,8 +429,14 @@ export class ExperimentHandle {
         options.round,
       );
     }
-    const params = await this.roundLog.putTensors(options.params);
-    const events = decideCompleteRound(this.current, { ...options, params });
+    // Everything the caller handed over is taken before the first await (the parameters encoded and
+    // their bytes copied by the put, the rest copied): a training loop that changes its weights or
+    // optimizer state for the next round without waiting for this promise records what it passed.
+    const { params: tensors, ...rest } = options;
+    const command = ownValue(rest);
+    const stored = this.roundLog.putTensors(tensors);
+    const params = await stored;
+    const events = decideCompleteRound(this.current, { ...command, params });
     // The projections write the round's breakpoint folder once the append is durable.
     await this.append(events);
     return this.current.rounds[round]!;

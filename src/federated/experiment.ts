@@ -11,6 +11,7 @@ import type { TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { NoBreakpointError } from '../model/errors.ts';
 import { decideChangeSettings, decideFinish } from '../model/decide/index.ts';
+import { ownValue } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
 import type { StoreOptions } from '../engine/store.ts';
@@ -102,8 +103,15 @@ export class Experiment {
   /** The root's references, caught up before each retention run so it reads only the new events. */
   private retentionIndex: RootIndex | null = null;
 
-  static async create(options: ExperimentOptions): Promise<Experiment> {
+  static async create(given: ExperimentOptions): Promise<Experiment> {
+    // What is recorded is taken before the first await: the caller may change its objects at once.
+    const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, ...data } = given;
+    const options = { ...ownValue(data), federation, onRound };
     const workspace = path.resolve(options.workspace ?? process.cwd());
+    const aggregator = givenAggregator ?? fedAvg();
+    const strategy = givenStrategy ?? allNodes();
+    const aggregatorSpec = { name: aggregator.name, config: ownValue(aggregator.config) };
+    const strategySpec = { name: strategy.name, config: ownValue(strategy.config) };
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(roundLogOptions(options));
@@ -112,8 +120,6 @@ export class Experiment {
       const tags = [...options.tags];
       const nodes = options.nodes === undefined ? null : [...options.nodes];
       selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
-      const aggregator = options.aggregator ?? fedAvg();
-      const strategy = options.strategy ?? allNodes();
       const seed = options.seed ?? randomInt(0, 2 ** 31);
       const modelArgs = options.modelArgs ?? {};
       const initial = plan.init(modelArgs, deriveRng(seed, 'init'));
@@ -123,8 +129,8 @@ export class Experiment {
         trainingPlan: ref,
         modelArgs,
         trainingArgs: options.trainingArgs ?? {},
-        aggregator: { name: aggregator.name, config: aggregator.config },
-        strategy: { name: strategy.name, config: strategy.config },
+        aggregator: aggregatorSpec,
+        strategy: strategySpec,
       };
       const handle = await rl.createExperiment({
         ...(options.experimentationFolder === undefined ? {} : { folder: options.experimentationFolder }),
