@@ -52,7 +52,7 @@ import {
   RoundNotFoundError,
   RoundPrunedError,
 } from '../model/errors.ts';
-import { ownValue } from '../model/values.ts';
+import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
@@ -186,7 +186,7 @@ class StoreRoundLog implements RoundLog {
     // Taken before the first await (the initial parameters by their put): the caller may change
     // its config or tensors once this is called.
     const { initialParams: tensors, ...rest } = given;
-    const options = ownValue(rest);
+    const options = recordable(rest, '');
     // Checked before the initial parameters are stored: a refused creation stores nothing.
     const roundLimit = checkRoundLimit(options.roundLimit ?? null);
     const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
@@ -388,7 +388,7 @@ export class ExperimentHandle {
   async append(given: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
     const expected = this.current.revision;
     // Taken before the first await: the caller may change its events once this is called.
-    const events = ownValue(given);
+    const events = recordable(given, 'events');
     const recorded = await this.roundLog.withWriter(async (log) => {
       // Under the writer lock: retention in another process may have deleted a blob stored before it.
       await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);
@@ -430,10 +430,11 @@ export class ExperimentHandle {
       );
     }
     // Everything the caller handed over is taken before the first await (the parameters encoded and
-    // their bytes copied by the put, the rest copied): a training loop that changes its weights or
-    // optimizer state for the next round without waiting for this promise records what it passed.
+    // their bytes copied by the put, the rest checked and copied): a training loop that changes its
+    // weights or optimizer state for the next round without waiting for this promise records what
+    // it passed. A value the log or the breakpoint's JSON cannot hold is refused here, before any write.
     const { params: tensors, ...rest } = options;
-    const command = ownValue(rest);
+    const command = recordable(rest, '');
     const stored = this.roundLog.putTensors(tensors);
     const params = await stored;
     const events = decideCompleteRound(this.current, { ...command, params });

@@ -11,7 +11,7 @@ import type { TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { NoBreakpointError } from '../model/errors.ts';
 import { decideChangeSettings, decideFinish } from '../model/decide/index.ts';
-import { ownValue } from '../model/values.ts';
+import { recordable } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
 import type { StoreOptions } from '../engine/store.ts';
@@ -106,12 +106,12 @@ export class Experiment {
   static async create(given: ExperimentOptions): Promise<Experiment> {
     // What is recorded is taken before the first await: the caller may change its objects at once.
     const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, ...data } = given;
-    const options = { ...ownValue(data), federation, onRound };
+    const options = { ...recordable(data, ''), federation, onRound };
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const aggregator = givenAggregator ?? fedAvg();
     const strategy = givenStrategy ?? allNodes();
-    const aggregatorSpec = { name: aggregator.name, config: ownValue(aggregator.config) };
-    const strategySpec = { name: strategy.name, config: ownValue(strategy.config) };
+    const aggregatorSpec = { name: aggregator.name, config: recordable(aggregator.config, 'aggregator.config') };
+    const strategySpec = { name: strategy.name, config: recordable(strategy.config, 'strategy.config') };
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(roundLogOptions(options));

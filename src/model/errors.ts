@@ -196,3 +196,28 @@ export class ExperimentExistsError extends RoundlogError {
     );
   }
 }
+
+/**
+ * A value given to be recorded (a round's state or metrics, an experiment's config, training
+ * arguments) that the log and the breakpoint's JSON cannot both hold as it is. Nothing was recorded.
+ */
+export class UnrecordableValueError extends RoundlogError {
+  readonly code = 'UNRECORDABLE_VALUE' as const;
+  constructor(
+    /** Where the value is, e.g. `state.optimizer.step` or `metrics.loss`. */
+    readonly path: string,
+    /** What it is, e.g. `a bigint`, `NaN`, `a Map`, `a cycle back to state.model`. */
+    readonly kind: string,
+    /** What to do instead. */
+    readonly hint: string,
+  ) {
+    super(
+      `${path} is ${kind}, which cannot be recorded: the log and the breakpoint's JSON both hold only null, ` +
+        `booleans, finite numbers, well-formed strings, arrays without holes and plain objects ` +
+        `(at most ${MAX_RECORDABLE_DEPTH} levels deep); ${hint}. Nothing was recorded`,
+    );
+  }
+}
+
+/** How deep a recorded value may nest (objects and arrays inside each other). */
+export const MAX_RECORDABLE_DEPTH = 64;
