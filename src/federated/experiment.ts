@@ -75,6 +75,12 @@ export type LoadBreakpointOptions = {
   workspace?: string;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange?: boolean;
+  /**
+   * Go back to a breakpoint older than the experiment's last round: the rounds after it are
+   * superseded (recorded, their folders moved to `superseded/`). Without it, loading such a
+   * breakpoint is refused with `RewindNotRequestedError`, naming the rounds. Default false.
+   */
+  rewind?: boolean;
   nodeTimeoutMs?: number;
   onRound?: (progress: RoundProgress) => void;
 };
@@ -159,18 +165,20 @@ export class Experiment {
   /**
    * Loads a breakpoint: with no path, the last breakpoint of the last experiment; else a
    * breakpoint folder, or an experiment folder (its latest breakpoint), absolute or relative to
-   * the current directory. State is rebuilt from the log and checked against the folder.
+   * the current directory. State is rebuilt from the log and checked against the folder. A
+   * breakpoint older than the last round is loaded only with `rewind: true`.
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const rl = await openRoundLog(roundLogOptions(options));
     try {
-      const { handle, plan, federation } = await resumeFromBreakpoint(rl, breakpointPath, {
+      const { handle, plan, federation, superseded } = await resumeFromBreakpoint(rl, breakpointPath, {
         workspace,
         federation: options.federation,
         acceptPlanChange: options.acceptPlanChange ?? false,
+        rewind: options.rewind ?? false,
       });
-      return new Experiment(
+      const experiment = new Experiment(
         rl,
         handle,
         plan,
@@ -178,10 +186,19 @@ export class Experiment {
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
       );
+      experiment.superseded = superseded;
+      return experiment;
     } catch (error) {
       await rl.close();
       throw error;
     }
+  }
+
+  private superseded: readonly number[] = [];
+
+  /** The rounds `loadBreakpoint` superseded when asked to `rewind` (empty otherwise). */
+  supersededOnLoad(): readonly number[] {
+    return this.superseded;
   }
 
   get id(): string {

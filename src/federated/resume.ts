@@ -16,7 +16,7 @@ import {
   NoBreakpointError,
   RoundPrunedError,
 } from '../model/errors.ts';
-import { breakpointFolderName } from '../model/events.ts';
+import { breakpointFolderName, type Rewound } from '../model/events.ts';
 import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
@@ -44,10 +44,18 @@ export type ResumeOptions = Readonly<{
   federation: FederationSource;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange: boolean;
+  /** Go back to an older breakpoint, superseding the rounds after it; without it that is refused. */
+  rewind?: boolean;
 }>;
 
 /** What an `Experiment` resumed from a breakpoint is made of. */
-export type Resumed = Readonly<{ handle: ExperimentHandle; plan: TrainingPlan; federation: Federation }>;
+export type Resumed = Readonly<{
+  handle: ExperimentHandle;
+  plan: TrainingPlan;
+  federation: Federation;
+  /** The rounds this resume superseded (asked for with `rewind`); empty when it continued the last round. */
+  superseded: readonly number[];
+}>;
 
 /**
  * Resumes from a breakpoint: with no path, the last breakpoint of the last experiment; else a
@@ -86,11 +94,18 @@ export async function resumeFromBreakpoint(
   const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange);
   const events = decideResume(
     handle.state,
-    { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
+    {
+      round: manifest.round,
+      breakpoint: path.basename(folder),
+      folder: renamed,
+      trainingPlan: ref,
+      rewind: options.rewind ?? false,
+    },
     { actor: rl.actor },
   );
   const keep = manifest.round + 1;
-  const superseded = events.some((e) => e.type === 'Rewound');
+  const rewound = events.find((e) => e.type === 'Rewound')?.data as Rewound | undefined;
+  const superseded = rewound !== undefined;
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
   await handle.append(events);
   const experimentsDir = rl.layout.experiments;
@@ -98,7 +113,7 @@ export async function resumeFromBreakpoint(
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
-  return { handle, plan, federation };
+  return { handle, plan, federation, superseded: rewound?.supersededRounds ?? [] };
 }
 
 /** A breakpoint found: its folder and manifest, the experiment the log knows it by (null: none). */

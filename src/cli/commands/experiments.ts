@@ -66,6 +66,11 @@ export const resume = defineCommand({
       default: false,
       describe: "continue even if the training plan's source changed (the change is recorded)",
     },
+    rewind: {
+      type: 'boolean',
+      default: false,
+      describe: 'go back to a breakpoint older than the last round: the rounds after it are superseded (recorded)',
+    },
   },
   readsRoot: true,
   run: async (args, { global, io }) => {
@@ -76,6 +81,7 @@ export const resume = defineCommand({
         ...experimentStore(global),
         workspace,
         acceptPlanChange: args['accept-plan-change'],
+        rewind: args.rewind,
         federation: async (config) => {
           const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
           if (!ref) {
@@ -90,9 +96,14 @@ export const resume = defineCommand({
       },
     );
     try {
+      const rewound = experiment.supersededOnLoad();
       io.out(
         `resumed ${experiment.experimentationFolder()} (${experiment.id}) at round ${experiment.roundCurrent()}` +
-          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`),
+          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`) +
+          (rewound.length === 0
+            ? ''
+            : `, rewound: ${rewound.length === 1 ? 'round' : 'rounds'} ${rewound.join(', ')} superseded ` +
+              `(still in the history, their folders in ${experiment.experimentationFolder()}/superseded/)`),
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
       io.out(`done: ${experiment.roundCurrent()} rounds completed`);
