@@ -21,6 +21,7 @@ import path from 'node:path';
 import { ClosedError, InvalidArgumentError } from '../errors.ts';
 import { exists, syncDir } from '../durable.ts';
 import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './errors.ts';
+import { ownBytes, ownSource } from './snapshot.ts';
 import {
   encodingOf,
   sha256Of,
@@ -377,8 +378,9 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     dir,
     path: fileOf,
     fileOf,
-    put: (bytes, options) => track(() => put(bytes, options)),
-    putStream: (source, options) => track(async () => store(source, null, encodingOf(options))),
+    // The caller's bytes are copied before the first await: changing them after the call stores nothing of it.
+    put: (bytes, options) => track(async () => put(ownBytes(bytes), options)),
+    putStream: (source, options) => track(async () => store(ownSource(source), null, encodingOf(options))),
     get: (blob) => track(() => get(blob)),
     has: (sha256) => track(() => has(sha256)),
     delete: (sha256) => track(() => remove(sha256)),

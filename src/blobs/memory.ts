@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ClosedError, InvalidArgumentError } from '../errors.ts';
 import { BlobNotFoundError, LinkTargetExistsError } from './errors.ts';
+import { ownSource } from './snapshot.ts';
 import {
   encodingOf,
   sha256Of,
@@ -95,7 +96,8 @@ export function getInMemoryBlobStore(): BlobStore {
       checkOpen();
       const encoding = encodingOf(options);
       const chunks: Buffer[] = [];
-      for await (const chunk of source) {
+      // Taken before the first await: changing the chunks after the call stores nothing of it.
+      for await (const chunk of ownSource(source)) {
         if (!(chunk instanceof Uint8Array)) {
           throw new InvalidArgumentError(
             'source',

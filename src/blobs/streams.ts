@@ -39,6 +39,7 @@ import { syncDir } from '../durable.ts';
 import { ClosedError, InvalidArgumentError } from '../errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './errors.ts';
+import { ownBytes, ownSource } from './snapshot.ts';
 import {
   encodingOf,
   sha256Of,
@@ -564,8 +565,9 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
       sha256Of(sha256);
       return null;
     },
-    put: (bytes, options) => track(() => put(bytes, options)),
-    putStream: (source, options) => track(() => putStream(source, options)),
+    // The caller's bytes are copied before the first await: changing them after the call stores nothing of it.
+    put: (bytes, options) => track(async () => put(ownBytes(bytes), options)),
+    putStream: (source, options) => track(async () => putStream(ownSource(source), options)),
     get: (blob) => track(() => get(blob)),
     has: (sha256) => track(() => has(sha256)),
     delete: (sha256) => track(() => remove(sha256)),

@@ -68,12 +68,14 @@ export type VerifyResult = Readonly<{
 export interface BlobStore {
   /**
    * Stores `bytes` under their SHA-256, durably before it resolves. A put of bytes already stored
-   * leaves the stored blob untouched and reports `created: false`.
+   * leaves the stored blob untouched and reports `created: false`. The bytes are copied when it is
+   * called: the caller may change or reuse them at once, without waiting for the promise.
    */
   put(bytes: Uint8Array, options?: PutOptions): Promise<PutResult>;
   /**
    * Like `put`, for bytes that arrive in chunks (e.g. `encodeTensorChunks`); they are hashed as
-   * they are written, and must not change until the call resolves.
+   * they are written. The chunks of an iterable (an array of buffers) are copied when it is called,
+   * those of an async iterable as each arrives: the caller may change or reuse a chunk at once.
    */
   putStream(source: BlobSource, options?: PutOptions): Promise<PutResult>;
   /**

@@ -121,7 +121,8 @@ export function encodeTensors(tensors: TensorSet, options: EncodeTensorsOptions 
 /**
  * The bytes of `encodeTensors` as a list of chunks, without copying them into one buffer: a
  * tensor stored raw is a view of its own memory, so it must not change until the chunks are
- * written (e.g. with `BlobStore.putStream`).
+ * taken. `BlobStore.putStream` takes (copies) the chunks of an array when it is called: hand them
+ * to it at once, as `RoundLog.putTensors` does.
  */
 export function encodeTensorChunks(tensors: TensorSet, options: EncodeTensorsOptions = {}): EncodedTensorChunks {
   checkHost();

@@ -54,6 +54,7 @@ import {
   RoundPrunedError,
 } from '../model/errors.ts';
 import { acceptsConcurrently } from '../model/concurrent.ts';
+import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
@@ -138,7 +139,7 @@ export interface RoundLog {
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
   /** Runs `fn` with the log open for reads. */
   withReader<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
-  /** Encodes tensors into the blob store. */
+  /** Encodes tensors into the blob store; their bytes are taken when it is called. */
   putTensors(tensors: TensorSet): Promise<BlobRef>;
   /** Tensors back from the blob store, their hash checked. */
   getTensors(ref: BlobRef): Promise<TensorSet>;
@@ -183,12 +184,16 @@ class StoreRoundLog implements RoundLog {
     return this.withReader(readRegistry);
   }
 
-  async createExperiment(options: CreateExperimentOptions = {}): Promise<ExperimentHandle> {
+  async createExperiment(given: CreateExperimentOptions = {}): Promise<ExperimentHandle> {
+    // Taken before the first await (the initial parameters by their put): the caller may change
+    // its config or tensors once this is called.
+    const { initialParams: tensors, ...rest } = given;
+    const options = recordable(rest, '');
     // Checked before the initial parameters are stored: a refused creation stores nothing.
     const roundLimit = checkRoundLimit(options.roundLimit ?? null);
     const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
     if (options.folder !== undefined) checkFolderName(options.folder);
-    const initialParams = options.initialParams ? await this.putTensors(options.initialParams) : null;
+    const initialParams = tensors ? await this.putTensors(tensors) : null;
     // On the file log the writer lock orders creations. On EventStoreDB two processes may read the
     // registry at once: the registration of the second fails its expected revision, and it tries
     // again under a new id and number (the stream it wrote is unregistered: nothing lists it).
@@ -306,6 +311,7 @@ class StoreRoundLog implements RoundLog {
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
+    // Encoded, and the chunks handed to the put (which copies them), before the first await.
     const { encoding, chunks } = encodeTensorChunks(tensors);
     return (await this.blobs.putStream(chunks, { encoding })).ref;
   }
@@ -387,8 +393,16 @@ export class ExperimentHandle {
    * it. Events other processes may append beside a run (`acceptsConcurrently`: retention's
    * `RoundsPruned`, a fork's `Forked`) are folded and the append made again after them; anything
    * else in between is a `ConcurrentModificationError`. Returns the recorded events of this append.
+   * The events are copied when it is called.
    */
-  append(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
+  append(given: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
+    // Taken before the first await: the caller may change its events once this is called.
+    let events: readonly ExperimentEvent[];
+    try {
+      events = recordable(given, 'events');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     // One append at a time per handle (a run's heartbeat may come while a round appends).
     const next = this.appending.then(() => this.appendNow(events));
     this.appending = next.catch(() => undefined);
@@ -441,7 +455,11 @@ export class ExperimentHandle {
     return true;
   }
 
-  /** Records a completed round: parameters to the blob store, then one atomic append. */
+  /**
+   * Records a completed round: parameters to the blob store, then one atomic append. The
+   * parameters, state, metrics and nodes are taken when it is called: the caller may change them
+   * (train the next round) at once, without waiting for the promise.
+   */
   async recordRound(options: RecordRoundOptions): Promise<RoundRecord> {
     const round = this.roundCurrent();
     if (options.round !== undefined && options.round !== round) {
@@ -451,8 +469,15 @@ export class ExperimentHandle {
         options.round,
       );
     }
-    const params = await this.roundLog.putTensors(options.params);
-    const events = decideCompleteRound(this.current, { ...options, params });
+    // Everything the caller handed over is taken before the first await (the parameters encoded and
+    // their bytes copied by the put, the rest checked and copied): a training loop that changes its
+    // weights or optimizer state for the next round without waiting for this promise records what
+    // it passed. A value the log or the breakpoint's JSON cannot hold is refused here, before any write.
+    const { params: tensors, ...rest } = options;
+    const command = recordable(rest, '');
+    const stored = this.roundLog.putTensors(tensors);
+    const params = await stored;
+    const events = decideCompleteRound(this.current, { ...command, params });
     // The projections write the round's breakpoint folder once the append is durable.
     await this.append(events);
     return this.current.rounds[round]!;

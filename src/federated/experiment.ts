@@ -20,6 +20,7 @@ import {
 } from '../model/decide/index.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
 import { currentOwner, DEFAULT_HEARTBEAT_MS } from '../engine/lease.ts';
+import { recordable } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
 import type { StoreOptions } from '../engine/store.ts';
@@ -101,6 +102,12 @@ export type LoadBreakpointOptions = {
   cwd?: string;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange?: boolean;
+  /**
+   * Go back to a breakpoint older than the experiment's last round: the rounds after it are
+   * superseded (recorded, their folders moved to `superseded/`). Without it, loading such a
+   * breakpoint is refused with `RewindNotRequestedError`, naming the rounds. Default false.
+   */
+  rewind?: boolean;
   nodeTimeoutMs?: number;
   onRound?: (progress: RoundProgress) => void;
   /**
@@ -150,8 +157,15 @@ export class Experiment {
   /** The root's references, caught up before each retention run so it reads only the new events. */
   private retentionIndex: RootIndex | null = null;
 
-  static async create(options: ExperimentOptions): Promise<Experiment> {
+  static async create(given: ExperimentOptions): Promise<Experiment> {
+    // What is recorded is taken before the first await: the caller may change its objects at once.
+    const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, ...data } = given;
+    const options = { ...recordable(data, ''), federation, onRound };
     const workspace = path.resolve(options.workspace ?? process.cwd());
+    const aggregator = givenAggregator ?? fedAvg();
+    const strategy = givenStrategy ?? allNodes();
+    const aggregatorSpec = { name: aggregator.name, config: recordable(aggregator.config, 'aggregator.config') };
+    const strategySpec = { name: strategy.name, config: recordable(strategy.config, 'strategy.config') };
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(roundLogOptions(options));
@@ -160,8 +174,6 @@ export class Experiment {
       const tags = [...options.tags];
       const nodes = options.nodes === undefined ? null : [...options.nodes];
       selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
-      const aggregator = options.aggregator ?? fedAvg();
-      const strategy = options.strategy ?? allNodes();
       const seed = options.seed ?? randomInt(0, 2 ** 31);
       const modelArgs = options.modelArgs ?? {};
       const initial = plan.init(modelArgs, deriveRng(seed, 'init'));
@@ -171,8 +183,8 @@ export class Experiment {
         trainingPlan: ref,
         modelArgs,
         trainingArgs: options.trainingArgs ?? {},
-        aggregator: { name: aggregator.name, config: aggregator.config },
-        strategy: { name: strategy.name, config: strategy.config },
+        aggregator: aggregatorSpec,
+        strategy: strategySpec,
         workspace,
       };
       const handle = await rl.createExperiment({
@@ -211,7 +223,8 @@ export class Experiment {
   /**
    * Loads a breakpoint: with no path, the last breakpoint of the last experiment; else a
    * breakpoint folder, or an experiment folder (its latest breakpoint), absolute or relative to
-   * the current directory. State is rebuilt from the log and checked against the folder.
+   * the current directory. State is rebuilt from the log and checked against the folder. A
+   * breakpoint older than the last round is loaded only with `rewind: true`.
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = options.workspace === undefined ? null : path.resolve(options.workspace);
@@ -219,14 +232,15 @@ export class Experiment {
     try {
       const runId = randomUUID();
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-      const { handle, plan, federation } = await resumeFromBreakpoint(rl, breakpointPath, {
+      const { handle, plan, federation, superseded } = await resumeFromBreakpoint(rl, breakpointPath, {
         workspace,
         cwd: path.resolve(options.cwd ?? process.cwd()),
         federation: options.federation,
         acceptPlanChange: options.acceptPlanChange ?? false,
         run: { runId, owner: currentOwner(rl.actor), heartbeatMs, takeOver: options.takeOver ?? false },
+        rewind: options.rewind ?? false,
       });
-      return new Experiment(
+      const experiment = new Experiment(
         rl,
         handle,
         plan,
@@ -236,10 +250,19 @@ export class Experiment {
         runId,
         heartbeatMs,
       );
+      experiment.superseded = superseded;
+      return experiment;
     } catch (error) {
       await rl.close();
       throw error;
     }
+  }
+
+  private superseded: readonly number[] = [];
+
+  /** The rounds `loadBreakpoint` superseded when asked to `rewind` (empty otherwise). */
+  supersededOnLoad(): readonly number[] {
+    return this.superseded;
   }
 
   get id(): string {

@@ -19,7 +19,7 @@ import {
   NoBreakpointError,
   RoundPrunedError,
 } from '../model/errors.ts';
-import { breakpointFolderName, recordedWorkspace } from '../model/events.ts';
+import { breakpointFolderName, recordedWorkspace, type Rewound } from '../model/events.ts';
 import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
@@ -57,10 +57,18 @@ export type ResumeOptions = Readonly<{
   acceptPlanChange: boolean;
   /** The run this process starts (its lease, appended with the resume); `takeOver` a run that looks alive. */
   run: Readonly<{ runId: string; owner: RunOwner; heartbeatMs: number; takeOver: boolean }>;
+  /** Go back to an older breakpoint, superseding the rounds after it; without it that is refused. */
+  rewind?: boolean;
 }>;
 
 /** What an `Experiment` resumed from a breakpoint is made of. */
-export type Resumed = Readonly<{ handle: ExperimentHandle; plan: TrainingPlan; federation: Federation }>;
+export type Resumed = Readonly<{
+  handle: ExperimentHandle;
+  plan: TrainingPlan;
+  federation: Federation;
+  /** The rounds this resume superseded (asked for with `rewind`); empty when it continued the last round. */
+  superseded: readonly number[];
+}>;
 
 /**
  * Resumes from a breakpoint: with no path, the last breakpoint of the last experiment; else a
@@ -116,14 +124,21 @@ export async function resumeFromBreakpoint(
   const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange, carried);
   const events = decideResume(
     handle.state,
-    { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
+    {
+      round: manifest.round,
+      breakpoint: path.basename(folder),
+      folder: renamed,
+      trainingPlan: ref,
+      rewind: options.rewind ?? false,
+    },
     { actor: rl.actor },
   );
   // The run lease, in the same append: refused (naming the owner) while a live process runs it.
   const liveness = runLiveness(handle.state);
   const lease = decideStartRun(handle.state, { runId, owner, heartbeatMs, takeOver, liveness, now: new Date() });
   const keep = manifest.round + 1;
-  const superseded = events.some((e) => e.type === 'Rewound');
+  const rewound = events.find((e) => e.type === 'Rewound')?.data as Rewound | undefined;
+  const superseded = rewound !== undefined;
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
   await handle.append([...events, ...lease]);
   const experimentsDir = rl.layout.experiments;
@@ -131,7 +146,7 @@ export async function resumeFromBreakpoint(
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
-  return { handle, plan, federation };
+  return { handle, plan, federation, superseded: rewound?.supersededRounds ?? [] };
 }
 
 /** A breakpoint found: its folder and manifest, the experiment the log knows it by (null: none). */

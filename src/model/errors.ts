@@ -198,6 +198,72 @@ export class ExperimentExistsError extends RoundlogError {
   }
 }
 
+/**
+ * A value given to be recorded (a round's state or metrics, an experiment's config, training
+ * arguments) that the log and the breakpoint's JSON cannot both hold as it is. Nothing was recorded.
+ */
+export class UnrecordableValueError extends RoundlogError {
+  readonly code = 'UNRECORDABLE_VALUE' as const;
+  constructor(
+    /** Where the value is, e.g. `state.optimizer.step` or `metrics.loss`. */
+    readonly path: string,
+    /** What it is, e.g. `a bigint`, `NaN`, `a Map`, `a cycle back to state.model`. */
+    readonly kind: string,
+    /** What to do instead. */
+    readonly hint: string,
+  ) {
+    super(
+      `${path} is ${kind}, which cannot be recorded: the log and the breakpoint's JSON both hold only null, ` +
+        `booleans, finite numbers, well-formed strings, arrays without holes and plain objects ` +
+        `(at most ${MAX_RECORDABLE_DEPTH} levels deep); ${hint}. Nothing was recorded`,
+    );
+  }
+}
+
+/** How deep a recorded value may nest (objects and arrays inside each other). */
+export const MAX_RECORDABLE_DEPTH = 64;
+
+/**
+ * A resume from a breakpoint older than the experiment's last round, without asking to rewind:
+ * it would supersede the later rounds. Nothing was recorded.
+ */
+export class RewindNotRequestedError extends RoundlogError {
+  readonly code = 'REWIND_NOT_REQUESTED' as const;
+  constructor(
+    readonly experiment: string,
+    /** The breakpoint's round (its index `R`), and its folder name. */
+    readonly round: number,
+    readonly breakpoint: string,
+    /** Rounds completed on the current branch: the last is `roundCurrent - 1`. */
+    readonly roundCurrent: number,
+    /** The rounds the resume would supersede. */
+    readonly supersededRounds: readonly number[],
+  ) {
+    const count = supersededRounds.length;
+    super(
+      `resuming experiment ${experiment} from ${breakpoint} would supersede ${count} round${count === 1 ? '' : 's'} ` +
+        `(${describeRounds(supersededRounds)}; ${roundCurrent} rounds are completed, the last is round ` +
+        `${roundCurrent - 1}): they would stay in the history, their folders moved to superseded/, and the ` +
+        `next round would be round ${round + 1} again. To continue from the last round, resume the experiment ` +
+        `folder (or its latest breakpoint). To go back to round ${round}, ask for it: roundlog resume <path> ` +
+        `--rewind, Experiment.loadBreakpoint(path, { rewind: true }), ` +
+        `or roundlog rewind ${experiment} --round ${round} --reason TEXT`,
+    );
+  }
+}
+
+/** `round 2`, `rounds 3-9`, `rounds 1, 3-5`: consecutive indexes as ranges. */
+function describeRounds(rounds: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < rounds.length; i++) {
+    let j = i;
+    while (j + 1 < rounds.length && rounds[j + 1] === rounds[j]! + 1) j++;
+    parts.push(j === i ? String(rounds[i]) : `${rounds[i]}-${rounds[j]}`);
+    i = j;
+  }
+  return `${rounds.length === 1 ? 'round' : 'rounds'} ${parts.join(', ')}`;
+}
+
 /** The experiment is run by a live process (its run lease); only one process may run it. */
 export class ExperimentRunningError extends RoundlogError {
   readonly code = 'EXPERIMENT_RUNNING' as const;

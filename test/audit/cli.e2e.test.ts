@@ -71,6 +71,7 @@ async function build(): Promise<Fixture> {
     await roundlog([
       'resume',
       path.join(root, 'experiments', 'Experiment_0001', 'breakpoint_0000'),
+      '--rewind',
       '--rounds',
       '1',
       '--root',

@@ -176,6 +176,7 @@ async function build(): Promise<Fixture> {
   await first.close();
 
   const again = await Experiment.loadBreakpoint(path.join(a.dir, 'breakpoint_0000'), {
+    rewind: true,
     root: h.root,
     federation: h.options().federation,
     workspace: h.workspace,

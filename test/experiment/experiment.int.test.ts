@@ -14,7 +14,12 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BreakpointCorruptError, NoBreakpointError, TrainingPlanChangedError } from '../../src/model/errors.ts';
+import {
+  BreakpointCorruptError,
+  NoBreakpointError,
+  RewindNotRequestedError,
+  TrainingPlanChangedError,
+} from '../../src/model/errors.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { PathOutsideError } from '../../src/confine.ts';
@@ -51,7 +56,7 @@ const TINY_PLAN =
 };
 `;
 
-const load = (root: string, target?: string, extra: { acceptPlanChange?: boolean } = {}) =>
+const load = (root: string, target?: string, extra: { acceptPlanChange?: boolean; rewind?: boolean } = {}) =>
   Experiment.loadBreakpoint(target, { root, federation, workspace: WORKSPACE, ...extra });
 
 test(
@@ -89,16 +94,30 @@ test(
 );
 
 test(
-  'resuming from an older breakpoint supersedes the ' + 'newer ones: moved aside, recorded, never overwritten',
+  'resuming from an older breakpoint is refused unless asked to rewind; then it supersedes the ' +
+    'newer ones: moved aside, recorded, never overwritten',
   async (t) => {
     const root = tempDir();
     const exp = await Experiment.create(options(root));
     await exp.run();
     const dir = exp.experimentationPath();
     const round3 = readFileSync(path.join(dir, 'breakpoint_0003', 'breakpoint.json'), 'utf8');
+    const revision = exp.state.revision;
     await exp.close();
 
-    const loaded = await load(root, path.join(dir, 'breakpoint_0001'));
+    const refused = await t.throwsAsync(load(root, path.join(dir, 'breakpoint_0001')), {
+      instanceOf: RewindNotRequestedError,
+    });
+    t.like(refused, { round: 1, roundCurrent: 4, supersededRounds: [2, 3], breakpoint: 'breakpoint_0001' });
+    t.regex(refused!.message, /would supersede 2 rounds \(rounds 2-3;.*rewind: true/s);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
+    const untouched = await load(root, dir);
+    t.is(untouched.state.revision, revision + 1n, 'only the Resumed of this load was appended, nothing superseded');
+    t.is(untouched.roundCurrent(), 4);
+    await untouched.close();
+
+    const loaded = await load(root, path.join(dir, 'breakpoint_0001'), { rewind: true });
+    t.deepEqual(loaded.supersededOnLoad(), [2, 3]);
     t.is(loaded.roundCurrent(), 2);
     t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'superseded']);
     t.deepEqual(readdirSync(path.join(dir, 'superseded')).sort(), ['breakpoint_0002.1', 'breakpoint_0003.1']);

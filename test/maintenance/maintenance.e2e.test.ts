@@ -119,6 +119,7 @@ test(
     const resume = await roundlog([
       'resume',
       path.join(experiments, 'Experiment_0000', 'breakpoint_0004'),
+      '--rewind',
       '--rounds',
       '1',
       '--root',

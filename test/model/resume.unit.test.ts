@@ -5,6 +5,7 @@
 import {
   ExperimentNotCreatedError,
   RoundNotFoundError,
+  RewindNotRequestedError,
   RoundPrunedError,
   type ExperimentCreated,
   type ExperimentEvent,
@@ -27,7 +28,13 @@ table([
   {
     title: 'the fixture resumed from breakpoint_0000 after round 2: Rewound and Resumed, as recorded',
     given: upTo(15),
-    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: recordedPlan },
+    when: {
+      type: 'ResumeExperiment',
+      round: 0,
+      breakpoint: 'breakpoint_0000',
+      trainingPlan: recordedPlan,
+      rewind: true,
+    },
     context: { actor: FIXTURE_ACTOR },
     then: [domain(16), domain(17)],
   },
@@ -50,9 +57,9 @@ table([
     then: [changed({ trainingPlan: plan('f') }), resumed(3, 'breakpoint_0002')],
   },
   {
-    title: 'from round 0 of the finished fixture: Rewound, the first limit restored, Resumed',
+    title: 'from round 0 of the finished fixture, asked to rewind: Rewound, the first limit restored, Resumed',
     given: history,
-    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', rewind: true },
     then: [
       rewound(1, 'breakpoint_0000', [1, 2, 3, 4, 5]),
       changed({ roundLimit: 4, saveBreakpoints: true, trainingArgs: { epochs: 1 } }),
@@ -77,7 +84,7 @@ table([
       changed({ trainingPlan: plan('2') }),
       completed(1),
     ],
-    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: plan('2') },
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: plan('2'), rewind: true },
     then: [rewound(1, 'breakpoint_0000', [1]), resumed(1, 'breakpoint_0000')],
   },
   {
@@ -89,8 +96,34 @@ table([
       changed({ trainingPlan: plan('2') }),
       completed(1),
     ],
-    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: plan('1') },
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000', trainingPlan: plan('1'), rewind: true },
     then: [changed({ trainingPlan: plan('1') }), rewound(1, 'breakpoint_0000', [1]), resumed(1, 'breakpoint_0000')],
+  },
+  {
+    title: 'from round 0 of the finished fixture, not asked to rewind: refused, naming the rounds it would supersede',
+    given: history,
+    when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
+    throws: RewindNotRequestedError,
+    fields: {
+      code: 'REWIND_NOT_REQUESTED',
+      round: 0,
+      breakpoint: 'breakpoint_0000',
+      supersededRounds: [1, 2, 3, 4, 5],
+    },
+  },
+  {
+    title: 'from an older breakpoint with rewind false: refused, the message says how to ask for it',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 1, breakpoint: 'breakpoint_0001', rewind: false },
+    throws: RewindNotRequestedError,
+    fields: { round: 1, roundCurrent: 3, supersededRounds: [2] },
+    message: /would supersede 1 round \(round 2;.*--rewind.*rewind: true/s,
+  },
+  {
+    title: 'from the last breakpoint, asked to rewind: nothing to supersede, only the Resumed',
+    given: upTo(15),
+    when: { type: 'ResumeExperiment', round: 2, breakpoint: 'breakpoint_0002', rewind: true },
+    then: [resumed(3, 'breakpoint_0002')],
   },
   {
     title: 'a round not on the current branch: refused',

@@ -77,6 +77,11 @@ export const resume = defineCommand({
       type: 'string',
       describe: 'resolve the definition and training plan modules against DIR (default: the workspace recorded by run)',
     },
+    rewind: {
+      type: 'boolean',
+      default: false,
+      describe: 'go back to a breakpoint older than the last round: the rounds after it are superseded (recorded)',
+    },
   },
   readsRoot: true,
   run: async (args, { global, io }) => {
@@ -89,6 +94,7 @@ export const resume = defineCommand({
       cwd: global.cwd,
       acceptPlanChange: args['accept-plan-change'],
       takeOver: args['take-over'],
+      rewind: args.rewind,
       federation: async (config, { workspace }) => {
         const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
         if (!ref) {
@@ -102,9 +108,14 @@ export const resume = defineCommand({
       onRound: (p) => io.out(progressLine(p, p.nodes.length)),
     });
     try {
+      const rewound = experiment.supersededOnLoad();
       io.out(
         `resumed ${experiment.experimentationFolder()} (${experiment.id}) at round ${experiment.roundCurrent()}` +
-          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`),
+          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`) +
+          (rewound.length === 0
+            ? ''
+            : `, rewound: ${rewound.length === 1 ? 'round' : 'rounds'} ${rewound.join(', ')} superseded ` +
+              `(still in the history, their folders in ${experiment.experimentationFolder()}/superseded/)`),
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
       io.out(`done: ${experiment.roundCurrent()} rounds completed`);

@@ -7,6 +7,7 @@ import { InvalidArgumentError } from '../../errors.ts';
 import type { ExperimentEvent, Retention, SettingsChanged } from '../events.ts';
 import { checkRetention } from '../retention.ts';
 import { roundCurrent, type ExperimentState } from '../state.ts';
+import { recordable } from '../values.ts';
 import { requireCreated, type DecideContext } from './context.ts';
 
 /** The settings to change; at least one. An absent field is left as it is. */
@@ -27,7 +28,8 @@ export type ChangeSettings = {
  * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` when no setting is given, for a
  * `roundLimit` that is not a non-negative integer or null or is below `roundCurrent()`, a
  * `retention` that `checkRetention` refuses, `trainingArgs` that are not an object, a
- * `saveBreakpoints` that is not a boolean.
+ * `saveBreakpoints` that is not a boolean; `UnrecordableValueError` naming the path of a value in
+ * `trainingArgs` that the log and the breakpoint's JSON cannot both hold.
  */
 export function decideChangeSettings(
   state: ExperimentState,
@@ -65,7 +67,7 @@ export function decideChangeSettings(
     v: 1,
     ...(roundLimit === undefined ? {} : { roundLimit }),
     ...(retention === undefined ? {} : { retention: retention === null ? null : checkRetention(retention) }),
-    ...(trainingArgs === undefined ? {} : { trainingArgs }),
+    ...(trainingArgs === undefined ? {} : { trainingArgs: recordable(trainingArgs, 'trainingArgs') }),
     ...(saveBreakpoints === undefined ? {} : { saveBreakpoints }),
     by: context.actor,
   };

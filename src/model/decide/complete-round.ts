@@ -6,6 +6,7 @@ import type { BlobRef } from '../../blobs/types.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import type { ExperimentEvent, NodeReplied, RoundCompleted } from '../events.ts';
 import { roundCurrent, type ExperimentState } from '../state.ts';
+import { recordable } from '../values.ts';
 import { requireCreated } from './context.ts';
 
 export type CompleteRound = {
@@ -36,7 +37,8 @@ export type CompleteRound = {
  * Decides the events of a completed round.
  *
  * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` when `round` is given and is not
- * `roundCurrent()`.
+ * `roundCurrent()`; `UnrecordableValueError` naming the path (`state.optimizer.step`) of a value in
+ * `state`, `metrics`, `nodes` or `replies` that the log and the breakpoint's JSON cannot both hold.
  */
 export function decideCompleteRound(state: ExperimentState, command: CompleteRound): readonly ExperimentEvent[] {
   const created = requireCreated(state, 'complete a round');
@@ -45,21 +47,36 @@ export function decideCompleteRound(state: ExperimentState, command: CompleteRou
     const rule = `must be the next round of experiment ${created.folder}, ${round}`;
     throw new InvalidArgumentError('round', rule, command.round);
   }
+  // Checked and copied: what is recorded is what every projection can write back (`recordable`).
+  const {
+    state: given,
+    metrics,
+    nodes,
+    replies,
+  } = recordable(
+    {
+      state: command.state ?? null,
+      metrics: command.metrics ?? {},
+      nodes: command.nodes ?? [],
+      replies: command.replies ?? [],
+    },
+    '',
+  );
   const attempt = command.attempt ?? (state.attempts[round] ?? 0) + (state.openAttempt?.round === round ? 0 : 1);
   const completed: RoundCompleted = {
     v: 1,
     round,
     attempt,
     params: command.params,
-    state: command.state ?? null,
-    nodes: command.nodes ?? [],
-    metrics: command.metrics ?? {},
+    state: given,
+    nodes,
+    metrics,
     breakpoint: command.breakpoint ?? state.settings.saveBreakpoints,
     durationMs: command.durationMs ?? 0,
   };
-  const replies: ExperimentEvent[] = (command.replies ?? []).map((reply) => ({
+  const replied: ExperimentEvent[] = replies.map((reply) => ({
     type: 'NodeReplied',
     data: { v: 1, ...reply },
   }));
-  return [...replies, { type: 'RoundCompleted', data: completed }];
+  return [...replied, { type: 'RoundCompleted', data: completed }];
 }

@@ -16,6 +16,7 @@ import type {
 } from '../events.ts';
 import { ExperimentExistsError } from '../errors.ts';
 import type { ExperimentState } from '../state.ts';
+import { recordable } from '../values.ts';
 import type { DecideContext } from './context.ts';
 
 /**
@@ -56,7 +57,9 @@ export type CreateExperiment = {
  *
  * Errors: `ExperimentExistsError` (the stream already has an `ExperimentCreated`),
  * `InvalidArgumentError` for `roundLimit` (not a non-negative integer or null), `seed` (not a safe
- * integer), `folder` (not a plain folder name, or the folder of another experiment).
+ * integer), `folder` (not a plain folder name, or the folder of another experiment);
+ * `UnrecordableValueError` naming the path of a value in `config` or `federated` that the log and
+ * the breakpoint's JSON cannot both hold.
  */
 export function decideCreate(
   state: ExperimentState,
@@ -80,8 +83,9 @@ export function decideCreate(
     seed: command.seed,
     saveBreakpoints: command.saveBreakpoints ?? false,
     initialParams: command.initialParams ?? null,
-    config: command.config ?? null,
-    federated: command.federated ?? null,
+    // Checked and copied: the breakpoint manifest carries this event (`recordable`).
+    config: recordable(command.config ?? null, 'config'),
+    federated: recordable(command.federated ?? null, 'federated'),
     createdBy: context.actor,
     roundlogVersion: command.roundlogVersion,
     importedFrom: command.importedFrom ?? null,

@@ -1,13 +1,14 @@
 /**
  * Resume an experiment from the breakpoint of round R of its current branch (the last one, or an
- * older one): in this order, a `SettingsChanged` recording an accepted change of the training
- * plan, a `Rewound` superseding the rounds after R (when there are any), a `SettingsChanged`
+ * older one, only when asked to rewind): in this order, a `SettingsChanged` recording an accepted
+ * change of the training plan, a `Rewound` superseding the rounds after R (when there are any), a `SettingsChanged`
  * restoring the settings R ran under (`settingsToRestore`), and the `Resumed`.
  */
+import { RewindNotRequestedError } from '../errors.ts';
 import type { ExperimentEvent, TrainingPlanRef } from '../events.ts';
 import { chooseRound } from '../rounds.ts';
 import { settingsToRestore } from '../settings.ts';
-import type { ExperimentState } from '../state.ts';
+import { roundCurrent, type ExperimentState } from '../state.ts';
 import { requireCreated, type DecideContext } from './context.ts';
 
 export type ResumeExperiment = {
@@ -23,6 +24,11 @@ export type ResumeExperiment = {
    * the plan in force.
    */
   trainingPlan?: TrainingPlanRef | null;
+  /**
+   * The caller asks to go back: a breakpoint older than the last round supersedes the rounds after
+   * it (a `Rewound`). Without it, such a resume is refused (`RewindNotRequestedError`). Default false.
+   */
+  rewind?: boolean;
 };
 
 /**
@@ -31,7 +37,8 @@ export type ResumeExperiment = {
  *
  * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` (`round` not a non-negative
  * integer), `RoundNotFoundError` (not a round of the current branch), `RoundPrunedError` (its
- * parameters were deleted by retention).
+ * parameters were deleted by retention), `RewindNotRequestedError` (an older breakpoint than the
+ * last round, without `rewind`: it names the rounds it would supersede and how to ask for it).
  */
 export function decideResume(
   state: ExperimentState,
@@ -52,6 +59,15 @@ export function decideResume(
     .slice(keep)
     .filter((r) => r !== undefined && r !== null)
     .map((r) => r.round);
+  if (supersededRounds.length > 0 && command.rewind !== true) {
+    throw new RewindNotRequestedError(
+      state.folder,
+      record.round,
+      command.breakpoint,
+      roundCurrent(state),
+      supersededRounds,
+    );
+  }
   if (supersededRounds.length > 0) {
     const reason = `loaded the older breakpoint ${command.breakpoint}`;
     events.push({ type: 'Rewound', data: { v: 1, roundCurrent: keep, reason, supersededRounds, by } });
