@@ -19,7 +19,7 @@ import {
   decideStartRun,
 } from '../model/decide/index.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
-import { currentOwner, DEFAULT_HEARTBEAT_MS } from '../engine/lease.ts';
+import { currentOwner, DEFAULT_HEARTBEAT_MS, runLiveness } from '../engine/lease.ts';
 import { recordable } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
@@ -139,8 +139,8 @@ export class Experiment {
     private readonly nodeTimeoutMs: number,
     private readonly onRound: ((progress: RoundProgress) => void) | undefined,
     /** This process's run of the experiment (the `RunStarted` it appended). */
-    private readonly runId: string,
-    heartbeatMs: number,
+    private runId: string,
+    private readonly heartbeatMs: number,
   ) {
     // Gives a sign of life when the run appended nothing for a heartbeat interval; never keeps the process up.
     this.heartbeatTimer = setInterval(() => {
@@ -153,6 +153,9 @@ export class Experiment {
   }
 
   private readonly heartbeatTimer: NodeJS.Timeout;
+
+  /** This process's run ended with its `RunFailed`: the next run or runOnce starts a new one. */
+  private failed = false;
 
   /** The root's references, caught up before each retention run so it reads only the new events. */
   private retentionIndex: RootIndex | null = null;
@@ -410,6 +413,22 @@ export class Experiment {
    * when this process no longer holds the run (another process changed the experiment).
    */
   private async recordingFailure<T>(work: () => Promise<T>): Promise<T> {
+    // A run this process ended by a failure: going on (a retry in the same process) starts a new
+    // run, with its lease, unless another process holds the experiment now.
+    if (this.failed) {
+      this.failed = false;
+      const runId = randomUUID();
+      await this.handle.append(
+        decideStartRun(this.state, {
+          runId,
+          owner: currentOwner(this.rl.actor),
+          heartbeatMs: this.heartbeatMs,
+          liveness: runLiveness(this.state),
+          now: new Date(),
+        }),
+      );
+      this.runId = runId;
+    }
     try {
       return await work();
     } catch (error) {
@@ -418,7 +437,12 @@ export class Experiment {
         const code =
           typeof e?.code === 'string' && e.code !== '' ? e.code : typeof e?.name === 'string' ? e.name : 'Error';
         const message = typeof e?.message === 'string' ? e.message : String(error);
-        await this.handle.append(decideFail(this.state, { code: code.slice(0, 200), message })).catch(() => undefined);
+        await this.handle
+          .append(decideFail(this.state, { code: code.slice(0, 200), message }))
+          .then(() => {
+            this.failed = true;
+          })
+          .catch(() => undefined);
       }
       throw error;
     }

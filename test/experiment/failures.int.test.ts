@@ -176,10 +176,16 @@ test(
 
     // Nothing of round 1 is committed: not in this instance, not in the log, not in the blob store.
     t.is(exp.roundCurrent(), 1);
-    t.deepEqual(exp.state.openAttempt, { round: 1, attempt: 1, nodes: [...NODES] });
+    // The failure is recorded with its cause, and closes the attempt (aborted).
+    t.is(exp.state.openAttempt, null);
     t.is(exp.state.attempts[1], 1);
     const after = await streamOf(h.root, exp.id);
-    t.deepEqual(summary(after.slice(before.length)), ['RoundStarted 1/1'], 'only the aborted start of round 1');
+    t.deepEqual(
+      summary(after.slice(before.length)),
+      ['RoundStarted 1/1', 'RunFailed 1/1'],
+      'only the aborted start of round 1, and the failure',
+    );
+    t.like(after.at(-1)!.data, { code: 'NODE_FAILED', round: 1, attempt: 1 });
     t.deepEqual(blobFiles(h.root), blobsBefore, 'no reply parameters were stored');
     t.false(readdirSync(exp.experimentationPath()).includes('breakpoint_0001'));
     const rl = await openRoundLog({ root: h.root });
@@ -187,7 +193,7 @@ test(
       const fresh = await rl.openExperiment(exp.id);
       t.is(fresh.roundCurrent(), 1);
       t.deepEqual(fresh.state.attempts, { 0: 1, 1: 1 });
-      t.deepEqual(fresh.state.openAttempt, { round: 1, attempt: 1, nodes: [...NODES] });
+      t.is(fresh.state.openAttempt, null);
     } finally {
       await rl.close();
     }
@@ -199,7 +205,8 @@ test(
     t.is(record.attempt, 2);
     t.is(exp.roundCurrent(), 2);
     t.is(exp.state.openAttempt, null);
-    t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(after.length)), WHOLE_ROUND(1, 2));
+    // Going on after a failure starts a new run (its lease) before the retry.
+    t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(after.length)), ['RunStarted', ...WHOLE_ROUND(1, 2)]);
     t.deepEqual([...(await exp.parameters()).w!.data], [5, 5]);
     t.true(readdirSync(exp.experimentationPath()).includes('breakpoint_0001'));
     await exp.close();
@@ -238,10 +245,14 @@ test(
     t.deepEqual(healthy.calls, { 'node-a': 1, 'node-b': 1, 'node-c': 1 });
     const events = await streamOf(h.root, loaded.id);
     const resumedAt = events.findIndex((e) => e.type === 'Resumed');
-    t.deepEqual(summary(events.slice(resumedAt - 2)), [
+    t.deepEqual(summary(events.slice(resumedAt - 5)), [
       'RoundStarted 1/1',
+      'RunFailed 1/1',
+      'RunStarted',
       'RoundStarted 1/2',
+      'RunFailed 1/2',
       'Resumed',
+      'RunStarted',
       ...WHOLE_ROUND(1, 3),
     ]);
     t.deepEqual([...(await loaded.parameters()).w!.data], [5, 5]);
@@ -272,7 +283,7 @@ test(
     await h.releaseHung();
     await new Promise((resolve) => setImmediate(resolve));
     t.is(exp.roundCurrent(), 1);
-    t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(before.length)), ['RoundStarted 1/1']);
+    t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(before.length)), ['RoundStarted 1/1', 'RunFailed 1/1']);
     t.deepEqual(blobFiles(h.root), blobsBefore);
 
     h.behaviour['node-a'] = 'ok';
@@ -292,7 +303,7 @@ test('a node replying with an invalid sample size fails the round, and nothing i
   t.is(error!.round, 0);
   t.regex(error!.message, /replied with sample size -1/);
   t.is(exp.roundCurrent(), 0);
-  t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(1)), ['RoundStarted 0/1']);
+  t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(1)), ['RunStarted', 'RoundStarted 0/1', 'RunFailed 0/1']);
   // No round was completed, so there is no breakpoint to load: what a user meets after such a failure.
   await exp.close();
   await t.throwsAsync(
@@ -340,7 +351,7 @@ test('loadBreakpoint() keeps a committed round whose breakpoint folder a crash l
 // ConcurrentModificationError, never be superseded by it. (Until e47d66d the loader appended
 // against a second, later read and superseded the round with a Rewound: seen with real processes
 // in concurrency.e2e.test.ts.) The loader is paused through node:fs, the roundlog code untouched,
-// when it starts hashing the chosen breakpoint's parameters, while the other instance commits.
+// when it opens the chosen breakpoint's parameters to hash them, while the other instance commits.
 test(
   'a resume racing a round that another process commits ' + 'fails with CONCURRENT_MODIFICATION and supersedes nothing',
   async (t) => {
@@ -349,9 +360,9 @@ test(
     await running.run({ rounds: 2 });
     const id = running.id;
 
-    const readFile = fsPromises.readFile;
+    const open = fsPromises.open;
     let paused = false;
-    (fsPromises as { readFile: unknown }).readFile = async function (this: unknown, ...args: unknown[]) {
+    (fsPromises as { open: unknown }).open = async function (this: unknown, ...args: unknown[]) {
       if (
         !paused &&
         typeof args[0] === 'string' &&
@@ -362,7 +373,7 @@ test(
         // The loader has picked breakpoint_0001 from what it read; the live process commits round 2 now.
         await running.runOnce();
       }
-      return (readFile as (...a: unknown[]) => Promise<unknown>).apply(this, args);
+      return (open as (...a: unknown[]) => Promise<unknown>).apply(this, args);
     };
     let loaded: Experiment | null = null;
     let loadError: unknown = null;
@@ -371,11 +382,13 @@ test(
         root: h.root,
         federation: h.federation,
         workspace: h.workspace,
+        // The running instance is in this process and holds the run: taking it over is what reaches the race.
+        takeOver: true,
       });
     } catch (error) {
       loadError = error;
     } finally {
-      (fsPromises as { readFile: unknown }).readFile = readFile;
+      (fsPromises as { open: unknown }).open = open;
     }
     t.true(paused, 'the loader was paused after choosing its breakpoint');
     const events = await streamOf(h.root, id);
