@@ -241,14 +241,20 @@ test(
     t.is(result.roundCurrent, 2);
     t.deepEqual(brief(result.entries), [
       'created',
+      'run-started',
       'round 0/1',
       'round 1/1',
       'aborted 2/1',
+      'run-failed',
+      'run-started',
       'round 2/2',
+      'run-ended',
       'rewound',
       'resumed',
+      'run-started',
       'round 1/2',
-      'started 2/3',
+      'aborted 2/3',
+      'run-failed',
       'forked',
       'pruned',
     ]);
@@ -258,7 +264,7 @@ test(
     t.like(created, { seed: 3, roundLimit: 8, nodes: ['node-a', 'node-b'], tags: ['#t'], by: ME });
     const [aborted] = byKind('aborted');
     t.deepEqual(aborted!.nodes, ['node-a', 'node-b']);
-    t.is(aborted!.endedBy.type, 'RoundStarted', 'the retry in the same process ended it');
+    t.is(aborted!.endedBy.type, 'RunFailed', 'the failure recorded ended it');
     const [rewound] = byKind('rewound');
     t.like(rewound, {
       roundCurrent: 1,
@@ -637,7 +643,7 @@ test(
       await reachedEnd;
       await exp.runOnce();
       await done;
-      t.deepEqual(seen, ['created', 'round 0/1', 'caughtUp', 'live started 1/1', 'live round 1/1']);
+      t.deepEqual(seen, ['created', 'run-started', 'round 0/1', 'caughtUp', 'live started 1/1', 'live round 1/1']);
 
       const error = await t.throwsAsync(
         firstValueFrom(followHistory(rl, { experiment: 'nope' }).pipe(take(1), toArray())),
