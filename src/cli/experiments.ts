@@ -7,6 +7,7 @@ import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { importModule, workspaceModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
+import { compareNames } from '../model/events.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -114,9 +115,9 @@ export function experimentTimeline(events: readonly RecordedEvent[]): string[] {
   );
 }
 
-/** The experiment folder as a tree, for the demo and for people. */
+/** The experiment folder as a tree, for the demo and for people; names in `compareNames` order (by number). */
 export async function folderTree(dir: string, prefix = ''): Promise<string[]> {
-  const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+  const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => compareNames(a.name, b.name));
   const lines: string[] = [];
   for (const [i, entry] of entries.entries()) {
     const last = i === entries.length - 1;

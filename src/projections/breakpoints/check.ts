@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { compareNames } from '../../model/events.ts';
 import { BreakpointCorruptError } from '../../model/errors.ts';
 import {
   BREAKPOINT_FORMAT,
@@ -113,7 +114,7 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
       actualHashes.set(file, actual);
       if (actual !== expected) problem(file, `has SHA-256 ${actual}, the manifest records ${show(expected)}`);
     }
-    for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort()) {
+    for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort(compareNames)) {
       if (file !== MANIFEST_FILE && !(file in listed)) {
         problem(file, 'is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)');
       }
