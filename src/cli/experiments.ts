@@ -10,6 +10,7 @@ import { roundCurrent, upcast } from '../model/state.ts';
 import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
 import { statusOf, type StatusOptions } from '../engine/lease.ts';
+import { compareNames } from '../model/events.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -143,9 +144,9 @@ export function experimentTimeline(events: readonly RecordedEvent[]): string[] {
   );
 }
 
-/** The experiment folder as a tree, for the demo and for people. */
+/** The experiment folder as a tree, for the demo and for people; names in `compareNames` order (by number). */
 export async function folderTree(dir: string, prefix = ''): Promise<string[]> {
-  const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+  const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => compareNames(a.name, b.name));
   const lines: string[] = [];
   for (const [i, entry] of entries.entries()) {
     const last = i === entries.length - 1;

@@ -26,7 +26,7 @@ export type Actor = Readonly<{ user: string; host: string; pid: number }>;
 export type ExperimentCreated = Readonly<{
   v: 1;
   experimentId: string;
-  /** Number allocated through the registry stream; the folder is `Experiment_<4 digits>`. */
+  /** Number allocated through the registry stream; the folder is `Experiment_<4 digits or more>`. */
   number: number;
   folder: string;
   roundLimit: number | null;
@@ -246,10 +246,10 @@ export function recordedWorkspace(created: ExperimentCreated | null): string | n
   return typeof workspace === 'string' && workspace !== '' ? workspace : null;
 }
 
-export function experimentFolderName(number: number): string {
-  return `Experiment_${String(number).padStart(4, '0')}`;
-}
-
-export function breakpointFolderName(round: number): string {
-  return `breakpoint_${String(round).padStart(4, '0')}`;
-}
+export {
+  breakpointFolderName,
+  compareNames,
+  experimentFolderName,
+  experimentNumberOfFolderName,
+  roundOfBreakpointFolderName,
+} from './names.ts';

@@ -16,6 +16,7 @@ import {
   resolvedPath,
 } from '../../confine.ts';
 import type { RoundlogError } from '../../errors.ts';
+import { compareNames } from '../../model/events.ts';
 import { BreakpointCorruptError } from '../../model/errors.ts';
 import {
   BREAKPOINT_FORMAT,
@@ -160,7 +161,7 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
       actualHashes.set(file, actual);
       if (actual !== expected) problem(file, `has SHA-256 ${actual}, the manifest records ${show(expected)}`);
     }
-    for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort()) {
+    for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort(compareNames)) {
       if (file !== MANIFEST_FILE && !(file in listed)) {
         problem(file, 'is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)');
       }

@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { checkPlainName, readConfinedFile } from '../../confine.ts';
 import { syncDir } from '../../durable.ts';
-import { breakpointFolderName } from '../../model/events.ts';
+import { breakpointFolderName, compareNames, roundOfBreakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
 
 /** The most bytes read from a `breakpoint.json`. */
@@ -26,10 +26,12 @@ export function experimentDir(experimentsDir: string, folder: string): string {
   return path.join(experimentsDir, checkPlainName(folder, 'experiment folder', experimentsDir));
 }
 
-/** The round of a breakpoint folder's name (`breakpoint_0012` → 12), or null for any other name. */
+/**
+ * The round of a breakpoint folder's name (`breakpoint_0012` → 12, `breakpoint_10000` → 10000), or
+ * null for any other name (`breakpoint_00012` included: one name per round).
+ */
 export function roundOfFolder(name: string): number | null {
-  const match = /^breakpoint_(\d{4,})$/.exec(name);
-  return match ? Number(match[1]) : null;
+  return roundOfBreakpointFolderName(name);
 }
 
 /** The round of a folder's name on the branch or in `superseded/` (`breakpoint_0012.2` → 12). */
@@ -43,10 +45,13 @@ export async function listBreakpointFolders(experimentDir: string): Promise<stri
   return names.filter((name) => roundOfFolder(name) !== null).sort((a, b) => roundOfFolder(a)! - roundOfFolder(b)!);
 }
 
-/** Names of the folders in an experiment's `superseded/` area (`breakpoint_RRRR.N`), sorted. */
+/**
+ * Names of the folders in an experiment's `superseded/` area (`breakpoint_RRRR.N`), by round then
+ * by `N` (`breakpoint_9999.2` < `breakpoint_9999.10` < `breakpoint_10000.1`), never by text.
+ */
 export async function listSupersededFolders(experimentDir: string): Promise<string[]> {
   const names = await fs.readdir(path.join(experimentDir, SUPERSEDED_DIR)).catch(() => [] as string[]);
-  return names.filter((name) => name.startsWith('breakpoint_')).sort();
+  return names.filter((name) => name.startsWith('breakpoint_')).sort(compareNames);
 }
 
 /**

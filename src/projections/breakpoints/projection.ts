@@ -19,7 +19,7 @@ import type {
   ViewVerifyResult,
   VerifiedExperiment,
 } from '../../engine/projection.ts';
-import { breakpointFolderName } from '../../model/events.ts';
+import { breakpointFolderName, compareNames } from '../../model/events.ts';
 import { SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
 import type { ExperimentState } from '../../model/state.ts';
 import { checkBreakpointFolder } from './check.ts';
@@ -122,7 +122,9 @@ async function projectOne(
     .map((n) => path.join(dir, SUPERSEDED_DIR, n));
   const lagAfter = await missingBreakpoints(ctx, state);
   if (problems.length === 0) {
-    written = written.filter((folder) => !lagAfter.some((round) => folder.endsWith(breakpointFolderName(round))));
+    written = written.filter(
+      (folder) => !lagAfter.some((round) => path.basename(folder) === breakpointFolderName(round)),
+    );
   }
   return {
     experimentId: state.created!.experimentId,
@@ -269,5 +271,5 @@ async function experimentOfFolder(target: string): Promise<string | null> {
 }
 
 async function listNames(dir: string): Promise<string[]> {
-  return (await fs.readdir(dir).catch(() => [] as string[])).sort();
+  return (await fs.readdir(dir).catch(() => [] as string[])).sort(compareNames);
 }
