@@ -21,11 +21,10 @@ import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
   listBreakpointFolders,
-  BREAKPOINT_FORMAT,
   MANIFEST_FILE,
   checkBreakpointFolder,
-  readManifestIfAny,
   readBreakpoint,
+  readManifestFile,
   removeStaleTemps,
   roundOfFolder,
   supersedeBreakpoints,
@@ -68,8 +67,13 @@ export async function resumeFromBreakpoint(
     throw new RoundPrunedError(handle.state.folder, manifest.round, pruned.timestamp);
   }
   // Every file is hashed once: against the log when the log knows the experiment, else on its own.
-  if (handle === null) handle = await importBreakpoint(rl, folder, await readBreakpoint(folder));
-  else await checkAgainstLog(rl, folder, handle.state);
+  if (handle === null) {
+    handle = await importBreakpoint(rl, folder, await readBreakpoint(folder));
+    // The imported round's folder, written from the log: a carried folder left where it lands is moved aside.
+    await writeBreakpoint(handle, manifest.round);
+  } else await checkAgainstLog(rl, folder, handle.state);
+  // From here the round is the log's (the folder agreed with it, or the import recorded it).
+  const round = logRound(handle.state, manifest);
   const recordedPlan = handle.state.settings.trainingPlan;
   if (recordedPlan === null) {
     const name = JSON.stringify(handle.state.folder);
@@ -86,10 +90,10 @@ export async function resumeFromBreakpoint(
   const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange);
   const events = decideResume(
     handle.state,
-    { round: manifest.round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
+    { round, breakpoint: path.basename(folder), folder: renamed, trainingPlan: ref },
     { actor: rl.actor },
   );
-  const keep = manifest.round + 1;
+  const keep = round + 1;
   const superseded = events.some((e) => e.type === 'Rewound');
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
   await handle.append(events);
@@ -211,11 +215,23 @@ function lastBreakpointRound(state: ExperimentState): number | null {
   return null;
 }
 
-/** The manifest of a breakpoint folder, to find its experiment; its files are checked later. */
+/**
+ * The manifest of a breakpoint folder, to find its experiment: of the right shape (else the
+ * folder's problem is thrown); its agreement with the log, or with itself, and its files are checked later.
+ */
 async function peekManifest(folder: string): Promise<BreakpointManifest> {
-  const manifest = await readManifestIfAny(folder);
-  if (manifest?.format === BREAKPOINT_FORMAT && typeof manifest.experimentId === 'string') return manifest;
-  return readBreakpoint(folder); // throws the folder's first problem
+  const { manifest, problems } = await readManifestFile(path.join(folder, MANIFEST_FILE));
+  if (manifest === null) throw new BreakpointCorruptError(folder, MANIFEST_FILE, problems[0]!);
+  return manifest;
+}
+
+/**
+ * The round a checked breakpoint holds, as the log records it: the round whose `RoundCompleted`
+ * is at the manifest's log position, or the round an import stands for.
+ */
+function logRound(state: ExperimentState, manifest: BreakpointManifest): number {
+  const record = state.rounds.find((r) => r !== undefined && r !== null && String(r.position) === manifest.logPosition);
+  return record?.round ?? state.created?.importedFrom?.round ?? manifest.round;
 }
 
 /**

@@ -22,7 +22,7 @@ export { decideChangeSettings, type ChangeSettings } from './change-settings.ts'
 export { decideCompleteRound, type CompleteRound } from './complete-round.ts';
 export { requireCreated, type DecideContext } from './context.ts';
 export { checkReason, checkRoundLimit, checkSeed } from './checks.ts';
-export { checkFolderName, decideCreate, type CreateExperiment } from './create.ts';
+export { checkFolderName, folderNameProblem, decideCreate, type CreateExperiment } from './create.ts';
 export { decideFail, type FailRound } from './fail.ts';
 export { decideFinish, type FinishExperiment } from './finish.ts';
 export {

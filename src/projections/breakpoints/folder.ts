@@ -10,6 +10,7 @@ import path from 'node:path';
 import { syncDir } from '../../durable.ts';
 import { breakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
+import { MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, nestingExceeds } from './schema.ts';
 
 /** Prefix of the temp folders a breakpoint is written under before it is renamed into place. */
 export const TEMP_PREFIX = '.tmp-';
@@ -37,10 +38,19 @@ export async function listSupersededFolders(experimentDir: string): Promise<stri
   return names.filter((name) => name.startsWith('breakpoint_')).sort();
 }
 
-/** The folder's manifest as JSON, unchecked, or null when it cannot be read or parsed. */
+/**
+ * The folder's manifest as a JSON object, its fields unchecked (callers compare them with the
+ * log), or null when it cannot be read, is larger than `MAX_MANIFEST_BYTES`, nests deeper than
+ * `MAX_MANIFEST_DEPTH`, or is not a JSON object. `checkBreakpointFolder` is the full check.
+ */
 export async function readManifestIfAny(folder: string): Promise<BreakpointManifest | null> {
   try {
-    return JSON.parse(await fs.readFile(path.join(folder, MANIFEST_FILE), 'utf8')) as BreakpointManifest;
+    const file = path.join(folder, MANIFEST_FILE);
+    if ((await fs.stat(file)).size > MAX_MANIFEST_BYTES) return null;
+    const text = await fs.readFile(file, 'utf8');
+    if (nestingExceeds(text, MAX_MANIFEST_DEPTH)) return null;
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as BreakpointManifest) : null;
   } catch {
     return null;
   }
