@@ -1,7 +1,12 @@
 /** What the experiment commands (run, resume, ls, demo) share: definitions, progress lines, listings, trees. */
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { listBreakpointFolders, missingBreakpoints, readBreakpoint } from '../projections/breakpoints/index.ts';
+import {
+  checkBreakpointFolder,
+  listBreakpointFolders,
+  missingBreakpoints,
+  roundOfFolder,
+} from '../projections/breakpoints/index.ts';
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
@@ -88,11 +93,14 @@ export async function listExperiments(
       const breakpoints = [];
       for (const name of await listBreakpointFolders(dir)) {
         const folder = path.join(dir, name);
-        const manifest = await readBreakpoint(folder).catch(() => null);
+        // The round and the parameters are the log's; a folder that disagrees with the log is damaged.
+        // (A damaged folder is listed by the round its name says.)
+        const { round, problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
+        const record = problems.length === 0 && round !== null ? state.rounds[round] : undefined;
         breakpoints.push({
-          round: manifest?.round ?? -1,
+          round: record?.round ?? roundOfFolder(name) ?? -1,
           path: folder,
-          paramsSha256: manifest?.params.sha256 ?? '(damaged: run roundlog verify)',
+          paramsSha256: record?.params.sha256 ?? '(damaged: run roundlog verify)',
         });
       }
       const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state);

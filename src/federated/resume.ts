@@ -24,12 +24,11 @@ import { hasBreakpoint, type ExperimentState } from '../model/state.ts';
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import {
   listBreakpointFolders,
-  BREAKPOINT_FORMAT,
   MANIFEST_FILE,
   MANIFEST_MAX_BYTES,
   checkBreakpointFolder,
-  readManifestIfAny,
   readBreakpoint,
+  readManifestFile,
   removeStaleTemps,
   roundOfFolder,
   supersedeBreakpoints,
@@ -89,9 +88,13 @@ export async function resumeFromBreakpoint(
     throw new RoundPrunedError(handle.state.folder, manifest.round, pruned.timestamp);
   }
   // Every file is hashed once: against the log when the log knows the experiment, else on its own.
-  if (handle === null)
+  if (handle === null) {
     handle = await importBreakpoint(rl, folder, await readBreakpoint(folder), options.workspace ?? options.cwd);
-  else await checkAgainstLog(rl, folder, handle.state);
+    // The imported round's folder, written from the log: a carried folder left where it lands is moved aside.
+    await writeBreakpoint(handle, manifest.round);
+  } else await checkAgainstLog(rl, folder, handle.state);
+  // From here the round is the log's (the folder agreed with it, or the import recorded it).
+  const round = logRound(handle.state, manifest);
   // A run a live process holds is refused now, before the definition and the plan are imported
   // (and again, atomically, by the append below).
   const { runId, owner, heartbeatMs, takeOver } = options.run;
@@ -125,7 +128,7 @@ export async function resumeFromBreakpoint(
   const events = decideResume(
     handle.state,
     {
-      round: manifest.round,
+      round,
       breakpoint: path.basename(folder),
       folder: renamed,
       trainingPlan: ref,
@@ -136,7 +139,7 @@ export async function resumeFromBreakpoint(
   // The run lease, in the same append: refused (naming the owner) while a live process runs it.
   const liveness = runLiveness(handle.state);
   const lease = decideStartRun(handle.state, { runId, owner, heartbeatMs, takeOver, liveness, now: new Date() });
-  const keep = manifest.round + 1;
+  const keep = round + 1;
   const rewound = events.find((e) => e.type === 'Rewound')?.data as Rewound | undefined;
   const superseded = rewound !== undefined;
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
@@ -260,11 +263,23 @@ function lastBreakpointRound(state: ExperimentState): number | null {
   return null;
 }
 
-/** The manifest of a breakpoint folder, to find its experiment; its files are checked later. */
+/**
+ * The manifest of a breakpoint folder, to find its experiment: of the right shape (else the
+ * folder's problem is thrown); its agreement with the log, or with itself, and its files are checked later.
+ */
 async function peekManifest(folder: string): Promise<BreakpointManifest> {
-  const manifest = await readManifestIfAny(folder);
-  if (manifest?.format === BREAKPOINT_FORMAT && typeof manifest.experimentId === 'string') return manifest;
-  return readBreakpoint(folder); // throws the folder's first problem
+  const { manifest, problems } = await readManifestFile(path.join(folder, MANIFEST_FILE));
+  if (manifest === null) throw new BreakpointCorruptError(folder, MANIFEST_FILE, problems[0]!);
+  return manifest;
+}
+
+/**
+ * The round a checked breakpoint holds, as the log records it: the round whose `RoundCompleted`
+ * is at the manifest's log position, or the round an import stands for.
+ */
+function logRound(state: ExperimentState, manifest: BreakpointManifest): number {
+  const record = state.rounds.find((r) => r !== undefined && r !== null && String(r.position) === manifest.logPosition);
+  return record?.round ?? state.created?.importedFrom?.round ?? manifest.round;
 }
 
 /**

@@ -11,7 +11,8 @@ export const MANIFEST_FILE = 'breakpoint.json';
 export const PARAMS_FILE = 'aggregated_params.tensors';
 export const SUPERSEDED_DIR = 'superseded';
 export const BREAKPOINT_FORMAT = 'roundlog-breakpoint';
-export const BREAKPOINT_FORMAT_VERSION = 1;
+/** The format version written; `src/projections/breakpoints/schema.ts` lists every version read. */
+export const BREAKPOINT_FORMAT_VERSION = 2;
 
 /** `breakpoint.json`. Paths in it are file names inside the breakpoint folder. */
 export type BreakpointManifest = Readonly<{
@@ -37,6 +38,11 @@ export type BreakpointManifest = Readonly<{
   experiment: ExperimentCreated;
   /** SHA-256 of every other file of the folder. */
   files: Readonly<Record<string, string>>;
+  /**
+   * From format version 2: the SHA-256 of the manifest's canonical JSON without this field
+   * (`manifestChecksum` in `src/projections/breakpoints/schema.ts`), which the projection adds.
+   */
+  manifestSha256?: string;
 }>;
 
 /** The extension of a module path (`.ts` for `plans/lr.ts`), or '' when it has none. */
@@ -49,10 +55,13 @@ function extensionOf(module: string): string {
 /**
  * The manifest the projection writes for a completed round, and the name of the training plan
  * copy (`planFile`, null without a plan). Pure: the log alone says what a folder must hold.
+ * `formatVersion` is the current one unless an older folder is compared with the log; the
+ * checksum of format version 2 is added by the projection, which owns the serialization.
  */
 export function breakpointManifest(
   created: ExperimentCreated,
   record: RoundRecord,
+  formatVersion: number = BREAKPOINT_FORMAT_VERSION,
 ): { manifest: BreakpointManifest; planFile: string | null } {
   const round = record.round;
   const plan = record.settings.trainingPlan;
@@ -61,7 +70,7 @@ export function breakpointManifest(
   if (plan !== null && planFile !== null) files[planFile] = plan.source.sha256;
   const manifest: BreakpointManifest = {
     format: BREAKPOINT_FORMAT,
-    formatVersion: BREAKPOINT_FORMAT_VERSION,
+    formatVersion,
     experimentId: created.experimentId,
     experimentFolder: created.folder,
     stream: `experiment-${created.experimentId}`,

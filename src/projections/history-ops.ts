@@ -17,7 +17,7 @@ import { checkPlainName, resolvesInside, samePath } from '../confine.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { breakpointFolderName, type Actor, type Rewound } from '../model/events.ts';
-import { checkReason, decideForked, decideRewind, forkCreation } from '../model/decide/index.ts';
+import { checkReason, decideForked, decideRewind, folderNameProblem, forkCreation } from '../model/decide/index.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
 import { rootLayout, type RootLayout } from '../root.ts';
 import { ConcurrentModificationError } from '../model/errors.ts';
@@ -353,6 +353,10 @@ export type ForkResult = Readonly<{
  * gets a `Forked`. The child's breakpoint folder for the round is written, so `resume` continues it.
  */
 export async function forkExperiment(rl: RoundLog, experiment: string, options: ForkOptions): Promise<ForkResult> {
+  if (options.name !== undefined) {
+    const problem = folderNameProblem(options.name);
+    if (problem !== null) throw new InvalidArgumentError('name', problem, options.name);
+  }
   if (options.name !== undefined) checkPlainName(options.name, 'name', rl.layout.experiments);
   const parent = await rl.openExperiment(experiment);
   if (options.name !== undefined && (await exists(path.join(rl.layout.experiments, options.name)))) {

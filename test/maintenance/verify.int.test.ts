@@ -109,24 +109,18 @@ test(
     t.deepEqual(byFolder('breakpoint_0001'), [
       'notes.txt: is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)',
     ]);
+    // A path where a file name belongs is refused by the manifest's schema, naming the field.
     const abs = byFolder('breakpoint_0002');
-    t.true(
-      abs.some((r) => r.startsWith('breakpoint.json: params.file is the absolute path')),
-      abs.join('\n'),
-    );
-    t.true(
-      abs.some((r) => r.startsWith('breakpoint.json: holds the absolute path of the root')),
-      abs.join('\n'),
-    );
-    t.true(
-      abs.some((r) => r.startsWith('breakpoint.json: does not list the parameters file')),
-      abs.join('\n'),
+    t.is(abs.length, 1, abs.join('\n'));
+    t.regex(
+      abs[0]!,
+      /^breakpoint\.json: params\.file is ".*: expected the name of a file inside the breakpoint folder/,
     );
     const broken = byFolder('breakpoint_0003');
     t.is(broken.length, 1);
     t.true(broken[0]!.startsWith('breakpoint.json: is not valid JSON: '), broken[0]);
     t.deepEqual(byFolder(path.join('superseded', 'breakpoint_0007.1')), [
-      'breakpoint.json: is not a roundlog breakpoint manifest',
+      'breakpoint.json: format is missing, not "roundlog-breakpoint": not a roundlog breakpoint manifest',
     ]);
     t.is(report.breakpoints.foldersChecked, 5);
     await rl.close();

@@ -10,6 +10,7 @@ import {
   type ReplayResult,
   type RoundChoice,
 } from '../../projections/index.ts';
+import { folderNameProblem } from '../../model/decide/index.ts';
 import { UsageError, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
@@ -112,10 +113,11 @@ export const fork = defineCommand({
   run: async (args, { global, io, extra }) => {
     const experiment = onePositional('fork', args.experiment, extra);
     const choice = roundChoice('fork', args);
-    if (args.name !== undefined && (args.name === '' || args.name !== path.basename(args.name))) {
-      throw new UsageError(
-        `--name must be a plain folder name, created under <root>/experiments (got ${JSON.stringify(args.name)})`,
-      );
+    const nameProblem = args.name === undefined ? null : folderNameProblem(args.name);
+    if (nameProblem !== null) {
+      const shown =
+        args.name!.length > 60 ? `${JSON.stringify(args.name!.slice(0, 60))}...` : JSON.stringify(args.name);
+      throw new UsageError(`--name ${nameProblem}, created under <root>/experiments (got ${shown})`);
     }
     const name = args.name === undefined ? {} : { name: args.name };
     const result = await withRoundLog(global, (rl) => forkExperiment(rl, experiment, { ...choice, ...name }));

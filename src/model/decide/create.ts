@@ -98,18 +98,35 @@ export function decideCreate(
   return events;
 }
 
+/** The longest folder name an experiment may have (characters). */
+export const MAX_FOLDER_NAME = 100;
+/** What a folder name may hold: a letter, a digit or `_` first; then also `-`, `.` and spaces. */
+const FOLDER_NAME = /^[\p{L}\p{N}_][\p{L}\p{N}._ -]*$/u;
+
+/** The rule a folder name breaks, or null for a good one (the rule `checkFolderName` states). */
+export function folderNameProblem(folder: unknown): string | null {
+  if (typeof folder !== 'string' || folder.length === 0) return 'must be a plain folder name, not empty';
+  if (folder.length > MAX_FOLDER_NAME) {
+    return `must be a plain folder name of at most ${MAX_FOLDER_NAME} characters (it has ${folder.length})`;
+  }
+  if (folder === 'superseded') {
+    return "must be a plain folder name other than 'superseded' (the area where rewound breakpoints go)";
+  }
+  if (!FOLDER_NAME.test(folder)) {
+    return (
+      'must be a plain folder name (no path separator, not hidden): letters, digits, _ and - ' +
+      '(then also . and spaces), starting with a letter, a digit or _'
+    );
+  }
+  return null;
+}
+
 /**
- * A plain folder name: not empty, no path separator, not hidden, not `superseded` (the area of an
- * experiment folder where rewound breakpoints go).
+ * A plain folder name: not empty, at most `MAX_FOLDER_NAME` characters, letters, digits, `_`,
+ * `-`, `.` and spaces only (so no path separator), not hidden, not starting with `-`, not
+ * `superseded` (the area of an experiment folder where rewound breakpoints go).
  */
 export function checkFolderName(folder: string): void {
-  if (
-    typeof folder !== 'string' ||
-    folder.length === 0 ||
-    folder.includes('/') ||
-    folder.startsWith('.') ||
-    folder === 'superseded'
-  ) {
-    throw new InvalidArgumentError('folder', 'must be a plain folder name (no path separator, not hidden)', folder);
-  }
+  const problem = folderNameProblem(folder);
+  if (problem !== null) throw new InvalidArgumentError('folder', problem, folder);
 }

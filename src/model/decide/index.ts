@@ -23,7 +23,7 @@ export { decideChangeSettings, type ChangeSettings } from './change-settings.ts'
 export { decideCompleteRound, type CompleteRound } from './complete-round.ts';
 export { requireCreated, type DecideContext } from './context.ts';
 export { checkReason, checkRoundLimit, checkSeed } from './checks.ts';
-export { checkFolderName, decideCreate, type CreateExperiment } from './create.ts';
+export { checkFolderName, folderNameProblem, decideCreate, type CreateExperiment } from './create.ts';
 export { decideFail, FAILURE_MESSAGE_MAX, type FailRun } from './fail.ts';
 export { decideEndRun, decideHeartbeat, decideStartRun, type RunCommand, type StartRun } from './run.ts';
 export { decideFinish, type FinishExperiment } from './finish.ts';

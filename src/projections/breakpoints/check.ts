@@ -18,16 +18,10 @@ import {
 import type { RoundlogError } from '../../errors.ts';
 import { compareNames } from '../../model/events.ts';
 import { BreakpointCorruptError } from '../../model/errors.ts';
-import {
-  BREAKPOINT_FORMAT,
-  BREAKPOINT_FORMAT_VERSION,
-  MANIFEST_FILE,
-  PARAMS_FILE,
-  breakpointManifest,
-  type BreakpointManifest,
-} from '../../model/manifest.ts';
+import { MANIFEST_FILE, PARAMS_FILE, type BreakpointManifest } from '../../model/manifest.ts';
 import type { ExperimentState, RoundRecord } from '../../model/state.ts';
-import { MANIFEST_MAX_BYTES, roundOfAnyFolder } from './folder.ts';
+import { roundOfAnyFolder } from './folder.ts';
+import { MAX_MANIFEST_BYTES, canonicalJson, manifestOfRound, parseManifestText, type ReadManifest } from './schema.ts';
 
 /**
  * One problem of a breakpoint folder: the file it is about (relative to the folder) and why; for a
@@ -51,6 +45,12 @@ export type CheckFolderOptions = Readonly<{
   where?: 'current' | 'superseded';
   /** The root, whose absolute path must not appear in the manifest. */
   root?: string;
+  /**
+   * SHA-256 of the manifests experiments of the log were imported from (`importedFrom.breakpointSha256`)
+   * and the folder of the experiment that imported each: such a folder left under this root's
+   * `experiments/` is the origin of an import, not a foreign folder.
+   */
+  origins?: ReadonlyMap<string, string>;
 }>;
 
 export type FolderCheck = Readonly<{
@@ -75,111 +75,78 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     else problem(file, `${what} (${errorCode(error)})`);
   };
 
-  let text: string;
+  // A regular file inside the folder, never through a symlink out of it, never a FIFO, bounded.
+  let read: ReadManifest;
   try {
-    text = (await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES })).toString(
-      'utf8',
-    );
+    const bytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MAX_MANIFEST_BYTES });
+    read = parseManifestText(bytes.toString('utf8'));
   } catch (error) {
     unreadable(MANIFEST_FILE, error, 'cannot be read');
     return done(null);
   }
-  let manifest: Record<string, unknown>;
-  try {
-    manifest = JSON.parse(text) as Record<string, unknown>;
-  } catch (error) {
-    problem(MANIFEST_FILE, `is not valid JSON: ${(error as Error).message}`);
+  const manifest = read.manifest;
+  if (manifest === null) {
+    problem(MANIFEST_FILE, read.problems[0]!);
     return done(null);
   }
-  if (
-    manifest === null ||
-    typeof manifest !== 'object' ||
-    manifest.format !== BREAKPOINT_FORMAT ||
-    typeof manifest.formatVersion !== 'number'
-  ) {
-    problem(MANIFEST_FILE, 'is not a roundlog breakpoint manifest');
-    return done(null);
-  }
-  if (manifest.formatVersion > BREAKPOINT_FORMAT_VERSION) {
-    problem(
-      MANIFEST_FILE,
-      `has format version ${manifest.formatVersion}; ` +
-        `this release reads up to ${BREAKPOINT_FORMAT_VERSION}: upgrade roundlog`,
-    );
-    return done(null);
-  }
-  const parsed = manifest as unknown as BreakpointManifest;
-  if (typeof manifest.round === 'number') round = manifest.round;
+  const text = read.text!;
+  const state = options.state;
+  const withLog = state !== undefined && state !== null;
+  // On its own, the manifest's fields must agree with each other and with its checksum. Against
+  // the log, the comparison below names the field that differs; these come after it.
+  if (!withLog) for (const reason of read.problems) problem(MANIFEST_FILE, reason);
+  round = manifest.round;
   if (nameRound !== null && manifest.round !== nameRound) {
-    problem(MANIFEST_FILE, `says round ${show(manifest.round)}, the folder's name says round ${nameRound}`);
+    problem(MANIFEST_FILE, `says round ${manifest.round}, the folder's name says round ${nameRound}`);
   }
-
-  const params = manifest.params as { file?: unknown; sha256?: unknown; bytes?: unknown } | undefined;
-  const plan = manifest.trainingPlan as { file?: unknown; module?: unknown } | null | undefined;
-  const listed =
-    manifest.files !== null && typeof manifest.files === 'object' ? (manifest.files as Record<string, unknown>) : null;
+  const listed = manifest.files;
   // The files the manifest names are plain names of files it lists: never a path out of the folder.
-  const named: Array<[string, unknown]> = [['params.file', params?.file]];
-  if (plan !== null && plan !== undefined) named.push(['trainingPlan.file', plan.file]);
+  const named: Array<[string, unknown]> = [['params.file', manifest.params.file]];
+  if (manifest.trainingPlan !== null) named.push(['trainingPlan.file', manifest.trainingPlan.file]);
   for (const [field, value] of named) {
     try {
       checkPlainName(value, field, folder);
     } catch (error) {
       problem(MANIFEST_FILE, (error as PathOutsideError).message, error as PathOutsideError);
-      continue;
     }
-    if (listed !== null && !Object.hasOwn(listed, value as string)) {
-      problem(MANIFEST_FILE, `${field} names ${JSON.stringify(value)}, which its list of files does not hold`);
-    }
-  }
-  if (params?.file !== PARAMS_FILE || listed?.[PARAMS_FILE] !== params?.sha256) {
-    problem(MANIFEST_FILE, `does not list the parameters file ${PARAMS_FILE} with the parameters' hash`);
   }
 
   // Files: each listed one present with its hash, no other one.
   const actualHashes = new Map<string, string>();
-  if (listed === null) problem(MANIFEST_FILE, 'has no list of files with their SHA-256');
-  else {
-    for (const [file, expected] of Object.entries(listed)) {
-      if (file !== path.basename(file) || path.isAbsolute(file) || file === '..' || file === '.') {
-        problem(MANIFEST_FILE, `lists a file outside the folder: ${JSON.stringify(file)}`);
-        continue;
-      }
-      let bytes: Buffer;
-      try {
-        const stated = file === PARAMS_FILE && Number.isSafeInteger(params?.bytes) ? (params!.bytes as number) : null;
-        // A regular file inside the folder, never through a symlink out of it, at most its stated size.
-        bytes = await readConfinedFile(folder, file, file, {
-          plainName: true,
-          ...(stated === null ? {} : { maxBytes: stated }),
-        });
-      } catch (error) {
-        unreadable(file, error, 'is listed in the manifest but cannot be read');
-        continue;
-      }
-      const actual = createHash('sha256').update(bytes).digest('hex');
-      actualHashes.set(file, actual);
-      if (actual !== expected) problem(file, `has SHA-256 ${actual}, the manifest records ${show(expected)}`);
+  for (const [file, expected] of Object.entries(listed)) {
+    if (file !== path.basename(file) || path.isAbsolute(file) || file === '..' || file === '.') {
+      problem(MANIFEST_FILE, `lists a file outside the folder: ${JSON.stringify(file)}`);
+      continue;
     }
-    for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort(compareNames)) {
-      if (file !== MANIFEST_FILE && !(file in listed)) {
-        problem(file, 'is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)');
-      }
+    let bytes: Buffer;
+    try {
+      const stated = file === PARAMS_FILE ? manifest.params.bytes : null;
+      // A regular file inside the folder, never through a symlink out of it, at most its stated size.
+      bytes = await readConfinedFile(folder, file, file, {
+        plainName: true,
+        ...(stated === null || !Number.isSafeInteger(stated) ? {} : { maxBytes: stated }),
+      });
+    } catch (error) {
+      unreadable(file, error, 'is listed in the manifest but cannot be read');
+      continue;
+    }
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    actualHashes.set(file, actual);
+    if (actual !== expected) problem(file, `has SHA-256 ${actual}, the manifest records ${show(expected)}`);
+  }
+  for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort(compareNames)) {
+    if (file !== MANIFEST_FILE && !(file in listed)) {
+      problem(file, 'is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)');
     }
   }
 
-  // No absolute path: the folder must stay relocatable.
-  const settings = manifest.settings as { trainingPlan?: { module?: unknown } | null } | null | undefined;
-  const experimentCreated = manifest.experiment as
-    { folder?: unknown; federated?: { trainingPlan?: { module?: unknown } } | null } | null | undefined;
+  // No absolute path: the folder must stay relocatable (file and folder names are plain names by
+  // the schema; module paths are relative to the workspace).
+  const plan = manifest.trainingPlan;
   const pathFields: Array<[string, unknown]> = [
-    ['experimentFolder', manifest.experimentFolder],
-    ['params.file', params?.file],
-    ['trainingPlan.file', plan?.file],
     ['trainingPlan.module', plan?.module],
-    ['settings.trainingPlan.module', settings?.trainingPlan?.module],
-    ['experiment.folder', experimentCreated?.folder],
-    ['experiment.federated.trainingPlan.module', experimentCreated?.federated?.trainingPlan?.module],
+    ['settings.trainingPlan.module', manifest.settings.trainingPlan?.module],
+    ['experiment.federated.trainingPlan.module', manifest.experiment.federated?.trainingPlan.module],
   ];
   for (const [field, value] of pathFields) {
     if (typeof value === 'string' && (path.isAbsolute(value) || /^[A-Za-z]:[\\/]/.test(value))) {
@@ -198,20 +165,20 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     );
   }
 
-  const state = options.state;
-  if (state === undefined || state === null) return done(parsed);
+  if (!withLog) return done(manifest);
 
   // Against the log.
   const created = state.created!;
   const experiment = options.experiment ?? state.folder;
   if (manifest.experimentId !== created.experimentId) {
+    if (options.origins?.has(createHash('sha256').update(text, 'utf8').digest('hex'))) return done(manifest);
     problem(
       MANIFEST_FILE,
       `belongs to experiment ${show(manifest.experimentId)}, not to ${experiment} (${created.experimentId})`,
     );
-    return done(parsed);
+    return done(manifest);
   }
-  const position = typeof manifest.logPosition === 'string' ? manifest.logPosition : null;
+  const position = manifest.logPosition;
   const onBranch = state.rounds.find((r) => r !== undefined && r !== null && String(r.position) === position);
   const aside = state.superseded.find((r) => String(r.position) === position);
   const record: RoundRecord | undefined = onBranch ?? aside;
@@ -221,17 +188,17 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
       `logPosition ${show(manifest.logPosition)} is not the RoundCompleted of any round of ${experiment} ` +
         '(current branch or superseded)',
     );
-    return done(parsed);
+    return done(manifest);
   }
   round = record.round;
-  const pruned = state.pruned[position!];
+  const pruned = state.pruned[position];
   if (pruned !== undefined) {
     problem(
       '.',
       `round ${record.round} was pruned by retention on ${pruned.timestamp.toISOString()}; ` +
         'its folder should be gone: run roundlog gc',
     );
-    return done(parsed);
+    return done(manifest);
   }
   if ((options.where ?? 'current') === 'current' && onBranch === undefined) {
     problem(
@@ -240,19 +207,25 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
         'run roundlog project to move it aside',
     );
   }
-  const expected = breakpointManifest(created, record).manifest as unknown as Record<string, unknown>;
-  for (const key of new Set([...Object.keys(expected), ...Object.keys(manifest)])) {
-    const difference = firstDifference(manifest[key], expected[key], key);
+  // The log's manifest of this round, in the folder's format version (an older folder is not
+  // wrong for being older); the checksum is compared last, as the manifest's own problem.
+  const expected = manifestOfRound(created, record, manifest.formatVersion).manifest as Record<string, unknown>;
+  const actual = manifest as Record<string, unknown>;
+  const before = problems.length;
+  for (const key of new Set([...Object.keys(expected), ...Object.keys(actual)])) {
+    if (key === 'manifestSha256') continue;
+    const difference = firstDifference(actual[key], expected[key], key);
     if (difference !== null) problem(MANIFEST_FILE, difference);
   }
+  if (problems.length === before) for (const reason of read.problems) problem(MANIFEST_FILE, reason);
   const paramsHash = actualHashes.get(PARAMS_FILE);
-  if (paramsHash !== undefined && paramsHash === listed?.[PARAMS_FILE] && paramsHash !== record.params.sha256) {
+  if (paramsHash !== undefined && paramsHash === listed[PARAMS_FILE] && paramsHash !== record.params.sha256) {
     problem(
       PARAMS_FILE,
       `has SHA-256 ${paramsHash}; the log records ${record.params.sha256} for round ${record.round}`,
     );
   }
-  return done(parsed);
+  return done(manifest);
 }
 
 /**
@@ -285,7 +258,7 @@ function firstDifference(actual: unknown, expected: unknown, at: string): string
     JSON.parse(JSON.stringify(v ?? null, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x))) as unknown;
   const a = normal(actual);
   const e = normal(expected);
-  if (canonical(a) === canonical(e)) return null;
+  if (canonicalJson(a) === canonicalJson(e)) return null;
   if (actual === undefined) return `${at} is missing, the log records ${show(e)}`;
   if (expected === undefined) return `${at} is ${show(a)}, which the projection never writes`;
   if (
@@ -303,16 +276,6 @@ function firstDifference(actual: unknown, expected: unknown, at: string): string
     }
   }
   return `${at} is ${show(a)}, the log records ${show(e)}`;
-}
-
-/** JSON with object keys sorted: equal for equal content, whatever the key order. */
-function canonical(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  return `{${Object.keys(value)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-    .join(',')}}`;
 }
 
 function show(value: unknown): string {

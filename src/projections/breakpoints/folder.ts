@@ -11,9 +11,10 @@ import { checkPlainName, readConfinedFile } from '../../confine.ts';
 import { syncDir } from '../../durable.ts';
 import { breakpointFolderName, compareNames, roundOfBreakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
+import { MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, nestingExceeds } from './schema.ts';
 
 /** The most bytes read from a `breakpoint.json`. */
-export const MANIFEST_MAX_BYTES = 256 * 1024 * 1024;
+export const MANIFEST_MAX_BYTES = MAX_MANIFEST_BYTES;
 
 /** Prefix of the temp folders a breakpoint is written under before it is renamed into place. */
 export const TEMP_PREFIX = '.tmp-';
@@ -55,14 +56,18 @@ export async function listSupersededFolders(experimentDir: string): Promise<stri
 }
 
 /**
- * The folder's manifest as JSON, unchecked, or null when it cannot be read or parsed, is not a
- * regular file inside the folder (a FIFO is never waited on, a symlink out never followed), or is
- * larger than a manifest can be.
+ * The folder's manifest as a JSON object, its fields unchecked (callers compare them with the
+ * log), or null when it cannot be read, is larger than `MAX_MANIFEST_BYTES`, nests deeper than
+ * `MAX_MANIFEST_DEPTH`, or is not a JSON object. `checkBreakpointFolder` is the full check.
  */
 export async function readManifestIfAny(folder: string): Promise<BreakpointManifest | null> {
   try {
-    const bytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES });
-    return JSON.parse(bytes.toString('utf8')) as BreakpointManifest;
+    // Only a regular file inside the folder (a FIFO is never waited on, a symlink out never followed).
+    const bytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MAX_MANIFEST_BYTES });
+    const text = bytes.toString('utf8');
+    if (nestingExceeds(text, MAX_MANIFEST_DEPTH)) return null;
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as BreakpointManifest) : null;
   } catch {
     return null;
   }

@@ -1,5 +1,6 @@
 /**
- * The breakpoint folder format, owned here: names and scans (`folder.ts`), checks (`check.ts`),
+ * The breakpoint folder format, owned here: names and scans (`folder.ts`), the manifest's schema,
+ * limits, format versions and checksum (`schema.ts`), checks (`check.ts`),
  * writes (`write.ts`) and the projection behind the engine's port (`projection.ts`). The manifest
  * itself is a pure function of the log, in `src/model/manifest.ts`.
  */
@@ -7,4 +8,5 @@ export * from '../../model/manifest.ts';
 export * from './check.ts';
 export * from './folder.ts';
 export * from './projection.ts';
+export * from './schema.ts';
 export * from './write.ts';

@@ -219,10 +219,16 @@ async function verifyFolders(
     where: 'current' | 'superseded',
   ) => {
     checked++;
-    const result = await checkBreakpointFolder(folder, { state, experiment: name, where, root });
+    const result = await checkBreakpointFolder(folder, { state, experiment: name, where, root, origins });
     for (const p of result.problems)
       problems.push({ experiment: name, folder, file: p.file, round: p.round, reason: p.reason });
   };
+  // Folders experiments were imported from, which may have been left under experiments/ when carried there.
+  const origins = new Map<string, string>();
+  for (const { state } of experiments) {
+    const imported = state?.created?.importedFrom;
+    if (imported) origins.set(imported.breakpointSha256, state!.folder);
+  }
   const folders = new Set<string>();
   for (const { folder: registered, state } of experiments) {
     const name = state?.folder ?? registered;

@@ -12,7 +12,7 @@ import type { ExperimentHandle } from '../../engine/round-log.ts';
 import { createFileDurably, syncDir } from '../../durable.ts';
 import { RoundPrunedError } from '../../model/errors.ts';
 import { breakpointFolderName } from '../../model/events.ts';
-import { MANIFEST_FILE, PARAMS_FILE, breakpointManifest } from '../../model/manifest.ts';
+import { MANIFEST_FILE, PARAMS_FILE } from '../../model/manifest.ts';
 import { hasBreakpoint, type ExperimentState, type RoundRecord } from '../../model/state.ts';
 import {
   TEMP_PREFIX,
@@ -24,6 +24,7 @@ import {
   roundOfFolder,
 } from './folder.ts';
 import { fileHoldsBlob, replaceWithBlob } from './heal.ts';
+import { manifestOfRound } from './schema.ts';
 
 /** Where experiment folders go (`<root>/experiments`, or a replay area) and where their bytes come from. */
 export type ProjectionContext = Readonly<{ experimentsDir: string; blobs: BlobStore }>;
@@ -49,7 +50,7 @@ export async function materializeBreakpoint(
     if (existing.experimentId === created.experimentId && existing.logPosition === String(record.position)) {
       // The folder is kept only once its files hold the round's bytes; a file the storage damaged
       // (or the old link of a blob the store has replaced since) is linked again from the store.
-      const { planFile } = breakpointManifest(created, record);
+      const { planFile } = manifestOfRound(created, record);
       const files: Array<[string, BlobRef]> = [[PARAMS_FILE, record.params]];
       if (planFile !== null) files.push([planFile, record.settings.trainingPlan!.source]);
       for (const [name, ref] of files) {
@@ -59,14 +60,15 @@ export async function materializeBreakpoint(
       }
       return { path: final, created: false };
     }
-    // A folder of another history (a round done again after a rewind): keep it, aside.
-    await moveAside(dir, final);
   }
+  // A folder of another history (a round done again after a rewind, a folder carried here), or
+  // one whose manifest cannot be read: keep it, aside.
+  if (existing !== null || (await fs.lstat(final).catch(() => null)) !== null) await moveAside(dir, final);
   await fs.mkdir(dir, { recursive: true });
   const temp = path.join(dir, `${TEMP_PREFIX}${breakpointFolderName(round)}-${process.pid}-${randomUUID()}`);
   await fs.mkdir(temp);
   try {
-    const { manifest, planFile } = breakpointManifest(created, record);
+    const { manifest, planFile } = manifestOfRound(created, record);
     await ctx.blobs.link(record.params.sha256, path.join(temp, PARAMS_FILE));
     if (planFile !== null) await ctx.blobs.link(record.settings.trainingPlan!.source.sha256, path.join(temp, planFile));
     await createFileDurably(path.join(temp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
