@@ -38,8 +38,11 @@ export type CommandSpec<P extends PositionalDecls, O extends OptionDecls> = {
   options?: O;
   /** What a usage error says the command needs when a required positional is missing ("an experiment: ..."). */
   needs?: string;
-  /** Fails on a --root that does not exist instead of creating it (on the file log; subcommands inherit it). */
-  readsRoot?: boolean;
+  /**
+   * Fails on a --root that is not a root instead of creating it (on the file log; subcommands
+   * inherit it); a function of the arguments when that depends on them.
+   */
+  readsRoot?: boolean | ((args: Readonly<Record<string, unknown>>) => boolean);
   /** The subcommand that runs when none is named (`audit` = `audit events`). */
   isDefault?: boolean;
   /** What a subcommand is called in messages ("unknown audit query"); default 'subcommand'. */

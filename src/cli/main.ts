@@ -52,7 +52,8 @@ async function runCommand(
   const global = globalOptions(args, io);
   // A command that reads a root refuses a folder that is not one (typed error), creating nothing.
   // On EventStoreDB the history is in the store: a new local root is only where folders go.
-  if (path.some((c) => c.readsRoot) && storeOf({ store: global.store, env: global.env }) === null) {
+  const readsRoot = path.some((c) => (typeof c.readsRoot === 'function' ? c.readsRoot(args) : c.readsRoot === true));
+  if (readsRoot && storeOf({ store: global.store, env: global.env }) === null) {
     await checkRoot(global.root);
   }
   return command.run(args, { global, io, extra });

@@ -268,8 +268,8 @@ function lastBreakpointRound(state: ExperimentState): number | null {
  * folder's problem is thrown); its agreement with the log, or with itself, and its files are checked later.
  */
 async function peekManifest(folder: string): Promise<BreakpointManifest> {
-  const { manifest, problems } = await readManifestFile(path.join(folder, MANIFEST_FILE));
-  if (manifest === null) throw new BreakpointCorruptError(folder, MANIFEST_FILE, problems[0]!);
+  const { manifest, problems, error } = await readManifestFile(path.join(folder, MANIFEST_FILE));
+  if (manifest === null) throw error ?? new BreakpointCorruptError(folder, MANIFEST_FILE, problems[0]!);
   return manifest;
 }
 

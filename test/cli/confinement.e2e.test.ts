@@ -7,6 +7,8 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { BreakpointManifest } from '../../src/model/manifest.ts';
+import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
 import path from 'node:path';
 import { REPO, roundlog, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -44,7 +46,8 @@ function editManifest(folder: string, edit: (manifest: Loose) => void): void {
   const manifest = JSON.parse(readFileSync(file, 'utf8')) as Loose;
   edit(manifest);
   rmSync(file);
-  writeFileSync(file, JSON.stringify(manifest, null, 2) + '\n');
+  // The checksum recomputed, as whoever edits a manifest to attack can: it proves no authenticity.
+  writeFileSync(file, JSON.stringify(sealManifest(manifest as BreakpointManifest), null, 2) + '\n');
 }
 
 /** A definition module that leaves a mark beside itself when it is imported, and is otherwise the example. */

@@ -83,7 +83,9 @@ export const resume = defineCommand({
       describe: 'go back to a breakpoint older than the last round: the rounds after it are superseded (recorded)',
     },
   },
-  readsRoot: true,
+  // Resuming a breakpoint folder carried from elsewhere may start a new root; with no path, the
+  // root must be one.
+  readsRoot: (args) => args.path === undefined,
   run: async (args, { global, io }) => {
     const target = args.path === undefined ? undefined : path.resolve(global.cwd, args.path);
     // The definition is never imported from the root's data nor from the folder being resumed.

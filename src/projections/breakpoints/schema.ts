@@ -137,6 +137,8 @@ export type ReadManifest = Readonly<{
   manifest: BreakpointManifest | null;
   problems: readonly string[];
   text: string | null;
+  /** The typed error of a read refused by confinement (a path out of the folder, not a regular file). */
+  error?: RoundlogError;
 }>;
 
 /**
@@ -153,7 +155,7 @@ export async function readManifestFile(file: string): Promise<ReadManifest> {
     });
     text = bytes.toString('utf8');
   } catch (error) {
-    if (error instanceof RoundlogError) return { manifest: null, text: null, problems: [error.message] };
+    if (error instanceof RoundlogError) return { manifest: null, text: null, problems: [error.message], error };
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     return { manifest: null, text: null, problems: [`cannot be read (${code})`] };
   }
