@@ -112,7 +112,9 @@ test(
     t.regex(refused!.message, /would supersede 2 rounds \(rounds 2-3;.*rewind: true/s);
     t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
     const untouched = await load(root, dir);
-    t.is(untouched.state.revision, revision + 1n, 'only the Resumed of this load was appended, nothing superseded');
+    // The closed run's RunEnded, then this load's Resumed and RunStarted: nothing superseded.
+    t.is(untouched.state.revision, revision + 3n, 'only the end of the run and this load were appended');
+    t.deepEqual(untouched.supersededOnLoad(), [], 'nothing superseded');
     t.is(untouched.roundCurrent(), 4);
     await untouched.close();
 

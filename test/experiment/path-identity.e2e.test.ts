@@ -24,8 +24,9 @@ const federation = syntheticClinicalFederation({ seed: 11 });
 /**
  * A root where a real process committed rounds 0, 1 and 2 and died before round 2's folder was
  * written: while round 2 trains (at the child's gate), a non-empty folder is put where
- * `breakpoint_0002` goes, so renaming the written folder into place fails after the commit and the
- * process ends there. The obstacle is then removed: the log has round 2, the folders end at round 1.
+ * `breakpoint_0002` goes, and a file where `superseded/` goes, so neither moving it aside nor
+ * renaming the written folder into place works after the commit, and the process ends there. The
+ * obstacles are then removed: the log has round 2, the folders end at round 1.
  */
 async function crashedAfterCommit(root: string): Promise<string> {
   let experimentDir = '';
@@ -37,6 +38,8 @@ async function crashedAfterCommit(root: string): Promise<string> {
     if (Number(training[1]) === 2) {
       mkdirSync(path.join(experimentDir, 'breakpoint_0002'));
       writeFileSync(path.join(experimentDir, 'breakpoint_0002', 'obstacle'), '');
+      // A folder in the way is moved aside into superseded/: a file there makes that fail too.
+      writeFileSync(path.join(experimentDir, 'superseded'), '');
     }
     c.process.stdin!.write('\n');
   });
@@ -45,6 +48,7 @@ async function crashedAfterCommit(root: string): Promise<string> {
     throw new Error(`the child did not die in round 2's folder write: ${child.lines.join('\n')}\n${child.stderr()}`);
   }
   rmSync(path.join(experimentDir, 'breakpoint_0002'), { recursive: true });
+  rmSync(path.join(experimentDir, 'superseded'));
   return experimentDir;
 }
 
