@@ -10,11 +10,15 @@ export class WrongExpectedRevisionError extends RoundlogError {
     readonly expected: ExpectedRevision,
     /** The stream's last revision, or `'no_stream'` when it has no event. */
     readonly actual: bigint | 'no_stream',
+    /** Why, when it is not only the revision: a retry whose event ids match the stored ones in part. */
+    readonly detail?: string,
   ) {
     super(
       `append to stream ${JSON.stringify(stream)} expected ${describeExpected(expected)} ` +
-        `but the stream ${actual === 'no_stream' ? 'does not exist' : `is at revision ${actual}`}; ` +
-        `another writer got there first: read the stream again and retry with its current revision`,
+        `but the stream ${actual === 'no_stream' ? 'does not exist' : `is at revision ${actual}`}` +
+        (detail === undefined
+          ? '; another writer got there first: read the stream again and retry with its current revision'
+          : ` and ${detail}; read the stream to see what is stored`),
     );
   }
 }

@@ -4,7 +4,7 @@
  * group-committed; one writer process at a time, any number of readers. See ARCHITECTURE.md.
  *
  * The operations live in their own modules around one shared state (state.ts): open.ts
- * (recovery), writer.ts, reader.ts, follower.ts (subscriptions) and verify.ts.
+ * (recovery), writer.ts, retry.ts (idempotent retries), reader.ts, follower.ts (subscriptions) and verify.ts.
  */
 import type { Observable } from 'rxjs';
 import type {
@@ -26,7 +26,7 @@ import type { FileEventLog, FileEventLogOptions, FileLogStats } from './options.
 import { listStreams, readAll, readStream } from './reader.ts';
 import type { FileLogState } from './state.ts';
 import { verify } from './verify.ts';
-import { append } from './writer.ts';
+import { appendOnce } from './retry.ts';
 
 export type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 
@@ -45,7 +45,7 @@ class FileLog implements FileEventLog {
   }
 
   append(stream: string, events: readonly EventData[], options?: AppendOptions): Promise<AppendResult> {
-    return append(this.state, stream, events, options);
+    return appendOnce(this.state, stream, events, options);
   }
 
   readStream(stream: string, options?: ReadStreamOptions): Promise<ReadStreamResult> {
