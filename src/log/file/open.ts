@@ -268,6 +268,9 @@ async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle
   let known = log.streamsByNum.length;
   let previous = SEGMENT_HEADER_BYTES - 1;
   let valid = true;
+  let listed = 0;
+  /** The first record the index lists that does not fit in the file: cut short, or missing. */
+  let cut: number | null = null;
   for (const chunk of chunks) {
     for (const name of chunk.newStreams) {
       if (typeof name !== 'string' || log.streams.has(name)) valid = false;
@@ -276,12 +279,26 @@ async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle
     for (let j = 0; j < chunk.offsets.length && valid; j++) {
       const offset = chunk.offsets[j]!;
       const num = chunk.streams[j]!;
-      if (offset <= previous || offset + FRAME_HEADER_BYTES > fileSize || num >= known) valid = false;
+      if (offset <= previous || num >= known) valid = false;
+      // Record `previous` ends where this one starts: past the end of the file, it was cut.
+      if (cut === null && offset > fileSize) cut = previous >= SEGMENT_HEADER_BYTES ? previous : offset;
+      if (cut === null && offset + FRAME_HEADER_BYTES > fileSize) cut = offset;
       previous = offset;
+      listed++;
     }
   }
   let tail = SEGMENT_HEADER_BYTES;
   const lastOffset = previous;
+  // The index is written only for records already durable: a record it lists was acknowledged,
+  // and one that is cut short or gone is corruption, never a torn tail.
+  const lost = (at: number) =>
+    new CorruptLogError(
+      segment.file,
+      at,
+      `record cut short: the segment ends at byte ${fileSize}, inside or before a record that its index ` +
+        `${path.basename(file)} lists as committed (${listed} records listed)`,
+    );
+  if (valid && cut !== null) throw lost(cut);
   if (valid && lastOffset >= SEGMENT_HEADER_BYTES) {
     const header = Buffer.alloc(FRAME_HEADER_BYTES);
     await handle.read(header, 0, FRAME_HEADER_BYTES, lastOffset);
@@ -290,7 +307,7 @@ async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle
       throw new CorruptLogError(segment.file, lastOffset, `${check.reason} (a record the index lists as committed)`);
     }
     tail = lastOffset + FRAME_HEADER_BYTES + check.bodyLength;
-    if (tail > fileSize) valid = false;
+    if (tail > fileSize) throw lost(lastOffset);
   }
   if (!valid) {
     log.warn({
