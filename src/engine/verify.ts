@@ -16,7 +16,8 @@
 import type { VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
 import { StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog } from '../log/types.ts';
-import { openStore, type StoreOptions } from './store.ts';
+import { openFileEventLog } from '../log/file/index.ts';
+import { openStore, storeOf, type StoreOptions } from './store.ts';
 import type { VerifyResult as LogVerifyResult } from '../log/types.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
@@ -57,6 +58,11 @@ export type VerifyOptions = Pick<StoreOptions, 'store' | 'blobs' | 'namespace'> 
   env?: NodeJS.ProcessEnv;
   /** The views to check beside the log (breakpoint folders); default none. */
   projections?: ProjectionFactory;
+  /**
+   * File log: first open it as a writer that cuts off stray bytes after the data of its last
+   * segment (`repairTail`); what was cut is in the notes. Default false.
+   */
+  repairTail?: boolean;
 };
 
 export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyReport> {
@@ -72,6 +78,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
   let foldersChecked = 0;
   let blobsChecked = 0;
 
+  if (options.repairTail === true) notes.push(...(await repairLogTail(root, options)));
   const store = await openStore(root, options);
   let log: EventLog | null = null;
   let logResult: LogVerifyResult;
@@ -177,4 +184,21 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     await (log as EventLog | null)?.close();
     await store.log.close();
   }
+}
+
+/** Opens the root's file log as a writer with `repairTail`; returns what it repaired. */
+async function repairLogTail(root: string, options: VerifyOptions): Promise<string[]> {
+  if (storeOf(options) !== null) return [];
+  const repaired: string[] = [];
+  const log = await openFileEventLog({
+    dir: rootLayout(root).log,
+    repairTail: true,
+    lockWaitMs: 30_000,
+    onWarning: (warning) => {
+      if (warning.code === 'TAIL_REPAIRED') repaired.push(warning.message);
+      else process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` });
+    },
+  });
+  await log.close();
+  return repaired.length === 0 ? ['--repair-tail: the log had no stray bytes to cut off'] : repaired;
 }

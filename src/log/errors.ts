@@ -47,6 +47,34 @@ export class CorruptLogError extends RoundlogError {
   }
 }
 
+/**
+ * Non-zero bytes in the zero-filled space after the end of a segment's data. They are no record
+ * and no committed record is damaged; a writer refuses to open over them unless asked to repair.
+ */
+export class StrayTailBytesError extends RoundlogError {
+  readonly code = 'STRAY_TAIL_BYTES' as const;
+  constructor(
+    readonly file: string,
+    /** Byte offset of the first non-zero byte. */
+    readonly offset: number,
+    /** Byte offset where the segment's data ends (its last committed record ends there). */
+    readonly dataEnd: number,
+    /** From the first to the last non-zero byte. */
+    readonly bytes: number,
+    /** Committed records of the whole log, all intact. */
+    readonly records: number,
+  ) {
+    super(
+      `${file} holds non-zero bytes at byte offset ${offset} (${bytes} bytes up to the last one) in the ` +
+        `zero-filled space after the end of its data at byte ${dataEnd}; they are no record and nothing ` +
+        `committed is damaged (the log's ${records} records, up to byte ${dataEnd}, are intact and read normally), ` +
+        `but a writer does not append beside bytes it did not write: run 'roundlog verify --repair-tail' ` +
+        `(or open the log with repairTail: true) to cut them off the segment, after copying the file if you ` +
+        `want to keep them`,
+    );
+  }
+}
+
 /** Another live process holds the writer lock of this log. */
 export class LogLockedError extends RoundlogError {
   readonly code = 'LOG_LOCKED' as const;

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { closeSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { CorruptLogError } from '../../src/log/errors.ts';
+import { CorruptLogError, StrayTailBytesError } from '../../src/log/errors.ts';
 import { openFileEventLog, type FileLogWarning } from '../../src/log/file/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -97,4 +97,67 @@ test('a segment cut inside an earlier record its index lists is corruption at th
   truncateSync(segment, offsets[12]!);
   const missing = await t.throwsAsync(openFileEventLog({ dir }), { instanceOf: CorruptLogError });
   t.is(missing!.offset, offsets[12]!, 'a listed record that is gone entirely');
+});
+
+/** A log of 20 records whose active segment has one stray byte `distance` bytes after its data. */
+async function strayByteLog(distance: number): Promise<{ dir: string; segment: string; end: number; at: number }> {
+  const dir = tempDir();
+  await closedLog(dir, 20);
+  const [segment] = segmentsOf(dir) as [string];
+  const offsets = recordOffsets(segment);
+  const end = offsets.at(-1)! + FRAME_HEADER + readFileSync(segment).readUInt32LE(offsets.at(-1)!);
+  const at = end + distance;
+  assertInside(segment, at);
+  writeBytes(segment, at, Buffer.from([0x42]));
+  return { dir, segment, end, at };
+}
+
+function assertInside(segment: string, at: number): void {
+  if (statSync(segment).size <= at) throw new Error(`the zero-filled space ends before ${at}`);
+}
+
+test('one stray byte after the data: readers read every record; a writer refuses naming the byte', async (t) => {
+  const { dir, segment, end, at } = await strayByteLog(5000);
+  const sizeBefore = statSync(segment).size;
+
+  const warnings: FileLogWarning[] = [];
+  const reader = await openFileEventLog({ dir, readOnly: true, onWarning: (w) => warnings.push(w) });
+  t.is((await reader.readAll()).events.length, 20, 'every committed record reads');
+  t.is((await reader.readStream('s1')).events.length, 7);
+  t.deepEqual(
+    warnings.map((w) => w.code),
+    ['STRAY_TAIL_BYTES'],
+  );
+  t.regex(warnings[0]!.message, new RegExp(`byte offset ${at} `));
+  await reader.close();
+
+  const error = await t.throwsAsync(openFileEventLog({ dir }), { instanceOf: StrayTailBytesError });
+  t.is(error!.code, 'STRAY_TAIL_BYTES');
+  t.is(error!.file, segment);
+  t.is(error!.offset, at, 'the offset of the stray byte, not the end of the data');
+  t.is(error!.dataEnd, end);
+  t.is(error!.records, 20);
+  t.regex(error!.message, /nothing committed is damaged/);
+  t.regex(error!.message, /--repair-tail/);
+  t.is(statSync(segment).size, sizeBefore, 'nothing was changed without the flag');
+});
+
+test('one stray byte after the data: a writer opened with repairTail cuts it off and appends', async (t) => {
+  const { dir, segment, end, at } = await strayByteLog(12);
+  const warnings: FileLogWarning[] = [];
+  const log = await openFileEventLog({ dir, repairTail: true, onWarning: (w) => warnings.push(w) });
+  t.teardown(() => log.close());
+  const repaired = warnings.filter((w) => w.code === 'TAIL_REPAIRED');
+  t.is(repaired.length, 1);
+  t.is(repaired[0]!.file, segment);
+  t.regex(repaired[0]!.message, new RegExp(`non-zero bytes at ${at}\\.\\.${at}`));
+  t.is((await log.readAll()).events.length, 20);
+  const result = await log.append('s0', [{ type: 'After', data: null }], { expectedRevision: 6n });
+  t.is(result.lastPosition, 20n);
+  t.true((await log.verify()).ok);
+  await log.close();
+  t.true(statSync(segment).size > end);
+  const again = await openFileEventLog({ dir });
+  t.is((await again.readAll()).events.length, 21);
+  await again.close();
 });

@@ -73,12 +73,21 @@ export const verify = defineCommand({
   describe:
     'check every log record, every blob, every breakpoint folder against the log; name each problem and exit 1 ' +
     'if there is any',
-  options: { json: JSON_OPTION },
+  options: {
+    json: JSON_OPTION,
+    'repair-tail': {
+      type: 'boolean',
+      default: false,
+      describe:
+        'first cut off stray non-zero bytes found after the data of the log (no record is there); ' +
+        'writing commands refuse to open a log that has them',
+    },
+  },
   readsRoot: true,
   run: async (args, { global, io, extra }) => {
     if (extra.length > 0)
       throw new UsageError(`verify checks the whole root and takes no argument (got ${extra.join(' ')})`);
-    const report = await verifyRoot(storeOptions(global));
+    const report = await verifyRoot({ ...storeOptions(global), repairTail: args['repair-tail'] });
     if (args.json) io.out(toJson(report));
     else for (const line of verifyLines(report)) io.out(line);
     return report.ok ? 0 : 1;

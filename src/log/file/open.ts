@@ -7,7 +7,7 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../../errors.ts';
-import { CorruptLogError, LogLockedError } from '../errors.ts';
+import { CorruptLogError, LogLockedError, StrayTailBytesError } from '../errors.ts';
 import {
   FRAME_HEADER_BYTES,
   HEADS_FILE,
@@ -231,6 +231,11 @@ async function loadSegment(log: FileLogState, segment: Segment, isLast: boolean)
       const at = tail + offset;
       const verdict = classifyTail(buf, offset, check);
       if (verdict.kind === 'corrupt') throw new CorruptLogError(segment.file, at, verdict.reason);
+      if (verdict.kind === 'stray') {
+        await strayBytes(log, segment, at, tail + verdict.from, tail + verdict.to, fileSize);
+        segment.allocated = log.readOnly ? fileSize : at;
+        break;
+      }
       if (verdict.kind === 'torn' && !isLast) {
         throw new CorruptLogError(segment.file, at, 'record cut short inside a sealed segment');
       }
@@ -255,6 +260,37 @@ async function loadSegment(log: FileLogState, segment: Segment, isLast: boolean)
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Non-zero bytes in the zero-filled space after the data (`dataEnd`): a reader reads the records
+ * before them and warns; a writer cuts them off only when asked (`repairTail`), else refuses.
+ */
+async function strayBytes(
+  log: FileLogState,
+  segment: Segment,
+  dataEnd: number,
+  from: number,
+  to: number,
+  fileSize: number,
+): Promise<void> {
+  // The records after `dataEnd` in this segment are not counted yet: the log's count is final.
+  const error = new StrayTailBytesError(segment.file, from, dataEnd, to - from, log.committed);
+  if (log.readOnly) {
+    log.warn({ code: 'STRAY_TAIL_BYTES', message: error.message, file: segment.file });
+    return;
+  }
+  if (!log.repairTail) throw error;
+  await truncateDurably(segment.file, dataEnd);
+  log.warn({
+    code: 'TAIL_REPAIRED',
+    message:
+      `cut off ${fileSize - dataEnd} bytes after the end of the data of ${segment.file} (byte ${dataEnd}): ` +
+      `non-zero bytes at ${from}..${to - 1} in its zero-filled space, which held no record; ` +
+      `the log's ${log.committed} records are intact`,
+    file: segment.file,
+    bytesDropped: fileSize - dataEnd,
+  });
 }
 
 /** Applies a segment's index file; returns the byte offset where its unindexed records start. */

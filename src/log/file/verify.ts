@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import type { VerifyProblem, VerifyResult } from '../types.ts';
-import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, checkFrame, decodeRecordBody } from './format.ts';
+import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, checkFrame, classifyTail, decodeRecordBody } from './format.ts';
 import { checkOpen, type FileLogState } from './state.ts';
 
 export async function verify(log: FileLogState): Promise<VerifyResult> {
@@ -66,7 +66,28 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
       offset = check.end;
       position++;
     }
+    if (isLast) strayAfterData(data, segment.file, segment.size, problems);
     expectedPosition = position;
   }
   return { ok: problems.length === 0, eventsChecked, bytesChecked, problems };
+}
+
+/**
+ * The zero-filled space after the data of the last segment must hold only zeros. Records a writer
+ * in another process added since this handle looked are not stray bytes (their frames check).
+ */
+function strayAfterData(data: Buffer, file: string, end: number, problems: VerifyProblem[]): void {
+  if (end >= data.length) return;
+  const check = checkFrame(data, end);
+  if (check.kind === 'ok') return;
+  const verdict = classifyTail(data, end, check);
+  if (verdict.kind !== 'stray') return;
+  problems.push({
+    file,
+    offset: verdict.from,
+    reason:
+      `non-zero bytes (${verdict.to - verdict.from} bytes up to the last) in the zero-filled space after the ` +
+      `end of the data at byte ${end}: no record, nothing committed is damaged, but a writer refuses to open ` +
+      `over them; run 'roundlog verify --repair-tail' to cut them off`,
+  });
 }

@@ -1,0 +1,86 @@
+/**
+ * Damage of the file log through the `roundlog` command: stray bytes after the data of the active
+ * segment are named exactly, read commands work, and only `verify --repair-tail` clears them.
+ */
+import test from 'ava';
+import { closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import type { TensorSet } from '../../src/codec/tensors.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
+import { roundlog } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+const tensors = (...values: number[]): TensorSet => ({
+  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
+});
+
+/** A root with one experiment of `rounds` rounds, each with a breakpoint. */
+export async function rootWithRounds(rounds: number): Promise<{ root: string; folder: string }> {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
+  for (let r = 0; r < rounds; r++) {
+    await handle.recordRound({
+      params: tensors(r, 1),
+      replies: [],
+      nodes: [{ node: 'n1', sampleSize: 3, metrics: {} }],
+    });
+  }
+  const folder = handle.state.folder;
+  await rl.close();
+  return { root, folder };
+}
+
+/** The end of the data of a segment: walks the frames up to the first zero header. */
+function dataEnd(file: string): number {
+  const data = readFileSync(file);
+  let at = 8;
+  while (at + 12 <= data.length && !data.subarray(at, at + 12).equals(Buffer.alloc(12))) {
+    at += 12 + data.readUInt32LE(at);
+  }
+  return at;
+}
+
+test('one stray byte after the log data: named at its offset, reads work, writes need --repair-tail', async (t) => {
+  const { root, folder } = await rootWithRounds(3);
+  const logDir = path.join(root, 'log');
+  const segment = path.join(
+    logDir,
+    readdirSync(logDir).find((name) => name.endsWith('.seg'))!,
+  );
+  const end = dataEnd(segment);
+  const at = end + 700;
+  t.true(statSync(segment).size > at, 'the writer zero-fills ahead of its data');
+  const fd = openSync(segment, 'r+');
+  writeSync(fd, Buffer.from([0x01]), 0, 1, at);
+  closeSync(fd);
+  const env = { ROUNDLOG_DIR: root };
+
+  const ls = await roundlog(['ls'], env);
+  t.is(ls.code, 0, ls.stderr);
+  t.regex(ls.stdout, new RegExp(folder));
+  const history = await roundlog(['history', folder], env);
+  t.is(history.code, 0, history.stderr);
+
+  const verify = await roundlog(['verify'], env);
+  t.is(verify.code, 1);
+  t.regex(verify.stdout, new RegExp(`${path.basename(segment)} at byte ${at}: non-zero bytes`));
+  t.regex(verify.stdout, new RegExp(`after the end of the data at byte ${end}`));
+  t.regex(verify.stdout, /nothing committed is damaged/);
+  t.regex(verify.stdout, /1 problem found/);
+
+  const write = await roundlog(['gc', '--keep-last', '1'], env);
+  t.is(write.code, 1);
+  t.regex(write.stderr, new RegExp(`at byte offset ${at} `));
+  t.regex(write.stderr, /verify --repair-tail/);
+
+  const repair = await roundlog(['verify', '--repair-tail'], env);
+  t.is(repair.code, 0, repair.stdout);
+  t.regex(repair.stdout, /note: cut off \d+ bytes after the end of the data/);
+  t.is(statSync(segment).size, end);
+  const after = await roundlog(['gc', '--keep-last', '1'], env);
+  t.is(after.code, 0, after.stderr);
+  t.is((await roundlog(['verify'], env)).code, 0);
+});
