@@ -14,7 +14,7 @@
  * (views are a projection: `roundlog project` writes them).
  */
 import type { VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
-import { StreamNotFoundError } from '../log/errors.ts';
+import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog } from '../log/types.ts';
 import { openFileEventLog } from '../log/file/index.ts';
 import { openStore, storeOf, type StoreOptions } from './store.ts';
@@ -120,11 +120,22 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
           experimentsChecked++;
           experiments.push({ entry, state: index.state(entry.stream) });
         } catch (error) {
-          historyProblems.push({
-            experiment: entry.folder,
-            stream: entry.stream,
-            reason: `its history cannot be read: ${(error as Error).message}`,
-          });
+          // Damage the log check reported already is named once; here only what it cuts off.
+          const reported =
+            error instanceof CorruptLogError &&
+            logResult.problems.some((p) => p.file === error.file && p.offset === error.offset);
+          if (reported) {
+            notes.push(
+              `${entry.folder}: its history cannot be read past the damaged log record reported above ` +
+                `(${error.file} at byte ${error.offset}); its folders and references are not checked`,
+            );
+          } else {
+            historyProblems.push({
+              experiment: entry.folder,
+              stream: entry.stream,
+              reason: `its history cannot be read: ${(error as Error).message}`,
+            });
+          }
           experiments.push({ entry, state: null });
         }
       }

@@ -161,3 +161,27 @@ test('one stray byte after the data: a writer opened with repairTail cuts it off
   t.is((await again.readAll()).events.length, 21);
   await again.close();
 });
+
+test('one damaged record in a sealed segment is one verify problem, at its offset, not a cascade', async (t) => {
+  for (const where of ['body', 'length'] as const) {
+    const dir = tempDir();
+    const log = await openFileEventLog({ dir, segmentBytes: 4096 });
+    for (let i = 0; i < 200; i++) await log.append(`s${i % 3}`, [{ type: 'T', data: { i, text: 'x'.repeat(100) } }]);
+    await log.close();
+    const segments = segmentsOf(dir);
+    t.true(segments.length > 4);
+    const victim = recordOffsets(segments[1]!)[2]!;
+    const original = readFileSync(segments[1]!);
+    const at = where === 'body' ? victim + FRAME_HEADER + 30 : victim + 1;
+    writeBytes(segments[1]!, at, Buffer.from([original[at]! ^ 0x5a]));
+
+    const reader = await openFileEventLog({ dir, readOnly: true });
+    const result = await reader.verify();
+    await reader.close();
+    t.false(result.ok);
+    t.is(result.problems.length, 1, `${where}: ${JSON.stringify(result.problems, null, 1)}`);
+    t.is(result.problems[0]!.file, segments[1]!);
+    t.is(result.problems[0]!.offset, victim);
+    t.regex(result.problems[0]!.reason, where === 'body' ? /body checksum/ : /header checksum/);
+  }
+});

@@ -3,7 +3,7 @@
  * segment are named exactly, read commands work, and only `verify --repair-tail` clears them.
  */
 import test from 'ava';
-import { closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
@@ -83,4 +83,38 @@ test('one stray byte after the log data: named at its offset, reads work, writes
   const after = await roundlog(['gc', '--keep-last', '1'], env);
   t.is(after.code, 0, after.stderr);
   t.is((await roundlog(['verify'], env)).code, 0);
+});
+
+/** Offsets of the records of a segment, walking frame lengths up to the first zero header. */
+function recordOffsets(file: string): number[] {
+  const data = readFileSync(file);
+  const offsets: number[] = [];
+  let at = 8;
+  while (at + 12 <= data.length && !data.subarray(at, at + 12).equals(Buffer.alloc(12))) {
+    offsets.push(at);
+    at += 12 + data.readUInt32LE(at);
+  }
+  return offsets;
+}
+
+test('one damaged record in the history: verify reports that one problem and names the experiment', async (t) => {
+  const { root, folder } = await rootWithRounds(4);
+  const logDir = path.join(root, 'log');
+  const segment = path.join(
+    logDir,
+    readdirSync(logDir).find((name) => name.endsWith('.seg'))!,
+  );
+  const offsets = recordOffsets(segment);
+  const victim = offsets[Math.floor(offsets.length / 2)]!;
+  const fd = openSync(segment, 'r+');
+  const byte = Buffer.alloc(1);
+  readSync(fd, byte, 0, 1, victim + 20);
+  writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
+  closeSync(fd);
+
+  const verify = await roundlog(['verify'], { ROUNDLOG_DIR: root });
+  t.is(verify.code, 1);
+  t.regex(verify.stdout, new RegExp(`${path.basename(segment)} at byte ${victim}: record body checksum mismatch`));
+  t.regex(verify.stdout, new RegExp(`note: ${folder}: its history cannot be read past the damaged log record`));
+  t.regex(verify.stdout, /\n1 problem found\n/, verify.stdout);
 });

@@ -1,6 +1,8 @@
 /**
  * Verification of a file log: reads every segment whole, without the index, and reports each
- * record that fails its checksum, does not decode, or is out of position or revision order.
+ * record that fails its checksum, does not decode, or is out of position or revision order; one
+ * damaged record is one problem (the records after it are checked from where it ends, or from the
+ * next segment when its header is damaged too, and revisions they skip are not reported again).
  */
 import { promises as fs } from 'node:fs';
 import type { VerifyProblem, VerifyResult } from '../types.ts';
@@ -15,18 +17,35 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
   let eventsChecked = 0;
   let bytesChecked = 0;
   let expectedPosition = 0;
+  /**
+   * Records skipped as damaged, or left unchecked at the end of a segment whose damage hides
+   * where the next record starts: their streams are unknown, so a later record's revision may be
+   * ahead by that many without being a problem of its own (one damage is reported once).
+   */
+  let unaccounted = 0;
+  let previousComplete = true;
   for (const [i, segment] of log.segments.entries()) {
     const data = await fs.readFile(segment.file).catch((error: Error) => {
-      problems.push({ file: segment.file, offset: 0, reason: `cannot read: ${error.message}` });
+      problems.push({ file: segment.file, offset: 0, reason: `cannot read: ${(error as Error).message}` });
       return null;
     });
-    if (data === null) continue;
-    if (segment.base !== expectedPosition) {
-      const reason = `segment starts at position ${segment.base}, expected ${expectedPosition}`;
-      problems.push({ file: segment.file, offset: 0, reason });
+    if (data === null) {
+      previousComplete = false;
+      continue;
     }
+    if (segment.base !== expectedPosition) {
+      if (previousComplete || segment.base < expectedPosition) {
+        const reason = `segment starts at position ${segment.base}, expected ${expectedPosition}`;
+        problems.push({ file: segment.file, offset: 0, reason });
+      } else {
+        unaccounted += segment.base - expectedPosition;
+      }
+    }
+    previousComplete = true;
     if (!data.subarray(0, SEGMENT_HEADER_BYTES).equals(SEGMENT_MAGIC)) {
       problems.push({ file: segment.file, offset: 0, reason: 'segment header is not a roundlog segment header' });
+      previousComplete = false;
+      expectedPosition = segment.base;
       continue;
     }
     const isLast = i === log.segments.length - 1;
@@ -36,14 +55,31 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
     while (offset < limit) {
       const check = checkFrame(data, offset, limit);
       if (check.kind === 'zeros') break;
+      if (check.kind === 'bad' && check.end !== null) {
+        // The header is sound: this one record is damaged, and the next starts where it ends.
+        problems.push({
+          file: segment.file,
+          offset,
+          reason: `${check.reason} (the record at log position ${position})`,
+        });
+        unaccounted++;
+        bytesChecked += check.end - offset;
+        offset = check.end;
+        position++;
+        continue;
+      }
       if (check.kind !== 'ok') {
+        const next = log.segments[i + 1];
         problems.push({
           file: segment.file,
           offset,
           reason:
-            `${check.kind === 'bad' ? check.reason : 'record cut short'}; ` +
-            `the ${limit - offset} bytes from here to the end of the segment could not be checked`,
+            `${check.kind === 'bad' ? check.reason : 'record cut short'} (the record at log position ${position}); ` +
+            `where the next record starts is unknown: the ${limit - offset} bytes from here to the end of the ` +
+            `segment could not be checked` +
+            (next === undefined ? '' : ` (the next segment starts at position ${next.base})`),
         });
+        previousComplete = false;
         break;
       }
       try {
@@ -53,14 +89,20 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
           const reason = `record has position ${record.position}, expected ${position}`;
           problems.push({ file: segment.file, offset, reason });
         } else if (record.revision !== revision) {
-          const stream = JSON.stringify(record.stream);
-          const reason = `record of stream ${stream} has revision ${record.revision}, expected ${revision}`;
-          problems.push({ file: segment.file, offset, reason });
+          const ahead = record.revision - revision;
+          if (ahead > 0 && ahead <= unaccounted) {
+            unaccounted -= ahead;
+          } else {
+            const stream = JSON.stringify(record.stream);
+            const reason = `record of stream ${stream} has revision ${record.revision}, expected ${revision}`;
+            problems.push({ file: segment.file, offset, reason });
+          }
         }
-        revisions.set(record.stream, revision + 1);
+        revisions.set(record.stream, Math.max(revision, record.revision) + 1);
         eventsChecked++;
       } catch (error) {
         problems.push({ file: segment.file, offset, reason: `record cannot be decoded: ${(error as Error).message}` });
+        unaccounted++;
       }
       bytesChecked += check.end - offset;
       offset = check.end;
