@@ -185,3 +185,54 @@ test('one damaged record in a sealed segment is one verify problem, at its offse
     t.regex(result.problems[0]!.reason, where === 'body' ? /body checksum/ : /header checksum/);
   }
 });
+
+/** A log of several sealed segments and one active one, closed: index files and a heads checkpoint exist. */
+async function sealedLog(dir: string): Promise<void> {
+  const log = await openFileEventLog({ dir, segmentBytes: 4096 });
+  for (let i = 0; i < 120; i++) await log.append(`s${i % 3}`, [{ type: 'Filled', data: { i, text: 'x'.repeat(100) } }]);
+  await log.close();
+}
+
+async function verifyOf(dir: string) {
+  const log = await openFileEventLog({ dir, readOnly: true });
+  try {
+    return await log.verify();
+  } finally {
+    await log.close();
+  }
+}
+
+test('verify names a segment index with a flipped byte, and the log still reads every record', async (t) => {
+  const dir = tempDir();
+  await sealedLog(dir);
+  t.true((await verifyOf(dir)).ok, 'an undamaged log verifies');
+  const index = `${segmentsOf(dir)[0]!}.idx`;
+  const bytes = readFileSync(index);
+  writeBytes(index, Math.floor(bytes.length / 2), Buffer.from([bytes[Math.floor(bytes.length / 2)]! ^ 0xff]));
+  const result = await verifyOf(dir);
+  t.false(result.ok);
+  t.true(
+    result.problems.some((p) => p.file === index),
+    JSON.stringify(result.problems),
+  );
+  const log = await openFileEventLog({ dir, readOnly: true });
+  const { events } = await log.readAll();
+  await log.close();
+  t.is(events.length, 120, 'the damaged index is not used: every record is read');
+});
+
+test('verify names a heads checkpoint with a flipped byte', async (t) => {
+  const dir = tempDir();
+  await sealedLog(dir);
+  const heads = path.join(dir, 'heads.ckpt');
+  t.true(statSync(heads).size > 0, 'sealed segments write a heads checkpoint');
+  const bytes = readFileSync(heads);
+  const at = bytes.length - 1;
+  writeBytes(heads, at, Buffer.from([bytes[at]! ^ 0x01]));
+  const result = await verifyOf(dir);
+  t.false(result.ok);
+  t.true(
+    result.problems.some((p) => p.file === heads && /heads checkpoint/.test(p.reason)),
+    JSON.stringify(result.problems),
+  );
+});
