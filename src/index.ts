@@ -43,6 +43,7 @@ export {
 export {
   BreakpointCorruptError,
   ConcurrentModificationError,
+  ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   NoBreakpointError,
   NodeFailedError,

@@ -7,6 +7,7 @@ import type { ExperimentDefinition } from '../federated/definition.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { importModule, workspaceModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast, type ExperimentState } from '../model/state.ts';
+import { ExperimentHistoryDamagedError } from '../model/errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -49,9 +50,12 @@ export function progressLine(progress: RoundProgress, replied: number): string {
 export type ExperimentListing = {
   folder: string;
   id: string;
-  roundCurrent: number;
+  /** Null when the history is damaged: the state past the damaged record is unknown. */
+  roundCurrent: number | null;
   roundLimit: number | null;
-  status: 'created' | 'in progress' | 'interrupted' | 'finished';
+  status: 'created' | 'in progress' | 'interrupted' | 'finished' | 'damaged';
+  /** Where the history is damaged (status `damaged`), else null. */
+  damage: { file: string; offset: number; reason: string } | null;
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
   /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
   missingBreakpoints: number[];
@@ -72,8 +76,12 @@ export async function listExperiments(
   try {
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
-      const { state } = await rl.openExperiment(entry.experimentId);
-      const dir = path.join(rl.layout.experiments, state.folder);
+      const opened = await rl.openExperiment(entry.experimentId).catch((error: unknown) => {
+        if (error instanceof ExperimentHistoryDamagedError) return error;
+        throw error;
+      });
+      const state = opened instanceof ExperimentHistoryDamagedError ? null : opened.state;
+      const dir = path.join(rl.layout.experiments, state?.folder ?? entry.folder);
       const breakpoints = [];
       for (const name of await listBreakpointFolders(dir)) {
         const folder = path.join(dir, name);
@@ -84,14 +92,28 @@ export async function listExperiments(
           paramsSha256: manifest?.params.sha256 ?? '(damaged: run roundlog verify)',
         });
       }
-      const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state);
+      if (opened instanceof ExperimentHistoryDamagedError) {
+        listing.push({
+          missingBreakpoints: [],
+          folder: entry.folder,
+          id: entry.experimentId,
+          roundCurrent: null,
+          roundLimit: null,
+          status: 'damaged',
+          damage: { file: opened.file, offset: opened.offset, reason: opened.reason },
+          breakpoints,
+        });
+        continue;
+      }
+      const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state!);
       listing.push({
+        damage: null,
         missingBreakpoints: missing,
-        folder: state.folder,
-        id: state.created!.experimentId,
-        roundCurrent: roundCurrent(state),
-        roundLimit: state.settings.roundLimit,
-        status: statusOf(state),
+        folder: state!.folder,
+        id: state!.created!.experimentId,
+        roundCurrent: roundCurrent(state!),
+        roundLimit: state!.settings.roundLimit,
+        status: statusOf(state!),
         breakpoints,
       });
     }

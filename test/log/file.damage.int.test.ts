@@ -4,10 +4,20 @@
  * damage of committed records and are named as such.
  */
 import test from 'ava';
-import { closeSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { CorruptLogError, StrayTailBytesError } from '../../src/log/errors.ts';
 import { openFileEventLog, type FileLogWarning } from '../../src/log/file/index.ts';
+import { decodeIndexChunks, encodeIndexChunk } from '../../src/log/file/format.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -235,4 +245,28 @@ test('verify names a heads checkpoint with a flipped byte', async (t) => {
     result.problems.some((p) => p.file === heads && /heads checkpoint/.test(p.reason)),
     JSON.stringify(result.problems),
   );
+});
+
+test('an index that passes its checksum but gives a record to another stream is refused, not read as it', async (t) => {
+  const dir = tempDir();
+  await sealedLog(dir);
+  const index = `${segmentsOf(dir)[0]!}.idx`;
+  const { chunks } = decodeIndexChunks(readFileSync(index));
+  t.is(chunks.length, 1, 'a sealed segment has its index as one chunk');
+  const chunk = chunks[0]!;
+  const streams = Uint32Array.from(chunk.streams);
+  t.deepEqual([...streams.subarray(3, 5)], [0, 1]);
+  streams[3] = 1;
+  streams[4] = 0;
+  writeFileSync(index, encodeIndexChunk({ ...chunk, streams }));
+
+  const log = await openFileEventLog({ dir, readOnly: true });
+  try {
+    const error = await t.throwsAsync(log.readStream('s0'), { instanceOf: CorruptLogError });
+    t.is(error!.file, index);
+    t.regex(error!.message, /the index gives log position 4 as revision 1 of stream "s0"/);
+    t.false((await log.verify()).ok, 'verify names it too');
+  } finally {
+    await log.close();
+  }
 });

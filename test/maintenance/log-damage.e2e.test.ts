@@ -118,3 +118,52 @@ test('one damaged record in the history: verify reports that one problem and nam
   t.regex(verify.stdout, new RegExp(`note: ${folder}: its history cannot be read past the damaged log record`));
   t.regex(verify.stdout, /\n1 problem found\n/, verify.stdout);
 });
+
+test(
+  'damage in the middle of a history with a snapshot after it: ls shows the experiment damaged, ' +
+    'resume refuses naming the record and appends nothing',
+  async (t) => {
+    const root = tempDir();
+    const env = { ROUNDLOG_DIR: root };
+    const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '4'], env);
+    t.is(run.code, 0, run.stderr);
+    t.is(readdirSync(path.join(root, 'snapshots')).length, 1, 'closing the run wrote a snapshot of its state');
+    const segment = path.join(
+      root,
+      'log',
+      readdirSync(path.join(root, 'log')).find((n) => n.endsWith('.seg'))!,
+    );
+    const offsets = recordOffsets(segment);
+    const victim = offsets[Math.floor(offsets.length / 2)]!;
+    const fd = openSync(segment, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, victim + 20);
+    writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
+    closeSync(fd);
+
+    const ls = await roundlog(['ls'], env);
+    t.is(ls.code, 0, ls.stderr);
+    t.regex(ls.stdout, /Experiment_0000 +\S+ +\? +damaged /);
+    t.regex(
+      ls.stdout,
+      new RegExp(`Experiment_0000: its history is damaged at .*${path.basename(segment)} byte ${victim} `),
+    );
+    const listing = JSON.parse((await roundlog(['ls', '--json'], env)).stdout) as Array<{
+      status: string;
+      damage: { file: string; offset: number } | null;
+    }>;
+    t.is(listing[0]!.status, 'damaged');
+    t.deepEqual({ ...listing[0]!.damage, reason: undefined }, { file: segment, offset: victim, reason: undefined });
+
+    const before = recordOffsets(segment).length;
+    const resume = await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1'], env);
+    t.is(resume.code, 1);
+    t.regex(resume.stderr, /the history of experiment Experiment_0000 .* is damaged/);
+    t.regex(resume.stderr, new RegExp(`${path.basename(segment)} at byte offset ${victim}`));
+    t.is(recordOffsets(segment).length, before, 'nothing was appended after the damage');
+    const last = await roundlog(['resume', '--rounds', '1'], env);
+    t.is(last.code, 1, 'resume of the last experiment refuses too');
+    t.regex(last.stderr, /the history of experiment Experiment_0000 .* is damaged/);
+    t.is(recordOffsets(segment).length, before);
+  },
+);

@@ -134,11 +134,20 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
   const rows = listing.map((e) => [
     e.folder,
     e.id,
-    `${e.roundCurrent}/${e.roundLimit ?? '-'}`,
+    e.roundCurrent === null ? '?' : `${e.roundCurrent}/${e.roundLimit ?? '-'}`,
     e.status,
     breakpoints(e),
   ]);
   for (const line of table(['folder', 'id', 'rounds', 'status', 'breakpoints'], rows)) io.out(line);
+  for (const e of listing) {
+    if (e.damage === null) continue;
+    io.out('');
+    io.out(
+      `${e.folder}: its history is damaged at ${displayPath(e.damage.file, global.cwd)} byte ${e.damage.offset} ` +
+        `(${e.damage.reason}): its state past that record is unknown and resume refuses it; ` +
+        "run 'roundlog verify' for every damaged record",
+    );
+  }
   for (const e of listing.filter((x) => x.breakpoints.length > 0)) {
     io.out('');
     io.out(`${e.folder}:`);

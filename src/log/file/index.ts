@@ -23,7 +23,7 @@ import type {
 import { subscribe } from './follower.ts';
 import { closeLog, openLog } from './open.ts';
 import type { FileEventLog, FileEventLogOptions, FileLogStats } from './options.ts';
-import { listStreams, readAll, readStream } from './reader.ts';
+import { checkStream, listStreams, readAll, readStream } from './reader.ts';
 import type { FileLogState } from './state.ts';
 import { verify } from './verify.ts';
 import { appendOnce } from './retry.ts';
@@ -50,6 +50,10 @@ class FileLog implements FileEventLog {
 
   readStream(stream: string, options?: ReadStreamOptions): Promise<ReadStreamResult> {
     return readStream(this.state, stream, options);
+  }
+
+  checkStream(stream: string, options?: { toRevision?: bigint }): Promise<void> {
+    return checkStream(this.state, stream, options);
   }
 
   readAll(options?: ReadAllOptions): Promise<ReadAllResult> {
