@@ -104,11 +104,14 @@ export {
   type PruneReport,
   type RetentionPlan,
 } from './projections/index.ts';
-export { verifyRoot, type VerifyOptions, type VerifyReport } from './projections/index.ts';
+export { verifyRoot, type VerifyOptions, type VerifyReport, type CacheProblem } from './projections/index.ts';
 export {
   projectRoot,
   followProjection,
   readProjectionCheckpoint,
+  loadProjectionCheckpoint,
+  ProjectionCheckpointMismatchError,
+  type StoredProjectionCheckpoint,
   type ProjectOptions,
   type ProjectReport,
   type FollowProjectionOptions,

@@ -71,8 +71,8 @@ export const project = defineCommand({
 export const verify = defineCommand({
   name: 'verify',
   describe:
-    'check every log record, every blob, every breakpoint folder against the log; name each problem and exit 1 ' +
-    'if there is any',
+    'check every log record, every blob, every breakpoint folder and every cache (indexes, snapshots, ' +
+    'checkpoints) against the log; name each problem and exit 1 if there is any',
   options: {
     json: JSON_OPTION,
     'repair-tail': {
@@ -136,7 +136,11 @@ export function followLine(update: ProjectionUpdate): string {
     case 'started':
       return (
         `following ${update.store} from ` +
-        (update.checkpoint === null ? 'the beginning (no checkpoint)' : `checkpoint ${update.checkpoint}`) +
+        (update.checkpoint !== null
+          ? `checkpoint ${update.checkpoint}`
+          : update.ignored === null
+            ? 'the beginning (no checkpoint)'
+            : `the beginning (checkpoint ignored: ${update.ignored})`) +
         `: projection lag ${count(update.lagEvents, 'event')} (log end ${update.logEnd ?? 'none'})`
       );
     case 'caughtUp':
@@ -215,6 +219,8 @@ export function verifyLines(report: VerifyReport): string[] {
     const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
     lines.push(`  ${where} (${p.experiment}${p.round === null ? '' : ` round ${p.round}`}): ${p.reason}`);
   }
+  lines.push(`caches: ${report.caches.filesChecked} files checked, ${report.caches.problems.length} problems`);
+  for (const p of report.caches.problems) lines.push(`  ${p.file}: ${p.reason}`);
   if (report.lag.length === 0) lines.push('projection lag: none');
   else
     for (const l of report.lag)
@@ -228,7 +234,8 @@ export function verifyLines(report: VerifyReport): string[] {
     blobs.problems.length +
     history.problems.length +
     references.problems.length +
-    breakpoints.problems.length;
+    breakpoints.problems.length +
+    report.caches.problems.length;
   lines.push(report.ok ? 'ok: no problem found' : `${total} problem${total === 1 ? '' : 's'} found`);
   return lines;
 }
