@@ -13,6 +13,7 @@ import {
   ProjectionCheckpointMismatchError,
   followProjection,
   openRoundLog,
+  replayRound,
   verifyRoot,
   type ProjectionUpdate,
 } from '../../src/projections/index.ts';
@@ -166,4 +167,25 @@ test('a copied root keeps its projection checkpoint: the checkpoint names no pat
   t.like(started, { kind: 'started', checkpoint: caughtUp.position, ignored: null, lagEvents: 0 });
   t.true((await verifyRoot({ root: copy })).ok);
   t.deepEqual(readdirSync(path.join(copy, 'experiments')).sort(), readdirSync(path.join(dir, 'experiments')).sort());
+});
+
+test('a folder roundlog replay wrote with a flipped byte in its parameters is a verify problem', async (t) => {
+  const { root: dir, id } = await root(2);
+  const rl = await openRoundLog({ root: dir });
+  const replayed = await replayRound(rl, id, { round: 1 });
+  await rl.close();
+  t.true((await verifyRoot({ root: dir })).ok, 'an undamaged replay verifies');
+  const params = path.join(
+    replayed.path,
+    readdirSync(replayed.path).find((n) => n !== 'breakpoint.json')!,
+  );
+  flipByte(params, readFileSync(params).length - 1);
+
+  const report = await verifyRoot({ root: dir });
+  t.false(report.ok);
+  // The parameters file may be a hard link of the blob (then the blob and the experiment's folder
+  // are named too): the replayed folder is named among them.
+  const problem = report.breakpoints.problems.find((p) => p.folder === replayed.path);
+  t.like(problem, { file: path.basename(params), round: 1 }, JSON.stringify(report.breakpoints.problems));
+  t.regex(problem!.reason, /has SHA-256 \w+, the manifest records/);
 });
