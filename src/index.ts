@@ -60,6 +60,7 @@ export {
 export {
   BreakpointCorruptError,
   ConcurrentModificationError,
+  ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   NoBreakpointError,
   NodeFailedError,
@@ -120,12 +121,15 @@ export {
   type PruneReport,
   type RetentionPlan,
 } from './projections/index.ts';
-export { verifyRoot, type VerifyOptions, type VerifyReport } from './projections/index.ts';
+export { verifyRoot, type VerifyOptions, type VerifyReport, type CacheProblem } from './projections/index.ts';
 export { repairRoot, type RepairReport, type UnhealableBlob } from './projections/index.ts';
 export {
   projectRoot,
   followProjection,
   readProjectionCheckpoint,
+  loadProjectionCheckpoint,
+  ProjectionCheckpointMismatchError,
+  type StoredProjectionCheckpoint,
   type ProjectOptions,
   type ProjectReport,
   type FollowProjectionOptions,

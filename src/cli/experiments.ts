@@ -16,6 +16,7 @@ import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
 import { statusOf, type StatusOptions } from '../engine/lease.ts';
 import { compareNames } from '../model/events.ts';
+import { ExperimentHistoryDamagedError } from '../model/errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -65,14 +66,20 @@ export function progressLine(progress: RoundProgress, replied: number): string {
 export type ExperimentListing = {
   folder: string;
   id: string;
-  roundCurrent: number;
+  /** Null when the history is damaged: the state past the damaged record is unknown. */
+  roundCurrent: number | null;
   roundLimit: number | null;
-  /** `created`, `running`, `crashed`, `failed`, `stopped` or `finished` (`experimentStatus`). */
-  status: ExperimentStatus;
+  /**
+   * `created`, `running`, `crashed`, `failed`, `stopped` or `finished` (`experimentStatus`), or
+   * `damaged` when its history cannot be read past a damaged record.
+   */
+  status: ExperimentStatus | 'damaged';
   /** The open run (its lease): owner, since when, last sign of life (ISO times); null when none is open. */
   run: { runId: string; owner: RunOwner; since: string; lastSeen: string } | null;
   /** The last run's failure (until another run starts): code, message, where and when. */
   failure: { code: string; message: string; round: number; attempt: number | null; at: string } | null;
+  /** Where the history is damaged (status `damaged`), else null. */
+  damage: { file: string; offset: number; reason: string } | null;
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
   /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
   missingBreakpoints: number[];
@@ -88,47 +95,67 @@ export async function listExperiments(
   try {
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
-      const { state } = await rl.openExperiment(entry.experimentId);
-      const dir = path.join(rl.layout.experiments, state.folder);
+      const opened = await rl.openExperiment(entry.experimentId).catch((error: unknown) => {
+        if (error instanceof ExperimentHistoryDamagedError) return error;
+        throw error;
+      });
+      const state = opened instanceof ExperimentHistoryDamagedError ? null : opened.state;
+      const dir = path.join(rl.layout.experiments, state?.folder ?? entry.folder);
       const breakpoints = [];
       for (const name of await listBreakpointFolders(dir)) {
         const folder = path.join(dir, name);
         // The round and the parameters are the log's; a folder that disagrees with the log is damaged.
         // (A damaged folder is listed by the round its name says.)
         const { round, problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
-        const record = problems.length === 0 && round !== null ? state.rounds[round] : undefined;
+        const record = problems.length === 0 && round !== null ? state?.rounds[round] : undefined;
         breakpoints.push({
           round: record?.round ?? roundOfFolder(name) ?? -1,
           path: folder,
           paramsSha256: record?.params.sha256 ?? '(damaged: run roundlog verify)',
         });
       }
-      const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state);
+      if (opened instanceof ExperimentHistoryDamagedError) {
+        listing.push({
+          missingBreakpoints: [],
+          folder: entry.folder,
+          id: entry.experimentId,
+          roundCurrent: null,
+          roundLimit: null,
+          status: 'damaged',
+          run: null,
+          failure: null,
+          damage: { file: opened.file, offset: opened.offset, reason: opened.reason },
+          breakpoints,
+        });
+        continue;
+      }
+      const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state!);
       listing.push({
+        damage: null,
         missingBreakpoints: missing,
-        folder: state.folder,
-        id: state.created!.experimentId,
-        roundCurrent: roundCurrent(state),
-        roundLimit: state.settings.roundLimit,
-        status: statusOf(state, status),
+        folder: state!.folder,
+        id: state!.created!.experimentId,
+        roundCurrent: roundCurrent(state!),
+        roundLimit: state!.settings.roundLimit,
+        status: statusOf(state!, status),
         run:
-          state.run === null
+          state!.run === null
             ? null
             : {
-                runId: state.run.runId,
-                owner: state.run.owner,
-                since: state.run.since.toISOString(),
-                lastSeen: state.run.lastSeen.toISOString(),
+                runId: state!.run.runId,
+                owner: state!.run.owner,
+                since: state!.run.since.toISOString(),
+                lastSeen: state!.run.lastSeen.toISOString(),
               },
         failure:
-          state.failure === null
+          state!.failure === null
             ? null
             : {
-                code: state.failure.code,
-                message: state.failure.message,
-                round: state.failure.round,
-                attempt: state.failure.attempt,
-                at: state.failure.timestamp.toISOString(),
+                code: state!.failure.code,
+                message: state!.failure.message,
+                round: state!.failure.round,
+                attempt: state!.failure.attempt,
+                at: state!.failure.timestamp.toISOString(),
               },
         breakpoints,
       });

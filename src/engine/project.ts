@@ -15,11 +15,14 @@
  * checks out), so a rebuild never loses the last copy of committed bytes; when that is not
  * possible the folder is left alone and reported.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { createFileDurably, syncDir } from '../durable.ts';
-import type { RecordedEvent } from '../log/types.ts';
+import type { EventLog, RecordedEvent } from '../log/types.ts';
+import { RoundlogError } from '../errors.ts';
+import type { LogAccess } from './store.ts';
 import { ExperimentNotFoundError } from '../model/errors.ts';
 import type { ExperimentState } from '../model/state.ts';
 import { PROJECTION_CHECKPOINT_FILE, rootLayout } from '../root.ts';
@@ -91,12 +94,150 @@ export type { ExperimentProjection };
 export { PROJECTION_CHECKPOINT_FILE };
 
 export type ProjectionCheckpoint = Readonly<{
-  /** The store the position belongs to (`file log …` or `EventStoreDB esdb://…`). */
+  /** Format of the file (2; a file without it is of the first format, which had no checksum). */
+  v: 2;
+  /**
+   * The store the position belongs to: `file log` (the root's own log, wherever the root is: the
+   * checkpoint names no path, so a copied root keeps it) or `EventStoreDB esdb://…`.
+   */
   store: string;
   /** Log position of the last event the projection has handled, as a decimal string. */
   position: string;
+  /** The id of the event at `position` when the projection saw it, or null when it did not. */
+  eventId: string | null;
   updatedAt: string;
+  /** SHA-256 (hex) of the JSON of the fields above, in this order: a damaged file is not used. */
+  sha256: string;
 }>;
+
+/** The checkpoint file as it is on disk: none, damaged (with why), or one that checks out. */
+export type StoredProjectionCheckpoint =
+  | Readonly<{ kind: 'none'; file: string }>
+  | Readonly<{ kind: 'damaged'; file: string; reason: string }>
+  | Readonly<{ kind: 'ok'; file: string; checkpoint: ProjectionCheckpoint }>;
+
+/** A projection checkpoint that does not belong to the log it sits beside: `project --follow` refuses it. */
+export class ProjectionCheckpointMismatchError extends RoundlogError {
+  readonly code = 'PROJECTION_CHECKPOINT_MISMATCH' as const;
+  constructor(
+    readonly file: string,
+    readonly position: bigint,
+    /** Position of the last event of the log, or null when it is empty. */
+    readonly logEnd: bigint | null,
+    readonly reason: string,
+  ) {
+    super(
+      `the projection checkpoint ${file} says the folders were projected up to log position ${position}, but ` +
+        `${reason}: the log lost events since (restored from an older copy?) or is not the log they were ` +
+        `projected from. Run 'roundlog verify' to check the log; to project this log from its beginning, ` +
+        `delete ${file}`,
+    );
+  }
+}
+
+/** The identity of a store as the checkpoint records it: no path for the root's own file log. */
+export function checkpointStore(log: LogAccess): string {
+  return log.kind === 'file' ? FILE_LOG_STORE : log.description;
+}
+
+const FILE_LOG_STORE = 'file log';
+
+function checkpointSha256(c: Omit<ProjectionCheckpoint, 'sha256'>): string {
+  const fields = { v: c.v, store: c.store, position: c.position, eventId: c.eventId, updatedAt: c.updatedAt };
+  return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
+}
+
+/** Reads the checkpoint file and checks its checksum (a file of the first format, without one, is upcast). */
+export async function loadProjectionCheckpoint(root: string): Promise<StoredProjectionCheckpoint> {
+  const file = rootLayout(root).projectionCheckpoint;
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'none', file };
+    return { kind: 'damaged', file, reason: `it cannot be read: ${(error as Error).message}` };
+  }
+  let value: Record<string, unknown>;
+  try {
+    value = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return { kind: 'damaged', file, reason: 'it is not JSON' };
+  }
+  const { v, store, position, eventId, updatedAt, sha256 } = value ?? {};
+  const fieldsOk =
+    typeof store === 'string' &&
+    typeof position === 'string' &&
+    /^\d+$/.test(position) &&
+    typeof updatedAt === 'string' &&
+    (eventId === undefined || eventId === null || typeof eventId === 'string');
+  if (v === undefined && fieldsOk) {
+    // The first format: no checksum, and the file log named by its absolute path.
+    const upcast = {
+      v: 2 as const,
+      store: store.startsWith(`${FILE_LOG_STORE} `) ? FILE_LOG_STORE : store,
+      position,
+      eventId: null,
+      updatedAt,
+    };
+    return { kind: 'ok', file, checkpoint: { ...upcast, sha256: checkpointSha256(upcast) } };
+  }
+  if (v !== 2 || !fieldsOk || typeof sha256 !== 'string') {
+    return { kind: 'damaged', file, reason: 'its fields are not those of a projection checkpoint' };
+  }
+  const checkpoint = {
+    v: 2 as const,
+    store,
+    position,
+    eventId: (eventId as string | null | undefined) ?? null,
+    updatedAt,
+  };
+  if (checkpointSha256(checkpoint) !== sha256) {
+    return { kind: 'damaged', file, reason: 'it fails its checksum' };
+  }
+  return { kind: 'ok', file, checkpoint: { ...checkpoint, sha256 } };
+}
+
+/** The checkpoint, or null when there is none or it is damaged. */
+export async function readProjectionCheckpoint(root: string): Promise<ProjectionCheckpoint | null> {
+  const stored = await loadProjectionCheckpoint(root);
+  return stored.kind === 'ok' ? stored.checkpoint : null;
+}
+
+/**
+ * A checkpoint of this store against the log: its position must be one the log has, holding the
+ * event it recorded. Null when it checks out, else why not.
+ */
+export async function checkpointMismatch(
+  checkpoint: ProjectionCheckpoint,
+  log: EventLog,
+): Promise<{ position: bigint; logEnd: bigint | null; reason: string } | null> {
+  const position = BigInt(checkpoint.position);
+  const { events, lastPosition } = await log.readAll({ fromPosition: position, maxCount: 1 });
+  if (lastPosition === null || position > lastPosition) {
+    const reason = lastPosition === null ? 'the log is empty' : `the log ends at position ${lastPosition}`;
+    return { position, logEnd: lastPosition, reason };
+  }
+  const at = events[0];
+  if (checkpoint.eventId !== null && (at === undefined || at.position !== position || at.id !== checkpoint.eventId)) {
+    const found = at === undefined || at.position !== position ? 'no event' : `event ${at.id}`;
+    const reason = `the log has ${found} at that position where the checkpoint recorded event ${checkpoint.eventId}`;
+    return { position, logEnd: lastPosition, reason };
+  }
+  return null;
+}
+
+async function writeProjectionCheckpoint(root: string, fields: Omit<ProjectionCheckpoint, 'v' | 'sha256'>) {
+  const file = rootLayout(root).projectionCheckpoint;
+  const dir = path.dirname(file);
+  const body = { v: 2 as const, ...fields };
+  const checkpoint: ProjectionCheckpoint = { ...body, sha256: checkpointSha256(body) };
+  await fs.mkdir(dir, { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  await fs.rm(temp, { force: true });
+  await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
+  await fs.rename(temp, file);
+  await syncDir(dir);
+}
 
 /** What the follow mode reports, in order: where it starts, then each experiment it projects. */
 export type ProjectionUpdate =
@@ -109,6 +250,8 @@ export type ProjectionUpdate =
       logEnd: bigint | null;
       /** Events between the checkpoint and the end of the log: the lag at start. */
       lagEvents: number;
+      /** Why a checkpoint file that is there was not used (damaged, or of another store), else null. */
+      ignored: string | null;
     }>
   | Readonly<{
       kind: 'projected';
@@ -132,36 +275,15 @@ export type FollowProjectionOptions = OpenRoundLogOptions & {
   pollIntervalMs?: number;
 };
 
-export async function readProjectionCheckpoint(root: string): Promise<ProjectionCheckpoint | null> {
-  const file = rootLayout(root).projectionCheckpoint;
-  try {
-    const value = JSON.parse(await fs.readFile(file, 'utf8')) as ProjectionCheckpoint;
-    return typeof value?.position === 'string' && /^\d+$/.test(value.position) && typeof value.store === 'string'
-      ? value
-      : null;
-  } catch {
-    return null;
-  }
-}
-
-async function writeProjectionCheckpoint(root: string, checkpoint: ProjectionCheckpoint): Promise<void> {
-  const file = rootLayout(root).projectionCheckpoint;
-  const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  await fs.rm(temp, { force: true });
-  await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
-  await fs.rename(temp, file);
-  await syncDir(dir);
-}
-
 /**
  * Materializes breakpoint folders as the log grows, from a catch-up subscription to the whole log:
  * events since the stored checkpoint first, then live ones. Each experiment an event touches is
  * projected from its stream (so a folder is only ever written from a committed history), and the
  * checkpoint moves past the event once its folders are durable. Restarted, it resumes after the
- * checkpoint; a checkpoint of another store is ignored (it starts from the beginning: projecting
- * is idempotent).
+ * checkpoint. A damaged checkpoint or one of another store is ignored and said so in the `started`
+ * update (it starts from the beginning: projecting is idempotent); a checkpoint of this store past
+ * the end of the log, or at an event other than the one it recorded, is refused
+ * (`ProjectionCheckpointMismatchError`): the log lost events, or is another log.
  */
 export async function followProjection(options: FollowProjectionOptions): Promise<void> {
   const rl = await openRoundLog(options);
@@ -169,9 +291,22 @@ export async function followProjection(options: FollowProjectionOptions): Promis
     options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs },
   );
   const store = rl.log.description;
+  const identity = checkpointStore(rl.log);
   try {
-    const stored = await readProjectionCheckpoint(rl.root);
-    const checkpoint = stored !== null && stored.store === store ? BigInt(stored.position) : null;
+    const stored = await loadProjectionCheckpoint(rl.root);
+    let ignored: string | null = null;
+    let checkpoint: bigint | null = null;
+    if (stored.kind === 'damaged') {
+      ignored = `${stored.file}: ${stored.reason}`;
+    } else if (stored.kind === 'ok' && stored.checkpoint.store !== identity) {
+      ignored = `${stored.file}: it is the checkpoint of ${stored.checkpoint.store}`;
+    } else if (stored.kind === 'ok') {
+      const mismatch = await checkpointMismatch(stored.checkpoint, follower);
+      if (mismatch !== null) {
+        throw new ProjectionCheckpointMismatchError(stored.file, mismatch.position, mismatch.logEnd, mismatch.reason);
+      }
+      checkpoint = BigInt(stored.checkpoint.position);
+    }
     // The lag at start: what the log holds after the checkpoint.
     let lagEvents = 0;
     let logEnd: bigint | null = null;
@@ -180,7 +315,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
       logEnd = lastPosition;
       lagEvents = events.filter((e) => checkpoint === null || e.position > checkpoint).length;
     }
-    options.onUpdate({ kind: 'started', store, checkpoint, logEnd, lagEvents });
+    options.onUpdate({ kind: 'started', store, checkpoint, logEnd, lagEvents, ignored });
 
     let handled: bigint | null = checkpoint;
     let caughtUp = false;
@@ -212,12 +347,15 @@ export async function followProjection(options: FollowProjectionOptions): Promis
         live,
       });
     };
+    /** The last event the subscription delivered: the checkpoint records its id when it stops there. */
+    let lastSeen: RecordedEvent | null = null;
     const advance = async (position: bigint | null) => {
       if (position === null || (handled !== null && position <= handled)) return;
       handled = position;
       await writeProjectionCheckpoint(rl.root, {
-        store,
+        store: identity,
         position: position.toString(),
+        eventId: lastSeen !== null && lastSeen.position === position ? lastSeen.id : null,
         updatedAt: new Date().toISOString(),
       });
     };
@@ -240,6 +378,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
                 return;
               }
               const event = item.event;
+              lastSeen = event;
               if (checkpoint !== null && event.position <= checkpoint) return;
               if (event.stream === REGISTRY_STREAM) {
                 const registered = (event.data as ExperimentRegistered).stream;

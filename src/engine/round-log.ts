@@ -14,7 +14,7 @@ import { resolvedPath } from '../confine.ts';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { WrongExpectedRevisionError } from '../log/errors.ts';
+import { CorruptLogError, WrongExpectedRevisionError } from '../log/errors.ts';
 import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
 import { resolveRoot, rootLayout, type RootLayout } from '../root.ts';
 import { openStore, type LogAccess, type StoreOptions } from './store.ts';
@@ -49,6 +49,7 @@ import {
 } from '../model/state.ts';
 import {
   ConcurrentModificationError,
+  ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   RoundNotFoundError,
   RoundPrunedError,
@@ -278,24 +279,39 @@ class StoreRoundLog implements RoundLog {
         }
       }
       if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
-      // From the snapshot when it checks out against the log: only the events after it are read.
-      const snapshot = await readSnapshot(this.root, entry.experimentId, entry.stream);
-      if (snapshot !== null) {
-        const tail = await log.readStream(entry.stream, { fromRevision: snapshot.revision }).catch(() => null);
-        const at = tail?.events[0];
-        if (at !== undefined && at.revision === snapshot.revision && at.position === snapshot.position) {
-          return {
-            stream: entry.stream,
-            state: replay(tail!.events.slice(1), snapshot.state),
-            snapshotRevision: snapshot.revision,
-          };
+      const found = entry;
+      try {
+        // From the snapshot when it checks out against the log: only the events after it are
+        // decoded, and the records before it are checked (damage there is damage of this history).
+        const snapshot = await readSnapshot(this.root, found.experimentId, found.stream);
+        if (snapshot !== null) {
+          const tail = await log.readStream(found.stream, { fromRevision: snapshot.revision }).catch(() => null);
+          const at = tail?.events[0];
+          if (at !== undefined && at.revision === snapshot.revision && at.position === snapshot.position) {
+            await log.checkStream?.(found.stream, { toRevision: snapshot.revision });
+            return {
+              stream: found.stream,
+              state: replay(tail!.events.slice(1), snapshot.state),
+              snapshotRevision: snapshot.revision,
+            };
+          }
         }
+        return {
+          stream: found.stream,
+          state: replay((await log.readStream(found.stream)).events),
+          snapshotRevision: -1n,
+        };
+      } catch (error) {
+        if (!(error instanceof CorruptLogError)) throw error;
+        throw new ExperimentHistoryDamagedError(
+          found.folder,
+          found.stream,
+          error.file,
+          error.offset,
+          error.reason,
+          error,
+        );
       }
-      return {
-        stream: entry.stream,
-        state: replay((await log.readStream(entry.stream)).events),
-        snapshotRevision: -1n,
-      };
     });
     return new ExperimentHandle(this, stream, state, snapshotRevision);
   }

@@ -45,28 +45,59 @@ export async function writeSnapshot(root: string, experimentId: string, snapshot
   await syncDir(path.dirname(file));
 }
 
-/** The snapshot of an experiment, or null when there is none or it is damaged. */
-export async function readSnapshot(root: string, experimentId: string, stream: string): Promise<Snapshot | null> {
-  const frame = await fs.readFile(snapshotFile(root, experimentId)).catch(() => null);
-  if (frame === null || frame.length < 8) return null;
-  const length = frame.readUInt32LE(0);
-  if (8 + length !== frame.length || frame.readUInt32LE(4) !== crc32c(frame, 8)) return null;
+/** What a snapshot file holds: a damaged file (and why), one of another release, or a snapshot. */
+export type SnapshotFile =
+  | Readonly<{ kind: 'damaged'; reason: string }>
+  | Readonly<{ kind: 'other-release'; reason: string }>
+  | Readonly<{ kind: 'ok'; snapshot: Snapshot }>;
+
+/** Reads and checks one snapshot file (its checksum, format and shape); null when it is missing. */
+export async function inspectSnapshot(file: string): Promise<SnapshotFile | null> {
+  let frame: Buffer;
   try {
-    const value = packr.unpack(frame.subarray(8)) as { v?: unknown; shape?: unknown } & Partial<Snapshot>;
-    // A snapshot of another format or shape of the state (written by another release) is not used.
-    if (
-      value.v !== 2 ||
-      value.shape !== STATE_SHAPE_VERSION ||
-      value.stream !== stream ||
-      typeof value.revision !== 'bigint' ||
-      typeof value.position !== 'bigint'
-    )
-      return null;
-    const state = value.state as ExperimentState;
-    // msgpack has no array holes: rounds before an imported breakpoint come back as null.
-    const rounds = state.rounds.map((r) => r ?? undefined) as RoundRecord[];
-    return { stream, revision: value.revision, position: value.position, state: { ...state, rounds } };
-  } catch {
-    return null;
+    frame = await fs.readFile(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    return { kind: 'damaged', reason: `it cannot be read: ${(error as Error).message}` };
   }
+  if (frame.length < 8 || 8 + frame.readUInt32LE(0) !== frame.length) {
+    return { kind: 'damaged', reason: `its length field does not match its ${frame.length} bytes` };
+  }
+  if (frame.readUInt32LE(4) !== crc32c(frame, 8)) return { kind: 'damaged', reason: 'it fails its checksum' };
+  let value: { v?: unknown; shape?: unknown } & Partial<Snapshot>;
+  try {
+    value = packr.unpack(frame.subarray(8)) as typeof value;
+  } catch (error) {
+    return { kind: 'damaged', reason: `it does not decode: ${(error as Error).message}` };
+  }
+  // A snapshot of another format or shape of the state (written by another release) is not used.
+  if (value?.v !== 2 || value.shape !== STATE_SHAPE_VERSION) {
+    const reason =
+      `it is of format ${String(value?.v)}, state shape ${String(value?.shape)} ` +
+      `(this release: 2, ${STATE_SHAPE_VERSION})`;
+    return { kind: 'other-release', reason };
+  }
+  if (typeof value.stream !== 'string' || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') {
+    return { kind: 'damaged', reason: 'its fields are not those of a snapshot' };
+  }
+  const state = value.state as ExperimentState;
+  // msgpack has no array holes: rounds before an imported breakpoint come back as null.
+  const rounds = state.rounds.map((r) => r ?? undefined) as RoundRecord[];
+  return {
+    kind: 'ok',
+    snapshot: { stream: value.stream, revision: value.revision, position: value.position, state: { ...state, rounds } },
+  };
+}
+
+/** The snapshot of an experiment, or null when there is none, it is damaged, or of another stream or release. */
+export async function readSnapshot(root: string, experimentId: string, stream: string): Promise<Snapshot | null> {
+  const found = await inspectSnapshot(snapshotFile(root, experimentId)).catch(() => null);
+  return found?.kind === 'ok' && found.snapshot.stream === stream ? found.snapshot : null;
+}
+
+/** Whether two states are the same once written (what a snapshot of `a` would hold is `b`). */
+export function sameState(a: ExperimentState, b: ExperimentState): boolean {
+  const pack = (state: ExperimentState) =>
+    new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint', largeBigIntToFloat: false }).pack(state);
+  return pack(a).equals(pack(b));
 }

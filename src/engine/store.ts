@@ -35,6 +35,11 @@ export type StoreOptions = {
   env?: NodeJS.ProcessEnv;
   /** File log only: how long a write waits for another process's writer lock. */
   lockWaitMs?: number;
+  /**
+   * File log only: a writer cuts off non-zero bytes found in the zero-filled space after the data
+   * (`repairTail` of the file log) instead of refusing to open. Default false.
+   */
+  repairTail?: boolean;
   clock?: () => Date;
   newId?: () => string;
   /**
@@ -153,6 +158,7 @@ function fileLogAccess(root: string, options: StoreOptions): LogAccess {
       const log = await openFileEventLog({
         dir,
         lockWaitMs: options.lockWaitMs ?? 30_000,
+        ...(options.repairTail === true ? { repairTail: true } : {}),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.newId === undefined ? {} : { newId: options.newId }),
       });

@@ -14,13 +14,18 @@
  * (views are a projection: `roundlog project` writes them).
  */
 import type { VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
-import { StreamNotFoundError } from '../log/errors.ts';
-import type { EventLog } from '../log/types.ts';
-import { openStore, type StoreOptions } from './store.ts';
+import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
+import type { EventLog, RecordedEvent } from '../log/types.ts';
+import { openFileEventLog } from '../log/file/index.ts';
+import { openStore, storeOf, type LogAccess, type StoreOptions } from './store.ts';
+import { inspectSnapshot, sameState } from './snapshots.ts';
+import { checkpointMismatch, checkpointStore, loadProjectionCheckpoint } from './project.ts';
 import type { VerifyResult as LogVerifyResult } from '../log/types.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import type { ExperimentState } from '../model/state.ts';
+import { replay, type ExperimentState } from '../model/state.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
 import { RootIndex } from './root-index.ts';
 
@@ -35,6 +40,9 @@ export type ReferenceProblem = Readonly<{
   reason: string;
 }>;
 
+/** A cache beside the log (a snapshot, the projection checkpoint) that is damaged or disagrees with the log. */
+export type CacheProblem = Readonly<{ file: string; reason: string }>;
+
 /** A problem of a breakpoint folder (or another view): the experiment, folder, file, round and why. */
 export type BreakpointProblem = ViewProblem;
 
@@ -46,6 +54,12 @@ export type VerifyReport = Readonly<{
   history: Readonly<{ experimentsChecked: number; eventsRead: number; problems: readonly HistoryProblem[] }>;
   references: Readonly<{ blobsChecked: number; problems: readonly ReferenceProblem[] }>;
   breakpoints: Readonly<{ foldersChecked: number; problems: readonly BreakpointProblem[] }>;
+  /**
+   * The caches beside the log, each checked against its checksum and against the log: experiment
+   * snapshots (`snapshots/*.snap`) and the checkpoint of `project --follow`. (The log's own caches,
+   * `.seg.idx` and `heads.ckpt`, are in `log`.) Each problem says what the code does with the file.
+   */
+  caches: Readonly<{ filesChecked: number; problems: readonly CacheProblem[] }>;
   /** Rounds that asked for a breakpoint and have no folder yet, per experiment (not a problem). */
   lag: ReadonlyArray<Readonly<{ experiment: string; rounds: readonly number[] }>>;
   /** Things worth knowing that are not damage. */
@@ -57,6 +71,11 @@ export type VerifyOptions = Pick<StoreOptions, 'store' | 'blobs' | 'namespace'> 
   env?: NodeJS.ProcessEnv;
   /** The views to check beside the log (breakpoint folders); default none. */
   projections?: ProjectionFactory;
+  /**
+   * File log: first open it as a writer that cuts off stray bytes after the data of its last
+   * segment (`repairTail`); what was cut is in the notes. Default false.
+   */
+  repairTail?: boolean;
 };
 
 export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyReport> {
@@ -72,6 +91,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
   let foldersChecked = 0;
   let blobsChecked = 0;
 
+  if (options.repairTail === true) notes.push(...(await repairLogTail(root, options)));
   const store = await openStore(root, options);
   let log: EventLog | null = null;
   let logResult: LogVerifyResult;
@@ -91,7 +111,11 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
   try {
     const blobResult = await blobs.verify();
     const index = new RootIndex();
-    const experiments: Array<{ entry: ExperimentRegistered; state: ExperimentState | null }> = [];
+    const experiments: Array<{
+      entry: ExperimentRegistered;
+      state: ExperimentState | null;
+      events: readonly RecordedEvent[] | null;
+    }> = [];
     if (log !== null) {
       let registry: ExperimentRegistered[] = [];
       try {
@@ -117,14 +141,25 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
           index.fold(events);
           eventsRead += events.length;
           experimentsChecked++;
-          experiments.push({ entry, state: index.state(entry.stream) });
+          experiments.push({ entry, state: index.state(entry.stream), events });
         } catch (error) {
-          historyProblems.push({
-            experiment: entry.folder,
-            stream: entry.stream,
-            reason: `its history cannot be read: ${(error as Error).message}`,
-          });
-          experiments.push({ entry, state: null });
+          // Damage the log check reported already is named once; here only what it cuts off.
+          const reported =
+            error instanceof CorruptLogError &&
+            logResult.problems.some((p) => p.file === error.file && p.offset === error.offset);
+          if (reported) {
+            notes.push(
+              `${entry.folder}: its history cannot be read past the damaged log record reported above ` +
+                `(${error.file} at byte ${error.offset}); its folders and references are not checked`,
+            );
+          } else {
+            historyProblems.push({
+              experiment: entry.folder,
+              stream: entry.stream,
+              reason: `its history cannot be read: ${(error as Error).message}`,
+            });
+          }
+          experiments.push({ entry, state: null, events: null });
         }
       }
     }
@@ -161,8 +196,11 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       notes.push(...result.notes);
     }
 
+    const caches = await checkCaches(root, store.log, log, experiments, notes);
+
     const ok =
       logResult.ok &&
+      caches.problems.length === 0 &&
       blobResult.ok &&
       historyProblems.length === 0 &&
       referenceProblems.length === 0 &&
@@ -175,6 +213,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       history: { experimentsChecked, eventsRead, problems: historyProblems },
       references: { blobsChecked, problems: referenceProblems },
       breakpoints: { foldersChecked, problems: folderProblems },
+      caches,
       lag,
       notes,
     };
@@ -183,4 +222,119 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     await (log as EventLog | null)?.close();
     await store.log.close();
   }
+}
+
+/** Opens the root's file log as a writer with `repairTail`; returns what it repaired. */
+async function repairLogTail(root: string, options: VerifyOptions): Promise<string[]> {
+  if (storeOf(options) !== null) return [];
+  const repaired: string[] = [];
+  const log = await openFileEventLog({
+    dir: rootLayout(root).log,
+    repairTail: true,
+    lockWaitMs: 30_000,
+    onWarning: (warning) => {
+      if (warning.code === 'TAIL_REPAIRED') repaired.push(warning.message);
+      else process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` });
+    },
+  });
+  await log.close();
+  return repaired.length === 0 ? ['--repair-tail: the log had no stray bytes to cut off'] : repaired;
+}
+
+/**
+ * The caches beside the log: every snapshot file (its checksum, and its state against the state
+ * the experiment's events fold to at its revision) and the projection checkpoint (its checksum,
+ * and its position against the log).
+ */
+async function checkCaches(
+  root: string,
+  access: LogAccess,
+  log: EventLog | null,
+  experiments: ReadonlyArray<{ entry: ExperimentRegistered; events: readonly RecordedEvent[] | null }>,
+  notes: string[],
+): Promise<{ filesChecked: number; problems: CacheProblem[] }> {
+  const problems: CacheProblem[] = [];
+  let filesChecked = 0;
+  const dir = rootLayout(root).snapshots;
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.snap')).sort();
+  const byId = new Map(experiments.map((e) => [e.entry.experimentId, e]));
+  for (const name of names) {
+    const file = path.join(dir, name);
+    const found = await inspectSnapshot(file);
+    if (found === null) continue;
+    filesChecked++;
+    const ignored = 'the experiment ignores it and replays its whole history when opened (nothing wrong is used)';
+    const remedy = 'delete it, or let the next close of the experiment write it again';
+    if (found.kind === 'damaged') {
+      problems.push({ file, reason: `snapshot: ${found.reason}; ${ignored}; ${remedy}` });
+      continue;
+    }
+    if (found.kind === 'other-release') {
+      notes.push(`${file}: a snapshot written by another release (${found.reason}); not used`);
+      continue;
+    }
+    const { snapshot } = found;
+    const experiment = byId.get(name.slice(0, -'.snap'.length));
+    if (experiment === undefined) {
+      notes.push(`${file}: a snapshot of no registered experiment; nothing uses it`);
+      continue;
+    }
+    if (snapshot.stream !== experiment.entry.stream) {
+      problems.push({
+        file,
+        reason:
+          `snapshot of stream ${JSON.stringify(snapshot.stream)}, not of its experiment's stream; ` +
+          `${ignored}; ${remedy}`,
+      });
+      continue;
+    }
+    // An experiment whose history cannot be read is reported above; its snapshot cannot be checked.
+    if (experiment.events === null) continue;
+    const at = experiment.events[Number(snapshot.revision)];
+    if (at === undefined || at.position !== snapshot.position) {
+      problems.push({
+        file,
+        reason:
+          `snapshot of ${experiment.entry.folder} at revision ${snapshot.revision}, ` +
+          `log position ${snapshot.position}, ` +
+          `where the log has ${at === undefined ? 'no such revision' : `that revision at position ${at.position}`}; ` +
+          `${ignored}; ${remedy}`,
+      });
+      continue;
+    }
+    if (!sameState(snapshot.state, replay(experiment.events.slice(0, Number(snapshot.revision) + 1)))) {
+      problems.push({
+        file,
+        reason:
+          `snapshot of ${experiment.entry.folder} at revision ${snapshot.revision} holds a state other than the ` +
+          'one its events fold to, and it checks out against the log, so opening the experiment would use it: ' +
+          'delete it (the next open replays the whole history)',
+      });
+    }
+  }
+
+  const stored = await loadProjectionCheckpoint(root);
+  if (stored.kind !== 'none') filesChecked++;
+  if (stored.kind === 'damaged') {
+    problems.push({
+      file: stored.file,
+      reason:
+        `projection checkpoint: ${stored.reason}; project --follow ignores it and projects from the beginning ` +
+        '(nothing wrong is used); delete it, or let project --follow write it again',
+    });
+  } else if (stored.kind === 'ok' && stored.checkpoint.store !== checkpointStore(access)) {
+    notes.push(`${stored.file}: the projection checkpoint of ${stored.checkpoint.store}, not of this store; not used`);
+  } else if (stored.kind === 'ok' && log !== null) {
+    const mismatch = await checkpointMismatch(stored.checkpoint, log);
+    if (mismatch !== null) {
+      problems.push({
+        file: stored.file,
+        reason:
+          `projection checkpoint at log position ${mismatch.position}, but ${mismatch.reason}: project --follow ` +
+          'refuses it (the log lost events, or is not the log the folders were projected from); once the log ' +
+          'is what it should be, delete it to project from the beginning',
+      });
+    }
+  }
+  return { filesChecked, problems };
 }

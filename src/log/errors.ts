@@ -10,11 +10,15 @@ export class WrongExpectedRevisionError extends RoundlogError {
     readonly expected: ExpectedRevision,
     /** The stream's last revision, or `'no_stream'` when it has no event. */
     readonly actual: bigint | 'no_stream',
+    /** Why, when it is not only the revision: a retry whose event ids match the stored ones in part. */
+    readonly detail?: string,
   ) {
     super(
       `append to stream ${JSON.stringify(stream)} expected ${describeExpected(expected)} ` +
-        `but the stream ${actual === 'no_stream' ? 'does not exist' : `is at revision ${actual}`}; ` +
-        `another writer got there first: read the stream again and retry with its current revision`,
+        `but the stream ${actual === 'no_stream' ? 'does not exist' : `is at revision ${actual}`}` +
+        (detail === undefined
+          ? '; another writer got there first: read the stream again and retry with its current revision'
+          : ` and ${detail}; read the stream to see what is stored`),
     );
   }
 }
@@ -39,6 +43,34 @@ export class CorruptLogError extends RoundlogError {
       `corrupt log record in ${file} at byte offset ${offset}: ${reason}. ` +
         `Committed records are never skipped silently; restore this file from a backup, ` +
         `or run 'roundlog verify' to list every damaged record`,
+    );
+  }
+}
+
+/**
+ * Non-zero bytes in the zero-filled space after the end of a segment's data. They are no record
+ * and no committed record is damaged; a writer refuses to open over them unless asked to repair.
+ */
+export class StrayTailBytesError extends RoundlogError {
+  readonly code = 'STRAY_TAIL_BYTES' as const;
+  constructor(
+    readonly file: string,
+    /** Byte offset of the first non-zero byte. */
+    readonly offset: number,
+    /** Byte offset where the segment's data ends (its last committed record ends there). */
+    readonly dataEnd: number,
+    /** From the first to the last non-zero byte. */
+    readonly bytes: number,
+    /** Committed records of the whole log, all intact. */
+    readonly records: number,
+  ) {
+    super(
+      `${file} holds non-zero bytes at byte offset ${offset} (${bytes} bytes up to the last one) in the ` +
+        `zero-filled space after the end of its data at byte ${dataEnd}; they are no record and nothing ` +
+        `committed is damaged (the log's ${records} records, up to byte ${dataEnd}, are intact and read normally), ` +
+        `but a writer does not append beside bytes it did not write: run 'roundlog verify --repair-tail' ` +
+        `(or open the log with repairTail: true) to cut them off the segment, after copying the file if you ` +
+        `want to keep them`,
     );
   }
 }

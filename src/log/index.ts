@@ -27,9 +27,11 @@ export {
   LogWriteFailedError,
   StoreRequestFailedError,
   StoreUnavailableError,
+  StrayTailBytesError,
   StreamNotFoundError,
   WrongExpectedRevisionError,
 } from './errors.ts';
 export { getInMemoryEventLog, type InMemoryEventLogOptions } from './memory.ts';
+export { IDEMPOTENCY_WINDOW } from './idempotence.ts';
 export { openFileEventLog } from './file/index.ts';
 export type { FileEventLog, FileEventLogOptions, FileLogWarning } from './file/options.ts';

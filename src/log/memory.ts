@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { Observable, type Subscriber } from 'rxjs';
 import { ClosedError, InvalidArgumentError } from '../errors.ts';
 import { StreamNotFoundError, WrongExpectedRevisionError } from './errors.ts';
+import { findRetry } from './idempotence.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -79,6 +80,14 @@ export function getInMemoryEventLog(options: InMemoryEventLogOptions = {}): Even
     checkEvents(events);
     const expected = expectedRevisionOf(appendOptions);
     const prepared = events.map((event, i) => ({ type: event.type, data: cloneData(event.data, i), id: event.id }));
+
+    // A retry of a stored append (same ids) is acknowledged with its original result.
+    const stored = streams.get(stream) ?? [];
+    const retry = await findRetry(stream, events, expected, stored.length, async (from, count) =>
+      stored.slice(from, from + count),
+    );
+    if (retry !== null) return retry;
+    ensureOpen();
 
     const existing = streams.get(stream);
     const actual = existing === undefined ? 'no_stream' : BigInt(existing.length - 1);

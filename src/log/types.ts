@@ -127,6 +127,13 @@ export interface EventLog {
   readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
   listStreams(): Promise<ListStreamsResult>;
   subscribe(options?: SubscribeOptions): Observable<SubscriptionItem>;
+  /**
+   * Checks that the records of a stream before `toRevision` (default: all) are intact, without
+   * decoding them; throws `CorruptLogError` at the first damaged one. Optional: an adapter whose
+   * reads of a stream from a revision cannot miss damage earlier in it (a server that checks its
+   * own storage) leaves it out. Readers that start from a snapshot call it.
+   */
+  checkStream?(stream: string, options?: { toRevision?: bigint }): Promise<void>;
   /** Walks every record and reports each problem found; never throws for a damaged record. */
   verify(): Promise<VerifyResult>;
   close(): Promise<void>;

@@ -32,6 +32,30 @@ export class ExperimentNotFoundError extends RoundlogError {
   }
 }
 
+/**
+ * A record of an experiment's history is damaged: its state cannot be known past it, so nothing
+ * reads it as if whole and nothing is appended after it.
+ */
+export class ExperimentHistoryDamagedError extends RoundlogError {
+  readonly code = 'EXPERIMENT_HISTORY_DAMAGED' as const;
+  constructor(
+    readonly experiment: string,
+    readonly stream: string,
+    /** The damaged file and the byte offset of the damaged record in it. */
+    readonly file: string,
+    readonly offset: number,
+    readonly reason: string,
+    cause?: unknown,
+  ) {
+    super(
+      `the history of experiment ${experiment} (stream ${JSON.stringify(stream)}) is damaged: ${file} at byte ` +
+        `offset ${offset}: ${reason}. Its state is unknown past that record and nothing is appended after it; ` +
+        `restore that file from a backup, or run 'roundlog verify' to list every damaged record`,
+      { cause },
+    );
+  }
+}
+
 /** Another process changed the experiment since this one read it. */
 export class ConcurrentModificationError extends RoundlogError {
   readonly code = 'CONCURRENT_MODIFICATION' as const;

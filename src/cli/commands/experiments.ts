@@ -164,7 +164,7 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
   const rows = listing.map((e) => [
     e.folder,
     e.id,
-    `${e.roundCurrent}/${e.roundLimit ?? '-'}`,
+    e.roundCurrent === null ? '?' : `${e.roundCurrent}/${e.roundLimit ?? '-'}`,
     e.status,
     breakpoints(e),
   ]);
@@ -179,6 +179,14 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
       const f = e.failure;
       const where = `round ${f.round}${f.attempt === null ? '' : ` attempt ${f.attempt}`}`;
       io.out(`${e.folder}: failed at ${where} (${f.at}): ${f.code}: ${f.message}`);
+    }
+    if (e.damage !== null) {
+      io.out('');
+      io.out(
+        `${e.folder}: its history is damaged at ${displayPath(e.damage.file, global.cwd)} byte ${e.damage.offset} ` +
+          `(${e.damage.reason}): its state past that record is unknown and resume refuses it; ` +
+          "run 'roundlog verify' for every damaged record",
+      );
     }
   }
   for (const e of listing.filter((x) => x.breakpoints.length > 0)) {

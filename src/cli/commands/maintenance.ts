@@ -71,8 +71,9 @@ export const project = defineCommand({
 export const verify = defineCommand({
   name: 'verify',
   describe:
-    'check every log record, every blob, every breakpoint folder against the log; name each problem and exit 1 ' +
-    'if there is any; --repair heals what good copies allow and names what it cannot',
+    'check every log record, every blob, every breakpoint folder and every cache (indexes, snapshots, ' +
+    'checkpoints) against the log; name each problem and exit 1 if there is any; --repair heals what good ' +
+    'copies allow and names what it cannot',
   options: {
     json: JSON_OPTION,
     repair: {
@@ -81,6 +82,13 @@ export const verify = defineCommand({
       describe:
         'heal damaged or missing blobs from breakpoint folder copies, link damaged folder files again from the ' +
         'store, write folders and snapshots again from the log; exit 1 if anything is left',
+    },
+    'repair-tail': {
+      type: 'boolean',
+      default: false,
+      describe:
+        'first cut off stray non-zero bytes found after the data of the log (no record is there); ' +
+        'writing commands refuse to open a log that has them',
     },
   },
   readsRoot: true,
@@ -93,7 +101,7 @@ export const verify = defineCommand({
       else for (const line of repairLines(repaired, global.cwd)) io.out(line);
       return repaired.ok ? 0 : 1;
     }
-    const report = await verifyRoot(storeOptions(global));
+    const report = await verifyRoot({ ...storeOptions(global), repairTail: args['repair-tail'] });
     if (args.json) io.out(toJson(report));
     else for (const line of verifyLines(report)) io.out(line);
     return report.ok ? 0 : 1;
@@ -142,7 +150,11 @@ export function followLine(update: ProjectionUpdate): string {
     case 'started':
       return (
         `following ${update.store} from ` +
-        (update.checkpoint === null ? 'the beginning (no checkpoint)' : `checkpoint ${update.checkpoint}`) +
+        (update.checkpoint !== null
+          ? `checkpoint ${update.checkpoint}`
+          : update.ignored === null
+            ? 'the beginning (no checkpoint)'
+            : `the beginning (checkpoint ignored: ${update.ignored})`) +
         `: projection lag ${count(update.lagEvents, 'event')} (log end ${update.logEnd ?? 'none'})`
       );
     case 'caughtUp':
@@ -221,6 +233,8 @@ export function verifyLines(report: VerifyReport): string[] {
     const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
     lines.push(`  ${where} (${p.experiment}${p.round === null ? '' : ` round ${p.round}`}): ${p.reason}`);
   }
+  lines.push(`caches: ${report.caches.filesChecked} files checked, ${report.caches.problems.length} problems`);
+  for (const p of report.caches.problems) lines.push(`  ${p.file}: ${p.reason}`);
   if (report.lag.length === 0) lines.push('projection lag: none');
   else
     for (const l of report.lag)
@@ -234,7 +248,8 @@ export function verifyLines(report: VerifyReport): string[] {
     blobs.problems.length +
     history.problems.length +
     references.problems.length +
-    breakpoints.problems.length;
+    breakpoints.problems.length +
+    report.caches.problems.length;
   lines.push(report.ok ? 'ok: no problem found' : `${total} problem${total === 1 ? '' : 's'} found`);
   return lines;
 }

@@ -101,7 +101,16 @@ export function checkFrame(buf: Buffer, offset: number, limit = buf.length): Fra
  * `end` of the data (zeros from here on), a `torn` write (the record's bytes, then only zeros or
  * the end of the file: a write cut short), or `corrupt` (anything else).
  */
-export type TailVerdict = { kind: 'end' } | { kind: 'torn'; bytes: number } | { kind: 'corrupt'; reason: string };
+export type TailVerdict =
+  | { kind: 'end' }
+  | { kind: 'torn'; bytes: number }
+  | { kind: 'corrupt'; reason: string }
+  /**
+   * The data ends here (a zero frame header) but the zero-filled space after it holds non-zero
+   * bytes that are no record: `from` is the first of them and `to` the end of the last. Nothing
+   * committed is there; the records before `offset` are intact.
+   */
+  | { kind: 'stray'; from: number; to: number };
 
 export function classifyTail(
   buf: Buffer,
@@ -115,6 +124,21 @@ export function classifyTail(
     case 'incomplete':
       return { kind: 'torn', bytes: limit - offset };
     case 'bad': {
+      if (isZero(buf, offset, offset + FRAME_HEADER_BYTES)) {
+        // A zero header is the end of the data; what follows is preallocated space, unless a
+        // record is found in it (then records are missing: a zeroed record, or more).
+        const record = findRecord(buf, offset + FRAME_HEADER_BYTES, limit);
+        if (record !== null) {
+          return {
+            kind: 'corrupt',
+            reason:
+              `zero bytes where a record should be, and a record at byte offset ${record - offset} ` +
+              `from here: records are missing`,
+          };
+        }
+        const from = firstNonZero(buf, offset, limit);
+        return { kind: 'stray', from, to: lastNonZero(buf, from, limit) };
+      }
       const claimedEnd = check.end ?? offset + FRAME_HEADER_BYTES;
       if (claimedEnd >= limit || isZero(buf, claimedEnd, limit)) {
         return { kind: 'torn', bytes: lastNonZero(buf, offset, Math.min(claimedEnd, limit)) - offset };
@@ -135,7 +159,28 @@ export function isZero(buf: Buffer, start: number, end: number): boolean {
   return true;
 }
 
-function lastNonZero(buf: Buffer, start: number, end: number): number {
+function firstNonZero(buf: Buffer, start: number, end: number): number {
+  let i = start;
+  while (i < end && buf[i] === 0) i++;
+  return i;
+}
+
+/** The offset of the first good record frame (both checksums) in `buf[start, end)`, or null. */
+function findRecord(buf: Buffer, start: number, end: number): number | null {
+  for (let at = firstNonZero(buf, start, end) - FRAME_HEADER_BYTES + 1; at + FRAME_HEADER_BYTES <= end; at++) {
+    if (at < start) continue;
+    if (buf.readUInt32LE(at) === 0) {
+      // A record's length is at least 2: skip to where a non-zero length could start.
+      const next = firstNonZero(buf, at, end);
+      at = Math.max(at, next - 4);
+      continue;
+    }
+    if (checkFrame(buf, at, end).kind === 'ok') return at;
+  }
+  return null;
+}
+
+export function lastNonZero(buf: Buffer, start: number, end: number): number {
   let i = end;
   while (i > start && buf[i - 1] === 0) i--;
   return i;

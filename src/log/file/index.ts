@@ -4,7 +4,7 @@
  * group-committed; one writer process at a time, any number of readers. See ARCHITECTURE.md.
  *
  * The operations live in their own modules around one shared state (state.ts): open.ts
- * (recovery), writer.ts, reader.ts, follower.ts (subscriptions) and verify.ts.
+ * (recovery), writer.ts, retry.ts (idempotent retries), reader.ts, follower.ts (subscriptions) and verify.ts.
  */
 import type { Observable } from 'rxjs';
 import type {
@@ -23,10 +23,10 @@ import type {
 import { subscribe } from './follower.ts';
 import { closeLog, openLog } from './open.ts';
 import type { FileEventLog, FileEventLogOptions, FileLogStats } from './options.ts';
-import { listStreams, readAll, readStream } from './reader.ts';
+import { checkStream, listStreams, readAll, readStream } from './reader.ts';
 import type { FileLogState } from './state.ts';
 import { verify } from './verify.ts';
-import { append } from './writer.ts';
+import { appendOnce } from './retry.ts';
 
 export type { FileEventLog, FileEventLogOptions, FileLogStats, FileLogWarning } from './options.ts';
 
@@ -45,11 +45,15 @@ class FileLog implements FileEventLog {
   }
 
   append(stream: string, events: readonly EventData[], options?: AppendOptions): Promise<AppendResult> {
-    return append(this.state, stream, events, options);
+    return appendOnce(this.state, stream, events, options);
   }
 
   readStream(stream: string, options?: ReadStreamOptions): Promise<ReadStreamResult> {
     return readStream(this.state, stream, options);
+  }
+
+  checkStream(stream: string, options?: { toRevision?: bigint }): Promise<void> {
+    return checkStream(this.state, stream, options);
   }
 
   readAll(options?: ReadAllOptions): Promise<ReadAllResult> {

@@ -7,7 +7,7 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../../errors.ts';
-import { CorruptLogError, LogLockedError } from '../errors.ts';
+import { CorruptLogError, LogLockedError, StrayTailBytesError } from '../errors.ts';
 import {
   FRAME_HEADER_BYTES,
   HEADS_FILE,
@@ -231,6 +231,11 @@ async function loadSegment(log: FileLogState, segment: Segment, isLast: boolean)
       const at = tail + offset;
       const verdict = classifyTail(buf, offset, check);
       if (verdict.kind === 'corrupt') throw new CorruptLogError(segment.file, at, verdict.reason);
+      if (verdict.kind === 'stray') {
+        await strayBytes(log, segment, at, tail + verdict.from, tail + verdict.to, fileSize);
+        segment.allocated = log.readOnly ? fileSize : at;
+        break;
+      }
       if (verdict.kind === 'torn' && !isLast) {
         throw new CorruptLogError(segment.file, at, 'record cut short inside a sealed segment');
       }
@@ -257,6 +262,37 @@ async function loadSegment(log: FileLogState, segment: Segment, isLast: boolean)
   }
 }
 
+/**
+ * Non-zero bytes in the zero-filled space after the data (`dataEnd`): a reader reads the records
+ * before them and warns; a writer cuts them off only when asked (`repairTail`), else refuses.
+ */
+async function strayBytes(
+  log: FileLogState,
+  segment: Segment,
+  dataEnd: number,
+  from: number,
+  to: number,
+  fileSize: number,
+): Promise<void> {
+  // The records after `dataEnd` in this segment are not counted yet: the log's count is final.
+  const error = new StrayTailBytesError(segment.file, from, dataEnd, to - from, log.committed);
+  if (log.readOnly) {
+    log.warn({ code: 'STRAY_TAIL_BYTES', message: error.message, file: segment.file });
+    return;
+  }
+  if (!log.repairTail) throw error;
+  await truncateDurably(segment.file, dataEnd);
+  log.warn({
+    code: 'TAIL_REPAIRED',
+    message:
+      `cut off ${fileSize - dataEnd} bytes after the end of the data of ${segment.file} (byte ${dataEnd}): ` +
+      `non-zero bytes at ${from}..${to - 1} in its zero-filled space, which held no record; ` +
+      `the log's ${log.committed} records are intact`,
+    file: segment.file,
+    bytesDropped: fileSize - dataEnd,
+  });
+}
+
 /** Applies a segment's index file; returns the byte offset where its unindexed records start. */
 async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle, fileSize: number): Promise<number> {
   const file = segment.file + INDEX_SUFFIX;
@@ -268,6 +304,9 @@ async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle
   let known = log.streamsByNum.length;
   let previous = SEGMENT_HEADER_BYTES - 1;
   let valid = true;
+  let listed = 0;
+  /** The first record the index lists that does not fit in the file: cut short, or missing. */
+  let cut: number | null = null;
   for (const chunk of chunks) {
     for (const name of chunk.newStreams) {
       if (typeof name !== 'string' || log.streams.has(name)) valid = false;
@@ -276,12 +315,26 @@ async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle
     for (let j = 0; j < chunk.offsets.length && valid; j++) {
       const offset = chunk.offsets[j]!;
       const num = chunk.streams[j]!;
-      if (offset <= previous || offset + FRAME_HEADER_BYTES > fileSize || num >= known) valid = false;
+      if (offset <= previous || num >= known) valid = false;
+      // Record `previous` ends where this one starts: past the end of the file, it was cut.
+      if (cut === null && offset > fileSize) cut = previous >= SEGMENT_HEADER_BYTES ? previous : offset;
+      if (cut === null && offset + FRAME_HEADER_BYTES > fileSize) cut = offset;
       previous = offset;
+      listed++;
     }
   }
   let tail = SEGMENT_HEADER_BYTES;
   const lastOffset = previous;
+  // The index is written only for records already durable: a record it lists was acknowledged,
+  // and one that is cut short or gone is corruption, never a torn tail.
+  const lost = (at: number) =>
+    new CorruptLogError(
+      segment.file,
+      at,
+      `record cut short: the segment ends at byte ${fileSize}, inside or before a record that its index ` +
+        `${path.basename(file)} lists as committed (${listed} records listed)`,
+    );
+  if (valid && cut !== null) throw lost(cut);
   if (valid && lastOffset >= SEGMENT_HEADER_BYTES) {
     const header = Buffer.alloc(FRAME_HEADER_BYTES);
     await handle.read(header, 0, FRAME_HEADER_BYTES, lastOffset);
@@ -290,7 +343,7 @@ async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle
       throw new CorruptLogError(segment.file, lastOffset, `${check.reason} (a record the index lists as committed)`);
     }
     tail = lastOffset + FRAME_HEADER_BYTES + check.bodyLength;
-    if (tail > fileSize) valid = false;
+    if (tail > fileSize) throw lost(lastOffset);
   }
   if (!valid) {
     log.warn({

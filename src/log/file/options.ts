@@ -26,13 +26,19 @@ export type FileEventLogOptions = {
   lockWaitMs?: number;
   /** How often a read-only follower looks for new records, in ms. Default 50. */
   pollIntervalMs?: number;
+  /**
+   * Writer only: cut off non-zero bytes found in the zero-filled space after the data of the last
+   * segment (warning `TAIL_REPAIRED`) instead of refusing to open with `StrayTailBytesError`.
+   * Default false.
+   */
+  repairTail?: boolean;
 };
 
 export type FileLogWarning = Readonly<{
-  code: 'TORN_TAIL_TRUNCATED' | 'INDEX_REBUILT' | 'STALE_LOCK_RECLAIMED';
+  code: 'TORN_TAIL_TRUNCATED' | 'INDEX_REBUILT' | 'STALE_LOCK_RECLAIMED' | 'STRAY_TAIL_BYTES' | 'TAIL_REPAIRED';
   message: string;
   file: string;
-  /** For `TORN_TAIL_TRUNCATED`: bytes dropped from the end of `file`. */
+  /** For `TORN_TAIL_TRUNCATED` and `TAIL_REPAIRED`: bytes dropped from the end of `file`. */
   bytesDropped?: number;
 }>;
 

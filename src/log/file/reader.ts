@@ -51,8 +51,53 @@ export async function readStream(
   const positions = await positionsOf(log, state);
   const { start, end, step } = selectRange(positions.length, read);
   const wanted: number[] = [];
-  for (let i = start; i !== end; i += step) wanted.push(positions[i]!);
-  return { events: await readPositions(log, wanted), lastRevision: BigInt(positions.length - 1) };
+  const revisions: number[] = [];
+  for (let i = start; i !== end; i += step) {
+    wanted.push(positions[i]!);
+    revisions.push(i);
+  }
+  const events = await readPositions(log, wanted);
+  // The positions come from the index (a cache): a record of another stream or revision there
+  // is a lying index, never an event of this stream.
+  for (const [k, event] of events.entries()) {
+    if (event.stream !== stream || event.revision !== BigInt(revisions[k]!)) {
+      const segment = segmentOf(log, wanted[k]!);
+      throw new CorruptLogError(
+        segment.file + INDEX_SUFFIX,
+        0,
+        `the index gives log position ${wanted[k]} as revision ${revisions[k]} of stream ` +
+          `${JSON.stringify(stream)}, where the record there is revision ${event.revision} of stream ` +
+          `${JSON.stringify(event.stream)}; delete ${HEADS_FILE} and the .idx files to rebuild the index`,
+      );
+    }
+  }
+  return { events, lastRevision: BigInt(positions.length - 1) };
+}
+
+/**
+ * Checks the frames (length, checksums) of the records of `stream` before `toRevision` without
+ * decoding them; throws `CorruptLogError` at the first damaged one. A reader that starts from a
+ * snapshot calls it so that damage earlier in the history is seen, at a fraction of a full read.
+ */
+export async function checkStream(
+  log: FileLogState,
+  stream: string,
+  options: { toRevision?: bigint } = {},
+): Promise<void> {
+  checkOpen(log);
+  checkStreamName(stream);
+  const state = log.streams.get(stream);
+  if (state === undefined || state.count === 0) throw new StreamNotFoundError(stream);
+  const positions = await positionsOf(log, state);
+  const to =
+    options.toRevision === undefined ? positions.length : Math.min(Number(options.toRevision), positions.length);
+  let i = 0;
+  while (i < to) {
+    let j = i + 1;
+    while (j < to && positions[j] === positions[j - 1]! + 1) j++;
+    await readSpan(log, positions[i]!, positions[j - 1]! + 1, false);
+    i = j;
+  }
 }
 
 export async function readAll(log: FileLogState, options?: ReadAllOptions): Promise<ReadAllResult> {
@@ -226,8 +271,11 @@ async function readPositions(log: FileLogState, positions: readonly number[]): P
   return out;
 }
 
-/** Reads the committed events at positions `[from, to)`. */
-export async function readSpan(log: FileLogState, from: number, to: number): Promise<RecordedEvent[]> {
+/**
+ * Reads the committed events at positions `[from, to)`; with `decode` false it only checks their
+ * frames (and returns nothing).
+ */
+export async function readSpan(log: FileLogState, from: number, to: number, decode = true): Promise<RecordedEvent[]> {
   const events: RecordedEvent[] = [];
   let position = from;
   while (position < to) {
@@ -248,6 +296,7 @@ export async function readSpan(log: FileLogState, from: number, to: number): Pro
         const reason = check.kind === 'bad' ? check.reason : 'record does not fill the space the index gives it';
         throw new CorruptLogError(segment.file, at, reason);
       }
+      if (!decode) continue;
       const record = decodeAt(segment.file, at, buf, check.bodyStart, check.end);
       if (record.position !== segment.base + j) {
         const reason = `record has position ${record.position} where ${segment.base + j} was expected`;

@@ -72,6 +72,8 @@ export type FileLogState = {
   readonly clock: () => Date;
   readonly newId: () => string;
   readonly pollIntervalMs: number;
+  /** Writer: cut off stray bytes after the data of the last segment instead of refusing to open. */
+  readonly repairTail: boolean;
   readonly warn: (warning: FileLogWarning) => void;
 
   segments: Segment[];
@@ -116,6 +118,7 @@ export function createState(
     clock: options.clock ?? (() => new Date()),
     newId: options.newId ?? randomUUID,
     pollIntervalMs: options.pollIntervalMs ?? 50,
+    repairTail: options.repairTail ?? false,
     warn,
     segments: [],
     streams: new Map(),

@@ -252,6 +252,22 @@ async function verifyFolders(
       if (missing.length > 0) lag.push({ experiment: name, rounds: missing });
     }
   }
+  // Folders `roundlog replay` wrote under the root: not views the log keeps, so each is checked
+  // against its own manifest (every file's SHA-256), not against the log.
+  for (const name of await listNames(env.layout.replays)) {
+    const dir = path.join(env.layout.replays, name);
+    const replayed = [
+      ...(await listBreakpointFolders(dir)).map((child) => path.join(dir, child)),
+      ...(await listSupersededFolders(dir)).map((child) => path.join(dir, SUPERSEDED_DIR, child)),
+    ];
+    for (const folder of replayed) {
+      checked++;
+      const result = await checkBreakpointFolder(folder, { root });
+      const experiment = path.relative(root, dir);
+      for (const p of result.problems)
+        problems.push({ experiment, folder, file: p.file, round: p.round, reason: p.reason });
+    }
+  }
   for (const name of await listNames(env.layout.experiments)) {
     if (!folders.has(name)) {
       notes.push(

@@ -1,5 +1,6 @@
 /** Conformance: append and readStream, expected revisions, and the atomicity of one append. */
-import { StreamNotFoundError } from '../../log/errors.ts';
+import { randomUUID } from 'node:crypto';
+import { StreamNotFoundError, WrongExpectedRevisionError } from '../../log/errors.ts';
 import type { EventData, EventLog } from '../../log/types.ts';
 import { assertIncreasing, assertWrongRevision, event, numbered, typesOf, type Suite } from './support.ts';
 
@@ -206,4 +207,96 @@ export function appendTests<Context>(suite: Suite<Context>): void {
     t.deepEqual(typesOf((await log.readAll()).events), ['kept']);
     await t.throwsAsync(log.readStream('t'), { code: 'STREAM_NOT_FOUND' });
   });
+
+  // --- idempotent retries ------------------------------------------------------------------
+  // An append retried with the same event ids is acknowledged again without writing anything
+  // (EventStoreDB's rule): at an exact expected revision (or 'no_stream') the events after that
+  // revision are compared one for one; with 'any' or 'stream_exists' the stream's recent events.
+
+  const withIds = (...types: string[]): EventData[] =>
+    types.map((type) => ({ type, data: { type }, id: randomUUID() }));
+
+  test(
+    title('an append retried with the same ids at the same expected revision returns the original result'),
+    async (t) => {
+      const log = await openLog(t);
+      const batch = withIds('a', 'b');
+      const first = await log.append('s', batch, { expectedRevision: 'no_stream' });
+      const again = await log.append('s', batch, { expectedRevision: 'no_stream' });
+      t.deepEqual(again, first, 'retried at once');
+      const next = withIds('c');
+      const second = await log.append('s', next, { expectedRevision: first.nextExpectedRevision });
+      await log.append('s', withIds('d'));
+      t.deepEqual(
+        await log.append('s', batch, { expectedRevision: 'no_stream' }),
+        first,
+        'retried after later appends',
+      );
+      t.deepEqual(await log.append('s', next, { expectedRevision: 1n }), second, 'exact revision, retried later');
+      t.deepEqual(typesOf((await log.readStream('s')).events), ['a', 'b', 'c', 'd'], 'nothing written twice');
+      t.is((await log.readAll()).events.length, 4);
+    },
+  );
+
+  test(
+    title("an append retried with the same ids and 'any' or 'stream_exists' returns the original result"),
+    async (t) => {
+      const log = await openLog(t);
+      await log.append('s', withIds('a'));
+      const batch = withIds('b', 'c');
+      const first = await log.append('s', batch);
+      await log.append('s', withIds('d'));
+      t.deepEqual(await log.append('s', batch, { expectedRevision: 'any' }), first);
+      t.deepEqual(await log.append('s', batch, { expectedRevision: 'stream_exists' }), first);
+      t.deepEqual(typesOf((await log.readStream('s')).events), ['a', 'b', 'c', 'd']);
+    },
+  );
+
+  test(title('a retry that matches the stored events only in part is a conflict and writes nothing'), async (t) => {
+    const log = await openLog(t);
+    const [a, b] = withIds('a', 'b');
+    await log.append('s', [a!, b!], { expectedRevision: 'no_stream' });
+    const changed = [a!, ...withIds('x')];
+    const exact = await t.throwsAsync(log.append('s', changed, { expectedRevision: 'no_stream' }));
+    t.true(exact instanceof WrongExpectedRevisionError, 'second id differs, exact revision');
+    const longer = await t.throwsAsync(log.append('s', [a!, b!, ...withIds('y')], { expectedRevision: 'no_stream' }));
+    t.true(longer instanceof WrongExpectedRevisionError, 'more events than were stored');
+    const any = await t.throwsAsync(log.append('s', changed, { expectedRevision: 'any' }));
+    t.true(any instanceof WrongExpectedRevisionError, "second id differs, 'any'");
+    t.deepEqual(typesOf((await log.readStream('s')).events), ['a', 'b']);
+  });
+
+  test(title('ids are compared within one stream: the same ids on another stream are new events'), async (t) => {
+    const log = await openLog(t);
+    const batch = withIds('a');
+    await log.append('s', batch, { expectedRevision: 'no_stream' });
+    const other = await log.append('t', batch, { expectedRevision: 'no_stream' });
+    t.is(other.nextExpectedRevision, 0n);
+    t.deepEqual(typesOf((await log.readStream('t')).events), ['a']);
+    t.is((await log.readAll()).events.length, 2);
+  });
+
+  test(title('a different append at a stale expected revision is still a conflict'), async (t) => {
+    const log = await openLog(t);
+    await log.append('s', withIds('a', 'b'), { expectedRevision: 'no_stream' });
+    await assertWrongRevision(t, log.append('s', withIds('c'), { expectedRevision: 0n }), 's', 0n, 1n);
+    await assertWrongRevision(t, log.append('s', [event('c')], { expectedRevision: 0n }), 's', 0n, 1n);
+  });
+
+  if (suite.adapter.reopen !== undefined) {
+    const reopen = suite.adapter.reopen.bind(suite.adapter);
+    test(
+      title('an append retried with the same ids after the log is reopened returns the original result'),
+      async (t) => {
+        const log = await suite.adapter.open();
+        const batch = withIds('a', 'b');
+        const first = await log.append('s', batch, { expectedRevision: 'no_stream' });
+        const again = await reopen(log);
+        t.teardown(() => again.close());
+        t.deepEqual(await again.append('s', batch, { expectedRevision: 'no_stream' }), first);
+        t.deepEqual(await again.append('s', batch), first);
+        t.deepEqual(typesOf((await again.readStream('s')).events), ['a', 'b']);
+      },
+    );
+  }
 }

@@ -1,0 +1,169 @@
+/**
+ * Damage of the file log through the `roundlog` command: stray bytes after the data of the active
+ * segment are named exactly, read commands work, and only `verify --repair-tail` clears them.
+ */
+import test from 'ava';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import type { TensorSet } from '../../src/codec/tensors.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
+import { roundlog } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+const tensors = (...values: number[]): TensorSet => ({
+  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
+});
+
+/** A root with one experiment of `rounds` rounds, each with a breakpoint. */
+export async function rootWithRounds(rounds: number): Promise<{ root: string; folder: string }> {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
+  for (let r = 0; r < rounds; r++) {
+    await handle.recordRound({
+      params: tensors(r, 1),
+      replies: [],
+      nodes: [{ node: 'n1', sampleSize: 3, metrics: {} }],
+    });
+  }
+  const folder = handle.state.folder;
+  await rl.close();
+  return { root, folder };
+}
+
+/** The end of the data of a segment: walks the frames up to the first zero header. */
+function dataEnd(file: string): number {
+  const data = readFileSync(file);
+  let at = 8;
+  while (at + 12 <= data.length && !data.subarray(at, at + 12).equals(Buffer.alloc(12))) {
+    at += 12 + data.readUInt32LE(at);
+  }
+  return at;
+}
+
+test('one stray byte after the log data: named at its offset, reads work, writes need --repair-tail', async (t) => {
+  const { root, folder } = await rootWithRounds(3);
+  const logDir = path.join(root, 'log');
+  const segment = path.join(
+    logDir,
+    readdirSync(logDir).find((name) => name.endsWith('.seg'))!,
+  );
+  const end = dataEnd(segment);
+  const at = end + 700;
+  t.true(statSync(segment).size > at, 'the writer zero-fills ahead of its data');
+  const fd = openSync(segment, 'r+');
+  writeSync(fd, Buffer.from([0x01]), 0, 1, at);
+  closeSync(fd);
+  const env = { ROUNDLOG_DIR: root };
+
+  const ls = await roundlog(['ls'], env);
+  t.is(ls.code, 0, ls.stderr);
+  t.regex(ls.stdout, new RegExp(folder));
+  const history = await roundlog(['history', folder], env);
+  t.is(history.code, 0, history.stderr);
+
+  const verify = await roundlog(['verify'], env);
+  t.is(verify.code, 1);
+  t.regex(verify.stdout, new RegExp(`${path.basename(segment)} at byte ${at}: non-zero bytes`));
+  t.regex(verify.stdout, new RegExp(`after the end of the data at byte ${end}`));
+  t.regex(verify.stdout, /nothing committed is damaged/);
+  t.regex(verify.stdout, /1 problem found/);
+
+  const write = await roundlog(['gc', '--keep-last', '1'], env);
+  t.is(write.code, 1);
+  t.regex(write.stderr, new RegExp(`at byte offset ${at} `));
+  t.regex(write.stderr, /verify --repair-tail/);
+
+  const repair = await roundlog(['verify', '--repair-tail'], env);
+  t.is(repair.code, 0, repair.stdout);
+  t.regex(repair.stdout, /note: cut off \d+ bytes after the end of the data/);
+  t.is(statSync(segment).size, end);
+  const after = await roundlog(['gc', '--keep-last', '1'], env);
+  t.is(after.code, 0, after.stderr);
+  t.is((await roundlog(['verify'], env)).code, 0);
+});
+
+/** Offsets of the records of a segment, walking frame lengths up to the first zero header. */
+function recordOffsets(file: string): number[] {
+  const data = readFileSync(file);
+  const offsets: number[] = [];
+  let at = 8;
+  while (at + 12 <= data.length && !data.subarray(at, at + 12).equals(Buffer.alloc(12))) {
+    offsets.push(at);
+    at += 12 + data.readUInt32LE(at);
+  }
+  return offsets;
+}
+
+test('one damaged record in the history: verify reports that one problem and names the experiment', async (t) => {
+  const { root, folder } = await rootWithRounds(4);
+  const logDir = path.join(root, 'log');
+  const segment = path.join(
+    logDir,
+    readdirSync(logDir).find((name) => name.endsWith('.seg'))!,
+  );
+  const offsets = recordOffsets(segment);
+  const victim = offsets[Math.floor(offsets.length / 2)]!;
+  const fd = openSync(segment, 'r+');
+  const byte = Buffer.alloc(1);
+  readSync(fd, byte, 0, 1, victim + 20);
+  writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
+  closeSync(fd);
+
+  const verify = await roundlog(['verify'], { ROUNDLOG_DIR: root });
+  t.is(verify.code, 1);
+  t.regex(verify.stdout, new RegExp(`${path.basename(segment)} at byte ${victim}: record body checksum mismatch`));
+  t.regex(verify.stdout, new RegExp(`note: ${folder}: its history cannot be read past the damaged log record`));
+  t.regex(verify.stdout, /\n1 problem found\n/, verify.stdout);
+});
+
+test(
+  'damage in the middle of a history with a snapshot after it: ls shows the experiment damaged, ' +
+    'resume refuses naming the record and appends nothing',
+  async (t) => {
+    const root = tempDir();
+    const env = { ROUNDLOG_DIR: root };
+    const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '4'], env);
+    t.is(run.code, 0, run.stderr);
+    t.is(readdirSync(path.join(root, 'snapshots')).length, 1, 'closing the run wrote a snapshot of its state');
+    const segment = path.join(
+      root,
+      'log',
+      readdirSync(path.join(root, 'log')).find((n) => n.endsWith('.seg'))!,
+    );
+    const offsets = recordOffsets(segment);
+    const victim = offsets[Math.floor(offsets.length / 2)]!;
+    const fd = openSync(segment, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, victim + 20);
+    writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
+    closeSync(fd);
+
+    const ls = await roundlog(['ls'], env);
+    t.is(ls.code, 0, ls.stderr);
+    t.regex(ls.stdout, /Experiment_0000 +\S+ +\? +damaged /);
+    t.regex(
+      ls.stdout,
+      new RegExp(`Experiment_0000: its history is damaged at .*${path.basename(segment)} byte ${victim} `),
+    );
+    const listing = JSON.parse((await roundlog(['ls', '--json'], env)).stdout) as Array<{
+      status: string;
+      damage: { file: string; offset: number } | null;
+    }>;
+    t.is(listing[0]!.status, 'damaged');
+    t.deepEqual({ ...listing[0]!.damage, reason: undefined }, { file: segment, offset: victim, reason: undefined });
+
+    const before = recordOffsets(segment).length;
+    const resume = await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1'], env);
+    t.is(resume.code, 1);
+    t.regex(resume.stderr, /the history of experiment Experiment_0000 .* is damaged/);
+    t.regex(resume.stderr, new RegExp(`${path.basename(segment)} at byte offset ${victim}`));
+    t.is(recordOffsets(segment).length, before, 'nothing was appended after the damage');
+    const last = await roundlog(['resume', '--rounds', '1'], env);
+    t.is(last.code, 1, 'resume of the last experiment refuses too');
+    t.regex(last.stderr, /the history of experiment Experiment_0000 .* is damaged/);
+    t.is(recordOffsets(segment).length, before);
+  },
+);
