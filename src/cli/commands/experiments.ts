@@ -104,7 +104,9 @@ export const resume = defineCommand({
     try {
       io.out(
         `resumed ${experiment.experimentationFolder()} (${experiment.id}) at round ${experiment.roundCurrent()}` +
-          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`),
+          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`) +
+          // No round was completed before the crash: the run starts again from the recorded initial parameters.
+          (experiment.roundCurrent() === 0 ? ' from its initial parameters' : ''),
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
       io.out(`done: ${experiment.roundCurrent()} rounds completed`);
