@@ -9,6 +9,9 @@ import test from 'ava';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { openRoundLog } from '../../src/projections/index.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
+import { ExperimentRunningError } from '../../src/model/errors.ts';
+import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import type { Resumed } from '../../src/model/events.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { spawnTs } from '../support/child.ts';
@@ -154,6 +157,35 @@ for (const via of ['no path', 'the experiment folder'] as const) {
     t.is(actual.created!.initialParams!.sha256, expected.created!.initialParams!.sha256);
   });
 }
+
+test('a run still alive in its first round is not resumed from its start: refused, naming its owner', async (t) => {
+  const root = tempDir();
+  let release!: () => void;
+  const atGate = new Promise<void>((resolve) => (release = resolve));
+  const child = spawnTs('experiment-child.ts', ['run', root, String(SEED), '1', String(ROUNDS), 'gate'], (line) => {
+    if (line.startsWith('training 0 ')) release();
+  });
+  try {
+    await atGate;
+    const refused = await t.throwsAsync(
+      Experiment.loadBreakpoint(undefined, {
+        root,
+        federation: syntheticClinicalFederation({ seed: 11 }),
+        workspace: path.resolve('.'),
+      }),
+      { instanceOf: ExperimentRunningError },
+    );
+    t.is(refused!.owner.pid, child.process.pid!);
+    t.deepEqual(types((await stream(root, 'Experiment_0000')).events), [
+      'ExperimentCreated',
+      'RunStarted',
+      'RoundStarted 0',
+    ]);
+  } finally {
+    child.process.kill('SIGKILL');
+    await child.exited;
+  }
+});
 
 test('resume still says plainly when there is nothing to resume from', async (t) => {
   const root = tempDir();
