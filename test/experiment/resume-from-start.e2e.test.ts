@@ -147,6 +147,8 @@ for (const via of ['no path', 'the experiment folder'] as const) {
     t.is(resume.code, 0, resume.stderr);
     t.regex(resume.stdout, /^resumed Experiment_0000 \(.+\) at round 0\/10 from its initial parameters$/m);
     t.regex(resume.stdout, /done: 10 rounds completed/);
+    const history = await roundlog(['history', 'Experiment_0000', '--root', crashedRoot]);
+    t.regex(history.stdout, /resumed at round 0 from its initial parameters \(no breakpoint\)/);
 
     const run = await roundlog(['run', GATED, '--root', straightRoot]);
     t.is(run.code, 0, run.stderr);
