@@ -109,7 +109,7 @@ export function describeEntry(entry: HistoryEntry): string {
       );
     case 'resumed':
       return (
-        `resumed at round ${entry.roundCurrent} from ${entry.breakpoint ?? '(no breakpoint)'} ` +
+        `resumed at round ${entry.roundCurrent} from ${resumedFrom(entry.breakpoint)} ` +
         `by ${formatActor(entry.by)}` +
         (entry.folder === null ? '' : `; folder now ${entry.folder}`)
       );
@@ -176,7 +176,7 @@ export function describeEvent(event: ExperimentEvent): string {
     }
     case 'Resumed':
       return (
-        `at round ${event.data.roundCurrent} from ${event.data.breakpoint ?? '(no breakpoint)'} ` +
+        `at round ${event.data.roundCurrent} from ${resumedFrom(event.data.breakpoint)} ` +
         `by ${formatActor(event.data.by)}`
       );
     case 'Rewound':
@@ -213,4 +213,9 @@ export function describeEvent(event: ExperimentEvent): string {
     case 'RunEnded':
       return `run ${event.data.runId} ended after ${event.data.roundCurrent} rounds`;
   }
+}
+
+/** What a resume continued from: its breakpoint folder, or (no round completed) the initial parameters. */
+function resumedFrom(breakpoint: string | null): string {
+  return breakpoint ?? 'its initial parameters (no breakpoint)';
 }

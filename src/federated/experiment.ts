@@ -395,7 +395,7 @@ export class Experiment {
 
   /** Writes the breakpoint folder of the last completed round now (whatever `saveBreakpoints` says). */
   async breakpoint(): Promise<string> {
-    if (this.roundCurrent() === 0) throw new NoBreakpointError(this.state.folder, null);
+    if (this.roundCurrent() === 0) throw new NoBreakpointError(this.state.folder, null, 'no-round');
     return writeBreakpoint(this.handle, this.roundCurrent() - 1);
   }
 

@@ -5,7 +5,7 @@
  * plan, and recording the resume: the settings it brings back, the rounds after it superseded
  * (their folders moved aside), then `Resumed`.
  */
-import { decideResume, decideStartRun } from '../model/decide/index.ts';
+import { canResumeFromStart, decideResume, decideStartRun } from '../model/decide/index.ts';
 import { runLiveness } from '../engine/lease.ts';
 import type { RunOwner } from '../model/events.ts';
 import { createHash } from 'node:crypto';
@@ -81,20 +81,35 @@ export async function resumeFromBreakpoint(
   options: ResumeOptions,
 ): Promise<Resumed> {
   const located = await locateBreakpoint(rl, breakpointPath);
-  const { folder, manifest, renamed } = located;
-  let handle = located.handle;
-  const pruned = handle?.state.pruned[manifest.logPosition];
-  if (handle !== null && pruned !== undefined && handle.state.created?.experimentId === manifest.experimentId) {
-    throw new RoundPrunedError(handle.state.folder, manifest.round, pruned.timestamp);
+  let handle: ExperimentHandle;
+  // Where the resume continues from: a breakpoint folder, or (no round completed) the initial parameters.
+  let from: Readonly<{ round: number | null; breakpoint: string | null; folder: string | null }>;
+  // Folders code is never imported from: the one being resumed and the one named to find it.
+  const carried = breakpointPath === undefined ? [] : [await resolvedPath(breakpointPath)];
+  if (located.kind === 'start') {
+    handle = located.handle;
+    from = { round: null, breakpoint: null, folder: null };
+    carried.push(path.join(rl.layout.experiments, handle.state.folder));
+  } else {
+    const { folder, manifest, renamed } = located;
+    const known = located.handle;
+    const pruned = known?.state.pruned[manifest.logPosition];
+    if (known !== null && pruned !== undefined && known.state.created?.experimentId === manifest.experimentId) {
+      throw new RoundPrunedError(known.state.folder, manifest.round, pruned.timestamp);
+    }
+    // Every file is hashed once: against the log when the log knows the experiment, else on its own.
+    if (known === null) {
+      handle = await importBreakpoint(rl, folder, await readBreakpoint(folder), options.workspace ?? options.cwd);
+      // The imported round's folder, written from the log: a carried folder left where it lands is moved aside.
+      await writeBreakpoint(handle, manifest.round);
+    } else {
+      await checkAgainstLog(rl, folder, known.state);
+      handle = known;
+    }
+    // From here the round is the log's (the folder agreed with it, or the import recorded it).
+    from = { round: logRound(handle.state, manifest), breakpoint: path.basename(folder), folder: renamed };
+    carried.push(folder);
   }
-  // Every file is hashed once: against the log when the log knows the experiment, else on its own.
-  if (handle === null) {
-    handle = await importBreakpoint(rl, folder, await readBreakpoint(folder), options.workspace ?? options.cwd);
-    // The imported round's folder, written from the log: a carried folder left where it lands is moved aside.
-    await writeBreakpoint(handle, manifest.round);
-  } else await checkAgainstLog(rl, folder, handle.state);
-  // From here the round is the log's (the folder agreed with it, or the import recorded it).
-  const round = logRound(handle.state, manifest);
   // A run a live process holds is refused now, before the definition and the plan are imported
   // (and again, atomically, by the append below).
   const { runId, owner, heartbeatMs, takeOver } = options.run;
@@ -113,7 +128,7 @@ export async function resumeFromBreakpoint(
       'path',
       `must be a breakpoint of a federated experiment; ${handle.state.folder} was recorded by a training loop ` +
         `of its own: open it with openRoundLog().openExperiment(${name}) and loadRound()`,
-      folder,
+      breakpointPath ?? path.join(rl.layout.experiments, handle.state.folder),
     );
   }
   const workspace = options.workspace ?? recordedWorkspace(handle.created) ?? options.cwd;
@@ -122,44 +137,41 @@ export async function resumeFromBreakpoint(
       ? await options.federation(handle.created.config, { workspace })
       : options.federation;
 
-  // Code is never imported from the folder being resumed, nor from the folder named to find it.
-  const carried = breakpointPath === undefined ? [folder] : [folder, await resolvedPath(breakpointPath)];
   const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange, carried);
   const events = decideResume(
     handle.state,
-    {
-      round,
-      breakpoint: path.basename(folder),
-      folder: renamed,
-      trainingPlan: ref,
-      rewind: options.rewind ?? false,
-    },
+    { ...from, trainingPlan: ref, rewind: options.rewind ?? false },
     { actor: rl.actor },
   );
   // The run lease, in the same append: refused (naming the owner) while a live process runs it.
   const liveness = runLiveness(handle.state);
   const lease = decideStartRun(handle.state, { runId, owner, heartbeatMs, takeOver, liveness, now: new Date() });
-  const keep = round + 1;
   const rewound = events.find((e) => e.type === 'Rewound')?.data as Rewound | undefined;
   const superseded = rewound !== undefined;
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.
   await handle.append([...events, ...lease]);
   const experimentsDir = rl.layout.experiments;
-  if (superseded) {
-    await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
+  if (superseded && from.round !== null) {
+    await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, from.round + 1);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
   return { handle, plan, federation, superseded: rewound?.supersededRounds ?? [] };
 }
 
-/** A breakpoint found: its folder and manifest, the experiment the log knows it by (null: none). */
-type Located = Readonly<{
-  folder: string;
-  manifest: BreakpointManifest;
-  handle: ExperimentHandle | null;
-  /** The experiment folder's new name, when it was renamed since the log last recorded it. */
-  renamed: string | null;
-}>;
+/**
+ * Where a resume starts: a breakpoint found (its folder and manifest, the experiment the log knows
+ * it by, null: none), or the start of an experiment that completed no round (its initial parameters).
+ */
+type Located =
+  | Readonly<{
+      kind: 'breakpoint';
+      folder: string;
+      manifest: BreakpointManifest;
+      handle: ExperimentHandle | null;
+      /** The experiment folder's new name, when it was renamed since the log last recorded it. */
+      renamed: string | null;
+    }>
+  | Readonly<{ kind: 'start'; handle: ExperimentHandle }>;
 
 /**
  * Finds the breakpoint a path names (or, with none, the root's last) and the experiment it belongs
@@ -167,27 +179,24 @@ type Located = Readonly<{
  * symlink is the same folder as its real path.
  */
 async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined): Promise<Located> {
-  const latest = breakpointPath === undefined ? await lastBreakpoint(rl) : null;
-  const target = breakpointPath === undefined ? null : await resolvedPath(breakpointPath);
-  if (latest === null) await refusePrunedPath(rl, target!);
-  let folder = latest?.folder ?? (await breakpointFolderOf(target!));
-  let manifest = await peekManifest(folder);
-  const handle =
-    latest?.handle ??
-    (await rl.openExperiment(manifest.experimentId).catch((error: unknown) => {
-      if (error instanceof ExperimentNotFoundError) return null;
-      throw error;
-    }));
-  const experimentsDir = rl.layout.experiments;
-  // An experiment folder means its latest breakpoint, which the log knows better than the
-  // folder: a crash may have come between the last round's commit and its folder.
-  if (latest === null && handle !== null && (await samePath(target!, path.join(experimentsDir, handle.state.folder)))) {
-    const round = lastBreakpointRound(handle.state);
-    if (round !== null && round > manifest.round) {
-      folder = await writeBreakpoint(handle, round);
-      manifest = await peekManifest(folder);
-    }
+  if (breakpointPath === undefined) return lastBreakpoint(rl);
+  const target = await resolvedPath(breakpointPath);
+  await refusePrunedPath(rl, target);
+  // An experiment folder the log knows means its latest breakpoint, which the log knows better than
+  // the folder (a crash may have come between a round's commit and its folder, even the first
+  // round's); with no round completed, its start. Its folder may not even exist yet.
+  const experiment = await loggedExperimentAt(rl, target);
+  if (experiment !== null) {
+    const latest = await latestOf(experiment);
+    if (latest !== null) return latest;
   }
+  const folder = await breakpointFolderOf(target);
+  const manifest = await peekManifest(folder);
+  const handle = await rl.openExperiment(manifest.experimentId).catch((error: unknown) => {
+    if (error instanceof ExperimentNotFoundError) return null;
+    throw error;
+  });
+  const experimentsDir = rl.layout.experiments;
   const experimentDir = path.dirname(folder);
   const renamed =
     handle !== null &&
@@ -195,7 +204,35 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
     path.basename(experimentDir) !== handle.state.folder
       ? path.basename(experimentDir)
       : null;
-  return { folder, manifest, handle, renamed };
+  return { kind: 'breakpoint', folder, manifest, handle, renamed };
+}
+
+/**
+ * The experiment whose folder (under `<root>/experiments`, as the log names it) `target` is, by
+ * resolved path; null when it is no experiment folder the log knows.
+ */
+async function loggedExperimentAt(rl: RoundLog, target: string): Promise<ExperimentHandle | null> {
+  if (!(await samePath(path.dirname(target), rl.layout.experiments))) return null;
+  const handle = await rl.openExperiment(target).catch((error: unknown) => {
+    if (error instanceof ExperimentNotFoundError) return null;
+    throw error;
+  });
+  if (handle === null || !(await samePath(target, path.join(rl.layout.experiments, handle.state.folder)))) return null;
+  return handle;
+}
+
+/**
+ * Where an experiment the log knows continues from: the last breakpoint of its branch (its folder
+ * written now if a crash came between the round's commit and its folder), or its initial parameters
+ * when it completed no round; null when neither (rounds completed, none kept a breakpoint).
+ */
+async function latestOf(handle: ExperimentHandle): Promise<Located | null> {
+  const round = lastBreakpointRound(handle.state);
+  if (round === null) return canResumeFromStart(handle.state) ? { kind: 'start', handle } : null;
+  const pruned = handle.state.pruned[String(handle.state.rounds[round]!.position)];
+  if (pruned !== undefined) throw new RoundPrunedError(handle.state.folder, round, pruned.timestamp);
+  const folder = await writeBreakpoint(handle, round);
+  return { kind: 'breakpoint', folder, manifest: await peekManifest(folder), handle, renamed: null };
 }
 
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */
@@ -211,7 +248,7 @@ async function breakpointFolderOf(target: string): Promise<string> {
   }
   if (await fs.stat(path.join(target, MANIFEST_FILE)).catch(() => null)) return target;
   const folders = await listBreakpointFolders(target);
-  if (folders.length === 0) throw new NoBreakpointError(target, null);
+  if (folders.length === 0) throw new NoBreakpointError(target, null, 'no-folder');
   return path.join(target, folders.at(-1)!);
 }
 
@@ -219,16 +256,16 @@ async function breakpointFolderOf(target: string): Promise<string> {
  * The last breakpoint of the last experiment, as Fed-BioMed's `load_breakpoint()` without
  * arguments, taken from the log: the last round of the current branch that asked for a
  * breakpoint. Its folder is written now if a crash came between the round's commit and its folder.
+ * An experiment that completed no round (it crashed or failed before its first round committed)
+ * starts again from its initial parameters.
  */
-async function lastBreakpoint(rl: RoundLog): Promise<{ folder: string; handle: ExperimentHandle }> {
+async function lastBreakpoint(rl: RoundLog): Promise<Located> {
   const experiments = await rl.listExperiments();
   const last = experiments.at(-1);
-  if (last === undefined) throw new NoBreakpointError(`(none in ${rl.root})`, null);
+  if (last === undefined) throw new NoBreakpointError(`(none in ${rl.root})`, null, 'no-experiment');
   const handle = await rl.openExperiment(last.experimentId);
-  const round = lastBreakpointRound(handle.state);
-  const pruned = round === null ? undefined : handle.state.pruned[String(handle.state.rounds[round]!.position)];
-  if (round !== null && pruned !== undefined) throw new RoundPrunedError(handle.state.folder, round, pruned.timestamp);
-  if (round !== null) return { folder: await writeBreakpoint(handle, round), handle };
+  const latest = await latestOf(handle);
+  if (latest !== null) return latest;
   let newest: string | null = null;
   for (const entry of experiments.slice(0, -1).reverse()) {
     const other = await rl.openExperiment(entry.experimentId);

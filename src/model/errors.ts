@@ -95,15 +95,43 @@ export class RoundNotFoundError extends RoundlogError {
 export class NoBreakpointError extends RoundlogError {
   readonly code = 'NO_BREAKPOINT' as const;
   constructor(
+    /** The experiment (its folder name) or folder with nothing to resume; `(none in <root>)`: no experiment. */
     readonly experiment: string,
     readonly newest: string | null,
+    /**
+     * Why: `rounds-without-breakpoint` (rounds completed, none saved a breakpoint), `no-round` (no
+     * round completed yet), `no-experiment` (the root has none), `no-folder` (a folder holding no
+     * breakpoint folder, and no experiment folder of the log).
+     */
+    readonly reason:
+      'rounds-without-breakpoint' | 'no-round' | 'no-experiment' | 'no-folder' = 'rounds-without-breakpoint',
   ) {
-    super(
-      `experiment ${experiment} has no breakpoint (it saved none, or completed no round)` +
+    super(noBreakpointMessage(experiment, newest, reason));
+  }
+}
+
+function noBreakpointMessage(experiment: string, newest: string | null, reason: NoBreakpointError['reason']): string {
+  switch (reason) {
+    case 'no-experiment':
+      return (
+        `no breakpoint to resume: ${experiment.replace(/^\(none in (.*)\)$/, 'the root $1')} has no experiment; ` +
+        'start one with roundlog run <definition> or Experiment.create'
+      );
+    case 'no-round':
+      return `experiment ${experiment} has no breakpoint: it has completed no round yet`;
+    case 'no-folder':
+      return (
+        `${experiment} holds no breakpoint folder (breakpoint_*) and is no experiment folder of this root's log: ` +
+        'pass a breakpoint folder or an experiment folder (roundlog ls lists them)'
+      );
+    case 'rounds-without-breakpoint':
+      return (
+        `experiment ${experiment} has no breakpoint: it completed rounds without saving one, ` +
+        'so it cannot start again from its initial parameters either' +
         (newest === null
           ? '; no experiment in this root has one either'
-          : `; the newest breakpoint in this root is ${newest}: pass its path to loadBreakpoint to continue from it`),
-    );
+          : `; the newest breakpoint in this root is ${newest}: pass its path to loadBreakpoint to continue from it`)
+      );
   }
 }
 

@@ -47,7 +47,7 @@ function schedule(random: () => number): KillPlan[] {
   const opening = (): KillPlan => ({ kind: 'opening', delayMs: Math.floor(random() * 30) });
   const committed = (): KillPlan => ({ kind: 'committed', nth: nth(), delayMs: Math.floor(random() * 35) });
   // Fixed head so every kind of crash happens whatever the seed: during creation, in round 0
-  // (no breakpoint yet: the experiment is created again), between rounds, in a later round.
+  // (no breakpoint yet: the experiment resumes from its initial parameters), between rounds, in a later round.
   const plans: KillPlan[] = [opening(), { kind: 'training', nth: 1 }, committed(), { kind: 'training', nth: nth() }];
   // The head cannot reach the round limit (at most ~6 rounds); the random tail may, with delayed kills.
   while (plans.length < KILLS) {
@@ -246,10 +246,12 @@ test(
     const finalId = last.experimentId!;
     t.is(crashed.registered.at(-1)!.experimentId, finalId, 'the run continued the last experiment of the root');
     t.is(crashed.missing, 0, 'every registered experiment has its history');
-    t.true(
-      reports.filter((r) => r.created).length >= 2,
-      'the kill in round 0 left no breakpoint, so a child created the experiment again',
-    );
+    // A kill in round 0 leaves no breakpoint: the next child resumes the same experiment from its
+    // initial parameters, never creates another (only a kill before the registration makes it create again).
+    t.is(crashed.registered.length, 1, 'every crash resumed the one experiment of the root');
+    const killedInRoundZero = reports.findIndex((r) => r.killedTraining === 0);
+    t.true(killedInRoundZero >= 0, 'a child was killed in round 0');
+    t.is(reports[killedInRoundZero + 1]!.resumedAt, 0, 'the child after the kill in round 0 resumed at round 0');
     t.is(crashed.registered.length, new Set(crashed.registered.map((r) => r.experimentId)).size);
 
     const aborted = new Map([...crashed.streams].map(([id, events]) => [id, abortedAttempts(events)]));

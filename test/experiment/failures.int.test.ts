@@ -10,7 +10,7 @@ import { promises as fsPromises, mkdirSync, readdirSync, rmSync, statSync, write
 import path from 'node:path';
 import { ConcurrentModificationError, NoBreakpointError, NodeFailedError } from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
-import { REGISTRY_STREAM, type NodeReplied, type RoundStarted } from '../../src/model/events.ts';
+import { REGISTRY_STREAM, type NodeReplied, type Resumed, type RoundStarted } from '../../src/model/events.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { replay } from '../../src/model/state.ts';
 import type { TrainResult } from '../../src/federated/training-plan.ts';
@@ -304,14 +304,21 @@ test('a node replying with an invalid sample size fails the round, and nothing i
   t.regex(error!.message, /replied with sample size -1/);
   t.is(exp.roundCurrent(), 0);
   t.deepEqual(summary((await streamOf(h.root, exp.id)).slice(1)), ['RunStarted', 'RoundStarted 0/1', 'RunFailed 0/1']);
-  // No round was completed, so there is no breakpoint to load: what a user meets after such a failure.
+  // No round was completed, so there is no breakpoint: the experiment resumes from its initial parameters.
   await exp.close();
-  await t.throwsAsync(
-    Experiment.loadBreakpoint(undefined, { root: h.root, federation: h.federation, workspace: h.workspace }),
-    {
-      instanceOf: NoBreakpointError,
-    },
+  const again = await Experiment.loadBreakpoint(undefined, {
+    root: h.root,
+    federation: h.federation,
+    workspace: h.workspace,
+  });
+  t.is(again.id, exp.id);
+  t.is(again.roundCurrent(), 0);
+  const resumes = (await streamOf(h.root, exp.id)).filter((e) => e.type === 'Resumed');
+  t.deepEqual(
+    resumes.map((e) => [(e.data as Resumed).roundCurrent, (e.data as Resumed).breakpoint]),
+    [[0, null]],
   );
+  await again.close();
 });
 
 // A SIGKILL after a round's RoundCompleted is durable and before its breakpoint folder is in

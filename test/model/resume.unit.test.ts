@@ -1,7 +1,9 @@
 /**
  * `decideResume`: an accepted plan change, a `Rewound` when the breakpoint is older than the last
- * round, the breakpoint round's settings restored, then the `Resumed`.
+ * round, the breakpoint round's settings restored, then the `Resumed`. With no round completed
+ * (`round: null`), the `Resumed` at round 0 from the initial parameters.
  */
+import { InvalidArgumentError } from '../../src/errors.ts';
 import {
   ExperimentNotCreatedError,
   RoundNotFoundError,
@@ -14,7 +16,7 @@ import { GIVEN_TIMESTAMP } from '../../src/testing/index.ts';
 import { ACTOR, FIXTURE_ACTOR, completed, created, dataAt, domain, history, plan, table, upTo } from './support.ts';
 
 const recordedPlan = dataAt<ExperimentCreated>(0).federated!.trainingPlan;
-const resumed = (roundCurrent: number, breakpoint: string, folder: string | null = null) =>
+const resumed = (roundCurrent: number, breakpoint: string | null, folder: string | null = null) =>
   ({ type: 'Resumed', data: { v: 1, roundCurrent, breakpoint, folder, by: ACTOR } }) as const;
 const rewound = (roundCurrent: number, breakpoint: string, supersededRounds: number[]) =>
   ({
@@ -146,6 +148,34 @@ table([
     when: { type: 'ResumeExperiment', round: 0, breakpoint: 'breakpoint_0000' },
     throws: RoundPrunedError,
     fields: { round: 0, prunedAt: GIVEN_TIMESTAMP },
+  },
+  {
+    title: 'no round completed (a crash before the first round): round null resumes at 0, no breakpoint',
+    given: [created()],
+    when: { type: 'ResumeExperiment', round: null, breakpoint: null },
+    then: [resumed(0, null)],
+  },
+  {
+    title: 'no round completed, a changed plan accepted: its SettingsChanged, then the Resumed at 0',
+    given: [created({ federated: dataAt<ExperimentCreated>(0).federated })],
+    when: { type: 'ResumeExperiment', round: null, breakpoint: null, trainingPlan: plan('f') },
+    then: [changed({ trainingPlan: plan('f') }), resumed(0, null)],
+  },
+  {
+    title: 'round null once a round was completed: refused, starting again would drop it',
+    given: [created(), completed(0)],
+    when: { type: 'ResumeExperiment', round: null, breakpoint: null },
+    throws: InvalidArgumentError,
+    fields: { argument: 'round' },
+    message: /Experiment_0000 has completed 1 round/,
+  },
+  {
+    title: 'round null with no initial parameters recorded: refused',
+    given: [created({ initialParams: null })],
+    when: { type: 'ResumeExperiment', round: null, breakpoint: null },
+    throws: InvalidArgumentError,
+    fields: { argument: 'round' },
+    message: /recorded no initial parameters/,
   },
   {
     title: 'no experiment: refused',

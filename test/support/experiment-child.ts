@@ -3,9 +3,11 @@
  * tests that need real processes: SIGKILL at any moment and resume, two processes resuming one
  * experiment at once. Talks line by line on stdout; modes and their arguments come as argv.
  *
- *   run <root> <seed> <rounds> <roundLimit> [gate]
- *     Prints `opening`, then continues the root's experiment from its last breakpoint, or creates
- *     one when there is none (what a user does after a crash before the first breakpoint), and
+ *   run <root> <seed> <rounds> <roundLimit> [gate | throw:<round>] [from:<path>]
+ *     Prints `opening`, then continues the root's experiment from its last breakpoint (from its
+ *     initial parameters when it completed no round), or creates one when the root has none (what a
+ *     user does after a crash before the experiment was registered); with `from:<path>`, it
+ *     continues from that breakpoint or experiment folder only (`Experiment.loadBreakpoint(path)`), and
  *     prints `created <folder> <id>` or `resumed <roundCurrent> <folder> <id>` (before `created`,
  *     `orphan-registration <message>` if it met a registered experiment without a history, then fails).
  *     Then runs rounds one at a time with `runOnce()`, at most `<rounds>` of them (`all`: no cap),
@@ -126,9 +128,15 @@ async function continueOrCreate(
   seed: number,
   roundLimit: number,
   nodes: Federation,
+  from: string | null,
 ): Promise<Experiment> {
   const load = (target?: string) =>
     Experiment.loadBreakpoint(target, { root, federation: nodes, workspace: WORKSPACE });
+  if (from !== null) {
+    const exp = await load(from);
+    say(`resumed ${exp.roundCurrent()} ${exp.experimentationFolder()} ${exp.id}`);
+    return exp;
+  }
   try {
     const exp = await load();
     say(`resumed ${exp.roundCurrent()} ${exp.experimentationFolder()} ${exp.id}`);
@@ -147,7 +155,7 @@ async function continueOrCreate(
       return exp;
     }
   }
-  // No breakpoint anywhere (a crash during creation or during the first round): start again.
+  // No experiment anywhere (a crash during creation, before it was registered): start again.
   // The seed is the same, so the new experiment trains to the same parameters.
   return create(root, seed, roundLimit, nodes);
 }
@@ -170,10 +178,13 @@ async function create(root: string, seed: number, roundLimit: number, nodes: Fed
 }
 
 async function run(args: string[]): Promise<void> {
-  const [root, seedArg, roundsArg, limitArg, gateArg] = args;
+  const [root, seedArg, roundsArg, limitArg, ...flags] = args;
   if (root === undefined || seedArg === undefined || roundsArg === undefined || limitArg === undefined) {
-    throw new Error('usage: experiment-child run <root> <seed> <rounds|all> <roundLimit> [gate]');
+    throw new Error('usage: experiment-child run <root> <seed> <rounds|all> <roundLimit> [gate] [from:<path>]');
   }
+  const gateArg = flags.find((f) => !f.startsWith('from:'));
+  const fromArg = flags.find((f) => f.startsWith('from:'));
+  const from = fromArg === undefined ? null : fromArg.slice('from:'.length);
   const maxRounds = roundsArg === 'all' ? Infinity : Number(roundsArg);
   const throwAt = gateArg?.startsWith('throw:') ? Number(gateArg.slice('throw:'.length)) : null;
   const gate = gateArg === 'gate' || throwAt !== null ? { round: -1, open: -1 } : null;
@@ -182,7 +193,7 @@ async function run(args: string[]): Promise<void> {
   // lands in the writes of creating or resuming, not in module loading before any of them.
   await import('../../examples/logistic-regression/plan.ts');
   say('opening');
-  const exp = await continueOrCreate(root, Number(seedArg), Number(limitArg), nodes);
+  const exp = await continueOrCreate(root, Number(seedArg), Number(limitArg), nodes, from);
   try {
     const limit = exp.roundLimit();
     let ran = 0;

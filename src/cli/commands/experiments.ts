@@ -117,7 +117,9 @@ export const resume = defineCommand({
           (rewound.length === 0
             ? ''
             : `, rewound: ${rewound.length === 1 ? 'round' : 'rounds'} ${rewound.join(', ')} superseded ` +
-              `(still in the history, their folders in ${experiment.experimentationFolder()}/superseded/)`),
+              `(still in the history, their folders in ${experiment.experimentationFolder()}/superseded/)`) +
+          // No round was completed before the crash: the run starts again from the recorded initial parameters.
+          (experiment.roundCurrent() === 0 ? ' from its initial parameters' : ''),
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
       io.out(`done: ${experiment.roundCurrent()} rounds completed`);

@@ -37,7 +37,7 @@ export {
   type RecordFork,
 } from './fork.ts';
 export { decidePrune, type PruneRounds } from './prune.ts';
-export { decideResume, type ResumeExperiment } from './resume.ts';
+export { canResumeFromStart, decideResume, type ResumeExperiment } from './resume.ts';
 export { decideRewind, type RewindExperiment } from './rewind.ts';
 export { decideStartRound, nextAttempt, type StartRound } from './start-round.ts';
 
