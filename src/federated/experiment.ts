@@ -17,6 +17,7 @@ import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type Rou
 import type { StoreOptions } from '../engine/store.ts';
 import { roundOfFolder, writeBreakpoint } from '../projections/breakpoints/index.ts';
 import { fedAvg, type Aggregator } from './aggregators.ts';
+import { componentsOf, type ComponentRegistry, type Components, type RegistrySource } from './components.ts';
 import { breakpointFolderName, type FederatedSetup, type Retention } from '../model/events.ts';
 import { deriveRng } from './rng.ts';
 import { currentParams, type ExperimentState, type RoundRecord } from '../model/state.ts';
@@ -48,8 +49,19 @@ export type ExperimentOptions = {
   blobs?: StoreOptions['blobs'];
   namespace?: StoreOptions['namespace'];
   seed?: number;
+  /**
+   * Default `fedAvg()`. The experiment records its `name` and `config`, and every round (in this
+   * process and after a resume) runs the aggregator built from them: a built-in one, or the factory
+   * registered under its name in `registry.aggregators`. An unregistered custom name is refused here.
+   */
   aggregator?: Aggregator;
+  /** Default `allNodes()`; recorded and rebuilt as `aggregator` is, from `registry.strategies`. */
   strategy?: Strategy;
+  /**
+   * Custom aggregators and strategies by the name they record (`{ aggregators: { name: (config) =>
+   * aggregator }, strategies: { ... } }`). Give the same registry to `loadBreakpoint` to resume.
+   */
+  registry?: ComponentRegistry;
   /** Modules are recorded relative to this folder. Default: the current directory. */
   workspace?: string;
   /** A node whose training takes longer fails the round. Default 10 minutes. */
@@ -75,6 +87,13 @@ export type LoadBreakpointOptions = {
   workspace?: string;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange?: boolean;
+  /**
+   * The custom aggregators and strategies the experiment records, by name (as given to `create`);
+   * or a function of the experiment's recorded `config` that gives them. Checked before anything is
+   * recorded: an unregistered name is refused (`UnknownAggregatorError`, `UnknownStrategyError`), and
+   * so is a recorded state version the registered component cannot upgrade (`StateVersionMismatchError`).
+   */
+  registry?: RegistrySource;
   /**
    * Go back to a breakpoint older than the experiment's last round: the rounds after it are
    * superseded (recorded, their folders moved to `superseded/`). Without it, loading such a
@@ -104,6 +123,7 @@ export class Experiment {
     private readonly federation: Federation,
     private readonly nodeTimeoutMs: number,
     private readonly onRound: ((progress: RoundProgress) => void) | undefined,
+    private readonly components: Components,
   ) {}
 
   /** The root's references, caught up before each retention run so it reads only the new events. */
@@ -111,13 +131,15 @@ export class Experiment {
 
   static async create(given: ExperimentOptions): Promise<Experiment> {
     // What is recorded is taken before the first await: the caller may change its objects at once.
-    const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, ...data } = given;
+    const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, registry, ...data } = given;
     const options = { ...recordable(data, ''), federation, onRound };
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const aggregator = givenAggregator ?? fedAvg();
     const strategy = givenStrategy ?? allNodes();
     const aggregatorSpec = { name: aggregator.name, config: recordable(aggregator.config, 'aggregator.config') };
     const strategySpec = { name: strategy.name, config: recordable(strategy.config, 'strategy.config') };
+    // Built now as every round and every resume builds them: an unregistered name fails here.
+    const components = componentsOf({ aggregator: aggregatorSpec, strategy: strategySpec }, registry);
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(roundLogOptions(options));
@@ -155,6 +177,7 @@ export class Experiment {
         options.federation,
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
+        components,
       );
     } catch (error) {
       await rl.close();
@@ -172,9 +195,10 @@ export class Experiment {
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const rl = await openRoundLog(roundLogOptions(options));
     try {
-      const { handle, plan, federation, superseded } = await resumeFromBreakpoint(rl, breakpointPath, {
+      const { handle, plan, federation, superseded, components } = await resumeFromBreakpoint(rl, breakpointPath, {
         workspace,
         federation: options.federation,
+        registry: options.registry ?? {},
         acceptPlanChange: options.acceptPlanChange ?? false,
         rewind: options.rewind ?? false,
       });
@@ -185,6 +209,7 @@ export class Experiment {
         federation,
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
+        components,
       );
       experiment.superseded = superseded;
       return experiment;
@@ -302,8 +327,8 @@ export class Experiment {
 
   /** Runs one round: select nodes, train each locally, aggregate, commit; a failed node commits nothing. */
   async runOnce(): Promise<RoundRecord> {
-    const { rl, handle, plan, federation, nodeTimeoutMs } = this;
-    const { record, nodes } = await runRound({ rl, handle, plan, federation, nodeTimeoutMs });
+    const { rl, handle, plan, federation, nodeTimeoutMs, components } = this;
+    const { record, nodes } = await runRound({ rl, handle, plan, federation, nodeTimeoutMs, components });
     if (this.state.settings.retention !== null) await this.applyRetention();
     const round = record.round;
     const breakpoint = record.breakpoint ? path.join(this.experimentationPath(), breakpointFolderName(round)) : null;

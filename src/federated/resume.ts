@@ -32,6 +32,7 @@ import {
   writeBreakpoint,
   type BreakpointManifest,
 } from '../projections/breakpoints/index.ts';
+import { componentsOf, stateBeforeRound, type Components, type RegistrySource } from './components.ts';
 import { resolvePlan } from './resolve-plan.ts';
 import type { Federation, TrainingPlan } from './training-plan.ts';
 
@@ -42,6 +43,8 @@ export type ResumeOptions = Readonly<{
   /** Absolute: the training plan's module is resolved against it. */
   workspace: string;
   federation: FederationSource;
+  /** The custom aggregators and strategies, by the name the experiment records. */
+  registry: RegistrySource;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange: boolean;
   /** Go back to an older breakpoint, superseding the rounds after it; without it that is refused. */
@@ -53,6 +56,8 @@ export type Resumed = Readonly<{
   handle: ExperimentHandle;
   plan: TrainingPlan;
   federation: Federation;
+  /** The experiment's aggregator and strategy, built from what it records and the registry. */
+  components: Components;
   /** The rounds this resume superseded (asked for with `rewind`); empty when it continued the last round. */
   superseded: readonly number[];
 }>;
@@ -92,6 +97,12 @@ export async function resumeFromBreakpoint(
     typeof options.federation === 'function' ? await options.federation(handle.created.config) : options.federation;
 
   const { plan, ref } = await resolvePlan(rl, options.workspace, recordedPlan, options.acceptPlanChange);
+  // Before anything is recorded: the components must be registered, and able to read the state
+  // the next round starts from (the breakpoint's round).
+  const registry =
+    typeof options.registry === 'function' ? await options.registry(handle.created.config) : options.registry;
+  const components = componentsOf(handle.state.created!.federated!, registry);
+  stateBeforeRound(components, handle.state, manifest.round + 1);
   const events = decideResume(
     handle.state,
     {
@@ -113,7 +124,7 @@ export async function resumeFromBreakpoint(
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, keep);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
-  return { handle, plan, federation, superseded: rewound?.supersededRounds ?? [] };
+  return { handle, plan, federation, components, superseded: rewound?.supersededRounds ?? [] };
 }
 
 /** A breakpoint found: its folder and manifest, the experiment the log knows it by (null: none). */

@@ -82,16 +82,9 @@ export const resume = defineCommand({
         workspace,
         acceptPlanChange: args['accept-plan-change'],
         rewind: args.rewind,
-        federation: async (config) => {
-          const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
-          if (!ref) {
-            throw new UsageError(
-              'this experiment was not created from a definition module; ' +
-                'resume it from your own code with Experiment.loadBreakpoint',
-            );
-          }
-          return (await importDefinition(workspace, ref)).federation();
-        },
+        federation: async (config) => (await definitionOf(workspace, config)).federation(),
+        // The custom aggregators and strategies the definition module registers (imported once).
+        registry: async (config) => (await definitionOf(workspace, config)).registry ?? {},
         onRound: (p) => io.out(progressLine(p, p.nodes.length)),
       },
     );
@@ -121,6 +114,18 @@ export const ls = defineCommand({
   readsRoot: true,
   run: async (args, { global, io }) => listCommand(global, args.json, io),
 });
+
+/** The definition module an experiment was created from (`roundlog run`), as its recorded config names it. */
+async function definitionOf(workspace: string, config: unknown) {
+  const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
+  if (!ref) {
+    throw new UsageError(
+      'this experiment was not created from a definition module; ' +
+        'resume it from your own code with Experiment.loadBreakpoint',
+    );
+  }
+  return importDefinition(workspace, ref);
+}
 
 /** Where an experiment's history and parameters are, as `Experiment.create` and `loadBreakpoint` take it. */
 function experimentStore(global: GlobalOptions) {
