@@ -10,6 +10,7 @@
  * continuing from a state of an older version passes it through the component's `upgradeState`;
  * without one, the experiment is refused when loaded (`StateVersionMismatchError`).
  */
+import { InvalidArgumentError } from '../errors.ts';
 import type { FederatedSetup } from '../model/events.ts';
 import type { ExperimentState } from '../model/state.ts';
 import { aggregatorFrom, type Aggregator, type AggregatorFactory, type AggregatorState } from './aggregators.ts';
@@ -40,10 +41,44 @@ export function componentsOf(
   setup: Pick<FederatedSetup, 'aggregator' | 'strategy'>,
   registry: ComponentRegistry = {},
 ): Components {
-  return {
-    aggregator: aggregatorFrom(setup.aggregator, registry.aggregators ?? {}),
-    strategy: strategyFrom(setup.strategy, registry.strategies ?? {}),
-  };
+  const aggregators = checkRegistry('registry.aggregators', registry.aggregators);
+  const strategies = checkRegistry('registry.strategies', registry.strategies);
+  const aggregator = aggregatorFrom(setup.aggregator, aggregators);
+  const strategy = strategyFrom(setup.strategy, strategies);
+  checkComponent(`registry.aggregators[${JSON.stringify(setup.aggregator.name)}]`, aggregator, ['aggregate']);
+  checkComponent(`registry.strategies[${JSON.stringify(setup.strategy.name)}]`, strategy, ['select']);
+  return { aggregator, strategy };
+}
+
+function checkRegistry<F>(at: string, entries: Readonly<Record<string, F>> | undefined): Readonly<Record<string, F>> {
+  if (entries === undefined) return {};
+  if (typeof entries !== 'object' || entries === null) {
+    throw new InvalidArgumentError(at, 'must be an object of factories by name', entries);
+  }
+  for (const [name, factory] of Object.entries(entries)) {
+    if (typeof factory !== 'function') {
+      throw new InvalidArgumentError(
+        `${at}[${JSON.stringify(name)}]`,
+        'must be a function (config) => component',
+        factory,
+      );
+    }
+  }
+  return entries;
+}
+
+/** What a registered factory built: the methods a round calls, and a valid state version. */
+function checkComponent(at: string, component: Aggregator | Strategy, methods: readonly string[]): void {
+  const missing = ['initialState', ...methods].filter(
+    (method) => typeof (component as unknown as Record<string, unknown>)?.[method] !== 'function',
+  );
+  if (missing.length > 0) {
+    throw new InvalidArgumentError(at, `must build an object with ${missing.join(' and ')}()`, component);
+  }
+  const version = component.stateVersion;
+  if (version !== undefined && (!Number.isSafeInteger(version) || version < 1)) {
+    throw new InvalidArgumentError(`${at}.stateVersion`, 'must be a positive integer', version);
+  }
 }
 
 export function stateVersionOf(component: Aggregator | Strategy): number {
