@@ -89,8 +89,24 @@ export {
   type Settings,
 } from './model/state.ts';
 export { Rng, deriveRng, type RngState } from './federated/rng.ts';
-export { fedAvg, aggregatorFrom, type Aggregator, type NodeReply } from './federated/aggregators.ts';
-export { allNodes, randomFraction, strategyFrom, type Strategy } from './federated/strategies.ts';
+export {
+  fedAvg,
+  aggregatorFrom,
+  type Aggregator,
+  type AggregatorFactory,
+  type AggregatorState,
+  type AggregateContext,
+  type NodeReply,
+} from './federated/aggregators.ts';
+export {
+  allNodes,
+  randomFraction,
+  strategyFrom,
+  type Strategy,
+  type StrategyFactory,
+  type StrategyState,
+} from './federated/strategies.ts';
+export type { ComponentRegistry, RegistrySource, FederatedRoundState } from './federated/components.ts';
 export {
   selectDatasets,
   type TrainingPlan,

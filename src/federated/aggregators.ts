@@ -27,10 +27,32 @@ export type AggregatorState = Readonly<Record<string, unknown>>;
 
 export type AggregatorSpec = Readonly<{ name: string; config: Readonly<Record<string, unknown>> }>;
 
+/** What an aggregator knows of the round besides the replies. */
+export type AggregateContext = Readonly<{
+  round: number;
+  /** The global parameters the nodes trained from (the previous round's aggregate). */
+  params: TensorSet;
+}>;
+
 export interface Aggregator extends AggregatorSpec {
+  /**
+   * The version of the state this aggregator reads and returns, recorded with every round. Default 1.
+   * Raise it when the state's shape changes, and give `upgradeState` for the older versions.
+   */
+  readonly stateVersion?: number;
+  /** A state recorded at version `from` (lower than `stateVersion`), converted to `stateVersion`. */
+  upgradeState?(state: AggregatorState, from: number): AggregatorState;
   /** The state before the first round. */
   initialState(): AggregatorState;
-  aggregate(replies: readonly NodeReply[], state: AggregatorState): { params: TensorSet; state: AggregatorState };
+  /**
+   * The next global parameters and state. It must depend only on its arguments (not on the order of
+   * `replies`, not on time or randomness), so that a resumed experiment aggregates bit-identically.
+   */
+  aggregate(
+    replies: readonly NodeReply[],
+    state: AggregatorState,
+    context: AggregateContext,
+  ): { params: TensorSet; state: AggregatorState };
 }
 
 export type AggregatorFactory = (config: Readonly<Record<string, unknown>>) => Aggregator;

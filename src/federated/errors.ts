@@ -136,30 +136,72 @@ export class AmbiguousDatasetError extends RoundlogError {
   }
 }
 
-/** A recorded aggregator name that this process does not know (e.g. a custom one not registered). */
+/**
+ * An aggregator name that this process does not know: a custom one not registered. Raised when an
+ * experiment is created or loaded, before anything is recorded. `option` is where to register it.
+ */
 export class UnknownAggregatorError extends RoundlogError {
   readonly code = 'UNKNOWN_AGGREGATOR' as const;
+  readonly option = 'registry.aggregators' as const;
   constructor(
     readonly aggregator: string,
     readonly known: readonly string[],
   ) {
     super(
       `unknown aggregator ${JSON.stringify(aggregator)}; known aggregators: ${formatValue(known)}. ` +
-        `If the experiment used a custom aggregator, pass its factory in the registry when loading it`,
+        `A custom aggregator is registered by the name it records: pass ` +
+        `{ registry: { aggregators: { ${JSON.stringify(aggregator)}: (config) => anAggregator } } } to ` +
+        `Experiment.create and Experiment.loadBreakpoint, or export it in the definition module's registry ` +
+        `for roundlog run and roundlog resume`,
     );
   }
 }
 
-/** A recorded strategy name that this process does not know (e.g. a custom one not registered). */
+/**
+ * A node-selection strategy name that this process does not know: a custom one not registered.
+ * Raised when an experiment is created or loaded, before anything is recorded. `option` is where
+ * to register it.
+ */
 export class UnknownStrategyError extends RoundlogError {
   readonly code = 'UNKNOWN_STRATEGY' as const;
+  readonly option = 'registry.strategies' as const;
   constructor(
     readonly strategy: string,
     readonly known: readonly string[],
   ) {
     super(
       `unknown node-selection strategy ${JSON.stringify(strategy)}; known strategies: ${formatValue(known)}. ` +
-        `If the experiment used a custom strategy, pass its factory in the registry when loading it`,
+        `A custom strategy is registered by the name it records: pass ` +
+        `{ registry: { strategies: { ${JSON.stringify(strategy)}: (config) => aStrategy } } } to ` +
+        `Experiment.create and Experiment.loadBreakpoint, or export it in the definition module's registry ` +
+        `for roundlog run and roundlog resume`,
+    );
+  }
+}
+
+/**
+ * A round's recorded aggregator or strategy state has a version the component in this process does
+ * not read (`stateVersion`), and the component has no `upgradeState` for it (or the recorded
+ * version is newer). Raised when the experiment is loaded, before anything is recorded.
+ */
+export class StateVersionMismatchError extends RoundlogError {
+  readonly code = 'STATE_VERSION_MISMATCH' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    readonly component: 'aggregator' | 'strategy',
+    /** The name the component is recorded and registered by. */
+    readonly componentName: string,
+    readonly recordedVersion: number,
+    readonly expectedVersion: number,
+  ) {
+    super(
+      `experiment ${experiment}, round ${round}: the ${component} ${JSON.stringify(componentName)} state ` +
+        `was recorded at version ${recordedVersion} but the registered ${component} reads version ${expectedVersion}` +
+        (recordedVersion > expectedVersion
+          ? `: register the ${component} version that recorded it (or a newer one)`
+          : `: give it an upgradeState(state, fromVersion) that converts version ${recordedVersion} states, ` +
+            `or register the ${component} version that recorded them`),
     );
   }
 }

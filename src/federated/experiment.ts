@@ -26,6 +26,7 @@ import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type Rou
 import type { StoreOptions } from '../engine/store.ts';
 import { roundOfFolder, writeBreakpoint } from '../projections/breakpoints/index.ts';
 import { fedAvg, type Aggregator } from './aggregators.ts';
+import { componentsOf, type ComponentRegistry, type Components, type RegistrySource } from './components.ts';
 import { breakpointFolderName, type FederatedSetup, type Retention } from '../model/events.ts';
 import { deriveRng } from './rng.ts';
 import { currentParams, type ExperimentState, type RoundRecord } from '../model/state.ts';
@@ -57,8 +58,19 @@ export type ExperimentOptions = {
   blobs?: StoreOptions['blobs'];
   namespace?: StoreOptions['namespace'];
   seed?: number;
+  /**
+   * Default `fedAvg()`. The experiment records its `name` and `config`, and every round (in this
+   * process and after a resume) runs the aggregator built from them: a built-in one, or the factory
+   * registered under its name in `registry.aggregators`. An unregistered custom name is refused here.
+   */
   aggregator?: Aggregator;
+  /** Default `allNodes()`; recorded and rebuilt as `aggregator` is, from `registry.strategies`. */
   strategy?: Strategy;
+  /**
+   * Custom aggregators and strategies by the name they record (`{ aggregators: { name: (config) =>
+   * aggregator }, strategies: { ... } }`). Give the same registry to `loadBreakpoint` to resume.
+   */
+  registry?: ComponentRegistry;
   /** Modules are recorded relative to this folder. Default: the current directory. */
   workspace?: string;
   /** A node whose training takes longer fails the round. Default 10 minutes. */
@@ -103,6 +115,13 @@ export type LoadBreakpointOptions = {
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange?: boolean;
   /**
+   * The custom aggregators and strategies the experiment records, by name (as given to `create`);
+   * or a function of the experiment's recorded `config` that gives them. Checked before anything is
+   * recorded: an unregistered name is refused (`UnknownAggregatorError`, `UnknownStrategyError`), and
+   * so is a recorded state version the registered component cannot upgrade (`StateVersionMismatchError`).
+   */
+  registry?: RegistrySource;
+  /**
    * Go back to a breakpoint older than the experiment's last round: the rounds after it are
    * superseded (recorded, their folders moved to `superseded/`). Without it, loading such a
    * breakpoint is refused with `RewindNotRequestedError`, naming the rounds. Default false.
@@ -141,6 +160,7 @@ export class Experiment {
     /** This process's run of the experiment (the `RunStarted` it appended). */
     private runId: string,
     private readonly heartbeatMs: number,
+    private readonly components: Components,
   ) {
     // Gives a sign of life when the run appended nothing for a heartbeat interval; never keeps the process up.
     this.heartbeatTimer = setInterval(() => {
@@ -162,13 +182,15 @@ export class Experiment {
 
   static async create(given: ExperimentOptions): Promise<Experiment> {
     // What is recorded is taken before the first await: the caller may change its objects at once.
-    const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, ...data } = given;
+    const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, registry, ...data } = given;
     const options = { ...recordable(data, ''), federation, onRound };
     const workspace = path.resolve(options.workspace ?? process.cwd());
     const aggregator = givenAggregator ?? fedAvg();
     const strategy = givenStrategy ?? allNodes();
     const aggregatorSpec = { name: aggregator.name, config: recordable(aggregator.config, 'aggregator.config') };
     const strategySpec = { name: strategy.name, config: recordable(strategy.config, 'strategy.config') };
+    // Built now as every round and every resume builds them: an unregistered name fails here.
+    const components = componentsOf({ aggregator: aggregatorSpec, strategy: strategySpec }, registry);
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
     const rl = await openRoundLog(roundLogOptions(options));
@@ -216,6 +238,7 @@ export class Experiment {
         options.onRound,
         runId,
         heartbeatMs,
+        components,
       );
     } catch (error) {
       await rl.close();
@@ -235,10 +258,11 @@ export class Experiment {
     try {
       const runId = randomUUID();
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-      const { handle, plan, federation, superseded } = await resumeFromBreakpoint(rl, breakpointPath, {
+      const { handle, plan, federation, superseded, components } = await resumeFromBreakpoint(rl, breakpointPath, {
         workspace,
         cwd: path.resolve(options.cwd ?? process.cwd()),
         federation: options.federation,
+        registry: options.registry ?? {},
         acceptPlanChange: options.acceptPlanChange ?? false,
         run: { runId, owner: currentOwner(rl.actor), heartbeatMs, takeOver: options.takeOver ?? false },
         rewind: options.rewind ?? false,
@@ -252,6 +276,7 @@ export class Experiment {
         options.onRound,
         runId,
         heartbeatMs,
+        components,
       );
       experiment.superseded = superseded;
       return experiment;
@@ -377,8 +402,8 @@ export class Experiment {
   }
 
   private async runOneRound(): Promise<RoundRecord> {
-    const { rl, handle, plan, federation, nodeTimeoutMs } = this;
-    const { record, nodes } = await runRound({ rl, handle, plan, federation, nodeTimeoutMs });
+    const { rl, handle, plan, federation, nodeTimeoutMs, components } = this;
+    const { record, nodes } = await runRound({ rl, handle, plan, federation, nodeTimeoutMs, components });
     if (this.state.settings.retention !== null) await this.applyRetention();
     const round = record.round;
     const breakpoint = record.breakpoint ? path.join(this.experimentationPath(), breakpointFolderName(round)) : null;

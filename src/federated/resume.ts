@@ -36,6 +36,7 @@ import {
   writeBreakpoint,
   type BreakpointManifest,
 } from '../projections/breakpoints/index.ts';
+import { componentsOf, stateBeforeRound, type Components, type RegistrySource } from './components.ts';
 import { resolvePlan } from './resolve-plan.ts';
 import type { Federation, TrainingPlan } from './training-plan.ts';
 
@@ -52,6 +53,8 @@ export type ResumeOptions = Readonly<{
   /** Absolute: the current directory, where no workspace is given or recorded. */
   cwd: string;
   federation: FederationSource;
+  /** The custom aggregators and strategies, by the name the experiment records. */
+  registry: RegistrySource;
   /** Continue even if the training plan's source changed; the change is recorded. */
   acceptPlanChange: boolean;
   /** The run this process starts (its lease, appended with the resume); `takeOver` a run that looks alive. */
@@ -65,6 +68,8 @@ export type Resumed = Readonly<{
   handle: ExperimentHandle;
   plan: TrainingPlan;
   federation: Federation;
+  /** The experiment's aggregator and strategy, built from what it records and the registry. */
+  components: Components;
   /** The rounds this resume superseded (asked for with `rewind`); empty when it continued the last round. */
   superseded: readonly number[];
 }>;
@@ -138,6 +143,14 @@ export async function resumeFromBreakpoint(
       : options.federation;
 
   const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange, carried);
+  // Before anything is recorded: the components must be registered, and able to read the state
+  // the next round starts from (the breakpoint's round).
+  const registry =
+    typeof options.registry === 'function'
+      ? await options.registry(handle.created.config, { workspace })
+      : options.registry;
+  const components = componentsOf(handle.state.created!.federated!, registry);
+  stateBeforeRound(components, handle.state, from.round === null ? 0 : from.round + 1);
   const events = decideResume(
     handle.state,
     { ...from, trainingPlan: ref, rewind: options.rewind ?? false },
@@ -155,7 +168,7 @@ export async function resumeFromBreakpoint(
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, from.round + 1);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
-  return { handle, plan, federation, superseded: rewound?.supersededRounds ?? [] };
+  return { handle, plan, federation, components, superseded: rewound?.supersededRounds ?? [] };
 }
 
 /**

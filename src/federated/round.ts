@@ -8,9 +8,9 @@ import { NodeFailedError } from '../model/errors.ts';
 import { decideStartRound } from '../model/decide/index.ts';
 import type { RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
-import { aggregatorFrom, weightedMetrics, type AggregatorState, type NodeReply } from './aggregators.ts';
+import { weightedMetrics, type NodeReply } from './aggregators.ts';
+import { roundState, stateBeforeRound, type Components } from './components.ts';
 import { deriveRng } from './rng.ts';
-import { strategyFrom, type StrategyState } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 
 /** What a round needs from its experiment. */
@@ -20,29 +20,25 @@ export type RoundContext = Readonly<{
   plan: TrainingPlan;
   federation: Federation;
   nodeTimeoutMs: number;
+  /** The experiment's aggregator and strategy, built when it was created or loaded. */
+  components: Components;
 }>;
 
 /** The round's committed record and the nodes the strategy selected. */
 export type RoundOutcome = Readonly<{ record: RoundRecord; nodes: readonly string[] }>;
 
-/** What a federated round keeps for the next one (recorded as the round's `state`). */
-type RoundState = { aggregator: AggregatorState; strategy: StrategyState };
-
 /** Runs the next round of the experiment: select nodes, train each locally, aggregate, commit. */
 export async function runRound(context: RoundContext): Promise<RoundOutcome> {
-  const { rl, handle, plan, federation, nodeTimeoutMs } = context;
+  const { rl, handle, plan, federation, nodeTimeoutMs, components } = context;
   const state = handle.state;
   const setup = state.created!.federated!;
   const seed = state.created!.seed;
   const round = handle.roundCurrent();
   const started = Date.now();
   const datasets = selectDatasets(federation, setup.tags, setup.nodes === null ? {} : { nodes: setup.nodes });
-  const aggregator = aggregatorFrom(setup.aggregator);
-  const strategy = strategyFrom(setup.strategy);
-  const previous = (state.rounds.at(-1)?.state as RoundState | undefined) ?? {
-    aggregator: aggregator.initialState(),
-    strategy: strategy.initialState(),
-  };
+  const { aggregator, strategy } = components;
+  // The recorded state (what a resume reads too), brought to the components' state versions.
+  const previous = stateBeforeRound(components, state, round);
   const selection = strategy.select(
     datasets.map((d) => d.node),
     round,
@@ -71,7 +67,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       return { node, sampleSize, params: trained, metrics, durationMs: Date.now() - t0 };
     }),
   );
-  const aggregated = aggregator.aggregate(replies, previous.aggregator);
+  const aggregated = aggregator.aggregate(replies, previous.aggregator, { round, params: current });
   const replyEvents = [];
   for (const reply of [...replies].sort((a, b) => (a.node < b.node ? -1 : 1))) {
     replyEvents.push({
@@ -88,7 +84,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     round,
     attempt,
     params: aggregated.params,
-    state: { aggregator: aggregated.state, strategy: selection.state } satisfies RoundState,
+    state: roundState(components, aggregated.state, selection.state),
     metrics: weightedMetrics(replies),
     nodes: replyEvents.map((r) => ({ node: r.node, sampleSize: r.sampleSize, metrics: r.metrics })),
     replies: replyEvents,

@@ -21,6 +21,10 @@ export type StrategySpec = Readonly<{ name: string; config: Readonly<Record<stri
 export type Selection = { nodes: string[]; state: StrategyState };
 
 export interface Strategy extends StrategySpec {
+  /** The version of the state this strategy reads and returns, recorded with every round. Default 1. */
+  readonly stateVersion?: number;
+  /** A state recorded at version `from` (lower than `stateVersion`), converted to `stateVersion`. */
+  upgradeState?(state: StrategyState, from: number): StrategyState;
   /** The state before the first round. */
   initialState(): StrategyState;
   /**

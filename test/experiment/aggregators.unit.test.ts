@@ -37,7 +37,7 @@ const reply = (
   params,
   metrics,
 });
-const aggregate = (replies: readonly NodeReply[]) => fedAvg().aggregate(replies, {}).params;
+const aggregate = (replies: readonly NodeReply[]) => fedAvg().aggregate(replies, {}, { round: 0, params: {} }).params;
 const bytesOf = (params: TensorSet) => encodeTensors(params, { compress: false }).bytes;
 
 test('fedAvg weights each node by its sample size', (t) => {
@@ -153,7 +153,7 @@ test('a node with sample size 0 takes no part in the average, even with non-fini
 test('the output owns its memory and the aggregator state is returned unchanged', (t) => {
   const input = { w: f32(1, 2) };
   const state = { note: 'kept' };
-  const result = fedAvg().aggregate([reply('a', 1, input)], state);
+  const result = fedAvg().aggregate([reply('a', 1, input)], state, { round: 0, params: input });
   t.is(result.state, state);
   t.not(result.params.w!.data, input.w.data);
   input.w.data[0] = 100;
@@ -247,7 +247,11 @@ test('aggregatorFrom rebuilds fedAvg from its recorded name and config', (t) => 
   t.is(rebuilt.name, 'fedAvg');
   t.deepEqual(rebuilt.config, original.config);
   const replies = [reply('a', 2, { w: f32(0.3, -1) }), reply('b', 7, { w: f32(2.5, 9) })];
-  t.true(bytesOf(rebuilt.aggregate(replies, {}).params).equals(bytesOf(original.aggregate(replies, {}).params)));
+  t.true(
+    bytesOf(rebuilt.aggregate(replies, {}, { round: 0, params: {} }).params).equals(
+      bytesOf(original.aggregate(replies, {}, { round: 0, params: {} }).params),
+    ),
+  );
 });
 
 test('aggregatorFrom: an unknown name is an UnknownAggregatorError, bad config an InvalidArgumentError', (t) => {

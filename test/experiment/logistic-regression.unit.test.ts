@@ -77,7 +77,10 @@ async function federatedTraining(
       );
       replies.push({ node, ...result });
     }
-    ({ params, state: aggregatorState } = aggregator.aggregate(replyOrder(replies), aggregatorState));
+    ({ params, state: aggregatorState } = aggregator.aggregate(replyOrder(replies), aggregatorState, {
+      round,
+      params,
+    }));
     history.push({ ...pooled(params, datasets), params });
   }
   return { datasets, params, history };

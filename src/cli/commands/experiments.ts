@@ -97,16 +97,9 @@ export const resume = defineCommand({
       acceptPlanChange: args['accept-plan-change'],
       takeOver: args['take-over'],
       rewind: args.rewind,
-      federation: async (config, { workspace }) => {
-        const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
-        if (!ref) {
-          throw new UsageError(
-            'this experiment was not created from a definition module; ' +
-              'resume it from your own code with Experiment.loadBreakpoint',
-          );
-        }
-        return (await importDefinition(workspace, ref, forbidden)).federation();
-      },
+      federation: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).federation(),
+      // The custom aggregators and strategies the definition module registers (imported once).
+      registry: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).registry ?? {},
       onRound: (p) => io.out(progressLine(p, p.nodes.length)),
     });
     try {
@@ -141,6 +134,18 @@ export const ls = defineCommand({
 /** The folders of the root that hold data, never code. */
 function dataFolders(global: GlobalOptions): string[] {
   return dataAreas(rootLayout(storeOptions(global).root));
+}
+
+/** The definition module an experiment was created from (`roundlog run`), as its recorded config names it. */
+async function definitionOf(workspace: string, config: unknown, forbidden: readonly string[]) {
+  const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
+  if (!ref) {
+    throw new UsageError(
+      'this experiment was not created from a definition module; ' +
+        'resume it from your own code with Experiment.loadBreakpoint',
+    );
+  }
+  return importDefinition(workspace, ref, forbidden);
 }
 
 /** Where an experiment's history and parameters are, as `Experiment.create` and `loadBreakpoint` take it. */
