@@ -136,6 +136,8 @@ export function storeOptions(global: GlobalOptions): OpenRoundLogOptions & { roo
     env: global.env,
     // Commands open an existing root; only `run` and `demo` create one (through Experiment.create).
     createRoot: false,
+    // Paths naming an experiment are relative to the command's directory, as the user typed them.
+    cwd: global.cwd,
     ...(global.store === undefined ? {} : { store: global.store }),
     ...(global.blobs === undefined ? {} : { blobs: global.blobs }),
     ...(global.namespace === undefined ? {} : { namespace: global.namespace }),

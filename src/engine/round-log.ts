@@ -9,7 +9,6 @@
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import os from 'node:os';
-import path from 'node:path';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -53,7 +52,8 @@ import {
   RoundPrunedError,
 } from '../model/errors.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
-import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
+import { readRegistry, readRegistryStream } from './registry.ts';
+import { resolveExperimentName } from './names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
@@ -75,6 +75,8 @@ export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' |
    * the package entry point's `openRoundLog` adds the breakpoint folders.
    */
   projections?: ProjectionFactory;
+  /** Where a relative path naming an experiment is resolved (`openExperiment`). Default the process's. */
+  cwd?: string;
 };
 
 export type CreateExperimentOptions = {
@@ -127,8 +129,9 @@ export interface RoundLog {
   readonly actor: Actor;
   createExperiment(options?: CreateExperimentOptions): Promise<ExperimentHandle>;
   /**
-   * By id, by folder name (`Experiment_0003`), by stream name, or by path: an experiment folder or
-   * a breakpoint folder (absolute or relative to the current directory), even if renamed.
+   * By id, by stream name, by folder name as `ls` lists it (`Experiment_0003`, or the name of a
+   * renamed folder), or by path: an experiment folder or a breakpoint folder (absolute or relative
+   * to `cwd`), even if moved. The one resolver every command uses: `src/engine/names.ts`.
    */
   openExperiment(experiment: string): Promise<ExperimentHandle>;
   listExperiments(): Promise<readonly ExperimentSummary[]>;
@@ -155,6 +158,7 @@ export async function openRoundLog(options: OpenRoundLogOptions = {}): Promise<R
 
 class StoreRoundLog implements RoundLog {
   readonly actor: Actor;
+  private readonly cwd: string;
 
   constructor(
     readonly root: string,
@@ -167,6 +171,7 @@ class StoreRoundLog implements RoundLog {
     options: OpenRoundLogOptions,
   ) {
     this.actor = options.actor ?? { user: os.userInfo().username, host: os.hostname(), pid: process.pid };
+    this.cwd = options.cwd ?? process.cwd();
   }
 
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T> {
@@ -254,20 +259,9 @@ class StoreRoundLog implements RoundLog {
 
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
-      const { entries } = await readRegistryStream(log);
-      const id = (await this.experimentAt(experiment)) ?? experiment;
-      const candidates = [
-        ...entries.filter((e) => e.experimentId === id || e.stream === id),
-        ...entries.filter((e) => e.folder === path.basename(id)),
-      ];
-      let entry: ExperimentRegistered | undefined;
-      for (const candidate of candidates) {
-        if (await hasHistory(log, candidate.stream)) {
-          entry = candidate;
-          break;
-        }
-      }
-      if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
+      const context = { experimentsDir: this.layout.experiments, cwd: this.cwd, projections: this.projections };
+      const entry = await resolveExperimentName(log, context, experiment);
+      if (entry === null) throw new ExperimentNotFoundError(experiment, this.root);
       // From the snapshot when it checks out against the log: only the events after it are read.
       const snapshot = await readSnapshot(this.root, entry.experimentId, entry.stream);
       if (snapshot !== null) {
@@ -288,16 +282,6 @@ class StoreRoundLog implements RoundLog {
       };
     });
     return new ExperimentHandle(this, stream, state, snapshotRevision);
-  }
-
-  /** The experiment a path names (a folder of a view, such as a breakpoint folder), asked of the projections. */
-  private async experimentAt(target: string): Promise<string | null> {
-    if (!target.includes('/') && !target.includes(path.sep)) return null;
-    for (const projection of this.projections) {
-      const id = (await projection.experimentAt?.(path.resolve(target))) ?? null;
-      if (id !== null) return id;
-    }
-    return null;
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {

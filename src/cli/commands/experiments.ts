@@ -1,8 +1,12 @@
 /** `roundlog run`, `resume` and `ls`: experiments from the command line. */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { kept } from '../../audit/describe.ts';
+import { isPathLike } from '../../engine/names.ts';
+import { ExperimentNotFoundError } from '../../model/errors.ts';
 import { Experiment } from '../../federated/experiment.ts';
 import { UsageError, positiveInt, table, type Io } from '../args.ts';
-import { defineCommand, storeOptions, type GlobalOptions } from '../command.ts';
+import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
 
 const rounds = {
@@ -74,7 +78,7 @@ export const resume = defineCommand({
   readsRoot: true,
   run: async (args, { global, io }) => {
     const experiment = await Experiment.loadBreakpoint(
-      args.path === undefined ? undefined : path.resolve(global.cwd, args.path),
+      args.path === undefined ? undefined : await resumeTarget(global, args.path),
       {
         ...experimentStore(global),
         ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
@@ -94,9 +98,10 @@ export const resume = defineCommand({
       },
     );
     try {
+      const limit = experiment.roundLimit();
       io.out(
-        `resumed ${experiment.experimentationFolder()} (${experiment.id}) at round ${experiment.roundCurrent()}` +
-          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`),
+        `resumed ${experiment.experimentationFolder()} (${experiment.id}) ${kept(experiment.roundCurrent())}` +
+          (limit === null ? '' : `, ${experiment.roundCurrent()}/${limit} rounds done`),
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
       io.out(`done: ${experiment.roundCurrent()} rounds completed`);
@@ -114,6 +119,25 @@ export const ls = defineCommand({
   readsRoot: true,
   run: async (args, { global, io }) => listCommand(global, args.json, io),
 });
+
+/**
+ * The folder `resume <path>` continues from: the path when something is there; else, for a bare
+ * word, the experiment it names as every other command names it (`src/engine/names.ts`: its
+ * folder as `ls` lists it, or its id), at its folder under `<root>/experiments`.
+ */
+async function resumeTarget(global: GlobalOptions, given: string): Promise<string> {
+  const target = path.resolve(global.cwd, given);
+  if (isPathLike(given) || path.isAbsolute(given) || (await fs.stat(target).catch(() => null)) !== null) return target;
+  return withRoundLog(global, async (rl) => {
+    const moved = path.join(rl.layout.experiments, given);
+    if ((await fs.stat(moved).catch(() => null)) !== null) return moved;
+    const handle = await rl.openExperiment(given).catch((error: unknown) => {
+      if (error instanceof ExperimentNotFoundError) return null;
+      throw error;
+    });
+    return handle === null ? target : path.join(rl.layout.experiments, handle.state.folder);
+  });
+}
 
 /** Where an experiment's history and parameters are, as `Experiment.create` and `loadBreakpoint` take it. */
 function experimentStore(global: GlobalOptions) {
