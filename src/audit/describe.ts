@@ -42,6 +42,22 @@ export function formatSettings(changes: SettingsChange): string {
   return parts.length === 0 ? 'no change' : parts.join(', ');
 }
 
+/**
+ * Where an experiment stands after `roundCurrent` completed rounds, named by round index as in
+ * `breakpoint_RRRR` (never by the count, which is the index of the round that runs next).
+ */
+export function kept(roundCurrent: number): string {
+  return roundCurrent === 0
+    ? 'before round 0 (round 0 runs next)'
+    : `after round ${roundCurrent - 1} (round ${roundCurrent} runs next)`;
+}
+
+function completed(roundCurrent: number): string {
+  return roundCurrent === 0
+    ? 'with no round completed'
+    : `after round ${roundCurrent - 1} (${roundCurrent} rounds completed)`;
+}
+
 const list = (items: readonly (string | number)[]) => (items.length === 0 ? 'none' : items.join(', '));
 
 /**
@@ -100,13 +116,13 @@ export function describeEntry(entry: HistoryEntry): string {
       );
     case 'resumed':
       return (
-        `resumed at round ${entry.roundCurrent} from ${entry.breakpoint ?? '(no breakpoint)'} ` +
+        `resumed ${kept(entry.roundCurrent)} from ${entry.breakpoint ?? '(no breakpoint)'} ` +
         `by ${formatActor(entry.by)}` +
         (entry.folder === null ? '' : `; folder now ${entry.folder}`)
       );
     case 'rewound':
       return (
-        `rewound to round ${entry.roundCurrent - 1} (round ${entry.roundCurrent} runs next) ` +
+        `rewound to round ${entry.round} (round ${entry.roundCurrent} runs next) ` +
         `by ${formatActor(entry.by)}: ${entry.reason}; ` +
         `superseded rounds ${list(entry.supersededRounds)}`
       );
@@ -122,7 +138,7 @@ export function describeEntry(entry: HistoryEntry): string {
         `(${formatRetention(entry.retention)}) by ${formatActor(entry.by)}`
       );
     case 'finished':
-      return `finished after ${entry.roundCurrent} rounds`;
+      return `finished ${completed(entry.roundCurrent)}`;
   }
 }
 
@@ -156,7 +172,7 @@ export function describeEvent(event: ExperimentEvent): string {
     }
     case 'Resumed':
       return (
-        `at round ${event.data.roundCurrent} from ${event.data.breakpoint ?? '(no breakpoint)'} ` +
+        `${kept(event.data.roundCurrent)} from ${event.data.breakpoint ?? '(no breakpoint)'} ` +
         `by ${formatActor(event.data.by)}`
       );
     case 'Rewound':
@@ -178,6 +194,6 @@ export function describeEvent(event: ExperimentEvent): string {
         `deleted (${formatRetention(event.data.retention)}) by ${formatActor(event.data.by)}`
       );
     case 'ExperimentFinished':
-      return `after ${event.data.roundCurrent} rounds`;
+      return completed(event.data.roundCurrent);
   }
 }

@@ -87,7 +87,7 @@ export const rewind = defineCommand({
     if (args.json) io.out(toJson(result));
     else {
       const moved = `${result.moved.length} folders moved to ${result.folder}/superseded/`;
-      io.out(`rewound ${result.folder} to round ${result.round}: roundCurrent is now ${result.roundCurrent}`);
+      io.out(`rewound ${result.folder} to round ${result.round} (round ${result.roundCurrent} runs next)`);
       io.out(`  superseded  rounds ${result.supersededRounds.join(', ')} (still in the history; ${moved})`);
       io.out(`  reason      ${result.reason}`);
       io.out(`  by          ${result.by.user}@${result.by.host} (pid ${result.by.pid})`);
@@ -124,7 +124,7 @@ export const fork = defineCommand({
       io.out(
         `forked ${result.parentFolder} round ${result.round}` +
           `${result.branch === 'superseded' ? ' (superseded)' : ''} into ` +
-          `${result.childFolder} (${result.childId}) at roundCurrent ${result.roundCurrent}`,
+          `${result.childFolder} (${result.childId}) (round ${result.roundCurrent} runs next)`,
       );
       io.out(`  parameters  sha256 ${result.params.sha256}`);
       io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
