@@ -14,6 +14,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { RoundlogError } from '../errors.ts';
 import type { EventLog } from '../log/types.ts';
 import type { ExperimentRegistered } from '../model/events.ts';
 import { replay } from '../model/state.ts';
@@ -104,4 +105,44 @@ async function nameBelow(dir: string, target: string): Promise<string | null> {
 
 async function isDirectory(target: string): Promise<boolean> {
   return (await fs.stat(target).catch(() => null))?.isDirectory() ?? false;
+}
+
+/**
+ * A command that writes to an experiment's folder was given a folder moved under
+ * `<root>/experiments` that its log does not record yet (no resume from it): writing would
+ * recreate the folder the log records and leave the moved one behind.
+ */
+export class UnrecordedMoveError extends RoundlogError {
+  readonly code = 'EXPERIMENT_MOVED' as const;
+  constructor(
+    readonly experiment: string,
+    readonly recorded: string,
+    readonly moved: string,
+  ) {
+    super(
+      `experiment ${experiment} is in the folder ${moved}, but its log records the folder ${recorded} ` +
+        `(moved without a resume since): run 'roundlog resume ${moved}' to record the move ` +
+        `(or move the folder back), then try again`,
+    );
+  }
+}
+
+/**
+ * Refuses (`UnrecordedMoveError`) a name that reaches an experiment through a folder under
+ * `experimentsDir` other than `recorded`, the folder its log records, when `recorded` is gone:
+ * a move no resume has recorded. Reads follow such a move; writers call this first.
+ */
+export async function refuseUnrecordedMove(
+  ctx: Pick<NameContext, 'experimentsDir' | 'cwd'>,
+  name: string,
+  experiment: { id: string; folder: string },
+): Promise<void> {
+  let moved: string | null = null;
+  if (isPathLike(name) || path.isAbsolute(name))
+    moved = await nameBelow(ctx.experimentsDir, path.resolve(ctx.cwd, name));
+  else if (await isDirectory(path.join(ctx.experimentsDir, name))) moved = name;
+  if (moved === null || moved === experiment.folder) return;
+  if (!(await isDirectory(path.join(ctx.experimentsDir, moved)))) return;
+  if (await isDirectory(path.join(ctx.experimentsDir, experiment.folder))) return;
+  throw new UnrecordedMoveError(experiment.id, experiment.folder, moved);
 }

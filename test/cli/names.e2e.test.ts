@@ -64,6 +64,20 @@ test('after mv Experiment_0000 mydir, every command taking an experiment takes m
   await everyCommandAccepts(t, root, 'mydir', id, { writers: false });
   await everyCommandAccepts(t, root, path.join(experiments, 'mydir'), id, { writers: false });
 
+  // Writers would recreate the folder the log records: refused, saying how to record the move.
+  for (const args of [
+    ['rewind', 'mydir', '--round', '1', '--reason', 'x'],
+    ['project', 'mydir'],
+    ['gc', path.join(experiments, 'mydir'), '--keep-last', '2'],
+  ]) {
+    const refused = await roundlog([...args, '--root', root]);
+    t.is(refused.code, 1, `${args.join(' ')}: ${refused.stdout}`);
+    t.regex(
+      refused.stderr,
+      /is in the folder mydir, but its log records the folder Experiment_0000 .*roundlog resume mydir/,
+      args.join(' '),
+    );
+  }
   t.deepEqual(readdirSync(experiments), ['mydir'], 'nothing written under the old name');
 
   // A resume from the moved folder records it; `ls` lists it from then on.

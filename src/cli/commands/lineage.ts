@@ -11,7 +11,7 @@ import {
   type RoundChoice,
 } from '../../projections/index.ts';
 import { UsageError, toJson } from '../args.ts';
-import { defineCommand, withRoundLog } from '../command.ts';
+import { defineCommand, refuseUnrecordedMoveOf, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
 const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
@@ -83,6 +83,7 @@ export const rewind = defineCommand({
       );
     }
     const reason = args.reason;
+    await refuseUnrecordedMoveOf(global, experiment);
     const result = await withRoundLog(global, (rl) => rewindExperiment(rl, experiment, { round, reason }));
     if (args.json) io.out(toJson(result));
     else {
