@@ -159,6 +159,20 @@ test('rewind --round 2, then history (text, JSON, CSV), audit and resume all nam
 
   const audit = (await ok(t, ['audit', '--root', root])).stdout;
   t.regex(audit, / Rewound +to round 2 \(round 3 runs next\) by /);
+  const auditJson = await roundlogJson<{ events: Array<{ type: string; round?: number | null }> }>([
+    'audit',
+    '--type',
+    'Rewound',
+    '--root',
+    root,
+  ]);
+  t.deepEqual(
+    auditJson.events.map((e) => [e.type, e.round]),
+    [
+      ['Rewound', 2],
+      ['Rewound', 1],
+    ],
+  );
   const actions = (await ok(t, ['audit', 'actions', '--root', root])).stdout;
   t.regex(actions, /Rewound .*to round 2 \(round 3 runs next\)/);
 
