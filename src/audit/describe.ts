@@ -8,7 +8,8 @@ export function formatActor(by: Actor): string {
 
 /** The owner of a run: who, on which host, which process (and its start, telling a reused pid apart). */
 export function formatOwner(owner: RunOwner): string {
-  return `${owner.user}@${owner.host} (pid ${owner.pid}${owner.processStart === null ? '' : `, started ${owner.processStart}`})`;
+  const started = owner.processStart === null ? '' : `, started ${owner.processStart}`;
+  return `${owner.user}@${owner.host} (pid ${owner.pid}${started})`;
 }
 
 function formatFailure(f: Readonly<{ round: number; attempt: number | null; code: string; message: string }>): string {
@@ -49,6 +50,22 @@ export function formatSettings(changes: SettingsChange): string {
       `training plan ${changes.trainingPlan.module} (sha256 ${changes.trainingPlan.sha256.slice(0, 12)}…) accepted`,
     );
   return parts.length === 0 ? 'no change' : parts.join(', ');
+}
+
+/**
+ * Where an experiment stands after `roundCurrent` completed rounds, named by round index as in
+ * `breakpoint_RRRR` (never by the count, which is the index of the round that runs next).
+ */
+export function kept(roundCurrent: number): string {
+  return roundCurrent === 0
+    ? 'before round 0 (round 0 runs next)'
+    : `after round ${roundCurrent - 1} (round ${roundCurrent} runs next)`;
+}
+
+function completed(roundCurrent: number): string {
+  return roundCurrent === 0
+    ? 'with no round completed'
+    : `after round ${roundCurrent - 1} (${roundCurrent} rounds completed)`;
 }
 
 const list = (items: readonly (string | number)[]) => (items.length === 0 ? 'none' : items.join(', '));
@@ -109,13 +126,13 @@ export function describeEntry(entry: HistoryEntry): string {
       );
     case 'resumed':
       return (
-        `resumed at round ${entry.roundCurrent} from ${resumedFrom(entry.breakpoint)} ` +
+        `resumed ${kept(entry.roundCurrent)} from ${resumedFrom(entry.breakpoint)} ` +
         `by ${formatActor(entry.by)}` +
         (entry.folder === null ? '' : `; folder now ${entry.folder}`)
       );
     case 'rewound':
       return (
-        `rewound to round ${entry.roundCurrent - 1} (round ${entry.roundCurrent} runs next) ` +
+        `rewound to round ${entry.round} (round ${entry.roundCurrent} runs next) ` +
         `by ${formatActor(entry.by)}: ${entry.reason}; ` +
         `superseded rounds ${list(entry.supersededRounds)}`
       );
@@ -131,10 +148,11 @@ export function describeEntry(entry: HistoryEntry): string {
         `(${formatRetention(entry.retention)}) by ${formatActor(entry.by)}`
       );
     case 'finished':
-      return `finished after ${entry.roundCurrent} rounds`;
+      return `finished ${completed(entry.roundCurrent)}`;
     case 'run-started':
       return (
-        `run ${entry.runId} started by ${formatOwner(entry.owner)}, heartbeat every ${formatDuration(entry.heartbeatMs)}` +
+        `run ${entry.runId} started by ${formatOwner(entry.owner)}, ` +
+        `heartbeat every ${formatDuration(entry.heartbeatMs)}` +
         (entry.tookOver === null
           ? ''
           : `; took over run ${entry.tookOver.runId} of ${formatOwner(entry.tookOver.owner)}`)
@@ -142,7 +160,7 @@ export function describeEntry(entry: HistoryEntry): string {
     case 'run-failed':
       return `run ${entry.runId ?? '(no lease)'} failed ${formatFailure(entry)}`;
     case 'run-ended':
-      return `run ${entry.runId} ended after ${entry.roundCurrent} rounds`;
+      return `run ${entry.runId} ended ${completed(entry.roundCurrent)}`;
   }
 }
 
@@ -176,7 +194,7 @@ export function describeEvent(event: ExperimentEvent): string {
     }
     case 'Resumed':
       return (
-        `at round ${event.data.roundCurrent} from ${resumedFrom(event.data.breakpoint)} ` +
+        `${kept(event.data.roundCurrent)} from ${resumedFrom(event.data.breakpoint)} ` +
         `by ${formatActor(event.data.by)}`
       );
     case 'Rewound':
@@ -198,7 +216,7 @@ export function describeEvent(event: ExperimentEvent): string {
         `deleted (${formatRetention(event.data.retention)}) by ${formatActor(event.data.by)}`
       );
     case 'ExperimentFinished':
-      return `after ${event.data.roundCurrent} rounds`;
+      return completed(event.data.roundCurrent);
     case 'RunStarted':
       return (
         `run ${event.data.runId} by ${formatOwner(event.data.owner)}` +
@@ -211,7 +229,7 @@ export function describeEvent(event: ExperimentEvent): string {
     case 'RunFailed':
       return `run ${event.data.runId ?? '(no lease)'} failed ${formatFailure(event.data)}`;
     case 'RunEnded':
-      return `run ${event.data.runId} ended after ${event.data.roundCurrent} rounds`;
+      return `run ${event.data.runId} ended ${completed(event.data.roundCurrent)}`;
   }
 }
 

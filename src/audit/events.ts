@@ -35,6 +35,11 @@ export type AuditEvent = ExperimentEvent &
     revision: bigint;
     position: bigint;
     time: Date;
+    /**
+     * `Resumed`, `Rewound` and `ExperimentFinished` only (their data's `roundCurrent` is a count):
+     * the last round kept, by index as in `breakpoint_RRRR`; null when none is.
+     */
+    round?: number | null;
   }>;
 
 export type AuditEventsOptions = {
@@ -181,6 +186,9 @@ class LogScanner {
       revision: recorded.revision,
       position: recorded.position,
       time: recorded.timestamp,
+      ...(event.type === 'Resumed' || event.type === 'Rewound' || event.type === 'ExperimentFinished'
+        ? { round: event.data.roundCurrent === 0 ? null : event.data.roundCurrent - 1 }
+        : {}),
     } as AuditEvent;
     if (!matches(audit, this.filter)) return [];
     if (!known.registered) {

@@ -86,11 +86,31 @@ export type AbortedEntry = Envelope &
 export type StartedEntry = Envelope &
   Readonly<{ kind: 'started'; round: number; attempt: number; nodes: readonly string[] }>;
 
+/**
+ * Round numbers are indices, as in `breakpoint_RRRR`: `round` is the last round kept (null: none,
+ * the experiment resumed from its initial parameters); `roundCurrent` is how many rounds are
+ * completed, which is also the index of the round that runs next.
+ */
 export type ResumedEntry = Envelope &
-  Readonly<{ kind: 'resumed'; roundCurrent: number; breakpoint: string | null; folder: string | null; by: Actor }>;
+  Readonly<{
+    kind: 'resumed';
+    round: number | null;
+    roundCurrent: number;
+    breakpoint: string | null;
+    folder: string | null;
+    by: Actor;
+  }>;
 
+/** `round` is R of `roundlog rewind --round R`: the last round kept; `roundCurrent` (R+1) runs next. */
 export type RewoundEntry = Envelope &
-  Readonly<{ kind: 'rewound'; roundCurrent: number; reason: string; supersededRounds: readonly number[]; by: Actor }>;
+  Readonly<{
+    kind: 'rewound';
+    round: number;
+    roundCurrent: number;
+    reason: string;
+    supersededRounds: readonly number[];
+    by: Actor;
+  }>;
 
 export type ForkedFromEntry = Envelope &
   Readonly<{
@@ -114,7 +134,8 @@ export type PrunedEntry = Envelope &
     by: Actor;
   }>;
 
-export type FinishedEntry = Envelope & Readonly<{ kind: 'finished'; roundCurrent: number }>;
+/** `round`: the last round completed (null: none); `roundCurrent`: how many were. */
+export type FinishedEntry = Envelope & Readonly<{ kind: 'finished'; round: number | null; roundCurrent: number }>;
 
 /** A process took the run lease (`RunStarted`); `tookOver` names a live-looking run it took over. */
 export type RunStartedEntry = Envelope &
@@ -177,6 +198,11 @@ export const HISTORY_KINDS: readonly HistoryKind[] = Object.freeze([
 /** Who did what an entry records, when it records it. */
 export function actorOf(entry: HistoryEntry): Actor | null {
   return 'by' in entry ? entry.by : null;
+}
+
+/** The index of the last round of `roundCurrent` completed ones; null for none. */
+export function lastKept(roundCurrent: number): number | null {
+  return roundCurrent === 0 ? null : roundCurrent - 1;
 }
 
 type Pending = {
@@ -301,6 +327,7 @@ export class HistoryProjector {
         abortPending('Resumed');
         out.push({
           kind: 'resumed',
+          round: lastKept(event.data.roundCurrent),
           roundCurrent: event.data.roundCurrent,
           breakpoint: event.data.breakpoint,
           folder: event.data.folder,
@@ -312,6 +339,7 @@ export class HistoryProjector {
         abortPending('Rewound');
         out.push({
           kind: 'rewound',
+          round: event.data.roundCurrent - 1,
           roundCurrent: event.data.roundCurrent,
           reason: event.data.reason,
           supersededRounds: event.data.supersededRounds,
@@ -349,7 +377,12 @@ export class HistoryProjector {
         });
         break;
       case 'ExperimentFinished':
-        out.push({ kind: 'finished', roundCurrent: event.data.roundCurrent, ...at });
+        out.push({
+          kind: 'finished',
+          round: lastKept(event.data.roundCurrent),
+          roundCurrent: event.data.roundCurrent,
+          ...at,
+        });
         break;
       case 'RunStarted': {
         const { runId, owner, heartbeatMs, tookOver } = event.data;

@@ -60,7 +60,8 @@ export function progressLine(progress: RoundProgress, replied: number): string {
     .join('  ');
   const breakpoint = progress.breakpoint === null ? '' : `  breakpoint ${displayPath(progress.breakpoint)}`;
   const nodes = `nodes ${replied}/${progress.nodes.length} replied`;
-  return `round ${progress.roundCurrent}${limit}  ${nodes}  ${metrics}${breakpoint}`;
+  // The round by its index, as in breakpoint_RRRR; the count of completed rounds beside it.
+  return `round ${progress.round} (${progress.roundCurrent}${limit} done)  ${nodes}  ${metrics}${breakpoint}`;
 }
 
 export type ExperimentListing = {

@@ -9,8 +9,6 @@
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import os from 'node:os';
-import path from 'node:path';
-import { resolvedPath } from '../confine.ts';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -57,7 +55,8 @@ import {
 import { acceptsConcurrently } from '../model/concurrent.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
-import { hasHistory, readRegistry, readRegistryStream } from './registry.ts';
+import { readRegistry, readRegistryStream } from './registry.ts';
+import { resolveExperimentName } from './names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
@@ -79,6 +78,8 @@ export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' |
    * the package entry point's `openRoundLog` adds the breakpoint folders.
    */
   projections?: ProjectionFactory;
+  /** Where a relative path naming an experiment is resolved (`openExperiment`). Default the process's. */
+  cwd?: string;
 };
 
 export type CreateExperimentOptions = {
@@ -131,8 +132,9 @@ export interface RoundLog {
   readonly actor: Actor;
   createExperiment(options?: CreateExperimentOptions): Promise<ExperimentHandle>;
   /**
-   * By id, by folder name (`Experiment_0003`), by stream name, or by path: an experiment folder or
-   * a breakpoint folder (absolute or relative to the current directory), even if renamed.
+   * By id, by stream name, by folder name as `ls` lists it (`Experiment_0003`, or the name of a
+   * renamed folder), or by path: an experiment folder or a breakpoint folder (absolute or relative
+   * to `cwd`), even if moved. The one resolver every command uses: `src/engine/names.ts`.
    */
   openExperiment(experiment: string): Promise<ExperimentHandle>;
   listExperiments(): Promise<readonly ExperimentSummary[]>;
@@ -159,6 +161,7 @@ export async function openRoundLog(options: OpenRoundLogOptions = {}): Promise<R
 
 class StoreRoundLog implements RoundLog {
   readonly actor: Actor;
+  private readonly cwd: string;
 
   constructor(
     readonly root: string,
@@ -171,6 +174,7 @@ class StoreRoundLog implements RoundLog {
     options: OpenRoundLogOptions,
   ) {
     this.actor = options.actor ?? { user: os.userInfo().username, host: os.hostname(), pid: process.pid };
+    this.cwd = options.cwd ?? process.cwd();
   }
 
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T> {
@@ -262,23 +266,9 @@ class StoreRoundLog implements RoundLog {
 
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
-      const { entries } = await readRegistryStream(log);
-      // A path is named by what it resolves to: a folder reached through a symlink is its real folder.
-      const isPath = experiment.includes('/') || experiment.includes(path.sep);
-      const named = isPath ? await resolvedPath(experiment) : experiment;
-      const id = (await this.experimentAt(named)) ?? named;
-      const candidates = [
-        ...entries.filter((e) => e.experimentId === id || e.stream === id),
-        ...entries.filter((e) => e.folder === path.basename(id)),
-      ];
-      let entry: ExperimentRegistered | undefined;
-      for (const candidate of candidates) {
-        if (await hasHistory(log, candidate.stream)) {
-          entry = candidate;
-          break;
-        }
-      }
-      if (entry === undefined) throw new ExperimentNotFoundError(experiment, this.root);
+      const context = { experimentsDir: this.layout.experiments, cwd: this.cwd, projections: this.projections };
+      const entry = await resolveExperimentName(log, context, experiment);
+      if (entry === null) throw new ExperimentNotFoundError(experiment, this.root);
       const found = entry;
       try {
         // From the snapshot when it checks out against the log: only the events after it are
@@ -314,16 +304,6 @@ class StoreRoundLog implements RoundLog {
       }
     });
     return new ExperimentHandle(this, stream, state, snapshotRevision);
-  }
-
-  /** The experiment a path names (a folder of a view, such as a breakpoint folder), asked of the projections. */
-  private async experimentAt(target: string): Promise<string | null> {
-    if (!target.includes('/') && !target.includes(path.sep)) return null;
-    for (const projection of this.projections) {
-      const id = (await projection.experimentAt?.(path.resolve(target))) ?? null;
-      if (id !== null) return id;
-    }
-    return null;
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {

@@ -102,7 +102,7 @@ type JsonEntry = {
   position: string;
   revision: string;
   time: string;
-  round?: number;
+  round?: number | null;
   attempt?: number;
   by?: { user: string; host: string; pid: number };
   [k: string]: unknown;
@@ -141,7 +141,8 @@ test(
     t.regex(
       text,
       new RegExp(
-        `resumed +resumed at round 2 from breakpoint_0001 by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumerPid}\\)`,
+        'resumed +resumed after round 1 \\(round 2 runs next\\) from breakpoint_0001 ' +
+          `by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumerPid}\\)`,
       ),
     );
     t.regex(text, /round +round 2 attempt 2 completed/);
@@ -187,7 +188,8 @@ test(
         e.revision,
         e.time,
         e.kind,
-        e.round === undefined || !['round', 'aborted', 'started'].includes(e.kind) ? '' : String(e.round),
+        // One round convention: the CSV's round column is the JSON's `round` (an index), for every kind.
+        e.round === undefined || e.round === null ? '' : String(e.round),
         e.attempt === undefined ? '' : String(e.attempt),
         e.by?.user ?? '',
         e.by?.host ?? '',
@@ -308,7 +310,7 @@ test(
     t.regex(
       text,
       new RegExp(
-        `Experiment_0001 +\\d+ +Resumed +at round 1 from breakpoint_0000 ` +
+        `Experiment_0001 +\\d+ +Resumed +after round 0 \\(round 1 runs next\\) from breakpoint_0000 ` +
           `by ${escape(USER)}@${escape(HOST)} \\(pid ${f.resumePid}\\)`,
       ),
     );
@@ -607,7 +609,8 @@ test(
     t.regex(
       table,
       new RegExp(
-        `Experiment_0000 +Resumed +${escape(USER)} +${escape(HOST)} +${f.resumerPid} +at round 2 from breakpoint_0001`,
+        `Experiment_0000 +Resumed +${escape(USER)} +${escape(HOST)} +${f.resumerPid} ` +
+          '+after round 1 \\(round 2 runs next\\) from breakpoint_0001',
       ),
     );
   },

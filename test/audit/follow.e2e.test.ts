@@ -69,7 +69,9 @@ test(
       root,
     ]);
     t.is(resume.code, 0, resume.stderr);
-    const resumed = await follower.waitFor((l) => / resumed +resumed at round 1 from breakpoint_0000 by /.test(l));
+    const resumed = await follower.waitFor((l) =>
+      / resumed +resumed after round 0 \(round 1 runs next\) from breakpoint_0000 by /.test(l),
+    );
     t.true(resumed.endsWith(`by ${USER}@${HOST} (pid ${resume.pid})`), resumed);
     const completed = await follower.waitFor((l) => / round +round 1 attempt 1 completed in /.test(l));
     t.regex(

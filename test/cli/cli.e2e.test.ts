@@ -32,10 +32,10 @@ test(
     t.is(demo.code, 0, demo.stderr + demo.stdout);
     t.regex(demo.stdout, /SIGKILL sent to pid \d+ after 3 committed rounds/);
     t.regex(demo.stdout, /after the crash: Experiment_0000 has 3 completed rounds/);
-    t.regex(demo.stdout, /resumed Experiment_0000 \(.*\) at round 3\/10/);
-    t.regex(demo.stdout, /round 10\/10 {2}nodes 3\/3 replied {2}loss \d\.\d{4}/);
+    t.regex(demo.stdout, /resumed Experiment_0000 \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done/);
+    t.regex(demo.stdout, /round 9 \(10\/10 done\) {2}nodes 3\/3 replied {2}loss \d\.\d{4}/);
     t.regex(demo.stdout, /crashed \+ resumed {2}[0-9a-f]{64} {2}identical, bit for bit/);
-    t.regex(demo.stdout, /Resumed +at round 3 from breakpoint_0002/);
+    t.regex(demo.stdout, /Resumed +after round 2 \(round 3 runs next\) from breakpoint_0002/);
     t.regex(demo.stdout, /└── breakpoint_0009\//);
 
     const ls = await roundlog(['ls', '--json', '--root', root]);
@@ -71,11 +71,11 @@ test('run a definition module with --rounds, then resume an experiment folder to
   const root = tempDir();
   const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', root]);
   t.is(run.code, 0, run.stderr);
-  t.regex(run.stdout, /round 1\/10 {2}nodes 3\/3 replied/);
+  t.regex(run.stdout, /round 1 \(2\/10 done\) {2}nodes 3\/3 replied/);
   t.regex(run.stdout, /done: 2 rounds completed/);
   const resume = await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--root', root]);
   t.is(resume.code, 0, resume.stderr);
-  t.regex(resume.stdout, /resumed Experiment_0000 .* at round 2\/10/);
+  t.regex(resume.stdout, /resumed Experiment_0000 .* after round 1 \(round 2 runs next\), 2\/10 rounds done/);
   t.regex(resume.stdout, /done: 10 rounds completed/);
   const events = await roundlog(['streams', '--json', '--root', root]);
   t.is(events.code, 0);

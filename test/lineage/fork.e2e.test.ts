@@ -60,7 +60,10 @@ test(
     // The child is the last experiment: resume with no path continues it from its first round.
     const resumeChild = await roundlog(['resume', '--rounds', '1', '--root', root]);
     t.is(resumeChild.code, 0, resumeChild.stderr);
-    t.regex(resumeChild.stdout, /resumed Experiment_0001 \(.*\) at round 2\/10/);
+    t.regex(
+      resumeChild.stdout,
+      /resumed Experiment_0001 \(.*\) after round 1 \(round 2 runs next\), 2\/10 rounds done/,
+    );
 
     // Fork the fork, by its id, under a name of our own.
     const grandchild = await roundlogJson<Fork>([
@@ -90,7 +93,7 @@ test(
       root,
     ]);
     t.is(resumeGrandchild.code, 0, resumeGrandchild.stderr);
-    t.regex(resumeGrandchild.stdout, /resumed lr-sweep \(.*\) at round 3\/10/);
+    t.regex(resumeGrandchild.stdout, /resumed lr-sweep \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done/);
     t.regex(resumeGrandchild.stdout, /done: 4 rounds completed/);
     const resumeChildAgain = await roundlog([
       'resume',
@@ -101,7 +104,10 @@ test(
       root,
     ]);
     t.is(resumeChildAgain.code, 0, resumeChildAgain.stderr);
-    t.regex(resumeChildAgain.stdout, /resumed Experiment_0001 \(.*\) at round 3\/10/);
+    t.regex(
+      resumeChildAgain.stdout,
+      /resumed Experiment_0001 \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done/,
+    );
 
     const p = await history(root, 'Experiment_0000');
     const c = await history(root, 'Experiment_0001');
@@ -211,7 +217,7 @@ test('a fork from a round a rewind set aside (--superseded) starts from that rou
     root,
   ]);
   t.is(resume.code, 0, resume.stderr);
-  t.regex(resume.stdout, /at round 3\/10/);
+  t.regex(resume.stdout, /after round 2 \(round 3 runs next\), 3\/10 rounds done/);
   const child = await history(root, fork.childFolder);
   t.is(child.state.rounds.length, 4);
   t.like(child.state.forkedFrom, { parentRound: 2, parentPosition: String(old2.position) });

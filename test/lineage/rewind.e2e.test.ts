@@ -98,7 +98,7 @@ test(
 
     const resume = await roundlog(['resume', '--root', root]);
     t.is(resume.code, 0, resume.stderr);
-    t.regex(resume.stdout, /resumed Experiment_0000 \(.*\) at round 3\/10/);
+    t.regex(resume.stdout, /resumed Experiment_0000 \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done/);
     t.regex(resume.stdout, /done: 10 rounds completed/);
 
     const { events, state } = await history(root, 'Experiment_0000');
@@ -193,7 +193,7 @@ test(
 
     const resume = await roundlog(['resume', '--rounds', '1', '--root', root]);
     t.is(resume.code, 0, resume.stderr);
-    t.regex(resume.stdout, /resumed Experiment_0000 \(.*\) at round 2\/10/);
+    t.regex(resume.stdout, /resumed Experiment_0000 \(.*\) after round 1 \(round 2 runs next\), 2\/10 rounds done/);
     t.regex(resume.stdout, /done: 3 rounds completed/);
     const { state, events } = await history(root, 'Experiment_0000');
     t.is(state.rounds.length, 3);
@@ -212,7 +212,7 @@ test(
     // A crash after that round (no breakpoint saved): resume still knows where the branch was rewound to.
     const again = await roundlog(['resume', '--rounds', '1', '--root', root]);
     t.is(again.code, 0, again.stderr);
-    t.regex(again.stdout, /at round 2\/10/);
+    t.regex(again.stdout, /after round 1 \(round 2 runs next\), 2\/10 rounds done/);
   },
 );
 

@@ -107,7 +107,7 @@ test.serial('npx roundlog demo: crash, resume, identical to an uninterrupted run
   t.is(rewound.code, 0, rewound.stderr);
   const resumed = await roundlog(app, ['resume', 'var/experiments/Experiment_0000']);
   t.is(resumed.code, 0, resumed.stderr);
-  t.regex(resumed.stdout, /resumed Experiment_0000 .* at round 6\/10/);
+  t.regex(resumed.stdout, /resumed Experiment_0000 .* after round 5 \(round 6 runs next\), 6\/10 rounds done/);
   t.regex(resumed.stdout, /done: 10 rounds completed/);
 });
 
@@ -146,7 +146,7 @@ export default definition;
 
   const resumed = await roundlog(app, ['resume']);
   t.is(resumed.code, 0, resumed.stderr);
-  t.regex(resumed.stdout, /resumed Experiment_0001 .* at round 2\/3/);
+  t.regex(resumed.stdout, /resumed Experiment_0001 .* after round 1 \(round 2 runs next\), 2\/3 rounds done/);
   t.regex(resumed.stdout, /done: 3 rounds completed/);
 
   const listed = await roundlog(app, ['ls']);

@@ -96,7 +96,7 @@ async function runDemo(global: GlobalOptions, crashAfter: number, io: Io): Promi
   io.out(`roundlog demo: ${DEFINITION}`);
   io.out(`logistic regression on synthetic clinical data held by 3 hospitals, FedAvg, breakpoints saved; root ${root}`);
   io.out('');
-  io.out(`1. roundlog run ${DEFINITION}  (killed after round ${crashAfter})`);
+  io.out(`1. roundlog run ${DEFINITION}  (killed after round ${crashAfter - 1}: ${crashAfter} rounds completed)`);
   await child(['run', DEFINITION, ...globalArgs(global)], io, crashAfter);
 
   const before = (await listExperiments(root, store)).at(-1)!;

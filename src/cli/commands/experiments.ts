@@ -1,10 +1,14 @@
 /** `roundlog run`, `resume` and `ls`: experiments from the command line. */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { kept } from '../../audit/describe.ts';
+import { isPathLike } from '../../engine/names.ts';
+import { ExperimentNotFoundError } from '../../model/errors.ts';
 import { Experiment } from '../../federated/experiment.ts';
 import { dataAreas } from '../../federated/load-module.ts';
 import { rootLayout } from '../../root.ts';
 import { UsageError, positiveInt, table, type Io } from '../args.ts';
-import { defineCommand, storeOptions, type GlobalOptions } from '../command.ts';
+import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
 
 const rounds = {
@@ -87,7 +91,7 @@ export const resume = defineCommand({
   // root must be one.
   readsRoot: (args) => args.path === undefined,
   run: async (args, { global, io }) => {
-    const target = args.path === undefined ? undefined : path.resolve(global.cwd, args.path);
+    const target = args.path === undefined ? undefined : await resumeTarget(global, args.path);
     // The definition is never imported from the root's data nor from the folder being resumed.
     const forbidden = [...dataFolders(global), ...(target === undefined ? [] : [target])];
     const experiment = await Experiment.loadBreakpoint(target, {
@@ -104,9 +108,10 @@ export const resume = defineCommand({
     });
     try {
       const rewound = experiment.supersededOnLoad();
+      const limit = experiment.roundLimit();
       io.out(
-        `resumed ${experiment.experimentationFolder()} (${experiment.id}) at round ${experiment.roundCurrent()}` +
-          (experiment.roundLimit() === null ? '' : `/${experiment.roundLimit()}`) +
+        `resumed ${experiment.experimentationFolder()} (${experiment.id}) ${kept(experiment.roundCurrent())}` +
+          (limit === null ? '' : `, ${experiment.roundCurrent()}/${limit} rounds done`) +
           (rewound.length === 0
             ? ''
             : `, rewound: ${rewound.length === 1 ? 'round' : 'rounds'} ${rewound.join(', ')} superseded ` +
@@ -146,6 +151,25 @@ async function definitionOf(workspace: string, config: unknown, forbidden: reado
     );
   }
   return importDefinition(workspace, ref, forbidden);
+}
+
+/**
+ * The folder `resume <path>` continues from: the path when something is there; else, for a bare
+ * word, the experiment it names as every other command names it (`src/engine/names.ts`: its
+ * folder as `ls` lists it, or its id), at its folder under `<root>/experiments`.
+ */
+async function resumeTarget(global: GlobalOptions, given: string): Promise<string> {
+  const target = path.resolve(global.cwd, given);
+  if (isPathLike(given) || path.isAbsolute(given) || (await fs.stat(target).catch(() => null)) !== null) return target;
+  return withRoundLog(global, async (rl) => {
+    const moved = path.join(rl.layout.experiments, given);
+    if ((await fs.stat(moved).catch(() => null)) !== null) return moved;
+    const handle = await rl.openExperiment(given).catch((error: unknown) => {
+      if (error instanceof ExperimentNotFoundError) return null;
+      throw error;
+    });
+    return handle === null ? target : path.join(rl.layout.experiments, handle.state.folder);
+  });
 }
 
 /** Where an experiment's history and parameters are, as `Experiment.create` and `loadBreakpoint` take it. */

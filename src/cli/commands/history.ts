@@ -25,14 +25,16 @@ const CSV_HEADER = ['position', 'revision', 'time', 'kind', 'round', 'attempt', 
 
 function historyCsv(entry: HistoryEntry): string {
   const by = actorOf(entry);
-  const round = entry.kind === 'round' || entry.kind === 'aborted' || entry.kind === 'started' ? entry : null;
+  const attempt = entry.kind === 'round' || entry.kind === 'aborted' || entry.kind === 'started' ? entry : null;
+  // The round column names a round by its index (breakpoint_RRRR), as the JSON's `round` does.
+  const round = 'round' in entry ? (entry.round ?? undefined) : undefined;
   return csvLine([
     entry.position,
     entry.revision,
     entry.time.toISOString(),
     entry.kind,
-    round?.round,
-    round?.attempt,
+    round,
+    attempt?.attempt,
     by?.user,
     by?.host,
     by?.pid,

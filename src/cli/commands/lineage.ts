@@ -12,7 +12,7 @@ import {
 } from '../../projections/index.ts';
 import { folderNameProblem } from '../../model/decide/index.ts';
 import { UsageError, toJson } from '../args.ts';
-import { defineCommand, withRoundLog } from '../command.ts';
+import { defineCommand, refuseUnrecordedMoveOf, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
 const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
@@ -84,11 +84,12 @@ export const rewind = defineCommand({
       );
     }
     const reason = args.reason;
+    await refuseUnrecordedMoveOf(global, experiment);
     const result = await withRoundLog(global, (rl) => rewindExperiment(rl, experiment, { round, reason }));
     if (args.json) io.out(toJson(result));
     else {
       const moved = `${result.moved.length} folders moved to ${result.folder}/superseded/`;
-      io.out(`rewound ${result.folder} to round ${result.round}: roundCurrent is now ${result.roundCurrent}`);
+      io.out(`rewound ${result.folder} to round ${result.round} (round ${result.roundCurrent} runs next)`);
       io.out(`  superseded  rounds ${result.supersededRounds.join(', ')} (still in the history; ${moved})`);
       io.out(`  reason      ${result.reason}`);
       io.out(`  by          ${result.by.user}@${result.by.host} (pid ${result.by.pid})`);
@@ -126,7 +127,7 @@ export const fork = defineCommand({
       io.out(
         `forked ${result.parentFolder} round ${result.round}` +
           `${result.branch === 'superseded' ? ' (superseded)' : ''} into ` +
-          `${result.childFolder} (${result.childId}) at roundCurrent ${result.roundCurrent}`,
+          `${result.childFolder} (${result.childId}) (round ${result.roundCurrent} runs next)`,
       );
       io.out(`  parameters  sha256 ${result.params.sha256}`);
       io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);

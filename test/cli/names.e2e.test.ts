@@ -1,0 +1,187 @@
+/**
+ * One name resolver and one round convention across the commands: every command that takes an
+ * experiment takes what `ls` lists (the folder name, a renamed folder's too), the id, and a path to
+ * the folder; every round a command names is the index R of `breakpoint_RRRR`.
+ */
+import test from 'ava';
+import { readdirSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { roundlog, roundlogJson, type Run } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+const EXAMPLE = 'examples/logistic-regression/experiment.ts';
+
+type Listing = Array<{ folder: string; id: string; roundCurrent: number }>;
+type HistoryJson = {
+  experiment: { id: string; folder: string };
+  entries: Array<{ kind: string; round?: number | null; roundCurrent?: number; [key: string]: unknown }>;
+};
+
+async function ok(t: import('ava').ExecutionContext, args: string[], cwd?: string): Promise<Run> {
+  const result = await roundlog(args, {}, cwd === undefined ? {} : { cwd });
+  t.is(result.code, 0, `roundlog ${args.join(' ')}: ${result.stderr}${result.stdout}`);
+  return result;
+}
+
+/** Every command that takes one experiment, named `name`; each must answer for the experiment `id`. */
+async function everyCommandAccepts(
+  t: import('ava').ExecutionContext,
+  root: string,
+  name: string,
+  id: string,
+  options: { cwd?: string; writers: boolean },
+): Promise<void> {
+  const r = ['--root', root];
+  const said = (run: Run) => t.true(run.stdout.includes(id), `${name}: ${run.stdout.slice(0, 400)}`);
+  said(await ok(t, ['history', name, ...r], options.cwd));
+  said(await ok(t, ['history', name, '--json', ...r], options.cwd));
+  said(await ok(t, ['audit', 'rounds', name, ...r], options.cwd));
+  said(await ok(t, ['audit', 'metric', name, 'loss', ...r], options.cwd));
+  said(await ok(t, ['audit', 'lineage', name, ...r], options.cwd));
+  said(await ok(t, ['audit', 'events', '--experiment', name, '--json', ...r], options.cwd));
+  said(await ok(t, ['audit', 'actions', '--experiment', name, '--json', ...r], options.cwd));
+  t.true((await ok(t, ['events', name, ...r], options.cwd)).stdout.includes('ExperimentCreated'), name);
+  const out = path.join(tempDir(), 'replayed');
+  await ok(t, ['replay', name, '--round', '1', '--out', out, ...r], options.cwd);
+  await ok(t, ['gc', name, '--dry-run', '--keep-last', '2', ...r], options.cwd);
+  // Writers act on the folder the log records: after a move, once a resume has recorded it.
+  if (!options.writers) return;
+  await ok(t, ['project', name, ...r], options.cwd);
+  const fork = await ok(t, ['fork', name, '--round', '1', '--json', ...r], options.cwd);
+  t.is((JSON.parse(fork.stdout) as { parentId: string }).parentId, id);
+}
+
+test('after mv Experiment_0000 mydir, every command taking an experiment takes mydir, its id and path', async (t) => {
+  const root = tempDir();
+  await ok(t, ['run', EXAMPLE, '--rounds', '4', '--root', root]);
+  const experiments = path.join(root, 'experiments');
+  const { id } = (await roundlogJson<Listing>(['ls', '--root', root]))[0]!;
+  renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
+
+  // Before the log knows of the move: the folder's manifests name the experiment.
+  await everyCommandAccepts(t, root, 'mydir', id, { writers: false });
+  await everyCommandAccepts(t, root, path.join(experiments, 'mydir'), id, { writers: false });
+
+  // Writers would recreate the folder the log records: refused, saying how to record the move.
+  for (const args of [
+    ['rewind', 'mydir', '--round', '1', '--reason', 'x'],
+    ['project', 'mydir'],
+    ['gc', path.join(experiments, 'mydir'), '--keep-last', '2'],
+  ]) {
+    const refused = await roundlog([...args, '--root', root]);
+    t.is(refused.code, 1, `${args.join(' ')}: ${refused.stdout}`);
+    t.regex(
+      refused.stderr,
+      /is in the folder mydir, but its log records the folder Experiment_0000 .*roundlog resume mydir/,
+      args.join(' '),
+    );
+  }
+  t.deepEqual(readdirSync(experiments), ['mydir'], 'nothing written under the old name');
+
+  // A resume from the moved folder records it; `ls` lists it from then on.
+  const resumed = await ok(t, ['resume', 'mydir', '--rounds', '1', '--root', root]);
+  t.regex(resumed.stdout, /^resumed mydir \(/m);
+  const listing = await roundlogJson<Listing>(['ls', '--root', root]);
+  t.like(listing[0], { folder: 'mydir', id, roundCurrent: 5 });
+
+  await everyCommandAccepts(t, root, 'mydir', id, { writers: true });
+  await everyCommandAccepts(t, root, id, id, { writers: true });
+  await everyCommandAccepts(t, root, path.join(experiments, 'mydir'), id, { writers: true });
+  // Relative paths are relative to the directory the command runs in.
+  await everyCommandAccepts(t, root, 'mydir', id, { writers: true, cwd: experiments });
+  await everyCommandAccepts(t, root, './mydir', id, { writers: true, cwd: experiments });
+  await everyCommandAccepts(t, root, 'experiments/mydir/breakpoint_0002', id, { writers: true, cwd: root });
+  // The folder it was created with still names it (as `history Experiment_0000` did before the move).
+  await everyCommandAccepts(t, root, 'Experiment_0000', id, { writers: false });
+
+  const rewound = await ok(t, ['rewind', 'mydir', '--round', '2', '--reason', 'renamed folder', '--root', root]);
+  t.regex(rewound.stdout, /^rewound mydir to round 2 \(round 3 runs next\)$/m);
+  const again = await ok(t, ['resume', './mydir', '--rounds', '1', '--root', root], experiments);
+  t.regex(again.stdout, /^resumed mydir \(.*\) after round 2 \(round 3 runs next\)/m);
+
+  const unknown = await roundlog(['history', 'nodir', '--root', root]);
+  t.is(unknown.code, 1);
+  t.regex(unknown.stderr, /no experiment "nodir" in the roundlog root/);
+});
+
+test('resume Experiment_0000 takes the folder name, as every other command does', async (t) => {
+  const root = tempDir();
+  await ok(t, ['run', EXAMPLE, '--rounds', '2', '--root', root]);
+  const { id } = (await roundlogJson<Listing>(['ls', '--root', root]))[0]!;
+  const byName = await ok(t, ['resume', 'Experiment_0000', '--rounds', '1', '--root', root]);
+  t.regex(byName.stdout, /^resumed Experiment_0000 \(.*\) after round 1 \(round 2 runs next\), 2\/10 rounds done$/m);
+  const byId = await ok(t, ['resume', id, '--rounds', '1', '--root', root]);
+  t.regex(byId.stdout, /^resumed Experiment_0000 \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done$/m);
+  const listing = await roundlogJson<Listing>(['ls', '--root', root]);
+  t.like(listing[0], { folder: 'Experiment_0000', roundCurrent: 4 });
+});
+
+test('rewind --round 2, then history (text, JSON, CSV), audit and resume all name round 2', async (t) => {
+  const root = tempDir();
+  await ok(t, ['run', EXAMPLE, '--rounds', '5', '--root', root]);
+  const rewound = await ok(t, ['rewind', 'Experiment_0000', '--round', '2', '--reason', 'bad data', '--root', root]);
+  t.regex(rewound.stdout, /^rewound Experiment_0000 to round 2 \(round 3 runs next\)$/m);
+  const rewind = await roundlogJson<{ round: number }>([
+    'rewind',
+    'Experiment_0000',
+    '--round',
+    '1',
+    '--reason',
+    'worse data',
+    '--root',
+    root,
+  ]);
+  t.is(rewind.round, 1);
+
+  const text = (await ok(t, ['history', 'Experiment_0000', '--root', root])).stdout;
+  t.regex(text, / rewound +rewound to round 2 \(round 3 runs next\) by /);
+  t.regex(text, / rewound +rewound to round 1 \(round 2 runs next\) by /);
+  const json = await roundlogJson<HistoryJson>(['history', 'Experiment_0000', '--root', root]);
+  const rewinds = json.entries.filter((e) => e.kind === 'rewound');
+  t.deepEqual(
+    rewinds.map((e) => [e.round, e.roundCurrent]),
+    [
+      [2, 3],
+      [1, 2],
+    ],
+  );
+  const csv = (await ok(t, ['history', 'Experiment_0000', '--csv', '--root', root])).stdout.trim().split('\n');
+  const header = csv[0]!.split(',');
+  const rows = csv.slice(1).map((line) => line.split(','));
+  const kind = header.indexOf('kind');
+  const round = header.indexOf('round');
+  t.deepEqual(
+    rows.filter((row) => row[kind] === 'rewound').map((row) => row[round]),
+    ['2', '1'],
+  );
+
+  const audit = (await ok(t, ['audit', '--root', root])).stdout;
+  t.regex(audit, / Rewound +to round 2 \(round 3 runs next\) by /);
+  const auditJson = await roundlogJson<{ events: Array<{ type: string; round?: number | null }> }>([
+    'audit',
+    '--type',
+    'Rewound',
+    '--root',
+    root,
+  ]);
+  t.deepEqual(
+    auditJson.events.map((e) => [e.type, e.round]),
+    [
+      ['Rewound', 2],
+      ['Rewound', 1],
+    ],
+  );
+  const actions = (await ok(t, ['audit', 'actions', '--root', root])).stdout;
+  t.regex(actions, /Rewound .*to round 2 \(round 3 runs next\)/);
+
+  const resumed = await ok(t, ['resume', 'Experiment_0000', '--rounds', '1', '--root', root]);
+  t.regex(resumed.stdout, /^resumed Experiment_0000 \(.*\) after round 1 \(round 2 runs next\)/m);
+  t.regex(resumed.stdout, /^round 2 \(3\/10 done\) {2}nodes 3\/3 replied .*breakpoint_0002$/m);
+  const after = await roundlogJson<HistoryJson>(['history', 'Experiment_0000', '--root', root]);
+  const resume = after.entries.find((e) => e.kind === 'resumed')!;
+  t.like(resume, { round: 1, roundCurrent: 2, breakpoint: 'breakpoint_0001' });
+  const resumedText = (await ok(t, ['history', 'Experiment_0000', '--root', root])).stdout;
+  t.regex(resumedText, / resumed +resumed after round 1 \(round 2 runs next\) from breakpoint_0001 by /);
+});
