@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeStep } from '../../durable.ts';
+import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { LogLockedError } from '../errors.ts';
 
 type LockContent = { pid: number; host: string; since: string; start: string | null; token: string };
@@ -76,8 +78,9 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
   };
   const text = JSON.stringify(mine);
   const temp = path.join(dir, `LOCK.${process.pid}.${token}.pending`);
-  await fs.writeFile(temp, text);
   try {
+    // Inside the try: a write that fails (a full disk) leaves no pending file behind.
+    await writeStep(temp, 'writing the writer lock', () => fs.writeFile(temp, text));
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await fs.link(temp, file);
@@ -90,7 +93,9 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
           },
         };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw isSystemError(error) ? new StorageWriteError(file, 'taking the writer lock', error) : error;
+        }
       }
       const seen = await fs.readFile(file, 'utf8').catch(() => null);
       if (seen === null) continue;
