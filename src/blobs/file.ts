@@ -18,8 +18,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, InvalidArgumentError } from '../errors.ts';
-import { exists, syncDir } from '../durable.ts';
+import { ClosedError, InvalidArgumentError, StorageWriteError, isSystemError } from '../errors.ts';
+import { exists, syncDir, writeStep } from '../durable.ts';
 import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './errors.ts';
 import {
   encodingOf,
@@ -278,18 +278,19 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const target = path.resolve(targetPath);
     const targetDir = path.dirname(target);
     if (!(await exists(source))) throw new BlobNotFoundError(sha256, dir);
-    await fs.mkdir(targetDir, { recursive: true });
+    const operation = `linking blob ${sha256}`;
+    await writeStep(targetDir, operation, () => fs.mkdir(targetDir, { recursive: true }));
     let method: LinkResult['method'] = 'hardlink';
     try {
       await fs.link(source, target);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return { method: await existingLinkMethod(sha256, source, target), created: false };
-      if (code !== 'EXDEV') throw error;
+      if (code !== 'EXDEV') throw isSystemError(error) ? new StorageWriteError(target, operation, error) : error;
       method = 'copy';
-      await copyDurably(source, target);
+      await writeStep(target, `copying blob ${sha256}`, () => copyDurably(source, target));
     }
-    if (sync) await syncDir(targetDir);
+    if (sync) await writeStep(targetDir, operation, () => syncDir(targetDir));
     return { method, created: true };
   }
 

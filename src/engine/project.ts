@@ -18,7 +18,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { createFileDurably, syncDir } from '../durable.ts';
+import { createFileDurably, syncDir, writeStep } from '../durable.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { ExperimentNotFoundError } from '../model/errors.ts';
 import type { ExperimentState } from '../model/state.ts';
@@ -147,12 +147,19 @@ export async function readProjectionCheckpoint(root: string): Promise<Projection
 async function writeProjectionCheckpoint(root: string, checkpoint: ProjectionCheckpoint): Promise<void> {
   const file = rootLayout(root).projectionCheckpoint;
   const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;
-  await fs.rm(temp, { force: true });
-  await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
-  await fs.rename(temp, file);
-  await syncDir(dir);
+  await writeStep(file, 'writing the projection checkpoint', async () => {
+    await fs.mkdir(dir, { recursive: true });
+    await fs.rm(temp, { force: true });
+    try {
+      await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
+      await fs.rename(temp, file);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(dir);
+  });
 }
 
 /**

@@ -18,7 +18,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { rootLayout } from '../root.ts';
 import { Packr } from 'msgpackr';
-import { syncDir } from '../durable.ts';
+import { syncDir, writeStep } from '../durable.ts';
 import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
@@ -38,11 +38,19 @@ export async function writeSnapshot(root: string, experimentId: string, snapshot
   frame.writeUInt32LE(crc32c(body), 4);
   body.copy(frame, 8);
   const file = snapshotFile(root, experimentId);
-  await fs.mkdir(path.dirname(file), { recursive: true });
   const temp = `${file}.${process.pid}.${randomUUID()}.tmp`;
-  await fs.writeFile(temp, frame);
-  await fs.rename(temp, file);
-  await syncDir(path.dirname(file));
+  await writeStep(file, 'writing the snapshot', async () => {
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(temp, frame);
+      await fs.rename(temp, file);
+    } catch (error) {
+      // A full disk leaves no partly written temp file behind.
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(path.dirname(file));
+  });
 }
 
 /** The snapshot of an experiment, or null when there is none or it is damaged. */

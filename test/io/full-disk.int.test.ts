@@ -4,13 +4,15 @@
  * behind, and loses nothing committed before.
  */
 import test from 'ava';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { StorageWriteError } from '../../src/errors.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
+import { projectExperiment } from '../../src/projections/breakpoints/index.ts';
+import { openRoundLog } from '../../src/projections/index.ts';
 import { mountTmpfs, type Tmpfs } from '../support/tmpfs.ts';
 
-const mounted = mountTmpfs(2 * 1024 * 1024);
+const mounted = mountTmpfs(16 * 1024 * 1024);
 const fs: Tmpfs | null = typeof mounted === 'string' ? null : mounted;
 const skip = typeof mounted === 'string' ? mounted : null;
 
@@ -49,5 +51,53 @@ full(
       events.map((event) => event.type),
       ['Kept'],
     );
+  },
+);
+
+const params = (i: number) => ({
+  w: { dtype: 'float32' as const, shape: [3], data: new Float32Array([i, i + 1, i + 2]) },
+});
+
+full(
+  'a breakpoint folder and a snapshot written on a full disk fail with StorageWriteError naming the file; ' +
+    'no temp left, nothing lost',
+  async (t) => {
+    const root = path.join(fs!.dir, 'root');
+    const rl = await openRoundLog({ root });
+    const experiment = await rl.createExperiment({ config: { name: 'full' } });
+    await experiment.recordRound({ params: params(0), metrics: { loss: 1 }, breakpoint: true });
+    const experiments = path.join(root, 'experiments');
+    const folder = path.join(experiments, experiment.state.folder);
+    const ctx = { experimentsDir: experiments, blobs: rl.blobs };
+    await projectExperiment(ctx, experiment.state);
+    t.true(existsSync(path.join(folder, 'breakpoint_0000')));
+    rmSync(path.join(folder, 'breakpoint_0000'), { recursive: true });
+    fs!.fill();
+    try {
+      const error = await t.throwsAsync(projectExperiment(ctx, experiment.state));
+      t.true(error instanceof StorageWriteError, String(error));
+      const typed = error as StorageWriteError;
+      t.is(typed.errno, 'ENOSPC');
+      t.regex(typed.file, /breakpoint/);
+      t.regex(typed.message, /breakpoint folder/);
+      t.deepEqual(readdirSync(folder), [], 'no temp folder left, no half folder');
+
+      const snapshotError = await t.throwsAsync(experiment.snapshot());
+      t.true(snapshotError instanceof StorageWriteError, String(snapshotError));
+      const snap = snapshotError as StorageWriteError;
+      t.is(snap.errno, 'ENOSPC');
+      t.regex(snap.file, /\.snap$/);
+      t.regex(snap.message, /snapshot/);
+      t.deepEqual(
+        readdirSync(path.join(root, 'snapshots')).filter((name) => name.endsWith('.tmp')),
+        [],
+      );
+    } finally {
+      fs!.unfill();
+    }
+    // Nothing committed was lost: with space again, the folder is written and the round reads back.
+    t.deepEqual(await projectExperiment(ctx, experiment.state), { written: 1 });
+    t.deepEqual((await experiment.loadRound(0)).params, params(0));
+    await rl.close();
   },
 );
