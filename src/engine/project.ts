@@ -19,6 +19,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { createFileDurably, syncDir, writeStep } from '../durable.ts';
+import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { ExperimentNotFoundError } from '../model/errors.ts';
 import type { ExperimentState } from '../model/state.ts';
@@ -134,8 +135,17 @@ export type FollowProjectionOptions = OpenRoundLogOptions & {
 
 export async function readProjectionCheckpoint(root: string): Promise<ProjectionCheckpoint | null> {
   const file = rootLayout(root).projectionCheckpoint;
+  let bytes: Buffer | null;
   try {
-    const value = JSON.parse(await fs.readFile(file, 'utf8')) as ProjectionCheckpoint;
+    bytes = await readRegularFileIfAny(file, 'projection checkpoint', 64 * 1024);
+  } catch (error) {
+    // A checkpoint replaced by a device or a huge file is refused, never read without limit.
+    if (isReadRefusal(error)) throw error;
+    return null;
+  }
+  if (bytes === null) return null;
+  try {
+    const value = JSON.parse(bytes.toString('utf8')) as ProjectionCheckpoint;
     return typeof value?.position === 'string' && /^\d+$/.test(value.position) && typeof value.store === 'string'
       ? value
       : null;

@@ -19,6 +19,10 @@ import path from 'node:path';
 import { rootLayout } from '../root.ts';
 import { Packr } from 'msgpackr';
 import { syncDir, writeStep } from '../durable.ts';
+import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
+
+/** The most bytes read from a snapshot file (the state of an experiment, packed). */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
 import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
@@ -55,7 +59,14 @@ export async function writeSnapshot(root: string, experimentId: string, snapshot
 
 /** The snapshot of an experiment, or null when there is none or it is damaged. */
 export async function readSnapshot(root: string, experimentId: string, stream: string): Promise<Snapshot | null> {
-  const frame = await fs.readFile(snapshotFile(root, experimentId)).catch(() => null);
+  // Only a regular file, and bounded: a snapshot replaced by a device or a huge file is refused
+  // with a typed error, never read without limit. Any other failure to read: no snapshot.
+  const frame = await readRegularFileIfAny(snapshotFile(root, experimentId), 'snapshot', MAX_SNAPSHOT_BYTES).catch(
+    (error: unknown) => {
+      if (isReadRefusal(error)) throw error;
+      return null;
+    },
+  );
   if (frame === null || frame.length < 8) return null;
   const length = frame.readUInt32LE(0);
   if (8 + length !== frame.length || frame.readUInt32LE(4) !== crc32c(frame, 8)) return null;

@@ -2,10 +2,13 @@
  * Verification of a file log: reads every segment whole, without the index, and reports each
  * record that fails its checksum, does not decode, or is out of position or revision order.
  */
-import { promises as fs } from 'node:fs';
+import { readRegularFile } from '../../confine.ts';
 import type { VerifyProblem, VerifyResult } from '../types.ts';
 import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, checkFrame, decodeRecordBody } from './format.ts';
 import { checkOpen, type FileLogState } from './state.ts';
+
+/** The largest segment a log writes (`segmentBytes` is at most 1 GiB), with its header. */
+const MAX_SEGMENT_FILE_BYTES = 1024 * 1024 * 1024 + 4096;
 
 export async function verify(log: FileLogState): Promise<VerifyResult> {
   checkOpen(log);
@@ -16,7 +19,8 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
   let bytesChecked = 0;
   let expectedPosition = 0;
   for (const [i, segment] of log.segments.entries()) {
-    const data = await fs.readFile(segment.file).catch((error: Error) => {
+    // Bounded and only a regular file: a segment replaced by a device is a problem, not read.
+    const data = await readRegularFile(segment.file, 'log segment', MAX_SEGMENT_FILE_BYTES).catch((error: Error) => {
       problems.push({ file: segment.file, offset: 0, reason: `cannot read: ${error.message}` });
       return null;
     });
