@@ -10,6 +10,7 @@ import { StorageWriteError } from '../../src/errors.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import { projectExperiment } from '../../src/projections/breakpoints/index.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
+import { roundlog } from '../support/cli.ts';
 import { mountTmpfs, type Tmpfs } from '../support/tmpfs.ts';
 
 const mounted = mountTmpfs(16 * 1024 * 1024);
@@ -101,3 +102,27 @@ full(
     await rl.close();
   },
 );
+
+full('a command on a full disk exits 1 with the typed message naming the file, and leaves no stray file', async (t) => {
+  const root = path.join(fs!.dir, 'cli-root');
+  const rl = await openRoundLog({ root });
+  const experiment = await rl.createExperiment({ config: { name: 'cli' } });
+  await experiment.recordRound({ params: params(0), metrics: { loss: 1 } });
+  await rl.close();
+  const before = readdirSync(path.join(root, 'log')).sort();
+  fs!.fill();
+  try {
+    const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '1', '--root', root]);
+    t.is(run.code, 1, run.stderr);
+    t.regex(run.stderr, /^roundlog: .*failed.*ENOSPC.*free (disk )?space/);
+    t.notRegex(run.stderr, /\n\s+at /, 'no stack trace');
+    t.deepEqual(readdirSync(path.join(root, 'log')).sort(), before);
+  } finally {
+    fs!.unfill();
+  }
+  const run = await roundlog(['ls', '--root', root, '--json']);
+  t.is(run.code, 0, run.stderr);
+  // The experiment committed before is whole: its round is there.
+  const listed = JSON.parse(run.stdout) as Array<{ folder: string; roundCurrent: number }>;
+  t.deepEqual(listed.find((entry) => entry.folder === experiment.state.folder)?.roundCurrent, 1);
+});
