@@ -6,7 +6,9 @@
 import test from 'ava';
 import { mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync } from 'node:fs';
 import path from 'node:path';
+import { LinkTargetExistsError } from '../../src/blobs/errors.ts';
 import { openFileBlobStore } from '../../src/blobs/file.ts';
+import { getInMemoryBlobStore } from '../../src/blobs/memory.ts';
 import { FileTooLargeError, NotARegularFileError } from '../../src/confine.ts';
 import { readProjectionCheckpoint } from '../../src/engine/project.ts';
 import { readSnapshot, snapshotFile } from '../../src/engine/snapshots.ts';
@@ -96,4 +98,13 @@ test('a log index or heads file replaced by a symlink to /dev/zero is refused; s
   );
   t.is((await reopened.readStream('s0')).events.length, 20);
   await reopened.close();
+});
+
+test('linking a blob of the in-memory store over a symlink to /dev/zero refuses it as other contents', async (t) => {
+  const store = getInMemoryBlobStore();
+  const { ref } = await store.put(Buffer.from('bytes to link'));
+  const target = path.join(tempDir(), 'linked.bin');
+  endless(target);
+  const error = await bounded(t, () => t.throwsAsync(store.link(ref.sha256, target)));
+  t.true(error instanceof LinkTargetExistsError, String(error));
 });
