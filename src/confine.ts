@@ -203,3 +203,26 @@ export async function readRegularFile(
     await handle.close();
   }
 }
+
+/**
+ * `readRegularFile`, or null when `file` does not exist. Other read errors are thrown; a file that
+ * is not a regular file (a symlink to `/dev/zero`, a FIFO) or is larger than `maxBytes` is a typed
+ * error, never read.
+ */
+export async function readRegularFileIfAny(
+  file: string,
+  field: string | null,
+  maxBytes: number = DEFAULT_MAX_READ_BYTES,
+): Promise<Buffer | null> {
+  try {
+    return await readRegularFile(file, field, maxBytes);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** Whether `error` is one of the typed refusals of `readRegularFile` (wrong kind of file, too large). */
+export function isReadRefusal(error: unknown): error is NotARegularFileError | FileTooLargeError {
+  return error instanceof NotARegularFileError || error instanceof FileTooLargeError;
+}

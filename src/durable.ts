@@ -3,6 +3,7 @@
  * that must survive a crash once they return), and existence checks.
  */
 import { promises as fs } from 'node:fs';
+import { StorageWriteError, isSystemError } from './errors.ts';
 
 /** Makes the folder's entries (created, renamed, removed names) durable. */
 export async function syncDir(dir: string): Promise<void> {
@@ -32,6 +33,19 @@ export async function exists(file: string): Promise<boolean> {
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/**
+ * Runs a write step on `file`; a file-system error (`ENOSPC`, `EACCES`, `EIO`, ...) becomes a
+ * `StorageWriteError` naming the file and `operation`. Errors of roundlog pass unchanged.
+ */
+export async function writeStep<T>(file: string, operation: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    if (isSystemError(error)) throw new StorageWriteError(file, operation, error);
     throw error;
   }
 }

@@ -61,3 +61,57 @@ export function formatValue(value: unknown): string {
     return String(value);
   }
 }
+
+/** What to do about a failed write, by the system's error code. */
+function writeAdvice(errno: string | null): string {
+  switch (errno) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'the file system holding it is full (or over quota): free space there and run the command again';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied: give this user write access to the folder, or use another folder';
+    case 'EROFS':
+      return 'the file system is mounted read-only: remount it read-write or use another folder';
+    case 'EIO':
+      return 'the storage reported an I/O error: check the disk before writing to it again';
+    default:
+      return 'check the folder and the storage, then run the command again';
+  }
+}
+
+/**
+ * Writing a file of a root (a lock, a breakpoint folder, a snapshot, a checkpoint, a marker, an
+ * index) failed in the file system: full disk, no permission, read-only or failing storage.
+ * `errno` is the system's code (`ENOSPC`, `EACCES`, `EIO`, ...). A write that fails so leaves no
+ * partial file under the final name; what was committed before is untouched.
+ */
+export class StorageWriteError extends RoundlogError {
+  readonly code = 'STORAGE_WRITE_FAILED' as const;
+  /** The system's error code, e.g. `ENOSPC`; null when the cause had none. */
+  readonly errno: string | null;
+  constructor(
+    /** The file or folder being written. */
+    readonly file: string,
+    /** What was being done, e.g. `writing the writer lock`. */
+    readonly operation: string,
+    cause: unknown,
+  ) {
+    const errno = typeof (cause as { code?: unknown })?.code === 'string' ? (cause as { code: string }).code : null;
+    super(
+      `${operation} failed at ${file} (${errno ?? (cause as Error)?.message ?? formatValue(cause)}): ` +
+        `${writeAdvice(errno)}; nothing committed before was lost`,
+      { cause },
+    );
+    this.errno = errno;
+  }
+}
+
+/** Whether `error` is a system error of the file system (has an `E...` code), not one of ours. */
+export function isSystemError(error: unknown): error is NodeJS.ErrnoException {
+  return (
+    !(error instanceof RoundlogError) &&
+    typeof (error as { code?: unknown })?.code === 'string' &&
+    /^E[A-Z0-9]+$/.test((error as { code: string }).code)
+  );
+}

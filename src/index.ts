@@ -1,5 +1,11 @@
 /** roundlog: crash-proof, rewindable, auditable round logs for round-based training experiments. */
-export { RoundlogError, InvalidArgumentError, ClosedError, MissingDependencyError } from './errors.ts';
+export {
+  RoundlogError,
+  InvalidArgumentError,
+  ClosedError,
+  MissingDependencyError,
+  StorageWriteError,
+} from './errors.ts';
 export {
   NotARootError,
   ROOT_MARKER_FILE,

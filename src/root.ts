@@ -1,7 +1,7 @@
 /** Where a roundlog root lives and what is inside it: the one place that names its folders. */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { syncDir } from './durable.ts';
+import { syncDir, writeStep } from './durable.ts';
 import { RoundlogError } from './errors.ts';
 
 /** A command that reads a root was pointed at a folder that does not exist. */
@@ -139,7 +139,8 @@ export async function prepareRoot(root: string): Promise<void> {
     throw error;
   });
   if (stat !== null && !stat.isDirectory()) throw new RootNotADirectoryError(layout.root);
-  if (stat === null) await fs.mkdir(layout.root, { recursive: true });
+  if (stat === null)
+    await writeStep(layout.root, 'creating the root folder', () => fs.mkdir(layout.root, { recursive: true }));
   if (await readMarker(layout.marker)) return;
   const marker: RootMarker = {
     format: 'roundlog-root',
@@ -147,15 +148,22 @@ export async function prepareRoot(root: string): Promise<void> {
     createdAt: new Date().toISOString(),
   };
   const temp = `${layout.marker}.${process.pid}.tmp`;
-  const handle = await fs.open(temp, 'w');
-  try {
-    await handle.writeFile(`${JSON.stringify(marker, null, 2)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, layout.marker);
-  await syncDir(layout.root);
+  await writeStep(layout.marker, 'writing the root marker', async () => {
+    try {
+      const handle = await fs.open(temp, 'w');
+      try {
+        await handle.writeFile(`${JSON.stringify(marker, null, 2)}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(temp, layout.marker);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(layout.root);
+  });
 }
 
 /** True for a valid marker, false when there is none; throws `RootMarkerInvalidError` for a bad one. */

@@ -14,12 +14,14 @@
  * turns out to be stored already (and intact), its temp file is discarded and the stored file is
  * left untouched.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, InvalidArgumentError } from '../errors.ts';
-import { exists, syncDir } from '../durable.ts';
+import { ClosedError, InvalidArgumentError, StorageWriteError, isSystemError } from '../errors.ts';
+import { exists, syncDir, writeStep } from '../durable.ts';
+import { FileTooLargeError, NotARegularFileError, fileKind } from '../confine.ts';
 import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './errors.ts';
 import { ownBytes, ownSource } from './snapshot.ts';
 import {
@@ -239,7 +241,13 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const file = blobPath(sha256);
     const handle = await openBlob(sha256, file);
     try {
-      const { size } = await handle.stat();
+      // Only a regular file, and at most the size its reference records (or a buffer's limit):
+      // a blob file replaced by a device or a huge file is refused before anything is allocated.
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new NotARegularFileError(file, fileKind(stats), `blob ${sha256}`);
+      const maxBytes = typeof blob === 'string' ? bufferConstants.MAX_LENGTH : blob.bytes;
+      if (stats.size > maxBytes) throw new FileTooLargeError(file, stats.size, maxBytes, `blob ${sha256}`);
+      const { size } = stats;
       const bytes = Buffer.allocUnsafeSlow(size);
       const hash = createHash('sha256');
       let position = 0;
@@ -262,9 +270,12 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
 
   async function openBlob(sha256: string, file: string): Promise<FileHandle> {
     try {
-      return await fs.open(file, 'r');
+      // Not through a symlink, and never blocking on a FIFO.
+      return await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(sha256, dir);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new BlobNotFoundError(sha256, dir);
+      if (code === 'ELOOP') throw new NotARegularFileError(file, 'symbolic link', `blob ${sha256}`);
       throw error;
     }
   }
@@ -279,18 +290,19 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const target = path.resolve(targetPath);
     const targetDir = path.dirname(target);
     if (!(await exists(source))) throw new BlobNotFoundError(sha256, dir);
-    await fs.mkdir(targetDir, { recursive: true });
+    const operation = `linking blob ${sha256}`;
+    await writeStep(targetDir, operation, () => fs.mkdir(targetDir, { recursive: true }));
     let method: LinkResult['method'] = 'hardlink';
     try {
       await fs.link(source, target);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return { method: await existingLinkMethod(sha256, source, target), created: false };
-      if (code !== 'EXDEV') throw error;
+      if (code !== 'EXDEV') throw isSystemError(error) ? new StorageWriteError(target, operation, error) : error;
       method = 'copy';
-      await copyDurably(source, target);
+      await writeStep(target, `copying blob ${sha256}`, () => copyDurably(source, target));
     }
-    if (sync) await syncDir(targetDir);
+    if (sync) await writeStep(targetDir, operation, () => syncDir(targetDir));
     return { method, created: true };
   }
 

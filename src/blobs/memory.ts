@@ -5,7 +5,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ClosedError, InvalidArgumentError } from '../errors.ts';
+import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
+import { writeStep } from '../durable.ts';
+import { ClosedError, InvalidArgumentError, StorageWriteError, isSystemError } from '../errors.ts';
 import { BlobNotFoundError, LinkTargetExistsError } from './errors.ts';
 import { ownSource } from './snapshot.ts';
 import {
@@ -50,15 +52,18 @@ export function getInMemoryBlobStore(): BlobStore {
       throw new InvalidArgumentError('targetPath', 'must be a non-empty path', targetPath);
     }
     const target = path.resolve(targetPath);
-    const existing = await fs.readFile(target).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return null;
+    // Read bounded, and only a regular file: a target that is larger or not a file is not these bytes.
+    const existing = await readRegularFileIfAny(target, 'link target', bytes.length).catch((error: unknown) => {
+      if (isReadRefusal(error)) throw new LinkTargetExistsError(sha256, target);
       throw error;
     });
     if (existing !== null) {
       if (existing.equals(bytes)) return { method: 'copy', created: false };
       throw new LinkTargetExistsError(sha256, target);
     }
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await writeStep(path.dirname(target), `linking blob ${sha256}`, () =>
+      fs.mkdir(path.dirname(target), { recursive: true }),
+    );
     const temp = `${target}.${process.pid}-${randomUUID()}.tmp`;
     try {
       const handle = await fs.open(temp, 'wx', 0o444);
@@ -71,7 +76,7 @@ export function getInMemoryBlobStore(): BlobStore {
       await fs.rename(temp, target);
     } catch (error) {
       await fs.rm(temp, { force: true });
-      throw error;
+      throw isSystemError(error) ? new StorageWriteError(target, `copying blob ${sha256}`, error) : error;
     }
     if (options?.sync ?? true) {
       const dir = await fs.open(path.dirname(target), 'r');

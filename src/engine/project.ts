@@ -19,7 +19,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { createFileDurably, syncDir } from '../durable.ts';
+import { createFileDurably, syncDir, writeStep } from '../durable.ts';
+import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { RoundlogError } from '../errors.ts';
 import type { LogAccess } from './store.ts';
@@ -152,9 +153,12 @@ export async function loadProjectionCheckpoint(root: string): Promise<StoredProj
   const file = rootLayout(root).projectionCheckpoint;
   let text: string;
   try {
-    text = await fs.readFile(file, 'utf8');
+    // Only a regular file, bounded: a checkpoint replaced by a device or a huge file is refused.
+    const bytes = await readRegularFileIfAny(file, 'projection checkpoint', 64 * 1024);
+    if (bytes === null) return { kind: 'none', file };
+    text = bytes.toString('utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'none', file };
+    if (isReadRefusal(error)) throw error;
     return { kind: 'damaged', file, reason: `it cannot be read: ${(error as Error).message}` };
   }
   let value: Record<string, unknown>;
@@ -231,12 +235,19 @@ async function writeProjectionCheckpoint(root: string, fields: Omit<ProjectionCh
   const dir = path.dirname(file);
   const body = { v: 2 as const, ...fields };
   const checkpoint: ProjectionCheckpoint = { ...body, sha256: checkpointSha256(body) };
-  await fs.mkdir(dir, { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;
-  await fs.rm(temp, { force: true });
-  await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
-  await fs.rename(temp, file);
-  await syncDir(dir);
+  await writeStep(file, 'writing the projection checkpoint', async () => {
+    await fs.mkdir(dir, { recursive: true });
+    await fs.rm(temp, { force: true });
+    try {
+      await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
+      await fs.rename(temp, file);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(dir);
+  });
 }
 
 /** What the follow mode reports, in order: where it starts, then each experiment it projects. */

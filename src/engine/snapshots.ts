@@ -18,7 +18,11 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { rootLayout } from '../root.ts';
 import { Packr } from 'msgpackr';
-import { syncDir } from '../durable.ts';
+import { syncDir, writeStep } from '../durable.ts';
+import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
+
+/** The most bytes read from a snapshot file (the state of an experiment, packed). */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
 import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
@@ -38,11 +42,19 @@ export async function writeSnapshot(root: string, experimentId: string, snapshot
   frame.writeUInt32LE(crc32c(body), 4);
   body.copy(frame, 8);
   const file = snapshotFile(root, experimentId);
-  await fs.mkdir(path.dirname(file), { recursive: true });
   const temp = `${file}.${process.pid}.${randomUUID()}.tmp`;
-  await fs.writeFile(temp, frame);
-  await fs.rename(temp, file);
-  await syncDir(path.dirname(file));
+  await writeStep(file, 'writing the snapshot', async () => {
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(temp, frame);
+      await fs.rename(temp, file);
+    } catch (error) {
+      // A full disk leaves no partly written temp file behind.
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(path.dirname(file));
+  });
 }
 
 /** What a snapshot file holds: a damaged file (and why), one of another release, or a snapshot. */
@@ -55,9 +67,13 @@ export type SnapshotFile =
 export async function inspectSnapshot(file: string): Promise<SnapshotFile | null> {
   let frame: Buffer;
   try {
-    frame = await fs.readFile(file);
+    // Only a regular file, and bounded: a snapshot replaced by a device or a huge file is refused
+    // with a typed error, never read without limit.
+    const read = await readRegularFileIfAny(file, 'snapshot', MAX_SNAPSHOT_BYTES);
+    if (read === null) return null;
+    frame = read;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (isReadRefusal(error)) throw error;
     return { kind: 'damaged', reason: `it cannot be read: ${(error as Error).message}` };
   }
   if (frame.length < 8 || 8 + frame.readUInt32LE(0) !== frame.length) {
@@ -91,7 +107,10 @@ export async function inspectSnapshot(file: string): Promise<SnapshotFile | null
 
 /** The snapshot of an experiment, or null when there is none, it is damaged, or of another stream or release. */
 export async function readSnapshot(root: string, experimentId: string, stream: string): Promise<Snapshot | null> {
-  const found = await inspectSnapshot(snapshotFile(root, experimentId)).catch(() => null);
+  const found = await inspectSnapshot(snapshotFile(root, experimentId)).catch((error: unknown) => {
+    if (isReadRefusal(error)) throw error;
+    return null;
+  });
   return found?.kind === 'ok' && found.snapshot.stream === stream ? found.snapshot : null;
 }
 

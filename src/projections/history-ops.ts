@@ -13,7 +13,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BlobRef } from '../blobs/types.ts';
-import { checkPlainName, resolvesInside, samePath } from '../confine.ts';
+import { checkPlainName, readRegularFile, resolvesInside, samePath } from '../confine.ts';
 import { syncDir } from '../durable.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { breakpointFolderName, type Actor, type Rewound } from '../model/events.ts';
@@ -233,7 +233,7 @@ async function exists(file: string): Promise<boolean> {
 
 async function sha256File(file: string): Promise<string> {
   return createHash('sha256')
-    .update(await fs.readFile(file))
+    .update(await readRegularFile(file, 'breakpoint manifest', 64 * 1024 * 1024))
     .digest('hex');
 }
 

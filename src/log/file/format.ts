@@ -2,6 +2,7 @@
  * The on-disk format of the embedded file log: segment files of framed records, and the index
  * files that let a log open without reading its history. ARCHITECTURE.md documents it.
  */
+import { isReadRefusal, readRegularFileIfAny } from '../../confine.ts';
 import { Packr } from 'msgpackr';
 import { decodeValue, encodeValue } from '../../codec/values.ts';
 import { crc32c } from './crc32c.ts';
@@ -22,6 +23,15 @@ export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
 export const SEGMENT_SUFFIX = '.seg';
 export const INDEX_SUFFIX = '.idx';
 export const HEADS_FILE = 'heads.ckpt';
+/** The most bytes read from the heads checkpoint: a file larger than this is not one. */
+export const MAX_HEADS_BYTES = 256 * 1024 * 1024;
+/**
+ * The most bytes read from the index of a segment of `segmentSize` bytes: 8 bytes a record (each
+ * at least a 12-byte frame) plus the names of the streams it starts and the chunk headers, with room.
+ */
+export function maxIndexBytes(segmentSize: number): number {
+  return 4 * segmentSize + 16 * 1024 * 1024;
+}
 export const LOCK_FILE = 'LOCK';
 
 export function segmentFileName(basePosition: number): string {
@@ -290,4 +300,16 @@ export function decodeHeads(buf: Buffer): HeadsCheckpoint | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The index file of a segment of `segmentSize` bytes, or null when it is missing or unreadable
+ * (it is rebuilt from the records then). Bounded by `maxIndexBytes`; a file that is not a regular
+ * file, or larger than the bound, is a typed error (`NotARegularFileError`, `FileTooLargeError`).
+ */
+export async function readIndexFile(file: string, segmentSize: number): Promise<Buffer | null> {
+  return readRegularFileIfAny(file, 'segment index', maxIndexBytes(segmentSize)).catch((error: unknown) => {
+    if (isReadRefusal(error)) throw error;
+    return null;
+  });
 }

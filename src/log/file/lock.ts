@@ -6,6 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeStep } from '../../durable.ts';
+import { isReadRefusal, readRegularFile } from '../../confine.ts';
+import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { LogLockedError } from '../errors.ts';
 
 type LockContent = { pid: number; host: string; since: string; start: string | null; token: string };
@@ -32,6 +35,19 @@ function isAlive(lock: LockContent): boolean {
   if (lock.start === null) return true;
   const start = processStart(lock.pid);
   return start === null || start === lock.start;
+}
+
+/**
+ * A lock file's text, read bounded and only from a regular file; a lock file that is something
+ * else (a symlink to a device) or too large reads as garbage (`''`), which is reclaimed.
+ * `missing` when there is none or it cannot be read.
+ */
+async function readLockFile(file: string, missing: string | null = ''): Promise<string | null> {
+  try {
+    return (await readRegularFile(file, 'writer lock', 64 * 1024)).toString('utf8');
+  } catch (error) {
+    return isReadRefusal(error) ? '' : missing;
+  }
 }
 
 function parse(text: string): LockContent | null {
@@ -76,8 +92,9 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
   };
   const text = JSON.stringify(mine);
   const temp = path.join(dir, `LOCK.${process.pid}.${token}.pending`);
-  await fs.writeFile(temp, text);
   try {
+    // Inside the try: a write that fails (a full disk) leaves no pending file behind.
+    await writeStep(temp, 'writing the writer lock', () => fs.writeFile(temp, text));
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await fs.link(temp, file);
@@ -85,14 +102,16 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
           file,
           token,
           async release() {
-            const current = await fs.readFile(file, 'utf8').catch(() => '');
+            const current = (await readLockFile(file)) ?? '';
             if (parse(current)?.token === token) await fs.unlink(file).catch(() => undefined);
           },
         };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw isSystemError(error) ? new StorageWriteError(file, 'taking the writer lock', error) : error;
+        }
       }
-      const seen = await fs.readFile(file, 'utf8').catch(() => null);
+      const seen = await readLockFile(file, null);
       if (seen === null) continue;
       const holder = parse(seen);
       if (holder !== null && (holder.host !== mine.host || isAlive(holder))) {
@@ -107,7 +126,7 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw error;
       }
-      const moved = await fs.readFile(aside, 'utf8');
+      const moved = await readLockFile(aside);
       if (moved === seen) {
         await fs.unlink(aside);
         onReclaim(holder ? `process ${holder.pid} on ${holder.host} since ${holder.since}` : 'an unreadable lock file');
@@ -116,7 +135,7 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
         await fs.unlink(aside);
       }
     }
-    const last = parse(await fs.readFile(file, 'utf8').catch(() => ''));
+    const last = parse((await readLockFile(file)) ?? '');
     throw new LogLockedError(file, last?.pid ?? -1, last?.host ?? 'unknown', last?.since ?? 'unknown');
   } finally {
     await fs.unlink(temp).catch(() => undefined);

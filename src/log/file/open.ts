@@ -6,11 +6,14 @@
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { isReadRefusal, readRegularFileIfAny } from '../../confine.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import { CorruptLogError, LogLockedError, StrayTailBytesError } from '../errors.ts';
 import {
   FRAME_HEADER_BYTES,
   HEADS_FILE,
+  MAX_HEADS_BYTES,
+  readIndexFile,
   INDEX_SUFFIX,
   SEGMENT_HEADER_BYTES,
   SEGMENT_MAGIC,
@@ -165,7 +168,11 @@ async function recover(log: FileLogState): Promise<void> {
 /** Applies the heads checkpoint; returns how many leading segments it covers. */
 async function loadHeads(log: FileLogState, bases: number[]): Promise<number> {
   const file = path.join(log.dir, HEADS_FILE);
-  const buf = await fs.readFile(file).catch(() => null);
+  // Bounded, and only a regular file: a heads file replaced by a device is refused, not read.
+  const buf = await readRegularFileIfAny(file, 'heads checkpoint', MAX_HEADS_BYTES).catch((error: unknown) => {
+    if (isReadRefusal(error)) throw error;
+    return null;
+  });
   if (buf === null) return 0;
   const heads = decodeHeads(buf);
   const fits =
@@ -297,7 +304,7 @@ async function strayBytes(
 async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle, fileSize: number): Promise<number> {
   const file = segment.file + INDEX_SUFFIX;
   log.indexedStreamEnd = log.streamsByNum.length;
-  const buf = await fs.readFile(file).catch(() => null);
+  const buf = await readIndexFile(file, fileSize);
   if (buf === null) return SEGMENT_HEADER_BYTES;
   const { chunks, validBytes } = decodeIndexChunks(buf);
   // Validate before applying anything.

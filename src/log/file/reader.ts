@@ -3,7 +3,6 @@
  * The index of a sealed segment is loaded on first use, and rebuilt from its records when it
  * is missing or does not match.
  */
-import { promises as fs } from 'node:fs';
 import { CorruptLogError, StreamNotFoundError } from '../errors.ts';
 import type {
   ListStreamsResult,
@@ -23,6 +22,7 @@ import {
   checkFrame,
   checkFrameHeader,
   decodeIndexChunks,
+  readIndexFile,
 } from './format.ts';
 import {
   checkOpen,
@@ -167,10 +167,10 @@ async function ensureIndexed(log: FileLogState, segment: Segment): Promise<void>
 async function loadSealedIndex(log: FileLogState, segment: Segment): Promise<void> {
   const expected = segment.count;
   const loaded: Segment = { ...segment, count: 0, offsets: new U32List(), streams: new U32List(), indexed: 0 };
-  const buf = await fs.readFile(segment.file + INDEX_SUFFIX).catch(() => null);
-  const chunk = buf === null ? undefined : decodeIndexChunks(buf).chunks[0];
   const handle = await readerOf(segment);
   const fileSize = (await handle.stat()).size;
+  const buf = await readIndexFile(segment.file + INDEX_SUFFIX, fileSize);
+  const chunk = buf === null ? undefined : decodeIndexChunks(buf).chunks[0];
   if (
     chunk !== undefined &&
     chunk.offsets.length === expected &&

@@ -10,8 +10,8 @@
  * covers). A damaged cache is ignored by the log (it reads the records instead), and the problem
  * says so.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readRegularFile } from '../../confine.ts';
 import type { VerifyProblem, VerifyResult } from '../types.ts';
 import {
   HEADS_FILE,
@@ -26,6 +26,9 @@ import {
   type HeadsCheckpoint,
 } from './format.ts';
 import { checkOpen, type FileLogState } from './state.ts';
+
+/** The largest segment a log writes (`segmentBytes` is at most 1 GiB), with its header. */
+const MAX_SEGMENT_FILE_BYTES = 1024 * 1024 * 1024 + 4096;
 
 export async function verify(log: FileLogState): Promise<VerifyResult> {
   checkOpen(log);
@@ -43,7 +46,7 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
   let unaccounted = 0;
   let previousComplete = true;
   const headsFile = path.join(log.dir, HEADS_FILE);
-  const headsBytes = await fs.readFile(headsFile).catch(() => null);
+  const headsBytes = await readRegularFile(headsFile, 'heads checkpoint', MAX_SEGMENT_FILE_BYTES).catch(() => null);
   const heads = headsBytes === null ? null : decodeHeads(headsBytes);
   if (headsBytes !== null && heads === null) {
     problems.push({
@@ -59,7 +62,8 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
   let headsFound: HeadsCheckpoint | null = null;
   for (const [i, segment] of log.segments.entries()) {
     const seen: Seen = { offsets: [], streams: [], complete: true, clean: unaccounted === 0 && previousComplete };
-    const data = await fs.readFile(segment.file).catch((error: Error) => {
+    // Bounded and only a regular file: a segment replaced by a device is a problem, not read.
+    const data = await readRegularFile(segment.file, 'log segment', MAX_SEGMENT_FILE_BYTES).catch((error: Error) => {
       problems.push({ file: segment.file, offset: 0, reason: `cannot read: ${(error as Error).message}` });
       return null;
     });
@@ -207,7 +211,7 @@ type Seen = { offsets: number[]; streams: number[]; complete: boolean; clean: bo
  * (index chunks are not fsynced) and is not a problem.
  */
 async function checkIndex(file: string, seen: Seen, isLast: boolean, problems: VerifyProblem[]): Promise<void> {
-  const buf = await fs.readFile(file).catch(() => null);
+  const buf = await readRegularFile(file, 'segment index', MAX_SEGMENT_FILE_BYTES).catch(() => null);
   if (buf === null) return;
   const { chunks, validBytes } = decodeIndexChunks(buf);
   if (validBytes < buf.length) {

@@ -31,7 +31,7 @@ import {
   type PendingAppend,
   type Segment,
 } from './state.ts';
-import { syncDir } from '../../durable.ts';
+import { syncDir, writeStep } from '../../durable.ts';
 
 /** How far ahead of the data the writer zero-fills the active segment. */
 const PREALLOCATE_STEP = 1024 * 1024;
@@ -305,13 +305,20 @@ function writeAllAtSync(fd: number, buffers: Buffer[], position: number): void {
 
 async function writeFileDurably(file: string, data: Buffer): Promise<void> {
   const temp = `${file}.${process.pid}.tmp`;
-  const handle = await fs.open(temp, 'w');
-  try {
-    await handle.write(data, 0, data.length, 0);
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, file);
-  await syncDir(path.dirname(file));
+  await writeStep(file, `writing the log file ${path.basename(file)}`, async () => {
+    try {
+      const handle = await fs.open(temp, 'w');
+      try {
+        await handle.write(data, 0, data.length, 0);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(temp, file);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(path.dirname(file));
+  });
 }

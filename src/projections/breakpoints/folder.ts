@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { checkPlainName, readConfinedFile } from '../../confine.ts';
-import { syncDir } from '../../durable.ts';
+import { syncDir, writeStep } from '../../durable.ts';
 import { breakpointFolderName, compareNames, roundOfBreakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
 import { MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, nestingExceeds } from './schema.ts';
@@ -76,16 +76,18 @@ export async function readManifestIfAny(folder: string): Promise<BreakpointManif
 /** Moves a breakpoint folder into the experiment's `superseded/` area; returns its new path. */
 export async function moveAside(experimentDir: string, folder: string): Promise<string> {
   const area = path.join(experimentDir, SUPERSEDED_DIR);
-  await fs.mkdir(area, { recursive: true });
-  const base = path.basename(folder);
-  const names = new Set(await fs.readdir(area));
-  let n = 1;
-  while (names.has(`${base}.${n}`)) n++;
-  const target = path.join(area, `${base}.${n}`);
-  await fs.rename(folder, target);
-  await syncDir(area);
-  await syncDir(experimentDir);
-  return target;
+  return writeStep(folder, 'moving a breakpoint folder aside', async () => {
+    await fs.mkdir(area, { recursive: true });
+    const base = path.basename(folder);
+    const names = new Set(await fs.readdir(area));
+    let n = 1;
+    while (names.has(`${base}.${n}`)) n++;
+    const target = path.join(area, `${base}.${n}`);
+    await fs.rename(folder, target);
+    await syncDir(area);
+    await syncDir(experimentDir);
+    return target;
+  });
 }
 
 /**

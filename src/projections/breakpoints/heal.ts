@@ -12,7 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BlobStore } from '../../blobs/types.ts';
-import { syncDir } from '../../durable.ts';
+import { syncDir, writeStep } from '../../durable.ts';
 import type { ProjectionEnv, VerifiedExperiment, ViewProblem } from '../../engine/projection.ts';
 import { SUPERSEDED_DIR } from '../../model/manifest.ts';
 import { listBreakpointFolders, listSupersededFolders, readManifestIfAny } from './folder.ts';
@@ -47,13 +47,15 @@ export async function replaceWithBlob(blobs: BlobStore, sha256: string, file: st
   if (own === null || !(await fileHoldsBlobByHash(own, sha256))) await blobs.get(sha256);
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomUUID()}.tmp`);
   try {
-    await blobs.link(sha256, temp);
-    await fs.rename(temp, file);
+    await writeStep(file, 'replacing a damaged breakpoint file', async () => {
+      await blobs.link(sha256, temp);
+      await fs.rename(temp, file);
+    });
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;
   }
-  await syncDir(path.dirname(file));
+  await writeStep(file, 'replacing a damaged breakpoint file', () => syncDir(path.dirname(file)));
 }
 
 /** Whether the store holds the blob intact (its file re-hashed, or its bytes read back and checked). */

@@ -9,7 +9,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BlobRef, BlobStore } from '../../blobs/types.ts';
 import type { ExperimentHandle } from '../../engine/round-log.ts';
-import { createFileDurably, syncDir } from '../../durable.ts';
+import { createFileDurably, syncDir, writeStep } from '../../durable.ts';
+import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { RoundPrunedError } from '../../model/errors.ts';
 import { breakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, PARAMS_FILE } from '../../model/manifest.ts';
@@ -64,20 +65,29 @@ export async function materializeBreakpoint(
   // A folder of another history (a round done again after a rewind, a folder carried here), or
   // one whose manifest cannot be read: keep it, aside.
   if (existing !== null || (await fs.lstat(final).catch(() => null)) !== null) await moveAside(dir, final);
-  await fs.mkdir(dir, { recursive: true });
+  await writeStep(dir, 'creating the experiment folder', () => fs.mkdir(dir, { recursive: true }));
   const temp = path.join(dir, `${TEMP_PREFIX}${breakpointFolderName(round)}-${process.pid}-${randomUUID()}`);
-  await fs.mkdir(temp);
+  await writeStep(temp, 'creating the breakpoint folder', () => fs.mkdir(temp));
+  // The step under way, so that a failing write names its file and what was being done.
+  let step = { file: temp, operation: 'writing the breakpoint folder' };
   try {
     const { manifest, planFile } = manifestOfRound(created, record);
-    await ctx.blobs.link(record.params.sha256, path.join(temp, PARAMS_FILE));
-    if (planFile !== null) await ctx.blobs.link(record.settings.trainingPlan!.source.sha256, path.join(temp, planFile));
-    await createFileDurably(path.join(temp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    step = { file: path.join(temp, PARAMS_FILE), operation: 'writing the parameters file of a breakpoint folder' };
+    await ctx.blobs.link(record.params.sha256, step.file);
+    if (planFile !== null) {
+      step = { file: path.join(temp, planFile), operation: 'writing the training plan of a breakpoint folder' };
+      await ctx.blobs.link(record.settings.trainingPlan!.source.sha256, step.file);
+    }
+    step = { file: path.join(temp, MANIFEST_FILE), operation: 'writing the manifest of a breakpoint folder' };
+    await createFileDurably(step.file, JSON.stringify(manifest, null, 2) + '\n');
+    step = { file: temp, operation: 'syncing the breakpoint folder' };
     await syncDir(temp);
+    step = { file: final, operation: 'moving the breakpoint folder into place' };
     await fs.rename(temp, final);
     await syncDir(dir);
   } catch (error) {
     await fs.rm(temp, { recursive: true, force: true });
-    throw error;
+    throw isSystemError(error) ? new StorageWriteError(step.file, step.operation, error) : error;
   }
   return { path: final, created: true };
 }
