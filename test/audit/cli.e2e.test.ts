@@ -155,12 +155,15 @@ test(
     t.like(json, { experiment: { id: f.id0, folder: 'Experiment_0000' }, roundCurrent: 4 });
     t.deepEqual(brief(json.entries), [
       'created',
+      'run-started',
       'round 0/1',
       'round 1/1',
       'aborted 2/1',
       'resumed',
+      'run-started',
       'round 2/2',
       'round 3/1',
+      'run-ended',
     ]);
     const resumed = json.entries.find((e) => e.kind === 'resumed')!;
     t.deepEqual(resumed.by, { user: USER, host: HOST, pid: f.resumerPid });

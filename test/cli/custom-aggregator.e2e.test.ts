@@ -33,7 +33,7 @@ test('roundlog run and roundlog resume take a custom aggregator from the definit
   t.like((await listing(split))[0], { roundCurrent: 2 });
   const resumed = await roundlog(['resume', '--root', split]);
   t.is(resumed.code, 0, resumed.stderr);
-  t.regex(resumed.stdout, /resumed Experiment_0000 .* at round 2\/4/);
+  t.regex(resumed.stdout, /resumed Experiment_0000 .* after round 1 \(round 2 runs next\), 2\/4 rounds done/);
 
   const [a, b] = [(await listing(whole))[0]!, (await listing(split))[0]!];
   t.like(b, { roundCurrent: 4, status: 'finished' });

@@ -55,12 +55,18 @@ test('resume with no path and resume of the experiment folder continue from roun
 
   const noPath = await roundlog(['resume', '--rounds', '1', '--root', root]);
   t.is(noPath.code, 0, noPath.stderr);
-  t.regex(noPath.stdout, /resumed Experiment_0000 .* at round 10001\/10003/);
+  t.regex(
+    noPath.stdout,
+    /resumed Experiment_0000 .* after round 10000 \(round 10001 runs next\), 10001\/10003 rounds done/,
+  );
   t.regex(noPath.stdout, /breakpoint \S*breakpoint_10001\n/);
 
   const byFolder = await roundlog(['resume', folder, '--rounds', '1', '--root', root]);
   t.is(byFolder.code, 0, byFolder.stderr);
-  t.regex(byFolder.stdout, /resumed Experiment_0000 .* at round 10002\/10003/);
+  t.regex(
+    byFolder.stdout,
+    /resumed Experiment_0000 .* after round 10001 \(round 10002 runs next\), 10002\/10003 rounds done/,
+  );
 
   const ls = await roundlog(['ls', '--json', '--root', root]);
   t.is(ls.code, 0, ls.stderr);
@@ -80,5 +86,5 @@ test('a copied experiment folder past round 9,999, imported elsewhere, continues
   await (await openRoundLog({ root: other })).close(); // an empty root
   const resume = await roundlog(['resume', copy, '--rounds', '1', '--root', other]);
   t.is(resume.code, 0, resume.stderr);
-  t.regex(resume.stdout, /at round 10001\/10003/);
+  t.regex(resume.stdout, /after round 10000 \(round 10001 runs next\), 10001\/10003 rounds done/);
 });

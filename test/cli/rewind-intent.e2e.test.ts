@@ -40,7 +40,10 @@ test(
     t.is(rewound.code, 0, rewound.stderr);
     t.regex(
       rewound.stdout,
-      /resumed Experiment_0000 \(.*\) at round 3\/10, rewound: rounds 3, 4, 5, 6, 7, 8, 9 superseded/,
+      new RegExp(
+        /resumed Experiment_0000 \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done, /.source +
+          /rewound: rounds 3, 4, 5, 6, 7, 8, 9 superseded/.source,
+      ),
     );
     t.regex(rewound.stdout, /done: 10 rounds completed/);
     t.deepEqual(readdirSync(path.join(dir, 'superseded')).length, 7);

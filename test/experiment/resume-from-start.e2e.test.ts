@@ -145,10 +145,20 @@ for (const via of ['no path', 'the experiment folder'] as const) {
     const folder = path.join(crashedRoot, 'experiments', 'Experiment_0000');
     const resume = await roundlog(['resume', ...(via === 'no path' ? [] : [folder]), '--root', crashedRoot]);
     t.is(resume.code, 0, resume.stderr);
-    t.regex(resume.stdout, /^resumed Experiment_0000 \(.+\) at round 0\/10 from its initial parameters$/m);
+    t.regex(
+      resume.stdout,
+      new RegExp(
+        /^resumed Experiment_0000 \(.+\) before round 0 \(round 0 runs next\), /.source +
+          /0\/10 rounds done from its initial parameters$/.source,
+        'm',
+      ),
+    );
     t.regex(resume.stdout, /done: 10 rounds completed/);
     const history = await roundlog(['history', 'Experiment_0000', '--root', crashedRoot]);
-    t.regex(history.stdout, /resumed at round 0 from its initial parameters \(no breakpoint\)/);
+    t.regex(
+      history.stdout,
+      /resumed before round 0 \(round 0 runs next\) from its initial parameters \(no breakpoint\)/,
+    );
 
     const run = await roundlog(['run', GATED, '--root', straightRoot]);
     t.is(run.code, 0, run.stderr);

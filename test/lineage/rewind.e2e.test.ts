@@ -94,7 +94,7 @@ test(
       roundCurrent: number;
       status: string;
     }>;
-    t.like(ls[0], { roundCurrent: 3, status: 'in progress' });
+    t.like(ls[0], { roundCurrent: 3, status: 'stopped' });
 
     const resume = await roundlog(['resume', '--root', root]);
     t.is(resume.code, 0, resume.stderr);
@@ -209,8 +209,12 @@ test(
     );
     t.deepEqual(folders(dir), ['breakpoint_0001'], 'the experiment still saves no breakpoint of its own');
 
-    // A crash after that round (no breakpoint saved): resume still knows where the branch was rewound to.
-    const again = await roundlog(['resume', '--rounds', '1', '--root', root]);
+    // A crash after that round (no breakpoint saved): the last breakpoint, round 1, is older than the
+    // last round completed, so going back to it supersedes round 2 again, and only when asked.
+    const refused = await roundlog(['resume', '--rounds', '1', '--root', root]);
+    t.is(refused.code, 1);
+    t.regex(refused.stderr, /would supersede 1 round \(round 2;.*--rewind/);
+    const again = await roundlog(['resume', '--rewind', '--rounds', '1', '--root', root]);
     t.is(again.code, 0, again.stderr);
     t.regex(again.stdout, /after round 1 \(round 2 runs next\), 2\/10 rounds done/);
   },

@@ -158,7 +158,10 @@ test(
     const before = recordOffsets(segment).length;
     const resume = await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1'], env);
     t.is(resume.code, 1);
-    t.regex(resume.stderr, /the history of experiment Experiment_0000 .* is damaged/);
+    t.regex(
+      resume.stderr,
+      /the history of experiment Experiment_0000 .* is damaged|corrupt log record in .*\.seg at byte offset/,
+    );
     t.regex(resume.stderr, new RegExp(`${path.basename(segment)} at byte offset ${victim}`));
     t.is(recordOffsets(segment).length, before, 'nothing was appended after the damage');
     const last = await roundlog(['resume', '--rounds', '1'], env);

@@ -149,7 +149,7 @@ test('format versions are integers it knows; version 1 (no checksum) imports, ch
   }
   const old = await importInto(carry(4, asVersion1));
   t.is(old.code, 0, old.stderr);
-  t.regex(old.stdout, /resumed Experiment_0000 .* at round 5\/10/);
+  t.regex(old.stdout, /resumed Experiment_0000 .* after round 4 \(round 5 runs next\), 5\/10 rounds done/);
   const verify = await roundlog(['verify', '--root', old.root]);
   t.is(verify.code, 0, verify.stdout);
 

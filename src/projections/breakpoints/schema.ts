@@ -38,7 +38,8 @@ export const MANIFEST_VERSIONS: Readonly<Record<number, string>> = {
 
 const text = z.string().max(4096);
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits (a SHA-256)');
-const decimal = z.string().regex(/^(0|[1-9]\d{0,19})$/, 'expected a non-negative integer as a decimal string');
+// Log positions: a file log's are 64-bit; EventStoreDB's combine its commit and prepare positions (up to 39 digits).
+const decimal = z.string().regex(/^(0|[1-9]\d{0,38})$/, 'expected a non-negative integer as a decimal string');
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const folderName = z
   .string()
