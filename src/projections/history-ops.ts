@@ -20,7 +20,8 @@ import { breakpointFolderName, type Actor, type Rewound } from '../model/events.
 import { checkReason, decideForked, decideRewind, folderNameProblem, forkCreation } from '../model/decide/index.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
 import { rootLayout, type RootLayout } from '../root.ts';
-import { ConcurrentModificationError } from '../model/errors.ts';
+import { ConcurrentModificationError, ExperimentRunningError } from '../model/errors.ts';
+import { statusOf } from '../engine/lease.ts';
 import type { RoundLog } from '../engine/round-log.ts';
 import { stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
 import {
@@ -286,6 +287,11 @@ export async function rewindExperiment(
   // Refused before the experiment is read: an empty reason is the caller's mistake whatever the root.
   const reason = checkReason(options.reason);
   const handle = await rl.openExperiment(experiment);
+  // A run a live process holds is not rewound under it (it would die at its next commit).
+  const run = handle.state.run;
+  if (run !== null && statusOf(handle.state) === 'running') {
+    throw new ExperimentRunningError(handle.state.folder, run.owner, run.since, run.lastSeen);
+  }
   const events = decideRewind(handle.state, { round: options.round, reason }, { actor: rl.actor });
   // decideRewind accepted the round: it is a round of the current branch.
   const round = options.round;

@@ -53,7 +53,11 @@ test('a live run is running, and a second resume is refused naming its owner; --
   const cli = await roundlog(['resume', '--root', root, path.join(root, 'experiments', listing!.folder)]);
   t.not(cli.code, 0);
   t.regex(cli.stderr, new RegExp(`EXPERIMENT_RUNNING|process ${child.process.pid} on host`));
-  t.is((await ls(root))[0]!.status, 'running', 'a refused resume changes nothing');
+  // A rewind under a live run is refused the same way (the run would die at its next commit).
+  const rewind = await roundlog(['rewind', listing!.folder, '--round', '0', '--reason', 'test', '--root', root]);
+  t.not(rewind.code, 0);
+  t.regex(rewind.stderr, new RegExp(`process ${child.process.pid} on host`));
+  t.is((await ls(root))[0]!.status, 'running', 'a refused resume or rewind changes nothing');
 
   // Taken over: recorded, and the child, still blocked in round 2, stops at its next commit.
   const taker = await load(true);
