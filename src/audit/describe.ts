@@ -65,7 +65,7 @@ export function kept(roundCurrent: number): string {
 function completed(roundCurrent: number): string {
   return roundCurrent === 0
     ? 'with no round completed'
-    : `after round ${roundCurrent - 1} (${roundCurrent} rounds completed)`;
+    : `after round ${roundCurrent - 1} (${roundCurrent} round${roundCurrent === 1 ? '' : 's'} completed)`;
 }
 
 const list = (items: readonly (string | number)[]) => (items.length === 0 ? 'none' : items.join(', '));

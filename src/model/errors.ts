@@ -85,7 +85,7 @@ export class RoundNotFoundError extends RoundlogError {
   ) {
     super(
       `experiment ${experiment} has no completed round ${round} on its current branch ` +
-        `(${roundCurrent} rounds completed, ` +
+        `(${roundCurrent} round${roundCurrent === 1 ? '' : 's'} completed, ` +
         `indexes 0 to ${roundCurrent - 1})`,
     );
   }

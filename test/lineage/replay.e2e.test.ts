@@ -162,7 +162,7 @@ test(
     t.is(gone.code, 1);
     t.regex(
       gone.stderr,
-      /experiment Experiment_0000 has no completed round 2 on its current branch \(1 rounds completed/,
+      /experiment Experiment_0000 has no completed round 2 on its current branch \(1 round completed/,
     );
 
     const experimentDir = path.join(root, 'experiments', 'Experiment_0000');

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { TensorSet } from '../../codec/tensors.ts';
 import { openRoundLog } from '../../projections/index.ts';
 import { Experiment } from '../../federated/experiment.ts';
+import { RoundlogError } from '../../errors.ts';
 import { rootLayout } from '../../root.ts';
 import { PACKAGE_ROOT } from '../../version.ts';
 import { UsageError, positiveInt, type Io } from '../args.ts';
@@ -86,7 +87,7 @@ function child(args: string[], io: Io, killAfterRounds: number | null): Promise<
     proc.on('exit', (code, signal) => {
       if (killed && signal === 'SIGKILL') resolve({ killed: true });
       else if (code === 0) resolve({ killed: false });
-      else reject(new Error(`roundlog ${args[0]} exited with ${code ?? signal}`));
+      else reject(new DemoStepFailedError(args[0]!, code ?? signal ?? 'unknown'));
     });
   });
 }
@@ -153,5 +154,19 @@ async function runDemo(global: GlobalOptions, crashAfter: number, io: Io): Promi
     return same ? 0 : 1;
   } finally {
     await rl.close();
+  }
+}
+
+/** A step of the demo (a `roundlog` child process) failed; its own error is printed above. */
+export class DemoStepFailedError extends RoundlogError {
+  readonly code = 'DEMO_STEP_FAILED' as const;
+  constructor(
+    readonly step: string,
+    readonly exit: number | string,
+  ) {
+    super(
+      `the demo's 'roundlog ${step}' exited with ${exit}; its error is printed above. ` +
+        'Run roundlog verify on the demo root to see what is wrong',
+    );
   }
 }

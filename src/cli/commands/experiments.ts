@@ -50,7 +50,7 @@ export const run = defineCommand({
         `experiment ${experiment.experimentationFolder()} (${experiment.id}) in ${experiment.experimentationPath()}`,
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
-      io.out(`done: ${experiment.roundCurrent()} rounds completed`);
+      io.out(`done: ${roundsCompleted(experiment.roundCurrent())}`);
     } finally {
       await experiment.close();
     }
@@ -120,7 +120,7 @@ export const resume = defineCommand({
           (experiment.roundCurrent() === 0 ? ' from its initial parameters' : ''),
       );
       await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
-      io.out(`done: ${experiment.roundCurrent()} rounds completed`);
+      io.out(`done: ${roundsCompleted(experiment.roundCurrent())}`);
     } finally {
       await experiment.close();
     }
@@ -135,6 +135,11 @@ export const ls = defineCommand({
   readsRoot: true,
   run: async (args, { global, io }) => listCommand(global, args.json, io),
 });
+
+/** `1 round completed`, `3 rounds completed`. */
+function roundsCompleted(count: number): string {
+  return `${count} round${count === 1 ? '' : 's'} completed`;
+}
 
 /** The folders of the root that hold data, never code. */
 function dataFolders(global: GlobalOptions): string[] {
