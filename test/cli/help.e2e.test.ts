@@ -104,6 +104,15 @@ test('a typo gets "did you mean" and exit 2; unknown commands and queries exit 2
   const value = await roundlog(['ls', '--root']);
   t.is(value.code, 2);
   t.regex(value.stderr, /--root needs a value/);
+  // Words a command does not take are refused, never ignored.
+  const root = tempDir();
+  await (await openRoundLog({ root })).close();
+  const lsExtra = await roundlog(['ls', 'foo', '--root', root]);
+  t.is(lsExtra.code, 2);
+  t.regex(lsExtra.stderr, /takes no argument \(got foo\)/);
+  const resumeExtra = await roundlog(['resume', 'Experiment_0000', '/nonexistent', '--root', root]);
+  t.is(resumeExtra.code, 2);
+  t.regex(resumeExtra.stderr, /got also \/nonexistent/);
 });
 
 test('roundlog completion prints a completion script; completions come from the declarations', async (t) => {

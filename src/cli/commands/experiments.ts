@@ -90,7 +90,9 @@ export const resume = defineCommand({
   // Resuming a breakpoint folder carried from elsewhere may start a new root; with no path, the
   // root must be one.
   readsRoot: (args) => args.path === undefined,
-  run: async (args, { global, io }) => {
+  run: async (args, { global, io, extra }) => {
+    if (extra.length > 0)
+      throw new UsageError(`resume takes one breakpoint or experiment (got also ${extra.join(' ')})`);
     const target = args.path === undefined ? undefined : await resumeTarget(global, args.path);
     // The definition is never imported from the root's data nor from the folder being resumed.
     const forbidden = [...dataFolders(global), ...(target === undefined ? [] : [target])];
@@ -133,7 +135,11 @@ export const ls = defineCommand({
   describe: 'experiments with their rounds, status and breakpoints (round, path, params sha256)',
   options: { json: { type: 'boolean', default: false, describe: 'print JSON' } },
   readsRoot: true,
-  run: async (args, { global, io }) => listCommand(global, args.json, io),
+  run: async (args, { global, io, extra }) => {
+    if (extra.length > 0)
+      throw new UsageError(`ls lists every experiment and takes no argument (got ${extra.join(' ')})`);
+    return listCommand(global, args.json, io);
+  },
 });
 
 /** `1 round completed`, `3 rounds completed`. */
