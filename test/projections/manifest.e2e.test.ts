@@ -89,6 +89,14 @@ for (const [title, edit, field] of wrongTypes) {
   });
 }
 
+test('a re-sealed params.bytes that is not the size of the parameters file is refused', async (t) => {
+  const folder = carry(4, (m) => seal({ ...m, params: { ...(m.params as Json), bytes: 1e12 } }));
+  const result = await importInto(folder);
+  t.is(result.code, 1, result.stdout);
+  t.regex(result.stderr, /params\.bytes is 1000000000000, but aggregated_params\.tensors holds \d+ bytes/);
+  t.false(existsSync(path.join(result.root, 'experiments', 'Experiment_0000')), 'nothing was imported');
+});
+
 test('JSON nested 10,000 deep and a manifest of 40 MB are refused before they are parsed', async (t) => {
   const deep = carry(4, (m) => m);
   writeFileSync(path.join(deep, 'breakpoint.json'), `${'['.repeat(10_000)}${']'.repeat(10_000)}`);

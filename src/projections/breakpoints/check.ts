@@ -133,6 +133,12 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     const actual = createHash('sha256').update(bytes).digest('hex');
     actualHashes.set(file, actual);
     if (actual !== expected) problem(file, `has SHA-256 ${actual}, the manifest records ${show(expected)}`);
+    else if (file === PARAMS_FILE && manifest.params.bytes !== bytes.length) {
+      problem(
+        MANIFEST_FILE,
+        `params.bytes is ${manifest.params.bytes}, but ${PARAMS_FILE} holds ${bytes.length} bytes`,
+      );
+    }
   }
   for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort(compareNames)) {
     if (file !== MANIFEST_FILE && !(file in listed)) {
