@@ -21,7 +21,7 @@ import { BreakpointCorruptError } from '../../model/errors.ts';
 import { MANIFEST_FILE, PARAMS_FILE, type BreakpointManifest } from '../../model/manifest.ts';
 import type { ExperimentState, RoundRecord } from '../../model/state.ts';
 import { roundOfAnyFolder } from './folder.ts';
-import { MAX_MANIFEST_BYTES, canonicalJson, manifestOfRound, parseManifestText, type ReadManifest } from './schema.ts';
+import { canonicalJson, manifestOfRound, readManifestFile } from './schema.ts';
 
 /**
  * One problem of a breakpoint folder: the file it is about (relative to the folder) and why; for a
@@ -75,18 +75,12 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     else problem(file, `${what} (${errorCode(error)})`);
   };
 
-  // A regular file inside the folder, never through a symlink out of it, never a FIFO, bounded.
-  let read: ReadManifest;
-  try {
-    const bytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MAX_MANIFEST_BYTES });
-    read = parseManifestText(bytes.toString('utf8'));
-  } catch (error) {
-    unreadable(MANIFEST_FILE, error, 'cannot be read');
-    return done(null);
-  }
+  // A regular file inside the folder, never through a symlink out of it, never a FIFO, bounded;
+  // a refused read carries its typed error.
+  const read = await readManifestFile(path.join(folder, MANIFEST_FILE));
   const manifest = read.manifest;
   if (manifest === null) {
-    problem(MANIFEST_FILE, read.problems[0]!);
+    problem(MANIFEST_FILE, read.problems[0]!, read.error);
     return done(null);
   }
   const text = read.text!;
