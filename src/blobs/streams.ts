@@ -13,8 +13,9 @@
  *   only after its last byte, and must not hold the whole blob to wait for it.
  * - `p` + `<sha256>`: the blob stream, small: `BlobCommitted { upload, sha256, bytes, chunks }` once
  *   the upload's chunks are all appended, and `BlobDeleted { sha256 }` tombstones. A blob exists
- *   when a commit follows the last tombstone; the first such commit is the one read. An upload no
- *   commit names (a crash mid-put, a failed source) is never read.
+ *   when a commit follows the last tombstone; the first such commit is the one read, until a later
+ *   commit says it `replaces` that one's upload (see below). An upload no commit names (a crash
+ *   mid-put, a failed source) is never read.
  * - `p` + `index`: `BlobIndexed { sha256, bytes }` after each commit that created a blob and
  *   `BlobRemoved { sha256 }` before each delete, so `list()` folds one stream instead of scanning
  *   the log. The fold is kept per store and extended from where it stopped.
@@ -23,6 +24,13 @@
  * and `has`/`get`/`link`/`delete` read the blob stream, never the index) but that `list()` does not
  * yield. The next `put` of the same bytes re-indexes it, and `verify()` checks it without reporting
  * a problem (it walks the blob streams `listStreams()` finds as well as the listed ones).
+ *
+ * A commit is never taken as proof of its bytes: when a put finds the blob committed, it reads the
+ * committed upload back (every chunk there, in order, hashing to the blob's name) before reporting
+ * `created: false`. An upload that does not verify (chunks lost or changed in the backend) is
+ * replaced: the put uploads its bytes again and commits them with `replaces: <damaged upload>`,
+ * which makes the new upload the one read (the damaged upload streams are removed when the backend
+ * can), so doing a round again heals its blob, as in the file store.
  *
  * Concurrent puts of the same bytes may each commit their own upload; the commit that made the
  * blob exist reports `created: true`, the others `false` (each reads the blob stream back), and
@@ -65,7 +73,14 @@ export const StreamBlobEvent = {
 } as const;
 
 export type BlobChunkData = { upload: string; index: number; bytes: Uint8Array };
-export type BlobCommittedData = { upload: string; sha256: string; bytes: number; chunks: number };
+export type BlobCommittedData = {
+  upload: string;
+  sha256: string;
+  bytes: number;
+  chunks: number;
+  /** The upload this commit replaces because it did not verify; absent for a first commit. */
+  replaces?: string;
+};
 export type BlobDeletedData = { sha256: string };
 export type BlobIndexedData = { sha256: string; bytes: number };
 export type BlobRemovedData = { sha256: string };
@@ -118,11 +133,11 @@ const LINK_MODE = 0o444;
 type Commit = BlobCommittedData & { revision: bigint };
 
 type BlobState = {
-  /** The commit readers use: the first after the last tombstone. */
+  /** The commit readers use: the first after the last tombstone, or the last that replaced it. */
   live: Commit | null;
   /** Uploads of every commit in the stream. */
   uploads: Commit[];
-  /** Uploads whose commit made the blob exist (no live commit before it). */
+  /** Uploads whose commit made the blob exist (no live commit before it) or replaced the live one. */
   creators: Set<string>;
 };
 
@@ -198,7 +213,7 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
         const commit = commitOf(event, sha256);
         if (commit === null) continue;
         state.uploads.push(commit);
-        if (state.live === null) {
+        if (state.live === null || (commit.replaces !== undefined && commit.replaces === state.live.upload)) {
           state.live = commit;
           state.creators.add(commit.upload);
         }
@@ -276,17 +291,35 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
   }
 
   /**
-   * Commits a fully appended upload, unless the blob exists by now. True when this commit made
-   * the blob exist; then the blob is indexed.
+   * Whether a committed upload holds the blob: every chunk there, in order, `bytes` in all, hashing
+   * to `sha256`. A store relies on an existing upload only after this check.
+   */
+  async function holdsUpload(live: Commit, sha256: string, bytes: number): Promise<boolean> {
+    if (live.bytes !== bytes) return false;
+    const read = await readUpload(live, () => {});
+    return read.damage === null && read.actual === sha256;
+  }
+
+  /**
+   * Commits a fully appended upload, unless the blob exists intact by now; a live upload that does
+   * not verify is replaced by this one. True when this commit made the blob exist or replaced a
+   * damaged upload; then the blob is indexed.
    */
   async function commit(sha256: string, upload: UploadWriter, bytes: number): Promise<boolean> {
-    if ((await readBlobStream(sha256)).live !== null) {
+    const { live } = await readBlobStream(sha256);
+    if (live !== null && (await holdsUpload(live, sha256, bytes))) {
       await discard(upload);
       await ensureIndexed(sha256, bytes);
       return false;
     }
     const stream = blobStream(sha256);
-    const data: BlobCommittedData = { upload: upload.id, sha256, bytes, chunks: upload.chunks };
+    const data: BlobCommittedData = {
+      upload: upload.id,
+      sha256,
+      bytes,
+      chunks: upload.chunks,
+      ...(live === null ? {} : { replaces: live.upload }),
+    };
     try {
       await log.append(stream, [{ type: StreamBlobEvent.committed, data }]);
     } catch (error) {
@@ -295,7 +328,11 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
     }
     // Another put of the same bytes may have committed meanwhile; the first commit wins.
     const created = (await readBlobStream(sha256)).creators.has(upload.id);
-    if (created) await appendIndex(StreamBlobEvent.indexed, { sha256, bytes });
+    if (created && live === null) await appendIndex(StreamBlobEvent.indexed, { sha256, bytes });
+    else await ensureIndexed(sha256, bytes);
+    // The damaged upload no commit reads any more: removing it is cleanup, like a crashed put's.
+    if (created && live !== null && live.chunks > 0 && deleteStream !== undefined)
+      await deleteStream(uploadStream(live.upload)).catch(() => {});
     return created;
   }
 
@@ -306,7 +343,8 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
     const encoding = encodingOf(options);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const ref: BlobRef = { sha256, bytes: bytes.byteLength, encoding };
-    if ((await readBlobStream(sha256)).live !== null) {
+    const { live } = await readBlobStream(sha256);
+    if (live !== null && (await holdsUpload(live, sha256, bytes.byteLength))) {
       await ensureIndexed(sha256, bytes.byteLength);
       return { ref, created: false };
     }
@@ -369,7 +407,8 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
       const sha256 = hash.digest('hex');
       const ref: BlobRef = { sha256, bytes: total, encoding };
       if (upload === null) {
-        if ((await readBlobStream(sha256)).live !== null) {
+        const { live } = await readBlobStream(sha256);
+        if (live !== null && (await holdsUpload(live, sha256, total))) {
           await ensureIndexed(sha256, total);
           return { ref, created: false };
         }
@@ -592,10 +631,12 @@ export function openStreamBlobStore(options: StreamBlobStoreOptions): StreamBlob
 function commitOf(event: RecordedEvent, sha256: string): Commit | null {
   const data = event.data as Partial<BlobCommittedData> | null;
   if (typeof data !== 'object' || data === null) return null;
-  const { upload, bytes, chunks } = data;
+  const { upload, bytes, chunks, replaces } = data;
   if (data.sha256 !== sha256 || typeof upload !== 'string' || !UPLOAD_ID.test(upload)) return null;
   if (!Number.isSafeInteger(bytes) || bytes! < 0 || !Number.isSafeInteger(chunks) || chunks! < 0) return null;
-  return { upload, sha256, bytes: bytes!, chunks: chunks!, revision: event.revision };
+  const commit: Commit = { upload, sha256, bytes: bytes!, chunks: chunks!, revision: event.revision };
+  if (typeof replaces === 'string' && UPLOAD_ID.test(replaces)) commit.replaces = replaces;
+  return commit;
 }
 
 function checkOptions(options: StreamBlobStoreOptions): Required<Omit<StreamBlobStoreOptions, 'deleteStream'>> & {

@@ -23,3 +23,10 @@ export {
   type GivenOptions,
   type When,
 } from './decider.ts';
+export {
+  blobStoreConformance,
+  damageFileBlob,
+  damageStreamBlob,
+  type BlobDamage,
+  type BlobStoreConformanceAdapter,
+} from './blob-conformance.ts';

@@ -15,6 +15,7 @@ import { openRoundLog } from '../../src/projections/index.ts';
 import { BLOB_STREAM_PREFIX } from '../../src/engine/store.ts';
 import { AppendTooLargeError } from '../../src/log/errors.ts';
 import { openEsdbEventLog } from '../../src/log/esdb/index.ts';
+import { blobStoreConformance, damageStreamBlob } from '../../src/testing/index.ts';
 import { freshNamespace, inProcessServer, type EsdbTarget } from '../support/esdb.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -28,6 +29,22 @@ test.after.always(async () => {
 });
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+// The contract every blob store keeps, here through the real client: a damaged upload is replaced on put.
+blobStoreConformance(test, {
+  name: 'streams (EventStoreDB)',
+  open: async () => {
+    const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: freshNamespace() });
+    return openStreamBlobStore({
+      log,
+      ownsLog: true,
+      prefix: BLOB_STREAM_PREFIX,
+      chunkBytes: 1000,
+      deleteStream: (s) => log.deleteStream(s),
+    });
+  },
+  damage: damageStreamBlob,
+});
 
 test('an append over the server limit is APPEND_TOO_LARGE and writes nothing', async (t) => {
   const log = await openEsdbEventLog({ connectionString: server.connectionString, namespace: freshNamespace() });
