@@ -289,7 +289,8 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const source = blobPath(sha256);
     const target = path.resolve(targetPath);
     const targetDir = path.dirname(target);
-    if (!(await exists(source))) throw new BlobNotFoundError(sha256, dir);
+    // The file's name is no proof of its bytes: a blob the storage damaged is never linked or copied.
+    await checkBlobFile(sha256, source);
     const operation = `linking blob ${sha256}`;
     await writeStep(targetDir, operation, () => fs.mkdir(targetDir, { recursive: true }));
     let method: LinkResult['method'] = 'hardlink';
@@ -304,6 +305,22 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     }
     if (sync) await writeStep(targetDir, operation, () => syncDir(targetDir));
     return { method, created: true };
+  }
+
+  /**
+   * Re-hashes the blob's file: `BlobNotFoundError` when it is missing, `NotARegularFileError` when
+   * it is not a plain file, `CorruptBlobError` when its bytes do not hash to its name.
+   */
+  async function checkBlobFile(sha256: string, file: string): Promise<void> {
+    const handle = await openBlob(sha256, file);
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new NotARegularFileError(file, fileKind(stats), `blob ${sha256}`);
+      const actual = await hashHandle(handle);
+      if (actual !== sha256) throw new CorruptBlobError(sha256, actual, file);
+    } finally {
+      await handle.close();
+    }
   }
 
   async function existingLinkMethod(sha256: string, source: string, target: string): Promise<LinkResult['method']> {
@@ -452,20 +469,24 @@ async function holdsBlob(file: string, sha256: string, bytes: number): Promise<b
 }
 
 async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
   const handle = await fs.open(file, 'r');
   try {
-    const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
-    for (let position = 0; ;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-    }
-    return hash.digest('hex');
+    return await hashHandle(handle);
   } finally {
     await handle.close();
   }
+}
+
+async function hashHandle(handle: FileHandle): Promise<string> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  for (let position = 0; ;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) break;
+    hash.update(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return hash.digest('hex');
 }
 
 /** Best effort: a temp file that cannot be removed now is removed at the next open. */

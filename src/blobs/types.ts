@@ -88,7 +88,9 @@ export interface BlobStore {
   /**
    * Makes `targetPath` hold the blob's bytes (parent folders created), by hard link when
    * possible. Succeeds without change when the target already holds those bytes; throws
-   * `LinkTargetExistsError` when it holds other bytes.
+   * `LinkTargetExistsError` when it holds other bytes. The stored bytes are checked against their
+   * hash first (or as they are copied): a damaged blob is `CorruptBlobError`, and nothing is left
+   * at `targetPath`.
    */
   link(sha256: string, targetPath: string, options?: LinkOptions): Promise<LinkResult>;
   /**

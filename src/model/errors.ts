@@ -150,6 +150,32 @@ export class BreakpointCorruptError extends RoundlogError {
   }
 }
 
+/**
+ * A breakpoint folder was not written because a blob it needs does not verify in the store (its
+ * bytes no longer hash to its name); nothing of the folder is left.
+ */
+export class BreakpointBlobDamagedError extends RoundlogError {
+  readonly code = 'BREAKPOINT_BLOB_DAMAGED' as const;
+  constructor(
+    /** The experiment's folder name. */
+    readonly experiment: string,
+    readonly round: number,
+    readonly sha256: string,
+    /** What the blob is in the folder: its file name. */
+    readonly file: string,
+    /** Where the store holds the damaged bytes (a file, or an upload stream). */
+    readonly stored: string,
+    cause?: unknown,
+  ) {
+    super(
+      `breakpoint folder of round ${round} of experiment ${experiment} not written: its ${file} is blob ${sha256}, ` +
+        `which is damaged in the blob store (${stored} does not hash to it). Run 'roundlog verify --repair' to ` +
+        'heal it from a good copy (it names the blob if there is none), then project again',
+      { cause },
+    );
+  }
+}
+
 /** The training plan's source differs from the one the experiment recorded. */
 export class TrainingPlanChangedError extends RoundlogError {
   readonly code = 'TRAINING_PLAN_CHANGED' as const;

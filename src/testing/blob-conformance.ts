@@ -13,6 +13,8 @@
 import type { ExecutionContext, TestFn } from 'ava';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { CorruptBlobError } from '../blobs/errors.ts';
 import type { FileBlobStore } from '../blobs/file.ts';
 import { StreamBlobEvent, type BlobChunkData, type BlobCommittedData, type StreamBlobStore } from '../blobs/streams.ts';
@@ -68,6 +70,21 @@ export function blobStoreConformance<Context, S extends BlobStore>(
         t.false((await store.put(bytes)).created, 'once healed, the same bytes again write nothing');
       });
     }
+  }
+
+  for (const how of ['truncate', 'flip'] as const) {
+    test(`${adapter.name}: link of a blob whose stored copy is damaged (${how}) is CorruptBlobError`, async (t) => {
+      const store = await open(t);
+      const bytes = randomBytes(10_000);
+      await adapter.damage(store, bytes, how);
+      const folder = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'roundlog-link-')), 'breakpoint');
+      t.teardown(() => fs.rm(path.dirname(folder), { recursive: true, force: true }));
+      const error = await t.throwsAsync(store.link(sha256(bytes), path.join(folder, 'params')), {
+        instanceOf: CorruptBlobError,
+      });
+      t.is(error?.sha256, sha256(bytes));
+      t.deepEqual(await fs.readdir(folder).catch(() => []), [], 'nothing is left where the link was to go');
+    });
   }
 
   test(`${adapter.name}: a put of bytes whose stored copy is intact is created: false`, async (t) => {

@@ -108,7 +108,8 @@ async function projectOne(
   try {
     const result = await projectExperiment(ctx, state);
     written = toWrite.map((round) => path.join(dir, breakpointFolderName(round)));
-    if (result.written !== toWrite.length)
+    for (const failure of result.failed) problems.push(failure.message);
+    if (result.written + result.failed.length !== toWrite.length)
       problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
   } catch (error) {
     problems.push(
@@ -121,11 +122,10 @@ async function projectOne(
     .filter((n) => !asideBefore.has(n))
     .map((n) => path.join(dir, SUPERSEDED_DIR, n));
   const lagAfter = await missingBreakpoints(ctx, state);
-  if (problems.length === 0) {
-    written = written.filter(
-      (folder) => !lagAfter.some((round) => path.basename(folder) === breakpointFolderName(round)),
-    );
-  }
+  // A folder still missing was not written (a failure above, or a damaged blob).
+  written = written.filter(
+    (folder) => !lagAfter.some((round) => path.basename(folder) === breakpointFolderName(round)),
+  );
   return {
     experimentId: state.created!.experimentId,
     folder: state.folder,

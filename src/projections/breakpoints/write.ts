@@ -11,7 +11,8 @@ import type { BlobRef, BlobStore } from '../../blobs/types.ts';
 import type { ExperimentHandle } from '../../engine/round-log.ts';
 import { createFileDurably, syncDir, writeStep } from '../../durable.ts';
 import { StorageWriteError, isSystemError } from '../../errors.ts';
-import { RoundPrunedError } from '../../model/errors.ts';
+import { CorruptBlobError } from '../../blobs/errors.ts';
+import { BreakpointBlobDamagedError, RoundPrunedError } from '../../model/errors.ts';
 import { breakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, PARAMS_FILE } from '../../model/manifest.ts';
 import { hasBreakpoint, type ExperimentState, type RoundRecord } from '../../model/state.ts';
@@ -70,13 +71,22 @@ export async function materializeBreakpoint(
   await writeStep(temp, 'creating the breakpoint folder', () => fs.mkdir(temp));
   // The step under way, so that a failing write names its file and what was being done.
   let step = { file: temp, operation: 'writing the breakpoint folder' };
+  // The store checks each blob's bytes as it links them: a damaged one fails the folder, named.
+  const link = async (sha256: string, file: string) => {
+    try {
+      await ctx.blobs.link(sha256, file);
+    } catch (error) {
+      if (!(error instanceof CorruptBlobError)) throw error;
+      throw new BreakpointBlobDamagedError(state.folder, round, sha256, path.basename(file), error.file, error);
+    }
+  };
   try {
     const { manifest, planFile } = manifestOfRound(created, record);
     step = { file: path.join(temp, PARAMS_FILE), operation: 'writing the parameters file of a breakpoint folder' };
-    await ctx.blobs.link(record.params.sha256, step.file);
+    await link(record.params.sha256, step.file);
     if (planFile !== null) {
       step = { file: path.join(temp, planFile), operation: 'writing the training plan of a breakpoint folder' };
-      await ctx.blobs.link(record.settings.trainingPlan!.source.sha256, step.file);
+      await link(record.settings.trainingPlan!.source.sha256, step.file);
     }
     step = { file: path.join(temp, MANIFEST_FILE), operation: 'writing the manifest of a breakpoint folder' };
     await createFileDurably(step.file, JSON.stringify(manifest, null, 2) + '\n');
@@ -121,13 +131,14 @@ function wantedRounds(state: ExperimentState): RoundRecord[] {
  * Brings an experiment's folders in line with its history: every breakpoint of the current
  * branch materialized, no superseded round left among them, no temp folder of a crash left over.
  * Rounds pruned by retention are not written; a folder of a pruned round is left where it is
- * (`roundlog gc` removes it).
+ * (`roundlog gc` removes it). A round whose blob the store holds damaged gets no folder; the others
+ * are written, and each such round is returned in `failed`.
  */
 export async function projectExperiment(
   ctx: ProjectionContext,
   state: ExperimentState,
   experimentFolder?: string,
-): Promise<{ written: number }> {
+): Promise<{ written: number; failed: BreakpointBlobDamagedError[] }> {
   const folder = experimentFolder ?? state.folder;
   const dir = experimentDir(ctx.experimentsDir, folder);
   await removeStaleTemps(dir);
@@ -148,10 +159,16 @@ export async function projectExperiment(
     }
   }
   let written = 0;
+  const failed: BreakpointBlobDamagedError[] = [];
   for (const record of wanted.values()) {
-    if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) written++;
+    try {
+      if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) written++;
+    } catch (error) {
+      if (!(error instanceof BreakpointBlobDamagedError)) throw error;
+      failed.push(error);
+    }
   }
-  return { written };
+  return { written, failed };
 }
 
 /**
