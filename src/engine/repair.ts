@@ -23,7 +23,7 @@ import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { replay } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
-import { RootIndex } from './root-index.ts';
+import { RootIndex, type BlobUser } from './root-index.ts';
 import { readSnapshot, snapshotFile, writeSnapshot } from './snapshots.ts';
 import { openStore } from './store.ts';
 import { verifyRoot, type VerifyOptions, type VerifyReport } from './verify.ts';
@@ -33,9 +33,7 @@ export type UnhealableBlob = Readonly<{
   sha256: string;
   /** `damaged` (the store's file does not hash to its name) or `missing`. */
   state: 'damaged' | 'missing';
-  referencedBy: ReadonlyArray<
-    Readonly<{ experiment: string; round: number | null; branch: 'current' | 'superseded' | null; what: string }>
-  >;
+  referencedBy: readonly BlobUser[];
 }>;
 
 export type RepairReport = Readonly<{
@@ -129,18 +127,12 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
   for (const p of after.blobs.problems)
     if ('sha256' in p && typeof p.sha256 === 'string') still.set(p.sha256, 'damaged');
   for (const p of after.references.problems) if (!still.has(p.sha256)) still.set(p.sha256, 'missing');
-  const unhealable: UnhealableBlob[] = [];
-  for (const [sha256, state] of still) {
-    const referencedBy: Array<UnhealableBlob['referencedBy'][number]> = [];
-    for (const [stream] of index.streams) {
-      const folder = index.state(stream)?.folder ?? stream;
-      for (const ref of index.retainedReferences(stream)) {
-        if (ref.sha256 === sha256)
-          referencedBy.push({ experiment: folder, round: ref.round, branch: ref.branch, what: ref.what });
-      }
-    }
-    unhealable.push({ sha256, state, referencedBy });
-  }
+  const users = index.usersOf(still.keys());
+  const unhealable: UnhealableBlob[] = [...still].map(([sha256, state]) => ({
+    sha256,
+    state,
+    referencedBy: users.get(sha256) ?? [],
+  }));
   return {
     root,
     before,

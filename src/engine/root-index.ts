@@ -37,6 +37,15 @@ export type RetainedReference = {
   what: string;
 };
 
+/** An experiment that references a blob: by a kept round (its index and branch), or by other data (`what`). */
+export type BlobUser = Readonly<{
+  /** The experiment's folder name (its stream when it has no state). */
+  experiment: string;
+  round: number | null;
+  branch: RoundRef['branch'] | null;
+  what: string;
+}>;
+
 /**
  * Who references which blob, for every stream of the root, and each experiment's state: a fold
  * of the log, caught up incrementally (`catchUp` reads only what was appended since).
@@ -165,6 +174,24 @@ export class RootIndex {
   }
 
   /** The blobs an experiment's kept rounds and permanent data reference, each with what references it. */
+  /**
+   * The experiments and kept rounds that reference each of `hashes` (every hash is a key, with no
+   * user when nothing the log keeps references it). What verify and verify --repair name beside a
+   * damaged or missing blob.
+   */
+  usersOf(hashes: Iterable<string>): Map<string, BlobUser[]> {
+    const users = new Map<string, BlobUser[]>();
+    for (const sha256 of hashes) users.set(sha256, []);
+    if (users.size === 0) return users;
+    for (const [stream] of this.streams) {
+      const experiment = this.state(stream)?.folder ?? stream;
+      for (const ref of this.retainedReferences(stream)) {
+        users.get(ref.sha256)?.push({ experiment, round: ref.round, branch: ref.branch, what: ref.what });
+      }
+    }
+    return users;
+  }
+
   retainedReferences(stream: string): RetainedReference[] {
     const entry = this.streams.get(stream);
     const state = this.state(stream);

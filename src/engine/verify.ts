@@ -13,7 +13,7 @@
  * Rounds that should have a view and have none are projection lag, reported but not a problem
  * (views are a projection: `roundlog project` writes them).
  */
-import type { VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
+import type { BlobProblem, VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
 import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { openFileEventLog } from '../log/file/index.ts';
@@ -27,7 +27,9 @@ import path from 'node:path';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { replay, type ExperimentState } from '../model/state.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
-import { RootIndex } from './root-index.ts';
+import { RootIndex, type BlobUser } from './root-index.ts';
+
+export type { BlobUser } from './root-index.ts';
 
 export type HistoryProblem = Readonly<{ experiment: string; stream: string; reason: string }>;
 
@@ -43,6 +45,12 @@ export type ReferenceProblem = Readonly<{
 /** A cache beside the log (a snapshot, the projection checkpoint) that is damaged or disagrees with the log. */
 export type CacheProblem = Readonly<{ file: string; reason: string }>;
 
+/**
+ * A problem of the blob store, with the experiments and kept rounds that reference the blob
+ * (`RootIndex.usersOf`, as `verify --repair` names them; none for a stray file).
+ */
+export type BlobStoreProblem = BlobProblem & Readonly<{ referencedBy: readonly BlobUser[] }>;
+
 /** A problem of a breakpoint folder (or another view): the experiment, folder, file, round and why. */
 export type BreakpointProblem = ViewProblem;
 
@@ -50,7 +58,7 @@ export type VerifyReport = Readonly<{
   ok: boolean;
   root: string;
   log: LogVerifyResult;
-  blobs: BlobVerifyResult;
+  blobs: Readonly<Omit<BlobVerifyResult, 'problems'> & { problems: readonly BlobStoreProblem[] }>;
   history: Readonly<{ experimentsChecked: number; eventsRead: number; problems: readonly HistoryProblem[] }>;
   references: Readonly<{ blobsChecked: number; problems: readonly ReferenceProblem[] }>;
   breakpoints: Readonly<{ foldersChecked: number; problems: readonly BreakpointProblem[] }>;
@@ -197,6 +205,11 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     }
 
     const caches = await checkCaches(root, store.log, log, experiments, notes);
+    const users = index.usersOf(blobResult.problems.flatMap((p) => ('sha256' in p ? [p.sha256] : [])));
+    const blobProblems = blobResult.problems.map((p) => ({
+      ...p,
+      referencedBy: 'sha256' in p ? (users.get(p.sha256) ?? []) : [],
+    }));
 
     const ok =
       logResult.ok &&
@@ -209,7 +222,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       ok,
       root,
       log: logResult,
-      blobs: blobResult,
+      blobs: { ...blobResult, problems: blobProblems },
       history: { experimentsChecked, eventsRead, problems: historyProblems },
       references: { blobsChecked, problems: referenceProblems },
       breakpoints: { foldersChecked, problems: folderProblems },

@@ -136,6 +136,35 @@ test('verify --repair names a blob it cannot heal and the rounds that reference 
   );
 });
 
+test('verify names every experiment and round that references a damaged blob, as verify --repair does', async (t) => {
+  const { root: dir, rl, handle } = await root(3);
+  // A second experiment whose round 1 has the same parameters: one blob, two users.
+  const other = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(9, 9) });
+  for (let r = 0; r < 2; r++) await other.recordRound({ params: tensors(r, 1) });
+  const params1 = handle.state.rounds[1]!.params.sha256;
+  t.is(other.state.rounds[1]!.params.sha256, params1);
+  await rl.close();
+  cut(path.join(dir, 'blobs', params1.slice(0, 2), params1.slice(2)));
+  const users = `${handle.state.folder} round 1, ${other.state.folder} round 1`;
+
+  const run = await roundlog(['verify', '--root', dir]);
+  t.is(run.code, 1);
+  t.regex(run.stdout, new RegExp(`: blob ${params1} now hashes to [0-9a-f]{64}; referenced by ${users}\n`));
+  const report = await verifyRoot({ root: dir });
+  t.deepEqual(
+    report.blobs.problems.map((p) => p.referencedBy),
+    [
+      [
+        { experiment: handle.state.folder, round: 1, branch: 'current', what: 'round parameters' },
+        { experiment: other.state.folder, round: 1, branch: 'current', what: 'round parameters' },
+      ],
+    ],
+  );
+
+  const repair = await roundlog(['verify', '--repair', '--root', dir]);
+  t.regex(repair.stdout, new RegExp(`cannot heal blob ${params1} \\(damaged\\): .*referenced by ${users}\\.`));
+});
+
 test('projecting again links a damaged folder file again once the store holds the blob intact', async (t) => {
   const { root: dir, rl, handle, exp } = await root(2);
   const params0 = handle.state.rounds[0]!.params.sha256;

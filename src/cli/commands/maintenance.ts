@@ -5,6 +5,7 @@
 import { formatRounds, gc as gcRoot, type PruneReport, type RoundRef } from '../../projections/index.ts';
 import { followProjection, projectRoot, type ProjectReport, type ProjectionUpdate } from '../../projections/index.ts';
 import { repairRoot, verifyRoot, type RepairReport, type VerifyReport } from '../../projections/index.ts';
+import type { BlobUser } from '../../projections/index.ts';
 import type { BlobProblem } from '../../blobs/types.ts';
 import { UsageError, jsonLine, positiveInt, toJson } from '../args.ts';
 import { defineCommand, refuseUnrecordedMoveOf, storeOptions } from '../command.ts';
@@ -218,7 +219,10 @@ export function verifyLines(report: VerifyReport): string[] {
   lines.push(
     `blobs: ${blobs.blobsChecked} blobs, ${blobs.bytesChecked} bytes checked, ${blobs.problems.length} problems`,
   );
-  for (const p of blobs.problems) lines.push(`  ${p.file}: ${describeBlobProblem(p)}`);
+  for (const p of blobs.problems) {
+    const users = p.kind === 'stray_file' ? '' : `; referenced by ${describeUsers(p.referencedBy)}`;
+    lines.push(`  ${p.file}: ${describeBlobProblem(p)}${users}`);
+  }
   lines.push(
     `history: ${history.experimentsChecked} experiments, ${history.eventsRead} events read, ` +
       `${history.problems.length} problems`,
@@ -269,14 +273,9 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
     lines.push(`not healed: ${displayPath(where, cwd)}: ${p.reason}`);
   }
   for (const u of report.unhealable) {
-    const users = u.referencedBy.map((r) =>
-      r.round === null
-        ? `${r.experiment} (${r.what})`
-        : `${r.experiment} ${r.branch === 'superseded' ? 'superseded ' : ''}round ${r.round}`,
-    );
     lines.push(
       `cannot heal blob ${u.sha256} (${u.state}): no good copy in this root; ` +
-        `referenced by ${users.length === 0 ? 'nothing the log keeps' : users.join(', ')}. ` +
+        `referenced by ${describeUsers(u.referencedBy)}. ` +
         'Copy a breakpoint folder that holds it (from a backup or another root) under experiments/ and run ' +
         'verify --repair again, or run those rounds again',
     );
@@ -289,6 +288,18 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
   lines.push(`repair: ${healed === 0 ? 'nothing healed' : `${healed} healed`}; verify after the repair:`);
   lines.push(...verifyLines(report.after));
   return lines;
+}
+
+/** The experiments and rounds that reference a blob, as verify and verify --repair name them. */
+function describeUsers(users: readonly BlobUser[]): string {
+  if (users.length === 0) return 'nothing the log keeps';
+  return users
+    .map((r) =>
+      r.round === null
+        ? `${r.experiment} (${r.what})`
+        : `${r.experiment} ${r.branch === 'superseded' ? 'superseded ' : ''}round ${r.round}`,
+    )
+    .join(', ');
 }
 
 function describeBlobProblem(p: BlobProblem): string {
