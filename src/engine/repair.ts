@@ -10,13 +10,19 @@
  *    and every experiment is projected from the log (folders whose manifest is unreadable are
  *    moved aside and written again).
  * 3. Snapshots that do not check out against the log (damaged, of another release, or of an
- *    event the log does not hold there) are written again from the log.
+ *    event the log does not hold there) are written again from the log. Before all this, the
+ *    log's own caches that verify named (file log): every segment index (`.idx`) is written again
+ *    from its segment's records, and a damaged heads checkpoint is removed (the log reads the
+ *    records instead, and writes it again at its next segment seal).
  * 4. `verifyRoot` again: what it still finds cannot be healed from this root. Every blob still
  *    damaged or missing is named with the experiments and rounds that reference it.
  *
- * The log itself is never changed here: it is the truth, and its damage is reported by verify.
+ * The log's records are never changed here: they are the truth; verify reports their damage.
  */
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { openFileEventLog } from '../log/file/index.ts';
+import { HEADS_FILE } from '../log/file/format.ts';
 import { StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
@@ -25,7 +31,7 @@ import { resolveRoot, rootLayout } from '../root.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 import { readSnapshot, snapshotFile, writeSnapshot } from './snapshots.ts';
-import { openStore } from './store.ts';
+import { openStore, storeOf } from './store.ts';
 import { verifyRoot, type VerifyOptions, type VerifyReport } from './verify.ts';
 
 /** A blob still damaged or missing after the repair, with who references it. */
@@ -45,6 +51,8 @@ export type RepairReport = Readonly<{
   foldersWritten: readonly string[];
   /** Snapshot files written again from the log. */
   snapshotsRewritten: readonly string[];
+  /** The log's caches verify named as damaged: segment indexes written again, a heads checkpoint removed. */
+  logCachesRebuilt: ReadonlyArray<Readonly<{ file: string; action: 'rebuilt' | 'removed' }>>;
   unhealable: readonly UnhealableBlob[];
   /** What a view could not heal, as it said. */
   problems: readonly ViewProblem[];
@@ -68,6 +76,7 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
   const problems: ViewProblem[] = [];
   const index = new RootIndex();
 
+  const logCachesRebuilt = await rebuildLogCaches(root, options, before);
   const store = await openStore(root, options);
   let log: EventLog | null = null;
   try {
@@ -140,11 +149,50 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
     filesRelinked,
     foldersWritten,
     snapshotsRewritten,
+    logCachesRebuilt,
     unhealable,
     problems,
     after,
     ok: after.ok,
   };
+}
+
+/**
+ * The file log's caches that `before` names as damaged: a segment index is written again from the
+ * segment's records (every index is, by a writer opened with `rebuildIndexes`), a heads checkpoint
+ * is removed. Nothing for a log of another store.
+ */
+async function rebuildLogCaches(
+  root: string,
+  options: VerifyOptions,
+  before: VerifyReport,
+): Promise<RepairReport['logCachesRebuilt']> {
+  if (storeOf(options) !== null) return [];
+  const dir = rootLayout(root).log;
+  const indexes = new Set<string>();
+  let heads: string | null = null;
+  for (const p of before.log.problems) {
+    if (path.dirname(p.file) !== dir) continue;
+    if (/^\d{20}\.seg\.idx$/.test(path.basename(p.file))) indexes.add(p.file);
+    else if (path.basename(p.file) === HEADS_FILE) heads = p.file;
+  }
+  if (indexes.size === 0 && heads === null) return [];
+  const done: Array<{ file: string; action: 'rebuilt' | 'removed' }> = [];
+  if (heads !== null) {
+    await fs.rm(heads, { force: true });
+    done.push({ file: heads, action: 'removed' });
+  }
+  const log = await openFileEventLog({
+    dir,
+    rebuildIndexes: indexes.size > 0,
+    lockWaitMs: 30_000,
+    onWarning: (warning) => {
+      if (warning.code !== 'INDEX_REBUILT') process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` });
+    },
+  });
+  await log.close();
+  for (const file of [...indexes].sort()) done.push({ file, action: 'rebuilt' });
+  return done;
 }
 
 async function registry(log: EventLog): Promise<ExperimentRegistered[]> {

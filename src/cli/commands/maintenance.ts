@@ -268,6 +268,14 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
   for (const folder of report.foldersWritten) lines.push(`wrote ${displayPath(folder, cwd)} again from the log`);
   for (const file of report.snapshotsRewritten)
     lines.push(`wrote snapshot ${displayPath(file, cwd)} again from the log`);
+  for (const { file, action } of report.logCachesRebuilt) {
+    lines.push(
+      action === 'rebuilt'
+        ? `rebuilt the segment index ${displayPath(file, cwd)} from its segment's records (a cache of the log)`
+        : `removed the damaged heads checkpoint ${displayPath(file, cwd)} (a cache: the log reads its records ` +
+            'and writes it again at its next segment seal)',
+    );
+  }
   for (const p of report.problems) {
     const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
     lines.push(`not healed: ${displayPath(where, cwd)}: ${p.reason}`);
@@ -284,7 +292,8 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
     report.blobsHealed.length +
     report.filesRelinked.length +
     report.foldersWritten.length +
-    report.snapshotsRewritten.length;
+    report.snapshotsRewritten.length +
+    report.logCachesRebuilt.length;
   lines.push(`repair: ${healed === 0 ? 'nothing healed' : `${healed} healed`}; verify after the repair:`);
   lines.push(...verifyLines(report.after));
   return lines;

@@ -39,6 +39,7 @@ import {
   type FileLogState,
   type Segment,
 } from './state.ts';
+import { ensureIndexed } from './reader.ts';
 import { appendIndex, startSegment, writeFullIndex } from './writer.ts';
 
 const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
@@ -120,6 +121,14 @@ async function recover(log: FileLogState): Promise<void> {
       if (name.endsWith('.tmp')) await fs.unlink(path.join(log.dir, name)).catch(() => undefined);
     }
     await removeDeadCandidates(log.dir, names);
+    // Indexes are caches of the records: removed, each is written again from its segment below.
+    if (log.rebuildIndexes) {
+      for (const name of names) {
+        if (name.endsWith(INDEX_SUFFIX) && parseSegmentFileName(name.slice(0, -INDEX_SUFFIX.length)) !== null) {
+          await fs.unlink(path.join(log.dir, name)).catch(() => undefined);
+        }
+      }
+    }
   }
   const bases = names
     .map(parseSegmentFileName)
@@ -162,6 +171,15 @@ async function recover(log: FileLogState): Promise<void> {
   // checkpoint catches up at the next seal.
   for (const segment of log.segments.slice(checkpointed, -1)) {
     if (segment.indexed < segment.count) await writeFullIndex(log, segment);
+  }
+  if (log.rebuildIndexes) {
+    // Sealed segments the heads checkpoint covers are read on first use: their index is rebuilt now.
+    for (const segment of log.segments.slice(0, checkpointed)) await ensureIndexed(log, segment);
+    const active = log.segments.at(-1)!;
+    if (!active.sealed && active.count > 0) {
+      await writeFullIndex(log, active);
+      log.indexedStreamEnd = log.streamsByNum.filter((state) => state.count > 0).length;
+    }
   }
 }
 

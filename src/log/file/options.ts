@@ -32,6 +32,12 @@ export type FileEventLogOptions = {
    * Default false.
    */
   repairTail?: boolean;
+  /**
+   * Writer only: write every segment's index file (`.idx`, a cache of the record offsets) again
+   * from the segment's records, whatever it held: what `roundlog verify --repair` does with an
+   * index `verify` names as damaged. Default false.
+   */
+  rebuildIndexes?: boolean;
 };
 
 export type FileLogWarning = Readonly<{

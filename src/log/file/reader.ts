@@ -156,7 +156,7 @@ async function positionsOf(log: FileLogState, state: StreamState): Promise<numbe
 }
 
 /** Loads the index of a sealed segment on first use, rebuilding it from records when needed. */
-async function ensureIndexed(log: FileLogState, segment: Segment): Promise<void> {
+export async function ensureIndexed(log: FileLogState, segment: Segment): Promise<void> {
   if (segment.offsets !== null) return;
   segment.loading ??= loadSealedIndex(log, segment).finally(() => {
     segment.loading = null;

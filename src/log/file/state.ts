@@ -74,6 +74,8 @@ export type FileLogState = {
   readonly pollIntervalMs: number;
   /** Writer: cut off stray bytes after the data of the last segment instead of refusing to open. */
   readonly repairTail: boolean;
+  /** Writer: write every segment's index again from its records at open. */
+  readonly rebuildIndexes: boolean;
   readonly warn: (warning: FileLogWarning) => void;
 
   segments: Segment[];
@@ -119,6 +121,7 @@ export function createState(
     newId: options.newId ?? randomUUID,
     pollIntervalMs: options.pollIntervalMs ?? 50,
     repairTail: options.repairTail ?? false,
+    rebuildIndexes: options.rebuildIndexes ?? false,
     warn,
     segments: [],
     streams: new Map(),
