@@ -21,7 +21,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { openFileEventLog } from '../log/file/index.ts';
+import { emitFileLogWarning, openFileEventLog } from '../log/file/index.ts';
 import { HEADS_FILE } from '../log/file/format.ts';
 import { StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
@@ -187,7 +187,7 @@ async function rebuildLogCaches(
     rebuildIndexes: indexes.size > 0,
     lockWaitMs: 30_000,
     onWarning: (warning) => {
-      if (warning.code !== 'INDEX_REBUILT') process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` });
+      if (warning.code !== 'INDEX_REBUILT') emitFileLogWarning(warning);
     },
   });
   await log.close();

@@ -16,7 +16,7 @@
 import type { BlobProblem, VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
 import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
-import { openFileEventLog } from '../log/file/index.ts';
+import { emitFileLogWarning, openFileEventLog } from '../log/file/index.ts';
 import { openStore, storeOf, type LogAccess, type StoreOptions } from './store.ts';
 import { inspectSnapshot, sameState } from './snapshots.ts';
 import { checkpointMismatch, checkpointStore, loadProjectionCheckpoint } from './project.ts';
@@ -247,7 +247,7 @@ async function repairLogTail(root: string, options: VerifyOptions): Promise<stri
     lockWaitMs: 30_000,
     onWarning: (warning) => {
       if (warning.code === 'TAIL_REPAIRED') repaired.push(warning.message);
-      else process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` });
+      else emitFileLogWarning(warning);
     },
   });
   await log.close();

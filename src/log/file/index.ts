@@ -22,6 +22,8 @@ import type {
 } from '../types.ts';
 import { subscribe } from './follower.ts';
 import { closeLog, openLog } from './open.ts';
+
+export { emitFileLogWarning } from './open.ts';
 import type { FileEventLog, FileEventLogOptions, FileLogStats } from './options.ts';
 import { checkStream, listStreams, readAll, readStream } from './reader.ts';
 import type { FileLogState } from './state.ts';

@@ -55,9 +55,7 @@ export async function openLog(options: FileEventLogOptions): Promise<FileLogStat
   }
   const dir = path.resolve(options.dir);
   const readOnly = options.readOnly ?? false;
-  const warn =
-    options.onWarning ??
-    ((warning: FileLogWarning) => process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` }));
+  const warn = options.onWarning ?? emitFileLogWarning;
   let lock: HeldLock | null = null;
   if (!readOnly) {
     await fs.mkdir(dir, { recursive: true });
@@ -71,6 +69,22 @@ export async function openLog(options: FileEventLogOptions): Promise<FileLogStat
     throw error;
   }
   return log;
+}
+
+/** Warnings this process has emitted, by code and message. */
+const emitted = new Set<string>();
+
+/**
+ * The default sink of the file log's warnings: `process.emitWarning` (code `ROUNDLOG_<code>`), each
+ * distinct warning once per process. A command opens the log several times (every read of the
+ * round log opens its own handle), and each open finds the same stray tail or the same ignored
+ * index again: saying it once is enough. A warning about another file or offset is another message.
+ */
+export function emitFileLogWarning(warning: FileLogWarning): void {
+  const key = `${warning.code}\0${warning.message}`;
+  if (emitted.has(key)) return;
+  emitted.add(key);
+  process.emitWarning(warning.message, { code: `ROUNDLOG_${warning.code}` });
 }
 
 /** Takes the writer lock, retrying with backoff for up to `waitMs` while another process holds it. */
