@@ -11,7 +11,8 @@ export class BlobNotFoundError extends RoundlogError {
   ) {
     super(
       `blob ${sha256} is not in the blob store at ${store}; it was never stored there or was deleted ` +
-        `by retention: rebuild it from the node or breakpoint that produced it, or point at the right store`,
+        `by retention: rebuild it from the node or breakpoint that produced it, or point at the right store ` +
+        `(the --root or --blobs of the roundlog command)`,
     );
   }
 }

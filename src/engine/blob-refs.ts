@@ -49,7 +49,8 @@ export class ReferencedBlobMissingError extends RoundlogError {
       `experiment ${experiment}: the ${eventType} about to be appended references blob ${sha256}, ` +
         'which is no longer in the ' +
         `blob store (retention in another process deleted it after this process stored it); nothing was appended: ` +
-        `run the round or operation again, it stores the blob anew`,
+        `run it again ('roundlog resume ${experiment}' for a round of a run, or the command that failed): ` +
+        'it stores the blob anew',
     );
   }
 }

@@ -30,7 +30,7 @@ import { replay } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
-import { readSnapshot, snapshotFile, writeSnapshot } from './snapshots.ts';
+import { readSnapshot, sameState, snapshotFile, writeSnapshot } from './snapshots.ts';
 import { openStore, storeOf } from './store.ts';
 import { verifyRoot, type VerifyOptions, type VerifyReport } from './verify.ts';
 
@@ -116,7 +116,14 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
         continue;
       const snapshot = await readSnapshot(root, entry.experimentId, entry.stream);
       const at = snapshot === null ? undefined : events.find((e) => e.revision === snapshot.revision);
-      if (snapshot !== null && at !== undefined && at.position === snapshot.position) continue;
+      // Kept only when it checks out against the log: its position, and the state its events fold to.
+      if (
+        snapshot !== null &&
+        at !== undefined &&
+        at.position === snapshot.position &&
+        sameState(snapshot.state, replay(events.slice(0, Number(snapshot.revision) + 1)))
+      )
+        continue;
       await writeSnapshot(root, entry.experimentId, {
         stream: entry.stream,
         revision: last.revision,

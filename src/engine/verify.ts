@@ -277,7 +277,7 @@ async function checkCaches(
     if (found === null) continue;
     filesChecked++;
     const ignored = 'the experiment ignores it and replays its whole history when opened (nothing wrong is used)';
-    const remedy = 'delete it, or let the next close of the experiment write it again';
+    const remedy = "'roundlog verify --repair' writes it again from the log (or delete it)";
     if (found.kind === 'damaged') {
       problems.push({ file, reason: `snapshot: ${found.reason}; ${ignored}; ${remedy}` });
       continue;
@@ -321,7 +321,8 @@ async function checkCaches(
         reason:
           `snapshot of ${experiment.entry.folder} at revision ${snapshot.revision} holds a state other than the ` +
           'one its events fold to, and it checks out against the log, so opening the experiment would use it: ' +
-          'delete it (the next open replays the whole history)',
+          "run 'roundlog verify --repair' to write it again from the log (or delete it: the next open replays " +
+          'the whole history)',
       });
     }
   }
@@ -333,7 +334,7 @@ async function checkCaches(
       file: stored.file,
       reason:
         `projection checkpoint: ${stored.reason}; project --follow ignores it and projects from the beginning ` +
-        '(nothing wrong is used); delete it, or let project --follow write it again',
+        "(nothing wrong is used); delete it, or let 'roundlog project --follow' write it again",
     });
   } else if (stored.kind === 'ok' && stored.checkpoint.store !== checkpointStore(access)) {
     notes.push(`${stored.file}: the projection checkpoint of ${stored.checkpoint.store}, not of this store; not used`);

@@ -339,7 +339,7 @@ function logRound(state: ExperimentState, manifest: BreakpointManifest): number 
  */
 async function checkAgainstLog(rl: RoundLog, folder: string, state: ExperimentState): Promise<void> {
   const { problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
-  throwFirstProblem(folder, problems);
+  throwFirstProblem(folder, problems, state.folder);
 }
 
 /**

@@ -59,9 +59,10 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       const params = structuredClone(current);
       const t0 = Date.now();
       const train = () => plan.train(params, dataset.data, trainingArgs, deriveRng(seed, round, node, 'train'));
-      const result = await withTimeout(Promise.resolve().then(train), nodeTimeoutMs, node, round);
+      const result = await withTimeout(Promise.resolve().then(train), nodeTimeoutMs, handle.state.folder, node, round);
       if (!Number.isInteger(result?.sampleSize) || result.sampleSize < 0) {
-        throw new NodeFailedError(node, round, `replied with sample size ${String(result?.sampleSize)}`);
+        const reason = `replied with sample size ${String(result?.sampleSize)}`;
+        throw new NodeFailedError(handle.state.folder, node, round, reason);
       }
       const { sampleSize, params: trained, metrics } = result;
       return { node, sampleSize, params: trained, metrics, durationMs: Date.now() - t0 };
@@ -94,16 +95,23 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
 }
 
 /** A node's training, failing the round as `NodeFailedError` if it throws or outlasts `ms`. */
-async function withTimeout<T>(work: Promise<T>, ms: number, node: string, round: number): Promise<T> {
+async function withTimeout<T>(
+  work: Promise<T>,
+  ms: number,
+  experiment: string,
+  node: string,
+  round: number,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NodeFailedError(node, round, `no reply within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new NodeFailedError(experiment, node, round, `no reply within ${ms} ms`)), ms);
   });
   try {
     return await Promise.race([work, timeout]);
   } catch (error) {
     if (error instanceof NodeFailedError) throw error;
-    throw new NodeFailedError(node, round, `training threw: ${(error as Error)?.message ?? String(error)}`, error);
+    const reason = `training threw: ${(error as Error)?.message ?? String(error)}`;
+    throw new NodeFailedError(experiment, node, round, reason, error);
   } finally {
     clearTimeout(timer);
   }

@@ -142,10 +142,16 @@ export class BreakpointCorruptError extends RoundlogError {
     readonly folder: string,
     readonly file: string,
     readonly reason: string,
+    /** The experiment whose log knows the folder (its folder name), or null for a folder the log does not know. */
+    readonly experiment: string | null = null,
   ) {
     super(
       `breakpoint ${folder} is not usable: ${file}: ${reason}. ` +
-        'Load another breakpoint, or rebuild this one from the log',
+        (experiment === null
+          ? 'Resume from another breakpoint folder (roundlog resume <folder>), or copy this one again from ' +
+            'where it came from'
+          : `Write it again from the log with 'roundlog project --rebuild ${experiment}' (the log is the truth; ` +
+            'the folder is only its projection), or resume from another breakpoint (roundlog ls lists them)'),
     );
   }
 }
@@ -170,7 +176,7 @@ export class BreakpointBlobDamagedError extends RoundlogError {
     super(
       `breakpoint folder of round ${round} of experiment ${experiment} not written: its ${file} is blob ${sha256}, ` +
         `which is damaged in the blob store (${stored} does not hash to it). Run 'roundlog verify --repair' to ` +
-        'heal it from a good copy (it names the blob if there is none), then project again',
+        `heal it from a good copy (it names the blob if there is none), then 'roundlog project ${experiment}'`,
       { cause },
     );
   }
@@ -196,14 +202,16 @@ export class TrainingPlanChangedError extends RoundlogError {
 export class NodeFailedError extends RoundlogError {
   readonly code = 'NODE_FAILED' as const;
   constructor(
+    /** The experiment's folder name. */
+    readonly experiment: string,
     readonly node: string,
     readonly round: number,
     readonly reason: string,
     cause?: unknown,
   ) {
     super(
-      `node ${JSON.stringify(node)} failed in round ${round}: ${reason}; nothing of this round was committed, ` +
-        `run again to retry it`,
+      `node ${JSON.stringify(node)} failed in round ${round} of experiment ${experiment}: ${reason}; nothing of ` +
+        `this round was committed: run 'roundlog resume ${experiment}' to retry it`,
       { cause },
     );
   }

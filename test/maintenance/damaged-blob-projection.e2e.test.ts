@@ -48,7 +48,8 @@ test('project --rebuild around a damaged blob fails naming it and verify --repai
     run.stdout,
     new RegExp(
       `problem: breakpoint folder of round 1 of experiment ${folder} not written: its aggregated_params.tensors ` +
-        `is blob ${sha256}, which is damaged in the blob store .*Run 'roundlog verify --repair'`,
+        `is blob ${sha256}, which is damaged in the blob store .*Run 'roundlog verify --repair' .*` +
+        `then 'roundlog project ${folder}'`,
     ),
   );
   const names = await fs.readdir(exp);

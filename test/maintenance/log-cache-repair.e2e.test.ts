@@ -63,6 +63,8 @@ test('verify --repair rebuilds a segment index with a flipped byte from its segm
   const found = await roundlog(['verify', '--root', root]);
   t.is(found.code, 1);
   t.true(found.stdout.includes(index), found.stdout);
+  const line = found.stdout.split('\n').find((l) => l.includes(index))!;
+  t.regex(line, /'roundlog verify --repair' \(or a writer opened with rebuildIndexes\) writes it again/);
 
   const repair = await roundlog(['verify', '--repair', '--root', root]);
   t.is(repair.code, 0, repair.stdout + repair.stderr);

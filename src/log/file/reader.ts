@@ -67,7 +67,7 @@ export async function readStream(
         0,
         `the index gives log position ${wanted[k]} as revision ${revisions[k]} of stream ` +
           `${JSON.stringify(stream)}, where the record there is revision ${event.revision} of stream ` +
-          `${JSON.stringify(event.stream)}; delete ${HEADS_FILE} and the .idx files to rebuild the index`,
+          `${JSON.stringify(event.stream)}; ${REBUILD_INDEXES}`,
       );
     }
   }
@@ -148,12 +148,17 @@ async function positionsOf(log: FileLogState, state: StreamState): Promise<numbe
       log.dir,
       0,
       `the index lists ${found.length} events of stream ${JSON.stringify(state.name)} where ${state.count} ` +
-        `were expected; delete ${HEADS_FILE} and the .idx files to rebuild the index`,
+        `were expected; ${REBUILD_INDEXES}`,
     );
   }
   state.positions = found;
   return found;
 }
+
+/** What to do about an index that lies: it is a cache of the records. */
+const REBUILD_INDEXES =
+  "run 'roundlog verify --repair' to write the indexes again from the records " +
+  `(or delete ${HEADS_FILE} and the .idx files: the next writer rebuilds them)`;
 
 /** Loads the index of a sealed segment on first use, rebuilding it from records when needed. */
 export async function ensureIndexed(log: FileLogState, segment: Segment): Promise<void> {

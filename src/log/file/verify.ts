@@ -54,7 +54,8 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
       offset: 0,
       reason:
         'the heads checkpoint fails its checksum or does not decode: the log ignores it and reads every ' +
-        'segment when it opens (nothing wrong is used); the next sealed segment writes it again, or delete it',
+        'segment when it opens (nothing wrong is used); the next sealed segment writes it again, and ' +
+        "'roundlog verify --repair' removes it now",
     });
   }
   /** Every stream's head as the walk finds it, streams in the order of their first event (their numbers). */
@@ -172,11 +173,11 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
       reason:
         headsFound === null
           ? `the heads checkpoint covers ${heads.segments} segments where the log has ${log.segments.length}: ` +
-            `the log ignores it (nothing wrong is used); delete it`
+            "the log ignores it (nothing wrong is used); 'roundlog verify --repair' removes it"
           : `the heads checkpoint does not match the records of the ${heads.segments} segments it covers ` +
             `(it says ${heads.nextPosition} events in ${heads.streams.length} streams, the records ` +
             `${headsFound.nextPosition} in ${headsFound.streams.length}); ` +
-            'delete it: the log rebuilds the heads from the records',
+            "'roundlog verify --repair' removes it (the log then rebuilds the heads from the records)",
     });
   }
   return { ok: problems.length === 0, eventsChecked, bytesChecked, problems };
@@ -202,6 +203,10 @@ function strayAfterData(data: Buffer, file: string, end: number, problems: Verif
   });
 }
 
+/** What to do about a damaged segment index (a cache of the record offsets). */
+const REBUILD_INDEX =
+  "'roundlog verify --repair' (or a writer opened with rebuildIndexes) writes it again from the segment";
+
 /** What the walk found in one segment: its record offsets, and their stream numbers while no record was skipped. */
 type Seen = { offsets: number[]; streams: number[]; complete: boolean; clean: boolean };
 
@@ -223,7 +228,7 @@ async function checkIndex(file: string, seen: Seen, isLast: boolean, problems: V
         reason:
           `the index chunk at byte ${validBytes} fails its checksum or does not decode: the log ignores it and ` +
           `the chunks after it and reads those records from the segment (nothing wrong is used); ` +
-          `${isLast ? 'the next writer rewrites it' : 'the first read by a writer rebuilds it'}, or delete it`,
+          "'roundlog verify --repair' (or a writer opened with rebuildIndexes) writes it again from the segment",
       });
     }
   }
@@ -235,10 +240,10 @@ async function checkIndex(file: string, seen: Seen, isLast: boolean, problems: V
         file,
         offset: 0,
         reason:
-          listed[j] !== seen.offsets[j]
+          (listed[j] !== seen.offsets[j]
             ? `the index lists record ${j} at byte ${listed[j]} where the segment has it at byte ${seen.offsets[j]}`
             : `the index gives record ${j} stream number ${streams[j]} ` +
-              `where its record is of stream ${seen.streams[j]}`,
+              `where its record is of stream ${seen.streams[j]}`) + `; ${REBUILD_INDEX}`,
       });
       return;
     }
@@ -247,7 +252,8 @@ async function checkIndex(file: string, seen: Seen, isLast: boolean, problems: V
     problems.push({
       file,
       offset: 0,
-      reason: `the index lists ${listed.length} records where the segment holds ${seen.offsets.length}`,
+      reason:
+        `the index lists ${listed.length} records where the segment holds ${seen.offsets.length}; ` + REBUILD_INDEX,
     });
   }
 }

@@ -240,12 +240,17 @@ export async function readBreakpoint(folder: string): Promise<BreakpointManifest
 
 /**
  * Throws the first problem of a folder: its own typed error for a path leading out of the folder
- * or a file that is not a regular file, else a `BreakpointCorruptError` naming the file.
+ * or a file that is not a regular file, else a `BreakpointCorruptError` naming the file (and the
+ * experiment whose log knows the folder, when there is one: its message names the rebuild).
  */
-export function throwFirstProblem(folder: string, problems: readonly FolderProblem[]): void {
+export function throwFirstProblem(
+  folder: string,
+  problems: readonly FolderProblem[],
+  experiment: string | null = null,
+): void {
   const first = problems[0];
   if (first === undefined) return;
-  throw first.error ?? new BreakpointCorruptError(folder, first.file, first.reason);
+  throw first.error ?? new BreakpointCorruptError(folder, first.file, first.reason, experiment);
 }
 
 function errorCode(error: unknown): string {
