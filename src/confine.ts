@@ -14,7 +14,7 @@
  *
  * Nothing is opened before these checks pass.
  */
-import { constants, promises as fs, type Stats } from 'node:fs';
+import { constants, promises as fs, type BigIntStats, type Stats } from 'node:fs';
 import path from 'node:path';
 import { RoundlogError, formatValue } from './errors.ts';
 
@@ -72,7 +72,7 @@ export class FileTooLargeError extends RoundlogError {
 }
 
 /** The kind of a file, in words. */
-export function fileKind(stats: Stats): string {
+export function fileKind(stats: Stats | BigIntStats): string {
   if (stats.isFile()) return 'regular file';
   if (stats.isDirectory()) return 'directory';
   if (stats.isFIFO()) return 'FIFO';

@@ -16,7 +16,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs, type BigIntStats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ClosedError, InvalidArgumentError, StorageWriteError, isSystemError } from '../errors.ts';
@@ -76,6 +76,27 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
   await removeStaleTempFiles(tmpDir);
 
   const knownFanOut = new Set<string>();
+  /**
+   * Blob files this store wrote or hashed, by hash: the file's device, inode, size, mtime and ctime
+   * then. A file that still has all five holds the bytes that were hashed (a write, a truncate, a
+   * chmod, a new link or a rename over the name each change one), so `link` does not read it again;
+   * any other file is re-hashed before it is linked. (Hashing again at once would read the page
+   * cache, not the disk, and prove nothing more.)
+   */
+  const checked = new Map<string, string>();
+
+  async function remember(sha256: string, file: string): Promise<void> {
+    const stats = await fs.stat(file, { bigint: true }).catch(() => null);
+    if (stats !== null) checked.set(sha256, signature(stats));
+  }
+
+  /** `holdsBlob` for the blob's own file, remembered when it holds the blob. */
+  async function holdsOwnBlob(sha256: string, bytes: number): Promise<boolean> {
+    const file = blobPath(sha256);
+    if (!(await holdsBlob(file, sha256, bytes))) return false;
+    await remember(sha256, file);
+    return true;
+  }
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;
 
@@ -107,7 +128,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (view.length > HASH_FIRST_MAX_BYTES) return store([view], null, encoding);
     const sha256 = createHash('sha256').update(view).digest('hex');
-    if (await holdsBlob(blobPath(sha256), sha256, view.length)) {
+    if (await holdsOwnBlob(sha256, view.length)) {
       return { ref: { sha256, bytes: view.length, encoding }, created: false };
     }
     return store([view], sha256, encoding);
@@ -182,7 +203,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
       if (batchBytes > 0) await flush();
       const sha256 = knownSha256 ?? hash!.digest('hex');
       await writing;
-      if (await holdsBlob(blobPath(sha256), sha256, position)) {
+      if (await holdsOwnBlob(sha256, position)) {
         // Nothing waits for the temp file to go: closing it waits for its datasyncs, and freeing
         // its blocks takes a while. close() of the store still waits for it.
         inBackground(target.close().finally(() => discardTemp(file)));
@@ -208,6 +229,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
    */
   async function commit(tempFile: string, sha256: string, bytes: number): Promise<boolean> {
     const file = blobPath(sha256);
+    let holds = false;
     try {
       await ensureFanOut(sha256.slice(0, 2));
       let created = true;
@@ -222,11 +244,14 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
         else throw error;
       }
       if (created) await syncDir(path.dirname(file));
+      holds = true;
       return created;
     } catch (error) {
       throw new BlobWriteFailedError(file, error);
     } finally {
       await discardTemp(tempFile);
+      // After the temp name is gone: removing it changed the file's link count, hence its ctime.
+      if (holds) await remember(sha256, file);
     }
   }
 
@@ -296,6 +321,8 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     let method: LinkResult['method'] = 'hardlink';
     try {
       await fs.link(source, target);
+      // The new link changed the file's ctime (its link count), not its bytes, checked just above.
+      await remember(sha256, source);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return { method: await existingLinkMethod(sha256, source, target), created: false };
@@ -308,16 +335,22 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
   }
 
   /**
-   * Re-hashes the blob's file: `BlobNotFoundError` when it is missing, `NotARegularFileError` when
-   * it is not a plain file, `CorruptBlobError` when its bytes do not hash to its name.
+   * Re-hashes the blob's file (unless this store hashed it and it is unchanged since, see
+   * `checked`): `BlobNotFoundError` when it is missing, `NotARegularFileError` when it is not a
+   * plain file, `CorruptBlobError` when its bytes do not hash to its name.
    */
   async function checkBlobFile(sha256: string, file: string): Promise<void> {
     const handle = await openBlob(sha256, file);
     try {
-      const stats = await handle.stat();
+      const stats = await handle.stat({ bigint: true });
       if (!stats.isFile()) throw new NotARegularFileError(file, fileKind(stats), `blob ${sha256}`);
+      if (checked.get(sha256) === signature(stats)) return;
       const actual = await hashHandle(handle);
-      if (actual !== sha256) throw new CorruptBlobError(sha256, actual, file);
+      if (actual !== sha256) {
+        checked.delete(sha256);
+        throw new CorruptBlobError(sha256, actual, file);
+      }
+      checked.set(sha256, signature(stats));
     } finally {
       await handle.close();
     }
@@ -352,6 +385,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
   }
 
   async function remove(sha256: string): Promise<DeleteResult> {
+    checked.delete(sha256Of(sha256));
     try {
       await fs.unlink(blobPath(sha256Of(sha256)));
       return { deleted: true };
@@ -441,6 +475,10 @@ async function writeAll(handle: FileHandle, buffers: Buffer[], position: number)
     }
     pending = rest;
   }
+}
+
+function signature(stats: BigIntStats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
 }
 
 async function readInto(handle: FileHandle, bytes: Buffer, position: number): Promise<number> {

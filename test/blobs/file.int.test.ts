@@ -385,3 +385,19 @@ function deadPid(): number {
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+test('a blob changed after the store linked it is hashed again and refused on the next link', async (t) => {
+  const store = await openStore(t);
+  const bytes = randomBytes(10_000);
+  const { ref } = await store.put(bytes);
+  const dir = path.join(root, randomUUID());
+  t.deepEqual(await store.link(ref.sha256, path.join(dir, 'a')), { method: 'hardlink', created: true });
+  // The same size, one byte changed, the modification time set back: the change time still moves.
+  const file = store.path(ref.sha256);
+  const { atime, mtime } = await fs.stat(file);
+  await flipByte(file, 7);
+  await fs.utimes(file, atime, mtime);
+  const error = await t.throwsAsync(store.link(ref.sha256, path.join(dir, 'b')), { instanceOf: CorruptBlobError });
+  t.is(error?.file, file);
+  t.deepEqual(await fs.readdir(dir), ['a']);
+});
