@@ -176,7 +176,8 @@ export class BreakpointBlobDamagedError extends RoundlogError {
     super(
       `breakpoint folder of round ${round} of experiment ${experiment} not written: its ${file} is blob ${sha256}, ` +
         `which is damaged in the blob store (${stored} does not hash to it). Run 'roundlog verify --repair' to ` +
-        `heal it from a good copy (it names the blob if there is none), then 'roundlog project ${experiment}'`,
+        'heal it from a good copy (it names the blob if there is none), then run the command again (the ' +
+        `experiment's breakpoint folders: 'roundlog project ${experiment}')`,
       { cause },
     );
   }

@@ -49,7 +49,7 @@ test('project --rebuild around a damaged blob fails naming it and verify --repai
     new RegExp(
       `problem: breakpoint folder of round 1 of experiment ${folder} not written: its aggregated_params.tensors ` +
         `is blob ${sha256}, which is damaged in the blob store .*Run 'roundlog verify --repair' .*` +
-        `then 'roundlog project ${folder}'`,
+        `then run the command again \\(the experiment's breakpoint folders: 'roundlog project ${folder}'\\)`,
     ),
   );
   const names = await fs.readdir(exp);
@@ -79,4 +79,18 @@ test('writing a breakpoint folder from a damaged blob is BreakpointBlobDamagedEr
   t.is(error?.file, 'aggregated_params.tensors');
   t.is(error?.stored, path.join(root, 'blobs', sha256.slice(0, 2), sha256.slice(2)));
   t.deepEqual((await fs.readdir(exp)).sort(), ['breakpoint_0000', 'breakpoint_0002']);
+});
+
+test('replay of a round whose blob is damaged fails the same way and writes no folder', async (t) => {
+  const { root, sha256, folder } = await rootWithDamagedRound1();
+  const out = path.join(tempDir(), 'round1');
+  const run = await roundlog(['replay', folder, '--round', '1', '--out', out, '--root', root]);
+  t.is(run.code, 1, run.stdout + run.stderr);
+  t.regex(run.stderr, new RegExp(`BREAKPOINT_BLOB_DAMAGED|round 1 of experiment ${folder} not written`));
+  t.regex(run.stderr, new RegExp(`blob ${sha256}.*'roundlog verify --repair'`));
+  const left = await fs.readdir(out).catch(() => [] as string[]);
+  t.false(
+    left.some((name) => name.startsWith('breakpoint_')),
+    `no breakpoint folder is left: ${left.join(', ')}`,
+  );
 });
