@@ -56,7 +56,7 @@ import { acceptsConcurrently } from '../model/concurrent.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { readRegistry, readRegistryStream } from './registry.ts';
-import { resolveExperimentName } from './names.ts';
+import { folderLocator, resolveExperimentName, type FolderLocator } from './names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
@@ -137,6 +137,11 @@ export interface RoundLog {
    * to `cwd`), even if moved. The one resolver every command uses: `src/engine/names.ts`.
    */
   openExperiment(experiment: string): Promise<ExperimentHandle>;
+  /**
+   * Where experiments' folders are now (`folderLocator`, `src/engine/names.ts`): the recorded folder,
+   * or the folder it was moved to under `<root>/experiments`. One listing of that folder per locator.
+   */
+  folderLocator(): Promise<FolderLocator>;
   listExperiments(): Promise<readonly ExperimentSummary[]>;
   /** Runs `fn` with the log open for appends (on the file log: under the writer lock). */
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
@@ -303,7 +308,14 @@ class StoreRoundLog implements RoundLog {
         );
       }
     });
-    return new ExperimentHandle(this, stream, state, snapshotRevision);
+    const located = await (await this.folderLocator())(state.created!.experimentId, state.folder);
+    return new ExperimentHandle(this, stream, state, snapshotRevision, located);
+  }
+
+  async folderLocator(): Promise<FolderLocator> {
+    const { entries } = await this.withReader(readRegistryStream);
+    const registered = new Set(entries.map((e) => e.folder));
+    return folderLocator(this.layout.experiments, this.projections, registered);
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
@@ -348,7 +360,15 @@ export class ExperimentHandle {
     private current: ExperimentState,
     /** Revision of the newest snapshot known to be on disk. */
     private snapshotRevision: bigint,
-  ) {}
+    /** Where the experiment's folder is now (`folderLocator`), when it differs from the recorded one. */
+    located: string = current.folder,
+  ) {
+    this.located = { recorded: current.folder, now: located };
+  }
+
+  /** The folder found when opened, for the recorded folder it stands in for (until an event records another). */
+  private readonly located: Readonly<{ recorded: string; now: string }>;
+  private view: { of: ExperimentState; state: ExperimentState } | null = null;
 
   /** Saves the state as a snapshot, so the next open replays from here. */
   async snapshot(): Promise<void> {
@@ -358,8 +378,20 @@ export class ExperimentHandle {
     this.snapshotRevision = revision;
   }
 
+  /**
+   * The experiment's state, its `folder` where the folder is now: the recorded one, or the one it
+   * was moved to under `<root>/experiments` (found when the handle was opened; see `recordedFolder`).
+   */
   get state(): ExperimentState {
-    return this.current;
+    const { recorded, now } = this.located;
+    if (recorded === now || this.current.folder !== recorded) return this.current;
+    if (this.view?.of !== this.current) this.view = { of: this.current, state: { ...this.current, folder: now } };
+    return this.view.state;
+  }
+
+  /** The folder the log records (the last `Resumed.folder`, else the one it was created with). */
+  get recordedFolder(): string {
+    return this.current.folder;
   }
 
   get id(): string {
@@ -381,7 +413,7 @@ export class ExperimentHandle {
       async (log) => (await log.readStream(this.stream, { fromRevision: from })).events,
     );
     this.current = replay(events, this.current);
-    return this.current;
+    return this.state;
   }
 
   /**
@@ -435,7 +467,7 @@ export class ExperimentHandle {
     });
     this.current = replay(recorded, this.current);
     if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
-    for (const projection of this.roundLog.projections) await projection.apply(this.current, recorded);
+    for (const projection of this.roundLog.projections) await projection.apply(this.state, recorded);
     return recorded;
   }
 

@@ -93,7 +93,7 @@ export async function resumeFromBreakpoint(
   const carried = breakpointPath === undefined ? [] : [await resolvedPath(breakpointPath)];
   if (located.kind === 'start') {
     handle = located.handle;
-    from = { round: null, breakpoint: null, folder: null };
+    from = { round: null, breakpoint: null, folder: movedFolder(handle) };
     carried.push(path.join(rl.layout.experiments, handle.state.folder));
   } else {
     const { folder, manifest, renamed } = located;
@@ -214,7 +214,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const renamed =
     handle !== null &&
     (await samePath(path.dirname(experimentDir), experimentsDir)) &&
-    path.basename(experimentDir) !== handle.state.folder
+    path.basename(experimentDir) !== handle.recordedFolder
       ? path.basename(experimentDir)
       : null;
   return { kind: 'breakpoint', folder, manifest, handle, renamed };
@@ -245,7 +245,12 @@ async function latestOf(handle: ExperimentHandle): Promise<Located | null> {
   const pruned = handle.state.pruned[String(handle.state.rounds[round]!.position)];
   if (pruned !== undefined) throw new RoundPrunedError(handle.state.folder, round, pruned.timestamp);
   const folder = await writeBreakpoint(handle, round);
-  return { kind: 'breakpoint', folder, manifest: await peekManifest(folder), handle, renamed: null };
+  return { kind: 'breakpoint', folder, manifest: await peekManifest(folder), handle, renamed: movedFolder(handle) };
+}
+
+/** The folder the experiment was moved to under `<root>/experiments`, when its log does not record it yet. */
+function movedFolder(handle: ExperimentHandle): string | null {
+  return handle.state.folder === handle.recordedFolder ? null : handle.state.folder;
 }
 
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */
