@@ -22,10 +22,11 @@ import { RoundlogError } from '../errors.ts';
 import type { EventLog } from '../log/types.ts';
 import type { ExperimentRegistered } from '../model/events.ts';
 import type { ExperimentState } from '../model/state.ts';
+import { ExperimentHistoryDamagedError } from '../model/errors.ts';
 import { compareNames } from '../model/names.ts';
 import { replay } from '../model/state.ts';
 import type { Projection } from './projection.ts';
-import { hasHistory, readRegistryStream } from './registry.ts';
+import { hasHistory, readHistory, readRegistryStream } from './registry.ts';
 
 export type NameContext = Readonly<{
   /** `<root>/experiments`. */
@@ -40,9 +41,12 @@ export function isPathLike(name: string): boolean {
   return name.includes('/') || name.includes(path.sep) || name === '.' || name === '..';
 }
 
-/** The folder an experiment has now: the last folder a resume recorded, else the one it was created with. */
+/**
+ * The folder an experiment's log records now: the last folder a resume recorded, else the one it
+ * was created with. A damaged history is `ExperimentHistoryDamagedError` naming the experiment.
+ */
 export async function currentFolder(log: EventLog, entry: ExperimentRegistered): Promise<string> {
-  const { events } = await log.readStream(entry.stream);
+  const { events } = await readHistory(log, entry);
   return replay(events).folder;
 }
 
@@ -63,7 +67,15 @@ export async function resolveExperimentName(
   const byFolder = async (folder: string): Promise<ExperimentRegistered | null> => {
     if (folders === null) {
       folders = new Map();
-      for (const entry of live) folders.set(entry, await currentFolder(log, entry));
+      for (const entry of live) {
+        // A damaged history is still named by the folder it was registered with (opening it then
+        // says it is damaged), and never keeps the other experiments from being named.
+        const now = await currentFolder(log, entry).catch((error: unknown) => {
+          if (error instanceof ExperimentHistoryDamagedError) return entry.folder;
+          throw error;
+        });
+        folders.set(entry, now);
+      }
     }
     for (const [entry, now] of folders) if (now === folder) return entry;
     return live.find((e) => e.folder === folder) ?? null;

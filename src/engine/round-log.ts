@@ -12,7 +12,7 @@ import os from 'node:os';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { CorruptLogError, WrongExpectedRevisionError } from '../log/errors.ts';
+import { WrongExpectedRevisionError } from '../log/errors.ts';
 import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
 import { resolveRoot, rootLayout, type RootLayout } from '../root.ts';
 import { openStore, type LogAccess, type StoreOptions } from './store.ts';
@@ -47,7 +47,6 @@ import {
 } from '../model/state.ts';
 import {
   ConcurrentModificationError,
-  ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   RoundNotFoundError,
   RoundPrunedError,
@@ -55,7 +54,7 @@ import {
 import { acceptsConcurrently } from '../model/concurrent.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
-import { readRegistry, readRegistryStream } from './registry.ts';
+import { historyDamaged, readHistory, readRegistry, readRegistryStream } from './registry.ts';
 import { folderLocator, resolveExperimentName, type FolderLocator } from './names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
@@ -297,15 +296,7 @@ class StoreRoundLog implements RoundLog {
           snapshotRevision: -1n,
         };
       } catch (error) {
-        if (!(error instanceof CorruptLogError)) throw error;
-        throw new ExperimentHistoryDamagedError(
-          found.folder,
-          found.stream,
-          error.file,
-          error.offset,
-          error.reason,
-          error,
-        );
+        throw historyDamaged(error, found);
       }
     });
     const located = await (await this.folderLocator())(state.created!.experimentId, state.folder);
@@ -389,6 +380,11 @@ export class ExperimentHandle {
     return this.view.state;
   }
 
+  /** The experiment as a damaged history names it (`readHistory`). */
+  private get named(): { folder: string; stream: string } {
+    return { folder: this.created.folder, stream: this.stream };
+  }
+
   /** The folder the log records (the last `Resumed.folder`, else the one it was created with). */
   get recordedFolder(): string {
     return this.current.folder;
@@ -410,7 +406,7 @@ export class ExperimentHandle {
   async refresh(): Promise<ExperimentState> {
     const from = this.current.revision + 1n;
     const events = await this.roundLog.withReader(
-      async (log) => (await log.readStream(this.stream, { fromRevision: from })).events,
+      async (log) => (await readHistory(log, this.named, { fromRevision: from })).events,
     );
     this.current = replay(events, this.current);
     return this.state;
@@ -450,7 +446,7 @@ export class ExperimentHandle {
           await log.append(this.stream, events as readonly EventData[], {
             expectedRevision: expected < 0n ? 'no_stream' : expected,
           });
-          return (await log.readStream(this.stream, { fromRevision: expected + 1n })).events;
+          return (await readHistory(log, this.named, { fromRevision: expected + 1n })).events;
         } catch (error) {
           if (!(error instanceof WrongExpectedRevisionError)) throw error;
           // On EventStoreDB (no lock) pruning may keep coming: a bounded number of tries.
@@ -477,7 +473,7 @@ export class ExperimentHandle {
    * nothing, otherwise. `log` is an open log (under the writer lock on the file log).
    */
   async foldConcurrent(log: EventLog): Promise<boolean> {
-    const since = (await log.readStream(this.stream, { fromRevision: this.current.revision + 1n })).events;
+    const since = (await readHistory(log, this.named, { fromRevision: this.current.revision + 1n })).events;
     if (!acceptsConcurrently(since)) return false;
     this.current = replay(since, this.current);
     return true;
