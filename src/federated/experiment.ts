@@ -30,8 +30,10 @@ import { componentsOf, type ComponentRegistry, type Components, type RegistrySou
 import { breakpointFolderName, type FederatedSetup, type Retention } from '../model/events.ts';
 import { deriveRng } from './rng.ts';
 import { currentParams, type ExperimentState, type RoundRecord } from '../model/state.ts';
-import { resolvePlan, type TrainingPlanLocation } from './resolve-plan.ts';
-import { resumeFromBreakpoint, type FederationSource } from './resume.ts';
+import { loadPlan, storePlan, type TrainingPlanLocation } from './resolve-plan.ts';
+import { resolveRoot, rootLayout } from '../root.ts';
+import { checkFolderName, checkRoundLimit, checkSeed } from '../model/decide/index.ts';
+import { checkCarriedBeforeNewRoot, resumeFromBreakpoint, type FederationSource } from './resume.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
@@ -193,15 +195,21 @@ export class Experiment {
     const components = componentsOf({ aggregator: aggregatorSpec, strategy: strategySpec }, registry);
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
+    // Everything that can be refused is checked before the store is opened: a root that does not
+    // exist yet is created only for an experiment that will be created in it.
+    const layout = rootLayout(resolveRoot(options.root));
+    const loaded = await loadPlan(layout, workspace, options.trainingPlan);
+    const tags = [...options.tags];
+    const nodes = options.nodes === undefined ? null : [...options.nodes];
+    selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
+    const roundLimit = checkRoundLimit(options.roundLimit ?? null);
+    const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
+    if (options.experimentationFolder !== undefined) checkFolderName(options.experimentationFolder);
+    const modelArgs = options.modelArgs ?? {};
+    const initial = loaded.plan.init(modelArgs, deriveRng(seed, 'init'));
     const rl = await openRoundLog(roundLogOptions(options));
     try {
-      const { plan, ref } = await resolvePlan(rl, workspace, options.trainingPlan);
-      const tags = [...options.tags];
-      const nodes = options.nodes === undefined ? null : [...options.nodes];
-      selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
-      const seed = options.seed ?? randomInt(0, 2 ** 31);
-      const modelArgs = options.modelArgs ?? {};
-      const initial = plan.init(modelArgs, deriveRng(seed, 'init'));
+      const { plan, ref } = await storePlan(rl, loaded);
       const federated: FederatedSetup = {
         tags,
         nodes,
@@ -214,7 +222,7 @@ export class Experiment {
       };
       const handle = await rl.createExperiment({
         ...(options.experimentationFolder === undefined ? {} : { folder: options.experimentationFolder }),
-        roundLimit: options.roundLimit ?? null,
+        roundLimit,
         seed,
         saveBreakpoints: options.saveBreakpoints ?? false,
         initialParams: initial,
@@ -254,6 +262,8 @@ export class Experiment {
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = options.workspace === undefined ? null : path.resolve(options.workspace);
+    // A carried folder that would be refused creates no root.
+    await checkCarriedBeforeNewRoot(resolveRoot(options.root), breakpointPath);
     const rl = await openRoundLog(roundLogOptions(options));
     try {
       const runId = randomUUID();

@@ -13,6 +13,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { readConfinedFile, resolvedPath, samePath } from '../confine.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { checkRoot } from '../root.ts';
 import {
   BreakpointCorruptError,
   ExperimentNotFoundError,
@@ -251,6 +252,23 @@ async function latestOf(handle: ExperimentHandle): Promise<Located | null> {
 /** The folder the experiment was moved to under `<root>/experiments`, when its log does not record it yet. */
 function movedFolder(handle: ExperimentHandle): string | null {
   return handle.state.folder === handle.recordedFolder ? null : handle.state.folder;
+}
+
+/**
+ * Before a resume opens its root: when `root` is no root yet (a resume of a carried folder may
+ * start one), the folder `breakpointPath` names is checked on its own first, with the checks its
+ * import applies (`readBreakpoint`: the manifest self-consistent, every file confined, regular and
+ * of the listed hash), so a folder that would be refused creates no root. A root that exists
+ * checks the folder against its log as before.
+ */
+export async function checkCarriedBeforeNewRoot(root: string, breakpointPath: string | undefined): Promise<void> {
+  if (breakpointPath === undefined) return;
+  const isRoot = await checkRoot(root).then(
+    () => true,
+    () => false,
+  );
+  if (isRoot) return;
+  await readBreakpoint(await breakpointFolderOf(await resolvedPath(breakpointPath)));
 }
 
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */
