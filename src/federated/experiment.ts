@@ -400,10 +400,29 @@ export class Experiment {
       if (options.increase) await this.setRoundLimit(this.roundCurrent() + rounds);
       else rounds = Math.max(0, limit - this.roundCurrent());
     }
-    for (let i = 0; i < rounds; i++) await this.runOneRound();
+    // A stop asked for (`stop`) is seen between rounds: the round in flight completes and commits.
+    let done = 0;
+    for (; done < rounds && this.stopSignal === null; done++) await this.runOneRound();
     const finished = decideFinish(this.state);
     if (finished.length > 0) await this.handle.append(finished);
-    return rounds;
+    return done;
+  }
+
+  private stopSignal: string | null = null;
+
+  /**
+   * Asks the run to stop cleanly (what `roundlog run` and `resume` do on SIGINT or SIGTERM): the
+   * round in flight completes and is committed (a round is one atomic append, so none is ever half
+   * recorded), no later round starts, `run` returns the rounds it ran, and `close` records
+   * `RunEnded` with `signal` (the status is then `stopped`). The first call's signal is kept.
+   */
+  stop(signal: string): void {
+    this.stopSignal ??= signal;
+  }
+
+  /** The signal `stop` was called with, or null. */
+  stoppedBy(): string | null {
+    return this.stopSignal;
   }
 
   /** Runs one round: select nodes, train each locally, aggregate, commit; a failed node commits nothing. */
@@ -483,12 +502,15 @@ export class Experiment {
     }
   }
 
-  /** Ends this process's run (`RunEnded`, unless it failed or was taken over), saves a snapshot, closes the log. */
+  /**
+   * Ends this process's run (`RunEnded`, with the signal `stop` was given, unless it failed or was
+   * taken over), saves a snapshot, closes the log.
+   */
   async close(): Promise<void> {
     clearInterval(this.heartbeatTimer);
     try {
       try {
-        const ended = decideEndRun(this.state, { runId: this.runId });
+        const ended = decideEndRun(this.state, { runId: this.runId, signal: this.stopSignal });
         if (ended.length > 0) await this.handle.append(ended);
       } catch (error) {
         // Another process changed the experiment: its run is not this one's to end.
