@@ -23,7 +23,7 @@ import { currentOwner, DEFAULT_HEARTBEAT_MS, runLiveness } from '../engine/lease
 import { recordable } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
-import type { StoreOptions } from '../engine/store.ts';
+import { storeOf, type StoreOptions } from '../engine/store.ts';
 import { roundOfFolder, writeBreakpoint } from '../projections/breakpoints/index.ts';
 import { fedAvg, type Aggregator } from './aggregators.ts';
 import { componentsOf, type ComponentRegistry, type Components, type RegistrySource } from './components.ts';
@@ -263,7 +263,9 @@ export class Experiment {
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = options.workspace === undefined ? null : path.resolve(options.workspace);
     // A carried folder that would be refused creates no root.
-    await checkCarriedBeforeNewRoot(resolveRoot(options.root), breakpointPath);
+    // (On EventStoreDB the history is in the store: the local root is only where folders go.)
+    if (storeOf({ store: options.store }) === null)
+      await checkCarriedBeforeNewRoot(resolveRoot(options.root), breakpointPath);
     const rl = await openRoundLog(roundLogOptions(options));
     try {
       const runId = randomUUID();

@@ -258,16 +258,18 @@ function movedFolder(handle: ExperimentHandle): string | null {
  * Before a resume opens its root: when `root` is no root yet (a resume of a carried folder may
  * start one), the folder `breakpointPath` names is checked on its own first, with the checks its
  * import applies (`readBreakpoint`: the manifest self-consistent, every file confined, regular and
- * of the listed hash), so a folder that would be refused creates no root. A root that exists
- * checks the folder against its log as before.
+ * of the listed hash), so a folder that would be refused creates no root; with no path, there is
+ * nothing to resume (`NoBreakpointError`), and nothing is created. A root that exists checks the
+ * folder against its log as before.
  */
 export async function checkCarriedBeforeNewRoot(root: string, breakpointPath: string | undefined): Promise<void> {
-  if (breakpointPath === undefined) return;
   const isRoot = await checkRoot(root).then(
     () => true,
     () => false,
   );
   if (isRoot) return;
+  // No path: the last experiment of a root that is none yet, which has none.
+  if (breakpointPath === undefined) throw new NoBreakpointError(`(none in ${root})`, null, 'no-experiment');
   await readBreakpoint(await breakpointFolderOf(await resolvedPath(breakpointPath)));
 }
 

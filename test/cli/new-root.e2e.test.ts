@@ -6,6 +6,7 @@
 import test from 'ava';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Experiment } from '../../src/federated/experiment.ts';
 import { REPO, roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -82,4 +83,11 @@ test('run with a definition that is refused creates no root', async (t) => {
     t.is(refused.code, 1, `${overrides}: ${refused.stdout}${refused.stderr}`);
     t.false(existsSync(root), `${overrides}: no root created (${refused.stderr.trim()})`);
   }
+});
+
+test('Experiment.loadBreakpoint with no path on a root that does not exist says so and creates nothing', async (t) => {
+  const root = path.join(tempDir(), 'root');
+  const federation = { nodes: [] };
+  await t.throwsAsync(Experiment.loadBreakpoint(undefined, { root, federation }), { code: 'NO_BREAKPOINT' });
+  t.false(existsSync(root));
 });
