@@ -8,7 +8,9 @@
  * stream keeps two processes from running the same experiment.
  */
 import { randomInt, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -358,7 +360,7 @@ export class ExperimentHandle {
   }
 
   /** The folder found when opened, for the recorded folder it stands in for (until an event records another). */
-  private readonly located: Readonly<{ recorded: string; now: string }>;
+  private located: Readonly<{ recorded: string; now: string }>;
   private view: { of: ExperimentState; state: ExperimentState } | null = null;
 
   /** Saves the state as a snapshot, so the next open replays from here. */
@@ -463,8 +465,23 @@ export class ExperimentHandle {
     });
     this.current = replay(recorded, this.current);
     if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
+    if (recorded.some((e) => e.type === 'RoundCompleted' && (e.data as { breakpoint?: unknown }).breakpoint === true))
+      await this.followMove();
     for (const projection of this.roundLog.projections) await projection.apply(this.state, recorded);
     return recorded;
+  }
+
+  /**
+   * Before a breakpoint folder is written: when the experiment's folder is gone since the handle
+   * was opened (moved while it runs, `mv Experiment_0000 mydir`), where it is now (`folderLocator`),
+   * so the folder is written into the moved folder, never into a new one under the old name.
+   */
+  private async followMove(): Promise<void> {
+    const dir = path.join(this.roundLog.layout.experiments, this.state.folder);
+    if ((await fs.lstat(dir).catch(() => null)) !== null) return;
+    const now = await (await this.roundLog.folderLocator())(this.id, this.current.folder);
+    this.located = { recorded: this.current.folder, now };
+    this.view = null;
   }
 
   /**

@@ -8,7 +8,7 @@
 import test from 'ava';
 import { cpSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { roundlog, roundlogJson, type Run } from '../support/cli.ts';
+import { roundlog, roundlogJson, startRoundlog, type Run } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -102,4 +102,30 @@ test('two folders claiming a moved experiment: every command names both, nothing
   // One removed: the other is the experiment's folder again.
   rmSync(path.join(experiments, 'mycopy'), { recursive: true });
   t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir' });
+});
+
+const MOVED_WHILE_RUNNING =
+  'a folder moved while a run goes on: the next breakpoints are written into it, never under the old name';
+
+test(MOVED_WHILE_RUNNING, async (t) => {
+  const root = tempDir();
+  const r = ['--root', root];
+  // The example, blocked inside its next round's training until a line comes on stdin.
+  const gated = 'test/experiment/gated.experiment.ts';
+  await ok(t, ['run', gated, '--rounds', '1', ...r]);
+  const experiments = path.join(root, 'experiments');
+  const child = startRoundlog(['resume', '--rounds', '2', ...r], { ROUNDLOG_TEST_GATE: '1' });
+  await child.waitFor((l) => l.startsWith('gate '));
+  renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
+  child.process.stdin!.write('\n');
+  t.is((await child.exited).code, 0, child.stderr());
+  t.deepEqual(readdirSync(experiments), ['mydir']);
+  t.deepEqual(readdirSync(path.join(experiments, 'mydir')).sort(), [
+    'breakpoint_0000',
+    'breakpoint_0001',
+    'breakpoint_0002',
+  ]);
+  t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir', roundCurrent: 3 });
+  const verified = await ok(t, ['verify', '--json', ...r]);
+  t.true((JSON.parse(verified.stdout) as { ok: boolean }).ok, verified.stdout);
 });
