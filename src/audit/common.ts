@@ -3,6 +3,7 @@
  * the live (follow) modes, and a read-only handle on the log that follows a writer in another process.
  */
 import type { RoundLog } from '../projections/index.ts';
+import { readHistory } from '../engine/registry.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { ExperimentEventType } from '../model/events.ts';
 import { EXPERIMENT_EVENT_TYPES, replay, type ExperimentState } from '../model/state.ts';
@@ -51,7 +52,7 @@ export type OpenedExperiment = Readonly<{
 export async function resolveExperiment(
   rl: RoundLog,
   experiment: string,
-): Promise<{ ref: ExperimentRef; state: ExperimentState }> {
+): Promise<{ ref: ExperimentRef; state: ExperimentState; recordedFolder: string }> {
   if (typeof experiment !== 'string' || experiment.length === 0) {
     throw new InvalidArgumentError(
       'experiment',
@@ -64,15 +65,19 @@ export async function resolveExperiment(
   return {
     ref: { id: created.experimentId, number: created.number, folder: handle.state.folder, stream: handle.stream },
     state: handle.state,
+    recordedFolder: handle.recordedFolder,
   };
 }
 
 /** Resolves an experiment and reads every event of its stream (the state is folded from the same read). */
 export async function openWithHistory(rl: RoundLog, experiment: string): Promise<OpenedExperiment> {
-  const { ref } = await resolveExperiment(rl, experiment);
-  const events = await rl.withReader(async (log) => (await log.readStream(ref.stream)).events);
-  // Folded from this very read, so the state and the events agree even while a writer appends.
-  const state = replay(events);
+  const { ref, state: opened, recordedFolder } = await resolveExperiment(rl, experiment);
+  const named = { folder: opened.created!.folder, stream: ref.stream };
+  const events = await rl.withReader(async (log) => (await readHistory(log, named)).events);
+  // Folded from this very read, so the state and the events agree even while a writer appends; its
+  // folder where it is now (moved under experiments/ and not recorded yet: where the handle found it).
+  const replayed = replay(events);
+  const state = replayed.folder === recordedFolder ? { ...replayed, folder: ref.folder } : replayed;
   return { ref: { ...ref, folder: state.folder }, state, events };
 }
 

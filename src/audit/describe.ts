@@ -1,5 +1,5 @@
 /** One-line, human-readable descriptions of history entries and experiment events. */
-import type { Actor, ExperimentEvent, Retention, RunOwner } from '../model/events.ts';
+import { type Actor, type ExperimentEvent, type Retention, type RunEnded, type RunOwner } from '../model/events.ts';
 import type { HistoryEntry, SettingsChange } from './history.ts';
 
 export function formatActor(by: Actor): string {
@@ -160,7 +160,7 @@ export function describeEntry(entry: HistoryEntry): string {
     case 'run-failed':
       return `run ${entry.runId ?? '(no lease)'} failed ${formatFailure(entry)}`;
     case 'run-ended':
-      return `run ${entry.runId} ended ${completed(entry.roundCurrent)}`;
+      return `run ${entry.runId} ${stopped(entry)} ${completed(entry.roundCurrent)}`;
   }
 }
 
@@ -229,11 +229,17 @@ export function describeEvent(event: ExperimentEvent): string {
     case 'RunFailed':
       return `run ${event.data.runId ?? '(no lease)'} failed ${formatFailure(event.data)}`;
     case 'RunEnded':
-      return `run ${event.data.runId} ended ${completed(event.data.roundCurrent)}`;
+      return `run ${event.data.runId} ${stopped(event.data)} ${completed(event.data.roundCurrent)}`;
   }
 }
 
 /** What a resume continued from: its breakpoint folder, or (no round completed) the initial parameters. */
 function resumedFrom(breakpoint: string | null): string {
   return breakpoint ?? 'its initial parameters (no breakpoint)';
+}
+
+/** How a run ended: `ended`, or `stopped by SIGTERM` when a signal stopped it. */
+function stopped(data: Pick<RunEnded, 'signal'>): string {
+  const signal = data.signal ?? null;
+  return signal === null ? 'ended' : `stopped by ${signal}`;
 }

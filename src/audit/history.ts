@@ -11,7 +11,7 @@
  */
 import type { Observable } from 'rxjs';
 import type { RoundLog } from '../projections/index.ts';
-import type { Actor, Retention, RunOwner, SettingsChanged } from '../model/events.ts';
+import { stoppedBySignal, type Actor, type Retention, type RunOwner, type SettingsChanged } from '../model/events.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import {
@@ -158,7 +158,14 @@ export type RunFailedEntry = Envelope &
     message: string;
   }>;
 
-export type RunEndedEntry = Envelope & Readonly<{ kind: 'run-ended'; runId: string; roundCurrent: number }>;
+export type RunEndedEntry = Envelope &
+  Readonly<{
+    kind: 'run-ended';
+    runId: string;
+    roundCurrent: number;
+    /** The signal that stopped the run after its round in flight (`SIGINT`, `SIGTERM`), else null. */
+    signal: string | null;
+  }>;
 
 export type HistoryEntry =
   | CreatedEntry
@@ -399,7 +406,13 @@ export class HistoryProjector {
         break;
       }
       case 'RunEnded':
-        out.push({ kind: 'run-ended', runId: event.data.runId, roundCurrent: event.data.roundCurrent, ...at });
+        out.push({
+          kind: 'run-ended',
+          runId: event.data.runId,
+          roundCurrent: event.data.roundCurrent,
+          signal: stoppedBySignal(event.data),
+          ...at,
+        });
         break;
     }
     return out;

@@ -12,7 +12,6 @@ import path from 'node:path';
 import type { InferredOptionTypes, Options, PositionalOptions } from 'yargs';
 import type { OpenRoundLogOptions, RoundLog } from '../projections/index.ts';
 import { openRoundLog } from '../projections/index.ts';
-import { refuseUnrecordedMove } from '../engine/names.ts';
 import { UsageError, type Io } from './args.ts';
 
 type OptionDecls = { [name: string]: Options };
@@ -156,21 +155,6 @@ export async function withRoundLog<T>(global: GlobalOptions, fn: (rl: RoundLog) 
   } finally {
     await rl.close();
   }
-}
-
-/**
- * For commands that write to an experiment's folder (rewind, project, gc): refuses a name that
- * reaches it through a folder moved without a resume (`UnrecordedMoveError`), before anything
- * is written.
- */
-export async function refuseUnrecordedMoveOf(global: GlobalOptions, name: string): Promise<void> {
-  await withRoundLog(global, async (rl) => {
-    const handle = await rl.openExperiment(name);
-    await refuseUnrecordedMove({ experimentsDir: rl.layout.experiments, cwd: global.cwd }, name, {
-      id: handle.id,
-      folder: handle.state.folder,
-    });
-  });
 }
 
 /** The usage words of a command's positionals: `<experiment>`, `[path]`, `[rest..]`. */

@@ -2,8 +2,10 @@
 /**
  * The `roundlog` command: parses a command line against the declared commands (`commands/`), then
  * runs the chosen one with the global options. `main(argv, io)` never exits the process and never
- * touches its environment, so tests call it in process; typed roundlog errors print as
- * `roundlog: <message>` and exit 1, usage errors exit 2.
+ * touches its environment, so tests call it in process (one exception: while `run` or `resume`
+ * trains, SIGINT / SIGTERM are theirs, and a second one exits at once: `signals.ts`); typed
+ * roundlog errors print as `roundlog: <message>` and exit 1, usage errors exit 2, a run stopped by
+ * a signal 130 (SIGINT) or 143 (SIGTERM).
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

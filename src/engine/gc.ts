@@ -26,6 +26,7 @@ import type { EventData, EventLog } from '../log/types.ts';
 import type { Retention } from '../model/events.ts';
 import { decidePrune } from '../model/decide/prune.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError } from '../model/errors.ts';
+import { folderLocator, locatedState } from './names.ts';
 import type { Projection } from './projection.ts';
 import { checkRetention, planRetention, type RoundRef } from '../model/retention.ts';
 import { RootIndex } from './root-index.ts';
@@ -191,8 +192,10 @@ async function pruneWithIndex(
 
   // Views of pruned rounds (breakpoint folders, on the branch and in superseded/).
   const views: Array<{ path: string; projection: Projection }> = [];
+  // Where each folder is now: a folder moved under experiments/ is the one whose views are removed.
+  const locate = folderLocator(rl.layout.experiments, rl.projections, new Set(index.registry.map((e) => e.folder)));
   for (const stream of streams) {
-    const state = index.state(stream)!;
+    const state = await locatedState(locate, index.state(stream)!);
     const positions = candidates.get(stream);
     if (positions === undefined || positions.size === 0) continue;
     for (const projection of rl.projections) {

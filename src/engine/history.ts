@@ -9,6 +9,7 @@
  */
 import { chooseRound, type Branch, type RoundChoice } from '../model/rounds.ts';
 import { replay, type ExperimentState, type RoundRecord } from '../model/state.ts';
+import { readHistory } from './registry.ts';
 import type { ExperimentHandle, RoundLog } from './round-log.ts';
 
 export { chooseRound, type Branch, type RoundChoice } from '../model/rounds.ts';
@@ -28,8 +29,9 @@ export type RoundAt = Readonly<{
  */
 export async function stateAfterRound(rl: RoundLog, handle: ExperimentHandle, choice: RoundChoice): Promise<RoundAt> {
   const { record, branch } = chooseRound(handle.state, choice);
+  const named = { folder: handle.created.folder, stream: handle.stream };
   const events = await rl.withReader(
-    async (log) => (await log.readStream(handle.stream, { maxCount: Number(record.revision) + 1 })).events,
+    async (log) => (await readHistory(log, named, { maxCount: Number(record.revision) + 1 })).events,
   );
   const state = replay(events);
   const replayed = state.rounds[record.round];

@@ -11,15 +11,22 @@
  *    the experiment its breakpoint manifests name (asked of the projections);
  * 4. a bare word naming no experiment but a folder `<root>/experiments/<word>` or `<cwd>/<word>`:
  *    as the path to that folder (3.).
+ *
+ * Where an experiment's folder is now (`folderLocator`) is decided apart from its name: a folder
+ * moved under `<root>/experiments` is the experiment's folder for every command, reads and
+ * writes, before any resume records the move.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RoundlogError } from '../errors.ts';
 import type { EventLog } from '../log/types.ts';
 import type { ExperimentRegistered } from '../model/events.ts';
+import type { ExperimentState } from '../model/state.ts';
+import { ExperimentHistoryDamagedError } from '../model/errors.ts';
+import { compareNames } from '../model/names.ts';
 import { replay } from '../model/state.ts';
 import type { Projection } from './projection.ts';
-import { hasHistory, readRegistryStream } from './registry.ts';
+import { hasHistory, readHistory, readRegistryStream } from './registry.ts';
 
 export type NameContext = Readonly<{
   /** `<root>/experiments`. */
@@ -34,9 +41,12 @@ export function isPathLike(name: string): boolean {
   return name.includes('/') || name.includes(path.sep) || name === '.' || name === '..';
 }
 
-/** The folder an experiment has now: the last folder a resume recorded, else the one it was created with. */
+/**
+ * The folder an experiment's log records now: the last folder a resume recorded, else the one it
+ * was created with. A damaged history is `ExperimentHistoryDamagedError` naming the experiment.
+ */
 export async function currentFolder(log: EventLog, entry: ExperimentRegistered): Promise<string> {
-  const { events } = await log.readStream(entry.stream);
+  const { events } = await readHistory(log, entry);
   return replay(events).folder;
 }
 
@@ -57,7 +67,15 @@ export async function resolveExperimentName(
   const byFolder = async (folder: string): Promise<ExperimentRegistered | null> => {
     if (folders === null) {
       folders = new Map();
-      for (const entry of live) folders.set(entry, await currentFolder(log, entry));
+      for (const entry of live) {
+        // A damaged history is still named by the folder it was registered with (opening it then
+        // says it is damaged), and never keeps the other experiments from being named.
+        const now = await currentFolder(log, entry).catch((error: unknown) => {
+          if (error instanceof ExperimentHistoryDamagedError) return entry.folder;
+          throw error;
+        });
+        folders.set(entry, now);
+      }
     }
     for (const [entry, now] of folders) if (now === folder) return entry;
     return live.find((e) => e.folder === folder) ?? null;
@@ -107,42 +125,70 @@ async function isDirectory(target: string): Promise<boolean> {
   return (await fs.stat(target).catch(() => null))?.isDirectory() ?? false;
 }
 
-/**
- * A command that writes to an experiment's folder was given a folder moved under
- * `<root>/experiments` that its log does not record yet (no resume from it): writing would
- * recreate the folder the log records and leave the moved one behind.
- */
-export class UnrecordedMoveError extends RoundlogError {
-  readonly code = 'EXPERIMENT_MOVED' as const;
+/** Two or more folders under `<root>/experiments` claim an experiment whose recorded folder is gone. */
+export class ExperimentFolderAmbiguousError extends RoundlogError {
+  readonly code = 'EXPERIMENT_FOLDER_AMBIGUOUS' as const;
   constructor(
     readonly experiment: string,
+    /** The folder the log records, which is gone. */
     readonly recorded: string,
-    readonly moved: string,
+    /** The folders whose breakpoints name the experiment (names under `experimentsDir`). */
+    readonly folders: readonly string[],
+    readonly experimentsDir: string,
   ) {
     super(
-      `experiment ${experiment} is in the folder ${moved}, but its log records the folder ${recorded} ` +
-        `(moved without a resume since): run 'roundlog resume ${moved}' to record the move ` +
-        `(or move the folder back), then try again`,
+      `experiment ${experiment} was moved out of its folder ${recorded}, and ${folders.length} folders of ` +
+        `${experimentsDir} hold its breakpoints: ${folders.join(', ')}; roundlog cannot tell which one is ` +
+        `the experiment's: keep one (move the others out of ${experimentsDir}) and try again`,
     );
   }
 }
 
 /**
- * Refuses (`UnrecordedMoveError`) a name that reaches an experiment through a folder under
- * `experimentsDir` other than `recorded`, the folder its log records, when `recorded` is gone:
- * a move no resume has recorded. Reads follow such a move; writers call this first.
+ * Where an experiment's folder is now, as a name under `<root>/experiments`: `recorded` (the folder
+ * its log records) when anything is there; else, when it was moved (`mv Experiment_0000 mydir`),
+ * the one folder there whose breakpoint manifests name the experiment; else `recorded` (a folder
+ * not written yet, or deleted: the projection writes it again). Two folders or more claiming it is
+ * `ExperimentFolderAmbiguousError`. `experimentsDir` is listed once per locator (only when a
+ * recorded folder is missing), its real folders only (a symlink is not followed), and each
+ * folder's latest breakpoint manifest read bounded and confined (`Projection.experimentAt`).
  */
-export async function refuseUnrecordedMove(
-  ctx: Pick<NameContext, 'experimentsDir' | 'cwd'>,
-  name: string,
-  experiment: { id: string; folder: string },
-): Promise<void> {
-  let moved: string | null = null;
-  if (isPathLike(name) || path.isAbsolute(name))
-    moved = await nameBelow(ctx.experimentsDir, path.resolve(ctx.cwd, name));
-  else if (await isDirectory(path.join(ctx.experimentsDir, name))) moved = name;
-  if (moved === null || moved === experiment.folder) return;
-  if (!(await isDirectory(path.join(ctx.experimentsDir, moved)))) return;
-  if (await isDirectory(path.join(ctx.experimentsDir, experiment.folder))) return;
-  throw new UnrecordedMoveError(experiment.id, experiment.folder, moved);
+export type FolderLocator = (experimentId: string, recorded: string) => Promise<string>;
+
+export function folderLocator(
+  experimentsDir: string,
+  projections: readonly Projection[],
+  /** Folder names registered to experiments: never taken as a moved folder of another. */
+  registered: ReadonlySet<string>,
+): FolderLocator {
+  let claims: Promise<Map<string, string[]>> | null = null;
+  const scan = async (): Promise<Map<string, string[]>> => {
+    const found = new Map<string, string[]>();
+    const names = (await fs.readdir(experimentsDir).catch(() => [] as string[])).sort(compareNames);
+    for (const name of names) {
+      if (name.startsWith('.') || registered.has(name)) continue;
+      const dir = path.join(experimentsDir, name);
+      if (!(await fs.lstat(dir).catch(() => null))?.isDirectory()) continue;
+      for (const projection of projections) {
+        const id = (await projection.experimentAt?.(dir)) ?? null;
+        if (id === null) continue;
+        found.set(id, [...(found.get(id) ?? []), name]);
+        break;
+      }
+    }
+    return found;
+  };
+  return async (experimentId, recorded) => {
+    if ((await fs.lstat(path.join(experimentsDir, recorded)).catch(() => null)) !== null) return recorded;
+    claims ??= scan();
+    const folders = (await claims).get(experimentId) ?? [];
+    if (folders.length > 1) throw new ExperimentFolderAmbiguousError(experimentId, recorded, folders, experimentsDir);
+    return folders[0] ?? recorded;
+  };
+}
+
+/** The state with its `folder` where the folder is now (`FolderLocator`). */
+export async function locatedState(locate: FolderLocator, state: ExperimentState): Promise<ExperimentState> {
+  const folder = await locate(state.created!.experimentId, state.folder);
+  return folder === state.folder ? state : { ...state, folder };
 }

@@ -2,8 +2,9 @@
  * The registry of a root's experiments: the `roundlog.experiments` stream, one
  * `ExperimentRegistered` per experiment, read without scanning the whole log.
  */
-import { StreamNotFoundError } from '../log/errors.ts';
-import type { EventLog } from '../log/types.ts';
+import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
+import type { EventLog, ReadStreamOptions, ReadStreamResult } from '../log/types.ts';
+import { ExperimentHistoryDamagedError } from '../model/errors.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 
 /** Every registration, and the registry stream's last revision (null: no registration yet). */
@@ -40,6 +41,38 @@ export async function hasHistory(log: EventLog, stream: string): Promise<boolean
     return (await log.readStream(stream, { direction: 'backwards', maxCount: 1 })).events.length > 0;
   } catch (error) {
     if (error instanceof StreamNotFoundError) return false;
+    // A record is there, damaged: the history exists, and reading it names the damage (`readHistory`).
+    if (error instanceof CorruptLogError) return true;
     throw error;
   }
+}
+
+/**
+ * Reads an experiment's stream; a damaged record is `ExperimentHistoryDamagedError` naming the
+ * experiment (`experiment`: its folder), the file and the offset, never a bare `CorruptLogError`.
+ * Every read of an experiment's history goes through it.
+ */
+export async function readHistory(
+  log: EventLog,
+  experiment: Readonly<{ folder: string; stream: string }>,
+  options?: ReadStreamOptions,
+): Promise<ReadStreamResult> {
+  try {
+    return await log.readStream(experiment.stream, options);
+  } catch (error) {
+    throw historyDamaged(error, experiment);
+  }
+}
+
+/** `error` as `ExperimentHistoryDamagedError` of the experiment when it is a `CorruptLogError`, else itself. */
+export function historyDamaged(error: unknown, experiment: Readonly<{ folder: string; stream: string }>): unknown {
+  if (!(error instanceof CorruptLogError)) return error;
+  return new ExperimentHistoryDamagedError(
+    experiment.folder,
+    experiment.stream,
+    error.file,
+    error.offset,
+    error.reason,
+    error,
+  );
 }

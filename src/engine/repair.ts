@@ -28,6 +28,7 @@ import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { replay } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
+import { ExperimentFolderAmbiguousError, folderLocator, locatedState } from './names.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 import { readSnapshot, sameState, snapshotFile, writeSnapshot } from './snapshots.ts';
@@ -94,7 +95,19 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
       experiments.push({ folder: entry.folder, state: index.state(entry.stream) });
     }
 
-    for (const projection of options.projections?.({ root, layout, blobs: store.blobs }) ?? []) {
+    const projections = options.projections?.({ root, layout, blobs: store.blobs }) ?? [];
+    // Each experiment's folder where it is now: a folder moved under experiments/ is the one healed.
+    const locate = folderLocator(layout.experiments, projections, new Set(histories.map((h) => h.entry.folder)));
+    for (const experiment of experiments) {
+      if (experiment.state === null) continue;
+      const state = await locatedState(locate, experiment.state).catch((error: unknown) => {
+        if (error instanceof ExperimentFolderAmbiguousError) return null;
+        throw error;
+      });
+      // Two folders claiming it: neither is written to (verify names both).
+      experiments[experiments.indexOf(experiment)] = { ...experiment, state };
+    }
+    for (const projection of projections) {
       if (projection.repair === undefined) continue;
       const result = await projection.repair(experiments, damaged);
       blobsHealed.push(...result.blobsHealed);

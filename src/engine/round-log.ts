@@ -8,11 +8,13 @@
  * stream keeps two processes from running the same experiment.
  */
 import { randomInt, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { CorruptLogError, WrongExpectedRevisionError } from '../log/errors.ts';
+import { WrongExpectedRevisionError } from '../log/errors.ts';
 import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
 import { resolveRoot, rootLayout, type RootLayout } from '../root.ts';
 import { openStore, type LogAccess, type StoreOptions } from './store.ts';
@@ -47,7 +49,6 @@ import {
 } from '../model/state.ts';
 import {
   ConcurrentModificationError,
-  ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   RoundNotFoundError,
   RoundPrunedError,
@@ -55,8 +56,8 @@ import {
 import { acceptsConcurrently } from '../model/concurrent.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
-import { readRegistry, readRegistryStream } from './registry.ts';
-import { resolveExperimentName } from './names.ts';
+import { historyDamaged, readHistory, readRegistry, readRegistryStream } from './registry.ts';
+import { folderLocator, resolveExperimentName, type FolderLocator } from './names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
@@ -137,6 +138,11 @@ export interface RoundLog {
    * to `cwd`), even if moved. The one resolver every command uses: `src/engine/names.ts`.
    */
   openExperiment(experiment: string): Promise<ExperimentHandle>;
+  /**
+   * Where experiments' folders are now (`folderLocator`, `src/engine/names.ts`): the recorded folder,
+   * or the folder it was moved to under `<root>/experiments`. One listing of that folder per locator.
+   */
+  folderLocator(): Promise<FolderLocator>;
   listExperiments(): Promise<readonly ExperimentSummary[]>;
   /** Runs `fn` with the log open for appends (on the file log: under the writer lock). */
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
@@ -292,18 +298,17 @@ class StoreRoundLog implements RoundLog {
           snapshotRevision: -1n,
         };
       } catch (error) {
-        if (!(error instanceof CorruptLogError)) throw error;
-        throw new ExperimentHistoryDamagedError(
-          found.folder,
-          found.stream,
-          error.file,
-          error.offset,
-          error.reason,
-          error,
-        );
+        throw historyDamaged(error, found);
       }
     });
-    return new ExperimentHandle(this, stream, state, snapshotRevision);
+    const located = await (await this.folderLocator())(state.created!.experimentId, state.folder);
+    return new ExperimentHandle(this, stream, state, snapshotRevision, located);
+  }
+
+  async folderLocator(): Promise<FolderLocator> {
+    const { entries } = await this.withReader(readRegistryStream);
+    const registered = new Set(entries.map((e) => e.folder));
+    return folderLocator(this.layout.experiments, this.projections, registered);
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
@@ -348,7 +353,15 @@ export class ExperimentHandle {
     private current: ExperimentState,
     /** Revision of the newest snapshot known to be on disk. */
     private snapshotRevision: bigint,
-  ) {}
+    /** Where the experiment's folder is now (`folderLocator`), when it differs from the recorded one. */
+    located: string = current.folder,
+  ) {
+    this.located = { recorded: current.folder, now: located };
+  }
+
+  /** The folder found when opened, for the recorded folder it stands in for (until an event records another). */
+  private located: Readonly<{ recorded: string; now: string }>;
+  private view: { of: ExperimentState; state: ExperimentState } | null = null;
 
   /** Saves the state as a snapshot, so the next open replays from here. */
   async snapshot(): Promise<void> {
@@ -358,8 +371,25 @@ export class ExperimentHandle {
     this.snapshotRevision = revision;
   }
 
+  /**
+   * The experiment's state, its `folder` where the folder is now: the recorded one, or the one it
+   * was moved to under `<root>/experiments` (found when the handle was opened; see `recordedFolder`).
+   */
   get state(): ExperimentState {
-    return this.current;
+    const { recorded, now } = this.located;
+    if (recorded === now || this.current.folder !== recorded) return this.current;
+    if (this.view?.of !== this.current) this.view = { of: this.current, state: { ...this.current, folder: now } };
+    return this.view.state;
+  }
+
+  /** The experiment as a damaged history names it (`readHistory`). */
+  private get named(): { folder: string; stream: string } {
+    return { folder: this.created.folder, stream: this.stream };
+  }
+
+  /** The folder the log records (the last `Resumed.folder`, else the one it was created with). */
+  get recordedFolder(): string {
+    return this.current.folder;
   }
 
   get id(): string {
@@ -378,10 +408,10 @@ export class ExperimentHandle {
   async refresh(): Promise<ExperimentState> {
     const from = this.current.revision + 1n;
     const events = await this.roundLog.withReader(
-      async (log) => (await log.readStream(this.stream, { fromRevision: from })).events,
+      async (log) => (await readHistory(log, this.named, { fromRevision: from })).events,
     );
     this.current = replay(events, this.current);
-    return this.current;
+    return this.state;
   }
 
   /**
@@ -418,7 +448,7 @@ export class ExperimentHandle {
           await log.append(this.stream, events as readonly EventData[], {
             expectedRevision: expected < 0n ? 'no_stream' : expected,
           });
-          return (await log.readStream(this.stream, { fromRevision: expected + 1n })).events;
+          return (await readHistory(log, this.named, { fromRevision: expected + 1n })).events;
         } catch (error) {
           if (!(error instanceof WrongExpectedRevisionError)) throw error;
           // On EventStoreDB (no lock) pruning may keep coming: a bounded number of tries.
@@ -435,8 +465,23 @@ export class ExperimentHandle {
     });
     this.current = replay(recorded, this.current);
     if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
-    for (const projection of this.roundLog.projections) await projection.apply(this.current, recorded);
+    if (recorded.some((e) => e.type === 'RoundCompleted' && (e.data as { breakpoint?: unknown }).breakpoint === true))
+      await this.followMove();
+    for (const projection of this.roundLog.projections) await projection.apply(this.state, recorded);
     return recorded;
+  }
+
+  /**
+   * Before a breakpoint folder is written: when the experiment's folder is gone since the handle
+   * was opened (moved while it runs, `mv Experiment_0000 mydir`), where it is now (`folderLocator`),
+   * so the folder is written into the moved folder, never into a new one under the old name.
+   */
+  private async followMove(): Promise<void> {
+    const dir = path.join(this.roundLog.layout.experiments, this.state.folder);
+    if ((await fs.lstat(dir).catch(() => null)) !== null) return;
+    const now = await (await this.roundLog.folderLocator())(this.id, this.current.folder);
+    this.located = { recorded: this.current.folder, now };
+    this.view = null;
   }
 
   /**
@@ -445,7 +490,7 @@ export class ExperimentHandle {
    * nothing, otherwise. `log` is an open log (under the writer lock on the file log).
    */
   async foldConcurrent(log: EventLog): Promise<boolean> {
-    const since = (await log.readStream(this.stream, { fromRevision: this.current.revision + 1n })).events;
+    const since = (await readHistory(log, this.named, { fromRevision: this.current.revision + 1n })).events;
     if (!acceptsConcurrently(since)) return false;
     this.current = replay(since, this.current);
     return true;

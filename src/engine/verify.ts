@@ -26,6 +26,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { replay, type ExperimentState } from '../model/state.ts';
+import { ExperimentFolderAmbiguousError, folderLocator, locatedState } from './names.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 
@@ -194,8 +195,25 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     }
 
     // The views kept beside the log (breakpoint folders), each checked by its own projection.
-    const verified = experiments.map(({ entry, state }) => ({ folder: entry.folder, state }));
     const projections = options.projections?.({ root, layout, blobs }) ?? [];
+    // Each experiment's folder where it is now: a folder moved under experiments/ is the one checked.
+    const locate = folderLocator(layout.experiments, projections, new Set(experiments.map((e) => e.entry.folder)));
+    const verified: Array<{ folder: string; state: ExperimentState | null }> = [];
+    for (const { entry, state } of experiments) {
+      try {
+        verified.push({ folder: entry.folder, state: state === null ? null : await locatedState(locate, state) });
+      } catch (error) {
+        if (!(error instanceof ExperimentFolderAmbiguousError)) throw error;
+        folderProblems.push({
+          experiment: state?.folder ?? entry.folder,
+          folder: layout.experiments,
+          file: '.',
+          round: null,
+          reason: error.message,
+        });
+        verified.push({ folder: entry.folder, state });
+      }
+    }
     for (const projection of projections) {
       const result = await projection.verify(verified);
       foldersChecked += result.checked;

@@ -23,15 +23,17 @@ import { currentOwner, DEFAULT_HEARTBEAT_MS, runLiveness } from '../engine/lease
 import { recordable } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
-import type { StoreOptions } from '../engine/store.ts';
+import { storeOf, type StoreOptions } from '../engine/store.ts';
 import { roundOfFolder, writeBreakpoint } from '../projections/breakpoints/index.ts';
 import { fedAvg, type Aggregator } from './aggregators.ts';
 import { componentsOf, type ComponentRegistry, type Components, type RegistrySource } from './components.ts';
 import { breakpointFolderName, type FederatedSetup, type Retention } from '../model/events.ts';
 import { deriveRng } from './rng.ts';
 import { currentParams, type ExperimentState, type RoundRecord } from '../model/state.ts';
-import { resolvePlan, type TrainingPlanLocation } from './resolve-plan.ts';
-import { resumeFromBreakpoint, type FederationSource } from './resume.ts';
+import { loadPlan, storePlan, type TrainingPlanLocation } from './resolve-plan.ts';
+import { resolveRoot, rootLayout } from '../root.ts';
+import { checkFolderName, checkRoundLimit, checkSeed } from '../model/decide/index.ts';
+import { checkCarriedBeforeNewRoot, resumeFromBreakpoint, type FederationSource } from './resume.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
@@ -193,15 +195,21 @@ export class Experiment {
     const components = componentsOf({ aggregator: aggregatorSpec, strategy: strategySpec }, registry);
     const retention =
       options.retention === undefined || options.retention === null ? null : checkRetention(options.retention);
+    // Everything that can be refused is checked before the store is opened: a root that does not
+    // exist yet is created only for an experiment that will be created in it.
+    const layout = rootLayout(resolveRoot(options.root));
+    const loaded = await loadPlan(layout, workspace, options.trainingPlan);
+    const tags = [...options.tags];
+    const nodes = options.nodes === undefined ? null : [...options.nodes];
+    selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
+    const roundLimit = checkRoundLimit(options.roundLimit ?? null);
+    const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
+    if (options.experimentationFolder !== undefined) checkFolderName(options.experimentationFolder);
+    const modelArgs = options.modelArgs ?? {};
+    const initial = loaded.plan.init(modelArgs, deriveRng(seed, 'init'));
     const rl = await openRoundLog(roundLogOptions(options));
     try {
-      const { plan, ref } = await resolvePlan(rl, workspace, options.trainingPlan);
-      const tags = [...options.tags];
-      const nodes = options.nodes === undefined ? null : [...options.nodes];
-      selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
-      const seed = options.seed ?? randomInt(0, 2 ** 31);
-      const modelArgs = options.modelArgs ?? {};
-      const initial = plan.init(modelArgs, deriveRng(seed, 'init'));
+      const { plan, ref } = await storePlan(rl, loaded);
       const federated: FederatedSetup = {
         tags,
         nodes,
@@ -214,7 +222,7 @@ export class Experiment {
       };
       const handle = await rl.createExperiment({
         ...(options.experimentationFolder === undefined ? {} : { folder: options.experimentationFolder }),
-        roundLimit: options.roundLimit ?? null,
+        roundLimit,
         seed,
         saveBreakpoints: options.saveBreakpoints ?? false,
         initialParams: initial,
@@ -254,6 +262,10 @@ export class Experiment {
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = options.workspace === undefined ? null : path.resolve(options.workspace);
+    // A carried folder that would be refused creates no root.
+    // (On EventStoreDB the history is in the store: the local root is only where folders go.)
+    if (storeOf({ store: options.store }) === null)
+      await checkCarriedBeforeNewRoot(resolveRoot(options.root), breakpointPath);
     const rl = await openRoundLog(roundLogOptions(options));
     try {
       const runId = randomUUID();
@@ -390,10 +402,29 @@ export class Experiment {
       if (options.increase) await this.setRoundLimit(this.roundCurrent() + rounds);
       else rounds = Math.max(0, limit - this.roundCurrent());
     }
-    for (let i = 0; i < rounds; i++) await this.runOneRound();
+    // A stop asked for (`stop`) is seen between rounds: the round in flight completes and commits.
+    let done = 0;
+    for (; done < rounds && this.stopSignal === null; done++) await this.runOneRound();
     const finished = decideFinish(this.state);
     if (finished.length > 0) await this.handle.append(finished);
-    return rounds;
+    return done;
+  }
+
+  private stopSignal: string | null = null;
+
+  /**
+   * Asks the run to stop cleanly (what `roundlog run` and `resume` do on SIGINT or SIGTERM): the
+   * round in flight completes and is committed (a round is one atomic append, so none is ever half
+   * recorded), no later round starts, `run` returns the rounds it ran, and `close` records
+   * `RunEnded` with `signal` (the status is then `stopped`). The first call's signal is kept.
+   */
+  stop(signal: string): void {
+    this.stopSignal ??= signal;
+  }
+
+  /** The signal `stop` was called with, or null. */
+  stoppedBy(): string | null {
+    return this.stopSignal;
   }
 
   /** Runs one round: select nodes, train each locally, aggregate, commit; a failed node commits nothing. */
@@ -473,12 +504,15 @@ export class Experiment {
     }
   }
 
-  /** Ends this process's run (`RunEnded`, unless it failed or was taken over), saves a snapshot, closes the log. */
+  /**
+   * Ends this process's run (`RunEnded`, with the signal `stop` was given, unless it failed or was
+   * taken over), saves a snapshot, closes the log.
+   */
   async close(): Promise<void> {
     clearInterval(this.heartbeatTimer);
     try {
       try {
-        const ended = decideEndRun(this.state, { runId: this.runId });
+        const ended = decideEndRun(this.state, { runId: this.runId, signal: this.stopSignal });
         if (ended.length > 0) await this.handle.append(ended);
       } catch (error) {
         // Another process changed the experiment: its run is not this one's to end.

@@ -11,6 +11,7 @@ import { InvalidArgumentError, RoundlogError } from '../errors.ts';
 import { TrainingPlanChangedError } from '../model/errors.ts';
 import type { TrainingPlanRef } from '../model/events.ts';
 import type { RoundLog } from '../projections/index.ts';
+import type { RootLayout } from '../root.ts';
 import type { TrainingPlan } from './training-plan.ts';
 
 /** Where the training plan is: a module of the workspace and the name of its export. */
@@ -29,8 +30,30 @@ export async function resolvePlan(
   acceptChange = false,
   forbidden: readonly string[] = [],
 ): Promise<{ plan: TrainingPlan; ref: TrainingPlanRef }> {
+  return storePlan(rl, await loadPlan(rl.layout, workspace, location, acceptChange, forbidden));
+}
+
+/** A training plan imported and checked (`loadPlan`), its source not stored yet. */
+export type LoadedPlan = Readonly<{
+  plan: TrainingPlan;
+  source: Buffer;
+  ref: Omit<TrainingPlanRef, 'source'>;
+}>;
+
+/**
+ * The checks and the import of `resolvePlan`, writing nothing: a root that does not exist yet is
+ * created only once the plan is known to load (`layout` names the root's data areas, which code
+ * is never imported from).
+ */
+export async function loadPlan(
+  layout: RootLayout,
+  workspace: string,
+  location: TrainingPlanLocation | TrainingPlanRef,
+  acceptChange = false,
+  forbidden: readonly string[] = [],
+): Promise<LoadedPlan> {
   const file = await confinedModule(workspace, location.module, 'trainingPlan.module', [
-    ...dataAreas(rl.layout),
+    ...dataAreas(layout),
     ...forbidden,
   ]);
   let source: Buffer;
@@ -56,10 +79,18 @@ export async function resolvePlan(
       exportName,
     );
   }
-  const { ref: sourceRef } = await rl.blobs.put(source, { encoding: 'text/source' });
   // Recorded as the path was given, relative to the workspace (a shipped example keeps its `examples/…`).
   const given = path.resolve(workspace, location.module);
   const inWorkspace = workspaceModule(workspace, location.module) === given;
   const relative = inWorkspace ? path.relative(workspace, given).split(path.sep).join('/') : location.module;
-  return { plan, ref: { module: relative, export: exportName, sha256, source: sourceRef } };
+  return { plan, source, ref: { module: relative, export: exportName, sha256 } };
+}
+
+/** Stores a loaded plan's source in the blob store: the plan and its reference as recorded. */
+export async function storePlan(
+  rl: RoundLog,
+  loaded: LoadedPlan,
+): Promise<{ plan: TrainingPlan; ref: TrainingPlanRef }> {
+  const { ref: source } = await rl.blobs.put(loaded.source, { encoding: 'text/source' });
+  return { plan: loaded.plan, ref: { ...loaded.ref, source } };
 }

@@ -13,6 +13,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { readConfinedFile, resolvedPath, samePath } from '../confine.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { checkRoot } from '../root.ts';
 import {
   BreakpointCorruptError,
   ExperimentNotFoundError,
@@ -93,7 +94,7 @@ export async function resumeFromBreakpoint(
   const carried = breakpointPath === undefined ? [] : [await resolvedPath(breakpointPath)];
   if (located.kind === 'start') {
     handle = located.handle;
-    from = { round: null, breakpoint: null, folder: null };
+    from = { round: null, breakpoint: null, folder: movedFolder(handle) };
     carried.push(path.join(rl.layout.experiments, handle.state.folder));
   } else {
     const { folder, manifest, renamed } = located;
@@ -214,7 +215,7 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   const renamed =
     handle !== null &&
     (await samePath(path.dirname(experimentDir), experimentsDir)) &&
-    path.basename(experimentDir) !== handle.state.folder
+    path.basename(experimentDir) !== handle.recordedFolder
       ? path.basename(experimentDir)
       : null;
   return { kind: 'breakpoint', folder, manifest, handle, renamed };
@@ -245,7 +246,31 @@ async function latestOf(handle: ExperimentHandle): Promise<Located | null> {
   const pruned = handle.state.pruned[String(handle.state.rounds[round]!.position)];
   if (pruned !== undefined) throw new RoundPrunedError(handle.state.folder, round, pruned.timestamp);
   const folder = await writeBreakpoint(handle, round);
-  return { kind: 'breakpoint', folder, manifest: await peekManifest(folder), handle, renamed: null };
+  return { kind: 'breakpoint', folder, manifest: await peekManifest(folder), handle, renamed: movedFolder(handle) };
+}
+
+/** The folder the experiment was moved to under `<root>/experiments`, when its log does not record it yet. */
+function movedFolder(handle: ExperimentHandle): string | null {
+  return handle.state.folder === handle.recordedFolder ? null : handle.state.folder;
+}
+
+/**
+ * Before a resume opens its root: when `root` is no root yet (a resume of a carried folder may
+ * start one), the folder `breakpointPath` names is checked on its own first, with the checks its
+ * import applies (`readBreakpoint`: the manifest self-consistent, every file confined, regular and
+ * of the listed hash), so a folder that would be refused creates no root; with no path, there is
+ * nothing to resume (`NoBreakpointError`), and nothing is created. A root that exists checks the
+ * folder against its log as before.
+ */
+export async function checkCarriedBeforeNewRoot(root: string, breakpointPath: string | undefined): Promise<void> {
+  const isRoot = await checkRoot(root).then(
+    () => true,
+    () => false,
+  );
+  if (isRoot) return;
+  // No path: the last experiment of a root that is none yet, which has none.
+  if (breakpointPath === undefined) throw new NoBreakpointError(`(none in ${root})`, null, 'no-experiment');
+  await readBreakpoint(await breakpointFolderOf(await resolvedPath(breakpointPath)));
 }
 
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */

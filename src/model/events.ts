@@ -200,8 +200,17 @@ export type RunFailed = Readonly<{
   message: string;
 }>;
 
-/** The run ended without error (its process closed the experiment). */
-export type RunEnded = Readonly<{ v: 1; runId: string; roundCurrent: number }>;
+/**
+ * The run ended without error (its process closed the experiment). `signal` names the signal that
+ * stopped it (`SIGINT`, `SIGTERM`: the process stopped cleanly after the round in flight); null or
+ * absent (events written before the field) when it ended on its own.
+ */
+export type RunEnded = Readonly<{ v: 1; runId: string; roundCurrent: number; signal?: string | null }>;
+
+/** The signal that stopped a run (`RunEnded.signal`), null when it ended on its own or before the field. */
+export function stoppedBySignal(data: RunEnded): string | null {
+  return data.signal ?? null;
+}
 
 export type ExperimentEvent =
   | { type: 'ExperimentCreated'; data: ExperimentCreated }

@@ -27,7 +27,8 @@ export type StatusContext = Readonly<{ liveness: OwnerLiveness; now: Date }>;
  *   open by a process that held no lease;
  * - `finished`: at its round limit (`ExperimentFinished`), no run open;
  * - `failed`: the last run ended with an error (`state.failure` says which);
- * - `created`: no round completed and no run open; `stopped`: rounds completed, no run open.
+ * - `created`: no round completed and no run open; `stopped`: rounds completed, no run open (the
+ *   run closed between rounds, or was stopped by SIGINT / SIGTERM: `RunEnded.signal`).
  */
 export function experimentStatus(state: ExperimentState, context: StatusContext): ExperimentStatus {
   const run = state.run;

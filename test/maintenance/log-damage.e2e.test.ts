@@ -158,10 +158,10 @@ test(
     const before = recordOffsets(segment).length;
     const resume = await roundlog(['resume', path.join(root, 'experiments', 'Experiment_0000'), '--rounds', '1'], env);
     t.is(resume.code, 1);
-    t.regex(
-      resume.stderr,
-      /the history of experiment Experiment_0000 .* is damaged|corrupt log record in .*\.seg at byte offset/,
-    );
+    // The experiment named and what to do, never a bare CORRUPT_LOG (the resolver reads histories first).
+    t.regex(resume.stderr, /the history of experiment Experiment_0000 .* is damaged/);
+    t.regex(resume.stderr, /restore that file from a backup, or run 'roundlog verify'/);
+    t.notRegex(resume.stderr, /corrupt log record/);
     t.regex(resume.stderr, new RegExp(`${path.basename(segment)} at byte offset ${victim}`));
     t.is(recordOffsets(segment).length, before, 'nothing was appended after the damage');
     const last = await roundlog(['resume', '--rounds', '1'], env);
@@ -170,3 +170,49 @@ test(
     t.is(recordOffsets(segment).length, before);
   },
 );
+
+const NAMED_DAMAGE =
+  'a damaged history named by its folder is EXPERIMENT_HISTORY_DAMAGED naming it; the others stay reachable';
+
+test(NAMED_DAMAGE, async (t) => {
+  const root = tempDir();
+  const env = { ROUNDLOG_DIR: root };
+  for (let i = 0; i < 2; i++) {
+    const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2'], env);
+    t.is(run.code, 0, run.stderr);
+  }
+  const segment = path.join(
+    root,
+    'log',
+    readdirSync(path.join(root, 'log')).find((n) => n.endsWith('.seg'))!,
+  );
+  // A record of the first experiment's history (its stream is written before anything of the second).
+  const victim = recordOffsets(segment)[3]!;
+  const fd = openSync(segment, 'r+');
+  const byte = Buffer.alloc(1);
+  readSync(fd, byte, 0, 1, victim + 20);
+  writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
+  closeSync(fd);
+
+  for (const name of ['Experiment_0000', path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0001')]) {
+    for (const args of [
+      ['history', name],
+      ['audit', 'rounds', name],
+      ['resume', name, '--rounds', '1'],
+    ]) {
+      const refused = await roundlog(args, env);
+      t.is(refused.code, 1, args.join(' '));
+      t.regex(refused.stderr, /the history of experiment Experiment_0000 .* is damaged/, args.join(' '));
+      t.regex(refused.stderr, new RegExp(`${path.basename(segment)} at byte offset ${victim}`), args.join(' '));
+    }
+  }
+  // The other experiment is still named by its folder, past the damaged one.
+  const other = await roundlog(['history', 'Experiment_0001'], env);
+  t.is(other.code, 0, other.stderr);
+  const ls = await roundlog(['ls', '--json'], env);
+  t.is(ls.code, 0, ls.stderr);
+  t.deepEqual(
+    (JSON.parse(ls.stdout) as Array<{ status: string }>).map((e) => e.status === 'damaged'),
+    [true, false],
+  );
+});

@@ -105,6 +105,12 @@ table([
     then: [{ type: 'RunEnded', data: { v: 1, runId: 'run-1', roundCurrent: 1 } }],
   },
   {
+    title: 'the end of a run a signal stopped: RunEnded names the signal',
+    given: [created(), runStarted('run-1', first), completed(0)],
+    when: { type: 'EndRun', runId: 'run-1', signal: 'SIGTERM' },
+    then: [{ type: 'RunEnded', data: { v: 1, runId: 'run-1', roundCurrent: 1, signal: 'SIGTERM' } }],
+  },
+  {
     title: 'the end of a run taken over: nothing',
     given: [created(), runStarted('run-1', first), runStarted('run-2', second)],
     when: { type: 'EndRun', runId: 'run-1' },

@@ -9,6 +9,7 @@ import { dataAreas } from '../../federated/load-module.ts';
 import { rootLayout } from '../../root.ts';
 import { UsageError, positiveInt, table, type Io } from '../args.ts';
 import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
+import { stopOnSignals } from '../signals.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
 
 const rounds = {
@@ -37,24 +38,32 @@ export const run = defineCommand({
       .split(path.sep)
       .join('/');
     const definition = await importDefinition(workspace, { module, export: 'default' }, dataFolders(global));
-    const experiment = await Experiment.create({
-      ...definition,
-      federation: await definition.federation(),
-      ...experimentStore(global),
-      workspace,
-      definition: { module, export: 'default' },
-      onRound: (p) => io.out(progressLine(p, p.nodes.length)),
-    });
+    // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
+    let experiment: Experiment | null = null;
+    const signals = stopOnSignals(io, (signal) => experiment?.stop(signal));
     try {
-      io.out(
-        `experiment ${experiment.experimentationFolder()} (${experiment.id}) in ${experiment.experimentationPath()}`,
-      );
-      await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
-      io.out(`done: ${roundsCompleted(experiment.roundCurrent())}`);
+      experiment = await Experiment.create({
+        ...definition,
+        federation: await definition.federation(),
+        ...experimentStore(global),
+        workspace,
+        definition: { module, export: 'default' },
+        onRound: (p) => io.out(progressLine(p, p.nodes.length)),
+      });
+      if (signals.received !== null) experiment.stop(signals.received);
+      try {
+        io.out(
+          `experiment ${experiment.experimentationFolder()} (${experiment.id}) in ${experiment.experimentationPath()}`,
+        );
+        await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
+        io.out(endLine(experiment, signals.received, global));
+      } finally {
+        await experiment.close();
+      }
     } finally {
-      await experiment.close();
+      signals.dispose();
     }
-    return 0;
+    return signals.exitCode() ?? 0;
   },
 });
 
@@ -96,39 +105,63 @@ export const resume = defineCommand({
     const target = args.path === undefined ? undefined : await resumeTarget(global, args.path);
     // The definition is never imported from the root's data nor from the folder being resumed.
     const forbidden = [...dataFolders(global), ...(target === undefined ? [] : [target])];
-    const experiment = await Experiment.loadBreakpoint(target, {
-      ...experimentStore(global),
-      ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
-      cwd: global.cwd,
-      acceptPlanChange: args['accept-plan-change'],
-      takeOver: args['take-over'],
-      rewind: args.rewind,
-      federation: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).federation(),
-      // The custom aggregators and strategies the definition module registers (imported once).
-      registry: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).registry ?? {},
-      onRound: (p) => io.out(progressLine(p, p.nodes.length)),
-    });
+    // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
+    let loaded: Experiment | null = null;
+    const signals = stopOnSignals(io, (signal) => loaded?.stop(signal));
     try {
-      const rewound = experiment.supersededOnLoad();
-      const limit = experiment.roundLimit();
-      io.out(
-        `resumed ${experiment.experimentationFolder()} (${experiment.id}) ${kept(experiment.roundCurrent())}` +
-          (limit === null ? '' : `, ${experiment.roundCurrent()}/${limit} rounds done`) +
-          (rewound.length === 0
-            ? ''
-            : `, rewound: ${rewound.length === 1 ? 'round' : 'rounds'} ${rewound.join(', ')} superseded ` +
-              `(still in the history, their folders in ${experiment.experimentationFolder()}/superseded/)`) +
-          // No round was completed before the crash: the run starts again from the recorded initial parameters.
-          (experiment.roundCurrent() === 0 ? ' from its initial parameters' : ''),
-      );
-      await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
-      io.out(`done: ${roundsCompleted(experiment.roundCurrent())}`);
+      loaded = await load();
+      if (signals.received !== null) loaded.stop(signals.received);
+      await resumeRun(loaded);
     } finally {
-      await experiment.close();
+      signals.dispose();
     }
-    return 0;
+    return signals.exitCode() ?? 0;
+
+    async function load() {
+      return Experiment.loadBreakpoint(target, {
+        ...experimentStore(global),
+        ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
+        cwd: global.cwd,
+        acceptPlanChange: args['accept-plan-change'],
+        takeOver: args['take-over'],
+        rewind: args.rewind,
+        federation: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).federation(),
+        // The custom aggregators and strategies the definition module registers (imported once).
+        registry: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).registry ?? {},
+        onRound: (p) => io.out(progressLine(p, p.nodes.length)),
+      });
+    }
+
+    async function resumeRun(experiment: Experiment) {
+      try {
+        const rewound = experiment.supersededOnLoad();
+        const limit = experiment.roundLimit();
+        io.out(
+          `resumed ${experiment.experimentationFolder()} (${experiment.id}) ${kept(experiment.roundCurrent())}` +
+            (limit === null ? '' : `, ${experiment.roundCurrent()}/${limit} rounds done`) +
+            (rewound.length === 0
+              ? ''
+              : `, rewound: ${rewound.length === 1 ? 'round' : 'rounds'} ${rewound.join(', ')} superseded ` +
+                `(still in the history, their folders in ${experiment.experimentationFolder()}/superseded/)`) +
+            // No round was completed before the crash: the run starts again from the recorded initial parameters.
+            (experiment.roundCurrent() === 0 ? ' from its initial parameters' : ''),
+        );
+        await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
+        io.out(endLine(experiment, signals.received, global));
+      } finally {
+        await experiment.close();
+      }
+    }
   },
 });
+
+/** The last line of a run: `done: …`, or, stopped by a signal, how many rounds it kept and how to go on. */
+function endLine(experiment: Experiment, signal: string | null, global: GlobalOptions): string {
+  const rounds = roundsCompleted(experiment.roundCurrent());
+  if (signal === null) return `done: ${rounds}`;
+  const folder = displayPath(experiment.experimentationPath(), global.cwd);
+  return `stopped by ${signal}: ${rounds}; continue with: roundlog resume ${folder}`;
+}
 
 export const ls = defineCommand({
   name: 'ls',

@@ -12,7 +12,7 @@ import {
 } from '../../projections/index.ts';
 import { folderNameProblem } from '../../model/decide/index.ts';
 import { UsageError, toJson } from '../args.ts';
-import { defineCommand, refuseUnrecordedMoveOf, withRoundLog } from '../command.ts';
+import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
 const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
@@ -84,7 +84,6 @@ export const rewind = defineCommand({
       );
     }
     const reason = args.reason;
-    await refuseUnrecordedMoveOf(global, experiment);
     const result = await withRoundLog(global, (rl) => rewindExperiment(rl, experiment, { round, reason }));
     if (args.json) io.out(toJson(result));
     else {

@@ -8,7 +8,7 @@ import { repairRoot, verifyRoot, type RepairReport, type VerifyReport } from '..
 import type { BlobUser } from '../../projections/index.ts';
 import type { BlobProblem } from '../../blobs/types.ts';
 import { UsageError, jsonLine, positiveInt, toJson } from '../args.ts';
-import { defineCommand, refuseUnrecordedMoveOf, storeOptions } from '../command.ts';
+import { defineCommand, storeOptions } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 import { count } from '../output.ts';
 
@@ -58,7 +58,6 @@ export const project = defineCommand({
       }
       return 0;
     }
-    if (args.experiment !== undefined) await refuseUnrecordedMoveOf(global, args.experiment);
     const report = await projectRoot({
       ...storeOptions(global),
       rebuild: args.rebuild,
@@ -135,7 +134,6 @@ export const gc = defineCommand({
     if (keepEvery !== undefined && keepLast === undefined) {
       throw new UsageError('--keep-every needs --keep-last N too (the last N rounds are always part of the policy)');
     }
-    if (args.experiment !== undefined && !args['dry-run']) await refuseUnrecordedMoveOf(global, args.experiment);
     const report = await gcRoot({
       ...storeOptions(global),
       dryRun: args['dry-run'],

@@ -56,7 +56,7 @@ export type ExperimentCommand =
   | ({ type: 'PruneRounds' } & PruneRounds)
   | ({ type: 'StartRun' } & StartRun)
   | ({ type: 'Heartbeat' } & RunCommand)
-  | ({ type: 'EndRun' } & RunCommand);
+  | ({ type: 'EndRun' } & RunCommand & Readonly<{ signal?: string | null }>);
 
 export type ExperimentCommandType = ExperimentCommand['type'];
 

@@ -71,13 +71,20 @@ export function decideHeartbeat(state: ExperimentState, command: RunCommand): re
 }
 
 /**
- * Decides `[RunEnded]` when `runId` is the open run, else nothing (it ended already, by a failure,
- * or another process took it over: nothing of it is left to end).
+ * Decides `[RunEnded]` (with the `signal` that stopped the run, if one did) when `runId` is the open
+ * run, else nothing (it ended already, by a failure, or another process took it over: nothing of
+ * it is left to end).
  *
  * Errors: `ExperimentNotCreatedError`.
  */
-export function decideEndRun(state: ExperimentState, command: RunCommand): readonly ExperimentEvent[] {
+export function decideEndRun(
+  state: ExperimentState,
+  command: RunCommand & Readonly<{ signal?: string | null }>,
+): readonly ExperimentEvent[] {
   requireCreated(state, 'end a run');
   if (state.run?.runId !== command.runId) return [];
-  return [{ type: 'RunEnded', data: { v: 1, runId: command.runId, roundCurrent: roundCurrent(state) } }];
+  const data = { v: 1 as const, runId: command.runId, roundCurrent: roundCurrent(state) };
+  // `signal` only when one stopped the run: a run that ended on its own records what it always did.
+  const signal = command.signal ?? null;
+  return [{ type: 'RunEnded', data: signal === null ? data : { ...data, signal } }];
 }
