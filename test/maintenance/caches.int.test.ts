@@ -98,6 +98,16 @@ test('a snapshot that checks out against the log but holds another state is a pr
   t.regex(report.caches.problems[0]!.reason, /holds a state other than the one its events fold to/);
 });
 
+test('verify checks the projection checkpoint as a cache and notes nothing of it as a folder', async (t) => {
+  const { root: dir } = await root(2);
+  await followUntilCaughtUp(dir);
+  const report = await verifyRoot({ root: dir });
+  t.true(report.ok);
+  t.is(report.caches.filesChecked, 2, 'the snapshot and the checkpoint');
+  // It sits beside the experiment folders but is none: before, verify noted it as a folder of no experiment.
+  t.deepEqual(report.notes, []);
+});
+
 test('a projection checkpoint with a flipped byte: verify names it; project --follow says it ignores it', async (t) => {
   const { root: dir } = await root(2);
   await followUntilCaughtUp(dir);
