@@ -18,36 +18,18 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { NotARegularFileError, PathOutsideError } from '../../src/confine.ts';
 import { BreakpointCorruptError } from '../../src/model/errors.ts';
 import type { BreakpointManifest } from '../../src/model/manifest.ts';
 import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
-import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
+import { WORKSPACE, exampleOptions as options, federation } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
 const PLAN_FILE = 'training_plan.ts';
 const PARAMS_FILE = 'aggregated_params.tensors';
-
-function options(root: string): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 4,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-  };
-}
 
 /** One real breakpoint folder (round 1), made once and copied by every test. */
 let source = '';

@@ -13,39 +13,19 @@ import {
   chmodSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   BreakpointCorruptError,
   NoBreakpointError,
   RewindNotRequestedError,
   TrainingPlanChangedError,
 } from '../../src/model/errors.ts';
-import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { PathOutsideError } from '../../src/confine.ts';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { WORKSPACE, exampleOptions as options, federation } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
-
-function options(root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 4,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-    ...overrides,
-  };
-}
 
 /** A self-contained plan (no imports), for tests that edit its source in a temp workspace. */
 const TINY_PLAN =
