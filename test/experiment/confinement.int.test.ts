@@ -23,7 +23,7 @@ import { BreakpointCorruptError } from '../../src/model/errors.ts';
 import type { BreakpointManifest } from '../../src/model/manifest.ts';
 import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
-import { WORKSPACE, exampleOptions as options, federation } from '../support/example-experiment.ts';
+import { WORKSPACE, federation, runExample } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -35,10 +35,7 @@ const PARAMS_FILE = 'aggregated_params.tensors';
 let source = '';
 test.before(async () => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 2 });
-  source = path.join(exp.experimentationPath(), 'breakpoint_0001');
-  await exp.close();
+  source = path.join(await runExample(root, 2), 'breakpoint_0001');
 });
 
 type Setup = { work: string; carried: string; root: string; canary: string; canaryBytes: Buffer };

@@ -22,7 +22,7 @@ import {
 import { Experiment } from '../../src/federated/experiment.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { PathOutsideError } from '../../src/confine.ts';
-import { WORKSPACE, exampleOptions as options, federation } from '../support/example-experiment.ts';
+import { WORKSPACE, exampleOptions as options, federation, runExample } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -159,10 +159,7 @@ test(
 
 test('a damaged breakpoint folder is refused with an error naming the file', async (t) => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 1 });
-  const folder = path.join(exp.experimentationPath(), 'breakpoint_0000');
-  await exp.close();
+  const folder = path.join(await runExample(root, 1), 'breakpoint_0000');
   const paramsFile = path.join(folder, 'aggregated_params.tensors');
   chmodSync(paramsFile, 0o644);
   const bytes = readFileSync(paramsFile);
@@ -220,10 +217,7 @@ test(
     'written (crash in between) is written on resume, not superseded',
   async (t) => {
     const root = tempDir();
-    const exp = await Experiment.create(options(root));
-    await exp.run({ rounds: 3 });
-    const dir = exp.experimentationPath();
-    await exp.close();
+    const dir = await runExample(root, 3);
     // As if the process died after committing round 2 and before its folder was renamed into place.
     rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
     const { listExperiments } = await import('../../src/cli/experiments.ts');
@@ -287,10 +281,7 @@ test('a training plan inside the experiments folder is refused: code is never im
 
 test('resume removes the temp folder a crash left while writing a breakpoint', async (t) => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 1 });
-  const dir = exp.experimentationPath();
-  await exp.close();
+  const dir = await runExample(root, 1);
   const temp = path.join(dir, '.tmp-breakpoint_0001-999999999-00000000-0000-0000-0000-000000000000');
   mkdirSync(temp);
   const loaded = await load(root);
@@ -318,10 +309,7 @@ test(
     'committed round even if a crash left its folder unwritten',
   async (t) => {
     const root = tempDir();
-    const exp = await Experiment.create(options(root));
-    await exp.run({ rounds: 3 });
-    const dir = exp.experimentationPath();
-    await exp.close();
+    const dir = await runExample(root, 3);
     rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
     const loaded = await load(root, dir);
     t.is(loaded.roundCurrent(), 3);

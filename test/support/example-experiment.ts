@@ -3,7 +3,7 @@
  * example (its plan from the repository, the workspace), on the example federation of seed 11.
  */
 import { fileURLToPath } from 'node:url';
-import type { ExperimentOptions } from '../../src/federated/experiment.ts';
+import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 
 /** The repository: the workspace the example's plan module resolves against. */
@@ -27,4 +27,13 @@ export function exampleOptions(root: string, overrides: Partial<ExperimentOption
     workspace: WORKSPACE,
     ...overrides,
   };
+}
+
+/** Creates the example in `root` (`exampleOptions`), runs `rounds` rounds, closes it; returns its folder. */
+export async function runExample(root: string, rounds: number): Promise<string> {
+  const exp = await Experiment.create(exampleOptions(root));
+  await exp.run({ rounds });
+  const dir = exp.experimentationPath();
+  await exp.close();
+  return dir;
 }
