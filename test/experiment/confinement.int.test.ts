@@ -20,10 +20,9 @@ import {
 import path from 'node:path';
 import { NotARegularFileError, PathOutsideError } from '../../src/confine.ts';
 import { BreakpointCorruptError } from '../../src/model/errors.ts';
-import type { BreakpointManifest } from '../../src/model/manifest.ts';
-import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
 import { WORKSPACE, federation, runExample } from '../support/example-experiment.ts';
+import { editManifest } from '../support/manifests.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -52,19 +51,6 @@ function setUp(): Setup {
 }
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
-
-/** Edits a copied manifest as a hand with a text editor would (loosely typed on purpose). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = Record<string, any>;
-
-function editManifest(folder: string, edit: (manifest: Loose) => void): void {
-  const file = path.join(folder, 'breakpoint.json');
-  const manifest = JSON.parse(readFileSync(file, 'utf8')) as Loose;
-  edit(manifest);
-  rmSync(file);
-  // The checksum recomputed, as whoever edits a manifest to attack can: it proves no authenticity.
-  writeFileSync(file, JSON.stringify(sealManifest(manifest as BreakpointManifest), null, 2) + '\n');
-}
 
 /** Every regular file under `dir` whose bytes equal `bytes`. */
 function filesHolding(dir: string, bytes: Buffer): string[] {
