@@ -7,7 +7,6 @@
 import test from 'ava';
 import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { writeSnapshot } from '../../src/engine/snapshots.ts';
 import {
   ProjectionCheckpointMismatchError,
@@ -18,29 +17,13 @@ import {
   type ProjectionUpdate,
 } from '../../src/projections/index.ts';
 import { PROJECTION_CHECKPOINT_FILE } from '../../src/root.ts';
+import { rootWithRounds } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
-
 /** A root with one experiment of `rounds` rounds, each with a breakpoint; a snapshot is written at the end. */
-async function root(rounds: number, dir = tempDir()): Promise<{ root: string; id: string; stream: string }> {
-  const rl = await openRoundLog({ root: dir });
-  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
-  for (let r = 0; r < rounds; r++) {
-    await handle.recordRound({
-      params: tensors(r, 1),
-      replies: [],
-      nodes: [{ node: 'n1', sampleSize: 3, metrics: {} }],
-    });
-  }
-  await handle.snapshot();
-  await rl.close();
-  return { root: dir, id: handle.id, stream: handle.stream };
-}
+const root = (rounds: number) => rootWithRounds(rounds, { snapshot: true });
 
 function flipByte(file: string, at: number): void {
   const bytes = readFileSync(file);

@@ -5,34 +5,12 @@
 import test from 'ava';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { TensorSet } from '../../src/codec/tensors.ts';
-import { openRoundLog } from '../../src/projections/index.ts';
 import { roundlog } from '../support/cli.ts';
 import { dataEnd, flipByte, recordOffsets, segmentsOf, writeBytes } from '../support/segments.ts';
+import { rootWithRounds } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
-
-/** A root with one experiment of `rounds` rounds, each with a breakpoint. */
-export async function rootWithRounds(rounds: number): Promise<{ root: string; folder: string }> {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
-  for (let r = 0; r < rounds; r++) {
-    await handle.recordRound({
-      params: tensors(r, 1),
-      replies: [],
-      nodes: [{ node: 'n1', sampleSize: 3, metrics: {} }],
-    });
-  }
-  const folder = handle.state.folder;
-  await rl.close();
-  return { root, folder };
-}
 
 /** Flips a byte in the body of the middle record of `segment`; returns the offset of that record. */
 function damageMiddleRecord(segment: string): number {

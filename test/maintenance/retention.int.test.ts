@@ -11,19 +11,15 @@ import { applyRetention, gc } from '../../src/projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import type { NodeReplied, RoundsPruned } from '../../src/model/events.ts';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { WORKSPACE, exampleOptions, federation } from '../support/example-experiment.ts';
+import { tensors } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
 const options = (root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions =>
   exampleOptions(root, { roundLimit: 8, ...overrides });
-
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
 
 async function readStream(rl: RoundLog, handle: ExperimentHandle) {
   return rl.withReader(async (log) => (await log.readStream(handle.stream)).events);
