@@ -4,6 +4,8 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'var/', 'bench/results/', 'bench/node_modules/', '.tmp/'] },
+  // Files written by older releases, kept byte for byte (their training plan copies are not this tree's code).
+  { ignores: ['test/fixtures/'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

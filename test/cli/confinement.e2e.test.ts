@@ -6,11 +6,10 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { BreakpointManifest } from '../../src/model/manifest.ts';
-import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { REPO, roundlog, startRoundlog } from '../support/cli.ts';
+import { editManifest } from '../support/manifests.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -36,19 +35,6 @@ function emptyRoot(): string {
 
 const folderOf = (root: string, round: number) =>
   path.join(root, 'experiments', 'Experiment_0000', `breakpoint_000${round}`);
-
-/** Edits a copied manifest as a hand with a text editor would (loosely typed on purpose). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = Record<string, any>;
-
-function editManifest(folder: string, edit: (manifest: Loose) => void): void {
-  const file = path.join(folder, 'breakpoint.json');
-  const manifest = JSON.parse(readFileSync(file, 'utf8')) as Loose;
-  edit(manifest);
-  rmSync(file);
-  // The checksum recomputed, as whoever edits a manifest to attack can: it proves no authenticity.
-  writeFileSync(file, JSON.stringify(sealManifest(manifest as BreakpointManifest), null, 2) + '\n');
-}
 
 /** A definition module that leaves a mark beside itself when it is imported, and is otherwise the example. */
 const MARKING_DEFINITION = `import { writeFileSync } from 'node:fs';

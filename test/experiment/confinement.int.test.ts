@@ -18,45 +18,23 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { NotARegularFileError, PathOutsideError } from '../../src/confine.ts';
 import { BreakpointCorruptError } from '../../src/model/errors.ts';
-import type { BreakpointManifest } from '../../src/model/manifest.ts';
-import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
-import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
+import { WORKSPACE, federation, runExample } from '../support/example-experiment.ts';
+import { editManifest } from '../support/manifests.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
 const PLAN_FILE = 'training_plan.ts';
 const PARAMS_FILE = 'aggregated_params.tensors';
-
-function options(root: string): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 4,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-  };
-}
 
 /** One real breakpoint folder (round 1), made once and copied by every test. */
 let source = '';
 test.before(async () => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 2 });
-  source = path.join(exp.experimentationPath(), 'breakpoint_0001');
-  await exp.close();
+  source = path.join(await runExample(root, 2), 'breakpoint_0001');
 });
 
 type Setup = { work: string; carried: string; root: string; canary: string; canaryBytes: Buffer };
@@ -73,19 +51,6 @@ function setUp(): Setup {
 }
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
-
-/** Edits a copied manifest as a hand with a text editor would (loosely typed on purpose). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = Record<string, any>;
-
-function editManifest(folder: string, edit: (manifest: Loose) => void): void {
-  const file = path.join(folder, 'breakpoint.json');
-  const manifest = JSON.parse(readFileSync(file, 'utf8')) as Loose;
-  edit(manifest);
-  rmSync(file);
-  // The checksum recomputed, as whoever edits a manifest to attack can: it proves no authenticity.
-  writeFileSync(file, JSON.stringify(sealManifest(manifest as BreakpointManifest), null, 2) + '\n');
-}
 
 /** Every regular file under `dir` whose bytes equal `bytes`. */
 function filesHolding(dir: string, bytes: Buffer): string[] {

@@ -4,36 +4,16 @@
  * recorded with its version each round, upgraded or refused when that version changed.
  */
 import test from 'ava';
-import { fileURLToPath } from 'node:url';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { StateVersionMismatchError, UnknownAggregatorError, UnknownStrategyError } from '../../src/federated/errors.ts';
 import { allNodes, type Strategy } from '../../src/federated/strategies.ts';
 import type { FederatedRoundState } from '../../src/federated/components.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { WORKSPACE, exampleOptions as options, federation } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { scaffold, scaffoldRegistry } from '../support/scaffold.ts';
 
 test.after.always(removeTempDirs);
-
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
-
-function options(root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 4,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-    ...overrides,
-  };
-}
 
 /** A custom strategy: the first node in id order, every round. */
 function firstNode(): Strategy {

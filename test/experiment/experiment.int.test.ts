@@ -13,39 +13,19 @@ import {
   chmodSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   BreakpointCorruptError,
   NoBreakpointError,
   RewindNotRequestedError,
   TrainingPlanChangedError,
 } from '../../src/model/errors.ts';
-import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { PathOutsideError } from '../../src/confine.ts';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { WORKSPACE, exampleOptions as options, federation, runExample } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
-
-function options(root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 4,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-    ...overrides,
-  };
-}
 
 /** A self-contained plan (no imports), for tests that edit its source in a temp workspace. */
 const TINY_PLAN =
@@ -179,10 +159,7 @@ test(
 
 test('a damaged breakpoint folder is refused with an error naming the file', async (t) => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 1 });
-  const folder = path.join(exp.experimentationPath(), 'breakpoint_0000');
-  await exp.close();
+  const folder = path.join(await runExample(root, 1), 'breakpoint_0000');
   const paramsFile = path.join(folder, 'aggregated_params.tensors');
   chmodSync(paramsFile, 0o644);
   const bytes = readFileSync(paramsFile);
@@ -240,10 +217,7 @@ test(
     'written (crash in between) is written on resume, not superseded',
   async (t) => {
     const root = tempDir();
-    const exp = await Experiment.create(options(root));
-    await exp.run({ rounds: 3 });
-    const dir = exp.experimentationPath();
-    await exp.close();
+    const dir = await runExample(root, 3);
     // As if the process died after committing round 2 and before its folder was renamed into place.
     rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
     const { listExperiments } = await import('../../src/cli/experiments.ts');
@@ -307,10 +281,7 @@ test('a training plan inside the experiments folder is refused: code is never im
 
 test('resume removes the temp folder a crash left while writing a breakpoint', async (t) => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
-  await exp.run({ rounds: 1 });
-  const dir = exp.experimentationPath();
-  await exp.close();
+  const dir = await runExample(root, 1);
   const temp = path.join(dir, '.tmp-breakpoint_0001-999999999-00000000-0000-0000-0000-000000000000');
   mkdirSync(temp);
   const loaded = await load(root);
@@ -338,10 +309,7 @@ test(
     'committed round even if a crash left its folder unwritten',
   async (t) => {
     const root = tempDir();
-    const exp = await Experiment.create(options(root));
-    await exp.run({ rounds: 3 });
-    const dir = exp.experimentationPath();
-    await exp.close();
+    const dir = await runExample(root, 3);
     rmSync(path.join(dir, 'breakpoint_0002'), { recursive: true });
     const loaded = await load(root, dir);
     t.is(loaded.roundCurrent(), 3);

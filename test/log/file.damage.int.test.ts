@@ -4,68 +4,27 @@
  * damage of committed records and are named as such.
  */
 import test from 'ava';
-import {
-  closeSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CorruptLogError, StrayTailBytesError } from '../../src/log/errors.ts';
 import { openFileEventLog, type FileLogWarning } from '../../src/log/file/index.ts';
 import { decodeIndexChunks, encodeIndexChunk } from '../../src/log/file/format.ts';
+import { FRAME_HEADER, fillLog, recordEnd, recordOffsets, segmentsOf, writeBytes } from '../support/segments.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const SEGMENT_HEADER = 8;
-const FRAME_HEADER = 12;
-
-/** Record offsets of a segment, found by walking frame lengths (independently of the log's index). */
-function recordOffsets(file: string): number[] {
-  const data = readFileSync(file);
-  const offsets: number[] = [];
-  let at = SEGMENT_HEADER;
-  while (at + FRAME_HEADER <= data.length && !data.subarray(at, at + FRAME_HEADER).equals(Buffer.alloc(FRAME_HEADER))) {
-    offsets.push(at);
-    at += FRAME_HEADER + data.readUInt32LE(at);
-  }
-  return offsets;
-}
-
-function segmentsOf(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((name) => name.endsWith('.seg'))
-    .sort()
-    .map((name) => path.join(dir, name));
-}
-
-function writeBytes(file: string, offset: number, bytes: Buffer): void {
-  const fd = openSync(file, 'r+');
-  writeSync(fd, bytes, 0, bytes.length, offset);
-  closeSync(fd);
-}
-
-/** A log of `count` records in one segment, closed: its index lists every record. */
-async function closedLog(dir: string, count: number): Promise<void> {
-  const log = await openFileEventLog({ dir });
-  for (let i = 0; i < count; i++)
-    await log.append(`s${i % 3}`, [{ type: 'Filled', data: { i, text: 'x'.repeat(100) } }]);
-  await log.close();
-}
+/** A log of several sealed segments and one active one, closed: index files and a heads checkpoint exist. */
+const sealedLog = (dir: string) => fillLog(dir, 120, { segmentBytes: 4096 });
 
 test('a record the index lists as committed, cut short, is corruption, not a torn tail', async (t) => {
   const dir = tempDir();
-  await closedLog(dir, 20);
+  await fillLog(dir, 20);
   const [segment] = segmentsOf(dir) as [string];
   t.true(readdirSync(dir).includes(`${path.basename(segment)}.idx`), 'the index lists the records');
   const offsets = recordOffsets(segment);
   const lastStart = offsets.at(-1)!;
-  const lastEnd = lastStart + FRAME_HEADER + readFileSync(segment).readUInt32LE(lastStart);
+  const lastEnd = recordEnd(segment, lastStart);
   const cut = lastStart + Math.floor((lastEnd - lastStart) / 2);
   truncateSync(segment, cut);
 
@@ -86,7 +45,7 @@ test('a record the index lists as committed, cut short, is corruption, not a tor
 
   // Zeroing the same bytes instead gives the same answer at the same offset.
   const other = tempDir();
-  await closedLog(other, 20);
+  await fillLog(other, 20);
   const [otherSegment] = segmentsOf(other) as [string];
   t.deepEqual(recordOffsets(otherSegment), offsets);
   writeBytes(otherSegment, cut, Buffer.alloc(lastEnd - cut));
@@ -97,7 +56,7 @@ test('a record the index lists as committed, cut short, is corruption, not a tor
 
 test('a segment cut inside an earlier record its index lists is corruption at that record', async (t) => {
   const dir = tempDir();
-  await closedLog(dir, 20);
+  await fillLog(dir, 20);
   const [segment] = segmentsOf(dir) as [string];
   const offsets = recordOffsets(segment);
   truncateSync(segment, offsets[12]! + 30);
@@ -112,10 +71,10 @@ test('a segment cut inside an earlier record its index lists is corruption at th
 /** A log of 20 records whose active segment has one stray byte `distance` bytes after its data. */
 async function strayByteLog(distance: number): Promise<{ dir: string; segment: string; end: number; at: number }> {
   const dir = tempDir();
-  await closedLog(dir, 20);
+  await fillLog(dir, 20);
   const [segment] = segmentsOf(dir) as [string];
   const offsets = recordOffsets(segment);
-  const end = offsets.at(-1)! + FRAME_HEADER + readFileSync(segment).readUInt32LE(offsets.at(-1)!);
+  const end = recordEnd(segment, offsets.at(-1)!);
   const at = end + distance;
   assertInside(segment, at);
   writeBytes(segment, at, Buffer.from([0x42]));
@@ -195,13 +154,6 @@ test('one damaged record in a sealed segment is one verify problem, at its offse
     t.regex(result.problems[0]!.reason, where === 'body' ? /body checksum/ : /header checksum/);
   }
 });
-
-/** A log of several sealed segments and one active one, closed: index files and a heads checkpoint exist. */
-async function sealedLog(dir: string): Promise<void> {
-  const log = await openFileEventLog({ dir, segmentBytes: 4096 });
-  for (let i = 0; i < 120; i++) await log.append(`s${i % 3}`, [{ type: 'Filled', data: { i, text: 'x'.repeat(100) } }]);
-  await log.close();
-}
 
 async function verifyOf(dir: string) {
   const log = await openFileEventLog({ dir, readOnly: true });

@@ -7,7 +7,6 @@ import {
   closeSync,
   openSync,
   readFileSync,
-  readSync,
   readdirSync,
   statSync,
   truncateSync,
@@ -22,64 +21,29 @@ import { CorruptLogError, LogLockedError, LogReadOnlyError } from '../../src/log
 import { openFileEventLog, type FileLogWarning } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { spawnTs } from '../support/child.ts';
+import {
+  FRAME_HEADER,
+  fillLog,
+  flipByte,
+  recordEnd,
+  recordOffsets,
+  segmentsOf,
+  zeroBytes,
+} from '../support/segments.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const SEGMENT_HEADER = 8;
-const FRAME_HEADER = 12;
-
-/** Record offsets of a segment, found by walking frame lengths (independently of the log's index). */
-function recordOffsets(file: string): number[] {
-  const data = readFileSync(file);
-  const offsets: number[] = [];
-  let at = SEGMENT_HEADER;
-  // The writer zero-fills ahead of its data: a zero header is the end.
-  while (at + FRAME_HEADER <= data.length && !data.subarray(at, at + FRAME_HEADER).equals(Buffer.alloc(FRAME_HEADER))) {
-    offsets.push(at);
-    at += FRAME_HEADER + data.readUInt32LE(at);
-  }
-  return offsets;
-}
-
-function segmentsOf(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((name) => name.endsWith('.seg'))
-    .sort()
-    .map((name) => path.join(dir, name));
-}
-
-function flipByte(file: string, offset: number): void {
-  const fd = openSync(file, 'r+');
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, offset);
-  byte[0] = byte[0]! ^ 0x5a;
-  writeSync(fd, byte, 0, 1, offset);
-  closeSync(fd);
-}
-
-async function filledLog(dir: string, count: number, segmentBytes?: number): Promise<void> {
-  const log = await openFileEventLog({ dir, ...(segmentBytes ? { segmentBytes } : {}) });
-  for (let i = 0; i < count; i += 50) {
-    await Promise.all(
-      Array.from({ length: Math.min(50, count - i) }, (_, k) =>
-        log.append(`s${(i + k) % 3}`, [{ type: 'Filled', data: { i: i + k, text: 'x'.repeat(100) } }]),
-      ),
-    );
-  }
-  await log.close();
-}
 
 test(
   'a log cut in the middle of its last record reopens without ' +
     'it, with a warning saying how many bytes were dropped',
   async (t) => {
     const dir = tempDir();
-    await filledLog(dir, 20);
+    await fillLog(dir, 20, { concurrently: 50 });
     const [segment] = segmentsOf(dir) as [string];
     const offsets = recordOffsets(segment);
     const lastStart = offsets.at(-1)!;
-    const lastEnd = lastStart + FRAME_HEADER + readFileSync(segment).readUInt32LE(lastStart);
+    const lastEnd = recordEnd(segment, lastStart);
     const cut = lastStart + Math.floor((lastEnd - lastStart) / 2);
     truncateSync(segment, cut);
     // As after a crash before the index caught up with the last write (an index listing the
@@ -113,7 +77,7 @@ test(
   'a byte flipped in the middle of a segment is a ' + 'CorruptLog error naming the file and offset, never a skip',
   async (t) => {
     const dir = tempDir();
-    await filledLog(dir, 100);
+    await fillLog(dir, 100, { concurrently: 50 });
     const [segment] = segmentsOf(dir) as [string];
     const offsets = recordOffsets(segment);
     const victim = offsets[50]!;
@@ -139,7 +103,7 @@ test(
 
 test('a damaged record length in the middle is corruption, not a torn tail: nothing after it is cut off', async (t) => {
   const dir = tempDir();
-  await filledLog(dir, 30);
+  await fillLog(dir, 30, { concurrently: 50 });
   for (const file of readdirSync(dir))
     if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
   const [segment] = segmentsOf(dir) as [string];
@@ -213,7 +177,7 @@ test(
   'a reader in another process follows a writer live, ' + 'across segment boundaries, every event once and in order',
   async (t) => {
     const dir = tempDir();
-    await filledLog(dir, 10, 4096);
+    await fillLog(dir, 10, { segmentBytes: 4096, concurrently: 50 });
     const reader = await openFileEventLog({ dir, readOnly: true, pollIntervalMs: 5 });
     t.teardown(() => reader.close());
     const total = 10 + 400;
@@ -244,7 +208,7 @@ test(
   'opening a log reads neither its sealed segments ' + 'nor their records: damage there shows only on read',
   async (t) => {
     const dir = tempDir();
-    await filledLog(dir, 600, 8192);
+    await fillLog(dir, 600, { segmentBytes: 8192, concurrently: 50 });
     const segments = segmentsOf(dir);
     t.true(segments.length > 5);
     const early = segments[1]!;
@@ -270,7 +234,7 @@ test(
 
 test('a damaged or missing checkpoint and index are rebuilt from the records, with the same content', async (t) => {
   const dir = tempDir();
-  await filledLog(dir, 400, 8192);
+  await fillLog(dir, 400, { segmentBytes: 8192, concurrently: 50 });
   const before = await openFileEventLog({ dir });
   const expected = (await before.readAll()).events;
   await before.close();
@@ -331,20 +295,14 @@ test('large values are lz4-compressed on disk and read back exactly; small ones 
   await reopened.close();
 });
 
-function zeroBytes(file: string, start: number, end: number): void {
-  const fd = openSync(file, 'r+');
-  writeSync(fd, Buffer.alloc(end - start), 0, end - start, start);
-  closeSync(fd);
-}
-
 test(
   'a last record half written into the zero-filled space ' + 'ahead of the data is a torn tail, cut off with a warning',
   async (t) => {
     const dir = tempDir();
-    await filledLog(dir, 20);
+    await fillLog(dir, 20, { concurrently: 50 });
     const [segment] = segmentsOf(dir) as [string];
     const lastStart = recordOffsets(segment).at(-1)!;
-    const lastEnd = lastStart + FRAME_HEADER + readFileSync(segment).readUInt32LE(lastStart);
+    const lastEnd = recordEnd(segment, lastStart);
     t.true(statSync(segment).size > lastEnd, 'the writer zero-fills ahead of its data');
     zeroBytes(segment, lastStart + 40, lastEnd);
     // As after a crash before the index caught up with the last write.
@@ -366,7 +324,7 @@ test(
 
 test('a zeroed record in the middle, with records after it, is corruption: nothing after it is dropped', async (t) => {
   const dir = tempDir();
-  await filledLog(dir, 30);
+  await fillLog(dir, 30, { concurrently: 50 });
   for (const file of readdirSync(dir))
     if (file.endsWith('.idx') || file === 'heads.ckpt') unlinkSync(path.join(dir, file));
   const [segment] = segmentsOf(dir) as [string];
@@ -423,10 +381,10 @@ test(
     'record after the data end its subscription with CorruptLogError',
   async (t) => {
     const dir = tempDir();
-    await filledLog(dir, 5);
+    await fillLog(dir, 5, { concurrently: 50 });
     const [segment] = segmentsOf(dir) as [string];
     const offsets = recordOffsets(segment);
-    const end = offsets.at(-1)! + FRAME_HEADER + readFileSync(segment).readUInt32LE(offsets.at(-1)!);
+    const end = recordEnd(segment, offsets.at(-1)!);
     const reader = await openFileEventLog({ dir, readOnly: true, pollIntervalMs: 5 });
     t.teardown(() => reader.close());
     const items: string[] = [];

@@ -7,7 +7,6 @@
 import test from 'ava';
 import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { writeSnapshot } from '../../src/engine/snapshots.ts';
 import {
   ProjectionCheckpointMismatchError,
@@ -18,29 +17,13 @@ import {
   type ProjectionUpdate,
 } from '../../src/projections/index.ts';
 import { PROJECTION_CHECKPOINT_FILE } from '../../src/root.ts';
+import { rootWithRounds } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
-
 /** A root with one experiment of `rounds` rounds, each with a breakpoint; a snapshot is written at the end. */
-async function root(rounds: number, dir = tempDir()): Promise<{ root: string; id: string; stream: string }> {
-  const rl = await openRoundLog({ root: dir });
-  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
-  for (let r = 0; r < rounds; r++) {
-    await handle.recordRound({
-      params: tensors(r, 1),
-      replies: [],
-      nodes: [{ node: 'n1', sampleSize: 3, metrics: {} }],
-    });
-  }
-  await handle.snapshot();
-  await rl.close();
-  return { root: dir, id: handle.id, stream: handle.stream };
-}
+const root = (rounds: number) => rootWithRounds(rounds, { snapshot: true });
 
 function flipByte(file: string, at: number): void {
   const bytes = readFileSync(file);
@@ -96,6 +79,16 @@ test('a snapshot that checks out against the log but holds another state is a pr
   t.false(report.ok);
   t.is(report.caches.problems[0]?.file, path.join(dir, 'snapshots', `${id}.snap`));
   t.regex(report.caches.problems[0]!.reason, /holds a state other than the one its events fold to/);
+});
+
+test('verify checks the projection checkpoint as a cache and notes nothing of it as a folder', async (t) => {
+  const { root: dir } = await root(2);
+  await followUntilCaughtUp(dir);
+  const report = await verifyRoot({ root: dir });
+  t.true(report.ok);
+  t.is(report.caches.filesChecked, 2, 'the snapshot and the checkpoint');
+  // It sits beside the experiment folders but is none: before, verify noted it as a folder of no experiment.
+  t.deepEqual(report.notes, []);
 });
 
 test('a projection checkpoint with a flipped byte: verify names it; project --follow says it ignores it', async (t) => {

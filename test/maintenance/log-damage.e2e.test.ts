@@ -3,59 +3,30 @@
  * segment are named exactly, read commands work, and only `verify --repair-tail` clears them.
  */
 import test from 'ava';
-import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { TensorSet } from '../../src/codec/tensors.ts';
-import { openRoundLog } from '../../src/projections/index.ts';
 import { roundlog } from '../support/cli.ts';
+import { dataEnd, flipByte, recordOffsets, segmentsOf, writeBytes } from '../support/segments.ts';
+import { rootWithRounds } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
-
-/** A root with one experiment of `rounds` rounds, each with a breakpoint. */
-export async function rootWithRounds(rounds: number): Promise<{ root: string; folder: string }> {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
-  for (let r = 0; r < rounds; r++) {
-    await handle.recordRound({
-      params: tensors(r, 1),
-      replies: [],
-      nodes: [{ node: 'n1', sampleSize: 3, metrics: {} }],
-    });
-  }
-  const folder = handle.state.folder;
-  await rl.close();
-  return { root, folder };
-}
-
-/** The end of the data of a segment: walks the frames up to the first zero header. */
-function dataEnd(file: string): number {
-  const data = readFileSync(file);
-  let at = 8;
-  while (at + 12 <= data.length && !data.subarray(at, at + 12).equals(Buffer.alloc(12))) {
-    at += 12 + data.readUInt32LE(at);
-  }
-  return at;
+/** Flips a byte in the body of the middle record of `segment`; returns the offset of that record. */
+function damageMiddleRecord(segment: string): number {
+  const offsets = recordOffsets(segment);
+  const victim = offsets[Math.floor(offsets.length / 2)]!;
+  flipByte(segment, victim + 20);
+  return victim;
 }
 
 test('one stray byte after the log data: named at its offset, reads work, writes need --repair-tail', async (t) => {
   const { root, folder } = await rootWithRounds(3);
-  const logDir = path.join(root, 'log');
-  const segment = path.join(
-    logDir,
-    readdirSync(logDir).find((name) => name.endsWith('.seg'))!,
-  );
+  const [segment] = segmentsOf(path.join(root, 'log')) as [string];
   const end = dataEnd(segment);
   const at = end + 700;
   t.true(statSync(segment).size > at, 'the writer zero-fills ahead of its data');
-  const fd = openSync(segment, 'r+');
-  writeSync(fd, Buffer.from([0x01]), 0, 1, at);
-  closeSync(fd);
+  writeBytes(segment, at, Buffer.from([0x01]));
   const env = { ROUNDLOG_DIR: root };
 
   const ls = await roundlog(['ls'], env);
@@ -85,32 +56,10 @@ test('one stray byte after the log data: named at its offset, reads work, writes
   t.is((await roundlog(['verify'], env)).code, 0);
 });
 
-/** Offsets of the records of a segment, walking frame lengths up to the first zero header. */
-function recordOffsets(file: string): number[] {
-  const data = readFileSync(file);
-  const offsets: number[] = [];
-  let at = 8;
-  while (at + 12 <= data.length && !data.subarray(at, at + 12).equals(Buffer.alloc(12))) {
-    offsets.push(at);
-    at += 12 + data.readUInt32LE(at);
-  }
-  return offsets;
-}
-
 test('one damaged record in the history: verify reports that one problem and names the experiment', async (t) => {
   const { root, folder } = await rootWithRounds(4);
-  const logDir = path.join(root, 'log');
-  const segment = path.join(
-    logDir,
-    readdirSync(logDir).find((name) => name.endsWith('.seg'))!,
-  );
-  const offsets = recordOffsets(segment);
-  const victim = offsets[Math.floor(offsets.length / 2)]!;
-  const fd = openSync(segment, 'r+');
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, victim + 20);
-  writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
-  closeSync(fd);
+  const [segment] = segmentsOf(path.join(root, 'log')) as [string];
+  const victim = damageMiddleRecord(segment);
 
   const verify = await roundlog(['verify'], { ROUNDLOG_DIR: root });
   t.is(verify.code, 1);
@@ -128,18 +77,8 @@ test(
     const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '4'], env);
     t.is(run.code, 0, run.stderr);
     t.is(readdirSync(path.join(root, 'snapshots')).length, 1, 'closing the run wrote a snapshot of its state');
-    const segment = path.join(
-      root,
-      'log',
-      readdirSync(path.join(root, 'log')).find((n) => n.endsWith('.seg'))!,
-    );
-    const offsets = recordOffsets(segment);
-    const victim = offsets[Math.floor(offsets.length / 2)]!;
-    const fd = openSync(segment, 'r+');
-    const byte = Buffer.alloc(1);
-    readSync(fd, byte, 0, 1, victim + 20);
-    writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
-    closeSync(fd);
+    const [segment] = segmentsOf(path.join(root, 'log')) as [string];
+    const victim = damageMiddleRecord(segment);
 
     const ls = await roundlog(['ls'], env);
     t.is(ls.code, 0, ls.stderr);

@@ -10,15 +10,11 @@ import { CorruptBlobError } from '../../src/blobs/errors.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
 import { repairRoot, verifyRoot } from '../../src/projections/index.ts';
 import { readSnapshot, snapshotFile } from '../../src/engine/snapshots.ts';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { roundlog } from '../support/cli.ts';
+import { tensors } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
 
 async function root(rounds = 3): Promise<{ root: string; rl: RoundLog; handle: ExperimentHandle; exp: string }> {
   const dir = tempDir();

@@ -5,42 +5,21 @@
 import test from 'ava';
 import { cpSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { RoundPrunedError } from '../../src/model/errors.ts';
 import { ReferencedBlobMissingError } from '../../src/engine/blob-refs.ts';
 import { applyRetention, gc } from '../../src/projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import type { NodeReplied, RoundsPruned } from '../../src/model/events.ts';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { WORKSPACE, exampleOptions, federation } from '../support/example-experiment.ts';
+import { tensors } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
-
-function options(root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 8,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-    ...overrides,
-  };
-}
-
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
+const options = (root: string, overrides: Partial<ExperimentOptions> = {}): ExperimentOptions =>
+  exampleOptions(root, { roundLimit: 8, ...overrides });
 
 async function readStream(rl: RoundLog, handle: ExperimentHandle) {
   return rl.withReader(async (log) => (await log.readStream(handle.stream)).events);

@@ -5,14 +5,10 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, unlinkSync, w
 import path from 'node:path';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
 import { verifyRoot } from '../../src/projections/index.ts';
-import type { TensorSet } from '../../src/codec/tensors.ts';
+import { tensors } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const tensors = (...values: number[]): TensorSet => ({
-  w: { dtype: 'float32', shape: [values.length], data: new Float32Array(values) },
-});
 
 /** A root with one experiment of `rounds` rounds, each with a breakpoint and a node reply blob. */
 async function root(rounds = 4): Promise<{ root: string; rl: RoundLog; handle: ExperimentHandle; dir: string }> {

@@ -29,15 +29,13 @@
  *
  * Any other failure prints `error <code> <message>` and exits with code 1.
  */
-import { createHash } from 'node:crypto';
-import { readSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { NoBreakpointError } from '../../src/model/errors.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
 import type { Federation } from '../../src/federated/training-plan.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { hashParameters, onDataRead, readLineSync } from './gate.ts';
 
 const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
 const FEDERATION_SEED = 11;
@@ -52,35 +50,6 @@ function codeOf(error: unknown): string {
   return (error as { code?: unknown })?.code === undefined ? 'UNKNOWN' : String((error as { code: unknown }).code);
 }
 
-/** SHA-256 over every tensor in name order: name, dtype, shape and element bytes. */
-function hashParameters(params: TensorSet): string {
-  const hash = createHash('sha256');
-  for (const name of Object.keys(params).sort()) {
-    const tensor = params[name]!;
-    hash.update(`${name}\0${tensor.dtype}\0${tensor.shape.join(',')}\0`);
-    hash.update(Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
-  }
-  return hash.digest('hex');
-}
-
-/** Blocks the whole process until a line arrives on stdin (fd 0 is a blocking pipe in a child). */
-function readLineSync(): string {
-  const byte = Buffer.alloc(1);
-  let line = '';
-  for (;;) {
-    let n: number;
-    try {
-      n = readSync(0, byte, 0, 1, null);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') continue;
-      throw error;
-    }
-    if (n === 0) throw new Error('stdin closed while waiting at the gate');
-    if (byte[0] === 0x0a) return line;
-    line += String.fromCharCode(byte[0]!);
-  }
-}
-
 /**
  * The example federation; with a gate, reading a node's data for training (which the facade does
  * only after `RoundStarted` is durable) announces the round and waits for the parent once per round.
@@ -89,38 +58,17 @@ function federation(gate: { round: number; open: number } | null, throwAt: numbe
   const plain = syntheticClinicalFederation({ seed: FEDERATION_SEED });
   if (throwAt !== null) {
     // `gate` only tells the round here (the run loop sets it); nothing blocks.
-    return {
-      nodes: plain.nodes.map((node) => ({
-        id: node.id,
-        datasets: node.datasets.map((dataset) => ({
-          id: dataset.id,
-          tags: dataset.tags,
-          get data() {
-            if (node.id === 'hospital-b' && gate?.round === throwAt) throw new Error('diverged: loss is NaN');
-            return dataset.data;
-          },
-        })),
-      })),
-    };
+    return onDataRead(plain, (node) => {
+      if (node === 'hospital-b' && gate?.round === throwAt) throw new Error('diverged: loss is NaN');
+    });
   }
   if (gate === null) return plain;
-  return {
-    nodes: plain.nodes.map((node) => ({
-      id: node.id,
-      datasets: node.datasets.map((dataset) => ({
-        id: dataset.id,
-        tags: dataset.tags,
-        get data() {
-          if (gate.open !== gate.round) {
-            gate.open = gate.round;
-            say(`training ${gate.round} ${node.id}`);
-            readLineSync();
-          }
-          return dataset.data;
-        },
-      })),
-    })),
-  };
+  return onDataRead(plain, (node) => {
+    if (gate.open === gate.round) return;
+    gate.open = gate.round;
+    say(`training ${gate.round} ${node}`);
+    if (readLineSync() === null) throw new Error('stdin closed while waiting at the gate');
+  });
 }
 
 async function continueOrCreate(

@@ -12,24 +12,14 @@
  */
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import type { TensorSet } from '../../src/codec/tensors.ts';
 import { NoBreakpointError } from '../../src/model/errors.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { hashParameters } from './gate.ts';
 import { scaffold, scaffoldRegistry } from './scaffold.ts';
 
 const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
 const say = (line: string) => process.stdout.write(`${line}\n`);
-
-export function hashParameters(params: TensorSet): string {
-  const hash = createHash('sha256');
-  for (const name of Object.keys(params).sort()) {
-    const tensor = params[name]!;
-    hash.update(`${name}\0${tensor.dtype}\0${tensor.shape.join(',')}\0`);
-    hash.update(Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
-  }
-  return hash.digest('hex');
-}
 
 async function run(root: string, seed: number, roundLimit: number): Promise<void> {
   const federation = syntheticClinicalFederation({ seed: 11 });

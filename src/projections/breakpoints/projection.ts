@@ -269,6 +269,8 @@ async function verifyFolders(
     }
   }
   for (const name of await listNames(env.layout.experiments)) {
+    // The projection checkpoint lives beside the experiment folders: it is checked with the caches.
+    if (path.join(env.layout.experiments, name) === env.layout.projectionCheckpoint) continue;
     if (!folders.has(name)) {
       notes.push(
         `${path.join(env.layout.experiments, name)} is not the folder of any experiment in the log; not checked`,
