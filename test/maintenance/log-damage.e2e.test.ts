@@ -127,11 +127,7 @@ test(NAMED_DAMAGE, async (t) => {
   );
   // A record of the first experiment's history (its stream is written before anything of the second).
   const victim = recordOffsets(segment)[3]!;
-  const fd = openSync(segment, 'r+');
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, victim + 20);
-  writeSync(fd, Buffer.from([byte[0]! ^ 0x5a]), 0, 1, victim + 20);
-  closeSync(fd);
+  flipByte(segment, victim + 20);
 
   for (const name of ['Experiment_0000', path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0001')]) {
     for (const args of [
