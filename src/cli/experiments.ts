@@ -16,7 +16,7 @@ import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
 import { statusOf, type StatusOptions } from '../engine/lease.ts';
 import { compareNames } from '../model/events.ts';
-import { ExperimentHistoryDamagedError } from '../model/errors.ts';
+import { ExperimentHistoryDamagedError, InvalidEventDataError } from '../model/errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -79,8 +79,12 @@ export type ExperimentListing = {
   run: { runId: string; owner: RunOwner; since: string; lastSeen: string } | null;
   /** The last run's failure (until another run starts): code, message, where and when. */
   failure: { code: string; message: string; round: number; attempt: number | null; at: string } | null;
-  /** Where the history is damaged (status `damaged`), else null. */
-  damage: { file: string; offset: number; reason: string } | null;
+  /**
+   * Where the history is damaged (status `damaged`), else null: a damaged record (its file and byte
+   * offset), or an event whose data does not have its type's shape (`file` and `offset` null, the
+   * event's `revision` in its stream).
+   */
+  damage: { file: string | null; offset: number | null; revision?: string; reason: string } | null;
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
   /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
   missingBreakpoints: number[];
@@ -97,10 +101,11 @@ export async function listExperiments(
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
       const opened = await rl.openExperiment(entry.experimentId).catch((error: unknown) => {
-        if (error instanceof ExperimentHistoryDamagedError) return error;
+        if (error instanceof ExperimentHistoryDamagedError || error instanceof InvalidEventDataError) return error;
         throw error;
       });
-      const state = opened instanceof ExperimentHistoryDamagedError ? null : opened.state;
+      const damaged = opened instanceof ExperimentHistoryDamagedError || opened instanceof InvalidEventDataError;
+      const state = damaged ? null : opened.state;
       const dir = path.join(rl.layout.experiments, state?.folder ?? entry.folder);
       const breakpoints = [];
       for (const name of await listBreakpointFolders(dir)) {
@@ -115,7 +120,7 @@ export async function listExperiments(
           paramsSha256: record?.params.sha256 ?? '(damaged: run roundlog verify)',
         });
       }
-      if (opened instanceof ExperimentHistoryDamagedError) {
+      if (damaged) {
         listing.push({
           missingBreakpoints: [],
           folder: entry.folder,
@@ -125,7 +130,15 @@ export async function listExperiments(
           status: 'damaged',
           run: null,
           failure: null,
-          damage: { file: opened.file, offset: opened.offset, reason: opened.reason },
+          damage:
+            opened instanceof ExperimentHistoryDamagedError
+              ? { file: opened.file, offset: opened.offset, reason: opened.reason }
+              : {
+                  file: null,
+                  offset: null,
+                  revision: String(opened.revision),
+                  reason: `a ${opened.eventType} whose ${opened.field} ${opened.problem}`,
+                },
           breakpoints,
         });
         continue;

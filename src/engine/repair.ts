@@ -20,7 +20,7 @@ import { promises as fs } from 'node:fs';
 import { StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { replay } from '../model/state.ts';
+import { replay, upcastRegistered } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
 import { RootIndex } from './root-index.ts';
@@ -157,7 +157,7 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
 
 async function registry(log: EventLog): Promise<ExperimentRegistered[]> {
   try {
-    return (await log.readStream(REGISTRY_STREAM)).events.map((e) => e.data as ExperimentRegistered);
+    return (await log.readStream(REGISTRY_STREAM)).events.map(upcastRegistered);
   } catch (error) {
     if (error instanceof StreamNotFoundError) return [];
     throw error;

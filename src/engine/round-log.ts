@@ -53,6 +53,7 @@ import {
   RoundPrunedError,
 } from '../model/errors.ts';
 import { acceptsConcurrently } from '../model/concurrent.ts';
+import { checkEventsToAppend } from '../model/schemas.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { readRegistry, readRegistryStream } from './registry.ts';
@@ -246,6 +247,7 @@ class StoreRoundLog implements RoundLog {
         },
         { actor: this.actor },
       );
+      checkEventsToAppend([...first, { type: 'ExperimentRegistered', data: registered }]);
       // Under the writer lock: retention in another process may have deleted a blob stored above.
       await assertBlobsPresent(this.blobs, folder, first);
       // The experiment's stream first, then its registration: a crash in between leaves an
@@ -396,6 +398,8 @@ export class ExperimentHandle {
     let events: readonly ExperimentEvent[];
     try {
       events = recordable(given, 'events');
+      // What is appended must read back: the schemas `upcast` reads with.
+      checkEventsToAppend(events);
     } catch (error) {
       return Promise.reject(error);
     }

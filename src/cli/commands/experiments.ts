@@ -224,8 +224,12 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
     }
     if (e.damage !== null) {
       io.out('');
+      const at =
+        e.damage.file === null
+          ? `event ${e.damage.revision} of its stream`
+          : `${displayPath(e.damage.file, global.cwd)} byte ${e.damage.offset}`;
       io.out(
-        `${e.folder}: its history is damaged at ${displayPath(e.damage.file, global.cwd)} byte ${e.damage.offset} ` +
+        `${e.folder}: its history is damaged at ${at} ` +
           `(${e.damage.reason}): its state past that record is unknown and resume refuses it; ` +
           "run 'roundlog verify' for every damaged record",
       );
