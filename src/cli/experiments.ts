@@ -9,6 +9,7 @@ import {
 } from '../projections/breakpoints/index.ts';
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
+import { checkDefinition } from '../federated/options-schema.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { confinedModule, importModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
@@ -42,15 +43,10 @@ export async function importDefinition(
   const module = (await importModule(file).catch((error: unknown) => {
     throw new UsageError(`cannot import the experiment definition ${ref.module}: ${(error as Error).message}`);
   })) as Record<string, unknown>;
-  const definition = (module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined)) as
-    ExperimentDefinition | undefined;
-  if (typeof definition !== 'object' || definition === null || typeof definition.federation !== 'function') {
-    throw new UsageError(
-      `${ref.module} must export an experiment definition (${ref.export}) ` +
-        'with tags, trainingPlan and a federation() function',
-    );
-  }
-  return definition;
+  const definition = module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined);
+  // Checked before anything uses it: the module is the user's code, its export may be anything.
+  checkDefinition(definition, ref.module, ref.export, file);
+  return definition as ExperimentDefinition;
 }
 
 export function progressLine(progress: RoundProgress, replied: number): string {

@@ -32,6 +32,7 @@ import { deriveRng } from './rng.ts';
 import { currentParams, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { resolvePlan, type TrainingPlanLocation } from './resolve-plan.ts';
 import { resumeFromBreakpoint, type FederationSource } from './resume.ts';
+import { checkExperimentOptions } from './options-schema.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
@@ -181,6 +182,8 @@ export class Experiment {
   private retentionIndex: RootIndex | null = null;
 
   static async create(given: ExperimentOptions): Promise<Experiment> {
+    // The caller's options, checked before anything uses them (a field of the wrong type is typed).
+    checkExperimentOptions(given);
     // What is recorded is taken before the first await: the caller may change its objects at once.
     const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, registry, ...data } = given;
     const options = { ...recordable(data, ''), federation, onRound };

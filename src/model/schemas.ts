@@ -259,7 +259,8 @@ export function fieldPath(at: readonly PropertyKey[]): string {
   return out;
 }
 
-function valueAt(object: unknown, at: readonly PropertyKey[]): unknown {
+/** The value at `at` inside `object` (undefined when the path leaves it). */
+export function valueAt(object: unknown, at: readonly PropertyKey[]): unknown {
   let value = object;
   for (const key of at) {
     if (value === null || typeof value !== 'object') return undefined;
