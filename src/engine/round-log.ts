@@ -315,7 +315,9 @@ class StoreRoundLog implements RoundLog {
   }
 
   async getTensors(ref: BlobRef): Promise<TensorSet> {
-    return decodeTensors(ref.encoding, await this.blobs.get(ref), { source: `blob ${ref.sha256}` });
+    // Bounded by what the record says: exactly `ref.bytes` stored, the header's tensors within them.
+    const bytes = await this.blobs.get(ref);
+    return decodeTensors(ref.encoding, bytes, { source: `blob ${ref.sha256}`, storedBytes: ref.bytes });
   }
 
   async close(): Promise<void> {
