@@ -10,6 +10,8 @@ import {
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
 import { checkDefinition } from '../federated/options-schema.ts';
+import { InvalidDefinitionError } from '../federated/errors.ts';
+import { RoundlogError } from '../errors.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { confinedModule, importModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
@@ -46,7 +48,18 @@ export async function importDefinition(
   const definition = module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined);
   // Checked before anything uses it: the module is the user's code, its export may be anything.
   checkDefinition(definition, ref.module, ref.export, file);
-  return definition as ExperimentDefinition;
+  const checked = definition as ExperimentDefinition;
+  // Its federation() is the user's code too: what it throws is named as the definition's.
+  const federation = async () => {
+    try {
+      return await checked.federation();
+    } catch (error) {
+      if (error instanceof RoundlogError) throw error;
+      const what = `${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`;
+      throw new InvalidDefinitionError(ref.module, ref.export, file, `${ref.export}.federation()`, `threw ${what}`);
+    }
+  };
+  return { ...checked, federation };
 }
 
 export function progressLine(progress: RoundProgress, replied: number): string {

@@ -61,6 +61,11 @@ const BAD: ReadonlyArray<[title: string, body: string, field: string]> = [
     'default.experimentationFolder',
   ],
   [
+    'a federation() that throws',
+    "export default { ...definition, federation: () => { throw new TypeError('no data here'); } };",
+    'default.federation() threw TypeError: no data here',
+  ],
+  [
     'a retention without keepLast',
     'export default { ...definition, retention: { keepEvery: 2 } };',
     'default.retention.keepLast is missing',
