@@ -68,6 +68,7 @@ export {
   ConcurrentModificationError,
   ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
+  InvalidEventDataError,
   NoBreakpointError,
   NodeFailedError,
   RoundNotFoundError,

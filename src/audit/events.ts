@@ -6,13 +6,8 @@
 import type { Observable } from 'rxjs';
 import type { RoundLog } from '../projections/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import {
-  REGISTRY_STREAM,
-  type ExperimentEvent,
-  type ExperimentEventType,
-  type ExperimentRegistered,
-} from '../model/events.ts';
-import { upcast } from '../model/state.ts';
+import { REGISTRY_STREAM, type ExperimentEvent, type ExperimentEventType } from '../model/events.ts';
+import { upcast, upcastRegistered } from '../model/state.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import {
   EVENT_TYPES,
@@ -149,7 +144,7 @@ class LogScanner {
   push(recorded: RecordedEvent): AuditEvent[] {
     if (recorded.stream === REGISTRY_STREAM) {
       if (recorded.type !== 'ExperimentRegistered') return [];
-      const registered = recorded.data as ExperimentRegistered;
+      const registered = upcastRegistered(recorded);
       const known = this.experiments.get(registered.stream);
       if (known === undefined) {
         this.experiments.set(registered.stream, {

@@ -1,4 +1,10 @@
-/** What every CLI module shares: the I/O a command writes to, the usage error, number checks, tables and JSON. */
+/**
+ * What every CLI module shares: the I/O a command writes to, the usage error, the checks of
+ * arguments (every word bounded, paths bounded as the file system bounds them, numbers), tables and
+ * JSON.
+ */
+import path from 'node:path';
+import { z } from 'zod';
 import { RoundlogError } from '../errors.ts';
 
 /** The line every usage error ends with. */
@@ -29,6 +35,70 @@ export const processIo: Io = {
   env: process.env,
   cwd: process.cwd(),
 };
+
+/**
+ * The longest word of a command line (characters): a path is at most 4096 bytes (`PATH_MAX`), a
+ * name far less. Longer words are refused before anything reads them.
+ */
+export const MAX_ARGUMENT_LENGTH = 4096;
+/** The longest command line (words). */
+export const MAX_ARGUMENTS = 1024;
+/** The longest name of one file or folder (bytes, `NAME_MAX`), and of a whole path (`PATH_MAX` less its NUL). */
+export const MAX_NAME_BYTES = 255;
+export const MAX_PATH_BYTES = 4095;
+
+const word = z
+  .string()
+  .max(MAX_ARGUMENT_LENGTH, `is longer than ${MAX_ARGUMENT_LENGTH} characters`)
+  .refine((w) => !w.includes('\0'), 'holds a NUL byte, which no name or path can');
+const commandLine = z.array(word).max(MAX_ARGUMENTS, `has more than ${MAX_ARGUMENTS} words`);
+
+/** A word as a usage error shows it: JSON, cut at 60 characters, with its length when cut. */
+function shown(value: string): string {
+  return value.length > 60
+    ? `${JSON.stringify(value.slice(0, 57))}... (${value.length} characters)`
+    : JSON.stringify(value);
+}
+
+/**
+ * Checks every word of a command line before it is parsed: at most `MAX_ARGUMENTS` words, each at
+ * most `MAX_ARGUMENT_LENGTH` characters and without a NUL byte. `UsageError` naming the word.
+ */
+export function checkArguments(argv: readonly string[]): void {
+  const checked = commandLine.safeParse(argv);
+  if (checked.success) return;
+  const issue = checked.error.issues[0]!;
+  const at = issue.path[0];
+  if (typeof at !== 'number') throw new UsageError(`the command line ${issue.message}`);
+  const previous = argv[at - 1];
+  const option = previous?.startsWith('--') === true ? ` (after ${previous})` : '';
+  throw new UsageError(`word ${at + 1} of the command line${option} ${issue.message}: ${shown(argv[at]!)}`);
+}
+
+/**
+ * A path given on the command line or in the environment (`--root`, `--out`, `--workspace`, a
+ * folder to resume, a module), resolved against `cwd` and checked as the file system will check it:
+ * no NUL byte, no name of one file or folder longer than `MAX_NAME_BYTES` bytes, the whole at most
+ * `MAX_PATH_BYTES` bytes. `UsageError` naming the option, never `ENAMETOOLONG` later.
+ */
+export function checkPathArgument(option: string, value: string, cwd: string): string {
+  if (value.includes('\0')) throw new UsageError(`${option} holds a NUL byte, which no path can: ${shown(value)}`);
+  const absolute = path.resolve(cwd, value);
+  const long = absolute.split(path.sep).find((name) => Buffer.byteLength(name) > MAX_NAME_BYTES);
+  if (long !== undefined) {
+    throw new UsageError(
+      `${option} has a file or folder name of ${Buffer.byteLength(long)} bytes; names are at most ` +
+        `${MAX_NAME_BYTES} bytes: ${shown(value)}`,
+    );
+  }
+  if (Buffer.byteLength(absolute) > MAX_PATH_BYTES) {
+    throw new UsageError(
+      `${option} is a path of ${Buffer.byteLength(absolute)} bytes once resolved; paths are at most ` +
+        `${MAX_PATH_BYTES} bytes: ${shown(value)}`,
+    );
+  }
+  return absolute;
+}
 
 /** A checker of a positive integer option, for a declaration's `coerce`. */
 export function positiveInt(name: string): (value: string) => number {

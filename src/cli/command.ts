@@ -8,11 +8,10 @@
  * one `GlobalOptions` object handed to every command; the environment is read for their fallbacks and
  * never written.
  */
-import path from 'node:path';
 import type { InferredOptionTypes, Options, PositionalOptions } from 'yargs';
 import type { OpenRoundLogOptions, RoundLog } from '../projections/index.ts';
 import { openRoundLog } from '../projections/index.ts';
-import { UsageError, type Io } from './args.ts';
+import { MAX_ARGUMENT_LENGTH, UsageError, checkPathArgument, type Io } from './args.ts';
 
 type OptionDecls = { [name: string]: Options };
 type PositionalDecls = { [name: string]: PositionalOptions };
@@ -121,12 +120,25 @@ export function globalOptions(given: Partial<Record<keyof typeof GLOBAL_OPTIONS,
     if (typeof last !== 'string' || last === '') throw new UsageError(`--${name} needs a value`);
     return last;
   };
+  // From the command line or the environment: paths checked as the file system will, names bounded.
+  const where = (name: keyof typeof GLOBAL_OPTIONS) =>
+    given[name] === undefined ? `$${GLOBAL_OPTIONS[name].env}` : `--${name}`;
   const blobs = value('blobs');
+  const store = value('store');
+  const namespace = value('namespace');
+  for (const [name, text] of [
+    ['store', store],
+    ['namespace', namespace],
+  ] as const) {
+    if (text !== undefined && text.length > MAX_ARGUMENT_LENGTH) {
+      throw new UsageError(`${where(name)} is longer than ${MAX_ARGUMENT_LENGTH} characters`);
+    }
+  }
   return {
-    root: path.resolve(io.cwd, value('root') ?? 'var'),
-    store: value('store'),
-    blobs: blobs === undefined || blobs === 'esdb' ? blobs : path.resolve(io.cwd, blobs),
-    namespace: value('namespace'),
+    root: checkPathArgument(where('root'), value('root') ?? 'var', io.cwd),
+    store,
+    blobs: blobs === undefined || blobs === 'esdb' ? blobs : checkPathArgument(where('blobs'), blobs, io.cwd),
+    namespace,
     env: io.env,
     cwd: io.cwd,
   };

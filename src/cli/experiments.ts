@@ -9,6 +9,9 @@ import {
 } from '../projections/breakpoints/index.ts';
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
+import { checkDefinition } from '../federated/options-schema.ts';
+import { InvalidDefinitionError } from '../federated/errors.ts';
+import { RoundlogError } from '../errors.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { confinedModule, importModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
@@ -16,7 +19,7 @@ import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
 import { statusOf, type StatusOptions } from '../engine/lease.ts';
 import { compareNames } from '../model/events.ts';
-import { ExperimentHistoryDamagedError } from '../model/errors.ts';
+import { ExperimentHistoryDamagedError, InvalidEventDataError } from '../model/errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { UsageError, table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -42,15 +45,21 @@ export async function importDefinition(
   const module = (await importModule(file).catch((error: unknown) => {
     throw new UsageError(`cannot import the experiment definition ${ref.module}: ${(error as Error).message}`);
   })) as Record<string, unknown>;
-  const definition = (module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined)) as
-    ExperimentDefinition | undefined;
-  if (typeof definition !== 'object' || definition === null || typeof definition.federation !== 'function') {
-    throw new UsageError(
-      `${ref.module} must export an experiment definition (${ref.export}) ` +
-        'with tags, trainingPlan and a federation() function',
-    );
-  }
-  return definition;
+  const definition = module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined);
+  // Checked before anything uses it: the module is the user's code, its export may be anything.
+  checkDefinition(definition, ref.module, ref.export, file);
+  const checked = definition as ExperimentDefinition;
+  // Its federation() is the user's code too: what it throws is named as the definition's.
+  const federation = async () => {
+    try {
+      return await checked.federation();
+    } catch (error) {
+      if (error instanceof RoundlogError) throw error;
+      const what = `${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`;
+      throw new InvalidDefinitionError(ref.module, ref.export, file, `${ref.export}.federation()`, `threw ${what}`);
+    }
+  };
+  return { ...checked, federation };
 }
 
 export function progressLine(progress: RoundProgress, replied: number): string {
@@ -79,8 +88,12 @@ export type ExperimentListing = {
   run: { runId: string; owner: RunOwner; since: string; lastSeen: string } | null;
   /** The last run's failure (until another run starts): code, message, where and when. */
   failure: { code: string; message: string; round: number; attempt: number | null; at: string } | null;
-  /** Where the history is damaged (status `damaged`), else null. */
-  damage: { file: string; offset: number; reason: string } | null;
+  /**
+   * Where the history is damaged (status `damaged`), else null: a damaged record (its file and byte
+   * offset), or an event whose data does not have its type's shape (`file` and `offset` null, the
+   * event's `revision` in its stream).
+   */
+  damage: { file: string | null; offset: number | null; revision?: string; reason: string } | null;
   breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
   /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
   missingBreakpoints: number[];
@@ -97,10 +110,11 @@ export async function listExperiments(
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
       const opened = await rl.openExperiment(entry.experimentId).catch((error: unknown) => {
-        if (error instanceof ExperimentHistoryDamagedError) return error;
+        if (error instanceof ExperimentHistoryDamagedError || error instanceof InvalidEventDataError) return error;
         throw error;
       });
-      const state = opened instanceof ExperimentHistoryDamagedError ? null : opened.state;
+      const damaged = opened instanceof ExperimentHistoryDamagedError || opened instanceof InvalidEventDataError;
+      const state = damaged ? null : opened.state;
       const dir = path.join(rl.layout.experiments, state?.folder ?? entry.folder);
       const breakpoints = [];
       for (const name of await listBreakpointFolders(dir)) {
@@ -115,7 +129,7 @@ export async function listExperiments(
           paramsSha256: record?.params.sha256 ?? '(damaged: run roundlog verify)',
         });
       }
-      if (opened instanceof ExperimentHistoryDamagedError) {
+      if (damaged) {
         listing.push({
           missingBreakpoints: [],
           folder: entry.folder,
@@ -125,7 +139,15 @@ export async function listExperiments(
           status: 'damaged',
           run: null,
           failure: null,
-          damage: { file: opened.file, offset: opened.offset, reason: opened.reason },
+          damage:
+            opened instanceof ExperimentHistoryDamagedError
+              ? { file: opened.file, offset: opened.offset, reason: opened.reason }
+              : {
+                  file: null,
+                  offset: null,
+                  revision: String(opened.revision),
+                  reason: `a ${opened.eventType} whose ${opened.field} ${opened.problem}`,
+                },
           breakpoints,
         });
         continue;

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { storeOf } from '../engine/store.ts';
 import { RoundlogError } from '../errors.ts';
 import { checkRoot } from '../root.ts';
-import { UsageError, processIo, type Io } from './args.ts';
+import { UsageError, checkArguments, processIo, type Io } from './args.ts';
 import { globalOptions, type Command } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { parseCommandLine } from './parser.ts';
@@ -21,6 +21,8 @@ export type { Io } from './args.ts';
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   try {
+    // Every word is bounded before anything parses or reads it.
+    checkArguments(argv);
     let line = parseCommandLine(argv, COMMANDS);
     if (line.kind === 'help' || line.kind === 'none')
       line = parseCommandLine([...(line.kind === 'help' ? line.words : []), '--help'], COMMANDS);

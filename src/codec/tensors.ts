@@ -72,6 +72,11 @@ export type DecodeTensorsOptions = {
    * allocated. Default `ROUNDLOG_MAX_TENSOR_BYTES`, else 2 GiB.
    */
   maxBytes?: number;
+  /**
+   * The size a record gives for these bytes (a `BlobRef`'s `bytes`, a manifest's `params.bytes`):
+   * the bytes must be exactly that long, or nothing is decoded (`CorruptPayloadError`).
+   */
+  storedBytes?: number;
 };
 
 type DTypeInfo = {
@@ -174,6 +179,9 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
   }
   const corrupt = (reason: string, cause?: unknown) => new CorruptPayloadError(encoding, reason, source, cause);
   const payload = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (options.storedBytes !== undefined && payload.length !== options.storedBytes) {
+    throw corrupt(`the payload has ${payload.length} bytes where its record says ${options.storedBytes}`);
+  }
   if (payload.length < 4) throw corrupt(`${payload.length} bytes is shorter than the 4-byte header length`);
   const headerLength = payload.readUInt32LE(0);
   if (4 + headerLength > payload.length) {
@@ -192,30 +200,39 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
     throw corrupt(`the header is not msgpack (${(error as Error).message})`, error);
   }
   const entries = parseHeader(header, corrupt);
-  // Every tensor's decoded size is declared by its shape: the total is checked before any allocation.
+  // Every tensor's decoded size is declared by its shape, and its stored size by the header: both
+  // are checked against the bytes there are (and the total against the maximum) before any
+  // allocation, so a header that claims more than the payload, or its record, holds costs nothing.
   let total = 0;
-  for (const entry of entries)
-    total += entry.shape.reduce((product, dim) => product * dim, DTYPES[entry.dtype].itemBytes);
-  checkDeclaredSize(`the tensor set${source === undefined ? '' : ` ${source}`}`, total, max, MAX_TENSOR_BYTES_ENV);
-
-  const decoded: [string, Tensor][] = [];
   let offset = 4 + headerLength;
   for (const entry of entries) {
-    const { itemBytes, ctor } = DTYPES[entry.dtype];
-    const length = entry.shape.reduce((product, dim) => product * dim, 1);
-    const rawBytes = length * itemBytes;
+    const rawBytes = entry.shape.reduce((product, dim) => product * dim, DTYPES[entry.dtype].itemBytes);
     const where = `tensor ${JSON.stringify(entry.name)}`;
     if (offset + entry.size > payload.length) {
       throw corrupt(`${where} needs bytes ${offset}..${offset + entry.size} but the payload ends at ${payload.length}`);
     }
-    const chunk = payload.subarray(offset, offset + entry.size);
-    offset += entry.size;
     const isBlock = encoding === TensorEncoding.msgpackLz4 && entry.size < rawBytes;
     if (entry.size !== rawBytes && !(isBlock && rawBytes <= entry.size * LZ4_MAX_EXPANSION + 16)) {
       throw corrupt(
         `${where} has ${entry.size} stored bytes, which cannot hold shape [${entry.shape}] of ${entry.dtype}`,
       );
     }
+    offset += entry.size;
+    total += rawBytes;
+  }
+  if (offset !== payload.length) throw corrupt(`${payload.length - offset} bytes follow the last tensor`);
+  checkDeclaredSize(`the tensor set${source === undefined ? '' : ` ${source}`}`, total, max, MAX_TENSOR_BYTES_ENV);
+
+  const decoded: [string, Tensor][] = [];
+  offset = 4 + headerLength;
+  for (const entry of entries) {
+    const { itemBytes, ctor } = DTYPES[entry.dtype];
+    const length = entry.shape.reduce((product, dim) => product * dim, 1);
+    const rawBytes = length * itemBytes;
+    const where = `tensor ${JSON.stringify(entry.name)}`;
+    const chunk = payload.subarray(offset, offset + entry.size);
+    offset += entry.size;
+    const isBlock = encoding === TensorEncoding.msgpackLz4 && entry.size < rawBytes;
     const target = Buffer.allocUnsafeSlow(rawBytes);
     if (isBlock) {
       const written = lz4DecompressInto(chunk, target);
@@ -230,7 +247,6 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
       { dtype: entry.dtype, shape: entry.shape, data: new ctor(target.buffer, target.byteOffset, length) } as Tensor,
     ]);
   }
-  if (offset !== payload.length) throw corrupt(`${payload.length - offset} bytes follow the last tensor`);
   return Object.fromEntries(decoded);
 }
 

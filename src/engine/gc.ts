@@ -25,6 +25,7 @@ import path from 'node:path';
 import type { EventData, EventLog } from '../log/types.ts';
 import type { Retention } from '../model/events.ts';
 import { decidePrune } from '../model/decide/prune.ts';
+import { checkEventsToAppend } from '../model/schemas.ts';
 import { ConcurrentModificationError, ExperimentNotFoundError } from '../model/errors.ts';
 import { folderLocator, locatedState } from './names.ts';
 import type { Projection } from './projection.ts';
@@ -169,6 +170,7 @@ async function pruneWithIndex(
     if (!options.dryRun) {
       const pruned = decidePrune(state, { retention: policy, protectedPositions }, { actor: rl.actor });
       if (pruned.length > 0) {
+        checkEventsToAppend(pruned);
         const result = await log.append(stream, pruned as readonly EventData[], { expectedRevision: state.revision });
         event = { revision: result.nextExpectedRevision, position: result.lastPosition };
       }

@@ -18,14 +18,14 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
+import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM } from '../model/events.ts';
 import { createFileDurably, syncDir, writeStep } from '../durable.ts';
 import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { RoundlogError } from '../errors.ts';
 import type { LogAccess } from './store.ts';
 import { ExperimentNotFoundError } from '../model/errors.ts';
-import type { ExperimentState } from '../model/state.ts';
+import { upcastRegistered, type ExperimentState } from '../model/state.ts';
 import { PROJECTION_CHECKPOINT_FILE, rootLayout } from '../root.ts';
 import type { ExperimentProjection } from './projection.ts';
 import { openRoundLog, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
@@ -392,7 +392,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
               lastSeen = event;
               if (checkpoint !== null && event.position <= checkpoint) return;
               if (event.stream === REGISTRY_STREAM) {
-                const registered = (event.data as ExperimentRegistered).stream;
+                const registered = upcastRegistered(event).stream;
                 const pending = unregistered.get(registered);
                 if (pending !== undefined) {
                   if (caughtUp) await projectStream(registered, pending, true);

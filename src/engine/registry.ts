@@ -6,6 +6,7 @@ import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, ReadStreamOptions, ReadStreamResult } from '../log/types.ts';
 import { ExperimentHistoryDamagedError } from '../model/errors.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
+import { upcastRegistered } from '../model/state.ts';
 
 /** Every registration, and the registry stream's last revision (null: no registration yet). */
 export async function readRegistryStream(
@@ -13,7 +14,7 @@ export async function readRegistryStream(
 ): Promise<{ entries: ExperimentRegistered[]; lastRevision: bigint | null }> {
   try {
     const { events, lastRevision } = await log.readStream(REGISTRY_STREAM);
-    return { entries: events.map((e) => e.data as ExperimentRegistered), lastRevision };
+    return { entries: events.map(upcastRegistered), lastRevision };
   } catch (error) {
     if (error instanceof StreamNotFoundError) return { entries: [], lastRevision: null };
     throw error;

@@ -26,7 +26,7 @@ import { HEADS_FILE } from '../log/file/format.ts';
 import { StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { replay } from '../model/state.ts';
+import { replay, upcastRegistered } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { ExperimentFolderAmbiguousError, folderLocator, locatedState } from './names.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
@@ -217,7 +217,7 @@ async function rebuildLogCaches(
 
 async function registry(log: EventLog): Promise<ExperimentRegistered[]> {
   try {
-    return (await log.readStream(REGISTRY_STREAM)).events.map((e) => e.data as ExperimentRegistered);
+    return (await log.readStream(REGISTRY_STREAM)).events.map(upcastRegistered);
   } catch (error) {
     if (error instanceof StreamNotFoundError) return [];
     throw error;

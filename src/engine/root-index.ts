@@ -5,7 +5,7 @@
  */
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered, type RoundsPruned } from '../model/events.ts';
-import { initialState, replay, type ExperimentState } from '../model/state.ts';
+import { initialState, replay, upcast, upcastRegistered, type ExperimentState } from '../model/state.ts';
 import { blobRefsIn } from './blob-refs.ts';
 import { forkProtectedPositions, type RoundRef } from '../model/retention.ts';
 
@@ -82,7 +82,7 @@ export class RootIndex {
     const byStream = new Map<string, RecordedEvent[]>();
     for (const event of events) {
       if (event.stream === REGISTRY_STREAM) {
-        if (event.type === 'ExperimentRegistered') this.registry.push(event.data as ExperimentRegistered);
+        if (event.type === 'ExperimentRegistered') this.registry.push(upcastRegistered(event));
         continue;
       }
       const entry = this.entry(event.stream, event.type);
@@ -90,6 +90,8 @@ export class RootIndex {
         this.hold(entry, event.data, event.type);
         continue;
       }
+      // Checked once here (the fold below finds it checked): its data is used before the fold.
+      upcast(event);
       const position = String(event.position);
       if (event.type !== 'NodeReplied' && event.type !== 'RoundCompleted' && entry.pending.length > 0) {
         // Replies not followed by their round: never deleted, as nothing says which round they are.

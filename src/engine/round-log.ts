@@ -54,6 +54,7 @@ import {
   RoundPrunedError,
 } from '../model/errors.ts';
 import { acceptsConcurrently } from '../model/concurrent.ts';
+import { checkEventsToAppend } from '../model/schemas.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
 import { historyDamaged, readHistory, readRegistry, readRegistryStream } from './registry.ts';
@@ -252,6 +253,7 @@ class StoreRoundLog implements RoundLog {
         },
         { actor: this.actor },
       );
+      checkEventsToAppend([...first, { type: 'ExperimentRegistered', data: registered }]);
       // Under the writer lock: retention in another process may have deleted a blob stored above.
       await assertBlobsPresent(this.blobs, folder, first);
       // The experiment's stream first, then its registration: a crash in between leaves an
@@ -318,7 +320,9 @@ class StoreRoundLog implements RoundLog {
   }
 
   async getTensors(ref: BlobRef): Promise<TensorSet> {
-    return decodeTensors(ref.encoding, await this.blobs.get(ref), { source: `blob ${ref.sha256}` });
+    // Bounded by what the record says: exactly `ref.bytes` stored, the header's tensors within them.
+    const bytes = await this.blobs.get(ref);
+    return decodeTensors(ref.encoding, bytes, { source: `blob ${ref.sha256}`, storedBytes: ref.bytes });
   }
 
   async close(): Promise<void> {
@@ -426,6 +430,8 @@ export class ExperimentHandle {
     let events: readonly ExperimentEvent[];
     try {
       events = recordable(given, 'events');
+      // What is appended must read back: the schemas `upcast` reads with.
+      checkEventsToAppend(events);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -25,7 +25,7 @@ import { resolveRoot, rootLayout } from '../root.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { replay, type ExperimentState } from '../model/state.ts';
+import { replay, upcastRegistered, type ExperimentState } from '../model/state.ts';
 import { ExperimentFolderAmbiguousError, folderLocator, locatedState } from './names.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
@@ -128,7 +128,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
     if (log !== null) {
       let registry: ExperimentRegistered[] = [];
       try {
-        registry = (await log.readStream(REGISTRY_STREAM)).events.map((e) => e.data as ExperimentRegistered);
+        registry = (await log.readStream(REGISTRY_STREAM)).events.map(upcastRegistered);
       } catch (error) {
         if (!(error instanceof StreamNotFoundError))
           historyProblems.push({ experiment: '(registry)', stream: REGISTRY_STREAM, reason: (error as Error).message });

@@ -228,3 +228,27 @@ function describeMismatch(
       return `tensor ${t} has shape ${formatValue(received)} on node ${n} but ${formatValue(expected)} on node ${ref}`;
   }
 }
+
+/**
+ * An experiment definition module exports no definition, or one with a field of the wrong type or
+ * shape: the module, the export, the field and what is wrong.
+ */
+export class InvalidDefinitionError extends RoundlogError {
+  readonly code = 'INVALID_DEFINITION' as const;
+  constructor(
+    /** The module as given or recorded (relative to the workspace). */
+    readonly module: string,
+    readonly exportName: string,
+    /** The module's file. */
+    readonly file: string,
+    /** The field's path (`default.trainingPlan.module`). */
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(
+      `the experiment definition ${module} (${file}) cannot be used: ${field} ${problem}. Fix the module's ` +
+        `${exportName} export: an object with tags, trainingPlan { module, export } and a federation() ` +
+        'function, as in examples/logistic-regression/experiment.ts',
+    );
+  }
+}

@@ -34,6 +34,7 @@ import { loadPlan, storePlan, type TrainingPlanLocation } from './resolve-plan.t
 import { resolveRoot, rootLayout } from '../root.ts';
 import { checkFolderName, checkRoundLimit, checkSeed } from '../model/decide/index.ts';
 import { checkCarriedBeforeNewRoot, resumeFromBreakpoint, type FederationSource } from './resume.ts';
+import { checkExperimentOptions } from './options-schema.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
@@ -183,6 +184,8 @@ export class Experiment {
   private retentionIndex: RootIndex | null = null;
 
   static async create(given: ExperimentOptions): Promise<Experiment> {
+    // The caller's options, checked before anything uses them (a field of the wrong type is typed).
+    checkExperimentOptions(given);
     // What is recorded is taken before the first await: the caller may change its objects at once.
     const { federation, aggregator: givenAggregator, strategy: givenStrategy, onRound, registry, ...data } = given;
     const options = { ...recordable(data, ''), federation, onRound };

@@ -18,6 +18,29 @@ export class UnknownEventError extends RoundlogError {
   }
 }
 
+/**
+ * An event of a known type and version whose data does not have that event's shape (a field of the
+ * wrong type, missing, too long or nested too deep): the log was damaged, or other tooling wrote
+ * it. Nothing reads it as if whole.
+ */
+export class InvalidEventDataError extends RoundlogError {
+  readonly code = 'INVALID_EVENT_DATA' as const;
+  constructor(
+    readonly stream: string,
+    readonly revision: bigint,
+    readonly eventType: string,
+    /** The field's path in the event's data (`data.round`, `data.nodes[2].node`). */
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(
+      `event ${revision} of stream ${JSON.stringify(stream)} (a ${eventType}) cannot be read: ${field} ${problem}. ` +
+        'The log is damaged or was written by other tooling: nothing reads this history past it and nothing is ' +
+        "appended after it; run 'roundlog verify' to check the whole root, and restore the log from a backup",
+    );
+  }
+}
+
 /** No experiment answers to the name, id or path given. */
 export class ExperimentNotFoundError extends RoundlogError {
   readonly code = 'EXPERIMENT_NOT_FOUND' as const;

@@ -8,6 +8,7 @@ import type {
   ExperimentCreated,
   ExperimentEvent,
   ExperimentEventType,
+  ExperimentRegistered,
   FederatedSetup,
   ForkedFrom,
   Retention,
@@ -16,7 +17,8 @@ import type {
   RunOwner,
   TrainingPlanRef,
 } from './events.ts';
-import { UnknownEventError } from './errors.ts';
+import { InvalidEventDataError, UnknownEventError } from './errors.ts';
+import { describeValue, EVENT_SCHEMAS, experimentRegistered, schemaProblem } from './schemas.ts';
 
 /** Settings that can change during an experiment; each round records those it ran under. */
 export type Settings = Readonly<{
@@ -136,16 +138,60 @@ export const EXPERIMENT_EVENT_TYPES: readonly ExperimentEventType[] = Object.fre
 const KNOWN: ReadonlySet<string> = new Set<string>(EXPERIMENT_EVENT_TYPES);
 
 /**
- * Brings an event written by any release to the current schema. Every event type is at
- * version 1 so far; a new version adds its conversion here, so old logs stay loadable.
+ * Data objects already found to fit their schema: an event read once is folded by several readers
+ * (an audit shows it and folds it), and is checked once. Events' data is never changed once read.
+ */
+const checked = new WeakSet<object>();
+
+/**
+ * Brings an event written by any release to the current schema, checked: its type must be known,
+ * its data version one this release reads, and its data must have that event's shape
+ * (`EVENT_SCHEMAS`). Every event type is at version 1 so far; a new version adds its conversion
+ * here, so old logs stay loadable. Every read of an event's data goes through here.
+ *
+ * Errors: `UnknownEventError` (a type or version this release does not know);
+ * `InvalidEventDataError` naming the stream, revision, type and field of data of the wrong shape.
  */
 export function upcast(recorded: RecordedEvent): ExperimentEvent {
   if (!KNOWN.has(recorded.type)) throw new UnknownEventError(recorded.stream, recorded.revision, recorded.type);
-  const data = recorded.data as { v?: unknown };
-  if (data === null || typeof data !== 'object' || data.v !== 1) {
-    throw new UnknownEventError(recorded.stream, recorded.revision, `${recorded.type} v${String(data?.v)}`);
+  const data = recorded.data as { v?: unknown } | null;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    const what = data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data;
+    throw invalid(recorded, 'data', `is ${what}: expected an object`);
+  }
+  if (data.v !== 1) {
+    throw new UnknownEventError(recorded.stream, recorded.revision, `${recorded.type} v${describeValue(data.v)}`);
+  }
+  if (!checked.has(data)) {
+    const wrong = schemaProblem(EVENT_SCHEMAS[recorded.type as ExperimentEventType], data);
+    if (wrong !== null) throw invalid(recorded, wrong.field, wrong.problem);
+    checked.add(data);
   }
   return { type: recorded.type, data } as ExperimentEvent;
+}
+
+/**
+ * An event of the registry stream, checked as `upcast` checks an experiment's: an
+ * `ExperimentRegistered` of version 1 with data of its shape.
+ */
+export function upcastRegistered(recorded: RecordedEvent): ExperimentRegistered {
+  if (recorded.type !== 'ExperimentRegistered') {
+    throw new UnknownEventError(recorded.stream, recorded.revision, recorded.type);
+  }
+  const data = recorded.data as { v?: unknown } | null;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw invalid(recorded, 'data', `is ${data === null ? 'null' : typeof data}: expected an object`);
+  }
+  if (data.v !== 1) {
+    throw new UnknownEventError(recorded.stream, recorded.revision, `${recorded.type} v${describeValue(data.v)}`);
+  }
+  const wrong = schemaProblem(experimentRegistered, data);
+  if (wrong !== null) throw invalid(recorded, wrong.field, wrong.problem);
+  return data as ExperimentRegistered;
+}
+
+function invalid(recorded: RecordedEvent, field: string, problem: string): InvalidEventDataError {
+  return new InvalidEventDataError(recorded.stream, recorded.revision, recorded.type, field, problem);
 }
 
 /** `ExperimentState` with its own arrays, that `apply` may change in place. */

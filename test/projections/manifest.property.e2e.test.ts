@@ -213,7 +213,20 @@ const COMMANDS = [
   'project',
   'help',
 ];
-const OPTIONS = ['--round', '--name', '--reason', '--from', '--limit', '--out', '--position', '--type', '--since'];
+const OPTIONS = [
+  '--round',
+  '--name',
+  '--reason',
+  '--from',
+  '--limit',
+  '--out',
+  '--position',
+  '--type',
+  '--since',
+  '--workspace',
+  '--store',
+  '--namespace',
+];
 const FLAGS = ['--json', '--superseded', '--rebuild', '--help'];
 const VALUES = [
   'Experiment_0000',
@@ -228,6 +241,16 @@ const VALUES = [
   '',
   '9'.repeat(30),
   'a'.repeat(300),
+  'a'.repeat(5000),
+  'b'.repeat(1 << 20),
+  `/tmp/${'a'.repeat(300)}/x`,
+  'a\u0000b',
+  '\u0000',
+  '../',
+  '../../../../etc/passwd',
+  '/etc',
+  '/dev/zero',
+  '/',
   'a/b',
   '.hidden',
   'rounds',
@@ -267,6 +290,56 @@ test('mutated argument lists: every command fails with a usage or typed error, n
       },
     ),
     { numRuns: 250, seed: 4040 },
+  );
+  t.true(peak < HEAP_LIMIT, `peak heap ${peak}`);
+});
+
+/** Words that name paths badly: too long as a whole or in one name, with a NUL byte, out of the folder, absolute. */
+const PATHISH = [
+  'a'.repeat(300),
+  `x/${'a'.repeat(256)}`,
+  `${'abcdefgh/'.repeat(455)}x`,
+  'b'.repeat(1 << 20),
+  'a\u0000b',
+  '\u0000',
+  '../',
+  '../../../../etc/passwd',
+  '/etc',
+  '/dev/zero',
+  '/',
+  '',
+];
+
+test('path options and the root given badly (long, NUL, ../, absolute): typed errors only', async (t) => {
+  let peak = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom(
+        ['replay', 'Experiment_0000', '--round', '1', '--out'],
+        ['fork', 'Experiment_0000', '--round', '1', '--name'],
+        ['history'],
+        ['audit', 'metric', 'Experiment_0000'],
+        ['ls', '--root'],
+        ['verify', '--blobs'],
+        ['events'],
+      ),
+      fc.constantFrom(...PATHISH),
+      fc.constantFrom(undefined, ...PATHISH),
+      async (line, word, rootFromEnv) => {
+        const root = tempDir();
+        cpSync(source, root, { recursive: true });
+        const args = [
+          ...line,
+          word,
+          ...((line as readonly string[]).includes('--root') || rootFromEnv !== undefined ? [] : ['--root', root]),
+        ];
+        const env = rootFromEnv === undefined ? {} : { ROUNDLOG_DIR: rootFromEnv };
+        const result = await roundlog(args, env, { cwd: root });
+        peak = Math.max(peak, process.memoryUsage().heapUsed);
+        return result.code === 0 || (/^roundlog: /.test(result.stderr) && !/unexpected error/.test(result.stderr));
+      },
+    ),
+    { numRuns: 120, seed: 5050 },
   );
   t.true(peak < HEAP_LIMIT, `peak heap ${peak}`);
 });

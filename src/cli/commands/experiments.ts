@@ -7,7 +7,7 @@ import { ExperimentNotFoundError } from '../../model/errors.ts';
 import { Experiment } from '../../federated/experiment.ts';
 import { dataAreas } from '../../federated/load-module.ts';
 import { rootLayout } from '../../root.ts';
-import { UsageError, positiveInt, table, type Io } from '../args.ts';
+import { UsageError, checkPathArgument, positiveInt, table, type Io } from '../args.ts';
 import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
 import { stopOnSignals } from '../signals.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
@@ -34,7 +34,7 @@ export const run = defineCommand({
   run: async (args, { global, io }) => {
     const workspace = global.cwd;
     const module = path
-      .relative(workspace, path.resolve(workspace, args['definition-module']))
+      .relative(workspace, checkPathArgument('<definition-module>', args['definition-module'], workspace))
       .split(path.sep)
       .join('/');
     const definition = await importDefinition(workspace, { module, export: 'default' }, dataFolders(global));
@@ -102,7 +102,8 @@ export const resume = defineCommand({
   run: async (args, { global, io, extra }) => {
     if (extra.length > 0)
       throw new UsageError(`resume takes one breakpoint or experiment (got also ${extra.join(' ')})`);
-    const target = args.path === undefined ? undefined : await resumeTarget(global, args.path);
+    const given = args.path === undefined ? undefined : (checkPathArgument('<path>', args.path, global.cwd), args.path);
+    const target = given === undefined ? undefined : await resumeTarget(global, given);
     // The definition is never imported from the root's data nor from the folder being resumed.
     const forbidden = [...dataFolders(global), ...(target === undefined ? [] : [target])];
     // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
@@ -120,7 +121,9 @@ export const resume = defineCommand({
     async function load() {
       return Experiment.loadBreakpoint(target, {
         ...experimentStore(global),
-        ...(args.workspace === undefined ? {} : { workspace: path.resolve(global.cwd, args.workspace) }),
+        ...(args.workspace === undefined
+          ? {}
+          : { workspace: checkPathArgument('--workspace', args.workspace, global.cwd) }),
         cwd: global.cwd,
         acceptPlanChange: args['accept-plan-change'],
         takeOver: args['take-over'],
@@ -257,8 +260,12 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
     }
     if (e.damage !== null) {
       io.out('');
+      const at =
+        e.damage.file === null
+          ? `event ${e.damage.revision} of its stream`
+          : `${displayPath(e.damage.file, global.cwd)} byte ${e.damage.offset}`;
       io.out(
-        `${e.folder}: its history is damaged at ${displayPath(e.damage.file, global.cwd)} byte ${e.damage.offset} ` +
+        `${e.folder}: its history is damaged at ${at} ` +
           `(${e.damage.reason}): its state past that record is unknown and resume refuses it; ` +
           "run 'roundlog verify' for every damaged record",
       );

@@ -11,7 +11,7 @@ import {
   type RoundChoice,
 } from '../../projections/index.ts';
 import { folderNameProblem } from '../../model/decide/index.ts';
-import { UsageError, toJson } from '../args.ts';
+import { UsageError, checkPathArgument, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
@@ -45,7 +45,7 @@ export const replay = defineCommand({
   run: async (args, { global, io, extra }) => {
     const experiment = onePositional('replay', args.experiment, extra);
     const choice = roundChoice('replay', args);
-    const out = args.out === undefined ? {} : { out: path.resolve(global.cwd, args.out) };
+    const out = args.out === undefined ? {} : { out: checkPathArgument('--out', args.out, global.cwd) };
     const result = await withRoundLog(global, (rl) => replayRound(rl, experiment, { ...choice, ...out }));
     if (args.json) io.out(toJson(replaySummary(result)));
     else {

@@ -21,7 +21,7 @@ import type {
 } from '../../engine/projection.ts';
 import { breakpointFolderName, compareNames } from '../../model/events.ts';
 import { SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
-import type { ExperimentState } from '../../model/state.ts';
+import { upcast, type ExperimentState } from '../../model/state.ts';
 import { checkBreakpointFolder } from './check.ts';
 import {
   TEMP_PREFIX,
@@ -45,7 +45,9 @@ export function breakpointProjection(env: ProjectionEnv): Projection {
     async apply(state: ExperimentState, appended: readonly RecordedEvent[]): Promise<void> {
       for (const event of appended) {
         if (event.type !== 'RoundCompleted') continue;
-        const { round, breakpoint } = event.data as { round: number; breakpoint: boolean };
+        const completed = upcast(event);
+        if (completed.type !== 'RoundCompleted') continue;
+        const { round, breakpoint } = completed.data;
         if (breakpoint && state.rounds[round]?.position === event.position) {
           await materializeBreakpoint(ctx, state, round, state.folder);
         }

@@ -18,6 +18,18 @@ import {
   type BreakpointManifest,
 } from '../../model/manifest.ts';
 import type { ExperimentCreated } from '../../model/events.ts';
+import {
+  blobRef,
+  count,
+  decimal,
+  experimentCreated,
+  folderName,
+  planRef,
+  record,
+  retention,
+  sha256,
+  text,
+} from '../../model/schemas.ts';
 import type { RoundRecord } from '../../model/state.ts';
 
 /** The largest `breakpoint.json` read (bytes): a manifest holds references and small state, never tensors. */
@@ -36,18 +48,8 @@ export const MANIFEST_VERSIONS: Readonly<Record<number, string>> = {
 
 // ---- the schema -------------------------------------------------------------------------------------
 
-const text = z.string().max(4096);
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits (a SHA-256)');
-// Log positions: a file log's are 64-bit; EventStoreDB's combine its commit and prepare positions (up to 39 digits).
-const decimal = z.string().regex(/^(0|[1-9]\d{0,38})$/, 'expected a non-negative integer as a decimal string');
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const folderName = z
-  .string()
-  .min(1)
-  .max(255)
-  .refine((name) => !name.includes('/') && !name.includes('\\') && name !== '.' && name !== '..', {
-    message: 'expected a plain folder name',
-  });
+// Text, hashes, counts, references and the creation event the manifest carries are the event schemas'
+// (src/model/schemas.ts), so a manifest is checked as the log's events are.
 const fileName = z
   .string()
   .min(1)
@@ -55,54 +57,12 @@ const fileName = z
   .refine((name) => !name.includes('/') && !name.includes('\\') && name !== '.' && name !== '..', {
     message: 'expected the name of a file inside the breakpoint folder, not a path',
   });
-const record = z.record(z.string().max(4096), z.unknown());
-const blobRef = z.looseObject({ sha256, bytes: count, encoding: text });
-const planRef = z.looseObject({ module: text, export: text, sha256, source: blobRef });
-const retention = z.looseObject({
-  keepLast: z.number().int().min(1),
-  keepEvery: z.number().int().min(1).nullable(),
-});
 const settings = z.looseObject({
   roundLimit: count.nullable(),
   retention: retention.nullable(),
   saveBreakpoints: z.boolean(),
   trainingArgs: record,
   trainingPlan: planRef.nullable(),
-});
-const component = z.looseObject({ name: text, config: record });
-const federated = z.looseObject({
-  tags: z.array(text).max(4096),
-  nodes: z.array(text).max(65536).nullable(),
-  trainingPlan: planRef,
-  modelArgs: record,
-  trainingArgs: record,
-  aggregator: component,
-  strategy: component,
-});
-const actor = z.looseObject({ user: text, host: text, pid: z.number().int() });
-const importedFrom = z.looseObject({
-  experimentId: text,
-  folder: folderName,
-  round: count,
-  logPosition: decimal,
-  breakpointSha256: sha256,
-  params: blobRef,
-  state: z.unknown(),
-});
-const experimentCreated = z.looseObject({
-  v: z.literal(1),
-  experimentId: text.min(1),
-  number: count,
-  folder: folderName,
-  roundLimit: count.nullable(),
-  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
-  saveBreakpoints: z.boolean(),
-  initialParams: blobRef.nullable(),
-  config: z.unknown(),
-  federated: federated.nullable(),
-  createdBy: actor,
-  roundlogVersion: text,
-  importedFrom: importedFrom.nullable(),
 });
 const manifestSchema = z.looseObject({
   format: z.literal(BREAKPOINT_FORMAT),

@@ -1,0 +1,87 @@
+/**
+ * Every word of a command line is bounded before anything reads it (at most 4096 characters, no
+ * NUL byte), and every path option is checked as the file system will check it (no name over 255
+ * bytes, the whole under 4096): a usage error naming the option, exit 2, never `ENAMETOOLONG` or
+ * `ERR_INVALID_ARG_VALUE` as `unexpected error`, and nothing written.
+ */
+import test from 'ava';
+import { cpSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { roundlog } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+let source = '';
+test.before(async () => {
+  source = tempDir();
+  const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', source]);
+  if (run.code !== 0) throw new Error(run.stderr);
+});
+
+const long = 'a'.repeat(300);
+const megabyte = 'b'.repeat(1024 * 1024);
+
+const CASES: ReadonlyArray<[title: string, args: (out: string) => string[], message: RegExp]> = [
+  [
+    'fork --name of 300 characters',
+    () => ['fork', 'Experiment_0000', '--round', '1', '--name', long],
+    /--name must be a plain folder name of at most 100 characters \(it has 300\)/,
+  ],
+  [
+    'fork --name of a megabyte',
+    () => ['fork', 'Experiment_0000', '--round', '1', '--name', megabyte],
+    /word 6 of the command line \(after --name\) is longer than 4096 characters: "b{57}"\.\.\. \(1048576 characters\)/,
+  ],
+  [
+    'replay --out with a folder name of 300 characters',
+    (out) => ['replay', 'Experiment_0000', '--round', '1', '--out', path.join(out, long, 'x')],
+    /--out has a file or folder name of 300 bytes; names are at most 255 bytes/,
+  ],
+  [
+    'replay --out with a NUL byte',
+    (out) => ['replay', 'Experiment_0000', '--round', '1', '--out', path.join(out, 'x\u0000y')],
+    /\(after --out\) holds a NUL byte/,
+  ],
+  ['--root with a folder name of 300 characters', (out) => ['ls', '--root', path.join(out, long)], /--root has a/],
+  ['--root of a megabyte', () => ['ls', '--root', megabyte], /\(after --root\) is longer than 4096 characters/],
+  [
+    'resume --workspace with a NUL byte',
+    () => ['resume', 'Experiment_0000', '--workspace', 'a\u0000b'],
+    /\(after --workspace\) holds a NUL byte/,
+  ],
+  [
+    'resume --workspace with a folder name of 300 characters',
+    (out) => ['resume', 'Experiment_0000', '--workspace', path.join(out, long)],
+    /--workspace has a file or folder name of 300 bytes/,
+  ],
+  ['resume of a path with a name of 300 characters', (out) => ['resume', path.join(out, long)], /<path> has a file/],
+  ['a metric name of a megabyte', () => ['audit', 'metric', 'Experiment_0000', megabyte], /word 4 .* longer than 4096/],
+  ['an experiment name with a NUL byte', () => ['history', 'Experiment\u00000000'], /word 2 .* holds a NUL byte/],
+  ['a definition module with a name of 300 characters', () => ['run', `${long}.ts`], /<definition-module> has a file/],
+];
+
+for (const [title, args, message] of CASES) {
+  test(`${title} is a usage error naming it, and nothing is written`, async (t) => {
+    const root = tempDir();
+    cpSync(source, root, { recursive: true });
+    const out = tempDir();
+    const line = args(out);
+    const experiments = () => readdirSync(path.join(root, 'experiments')).sort();
+    const before = experiments();
+    const result = await roundlog(line.includes('--root') ? line : [...line, '--root', root], {}, { cwd: root });
+    const shown = `exit ${result.code}: ${result.stderr.slice(0, 1000)}`;
+    t.is(result.code, 2, shown);
+    t.notRegex(result.stderr, /unexpected error|ENAMETOOLONG|ERR_INVALID_ARG_VALUE/, shown);
+    t.regex(result.stderr, message, shown);
+    t.true(result.stderr.length < 2000, 'a long argument is not echoed whole');
+    t.deepEqual(readdirSync(out), [], 'nothing was written where the argument pointed');
+    t.deepEqual(experiments(), before, 'no experiment folder was made');
+  });
+}
+
+test('a path from the environment is checked as the option is: $ROUNDLOG_DIR with a 300-character name', async (t) => {
+  const result = await roundlog(['ls'], { ROUNDLOG_DIR: path.join(tempDir(), long) });
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /^roundlog: \$ROUNDLOG_DIR has a file or folder name of 300 bytes/);
+});
