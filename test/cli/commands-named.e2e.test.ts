@@ -5,35 +5,16 @@
 import test from 'ava';
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { writeSnapshot } from '../../src/engine/snapshots.ts';
-import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
+import { Experiment } from '../../src/federated/experiment.ts';
 import { BreakpointCorruptError, NodeFailedError } from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { roundlog } from '../support/cli.ts';
+import { WORKSPACE, exampleOptions, federation } from '../support/example-experiment.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
-
-const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));
-const federation = syntheticClinicalFederation({ seed: 11 });
-
-function options(root: string): ExperimentOptions {
-  return {
-    tags: ['#clinical'],
-    trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
-    federation,
-    modelArgs: { columns: 5 },
-    trainingArgs: { epochs: 1, batchSize: 32, learningRate: 0.2 },
-    roundLimit: 4,
-    saveBreakpoints: true,
-    seed: 5,
-    root,
-    workspace: WORKSPACE,
-  };
-}
 
 /** The commands a message names, quoted: `'roundlog …'`. */
 function commandsIn(message: string): string[][] {
@@ -42,7 +23,7 @@ function commandsIn(message: string): string[][] {
 
 test('a folder that disagrees with the log names roundlog project --rebuild, which rewrites it', async (t) => {
   const root = tempDir();
-  const exp = await Experiment.create(options(root));
+  const exp = await Experiment.create(exampleOptions(root));
   await exp.run({ rounds: 2 });
   const name = exp.state.folder;
   const folder = path.join(exp.experimentationPath(), 'breakpoint_0001');

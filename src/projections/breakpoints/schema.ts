@@ -29,6 +29,7 @@ import {
   retention,
   sha256,
   text,
+  valueAt,
 } from '../../model/schemas.ts';
 import type { RoundRecord } from '../../model/state.ts';
 
@@ -299,15 +300,6 @@ function fieldPath(at: readonly PropertyKey[]): string {
     out += typeof key === 'number' ? `[${key}]` : out === '' ? String(key) : `.${String(key)}`;
   }
   return out === '' ? 'the manifest' : out;
-}
-
-function valueAt(object: unknown, at: readonly PropertyKey[]): unknown {
-  let value = object;
-  for (const key of at) {
-    if (value === null || typeof value !== 'object') return undefined;
-    value = (value as Record<PropertyKey, unknown>)[key];
-  }
-  return value;
 }
 
 /** A value as a message shows it: JSON, cut at 80 characters; `missing` for undefined. */
