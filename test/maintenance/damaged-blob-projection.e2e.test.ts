@@ -94,3 +94,36 @@ test('replay of a round whose blob is damaged fails the same way and writes no f
     `no breakpoint folder is left: ${left.join(', ')}`,
   );
 });
+
+test('project --rebuild over manifests listing files by names that are no blob: rewritten from the log', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
+  for (let r = 0; r < 3; r++) await handle.recordRound({ params: tensors(r, 1) });
+  const folder = handle.state.folder;
+  await rl.close();
+  const exp = path.join(root, 'experiments', folder);
+  // What the folders list is data: a path, a short name, a list, a string; none may be taken for a blob.
+  const lists: unknown[] = [{ 'aggregated_params.tensors': '../../../../etc/passwd' }, { x: 'abc' }, ['a']];
+  for (const [round, files] of [
+    [0, lists[0]],
+    [1, lists[1]],
+    [2, lists[2]],
+  ] as const) {
+    const file = path.join(exp, `breakpoint_000${round}`, 'breakpoint.json');
+    const manifest = JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+    chmodSync(file, 0o644);
+    await fs.writeFile(file, JSON.stringify({ ...manifest, files }));
+  }
+
+  const run = await roundlog(['project', folder, '--rebuild', '--root', root]);
+  t.is(run.code, 0, run.stdout + run.stderr);
+  t.notRegex(run.stderr, /unexpected error/);
+  const verify = await roundlog(['verify', '--root', root]);
+  t.is(verify.code, 0, verify.stdout + verify.stderr);
+  for (const round of [0, 1, 2]) {
+    const file = path.join(exp, `breakpoint_000${round}`, 'breakpoint.json');
+    const manifest = JSON.parse(await fs.readFile(file, 'utf8')) as { files: Record<string, string> };
+    t.regex(Object.values(manifest.files)[0]!, /^[0-9a-f]{64}$/, `round ${round} written again from the log`);
+  }
+});

@@ -55,19 +55,23 @@ export async function listSupersededFolders(experimentDir: string): Promise<stri
   return names.filter((name) => name.startsWith('breakpoint_')).sort(compareNames);
 }
 
+/** A manifest read without its schema: every field is `unknown` until the caller checks it. */
+export type LooseManifest = Readonly<{ [field in keyof BreakpointManifest]?: unknown }> &
+  Readonly<Record<string, unknown>>;
+
 /**
  * The folder's manifest as a JSON object, its fields unchecked (callers compare them with the
  * log), or null when it cannot be read, is larger than `MAX_MANIFEST_BYTES`, nests deeper than
  * `MAX_MANIFEST_DEPTH`, or is not a JSON object. `checkBreakpointFolder` is the full check.
  */
-export async function readManifestIfAny(folder: string): Promise<BreakpointManifest | null> {
+export async function readManifestIfAny(folder: string): Promise<LooseManifest | null> {
   try {
     // Only a regular file inside the folder (a FIFO is never waited on, a symlink out never followed).
     const bytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MAX_MANIFEST_BYTES });
     const text = bytes.toString('utf8');
     if (nestingExceeds(text, MAX_MANIFEST_DEPTH)) return null;
     const value: unknown = JSON.parse(text);
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as BreakpointManifest) : null;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as LooseManifest) : null;
   } catch {
     return null;
   }

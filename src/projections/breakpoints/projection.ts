@@ -20,7 +20,7 @@ import type {
   VerifiedExperiment,
 } from '../../engine/projection.ts';
 import { breakpointFolderName, compareNames } from '../../model/events.ts';
-import { SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
+import { SUPERSEDED_DIR } from '../../model/manifest.ts';
 import { upcast, type ExperimentState } from '../../model/state.ts';
 import { checkBreakpointFolder } from './check.ts';
 import {
@@ -30,6 +30,7 @@ import {
   listBreakpointFolders,
   listSupersededFolders,
   readManifestIfAny,
+  type LooseManifest,
   removeBreakpointFolder,
 } from './folder.ts';
 import { hashFile, healBlobsFromFolders, relinkDamagedFiles, storeHoldsBlob } from './heal.ts';
@@ -98,7 +99,7 @@ async function projectOne(
           );
           continue;
         }
-        if (restored > 0) rescued.push(manifest.round);
+        if (restored > 0) rescued.push(record!.round);
       }
       await fs.rm(folder, { recursive: true, force: true });
       removed.push(folder);
@@ -149,12 +150,15 @@ async function projectOne(
 async function giveBlobsBack(
   ctx: ProjectionContext,
   folder: string,
-  manifest: BreakpointManifest,
+  manifest: LooseManifest,
 ): Promise<{ missing: string[]; restored: number }> {
   const missing: string[] = [];
   let restored = 0;
-  for (const [file, sha256] of Object.entries(manifest.files ?? {})) {
-    if (typeof sha256 !== 'string') continue;
+  const files = manifest.files;
+  if (files === null || typeof files !== 'object' || Array.isArray(files)) return { missing, restored };
+  for (const [file, sha256] of Object.entries(files as Record<string, unknown>)) {
+    // Only a blob name the store can hold (64 hex digits): never a path the manifest made up.
+    if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) continue;
     const copy = path.join(folder, path.basename(file));
     // The store's own file (a hard link) is no copy: removing the folder loses nothing.
     const own = ctx.blobs.fileOf(sha256);
