@@ -9,7 +9,7 @@ import {
 } from '../projections/breakpoints/index.ts';
 import { openRoundLog, type OpenRoundLogOptions } from '../projections/index.ts';
 import type { ExperimentDefinition } from '../federated/definition.ts';
-import { checkDefinition } from '../federated/options-schema.ts';
+import { checkDefinition, checkDefinitionFederation } from '../federated/options-schema.ts';
 import { InvalidDefinitionError } from '../federated/errors.ts';
 import { RoundlogError } from '../errors.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
@@ -49,15 +49,19 @@ export async function importDefinition(
   // Checked before anything uses it: the module is the user's code, its export may be anything.
   checkDefinition(definition, ref.module, ref.export, file);
   const checked = definition as ExperimentDefinition;
-  // Its federation() is the user's code too: what it throws is named as the definition's.
+  // Its federation() is the user's code too: what it throws is named as the definition's, and what
+  // it returns is checked (run and resume both call it before anything is recorded).
   const federation = async () => {
+    let value: unknown;
     try {
-      return await checked.federation();
+      value = await checked.federation();
     } catch (error) {
       if (error instanceof RoundlogError) throw error;
       const what = `${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`;
       throw new InvalidDefinitionError(ref.module, ref.export, file, `${ref.export}.federation()`, `threw ${what}`);
     }
+    checkDefinitionFederation(value, ref.module, ref.export, file);
+    return value as Awaited<ReturnType<ExperimentDefinition['federation']>>;
   };
   return { ...checked, federation };
 }

@@ -49,9 +49,21 @@ const fields = {
 
 const definitionSchema = z.looseObject({ ...fields, federation: fn });
 
+/** What a federation is (`Federation`): nodes by id, each with its tagged datasets. */
+const federationSchema = z.looseObject({
+  nodes: z
+    .array(
+      z.looseObject({
+        id: name,
+        datasets: z.array(z.looseObject({ id: name, tags: z.array(z.string().max(MAX_NAME_LENGTH)) })),
+      }),
+    )
+    .max(65536),
+});
+
 const optionsSchema = z.looseObject({
   ...fields,
-  federation: z.looseObject({ nodes: z.array(z.unknown()) }),
+  federation: federationSchema,
   root: z.string().max(MAX_NAME_LENGTH).optional(),
   workspace: z.string().max(MAX_NAME_LENGTH).optional(),
   onRound: fn.optional(),
@@ -83,6 +95,30 @@ export function checkExperimentOptions(value: unknown): void {
   const wrong = schemaProblem(optionsSchema, value);
   if (wrong !== null) {
     const field = wrong.field.replace(/^data/, 'options');
+    throw new InvalidArgumentError(field, `does not fit (${wrong.message})`, valueAt(value, wrong.path));
+  }
+}
+
+/**
+ * What a definition's `federation()` returned (`value`), checked before anything is recorded:
+ * `InvalidDefinitionError` naming the module's file and `<export>.federation()` with the field inside.
+ */
+export function checkDefinitionFederation(value: unknown, module: string, exported: string, file: string): void {
+  const wrong = schemaProblem(federationSchema, value);
+  if (wrong !== null) {
+    const field = wrong.field.replace(/^data/, `${exported}.federation()`);
+    throw new InvalidDefinitionError(module, exported, file, field, `${wrong.problem} (returned by federation())`);
+  }
+}
+
+/**
+ * A federation a caller's code gave (`Experiment.loadBreakpoint`'s `federation`, or what its function
+ * returned), checked before anything is recorded: `InvalidArgumentError` naming the field.
+ */
+export function checkFederation(value: unknown, argument: string): void {
+  const wrong = schemaProblem(federationSchema, value);
+  if (wrong !== null) {
+    const field = wrong.field.replace(/^data/, argument);
     throw new InvalidArgumentError(field, `does not fit (${wrong.message})`, valueAt(value, wrong.path));
   }
 }

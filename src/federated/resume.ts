@@ -38,6 +38,7 @@ import {
   type BreakpointManifest,
 } from '../projections/breakpoints/index.ts';
 import { componentsOf, stateBeforeRound, type Components, type RegistrySource } from './components.ts';
+import { checkFederation } from './options-schema.ts';
 import { resolvePlan } from './resolve-plan.ts';
 import type { Federation, TrainingPlan } from './training-plan.ts';
 
@@ -142,6 +143,8 @@ export async function resumeFromBreakpoint(
     typeof options.federation === 'function'
       ? await options.federation(handle.created.config, { workspace })
       : options.federation;
+  // The caller's code gave it: checked before anything is recorded (a CLI definition's is checked earlier, named).
+  checkFederation(federation, 'options.federation');
 
   const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange, carried);
   // Before anything is recorded: the components must be registered, and able to read the state

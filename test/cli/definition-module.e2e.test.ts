@@ -5,7 +5,7 @@
  * definition half-used (a string of tags spread into one tag per character).
  */
 import test from 'ava';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Experiment } from '../../src/federated/experiment.ts';
 import { REPO, roundlog, roundlogProcess } from '../support/cli.ts';
@@ -118,4 +118,77 @@ test('Experiment.create checks its options the same way: a wrong type is an INVA
   );
   t.like(error, { code: 'INVALID_ARGUMENT', argument: 'options.tags' });
   t.false(existsSync(path.join(root, 'experiments', 'Experiment_0000')));
+});
+
+/** Every file of the root's log, with its bytes: what a refused command must leave as it was. */
+function logBytes(root: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const dir = path.join(root, 'log');
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) {
+    const file = path.join(dir, name);
+    if (statSync(file).isFile()) out[name] = readFileSync(file).toString('base64');
+  }
+  return out;
+}
+
+const BAD_FEDERATIONS: ReadonlyArray<[body: string, field: string]> = [
+  ['() => 42', 'default.federation() is 42'],
+  ['() => ({ nodes: 7 })', 'default.federation().nodes is 7'],
+  ["() => ({ nodes: [{ id: 'x' }] })", 'default.federation().nodes[0].datasets is missing'],
+];
+
+for (const [body, field] of BAD_FEDERATIONS) {
+  test(`run and resume check what federation() returns (${body}): typed, named, nothing recorded`, async (t) => {
+    const dir = workspace('export default { ...definition, federation: () => 42 };'.replace('() => 42', body));
+    const root = path.join(tempDir(), 'root');
+    const file = path.join(dir, 'experiment.ts');
+    const run = await roundlog(['run', 'experiment.ts', '--rounds', '1', '--root', root], {}, { cwd: dir });
+    t.is(run.code, 1, run.stderr);
+    t.notRegex(run.stderr, /unexpected error/);
+    t.true(
+      run.stderr.includes(`the experiment definition experiment.ts (${file}) cannot be used: ${field}`),
+      run.stderr,
+    );
+    t.false(existsSync(path.join(root, 'experiments', 'Experiment_0000')), 'nothing was created');
+
+    // Resume: another workspace (this process has the bad module in its import cache), run with a good one first.
+    const other = workspace('export default definition;');
+    const good = await roundlog(['run', 'experiment.ts', '--rounds', '1', '--root', root], {}, { cwd: other });
+    t.is(good.code, 0, good.stderr);
+    const otherFile = path.join(other, 'experiment.ts');
+    writeFileSync(
+      otherFile,
+      `import { definition } from ${example('experiment.ts')};\n` +
+        `export default { ...definition, federation: ${body} };\n`,
+    );
+    const before = logBytes(root);
+    // A process of its own: this one has the module's first version in its import cache.
+    const resumed = await roundlogProcess(['resume', '--rounds', '1', '--root', root]);
+    t.is(resumed.code, 1, resumed.stderr);
+    t.notRegex(resumed.stderr, /unexpected error/);
+    t.regex(resumed.stderr, /cannot be used: /);
+    t.true(resumed.stderr.includes(`(${otherFile}) cannot be used: ${field}`), resumed.stderr);
+    t.deepEqual(logBytes(root), before, 'nothing was appended');
+    const ls = await roundlog(['ls', '--root', root]);
+    t.notRegex(ls.stdout, /failed/);
+  });
+}
+
+test('Experiment.loadBreakpoint checks what its federation function returns before recording the resume', async (t) => {
+  const { definition } = (await import('../../examples/logistic-regression/experiment.ts')) as {
+    definition: Record<string, unknown> & { federation: () => unknown };
+  };
+  const root = tempDir();
+  const federation = await definition.federation();
+  // @ts-expect-error: the definition's fields, loosely typed here
+  const experiment = await Experiment.create({ ...definition, federation, root, workspace: REPO });
+  await experiment.run({ rounds: 1 });
+  await experiment.close();
+  const before = logBytes(root);
+  const error = await t.throwsAsync(
+    // @ts-expect-error: the wrong type, as JavaScript callers can give it
+    Experiment.loadBreakpoint(undefined, { root, workspace: REPO, federation: () => ({ nodes: 7 }) }),
+  );
+  t.like(error, { code: 'INVALID_ARGUMENT', argument: 'options.federation.nodes' });
+  t.deepEqual(logBytes(root), before, 'nothing was appended');
 });
