@@ -252,3 +252,30 @@ export class InvalidDefinitionError extends RoundlogError {
     );
   }
 }
+
+/**
+ * A resume of a carried breakpoint folder failed after the folder was imported: the imported
+ * experiment stays in the root (the log records it), and continues with `roundlog resume <folder>`.
+ * `cause` is the failure; `causeCode` its code when it is a roundlog error.
+ */
+export class ImportedNotResumedError extends RoundlogError {
+  readonly code = 'IMPORTED_NOT_RESUMED' as const;
+  readonly causeCode: string | null;
+  constructor(
+    /** The imported experiment's folder, under `<root>/experiments`. */
+    readonly folder: string,
+    readonly experimentId: string,
+    /** The workspace the resume used. */
+    readonly workspace: string,
+    cause: unknown,
+  ) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      `${reason}. The breakpoint was imported before this failed: it is experiment ${folder} (${experimentId}), ` +
+        `which stays in the root and has not run; fix the above, then continue it with: ` +
+        `roundlog resume ${folder} --workspace ${workspace}`,
+      { cause },
+    );
+    this.causeCode = cause instanceof RoundlogError ? cause.code : null;
+  }
+}

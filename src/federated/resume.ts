@@ -37,9 +37,16 @@ import {
   writeBreakpoint,
   type BreakpointManifest,
 } from '../projections/breakpoints/index.ts';
-import { componentsOf, stateBeforeRound, type Components, type RegistrySource } from './components.ts';
+import {
+  componentsOf,
+  stateBeforeRound,
+  type ComponentRegistry,
+  type Components,
+  type RegistrySource,
+} from './components.ts';
+import { ImportedNotResumedError } from './errors.ts';
 import { checkFederation } from './options-schema.ts';
-import { resolvePlan } from './resolve-plan.ts';
+import { loadPlan, storePlan, type LoadedPlan } from './resolve-plan.ts';
 import type { Federation, TrainingPlan } from './training-plan.ts';
 
 /** The nodes; or a function of the experiment's recorded `config` (and of the workspace in use) that builds them. */
@@ -89,6 +96,9 @@ export async function resumeFromBreakpoint(
 ): Promise<Resumed> {
   const located = await locateBreakpoint(rl, breakpointPath);
   let handle: ExperimentHandle;
+  // A carried folder: what it needs, checked before its import; the experiment the import created.
+  let early: Prepared | null = null;
+  let imported: ExperimentHandle | null = null;
   // Where the resume continues from: a breakpoint folder, or (no round completed) the initial parameters.
   let from: Readonly<{ round: number | null; breakpoint: string | null; folder: string | null }>;
   // Folders code is never imported from: the one being resumed and the one named to find it.
@@ -106,9 +116,15 @@ export async function resumeFromBreakpoint(
     }
     // Every file is hashed once: against the log when the log knows the experiment, else on its own.
     if (known === null) {
-      handle = await importBreakpoint(rl, folder, await readBreakpoint(folder), options.workspace ?? options.cwd);
+      const checked = await readBreakpoint(folder);
+      // Everything the import can be refused for is checked before it: nothing is imported for nothing.
+      early = await prepareCarried(rl, folder, checked, options, [...carried, folder]);
+      handle = await importBreakpoint(rl, folder, checked, options.workspace ?? options.cwd);
+      imported = handle;
       // The imported round's folder, written from the log: a carried folder left where it lands is moved aside.
-      await writeBreakpoint(handle, manifest.round);
+      await writeBreakpoint(handle, manifest.round).catch((error: unknown) => {
+        throw importedThenFailed(rl, handle, options, error);
+      });
     } else {
       await checkAgainstLog(rl, folder, known.state);
       handle = known;
@@ -117,6 +133,89 @@ export async function resumeFromBreakpoint(
     from = { round: logRound(handle.state, manifest), breakpoint: path.basename(folder), folder: renamed };
     carried.push(folder);
   }
+  try {
+    return await resumeLocated(rl, breakpointPath, options, handle, from, carried, early);
+  } catch (error) {
+    // A failure after an import leaves the imported experiment: said, with the command that continues it.
+    throw imported === null ? error : importedThenFailed(rl, imported, options, error);
+  }
+}
+
+/** What a resume needs from the workspace: the nodes, the training plan (its source not stored yet), the registry. */
+type Prepared = Readonly<{ federation: Federation; loaded: LoadedPlan; registry: ComponentRegistry }>;
+
+/** The nodes a resume's `federation` gives, checked (a caller's code gave them). */
+async function federationFor(options: ResumeOptions, config: unknown, workspace: string): Promise<Federation> {
+  const federation =
+    typeof options.federation === 'function' ? await options.federation(config, { workspace }) : options.federation;
+  checkFederation(federation, 'options.federation');
+  return federation;
+}
+
+async function registryFor(options: ResumeOptions, config: unknown, workspace: string): Promise<ComponentRegistry> {
+  return typeof options.registry === 'function' ? await options.registry(config, { workspace }) : options.registry;
+}
+
+/**
+ * A carried folder's experiment, checked before it is imported: a federated experiment, its
+ * federation (the definition module confined to the workspace, existing, its export checked), its
+ * components, and its training plan (confined, existing, of the recorded source unless a change is
+ * accepted). Nothing is written.
+ */
+async function prepareCarried(
+  rl: RoundLog,
+  folder: string,
+  manifest: BreakpointManifest,
+  options: ResumeOptions,
+  forbidden: readonly string[],
+): Promise<Prepared> {
+  const federated = manifest.experiment.federated;
+  const planRef = manifest.settings.trainingPlan ?? federated?.trainingPlan ?? null;
+  if (federated === null || manifest.trainingPlan === null || planRef === null) throw ownLoop(folder, folder);
+  const workspace = options.workspace ?? options.cwd;
+  const config = manifest.experiment.config;
+  const federation = await federationFor(options, config, workspace);
+  const location = { ...federated.trainingPlan, ...planRef };
+  const loaded = await loadPlan(rl.layout, workspace, location, options.acceptPlanChange, forbidden);
+  const registry = await registryFor(options, config, workspace);
+  componentsOf(federated, registry);
+  return { federation, loaded, registry };
+}
+
+/** A breakpoint of an experiment recorded by a training loop of its own: not resumed as a federated one. */
+function ownLoop(folder: string, at: string): InvalidArgumentError {
+  const name = JSON.stringify(folder);
+  return new InvalidArgumentError(
+    'path',
+    `must be a breakpoint of a federated experiment; ${folder} was recorded by a training loop ` +
+      `of its own: open it with openRoundLog().openExperiment(${name}) and loadRound()`,
+    at,
+  );
+}
+
+/**
+ * A failure after a carried folder was imported: the imported experiment stays (it is the log's
+ * now), so the error says so and names the command that continues it.
+ */
+function importedThenFailed(
+  rl: RoundLog,
+  handle: ExperimentHandle,
+  options: ResumeOptions,
+  error: unknown,
+): ImportedNotResumedError {
+  const folder = path.join(rl.layout.experiments, handle.state.folder);
+  return new ImportedNotResumedError(folder, handle.id, options.workspace ?? options.cwd, error);
+}
+
+async function resumeLocated(
+  rl: RoundLog,
+  breakpointPath: string | undefined,
+  options: ResumeOptions,
+  handle: ExperimentHandle,
+  from: Readonly<{ round: number | null; breakpoint: string | null; folder: string | null }>,
+  carried: readonly string[],
+  early: Prepared | null,
+): Promise<Resumed> {
   // A run a live process holds is refused now, before the definition and the plan are imported
   // (and again, atomically, by the append below).
   const { runId, owner, heartbeatMs, takeOver } = options.run;
@@ -130,29 +229,17 @@ export async function resumeFromBreakpoint(
   });
   const recordedPlan = handle.state.settings.trainingPlan;
   if (recordedPlan === null) {
-    const name = JSON.stringify(handle.state.folder);
-    throw new InvalidArgumentError(
-      'path',
-      `must be a breakpoint of a federated experiment; ${handle.state.folder} was recorded by a training loop ` +
-        `of its own: open it with openRoundLog().openExperiment(${name}) and loadRound()`,
-      breakpointPath ?? path.join(rl.layout.experiments, handle.state.folder),
-    );
+    throw ownLoop(handle.state.folder, breakpointPath ?? path.join(rl.layout.experiments, handle.state.folder));
   }
   const workspace = options.workspace ?? recordedWorkspace(handle.created) ?? options.cwd;
-  const federation =
-    typeof options.federation === 'function'
-      ? await options.federation(handle.created.config, { workspace })
-      : options.federation;
-  // The caller's code gave it: checked before anything is recorded (a CLI definition's is checked earlier, named).
-  checkFederation(federation, 'options.federation');
-
-  const { plan, ref } = await resolvePlan(rl, workspace, recordedPlan, options.acceptPlanChange, carried);
+  // What the caller's code gives is checked before anything is recorded (a carried folder's before its import).
+  const federation = early?.federation ?? (await federationFor(options, handle.created.config, workspace));
+  const loaded =
+    early?.loaded ?? (await loadPlan(rl.layout, workspace, recordedPlan, options.acceptPlanChange, carried));
+  const { plan, ref } = await storePlan(rl, loaded);
   // Before anything is recorded: the components must be registered, and able to read the state
   // the next round starts from (the breakpoint's round).
-  const registry =
-    typeof options.registry === 'function'
-      ? await options.registry(handle.created.config, { workspace })
-      : options.registry;
+  const registry = early?.registry ?? (await registryFor(options, handle.created.config, workspace));
   const components = componentsOf(handle.state.created!.federated!, registry);
   stateBeforeRound(components, handle.state, from.round === null ? 0 : from.round + 1);
   const events = decideResume(
@@ -213,6 +300,13 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
     if (error instanceof ExperimentNotFoundError) return null;
     throw error;
   });
+  // A carried folder this root imported already is that experiment's imported round: never a second copy.
+  const imported = handle === null ? await importOf(rl, manifest) : null;
+  if (imported !== null) {
+    const round = imported.state.created!.importedFrom!.round;
+    const local = await writeBreakpoint(imported, round);
+    return { kind: 'breakpoint', folder: local, manifest: await peekManifest(local), handle: imported, renamed: null };
+  }
   const experimentsDir = rl.layout.experiments;
   const experimentDir = path.dirname(folder);
   const renamed =
@@ -222,6 +316,28 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
       ? path.basename(experimentDir)
       : null;
   return { kind: 'breakpoint', folder, manifest, handle, renamed };
+}
+
+/**
+ * The experiment of this root that imported the carried folder `manifest` describes (same
+ * experiment id, round and parameters); null when none did. A fork (also `importedFrom`) is not one.
+ */
+async function importOf(rl: RoundLog, manifest: BreakpointManifest): Promise<ExperimentHandle | null> {
+  for (const entry of await rl.listExperiments()) {
+    const other = await rl.openExperiment(entry.experimentId).catch(() => null);
+    const from = other?.state.created?.importedFrom;
+    if (
+      other !== null &&
+      other !== undefined &&
+      other.state.forkedFrom === null &&
+      from?.experimentId === manifest.experimentId &&
+      from.round === manifest.round &&
+      from.params.sha256 === manifest.params.sha256
+    ) {
+      return other;
+    }
+  }
+  return null;
 }
 
 /**

@@ -27,7 +27,9 @@ export type StatusContext = Readonly<{ liveness: OwnerLiveness; now: Date }>;
  *   open by a process that held no lease;
  * - `finished`: at its round limit (`ExperimentFinished`), no run open;
  * - `failed`: the last run ended with an error (`state.failure` says which);
- * - `created`: no round completed and no run open; `stopped`: rounds completed, no run open (the
+ * - `created`: no round completed here and no run open (an experiment imported from a carried
+ *   breakpoint folder, or forked, that never ran a round of its own is `created`); `stopped`:
+ *   rounds completed, no run open (the
  *   run closed between rounds, or was stopped by SIGINT / SIGTERM: `RunEnded.signal`).
  */
 export function experimentStatus(state: ExperimentState, context: StatusContext): ExperimentStatus {
@@ -42,5 +44,7 @@ export function experimentStatus(state: ExperimentState, context: StatusContext)
   if (state.finished) return 'finished';
   if (state.failure !== null) return 'failed';
   if (state.openAttempt !== null) return 'crashed';
-  return state.rounds.length === 0 ? 'created' : 'stopped';
+  // Rounds an import (a carried breakpoint folder, a fork) brought with it were run elsewhere.
+  const broughtRounds = state.created?.importedFrom == null ? 0 : state.created.importedFrom.round + 1;
+  return state.rounds.length <= broughtRounds ? 'created' : 'stopped';
 }
