@@ -13,7 +13,7 @@ import { checkDefinition, checkDefinitionFederation } from '../federated/options
 import { InvalidDefinitionError } from '../federated/errors.ts';
 import { RoundlogError } from '../errors.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
-import { confinedModule, importModule } from '../federated/load-module.ts';
+import { ModuleLoadError, confinedModule, importModule } from '../federated/load-module.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
@@ -21,7 +21,7 @@ import { statusOf, type StatusOptions } from '../engine/lease.ts';
 import { compareNames } from '../model/events.ts';
 import { ExperimentHistoryDamagedError, InvalidEventDataError } from '../model/errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
-import { UsageError, table } from './args.ts';
+import { table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
 
 export type DefinitionRef = { module: string; export: string };
@@ -42,8 +42,15 @@ export async function importDefinition(
   forbidden: readonly string[] = [],
 ): Promise<ExperimentDefinition> {
   const file = await confinedModule(workspace, ref.module, 'definition.module', forbidden);
+  // A module that is missing or does not load is no usage error: the file is named, with what to do.
   const module = (await importModule(file).catch((error: unknown) => {
-    throw new UsageError(`cannot import the experiment definition ${ref.module}: ${(error as Error).message}`);
+    const reason = error instanceof ModuleLoadError ? error.reason : String((error as Error)?.message ?? error);
+    throw new ModuleLoadError(
+      file,
+      `the experiment definition ${ref.module} cannot be imported (${reason}); check that it exists in the ` +
+        `workspace ${workspace} and loads (a resume takes the folder run was issued from with --workspace DIR)`,
+      { cause: error },
+    );
   })) as Record<string, unknown>;
   const definition = module[ref.export] ?? (ref.export === 'default' ? module.definition : undefined);
   // Checked before anything uses it: the module is the user's code, its export may be anything.

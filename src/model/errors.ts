@@ -213,10 +213,12 @@ export class TrainingPlanChangedError extends RoundlogError {
     readonly module: string,
     readonly recorded: string,
     readonly actual: string,
+    /** How the caller accepts the change: the library's option (default) or the command line's flag. */
+    accept: 'acceptPlanChange: true' | '--accept-plan-change' = 'acceptPlanChange: true',
   ) {
     super(
       `the training plan ${module} changed since the experiment recorded it (sha256 ${recorded.slice(0, 12)}… then, ` +
-        `${actual.slice(0, 12)}… now); restore the recorded version, or pass acceptPlanChange: true to continue with ` +
+        `${actual.slice(0, 12)}… now); restore the recorded version, or pass ${accept} to continue with ` +
         `the new one (the change is recorded in the experiment's history)`,
     );
   }

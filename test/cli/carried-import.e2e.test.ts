@@ -54,7 +54,7 @@ test('a refused resume of a carried folder imports nothing, however often it is 
   mkdirSync(empty);
   for (let i = 0; i < 2; i++) {
     const refused = await roundlog(['resume', folder, '--rounds', '1', '--root', root, '--workspace', empty]);
-    t.not(refused.code, 0, refused.stderr);
+    t.is(refused.code, 1, refused.stderr);
     t.regex(refused.stderr, /experiment\.ts/);
     t.deepEqual(experimentsOf(root), [], 'nothing imported');
   }

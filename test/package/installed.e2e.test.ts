@@ -158,11 +158,12 @@ export default definition;
 test.serial('a definition that does not load: the file and the reason', async (t) => {
   writeFileSync(path.join(app, 'broken.ts'), 'export default {\n');
   const broken = await roundlog(app, ['run', 'broken.ts']);
-  t.is(broken.code, 2);
+  // Not a usage error (exit 2): a fact of the file system, exit 1, naming the file and what to do.
+  t.is(broken.code, 1);
   t.regex(broken.stderr, /cannot load .*broken\.ts: /);
   const missing = await roundlog(app, ['run', 'missing.ts']);
-  t.is(missing.code, 2);
-  t.regex(missing.stderr, /missing\.ts: no such file/);
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /missing\.ts cannot be imported \(no such file\); check that it exists/);
 });
 
 test.serial('an EventStoreDB store without the driver says which package to install', async (t) => {

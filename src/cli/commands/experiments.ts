@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { kept } from '../../audit/describe.ts';
 import { isPathLike } from '../../engine/names.ts';
-import { ExperimentNotFoundError } from '../../model/errors.ts';
+import { ExperimentNotFoundError, TrainingPlanChangedError } from '../../model/errors.ts';
+import { InvalidArgumentError } from '../../errors.ts';
 import { Experiment } from '../../federated/experiment.ts';
 import { dataAreas } from '../../federated/load-module.ts';
 import { rootLayout } from '../../root.ts';
@@ -110,7 +111,13 @@ export const resume = defineCommand({
     let loaded: Experiment | null = null;
     const signals = stopOnSignals(io, (signal) => loaded?.stop(signal));
     try {
-      loaded = await load();
+      loaded = await load().catch((error: unknown) => {
+        // The library names its option; the command line has a flag for it.
+        if (error instanceof TrainingPlanChangedError) {
+          throw new TrainingPlanChangedError(error.module, error.recorded, error.actual, '--accept-plan-change');
+        }
+        throw error;
+      });
       if (signals.received !== null) loaded.stop(signals.received);
       await resumeRun(loaded);
     } finally {
@@ -119,6 +126,8 @@ export const resume = defineCommand({
     return signals.exitCode() ?? 0;
 
     async function load() {
+      if (args.workspace !== undefined)
+        await checkWorkspace(checkPathArgument('--workspace', args.workspace, global.cwd));
       return Experiment.loadBreakpoint(target, {
         ...experimentStore(global),
         ...(args.workspace === undefined
@@ -183,6 +192,19 @@ function roundsCompleted(count: number): string {
   return `${count} round${count === 1 ? '' : 's'} completed`;
 }
 
+/** `--workspace DIR`: an existing folder (a fact of the file system, exit 1, not a usage error). */
+async function checkWorkspace(dir: string): Promise<void> {
+  const stat = await fs.stat(dir).catch(() => null);
+  if (stat === null || !stat.isDirectory()) {
+    const what = stat === null ? 'nothing exists at this path' : 'it is not a folder';
+    throw new InvalidArgumentError(
+      '--workspace',
+      `must be an existing folder, the one run was issued from (where the definition module is); ${what}`,
+      dir,
+    );
+  }
+}
+
 /** The folders of the root that hold data, never code. */
 function dataFolders(global: GlobalOptions): string[] {
   return dataAreas(rootLayout(storeOptions(global).root));
@@ -192,9 +214,12 @@ function dataFolders(global: GlobalOptions): string[] {
 async function definitionOf(workspace: string, config: unknown, forbidden: readonly string[]) {
   const ref = (config as { definition?: DefinitionRef | null } | null)?.definition;
   if (!ref) {
-    throw new UsageError(
-      'this experiment was not created from a definition module; ' +
+    // A fact of the experiment, not of the command line: exit 1, not a usage error.
+    throw new InvalidArgumentError(
+      'path',
+      'must be an experiment created from a definition module (roundlog run); this one was not: ' +
         'resume it from your own code with Experiment.loadBreakpoint',
+      ref ?? null,
     );
   }
   return importDefinition(workspace, ref, forbidden);
