@@ -58,6 +58,20 @@ test('a refused resume of a carried folder imports nothing, however often it is 
     t.regex(refused.stderr, /experiment\.ts/);
     t.deepEqual(experimentsOf(root), [], 'nothing imported');
   }
+  // A definition module recorded as an absolute path (refused as leading outside the workspace).
+  const evil = path.join(tempDir(), 'evil');
+  cpSync(folder, evil, { recursive: true });
+  const file = path.join(evil, 'breakpoint.json');
+  const manifest = JSON.parse(readFileSync(file, 'utf8')) as BreakpointManifest;
+  const config = manifest.experiment.config as { definition: { module: string } };
+  config.definition.module = path.join(tempDir(), 'evil.ts');
+  writeFileSync(file, JSON.stringify(sealManifest(manifest), null, 2));
+  for (let i = 0; i < 2; i++) {
+    const refused = await roundlog(['resume', evil, '--rounds', '1', '--root', root, '--workspace', workspace]);
+    t.is(refused.code, 1, refused.stderr);
+    t.regex(refused.stderr, /is absolute/);
+    t.deepEqual(experimentsOf(root), [], 'nothing imported');
+  }
   // The training plan changed since the folder was written.
   appendFileSync(path.join(workspace, 'plan.ts'), '// changed\n');
   for (let i = 0; i < 2; i++) {
