@@ -160,3 +160,22 @@ test('two folders claiming one experiment: verify advises removing or renaming o
   t.not(project.code, 0, 'project is refused while two folders claim it');
   t.regex(project.stderr, /EXPERIMENT_FOLDER_AMBIGUOUS|remove all but one of them/);
 });
+
+test('a recorded folder holding another experiment, and none holding this one: refused, nothing mixed', async (t) => {
+  const root = tempDir();
+  const r = ['--root', root];
+  const experiments = path.join(root, 'experiments');
+  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  const [zero, one] = (await roundlogJson<Listing>(['ls', ...r])).map((e) => e.id);
+  renameSync(path.join(experiments, 'Experiment_0000'), path.join(tempDir(), 'away'));
+  renameSync(path.join(experiments, 'Experiment_0001'), path.join(experiments, 'Experiment_0000'));
+  const resumed = await roundlog(['resume', zero!, '--rounds', '1', ...r]);
+  t.is(resumed.code, 1, resumed.stdout);
+  t.regex(resumed.stderr, new RegExp(`holds the breakpoints of experiment ${one}`));
+  const verified = await roundlog(['verify', ...r]);
+  t.not(verified.code, 0);
+  t.regex(verified.stdout, /holds the breakpoints of experiment/);
+  t.deepEqual(readdirSync(experiments).sort(), ['Experiment_0000']);
+  t.deepEqual(idsIn(path.join(experiments, 'Experiment_0000')), [one]);
+});
