@@ -143,14 +143,18 @@ async function pruneWithIndex(
   const experiments: ExperimentPruneReport[] = [];
   const newlyPruned = new Map<string, Set<string>>();
   const allPruned = new Map<string, Set<string>>();
+  // Where each folder is now: a folder moved under experiments/ is the one reported, and the one
+  // whose views are removed (never the name the log records until a resume records the move).
+  const locate = folderLocator(rl.layout.experiments, rl.projections);
   for (const stream of streams) {
     const state = index.state(stream);
     if (state === null) throw new ExperimentNotFoundError(stream, rl.root);
+    const folder = await locate(state.created!.experimentId, state.folder);
     if (options.expected !== null && state.revision !== options.expected) {
-      throw new ConcurrentModificationError(state.folder, options.expected, state.revision);
+      throw new ConcurrentModificationError(folder, options.expected, state.revision);
     }
     const policy = options.retention ?? state.settings.retention;
-    const base = { experimentId: state.created!.experimentId, folder: state.folder, stream };
+    const base = { experimentId: state.created!.experimentId, folder, stream };
     if (policy === null) {
       experiments.push({
         ...base,
@@ -194,8 +198,6 @@ async function pruneWithIndex(
 
   // Views of pruned rounds (breakpoint folders, on the branch and in superseded/).
   const views: Array<{ path: string; projection: Projection }> = [];
-  // Where each folder is now: a folder moved under experiments/ is the one whose views are removed.
-  const locate = folderLocator(rl.layout.experiments, rl.projections, new Set(index.registry.map((e) => e.folder)));
   for (const stream of streams) {
     const state = await locatedState(locate, index.state(stream)!);
     const positions = candidates.get(stream);

@@ -3,8 +3,10 @@
  * as "an experiment". A name is, in this order:
  *
  * 1. an experiment id or stream name;
- * 2. a folder name as `roundlog ls` lists it: the experiment's folder now (a folder renamed and
- *    resumed from, recorded by `Resumed.folder`), then the folder it was registered with;
+ * 2. a folder name as `roundlog ls` lists it: a folder under `<root>/experiments` whose breakpoints
+ *    name an experiment is that experiment's (folders swapped or moved); else the experiment's
+ *    folder its log records (a folder renamed and resumed from, recorded by `Resumed.folder`),
+ *    then the folder it was registered with;
  * 3. a path (absolute, or relative to `cwd`) to an experiment folder or a breakpoint folder: under
  *    `<root>/experiments` its first name below that folder is taken as a folder name (2.);
  *    anywhere, and for a folder moved under `<root>/experiments` that the log has not seen yet,
@@ -88,17 +90,24 @@ export async function resolveExperimentName(
     }
     return null;
   };
+  // A folder under `<root>/experiments` is taken by the experiment its breakpoints name (folders
+  // swapped, `mv Experiment_0001 Experiment_0000`), before any experiment whose log records the name.
+  const byFolderNow = async (folder: string): Promise<ExperimentRegistered | null> => {
+    const dir = path.join(ctx.experimentsDir, folder);
+    const held = (await isDirectory(dir)) ? await byManifest(dir) : null;
+    return held ?? byFolder(folder);
+  };
   const byPath = async (target: string): Promise<ExperimentRegistered | null> => {
     const below = await nameBelow(ctx.experimentsDir, target);
     if (below !== null) {
-      const entry = await byFolder(below);
+      const entry = await byFolderNow(below);
       if (entry !== null) return entry;
     }
     return (await isDirectory(target)) ? byManifest(target) : null;
   };
 
   if (isPathLike(name) || path.isAbsolute(name)) return byPath(path.resolve(ctx.cwd, name));
-  const named = await byFolder(name);
+  const named = await byFolderNow(name);
   if (named !== null) return named;
   for (const dir of [path.join(ctx.experimentsDir, name), path.resolve(ctx.cwd, name)]) {
     const entry = (await isDirectory(dir)) ? await byManifest(dir) : null;
@@ -139,51 +148,85 @@ export class ExperimentFolderAmbiguousError extends RoundlogError {
     super(
       `experiment ${experiment} was moved out of its folder ${recorded}, and ${folders.length} folders of ` +
         `${experimentsDir} hold its breakpoints: ${folders.join(', ')}; roundlog cannot tell which one is ` +
-        `the experiment's: keep one (move the others out of ${experimentsDir}) and try again`,
+        `the experiment's: remove all but one of them, or rename them to move them out of ${experimentsDir} ` +
+        `(roundlog project writes no folder while they are ${folders.length}), and try again`,
     );
   }
 }
 
 /**
- * Where an experiment's folder is now, as a name under `<root>/experiments`: `recorded` (the folder
- * its log records) when anything is there; else, when it was moved (`mv Experiment_0000 mydir`),
- * the one folder there whose breakpoint manifests name the experiment; else `recorded` (a folder
- * not written yet, or deleted: the projection writes it again). Two folders or more claiming it is
- * `ExperimentFolderAmbiguousError`. `experimentsDir` is listed once per locator (only when a
- * recorded folder is missing), its real folders only (a symlink is not followed), and each
- * folder's latest breakpoint manifest read bounded and confined (`Projection.experimentAt`).
+ * The folder an experiment's log records holds the breakpoints of another experiment (folders
+ * swapped: `mv Experiment_0001 Experiment_0000`), and no other folder under `<root>/experiments`
+ * holds this one's: roundlog will not write this experiment into the other's folder.
+ */
+export class ExperimentFolderTakenError extends RoundlogError {
+  readonly code = 'EXPERIMENT_FOLDER_TAKEN' as const;
+  constructor(
+    readonly experiment: string,
+    /** The folder the log records. */
+    readonly recorded: string,
+    /** The experiment whose breakpoints that folder holds. */
+    readonly holder: string,
+    readonly experimentsDir: string,
+  ) {
+    super(
+      `experiment ${experiment} is recorded in folder ${recorded} of ${experimentsDir}, but that folder holds the ` +
+        `breakpoints of experiment ${holder}, and no folder there holds ${experiment}'s: move the folder of ` +
+        `${experiment} back under ${experimentsDir} (any name), or rename ${recorded} to a name of its own and ` +
+        `run roundlog project to write ${experiment}'s folder again`,
+    );
+  }
+}
+
+/**
+ * Where an experiment's folder is now, as a name under `<root>/experiments`. A folder is taken by
+ * the experiment its breakpoints (its latest manifest's `experimentId`) name. `recorded` (the
+ * folder its log records) is used while it exists and holds no breakpoints of another experiment
+ * (none yet, or this one's); else, when it was moved (`mv Experiment_0000 mydir`) or swapped with
+ * another's (`mv Experiment_0001 Experiment_0000`), the one folder there whose breakpoint
+ * manifests name the experiment; else `recorded` when it is gone (a folder not written yet, or
+ * deleted: the projection writes it again). Two folders or more claiming it is
+ * `ExperimentFolderAmbiguousError`; `recorded` holding another's and no folder holding this one's
+ * is `ExperimentFolderTakenError`. `experimentsDir` is listed once per locator (only when a
+ * recorded folder is missing or taken), its real folders only (a symlink is not followed), and
+ * each folder's latest breakpoint manifest read bounded and confined (`Projection.experimentAt`).
  */
 export type FolderLocator = (experimentId: string, recorded: string) => Promise<string>;
 
-export function folderLocator(
-  experimentsDir: string,
-  projections: readonly Projection[],
-  /** Folder names registered to experiments: never taken as a moved folder of another. */
-  registered: ReadonlySet<string>,
-): FolderLocator {
+export function folderLocator(experimentsDir: string, projections: readonly Projection[]): FolderLocator {
+  const experimentAt = async (dir: string): Promise<string | null> => {
+    for (const projection of projections) {
+      const id = (await projection.experimentAt?.(dir)) ?? null;
+      if (id !== null) return id;
+    }
+    return null;
+  };
   let claims: Promise<Map<string, string[]>> | null = null;
   const scan = async (): Promise<Map<string, string[]>> => {
     const found = new Map<string, string[]>();
     const names = (await fs.readdir(experimentsDir).catch(() => [] as string[])).sort(compareNames);
     for (const name of names) {
-      if (name.startsWith('.') || registered.has(name)) continue;
+      if (name.startsWith('.')) continue;
       const dir = path.join(experimentsDir, name);
       if (!(await fs.lstat(dir).catch(() => null))?.isDirectory()) continue;
-      for (const projection of projections) {
-        const id = (await projection.experimentAt?.(dir)) ?? null;
-        if (id === null) continue;
-        found.set(id, [...(found.get(id) ?? []), name]);
-        break;
-      }
+      const id = await experimentAt(dir);
+      if (id !== null) found.set(id, [...(found.get(id) ?? []), name]);
     }
     return found;
   };
   return async (experimentId, recorded) => {
-    if ((await fs.lstat(path.join(experimentsDir, recorded)).catch(() => null)) !== null) return recorded;
+    const dir = path.join(experimentsDir, recorded);
+    let holder: string | null = null;
+    if ((await fs.lstat(dir).catch(() => null)) !== null) {
+      holder = await experimentAt(dir);
+      if (holder === null || holder === experimentId) return recorded;
+    }
     claims ??= scan();
     const folders = (await claims).get(experimentId) ?? [];
     if (folders.length > 1) throw new ExperimentFolderAmbiguousError(experimentId, recorded, folders, experimentsDir);
-    return folders[0] ?? recorded;
+    if (folders[0] !== undefined) return folders[0];
+    if (holder !== null) throw new ExperimentFolderTakenError(experimentId, recorded, holder, experimentsDir);
+    return recorded;
   };
 }
 

@@ -28,7 +28,7 @@ import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { replay, upcastRegistered } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
-import { ExperimentFolderAmbiguousError, folderLocator, locatedState } from './names.ts';
+import { ExperimentFolderAmbiguousError, ExperimentFolderTakenError, folderLocator, locatedState } from './names.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 import { readSnapshot, sameState, snapshotFile, writeSnapshot } from './snapshots.ts';
@@ -97,14 +97,14 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
 
     const projections = options.projections?.({ root, layout, blobs: store.blobs }) ?? [];
     // Each experiment's folder where it is now: a folder moved under experiments/ is the one healed.
-    const locate = folderLocator(layout.experiments, projections, new Set(histories.map((h) => h.entry.folder)));
+    const locate = folderLocator(layout.experiments, projections);
     for (const experiment of experiments) {
       if (experiment.state === null) continue;
       const state = await locatedState(locate, experiment.state).catch((error: unknown) => {
-        if (error instanceof ExperimentFolderAmbiguousError) return null;
+        if (error instanceof ExperimentFolderAmbiguousError || error instanceof ExperimentFolderTakenError) return null;
         throw error;
       });
-      // Two folders claiming it: neither is written to (verify names both).
+      // Two folders claiming it, or its folder another's: none is written to (verify names them).
       experiments[experiments.indexOf(experiment)] = { ...experiment, state };
     }
     for (const projection of projections) {

@@ -20,7 +20,6 @@ import { resolveRoot, rootLayout, type RootLayout } from '../root.ts';
 import { openStore, type LogAccess, type StoreOptions } from './store.ts';
 import {
   REGISTRY_STREAM,
-  experimentFolderName,
   experimentStream,
   type Actor,
   type ExperimentCreated,
@@ -49,7 +48,9 @@ import {
 } from '../model/state.ts';
 import {
   ConcurrentModificationError,
+  ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
+  FolderNameReservedError,
   RoundNotFoundError,
   RoundPrunedError,
 } from '../model/errors.ts';
@@ -57,8 +58,9 @@ import { acceptsConcurrently } from '../model/concurrent.ts';
 import { checkEventsToAppend } from '../model/schemas.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
-import { historyDamaged, readHistory, readRegistry, readRegistryStream } from './registry.ts';
-import { folderLocator, resolveExperimentName, type FolderLocator } from './names.ts';
+import { hasHistory, historyDamaged, readHistory, readRegistry, readRegistryStream } from './registry.ts';
+import { currentFolder, folderLocator, resolveExperimentName, type FolderLocator } from './names.ts';
+import { allocateExperimentFolder, isReservedFolderName } from '../model/names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
 import { VERSION } from '../version.ts';
@@ -204,7 +206,10 @@ class StoreRoundLog implements RoundLog {
     // Checked before the initial parameters are stored: a refused creation stores nothing.
     const roundLimit = checkRoundLimit(options.roundLimit ?? null);
     const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
-    if (options.folder !== undefined) checkFolderName(options.folder);
+    if (options.folder !== undefined) {
+      checkFolderName(options.folder);
+      if (isReservedFolderName(options.folder)) throw new FolderNameReservedError('folder', options.folder);
+    }
     const initialParams = tensors ? await this.putTensors(tensors) : null;
     // On the file log the writer lock orders creations. On EventStoreDB two processes may read the
     // registry at once: the registration of the second fails its expected revision, and it tries
@@ -228,10 +233,16 @@ class StoreRoundLog implements RoundLog {
     const experimentId = this.newId();
     const stream = experimentStream(experimentId);
     const events = await this.withWriter(async (log) => {
-      // The number comes from the registry stream, so two experiments never share one.
+      // The number comes from the registry stream, past every number in use, so two experiments
+      // never share one; its folder name is one no experiment has (registered, recorded by a
+      // resume, or on disk), so a taken `Experiment_NNNN` is passed over, never refused for good.
       const registry = await readRegistryStream(log);
-      const number = registry.entries.length;
-      const folder = options.folder ?? experimentFolderName(number);
+      const from = Math.max(registry.entries.length, ...registry.entries.map((e) => e.number + 1));
+      const { number, folder: numbered } =
+        options.folder === undefined
+          ? allocateExperimentFolder(from, await this.takenFolders(log, registry.entries))
+          : { number: from, folder: options.folder };
+      const folder = options.folder ?? numbered;
       const registered: ExperimentRegistered = { v: 1, number, experimentId, folder, stream };
       const first = decideCreate(
         initialState,
@@ -272,6 +283,22 @@ class StoreRoundLog implements RoundLog {
     return new ExperimentHandle(this, stream, replay(events), -1n);
   }
 
+  /** Every folder name an experiment has: registered, recorded by a resume, or on disk under `experiments`. */
+  private async takenFolders(log: EventLog, entries: readonly ExperimentRegistered[]): Promise<Set<string>> {
+    const taken = new Set<string>(await fs.readdir(this.layout.experiments).catch(() => [] as string[]));
+    for (const entry of entries) {
+      taken.add(entry.folder);
+      if (!(await hasHistory(log, entry.stream))) continue;
+      // A damaged history still has the folder it was registered with (added above).
+      const now = await currentFolder(log, entry).catch((error: unknown) => {
+        if (error instanceof ExperimentHistoryDamagedError) return null;
+        throw error;
+      });
+      if (now !== null) taken.add(now);
+    }
+    return taken;
+  }
+
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
       const context = { experimentsDir: this.layout.experiments, cwd: this.cwd, projections: this.projections };
@@ -308,9 +335,7 @@ class StoreRoundLog implements RoundLog {
   }
 
   async folderLocator(): Promise<FolderLocator> {
-    const { entries } = await this.withReader(readRegistryStream);
-    const registered = new Set(entries.map((e) => e.folder));
-    return folderLocator(this.layout.experiments, this.projections, registered);
+    return folderLocator(this.layout.experiments, this.projections);
   }
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {

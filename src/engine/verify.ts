@@ -26,7 +26,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { replay, upcastRegistered, type ExperimentState } from '../model/state.ts';
-import { ExperimentFolderAmbiguousError, folderLocator, locatedState } from './names.ts';
+import { ExperimentFolderAmbiguousError, ExperimentFolderTakenError, folderLocator, locatedState } from './names.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 
@@ -173,13 +173,42 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       }
     }
 
+    // The views kept beside the log (breakpoint folders), each checked by its own projection.
+    const projections = options.projections?.({ root, layout, blobs }) ?? [];
+    // Each experiment's folder where it is now: a folder moved under experiments/ is the one checked.
+    const locate = folderLocator(layout.experiments, projections);
+    const verified: Array<{ folder: string; state: ExperimentState | null }> = [];
+    // Experiments whose folder cannot be told: their problem says what to do; no lag is reported
+    // for them (`roundlog project` writes no folder of theirs until the folders are sorted out).
+    const unlocated = new Set<string>();
+    // Each experiment's folder where it is now, named in every problem of it.
+    const locatedFolders = new Map<string, string>();
+    for (const { entry, state } of experiments) {
+      try {
+        const located = state === null ? null : await locatedState(locate, state);
+        if (located !== null) locatedFolders.set(entry.stream, located.folder);
+        verified.push({ folder: entry.folder, state: located });
+      } catch (error) {
+        if (!(error instanceof ExperimentFolderAmbiguousError || error instanceof ExperimentFolderTakenError))
+          throw error;
+        unlocated.add(state?.folder ?? entry.folder);
+        folderProblems.push({
+          experiment: state?.folder ?? entry.folder,
+          folder: layout.experiments,
+          file: '.',
+          round: null,
+          reason: error.message,
+        });
+        verified.push({ folder: entry.folder, state });
+      }
+    }
     for (const { entry, state } of experiments) {
       if (state === null) continue;
       for (const ref of index.retainedReferences(entry.stream)) {
         blobsChecked++;
         if (await blobs.has(ref.sha256)) continue;
         referenceProblems.push({
-          experiment: state.folder,
+          experiment: locatedFolders.get(entry.stream) ?? state.folder,
           sha256: ref.sha256,
           round: ref.round,
           what:
@@ -194,31 +223,12 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       }
     }
 
-    // The views kept beside the log (breakpoint folders), each checked by its own projection.
-    const projections = options.projections?.({ root, layout, blobs }) ?? [];
-    // Each experiment's folder where it is now: a folder moved under experiments/ is the one checked.
-    const locate = folderLocator(layout.experiments, projections, new Set(experiments.map((e) => e.entry.folder)));
-    const verified: Array<{ folder: string; state: ExperimentState | null }> = [];
-    for (const { entry, state } of experiments) {
-      try {
-        verified.push({ folder: entry.folder, state: state === null ? null : await locatedState(locate, state) });
-      } catch (error) {
-        if (!(error instanceof ExperimentFolderAmbiguousError)) throw error;
-        folderProblems.push({
-          experiment: state?.folder ?? entry.folder,
-          folder: layout.experiments,
-          file: '.',
-          round: null,
-          reason: error.message,
-        });
-        verified.push({ folder: entry.folder, state });
-      }
-    }
     for (const projection of projections) {
       const result = await projection.verify(verified);
       foldersChecked += result.checked;
       folderProblems.push(...result.problems);
-      lag.push(...result.lag.map((l) => ({ experiment: l.experiment, rounds: [...l.rounds] })));
+      for (const l of result.lag)
+        if (!unlocated.has(l.experiment)) lag.push({ experiment: l.experiment, rounds: [...l.rounds] });
       notes.push(...result.notes);
     }
 

@@ -412,3 +412,24 @@ export class RunNotOwnedError extends RoundlogError {
     );
   }
 }
+
+/**
+ * A folder name chosen for an experiment (`fork --name`, `createExperiment({ folder })`) of the
+ * `Experiment_<digits>` form: those names are the numbering's (the folder of the experiment with
+ * that number), so a chosen one would take the folder of an experiment created later.
+ */
+export class FolderNameReservedError extends RoundlogError {
+  readonly code = 'FOLDER_NAME_RESERVED' as const;
+  constructor(
+    /** The option that named it (`name`, `folder`). */
+    readonly option: string,
+    readonly folder: string,
+  ) {
+    super(
+      `${option} ${JSON.stringify(folder)} has the form Experiment_<digits>, which roundlog keeps for the ` +
+        `folders it numbers itself (the folder of the experiment with that number); choose another name ` +
+        `(e.g. ${JSON.stringify(`fork_${folder.slice('Experiment_'.length)}`)}), ` +
+        'or leave it out to get the next numbered folder',
+    );
+  }
+}

@@ -256,9 +256,11 @@ export function recordedWorkspace(created: ExperimentCreated | null): string | n
 }
 
 export {
+  allocateExperimentFolder,
   breakpointFolderName,
   compareNames,
   experimentFolderName,
   experimentNumberOfFolderName,
+  isReservedFolderName,
   roundOfBreakpointFolderName,
 } from './names.ts';

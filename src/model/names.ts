@@ -13,6 +13,26 @@ export function experimentFolderName(number: number): string {
   return `Experiment_${String(number).padStart(PADDING, '0')}`;
 }
 
+/**
+ * Whether a name has the `Experiment_<digits>` form (`Experiment_0003`, `Experiment_3`,
+ * `Experiment_00003`): names the numbering keeps for itself, never chosen for a folder.
+ */
+export function isReservedFolderName(name: string): boolean {
+  return /^Experiment_\d+$/.test(name);
+}
+
+/**
+ * The number of a new experiment and its folder: the first number from `from` (the count of
+ * registered experiments) whose `Experiment_NNNN` name is in `taken` by no experiment (registered
+ * or recorded folders, folders on disk). A name taken once is passed over, so allocation never
+ * fails for good on a taken name. `from` past every number in use keeps numbers unique.
+ */
+export function allocateExperimentFolder(from: number, taken: ReadonlySet<string>): { number: number; folder: string } {
+  let number = from;
+  while (taken.has(experimentFolderName(number))) number++;
+  return { number, folder: experimentFolderName(number) };
+}
+
 /** The folder of round `round` (0-based): `breakpoint_0003`, `breakpoint_10000`. */
 export function breakpointFolderName(round: number): string {
   return `breakpoint_${String(round).padStart(PADDING, '0')}`;

@@ -20,7 +20,8 @@ import { breakpointFolderName, type Actor, type Rewound } from '../model/events.
 import { checkReason, decideForked, decideRewind, folderNameProblem, forkCreation } from '../model/decide/index.ts';
 import type { ExperimentState, RoundRecord, Settings } from '../model/state.ts';
 import { rootLayout, type RootLayout } from '../root.ts';
-import { ConcurrentModificationError, ExperimentRunningError } from '../model/errors.ts';
+import { ConcurrentModificationError, ExperimentRunningError, FolderNameReservedError } from '../model/errors.ts';
+import { isReservedFolderName } from '../model/names.ts';
 import { statusOf } from '../engine/lease.ts';
 import type { RoundLog } from '../engine/round-log.ts';
 import { stateAfterRound, type Branch, type RoundChoice } from '../engine/history.ts';
@@ -362,6 +363,7 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
   if (options.name !== undefined) {
     const problem = folderNameProblem(options.name);
     if (problem !== null) throw new InvalidArgumentError('name', problem, options.name);
+    if (isReservedFolderName(options.name)) throw new FolderNameReservedError('name', options.name);
   }
   if (options.name !== undefined) checkPlainName(options.name, 'name', rl.layout.experiments);
   const parent = await rl.openExperiment(experiment);

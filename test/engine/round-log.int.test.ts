@@ -3,7 +3,12 @@ import test from 'ava';
 import { readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
-import { ConcurrentModificationError, ExperimentNotFoundError, RoundNotFoundError } from '../../src/model/errors.ts';
+import {
+  ConcurrentModificationError,
+  ExperimentNotFoundError,
+  FolderNameReservedError,
+  RoundNotFoundError,
+} from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -137,4 +142,27 @@ test('an experiment opens by the path of its folder or of one of its breakpoints
     instanceOf: ExperimentNotFoundError,
   });
   await rl.close();
+});
+
+test('createExperiment refuses a chosen Experiment_<digits> folder, storing nothing', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  try {
+    await rl.createExperiment({ seed: 1 });
+    for (const folder of ['Experiment_0001', 'Experiment_0005', 'Experiment_5']) {
+      const error = await t.throwsAsync(rl.createExperiment({ folder, initialParams: params(0) }), {
+        instanceOf: FolderNameReservedError,
+      });
+      t.like(error, { code: 'FOLDER_NAME_RESERVED', option: 'folder', folder });
+    }
+    t.is((await rl.listExperiments()).length, 1);
+    t.deepEqual(
+      readdirSync(path.join(root, 'blobs')).filter((n) => !['tmp'].includes(n)),
+      [],
+    );
+    const next = await rl.createExperiment({ seed: 2, folder: 'mine' });
+    t.is(next.created.folder, 'mine');
+  } finally {
+    await rl.close();
+  }
 });

@@ -1,6 +1,6 @@
 /** `roundlog fork`: a new experiment from a round of another, lineage in both streams; forks of forks. */
 import test from 'ava';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { EXAMPLE, blobBytes, completions, eventsOf, history, roundlog, roundlogJson, sha256File } from './support.ts';
@@ -229,7 +229,7 @@ test(
   async (t) => {
     const root = tempDir();
     t.is((await roundlog(['run', EXAMPLE, '--rounds', '2', '--root', root])).code, 0);
-    const taken = await roundlog([
+    const reserved = await roundlog([
       'fork',
       'Experiment_0000',
       '--round',
@@ -239,6 +239,10 @@ test(
       '--root',
       root,
     ]);
+    t.is(reserved.code, 1);
+    t.regex(reserved.stderr, /has the form Experiment_<digits>, which roundlog keeps for the folders it numbers/);
+    mkdirSync(path.join(root, 'experiments', 'mine'));
+    const taken = await roundlog(['fork', 'Experiment_0000', '--round', '0', '--name', 'mine', '--root', root]);
     t.is(taken.code, 1);
     t.regex(taken.stderr, /name must not be a folder that already exists/);
     const unknown = await roundlog(['fork', 'Experiment_0009', '--round', '0', '--root', root]);

@@ -2,10 +2,12 @@
 import test from 'ava';
 import fc from 'fast-check';
 import {
+  allocateExperimentFolder,
   breakpointFolderName,
   compareNames,
   experimentFolderName,
   experimentNumberOfFolderName,
+  isReservedFolderName,
   roundOfBreakpointFolderName,
 } from '../../src/model/index.ts';
 
@@ -76,4 +78,26 @@ test('compareNames is a total order: antisymmetric, transitive, 0 only for equal
     { numRuns: 2000 },
   );
   t.pass();
+});
+
+test('Experiment_<digits> names are reserved, whatever their padding; others are not', (t) => {
+  for (const name of ['Experiment_0000', 'Experiment_7', 'Experiment_00007', 'Experiment_10000'])
+    t.true(isReservedFolderName(name), name);
+  for (const name of ['experiment_0000', 'Experiment_', 'Experiment_00a1', 'Experiment_0001 copy', 'mydir'])
+    t.false(isReservedFolderName(name), name);
+});
+
+test('allocateExperimentFolder passes over every taken name and never returns one', (t) => {
+  t.deepEqual(allocateExperimentFolder(5, new Set()), { number: 5, folder: 'Experiment_0005' });
+  t.deepEqual(allocateExperimentFolder(5, new Set(['Experiment_0005', 'Experiment_0006'])), {
+    number: 7,
+    folder: 'Experiment_0007',
+  });
+  fc.assert(
+    fc.property(fc.nat(50), fc.uniqueArray(fc.nat(80)), (from, takenNumbers) => {
+      const taken = new Set(takenNumbers.map(experimentFolderName));
+      const { number, folder } = allocateExperimentFolder(from, taken);
+      return number >= from && folder === experimentFolderName(number) && !taken.has(folder);
+    }),
+  );
 });

@@ -11,6 +11,8 @@ import {
   type RoundChoice,
 } from '../../projections/index.ts';
 import { folderNameProblem } from '../../model/decide/index.ts';
+import { FolderNameReservedError } from '../../model/errors.ts';
+import { isReservedFolderName } from '../../model/names.ts';
 import { UsageError, checkPathArgument, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
@@ -119,6 +121,8 @@ export const fork = defineCommand({
         args.name!.length > 60 ? `${JSON.stringify(args.name!.slice(0, 60))}...` : JSON.stringify(args.name);
       throw new UsageError(`--name ${nameProblem}, created under <root>/experiments (got ${shown})`);
     }
+    if (args.name !== undefined && isReservedFolderName(args.name))
+      throw new FolderNameReservedError('--name', args.name);
     const name = args.name === undefined ? {} : { name: args.name };
     const result = await withRoundLog(global, (rl) => forkExperiment(rl, experiment, { ...choice, ...name }));
     if (args.json) io.out(toJson(result));

@@ -14,7 +14,8 @@ import type {
   ImportedFrom,
   Retention,
 } from '../events.ts';
-import { ExperimentExistsError } from '../errors.ts';
+import { ExperimentExistsError, FolderNameReservedError } from '../errors.ts';
+import { experimentFolderName, isReservedFolderName } from '../names.ts';
 import type { ExperimentState } from '../state.ts';
 import { recordable } from '../values.ts';
 import type { DecideContext } from './context.ts';
@@ -58,6 +59,7 @@ export type CreateExperiment = {
  * Errors: `ExperimentExistsError` (the stream already has an `ExperimentCreated`),
  * `InvalidArgumentError` for `roundLimit` (not a non-negative integer or null), `seed` (not a safe
  * integer), `folder` (not a plain folder name, or the folder of another experiment);
+ * `FolderNameReservedError` for a `folder` of the `Experiment_<digits>` form other than `number`'s;
  * `UnrecordableValueError` naming the path of a value in `config` or `federated` that the log and
  * the breakpoint's JSON cannot both hold.
  */
@@ -70,6 +72,9 @@ export function decideCreate(
   const roundLimit = checkRoundLimit(command.roundLimit ?? null);
   checkSeed(command.seed);
   checkFolderName(command.folder);
+  if (isReservedFolderName(command.folder) && command.folder !== experimentFolderName(command.number)) {
+    throw new FolderNameReservedError('folder', command.folder);
+  }
   if (command.foldersInUse?.includes(command.folder)) {
     const rule = 'must not be the folder of another experiment of this root';
     throw new InvalidArgumentError('folder', rule, command.folder);
