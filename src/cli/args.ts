@@ -112,14 +112,14 @@ export function nonNegativeInt(name: string): (value: string) => number {
 }
 
 /**
- * Decimal digits of an integer of at least `min` and at most `Number.MAX_SAFE_INTEGER` (a larger
- * one would be rounded: 99999999999999999999 is read as 100000000000000000000); `UsageError`
- * naming the option otherwise.
+ * Decimal digits (a leading `+` allowed: `--rounds +1`) of an integer of at least `min` and at
+ * most `Number.MAX_SAFE_INTEGER` (a larger one would be rounded: 99999999999999999999 is read as
+ * 100000000000000000000); `UsageError` naming the option otherwise.
  */
 function integerOption(name: string, kind: string, min: number): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || n < min) {
+    if (!/^\s*\+?\d+\s*$/.test(value) || n < min) {
       throw new UsageError(`${name} must be a ${kind} integer (got ${shownValue(value)})`);
     }
     if (!Number.isSafeInteger(n)) {
