@@ -52,6 +52,17 @@ export function isMissingPackage(error: unknown, dependency: string): boolean {
   return code === 'ERR_MODULE_NOT_FOUND' && typeof message === 'string' && message.includes(`'${dependency}'`);
 }
 
+/**
+ * A name, a word or a path as a message shows it: JSON, cut at `max` characters (default 60), with
+ * its length when cut, so a value given from outside (a command line, an argument) is never echoed
+ * whole.
+ */
+export function shownText(value: string, max = 60): string {
+  return value.length > max
+    ? `${JSON.stringify(value.slice(0, max - 3))}... (${value.length} characters)`
+    : JSON.stringify(value);
+}
+
 export function formatValue(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'string') return JSON.stringify(value);

@@ -1,5 +1,5 @@
 /** Typed errors of the audit queries. */
-import { RoundlogError } from '../errors.ts';
+import { RoundlogError, shownText } from '../errors.ts';
 
 /** No completed round of the experiment records the metric asked for (for that node, when one is named). */
 export class MetricNotFoundError extends RoundlogError {
@@ -12,8 +12,8 @@ export class MetricNotFoundError extends RoundlogError {
     readonly available: readonly string[],
   ) {
     super(
-      `experiment ${experiment} has no metric ${JSON.stringify(metric)}` +
-        `${node === null ? '' : ` for node ${JSON.stringify(node)}`}; ` +
+      `experiment ${experiment} has no metric ${shownText(metric)}` +
+        `${node === null ? '' : ` for node ${shownText(node)}`}; ` +
         (available.length === 0
           ? node === null
             ? 'its rounds record no metric'

@@ -2,7 +2,7 @@
  * The file blob store: one read-only file per blob under `<dir>/<2 hex>/<62 hex>`, named by the
  * SHA-256 of its bytes. A blob is written to `<dir>/tmp/`, fsynced, then linked into place (so
  * a concurrent put of the same bytes never replaces it) and the folder fsynced. Temp files left by
- * a crashed process are removed at open.
+ * a crashed process are removed by the first write; opening the store and reading it create nothing.
  *
  * A file's name is never taken as proof of its bytes: when a put finds a file of that name, it
  * checks its size and hash, and a file the storage cut short or changed is replaced by the new
@@ -40,7 +40,7 @@ import {
 } from './types.ts';
 
 export type FileBlobStoreOptions = {
-  /** Folder of the store (`<root>/blobs`); created when missing. */
+  /** Folder of the store (`<root>/blobs`); created by the first write when missing. */
   dir: string;
 };
 
@@ -72,8 +72,21 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
   }
   const dir = path.resolve(options.dir);
   const tmpDir = path.join(dir, TMP_DIR);
-  await fs.mkdir(tmpDir, { recursive: true });
-  await removeStaleTempFiles(tmpDir);
+  /**
+   * The temp folder is made (and cleared of stale temp files) by the first write, not at open: a
+   * store opened only to read leaves the folder as it found it.
+   */
+  let tmpReady: Promise<void> | null = null;
+  function prepareTmpDir(): Promise<void> {
+    tmpReady ??= (async () => {
+      await fs.mkdir(tmpDir, { recursive: true });
+      await removeStaleTempFiles(tmpDir);
+    })();
+    tmpReady.catch(() => {
+      tmpReady = null;
+    });
+    return tmpReady;
+  }
 
   const knownFanOut = new Set<string>();
   /**
@@ -151,6 +164,7 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
     knownSha256: string | null,
   ): Promise<{ sha256: string; bytes: number; tempFile: string | null }> {
     const file = path.join(tmpDir, `${process.pid}-${randomUUID()}.tmp`);
+    await prepareTmpDir().catch(writeFailed(file));
     const hash = knownSha256 === null ? createHash('sha256') : null;
     liveTempFiles.add(file);
     let handle: FileHandle | undefined;

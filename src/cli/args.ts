@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { RoundlogError } from '../errors.ts';
+import { RoundlogError, shownText } from '../errors.ts';
 
 /** The line every usage error ends with. */
 export const USAGE_HINT = "Run 'roundlog help' for the commands and their options.";
@@ -53,11 +53,12 @@ const word = z
   .refine((w) => !w.includes('\0'), 'holds a NUL byte, which no name or path can');
 const commandLine = z.array(word).max(MAX_ARGUMENTS, `has more than ${MAX_ARGUMENTS} words`);
 
-/** A word as a usage error shows it: JSON, cut at 60 characters, with its length when cut. */
-function shown(value: string): string {
-  return value.length > 60
-    ? `${JSON.stringify(value.slice(0, 57))}... (${value.length} characters)`
-    : JSON.stringify(value);
+/**
+ * A word as an error shows it: JSON, cut at 60 characters, with its length when cut (a name, a
+ * path or a number given on the command line is never echoed whole).
+ */
+export function shownValue(value: string): string {
+  return shownText(value);
 }
 
 /**
@@ -72,7 +73,7 @@ export function checkArguments(argv: readonly string[]): void {
   if (typeof at !== 'number') throw new UsageError(`the command line ${issue.message}`);
   const previous = argv[at - 1];
   const option = previous?.startsWith('--') === true ? ` (after ${previous})` : '';
-  throw new UsageError(`word ${at + 1} of the command line${option} ${issue.message}: ${shown(argv[at]!)}`);
+  throw new UsageError(`word ${at + 1} of the command line${option} ${issue.message}: ${shownValue(argv[at]!)}`);
 }
 
 /**
@@ -82,19 +83,19 @@ export function checkArguments(argv: readonly string[]): void {
  * `MAX_PATH_BYTES` bytes. `UsageError` naming the option, never `ENAMETOOLONG` later.
  */
 export function checkPathArgument(option: string, value: string, cwd: string): string {
-  if (value.includes('\0')) throw new UsageError(`${option} holds a NUL byte, which no path can: ${shown(value)}`);
+  if (value.includes('\0')) throw new UsageError(`${option} holds a NUL byte, which no path can: ${shownValue(value)}`);
   const absolute = path.resolve(cwd, value);
   const long = absolute.split(path.sep).find((name) => Buffer.byteLength(name) > MAX_NAME_BYTES);
   if (long !== undefined) {
     throw new UsageError(
       `${option} has a file or folder name of ${Buffer.byteLength(long)} bytes; names are at most ` +
-        `${MAX_NAME_BYTES} bytes: ${shown(value)}`,
+        `${MAX_NAME_BYTES} bytes: ${shownValue(value)}`,
     );
   }
   if (Buffer.byteLength(absolute) > MAX_PATH_BYTES) {
     throw new UsageError(
       `${option} is a path of ${Buffer.byteLength(absolute)} bytes once resolved; paths are at most ` +
-        `${MAX_PATH_BYTES} bytes: ${shown(value)}`,
+        `${MAX_PATH_BYTES} bytes: ${shownValue(value)}`,
     );
   }
   return absolute;
@@ -102,20 +103,30 @@ export function checkPathArgument(option: string, value: string, cwd: string): s
 
 /** A checker of a positive integer option, for a declaration's `coerce`. */
 export function positiveInt(name: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1)
-      throw new UsageError(`${name} must be a positive integer (got ${JSON.stringify(value)})`);
-    return n;
-  };
+  return integerOption(name, 'positive', 1);
 }
 
 /** A checker of a non-negative integer option, for a declaration's `coerce`. */
 export function nonNegativeInt(name: string): (value: string) => number {
+  return integerOption(name, 'non-negative', 0);
+}
+
+/**
+ * Decimal digits (a leading `+` allowed: `--rounds +1`) of an integer of at least `min` and at
+ * most `Number.MAX_SAFE_INTEGER` (a larger one would be rounded: 99999999999999999999 is read as
+ * 100000000000000000000); `UsageError` naming the option otherwise.
+ */
+function integerOption(name: string, kind: string, min: number): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0)
-      throw new UsageError(`${name} must be a non-negative integer (got ${JSON.stringify(value)})`);
+    if (!/^\s*\+?\d+\s*$/.test(value) || n < min) {
+      throw new UsageError(`${name} must be a ${kind} integer (got ${shownValue(value)})`);
+    }
+    if (!Number.isSafeInteger(n)) {
+      throw new UsageError(
+        `${name} must be a ${kind} integer of at most ${Number.MAX_SAFE_INTEGER} (got ${shownValue(value)})`,
+      );
+    }
     return n;
   };
 }

@@ -1,5 +1,5 @@
 /** Arguments the history and audit commands share: the experiment positional, times, event types. */
-import { UsageError } from './args.ts';
+import { UsageError, shownValue } from './args.ts';
 
 /** The `<experiment>` positional. */
 export const EXPERIMENT = {
@@ -14,9 +14,8 @@ export const NEEDS_EXPERIMENT = 'an experiment: a folder name (Experiment_0003),
 /** Refuses positional words after the one experiment a command takes. */
 export function oneExperiment(command: string, experiment: string, extra: readonly string[]): string {
   if (extra.length > 0) {
-    throw new UsageError(
-      `${command} takes one experiment, got ${extra.length + 1}: ${[experiment, ...extra].join(' ')}`,
-    );
+    const given = [experiment, ...extra].map((word) => shownValue(word)).join(' ');
+    throw new UsageError(`${command} takes one experiment, got ${extra.length + 1}: ${given}`);
   }
   return experiment;
 }
@@ -31,13 +30,15 @@ export function parseTime(flag: string, value: string, now: Date = new Date()): 
     const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
       relative[2] as 'ms' | 's' | 'm' | 'h' | 'd'
     ];
-    return new Date(now.getTime() - Number(relative[1]) * unit);
+    const time = new Date(now.getTime() - Number(relative[1]) * unit);
+    // A duration beyond the dates JavaScript can hold is refused here, not as a RangeError later.
+    if (!Number.isNaN(time.getTime())) return time;
   }
-  const time = /^\d{4}-\d{2}-\d{2}/.test(value) ? new Date(value) : new Date(Number.NaN);
+  const time = relative === null && /^\d{4}-\d{2}-\d{2}/.test(value) ? new Date(value) : new Date(Number.NaN);
   if (Number.isNaN(time.getTime())) {
     throw new UsageError(
       `${flag} must be an ISO 8601 time (2025-06-01, 2025-06-01T14:00:00Z) or a duration before now ` +
-        `(90s, 15m, 2h, 7d); got ${JSON.stringify(value)}`,
+        `(90s, 15m, 2h, 7d); got ${shownValue(value)}`,
     );
   }
   return time;

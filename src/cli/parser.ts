@@ -17,10 +17,10 @@
  */
 const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default;
 import { createRequire } from 'node:module';
-import type { Argv, CommandModule } from 'yargs';
+import type { Argv, CommandModule, Options } from 'yargs';
 import { RoundlogError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import { USAGE_HINT, UsageError } from './args.ts';
+import { USAGE_HINT, UsageError, shownValue } from './args.ts';
 import { GLOBAL_OPTIONS, positionalUsage, type Command } from './command.ts';
 
 export type ParsedLine =
@@ -45,6 +45,7 @@ const COMPLETION_USAGE =
   '  roundlog completion >> ~/.zshrc     zsh';
 
 export function parseCommandLine(argv: readonly string[], commands: readonly Command[]): ParsedLine {
+  refuseOptionAsValue(argv, commands);
   const state: State = { current: [], chosen: null, words: commandWords(argv) };
   // yargs answers `completion --help` with the script itself: the usage is ours to give.
   const asksHelp = argv.includes('--help') || argv.includes('-h') || state.words[0] === 'help';
@@ -130,6 +131,37 @@ function commandModule(command: Command, parents: readonly Command[], state: Sta
   };
 }
 
+/**
+ * An option that takes a value, followed by a word starting with '-': yargs would read that word
+ * as flags (`--until -1h` as `-1 -h`, printing the help and exiting 0) and the option as given no
+ * value. `UsageError` naming the option and saying how to give such a value (`--until=-1h`).
+ */
+function refuseOptionAsValue(argv: readonly string[], commands: readonly Command[]): void {
+  const takesValue = new Set(Object.keys(GLOBAL_OPTIONS));
+  const flags = new Set<string>();
+  const visit = (command: Command) => {
+    for (const [name, option] of Object.entries(command.options ?? {})) {
+      const type = (option as Options).type;
+      (type === 'boolean' || type === 'count' ? flags : takesValue).add(name);
+    }
+    for (const sub of command.subcommands ?? []) visit(sub);
+  };
+  for (const command of commands) visit(command);
+  for (let i = 0; i + 1 < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === '--') return;
+    const name = word.startsWith('--') ? word.slice(2) : null;
+    if (name === null || !takesValue.has(name) || flags.has(name)) continue;
+    const next = argv[i + 1]!;
+    if (next.startsWith('-') && next !== '-') {
+      throw new UsageError(
+        `${word} needs a value; got the option-like word ${shownValue(next)} ` +
+          `(for a value that starts with '-', write ${word}=${next.slice(0, 60)})`,
+      );
+    }
+  }
+}
+
 /** yargs' validation messages in roundlog's words, naming the command and the argument. */
 function restate(yargsMessage: string, { current: path, words }: State): string {
   const message = yargsMessage.replace(`\n${USAGE_HINT}`, '');
@@ -140,7 +172,10 @@ function restate(yargsMessage: string, { current: path, words }: State): string 
     return `${unknownCommand(words[path.length] ?? '', path)}; did you mean ${match[1]}?`;
   }
   if ((match = /^Unknown arguments?: (.+)$/.exec(message)) !== null) {
-    const names = match[1]!.split(', ').map((name) => `'${name.length === 1 ? '-' : '--'}${name}'`);
+    const names = match[1]!
+      .split(', ')
+      .map((name) => `${name.length === 1 ? '-' : '--'}${name}`)
+      .map((name) => (name.length > 60 ? shownValue(name) : `'${name}'`));
     return `Unknown option${names.length === 1 ? '' : 's'} ${names.join(', ')}`;
   }
   if ((match = /^Not enough arguments following: (.+)$/.exec(message)) !== null) return `--${match[1]} needs a value`;
@@ -153,13 +188,13 @@ function restate(yargsMessage: string, { current: path, words }: State): string 
 /** `unknown command "x"`, or under a command with subcommands `unknown audit query "x"; use one of ...`. */
 function unknownCommand(word: string, parents: readonly Command[]): string {
   const parent = parents.at(-1);
-  if (parent === undefined) return `unknown command ${JSON.stringify(word)}`;
+  if (parent === undefined) return `unknown command ${shownValue(word)}`;
   const where = parents.map((c) => c.name).join(' ');
   const names = (parent.subcommands ?? []).map((c) => c.name);
   const noun = parent.subcommandNoun ?? 'subcommand';
   const near = closest(word, names);
   const hint = near === null ? '' : `; did you mean ${near}?`;
-  return `unknown ${where} ${noun} ${JSON.stringify(word)}; use one of ${names.join(', ')}${hint}`;
+  return `unknown ${where} ${noun} ${shownValue(word)}; use one of ${names.join(', ')}${hint}`;
 }
 
 /** The name nearest to a mistyped word (at most 2 edits away, as yargs' own suggestions), or null. */

@@ -5,6 +5,11 @@
  * exits 130 (SIGINT) or 143 (SIGTERM). A second one stops the process at once, with the same exit
  * code: the round in flight is not recorded, and the run's lease is left open (`ls` shows the run
  * `crashed`, which it is, until the next `resume`).
+ *
+ * Once the run has ended on its own (`settle`, called when `Experiment.run` returns, before
+ * `done:` is printed and `RunEnded` recorded), a signal changes nothing: the run is not asked to
+ * stop, `RunEnded` records no signal, and the exit code stays that of the run (0 after `done:`).
+ * A second late signal still stops the process at once.
  */
 import type { Io } from './args.ts';
 
@@ -17,8 +22,13 @@ export const SIGNAL_EXIT_CODES: Readonly<Record<StopSignal, number>> = { SIGINT:
 export type StopOnSignals = {
   /** The first signal received, or null. */
   readonly received: StopSignal | null;
-  /** The exit code for the signal received, or null when none was. */
+  /** The exit code for the signal received before `settle`, or null when none was. */
   exitCode(): number | null;
+  /**
+   * The run has ended: what it ended by is kept (`received` stays as it is), and a signal from
+   * now on is only reported.
+   */
+  settle(): void;
   /** Stops listening (the default handlers, which end the process, apply again). */
   dispose(): void;
 };
@@ -26,8 +36,18 @@ export type StopOnSignals = {
 /** Listens for SIGINT and SIGTERM while a run goes on; `onStop` is called with the first. */
 export function stopOnSignals(io: Io, onStop: (signal: StopSignal) => void): StopOnSignals {
   let received: StopSignal | null = null;
+  let settled = false;
+  let late = false;
   const handler = (signal: StopSignal) => {
-    if (received !== null) {
+    if (settled && !late) {
+      late = true;
+      io.err(
+        `roundlog: ${signal} after the run ended: closing the log; ` +
+          `${signal === 'SIGINT' ? 'press Ctrl-C' : 'send it'} again to stop at once`,
+      );
+      return;
+    }
+    if (received !== null || late) {
       io.err(
         `roundlog: ${signal} again: stopping at once; the round in flight is not recorded ` +
           "and the run shows as crashed until 'roundlog resume'",
@@ -47,6 +67,9 @@ export function stopOnSignals(io: Io, onStop: (signal: StopSignal) => void): Sto
       return received;
     },
     exitCode: () => (received === null ? null : SIGNAL_EXIT_CODES[received]),
+    settle: () => {
+      settled = true;
+    },
     dispose: () => {
       for (const signal of STOP_SIGNALS) process.off(signal, handler);
     },

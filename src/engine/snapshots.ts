@@ -19,7 +19,7 @@ import path from 'node:path';
 import { rootLayout } from '../root.ts';
 import { Packr } from 'msgpackr';
 import { syncDir, writeStep } from '../durable.ts';
-import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
+import { FileTooLargeError, NotARegularFileError, readRegularFileIfAny } from '../confine.ts';
 
 /** The most bytes read from a snapshot file (the state of an experiment, packed). */
 export const MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
@@ -67,13 +67,19 @@ export type SnapshotFile =
 export async function inspectSnapshot(file: string): Promise<SnapshotFile | null> {
   let frame: Buffer;
   try {
-    // Only a regular file, and bounded: a snapshot replaced by a device or a huge file is refused
-    // with a typed error, never read without limit.
+    // Only a regular file, and bounded: a snapshot replaced by a FIFO, a device or a huge file is
+    // never opened or read without limit. A snapshot is a cache: such a file is damaged (replayed
+    // past, reported by verify, written again by verify --repair).
     const read = await readRegularFileIfAny(file, 'snapshot', MAX_SNAPSHOT_BYTES);
     if (read === null) return null;
     frame = read;
   } catch (error) {
-    if (isReadRefusal(error)) throw error;
+    if (error instanceof NotARegularFileError) {
+      return { kind: 'damaged', reason: `it is a ${error.kind}, not a regular file (never opened)` };
+    }
+    if (error instanceof FileTooLargeError) {
+      return { kind: 'damaged', reason: `it holds ${error.size} bytes, more than a snapshot may (never read)` };
+    }
     return { kind: 'damaged', reason: `it cannot be read: ${(error as Error).message}` };
   }
   if (frame.length < 8 || 8 + frame.readUInt32LE(0) !== frame.length) {
@@ -107,10 +113,7 @@ export async function inspectSnapshot(file: string): Promise<SnapshotFile | null
 
 /** The snapshot of an experiment, or null when there is none, it is damaged, or of another stream or release. */
 export async function readSnapshot(root: string, experimentId: string, stream: string): Promise<Snapshot | null> {
-  const found = await inspectSnapshot(snapshotFile(root, experimentId)).catch((error: unknown) => {
-    if (isReadRefusal(error)) throw error;
-    return null;
-  });
+  const found = await inspectSnapshot(snapshotFile(root, experimentId)).catch(() => null);
   return found?.kind === 'ok' && found.snapshot.stream === stream ? found.snapshot : null;
 }
 

@@ -1,5 +1,5 @@
 /** Typed errors raised by every EventLog adapter. */
-import { RoundlogError, formatValue } from '../errors.ts';
+import { RoundlogError, formatValue, shownText } from '../errors.ts';
 import type { ExpectedRevision } from './types.ts';
 
 /** The stream's current revision differs from the one the append expected. */
@@ -27,7 +27,7 @@ export class WrongExpectedRevisionError extends RoundlogError {
 export class StreamNotFoundError extends RoundlogError {
   readonly code = 'STREAM_NOT_FOUND' as const;
   constructor(readonly stream: string) {
-    super(`stream ${JSON.stringify(stream)} does not exist in this log (no event was ever appended to it)`);
+    super(`stream ${shownText(stream)} does not exist in this log (no event was ever appended to it)`);
   }
 }
 

@@ -1,5 +1,5 @@
 /** Typed errors of the experiment engine: history, resume, breakpoints. */
-import { RoundlogError } from '../errors.ts';
+import { RoundlogError, shownText } from '../errors.ts';
 import type { RunOwner } from './events.ts';
 
 /** A stream holds an event this release does not know (a newer release wrote it, or it was damaged). */
@@ -49,7 +49,7 @@ export class ExperimentNotFoundError extends RoundlogError {
     readonly root: string,
   ) {
     super(
-      `no experiment ${JSON.stringify(experiment)} in the roundlog root ${root}; ` +
+      `no experiment ${shownText(experiment)} in the roundlog root ${root}; ` +
         "run 'roundlog ls' to list the experiments",
     );
   }

@@ -1,7 +1,7 @@
 /** The file blob store on real files: atomic content-addressed puts, verified reads, hard links, recovery. */
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { promises as fs, statSync } from 'node:fs';
+import { existsSync, promises as fs, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -137,13 +137,13 @@ test('a source that fails leaves no blob and no temp file', async (t) => {
 test('a put that cannot write is BlobWriteFailedError naming the file, and stores nothing', async (t) => {
   const store = await openStore(t);
   const tmp = path.join(store.dir, 'tmp');
-  await fs.rm(tmp, { recursive: true });
+  await fs.mkdir(store.dir, { recursive: true });
   await fs.writeFile(tmp, 'a file where the temp folder should be');
   const bytes = randomBytes(1000);
   const error = await t.throwsAsync(store.put(bytes), { instanceOf: BlobWriteFailedError });
   t.is(error?.code, 'BLOB_WRITE_FAILED');
   t.true(error?.file.startsWith(tmp + path.sep));
-  t.is((error?.cause as NodeJS.ErrnoException).code, 'ENOTDIR');
+  t.true(['ENOTDIR', 'EEXIST'].includes(String((error?.cause as NodeJS.ErrnoException).code)));
   t.false(await store.has(sha256(bytes)));
 });
 
@@ -305,16 +305,38 @@ test('link of a missing blob is BlobNotFoundError and creates nothing', async (t
   t.deepEqual(await store.link(ref.sha256, target), { method: 'copy', created: false });
 });
 
-test('opening removes temp files left by dead writers and keeps those of live ones', async (t) => {
+test('the first write removes temp files left by dead writers and keeps those of live ones', async (t) => {
   const dir = path.join(root, randomUUID(), 'blobs');
-  await (await openFileBlobStore({ dir })).close();
   const tmp = path.join(dir, 'tmp');
+  await fs.mkdir(tmp, { recursive: true });
   const stale = [`${process.pid}-${randomUUID()}.tmp`, `${deadPid()}-${randomUUID()}.tmp`, 'garbage.tmp'];
   const live = `${process.ppid}-${randomUUID()}.tmp`;
   for (const name of [...stale, live]) await fs.writeFile(path.join(tmp, name), 'half a blob');
 
-  await openStore(t, dir);
+  const store = await openStore(t, dir);
+  t.is((await fs.readdir(tmp)).length, 4, 'opening changes nothing');
+  await store.put(Buffer.from('a blob'));
   t.deepEqual(await fs.readdir(tmp), [live]);
+});
+
+test('opening and reading a store create nothing: no folder, no temp folder', async (t) => {
+  const missing = path.join(root, randomUUID(), 'blobs');
+  const store = await openStore(t, missing);
+  t.deepEqual(await collect(store.list()), []);
+  t.false(await store.has('0'.repeat(64)));
+  t.deepEqual((await store.verify()).problems, []);
+  t.false(existsSync(missing));
+  const dir = path.join(root, randomUUID(), 'blobs');
+  const writer = await openStore(t, dir);
+  const { ref } = await writer.put(Buffer.from('kept'));
+  await fs.rm(path.join(dir, 'tmp'), { recursive: true });
+  const reader = await openStore(t, dir);
+  t.deepEqual(await collect(reader.list()), [ref.sha256]);
+  t.true((await reader.get(ref.sha256)).equals(Buffer.from('kept')));
+  t.deepEqual((await reader.verify()).problems, []);
+  t.false(existsSync(path.join(dir, 'tmp')));
+  await reader.put(Buffer.from('another'));
+  t.true(existsSync(path.join(dir, 'tmp')));
 });
 
 test('list yields every stored hash in order', async (t) => {

@@ -85,3 +85,66 @@ test('a path from the environment is checked as the option is: $ROUNDLOG_DIR wit
   t.is(result.code, 2, result.stderr);
   t.regex(result.stderr, /^roundlog: \$ROUNDLOG_DIR has a file or folder name of 300 bytes/);
 });
+
+const huge = '99999999999999999999';
+
+test('an integer beyond the safe range is a usage error naming the option, exit 2', async (t) => {
+  const root = tempDir();
+  cpSync(source, root, { recursive: true });
+  const lines: ReadonlyArray<[args: string[], option: string]> = [
+    [['gc', '--keep-last', huge], '--keep-last'],
+    [['gc', '--dry-run', '--keep-every', huge], '--keep-every'],
+    [['events', 'Experiment_0000', '--from', huge], '--from'],
+    [['events', 'Experiment_0000', '--limit', huge], '--limit'],
+    [['resume', '--rounds', huge], '--rounds'],
+    [['demo', '--crash-after', huge], '--crash-after'],
+    [['replay', 'Experiment_0000', '--round', huge], '--round'],
+    [['audit', '--since', `${huge}d`], '--since'],
+  ];
+  const before = readdirSync(path.join(root, 'experiments')).sort();
+  for (const [args, option] of lines) {
+    const result = await roundlog([...args, '--root', root]);
+    t.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    t.true(result.stderr.startsWith(`roundlog: ${option} must be`), `${args.join(' ')}: ${result.stderr}`);
+  }
+  t.deepEqual(readdirSync(path.join(root, 'experiments')).sort(), before);
+});
+
+test('a value starting with - after an option is a usage error naming the option, not the help', async (t) => {
+  for (const args of [
+    ['audit', '--until', '-1h'],
+    ['history', 'Experiment_0000', '--since', '-2h'],
+    ['gc', '--dry-run', '--keep-last', '-1'],
+  ]) {
+    const result = await roundlog([...args, '--root', source]);
+    t.is(result.code, 2, `${args.join(' ')}: ${result.stdout}`);
+    t.is(result.stdout, '', 'no help is printed');
+    t.regex(
+      result.stderr,
+      new RegExp(`^roundlog: ${args.at(-2)} needs a value; .*write ${args.at(-2)}=${args.at(-1)}`),
+    );
+  }
+  const equals = await roundlog(['audit', '--until=-1h', '--root', source]);
+  t.is(equals.code, 2);
+  t.regex(equals.stderr, /--until must be an ISO 8601 time/);
+});
+
+test('a name of 300 characters is echoed cut at 60 characters, with its length', async (t) => {
+  for (const [args, code] of [
+    [['history', long], 1],
+    [['events', long], 1],
+    [['audit', 'metric', 'Experiment_0000', long], 1],
+    [['audit', 'rounds', long], 1],
+    [['fork', long, '--round', '0'], 1],
+    [['history', 'Experiment_0000', long], 2],
+    [['audit', long], 2],
+    [[long], 2],
+    [['ls', `--${long}`], 2],
+  ] as const) {
+    const result = await roundlog([...args, '--root', source]);
+    const shown = `${args.join(' ').slice(0, 40)}: exit ${result.code}: ${result.stderr}`;
+    t.is(result.code, code, shown);
+    t.regex(result.stderr, /\.\.\. \((300|302) characters\)/, shown);
+    t.false(result.stderr.includes('a'.repeat(61)), shown);
+  }
+});

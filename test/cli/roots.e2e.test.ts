@@ -4,10 +4,10 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT_MARKER_FILE } from '../../src/root.ts';
-import { roundlog } from '../support/cli.ts';
+import { REPO, roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -42,14 +42,22 @@ const ROOT_COMMANDS: readonly (readonly string[])[] = [
   ['gc', '--keep-last', '1'],
 ];
 
-/** The folder tree: every path with its kind and, for files, a hash of the content. */
+/**
+ * The folder tree: every path with its kind, size and modification time and, for files, a hash of
+ * the content (a folder's mtime changes when an entry is created or removed in it, even a temp one).
+ */
 function snapshot(dir: string): Map<string, string> {
-  const tree = new Map<string, string>();
+  const tree = new Map<string, string>([['.', String(statSync(dir).mtimeMs)]]);
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
     const file = path.join(entry.parentPath, entry.name);
     const relative = path.relative(dir, file);
-    if (entry.isFile()) tree.set(relative, createHash('sha256').update(readFileSync(file)).digest('hex'));
-    else tree.set(relative, entry.isDirectory() ? 'dir' : 'other');
+    const { size, mtimeMs } = statSync(file);
+    const kind = entry.isFile()
+      ? createHash('sha256').update(readFileSync(file)).digest('hex')
+      : entry.isDirectory()
+        ? 'dir'
+        : 'other';
+    tree.set(relative, `${kind} ${size} ${mtimeMs}`);
   }
   return tree;
 }
@@ -103,6 +111,22 @@ test('no read command creates or changes anything in a root', async (t) => {
     const result = await roundlog([...args, '--root', root]);
     t.is(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
     t.deepEqual(snapshot(root), before, `${args.join(' ')} changed the root`);
+  }
+});
+
+test('no read command creates blobs/tmp or anything else in a root that lacks it, nor in a 0.1.0 root', async (t) => {
+  const current = await rootWithOneExperiment();
+  rmSync(path.join(current, 'blobs', 'tmp'), { recursive: true });
+  const old = tempDir();
+  cpSync(path.join(REPO, 'test/fixtures/formats/0.1.0-before-manifest-v2/root'), old, { recursive: true });
+  for (const root of [current, old]) {
+    const before = snapshot(root);
+    for (const args of READ_COMMANDS) {
+      const result = await roundlog([...args, '--root', root]);
+      t.is(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+      t.deepEqual(snapshot(root), before, `${args.join(' ')} changed ${root}`);
+    }
+    t.false(readdirSync(path.join(root, 'blobs')).includes('tmp'));
   }
 });
 

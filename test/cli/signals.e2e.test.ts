@@ -98,3 +98,20 @@ test('a second signal ends the process at once, with the signal exit code', asyn
   t.is(exited.code, 130, child.stderr());
   t.regex(child.stderr(), /SIGINT again: stopping at once; the round in flight is not recorded/);
 });
+
+test('SIGTERM right after resume printed done: keeps the success: exit 0, RunEnded records no signal', async (t) => {
+  const root = tempDir();
+  t.is((await roundlog(['run', GATED, '--rounds', '1', '--root', root])).code, 0);
+  // The child signals itself when it prints `done:`: always after the run ended, before it closed.
+  const child = spawnTs('late-signal-child.ts', ['resume', '--rounds', '1', '--root', root]);
+  const exited = await child.exited;
+  t.is(exited.code, 0, child.stderr());
+  t.is(exited.signal, null);
+  t.regex(child.lines.at(-1)!, /^done: 2 rounds completed/);
+  t.regex(child.stderr(), /roundlog: SIGTERM after the run ended: closing the log/);
+  const [listed] = await roundlogJson<Listing>(['ls', '--root', root]);
+  t.like(listed, { roundCurrent: 2, run: null });
+  const history = await roundlog(['history', 'Experiment_0000', '--root', root]);
+  t.regex(history.stdout, /run \S+ ended after round 1 \(2 rounds completed\)/);
+  t.notRegex(history.stdout, /stopped by SIGTERM/);
+});

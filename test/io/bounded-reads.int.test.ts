@@ -1,10 +1,11 @@
 /**
  * Reads of a root's own files (blobs, snapshots, log index and heads files, the projection
  * checkpoint, the writer lock) are bounded and only from regular files: a file replaced by a
- * symlink to /dev/zero is refused with a typed error, never read without limit.
+ * symlink to /dev/zero is never read without limit. The projection checkpoint is refused with a
+ * typed error; a snapshot, an index or the heads file (caches) count as damaged and are read past.
  */
 import test from 'ava';
-import { mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { LinkTargetExistsError } from '../../src/blobs/errors.ts';
 import { openFileBlobStore } from '../../src/blobs/file.ts';
@@ -51,7 +52,7 @@ test('a blob file replaced by a symlink to /dev/zero, or grown past its recorded
   await blobs.close();
 });
 
-test('a snapshot and the projection checkpoint replaced by a symlink to /dev/zero are refused typed', async (t) => {
+test('a snapshot as a symlink to /dev/zero is not used; the projection checkpoint is refused', async (t) => {
   const root = tempDir();
   const rl = await openRoundLog({ root });
   const experiment = await rl.createExperiment({ config: { name: 'x' } });
@@ -59,9 +60,7 @@ test('a snapshot and the projection checkpoint replaced by a symlink to /dev/zer
   await rl.close();
   const snap = snapshotFile(root, experiment.id);
   endless(snap);
-  const error = await bounded(t, () => t.throwsAsync(readSnapshot(root, experiment.id, experiment.stream)));
-  t.true(error instanceof NotARegularFileError, String(error));
-  t.is((error as NotARegularFileError).file, snap);
+  t.is(await bounded(t, () => readSnapshot(root, experiment.id, experiment.stream)), null);
 
   const checkpoint = rootLayout(root).projectionCheckpoint;
   endless(checkpoint);
@@ -69,7 +68,7 @@ test('a snapshot and the projection checkpoint replaced by a symlink to /dev/zer
   t.true(refused instanceof NotARegularFileError, String(refused));
 });
 
-test('a log index or heads file replaced by a symlink to /dev/zero is refused; such a LOCK is reclaimed', async (t) => {
+test('an index or heads file as a symlink to /dev/zero is read past, a writer replaces it; a LOCK too', async (t) => {
   const dir = tempDir();
   const log = await openFileEventLog({ dir, segmentBytes: 4096 });
   for (let i = 0; i < 60; i++) await log.append(`s${i % 3}`, [{ type: 'T', data: { i, text: 'x'.repeat(100) } }]);
@@ -79,15 +78,25 @@ test('a log index or heads file replaced by a symlink to /dev/zero is refused; s
   t.truthy(index);
   t.true(names.includes('heads.ckpt'));
 
+  const readAll = async (options: { readOnly?: boolean } = {}) => {
+    const warnings: FileLogWarning[] = [];
+    const reader = await bounded(t, () =>
+      openFileEventLog({ dir, readOnly: options.readOnly ?? true, onWarning: (w) => warnings.push(w) }),
+    );
+    try {
+      return { count: (await reader.readAll()).events.length, warnings: warnings.map((w) => w.code) };
+    } finally {
+      await reader.close();
+    }
+  };
   endless(path.join(dir, 'heads.ckpt'));
-  const heads = await bounded(t, () => t.throwsAsync(openFileEventLog({ dir, readOnly: true })));
-  t.true(heads instanceof NotARegularFileError, String(heads));
-  rmSync(path.join(dir, 'heads.ckpt'));
-
+  t.deepEqual(await readAll(), { count: 60, warnings: ['INDEX_REBUILT'] });
   endless(path.join(dir, index));
-  const indexError = await bounded(t, () => t.throwsAsync(openFileEventLog({ dir, readOnly: true })));
-  t.true(indexError instanceof NotARegularFileError, String(indexError));
-  rmSync(path.join(dir, index));
+  t.like(await readAll(), { count: 60 });
+  t.true(lstatSync(path.join(dir, index)).isSymbolicLink(), 'a reader replaces nothing');
+  t.like(await readAll({ readOnly: false }), { count: 60 });
+  t.true(lstatSync(path.join(dir, index)).isFile(), 'a writer writes the index again');
+  t.false(lstatSync(path.join(dir, 'heads.ckpt'), { throwIfNoEntry: false })?.isSymbolicLink() ?? false);
 
   endless(path.join(dir, 'LOCK'));
   const warnings: FileLogWarning[] = [];

@@ -3,7 +3,8 @@
  * written again from its segment (and said so), a second verify is ok, and no record changed.
  */
 import test from 'ava';
-import { closeSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, lstatSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { decodeIndexChunks } from '../../src/log/file/format.ts';
@@ -113,4 +114,71 @@ test('verify --repair rebuilds a sealed segment index and removes a damaged head
   const again = await roundlog(['verify', '--root', root]);
   t.is(again.code, 0, again.stdout);
   t.deepEqual(await logContents(logDir), before);
+});
+
+test('a FIFO as an index, heads.ckpt or snapshot: read past, reported, replaced by verify --repair', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
+  for (let r = 0; r < 2; r++) await handle.recordRound({ params: tensors(r, 1) });
+  await handle.snapshot();
+  await rl.close();
+  const logDir = path.join(root, 'log');
+  const writer = await openFileEventLog({ dir: logDir, segmentBytes: 4096 });
+  for (let i = 0; i < 60; i++) await writer.append('filler', [{ type: 'Filled', data: { text: 'x'.repeat(100) } }]);
+  await writer.close();
+  const segments = readdirSync(logDir)
+    .filter((n) => n.endsWith('.seg'))
+    .sort();
+  t.true(segments.length >= 3);
+  const snapshotsDir = path.join(root, 'snapshots');
+  const snapshots = readdirSync(snapshotsDir).map((n) => path.join(snapshotsDir, n));
+  t.is(snapshots.length, 1);
+  const caches = [
+    path.join(logDir, `${segments[1]!}.idx`),
+    path.join(logDir, `${segments.at(-1)!}.idx`),
+    path.join(logDir, 'heads.ckpt'),
+    snapshots[0]!,
+  ];
+  const before = await logContents(logDir);
+  for (const file of caches) {
+    rmSync(file);
+    execFileSync('mkfifo', [file]);
+  }
+
+  for (const args of [['ls'], ['history', 'Experiment_0000'], ['streams'], ['events', 'filler']]) {
+    const read = await roundlog([...args, '--root', root]);
+    t.is(read.code, 0, `${args.join(' ')}: ${read.stderr}`);
+    t.notRegex(read.stderr, /replace it with the file it should be/);
+  }
+  t.true(
+    caches.every((file) => lstatSync(file).isFIFO()),
+    'a read replaces nothing',
+  );
+  const found = await roundlog(['verify', '--root', root]);
+  t.is(found.code, 1, found.stderr);
+  for (const file of caches) {
+    const line = found.stdout.split('\n').find((l) => l.includes(file));
+    t.regex(line ?? '', /FIFO, not a regular file \(never opened\)/, file);
+  }
+
+  const repair = await roundlog(['verify', '--repair', '--root', root]);
+  t.is(repair.code, 0, repair.stdout + repair.stderr);
+  t.regex(repair.stdout, /ok: no problem found/);
+  t.false(
+    caches.some((file) => existsSync(file) && !lstatSync(file).isFile()),
+    'no FIFO is left',
+  );
+  const again = await roundlog(['verify', '--root', root]);
+  t.is(again.code, 0, again.stdout);
+  t.deepEqual(await logContents(logDir), before);
+
+  // With a good heads checkpoint, a sealed segment's index is read when its records are first wanted.
+  rmSync(caches[0]!);
+  execFileSync('mkfifo', [caches[0]!]);
+  const events = await roundlog(['events', 'filler', '--root', root]);
+  t.is(events.code, 0, events.stderr);
+  const healed = await roundlog(['verify', '--repair', '--root', root]);
+  t.is(healed.code, 0, healed.stdout + healed.stderr);
+  t.true(lstatSync(caches[0]!).isFile());
 });

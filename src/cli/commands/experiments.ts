@@ -57,6 +57,8 @@ export const run = defineCommand({
           `experiment ${experiment.experimentationFolder()} (${experiment.id}) in ${experiment.experimentationPath()}`,
         );
         await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
+        // What the run ended by is decided here: a later signal does not turn `done:` into a stop.
+        signals.settle();
         io.out(endLine(experiment, signals.received, global));
       } finally {
         await experiment.close();
@@ -159,6 +161,8 @@ export const resume = defineCommand({
             (experiment.roundCurrent() === 0 ? ' from its initial parameters' : ''),
         );
         await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
+        // What the run ended by is decided here: a later signal does not turn `done:` into a stop.
+        signals.settle();
         io.out(endLine(experiment, signals.received, global));
       } finally {
         await experiment.close();

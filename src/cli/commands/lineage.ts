@@ -13,7 +13,7 @@ import {
 import { folderNameProblem } from '../../model/decide/index.ts';
 import { FolderNameReservedError } from '../../model/errors.ts';
 import { isReservedFolderName } from '../../model/names.ts';
-import { UsageError, checkPathArgument, toJson } from '../args.ts';
+import { UsageError, checkPathArgument, shownValue, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
@@ -117,9 +117,7 @@ export const fork = defineCommand({
     const choice = roundChoice('fork', args);
     const nameProblem = args.name === undefined ? null : folderNameProblem(args.name);
     if (nameProblem !== null) {
-      const shown =
-        args.name!.length > 60 ? `${JSON.stringify(args.name!.slice(0, 60))}...` : JSON.stringify(args.name);
-      throw new UsageError(`--name ${nameProblem}, created under <root>/experiments (got ${shown})`);
+      throw new UsageError(`--name ${nameProblem}, created under <root>/experiments (got ${shownValue(args.name!)})`);
     }
     if (args.name !== undefined && isReservedFolderName(args.name))
       throw new FolderNameReservedError('--name', args.name);
@@ -148,7 +146,7 @@ export function replaySummary(result: ReplayResult): Omit<ReplayResult, 'state'>
 
 function onePositional(command: string, experiment: string, extra: readonly string[]): string {
   if (extra.length > 0) {
-    const given = [experiment, ...extra].map((p) => JSON.stringify(p)).join(', ');
+    const given = [experiment, ...extra].map((p) => shownValue(p)).join(', ');
     throw new UsageError(`${command} needs ${NEEDS}; got ${given}`);
   }
   return experiment;
@@ -160,7 +158,7 @@ function roundIndex(command: string, value: string | undefined): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
     throw new UsageError(
-      `--round must be a non-negative integer, the 0-based index of a completed round (got ${JSON.stringify(value)})`,
+      `--round must be a non-negative integer, the 0-based index of a completed round (got ${shownValue(value)})`,
     );
   }
   return n;
@@ -175,7 +173,7 @@ function roundChoice(
     if (!/^\d+$/.test(values.position)) {
       throw new UsageError(
         '--position must be the log position of a RoundCompleted event, a non-negative integer ' +
-          `(got ${JSON.stringify(values.position)})`,
+          `(got ${shownValue(values.position)})`,
       );
     }
     if (values.superseded) {

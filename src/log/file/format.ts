@@ -2,7 +2,12 @@
  * The on-disk format of the embedded file log: segment files of framed records, and the index
  * files that let a log open without reading its history. ARCHITECTURE.md documents it.
  */
-import { isReadRefusal, readRegularFileIfAny } from '../../confine.ts';
+import {
+  isReadRefusal,
+  readRegularFileIfAny,
+  type FileTooLargeError,
+  type NotARegularFileError,
+} from '../../confine.ts';
 import { Packr } from 'msgpackr';
 import { decodeValue, encodeValue } from '../../codec/values.ts';
 import { crc32c } from './crc32c.ts';
@@ -303,13 +308,30 @@ export function decodeHeads(buf: Buffer): HeadsCheckpoint | null {
 }
 
 /**
- * The index file of a segment of `segmentSize` bytes, or null when it is missing or unreadable
- * (it is rebuilt from the records then). Bounded by `maxIndexBytes`; a file that is not a regular
- * file, or larger than the bound, is a typed error (`NotARegularFileError`, `FileTooLargeError`).
+ * The index file of a segment of `segmentSize` bytes: its bytes, or null when it is missing or
+ * unreadable (it is rebuilt from the records then). An index is a cache: a file that is not a
+ * regular file (a FIFO, a device) or is larger than `maxIndexBytes` is never opened and counts as
+ * damaged, `refused` saying why, so a writer can remove it before writing a new one.
  */
-export async function readIndexFile(file: string, segmentSize: number): Promise<Buffer | null> {
-  return readRegularFileIfAny(file, 'segment index', maxIndexBytes(segmentSize)).catch((error: unknown) => {
-    if (isReadRefusal(error)) throw error;
-    return null;
-  });
+export async function readIndexFile(
+  file: string,
+  segmentSize: number,
+): Promise<{ bytes: Buffer | null; refused: NotARegularFileError | FileTooLargeError | null }> {
+  return readCacheFile(file, 'segment index', maxIndexBytes(segmentSize));
+}
+
+/**
+ * A cache file of the log (a segment index, the heads checkpoint) read as `readIndexFile` does:
+ * missing or unreadable is `bytes: null`; not a regular file or too large is `refused`, never opened.
+ */
+export async function readCacheFile(
+  file: string,
+  field: string,
+  maxBytes: number,
+): Promise<{ bytes: Buffer | null; refused: NotARegularFileError | FileTooLargeError | null }> {
+  try {
+    return { bytes: await readRegularFileIfAny(file, field, maxBytes), refused: null };
+  } catch (error) {
+    return { bytes: null, refused: isReadRefusal(error) ? error : null };
+  }
 }

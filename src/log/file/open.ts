@@ -6,13 +6,14 @@
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { isReadRefusal, readRegularFileIfAny } from '../../confine.ts';
+import { NotARegularFileError, type FileTooLargeError } from '../../confine.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import { CorruptLogError, LogLockedError, StrayTailBytesError } from '../errors.ts';
 import {
   FRAME_HEADER_BYTES,
   HEADS_FILE,
   MAX_HEADS_BYTES,
+  readCacheFile,
   readIndexFile,
   INDEX_SUFFIX,
   SEGMENT_HEADER_BYTES,
@@ -197,14 +198,31 @@ async function recover(log: FileLogState): Promise<void> {
   }
 }
 
+/**
+ * A cache file of the log that is not a regular file or is too large: warned about and, by a
+ * writer, removed (so the cache is written again as a regular file, and nothing opens a FIFO).
+ */
+async function ignoreRefusedCache(
+  log: FileLogState,
+  refused: NotARegularFileError | FileTooLargeError,
+  instead: string,
+): Promise<void> {
+  const what = refused instanceof NotARegularFileError ? `it is a ${refused.kind}` : 'it is too large';
+  log.warn({
+    code: 'INDEX_REBUILT',
+    message: `ignored ${refused.file}: ${what}, not the cache it should be; ${instead}`,
+    file: refused.file,
+  });
+  if (!log.readOnly) await fs.rm(refused.file, { force: true }).catch(() => undefined);
+}
+
 /** Applies the heads checkpoint; returns how many leading segments it covers. */
 async function loadHeads(log: FileLogState, bases: number[]): Promise<number> {
   const file = path.join(log.dir, HEADS_FILE);
-  // Bounded, and only a regular file: a heads file replaced by a device is refused, not read.
-  const buf = await readRegularFileIfAny(file, 'heads checkpoint', MAX_HEADS_BYTES).catch((error: unknown) => {
-    if (isReadRefusal(error)) throw error;
-    return null;
-  });
+  // Bounded, and only a regular file: a heads file replaced by a FIFO or a device is never opened;
+  // it is a cache, so the log is read without it (a writer removes it; the next seal writes it again).
+  const { bytes: buf, refused } = await readCacheFile(file, 'heads checkpoint', MAX_HEADS_BYTES);
+  if (refused !== null) await ignoreRefusedCache(log, refused, 'the index is rebuilt from the records');
   if (buf === null) return 0;
   const heads = decodeHeads(buf);
   const fits =
@@ -336,7 +354,8 @@ async function strayBytes(
 async function loadIndex(log: FileLogState, segment: Segment, handle: FileHandle, fileSize: number): Promise<number> {
   const file = segment.file + INDEX_SUFFIX;
   log.indexedStreamEnd = log.streamsByNum.length;
-  const buf = await readIndexFile(file, fileSize);
+  const { bytes: buf, refused } = await readIndexFile(file, fileSize);
+  if (refused !== null) await ignoreRefusedCache(log, refused, 'the segment is read in full instead');
   if (buf === null) return SEGMENT_HEADER_BYTES;
   const { chunks, validBytes } = decodeIndexChunks(buf);
   // Validate before applying anything.

@@ -174,7 +174,9 @@ async function loadSealedIndex(log: FileLogState, segment: Segment): Promise<voi
   const loaded: Segment = { ...segment, count: 0, offsets: new U32List(), streams: new U32List(), indexed: 0 };
   const handle = await readerOf(segment);
   const fileSize = (await handle.stat()).size;
-  const buf = await readIndexFile(segment.file + INDEX_SUFFIX, fileSize);
+  // An index that is not a regular file is never opened: the segment is read in full, and a
+  // writer writes the index again (temp file and rename, over whatever was there).
+  const buf = (await readIndexFile(segment.file + INDEX_SUFFIX, fileSize)).bytes;
   const chunk = buf === null ? undefined : decodeIndexChunks(buf).chunks[0];
   if (
     chunk !== undefined &&

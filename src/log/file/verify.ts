@@ -11,7 +11,7 @@
  * says so.
  */
 import path from 'node:path';
-import { readRegularFile } from '../../confine.ts';
+import { NotARegularFileError, readRegularFile, type FileTooLargeError } from '../../confine.ts';
 import type { VerifyProblem, VerifyResult } from '../types.ts';
 import {
   HEADS_FILE,
@@ -23,6 +23,7 @@ import {
   decodeHeads,
   decodeIndexChunks,
   decodeRecordBody,
+  readCacheFile,
   type HeadsCheckpoint,
 } from './format.ts';
 import { checkOpen, type FileLogState } from './state.ts';
@@ -46,7 +47,20 @@ export async function verify(log: FileLogState): Promise<VerifyResult> {
   let unaccounted = 0;
   let previousComplete = true;
   const headsFile = path.join(log.dir, HEADS_FILE);
-  const headsBytes = await readRegularFile(headsFile, 'heads checkpoint', MAX_SEGMENT_FILE_BYTES).catch(() => null);
+  const { bytes: headsBytes, refused: headsRefused } = await readCacheFile(
+    headsFile,
+    'heads checkpoint',
+    MAX_SEGMENT_FILE_BYTES,
+  );
+  if (headsRefused !== null) {
+    problems.push({
+      file: headsFile,
+      offset: 0,
+      reason:
+        `${refusalOf(headsRefused)}: the log ignores it and reads every segment when it opens (nothing wrong ` +
+        "is used); 'roundlog verify --repair' removes it now",
+    });
+  }
   const heads = headsBytes === null ? null : decodeHeads(headsBytes);
   if (headsBytes !== null && heads === null) {
     problems.push({
@@ -203,6 +217,13 @@ function strayAfterData(data: Buffer, file: string, end: number, problems: Verif
   });
 }
 
+/** Why a cache file was not opened: what it is instead of a regular file, or its size. */
+function refusalOf(refused: NotARegularFileError | FileTooLargeError): string {
+  return refused instanceof NotARegularFileError
+    ? `it is a ${refused.kind}, not a regular file (never opened)`
+    : `it holds ${refused.size} bytes, more than a cache of it can (never read)`;
+}
+
 /** What to do about a damaged segment index (a cache of the record offsets). */
 const REBUILD_INDEX =
   "'roundlog verify --repair' (or a writer opened with rebuildIndexes) writes it again from the segment";
@@ -216,7 +237,16 @@ type Seen = { offsets: number[]; streams: number[]; complete: boolean; clean: bo
  * (index chunks are not fsynced) and is not a problem.
  */
 async function checkIndex(file: string, seen: Seen, isLast: boolean, problems: VerifyProblem[]): Promise<void> {
-  const buf = await readRegularFile(file, 'segment index', MAX_SEGMENT_FILE_BYTES).catch(() => null);
+  const { bytes: buf, refused } = await readCacheFile(file, 'segment index', MAX_SEGMENT_FILE_BYTES);
+  if (refused !== null) {
+    problems.push({
+      file,
+      offset: 0,
+      reason:
+        `${refusalOf(refused)}: the log ignores it and reads those records from the segment ` +
+        `(nothing wrong is used); ${REBUILD_INDEX}`,
+    });
+  }
   if (buf === null) return;
   const { chunks, validBytes } = decodeIndexChunks(buf);
   if (validBytes < buf.length) {
