@@ -5,7 +5,7 @@
 import type { RoundLog } from '../projections/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Actor, ExperimentEventType } from '../model/events.ts';
-import { auditEvents, type AuditEvent } from './events.ts';
+import { auditEvents, type AuditEvent, type AuditEventsResult } from './events.ts';
 
 /** Events that record who did them. */
 export const ACTION_TYPES = Object.freeze([
@@ -34,7 +34,12 @@ export type ActionsOptions = {
   until?: Date;
 };
 
-export type ActionsResult = Readonly<{ actions: readonly AuditAction[]; lastPosition: bigint | null }>;
+export type ActionsResult = Readonly<{
+  actions: readonly AuditAction[];
+  lastPosition: bigint | null;
+  /** Experiments whose history cannot be read past an event (see `AuditEventsResult.damaged`). */
+  damaged: AuditEventsResult['damaged'];
+}>;
 
 export function isActionType(type: string): type is ActionType {
   return (ACTION_TYPES as readonly string[]).includes(type);
@@ -47,7 +52,7 @@ export async function auditActions(rl: RoundLog, options: ActionsOptions = {}): 
       throw new InvalidArgumentError('types', `must name actions (${ACTION_TYPES.join(', ')})`, type);
     }
   }
-  const { events, lastPosition } = await auditEvents(rl, {
+  const { events, lastPosition, damaged } = await auditEvents(rl, {
     types: options.types ?? ACTION_TYPES,
     ...(options.experiments === undefined ? {} : { experiments: options.experiments }),
     ...(options.since === undefined ? {} : { since: options.since }),
@@ -61,7 +66,7 @@ export async function auditActions(rl: RoundLog, options: ActionsOptions = {}): 
     if (options.hosts !== undefined && !options.hosts.includes(action.by.host)) continue;
     actions.push(action);
   }
-  return { actions, lastPosition };
+  return { actions, lastPosition, damaged };
 }
 
 /** The action an event records, or null for an event nobody in particular did. */

@@ -8,6 +8,8 @@ import type { RoundLog } from '../projections/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { REGISTRY_STREAM, type ExperimentEvent, type ExperimentEventType } from '../model/events.ts';
 import { upcast, upcastRegistered } from '../model/state.ts';
+import { isUnreadableHistory, type UnreadableHistoryError } from '../model/errors.ts';
+import { historyDamaged } from '../engine/registry.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import {
   EVENT_TYPES,
@@ -57,6 +59,11 @@ export type AuditEventsResult = Readonly<{
   events: readonly AuditEvent[];
   /** The last log position read (events after it are not in this result), null for an empty log. */
   lastPosition: bigint | null;
+  /**
+   * Experiments whose history cannot be read past an event (`UnreadableHistoryError`, naming the
+   * experiment): their events before it are in `events`; the others' events are all there.
+   */
+  damaged: ReadonlyArray<Readonly<{ folder: string; stream: string; code: string; message: string }>>;
 }>;
 
 /** A filter with its experiment names resolved to ids. */
@@ -139,6 +146,9 @@ class LogScanner {
   /** Streams whose first event is not `ExperimentCreated`. */
   private readonly foreign = new Set<string>();
 
+  /** Experiment streams with an event that cannot be read: none of their events from it on is yielded. */
+  readonly damaged = new Map<string, UnreadableHistoryError>();
+
   constructor(private readonly filter: EventFilter) {}
 
   push(recorded: RecordedEvent): AuditEvent[] {
@@ -166,7 +176,19 @@ class LogScanner {
       this.foreign.add(recorded.stream);
       return [];
     }
-    const event = upcast(recorded);
+    if (this.damaged.has(recorded.stream)) return [];
+    let event: ExperimentEvent;
+    try {
+      event = upcast(recorded);
+    } catch (error) {
+      if (!isUnreadableHistory(error)) throw error;
+      const folder = known?.folder ?? recorded.stream;
+      this.damaged.set(
+        recorded.stream,
+        historyDamaged(error, { folder, stream: recorded.stream }) as UnreadableHistoryError,
+      );
+      return [];
+    }
     if (known === undefined) {
       if (event.type !== 'ExperimentCreated') return [];
       known = { id: event.data.experimentId, folder: event.data.folder, registered: false, held: [] };
@@ -212,7 +234,13 @@ async function scanLog(log: EventLog, filter: EventFilter): Promise<AuditEventsR
     if (last === undefined || end === null || last.position >= end || page.length < PAGE) break;
     page = (await log.readAll({ fromPosition: last.position + 1n, maxCount: PAGE })).events;
   }
-  return { events, lastPosition: end };
+  const damaged = [...scanner.damaged].map(([stream, error]) => ({
+    folder: error.experiment ?? stream,
+    stream,
+    code: error.code,
+    message: error.message,
+  }));
+  return { events, lastPosition: end, damaged };
 }
 
 /** Events across every experiment of the root, in log order, filtered. */
@@ -243,6 +271,9 @@ export function followEvents(rl: RoundLog, options: FollowEventsOptions = {}): O
           return;
         }
         for (const event of scanner.push(item.event)) emit({ kind: 'item', item: event, live });
+        // Following ends on an event it cannot read, naming the experiment, as before.
+        const damage = scanner.damaged.get(item.event.stream);
+        if (damage !== undefined) throw damage;
       },
     };
   });

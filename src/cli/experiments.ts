@@ -19,7 +19,7 @@ import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
 import { statusOf, type StatusOptions } from '../engine/lease.ts';
 import { compareNames } from '../model/events.ts';
-import { ExperimentHistoryDamagedError, InvalidEventDataError } from '../model/errors.ts';
+import { ExperimentHistoryDamagedError, InvalidEventDataError, isUnreadableHistory } from '../model/errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { table } from './args.ts';
 import { describeEvent } from '../audit/describe.ts';
@@ -121,10 +121,10 @@ export async function listExperiments(
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
       const opened = await rl.openExperiment(entry.experimentId).catch((error: unknown) => {
-        if (error instanceof ExperimentHistoryDamagedError || error instanceof InvalidEventDataError) return error;
+        if (isUnreadableHistory(error)) return error;
         throw error;
       });
-      const damaged = opened instanceof ExperimentHistoryDamagedError || opened instanceof InvalidEventDataError;
+      const damaged = isUnreadableHistory(opened);
       const state = damaged ? null : opened.state;
       const dir = path.join(rl.layout.experiments, state?.folder ?? entry.folder);
       const breakpoints = [];
@@ -157,7 +157,10 @@ export async function listExperiments(
                   file: null,
                   offset: null,
                   revision: String(opened.revision),
-                  reason: `a ${opened.eventType} whose ${opened.field} ${opened.problem}`,
+                  reason:
+                    opened instanceof InvalidEventDataError
+                      ? `a ${opened.eventType} whose ${opened.field} ${opened.problem}`
+                      : `a ${opened.eventType}, which this release of roundlog cannot read`,
                 },
           breakpoints,
         });

@@ -59,6 +59,11 @@ export type PruneReport = Readonly<{
   blobsStillReferenced: number;
   /** Breakpoint folders of pruned rounds removed (absolute paths). */
   foldersRemoved: readonly string[];
+  /**
+   * Experiments whose history cannot be read (`UnreadableHistoryError`, naming the experiment):
+   * left alone, every blob they reference kept; the others are pruned as ever.
+   */
+  damaged: ReadonlyArray<Readonly<{ folder: string; stream: string; code: string; message: string }>>;
   /** Bytes that left the disk: files whose last link was removed (a blob and its folder links count once). */
   bytesFreed: number;
 }>;
@@ -85,10 +90,17 @@ export async function gc(options: GcOptions = {}): Promise<PruneReport> {
       const index = new RootIndex();
       await index.catchUp(log);
       // Every registered experiment with a history (a registration without one holds nothing).
-      const streams =
-        only === null ? index.registry.map((e) => e.stream).filter((s) => index.state(s) !== null) : [only];
+      const registered = only === null ? index.registry.filter((e) => index.state(e.stream) !== null) : [];
+      const damaged = registered.flatMap((e) => {
+        const damage = index.damage(e.stream);
+        return damage === null
+          ? []
+          : [{ folder: e.folder, stream: e.stream, code: damage.code, message: damage.message }];
+      });
+      const streams = only === null ? registered.map((e) => e.stream).filter((s) => index.damage(s) === null) : [only];
       const dryRun = options.dryRun ?? false;
-      return pruneWithIndex(rl, log, index, streams, { retention, dryRun, sweep: true, expected: null });
+      const planned = await pruneWithIndex(rl, log, index, streams, { retention, dryRun, sweep: true, expected: null });
+      return { ...planned, report: { ...planned.report, damaged } };
     };
     const planned = options.dryRun ? await rl.withReader(run) : await rl.withWriter(run);
     return await finish(rl, planned);
@@ -149,6 +161,8 @@ async function pruneWithIndex(
   for (const stream of streams) {
     const state = index.state(stream);
     if (state === null) throw new ExperimentNotFoundError(stream, rl.root);
+    const damage = index.damage(stream);
+    if (damage !== null) throw damage;
     const folder = await locate(state.created!.experimentId, state.folder);
     if (options.expected !== null && state.revision !== options.expected) {
       throw new ConcurrentModificationError(folder, options.expected, state.revision);
@@ -238,6 +252,7 @@ async function pruneWithIndex(
       experiments,
       blobsDeleted,
       blobsStillReferenced: stillReferenced.size,
+      damaged: [],
     },
     views,
     bytesFreed,

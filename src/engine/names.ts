@@ -24,11 +24,11 @@ import { RoundlogError } from '../errors.ts';
 import type { EventLog } from '../log/types.ts';
 import type { ExperimentRegistered } from '../model/events.ts';
 import type { ExperimentState } from '../model/state.ts';
-import { ExperimentHistoryDamagedError } from '../model/errors.ts';
+import { isUnreadableHistory } from '../model/errors.ts';
 import { compareNames } from '../model/names.ts';
 import { replay } from '../model/state.ts';
 import type { Projection } from './projection.ts';
-import { hasHistory, readHistory, readRegistryStream } from './registry.ts';
+import { hasHistory, historyDamaged, readHistory, readRegistryStream } from './registry.ts';
 
 export type NameContext = Readonly<{
   /** `<root>/experiments`. */
@@ -45,11 +45,15 @@ export function isPathLike(name: string): boolean {
 
 /**
  * The folder an experiment's log records now: the last folder a resume recorded, else the one it
- * was created with. A damaged history is `ExperimentHistoryDamagedError` naming the experiment.
+ * was created with. A history that cannot be read is an `UnreadableHistoryError` naming the experiment.
  */
 export async function currentFolder(log: EventLog, entry: ExperimentRegistered): Promise<string> {
   const { events } = await readHistory(log, entry);
-  return replay(events).folder;
+  try {
+    return replay(events).folder;
+  } catch (error) {
+    throw historyDamaged(error, entry);
+  }
 }
 
 /** The registration a name means (see the module comment), or null when nothing answers to it. */
@@ -73,7 +77,7 @@ export async function resolveExperimentName(
         // A damaged history is still named by the folder it was registered with (opening it then
         // says it is damaged), and never keeps the other experiments from being named.
         const now = await currentFolder(log, entry).catch((error: unknown) => {
-          if (error instanceof ExperimentHistoryDamagedError) return entry.folder;
+          if (isUnreadableHistory(error)) return entry.folder;
           throw error;
         });
         folders.set(entry, now);

@@ -15,6 +15,7 @@
  * checks out), so a rebuild never loses the last copy of committed bytes; when that is not
  * possible the folder is left alone and reported.
  */
+import { isUnreadableHistory } from '../model/errors.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -34,6 +35,11 @@ export type ProjectReport = Readonly<{
   root: string;
   rebuild: boolean;
   experiments: readonly ExperimentProjection[];
+  /**
+   * Experiments whose history cannot be read (`UnreadableHistoryError`, naming the experiment):
+   * nothing projected for them; the others are projected as ever.
+   */
+  damaged: ReadonlyArray<Readonly<{ folder: string; code: string; message: string }>>;
   ok: boolean;
 }>;
 
@@ -52,15 +58,24 @@ export async function projectRoot(options: ProjectOptions = {}): Promise<Project
         ? (await rl.listExperiments()).map((e) => e.experimentId)
         : [(await rl.openExperiment(options.experiment)).id];
     const experiments: ExperimentProjection[] = [];
+    const damaged: Array<{ folder: string; code: string; message: string }> = [];
     for (const id of ids) {
-      const { state } = await rl.openExperiment(id);
-      experiments.push(await projectOne(rl, state, options.rebuild ?? false));
+      const opened = await rl.openExperiment(id).catch((error: unknown) => {
+        if (isUnreadableHistory(error)) return error;
+        throw error;
+      });
+      if (isUnreadableHistory(opened)) {
+        damaged.push({ folder: opened.experiment ?? id, code: opened.code, message: opened.message });
+        continue;
+      }
+      experiments.push(await projectOne(rl, opened.state, options.rebuild ?? false));
     }
     return {
       root: rl.root,
       rebuild: options.rebuild ?? false,
       experiments,
-      ok: experiments.every((e) => e.problems.length === 0),
+      damaged,
+      ok: damaged.length === 0 && experiments.every((e) => e.problems.length === 0),
     };
   } finally {
     await rl.close();

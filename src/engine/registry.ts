@@ -4,7 +4,7 @@
  */
 import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, ReadStreamOptions, ReadStreamResult } from '../log/types.ts';
-import { ExperimentHistoryDamagedError } from '../model/errors.ts';
+import { ExperimentHistoryDamagedError, InvalidEventDataError, UnknownEventError } from '../model/errors.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
 import { upcastRegistered } from '../model/state.ts';
 
@@ -65,8 +65,18 @@ export async function readHistory(
   }
 }
 
-/** `error` as `ExperimentHistoryDamagedError` of the experiment when it is a `CorruptLogError`, else itself. */
+/**
+ * `error` naming the experiment: a `CorruptLogError` as `ExperimentHistoryDamagedError`, an
+ * `InvalidEventDataError` or `UnknownEventError` of its stream with its folder; else itself.
+ */
 export function historyDamaged(error: unknown, experiment: Readonly<{ folder: string; stream: string }>): unknown {
+  if (error instanceof InvalidEventDataError && error.experiment === null && error.stream === experiment.stream) {
+    const { stream, revision, eventType, field, problem } = error;
+    return new InvalidEventDataError(stream, revision, eventType, field, problem, experiment.folder);
+  }
+  if (error instanceof UnknownEventError && error.experiment === null && error.stream === experiment.stream) {
+    return new UnknownEventError(error.stream, error.revision, error.eventType, experiment.folder);
+  }
   if (!(error instanceof CorruptLogError)) return error;
   return new ExperimentHistoryDamagedError(
     experiment.folder,

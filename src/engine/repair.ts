@@ -91,6 +91,8 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
       );
       if (events === null) continue;
       index.fold(events);
+      // A history that cannot be read is reported by verify; nothing here is healed from it.
+      if (index.damage(entry.stream) !== null) continue;
       histories.push({ entry, events });
       experiments.push({ folder: entry.folder, state: index.state(entry.stream) });
     }

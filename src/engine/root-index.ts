@@ -6,7 +6,9 @@
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { REGISTRY_STREAM, type ExperimentRegistered, type RoundsPruned } from '../model/events.ts';
 import { initialState, replay, upcast, upcastRegistered, type ExperimentState } from '../model/state.ts';
+import { isUnreadableHistory, type UnreadableHistoryError } from '../model/errors.ts';
 import { blobRefsIn } from './blob-refs.ts';
+import { historyDamaged } from './registry.ts';
 import { forkProtectedPositions, type RoundRef } from '../model/retention.ts';
 
 type StreamEntry = {
@@ -55,6 +57,12 @@ export class RootIndex {
   position = -1n;
   readonly registry: ExperimentRegistered[] = [];
   readonly streams = new Map<string, StreamEntry>();
+  /**
+   * Experiment streams with an event that cannot be read (`UnknownEventError`, `InvalidEventDataError`;
+   * `damage` names the experiment): folded up to it; the events from it on are not folded, and every blob
+   * they reference is held. The other experiments are folded as ever.
+   */
+  readonly damaged = new Map<string, UnreadableHistoryError>();
   /** Length of every blob a folded event references (from its `BlobRef`). */
   readonly blobBytes = new Map<string, number>();
 
@@ -77,7 +85,7 @@ export class RootIndex {
     });
   }
 
-  /** Folds events, in log order within each stream. Throws `UnknownEventError` for an event it cannot read. */
+  /** Folds events, in log order within each stream; a stream's event it cannot read marks it `damaged`. */
   fold(events: readonly RecordedEvent[]): void {
     const byStream = new Map<string, RecordedEvent[]>();
     for (const event of events) {
@@ -90,8 +98,19 @@ export class RootIndex {
         this.hold(entry, event.data, event.type);
         continue;
       }
+      if (this.damaged.has(event.stream)) {
+        this.hold(entry, event.data, event.type);
+        continue;
+      }
       // Checked once here (the fold below finds it checked): its data is used before the fold.
-      upcast(event);
+      try {
+        upcast(event);
+      } catch (error) {
+        if (!isUnreadableHistory(error)) throw error;
+        this.damaged.set(event.stream, error);
+        this.hold(entry, event.data, event.type);
+        continue;
+      }
       const position = String(event.position);
       if (event.type !== 'NodeReplied' && event.type !== 'RoundCompleted' && entry.pending.length > 0) {
         // Replies not followed by their round: never deleted, as nothing says which round they are.
@@ -127,6 +146,14 @@ export class RootIndex {
       const entry = this.streams.get(stream)!;
       entry.state = replay(list, entry.state);
     }
+  }
+
+  /** Why an experiment's history cannot be read, naming its folder; null when it can. */
+  damage(stream: string): UnreadableHistoryError | null {
+    const error = this.damaged.get(stream);
+    if (error === undefined) return null;
+    const folder = this.registry.find((e) => e.stream === stream)?.folder ?? (this.state(stream)?.folder || stream);
+    return historyDamaged(error, { folder, stream }) as UnreadableHistoryError;
   }
 
   /** The state of an experiment stream, or null when the index has none of its events. */

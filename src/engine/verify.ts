@@ -148,6 +148,8 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
         try {
           const { events } = await log.readStream(entry.stream);
           index.fold(events);
+          const damage = index.damage(entry.stream);
+          if (damage !== null) throw damage;
           eventsRead += events.length;
           experimentsChecked++;
           experiments.push({ entry, state: index.state(entry.stream), events });

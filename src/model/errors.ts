@@ -9,9 +9,13 @@ export class UnknownEventError extends RoundlogError {
     readonly stream: string,
     readonly revision: bigint,
     readonly eventType: string,
+    /** The experiment's folder, when the reader knows whose stream it is. */
+    readonly experiment: string | null = null,
   ) {
+    const of = experiment === null ? '' : ` (experiment ${experiment})`;
     super(
-      `event ${revision} of stream ${JSON.stringify(stream)} is a ${JSON.stringify(eventType)}, ` +
+      `event ${revision} of stream ${JSON.stringify(stream)}${of} ` +
+        `is a ${JSON.stringify(eventType)}, ` +
         'which this release of roundlog ' +
         `cannot read; upgrade roundlog to the release that wrote it`,
     );
@@ -32,9 +36,13 @@ export class InvalidEventDataError extends RoundlogError {
     /** The field's path in the event's data (`data.round`, `data.nodes[2].node`). */
     readonly field: string,
     readonly problem: string,
+    /** The experiment's folder, when the reader knows whose stream it is. */
+    readonly experiment: string | null = null,
   ) {
+    const of = experiment === null ? '' : `experiment ${experiment}, `;
     super(
-      `event ${revision} of stream ${JSON.stringify(stream)} (a ${eventType}) cannot be read: ${field} ${problem}. ` +
+      `event ${revision} of stream ${JSON.stringify(stream)} ` +
+        `(${of}a ${eventType}) cannot be read: ${field} ${problem}. ` +
         'The log is damaged or was written by other tooling: nothing reads this history past it and nothing is ' +
         "appended after it; run 'roundlog verify' to check the whole root, and restore the log from a backup",
     );
@@ -77,6 +85,21 @@ export class ExperimentHistoryDamagedError extends RoundlogError {
       { cause },
     );
   }
+}
+
+/**
+ * An experiment's history that cannot be read: a damaged record, an event this release does not
+ * know, or data of the wrong shape. Commands over several experiments report that experiment as
+ * damaged and go on with the others; commands on it refuse it.
+ */
+export type UnreadableHistoryError = ExperimentHistoryDamagedError | InvalidEventDataError | UnknownEventError;
+
+export function isUnreadableHistory(error: unknown): error is UnreadableHistoryError {
+  return (
+    error instanceof ExperimentHistoryDamagedError ||
+    error instanceof InvalidEventDataError ||
+    error instanceof UnknownEventError
+  );
 }
 
 /** Another process changed the experiment since this one read it. */

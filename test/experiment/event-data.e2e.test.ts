@@ -145,3 +145,56 @@ test('a damaged experiment does not hide the others: ls lists both, the damaged 
   );
   t.like(listing[0]!.damage, { file: null, offset: null, revision: '13' });
 });
+
+/**
+ * Every command over several experiments isolates the damaged one, for data of the wrong shape and
+ * for an event type this release does not know: commands on the other experiment work (exit 0),
+ * commands over all report the damaged one by its folder and still do the others' work (exit 1).
+ */
+const KINDS: Bad[] = [
+  BAD[0]!,
+  { title: 'an unknown type', field: 'type', type: 'Foo', data: () => ({ v: 1, round: -5 }) },
+];
+for (const bad of KINDS) {
+  test(`an experiment with ${bad.title} is isolated: every command works for the other one`, async (t) => {
+    const root = await damagedRoot(bad);
+    const run = await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '2', '--root', root]);
+    t.is(run.code, 0, run.stderr);
+    const other: string[][] = [
+      ['ls'],
+      ['history', 'Experiment_0001'],
+      ['audit', 'rounds', 'Experiment_0001'],
+      ['audit', 'lineage', 'Experiment_0001'],
+      ['fork', 'Experiment_0001', '--round', '0'],
+      ['resume', 'Experiment_0001', '--rounds', '1'],
+    ];
+    for (const args of other) {
+      const result = await roundlog([...args, '--root', root]);
+      t.is(result.code, 0, `roundlog ${args.join(' ')}: ${result.stderr}`);
+    }
+    const all: Array<{ args: string[]; shows: RegExp }> = [
+      { args: ['audit'], shows: /Experiment_0001 .*RunEnded/ },
+      { args: ['audit', 'actions'], shows: /Experiment_0001 .*ExperimentCreated/ },
+      { args: ['gc'], shows: /Experiment_0001: no retention policy/ },
+      { args: ['project'], shows: /Experiment_0001/ },
+      { args: ['verify', '--repair'], shows: /Experiment_0000/ },
+      { args: ['history', 'Experiment_0000'], shows: /experiment Experiment_0000/ },
+    ];
+    for (const { args, shows } of all) {
+      const result = await roundlog([...args, '--root', root]);
+      const shown = `roundlog ${args.join(' ')} exited ${result.code}:\n${result.stdout}${result.stderr}`.slice(
+        0,
+        3000,
+      );
+      t.is(result.code, 1, shown);
+      t.regex(`${result.stdout}${result.stderr}`, shows, shown);
+      t.regex(`${result.stdout}${result.stderr}`, /experiment Experiment_0000/, shown);
+      t.notRegex(result.stderr, /unexpected error/, shown);
+    }
+    const ls = JSON.parse((await roundlog(['ls', '--json', '--root', root])).stdout) as Array<{ status: string }>;
+    t.deepEqual(
+      ls.map((e) => e.status),
+      ['damaged', 'stopped', 'stopped'],
+    );
+  });
+}

@@ -120,7 +120,8 @@ export const events = defineCommand({
         for (const event of result.events) io.out(eventText(event));
         io.out(count(result.events.length, 'event'));
       }
-      return 0;
+      for (const damage of result.damaged) io.err(`roundlog: ${damage.message}`);
+      return result.damaged.length > 0 ? 1 : 0;
     });
   },
 });
@@ -420,7 +421,8 @@ export const actions = defineCommand({
       });
       for (const line of table(['time', 'experiment', 'action', 'user', 'host', 'pid', 'details'], rows)) io.out(line);
     }
-    return 0;
+    for (const damage of result.damaged) io.err(`roundlog: ${damage.message}`);
+    return result.damaged.length > 0 ? 1 : 0;
   },
 });
 

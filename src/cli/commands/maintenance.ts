@@ -65,6 +65,7 @@ export const project = defineCommand({
     });
     if (args.json) io.out(toJson(report));
     else for (const line of projectLines(report, global.cwd)) io.out(line);
+    for (const d of report.damaged) io.err(`roundlog: ${d.folder} not projected: ${d.message}`);
     return report.ok ? 0 : 1;
   },
 });
@@ -142,7 +143,8 @@ export const gc = defineCommand({
     });
     if (args.json) io.out(toJson(report));
     else for (const line of gcLines(report, global.cwd)) io.out(line);
-    return 0;
+    for (const d of report.damaged) io.err(`roundlog: ${d.folder} left alone: ${d.message}`);
+    return report.damaged.length > 0 ? 1 : 0;
   },
 });
 
