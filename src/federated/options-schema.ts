@@ -49,13 +49,17 @@ const fields = {
 
 const definitionSchema = z.looseObject({ ...fields, federation: fn });
 
-/** What a federation is (`Federation`): nodes by id, each with its tagged datasets. */
+/**
+ * What a federation is (`Federation`): nodes by id, each with its tagged datasets. A dataset is a
+ * plain (stripping) object schema: only `id` and `tags` are read, never `data` or any other field,
+ * which may be a getter loading the node's data (a loose schema would copy, so read, every key).
+ */
 const federationSchema = z.looseObject({
   nodes: z
     .array(
       z.looseObject({
         id: name,
-        datasets: z.array(z.looseObject({ id: name, tags: z.array(z.string().max(MAX_NAME_LENGTH)) })),
+        datasets: z.array(z.object({ id: name, tags: z.array(z.string().max(MAX_NAME_LENGTH)) })),
       }),
     )
     .max(65536),
