@@ -48,7 +48,7 @@ import {
 } from '../model/state.ts';
 import {
   ConcurrentModificationError,
-  ExperimentHistoryDamagedError,
+  isUnreadableHistory,
   ExperimentNotFoundError,
   FolderNameReservedError,
   RoundNotFoundError,
@@ -291,7 +291,7 @@ class StoreRoundLog implements RoundLog {
       if (!(await hasHistory(log, entry.stream))) continue;
       // A damaged history still has the folder it was registered with (added above).
       const now = await currentFolder(log, entry).catch((error: unknown) => {
-        if (error instanceof ExperimentHistoryDamagedError) return null;
+        if (isUnreadableHistory(error)) return null;
         throw error;
       });
       if (now !== null) taken.add(now);
