@@ -105,7 +105,17 @@ export type ExperimentListing = {
    * event's `revision` in its stream).
    */
   damage: { file: string | null; offset: number | null; revision?: string; reason: string } | null;
-  breakpoints: Array<{ round: number; path: string; paramsSha256: string }>;
+  /**
+   * The breakpoint folders on disk, by round. `paramsSha256` is the log's SHA-256 (hex) of the
+   * round's parameters when the folder checks out against the log, else null, and then `damaged`
+   * names the first problem (the file and why; `roundlog verify` lists them all).
+   */
+  breakpoints: Array<{
+    round: number;
+    path: string;
+    paramsSha256: string | null;
+    damaged: { file: string; reason: string } | null;
+  }>;
   /** Rounds whose breakpoint is in the log but has no folder yet (projection lag). */
   missingBreakpoints: number[];
 };
@@ -134,10 +144,17 @@ export async function listExperiments(
         // (A damaged folder is listed by the round its name says.)
         const { round, problems } = await checkBreakpointFolder(folder, { state, root: rl.root });
         const record = problems.length === 0 && round !== null ? state?.rounds[round] : undefined;
+        const first = problems[0];
         breakpoints.push({
           round: record?.round ?? roundOfFolder(name) ?? -1,
           path: folder,
-          paramsSha256: record?.params.sha256 ?? '(damaged: run roundlog verify)',
+          paramsSha256: record?.params.sha256 ?? null,
+          damaged:
+            record !== undefined
+              ? null
+              : first !== undefined
+                ? { file: path.resolve(folder, first.file), reason: first.reason }
+                : { file: folder, reason: 'its round is not in the history that can be read' },
         });
       }
       if (damaged) {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { TensorSet } from '../codec/tensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { NoBreakpointError } from '../model/errors.ts';
+import { SIGNAL_NAME } from '../model/schemas.ts';
 import {
   decideChangeSettings,
   decideEndRun,
@@ -420,8 +421,13 @@ export class Experiment {
    * round in flight completes and is committed (a round is one atomic append, so none is ever half
    * recorded), no later round starts, `run` returns the rounds it ran, and `close` records
    * `RunEnded` with `signal` (the status is then `stopped`). The first call's signal is kept.
+   * `signal` is a signal's name as Node gives it (`'SIGTERM'`, `'SIGINT'`, `/^SIG[A-Z0-9]{1,12}$/`);
+   * anything else throws `InvalidArgumentError` (it is recorded in the log).
    */
   stop(signal: string): void {
+    if (typeof signal !== 'string' || !SIGNAL_NAME.test(signal)) {
+      throw new InvalidArgumentError('signal', "must be a signal's name, such as 'SIGTERM' or 'SIGINT'", signal);
+    }
     this.stopSignal ??= signal;
   }
 

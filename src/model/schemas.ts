@@ -24,6 +24,9 @@ export const MAX_TEXT_LENGTH = 64 * 1024;
 
 export const text = z.string().max(MAX_NAME_LENGTH);
 const prose = z.string().max(MAX_TEXT_LENGTH);
+/** A POSIX signal's name, as Node names it (`SIGTERM`, `SIGINT`): what `RunEnded.signal` records. */
+export const SIGNAL_NAME = /^SIG[A-Z0-9]{1,12}$/;
+const signalName = z.string().regex(SIGNAL_NAME);
 export const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits (a SHA-256)');
 // Log positions: a file log's are 64-bit; EventStoreDB's combine its commit and prepare positions (up to 39 digits).
 export const decimal = z.string().regex(/^(0|[1-9]\d{0,38})$/, 'expected a non-negative integer as a decimal string');
@@ -188,7 +191,7 @@ export const EVENT_SCHEMAS: Readonly<Record<ExperimentEventType, z.ZodType>> = {
     code: text,
     message: prose,
   }),
-  RunEnded: z.looseObject({ v: v1, runId: text, roundCurrent: round, signal: text.nullable().optional() }),
+  RunEnded: z.looseObject({ v: v1, runId: text, roundCurrent: round, signal: signalName.nullable().optional() }),
 };
 
 /** The data of the registry stream's `ExperimentRegistered`. */

@@ -191,6 +191,18 @@ for (const bad of KINDS) {
       t.regex(`${result.stdout}${result.stderr}`, /experiment Experiment_0000/, shown);
       t.notRegex(result.stderr, /unexpected error/, shown);
     }
+    // The typed results name it in `damaged`, and still hold the other experiment's work.
+    for (const args of [['audit'], ['gc'], ['project']]) {
+      const result = await roundlog([...args, '--json', '--root', root]);
+      t.is(result.code, 1, `roundlog ${args.join(' ')} --json: ${result.stderr}`);
+      const json = JSON.parse(result.stdout) as { damaged: Array<{ folder: string; code: string; message: string }> };
+      t.deepEqual(
+        json.damaged.map((d) => [d.folder, d.code]),
+        [['Experiment_0000', bad.type === 'Foo' ? 'UNKNOWN_EVENT' : 'INVALID_EVENT_DATA']],
+        args.join(' '),
+      );
+      t.regex(result.stdout, /Experiment_0001/, args.join(' '));
+    }
     const ls = JSON.parse((await roundlog(['ls', '--json', '--root', root])).stdout) as Array<{ status: string }>;
     t.deepEqual(
       ls.map((e) => e.status),

@@ -318,3 +318,18 @@ test(
     await loaded.close();
   },
 );
+
+test('stop takes a signal’s name only (it is recorded): other text is refused, the run goes on', async (t) => {
+  const exp = await Experiment.create(options(tempDir()));
+  try {
+    for (const bad of ['stop please', 'SIGTERM\n', '']) {
+      const error = t.throws(() => exp.stop(bad), { instanceOf: InvalidArgumentError });
+      t.is(error!.argument, 'signal');
+    }
+    t.is(exp.stoppedBy(), null);
+    exp.stop('SIGHUP');
+    t.is(await exp.run({ rounds: 2 }), 0, 'a stop asked for before the run: no round starts');
+  } finally {
+    await exp.close();
+  }
+});

@@ -211,6 +211,15 @@ test('the error names the stream, the revision, the type, the field and what is 
   t.true(named.message.length < 1000, 'a huge value is not copied into the message');
 });
 
+test('RunEnded records a signal by its name only: any other text is refused', (t) => {
+  const ended = (signal: unknown) => recorded('RunEnded', { v: 1, runId: 'r', roundCurrent: 1, signal });
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGUSR2', null]) t.notThrows(() => upcast(ended(signal)), String(signal));
+  for (const signal of ['SIGTERM; rm -rf ~', 'sigterm', '', 'SIG'.padEnd(1000, 'X'), 15]) {
+    const error = t.throws(() => upcast(ended(signal)), { instanceOf: InvalidEventDataError }, String(signal));
+    t.is(error!.field, 'data.signal');
+  }
+});
+
 test('a round index past MAX_ROUND is refused before the fold makes an array of it', (t) => {
   const event = recorded('RoundCompleted', { ...(samples.RoundCompleted as object), round: MAX_ROUND + 1 });
   const error = t.throws(() => replay([...history, event]), { instanceOf: InvalidEventDataError })!;

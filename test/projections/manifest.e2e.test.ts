@@ -217,7 +217,9 @@ test('ls takes rounds and parameter hashes from the log: a folder disagreeing wi
   const four = path.join(experimentDir(root), 'breakpoint_0004');
   renameSync(four, path.join(root, 'old4'));
   carry(2, (m) => asVersion1({ ...m, round: 4, roundCurrent: 5 }), experimentDir(root), 'breakpoint_0004');
-  type Listing = Array<{ breakpoints: Array<{ round: number; paramsSha256: string }> }>;
+  type Listing = Array<{
+    breakpoints: Array<{ round: number; path: string; paramsSha256: string | null; damaged: { file: string } | null }>;
+  }>;
   const [listing] = await roundlogJson<Listing>(['ls', '--root', root]);
   const log = await roundlogJson<Array<{ type: string; data: { round?: number; params?: { sha256: string } } }>>([
     'events',
@@ -232,5 +234,12 @@ test('ls takes rounds and parameter hashes from the log: a folder disagreeing wi
   );
   for (const round of [0, 1, 2, 3])
     t.is(listing!.breakpoints[round]!.paramsSha256, completed[round]!.data.params!.sha256);
-  t.regex(listing!.breakpoints[4]!.paramsSha256, /damaged/);
+  // The damaged folder: no hash (a string there would read as one), and what is wrong with it.
+  t.is(listing!.breakpoints[4]!.paramsSha256, null);
+  const damaged = listing!.breakpoints[4]!.damaged;
+  t.true(
+    damaged !== null && damaged.file.startsWith(listing!.breakpoints[4]!.path + path.sep),
+    JSON.stringify(damaged),
+  );
+  t.true(listing!.breakpoints.slice(0, 4).every((b) => b.damaged === null));
 });

@@ -107,7 +107,7 @@ async function runDemo(global: GlobalOptions, crashAfter: number, io: Io): Promi
       `status ${before.status}, breakpoints:`,
   );
   for (const b of before.breakpoints)
-    io.out(`  round ${b.round}  ${path.relative(root, b.path)}  params ${b.paramsSha256.slice(0, 16)}`);
+    io.out(`  round ${b.round}  ${path.relative(root, b.path)}  params ${b.paramsSha256?.slice(0, 16) ?? 'damaged'}`);
 
   io.out('');
   io.out('3. roundlog resume  (the last breakpoint of the last experiment, in a new process)');

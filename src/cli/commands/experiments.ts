@@ -305,7 +305,11 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
     io.out(`${e.folder}:`);
     const lines = table(
       ['round', 'params sha256', 'path'],
-      e.breakpoints.map((b) => [String(b.round), b.paramsSha256, displayPath(b.path, global.cwd)]),
+      e.breakpoints.map((b) => [
+        String(b.round),
+        b.paramsSha256 ?? '(damaged: run roundlog verify)',
+        displayPath(b.path, global.cwd),
+      ]),
     );
     for (const line of lines) io.out(`  ${line}`);
   }
