@@ -14,7 +14,9 @@ import { InvalidDefinitionError } from '../federated/errors.ts';
 import { RoundlogError } from '../errors.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
 import { ModuleLoadError, confinedModule, importModule } from '../federated/load-module.ts';
-import { roundCurrent, upcast } from '../model/state.ts';
+import { replay, roundCurrent, upcast } from '../model/state.ts';
+import { ExperimentFolderAmbiguousError, ExperimentFolderTakenError } from '../engine/names.ts';
+import { readHistory } from '../engine/registry.ts';
 import type { RunOwner } from '../model/events.ts';
 import type { ExperimentStatus } from '../model/status.ts';
 import { statusOf, type StatusOptions } from '../engine/lease.ts';
@@ -106,6 +108,12 @@ export type ExperimentListing = {
    */
   damage: { file: string | null; offset: number | null; revision?: string; reason: string } | null;
   /**
+   * When which folder is the experiment's is unclear, else null: `EXPERIMENT_FOLDER_TAKEN` (the
+   * folder it records holds another experiment's breakpoints) or `EXPERIMENT_FOLDER_AMBIGUOUS`
+   * (several folders hold its breakpoints), with what to do. Its breakpoints are then not listed.
+   */
+  folderProblem: { code: string; message: string } | null;
+  /**
    * The breakpoint folders on disk, by round. `paramsSha256` is the log's SHA-256 (hex) of the
    * round's parameters when the folder checks out against the log, else null, and then `damaged`
    * names the first problem (the file and why; `roundlog verify` lists them all).
@@ -130,15 +138,22 @@ export async function listExperiments(
   try {
     const listing: ExperimentListing[] = [];
     for (const entry of await rl.listExperiments()) {
-      const opened = await rl.openExperiment(entry.experimentId).catch((error: unknown) => {
+      let folderProblem: ExperimentListing['folderProblem'] = null;
+      const opened = await rl.openExperiment(entry.experimentId).catch(async (error: unknown) => {
         if (isUnreadableHistory(error)) return error;
+        if (error instanceof ExperimentFolderAmbiguousError || error instanceof ExperimentFolderTakenError) {
+          // Its history reads; only which folder is its own is unclear: listed from the log, with
+          // no breakpoints (the folder it records holds another's, or several claim to be its).
+          folderProblem = { code: error.code, message: error.message };
+          return { state: replay((await rl.withReader((log) => readHistory(log, entry))).events) };
+        }
         throw error;
       });
       const damaged = isUnreadableHistory(opened);
       const state = damaged ? null : opened.state;
       const dir = path.join(rl.layout.experiments, state?.folder ?? entry.folder);
       const breakpoints = [];
-      for (const name of await listBreakpointFolders(dir)) {
+      for (const name of folderProblem === null ? await listBreakpointFolders(dir) : []) {
         const folder = path.join(dir, name);
         // The round and the parameters are the log's; a folder that disagrees with the log is damaged.
         // (A damaged folder is listed by the round its name says.)
@@ -159,6 +174,7 @@ export async function listExperiments(
       }
       if (damaged) {
         listing.push({
+          folderProblem: null,
           missingBreakpoints: [],
           folder: entry.folder,
           id: entry.experimentId,
@@ -183,9 +199,13 @@ export async function listExperiments(
         });
         continue;
       }
-      const missing = await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state!);
+      const missing =
+        folderProblem === null
+          ? await missingBreakpoints({ experimentsDir: rl.layout.experiments, blobs: rl.blobs }, state!)
+          : [];
       listing.push({
         damage: null,
+        folderProblem,
         missingBreakpoints: missing,
         folder: state!.folder,
         id: state!.created!.experimentId,

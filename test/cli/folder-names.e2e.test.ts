@@ -14,7 +14,13 @@ test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';
 
-type Listing = Array<{ folder: string; id: string; roundCurrent: number; breakpoints: Array<{ path: string }> }>;
+type Listing = Array<{
+  folder: string;
+  id: string;
+  roundCurrent: number;
+  breakpoints: Array<{ path: string }>;
+  folderProblem: { code: string; message: string } | null;
+}>;
 
 async function ok(t: import('ava').ExecutionContext, args: string[]): Promise<Run> {
   const result = await roundlog(args);
@@ -178,4 +184,13 @@ test('a recorded folder holding another experiment, and none holding this one: r
   t.regex(verified.stdout, /holds the breakpoints of experiment/);
   t.deepEqual(readdirSync(experiments).sort(), ['Experiment_0000']);
   t.deepEqual(idsIn(path.join(experiments, 'Experiment_0000')), [one]);
+  // ls still lists both: the one without a folder says so, the other is where it is now.
+  const listing = await roundlogJson<Listing>(['ls', ...r]);
+  t.deepEqual(
+    listing.map((e) => [e.id, e.folder, e.folderProblem?.code ?? null, e.breakpoints.length]),
+    [
+      [zero, 'Experiment_0000', 'EXPERIMENT_FOLDER_TAKEN', 0],
+      [one, 'Experiment_0000', null, 1],
+    ],
+  );
 });

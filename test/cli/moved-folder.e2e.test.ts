@@ -15,7 +15,13 @@ test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';
 
-type Listing = Array<{ folder: string; id: string; roundCurrent: number; breakpoints: Array<{ path: string }> }>;
+type Listing = Array<{
+  folder: string;
+  id: string;
+  roundCurrent: number;
+  breakpoints: Array<{ path: string }>;
+  folderProblem: { code: string; message: string } | null;
+}>;
 
 async function ok(t: import('ava').ExecutionContext, args: string[]): Promise<Run> {
   const result = await roundlog(args);
@@ -88,7 +94,13 @@ test('two folders claiming a moved experiment: every command names both, nothing
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
   cpSync(path.join(experiments, 'mydir'), path.join(experiments, 'mycopy'), { recursive: true });
 
-  for (const args of [['ls'], ['project'], ['resume', 'mydir', '--rounds', '1'], ['history', 'mydir']]) {
+  // ls lists it (from the log, rounds and status) with the problem and no breakpoints, and exits 0.
+  const listed = await roundlog(['ls', ...r]);
+  t.is(listed.code, 0, listed.stderr);
+  t.regex(listed.stdout, /EXPERIMENT_FOLDER_AMBIGUOUS: .*2 folders of .* hold its breakpoints: mycopy, mydir/);
+  const [entry] = await roundlogJson<Listing>(['ls', ...r]);
+  t.like(entry, { roundCurrent: 2, breakpoints: [], folderProblem: { code: 'EXPERIMENT_FOLDER_AMBIGUOUS' } });
+  for (const args of [['project'], ['resume', 'mydir', '--rounds', '1'], ['history', 'mydir']]) {
     const refused = await roundlog([...args, ...r]);
     t.is(refused.code, 1, `${args.join(' ')}: ${refused.stdout}`);
     t.regex(refused.stderr, /EXPERIMENT_FOLDER_AMBIGUOUS|2 folders of .* hold its breakpoints: mycopy, mydir/, args[0]);
@@ -101,7 +113,7 @@ test('two folders claiming a moved experiment: every command names both, nothing
 
   // One removed: the other is the experiment's folder again.
   rmSync(path.join(experiments, 'mycopy'), { recursive: true });
-  t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir' });
+  t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir', folderProblem: null });
 });
 
 const MOVED_WHILE_RUNNING =

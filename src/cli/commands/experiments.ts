@@ -287,6 +287,10 @@ async function listCommand(global: GlobalOptions, json: boolean, io: Io): Promis
       const where = `round ${f.round}${f.attempt === null ? '' : ` attempt ${f.attempt}`}`;
       io.out(`${e.folder}: failed at ${where} (${f.at}): ${f.code}: ${f.message}`);
     }
+    if (e.folderProblem !== null) {
+      io.out('');
+      io.out(`${e.folder}: ${e.folderProblem.code}: ${e.folderProblem.message}`);
+    }
     if (e.damage !== null) {
       io.out('');
       const at =
