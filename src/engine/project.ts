@@ -21,7 +21,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM } from '../model/events.ts';
 import { createFileDurably, syncDir, writeStep } from '../durable.ts';
-import { isReadRefusal, readRegularFileIfAny } from '../confine.ts';
+import { FileTooLargeError, NotARegularFileError, readRegularFileIfAny } from '../confine.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { RoundlogError } from '../errors.ts';
 import type { LogAccess } from './store.ts';
@@ -168,12 +168,19 @@ export async function loadProjectionCheckpoint(root: string): Promise<StoredProj
   const file = rootLayout(root).projectionCheckpoint;
   let text: string;
   try {
-    // Only a regular file, bounded: a checkpoint replaced by a device or a huge file is refused.
+    // Only a regular file, bounded: a checkpoint replaced by a FIFO, a device or a huge file is never
+    // opened or read without limit. The checkpoint is a cache: such a file is damaged (projected
+    // past from the beginning, reported by verify, replaced when the checkpoint is written again).
     const bytes = await readRegularFileIfAny(file, 'projection checkpoint', 64 * 1024);
     if (bytes === null) return { kind: 'none', file };
     text = bytes.toString('utf8');
   } catch (error) {
-    if (isReadRefusal(error)) throw error;
+    if (error instanceof NotARegularFileError) {
+      return { kind: 'damaged', file, reason: `it is a ${error.kind}, not a regular file (never opened)` };
+    }
+    if (error instanceof FileTooLargeError) {
+      return { kind: 'damaged', file, reason: `it holds ${error.size} bytes, more than a checkpoint may (never read)` };
+    }
     return { kind: 'damaged', file, reason: `it cannot be read: ${(error as Error).message}` };
   }
   let value: Record<string, unknown>;

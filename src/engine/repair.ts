@@ -20,6 +20,7 @@
  * The log's records are never changed here: they are the truth; verify reports their damage.
  */
 import { promises as fs } from 'node:fs';
+import { loadProjectionCheckpoint } from './project.ts';
 import path from 'node:path';
 import { emitFileLogWarning, openFileEventLog } from '../log/file/index.ts';
 import { HEADS_FILE } from '../log/file/format.ts';
@@ -52,6 +53,11 @@ export type RepairReport = Readonly<{
   foldersWritten: readonly string[];
   /** Snapshot files written again from the log. */
   snapshotsRewritten: readonly string[];
+  /**
+   * The projection checkpoint, removed when verify found it damaged (a cache: `project --follow`
+   * then projects from the beginning and writes it again); null when it was not.
+   */
+  projectionCheckpointRemoved: string | null;
   /** The log's caches verify named as damaged: segment indexes written again, a heads checkpoint removed. */
   logCachesRebuilt: ReadonlyArray<Readonly<{ file: string; action: 'rebuilt' | 'removed' }>>;
   unhealable: readonly UnhealableBlob[];
@@ -153,6 +159,14 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
     await store.log.close();
   }
 
+  // A damaged projection checkpoint (not JSON, a wrong checksum, a FIFO, a huge file) is removed.
+  let projectionCheckpointRemoved: string | null = null;
+  const checkpoint = await loadProjectionCheckpoint(root);
+  if (checkpoint.kind === 'damaged') {
+    await fs.rm(checkpoint.file, { force: true });
+    projectionCheckpointRemoved = checkpoint.file;
+  }
+
   const after = await verifyRoot(options);
   const still = new Map<string, 'damaged' | 'missing'>();
   for (const p of after.blobs.problems)
@@ -171,6 +185,7 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
     filesRelinked,
     foldersWritten,
     snapshotsRewritten,
+    projectionCheckpointRemoved,
     logCachesRebuilt,
     unhealable,
     problems,

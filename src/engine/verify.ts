@@ -364,7 +364,8 @@ async function checkCaches(
       file: stored.file,
       reason:
         `projection checkpoint: ${stored.reason}; project --follow ignores it and projects from the beginning ` +
-        "(nothing wrong is used); delete it, or let 'roundlog project --follow' write it again",
+        "(nothing wrong is used); 'roundlog verify --repair' removes it (or delete it), and " +
+        "'roundlog project --follow' writes it again",
     });
   } else if (stored.kind === 'ok' && stored.checkpoint.store !== checkpointStore(access)) {
     notes.push(`${stored.file}: the projection checkpoint of ${stored.checkpoint.store}, not of this store; not used`);

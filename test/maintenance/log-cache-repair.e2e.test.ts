@@ -12,6 +12,7 @@ import { openFileEventLog } from '../../src/log/file/index.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { rootLayout } from '../../src/root.ts';
 
 test.after.always(removeTempDirs);
 
@@ -181,4 +182,29 @@ test('a FIFO as an index, heads.ckpt or snapshot: read past, reported, replaced 
   const healed = await roundlog(['verify', '--repair', '--root', root]);
   t.is(healed.code, 0, healed.stdout + healed.stderr);
   t.true(lstatSync(caches[0]!).isFile());
+});
+
+test('a FIFO as the projection checkpoint: never opened, reported, removed by verify --repair', async (t) => {
+  const root = tempDir();
+  t.is(
+    (await roundlog(['run', 'examples/logistic-regression/experiment.ts', '--rounds', '1', '--root', root])).code,
+    0,
+  );
+  const checkpoint = rootLayout(root).projectionCheckpoint;
+  rmSync(checkpoint, { force: true });
+  execFileSync('mkfifo', [checkpoint]);
+  // Opening a FIFO for reading would block these commands until a writer came: none does.
+  for (const args of [['ls'], ['project'], ['gc', '--dry-run']]) {
+    const read = await roundlog([...args, '--root', root]);
+    t.is(read.code, 0, `${args.join(' ')}: ${read.stderr}`);
+  }
+  const found = await roundlog(['verify', '--root', root]);
+  t.is(found.code, 1, found.stderr);
+  const line = found.stdout.split('\n').find((l) => l.includes(checkpoint));
+  t.regex(line ?? '', /projection checkpoint: it is a FIFO, not a regular file \(never opened\)/);
+  const repair = await roundlog(['verify', '--repair', '--root', root]);
+  t.is(repair.code, 0, repair.stdout + repair.stderr);
+  t.regex(repair.stdout, /removed the damaged projection checkpoint/);
+  t.false(existsSync(checkpoint));
+  t.is((await roundlog(['verify', '--root', root])).code, 0);
 });

@@ -268,6 +268,12 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
   for (const folder of report.foldersWritten) lines.push(`wrote ${displayPath(folder, cwd)} again from the log`);
   for (const file of report.snapshotsRewritten)
     lines.push(`wrote snapshot ${displayPath(file, cwd)} again from the log`);
+  if (report.projectionCheckpointRemoved !== null) {
+    lines.push(
+      `removed the damaged projection checkpoint ${displayPath(report.projectionCheckpointRemoved, cwd)} ` +
+        '(a cache: project --follow projects from the beginning and writes it again)',
+    );
+  }
   for (const { file, action } of report.logCachesRebuilt) {
     lines.push(
       action === 'rebuilt'
