@@ -34,7 +34,7 @@ import { currentParams, type ExperimentState, type RoundRecord } from '../model/
 import { loadPlan, storePlan, type TrainingPlanLocation } from './resolve-plan.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { checkFolderName, checkRoundLimit, checkSeed } from '../model/decide/index.ts';
-import { checkCarriedBeforeNewRoot, resumeFromBreakpoint, type FederationSource } from './resume.ts';
+import { checkCarriedBeforeNewRoot, removeUnusedRoot, resumeFromBreakpoint, type FederationSource } from './resume.ts';
 import { checkExperimentOptions } from './options-schema.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
@@ -266,10 +266,13 @@ export class Experiment {
    */
   static async loadBreakpoint(breakpointPath: string | undefined, options: LoadBreakpointOptions): Promise<Experiment> {
     const workspace = options.workspace === undefined ? null : path.resolve(options.workspace);
-    // A carried folder that would be refused creates no root.
+    // A carried folder that would be refused creates no root; one refused later (its modules),
+    // before anything is committed, leaves none either.
     // (On EventStoreDB the history is in the store: the local root is only where folders go.)
-    if (storeOf({ store: options.store }) === null)
-      await checkCarriedBeforeNewRoot(resolveRoot(options.root), breakpointPath);
+    const newRoot =
+      storeOf({ store: options.store }) === null
+        ? await checkCarriedBeforeNewRoot(resolveRoot(options.root), breakpointPath)
+        : null;
     const rl = await openRoundLog(roundLogOptions(options));
     try {
       const runId = randomUUID();
@@ -297,7 +300,16 @@ export class Experiment {
       experiment.superseded = superseded;
       return experiment;
     } catch (error) {
+      const unused =
+        newRoot !== null &&
+        (await rl
+          .withReader((log) => log.readAll({ maxCount: 1 }))
+          .then(
+            (read) => read.events.length === 0,
+            () => false,
+          ));
       await rl.close();
+      if (unused) await removeUnusedRoot(newRoot!);
       throw error;
     }
   }

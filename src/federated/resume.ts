@@ -381,15 +381,51 @@ function movedFolder(handle: ExperimentHandle): string | null {
  * nothing to resume (`NoBreakpointError`), and nothing is created. A root that exists checks the
  * folder against its log as before.
  */
-export async function checkCarriedBeforeNewRoot(root: string, breakpointPath: string | undefined): Promise<void> {
+export async function checkCarriedBeforeNewRoot(
+  root: string,
+  breakpointPath: string | undefined,
+): Promise<NewRoot | null> {
   const isRoot = await checkRoot(root).then(
     () => true,
     () => false,
   );
-  if (isRoot) return;
+  if (isRoot) return null;
   // No path: the last experiment of a root that is none yet, which has none.
   if (breakpointPath === undefined) throw new NoBreakpointError(`(none in ${root})`, null, 'no-experiment');
   await readBreakpoint(await breakpointFolderOf(await resolvedPath(breakpointPath)));
+  return newRootOf(root);
+}
+
+/**
+ * What opening a root that is none yet will create: the topmost folder of `root`'s path that does
+ * not exist (all of it is new), or, when `root` is a folder already, the names in it now.
+ */
+export type NewRoot = Readonly<{ created: string } | { dir: string; before: ReadonlySet<string> }>;
+
+async function newRootOf(root: string): Promise<NewRoot> {
+  let created = path.resolve(root);
+  for (;;) {
+    const parent = path.dirname(created);
+    if (parent === created || (await fs.lstat(parent).catch(() => null)) !== null) break;
+    created = parent;
+  }
+  if ((await fs.lstat(created).catch(() => null)) === null) return { created };
+  return { dir: created, before: new Set(await fs.readdir(created).catch(() => [] as string[])) };
+}
+
+/**
+ * After a refused resume that started `newRoot` and committed nothing to its log (the
+ * definition's modules refused, say): what opening it created is removed, so a refused input
+ * leaves no root behind. A log holding any event is kept (an imported experiment stays).
+ */
+export async function removeUnusedRoot(newRoot: NewRoot): Promise<void> {
+  if ('created' in newRoot) {
+    await fs.rm(newRoot.created, { recursive: true, force: true });
+    return;
+  }
+  for (const name of await fs.readdir(newRoot.dir).catch(() => [] as string[])) {
+    if (!newRoot.before.has(name)) await fs.rm(path.join(newRoot.dir, name), { recursive: true, force: true });
+  }
 }
 
 /** The breakpoint folder a path names: itself, or the latest breakpoint of an experiment folder. */

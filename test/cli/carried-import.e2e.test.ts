@@ -57,7 +57,14 @@ test('a refused resume of a carried folder imports nothing, however often it is 
     t.is(refused.code, 1, refused.stderr);
     t.regex(refused.stderr, /experiment\.ts/);
     t.deepEqual(experimentsOf(root), [], 'nothing imported');
+    // The root did not exist: refused before anything was committed, it is not left behind.
+    t.false(existsSync(root), 'no root created');
   }
+  // Into a folder that exists and is empty: left as it was.
+  const emptyRoot = tempDir();
+  const refusedInFolder = await roundlog(['resume', folder, '--root', emptyRoot, '--workspace', empty]);
+  t.is(refusedInFolder.code, 1, refusedInFolder.stderr);
+  t.deepEqual(readdirSync(emptyRoot), [], 'the folder is left empty');
   // A definition module recorded as an absolute path (refused as leading outside the workspace).
   const evil = path.join(tempDir(), 'evil');
   cpSync(folder, evil, { recursive: true });
