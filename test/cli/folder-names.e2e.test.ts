@@ -7,26 +7,15 @@
 import test from 'ava';
 import { readdirSync, readFileSync, renameSync, cpSync } from 'node:fs';
 import path from 'node:path';
-import { roundlog, roundlogJson, type Run } from '../support/cli.ts';
+import { roundlog, roundlogJson, roundlogOk } from '../support/cli.ts';
+import type { ExperimentListing } from '../../src/cli/experiments.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';
 
-type Listing = Array<{
-  folder: string;
-  id: string;
-  roundCurrent: number;
-  breakpoints: Array<{ path: string }>;
-  folderProblem: { code: string; message: string } | null;
-}>;
-
-async function ok(t: import('ava').ExecutionContext, args: string[]): Promise<Run> {
-  const result = await roundlog(args);
-  t.is(result.code, 0, `roundlog ${args.join(' ')}: ${result.stderr}${result.stdout}`);
-  return result;
-}
+type Listing = ExperimentListing[];
 
 /** The experiment ids the manifests of a folder's breakpoint folders name. */
 function idsIn(folder: string): string[] {
@@ -44,7 +33,7 @@ function idsIn(folder: string): string[] {
 test('fork --name Experiment_NNNN is refused as reserved, and nothing is created', async (t) => {
   const root = tempDir();
   const r = ['--root', root];
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
   for (const name of ['Experiment_0006', 'Experiment_1', 'Experiment_00001']) {
     const refused = await roundlog(['fork', 'Experiment_0000', '--round', '1', '--name', name, ...r]);
     t.is(refused.code, 1, refused.stdout);
@@ -54,8 +43,8 @@ test('fork --name Experiment_NNNN is refused as reserved, and nothing is created
   t.deepEqual(readdirSync(path.join(root, 'experiments')), ['Experiment_0000']);
   t.is((await roundlogJson<Listing>(['ls', ...r])).length, 1);
   // Any other name is fine, and the next run still gets its numbered folder.
-  await ok(t, ['fork', 'Experiment_0000', '--round', '1', '--name', 'myfork', ...r]);
-  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['fork', 'Experiment_0000', '--round', '1', '--name', 'myfork', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
   const folders = (await roundlogJson<Listing>(['ls', ...r])).map((e) => e.folder);
   t.deepEqual(folders, ['Experiment_0000', 'myfork', 'Experiment_0002']);
 });
@@ -64,11 +53,11 @@ test('a new experiment passes over an Experiment_NNNN name another has, never re
   const root = tempDir();
   const r = ['--root', root];
   const experiments = path.join(root, 'experiments');
-  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
   // Experiment 0 moved to the folder experiment 2 would get, and the move recorded by a resume.
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'Experiment_0002'));
-  await ok(t, ['resume', 'Experiment_0002', '--rounds', '1', ...r]);
-  for (let i = 0; i < 3; i++) await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['resume', 'Experiment_0002', '--rounds', '1', ...r]);
+  for (let i = 0; i < 3; i++) await roundlogOk(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
   const listed = await roundlogJson<Listing>(['ls', ...r]);
   t.deepEqual(
     listed.map((e) => e.folder),
@@ -77,7 +66,7 @@ test('a new experiment passes over an Experiment_NNNN name another has, never re
   for (const e of listed) t.deepEqual(idsIn(path.join(experiments, e.folder)), [e.id], e.folder);
   // Moved away again: the name stays passed over, and runs go on.
   renameSync(path.join(experiments, 'Experiment_0004'), path.join(experiments, 'elsewhere'));
-  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
   t.deepEqual(readdirSync(experiments).sort(), [
     'Experiment_0001',
     'Experiment_0002',
@@ -91,8 +80,8 @@ test('two folders swapped are two experiments: ls, verify, resume and project ne
   const root = tempDir();
   const r = ['--root', root];
   const experiments = path.join(root, 'experiments');
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
   const [zero, one] = (await roundlogJson<Listing>(['ls', ...r])).map((e) => e.id);
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
   renameSync(path.join(experiments, 'Experiment_0001'), path.join(experiments, 'Experiment_0000'));
@@ -105,15 +94,15 @@ test('two folders swapped are two experiments: ls, verify, resume and project ne
       [one, 'Experiment_0000'],
     ],
   );
-  const verified = await ok(t, ['verify', '--json', ...r]);
+  const verified = await roundlogOk(t, ['verify', '--json', ...r]);
   t.true((JSON.parse(verified.stdout) as { ok: boolean }).ok, verified.stdout);
   t.notRegex(verified.stdout, /not the folder of any experiment/);
 
   // The folder named is the experiment its breakpoints name: experiment 1 now.
-  const resumed = await ok(t, ['resume', 'Experiment_0000', '--rounds', '1', ...r]);
+  const resumed = await roundlogOk(t, ['resume', 'Experiment_0000', '--rounds', '1', ...r]);
   t.regex(resumed.stdout, new RegExp(`^resumed Experiment_0000 \\(${one}\\) after round 1`, 'm'));
-  await ok(t, ['resume', 'mydir', '--rounds', '1', ...r]);
-  await ok(t, ['project', ...r]);
+  await roundlogOk(t, ['resume', 'mydir', '--rounds', '1', ...r]);
+  await roundlogOk(t, ['project', ...r]);
   t.deepEqual(readdirSync(experiments).sort(), ['Experiment_0000', 'mydir']);
   t.deepEqual(idsIn(path.join(experiments, 'Experiment_0000')), [one]);
   t.deepEqual(idsIn(path.join(experiments, 'mydir')), [zero]);
@@ -129,7 +118,7 @@ test('two folders swapped are two experiments: ls, verify, resume and project ne
       .sort(),
     ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002'],
   );
-  const after = await ok(t, ['verify', '--json', ...r]);
+  const after = await roundlogOk(t, ['verify', '--json', ...r]);
   t.true((JSON.parse(after.stdout) as { ok: boolean }).ok, after.stdout);
 });
 
@@ -137,12 +126,12 @@ test('gc --dry-run names a moved folder where it is now, before a resume records
   const root = tempDir();
   const r = ['--root', root];
   const experiments = path.join(root, 'experiments');
-  await ok(t, ['run', EXAMPLE, '--rounds', '3', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '3', ...r]);
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
-  const dry = await ok(t, ['gc', '--dry-run', '--keep-last', '1', ...r]);
+  const dry = await roundlogOk(t, ['gc', '--dry-run', '--keep-last', '1', ...r]);
   t.regex(dry.stdout, /^mydir: /m);
   t.notRegex(dry.stdout, /Experiment_0000/);
-  const json = JSON.parse((await ok(t, ['gc', '--dry-run', '--keep-last', '1', '--json', ...r])).stdout) as {
+  const json = JSON.parse((await roundlogOk(t, ['gc', '--dry-run', '--keep-last', '1', '--json', ...r])).stdout) as {
     experiments: Array<{ folder: string }>;
   };
   t.deepEqual(
@@ -155,7 +144,7 @@ test('two folders claiming one experiment: verify advises removing or renaming o
   const root = tempDir();
   const r = ['--root', root];
   const experiments = path.join(root, 'experiments');
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'a'));
   cpSync(path.join(experiments, 'a'), path.join(experiments, 'b'), { recursive: true });
   const verified = await roundlog(['verify', ...r]);
@@ -171,8 +160,8 @@ test('a recorded folder holding another experiment, and none holding this one: r
   const root = tempDir();
   const r = ['--root', root];
   const experiments = path.join(root, 'experiments');
-  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
-  await ok(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '1', ...r]);
   const [zero, one] = (await roundlogJson<Listing>(['ls', ...r])).map((e) => e.id);
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(tempDir(), 'away'));
   renameSync(path.join(experiments, 'Experiment_0001'), path.join(experiments, 'Experiment_0000'));

@@ -8,26 +8,15 @@
 import test from 'ava';
 import { cpSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { roundlog, roundlogJson, startRoundlog, type Run } from '../support/cli.ts';
+import { roundlog, roundlogJson, startRoundlog, roundlogOk } from '../support/cli.ts';
+import type { ExperimentListing } from '../../src/cli/experiments.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';
 
-type Listing = Array<{
-  folder: string;
-  id: string;
-  roundCurrent: number;
-  breakpoints: Array<{ path: string }>;
-  folderProblem: { code: string; message: string } | null;
-}>;
-
-async function ok(t: import('ava').ExecutionContext, args: string[]): Promise<Run> {
-  const result = await roundlog(args);
-  t.is(result.code, 0, `roundlog ${args.join(' ')}: ${result.stderr}${result.stdout}`);
-  return result;
-}
+type Listing = ExperimentListing[];
 
 const MOVED =
   'after mv Experiment_0000 mydir: ls lists mydir, verify is ok, project writes into mydir, resume continues';
@@ -35,7 +24,7 @@ const MOVED =
 test(MOVED, async (t) => {
   const root = tempDir();
   const r = ['--root', root];
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
   const experiments = path.join(root, 'experiments');
   const mydir = path.join(experiments, 'mydir');
   renameSync(path.join(experiments, 'Experiment_0000'), mydir);
@@ -47,49 +36,49 @@ test(MOVED, async (t) => {
     ['mydir/breakpoint_0000', 'mydir/breakpoint_0001'],
   );
 
-  const verified = await ok(t, ['verify', '--json', ...r]);
+  const verified = await roundlogOk(t, ['verify', '--json', ...r]);
   t.true((JSON.parse(verified.stdout) as { ok: boolean }).ok, verified.stdout);
 
   // A breakpoint folder of the moved folder lost: project writes it again there, nowhere else.
   rmSync(path.join(mydir, 'breakpoint_0001'), { recursive: true });
-  await ok(t, ['project', ...r]);
-  await ok(t, ['project', 'mydir', ...r]);
+  await roundlogOk(t, ['project', ...r]);
+  await roundlogOk(t, ['project', 'mydir', ...r]);
   t.deepEqual(readdirSync(experiments), ['mydir'], 'no second tree under the old name');
   t.true(existsSync(path.join(mydir, 'breakpoint_0001', 'breakpoint.json')));
-  await ok(t, ['gc', '--keep-last', '1', ...r]);
+  await roundlogOk(t, ['gc', '--keep-last', '1', ...r]);
   t.deepEqual(readdirSync(mydir).sort(), ['breakpoint_0001']);
   t.deepEqual(readdirSync(experiments), ['mydir']);
 
-  const resumed = await ok(t, ['resume', 'mydir', '--rounds', '1', ...r]);
+  const resumed = await roundlogOk(t, ['resume', 'mydir', '--rounds', '1', ...r]);
   t.regex(resumed.stdout, /^resumed mydir \(.*\) after round 1 \(round 2 runs next\)/m);
   t.deepEqual(readdirSync(experiments), ['mydir']);
   t.true(existsSync(path.join(mydir, 'breakpoint_0002', 'breakpoint.json')));
   t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir', roundCurrent: 3 });
-  const after = await ok(t, ['verify', '--json', ...r]);
+  const after = await roundlogOk(t, ['verify', '--json', ...r]);
   t.true((JSON.parse(after.stdout) as { ok: boolean }).ok, after.stdout);
 });
 
 test('resume with no path, or by id, after a move continues in the moved folder and records it', async (t) => {
   const root = tempDir();
   const r = ['--root', root];
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
   const experiments = path.join(root, 'experiments');
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
   const { id } = (await roundlogJson<Listing>(['ls', ...r]))[0]!;
-  const resumed = await ok(t, ['resume', '--rounds', '1', ...r]);
+  const resumed = await roundlogOk(t, ['resume', '--rounds', '1', ...r]);
   t.regex(resumed.stdout, /^resumed mydir \(/m);
-  await ok(t, ['resume', id, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['resume', id, '--rounds', '1', ...r]);
   t.deepEqual(readdirSync(experiments), ['mydir']);
   t.true(existsSync(path.join(experiments, 'mydir', 'breakpoint_0003')));
   // Recorded: the history says the folder is now mydir.
-  const history = await ok(t, ['history', id, ...r]);
+  const history = await roundlogOk(t, ['history', id, ...r]);
   t.regex(history.stdout, /folder now mydir/);
 });
 
 test('two folders claiming a moved experiment: every command names both, nothing is written', async (t) => {
   const root = tempDir();
   const r = ['--root', root];
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', ...r]);
   const experiments = path.join(root, 'experiments');
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
   cpSync(path.join(experiments, 'mydir'), path.join(experiments, 'mycopy'), { recursive: true });
@@ -124,7 +113,7 @@ test(MOVED_WHILE_RUNNING, async (t) => {
   const r = ['--root', root];
   // The example, blocked inside its next round's training until a line comes on stdin.
   const gated = 'test/experiment/gated.experiment.ts';
-  await ok(t, ['run', gated, '--rounds', '1', ...r]);
+  await roundlogOk(t, ['run', gated, '--rounds', '1', ...r]);
   const experiments = path.join(root, 'experiments');
   const child = startRoundlog(['resume', '--rounds', '2', ...r], { ROUNDLOG_TEST_GATE: '1' });
   await child.waitFor((l) => l.startsWith('gate '));
@@ -138,6 +127,6 @@ test(MOVED_WHILE_RUNNING, async (t) => {
     'breakpoint_0002',
   ]);
   t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir', roundCurrent: 3 });
-  const verified = await ok(t, ['verify', '--json', ...r]);
+  const verified = await roundlogOk(t, ['verify', '--json', ...r]);
   t.true((JSON.parse(verified.stdout) as { ok: boolean }).ok, verified.stdout);
 });

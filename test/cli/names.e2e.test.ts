@@ -6,7 +6,7 @@
 import test from 'ava';
 import { readdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { roundlog, roundlogJson, type Run } from '../support/cli.ts';
+import { roundlog, roundlogJson, roundlogOk, type Run } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -19,12 +19,6 @@ type HistoryJson = {
   entries: Array<{ kind: string; round?: number | null; roundCurrent?: number; [key: string]: unknown }>;
 };
 
-async function ok(t: import('ava').ExecutionContext, args: string[], cwd?: string): Promise<Run> {
-  const result = await roundlog(args, {}, cwd === undefined ? {} : { cwd });
-  t.is(result.code, 0, `roundlog ${args.join(' ')}: ${result.stderr}${result.stdout}`);
-  return result;
-}
-
 /** Every command that takes one experiment, named `name`; each must answer for the experiment `id`. */
 async function everyCommandAccepts(
   t: import('ava').ExecutionContext,
@@ -35,26 +29,26 @@ async function everyCommandAccepts(
 ): Promise<void> {
   const r = ['--root', root];
   const said = (run: Run) => t.true(run.stdout.includes(id), `${name}: ${run.stdout.slice(0, 400)}`);
-  said(await ok(t, ['history', name, ...r], options.cwd));
-  said(await ok(t, ['history', name, '--json', ...r], options.cwd));
-  said(await ok(t, ['audit', 'rounds', name, ...r], options.cwd));
-  said(await ok(t, ['audit', 'metric', name, 'loss', ...r], options.cwd));
-  said(await ok(t, ['audit', 'lineage', name, ...r], options.cwd));
-  said(await ok(t, ['audit', 'events', '--experiment', name, '--json', ...r], options.cwd));
-  said(await ok(t, ['audit', 'actions', '--experiment', name, '--json', ...r], options.cwd));
-  t.true((await ok(t, ['events', name, ...r], options.cwd)).stdout.includes('ExperimentCreated'), name);
+  said(await roundlogOk(t, ['history', name, ...r], options.cwd));
+  said(await roundlogOk(t, ['history', name, '--json', ...r], options.cwd));
+  said(await roundlogOk(t, ['audit', 'rounds', name, ...r], options.cwd));
+  said(await roundlogOk(t, ['audit', 'metric', name, 'loss', ...r], options.cwd));
+  said(await roundlogOk(t, ['audit', 'lineage', name, ...r], options.cwd));
+  said(await roundlogOk(t, ['audit', 'events', '--experiment', name, '--json', ...r], options.cwd));
+  said(await roundlogOk(t, ['audit', 'actions', '--experiment', name, '--json', ...r], options.cwd));
+  t.true((await roundlogOk(t, ['events', name, ...r], options.cwd)).stdout.includes('ExperimentCreated'), name);
   const out = path.join(tempDir(), 'replayed');
-  await ok(t, ['replay', name, '--round', '1', '--out', out, ...r], options.cwd);
-  await ok(t, ['gc', name, '--dry-run', '--keep-last', '2', ...r], options.cwd);
+  await roundlogOk(t, ['replay', name, '--round', '1', '--out', out, ...r], options.cwd);
+  await roundlogOk(t, ['gc', name, '--dry-run', '--keep-last', '2', ...r], options.cwd);
   if (!options.writers) return;
-  await ok(t, ['project', name, ...r], options.cwd);
-  const fork = await ok(t, ['fork', name, '--round', '1', '--json', ...r], options.cwd);
+  await roundlogOk(t, ['project', name, ...r], options.cwd);
+  const fork = await roundlogOk(t, ['fork', name, '--round', '1', '--json', ...r], options.cwd);
   t.is((JSON.parse(fork.stdout) as { parentId: string }).parentId, id);
 }
 
 test('after mv Experiment_0000 mydir, every command taking an experiment takes mydir, its id and path', async (t) => {
   const root = tempDir();
-  await ok(t, ['run', EXAMPLE, '--rounds', '4', '--root', root]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '4', '--root', root]);
   const experiments = path.join(root, 'experiments');
   const { id } = (await roundlogJson<Listing>(['ls', '--root', root]))[0]!;
   renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
@@ -64,12 +58,12 @@ test('after mv Experiment_0000 mydir, every command taking an experiment takes m
   await everyCommandAccepts(t, root, path.join(experiments, 'mydir'), id, { writers: false });
 
   // Writers follow the move too (the folder is found by its manifests): nothing under the old name.
-  await ok(t, ['project', 'mydir', '--root', root]);
-  await ok(t, ['gc', path.join(experiments, 'mydir'), '--keep-last', '10', '--root', root]);
+  await roundlogOk(t, ['project', 'mydir', '--root', root]);
+  await roundlogOk(t, ['gc', path.join(experiments, 'mydir'), '--keep-last', '10', '--root', root]);
   t.deepEqual(readdirSync(experiments), ['mydir'], 'nothing written under the old name');
 
   // A resume from the moved folder records it; `ls` lists it from then on.
-  const resumed = await ok(t, ['resume', 'mydir', '--rounds', '1', '--root', root]);
+  const resumed = await roundlogOk(t, ['resume', 'mydir', '--rounds', '1', '--root', root]);
   t.regex(resumed.stdout, /^resumed mydir \(/m);
   const listing = await roundlogJson<Listing>(['ls', '--root', root]);
   t.like(listing[0], { folder: 'mydir', id, roundCurrent: 5 });
@@ -84,9 +78,18 @@ test('after mv Experiment_0000 mydir, every command taking an experiment takes m
   // The folder it was created with still names it (as `history Experiment_0000` did before the move).
   await everyCommandAccepts(t, root, 'Experiment_0000', id, { writers: false });
 
-  const rewound = await ok(t, ['rewind', 'mydir', '--round', '2', '--reason', 'renamed folder', '--root', root]);
+  const rewound = await roundlogOk(t, [
+    'rewind',
+    'mydir',
+    '--round',
+    '2',
+    '--reason',
+    'renamed folder',
+    '--root',
+    root,
+  ]);
   t.regex(rewound.stdout, /^rewound mydir to round 2 \(round 3 runs next\)$/m);
-  const again = await ok(t, ['resume', './mydir', '--rounds', '1', '--root', root], experiments);
+  const again = await roundlogOk(t, ['resume', './mydir', '--rounds', '1', '--root', root], experiments);
   t.regex(again.stdout, /^resumed mydir \(.*\) after round 2 \(round 3 runs next\)/m);
 
   const unknown = await roundlog(['history', 'nodir', '--root', root]);
@@ -96,11 +99,11 @@ test('after mv Experiment_0000 mydir, every command taking an experiment takes m
 
 test('resume Experiment_0000 takes the folder name, as every other command does', async (t) => {
   const root = tempDir();
-  await ok(t, ['run', EXAMPLE, '--rounds', '2', '--root', root]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '2', '--root', root]);
   const { id } = (await roundlogJson<Listing>(['ls', '--root', root]))[0]!;
-  const byName = await ok(t, ['resume', 'Experiment_0000', '--rounds', '1', '--root', root]);
+  const byName = await roundlogOk(t, ['resume', 'Experiment_0000', '--rounds', '1', '--root', root]);
   t.regex(byName.stdout, /^resumed Experiment_0000 \(.*\) after round 1 \(round 2 runs next\), 2\/10 rounds done$/m);
-  const byId = await ok(t, ['resume', id, '--rounds', '1', '--root', root]);
+  const byId = await roundlogOk(t, ['resume', id, '--rounds', '1', '--root', root]);
   t.regex(byId.stdout, /^resumed Experiment_0000 \(.*\) after round 2 \(round 3 runs next\), 3\/10 rounds done$/m);
   const listing = await roundlogJson<Listing>(['ls', '--root', root]);
   t.like(listing[0], { folder: 'Experiment_0000', roundCurrent: 4 });
@@ -108,8 +111,17 @@ test('resume Experiment_0000 takes the folder name, as every other command does'
 
 test('rewind --round 2, then history (text, JSON, CSV), audit and resume all name round 2', async (t) => {
   const root = tempDir();
-  await ok(t, ['run', EXAMPLE, '--rounds', '5', '--root', root]);
-  const rewound = await ok(t, ['rewind', 'Experiment_0000', '--round', '2', '--reason', 'bad data', '--root', root]);
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '5', '--root', root]);
+  const rewound = await roundlogOk(t, [
+    'rewind',
+    'Experiment_0000',
+    '--round',
+    '2',
+    '--reason',
+    'bad data',
+    '--root',
+    root,
+  ]);
   t.regex(rewound.stdout, /^rewound Experiment_0000 to round 2 \(round 3 runs next\)$/m);
   const rewind = await roundlogJson<{ round: number }>([
     'rewind',
@@ -123,7 +135,7 @@ test('rewind --round 2, then history (text, JSON, CSV), audit and resume all nam
   ]);
   t.is(rewind.round, 1);
 
-  const text = (await ok(t, ['history', 'Experiment_0000', '--root', root])).stdout;
+  const text = (await roundlogOk(t, ['history', 'Experiment_0000', '--root', root])).stdout;
   t.regex(text, / rewound +rewound to round 2 \(round 3 runs next\) by /);
   t.regex(text, / rewound +rewound to round 1 \(round 2 runs next\) by /);
   const json = await roundlogJson<HistoryJson>(['history', 'Experiment_0000', '--root', root]);
@@ -135,7 +147,7 @@ test('rewind --round 2, then history (text, JSON, CSV), audit and resume all nam
       [1, 2],
     ],
   );
-  const csv = (await ok(t, ['history', 'Experiment_0000', '--csv', '--root', root])).stdout.trim().split('\n');
+  const csv = (await roundlogOk(t, ['history', 'Experiment_0000', '--csv', '--root', root])).stdout.trim().split('\n');
   const header = csv[0]!.split(',');
   const rows = csv.slice(1).map((line) => line.split(','));
   const kind = header.indexOf('kind');
@@ -145,7 +157,7 @@ test('rewind --round 2, then history (text, JSON, CSV), audit and resume all nam
     ['2', '1'],
   );
 
-  const audit = (await ok(t, ['audit', '--root', root])).stdout;
+  const audit = (await roundlogOk(t, ['audit', '--root', root])).stdout;
   t.regex(audit, / Rewound +to round 2 \(round 3 runs next\) by /);
   const auditJson = await roundlogJson<{ events: Array<{ type: string; round?: number | null }> }>([
     'audit',
@@ -161,15 +173,15 @@ test('rewind --round 2, then history (text, JSON, CSV), audit and resume all nam
       ['Rewound', 1],
     ],
   );
-  const actions = (await ok(t, ['audit', 'actions', '--root', root])).stdout;
+  const actions = (await roundlogOk(t, ['audit', 'actions', '--root', root])).stdout;
   t.regex(actions, /Rewound .*to round 2 \(round 3 runs next\)/);
 
-  const resumed = await ok(t, ['resume', 'Experiment_0000', '--rounds', '1', '--root', root]);
+  const resumed = await roundlogOk(t, ['resume', 'Experiment_0000', '--rounds', '1', '--root', root]);
   t.regex(resumed.stdout, /^resumed Experiment_0000 \(.*\) after round 1 \(round 2 runs next\)/m);
   t.regex(resumed.stdout, /^round 2 \(3\/10 done\) {2}nodes 3\/3 replied .*breakpoint_0002$/m);
   const after = await roundlogJson<HistoryJson>(['history', 'Experiment_0000', '--root', root]);
   const resume = after.entries.find((e) => e.kind === 'resumed')!;
   t.like(resume, { round: 1, roundCurrent: 2, breakpoint: 'breakpoint_0001' });
-  const resumedText = (await ok(t, ['history', 'Experiment_0000', '--root', root])).stdout;
+  const resumedText = (await roundlogOk(t, ['history', 'Experiment_0000', '--root', root])).stdout;
   t.regex(resumedText, / resumed +resumed after round 1 \(round 2 runs next\) from breakpoint_0001 by /);
 });

@@ -2,7 +2,7 @@
  * The log's own caches are repaired by `verify --repair`: a segment index with a flipped byte is
  * written again from its segment (and said so), a second verify is ok, and no record changed.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -46,6 +46,28 @@ async function logContents(dir: string) {
   }
 }
 
+/**
+ * A root with an experiment of 2 rounds (and its snapshot when asked), and a log of small segments
+ * (a stream of other code fills it), so that it has sealed segments with indexes and a heads checkpoint.
+ */
+async function rootWithSealedSegments(t: ExecutionContext, options: { snapshot: boolean }) {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
+  for (let r = 0; r < 2; r++) await handle.recordRound({ params: tensors(r, 1) });
+  if (options.snapshot) await handle.snapshot();
+  await rl.close();
+  const logDir = path.join(root, 'log');
+  const writer = await openFileEventLog({ dir: logDir, segmentBytes: 4096 });
+  for (let i = 0; i < 60; i++) await writer.append('filler', [{ type: 'Filled', data: { text: 'x'.repeat(100) } }]);
+  await writer.close();
+  const segments = readdirSync(logDir)
+    .filter((n) => n.endsWith('.seg'))
+    .sort();
+  t.true(segments.length >= 3);
+  return { root, logDir, segments };
+}
+
 test('verify --repair rebuilds a segment index with a flipped byte from its segment; verify is then ok', async (t) => {
   const root = tempDir();
   const rl = await openRoundLog({ root });
@@ -85,20 +107,7 @@ test('verify --repair rebuilds a segment index with a flipped byte from its segm
 });
 
 test('verify --repair rebuilds a sealed segment index and removes a damaged heads checkpoint', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
-  for (let r = 0; r < 2; r++) await handle.recordRound({ params: tensors(r, 1) });
-  await rl.close();
-  // Small segments, so that the log has sealed ones and a heads checkpoint (a stream of other code).
-  const logDir = path.join(root, 'log');
-  const writer = await openFileEventLog({ dir: logDir, segmentBytes: 4096 });
-  for (let i = 0; i < 60; i++) await writer.append('filler', [{ type: 'Filled', data: { text: 'x'.repeat(100) } }]);
-  await writer.close();
-  const segments = readdirSync(logDir)
-    .filter((n) => n.endsWith('.seg'))
-    .sort();
-  t.true(segments.length >= 3);
+  const { root, logDir, segments } = await rootWithSealedSegments(t, { snapshot: false });
   const sealedIndex = path.join(logDir, `${segments[1]!}.idx`);
   const heads = path.join(logDir, 'heads.ckpt');
   const before = await logContents(logDir);
@@ -118,20 +127,7 @@ test('verify --repair rebuilds a sealed segment index and removes a damaged head
 });
 
 test('a FIFO as an index, heads.ckpt or snapshot: read past, reported, replaced by verify --repair', async (t) => {
-  const root = tempDir();
-  const rl = await openRoundLog({ root });
-  const handle = await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10, initialParams: tensors(0, 0) });
-  for (let r = 0; r < 2; r++) await handle.recordRound({ params: tensors(r, 1) });
-  await handle.snapshot();
-  await rl.close();
-  const logDir = path.join(root, 'log');
-  const writer = await openFileEventLog({ dir: logDir, segmentBytes: 4096 });
-  for (let i = 0; i < 60; i++) await writer.append('filler', [{ type: 'Filled', data: { text: 'x'.repeat(100) } }]);
-  await writer.close();
-  const segments = readdirSync(logDir)
-    .filter((n) => n.endsWith('.seg'))
-    .sort();
-  t.true(segments.length >= 3);
+  const { root, logDir, segments } = await rootWithSealedSegments(t, { snapshot: true });
   const snapshotsDir = path.join(root, 'snapshots');
   const snapshots = readdirSync(snapshotsDir).map((n) => path.join(snapshotsDir, n));
   t.is(snapshots.length, 1);

@@ -4,6 +4,7 @@
  * real process through the one spawn helper (`child.ts`), for what needs one: signals, SIGKILL,
  * `--follow`, concurrent processes, the demo.
  */
+import type { ExecutionContext } from 'ava';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/main.ts';
 import { spawnTs, type Child } from './child.ts';
@@ -39,6 +40,13 @@ export async function roundlog(
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
   return { code, stdout, stderr, pid: process.pid };
+}
+
+/** Runs `roundlog` in this process, asserting with `t` that it exits 0 (its output shown when not). */
+export async function roundlogOk(t: ExecutionContext, args: readonly string[], cwd?: string): Promise<Run> {
+  const result = await roundlog(args, {}, cwd === undefined ? {} : { cwd });
+  t.is(result.code, 0, `roundlog ${args.join(' ')}: ${result.stderr}${result.stdout}`);
+  return result;
 }
 
 /** Runs `roundlog` in this process and parses its `--json` output; throws with its stderr when it fails. */
