@@ -29,8 +29,11 @@ import { compareNames } from '../model/names.ts';
 import { replay } from '../model/state.ts';
 import type { Projection } from './projection.ts';
 import { hasHistory, historyDamaged, readHistory, readRegistryStream } from './registry.ts';
+import { readSnapshot } from './snapshots.ts';
 
 export type NameContext = Readonly<{
+  /** The root (where the experiments' snapshots are). */
+  root: string;
   /** `<root>/experiments`. */
   experimentsDir: string;
   /** Where relative paths are resolved. */
@@ -45,12 +48,22 @@ export function isPathLike(name: string): boolean {
 
 /**
  * The folder an experiment's log records now: the last folder a resume recorded, else the one it
- * was created with. A history that cannot be read is an `UnreadableHistoryError` naming the experiment.
+ * was created with. From the experiment's snapshot in `root` when it checks out against the log
+ * (its revision at its position): only the events after it are read, so naming an experiment by
+ * folder, or creating one, does not replay every history of the root. A history that cannot be
+ * read is an `UnreadableHistoryError` naming the experiment.
  */
-export async function currentFolder(log: EventLog, entry: ExperimentRegistered): Promise<string> {
-  const { events } = await readHistory(log, entry);
+export async function currentFolder(log: EventLog, entry: ExperimentRegistered, root: string): Promise<string> {
   try {
-    return replay(events).folder;
+    const snapshot = await readSnapshot(root, entry.experimentId, entry.stream);
+    if (snapshot !== null) {
+      const tail = await readHistory(log, entry, { fromRevision: snapshot.revision }).catch(() => null);
+      const at = tail?.events[0];
+      if (at !== undefined && at.revision === snapshot.revision && at.position === snapshot.position) {
+        return replay(tail!.events.slice(1), snapshot.state).folder;
+      }
+    }
+    return replay((await readHistory(log, entry)).events).folder;
   } catch (error) {
     throw historyDamaged(error, entry);
   }
@@ -76,7 +89,7 @@ export async function resolveExperimentName(
       for (const entry of live) {
         // A damaged history is still named by the folder it was registered with (opening it then
         // says it is damaged), and never keeps the other experiments from being named.
-        const now = await currentFolder(log, entry).catch((error: unknown) => {
+        const now = await currentFolder(log, entry, ctx.root).catch((error: unknown) => {
           if (isUnreadableHistory(error)) return entry.folder;
           throw error;
         });

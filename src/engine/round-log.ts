@@ -290,7 +290,7 @@ class StoreRoundLog implements RoundLog {
       taken.add(entry.folder);
       if (!(await hasHistory(log, entry.stream))) continue;
       // A damaged history still has the folder it was registered with (added above).
-      const now = await currentFolder(log, entry).catch((error: unknown) => {
+      const now = await currentFolder(log, entry, this.root).catch((error: unknown) => {
         if (isUnreadableHistory(error)) return null;
         throw error;
       });
@@ -301,7 +301,12 @@ class StoreRoundLog implements RoundLog {
 
   async openExperiment(experiment: string): Promise<ExperimentHandle> {
     const { stream, state, snapshotRevision } = await this.withReader(async (log) => {
-      const context = { experimentsDir: this.layout.experiments, cwd: this.cwd, projections: this.projections };
+      const context = {
+        root: this.root,
+        experimentsDir: this.layout.experiments,
+        cwd: this.cwd,
+        projections: this.projections,
+      };
       const entry = await resolveExperimentName(log, context, experiment);
       if (entry === null) throw new ExperimentNotFoundError(experiment, this.root);
       const found = entry;

@@ -6,7 +6,7 @@
  * typed error naming both.
  */
 import test from 'ava';
-import { cpSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { roundlog, roundlogJson, startRoundlog, roundlogOk } from '../support/cli.ts';
 import type { ExperimentListing } from '../../src/cli/experiments.ts';
@@ -129,4 +129,29 @@ test(MOVED_WHILE_RUNNING, async (t) => {
   t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir', roundCurrent: 3 });
   const verified = await roundlogOk(t, ['verify', '--json', ...r]);
   t.true((JSON.parse(verified.stdout) as { ok: boolean }).ok, verified.stdout);
+});
+
+test('a folder name the log records is resolved from the snapshot and the events after it', async (t) => {
+  const root = tempDir();
+  const r = ['--root', root];
+  const experiments = path.join(root, 'experiments');
+  // Enough rounds for a snapshot (one every 100 events), then a move the next resume records.
+  await roundlogOk(t, ['run', EXAMPLE, '--rounds', '20', ...r]);
+  const snapshots = path.join(root, 'snapshots');
+  t.is(readdirSync(snapshots).length, 1, 'the experiment has a snapshot');
+  const { id } = (await roundlogJson<Listing>(['ls', ...r]))[0]!;
+  renameSync(path.join(experiments, 'Experiment_0000'), path.join(experiments, 'mydir'));
+  await roundlogOk(t, ['resume', '--rounds', '1', ...r]);
+  // With no folder on disk, the name is the log's alone: the move is after the snapshot.
+  rmSync(path.join(experiments, 'mydir'), { recursive: true });
+  const named = await roundlogOk(t, ['history', 'mydir', ...r]);
+  t.regex(named.stdout, new RegExp(id));
+  // Then a snapshot taken after the move: the name comes from the snapshot's state.
+  const before = statSync(path.join(snapshots, readdirSync(snapshots)[0]!)).mtimeMs;
+  await roundlogOk(t, ['resume', id, '--rounds', '20', ...r]);
+  t.not(statSync(path.join(snapshots, readdirSync(snapshots)[0]!)).mtimeMs, before, 'a newer snapshot');
+  rmSync(path.join(experiments, 'mydir'), { recursive: true });
+  t.regex((await roundlogOk(t, ['history', 'mydir', ...r])).stdout, new RegExp(id));
+  // The name it was created with still names it.
+  t.regex((await roundlogOk(t, ['history', 'Experiment_0000', ...r])).stdout, new RegExp(id));
 });
