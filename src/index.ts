@@ -71,6 +71,7 @@ export {
   InvalidEventDataError,
   NoBreakpointError,
   NodeFailedError,
+  RegistryDamagedError,
   RoundNotFoundError,
   TrainingPlanChangedError,
   UnknownEventError,

@@ -6,10 +6,15 @@
 import type { Observable } from 'rxjs';
 import type { RoundLog } from '../projections/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { REGISTRY_STREAM, type ExperimentEvent, type ExperimentEventType } from '../model/events.ts';
+import {
+  REGISTRY_STREAM,
+  type ExperimentEvent,
+  type ExperimentEventType,
+  type ExperimentRegistered,
+} from '../model/events.ts';
 import { upcast, upcastRegistered } from '../model/state.ts';
 import { isUnreadableHistory, type UnreadableHistoryError } from '../model/errors.ts';
-import { historyDamaged } from '../engine/registry.ts';
+import { historyDamaged, readAllPastRegistryDamage, readRegistryStream } from '../engine/registry.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import {
   EVENT_TYPES,
@@ -149,12 +154,25 @@ class LogScanner {
   /** Experiment streams with an event that cannot be read: none of their events from it on is yielded. */
   readonly damaged = new Map<string, UnreadableHistoryError>();
 
-  constructor(private readonly filter: EventFilter) {}
+  /**
+   * @param found the experiment streams counted as registered from their first event: those the
+   * registry lists when a record of it cannot be read (`readRegistryStream`), else none.
+   */
+  constructor(
+    private readonly filter: EventFilter,
+    private readonly found: ReadonlySet<string> = new Set(),
+  ) {}
 
   push(recorded: RecordedEvent): AuditEvent[] {
     if (recorded.stream === REGISTRY_STREAM) {
-      if (recorded.type !== 'ExperimentRegistered') return [];
-      const registered = upcastRegistered(recorded);
+      let registered: ExperimentRegistered;
+      try {
+        registered = upcastRegistered(recorded);
+      } catch (error) {
+        // A registration that cannot be read: its experiment is among `found`, as `ls` lists it.
+        if (isUnreadableHistory(error)) return [];
+        throw error;
+      }
       const known = this.experiments.get(registered.stream);
       if (known === undefined) {
         this.experiments.set(registered.stream, {
@@ -191,7 +209,12 @@ class LogScanner {
     }
     if (known === undefined) {
       if (event.type !== 'ExperimentCreated') return [];
-      known = { id: event.data.experimentId, folder: event.data.folder, registered: false, held: [] };
+      known = {
+        id: event.data.experimentId,
+        folder: event.data.folder,
+        registered: this.found.has(recorded.stream),
+        held: [],
+      };
       this.experiments.set(recorded.stream, known);
     }
     if (event.type === 'Resumed' && event.data.folder !== null) known.folder = event.data.folder;
@@ -216,23 +239,32 @@ class LogScanner {
   }
 }
 
+/**
+ * The experiment streams the registry lists when a record of it cannot be read (found from their
+ * own streams, as `ls` lists them); none when it reads whole, and the scan's registrations count.
+ */
+async function foundStreams(log: EventLog): Promise<ReadonlySet<string>> {
+  const { entries, damage } = await readRegistryStream(log);
+  return new Set(damage === null ? [] : entries.map((e) => e.stream));
+}
+
 /** Events per read while scanning the log. */
 const PAGE = 4096;
 
 async function scanLog(log: EventLog, filter: EventFilter): Promise<AuditEventsResult> {
-  const scanner = new LogScanner(filter);
+  const scanner = new LogScanner(filter, await foundStreams(log));
   const events: AuditEvent[] = [];
-  const first = await log.readAll({ maxCount: PAGE });
-  const end = first.lastPosition;
-  let page = first.events;
-  for (;;) {
-    for (const recorded of page) {
+  const end = (await log.readAll({ maxCount: 0 })).lastPosition;
+  // A damaged record of the registry is passed: the experiments are known from their streams (`found`).
+  let page = end === null ? null : await readAllPastRegistryDamage(log, 0n, PAGE);
+  while (page !== null) {
+    for (const recorded of page.events) {
       if (end !== null && recorded.position > end) break;
       events.push(...scanner.push(recorded));
     }
-    const last = page.at(-1);
-    if (last === undefined || end === null || last.position >= end || page.length < PAGE) break;
-    page = (await log.readAll({ fromPosition: last.position + 1n, maxCount: PAGE })).events;
+    const last = page.last;
+    if (last === null || end === null || last >= end || !page.full) break;
+    page = await readAllPastRegistryDamage(log, last + 1n, PAGE);
   }
   const damaged = [...scanner.damaged].map(([stream, error]) => ({
     folder: error.experiment ?? stream,
@@ -259,7 +291,7 @@ export type FollowEventsOptions = AuditEventsOptions & FollowOptions;
  */
 export function followEvents(rl: RoundLog, options: FollowEventsOptions = {}): Observable<Followed<AuditEvent>> {
   return followLog<AuditEvent>(rl, options, async () => {
-    const scanner = new LogScanner(await resolveFilter(rl, options));
+    const scanner = new LogScanner(await resolveFilter(rl, options), await rl.withReader(foundStreams));
     let live = false;
     return {
       subscribe: { from: 'start' },

@@ -30,6 +30,7 @@ import { ConcurrentModificationError, ExperimentNotFoundError } from '../model/e
 import { folderLocator, locatedState } from './names.ts';
 import type { Projection } from './projection.ts';
 import { checkRetention, planRetention, type RoundRef } from '../model/retention.ts';
+import { readRegistryStream } from './registry.ts';
 import { RootIndex } from './root-index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
 
@@ -90,7 +91,9 @@ export async function gc(options: GcOptions = {}): Promise<PruneReport> {
       const index = new RootIndex();
       await index.catchUp(log);
       // Every registered experiment with a history (a registration without one holds nothing).
-      const registered = only === null ? index.registry.filter((e) => index.state(e.stream) !== null) : [];
+      // A registry that cannot be read does not hide an experiment: they are found from their streams.
+      const entries = index.registryDamaged ? (await readRegistryStream(log)).entries : index.registry;
+      const registered = only === null ? entries.filter((e) => index.state(e.stream) !== null) : [];
       const damaged = registered.flatMap((e) => {
         const damage = index.damage(e.stream);
         return damage === null

@@ -414,11 +414,13 @@ export async function followProjection(options: FollowProjectionOptions): Promis
               lastSeen = event;
               if (checkpoint !== null && event.position <= checkpoint) return;
               if (event.stream === REGISTRY_STREAM) {
-                const registered = upcastRegistered(event).stream;
-                const pending = unregistered.get(registered);
-                if (pending !== undefined) {
-                  if (caughtUp) await projectStream(registered, pending, true);
-                  else dirty.set(registered, pending);
+                // A registration that cannot be read: every stream waiting for one is tried again
+                // (opening it finds the experiments from their streams, as `ls` lists them).
+                const registered = registeredStream(event);
+                for (const [stream, pending] of [...unregistered]) {
+                  if (registered !== null && stream !== registered) continue;
+                  if (caughtUp) await projectStream(stream, pending, true);
+                  else dirty.set(stream, pending);
                 }
               } else if (isExperimentStream(event.stream)) {
                 if (!caughtUp) dirty.set(event.stream, event);
@@ -446,6 +448,16 @@ export async function followProjection(options: FollowProjectionOptions): Promis
   } finally {
     await follower.close();
     await rl.close();
+  }
+}
+
+/** The stream a registry event registers, or null when it cannot be read. */
+function registeredStream(event: RecordedEvent): string | null {
+  try {
+    return upcastRegistered(event).stream;
+  } catch (error) {
+    if (isUnreadableHistory(error)) return null;
+    throw error;
   }
 }
 

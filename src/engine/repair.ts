@@ -24,13 +24,13 @@ import { loadProjectionCheckpoint } from './project.ts';
 import path from 'node:path';
 import { emitFileLogWarning, openFileEventLog } from '../log/file/index.ts';
 import { HEADS_FILE } from '../log/file/format.ts';
-import { StreamNotFoundError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
-import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { replay, upcastRegistered } from '../model/state.ts';
+import type { ExperimentRegistered } from '../model/events.ts';
+import { replay } from '../model/state.ts';
 import { resolveRoot, rootLayout } from '../root.ts';
 import { ExperimentFolderAmbiguousError, ExperimentFolderTakenError, folderLocator, locatedState } from './names.ts';
 import type { VerifiedExperiment, ViewProblem } from './projection.ts';
+import { readRegistryStream } from './registry.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 import { readSnapshot, sameState, snapshotFile, writeSnapshot } from './snapshots.ts';
 import { openStore, storeOf } from './store.ts';
@@ -232,11 +232,7 @@ async function rebuildLogCaches(
   return done;
 }
 
-async function registry(log: EventLog): Promise<ExperimentRegistered[]> {
-  try {
-    return (await log.readStream(REGISTRY_STREAM)).events.map(upcastRegistered);
-  } catch (error) {
-    if (error instanceof StreamNotFoundError) return [];
-    throw error;
-  }
+/** The experiments, found from their own streams when the registry is damaged (verify names that damage). */
+async function registry(log: EventLog): Promise<readonly ExperimentRegistered[]> {
+  return (await readRegistryStream(log, { warn: false })).entries;
 }

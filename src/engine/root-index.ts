@@ -8,7 +8,7 @@ import { REGISTRY_STREAM, type ExperimentRegistered, type RoundsPruned } from '.
 import { initialState, replay, upcast, upcastRegistered, type ExperimentState } from '../model/state.ts';
 import { isUnreadableHistory, type UnreadableHistoryError } from '../model/errors.ts';
 import { blobRefsIn } from './blob-refs.ts';
-import { historyDamaged } from './registry.ts';
+import { historyDamaged, readAllPastRegistryDamage } from './registry.ts';
 import { forkProtectedPositions, type RoundRef } from '../model/retention.ts';
 
 type StreamEntry = {
@@ -56,6 +56,8 @@ export class RootIndex {
   /** The last log position folded by `catchUp`. */
   position = -1n;
   readonly registry: ExperimentRegistered[] = [];
+  /** Whether an event of the registry stream could not be read (then `registry` may miss experiments). */
+  registryDamaged = false;
   readonly streams = new Map<string, StreamEntry>();
   /**
    * Experiment streams with an event that cannot be read (`UnknownEventError`, `InvalidEventDataError`;
@@ -69,11 +71,13 @@ export class RootIndex {
   /** Folds the events appended since the last call. */
   async catchUp(log: EventLog): Promise<void> {
     for (;;) {
-      const { events } = await log.readAll({ fromPosition: this.position + 1n, maxCount: READ_PAGE });
-      if (events.length === 0) return;
+      // A damaged record of the registry is passed (it holds no blob reference; see `readAllPastRegistryDamage`).
+      const { events, last, full, passed } = await readAllPastRegistryDamage(log, this.position + 1n, READ_PAGE);
+      if (passed) this.registryDamaged = true;
+      if (last === null) return;
       this.fold(events);
-      this.position = events.at(-1)!.position;
-      if (events.length < READ_PAGE) return;
+      this.position = last;
+      if (!full) return;
     }
   }
 
@@ -90,7 +94,14 @@ export class RootIndex {
     const byStream = new Map<string, RecordedEvent[]>();
     for (const event of events) {
       if (event.stream === REGISTRY_STREAM) {
-        if (event.type === 'ExperimentRegistered') this.registry.push(upcastRegistered(event));
+        // A registration that cannot be read lists no experiment here; `registryDamaged` says to
+        // read the experiments as `readRegistryStream` finds them.
+        try {
+          this.registry.push(upcastRegistered(event));
+        } catch (error) {
+          if (!isUnreadableHistory(error)) throw error;
+          this.registryDamaged = true;
+        }
         continue;
       }
       const entry = this.entry(event.stream, event.type);

@@ -58,7 +58,15 @@ import { acceptsConcurrently } from '../model/concurrent.ts';
 import { checkEventsToAppend } from '../model/schemas.ts';
 import { recordable } from '../model/values.ts';
 import { assertBlobsPresent } from './blob-refs.ts';
-import { hasHistory, historyDamaged, readHistory, readRegistry, readRegistryStream } from './registry.ts';
+import {
+  assertRegistryWritable,
+  checkRegistryWritable,
+  hasHistory,
+  historyDamaged,
+  readHistory,
+  readRegistry,
+  readRegistryStream,
+} from './registry.ts';
 import { currentFolder, folderLocator, resolveExperimentName, type FolderLocator } from './names.ts';
 import { allocateExperimentFolder, isReservedFolderName } from '../model/names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
@@ -210,6 +218,9 @@ class StoreRoundLog implements RoundLog {
       checkFolderName(options.folder);
       if (isReservedFolderName(options.folder)) throw new FolderNameReservedError('folder', options.folder);
     }
+    // A registry that cannot be read refuses the creation before anything is stored (checked again
+    // under the writer lock, where the registration is decided).
+    await checkRegistryWritable(this);
     const initialParams = tensors ? await this.putTensors(tensors) : null;
     // On the file log the writer lock orders creations. On EventStoreDB two processes may read the
     // registry at once: the registration of the second fails its expected revision, and it tries
@@ -237,6 +248,7 @@ class StoreRoundLog implements RoundLog {
       // never share one; its folder name is one no experiment has (registered, recorded by a
       // resume, or on disk), so a taken `Experiment_NNNN` is passed over, never refused for good.
       const registry = await readRegistryStream(log);
+      assertRegistryWritable(registry);
       const from = Math.max(registry.entries.length, ...registry.entries.map((e) => e.number + 1));
       const { number, folder: numbered } =
         options.folder === undefined

@@ -14,7 +14,7 @@
  * (views are a projection: `roundlog project` writes them).
  */
 import type { BlobProblem, VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
-import { CorruptLogError, StreamNotFoundError } from '../log/errors.ts';
+import { CorruptLogError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { emitFileLogWarning, openFileEventLog } from '../log/file/index.ts';
 import { openStore, storeOf, type LogAccess, type StoreOptions } from './store.ts';
@@ -25,7 +25,9 @@ import { resolveRoot, rootLayout } from '../root.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { REGISTRY_STREAM, type ExperimentRegistered } from '../model/events.ts';
-import { replay, upcastRegistered, type ExperimentState } from '../model/state.ts';
+import { replay, type ExperimentState } from '../model/state.ts';
+import { registryDamageAt } from '../model/errors.ts';
+import { readRegistryStream } from './registry.ts';
 import { ExperimentFolderAmbiguousError, ExperimentFolderTakenError, folderLocator, locatedState } from './names.ts';
 import type { ProjectionFactory, ViewProblem } from './projection.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
@@ -126,12 +128,26 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       events: readonly RecordedEvent[] | null;
     }> = [];
     if (log !== null) {
-      let registry: ExperimentRegistered[] = [];
-      try {
-        registry = (await log.readStream(REGISTRY_STREAM)).events.map(upcastRegistered);
-      } catch (error) {
-        if (!(error instanceof StreamNotFoundError))
-          historyProblems.push({ experiment: '(registry)', stream: REGISTRY_STREAM, reason: (error as Error).message });
+      // Read as every command reads it: a record that cannot be read does not hide the experiments,
+      // found from their own streams; the damage is reported once, here or by the log check above.
+      const read = await readRegistryStream(log, { warn: false });
+      const registry = read.entries;
+      if (read.damage !== null) {
+        const { file, offset, revision, reason } = read.damage;
+        const reported = file !== null && logResult.problems.some((p) => p.file === file && p.offset === offset);
+        const damage =
+          `the registry of experiments (stream ${JSON.stringify(REGISTRY_STREAM)}) is damaged: ` +
+          `${registryDamageAt(file, offset, revision)}: ${reason}`;
+        const consequence =
+          'the experiments were found from their own histories; creating an experiment is refused until the log ' +
+          'is restored from a backup (nothing is appended after damage, and verify --repair does not rewrite the log)';
+        if (reported) notes.push(`${damage} (reported above); ${consequence}`);
+        else
+          historyProblems.push({
+            experiment: '(registry)',
+            stream: REGISTRY_STREAM,
+            reason: `${damage}; ${consequence}`,
+          });
       }
       const known = new Set((await log.listStreams()).streams.map((s) => s.stream));
       // Streams of other code (the README's library example writes one) are tolerated by every command.

@@ -24,6 +24,7 @@ import { currentOwner, DEFAULT_HEARTBEAT_MS, runLiveness } from '../engine/lease
 import { recordable } from '../model/values.ts';
 import { applyRetention, checkRetention, RootIndex, type PruneReport } from '../projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type OpenRoundLogOptions, type RoundLog } from '../projections/index.ts';
+import { checkRegistryWritable } from '../engine/registry.ts';
 import { storeOf, type StoreOptions } from '../engine/store.ts';
 import { roundOfFolder, writeBreakpoint } from '../projections/breakpoints/index.ts';
 import { fedAvg, type Aggregator } from './aggregators.ts';
@@ -213,6 +214,8 @@ export class Experiment {
     const initial = loaded.plan.init(modelArgs, deriveRng(seed, 'init'));
     const rl = await openRoundLog(roundLogOptions(options));
     try {
+      // A root whose registry cannot be read creates no experiment: refused before the plan is stored.
+      await checkRegistryWritable(rl);
       const { plan, ref } = await storePlan(rl, loaded);
       const federated: FederatedSetup = {
         tags,

@@ -7,6 +7,7 @@
  */
 import { canResumeFromStart, decideResume, decideStartRun } from '../model/decide/index.ts';
 import { runLiveness } from '../engine/lease.ts';
+import { checkRegistryWritable } from '../engine/registry.ts';
 import type { RunOwner } from '../model/events.ts';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -553,6 +554,8 @@ async function importBreakpoint(
   manifest: BreakpointManifest,
   workspace: string,
 ): Promise<ExperimentHandle> {
+  // A root whose registry cannot be read creates no experiment: refused before anything is stored.
+  await checkRegistryWritable(rl);
   // Everything the folder's data names is confined to it and read as checked: the bytes stored are
   // the ones hashed, never a file outside the folder, a FIFO or a device.
   const manifestBytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES });

@@ -88,6 +88,40 @@ export class ExperimentHistoryDamagedError extends RoundlogError {
 }
 
 /**
+ * A record of the registry stream (`roundlog.experiments`) cannot be read: damaged bytes, data of
+ * the wrong shape, or an event this release does not know. Reads find the experiments from their
+ * own streams; a creation, which would append to the registry after the damage, is refused.
+ */
+export class RegistryDamagedError extends RoundlogError {
+  readonly code = 'REGISTRY_DAMAGED' as const;
+  constructor(
+    readonly stream: string,
+    /** The damaged file and the byte offset of the record; null when the record is whole (`revision`). */
+    readonly file: string | null,
+    readonly offset: number | null,
+    /** The revision of the unreadable event in the registry stream, when known. */
+    readonly revision: bigint | null,
+    readonly reason: string,
+    cause?: unknown,
+  ) {
+    super(
+      `cannot create an experiment: the registry of experiments (stream ${JSON.stringify(stream)}) is damaged: ` +
+        `${registryDamageAt(file, offset, revision)}: ${reason}. Nothing is appended after damage and the ` +
+        `committed log is never rewritten; the existing experiments are read from their own histories and can ` +
+        `still be resumed. Run 'roundlog verify' to list every damaged record, then restore the log from a ` +
+        `backup, or start new experiments in another root`,
+      { cause },
+    );
+  }
+}
+
+/** Where an unreadable registry record is: the file and byte offset, else the event's revision. */
+export function registryDamageAt(file: string | null, offset: number | null, revision: bigint | null): string {
+  if (file !== null) return `${file} at byte offset ${offset ?? 0}`;
+  return revision === null ? 'an event of it' : `event ${revision} of it`;
+}
+
+/**
  * An experiment's history that cannot be read: a damaged record, an event this release does not
  * know, or data of the wrong shape. Commands over several experiments report that experiment as
  * damaged and go on with the others; commands on it refuse it.
