@@ -220,8 +220,12 @@ class StoreRoundLog implements RoundLog {
     }
     // A registry that cannot be read refuses the creation before anything is stored (checked again
     // under the writer lock, where the registration is decided).
+    // The initial parameters are encoded and copied first, before the check's await: the caller may
+    // change its tensors as soon as this is called.
+    const encoded = tensors ? encodeTensorChunks(tensors) : null;
+    const owned = encoded && { encoding: encoded.encoding, chunks: encoded.chunks.map((c) => Buffer.from(c)) };
     await checkRegistryWritable(this);
-    const initialParams = tensors ? await this.putTensors(tensors) : null;
+    const initialParams = owned ? (await this.blobs.putStream(owned.chunks, { encoding: owned.encoding })).ref : null;
     // On the file log the writer lock orders creations. On EventStoreDB two processes may read the
     // registry at once: the registration of the second fails its expected revision, and it tries
     // again under a new id and number (the stream it wrote is unregistered: nothing lists it).
