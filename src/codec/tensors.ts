@@ -20,31 +20,22 @@ import { lz4Compress, lz4DecompressInto } from './lz4.ts';
 import { Packr } from 'msgpackr';
 import { InvalidArgumentError } from '../errors.ts';
 import { CorruptPayloadError, DecodeLimitError, UnknownEncodingError } from './errors.ts';
+import { DTYPES, checkTensor, type Tensor, type TensorDType, type TensorSet } from './dtypes.ts';
+import { SAFETENSORS_ENCODING, decodeSafetensors } from './safetensors.ts';
 import { MAX_TENSOR_BYTES_ENV, MAX_VALUE_BYTES_ENV, checkDeclaredSize, checkMsgpack, decodeLimits } from './limits.ts';
 
-export type TensorDType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
+export type { Tensor, TensorDType, TensorDataOf, TensorSet } from './dtypes.ts';
 
-/** The typed array holding the elements of each dtype. */
-export type TensorDataOf = {
-  float32: Float32Array;
-  float64: Float64Array;
-  int32: Int32Array;
-  int64: BigInt64Array;
-  uint8: Uint8Array;
-};
-
-/** A typed array and its shape; `shape: []` is a scalar. Elements are stored row-major. */
-export type Tensor = {
-  [D in TensorDType]: Readonly<{ dtype: D; shape: readonly number[]; data: TensorDataOf[D] }>;
-}[TensorDType];
-
-export type TensorSet = Readonly<Record<string, Tensor>>;
+/** The dtypes the msgpack encodings hold: the five of roundlog before safetensors. */
+const LEGACY_DTYPES: readonly TensorDType[] = ['float32', 'float64', 'int32', 'int64', 'uint8'];
 
 export const TensorEncoding = {
   /** Every tensor's bytes as they are. */
   msgpack: 'tensors/msgpack',
   /** Each tensor as an lz4 block, or as it is where lz4 does not shrink it. */
   msgpackLz4: 'tensors/msgpack+lz4',
+  /** The safetensors format (safetensors.ts): what new rounds store. */
+  safetensors: SAFETENSORS_ENCODING,
 } as const;
 export type TensorEncoding = (typeof TensorEncoding)[keyof typeof TensorEncoding];
 
@@ -77,28 +68,6 @@ export type DecodeTensorsOptions = {
    * the bytes must be exactly that long, or nothing is decoded (`CorruptPayloadError`).
    */
   storedBytes?: number;
-};
-
-type DTypeInfo = {
-  itemBytes: number;
-  ctor: new (buffer: ArrayBuffer, byteOffset: number, length: number) => TensorDataOf[TensorDType];
-  isData: (data: unknown) => boolean;
-};
-
-const DTYPES: { readonly [D in TensorDType]: DTypeInfo } = {
-  float32: { itemBytes: 4, ctor: Float32Array, isData: (data) => data instanceof Float32Array },
-  float64: { itemBytes: 8, ctor: Float64Array, isData: (data) => data instanceof Float64Array },
-  int32: { itemBytes: 4, ctor: Int32Array, isData: (data) => data instanceof Int32Array },
-  int64: { itemBytes: 8, ctor: BigInt64Array, isData: (data) => data instanceof BigInt64Array },
-  uint8: { itemBytes: 1, ctor: Uint8Array, isData: (data) => data instanceof Uint8Array },
-};
-
-const TYPED_ARRAY_NAMES: { readonly [D in TensorDType]: string } = {
-  float32: 'Float32Array',
-  float64: 'Float64Array',
-  int32: 'Int32Array',
-  int64: 'BigInt64Array',
-  uint8: 'Uint8Array',
 };
 
 const HEADER_VERSION = 1;
@@ -138,7 +107,7 @@ export function encodeTensorChunks(tensors: TensorSet, options: EncodeTensorsOpt
   // What decoding would refuse is not written: the decoded size is the sum of the element bytes.
   let rawTotal = 0;
   for (const [name, tensor] of Object.entries(tensors)) {
-    checkTensor(name, tensor);
+    checkTensor(name, tensor, LEGACY_DTYPES);
     rawTotal += tensor.data.byteLength;
   }
   checkDeclaredSize('the tensor set', rawTotal, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV);
@@ -147,7 +116,7 @@ export function encodeTensorChunks(tensors: TensorSet, options: EncodeTensorsOpt
   let compressed = false;
   let byteLength = 0;
   for (const [name, tensor] of Object.entries(tensors)) {
-    checkTensor(name, tensor);
+    checkTensor(name, tensor, LEGACY_DTYPES);
     const raw = Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
     const block = compress ? lz4IfSmaller(raw) : null;
     const chunk = block ?? raw;
@@ -169,7 +138,9 @@ export function encodeTensorChunks(tensors: TensorSet, options: EncodeTensorsOpt
 
 /**
  * Throws `UnknownEncodingError` for an encoding this build does not read and `CorruptPayloadError`
- * for bytes that do not parse. Every returned array owns a fresh, aligned buffer.
+ * for bytes that do not parse. Under the msgpack encodings every returned array owns a fresh, aligned
+ * buffer; under `tensors/safetensors` an aligned tensor is a view sharing memory with `bytes`
+ * (`decodeSafetensorsFile`), so `bytes` must not be reused while the tensors are in use.
  */
 export function decodeTensors(encoding: string, bytes: Uint8Array, options: DecodeTensorsOptions = {}): TensorSet {
   checkHost();
@@ -177,6 +148,7 @@ export function decodeTensors(encoding: string, bytes: Uint8Array, options: Deco
   if (!(TENSOR_ENCODINGS as readonly string[]).includes(encoding)) {
     throw new UnknownEncodingError(encoding, TENSOR_ENCODINGS, source);
   }
+  if (encoding === TensorEncoding.safetensors) return decodeSafetensors(bytes, options);
   const corrupt = (reason: string, cause?: unknown) => new CorruptPayloadError(encoding, reason, source, cause);
   const payload = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (options.storedBytes !== undefined && payload.length !== options.storedBytes) {
@@ -269,37 +241,6 @@ function someSampleShrinks(raw: Buffer): boolean {
   return false;
 }
 
-function checkTensor(name: string, tensor: unknown): asserts tensor is Tensor {
-  const at = `tensors[${JSON.stringify(name)}]`;
-  if (typeof tensor !== 'object' || tensor === null) {
-    throw new InvalidArgumentError(at, 'must be an object { dtype, shape, data }', tensor);
-  }
-  const { dtype, shape, data } = tensor as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPES, dtype)) {
-    throw new InvalidArgumentError(`${at}.dtype`, `must be one of ${Object.keys(DTYPES).join(', ')}`, dtype);
-  }
-  const known = dtype as TensorDType;
-  if (!DTYPES[known].isData(data)) {
-    throw new InvalidArgumentError(
-      `${at}.data`,
-      `must be a ${TYPED_ARRAY_NAMES[known]} for dtype ${known}`,
-      describeData(data),
-    );
-  }
-  if (!Array.isArray(shape) || !shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) {
-    throw new InvalidArgumentError(`${at}.shape`, 'must be an array of non-negative integers', shape);
-  }
-  const length = (data as TensorDataOf[TensorDType]).length;
-  const product = (shape as number[]).reduce((p, dim) => p * dim, 1);
-  if (product !== length) {
-    throw new InvalidArgumentError(
-      `${at}.shape`,
-      `must have a product of dimensions (${product}) equal to data.length (${length})`,
-      shape,
-    );
-  }
-}
-
 function parseHeader(header: unknown, corrupt: (reason: string) => Error): HeaderEntry[] {
   if (typeof header !== 'object' || header === null) throw corrupt('the header is not a map');
   const { v, tensors } = header as Record<string, unknown>;
@@ -313,7 +254,7 @@ function parseHeader(header: unknown, corrupt: (reason: string) => Error): Heade
     >;
     if (typeof name !== 'string' || names.has(name)) throw corrupt(`header entry ${i} has a missing or repeated name`);
     names.add(name);
-    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPES, dtype)) {
+    if (typeof dtype !== 'string' || !(LEGACY_DTYPES as readonly string[]).includes(dtype)) {
       throw corrupt(`tensor ${JSON.stringify(name)} has unknown dtype ${JSON.stringify(dtype)}`);
     }
     if (!Array.isArray(shape) || !shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) {
@@ -326,11 +267,6 @@ function parseHeader(header: unknown, corrupt: (reason: string) => Error): Heade
     }
     return { name, dtype: dtype as TensorDType, shape: shape as number[], size: size as number };
   });
-}
-
-function describeData(data: unknown): unknown {
-  if (ArrayBuffer.isView(data)) return `${data.constructor.name}(${data.byteLength} bytes)`;
-  return data;
 }
 
 function checkHost(): void {

@@ -5,10 +5,13 @@
  * rounds is plain data too. Aggregation is pure and does not depend on the order replies arrived in.
  */
 import { InvalidArgumentError, formatValue } from '../errors.ts';
-import type { Tensor, TensorDType, TensorSet } from '../codec/tensors.ts';
+import type { Tensor, TensorSet } from '../codec/tensors.ts';
+import { isDataOf, isTensorDType, DTYPES } from '../codec/dtypes.ts';
+import { halfBitsToNumbers, numbersToHalfBits } from '../codec/float16.ts';
 import {
   MismatchedTensorsError,
   NoRepliesError,
+  NotAverageableError,
   UnknownAggregatorError,
   ZeroSampleSizeError,
   type TensorMismatchKind,
@@ -64,12 +67,14 @@ const FED_AVG = 'fedAvg';
  * weighted by sample size. Every output tensor has the dtype and shape of the inputs.
  *
  * - Floating-point tensors: Σ sampleSize·x / Σ sampleSize in float64, then stored in the tensor's
- *   dtype (float32 rounds to nearest). Nodes with sample size 0 are left out of the sum. For float32
- *   inputs every product and partial sum is exact while the total sample size is under 2^29, so
- *   nodes that agree on a value get exactly that value back.
+ *   dtype (float32, float16 and bfloat16 round to nearest, ties to even: float16.ts). Nodes with
+ *   sample size 0 are left out of the sum. For float32 (and 16-bit float) inputs every product and
+ *   partial sum is exact while the total sample size is under 2^29, so nodes that agree
+ *   on a value get exactly that value back.
  * - Integer tensors (counters such as batch-norm's `num_batches_tracked`): the exact weighted
  *   average, rounded to the nearest integer, ties to even. It lies between the inputs, so it fits
  *   the dtype.
+ * - `bool` tensors have no average: `NotAverageableError` names the tensor.
  * - Replies are summed in node-id order, so the result is bit-identical whatever order they
  *   arrived in; output tensors follow the tensor order of the first node in that order.
  *
@@ -143,6 +148,9 @@ function weightedAverage(aggregator: string, replies: readonly NodeReply[]): Ten
   if (reference === undefined) throw new NoRepliesError(aggregator);
   sorted.forEach((reply, i) => checkReply(reply, sorted[i - 1]));
   for (const reply of sorted.slice(1)) checkSameStructure(aggregator, reference, reply);
+  for (const [name, tensor] of Object.entries(reference.params)) {
+    if (tensor.dtype === 'bool') throw new NotAverageableError(aggregator, name, tensor.dtype);
+  }
   const total = sorted.reduce((sum, { sampleSize }) => sum + sampleSize, 0);
   if (total === 0)
     throw new ZeroSampleSizeError(
@@ -162,48 +170,50 @@ function weightedAverage(aggregator: string, replies: readonly NodeReply[]): Ten
   );
 }
 
-const ARRAY_TYPES: { readonly [D in TensorDType]: abstract new (...args: never[]) => unknown } = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  uint8: Uint8Array,
-};
-
 type Weighted = { weight: number; tensor: Tensor };
 
 function averageTensor(reference: Tensor, inputs: readonly Weighted[], total: number): Tensor {
-  const { dtype, shape } = reference;
+  const { dtype } = reference;
+  const shape = [...reference.shape];
+  const length = reference.data.length;
   switch (dtype) {
-    case 'float32':
-      return { dtype, shape: [...shape], data: Float32Array.from(floatAverage(inputs, reference.data.length, total)) };
     case 'float64':
-      return { dtype, shape: [...shape], data: floatAverage(inputs, reference.data.length, total) };
-    case 'int32':
-      return {
-        dtype,
-        shape: [...shape],
-        data: Int32Array.from(integerAverage(inputs, reference.data.length, total), Number),
-      };
-    case 'uint8':
-      return {
-        dtype,
-        shape: [...shape],
-        data: Uint8Array.from(integerAverage(inputs, reference.data.length, total), Number),
-      };
+      return { dtype, shape, data: floatAverage(inputs, length, total) };
+    case 'float32':
+      return { dtype, shape, data: Float32Array.from(floatAverage(inputs, length, total)) };
+    case 'float16':
+    case 'bfloat16':
+      return { dtype, shape, data: numbersToHalfBits(floatAverage(inputs, length, total, dtype), dtype) };
     case 'int64':
-      return {
-        dtype,
-        shape: [...shape],
-        data: BigInt64Array.from(integerAverage(inputs, reference.data.length, total)),
-      };
+      return { dtype, shape, data: BigInt64Array.from(integerAverage(inputs, length, total)) };
+    case 'uint64':
+      return { dtype, shape, data: BigUint64Array.from(integerAverage(inputs, length, total)) };
+    case 'int32':
+    case 'int16':
+    case 'int8':
+    case 'uint32':
+    case 'uint16':
+    case 'uint8': {
+      const ctor = DTYPES[dtype].ctor as unknown as { from(values: bigint[], map: (v: bigint) => number): never };
+      return { dtype, shape, data: ctor.from(integerAverage(inputs, length, total), Number) };
+    }
+    case 'bool':
+      // Refused before averaging (weightedAverage); kept for an exhaustive switch.
+      throw new TypeError('bool tensors have no average');
   }
 }
 
-function floatAverage(inputs: readonly Weighted[], length: number, total: number): Float64Array {
+function floatAverage(
+  inputs: readonly Weighted[],
+  length: number,
+  total: number,
+  half?: 'float16' | 'bfloat16',
+): Float64Array {
   const sum = new Float64Array(length);
   for (const { weight, tensor } of inputs) {
-    const data = tensor.data as Float32Array | Float64Array;
+    const data = half
+      ? halfBitsToNumbers(tensor.data as Uint16Array, half)
+      : (tensor.data as Float32Array | Float64Array);
     for (let i = 0; i < length; i++) sum[i]! += weight * data[i]!;
   }
   for (let i = 0; i < length; i++) sum[i]! /= total;
@@ -214,7 +224,7 @@ function integerAverage(inputs: readonly Weighted[], length: number, total: numb
   const sum = Array.from({ length }, () => 0n);
   for (const { weight, tensor } of inputs) {
     const w = BigInt(weight);
-    const data = tensor.data as Int32Array | Uint8Array | BigInt64Array;
+    const data = tensor.data as ArrayLike<number | bigint>;
     for (let i = 0; i < length; i++) sum[i]! += w * BigInt(data[i]!);
   }
   const divisor = BigInt(total);
@@ -249,11 +259,11 @@ function checkReply(reply: NodeReply, previous: NodeReply | undefined): void {
     throw new InvalidArgumentError(`${at}.sampleSize`, 'must be a non-negative integer', reply.sampleSize);
   }
   for (const [name, tensor] of Object.entries(reply.params)) {
-    if (!Object.hasOwn(ARRAY_TYPES, tensor.dtype) || !(tensor.data instanceof ARRAY_TYPES[tensor.dtype])) {
+    if (!isTensorDType(tensor.dtype) || !isDataOf(tensor.dtype, tensor.data)) {
       throw new InvalidArgumentError(
         `${at}.params[${JSON.stringify(name)}]`,
-        `must have a known dtype and data of its typed array (${Object.entries(ARRAY_TYPES)
-          .map(([d, c]) => `${d}: ${c.name}`)
+        `must have a known dtype and data of its typed array (${Object.entries(DTYPES)
+          .map(([d, { ctor }]) => `${d}: ${ctor.name}`)
           .join(', ')})`,
         { dtype: tensor.dtype, data: (tensor.data as object)?.constructor?.name },
       );

@@ -279,3 +279,23 @@ export class ImportedNotResumedError extends RoundlogError {
     this.causeCode = cause instanceof RoundlogError ? cause.code : null;
   }
 }
+
+/**
+ * An averaging aggregator was given a tensor whose dtype has no average: `bool` (a mean of flags is
+ * not a flag, and no rounding of it is the obvious one). Keep such tensors out of the parameters
+ * the nodes reply with, or aggregate with a custom aggregator that says how to combine them.
+ */
+export class NotAverageableError extends RoundlogError {
+  readonly code = 'NOT_AVERAGEABLE' as const;
+  constructor(
+    readonly aggregator: string,
+    readonly tensor: string,
+    readonly dtype: string,
+  ) {
+    super(
+      `aggregator ${JSON.stringify(aggregator)} cannot average tensor ${JSON.stringify(tensor)} of dtype ${dtype}: ` +
+        `it has no weighted average. Leave ${dtype} tensors out of the parameters the nodes reply with, or ` +
+        `register a custom aggregator that decides how to combine them`,
+    );
+  }
+}

@@ -16,7 +16,10 @@ import { InvalidArgumentError } from '../../src/errors.ts';
 
 const bytesOf = (data: ArrayBufferView) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
-const SAMPLES: { [D in TensorDType]: () => Extract<Tensor, { dtype: D }>['data'] } = {
+/** The dtypes of the msgpack encodings (the newer ones are safetensors only: safetensors.unit.test.ts). */
+type LegacyDType = Extract<TensorDType, 'float32' | 'float64' | 'int32' | 'int64' | 'uint8'>;
+
+const SAMPLES: { [D in LegacyDType]: () => Extract<Tensor, { dtype: D }>['data'] } = {
   float32: () => new Float32Array([1.5, -2.25, 3.4028234663852886e38, 1e-45, Infinity, -Infinity]),
   float64: () => new Float64Array([0, Math.PI, -1e308, 5e-324, Number.MAX_SAFE_INTEGER, -Infinity]),
   int32: () => new Int32Array([0, 1, -1, 2147483647, -2147483648, 42]),
@@ -25,7 +28,7 @@ const SAMPLES: { [D in TensorDType]: () => Extract<Tensor, { dtype: D }>['data']
 };
 
 const roundTripsBitExact = test.macro({
-  exec(t, dtype: TensorDType, compress: boolean) {
+  exec(t, dtype: LegacyDType, compress: boolean) {
     const data = SAMPLES[dtype]();
     const tensors = { t: { dtype, shape: [2, 3], data } as Tensor };
     const { encoding, bytes } = encodeTensors(tensors, { compress });
@@ -38,7 +41,7 @@ const roundTripsBitExact = test.macro({
   title: (_, dtype, compress) => `${dtype} round-trips bit for bit (compress: ${compress})`,
 });
 
-for (const dtype of Object.keys(SAMPLES) as TensorDType[]) {
+for (const dtype of Object.keys(SAMPLES) as LegacyDType[]) {
   test(roundTripsBitExact, dtype, true);
   test(roundTripsBitExact, dtype, false);
 }
