@@ -85,9 +85,7 @@ test(
     t.is(saved.code, 0, saved.stderr);
     t.true(
       paramsFile.equals(
-        readFileSync(
-          path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'params.safetensors'),
-        ),
+        readFileSync(path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'params.safetensors')),
       ),
     );
 

@@ -80,10 +80,7 @@ test('verify --repair heals a blob from a copy, links damaged folder files again
   const run = await roundlog(['verify', '--repair', '--root', dir]);
   t.is(run.code, 0, run.stdout + run.stderr);
   t.regex(run.stdout, new RegExp(`healed blob ${params1} from .*breakpoint_0001/params.safetensors`));
-  t.regex(
-    run.stdout,
-    new RegExp(`healed .*breakpoint_0002/params.safetensors: linked again to blob ${params2}`),
-  );
+  t.regex(run.stdout, new RegExp(`healed .*breakpoint_0002/params.safetensors: linked again to blob ${params2}`));
   t.regex(run.stdout, /wrote snapshot .*\.snap again from the log/);
   t.regex(run.stdout, /ok: no problem found/);
 

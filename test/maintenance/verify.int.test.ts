@@ -72,9 +72,9 @@ test(
     const reasons = report.breakpoints.problems.map((p) => `${p.file} ${p.round}: ${p.reason}`);
     const logged = handle.state.rounds[2]!.params.sha256;
     t.deepEqual(reasons.sort(), [
-      `params.safetensors 2: has SHA-256 ${other}; the log records ${logged} for round 2`,
       `breakpoint.json 2: files.params.safetensors is "${other}", the log records "${logged}"`,
       `breakpoint.json 2: params.sha256 is "${other}", the log records "${logged}"`,
+      `params.safetensors 2: has SHA-256 ${other}; the log records ${logged} for round 2`,
     ]);
     t.true(report.breakpoints.problems.every((p) => p.folder === folder && p.experiment === 'Experiment_0000'));
     await rl.close();
