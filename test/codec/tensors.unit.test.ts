@@ -338,3 +338,20 @@ function replaceHeaderBytes(bytes: Buffer, header: Buffer): Buffer {
   prefix.writeUInt32LE(header.length, 0);
   return Buffer.concat([prefix, header, bytes.subarray(4 + bytes.readUInt32LE(0))]);
 }
+
+test('the msgpack encodings hold only the dtypes of 0.1.0: a newer dtype is refused', (t) => {
+  const error = t.throws(
+    () => encodeTensors({ h: { dtype: 'float16', shape: [1], data: new Uint16Array([0x3c00]) } }),
+    { instanceOf: InvalidArgumentError },
+  );
+  t.regex(error!.message, /tensors\["h"\]\.dtype/);
+  t.regex(error!.message, /float32, float64, int32, int64, uint8/);
+});
+
+test('a msgpack header naming a newer dtype is corrupt: that encoding never held one', (t) => {
+  const header = packMsgpack({ v: 1, tensors: [{ name: 'h', dtype: 'float16', shape: [1], size: 2 }] });
+  const bytes = Buffer.concat([Buffer.alloc(4), header, Buffer.alloc(2)]);
+  bytes.writeUInt32LE(header.length, 0);
+  const error = t.throws(() => decodeTensors(TensorEncoding.msgpack, bytes), { instanceOf: CorruptPayloadError });
+  t.regex(error!.message, /unknown dtype "float16"/);
+});
