@@ -3,7 +3,9 @@
  * The encoding is returned beside the bytes and must be stored with them (a blob reference's
  * `encoding`), so that payloads written under an older encoding stay readable.
  *
- * Layout, under every encoding:
+ * New payloads are `tensors/safetensors` (safetensors.ts: what `RoundLog.putTensors` writes, the
+ * format PyTorch and NumPy read); this module writes and reads the two msgpack encodings of roundlog
+ * 0.1.0, readable forever, which hold only float32, float64, int32, int64 and uint8. Their layout:
  *
  *     u32 little-endian header length | header (msgpack) | one chunk per tensor, in header order
  *     header = { v: 1, tensors: [{ name, dtype, shape, size }] }      size = the chunk's byte length
