@@ -11,6 +11,10 @@ import {
 } from '../../src/model/errors.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { everyDtype } from '../support/dtypes.ts';
+import { encodeSafetensors } from '../../src/codec/safetensors.ts';
+
+const bytesOf = (data: ArrayBufferView) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
 test.after.always(removeTempDirs);
 
@@ -163,4 +167,33 @@ test('createExperiment refuses a chosen Experiment_<digits> folder, storing noth
   } finally {
     await rl.close();
   }
+});
+
+test('every dtype goes through a round as safetensors, linked as params.safetensors, loaded back', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const tensors = everyDtype();
+  const experiment = await rl.createExperiment({ saveBreakpoints: true, initialParams: tensors });
+  t.is(experiment.state.created!.initialParams!.encoding, 'tensors/safetensors');
+  await experiment.recordRound({ params: tensors });
+  const record = experiment.state.rounds[0]!;
+  t.is(record.params.encoding, 'tensors/safetensors');
+  const folder = path.join(root, 'experiments', 'Experiment_0000', 'breakpoint_0000');
+  const manifest = JSON.parse(readFileSync(path.join(folder, 'breakpoint.json'), 'utf8'));
+  t.like(manifest.params, {
+    file: 'params.safetensors',
+    encoding: 'tensors/safetensors',
+    sha256: record.params.sha256,
+  });
+  t.deepEqual(Object.keys(manifest.files).sort(), ['params.safetensors']);
+  const file = readFileSync(path.join(folder, 'params.safetensors'));
+  t.true(file.equals(encodeSafetensors(tensors)), 'the file is the safetensors encoding of the round');
+  const loaded = (await (await rl.openExperiment('Experiment_0000')).loadRound(0)).params;
+  for (const [name, tensor] of Object.entries(tensors)) {
+    const back = loaded[name]!;
+    t.is(back.dtype, tensor.dtype, name);
+    t.deepEqual(back.shape, tensor.shape, name);
+    t.true(bytesOf(back.data).equals(bytesOf(tensor.data)), name);
+  }
+  await rl.close();
 });
