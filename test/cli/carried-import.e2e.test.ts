@@ -7,7 +7,17 @@
  * after the import says the experiment stays and how to continue it.
  */
 import test from 'ava';
-import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  appendFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { sealManifest } from '../../src/projections/breakpoints/schema.ts';
 import type { BreakpointManifest } from '../../src/model/manifest.ts';
@@ -134,4 +144,37 @@ test('a failure after the import keeps the imported experiment, created, and say
   const again = await roundlog(['resume', folder, '--rounds', '1', '--root', root, '--workspace', workspace]);
   t.is(again.code, 1, again.stderr);
   t.deepEqual(experimentsOf(root), ['Experiment_0000'], 'no second import');
+});
+
+test('resume of a carried folder with a hostile params.safetensors exits 1, naming file and fault', async (t) => {
+  const { workspace, folder } = await carriedFolder(t);
+  const file = path.join(folder, 'params.safetensors');
+  // Two tensors whose byte ranges overlap, the manifest sealed over them as whoever edits it can.
+  const header = Buffer.from(
+    JSON.stringify({
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+    }),
+  );
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(header.length));
+  const bytes = Buffer.concat([length, header, Buffer.alloc(12)]);
+  rmSync(file);
+  writeFileSync(file, bytes);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const manifestFile = path.join(folder, 'breakpoint.json');
+  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as BreakpointManifest & Record<string, unknown>;
+  const edited = {
+    ...manifest,
+    params: { ...manifest.params, sha256, bytes: bytes.length },
+    files: { ...manifest.files, 'params.safetensors': sha256 },
+  };
+  rmSync(manifestFile);
+  writeFileSync(manifestFile, JSON.stringify(sealManifest(edited as BreakpointManifest), null, 2) + '\n');
+  const root = path.join(tempDir(), 'root');
+  const refused = await roundlog(['resume', folder, '--rounds', '1', '--root', root], {}, { cwd: workspace });
+  t.is(refused.code, 1, refused.stderr);
+  t.true(refused.stderr.includes(file), refused.stderr);
+  t.regex(refused.stderr, /corrupt tensors\/safetensors payload .*tensors "a" .* and "b" .* overlap/);
+  t.deepEqual(experimentsOf(root), [], 'nothing imported');
 });
