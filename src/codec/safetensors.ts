@@ -18,8 +18,10 @@
  * Decoding treats the bytes as hostile: the header length is checked against the bytes present and
  * the value limit (`ROUNDLOG_MAX_VALUE_BYTES`) before the header is read, every tensor's range
  * against its dtype × shape and against the others, and the total against `ROUNDLOG_MAX_TENSOR_BYTES`,
- * before anything is allocated. Repeated names (which JSON parsers silently merge) are refused, as
- * are fields other than `dtype`, `shape` and `data_offsets`, and `bool` elements other than 0 and 1.
+ * before anything is allocated (the header's JSON is parsed only once its length has passed, so
+ * parsing costs a small multiple of at most that limit). Repeated names (which JSON parsers
+ * silently merge) are refused, as are fields other than `dtype`, `shape` and `data_offsets`, and
+ * `bool` elements other than 0 and 1.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import {
