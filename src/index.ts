@@ -46,7 +46,8 @@ export {
   type EncodedTensors,
 } from './codec/tensors.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
-export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError } from './codec/errors.ts';
+export { npzArchive, npzNameProblem, npyHeader, NPY_DESCR, type NpzArchive, type NpzOptions } from './codec/npz.ts';
+export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError, UnsafeTensorNameError } from './codec/errors.ts';
 export {
   DEFAULT_MAX_TENSOR_BYTES,
   DEFAULT_MAX_VALUE_BYTES,
@@ -136,6 +137,13 @@ export {
   type ForkOptions,
   type ForkResult,
   type RoundChoice,
+  exportRound,
+  exportFormatOf,
+  EXPORT_FORMATS,
+  type ExportFormat,
+  type ExportOptions,
+  type ExportResult,
+  type ExportedTensor,
 } from './projections/index.ts';
 export {
   gc,
