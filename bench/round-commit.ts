@@ -35,7 +35,7 @@ import vm from 'node:vm';
 import { Packr } from 'msgpackr';
 import type { TensorSet } from '../src/codec/tensors.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../src/projections/index.ts';
-import { MANIFEST_FILE, PARAMS_FILE } from '../src/projections/breakpoints/index.ts';
+import { MANIFEST_FILE, SAFETENSORS_PARAMS_FILE } from '../src/projections/breakpoints/index.ts';
 import { breakpointFolderName } from '../src/model/events.ts';
 import {
   argValue,
@@ -339,7 +339,7 @@ export async function main(): Promise<void> {
             seen.add(record.params.sha256);
             // The folder is there, its parameters are the blob itself (a hard link).
             const [linked, blob] = await Promise.all([
-              fsp.stat(path.join(lastBreakpointPath, PARAMS_FILE)),
+              fsp.stat(path.join(lastBreakpointPath, SAFETENSORS_PARAMS_FILE)),
               fsp.stat(roundLog.blobs.fileOf(record.params.sha256)!),
             ]);
             if (Number.isNaN(lastBreakpointMs) || linked.ino !== blob.ino)

@@ -45,6 +45,16 @@ export {
   type TensorSet,
   type EncodedTensors,
 } from './codec/tensors.ts';
+export {
+  decodeSafetensors,
+  decodeSafetensorsFile,
+  encodeSafetensors,
+  encodeSafetensorsChunks,
+  type DecodedSafetensors,
+  type EncodeSafetensorsOptions,
+} from './codec/safetensors.ts';
+export { TENSOR_DTYPES } from './codec/dtypes.ts';
+export { bfloat16ToNumber, float16ToNumber, numberToBfloat16, numberToFloat16 } from './codec/float16.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
 export { npzArchive, npzNameProblem, npyHeader, NPY_DESCR, type NpzArchive, type NpzOptions } from './codec/npz.ts';
 export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError, UnsafeTensorNameError } from './codec/errors.ts';

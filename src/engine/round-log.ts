@@ -12,7 +12,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
-import { decodeTensors, encodeTensorChunks, type TensorSet } from '../codec/tensors.ts';
+import { decodeTensors, type TensorSet } from '../codec/tensors.ts';
+import { encodeSafetensorsChunks } from '../codec/safetensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { WrongExpectedRevisionError } from '../log/errors.ts';
 import type { EventData, EventLog, RecordedEvent } from '../log/types.ts';
@@ -222,7 +223,7 @@ class StoreRoundLog implements RoundLog {
     // under the writer lock, where the registration is decided).
     // The initial parameters are encoded and copied first, before the check's await: the caller may
     // change its tensors as soon as this is called.
-    const encoded = tensors ? encodeTensorChunks(tensors) : null;
+    const encoded = tensors ? encodeSafetensorsChunks(tensors) : null;
     const owned = encoded && { encoding: encoded.encoding, chunks: encoded.chunks.map((c) => Buffer.from(c)) };
     await checkRegistryWritable(this);
     const initialParams = owned ? (await this.blobs.putStream(owned.chunks, { encoding: owned.encoding })).ref : null;
@@ -361,7 +362,8 @@ class StoreRoundLog implements RoundLog {
 
   async putTensors(tensors: TensorSet): Promise<BlobRef> {
     // Encoded, and the chunks handed to the put (which copies them), before the first await.
-    const { encoding, chunks } = encodeTensorChunks(tensors);
+    // Stored as a safetensors file: the blob is what a breakpoint folder links as params.safetensors.
+    const { encoding, chunks } = encodeSafetensorsChunks(tensors);
     return (await this.blobs.putStream(chunks, { encoding })).ref;
   }
 

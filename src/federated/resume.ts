@@ -14,6 +14,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { readConfinedFile, resolvedPath, samePath } from '../confine.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { decodeTensors } from '../codec/tensors.ts';
 import { checkRoot } from '../root.ts';
 import {
   BreakpointCorruptError,
@@ -560,6 +561,12 @@ async function importBreakpoint(
   // the ones hashed, never a file outside the folder, a FIFO or a device.
   const manifestBytes = await readConfinedFile(folder, MANIFEST_FILE, MANIFEST_FILE, { maxBytes: MANIFEST_MAX_BYTES });
   const params = await readListedFile(folder, manifest, manifest.params.file, 'params.file');
+  // Decoded once before anything is stored: a parameters file that does not parse under its
+  // encoding (a hostile safetensors header, offsets that overlap...) refuses the import, naming it.
+  decodeTensors(manifest.params.encoding, params, {
+    source: path.join(folder, manifest.params.file),
+    storedBytes: manifest.params.bytes,
+  });
   const { ref } = await rl.blobs.put(params, { encoding: manifest.params.encoding });
   let federated = manifest.experiment.federated;
   if (federated !== null && manifest.trainingPlan !== null) {

@@ -8,7 +8,21 @@ import type { ExperimentCreated } from './events.ts';
 import type { RoundRecord, Settings } from './state.ts';
 
 export const MANIFEST_FILE = 'breakpoint.json';
+/** The parameters file of a folder whose round stored them in a msgpack encoding (before safetensors). */
 export const PARAMS_FILE = 'aggregated_params.tensors';
+/** The parameters file of a folder whose round stored them as safetensors (`tensors/safetensors`). */
+export const SAFETENSORS_PARAMS_FILE = 'params.safetensors';
+/** Every name a breakpoint folder's parameters file may have. */
+export const PARAMS_FILES: readonly string[] = [SAFETENSORS_PARAMS_FILE, PARAMS_FILE];
+
+/**
+ * The name of the parameters file in a breakpoint folder, from the encoding the round stored them
+ * in: `params.safetensors` for `tensors/safetensors` (the blob is a safetensors file, linked as it
+ * is), `aggregated_params.tensors` for the msgpack encodings of older rounds.
+ */
+export function paramsFileOf(encoding: string): string {
+  return encoding === 'tensors/safetensors' ? SAFETENSORS_PARAMS_FILE : PARAMS_FILE;
+}
 export const SUPERSEDED_DIR = 'superseded';
 export const BREAKPOINT_FORMAT = 'roundlog-breakpoint';
 /** The format version written; `src/projections/breakpoints/schema.ts` lists every version read. */
@@ -66,7 +80,8 @@ export function breakpointManifest(
   const round = record.round;
   const plan = record.settings.trainingPlan;
   const planFile = plan === null ? null : `training_plan${extensionOf(plan.module) || '.txt'}`;
-  const files: Record<string, string> = { [PARAMS_FILE]: record.params.sha256 };
+  const paramsFile = paramsFileOf(record.params.encoding);
+  const files: Record<string, string> = { [paramsFile]: record.params.sha256 };
   if (plan !== null && planFile !== null) files[planFile] = plan.source.sha256;
   const manifest: BreakpointManifest = {
     format: BREAKPOINT_FORMAT,
@@ -82,7 +97,7 @@ export function breakpointManifest(
     settings: record.settings,
     state: record.state,
     metrics: record.metrics,
-    params: { ...record.params, file: PARAMS_FILE },
+    params: { ...record.params, file: paramsFile },
     trainingPlan:
       plan === null || planFile === null
         ? null

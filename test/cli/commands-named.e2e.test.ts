@@ -29,7 +29,7 @@ test('a folder that disagrees with the log names roundlog project --rebuild, whi
   const folder = path.join(exp.experimentationPath(), 'breakpoint_0001');
   await exp.close();
   // A copy with one byte changed, not a write through the hard link: the blob stays intact.
-  const paramsFile = path.join(folder, 'aggregated_params.tensors');
+  const paramsFile = path.join(folder, 'params.safetensors');
   const bytes = readFileSync(paramsFile);
   bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
   chmodSync(paramsFile, 0o644);

@@ -124,7 +124,7 @@ test(
     t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
     const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0000', 'breakpoint.json'), 'utf8'));
     t.deepEqual(manifest.state, { step: 1 });
-    t.is(statSync(path.join(dir, 'breakpoint_0000', 'aggregated_params.tensors')).nlink, 2);
+    t.is(statSync(path.join(dir, 'breakpoint_0000', 'params.safetensors')).nlink, 2);
     await rl.close();
   },
 );

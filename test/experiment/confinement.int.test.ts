@@ -28,7 +28,7 @@ import { removeTempDirs, tempDir } from '../support/tmp.ts';
 test.after.always(removeTempDirs);
 
 const PLAN_FILE = 'training_plan.ts';
-const PARAMS_FILE = 'aggregated_params.tensors';
+const PARAMS_FILE = 'params.safetensors';
 
 /** One real breakpoint folder (round 1), made once and copied by every test. */
 let source = '';

@@ -56,7 +56,7 @@ test(
     t.is(manifest.roundLimit, 4);
     t.false(JSON.stringify(manifest).includes(root), 'no absolute path in breakpoint.json');
     // Parameters are hard-linked from the blob store: one copy of the bytes.
-    t.is(statSync(path.join(dir, 'breakpoint_0001', 'aggregated_params.tensors')).nlink, 2);
+    t.is(statSync(path.join(dir, 'breakpoint_0001', 'params.safetensors')).nlink, 2);
     t.true(existsSync(path.join(dir, 'breakpoint_0001', 'training_plan.ts')));
     const expectedParams = await exp.parameters();
     await exp.setRoundLimit(5);
@@ -160,7 +160,7 @@ test(
 test('a damaged breakpoint folder is refused with an error naming the file', async (t) => {
   const root = tempDir();
   const folder = path.join(await runExample(root, 1), 'breakpoint_0000');
-  const paramsFile = path.join(folder, 'aggregated_params.tensors');
+  const paramsFile = path.join(folder, 'params.safetensors');
   chmodSync(paramsFile, 0o644);
   const bytes = readFileSync(paramsFile);
   bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
@@ -168,7 +168,7 @@ test('a damaged breakpoint folder is refused with an error naming the file', asy
   renameSync(paramsFile, paramsFile + '.orig');
   writeFileSync(paramsFile, bytes);
   const error = await t.throwsAsync(load(root, folder), { instanceOf: BreakpointCorruptError });
-  t.is(error!.file, 'aggregated_params.tensors');
+  t.is(error!.file, 'params.safetensors');
   t.regex(error!.message, /has SHA-256/);
 });
 

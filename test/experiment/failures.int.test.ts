@@ -375,7 +375,7 @@ test(
         !paused &&
         typeof args[0] === 'string' &&
         args[0].startsWith(h.root + path.sep) &&
-        args[0].endsWith(`${path.sep}aggregated_params.tensors`)
+        args[0].endsWith(`${path.sep}params.safetensors`)
       ) {
         paused = true;
         // The loader has picked breakpoint_0001 from what it read; the live process commits round 2 now.

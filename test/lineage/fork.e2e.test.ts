@@ -45,7 +45,7 @@ test(
     t.is(child.parentPosition, String(parent.state.rounds[1]!.position));
     t.is(child.breakpoint, path.join(experiments, 'Experiment_0001', 'breakpoint_0001'));
     t.true(blobBytes(root, parent.state.rounds[1]!.params.sha256).equals(blobBytes(root, child.params.sha256)));
-    t.is(sha256File(path.join(child.breakpoint, 'aggregated_params.tensors')), parent.state.rounds[1]!.params.sha256);
+    t.is(sha256File(path.join(child.breakpoint, 'params.safetensors')), parent.state.rounds[1]!.params.sha256);
     // The importedFrom hash is that of the manifest `roundlog replay` writes for the parent's round.
     const replay = await roundlogJson<{ manifestSha256: string }>([
       'replay',

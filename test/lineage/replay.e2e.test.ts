@@ -61,7 +61,7 @@ test(
     t.is(replay.logPosition, String(completed!.position));
     t.is(replay.params.sha256, recorded);
     // Bit for bit: the folder's file, hashed here, and compared with the blob store's file.
-    const paramsFile = readFileSync(path.join(replay.path, 'aggregated_params.tensors'));
+    const paramsFile = readFileSync(path.join(replay.path, 'params.safetensors'));
     t.is(sha256(paramsFile), recorded);
     t.true(paramsFile.equals(blobBytes(root, recorded)));
     const manifest = JSON.parse(readFileSync(path.join(replay.path, 'breakpoint.json'), 'utf8'));
@@ -86,7 +86,7 @@ test(
     t.true(
       paramsFile.equals(
         readFileSync(
-          path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'aggregated_params.tensors'),
+          path.join(other, 'experiments', 'Experiment_0000', 'breakpoint_0001', 'params.safetensors'),
         ),
       ),
     );
@@ -180,7 +180,7 @@ test(
       superseded.path,
       path.join(root, 'replays', 'Experiment_0000', 'superseded', `breakpoint_0002-${old2.position}`),
     );
-    t.is(sha256File(path.join(superseded.path, 'aggregated_params.tensors')), old2.data.params!.sha256);
+    t.is(sha256File(path.join(superseded.path, 'params.safetensors')), old2.data.params!.sha256);
     // The replay equals the folder the rewind moved aside: the same manifest, byte for byte.
     t.is(
       readFileSync(path.join(superseded.path, 'breakpoint.json'), 'utf8'),

@@ -189,7 +189,7 @@ test(
     ]);
     t.like(rewind, { round: 1, roundCurrent: 2, supersededRounds: [2, 3], moved: [] });
     t.deepEqual(folders(dir), ['breakpoint_0001']);
-    t.is(sha256File(path.join(dir, 'breakpoint_0001', 'aggregated_params.tensors')), before.rounds[1]!.params.sha256);
+    t.is(sha256File(path.join(dir, 'breakpoint_0001', 'params.safetensors')), before.rounds[1]!.params.sha256);
 
     const resume = await roundlog(['resume', '--rounds', '1', '--root', root]);
     t.is(resume.code, 0, resume.stderr);

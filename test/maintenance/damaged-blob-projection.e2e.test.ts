@@ -47,7 +47,7 @@ test('project --rebuild around a damaged blob fails naming it and verify --repai
   t.regex(
     run.stdout,
     new RegExp(
-      `problem: breakpoint folder of round 1 of experiment ${folder} not written: its aggregated_params.tensors ` +
+      `problem: breakpoint folder of round 1 of experiment ${folder} not written: its params.safetensors ` +
         `is blob ${sha256}, which is damaged in the blob store .*Run 'roundlog verify --repair' .*` +
         `then run the command again \\(the experiment's breakpoint folders: 'roundlog project ${folder}'\\)`,
     ),
@@ -76,7 +76,7 @@ test('writing a breakpoint folder from a damaged blob is BreakpointBlobDamagedEr
   t.is(error?.experiment, folder);
   t.is(error?.round, 1);
   t.is(error?.sha256, sha256);
-  t.is(error?.file, 'aggregated_params.tensors');
+  t.is(error?.file, 'params.safetensors');
   t.is(error?.stored, path.join(root, 'blobs', sha256.slice(0, 2), sha256.slice(2)));
   t.deepEqual((await fs.readdir(exp)).sort(), ['breakpoint_0000', 'breakpoint_0002']);
 });
@@ -104,7 +104,7 @@ test('project --rebuild over manifests listing files by names that are no blob: 
   await rl.close();
   const exp = path.join(root, 'experiments', folder);
   // What the folders list is data: a path, a short name, a list, a string; none may be taken for a blob.
-  const lists: unknown[] = [{ 'aggregated_params.tensors': '../../../../etc/passwd' }, { x: 'abc' }, ['a']];
+  const lists: unknown[] = [{ 'params.safetensors': '../../../../etc/passwd' }, { x: 'abc' }, ['a']];
   for (const [round, files] of [
     [0, lists[0]],
     [1, lists[1]],

@@ -107,7 +107,7 @@ test(
     t.regex(project.stdout, /10 folders written, 0 removed, 0 moved aside; lag now 0/);
     t.deepEqual(checksums(experiments), before);
     // The parameters are hard links to their blobs again, not copies.
-    t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0009', 'aggregated_params.tensors')).nlink, 2);
+    t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0009', 'params.safetensors')).nlink, 2);
 
     const again = await roundlog(['project', '--root', root]);
     t.is(again.code, 0);
@@ -175,7 +175,7 @@ test(
     t.is(damagedBlob.code, 1);
     t.true(damagedBlob.stdout.includes(`${blob}: blob ${sha3} now hashes to`), damagedBlob.stdout);
     t.true(
-      damagedBlob.stdout.includes(`${folder3}/aggregated_params.tensors (Experiment_0000 round 3): has SHA-256`),
+      damagedBlob.stdout.includes(`${folder3}/params.safetensors (Experiment_0000 round 3): has SHA-256`),
       damagedBlob.stdout,
     );
     t.regex(damagedBlob.stdout, /^2 problems found$/m);

@@ -56,14 +56,14 @@ test('verify --repair heals a blob from a copy, links damaged folder files again
 
   // Round 1's folder holds a copy (a folder carried in from elsewhere), not a link; then the storage
   // cuts the blob. The copy is the good copy the store can heal from.
-  const copy = path.join(exp, 'breakpoint_0001', 'aggregated_params.tensors');
+  const copy = path.join(exp, 'breakpoint_0001', 'params.safetensors');
   const good = await fs.readFile(copy);
   await fs.rm(copy);
   await fs.writeFile(copy, good, { mode: 0o444 });
   cut(path.join(dir, 'blobs', params1.slice(0, 2), params1.slice(2)));
   // Round 2's folder file is a hard link of its blob: cutting it cuts the blob too. The store's blob
   // is then put again (the round done again), which leaves the folder with the old, damaged file.
-  const linked = path.join(exp, 'breakpoint_0002', 'aggregated_params.tensors');
+  const linked = path.join(exp, 'breakpoint_0002', 'params.safetensors');
   cut(linked);
   const rl2 = await openRoundLog({ root: dir });
   await rl2.putTensors(tensors(2, 1));
@@ -79,10 +79,10 @@ test('verify --repair heals a blob from a copy, links damaged folder files again
 
   const run = await roundlog(['verify', '--repair', '--root', dir]);
   t.is(run.code, 0, run.stdout + run.stderr);
-  t.regex(run.stdout, new RegExp(`healed blob ${params1} from .*breakpoint_0001/aggregated_params.tensors`));
+  t.regex(run.stdout, new RegExp(`healed blob ${params1} from .*breakpoint_0001/params.safetensors`));
   t.regex(
     run.stdout,
-    new RegExp(`healed .*breakpoint_0002/aggregated_params.tensors: linked again to blob ${params2}`),
+    new RegExp(`healed .*breakpoint_0002/params.safetensors: linked again to blob ${params2}`),
   );
   t.regex(run.stdout, /wrote snapshot .*\.snap again from the log/);
   t.regex(run.stdout, /ok: no problem found/);
@@ -164,7 +164,7 @@ test('verify names every experiment and round that references a damaged blob, as
 test('projecting again links a damaged folder file again once the store holds the blob intact', async (t) => {
   const { root: dir, rl, handle, exp } = await root(2);
   const params0 = handle.state.rounds[0]!.params.sha256;
-  const file = path.join(exp, 'breakpoint_0000', 'aggregated_params.tensors');
+  const file = path.join(exp, 'breakpoint_0000', 'params.safetensors');
   cut(file); // cuts the blob too (same inode)
   await rl.putTensors(tensors(0, 1)); // the round done again heals the blob: a new file
   t.is(sha256(await fs.readFile(file)), sha256(await fs.readFile(file)), 'the folder still holds the old file');

@@ -59,12 +59,12 @@ test(
   async (t) => {
     const { root: dir, rl, handle, dir: exp } = await root();
     const folder = path.join(exp, 'breakpoint_0002');
-    const params = path.join(folder, 'aggregated_params.tensors');
+    const params = path.join(folder, 'params.safetensors');
     unlinkSync(params);
-    copyFileSync(path.join(exp, 'breakpoint_0001', 'aggregated_params.tensors'), params);
+    copyFileSync(path.join(exp, 'breakpoint_0001', 'params.safetensors'), params);
     const other = sha256(readFileSync(params));
     editManifest(folder, (m) => {
-      m.files['aggregated_params.tensors'] = other;
+      m.files['params.safetensors'] = other;
       m.params.sha256 = other;
     });
     const report = await verifyRoot({ root: dir });
@@ -72,8 +72,8 @@ test(
     const reasons = report.breakpoints.problems.map((p) => `${p.file} ${p.round}: ${p.reason}`);
     const logged = handle.state.rounds[2]!.params.sha256;
     t.deepEqual(reasons.sort(), [
-      `aggregated_params.tensors 2: has SHA-256 ${other}; the log records ${logged} for round 2`,
-      `breakpoint.json 2: files.aggregated_params.tensors is "${other}", the log records "${logged}"`,
+      `params.safetensors 2: has SHA-256 ${other}; the log records ${logged} for round 2`,
+      `breakpoint.json 2: files.params.safetensors is "${other}", the log records "${logged}"`,
       `breakpoint.json 2: params.sha256 is "${other}", the log records "${logged}"`,
     ]);
     t.true(report.breakpoints.problems.every((p) => p.folder === folder && p.experiment === 'Experiment_0000'));
@@ -85,10 +85,10 @@ test(
   'missing and unlisted files, absolute paths, a manifest ' + 'that is not JSON, a foreign folder in superseded/',
   async (t) => {
     const { root: dir, rl, dir: exp } = await root();
-    rmSync(path.join(exp, 'breakpoint_0000', 'aggregated_params.tensors'));
+    rmSync(path.join(exp, 'breakpoint_0000', 'params.safetensors'));
     writeFileSync(path.join(exp, 'breakpoint_0001', 'notes.txt'), 'mine');
     editManifest(path.join(exp, 'breakpoint_0002'), (m) => {
-      m.params.file = path.join(exp, 'breakpoint_0002', 'aggregated_params.tensors');
+      m.params.file = path.join(exp, 'breakpoint_0002', 'params.safetensors');
     });
     writeFileSync(path.join(exp, 'breakpoint_0003', 'breakpoint.json'), '{ "format": "roundlog-breakpoint", ');
     mkdirSync(path.join(exp, 'superseded', 'breakpoint_0007.1'), { recursive: true });
@@ -100,7 +100,7 @@ test(
         .filter((p) => path.relative(exp, p.folder) === name)
         .map((p) => `${p.file}: ${p.reason}`);
     t.deepEqual(byFolder('breakpoint_0000'), [
-      'aggregated_params.tensors: is listed in the manifest but cannot be read (ENOENT)',
+      'params.safetensors: is listed in the manifest but cannot be read (ENOENT)',
     ]);
     t.deepEqual(byFolder('breakpoint_0001'), [
       'notes.txt: is not listed in the manifest (a breakpoint folder holds only the files its manifest lists)',

@@ -55,7 +55,7 @@ test(
     t.deepEqual(await projectExperiment(ctx, handle.state), { written: 0, failed: [] });
     t.deepEqual(snapshot(experiments), before);
     // Parameters are hard links to the blobs, not copies.
-    t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0002', 'aggregated_params.tensors')).nlink, 2);
+    t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0002', 'params.safetensors')).nlink, 2);
     await rl.close();
   },
 );

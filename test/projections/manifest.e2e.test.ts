@@ -93,7 +93,7 @@ test('a re-sealed params.bytes that is not the size of the parameters file is re
   const folder = carry(4, (m) => seal({ ...m, params: { ...(m.params as Json), bytes: 1e12 } }));
   const result = await importInto(folder);
   t.is(result.code, 1, result.stdout);
-  t.regex(result.stderr, /params\.bytes is 1000000000000, but aggregated_params\.tensors holds \d+ bytes/);
+  t.regex(result.stderr, /params\.bytes is 1000000000000, but params\.safetensors holds \d+ bytes/);
   t.false(existsSync(path.join(result.root, 'experiments', 'Experiment_0000')), 'nothing was imported');
 });
 

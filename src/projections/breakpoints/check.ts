@@ -18,7 +18,7 @@ import {
 import type { RoundlogError } from '../../errors.ts';
 import { compareNames } from '../../model/events.ts';
 import { BreakpointCorruptError } from '../../model/errors.ts';
-import { MANIFEST_FILE, PARAMS_FILE, type BreakpointManifest } from '../../model/manifest.ts';
+import { MANIFEST_FILE, type BreakpointManifest } from '../../model/manifest.ts';
 import type { ExperimentState, RoundRecord } from '../../model/state.ts';
 import { roundOfAnyFolder } from './folder.ts';
 import { canonicalJson, manifestOfRound, readManifestFile } from './schema.ts';
@@ -105,6 +105,8 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     }
   }
 
+  // The parameters file's name follows the round's encoding (schema.ts checks that it does).
+  const paramsFile = manifest.params.file;
   // Files: each listed one present with its hash, no other one.
   const actualHashes = new Map<string, string>();
   for (const [file, expected] of Object.entries(listed)) {
@@ -114,7 +116,7 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     }
     let bytes: Buffer;
     try {
-      const stated = file === PARAMS_FILE ? manifest.params.bytes : null;
+      const stated = file === paramsFile ? manifest.params.bytes : null;
       // A regular file inside the folder, never through a symlink out of it, at most its stated size.
       bytes = await readConfinedFile(folder, file, file, {
         plainName: true,
@@ -127,11 +129,8 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     const actual = createHash('sha256').update(bytes).digest('hex');
     actualHashes.set(file, actual);
     if (actual !== expected) problem(file, `has SHA-256 ${actual}, the manifest records ${show(expected)}`);
-    else if (file === PARAMS_FILE && manifest.params.bytes !== bytes.length) {
-      problem(
-        MANIFEST_FILE,
-        `params.bytes is ${manifest.params.bytes}, but ${PARAMS_FILE} holds ${bytes.length} bytes`,
-      );
+    else if (file === paramsFile && manifest.params.bytes !== bytes.length) {
+      problem(MANIFEST_FILE, `params.bytes is ${manifest.params.bytes}, but ${paramsFile} holds ${bytes.length} bytes`);
     }
   }
   for (const file of (await fs.readdir(folder).catch(() => [] as string[])).sort(compareNames)) {
@@ -218,12 +217,9 @@ export async function checkBreakpointFolder(folder: string, options: CheckFolder
     if (difference !== null) problem(MANIFEST_FILE, difference);
   }
   if (problems.length === before) for (const reason of read.problems) problem(MANIFEST_FILE, reason);
-  const paramsHash = actualHashes.get(PARAMS_FILE);
-  if (paramsHash !== undefined && paramsHash === listed[PARAMS_FILE] && paramsHash !== record.params.sha256) {
-    problem(
-      PARAMS_FILE,
-      `has SHA-256 ${paramsHash}; the log records ${record.params.sha256} for round ${record.round}`,
-    );
+  const paramsHash = actualHashes.get(paramsFile);
+  if (paramsHash !== undefined && paramsHash === listed[paramsFile] && paramsHash !== record.params.sha256) {
+    problem(paramsFile, `has SHA-256 ${paramsHash}; the log records ${record.params.sha256} for round ${record.round}`);
   }
   return done(manifest);
 }

@@ -13,8 +13,8 @@ import { z } from 'zod';
 import {
   BREAKPOINT_FORMAT,
   BREAKPOINT_FORMAT_VERSION,
-  PARAMS_FILE,
   breakpointManifest,
+  paramsFileOf,
   type BreakpointManifest,
 } from '../../model/manifest.ts';
 import type { ExperimentCreated } from '../../model/events.ts';
@@ -194,7 +194,12 @@ export function disagreements(m: BreakpointManifest): string[] {
   differ('experimentId', m.experimentId, 'experiment.experimentId', m.experiment.experimentId);
   differ('experimentFolder', m.experimentFolder, 'experiment.folder', m.experiment.folder);
   differ('stream', m.stream, "the experiment's stream", `experiment-${m.experimentId}`);
-  differ('params.file', m.params.file, 'the parameters file', PARAMS_FILE);
+  differ(
+    'params.file',
+    m.params.file,
+    `the parameters file of encoding ${JSON.stringify(m.params.encoding)}`,
+    paramsFileOf(m.params.encoding),
+  );
   differ(`files[${JSON.stringify(m.params.file)}]`, m.files[m.params.file], 'params.sha256', m.params.sha256);
   const plan = m.settings.trainingPlan;
   if ((plan === null) !== (m.trainingPlan === null)) {

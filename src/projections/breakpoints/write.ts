@@ -14,7 +14,7 @@ import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { CorruptBlobError } from '../../blobs/errors.ts';
 import { BreakpointBlobDamagedError, RoundPrunedError } from '../../model/errors.ts';
 import { breakpointFolderName } from '../../model/events.ts';
-import { MANIFEST_FILE, PARAMS_FILE } from '../../model/manifest.ts';
+import { MANIFEST_FILE, paramsFileOf } from '../../model/manifest.ts';
 import { hasBreakpoint, type ExperimentState, type RoundRecord } from '../../model/state.ts';
 import {
   TEMP_PREFIX,
@@ -53,7 +53,7 @@ export async function materializeBreakpoint(
       // The folder is kept only once its files hold the round's bytes; a file the storage damaged
       // (or the old link of a blob the store has replaced since) is linked again from the store.
       const { planFile } = manifestOfRound(created, record);
-      const files: Array<[string, BlobRef]> = [[PARAMS_FILE, record.params]];
+      const files: Array<[string, BlobRef]> = [[paramsFileOf(record.params.encoding), record.params]];
       if (planFile !== null) files.push([planFile, record.settings.trainingPlan!.source]);
       for (const [name, ref] of files) {
         const file = path.join(final, name);
@@ -82,7 +82,10 @@ export async function materializeBreakpoint(
   };
   try {
     const { manifest, planFile } = manifestOfRound(created, record);
-    step = { file: path.join(temp, PARAMS_FILE), operation: 'writing the parameters file of a breakpoint folder' };
+    step = {
+      file: path.join(temp, manifest.params.file),
+      operation: 'writing the parameters file of a breakpoint folder',
+    };
     await link(record.params.sha256, step.file);
     if (planFile !== null) {
       step = { file: path.join(temp, planFile), operation: 'writing the training plan of a breakpoint folder' };
