@@ -285,16 +285,16 @@ function parseEntry(name: string, value: unknown, bufferBytes: number, corrupt: 
   if (end > bufferBytes) {
     throw corrupt(`${tensor} has data_offsets [${begin}, ${end}] past the end of the ${bufferBytes}-byte buffer`);
   }
-  // Checked against the range (which is within the bytes present) before any product can overflow.
-  let needed = DTYPES[dtype].itemBytes;
+  // The product stops as soon as it is past any safe integer (it can only exceed the range then).
+  let needed = (shape as number[]).includes(0) ? 0 : DTYPES[dtype].itemBytes;
   for (const dim of shape as number[]) {
+    if (needed > Number.MAX_SAFE_INTEGER) break;
     needed *= dim;
-    if (needed > end - begin) break;
   }
   if (needed !== end - begin) {
     throw corrupt(
       `${tensor} has ${end - begin} bytes (data_offsets [${begin}, ${end}]) where shape ${JSON.stringify(shape)} ` +
-        `of ${given} needs ${needed > end - begin ? 'more' : needed}`,
+        `of ${given} needs ${Number.isSafeInteger(needed) ? needed : 'more than 2^53'}`,
     );
   }
   return { name, dtype, shape: shape as number[], begin, end };

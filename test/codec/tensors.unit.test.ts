@@ -214,7 +214,7 @@ test('an unknown encoding is a typed error naming it, the known ones and the sou
   });
   t.is(error?.code, 'UNKNOWN_ENCODING');
   t.is(error?.encoding, 'tensors/msgpack+zstd');
-  t.deepEqual(error?.known, ['tensors/msgpack', 'tensors/msgpack+lz4']);
+  t.deepEqual(error?.known, ['tensors/msgpack', 'tensors/msgpack+lz4', 'tensors/safetensors']);
   t.is(error?.source, 'blob ab12');
   t.regex(error?.message ?? '', /"tensors\/msgpack\+zstd" for blob ab12/);
 });

@@ -16,6 +16,7 @@ import {
 import {
   MismatchedTensorsError,
   NoRepliesError,
+  NotAverageableError,
   UnknownAggregatorError,
   ZeroSampleSizeError,
 } from '../../src/federated/errors.ts';
@@ -288,3 +289,72 @@ function* permutations<T>(items: readonly T[]): Generator<T[]> {
     for (const rest of permutations([...items.slice(0, i), ...items.slice(i + 1)])) yield [items[i]!, ...rest];
   }
 }
+
+test('float16 and bfloat16 tensors are averaged in float64 and rounded once, ties to even', (t) => {
+  const half = (dtype: 'float16' | 'bfloat16', ...bits: number[]): Tensor => ({
+    dtype,
+    shape: [bits.length],
+    data: Uint16Array.from(bits),
+  });
+  // float16: 1 and 1 + 2^-9 (0x3c02) average to 1 + 2^-10 (0x3c01) exactly; 1 and 0x3c01 average to
+  // the tie 1 + 2^-11, which rounds to the even 0x3c00; weights 1 and 3 of 0 and 2 give 1.5 (0x3e00).
+  const f16 = aggregate([
+    reply('a', 1, { h: half('float16', 0x3c00, 0x3c00, 0x0000) }),
+    reply('b', 1, { h: half('float16', 0x3c02, 0x3c01, 0x4000) }),
+  ]).h!;
+  t.is(f16.dtype, 'float16');
+  t.deepEqual([...f16.data], [0x3c01, 0x3c00, 0x3c00]);
+  const weighted = aggregate([
+    reply('a', 1, { h: half('float16', 0x0000) }),
+    reply('b', 3, { h: half('float16', 0x4000) }),
+  ]).h!;
+  t.deepEqual([...weighted.data], [0x3e00]);
+  // bfloat16: 1 (0x3f80) and 0x3f81 average to a tie, even is 0x3f80; 1 and 0x3f82 to 0x3f81.
+  const bf16 = aggregate([
+    reply('a', 1, { b: half('bfloat16', 0x3f80, 0x3f80) }),
+    reply('b', 1, { b: half('bfloat16', 0x3f81, 0x3f82) }),
+  ]).b!;
+  t.is(bf16.dtype, 'bfloat16');
+  t.true(bf16.data instanceof Uint16Array);
+  t.deepEqual([...bf16.data], [0x3f80, 0x3f81]);
+});
+
+test('the newer integer dtypes average exactly, ties to even, in their own typed array', (t) => {
+  const params = aggregate([
+    reply('a', 1, {
+      i8: { dtype: 'int8', shape: [2], data: Int8Array.from([-128, 1]) },
+      i16: { dtype: 'int16', shape: [1], data: Int16Array.from([-3]) },
+      u16: { dtype: 'uint16', shape: [1], data: Uint16Array.from([65535]) },
+      u32: { dtype: 'uint32', shape: [1], data: Uint32Array.from([4294967295]) },
+      u64: { dtype: 'uint64', shape: [1], data: BigUint64Array.from([2n ** 64n - 1n]) },
+    }),
+    reply('b', 1, {
+      i8: { dtype: 'int8', shape: [2], data: Int8Array.from([-127, 2]) },
+      i16: { dtype: 'int16', shape: [1], data: Int16Array.from([0]) },
+      u16: { dtype: 'uint16', shape: [1], data: Uint16Array.from([65534]) },
+      u32: { dtype: 'uint32', shape: [1], data: Uint32Array.from([4294967294]) },
+      u64: { dtype: 'uint64', shape: [1], data: BigUint64Array.from([2n ** 64n - 2n]) },
+    }),
+  ]);
+  t.deepEqual([...params.i8!.data], [-128, 2]); // -127.5 -> -128 (even), 1.5 -> 2 (even)
+  t.true(params.i8!.data instanceof Int8Array);
+  t.deepEqual([...params.i16!.data], [-2]); // -1.5 -> -2
+  t.deepEqual([...params.u16!.data], [65534]); // 65534.5 -> 65534
+  t.deepEqual([...params.u32!.data], [4294967294]);
+  t.deepEqual([...params.u64!.data], [2n ** 64n - 2n]);
+  t.true(params.u64!.data instanceof BigUint64Array);
+});
+
+test('fedAvg refuses to average a bool tensor, naming it', (t) => {
+  const flags: Tensor = { dtype: 'bool', shape: [2], data: Uint8Array.from([0, 1]) };
+  const error = t.throws(
+    () => aggregate([reply('a', 1, { mask: flags, w: f32(1) }), reply('b', 1, { mask: flags, w: f32(2) })]),
+    {
+      instanceOf: NotAverageableError,
+    },
+  );
+  t.is(error?.code, 'NOT_AVERAGEABLE');
+  t.is(error?.tensor, 'mask');
+  t.is(error?.dtype, 'bool');
+  t.regex(error!.message, /cannot average tensor "mask" of dtype bool/);
+});
