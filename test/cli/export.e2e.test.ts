@@ -163,6 +163,23 @@ test('rounds with no breakpoint folder, current and superseded (--position), ope
   // The superseded round is the first history's round 2, not the current one's.
   t.not(dumped[old2st.path]!['ids']!.hex, dumped[current2.path]!['ids']!.hex);
 
+  // The same round exported again gives the same bytes, in both formats (converted or not).
+  for (const first of [last, old2npz, current2]) {
+    const again = await roundlogJson<Exported>(
+      exportArgs(
+        folder,
+        root,
+        '--round',
+        String(first.round),
+        '--position',
+        first.logPosition,
+        '--out',
+        first.path.replace(/\.(\w+)$/, '.again.$1'),
+      ),
+    );
+    t.is(again.sha256, first.sha256, path.basename(first.path));
+  }
+
   // The text output names the round, the file and the bfloat16 widening.
   const text = await roundlog(exportArgs(folder, root, '--round', '1', '--out', path.join(out, 'one.npz')));
   t.is(text.code, 0, text.stderr);
@@ -223,13 +240,17 @@ test('refused: unknown experiment, missing round, --position of no RoundComplete
   await refused([folder, '--round', '0', '--out', file, '--format', 'pickle'], 2, /--format must be one of/);
   await refused([folder, '--out', file], 2, /needs --round R/);
   await refused([folder, '--round', '0'], 2, /needs --out FILE/);
+  // A round whose parameters retention deleted cannot be exported.
+  const gc = await roundlog(['gc', folder, '--keep-last', '1', '--root', root]);
+  t.is(gc.code, 0, gc.stderr);
+  await refused([folder, '--round', '0', '--out', file], 1, /round 0 .*pruned|pruned.*round 0/i);
   t.deepEqual(readdirSync(out), [], 'nothing written by a refused export');
 
   // An existing file is kept without --force, replaced (atomically) with it.
   writeFileSync(file, 'keep me');
-  await refused([folder, '--round', '0', '--out', file], 1, /does not exist yet: .*--force/);
+  await refused([folder, '--round', '3', '--out', file], 1, /does not exist yet: .*--force/);
   t.is(readFileSync(file, 'utf8'), 'keep me');
-  const forced = await roundlogJson<Exported>(exportArgs(folder, root, '--round', '0', '--out', file, '--force'));
+  const forced = await roundlogJson<Exported>(exportArgs(folder, root, '--round', '3', '--out', file, '--force'));
   t.true(forced.replaced);
   t.is(readFileSync(file).length, forced.bytes);
   t.deepEqual(readdirSync(out), ['p.safetensors'], 'no temporary file left');
