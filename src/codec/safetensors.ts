@@ -158,11 +158,13 @@ export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetens
   const claimed = view.getBigUint64(0, true);
   const maxHeader = decodeLimits().maxValueBytes;
   const where = `the safetensors header${source === undefined ? '' : ` of ${source}`}`;
-  if (claimed > BigInt(maxHeader)) throw new DecodeLimitError(where, Number(claimed), maxHeader, MAX_VALUE_BYTES_ENV);
-  const headerLength = Number(claimed);
-  if (LENGTH_BYTES + headerLength > size) {
-    throw corrupt(`the header length ${headerLength} (bytes 0..8) runs past the end of the ${size}-byte file`);
+  // Bounded first by the bytes there are (a length past them is damage, or not a safetensors file),
+  // then by the value limit (a header that is there but larger than any roundlog writes).
+  if (claimed > BigInt(size - LENGTH_BYTES)) {
+    throw corrupt(`the header length ${claimed} (bytes 0..8) runs past the end of the ${size}-byte file`);
   }
+  const headerLength = Number(claimed);
+  if (headerLength > maxHeader) throw new DecodeLimitError(where, headerLength, maxHeader, MAX_VALUE_BYTES_ENV);
   const dataStart = LENGTH_BYTES + headerLength;
   const headerBytes = bytes.subarray(LENGTH_BYTES, dataStart);
   if (headerBytes[0] !== 0x7b) throw corrupt(`the header (bytes 8..${dataStart}) does not start with "{"`);

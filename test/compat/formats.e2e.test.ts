@@ -11,9 +11,11 @@
  * copied folder into a new root. Each test works on its own copy; the fixtures are never changed.
  */
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodeTensors, encodeTensors, type TensorSet } from '../../src/codec/tensors.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import { ROOT_MARKER_FILE } from '../../src/root.ts';
 import { roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
@@ -33,6 +35,29 @@ const PARAMS = [
   'd39e4603b9c06ff814e307f3f5d2be33ba071f6998f801d08e8b9ae56f88a06a',
 ];
 const ROUND_3_PARAMS = '3db7ea3ff1bee54ff626b8de5f2fcef542fb701c11e9cd5600991197666bda1f';
+
+/**
+ * The SHA-256 of `tensors` as 0.1.0 would have stored them: encoded by the msgpack encoder (the
+ * same code then and now), tensors in the order of `order` (the aggregate's order, which a
+ * safetensors file does not keep). Equal to a recorded hash only if every bit of every tensor is.
+ */
+function msgpackSha256(tensors: TensorSet, order: readonly string[]): string {
+  const ordered = Object.fromEntries(order.map((name) => [name, tensors[name]!]));
+  return createHash('sha256').update(encodeTensors(ordered).bytes).digest('hex');
+}
+
+/** The tensor names, in stored order, of a round's parameters in a fixture folder (msgpack header). */
+function fixtureOrder(fixture: string): string[] {
+  const folder = path.join(FORMATS, fixture, 'copied', 'breakpoint_0002');
+  const { params } = manifest(folder) as { params: { encoding: string; file: string } };
+  return Object.keys(decodeTensors(params.encoding, readFileSync(path.join(folder, params.file))));
+}
+
+/** The parameters of the round whose breakpoint folder is `folder`, decoded from its file. */
+function paramsOfFolder(folder: string): TensorSet {
+  const { params } = manifest(folder) as { params: { encoding: string; file: string; bytes: number } };
+  return decodeTensors(params.encoding, readFileSync(path.join(folder, params.file)), { storedBytes: params.bytes });
+}
 
 /** One fixture: a root with experiment Experiment_0000 after rounds 0-2 of 10, and its round 2 copied. */
 type Fixture = Readonly<{
@@ -112,6 +137,7 @@ type Report = {
   lag: unknown[];
   notes: string[];
 };
+type BlobLike = { sha256: string; bytes: number; encoding: string };
 type LoggedEvent = { type: string; data: Record<string, unknown> };
 type Asserts = { deepEqual(actual: unknown, expected: unknown, message?: string): void };
 
@@ -233,10 +259,15 @@ for (const f of FIXTURES) {
       ['Resumed', 'RunStarted', ...ROUNDS, 'RunEnded'],
     );
     t.like(added[0], { data: { roundCurrent: 3, breakpoint: 'breakpoint_0002' } });
-    t.like(added.find((e) => e.type === 'RoundCompleted')!.data, { round: 3, params: { sha256: ROUND_3_PARAMS } });
+    // Round 3 is stored as safetensors now; its tensors are bit for bit those 0.1.0 computes.
+    const completed = added.find((e) => e.type === 'RoundCompleted')!.data as { round: number; params: BlobLike };
+    t.like(completed, { round: 3, params: { encoding: 'tensors/safetensors' } });
     const [listed] = await roundlogJson<Listed[]>(['ls', '--root', root]);
     t.like(listed, { roundCurrent: 4, status: 'stopped' });
-    t.is(listed!.breakpoints.at(-1)!.paramsSha256, ROUND_3_PARAMS);
+    const last = listed!.breakpoints.at(-1)!;
+    t.is(last.paramsSha256, completed.params.sha256);
+    t.true(existsSync(path.join(last.path, 'params.safetensors')));
+    t.is(msgpackSha256(paramsOfFolder(last.path), fixtureOrder(f.name)), ROUND_3_PARAMS);
     t.is(manifest(listed!.breakpoints.at(-1)!.path).formatVersion, 2);
     // The writer adopts a root without a marker and writes the snapshot in the current shape.
     t.true(existsSync(path.join(root, ROOT_MARKER_FILE)));
@@ -259,12 +290,14 @@ for (const f of FIXTURES) {
     t.not(listed!.id, f.experimentId, 'an import is a new experiment');
     t.like(listed, { folder: 'Experiment_0000', roundCurrent: 4, roundLimit: 10, status: 'stopped' });
     t.deepEqual(
-      listed!.breakpoints.map((b) => [b.round, b.paramsSha256]),
-      [
-        [2, PARAMS[2]],
-        [3, ROUND_3_PARAMS],
-      ],
+      listed!.breakpoints.map((b) => b.round),
+      [2, 3],
     );
+    // The imported round keeps its bytes and encoding; round 3 is computed as 0.1.0 computes it.
+    t.is(listed!.breakpoints[0]!.paramsSha256, PARAMS[2]!);
+    t.true(existsSync(path.join(listed!.breakpoints[0]!.path, 'aggregated_params.tensors')));
+    t.true(existsSync(path.join(listed!.breakpoints[1]!.path, 'params.safetensors')));
+    t.is(msgpackSha256(paramsOfFolder(listed!.breakpoints[1]!.path), fixtureOrder(f.name)), ROUND_3_PARAMS);
     const history = await roundlogJson<{ entries: { kind: string; importedFrom?: Record<string, unknown> }[] }>([
       'history',
       'Experiment_0000',
@@ -276,6 +309,45 @@ for (const f of FIXTURES) {
     t.true(report.ok);
     t.deepEqual(notesOfCleanReport(t, report, root), []);
     t.deepEqual(readFileSync(path.join(folder, 'breakpoint.json')), written, 'the carried folder is left as it was');
+  });
+
+  test(`${f.name}: rounds in both old encodings replay and decode bit for bit to what the log records`, async (t) => {
+    const root = copyOf(f.name, 'root');
+    const order = fixtureOrder(f.name);
+    for (const round of [0, 1, 2]) {
+      const out = path.join(tempDir(), 'replayed');
+      const replay = await roundlogJson<{ path: string; params: { sha256: string } }>([
+        'replay',
+        'Experiment_0000',
+        '--round',
+        String(round),
+        '--out',
+        out,
+        '--root',
+        root,
+      ]);
+      t.is(replay.params.sha256, PARAMS[round]!);
+      const written = manifest(replay.path) as { params: { encoding: string; file: string } };
+      t.is(written.params.encoding, 'tensors/msgpack', `round ${round}`);
+      t.is(written.params.file, 'aggregated_params.tensors', 'an old encoding keeps its file name');
+      const bytes = readFileSync(path.join(replay.path, 'aggregated_params.tensors'));
+      t.is(createHash('sha256').update(bytes).digest('hex'), PARAMS[round]!);
+      t.is(msgpackSha256(paramsOfFolder(replay.path), order), PARAMS[round]!, `round ${round} decodes bit for bit`);
+    }
+    // The nodes' replies (tensors/msgpack) and the initial parameters (tensors/msgpack+lz4): each
+    // decodes to tensors that encode back to the very bytes recorded.
+    const events = await roundlogJson<LoggedEvent[]>(['events', 'Experiment_0000', '--root', root]);
+    const created = events.find((e) => e.type === 'ExperimentCreated')!.data.initialParams as BlobLike;
+    const replies = events.filter((e) => e.type === 'NodeReplied').map((e) => e.data.params as BlobLike);
+    t.is(replies.length, 9);
+    const encodings = new Set<string>();
+    for (const ref of [created, ...replies]) {
+      encodings.add(ref.encoding);
+      const bytes = readFileSync(path.join(root, 'blobs', ref.sha256.slice(0, 2), ref.sha256.slice(2)));
+      const tensors = decodeTensors(ref.encoding, bytes, { storedBytes: ref.bytes, source: `blob ${ref.sha256}` });
+      t.is(msgpackSha256(tensors, Object.keys(tensors)), ref.sha256);
+    }
+    t.deepEqual([...encodings].sort(), ['tensors/msgpack', 'tensors/msgpack+lz4']);
   });
 
   test(`${f.name}: project --follow starts after its projection checkpoint, in the copied root`, async (t) => {

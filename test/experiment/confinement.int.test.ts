@@ -18,6 +18,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
+import { CorruptPayloadError, DecodeLimitError } from '../../src/codec/errors.ts';
+import { setDecodeLimits } from '../../src/codec/limits.ts';
 import { NotARegularFileError, PathOutsideError } from '../../src/confine.ts';
 import { BreakpointCorruptError } from '../../src/model/errors.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
@@ -190,4 +192,78 @@ test('a training plan module recorded as ../ out of the workspace is refused', a
   });
   const error = await t.throwsAsync(load(setup, path.join(setup.work, 'root')), { instanceOf: PathOutsideError });
   t.is(error!.field, 'trainingPlan.module');
+});
+
+/** Replaces the carried folder's params.safetensors with `bytes`, and its manifest lists them (hash, size). */
+function hostileParams(setup: Setup, bytes: Buffer): string {
+  const file = path.join(setup.carried, PARAMS_FILE);
+  rmSync(file);
+  writeFileSync(file, bytes);
+  editManifest(setup.carried, (m) => {
+    m.files[PARAMS_FILE] = sha256(bytes);
+    m.params.sha256 = sha256(bytes);
+    m.params.bytes = bytes.length;
+  });
+  return file;
+}
+
+/** A safetensors file whose header is `header` (JSON) and buffer `buffer`. */
+function safetensorsFile(header: unknown, buffer: Buffer): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([length, json, buffer]);
+}
+
+test('a params.safetensors with overlapping tensors, listed as it is, is refused typed, naming the file', async (t) => {
+  const setup = setUp();
+  const file = hostileParams(
+    setup,
+    safetensorsFile(
+      {
+        a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+        b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+      },
+      Buffer.alloc(12),
+    ),
+  );
+  const error = await t.throwsAsync(load(setup), { instanceOf: CorruptPayloadError });
+  t.is(error!.code, 'CORRUPT_PAYLOAD');
+  t.is(error!.source, file);
+  t.regex(error!.message, /tensors "a" .* and "b" .* overlap/);
+  t.true(error!.message.includes(file), error!.message);
+  t.false(existsSync(path.join(setup.root, 'experiments', 'Experiment_0000')), 'no experiment was imported');
+});
+
+test('a params.safetensors whose header length claims 100 MB is refused before anything is allocated', async (t) => {
+  const setup = setUp();
+  const bytes = safetensorsFile({}, Buffer.alloc(0));
+  bytes.writeBigUInt64LE(100n * 1024n * 1024n);
+  const file = hostileParams(setup, bytes);
+  const error = await t.throwsAsync(load(setup), { instanceOf: CorruptPayloadError });
+  t.is(error!.source, file);
+  t.regex(error!.message, /header length 104857600 .* runs past the end of the 10-byte file/);
+});
+
+test.serial(
+  'a params.safetensors whose header is over the value limit is a DecodeLimitError naming the file',
+  async (t) => {
+    const setup = setUp();
+    const previous = setDecodeLimits({ maxValueBytes: 64 });
+    try {
+      const file = hostileParams(setup, safetensorsFile({ __metadata__: { note: 'x'.repeat(100) } }, Buffer.alloc(0)));
+      const error = await t.throwsAsync(load(setup), { instanceOf: DecodeLimitError });
+      t.true(error!.message.includes(file), error!.message);
+    } finally {
+      setDecodeLimits(previous);
+    }
+  },
+);
+
+test('a manifest that says safetensors over a file of another format is refused, naming the file', async (t) => {
+  const setup = setUp();
+  const file = hostileParams(setup, Buffer.from('\x80\x04\x95 pickled data, not safetensors'));
+  const error = await t.throwsAsync(load(setup), { instanceOf: CorruptPayloadError });
+  t.is(error!.source, file);
+  t.is(error!.encoding, 'tensors/safetensors');
 });
