@@ -10,7 +10,8 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { Tensor, TensorSet } from '../../src/codec/tensors.ts';
+import { encodeTensorChunks, type Tensor, type TensorSet } from '../../src/codec/tensors.ts';
+import { decideCompleteRound } from '../../src/model/decide/index.ts';
 import { NPY_DESCR } from '../../src/codec/npz.ts';
 import { UnsafeTensorNameError } from '../../src/codec/errors.ts';
 import { DTYPES } from '../../src/codec/dtypes.ts';
@@ -214,6 +215,38 @@ test('rounds of the old encodings (the committed fixture roots) export as safete
       const want = Object.fromEntries(Object.entries(recorded).map(([name, tensor]) => [name, expected(tensor)]));
       t.deepEqual(dumped[exported.path], want, `${fixture} ${path.basename(exported.path)}`);
     }
+  }
+});
+
+test('a round stored as tensors/msgpack+lz4 (as releases before safetensors wrote) exports as both', async (t) => {
+  const root = tempDir();
+  const rl = await openRoundLog({ root });
+  const handle = await rl.createExperiment({ saveBreakpoints: false, roundLimit: 10, initialParams: {} });
+  // Zeros and a repeated pattern: lz4 shrinks them, so the older encoder stores lz4 blocks.
+  const old: TensorSet = {
+    weights: { dtype: 'float32', shape: [64, 64], data: new Float32Array(4096).fill(0.25) },
+    counts: { dtype: 'int64', shape: [512], data: BigInt64Array.from({ length: 512 }, (_, i) => BigInt(i % 4)) },
+    mask: { dtype: 'uint8', shape: [3], data: new Uint8Array([1, 2, 3]) },
+  };
+  const { encoding, chunks } = encodeTensorChunks(old);
+  t.is(encoding, 'tensors/msgpack+lz4');
+  const { ref } = await rl.blobs.putStream(chunks, { encoding });
+  await handle.append(decideCompleteRound(handle.state, { replies: [], nodes: [node], params: ref }));
+  const folder = handle.state.folder;
+  await rl.close();
+
+  const out = tempDir();
+  const files: Exported[] = [];
+  for (const ext of ['safetensors', 'npz']) {
+    const args = exportArgs(folder, root, '--round', '0', '--out', path.join(out, `r0.${ext}`));
+    files.push(await roundlogJson<Exported>(args));
+  }
+  const dumped = await python(files.map((f) => f.path));
+  for (const exported of files) {
+    t.like(exported, { method: 'converted', params: { encoding: 'tensors/msgpack+lz4' } });
+    const expected = exported.format === 'npz' ? npzExpected : safetensorsExpected;
+    const want = Object.fromEntries(Object.entries(old).map(([name, tensor]) => [name, expected(tensor)]));
+    t.deepEqual(dumped[exported.path], want, path.basename(exported.path));
   }
 });
 
