@@ -1,20 +1,20 @@
 /**
  * `roundlog export`: a round's parameters as safetensors or .npz, opened by Python (Debian's
- * python3 with NumPy, or $ROUNDLOG_PYTHON: `numpy.load`, and a NumPy-only safetensors reader under
- * test/python/) and compared bit for bit with the round's parameters as roundlog decodes them.
+ * python3 with NumPy, or $ROUNDLOG_PYTHON: `numpy.load` in test/python/dump_npz.py, and the
+ * NumPy-only safetensors reader test/python/read_safetensors.py) and compared bit for bit (SHA-256
+ * of each tensor's bytes as NumPy holds them) with the round's parameters as roundlog decodes them.
  * Python without NumPy fails these tests: they are never skipped.
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { encodeTensorChunks, type Tensor, type TensorSet } from '../../src/codec/tensors.ts';
 import { decideCompleteRound } from '../../src/model/decide/index.ts';
-import { NPY_DESCR } from '../../src/codec/npz.ts';
 import { UnsafeTensorNameError } from '../../src/codec/errors.ts';
-import { DTYPES } from '../../src/codec/dtypes.ts';
 import { exportRound, openRoundLog, type ExportResult } from '../../src/projections/index.ts';
 import { roundlog, roundlogJson } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -22,11 +22,13 @@ import { removeTempDirs, tempDir } from '../support/tmp.ts';
 test.after.always(removeTempDirs);
 
 const PYTHON = process.env.ROUNDLOG_PYTHON || '/usr/bin/python3';
-const DUMP = fileURLToPath(new URL('../python/dump_tensors.py', import.meta.url));
+const DUMP_NPZ = fileURLToPath(new URL('../python/dump_npz.py', import.meta.url));
+const READ_SAFETENSORS = fileURLToPath(new URL('../python/read_safetensors.py', import.meta.url));
 const FORMATS = fileURLToPath(new URL('../fixtures/formats/', import.meta.url));
 
 type Exported = Omit<ExportResult, 'logPosition' | 'streamRevision'> & { logPosition: string; streamRevision: string };
-type Dumped = Record<string, Record<string, { dtype: string; shape: number[]; hex: string }>>;
+type Seen = { dtype: string; shape: number[]; sha256: string };
+type Dumped = Record<string, Record<string, Seen>>;
 
 /** Every dtype roundlog stores, and names as PyTorch state dicts have them; values depend on `r`. */
 function params(r: number): TensorSet {
@@ -88,25 +90,70 @@ async function recordedParams(root: string, folder: string, position: bigint): P
   }
 }
 
+/** Each file as Python reads it: .npz by numpy.load, .safetensors by the NumPy-only reader. */
 async function python(files: readonly string[]): Promise<Dumped> {
   // Fails (never skips) where Python or NumPy is missing: the error says which.
-  const { stdout } = await promisify(execFile)(PYTHON, [DUMP, ...files], { maxBuffer: 64 * 1024 * 1024 });
-  return JSON.parse(stdout) as Dumped;
+  const run = (args: string[]) => promisify(execFile)(PYTHON, args, { maxBuffer: 64 * 1024 * 1024 });
+  const npz = files.filter((f) => f.endsWith('.npz'));
+  const dumped: Dumped = npz.length === 0 ? {} : (JSON.parse((await run([DUMP_NPZ, ...npz])).stdout) as Dumped);
+  for (const file of files.filter((f) => !f.endsWith('.npz'))) {
+    const read = JSON.parse((await run([READ_SAFETENSORS, file])).stdout) as { tensors: Record<string, Seen> };
+    dumped[file] = Object.fromEntries(
+      Object.entries(read.tensors).map(([name, { dtype, shape, sha256 }]) => [name, { dtype, shape, sha256 }]),
+    );
+  }
+  return dumped;
 }
 
-const hexOf = (data: Tensor['data']) => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('hex');
+const sha256Of = (data: Tensor['data']) =>
+  createHash('sha256')
+    .update(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+    .digest('hex');
+
+/** NumPy's `dtype.str` of each roundlog dtype, as NumPy's documentation names them (not from the code under test). */
+const NUMPY_DTYPE: Record<Exclude<Tensor['dtype'], 'bfloat16'>, string> = {
+  float64: '<f8',
+  float32: '<f4',
+  float16: '<f2',
+  int64: '<i8',
+  int32: '<i4',
+  int16: '<i2',
+  int8: '|i1',
+  uint64: '<u8',
+  uint32: '<u4',
+  uint16: '<u2',
+  uint8: '|u1',
+  bool: '|b1',
+};
 
 /** What NumPy holds for a tensor of an .npz: its dtype string and bytes (bfloat16 widened to float32). */
-function npzExpected(tensor: Tensor): { dtype: string; shape: number[]; hex: string } {
+function npzExpected(tensor: Tensor): Seen {
   if (tensor.dtype === 'bfloat16') {
     const wide = Uint32Array.from(tensor.data, (bits) => bits * 65536);
-    return { dtype: '<f4', shape: [...tensor.shape], hex: hexOf(wide) };
+    return { dtype: '<f4', shape: [...tensor.shape], sha256: sha256Of(wide) };
   }
-  return { dtype: NPY_DESCR[tensor.dtype], shape: [...tensor.shape], hex: hexOf(tensor.data) };
+  return { dtype: NUMPY_DTYPE[tensor.dtype], shape: [...tensor.shape], sha256: sha256Of(tensor.data) };
 }
 
-function safetensorsExpected(tensor: Tensor): { dtype: string; shape: number[]; hex: string } {
-  return { dtype: DTYPES[tensor.dtype].safetensors, shape: [...tensor.shape], hex: hexOf(tensor.data) };
+/** The safetensors dtype of each roundlog dtype, as the format's specification names them. */
+const SAFETENSORS_DTYPE: Record<Tensor['dtype'], string> = {
+  float64: 'F64',
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int64: 'I64',
+  int32: 'I32',
+  int16: 'I16',
+  int8: 'I8',
+  uint64: 'U64',
+  uint32: 'U32',
+  uint16: 'U16',
+  uint8: 'U8',
+  bool: 'BOOL',
+};
+
+function safetensorsExpected(tensor: Tensor): Seen {
+  return { dtype: SAFETENSORS_DTYPE[tensor.dtype], shape: [...tensor.shape], sha256: sha256Of(tensor.data) };
 }
 
 function exportArgs(folder: string, root: string, ...rest: string[]): string[] {
@@ -162,7 +209,7 @@ test('rounds with no breakpoint folder, current and superseded (--position), ope
     t.deepEqual(dumped[exported.path], want, `${path.basename(exported.path)}: every tensor, bit for bit`);
   }
   // The superseded round is the first history's round 2, not the current one's.
-  t.not(dumped[old2st.path]!['ids']!.hex, dumped[current2.path]!['ids']!.hex);
+  t.not(dumped[old2st.path]!['ids']!.sha256, dumped[current2.path]!['ids']!.sha256);
 
   // The same round exported again gives the same bytes, in both formats (converted or not).
   for (const first of [last, old2npz, current2]) {
