@@ -56,7 +56,8 @@ export {
 export { TENSOR_DTYPES } from './codec/dtypes.ts';
 export { bfloat16ToNumber, float16ToNumber, numberToBfloat16, numberToFloat16 } from './codec/float16.ts';
 export { decodeValue, encodeValue, ValueEncoding } from './codec/values.ts';
-export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError } from './codec/errors.ts';
+export { npzArchive, npzNameProblem, npyHeader, NPY_DESCR, type NpzArchive, type NpzOptions } from './codec/npz.ts';
+export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError, UnsafeTensorNameError } from './codec/errors.ts';
 export {
   DEFAULT_MAX_TENSOR_BYTES,
   DEFAULT_MAX_VALUE_BYTES,
@@ -146,6 +147,13 @@ export {
   type ForkOptions,
   type ForkResult,
   type RoundChoice,
+  exportRound,
+  exportFormatOf,
+  EXPORT_FORMATS,
+  type ExportFormat,
+  type ExportOptions,
+  type ExportResult,
+  type ExportedTensor,
 } from './projections/index.ts';
 export {
   gc,

@@ -1,5 +1,5 @@
 /** Typed errors raised when stored payloads are decoded. */
-import { RoundlogError } from '../errors.ts';
+import { RoundlogError, shownText } from '../errors.ts';
 
 /** The payload names an encoding this build cannot read. */
 export class UnknownEncodingError extends RoundlogError {
@@ -58,6 +58,28 @@ export class DecodeLimitError extends RoundlogError {
       `${what} would take ${declared} ${setting === 'the depth limit' ? 'levels' : 'bytes'}, over the maximum of ` +
         `${limit} (${setting}); nothing was allocated. The bytes are damaged or were not written by roundlog; ` +
         `if they are genuine, raise ${setting} and try again`,
+    );
+  }
+}
+
+/**
+ * A tensor's name cannot be the name of an entry `<name>.npy` of a `.npz` archive (`npzNameProblem`
+ * in npz.ts says why: empty, a control character, a backslash, an absolute path, a `.`, `..` or
+ * empty path segment). The safetensors format keeps any name: export in it instead.
+ */
+export class UnsafeTensorNameError extends RoundlogError {
+  readonly code = 'UNSAFE_TENSOR_NAME' as const;
+  constructor(
+    /** The tensor's name. */
+    readonly tensor: string,
+    readonly reason: string,
+    /** Where the tensors come from (a round of an experiment), when the caller said. */
+    readonly source: string | undefined,
+  ) {
+    super(
+      `tensor ${shownText(tensor)}${source === undefined ? '' : ` of ${source}`} ${reason}: it cannot be an ` +
+        `entry of a .npz archive (numpy.load names each array by its entry, <name>.npy). ` +
+        `Export in the safetensors format, which keeps any name`,
     );
   }
 }

@@ -172,10 +172,10 @@ async function setAsideStaleReplay(
 }
 
 /**
- * `--out` must not be in the root's experiments, log or blobs; decided on resolved paths, so a
+ * `--out` (of replay, export) must not be in the root's experiments, log or blobs; decided on resolved paths, so a
  * symlink into one of them (or a root reached through a symlink) is refused too.
  */
-async function checkOutside(layout: RootLayout, out: string): Promise<void> {
+export async function checkOutside(layout: RootLayout, out: string): Promise<void> {
   for (const area of [layout.experiments, layout.log, layout.blobs]) {
     if (await resolvesInside(area, out)) {
       throw new InvalidArgumentError(

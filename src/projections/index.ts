@@ -19,6 +19,7 @@ export * from '../engine/verify.ts';
 export * from '../engine/repair.ts';
 export * from '../engine/history.ts';
 export * from './history-ops.ts';
+export * from './export.ts';
 
 /** The views every root keeps beside its log: its breakpoint folders. */
 export const defaultProjections: ProjectionFactory = (env) => [breakpointProjection(env)];

@@ -43,6 +43,16 @@ const CASES: ReadonlyArray<[title: string, args: (out: string) => string[], mess
     (out) => ['replay', 'Experiment_0000', '--round', '1', '--out', path.join(out, 'x\u0000y')],
     /\(after --out\) holds a NUL byte/,
   ],
+  [
+    'export --out with a NUL byte',
+    (out) => ['export', 'Experiment_0000', '--round', '1', '--out', path.join(out, 'x\u0000y.npz')],
+    /\(after --out\) holds a NUL byte/,
+  ],
+  [
+    'export --out with a file name of 300 characters',
+    (out) => ['export', 'Experiment_0000', '--round', '1', '--out', path.join(out, `${long}.npz`)],
+    /--out has a file or folder name of 304 bytes; names are at most 255 bytes/,
+  ],
   ['--root with a folder name of 300 characters', (out) => ['ls', '--root', path.join(out, long)], /--root has a/],
   ['--root of a megabyte', () => ['ls', '--root', megabyte], /\(after --root\) is longer than 4096 characters/],
   [

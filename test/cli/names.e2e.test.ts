@@ -39,6 +39,8 @@ async function everyCommandAccepts(
   t.true((await roundlogOk(t, ['events', name, ...r], options.cwd)).stdout.includes('ExperimentCreated'), name);
   const out = path.join(tempDir(), 'replayed');
   await roundlogOk(t, ['replay', name, '--round', '1', '--out', out, ...r], options.cwd);
+  const exported = path.join(tempDir(), 'round1.npz');
+  said(await roundlogOk(t, ['export', name, '--round', '1', '--out', exported, '--json', ...r], options.cwd));
   await roundlogOk(t, ['gc', name, '--dry-run', '--keep-last', '2', ...r], options.cwd);
   if (!options.writers) return;
   await roundlogOk(t, ['project', name, ...r], options.cwd);

@@ -2,6 +2,7 @@
 import type { Command } from '../command.ts';
 import { audit } from './audit.ts';
 import { demo } from './demo.ts';
+import { exportCommand } from './export.ts';
 import { ls, resume, run } from './experiments.ts';
 import { history } from './history.ts';
 import { fork, replay, rewind } from './lineage.ts';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   replay,
   rewind,
   fork,
+  exportCommand,
   project,
   gc,
   verify,

@@ -17,17 +17,17 @@ import { UsageError, checkPathArgument, shownValue, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
-const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
-const NEEDS = 'exactly one experiment (its folder name, id or path)';
+export const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
+export const NEEDS = 'exactly one experiment (its folder name, id or path)';
 
 const ROUND = {
   type: 'string',
   describe: 'R: the 0-based index of a completed round (as in breakpoint_RRRR)',
 } as const;
-const JSON_OPTION = { type: 'boolean', default: false, describe: 'print JSON' } as const;
+export const JSON_OPTION = { type: 'boolean', default: false, describe: 'print JSON' } as const;
 
-/** `--round` with the choice of a superseded round, for replay and fork. */
-const ROUND_CHOICE = {
+/** `--round` with the choice of a superseded round, for replay, fork and export. */
+export const ROUND_CHOICE = {
   round: ROUND,
   superseded: { type: 'boolean', default: false, describe: 'round R of the superseded rounds (after a rewind)' },
   position: { type: 'string', describe: 'P: the log position of the RoundCompleted of round R, on any branch' },
@@ -144,7 +144,7 @@ export function replaySummary(result: ReplayResult): Omit<ReplayResult, 'state'>
   return summary;
 }
 
-function onePositional(command: string, experiment: string, extra: readonly string[]): string {
+export function onePositional(command: string, experiment: string, extra: readonly string[]): string {
   if (extra.length > 0) {
     const given = [experiment, ...extra].map((p) => shownValue(p)).join(', ');
     throw new UsageError(`${command} needs ${NEEDS}; got ${given}`);
@@ -164,7 +164,7 @@ function roundIndex(command: string, value: string | undefined): number {
   return n;
 }
 
-function roundChoice(
+export function roundChoice(
   command: string,
   values: { round?: string | undefined; superseded: boolean; position?: string | undefined },
 ): RoundChoice {
