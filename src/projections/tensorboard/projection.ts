@@ -1,0 +1,303 @@
+/**
+ * The TensorBoard projection behind the engine's `Projection` port: every experiment's metrics as
+ * TensorBoard event files under `<root>/experiments/<folder>/tensorboard/`, so that
+ * `tensorboard --logdir <root>/experiments` shows every experiment as runs:
+ *
+ * - `<folder>/tensorboard/events.out.tfevents.<s>.roundlog.<g>`: the current branch, one step per
+ *   round (its index), tags `<metric>` and `node/<id>/<metric>`;
+ * - `<folder>/tensorboard/superseded/rewind_<n>_rounds_<a>-<b>/events.out.tfevents.<s>.roundlog`:
+ *   the rounds the n-th rewind took off the branch, as a run of their own.
+ *
+ * The files are a cache of the log (`tensorboardRuns`): after each append, `project` and `verify
+ * --repair` bring them in step, appending what is missing when a file is a prefix of what the log
+ * gives (a torn trailing record from a crash included: its bytes are a prefix too), and writing it
+ * again (temp file, rename) otherwise. Only files named as this projection names them are ever
+ * replaced or removed.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { syncDir, writeStep } from '../../durable.ts';
+import { RoundlogError } from '../../errors.ts';
+import type { RecordedEvent } from '../../log/types.ts';
+import type {
+  ExperimentProjection,
+  Projection,
+  ProjectionEnv,
+  ViewProblem,
+  ViewRepairResult,
+  ViewVerifyResult,
+  VerifiedExperiment,
+} from '../../engine/projection.ts';
+import type { ExperimentState } from '../../model/state.ts';
+import { OWN_EVENT_FILE, SUPERSEDED_RUNS_DIR, tensorboardRuns, type TensorboardRun } from './events.ts';
+
+export const TENSORBOARD_PROJECTION = 'tensorboard';
+/** The folder of an experiment's runs, inside its experiment folder. */
+export const TENSORBOARD_DIR = 'tensorboard';
+
+/** The TensorBoard projection of a root. */
+export function tensorboardProjection(env: ProjectionEnv): Projection {
+  const experimentsDir = env.layout.experiments;
+  return {
+    name: TENSORBOARD_PROJECTION,
+    async apply(state: ExperimentState, appended: readonly RecordedEvent[]): Promise<void> {
+      if (!appended.some((e) => e.type === 'RoundCompleted' || e.type === 'Rewound')) return;
+      // A cache: a failure to write it never fails the round that is committed already; the files
+      // stay behind the log (projection lag) until the next append, `project` or `verify --repair`.
+      await syncRuns(experimentsDir, state, false).catch(() => undefined);
+    },
+    project: (state, options) => projectOne(experimentsDir, state, options.rebuild),
+    verify: (experiments) => verifyRuns(experimentsDir, experiments),
+    // The event files hold no parameters: retention has nothing to remove here.
+    viewsOfRounds: () => Promise.resolve([]),
+    removeView: () => Promise.resolve(),
+    repair: (experiments) => repairRuns(experimentsDir, experiments),
+  };
+}
+
+/** The `tensorboard/` folder of an experiment (absolute). */
+export function tensorboardDir(experimentsDir: string, folder: string): string {
+  return path.join(experimentsDir, folder, TENSORBOARD_DIR);
+}
+
+type SyncResult = { written: string[]; removed: string[] };
+
+/**
+ * Brings an experiment's event files in step with its state. With `rewrite`, every file is written
+ * again whole (the rebuild); without it a file that is a prefix of what the log gives is completed
+ * in place. Event files of this projection that the log does not give are removed afterwards.
+ */
+async function syncRuns(experimentsDir: string, state: ExperimentState, rewrite: boolean): Promise<SyncResult> {
+  const base = tensorboardDir(experimentsDir, state.folder);
+  const runs = tensorboardRuns(state);
+  const written: string[] = [];
+  const removed: string[] = [];
+  const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
+  for (const run of runs) {
+    const dir = path.join(base, run.dir);
+    const file = path.join(dir, run.file);
+    const existing = await readIfFile(file);
+    if (!rewrite && existing !== null && existing.equals(run.bytes)) continue;
+    await fs.mkdir(dir, { recursive: true });
+    if (!rewrite && existing !== null && isPrefix(existing, run.bytes)) {
+      await appendDurably(file, run.bytes.subarray(existing.length));
+    } else {
+      await replaceDurably(file, run.bytes);
+    }
+    written.push(file);
+  }
+  for (const file of await ownEventFiles(base)) {
+    if (wanted.has(file)) continue;
+    await writeStep(file, 'removing an event file the log no longer gives', async () => {
+      await fs.rm(file, { force: true });
+      await syncDir(path.dirname(file));
+    });
+    removed.push(file);
+  }
+  return { written, removed };
+}
+
+function isPrefix(head: Buffer, whole: Buffer): boolean {
+  return head.length < whole.length && whole.subarray(0, head.length).equals(head);
+}
+
+/** The bytes of a regular file, or null when there is none (or something else is there). */
+async function readIfFile(file: string): Promise<Buffer | null> {
+  const stat = await fs.lstat(file).catch(() => null);
+  if (stat === null || !stat.isFile()) return null;
+  return fs.readFile(file);
+}
+
+async function appendDurably(file: string, bytes: Uint8Array): Promise<void> {
+  await writeStep(file, 'appending to an event file', async () => {
+    const handle = await fs.open(file, 'a');
+    try {
+      await handle.write(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
+/**
+ * Writes `file` whole through a temp file renamed over it, so a reader sees the old bytes or the
+ * new ones. The temp name holds no `tfevents`: TensorBoard never takes it for an event file.
+ */
+async function replaceDurably(file: string, bytes: Uint8Array): Promise<void> {
+  const dir = path.dirname(file);
+  const temp = path.join(dir, `.roundlog-tensorboard-${process.pid}.tmp`);
+  await writeStep(file, 'writing an event file', async () => {
+    await fs.rm(temp, { recursive: true, force: true });
+    try {
+      const handle = await fs.open(temp, 'wx');
+      try {
+        await handle.write(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      // Something other than a file where the event file goes (a folder made by hand) is put away first.
+      const stat = await fs.lstat(file).catch(() => null);
+      if (stat !== null && !stat.isFile()) await fs.rm(file, { recursive: true, force: true });
+      await fs.rename(temp, file);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    await syncDir(dir);
+  });
+}
+
+/** This projection's event files in `tensorboard/` and its superseded runs (absolute paths), and its temp files. */
+async function ownEventFiles(base: string): Promise<string[]> {
+  const files: string[] = [];
+  const scan = async (dir: string) => {
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (OWN_EVENT_FILE.test(name) || /^\.roundlog-tensorboard-\d+\.tmp$/.test(name)) files.push(path.join(dir, name));
+    }
+  };
+  await scan(base);
+  const area = path.join(base, SUPERSEDED_RUNS_DIR);
+  for (const name of await fs.readdir(area).catch(() => [] as string[])) await scan(path.join(area, name));
+  return files.sort();
+}
+
+async function projectOne(
+  experimentsDir: string,
+  state: ExperimentState,
+  rebuild: boolean,
+): Promise<ExperimentProjection> {
+  const lagBefore = await lagOf(experimentsDir, state);
+  const problems: string[] = [];
+  let result: SyncResult = { written: [], removed: [] };
+  try {
+    result = await syncRuns(experimentsDir, state, rebuild);
+  } catch (error) {
+    problems.push(
+      error instanceof RoundlogError
+        ? error.message
+        : `the TensorBoard event files of ${state.folder} could not be written: ` +
+            `${(error as Error)?.message ?? String(error)}`,
+    );
+  }
+  return {
+    experimentId: state.created!.experimentId,
+    folder: state.folder,
+    lagBefore,
+    removed: result.removed,
+    written: result.written,
+    movedAside: [],
+    pruned: [],
+    rescued: [],
+    problems,
+    lagAfter: await lagOf(experimentsDir, state),
+  };
+}
+
+/** What one event file is against what the log gives: the same, behind it (a prefix), or different. */
+type FileCheck = 'same' | 'missing' | 'behind' | 'different';
+
+async function checkRun(base: string, run: TensorboardRun): Promise<FileCheck> {
+  const existing = await readIfFile(path.join(base, run.dir, run.file));
+  if (existing === null) return 'missing';
+  if (existing.equals(run.bytes)) return 'same';
+  return isPrefix(existing, run.bytes) ? 'behind' : 'different';
+}
+
+/** Rounds of the current branch whose scalars are not in its event file yet. */
+async function lagOf(experimentsDir: string, state: ExperimentState): Promise<number[]> {
+  const base = tensorboardDir(experimentsDir, state.folder);
+  const current = tensorboardRuns(state).find((r) => r.dir === '.');
+  if (current === undefined) return [];
+  const existing = await readIfFile(path.join(base, current.dir, current.file));
+  if (existing === null) return [...current.steps];
+  if (existing.equals(current.bytes)) return [];
+  return isPrefix(existing, current.bytes) ? stepsAfter(existing, current) : [...current.steps];
+}
+
+/** The steps of `run` whose records are not whole in `head` (a prefix of its bytes). */
+function stepsAfter(head: Buffer, run: TensorboardRun): number[] {
+  // Records are in step order after the file_version record: count the whole ones in `head`.
+  let offset = 0;
+  let whole = 0;
+  while (offset + 8 <= head.length) {
+    const next = offset + 16 + Number(head.readBigUInt64LE(offset));
+    if (next > head.length) break;
+    offset = next;
+    whole++;
+  }
+  return run.steps.slice(Math.max(0, whole - 1));
+}
+
+async function verifyRuns(
+  experimentsDir: string,
+  experiments: readonly VerifiedExperiment[],
+): Promise<ViewVerifyResult> {
+  const problems: ViewProblem[] = [];
+  const lag: Array<{ experiment: string; rounds: number[] }> = [];
+  const notes: string[] = [];
+  let checked = 0;
+  for (const { state } of experiments) {
+    if (state === null) continue;
+    const base = tensorboardDir(experimentsDir, state.folder);
+    const runs = tensorboardRuns(state);
+    const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
+    for (const run of runs) {
+      checked++;
+      const check = await checkRun(base, run);
+      if (check === 'different') {
+        problems.push({
+          experiment: state.folder,
+          folder: path.join(base, run.dir),
+          file: run.file,
+          round: null,
+          reason:
+            'the event file is not what the log gives (edited or damaged); ' +
+            "'roundlog verify --repair' or 'roundlog project --rebuild' writes it again",
+        });
+      } else if ((check === 'missing' || check === 'behind') && run.dir !== '.') {
+        notes.push(
+          `${path.join(base, run.dir)}: the run of superseded rounds is not written yet ('roundlog project' writes it)`,
+        );
+      }
+    }
+    const behind = await lagOf(experimentsDir, state);
+    if (behind.length > 0) lag.push({ experiment: state.folder, rounds: behind });
+    for (const file of await ownEventFiles(base)) {
+      if (wanted.has(file)) continue;
+      problems.push({
+        experiment: state.folder,
+        folder: path.dirname(file),
+        file: path.basename(file),
+        round: null,
+        reason:
+          'an event file the log does not give (left by an interrupted rewrite?): it would show steps ' +
+          "that are not the experiment's; 'roundlog verify --repair' or 'roundlog project' removes it",
+      });
+    }
+  }
+  return { checked, problems, lag, notes };
+}
+
+async function repairRuns(
+  experimentsDir: string,
+  experiments: readonly VerifiedExperiment[],
+): Promise<ViewRepairResult> {
+  const written: string[] = [];
+  const problems: ViewProblem[] = [];
+  for (const { state } of experiments) {
+    if (state === null) continue;
+    const result = await projectOne(experimentsDir, state, false);
+    written.push(...result.written);
+    for (const reason of result.problems)
+      problems.push({
+        experiment: state.folder,
+        folder: tensorboardDir(experimentsDir, state.folder),
+        file: '.',
+        round: null,
+        reason,
+      });
+  }
+  return { blobsHealed: [], filesRelinked: [], written, problems };
+}
