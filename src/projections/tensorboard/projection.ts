@@ -29,6 +29,7 @@ import type {
   VerifiedExperiment,
 } from '../../engine/projection.ts';
 import type { ExperimentState } from '../../model/state.ts';
+import { readRecords } from './tfrecord.ts';
 import { OWN_EVENT_FILE, SUPERSEDED_RUNS_DIR, tensorboardRuns, type TensorboardRun } from './events.ts';
 
 export const TENSORBOARD_PROJECTION = 'tensorboard';
@@ -216,18 +217,10 @@ async function lagOf(experimentsDir: string, state: ExperimentState): Promise<nu
   return isPrefix(existing, current.bytes) ? stepsAfter(existing, current) : [...current.steps];
 }
 
-/** The steps of `run` whose records are not whole in `head` (a prefix of its bytes). */
+/** The steps of `run` whose records are not whole in `head` (a prefix of its bytes, maybe torn). */
 function stepsAfter(head: Buffer, run: TensorboardRun): number[] {
-  // Records are in step order after the file_version record: count the whole ones in `head`.
-  let offset = 0;
-  let whole = 0;
-  while (offset + 8 <= head.length) {
-    const next = offset + 16 + Number(head.readBigUInt64LE(offset));
-    if (next > head.length) break;
-    offset = next;
-    whole++;
-  }
-  return run.steps.slice(Math.max(0, whole - 1));
+  // One record per step after the file_version record.
+  return run.steps.slice(Math.max(0, readRecords(head).records.length - 1));
 }
 
 async function verifyRuns(
