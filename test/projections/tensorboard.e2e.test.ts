@@ -216,13 +216,14 @@ test(
     t.deepEqual(tensorboardFiles(root), before, 'repaired from the log');
     t.is((await roundlog(['verify', ...r])).code, 0);
 
-    // Live: project --follow writes them from nothing, and the rounds committed while it runs.
+    // Live: project --follow writes them from nothing, then those of an experiment run while it
+    // follows (one saving no breakpoint folder: only the event files are written by both processes).
     for (const folder of ['Experiment_0000', 'Experiment_0001'])
       rmSync(path.join(root, 'experiments', folder, 'tensorboard'), { recursive: true });
     const follower = startRoundlog(['project', '--follow', ...r]);
     await follower.waitFor((l) => l.startsWith('caught up'));
     t.deepEqual(tensorboardFiles(root), before, 'caught up: the same files');
-    await ok(['resume', 'Experiment_0001', '--rounds', '1', ...r]);
+    await ok(['run', 'test/lineage/no-breakpoints.experiment.ts', '--rounds', '3', ...r]);
     const end = await logEnd(root);
     await follower.waitFor((l) => {
       const at = /\(position (\d+), lag \d+ ms\)/.exec(l);
@@ -235,10 +236,10 @@ test(
     t.deepEqual(tensorboardFiles(root), live, 'what follow wrote is what the log gives');
     const after = decode(root);
     t.deepEqual(
-      after.runs['Experiment_0001/tensorboard']!.tags.loss!.map((p) => p[0]),
-      [3, 4, 5],
+      after.runs['Experiment_0002/tensorboard']!.tags.loss!.map((p) => p[0]),
+      [0, 1, 2],
     );
-    await assertCurrentRun(t, root, 'Experiment_0001', after);
+    await assertCurrentRun(t, root, 'Experiment_0002', after);
   },
 );
 

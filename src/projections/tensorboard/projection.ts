@@ -45,9 +45,9 @@ export function tensorboardProjection(env: ProjectionEnv): Projection {
       if (!appended.some((e) => e.type === 'RoundCompleted' || e.type === 'Rewound')) return;
       // A cache: a failure to write it never fails the round that is committed already; the files
       // stay behind the log (projection lag) until the next append, `project` or `verify --repair`.
-      await syncRuns(experimentsDir, state, false).catch(() => undefined);
+      await syncRuns(experimentsDir, state, 'catchUp').catch(() => undefined);
     },
-    project: (state, options) => projectOne(experimentsDir, state, options.rebuild),
+    project: (state, options) => projectOne(experimentsDir, state, options.rebuild ? 'rewrite' : 'catchUp'),
     verify: (experiments) => verifyRuns(experimentsDir, experiments),
     // The event files hold no parameters: retention has nothing to remove here.
     viewsOfRounds: () => Promise.resolve([]),
@@ -64,11 +64,24 @@ export function tensorboardDir(experimentsDir: string, folder: string): string {
 type SyncResult = { written: string[]; removed: string[] };
 
 /**
- * Brings an experiment's event files in step with its state. With `rewrite`, every file is written
- * again whole (the rebuild); without it a file that is a prefix of what the log gives is completed
- * in place. Event files of this projection that the log does not give are removed afterwards.
+ * Brings an experiment's event files in step with its state. `rewrite`: every file is written
+ * again whole (the rebuild). Otherwise a file that is a prefix of what the log gives (a torn
+ * trailing record included) is completed in place, one that is neither is written again whole,
+ * and `catchUp`: a file that is ahead of `state` (what it gives, then more records: another process
+ * projected rounds committed since `state` was read) is left as it is, never cut back; `exact`
+ * (repair) writes it again too. Event files of this projection that `state` does not give are
+ * removed afterwards.
+ *
+ * Processes projecting the same experiment at once (a run and `project --follow`) agree: the bytes
+ * are a function of the log, and a completion writes them at their own offset (not appended at the
+ * end), so two writers of one round write the same bytes at the same place.
  */
-async function syncRuns(experimentsDir: string, state: ExperimentState, rewrite: boolean): Promise<SyncResult> {
+async function syncRuns(
+  experimentsDir: string,
+  state: ExperimentState,
+  mode: 'catchUp' | 'exact' | 'rewrite',
+): Promise<SyncResult> {
+  const rewrite = mode === 'rewrite';
   const base = tensorboardDir(experimentsDir, state.folder);
   const runs = tensorboardRuns(state);
   const written: string[] = [];
@@ -79,9 +92,10 @@ async function syncRuns(experimentsDir: string, state: ExperimentState, rewrite:
     const file = path.join(dir, run.file);
     const existing = await readIfFile(file);
     if (!rewrite && existing !== null && existing.equals(run.bytes)) continue;
+    if (mode === 'catchUp' && existing !== null && isPrefix(run.bytes, existing)) continue;
     await fs.mkdir(dir, { recursive: true });
     if (!rewrite && existing !== null && isPrefix(existing, run.bytes)) {
-      await appendDurably(file, run.bytes.subarray(existing.length));
+      await completeDurably(file, run.bytes, existing.length);
     } else {
       await replaceDurably(file, run.bytes);
     }
@@ -98,6 +112,7 @@ async function syncRuns(experimentsDir: string, state: ExperimentState, rewrite:
   return { written, removed };
 }
 
+/** Whether `head` is a strict prefix of `whole`. */
 function isPrefix(head: Buffer, whole: Buffer): boolean {
   return head.length < whole.length && whole.subarray(0, head.length).equals(head);
 }
@@ -109,11 +124,12 @@ async function readIfFile(file: string): Promise<Buffer | null> {
   return fs.readFile(file);
 }
 
-async function appendDurably(file: string, bytes: Uint8Array): Promise<void> {
-  await writeStep(file, 'appending to an event file', async () => {
-    const handle = await fs.open(file, 'a');
+/** Writes the bytes of `whole` from `from` on into `file` at that offset, fsynced. */
+async function completeDurably(file: string, whole: Buffer, from: number): Promise<void> {
+  await writeStep(file, 'completing an event file', async () => {
+    const handle = await fs.open(file, 'r+');
     try {
-      await handle.write(bytes);
+      await handle.write(whole, from, whole.length - from, from);
       await handle.sync();
     } finally {
       await handle.close();
@@ -167,13 +183,13 @@ async function ownEventFiles(base: string): Promise<string[]> {
 async function projectOne(
   experimentsDir: string,
   state: ExperimentState,
-  rebuild: boolean,
+  mode: 'catchUp' | 'exact' | 'rewrite',
 ): Promise<ExperimentProjection> {
   const lagBefore = await lagOf(experimentsDir, state);
   const problems: string[] = [];
   let result: SyncResult = { written: [], removed: [] };
   try {
-    result = await syncRuns(experimentsDir, state, rebuild);
+    result = await syncRuns(experimentsDir, state, mode);
   } catch (error) {
     problems.push(
       error instanceof RoundlogError
@@ -213,7 +229,8 @@ async function lagOf(experimentsDir: string, state: ExperimentState): Promise<nu
   if (current === undefined) return [];
   const existing = await readIfFile(path.join(base, current.dir, current.file));
   if (existing === null) return [...current.steps];
-  if (existing.equals(current.bytes)) return [];
+  // A file ahead of `state` (another process projected rounds committed since) lacks nothing.
+  if (existing.equals(current.bytes) || isPrefix(current.bytes, existing)) return [];
   return isPrefix(existing, current.bytes) ? stepsAfter(existing, current) : [...current.steps];
 }
 
@@ -281,7 +298,7 @@ async function repairRuns(
   const problems: ViewProblem[] = [];
   for (const { state } of experiments) {
     if (state === null) continue;
-    const result = await projectOne(experimentsDir, state, false);
+    const result = await projectOne(experimentsDir, state, 'exact');
     written.push(...result.written);
     for (const reason of result.problems)
       problems.push({
