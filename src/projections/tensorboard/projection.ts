@@ -90,12 +90,12 @@ async function syncRuns(
   for (const run of runs) {
     const dir = path.join(base, run.dir);
     const file = path.join(dir, run.file);
-    const existing = await readIfFile(file);
-    if (!rewrite && existing !== null && existing.equals(run.bytes)) continue;
-    if (mode === 'catchUp' && existing !== null && isPrefix(run.bytes, existing)) continue;
+    const existing = await compareFile(file, run.bytes);
+    if (!rewrite && existing.kind === 'same') continue;
+    if (mode === 'catchUp' && existing.kind === 'ahead') continue;
     await fs.mkdir(dir, { recursive: true });
-    if (!rewrite && existing !== null && isPrefix(existing, run.bytes)) {
-      await completeDurably(file, run.bytes, existing.length);
+    if (!rewrite && existing.kind === 'behind') {
+      await completeDurably(file, run.bytes, existing.head.length);
     } else {
       await replaceDurably(file, run.bytes);
     }
@@ -112,16 +112,28 @@ async function syncRuns(
   return { written, removed };
 }
 
-/** Whether `head` is a strict prefix of `whole`. */
-function isPrefix(head: Buffer, whole: Buffer): boolean {
-  return head.length < whole.length && whole.subarray(0, head.length).equals(head);
-}
+/**
+ * An event file on disk against the bytes the log gives: `missing` (no regular file there: a
+ * symlink or folder is never followed), `same`, `behind` (a strict prefix: `head` holds its bytes),
+ * `ahead` (the bytes, then more) or `different`. At most `wanted.length` bytes are read, whatever
+ * the file's size.
+ */
+type FileState =
+  Readonly<{ kind: 'missing' | 'same' | 'ahead' | 'different' }> | Readonly<{ kind: 'behind'; head: Buffer }>;
 
-/** The bytes of a regular file, or null when there is none (or something else is there). */
-async function readIfFile(file: string): Promise<Buffer | null> {
+async function compareFile(file: string, wanted: Buffer): Promise<FileState> {
   const stat = await fs.lstat(file).catch(() => null);
-  if (stat === null || !stat.isFile()) return null;
-  return fs.readFile(file);
+  if (stat === null || !stat.isFile()) return { kind: 'missing' };
+  const handle = await fs.open(file, 'r');
+  try {
+    const head = Buffer.alloc(Math.min(stat.size, wanted.length));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    if (bytesRead !== head.length || !wanted.subarray(0, head.length).equals(head)) return { kind: 'different' };
+    if (stat.size === wanted.length) return { kind: 'same' };
+    return stat.size < wanted.length ? { kind: 'behind', head } : { kind: 'ahead' };
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Writes the bytes of `whole` from `from` on into `file` at that offset, fsynced. */
@@ -212,26 +224,15 @@ async function projectOne(
   };
 }
 
-/** What one event file is against what the log gives: the same, behind it (a prefix), or different. */
-type FileCheck = 'same' | 'missing' | 'behind' | 'different';
-
-async function checkRun(base: string, run: TensorboardRun): Promise<FileCheck> {
-  const existing = await readIfFile(path.join(base, run.dir, run.file));
-  if (existing === null) return 'missing';
-  if (existing.equals(run.bytes)) return 'same';
-  return isPrefix(existing, run.bytes) ? 'behind' : 'different';
-}
-
 /** Rounds of the current branch whose scalars are not in its event file yet. */
 async function lagOf(experimentsDir: string, state: ExperimentState): Promise<number[]> {
   const base = tensorboardDir(experimentsDir, state.folder);
   const current = tensorboardRuns(state).find((r) => r.dir === '.');
   if (current === undefined) return [];
-  const existing = await readIfFile(path.join(base, current.dir, current.file));
-  if (existing === null) return [...current.steps];
+  const existing = await compareFile(path.join(base, current.dir, current.file), current.bytes);
   // A file ahead of `state` (another process projected rounds committed since) lacks nothing.
-  if (existing.equals(current.bytes) || isPrefix(current.bytes, existing)) return [];
-  return isPrefix(existing, current.bytes) ? stepsAfter(existing, current) : [...current.steps];
+  if (existing.kind === 'same' || existing.kind === 'ahead') return [];
+  return existing.kind === 'behind' ? stepsAfter(existing.head, current) : [...current.steps];
 }
 
 /** The steps of `run` whose records are not whole in `head` (a prefix of its bytes, maybe torn). */
@@ -255,8 +256,8 @@ async function verifyRuns(
     const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
     for (const run of runs) {
       checked++;
-      const check = await checkRun(base, run);
-      if (check === 'different') {
+      const check = (await compareFile(path.join(base, run.dir, run.file), run.bytes)).kind;
+      if (check === 'different' || check === 'ahead') {
         problems.push({
           experiment: state.folder,
           folder: path.join(base, run.dir),
