@@ -93,7 +93,7 @@ async function syncRuns(
     const existing = await compareFile(file, run.bytes);
     if (!rewrite && existing.kind === 'same') continue;
     if (mode === 'catchUp' && existing.kind === 'ahead') continue;
-    await fs.mkdir(dir, { recursive: true });
+    await writeStep(dir, 'making the folder of a TensorBoard run', () => fs.mkdir(dir, { recursive: true }));
     if (!rewrite && existing.kind === 'behind') {
       await completeDurably(file, run.bytes, existing.head.length);
     } else {
