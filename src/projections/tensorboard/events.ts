@@ -101,6 +101,23 @@ export const SUPERSEDED_RUNS_DIR = 'superseded';
 /** Names of the event files this projection writes (and only those are ever replaced or removed). */
 export const OWN_EVENT_FILE = /^events\.out\.tfevents\.\d+\.roundlog(\.\d+)?$/;
 
+/**
+ * The framed `Event` of each round, by its record (records are never changed, and a state after
+ * more events shares them): a run of n rounds is encoded once, not again after every round.
+ */
+const framesOfRecords = new WeakMap<RoundRecord, Buffer | null>();
+
+function roundFrame(record: RoundRecord): Buffer | null {
+  let frame = framesOfRecords.get(record);
+  if (frame === undefined) {
+    const scalars = roundScalars(record);
+    frame =
+      scalars.length === 0 ? null : frameRecord(scalarsEvent(record.timestamp.getTime() / 1000, record.round, scalars));
+    framesOfRecords.set(record, frame);
+  }
+  return frame;
+}
+
 /** The event file of `records` (those with a metric), or null when none has one. */
 function eventFile(dir: string, records: readonly (RoundRecord | undefined)[], suffix: string): TensorboardRun | null {
   const frames: Buffer[] = [];
@@ -108,14 +125,13 @@ function eventFile(dir: string, records: readonly (RoundRecord | undefined)[], s
   let first: number | null = null;
   for (const record of records) {
     if (record === undefined) continue;
-    const scalars = roundScalars(record);
-    if (scalars.length === 0) continue;
-    const wallTime = record.timestamp.getTime() / 1000;
+    const frame = roundFrame(record);
+    if (frame === null) continue;
     if (first === null) {
-      first = wallTime;
-      frames.push(frameRecord(fileVersionEvent(wallTime)));
+      first = record.timestamp.getTime() / 1000;
+      frames.push(frameRecord(fileVersionEvent(first)));
     }
-    frames.push(frameRecord(scalarsEvent(wallTime, record.round, scalars)));
+    frames.push(frame);
     steps.push(record.round);
   }
   if (first === null) return null;

@@ -9,7 +9,7 @@
  *   the rounds the n-th rewind took off the branch, as a run of their own.
  *
  * The files are a cache of the log (`tensorboardRuns`): after each append, `project` and `verify
- * --repair` bring them in step, appending what is missing when a file is a prefix of what the log
+ * --repair` bring them in step, writing what is missing when a file is a prefix of what the log
  * gives (a torn trailing record from a crash included: its bytes are a prefix too), and writing it
  * again (temp file, rename) otherwise. Only files named as this projection names them are ever
  * replaced or removed.
@@ -95,7 +95,7 @@ async function syncRuns(
     if (mode === 'catchUp' && existing.kind === 'ahead') continue;
     await writeStep(dir, 'making the folder of a TensorBoard run', () => fs.mkdir(dir, { recursive: true }));
     if (!rewrite && existing.kind === 'behind') {
-      await completeDurably(file, run.bytes, existing.head.length);
+      await completeInPlace(file, run.bytes, existing.head.length);
     } else {
       await replaceDurably(file, run.bytes);
     }
@@ -136,13 +136,16 @@ async function compareFile(file: string, wanted: Buffer): Promise<FileState> {
   }
 }
 
-/** Writes the bytes of `whole` from `from` on into `file` at that offset, fsynced. */
-async function completeDurably(file: string, whole: Buffer, from: number): Promise<void> {
+/**
+ * Writes the bytes of `whole` from `from` on into `file` at that offset. Not fsynced: the file is
+ * a cache of the durable log, and whatever a power cut leaves of the tail (nothing, a torn record,
+ * zeros) is a prefix completed, or a file written again, by the next projection.
+ */
+async function completeInPlace(file: string, whole: Buffer, from: number): Promise<void> {
   await writeStep(file, 'completing an event file', async () => {
     const handle = await fs.open(file, 'r+');
     try {
       await handle.write(whole, from, whole.length - from, from);
-      await handle.sync();
     } finally {
       await handle.close();
     }
