@@ -16,6 +16,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { checkPlainName } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
 import { RoundlogError } from '../../errors.ts';
 import type { RecordedEvent } from '../../log/types.ts';
@@ -56,9 +57,12 @@ export function tensorboardProjection(env: ProjectionEnv): Projection {
   };
 }
 
-/** The `tensorboard/` folder of an experiment (absolute). */
+/**
+ * The `tensorboard/` folder of an experiment (absolute). `PathOutsideError` when `folder` is not a
+ * plain name (a separator, `..`): nothing is ever written outside the experiments folder.
+ */
 export function tensorboardDir(experimentsDir: string, folder: string): string {
-  return path.join(experimentsDir, folder, TENSORBOARD_DIR);
+  return path.join(experimentsDir, checkPlainName(folder, 'experiment folder', experimentsDir), TENSORBOARD_DIR);
 }
 
 type SyncResult = { written: string[]; removed: string[] };
