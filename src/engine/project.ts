@@ -100,6 +100,7 @@ async function projectOne(rl: RoundLog, state: ExperimentState, rebuild: boolean
     rescued: rounds('rescued'),
     problems: all('problems'),
     lagAfter: rounds('lagAfter'),
+    views: rl.projections.map((projection, i) => ({ ...reports[i]!, name: projection.name })),
   };
 }
 
@@ -289,7 +290,7 @@ export type ProjectionUpdate =
   | Readonly<{
       kind: 'projected';
       folder: string;
-      /** Breakpoint folders written by this update (absolute paths). */
+      /** Breakpoint folders and event files written by this update (absolute paths). */
       written: readonly string[];
       problems: readonly string[];
       /** Position of the event that triggered it, now the checkpoint. */

@@ -32,6 +32,11 @@ export type ExperimentProjection = Readonly<{
   problems: readonly string[];
   /** Rounds still without a view afterwards. */
   lagAfter: readonly number[];
+  /**
+   * The same, view by view (`name` of the projection: `breakpoints`, `tensorboard`): the fields
+   * above merge them (rounds lacking any view; paths of all). Absent in a single view's own report.
+   */
+  views?: ReadonlyArray<Readonly<{ name: string } & Omit<ExperimentProjection, 'views'>>>;
 }>;
 
 /** One problem of a view: the experiment, the folder (absolute) and file in it, the round, why. */

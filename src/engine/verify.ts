@@ -57,6 +57,9 @@ export type BlobStoreProblem = BlobProblem & Readonly<{ referencedBy: readonly B
 /** A problem of a breakpoint folder (or another view): the experiment, folder, file, round and why. */
 export type BreakpointProblem = ViewProblem;
 
+/** The name of the breakpoint-folder projection, whose folders the report counts in `breakpoints`. */
+const BREAKPOINTS_VIEW = 'breakpoints';
+
 export type VerifyReport = Readonly<{
   ok: boolean;
   root: string;
@@ -64,15 +67,21 @@ export type VerifyReport = Readonly<{
   blobs: Readonly<Omit<BlobVerifyResult, 'problems'> & { problems: readonly BlobStoreProblem[] }>;
   history: Readonly<{ experimentsChecked: number; eventsRead: number; problems: readonly HistoryProblem[] }>;
   references: Readonly<{ blobsChecked: number; problems: readonly ReferenceProblem[] }>;
+  /** The breakpoint folders (the view named `breakpoints`). */
   breakpoints: Readonly<{ foldersChecked: number; problems: readonly BreakpointProblem[] }>;
+  /** Every view checked (`breakpoints`, `tensorboard`), with what it checked and its problems. */
+  views: ReadonlyArray<Readonly<{ name: string; checked: number; problems: readonly ViewProblem[] }>>;
   /**
    * The caches beside the log, each checked against its checksum and against the log: experiment
    * snapshots (`snapshots/*.snap`) and the checkpoint of `project --follow`. (The log's own caches,
    * `.seg.idx` and `heads.ckpt`, are in `log`.) Each problem says what the code does with the file.
    */
   caches: Readonly<{ filesChecked: number; problems: readonly CacheProblem[] }>;
-  /** Rounds that asked for a breakpoint and have no folder yet, per experiment (not a problem). */
-  lag: ReadonlyArray<Readonly<{ experiment: string; rounds: readonly number[] }>>;
+  /**
+   * Rounds whose view is not written yet, per experiment and view (not a problem): rounds that
+   * asked for a breakpoint and have no folder, rounds whose scalars are not in the event file.
+   */
+  lag: ReadonlyArray<Readonly<{ experiment: string; view: string; rounds: readonly number[] }>>;
   /** Things worth knowing that are not damage. */
   notes: readonly string[];
 }>;
@@ -96,7 +105,8 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
   const historyProblems: HistoryProblem[] = [];
   const referenceProblems: ReferenceProblem[] = [];
   const folderProblems: BreakpointProblem[] = [];
-  const lag: Array<{ experiment: string; rounds: number[] }> = [];
+  const lag: Array<{ experiment: string; view: string; rounds: number[] }> = [];
+  const views: Array<{ name: string; checked: number; problems: ViewProblem[] }> = [];
   let experimentsChecked = 0;
   let eventsRead = 0;
   let foldersChecked = 0;
@@ -243,10 +253,15 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
 
     for (const projection of projections) {
       const result = await projection.verify(verified);
-      foldersChecked += result.checked;
-      folderProblems.push(...result.problems);
-      for (const l of result.lag)
-        if (!unlocated.has(l.experiment)) lag.push({ experiment: l.experiment, rounds: [...l.rounds] });
+      views.push({ name: projection.name, checked: result.checked, problems: [...result.problems] });
+      if (projection.name === BREAKPOINTS_VIEW) {
+        foldersChecked += result.checked;
+        folderProblems.push(...result.problems);
+      }
+      for (const l of result.lag) {
+        if (!unlocated.has(l.experiment))
+          lag.push({ experiment: l.experiment, view: projection.name, rounds: [...l.rounds] });
+      }
       notes.push(...result.notes);
     }
 
@@ -263,7 +278,8 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       blobResult.ok &&
       historyProblems.length === 0 &&
       referenceProblems.length === 0 &&
-      folderProblems.length === 0;
+      folderProblems.length === 0 &&
+      views.every((v) => v.problems.length === 0);
     return {
       ok,
       root,
@@ -272,6 +288,7 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
       history: { experimentsChecked, eventsRead, problems: historyProblems },
       references: { blobsChecked, problems: referenceProblems },
       breakpoints: { foldersChecked, problems: folderProblems },
+      views,
       caches,
       lag,
       notes,

@@ -55,6 +55,12 @@ export type ExperimentState = Readonly<{
   rounds: readonly RoundRecord[];
   /** Rounds taken off the current branch by a rewind, in the order they were superseded. */
   superseded: readonly RoundRecord[];
+  /**
+   * The rewinds of the stream, oldest first: each took `count` rounds off the branch, the records
+   * `superseded.slice(start, start + count)` where `start` is the sum of the counts before it.
+   * `position` and `timestamp` are those of its `Rewound` event.
+   */
+  rewinds: readonly Readonly<{ position: bigint; timestamp: Date; roundCurrent: number; count: number }>[];
   /** A round started and not (yet) completed: an aborted attempt if the process is gone. */
   openAttempt: Readonly<{ round: number; attempt: number; nodes: readonly string[] }> | null;
   /** Attempts started per round index, so a retry of a round gets the next attempt number. */
@@ -90,7 +96,7 @@ export type ExperimentState = Readonly<{
  * Version of the shape of `ExperimentState`. Snapshots record it and are ignored when it differs:
  * change it whenever a field is added, removed or changes meaning.
  */
-export const STATE_SHAPE_VERSION = 3;
+export const STATE_SHAPE_VERSION = 4;
 
 export const initialState: ExperimentState = Object.freeze({
   created: null,
@@ -104,6 +110,7 @@ export const initialState: ExperimentState = Object.freeze({
   }),
   rounds: Object.freeze([]) as readonly RoundRecord[],
   superseded: Object.freeze([]) as readonly RoundRecord[],
+  rewinds: Object.freeze([]),
   openAttempt: null,
   attempts: Object.freeze({}),
   forkedFrom: null,
@@ -200,6 +207,7 @@ type Draft = {
 } & {
   rounds: RoundRecord[];
   superseded: RoundRecord[];
+  rewinds: ExperimentState['rewinds'][number][];
   attempts: Record<number, number>;
   forks: ExperimentState['forks'][number][];
   pruned: Record<string, ExperimentState['pruned'][string]>;
@@ -210,6 +218,7 @@ function thaw(state: ExperimentState): Draft {
     ...state,
     rounds: state.rounds.slice(),
     superseded: state.superseded.slice(),
+    rewinds: state.rewinds.slice(),
     attempts: { ...state.attempts },
     forks: state.forks.slice(),
     pruned: { ...state.pruned },
@@ -299,7 +308,14 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       return;
     case 'Rewound': {
       const keep = event.data.roundCurrent;
-      d.superseded.push(...d.rounds.slice(keep));
+      const taken = d.rounds.slice(keep);
+      d.rewinds.push({
+        position: recorded.position,
+        timestamp: recorded.timestamp,
+        roundCurrent: keep,
+        count: taken.length,
+      });
+      d.superseded.push(...taken);
       d.rounds.length = Math.min(d.rounds.length, keep);
       d.openAttempt = null;
       d.finished = false;

@@ -1,8 +1,9 @@
 /**
- * The round log with its views: the engine's operations with the breakpoint-folder projection
- * wired in, as users and the layers above get them. `openRoundLog` here keeps
- * `<root>/experiments/<folder>/breakpoint_RRRR/` in step after every committed round; `gc`,
- * `verifyRoot`, `projectRoot` and `followProjection` see the folders too.
+ * The round log with its views: the engine's operations with the breakpoint-folder and TensorBoard
+ * projections wired in, as users and the layers above get them. `openRoundLog` here keeps
+ * `<root>/experiments/<folder>/breakpoint_RRRR/` and `<root>/experiments/<folder>/tensorboard/` in
+ * step after every committed round; `gc`, `verifyRoot`, `projectRoot` and `followProjection` see
+ * them too.
  */
 import * as project from '../engine/project.ts';
 import type { ProjectionFactory } from '../engine/projection.ts';
@@ -11,6 +12,7 @@ import * as roundLog from '../engine/round-log.ts';
 import * as verify from '../engine/verify.ts';
 import * as repair from '../engine/repair.ts';
 import { breakpointProjection } from './breakpoints/index.ts';
+import { tensorboardProjection } from './tensorboard/index.ts';
 
 export * from '../engine/project.ts';
 export * from '../engine/retention.ts';
@@ -21,8 +23,8 @@ export * from '../engine/history.ts';
 export * from './history-ops.ts';
 export * from './export.ts';
 
-/** The views every root keeps beside its log: its breakpoint folders. */
-export const defaultProjections: ProjectionFactory = (env) => [breakpointProjection(env)];
+/** The views every root keeps beside its log: its breakpoint folders and its TensorBoard event files. */
+export const defaultProjections: ProjectionFactory = (env) => [breakpointProjection(env), tensorboardProjection(env)];
 
 /** `openRoundLog` of the engine, keeping the breakpoint folders (unless `projections` says otherwise). */
 export function openRoundLog(options: roundLog.OpenRoundLogOptions = {}): Promise<roundLog.RoundLog> {

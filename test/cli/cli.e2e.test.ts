@@ -36,7 +36,8 @@ test(
     t.regex(demo.stdout, /round 9 \(10\/10 done\) {2}nodes 3\/3 replied {2}loss \d\.\d{4}/);
     t.regex(demo.stdout, /crashed \+ resumed {2}[0-9a-f]{64} {2}identical, bit for bit/);
     t.regex(demo.stdout, /Resumed +after round 2 \(round 3 runs next\) from breakpoint_0002/);
-    t.regex(demo.stdout, /└── breakpoint_0009\//);
+    t.regex(demo.stdout, /├── breakpoint_0009\//);
+    t.regex(demo.stdout, /└── tensorboard\/\n\s+└── events\.out\.tfevents\.\d+\.roundlog\.0\n/);
 
     const ls = await roundlog(['ls', '--json', '--root', root]);
     t.is(ls.code, 0, ls.stderr);

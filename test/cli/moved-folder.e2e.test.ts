@@ -46,7 +46,7 @@ test(MOVED, async (t) => {
   t.deepEqual(readdirSync(experiments), ['mydir'], 'no second tree under the old name');
   t.true(existsSync(path.join(mydir, 'breakpoint_0001', 'breakpoint.json')));
   await roundlogOk(t, ['gc', '--keep-last', '1', ...r]);
-  t.deepEqual(readdirSync(mydir).sort(), ['breakpoint_0001']);
+  t.deepEqual(readdirSync(mydir).sort(), ['breakpoint_0001', 'tensorboard']);
   t.deepEqual(readdirSync(experiments), ['mydir']);
 
   const resumed = await roundlogOk(t, ['resume', 'mydir', '--rounds', '1', ...r]);
@@ -125,6 +125,7 @@ test(MOVED_WHILE_RUNNING, async (t) => {
     'breakpoint_0000',
     'breakpoint_0001',
     'breakpoint_0002',
+    'tensorboard',
   ]);
   t.like((await roundlogJson<Listing>(['ls', ...r]))[0], { folder: 'mydir', roundCurrent: 3 });
   const verified = await roundlogOk(t, ['verify', '--json', ...r]);

@@ -21,7 +21,7 @@ test(
     t.is(run.code, 0, run.stderr);
     const dir = path.join(root, 'experiments', 'Experiment_0000');
     const folders = readdirSync(dir).sort();
-    t.is(folders.length, 10);
+    t.is(folders.filter((f) => f.startsWith('breakpoint_')).length, 10);
     const eventsBefore = await roundlog(['events', 'Experiment_0000', '--json', '--root', root]);
 
     const refused = await roundlog(['resume', path.join(dir, 'breakpoint_0002'), '--root', root]);

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { decodeTensors, encodeTensors, type TensorSet } from '../../src/codec/tensors.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import { ROOT_MARKER_FILE } from '../../src/root.ts';
+import { STATE_SHAPE_VERSION } from '../../src/model/state.ts';
 import { roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -93,7 +94,7 @@ const FIXTURES: readonly Fixture[] = [
     ],
     notes: [
       'snapshots/3292cac1-63b5-4377-9f45-178cbca7ee2d.snap: a snapshot written by another release ' +
-        '(it is of format 2, state shape 2 (this release: 2, 3)); not used',
+        `(it is of format 2, state shape 2 (this release: 2, ${STATE_SHAPE_VERSION})); not used`,
     ],
     checkpoint: { store: 'file log /tmp/oldroot/log', position: '16' },
   },
@@ -111,7 +112,10 @@ const FIXTURES: readonly Fixture[] = [
       ['round', 2],
       ['run-ended', null],
     ],
-    notes: [],
+    notes: [
+      'snapshots/ca7df044-afe8-4e9a-8493-42cb0ceaa6a2.snap: a snapshot written by another release ' +
+        `(it is of format 2, state shape 3 (this release: 2, ${STATE_SHAPE_VERSION})); not used`,
+    ],
     checkpoint: { v: 2, store: 'file log', position: '18' },
   },
 ];
@@ -157,11 +161,14 @@ function withoutVersion(m: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-/** Asserts no section of the report has a problem and nothing lags; returns the notes, paths relative to `root`. */
-function notesOfCleanReport(t: Asserts, report: Report, root: string): string[] {
+/**
+ * Asserts no section of the report has a problem and nothing lags but `lag`; returns the notes,
+ * paths relative to `root`.
+ */
+function notesOfCleanReport(t: Asserts, report: Report, root: string, lag: unknown[] = []): string[] {
   for (const section of ['log', 'blobs', 'history', 'references', 'breakpoints', 'caches'] as const)
     t.deepEqual(report[section].problems, [], section);
-  t.deepEqual(report.lag, []);
+  t.deepEqual(report.lag, lag);
   return report.notes.map((note) => note.split(`${root}${path.sep}`).join(''));
 }
 
@@ -192,7 +199,9 @@ for (const f of FIXTURES) {
     t.is(report.breakpoints.foldersChecked, 3);
     // The snapshot and the projection checkpoint (of the first format: upcast, no checksum to check).
     t.is(report.caches.filesChecked, 2);
-    t.deepEqual(notesOfCleanReport(t, report, root), f.notes);
+    // A root of 0.1.0 has no TensorBoard event files: lag, until `project` writes them.
+    const lag = [{ experiment: 'Experiment_0000', view: 'tensorboard', rounds: [0, 1, 2] }];
+    t.deepEqual(notesOfCleanReport(t, report, root, lag), f.notes);
     t.is(existsSync(path.join(root, ROOT_MARKER_FILE)), f.marked);
   });
 

@@ -148,7 +148,11 @@ test(
     // A round committed on the first machine appears on the second, live.
     await ok(['resume', path.join(here, 'experiments', 'Experiment_0000'), '--rounds', '1', '--root', here], env);
     const live = await follower.waitFor((l) => l.includes('wrote breakpoint_0002'));
-    t.regex(live, /^Experiment_0000: wrote breakpoint_0002 \(position \d+, lag \d+ ms\)$/);
+    // The round's breakpoint folder, and the event file of its TensorBoard run completed with it.
+    t.regex(
+      live,
+      /^Experiment_0000: wrote breakpoint_0002, events\.out\.tfevents\.\d+\.roundlog\.0 \(position \d+, lag \d+ ms\)$/,
+    );
     follower.process.kill('SIGTERM');
     t.is((await follower.exited).code, 0, follower.stderr());
     t.deepEqual(checksums(path.join(there, 'experiments')), checksums(path.join(here, 'experiments')));

@@ -49,7 +49,7 @@ test(
     await exp.run({ rounds: 2 });
     t.is(exp.roundCurrent(), 2);
     const dir = exp.experimentationPath();
-    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001']);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'tensorboard']);
     const manifest = JSON.parse(readFileSync(path.join(dir, 'breakpoint_0001', 'breakpoint.json'), 'utf8'));
     t.is(manifest.round, 1);
     t.is(manifest.roundCurrent, 2);
@@ -68,7 +68,13 @@ test(
     t.deepEqual(await loaded.parameters(), expectedParams);
     t.is(await loaded.run(), 2);
     t.is(loaded.roundCurrent(), 4);
-    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
+    t.deepEqual(readdirSync(dir).sort(), [
+      'breakpoint_0000',
+      'breakpoint_0001',
+      'breakpoint_0002',
+      'breakpoint_0003',
+      'tensorboard',
+    ]);
     await loaded.close();
   },
 );
@@ -90,7 +96,13 @@ test(
     });
     t.like(refused, { round: 1, roundCurrent: 4, supersededRounds: [2, 3], breakpoint: 'breakpoint_0001' });
     t.regex(refused!.message, /would supersede 2 rounds \(rounds 2-3;.*rewind: true/s);
-    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'breakpoint_0003']);
+    t.deepEqual(readdirSync(dir).sort(), [
+      'breakpoint_0000',
+      'breakpoint_0001',
+      'breakpoint_0002',
+      'breakpoint_0003',
+      'tensorboard',
+    ]);
     const untouched = await load(root, dir);
     // The closed run's RunEnded, then this load's Resumed and RunStarted: nothing superseded.
     t.is(untouched.state.revision, revision + 3n, 'only the end of the run and this load were appended');
@@ -101,7 +113,7 @@ test(
     const loaded = await load(root, path.join(dir, 'breakpoint_0001'), { rewind: true });
     t.deepEqual(loaded.supersededOnLoad(), [2, 3]);
     t.is(loaded.roundCurrent(), 2);
-    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'superseded']);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'superseded', 'tensorboard']);
     t.deepEqual(readdirSync(path.join(dir, 'superseded')).sort(), ['breakpoint_0002.1', 'breakpoint_0003.1']);
     t.is(readFileSync(path.join(dir, 'superseded', 'breakpoint_0003.1', 'breakpoint.json'), 'utf8'), round3);
     t.deepEqual(
@@ -116,6 +128,7 @@ test(
       'breakpoint_0002',
       'breakpoint_0003',
       'superseded',
+      'tensorboard',
     ]);
     await loaded.close();
   },
@@ -226,7 +239,7 @@ test(
     const loaded = await load(root);
     t.is(loaded.roundCurrent(), 3, 'resumes after round 2, the last committed round');
     t.deepEqual(loaded.state.superseded, []);
-    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002']);
+    t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'tensorboard']);
     t.deepEqual((await listExperiments(root))[0]!.missingBreakpoints, []);
     await loaded.close();
   },
@@ -286,7 +299,7 @@ test('resume removes the temp folder a crash left while writing a breakpoint', a
   mkdirSync(temp);
   const loaded = await load(root);
   t.false(existsSync(temp));
-  t.deepEqual(readdirSync(dir), ['breakpoint_0000']);
+  t.deepEqual(readdirSync(dir).sort(), ['breakpoint_0000', 'tensorboard']);
   await loaded.close();
 });
 

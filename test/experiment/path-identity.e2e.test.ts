@@ -62,7 +62,7 @@ test(
     const made = path.join(lustre, 'made');
     const experimentDir = await crashedAfterCommit(made);
     const name = path.basename(experimentDir);
-    t.deepEqual(readdirSync(experimentDir).sort(), ['breakpoint_0000', 'breakpoint_0001']);
+    t.deepEqual(readdirSync(experimentDir).sort(), ['breakpoint_0000', 'breakpoint_0001', 'tensorboard']);
     t.deepEqual((await listExperiments(made))[0]!.missingBreakpoints, [2], 'round 2 is committed, its folder missing');
 
     // Three ways to name the same folders: the root through /scratch -> /lustre, the real experiment
@@ -109,7 +109,7 @@ test(
       await resumed.close();
       t.deepEqual(
         readdirSync(path.join(lustre, c.root, 'experiments', name)).sort(),
-        ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002'],
+        ['breakpoint_0000', 'breakpoint_0001', 'breakpoint_0002', 'tensorboard'],
         `${c.what}: round 2's folder written, none moved aside`,
       );
     }

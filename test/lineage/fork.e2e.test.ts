@@ -116,8 +116,13 @@ test(
       'breakpoint_0001',
       'breakpoint_0002',
       'breakpoint_0003',
+      'tensorboard',
     ]);
-    t.deepEqual(readdirSync(path.join(experiments, 'lr-sweep')).sort(), ['breakpoint_0002', 'breakpoint_0003']);
+    t.deepEqual(readdirSync(path.join(experiments, 'lr-sweep')).sort(), [
+      'breakpoint_0002',
+      'breakpoint_0003',
+      'tensorboard',
+    ]);
 
     // Same seed, setup and settings: the forks' rounds draw what the parent's drew.
     for (const round of [2, 3])

@@ -78,7 +78,7 @@ test(
     t.is(rewind.by.host, os.hostname());
     t.is(rewind.by.pid, process.pid, 'the pid of the process that ran roundlog (this one: main runs in process)');
     t.is(rewind.breakpoint, path.join(dir, 'breakpoint_0002'));
-    t.deepEqual(folders(dir), [...breakpoints(0, 2), 'superseded']);
+    t.deepEqual(folders(dir), [...breakpoints(0, 2), 'superseded', 'tensorboard']);
     t.deepEqual(folders(path.join(dir, 'superseded')), ['breakpoint_0003.1', 'breakpoint_0004.1']);
     t.deepEqual(rewind.moved.sort(), [
       path.join(dir, 'superseded', 'breakpoint_0003.1'),
@@ -132,7 +132,7 @@ test(
     }
     for (const round of [0, 1, 2])
       t.is(state.rounds[round]!.position, before.state.rounds[round]!.position, `round ${round} kept`);
-    t.deepEqual(folders(dir), [...breakpoints(0, 9), 'superseded']);
+    t.deepEqual(folders(dir), [...breakpoints(0, 9), 'superseded', 'tensorboard']);
     t.deepEqual(folders(path.join(dir, 'superseded')), ['breakpoint_0003.1', 'breakpoint_0004.1']);
     const old3 = JSON.parse(readFileSync(path.join(dir, 'superseded', 'breakpoint_0003.1', 'breakpoint.json'), 'utf8'));
     t.is(old3.logPosition, String(completions(events, 3)[0]!.position));
@@ -188,7 +188,7 @@ test(
       root,
     ]);
     t.like(rewind, { round: 1, roundCurrent: 2, supersededRounds: [2, 3], moved: [] });
-    t.deepEqual(folders(dir), ['breakpoint_0001']);
+    t.deepEqual(folders(dir), ['breakpoint_0001', 'tensorboard']);
     t.is(sha256File(path.join(dir, 'breakpoint_0001', 'params.safetensors')), before.rounds[1]!.params.sha256);
 
     const resume = await roundlog(['resume', '--rounds', '1', '--root', root]);
@@ -207,7 +207,11 @@ test(
       before.rounds[2]!.params.sha256,
       'round 2 run again, from round 1, bit for bit',
     );
-    t.deepEqual(folders(dir), ['breakpoint_0001'], 'the experiment still saves no breakpoint of its own');
+    t.deepEqual(
+      folders(dir),
+      ['breakpoint_0001', 'tensorboard'],
+      'the experiment still saves no breakpoint of its own',
+    );
 
     // A crash after that round (no breakpoint saved): the last breakpoint, round 1, is older than the
     // last round completed, so going back to it supersedes round 2 again, and only when asked.
@@ -292,7 +296,7 @@ test(
     return history(root, 'Experiment_0000').then(({ events, state }) => {
       t.is(eventsOf(events, 'Rewound').length, 0);
       t.is(state.rounds.length, 3);
-      t.deepEqual(folders(path.join(root, 'experiments', 'Experiment_0000')), breakpoints(0, 2));
+      t.deepEqual(folders(path.join(root, 'experiments', 'Experiment_0000')), [...breakpoints(0, 2), 'tensorboard']);
     });
   },
 );

@@ -97,7 +97,7 @@ test(
     const root = await exampleRoot(t);
     const experiments = path.join(root, 'experiments');
     const before = checksums(experiments);
-    t.is(Object.keys(before).length, 30, '10 folders of 3 files');
+    t.is(Object.keys(before).length, 31, '10 folders of 3 files, and the event file of the TensorBoard run');
 
     rmSync(experiments, { recursive: true });
     const project = await roundlog(['project'], { ROUNDLOG_DIR: root });

@@ -165,7 +165,11 @@ test(
     t.is(report.breakpoints.problems.length, 1);
     t.like(report.breakpoints.problems[0], { folder: path.join(exp, 'breakpoint_0000'), file: '.', round: 0 });
     t.regex(report.breakpoints.problems[0]!.reason, /round 0 was pruned by retention on .*: run roundlog gc/);
-    t.deepEqual(report.lag, [{ experiment: 'Experiment_0000', rounds: [3] }], 'a missing folder is lag, not damage');
+    t.deepEqual(
+      report.lag,
+      [{ experiment: 'Experiment_0000', view: 'breakpoints', rounds: [3] }],
+      'a missing folder is lag, not damage',
+    );
     t.is(report.references.problems.length, 0, 'the blobs of a pruned round may be gone');
     await rl.close();
   },

@@ -18,14 +18,17 @@ const EXPERIMENT = { type: 'string', describe: 'one experiment (folder name, id 
 export const project = defineCommand({
   name: 'project',
   describe:
-    'write the breakpoint folders the log asks for (shows the lag before); --follow keeps projecting as the log ' +
+    'write the breakpoint folders and TensorBoard event files the log asks for (shows the lag before); ' +
+    '--follow keeps projecting as the log ' +
     'grows (here or on another machine, from EventStoreDB), keeps its checkpoint, stops on SIGINT or SIGTERM',
   positionals: { experiment: EXPERIMENT },
   options: {
     rebuild: {
       type: 'boolean',
       default: false,
-      describe: 'remove the folders the log can write again first (never superseded/)',
+      describe:
+        'remove the folders the log can write again first (never superseded/); ' +
+        'write every TensorBoard event file again',
     },
     follow: { type: 'boolean', default: false, describe: 'keep projecting every experiment as the log grows' },
     json: JSON_OPTION,
@@ -177,22 +180,32 @@ export function followLine(update: ProjectionUpdate): string {
   }
 }
 
+/** How the lag of a view is said: what a round lacks (`breakpoints`: its folder; `tensorboard`: its scalars). */
+function viewLag(view: string, rounds: readonly number[]): string {
+  if (view === 'breakpoints')
+    return `${count(rounds.length, 'breakpoint folder')} missing (rounds ${formatRounds(rounds)})`;
+  if (view === 'tensorboard')
+    return `TensorBoard scalars of ${count(rounds.length, 'round')} missing (rounds ${formatRounds(rounds)})`;
+  return `${view} of ${count(rounds.length, 'round')} missing (rounds ${formatRounds(rounds)})`;
+}
+
 export function projectLines(report: ProjectReport, cwd: string = process.cwd()): string[] {
   const lines: string[] = [];
   if (report.experiments.length === 0) return [`no experiment in ${report.root}`];
   let written = 0;
+  let eventFiles = 0;
   let removed = 0;
   let moved = 0;
   for (const e of report.experiments) {
-    written += e.written.length;
+    const views = e.views ?? [{ ...e, name: 'breakpoints' }];
+    for (const view of views) {
+      if (view.name === 'tensorboard') eventFiles += view.written.length;
+      else written += view.written.length;
+    }
     removed += e.removed.length;
     moved += e.movedAside.length;
-    lines.push(
-      `${e.folder}: projection lag before: ` +
-        (e.lagBefore.length === 0
-          ? 'none'
-          : `${count(e.lagBefore.length, 'breakpoint folder')} missing (rounds ${formatRounds(e.lagBefore)})`),
-    );
+    const lag = views.filter((v) => v.lagBefore.length > 0).map((v) => viewLag(v.name, v.lagBefore));
+    lines.push(`${e.folder}: projection lag before: ${lag.length === 0 ? 'none' : lag.join('; ')}`);
     for (const folder of e.removed) lines.push(`  removed  ${displayPath(folder, cwd)}`);
     for (const round of e.rescued)
       lines.push(`  gave round ${round}'s bytes back to the blob store from its folder before removing it`);
@@ -205,7 +218,8 @@ export function projectLines(report: ProjectReport, cwd: string = process.cwd())
   lines.push(
     `projected ${count(report.experiments.length, 'experiment')}${report.rebuild ? ' (rebuild)' : ''}: ` +
       `${written} folder${written === 1 ? '' : 's'} written, ${removed} removed, ${moved} moved aside; ` +
-      `lag now ${report.experiments.reduce((n, e) => n + e.lagAfter.length, 0)}`,
+      `lag now ${report.experiments.reduce((n, e) => n + e.lagAfter.length, 0)}; ` +
+      `${count(eventFiles, 'TensorBoard event file')} written`,
   );
   return lines;
 }
@@ -235,9 +249,16 @@ export function verifyLines(report: VerifyReport): string[] {
   for (const p of references.problems)
     lines.push(`  ${p.experiment}${p.round === null ? '' : ` round ${p.round}`}: ${p.reason}`);
   lines.push(`breakpoints: ${breakpoints.foldersChecked} folders checked, ${breakpoints.problems.length} problems`);
-  for (const p of breakpoints.problems) {
+  const viewProblem = (p: (typeof breakpoints.problems)[number]) => {
     const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
     lines.push(`  ${where} (${p.experiment}${p.round === null ? '' : ` round ${p.round}`}): ${p.reason}`);
+  };
+  breakpoints.problems.forEach(viewProblem);
+  const otherViews = report.views.filter((v) => v.name !== 'breakpoints');
+  for (const view of otherViews) {
+    const what = view.name === 'tensorboard' ? 'event files' : 'views';
+    lines.push(`${view.name}: ${view.checked} ${what} checked, ${view.problems.length} problems`);
+    view.problems.forEach(viewProblem);
   }
   lines.push(`caches: ${report.caches.filesChecked} files checked, ${report.caches.problems.length} problems`);
   for (const p of report.caches.problems) lines.push(`  ${p.file}: ${p.reason}`);
@@ -245,7 +266,8 @@ export function verifyLines(report: VerifyReport): string[] {
   else
     for (const l of report.lag)
       lines.push(
-        `projection lag: ${l.experiment} rounds ${formatRounds(l.rounds)} have no breakpoint folder yet ` +
+        `projection lag: ${l.experiment} rounds ${formatRounds(l.rounds)} have no ` +
+          `${l.view === 'tensorboard' ? 'TensorBoard scalars' : 'breakpoint folder'} yet ` +
           '(roundlog project writes them)',
       );
   for (const note of report.notes) lines.push(`note: ${note}`);
@@ -255,6 +277,7 @@ export function verifyLines(report: VerifyReport): string[] {
     history.problems.length +
     references.problems.length +
     breakpoints.problems.length +
+    otherViews.reduce((n, v) => n + v.problems.length, 0) +
     report.caches.problems.length;
   lines.push(report.ok ? 'ok: no problem found' : `${total} problem${total === 1 ? '' : 's'} found`);
   return lines;
