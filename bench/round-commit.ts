@@ -8,7 +8,9 @@
  *     = encode the TensorSet (tensor codec chunks) + put the blob (hash, write, fsync, link, dir fsync)
  *       + append the RoundCompleted event (open the log with its writer lock, append + fsync, close)
  *       + the breakpoint folder (written by the breakpoint projection after the append:
- *         hard link of the blob, breakpoint.json written + fsynced, dir fsyncs, rename).
+ *         hard link of the blob, breakpoint.json written + fsynced, dir fsyncs, rename)
+ *       + the TensorBoard projection (the round's metrics appended as scalar summaries to the
+ *         experiment's event file; checked to be there after the runs).
  * Baselines:
  *   (a) the same raw parameter bytes written to a new plain file (writeSync in 8 MiB pieces) + fsync.
  *       Target: candidate within 1.5x.
@@ -233,7 +235,7 @@ const BASELINE = 'baseline: write + fsync raw bytes to a plain file';
 const ROUNDLOG = 'roundlog: recordRound (blob + event + breakpoint folder)';
 const FEDBIOMED = 'Fed-BioMed-style naive: folder + msgpack params + state JSON, fsynced';
 
-type Phases = { put: number[]; append: number[]; breakpoint: number[] };
+type Phases = { put: number[]; append: number[]; breakpoint: number[]; tensorboard: number[] };
 
 export async function main(): Promise<void> {
   const quick = isQuick();
@@ -285,7 +287,8 @@ export async function main(): Promise<void> {
       return ref;
     };
     // The breakpoint folder is written by the projection after the append.
-    const projection = roundLog.projections[0]!;
+    const projection = roundLog.projections.find((p) => p.name === 'breakpoints');
+    if (projection === undefined) throw new Error('the round log has no breakpoint projection');
     const apply = projection.apply.bind(projection);
     let lastBreakpointMs = 0;
     let lastBreakpointPath = '';
@@ -297,9 +300,19 @@ export async function main(): Promise<void> {
       if (last?.breakpoint)
         lastBreakpointPath = path.join(roundLog.layout.experiments, state.folder, breakpointFolderName(last.round));
     };
+    // The TensorBoard event file is written by the second projection, also after the append.
+    const board = roundLog.projections.find((p) => p.name === 'tensorboard');
+    if (board === undefined) throw new Error('the round log has no TensorBoard projection');
+    const applyBoard = board.apply.bind(board);
+    let lastBoardMs = 0;
+    (board as { apply: typeof applyBoard }).apply = async (state, appended) => {
+      const t0 = now();
+      await applyBoard(state, appended);
+      lastBoardMs = msSince(t0);
+    };
 
     const random = mulberry32(0xc0ffee);
-    const phases: Phases = { put: [], append: [], breakpoint: [] };
+    const phases: Phases = { put: [], append: [], breakpoint: [], tensorboard: [] };
     const seen = new Set<string>();
     let blobBytes = 0;
     let manifestBytes = 0;
@@ -330,7 +343,7 @@ export async function main(): Promise<void> {
             const round = handle.roundCurrent();
             const state = roundState(round);
             const metrics = roundMetrics(round);
-            lastPutMs = lastBreakpointMs = NaN;
+            lastPutMs = lastBreakpointMs = lastBoardMs = NaN;
             const t0 = now();
             const record = await handle.recordRound({ round, params, state, metrics, breakpoint: true });
             const total = msSince(t0);
@@ -342,14 +355,16 @@ export async function main(): Promise<void> {
               fsp.stat(path.join(lastBreakpointPath, SAFETENSORS_PARAMS_FILE)),
               fsp.stat(roundLog.blobs.fileOf(record.params.sha256)!),
             ]);
+            if (Number.isNaN(lastBoardMs)) throw new Error(`round ${round}: the TensorBoard projection did not run`);
             if (Number.isNaN(lastBreakpointMs) || linked.ino !== blob.ino)
               throw new Error(`round ${round}: no breakpoint folder hard-linked to the blob`);
             blobBytes = record.params.bytes;
             manifestBytes = (await fsp.stat(path.join(lastBreakpointPath, MANIFEST_FILE))).size;
             if (rep >= 0) {
               phases.put.push(lastPutMs);
-              phases.append.push(total - lastPutMs - lastBreakpointMs);
+              phases.append.push(total - lastPutMs - lastBreakpointMs - lastBoardMs);
               phases.breakpoint.push(lastBreakpointMs);
+              phases.tensorboard.push(lastBoardMs);
             }
             return total;
           },
@@ -371,6 +386,14 @@ export async function main(): Promise<void> {
       { reps, warmup: 1 },
     );
 
+    // Every round's scalars reached the experiment's TensorBoard event file.
+    const boardDir = path.join(roundLog.layout.experiments, handle.state.folder, 'tensorboard');
+    const eventFiles = (await fsp.readdir(boardDir)).filter((name) => name.startsWith('events.out.tfevents.'));
+    const boardBytes = (await Promise.all(eventFiles.map((name) => fsp.stat(path.join(boardDir, name))))).reduce(
+      (sum, stat) => sum + stat.size,
+      0,
+    );
+    if (boardBytes === 0) throw new Error(`no TensorBoard event file written under ${boardDir}`);
     console.log(
       `bytes per round: raw ${rawBytes}; roundlog blob ${blobBytes} (${handle.state.rounds.at(-1)?.params.encoding}) ` +
         `+ breakpoint.json ${manifestBytes}; ` +
@@ -381,7 +404,7 @@ export async function main(): Promise<void> {
         'a full GC before each run, opening the round log and creating the experiment (once). ' +
         'Included in the roundlog time: encoding, hashing, blob write + fsync + link + dir fsync, ' +
         'the event append (log open with writer lock, append + fsync, read back, close), ' +
-        'the breakpoint folder (written by recordRound).',
+        'the breakpoint folder and the TensorBoard event file (written by recordRound).',
     );
     console.log();
     console.log(samplesTable(samples, 'ms per round', [BASELINE, ROUNDLOG, FEDBIOMED]));
@@ -405,6 +428,7 @@ export async function main(): Promise<void> {
           phaseRow('putTensors: encode + blob put (write, fsync, link, dir fsync)', phases.put),
           phaseRow('RoundCompleted append (the rest of recordRound)', phases.append),
           phaseRow('writeBreakpoint (link, manifest, fsyncs, rename)', phases.breakpoint),
+          phaseRow('TensorBoard event file (scalars of the round)', phases.tensorboard),
         ],
       ),
     );
