@@ -1,7 +1,8 @@
 /**
  * Does byte-shuffling float32 tensors before lz4 (as blosc does) pay for itself on trained-model
- * parameters? Runs, in one process and on the same data: the shipped tensor codec without
- * compression, the shipped codec (lz4 where it shrinks), and the same codec with a 4-byte shuffle
+ * parameters? A study of roundlog 0.1.0's msgpack tensor encodings (still read; new rounds are
+ * stored as safetensors, uncompressed). Runs, in one process and on the same data: the msgpack
+ * codec without compression, with lz4 where it shrinks, and with a 4-byte shuffle
  * before lz4, and prints size ratios and encode/decode throughput side by side, with a raw
  * write + fsync of the same bytes as the yardstick of the 1.5x round-commit budget.
  *

@@ -6,7 +6,14 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { firstValueFrom, filter } from 'rxjs';
-import { decodeTensors, encodeTensors, openFileBlobStore, openFileEventLog, type BlobRef } from '../src/index.ts';
+import {
+  TensorEncoding,
+  decodeTensors,
+  encodeSafetensors,
+  openFileBlobStore,
+  openFileEventLog,
+  type BlobRef,
+} from '../src/index.ts';
 
 const root = process.argv[2] ?? mkdtempSync(path.join(os.tmpdir(), 'roundlog-quickstart-'));
 type RoundCompleted = { round: number; params: BlobRef; metrics: { loss: number } };
@@ -20,8 +27,9 @@ type RoundCompleted = { round: number; params: BlobRef; metrics: { loss: number 
     [1, 0.27],
   ] as const) {
     const weights = new Float32Array([1, 2, 3, 4, 5, 6].map((x) => x / (round + 1)));
-    const params = encodeTensors({ weights: { dtype: 'float32', shape: [2, 3], data: weights } });
-    const { ref } = await blobs.put(params.bytes, { encoding: params.encoding });
+    // The safetensors file of the tensors (what roundlog stores for new rounds), tagged with its encoding.
+    const params = encodeSafetensors({ weights: { dtype: 'float32', shape: [2, 3], data: weights } });
+    const { ref } = await blobs.put(params, { encoding: TensorEncoding.safetensors });
     const data: RoundCompleted = { round, params: ref, metrics: { loss } };
     ({ nextExpectedRevision: expectedRevision } = await log.append('experiment-1', [{ type: 'RoundCompleted', data }], {
       expectedRevision,

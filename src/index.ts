@@ -178,6 +178,29 @@ export {
   type ProjectionUpdate,
   type ProjectionCheckpoint,
 } from './projections/index.ts';
+export {
+  tensorboardRuns,
+  tensorboardDir,
+  roundScalars,
+  readEventFile,
+  decodeEvent,
+  fileVersionEvent,
+  scalarsEvent,
+  frameRecord,
+  readRecords,
+  crc32c,
+  maskedCrc32c,
+  TENSORBOARD_DIR,
+  SUPERSEDED_RUNS_DIR,
+  OWN_EVENT_FILE,
+  FILE_VERSION,
+  RECORD_OVERHEAD,
+  type TensorboardRun,
+  type TensorboardEvent,
+  type EventFileContents,
+  type Scalar,
+  type ReadRecordsResult,
+} from './projections/tensorboard/index.ts';
 export { BLOBS_IN_STORE, type StoreOptions, type LogAccess } from './engine/store.ts';
 export { ReferencedBlobMissingError } from './engine/blob-refs.ts';
 export { RoundPrunedError } from './model/errors.ts';

@@ -11,7 +11,7 @@ export type BlobRef = Readonly<{
   sha256: string;
   /** Length of the stored bytes. */
   bytes: number;
-  /** How to decode the bytes (e.g. `'tensors/msgpack+lz4'`); `'raw'` for bytes as they are. */
+  /** How to decode the bytes (e.g. `'tensors/safetensors'`); `'raw'` for bytes as they are. */
   encoding: string;
 }>;
 
@@ -73,7 +73,7 @@ export interface BlobStore {
    */
   put(bytes: Uint8Array, options?: PutOptions): Promise<PutResult>;
   /**
-   * Like `put`, for bytes that arrive in chunks (e.g. `encodeTensorChunks`); they are hashed as
+   * Like `put`, for bytes that arrive in chunks (e.g. `encodeSafetensorsChunks`); they are hashed as
    * they are written. The chunks of an iterable (an array of buffers) are copied when it is called,
    * those of an async iterable as each arrives: the caller may change or reuse a chunk at once.
    */

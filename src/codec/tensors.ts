@@ -86,6 +86,14 @@ const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] ===
 
 type HeaderEntry = { name: string; dtype: TensorDType; shape: number[]; size: number };
 
+/**
+ * `tensors` in roundlog 0.1.0's msgpack encoding (`tensors/msgpack+lz4` when lz4 shrinks some
+ * tensor, else `tensors/msgpack`), for float32, float64, int32, int64 and uint8 only. Not for new
+ * data: new parameters are `encodeSafetensors` (encoding `tensors/safetensors`, what `putTensors`
+ * writes); this stays so that the older bytes can be reproduced and tested. Throws
+ * `InvalidArgumentError` for a tensor that is not `{ dtype, shape, data }` of those dtypes and
+ * `DecodeLimitError` for a set larger than decoding would accept.
+ */
 export function encodeTensors(tensors: TensorSet, options: EncodeTensorsOptions = {}): EncodedTensors {
   const { encoding, chunks, byteLength } = encodeTensorChunks(tensors, options);
   const bytes = Buffer.allocUnsafeSlow(byteLength);

@@ -307,6 +307,8 @@ export type FollowProjectionOptions = OpenRoundLogOptions & {
   signal: AbortSignal;
   /** File log: how often to look for events of other processes, in ms. Default 50. */
   pollIntervalMs?: number;
+  /** Injected clock for the checkpoint's `updatedAt`. Default the system clock. */
+  clock?: () => Date;
 };
 
 /**
@@ -390,7 +392,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
         store: identity,
         position: position.toString(),
         eventId: lastSeen !== null && lastSeen.position === position ? lastSeen.id : null,
-        updatedAt: new Date().toISOString(),
+        updatedAt: (options.clock?.() ?? new Date()).toISOString(),
       });
     };
 

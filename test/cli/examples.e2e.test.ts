@@ -3,7 +3,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { openFileBlobStore, openFileEventLog } from '../../src/index.ts';
+import { openFileBlobStore, openFileEventLog, type BlobRef } from '../../src/index.ts';
 import { spawnTs } from '../support/child.ts';
 import { REPO, roundlog, roundlogJson } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -18,6 +18,24 @@ test('examples/quickstart.ts records rounds, reopens, and reads the last round b
   const stdout = run.lines.join('\n');
   t.regex(stdout, /last committed round: 1, loss 0\.27, weights \[0\.5, 1, 1\.5, 2, 2\.5, 3\]/);
   t.regex(stdout, /caught up at log position 1/);
+  // The parameters are stored as new rounds store them: a safetensors file, tagged so.
+  const log = await openFileEventLog({ dir: path.join(root, 'log'), readOnly: true });
+  const blobs = await openFileBlobStore({ dir: path.join(root, 'blobs') });
+  try {
+    const { events } = await log.readStream('experiment-1');
+    t.is(events.length, 2);
+    for (const event of events) {
+      const ref = (event.data as { params: BlobRef }).params;
+      t.is(ref.encoding, 'tensors/safetensors');
+      const bytes = await blobs.get(ref);
+      const headerLength = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, unknown>;
+      t.deepEqual(header.weights, { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] });
+    }
+  } finally {
+    await blobs.close();
+    await log.close();
+  }
 });
 
 /** The first TypeScript block after `heading` in the README, importing the package from this checkout. */
@@ -73,6 +91,10 @@ test("the README's library example runs beside a root in ./var and leaves that r
   t.is(code, 0, output);
   t.regex(output, /caughtUp/);
   t.true(existsSync(path.join(workspace, 'my-log', 'log')), 'the example writes its own folder');
+  const log = await openFileEventLog({ dir: path.join(workspace, 'my-log', 'log'), readOnly: true });
+  const { events } = await log.readStream('experiment-1');
+  await log.close();
+  t.is((events[0]!.data as { params: BlobRef }).params.encoding, 'tensors/safetensors');
   await assertRootHealthy(t, root);
   const streams = await roundlog(['streams', '--root', root]);
   t.notRegex(streams.stdout, /^experiment-1\b/m, 'nothing of the example is in the root');

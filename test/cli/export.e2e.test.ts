@@ -17,6 +17,7 @@ import { decideCompleteRound } from '../../src/model/decide/index.ts';
 import { UnsafeTensorNameError } from '../../src/codec/errors.ts';
 import { exportRound, openRoundLog, type ExportResult } from '../../src/projections/index.ts';
 import { roundlog, roundlogJson } from '../support/cli.ts';
+import { NUMPY_DTYPE, SAFETENSORS_DTYPE } from '../support/dtypes.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -110,22 +111,6 @@ const sha256Of = (data: Tensor['data']) =>
     .update(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
     .digest('hex');
 
-/** NumPy's `dtype.str` of each roundlog dtype, as NumPy's documentation names them (not from the code under test). */
-const NUMPY_DTYPE: Record<Exclude<Tensor['dtype'], 'bfloat16'>, string> = {
-  float64: '<f8',
-  float32: '<f4',
-  float16: '<f2',
-  int64: '<i8',
-  int32: '<i4',
-  int16: '<i2',
-  int8: '|i1',
-  uint64: '<u8',
-  uint32: '<u4',
-  uint16: '<u2',
-  uint8: '|u1',
-  bool: '|b1',
-};
-
 /** What NumPy holds for a tensor of an .npz: its dtype string and bytes (bfloat16 widened to float32). */
 function npzExpected(tensor: Tensor): Seen {
   if (tensor.dtype === 'bfloat16') {
@@ -134,23 +119,6 @@ function npzExpected(tensor: Tensor): Seen {
   }
   return { dtype: NUMPY_DTYPE[tensor.dtype], shape: [...tensor.shape], sha256: sha256Of(tensor.data) };
 }
-
-/** The safetensors dtype of each roundlog dtype, as the format's specification names them. */
-const SAFETENSORS_DTYPE: Record<Tensor['dtype'], string> = {
-  float64: 'F64',
-  float32: 'F32',
-  float16: 'F16',
-  bfloat16: 'BF16',
-  int64: 'I64',
-  int32: 'I32',
-  int16: 'I16',
-  int8: 'I8',
-  uint64: 'U64',
-  uint32: 'U32',
-  uint16: 'U16',
-  uint8: 'U8',
-  bool: 'BOOL',
-};
 
 function safetensorsExpected(tensor: Tensor): Seen {
   return { dtype: SAFETENSORS_DTYPE[tensor.dtype], shape: [...tensor.shape], sha256: sha256Of(tensor.data) };

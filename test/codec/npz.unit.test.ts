@@ -2,7 +2,9 @@
 import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { UnsafeTensorNameError } from '../../src/codec/errors.ts';
-import { npyHeader, npzArchive, npzNameProblem } from '../../src/codec/npz.ts';
+import { ITEM_BYTES, NUMPY_DTYPE } from '../support/dtypes.ts';
+import { DTYPES } from '../../src/codec/dtypes.ts';
+import { NPY_DESCR, npyHeader, npzArchive, npzNameProblem } from '../../src/codec/npz.ts';
 
 test('npyHeader: magic, version 1.0, the dict as Python writes it, data at a multiple of 64', (t) => {
   for (const [shape, tuple] of [
@@ -76,4 +78,10 @@ test('npzArchive: one stored entry per tensor, bfloat16 widened to float32 bits'
   // Stored entries: the .npy bytes appear as they are; 1.0 and -inf as float32 little-endian.
   t.true(zip.includes(Buffer.from([0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x80, 0xff])));
   t.true(zip.includes(Buffer.from('b.npy')) && zip.includes(Buffer.from('i.npy')));
+});
+
+test("every dtype has NumPy's descr and element size (the hand-written tables of test/support/dtypes.ts)", (t) => {
+  t.deepEqual({ ...NPY_DESCR }, NUMPY_DTYPE);
+  for (const [dtype, bytes] of Object.entries(ITEM_BYTES))
+    t.is(DTYPES[dtype as keyof typeof ITEM_BYTES].itemBytes, bytes, dtype);
 });

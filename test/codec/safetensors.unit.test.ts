@@ -14,7 +14,12 @@ import {
 import { TensorEncoding, decodeTensors, type Tensor, type TensorSet } from '../../src/codec/tensors.ts';
 import { DTYPES, TENSOR_DTYPES, type TensorDType } from '../../src/codec/dtypes.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
-import { everyDtype } from '../support/dtypes.ts';
+import { ITEM_BYTES, SAFETENSORS_DTYPE, everyDtype } from '../support/dtypes.ts';
+
+/** The roundlog dtype of each safetensors name, from the hand-written table. */
+const DTYPE_OF_NAME = Object.fromEntries(
+  Object.entries(SAFETENSORS_DTYPE).map(([dtype, name]) => [name, dtype as TensorDType]),
+) as Record<string, TensorDType>;
 
 const bytesOf = (data: ArrayBufferView) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
@@ -74,21 +79,7 @@ test('the layout is the published one: u64 length, JSON header space-padded to 8
       data_offsets: [begin, stop],
     } = header[name]!;
     t.is(begin, end, name);
-    const itemBytes = {
-      F64: 8,
-      I64: 8,
-      U64: 8,
-      F32: 4,
-      I32: 4,
-      U32: 4,
-      BF16: 2,
-      F16: 2,
-      I16: 2,
-      U16: 2,
-      I8: 1,
-      U8: 1,
-      BOOL: 1,
-    }[dtype]!;
+    const itemBytes = ITEM_BYTES[DTYPE_OF_NAME[dtype]!];
     t.is((8 + length + begin) % itemBytes, 0, `${name} is aligned`);
     end = stop;
   }
@@ -354,19 +345,16 @@ test('a header over a lowered value limit is a DecodeLimitError', (t) => {
 });
 
 test('every dtype has the safetensors name of the published list', (t) => {
-  t.deepEqual(Object.fromEntries(TENSOR_DTYPES.map((dtype: TensorDType) => [dtype, DTYPES[dtype].safetensors])), {
-    float64: 'F64',
-    float32: 'F32',
-    float16: 'F16',
-    bfloat16: 'BF16',
-    int64: 'I64',
-    int32: 'I32',
-    int16: 'I16',
-    int8: 'I8',
-    uint64: 'U64',
-    uint32: 'U32',
-    uint16: 'U16',
-    uint8: 'U8',
-    bool: 'BOOL',
-  });
+  t.deepEqual(
+    Object.fromEntries(TENSOR_DTYPES.map((dtype: TensorDType) => [dtype, DTYPES[dtype].safetensors])),
+    SAFETENSORS_DTYPE,
+  );
+  const header = JSON.parse(
+    (() => {
+      const bytes = encodeSafetensors(everyDtype());
+      return bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8');
+    })(),
+  ) as Record<string, { dtype: string }>;
+  for (const [name, tensor] of Object.entries(everyDtype()))
+    t.is(header[name]!.dtype, SAFETENSORS_DTYPE[tensor.dtype], name);
 });

@@ -15,7 +15,7 @@ import { bfloat16ToNumber, float16ToNumber } from '../../src/codec/float16.ts';
 import { decodeSafetensorsFile, encodeSafetensors } from '../../src/codec/safetensors.ts';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { REPO, roundlog } from '../support/cli.ts';
-import { everyDtype } from '../support/dtypes.ts';
+import { SAFETENSORS_DTYPE, everyDtype } from '../support/dtypes.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -71,7 +71,7 @@ function sameAsNumpy(t: import('ava').ExecutionContext, read: PyRead, tensors: T
   t.deepEqual(Object.keys(read.tensors).sort(), Object.keys(tensors).sort(), where);
   for (const [name, tensor] of Object.entries(tensors)) {
     const seen = read.tensors[name]!;
-    t.is(seen.dtype, DTYPES[tensor.dtype].safetensors, `${where} ${name}`);
+    t.is(seen.dtype, SAFETENSORS_DTYPE[tensor.dtype], `${where} ${name}`);
     t.deepEqual(seen.shape, [...tensor.shape], `${where} ${name}`);
     t.is(seen.sha256, sha256(bytesOf(tensor.data)), `${where} ${name}: the bytes`);
     t.deepEqual(seen.values, valuesOf(tensor), `${where} ${name}: the values`);
@@ -129,7 +129,7 @@ test('a file from an independent NumPy writer decodes bit for bit, misaligned te
   t.is(Object.keys(written).length, 15);
   for (const [name, expected] of Object.entries(written)) {
     const tensor = tensors[name]!;
-    t.is(DTYPES[tensor.dtype].safetensors, expected.dtype, name);
+    t.is(SAFETENSORS_DTYPE[tensor.dtype], expected.dtype, name);
     t.deepEqual(tensor.shape, expected.shape, name);
     t.is(bytesOf(tensor.data).toString('hex'), expected.bits, name);
     t.is(sha256(bytesOf(tensor.data)), expected.sha256, name);

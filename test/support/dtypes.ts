@@ -1,5 +1,65 @@
-/** Tensors of every dtype roundlog holds, with edge values, for codec and interoperability tests. */
-import type { TensorSet } from '../../src/codec/tensors.ts';
+/**
+ * Tensors of every dtype roundlog holds, with edge values, and the names other tools give each
+ * dtype, for codec, export and interoperability tests.
+ *
+ * The tables are written out by hand from the formats' own documentation, never derived from
+ * src/: a test compares what the code writes with them, so a wrong mapping in the code fails it.
+ * Every test that expects a dtype name takes it from here, so the tests cannot disagree.
+ */
+import type { TensorDType, TensorSet } from '../../src/codec/tensors.ts';
+
+/** The safetensors `dtype` of each roundlog dtype, as the format's specification names them. */
+export const SAFETENSORS_DTYPE: Readonly<Record<TensorDType, string>> = {
+  float64: 'F64',
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int64: 'I64',
+  int32: 'I32',
+  int16: 'I16',
+  int8: 'I8',
+  uint64: 'U64',
+  uint32: 'U32',
+  uint16: 'U16',
+  uint8: 'U8',
+  bool: 'BOOL',
+};
+
+/**
+ * NumPy's `dtype.str` (the `.npy` header's `descr`) of each roundlog dtype, as NumPy's documentation
+ * names them. bfloat16 has no NumPy dtype: an export widens it to float32 (`<f4`).
+ */
+export const NUMPY_DTYPE: Readonly<Record<Exclude<TensorDType, 'bfloat16'>, string>> = {
+  float64: '<f8',
+  float32: '<f4',
+  float16: '<f2',
+  int64: '<i8',
+  int32: '<i4',
+  int16: '<i2',
+  int8: '|i1',
+  uint64: '<u8',
+  uint32: '<u4',
+  uint16: '<u2',
+  uint8: '|u1',
+  bool: '|b1',
+};
+
+/** Bytes per element of each roundlog dtype. */
+export const ITEM_BYTES: Readonly<Record<TensorDType, number>> = {
+  float64: 8,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint64: 8,
+  uint32: 4,
+  uint16: 2,
+  uint8: 1,
+  bool: 1,
+};
 
 /** One tensor of every dtype (and a scalar and an empty one), with edge values. */
 export function everyDtype(): TensorSet {

@@ -7,8 +7,9 @@
  * protobufjs parses the text below at runtime (no generated code) and encodes with it.
  */
 import protobuf from 'protobufjs';
+import { CorruptPayloadError } from '../../codec/errors.ts';
 import type { ExperimentState, RoundRecord } from '../../model/state.ts';
-import { frameRecord } from './tfrecord.ts';
+import { frameRecord, readRecords } from './tfrecord.ts';
 
 /**
  * The subset of TensorBoard's protos written here. `simple_value` is inside its `oneof`, as in
@@ -66,6 +67,69 @@ export function scalarsEvent(wallTime: number, step: number, scalars: readonly S
   return type.encode(type.fromObject({ wall_time: wallTime, step, summary })).finish();
 }
 
+/** One decoded `Event` of an event file: a file-version event, or a step's scalars. */
+export type TensorboardEvent = Readonly<{
+  /** Seconds since the Unix epoch (TensorBoard's `wall_time`, a double). */
+  wallTime: number;
+  /** The step (roundlog writes the round index); 0 for the file-version event. */
+  step: number;
+  /** `brain.Event:2` on the first event of a file; null on the others. */
+  fileVersion: string | null;
+  /** The scalars (`simple_value`s) of the event's summary, in stored order; empty when it has none. */
+  scalars: readonly Scalar[];
+}>;
+
+/** What an event file holds: its events, and where a record cut short by a write in progress starts. */
+export type EventFileContents = Readonly<{
+  events: readonly TensorboardEvent[];
+  /** Byte offset of a last record that is cut short (a file being written, or a crash); null when none. */
+  tornAt: number | null;
+}>;
+
+/** The encoding named in the errors of `decodeEvent` and `readEventFile`. */
+const EVENT_FILE = 'TensorBoard event file';
+
+/**
+ * Decodes one `Event` record (the data of a TFRecord record). Fields other than `wall_time`,
+ * `step`, `file_version` and scalar summary values are skipped. Throws `CorruptPayloadError`
+ * (naming `source`) when the bytes are not an `Event` protobuf.
+ */
+export function decodeEvent(data: Uint8Array, source?: string): TensorboardEvent {
+  const type = eventMessage();
+  let decoded: Record<string, unknown>;
+  try {
+    decoded = type.toObject(type.decode(data), { longs: Number, defaults: true }) as Record<string, unknown>;
+  } catch (error) {
+    throw new CorruptPayloadError(EVENT_FILE, `an Event does not parse (${(error as Error).message})`, source, error);
+  }
+  const summary = decoded.summary as { value?: Array<{ tag?: string; simple_value?: number }> } | undefined;
+  const scalars: Scalar[] = [];
+  for (const value of summary?.value ?? []) {
+    if (typeof value.simple_value === 'number') scalars.push({ tag: value.tag ?? '', value: value.simple_value });
+  }
+  return {
+    wallTime: Number(decoded.wall_time ?? 0),
+    step: Number(decoded.step ?? 0),
+    fileVersion: typeof decoded.file_version === 'string' && decoded.file_version !== '' ? decoded.file_version : null,
+    scalars,
+  };
+}
+
+/**
+ * Reads a TensorBoard event file (any writer's, TFRecord-framed `Event`s): every whole record
+ * decoded with `decodeEvent`. A last record cut short is not an error (TensorBoard reads files
+ * while they are written): its offset is `tornAt`. Throws `CorruptPayloadError` naming `source`
+ * and the byte offset when a record's length or data fails its CRC-32C, or an `Event` does not parse.
+ */
+export function readEventFile(bytes: Uint8Array, source?: string): EventFileContents {
+  const { records, tail } = readRecords(bytes);
+  if (tail?.kind === 'corrupt') {
+    throw new CorruptPayloadError(EVENT_FILE, `the record at byte ${tail.offset}: ${tail.reason}`, source);
+  }
+  const events = records.map((record) => decodeEvent(record, source));
+  return { events, tornAt: tail === null ? null : tail.offset };
+}
+
 /**
  * The tags and values a round records: each aggregate metric under its name, each node's under
  * `node/<node id>/<name>`; metric names sorted, nodes by id. Empty for a round with no metric
@@ -85,7 +149,10 @@ export function roundScalars(record: RoundRecord): Scalar[] {
   return scalars;
 }
 
-/** One run as the log gives it: its folder (relative to `tensorboard/`), file name, bytes, steps. */
+/**
+ * One run as the log gives it: its folder (relative to the experiment's `tensorboard/`), file name,
+ * bytes (a whole TFRecord event file) and steps (round indices).
+ */
 export type TensorboardRun = Readonly<{
   /** `.` for the current branch, `superseded/rewind_<n>_rounds_<first>-<last>` for a rewind's rounds. */
   dir: string;
@@ -149,6 +216,10 @@ function eventFile(dir: string, records: readonly (RoundRecord | undefined)[], s
  * metrics off the branch, holding exactly those rounds. The current file's name carries the number
  * of rewinds that took rounds (its generation): a rewrite after a rewind is a new file, which a
  * running TensorBoard picks up (it keeps reading a file it has open by name, never reopening it).
+ *
+ * Each file is a `file_version` event then one event per round with a metric: `step` = the round
+ * index, `wall_time` = the seconds (fractional, since the Unix epoch) of its `RoundCompleted`.
+ * Pure and deterministic (the bytes `project --rebuild` writes under `tensorboardDir`); throws nothing.
  */
 export function tensorboardRuns(state: ExperimentState): TensorboardRun[] {
   const runs: TensorboardRun[] = [];
