@@ -193,6 +193,34 @@ test(
 );
 
 test(
+  'event files: an experiment saving no breakpoint, and project --rebuild in several processes at once, again ' +
+    'and again, never fail and leave what one rebuild writes',
+  async (t) => {
+    const root = tempDir();
+    const recorder = projector(t, root);
+    // No breakpoint folder to write: the processes meet on event files only.
+    for (const command of ['create false', 'record 16']) checkAnswers(t, [await recorder.send(command)]);
+    const children = [recorder, projector(t, root), projector(t, root)];
+    for (let i = 0; i < 8; i++) {
+      checkAnswers(t, await Promise.all(children.map((c) => c.send(i % 2 === 0 ? 'rebuild' : 'project'))));
+    }
+    await end(t, children);
+    const experiments = path.join(root, 'experiments');
+    t.deepEqual(leftovers(experiments), [], 'no temp file is left');
+    const folder = readdirSync(experiments).find((n) => n.startsWith('Experiment_'))!;
+    const raced = tree(experiments);
+    t.deepEqual(
+      Object.keys(raced)
+        .filter((f) => f.startsWith(`${folder}/`))
+        .map((f) => f.replace(/\.\d+\.roundlog\.\d+$/, '')),
+      [`${folder}/tensorboard/events.out.tfevents`],
+      'one event file, and nothing else',
+    );
+    t.deepEqual(raced, await rebuilt(root));
+  },
+);
+
+test(
   'superseded moves: a rewind the folders have not followed, projected by several processes ' +
     'at once, moves each folder aside once',
   async (t) => {

@@ -7,6 +7,8 @@
  *   tsx test/support/projector-child.ts <root>
  *
  * Commands:
+ *   create <b>        creates the root's one experiment, saving breakpoints when b is `true`
+ *                     (else the first `record` creates it, saving them)
  *   record <n>        records n rounds (with metrics, each with a breakpoint) of the root's one
  *                     experiment through the round log with its views: each round's breakpoint
  *                     folder and event files are written by this process after its commit
@@ -49,13 +51,13 @@ async function project(rebuild: boolean, answer: Answer): Promise<void> {
   }
 }
 
-async function experiment(): Promise<ExperimentHandle> {
+async function experiment(saveBreakpoints = true): Promise<ExperimentHandle> {
   if (rl === null) rl = await openRoundLog({ root });
   if (handle === null) {
     const listed = await rl.listExperiments();
     handle =
       listed.length === 0
-        ? await rl.createExperiment({ saveBreakpoints: true, roundLimit: 10_000, initialParams: tensors(0, 0) })
+        ? await rl.createExperiment({ saveBreakpoints, roundLimit: 10_000, initialParams: tensors(0, 0) })
         : await rl.openExperiment(listed[0]!.experimentId);
   }
   return handle;
@@ -65,7 +67,9 @@ async function run(command: string): Promise<Answer> {
   const [name, ...args] = command.split(' ');
   const answer: Answer = { done: name!, errors: [], problems: [] };
   try {
-    if (name === 'record') {
+    if (name === 'create') {
+      await experiment(args[0] === 'true');
+    } else if (name === 'record') {
       const exp = await experiment();
       for (let i = 0; i < Number(args[0]); i++) {
         const r = exp.roundCurrent();
