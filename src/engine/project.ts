@@ -284,6 +284,27 @@ async function writeProjectionCheckpoint(root: string, fields: Omit<ProjectionCh
   });
 }
 
+/** Removes the checkpoint's temp files (`<file>.<pid>.<uuid>.tmp`) of followers that died before renaming them. */
+async function removeDeadCheckpointTemps(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const match = /^(\d+)\.[0-9a-f-]+\.tmp$/.exec(name.slice(prefix.length));
+    if (match === null || processIsAlive(Number(match[1]))) continue;
+    await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
 /** What the follow mode reports, in order: where it starts, then each experiment it projects. */
 export type ProjectionUpdate =
   | Readonly<{
@@ -338,6 +359,8 @@ export async function followProjection(options: FollowProjectionOptions): Promis
   const store = rl.log.description;
   const identity = checkpointStore(rl.log);
   try {
+    await removeDeadProjectionLockCandidates(rl.layout.experiments);
+    await removeDeadCheckpointTemps(rl.layout.projectionCheckpoint);
     const stored = await loadProjectionCheckpoint(rl.root);
     let ignored: string | null = null;
     let checkpoint: bigint | null = null;
