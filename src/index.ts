@@ -201,6 +201,7 @@ export {
   type Scalar,
   type ReadRecordsResult,
 } from './projections/tensorboard/index.ts';
+export { ProjectionLockedError, PROJECTION_LOCK_WAIT_MS } from './engine/projection-lock.ts';
 export { BLOBS_IN_STORE, type StoreOptions, type LogAccess } from './engine/store.ts';
 export { ReferencedBlobMissingError } from './engine/blob-refs.ts';
 export { RoundPrunedError } from './model/errors.ts';

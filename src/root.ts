@@ -73,6 +73,8 @@ export type RootLayout = Readonly<{
   replays: string;
   /** The checkpoint of `roundlog project --follow`. */
   projectionCheckpoint: string;
+  /** The projection lock: held by the one process writing the views of the root's experiments. */
+  projectionLock: string;
   /** The file that makes the folder a root (`roundlog-root.json`). */
   marker: string;
 }>;
@@ -81,6 +83,8 @@ export type RootLayout = Readonly<{
 export const REPLAYS_DIR = 'replays';
 export const SNAPSHOTS_DIR = 'snapshots';
 export const PROJECTION_CHECKPOINT_FILE = '.projection-checkpoint.json';
+/** The projection lock's file name, in the folder whose views it guards (`experiments/`). */
+export const PROJECTION_LOCK_FILE = '.projection-lock';
 
 /** The layout of the root at `root` (made absolute). */
 export function rootLayout(root: string): RootLayout {
@@ -94,6 +98,7 @@ export function rootLayout(root: string): RootLayout {
     snapshots: path.join(base, SNAPSHOTS_DIR),
     replays: path.join(base, REPLAYS_DIR),
     projectionCheckpoint: path.join(experiments, PROJECTION_CHECKPOINT_FILE),
+    projectionLock: path.join(experiments, PROJECTION_LOCK_FILE),
     marker: path.join(base, ROOT_MARKER_FILE),
   });
 }

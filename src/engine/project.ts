@@ -16,7 +16,7 @@
  * possible the folder is left alone and reported.
  */
 import { isUnreadableHistory } from '../model/errors.ts';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM } from '../model/events.ts';
@@ -29,6 +29,7 @@ import { ExperimentNotFoundError } from '../model/errors.ts';
 import { upcastRegistered, type ExperimentState } from '../model/state.ts';
 import { PROJECTION_CHECKPOINT_FILE, rootLayout } from '../root.ts';
 import type { ExperimentProjection } from './projection.ts';
+import { removeDeadProjectionLockCandidates, withProjectionLock } from './projection-lock.ts';
 import { openRoundLog, type OpenRoundLogOptions, type RoundLog } from './round-log.ts';
 
 export type ProjectReport = Readonly<{
@@ -59,16 +60,21 @@ export async function projectRoot(options: ProjectOptions = {}): Promise<Project
         : [(await rl.openExperiment(options.experiment)).id];
     const experiments: ExperimentProjection[] = [];
     const damaged: Array<{ folder: string; code: string; message: string }> = [];
+    if (rl.projections.length > 0) await removeDeadProjectionLockCandidates(rl.layout.experiments);
     for (const id of ids) {
-      const opened = await rl.openExperiment(id).catch((error: unknown) => {
-        if (isUnreadableHistory(error)) return error;
-        throw error;
+      // The state is read under the projection lock: what is written is the history as it is
+      // now, never one another process has projected past (a rewind's folders moved back).
+      await viewsLocked(rl, async () => {
+        const opened = await rl.openExperiment(id).catch((error: unknown) => {
+          if (isUnreadableHistory(error)) return error;
+          throw error;
+        });
+        if (isUnreadableHistory(opened)) {
+          damaged.push({ folder: opened.experiment ?? id, code: opened.code, message: opened.message });
+          return;
+        }
+        experiments.push(await projectOne(rl, opened.state, options.rebuild ?? false));
       });
-      if (isUnreadableHistory(opened)) {
-        damaged.push({ folder: opened.experiment ?? id, code: opened.code, message: opened.message });
-        continue;
-      }
-      experiments.push(await projectOne(rl, opened.state, options.rebuild ?? false));
     }
     return {
       root: rl.root,
@@ -80,6 +86,11 @@ export async function projectRoot(options: ProjectOptions = {}): Promise<Project
   } finally {
     await rl.close();
   }
+}
+
+/** `fn` under the projection lock of the root's views (`withProjectionLock`); at once when it keeps no view. */
+function viewsLocked<T>(rl: RoundLog, fn: () => Promise<T>): Promise<T> {
+  return rl.projections.length === 0 ? fn() : withProjectionLock(rl.layout.experiments, fn);
 }
 
 /** Every projection of the round log brought in step for one experiment, their reports merged. */
@@ -258,10 +269,10 @@ async function writeProjectionCheckpoint(root: string, fields: Omit<ProjectionCh
   const dir = path.dirname(file);
   const body = { v: 2 as const, ...fields };
   const checkpoint: ProjectionCheckpoint = { ...body, sha256: checkpointSha256(body) };
-  const temp = `${file}.${process.pid}.tmp`;
+  // A temp name of its own: two followers (of this process or others) never write or remove each other's.
+  const temp = `${file}.${process.pid}.${randomUUID()}.tmp`;
   await writeStep(file, 'writing the projection checkpoint', async () => {
     await fs.mkdir(dir, { recursive: true });
-    await fs.rm(temp, { force: true });
     try {
       await createFileDurably(temp, `${JSON.stringify(checkpoint, null, 2)}\n`);
       await fs.rename(temp, file);
@@ -271,6 +282,27 @@ async function writeProjectionCheckpoint(root: string, fields: Omit<ProjectionCh
     }
     await syncDir(dir);
   });
+}
+
+/** Removes the checkpoint's temp files (`<file>.<pid>.<uuid>.tmp`) of followers that died before renaming them. */
+async function removeDeadCheckpointTemps(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const match = /^(\d+)\.[0-9a-f-]+\.tmp$/.exec(name.slice(prefix.length));
+    if (match === null || processIsAlive(Number(match[1]))) continue;
+    await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }
 
 /** What the follow mode reports, in order: where it starts, then each experiment it projects. */
@@ -329,6 +361,8 @@ export async function followProjection(options: FollowProjectionOptions): Promis
   const store = rl.log.description;
   const identity = checkpointStore(rl.log);
   try {
+    await removeDeadProjectionLockCandidates(rl.layout.experiments);
+    await removeDeadCheckpointTemps(rl.layout.projectionCheckpoint);
     const stored = await loadProjectionCheckpoint(rl.root);
     let ignored: string | null = null;
     let checkpoint: bigint | null = null;
@@ -361,18 +395,22 @@ export async function followProjection(options: FollowProjectionOptions): Promis
     const unregistered = new Map<string, RecordedEvent>();
 
     const projectStream = async (stream: string, trigger: RecordedEvent, live: boolean): Promise<void> => {
-      let state: ExperimentState;
-      try {
-        state = (await rl.openExperiment(stream)).state;
-      } catch (error) {
-        if (error instanceof ExperimentNotFoundError) {
-          unregistered.set(stream, trigger);
-          return;
+      // Read and projected under the projection lock, as `projectRoot` does.
+      const result = await viewsLocked(rl, async () => {
+        let state: ExperimentState;
+        try {
+          state = (await rl.openExperiment(stream)).state;
+        } catch (error) {
+          if (error instanceof ExperimentNotFoundError) {
+            unregistered.set(stream, trigger);
+            return null;
+          }
+          throw error;
         }
-        throw error;
-      }
-      unregistered.delete(stream);
-      const result = await projectOne(rl, state, false);
+        unregistered.delete(stream);
+        return projectOne(rl, state, false);
+      });
+      if (result === null) return;
       options.onUpdate({
         kind: 'projected',
         folder: result.folder,

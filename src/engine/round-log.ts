@@ -72,6 +72,7 @@ import { currentFolder, folderLocator, resolveExperimentName, type FolderLocator
 import { allocateExperimentFolder, isReservedFolderName } from '../model/names.ts';
 import { readSnapshot, writeSnapshot } from './snapshots.ts';
 import type { Projection, ProjectionFactory } from './projection.ts';
+import { withProjectionLock } from './projection-lock.ts';
 import { VERSION } from '../version.ts';
 
 export type OpenRoundLogOptions = Omit<StoreOptions, 'env' | 'clock' | 'newId' | 'lockWaitMs'> & {
@@ -521,7 +522,13 @@ export class ExperimentHandle {
     if (this.current.revision - this.snapshotRevision >= SNAPSHOT_EVERY) await this.snapshot();
     if (recorded.some((e) => e.type === 'RoundCompleted' && (e.data as { breakpoint?: unknown }).breakpoint === true))
       await this.followMove();
-    for (const projection of this.roundLog.projections) await projection.apply(this.state, recorded);
+    // Under the projection lock: a `project --follow` in another process writes these folders too.
+    const projections = this.roundLog.projections;
+    if (projections.length > 0) {
+      await withProjectionLock(this.roundLog.layout.experiments, async () => {
+        for (const projection of projections) await projection.apply(this.state, recorded);
+      });
+    }
     return recorded;
   }
 

@@ -1,6 +1,7 @@
 /**
  * The writer lock of a file log: a `LOCK` file naming its holder (pid, host, process start).
- * A lock whose holder is gone from this host is reclaimed; a live holder is reported.
+ * A lock whose holder is gone from this host is reclaimed; a live holder is reported. The same
+ * lock, under another name, is the projection lock of a root (`src/engine/projection-lock.ts`).
  */
 import { randomUUID } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
@@ -60,10 +61,25 @@ function parse(text: string): LockContent | null {
   }
 }
 
+/** What a lock is besides the log's writer lock: its file name, what it is called, the error of a live holder. */
+export type LockKind = Readonly<{
+  /** The lock file's name in its folder (candidates are `<name>.<pid>.<token>.pending`). Default `LOCK`. */
+  name?: string;
+  /** What the lock is, in messages of failed writes. Default `the writer lock`. */
+  what?: string;
+  /** The error for a live holder. Default `LogLockedError`. */
+  locked?: (file: string, pid: number, host: string, since: string) => Error;
+}>;
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 /** Removes lock candidates left by processes that died before taking or giving up the lock. */
-export async function removeDeadCandidates(dir: string, names: readonly string[]): Promise<void> {
+export async function removeDeadCandidates(dir: string, names: readonly string[], lockName = 'LOCK'): Promise<void> {
+  const candidate = new RegExp(`^${escapeRegExp(lockName)}\\.(\\d+)\\.[0-9a-f-]+\\.(pending|stale)$`);
   for (const name of names) {
-    const match = /^LOCK\.(\d+)\.[0-9a-f-]+\.(pending|stale)$/.exec(name);
+    const match = candidate.exec(name);
     if (match === null) continue;
     const pid = Number(match[1]);
     let alive = true;
@@ -77,11 +93,18 @@ export async function removeDeadCandidates(dir: string, names: readonly string[]
 }
 
 /**
- * Takes the lock or throws `LogLockedError`. `onReclaim` is told when a dead holder's lock was
- * taken over.
+ * Takes the lock or throws `LogLockedError` (`kind.locked`). `onReclaim` is told when a dead
+ * holder's lock was taken over.
  */
-export async function acquireLock(dir: string, onReclaim: (previous: string) => void): Promise<HeldLock> {
-  const file = path.join(dir, 'LOCK');
+export async function acquireLock(
+  dir: string,
+  onReclaim: (previous: string) => void,
+  kind: LockKind = {},
+): Promise<HeldLock> {
+  const name = kind.name ?? 'LOCK';
+  const what = kind.what ?? 'the writer lock';
+  const locked = kind.locked ?? ((...args) => new LogLockedError(...args));
+  const file = path.join(dir, name);
   const token = randomUUID();
   const mine: LockContent = {
     pid: process.pid,
@@ -91,10 +114,10 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
     token,
   };
   const text = JSON.stringify(mine);
-  const temp = path.join(dir, `LOCK.${process.pid}.${token}.pending`);
+  const temp = path.join(dir, `${name}.${process.pid}.${token}.pending`);
   try {
     // Inside the try: a write that fails (a full disk) leaves no pending file behind.
-    await writeStep(temp, 'writing the writer lock', () => fs.writeFile(temp, text));
+    await writeStep(temp, `writing ${what}`, () => fs.writeFile(temp, text));
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await fs.link(temp, file);
@@ -108,18 +131,18 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
         };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw isSystemError(error) ? new StorageWriteError(file, 'taking the writer lock', error) : error;
+          throw isSystemError(error) ? new StorageWriteError(file, `taking ${what}`, error) : error;
         }
       }
       const seen = await readLockFile(file, null);
       if (seen === null) continue;
       const holder = parse(seen);
       if (holder !== null && (holder.host !== mine.host || isAlive(holder))) {
-        throw new LogLockedError(file, holder.pid, holder.host, holder.since);
+        throw locked(file, holder.pid, holder.host, holder.since);
       }
       // The holder is gone (or the file is unreadable garbage): move it aside, and make sure
       // what was moved is what was judged stale before deleting it.
-      const aside = path.join(dir, `LOCK.${process.pid}.${token}.stale`);
+      const aside = path.join(dir, `${name}.${process.pid}.${token}.stale`);
       try {
         await fs.rename(file, aside);
       } catch (error) {
@@ -136,7 +159,7 @@ export async function acquireLock(dir: string, onReclaim: (previous: string) => 
       }
     }
     const last = parse((await readLockFile(file)) ?? '');
-    throw new LogLockedError(file, last?.pid ?? -1, last?.host ?? 'unknown', last?.since ?? 'unknown');
+    throw locked(file, last?.pid ?? -1, last?.host ?? 'unknown', last?.since ?? 'unknown');
   } finally {
     await fs.unlink(temp).catch(() => undefined);
   }

@@ -22,6 +22,7 @@ import type {
 import { breakpointFolderName, compareNames } from '../../model/events.ts';
 import { SUPERSEDED_DIR } from '../../model/manifest.ts';
 import { upcast, type ExperimentState } from '../../model/state.ts';
+import { isProjectionLockName, withProjectionLock } from '../../engine/projection-lock.ts';
 import { checkBreakpointFolder } from './check.ts';
 import {
   TEMP_PREFIX,
@@ -54,12 +55,13 @@ export function breakpointProjection(env: ProjectionEnv): Projection {
         }
       }
     },
-    project: (state, options) => projectOne(ctx, state, options.rebuild),
+    project: (state, options) => withProjectionLock(ctx.experimentsDir, () => projectOne(ctx, state, options.rebuild)),
     verify: (experiments) => verifyFolders(env, experiments),
     viewsOfRounds: (state, positions) =>
       foldersOfRounds(experimentDir(ctx.experimentsDir, state.folder), state.created!.experimentId, positions),
-    removeView: removeBreakpointFolder,
-    repair: (experiments, damaged) => repairFolders(env, ctx, experiments, damaged),
+    removeView: (view) => withProjectionLock(ctx.experimentsDir, () => removeBreakpointFolder(view)),
+    repair: (experiments, damaged) =>
+      withProjectionLock(ctx.experimentsDir, () => repairFolders(env, ctx, experiments, damaged)),
     experimentAt: experimentOfFolder,
   };
 }
@@ -277,6 +279,8 @@ async function verifyFolders(
   for (const name of await listNames(env.layout.experiments)) {
     // The projection checkpoint lives beside the experiment folders: it is checked with the caches.
     if (path.join(env.layout.experiments, name) === env.layout.projectionCheckpoint) continue;
+    // The projection lock, while another process writes the views.
+    if (isProjectionLockName(name)) continue;
     if (!folders.has(name)) {
       notes.push(
         `${path.join(env.layout.experiments, name)} is not the folder of any experiment in the log; not checked`,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { BlobRef, BlobStore } from '../../blobs/types.ts';
 import type { ExperimentHandle } from '../../engine/round-log.ts';
 import { createFileDurably, syncDir, writeStep } from '../../durable.ts';
+import { withProjectionLock } from '../../engine/projection-lock.ts';
 import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { CorruptBlobError } from '../../blobs/errors.ts';
 import { BreakpointBlobDamagedError, RoundPrunedError } from '../../model/errors.ts';
@@ -33,8 +34,21 @@ export type ProjectionContext = Readonly<{ experimentsDir: string; blobs: BlobSt
 
 export type MaterializeResult = Readonly<{ path: string; created: boolean }>;
 
-/** Writes the breakpoint folder of one round of the current branch, unless it is already there. */
-export async function materializeBreakpoint(
+/**
+ * Writes the breakpoint folder of one round of the current branch, unless it is already there.
+ * Under the projection lock of `ctx.experimentsDir` (`withProjectionLock`): another process
+ * projecting the same folder writes it before or after, never at once.
+ */
+export function materializeBreakpoint(
+  ctx: ProjectionContext,
+  state: ExperimentState,
+  round: number,
+  experimentFolder?: string,
+): Promise<MaterializeResult> {
+  return withProjectionLock(ctx.experimentsDir, () => materialize(ctx, state, round, experimentFolder));
+}
+
+async function materialize(
   ctx: ProjectionContext,
   state: ExperimentState,
   round: number,
@@ -96,7 +110,18 @@ export async function materializeBreakpoint(
     step = { file: temp, operation: 'syncing the breakpoint folder' };
     await syncDir(temp);
     step = { file: final, operation: 'moving the breakpoint folder into place' };
-    await fs.rename(temp, final);
+    try {
+      await fs.rename(temp, final);
+    } catch (error) {
+      // A folder put there meanwhile by a writer that does not take the projection lock (a
+      // release before it): when it is this round's, the work is done; anything else fails, named.
+      const code = (error as NodeJS.ErrnoException)?.code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      const there = await readManifestIfAny(final);
+      if (there?.experimentId !== created.experimentId || there?.logPosition !== String(record.position)) throw error;
+      await fs.rm(temp, { recursive: true, force: true });
+      return { path: final, created: false };
+    }
     await syncDir(dir);
   } catch (error) {
     await fs.rm(temp, { recursive: true, force: true });
@@ -105,18 +130,23 @@ export async function materializeBreakpoint(
   return { path: final, created: true };
 }
 
-/** Moves the breakpoint folders of rounds `>= fromRound` into the experiment's `superseded/` area. */
-export async function supersedeBreakpoints(
+/**
+ * Moves the breakpoint folders of rounds `>= fromRound` into the experiment's `superseded/` area,
+ * under the projection lock (so a folder another process has moved already is not there to move).
+ */
+export function supersedeBreakpoints(
   ctx: ProjectionContext,
   experimentFolder: string,
   fromRound: number,
 ): Promise<string[]> {
-  const dir = path.join(ctx.experimentsDir, experimentFolder);
-  const moved: string[] = [];
-  for (const name of await listBreakpointFolders(dir)) {
-    if (roundOfFolder(name)! >= fromRound) moved.push(await moveAside(dir, path.join(dir, name)));
-  }
-  return moved;
+  return withProjectionLock(ctx.experimentsDir, async () => {
+    const dir = path.join(ctx.experimentsDir, experimentFolder);
+    const moved: string[] = [];
+    for (const name of await listBreakpointFolders(dir)) {
+      if (roundOfFolder(name)! >= fromRound) moved.push(await moveAside(dir, path.join(dir, name)));
+    }
+    return moved;
+  });
 }
 
 /** The rounds of the current branch that have a breakpoint folder by the log's rules, not pruned. */
@@ -135,9 +165,17 @@ function wantedRounds(state: ExperimentState): RoundRecord[] {
  * branch materialized, no superseded round left among them, no temp folder of a crash left over.
  * Rounds pruned by retention are not written; a folder of a pruned round is left where it is
  * (`roundlog gc` removes it). A round whose blob the store holds damaged gets no folder; the others
- * are written, and each such round is returned in `failed`.
+ * are written, and each such round is returned in `failed`. Under the projection lock.
  */
-export async function projectExperiment(
+export function projectExperiment(
+  ctx: ProjectionContext,
+  state: ExperimentState,
+  experimentFolder?: string,
+): Promise<{ written: number; failed: BreakpointBlobDamagedError[] }> {
+  return withProjectionLock(ctx.experimentsDir, () => projectFolders(ctx, state, experimentFolder));
+}
+
+async function projectFolders(
   ctx: ProjectionContext,
   state: ExperimentState,
   experimentFolder?: string,

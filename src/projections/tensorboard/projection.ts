@@ -19,6 +19,7 @@ import path from 'node:path';
 import { checkPlainName } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
 import { RoundlogError } from '../../errors.ts';
+import { withProjectionLock } from '../../engine/projection-lock.ts';
 import type { RecordedEvent } from '../../log/types.ts';
 import type {
   ExperimentProjection,
@@ -76,11 +77,21 @@ type SyncResult = { written: string[]; removed: string[] };
  * (repair) writes it again too. Event files of this projection that `state` does not give are
  * removed afterwards.
  *
- * Processes projecting the same experiment at once (a run and `project --follow`) agree: the bytes
- * are a function of the log, and a completion writes them at their own offset (not appended at the
- * end), so two writers of one round write the same bytes at the same place.
+ * Processes projecting the same experiment (a run and `project --follow`) take turns under the
+ * projection lock (`withProjectionLock`), so one never removes the temp file another is about to
+ * rename; and they agree: the bytes are a function of the log, and a completion writes them at
+ * their own offset (not appended at the end), so two writers of one round write the same bytes at
+ * the same place.
  */
-async function syncRuns(
+function syncRuns(
+  experimentsDir: string,
+  state: ExperimentState,
+  mode: 'catchUp' | 'exact' | 'rewrite',
+): Promise<SyncResult> {
+  return withProjectionLock(experimentsDir, () => syncRunsLocked(experimentsDir, state, mode));
+}
+
+async function syncRunsLocked(
   experimentsDir: string,
   state: ExperimentState,
   mode: 'catchUp' | 'exact' | 'rewrite',
