@@ -79,10 +79,16 @@ full(
       t.true(error instanceof StorageWriteError, String(error));
       const typed = error as StorageWriteError;
       t.is(typed.errno, 'ENOSPC');
-      t.regex(typed.file, /breakpoint/);
-      t.regex(typed.message, /breakpoint folder/);
+      // Either the folder itself, or, first, the projection lock its writer takes (a file too).
+      t.regex(typed.file, /breakpoint|\.projection-lock/);
+      t.regex(typed.message, /breakpoint folder|projection lock/);
       // The round's TensorBoard run, written when it committed, and nothing else.
       t.deepEqual(readdirSync(folder), ['tensorboard'], 'no temp folder left, no half folder');
+      t.deepEqual(
+        readdirSync(experiments).filter((name) => name.startsWith('.')),
+        [],
+        'no lock file and no pending lock file left',
+      );
 
       const snapshotError = await t.throwsAsync(experiment.snapshot());
       t.true(snapshotError instanceof StorageWriteError, String(snapshotError));
