@@ -16,7 +16,7 @@ export {
   resolveRoot,
   rootLayout,
 } from './root.ts';
-export { PathOutsideError, NotARegularFileError, FileTooLargeError } from './confine.ts';
+export { PathOutsideError, NotARegularFileError, NotARealFolderError, FileTooLargeError } from './confine.ts';
 export * from './log/index.ts';
 export type { FileLogStats } from './log/file/options.ts';
 export type {

@@ -16,7 +16,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { checkPlainName } from '../../confine.ts';
+import { NotARealFolderError, checkPlainName, checkRealFolders } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
 import { RoundlogError } from '../../errors.ts';
 import { withProjectionLock } from '../../engine/projection-lock.ts';
@@ -99,6 +99,7 @@ async function syncRunsLocked(
   const rewrite = mode === 'rewrite';
   const base = tensorboardDir(experimentsDir, state.folder);
   const runs = tensorboardRuns(state);
+  await checkRunFolders(experimentsDir, state.folder, runs, mode !== 'catchUp');
   const written: string[] = [];
   const removed: string[] = [];
   const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
@@ -125,6 +126,43 @@ async function syncRunsLocked(
     removed.push(file);
   }
   return { written, removed };
+}
+
+/**
+ * The folders this projection writes into or removes from (`tensorboard/`, `superseded/`, each
+ * run's folder) must be real folders inside the root: a symbolic link among them would carry the
+ * writes, and the removal of stale event files, wherever it points (`NotARealFolderError`, nothing
+ * written). With `replaceLinks` (`project --rebuild`, `verify --repair`) a symbolic link at or below
+ * `tensorboard/` is removed (the link itself, never what it points to) and a real folder made in
+ * its place; a regular file or anything else there is never removed (it may be the user's).
+ */
+async function checkRunFolders(
+  experimentsDir: string,
+  folder: string,
+  runs: readonly TensorboardRun[],
+  replaceLinks: boolean,
+): Promise<void> {
+  const base = tensorboardDir(experimentsDir, folder);
+  const what = `the TensorBoard runs of ${folder}`;
+  const dirs = [base, path.join(base, SUPERSEDED_RUNS_DIR), ...runs.map((r) => path.join(base, r.dir))];
+  for (const dir of new Set(dirs)) {
+    for (;;) {
+      try {
+        await checkRealFolders(experimentsDir, dir, what);
+        break;
+      } catch (error) {
+        const link =
+          error instanceof NotARealFolderError &&
+          error.kind === 'symbolic link' &&
+          (error.folder === base || error.folder.startsWith(`${base}${path.sep}`));
+        if (!replaceLinks || !link) throw error;
+        await writeStep(error.folder, 'removing a symbolic link where a TensorBoard folder goes', async () => {
+          await fs.unlink(error.folder);
+          await syncDir(path.dirname(error.folder));
+        });
+      }
+    }
+  }
 }
 
 /**
@@ -199,13 +237,18 @@ async function replaceDurably(file: string, bytes: Uint8Array): Promise<void> {
 /** This projection's event files in `tensorboard/` and its superseded runs (absolute paths), and its temp files. */
 async function ownEventFiles(base: string): Promise<string[]> {
   const files: string[] = [];
+  // Only real folders are listed: a symbolic link is never followed to files outside the root.
+  const isFolder = async (dir: string) => (await fs.lstat(dir).catch(() => null))?.isDirectory() === true;
   const scan = async (dir: string) => {
+    if (!(await isFolder(dir))) return;
     for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
       if (OWN_EVENT_FILE.test(name) || /^\.roundlog-tensorboard-\d+\.tmp$/.test(name)) files.push(path.join(dir, name));
     }
   };
+  if (!(await isFolder(base))) return files;
   await scan(base);
   const area = path.join(base, SUPERSEDED_RUNS_DIR);
+  if (!(await isFolder(area))) return files.sort();
   for (const name of await fs.readdir(area).catch(() => [] as string[])) await scan(path.join(area, name));
   return files.sort();
 }
@@ -247,6 +290,12 @@ async function lagOf(experimentsDir: string, state: ExperimentState): Promise<nu
   const base = tensorboardDir(experimentsDir, state.folder);
   const current = tensorboardRuns(state).find((r) => r.dir === '.');
   if (current === undefined) return [];
+  // A file behind a symbolic link or in place of the folder holds none of the experiment's scalars.
+  const real = await checkRealFolders(experimentsDir, base, 'the TensorBoard runs').then(
+    () => true,
+    () => false,
+  );
+  if (!real) return [...current.steps];
   const existing = await compareFile(path.join(base, current.dir, current.file), current.bytes);
   // A file ahead of `state` (another process projected rounds committed since) lacks nothing.
   if (existing.kind === 'same' || existing.kind === 'ahead') return [];
@@ -272,9 +321,20 @@ async function verifyRuns(
     const base = tensorboardDir(experimentsDir, state.folder);
     const runs = tensorboardRuns(state);
     const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
+    try {
+      await checkRunFolders(experimentsDir, state.folder, runs, false);
+    } catch (error) {
+      if (!(error instanceof NotARealFolderError)) throw error;
+      // Nothing behind it is read: its files are not the experiment's, whatever they hold.
+      problems.push({ experiment: state.folder, folder: error.folder, file: '.', round: null, reason: error.message });
+      const behind = await lagOf(experimentsDir, state);
+      if (behind.length > 0) lag.push({ experiment: state.folder, rounds: behind });
+      continue;
+    }
     for (const run of runs) {
-      checked++;
       const check = (await compareFile(path.join(base, run.dir, run.file), run.bytes)).kind;
+      // Only files that are there are checked (a missing one is lag, or a note).
+      if (check !== 'missing') checked++;
       if (check === 'different' || check === 'ahead') {
         problems.push({
           experiment: state.folder,
