@@ -80,6 +80,8 @@ export {
   ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   InvalidEventDataError,
+  InvalidMetricNameError,
+  MAX_METRIC_NAME_LENGTH,
   NoBreakpointError,
   NodeFailedError,
   RegistryDamagedError,
