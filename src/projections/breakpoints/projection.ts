@@ -110,16 +110,21 @@ async function projectOne(
       removed.push(folder);
     }
   }
-  const toWrite = await missingBreakpoints(ctx, state);
   const asideBefore = new Set(await listSupersededFolders(dir));
+  // What this call wrote, as the writer itself found it (not a count taken before, which another
+  // process projecting the same rounds, or a folder of another experiment, could make stale).
   let written: string[] = [];
+  const failedRounds = new Set<number>();
+  let threw = false;
   try {
     const result = await projectExperiment(ctx, state);
-    written = toWrite.map((round) => path.join(dir, breakpointFolderName(round)));
-    for (const failure of result.failed) problems.push(failure.message);
-    if (result.written + result.failed.length !== toWrite.length)
-      problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
+    written = result.writtenRounds.map((round) => path.join(dir, breakpointFolderName(round)));
+    for (const failure of result.failed) {
+      problems.push(failure.message);
+      failedRounds.add(failure.round);
+    }
   } catch (error) {
+    threw = true;
     problems.push(
       error instanceof RoundlogError
         ? error.message
@@ -130,10 +135,15 @@ async function projectOne(
     .filter((n) => !asideBefore.has(n))
     .map((n) => path.join(dir, SUPERSEDED_DIR, n));
   const lagAfter = await missingBreakpoints(ctx, state);
-  // A folder still missing was not written (a failure above, or a damaged blob).
-  written = written.filter(
-    (folder) => !lagAfter.some((round) => path.basename(folder) === breakpointFolderName(round)),
-  );
+  // A round still without its folder that no failure above explains is named, never left silent.
+  const unexplained = threw ? [] : lagAfter.filter((round) => !failedRounds.has(round));
+  if (unexplained.length > 0) {
+    problems.push(
+      `${unexplained.length === 1 ? 'round' : 'rounds'} ${unexplained.join(', ')} of ${state.folder} still ` +
+        `${unexplained.length === 1 ? 'has' : 'have'} no breakpoint folder after projecting ` +
+        "(was it removed meanwhile?); run 'roundlog project' again",
+    );
+  }
   return {
     experimentId: state.created!.experimentId,
     folder: state.folder,

@@ -170,13 +170,14 @@ function wantedRounds(state: ExperimentState): RoundRecord[] {
  * branch materialized, no superseded round left among them, no temp folder of a crash left over.
  * Rounds pruned by retention are not written; a folder of a pruned round is left where it is
  * (`roundlog gc` removes it). A round whose blob the store holds damaged gets no folder; the others
- * are written, and each such round is returned in `failed`. Under the projection lock.
+ * are written, and each such round is returned in `failed`. `writtenRounds`: the rounds whose folder
+this call wrote (`written` of them), as `materializeBreakpoint` found them. Under the projection lock.
  */
 export function projectExperiment(
   ctx: ProjectionContext,
   state: ExperimentState,
   experimentFolder?: string,
-): Promise<{ written: number; failed: BreakpointBlobDamagedError[] }> {
+): Promise<{ written: number; writtenRounds: number[]; failed: BreakpointBlobDamagedError[] }> {
   return withProjectionLock(ctx.experimentsDir, () => projectFolders(ctx, state, experimentFolder));
 }
 
@@ -184,7 +185,7 @@ async function projectFolders(
   ctx: ProjectionContext,
   state: ExperimentState,
   experimentFolder?: string,
-): Promise<{ written: number; failed: BreakpointBlobDamagedError[] }> {
+): Promise<{ written: number; writtenRounds: number[]; failed: BreakpointBlobDamagedError[] }> {
   const folder = experimentFolder ?? state.folder;
   const dir = experimentDir(ctx.experimentsDir, folder);
   await removeStaleTemps(dir);
@@ -204,17 +205,17 @@ async function projectFolders(
       await moveAside(dir, path.join(dir, name));
     }
   }
-  let written = 0;
+  const writtenRounds: number[] = [];
   const failed: BreakpointBlobDamagedError[] = [];
   for (const record of wanted.values()) {
     try {
-      if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) written++;
+      if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) writtenRounds.push(record.round);
     } catch (error) {
       if (!(error instanceof BreakpointBlobDamagedError)) throw error;
       failed.push(error);
     }
   }
-  return { written, failed };
+  return { written: writtenRounds.length, writtenRounds, failed };
 }
 
 /**
@@ -237,7 +238,9 @@ export async function missingBreakpoints(
       () => false,
     );
     const manifest = real ? await readManifestIfAny(folder) : null;
-    if (manifest === null || manifest.logPosition !== String(record.position)) missing.push(record.round);
+    // The folder materializeBreakpoint keeps: this experiment's, of this round's commit.
+    if (manifest?.experimentId !== state.created?.experimentId || manifest?.logPosition !== String(record.position))
+      missing.push(record.round);
   }
   return missing;
 }
