@@ -14,11 +14,11 @@
  * again (temp file, rename) otherwise. Only files named as this projection names them are ever
  * replaced or removed.
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { NotARealFolderError, checkPlainName, checkRealFolders } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
-import { RoundlogError } from '../../errors.ts';
+import { RoundlogError, StorageWriteError } from '../../errors.ts';
 import { withProjectionLock } from '../../engine/projection-lock.ts';
 import type { RecordedEvent } from '../../log/types.ts';
 import type {
@@ -88,7 +88,16 @@ function syncRuns(
   state: ExperimentState,
   mode: 'catchUp' | 'exact' | 'rewrite',
 ): Promise<SyncResult> {
-  return withProjectionLock(experimentsDir, () => syncRunsLocked(experimentsDir, state, mode));
+  return withProjectionLock(experimentsDir, async () => {
+    try {
+      return await syncRunsLocked(experimentsDir, state, mode);
+    } catch (error) {
+      // The folder was removed while it was written (`rm -rf tensorboard/` to have it written
+      // again, which nobody locks against): written once more, from what is there now.
+      if (!(error instanceof StorageWriteError && error.errno === 'ENOENT')) throw error;
+      return syncRunsLocked(experimentsDir, state, mode);
+    }
+  });
 }
 
 async function syncRunsLocked(
@@ -175,10 +184,19 @@ type FileState =
   Readonly<{ kind: 'missing' | 'same' | 'ahead' | 'different' }> | Readonly<{ kind: 'behind'; head: Buffer }>;
 
 async function compareFile(file: string, wanted: Buffer): Promise<FileState> {
-  const stat = await fs.lstat(file).catch(() => null);
-  if (stat === null || !stat.isFile()) return { kind: 'missing' };
-  const handle = await fs.open(file, 'r');
+  // Opened first, then looked at: a file removed meanwhile (`rm -rf tensorboard/` while a run
+  // goes on) is missing, never an error; a last symlink is not followed, a FIFO never waited on.
+  let handle: fs.FileHandle;
   try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return { kind: 'missing' };
+    throw error;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) return { kind: 'missing' };
     const head = Buffer.alloc(Math.min(stat.size, wanted.length));
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
     if (bytesRead !== head.length || !wanted.subarray(0, head.length).equals(head)) return { kind: 'different' };
@@ -258,7 +276,11 @@ async function projectOne(
   state: ExperimentState,
   mode: 'catchUp' | 'exact' | 'rewrite',
 ): Promise<ExperimentProjection> {
-  const lagBefore = await lagOf(experimentsDir, state);
+  // A file that cannot be read (removed by hand meanwhile, no permission) counts as lag, never
+  // fails the projection (nor kills a follower).
+  const lag = () =>
+    lagOf(experimentsDir, state).catch(() => tensorboardRuns(state).find((r) => r.dir === '.')?.steps ?? []);
+  const lagBefore = [...(await lag())];
   const problems: string[] = [];
   let result: SyncResult = { written: [], removed: [] };
   try {
@@ -281,7 +303,7 @@ async function projectOne(
     pruned: [],
     rescued: [],
     problems,
-    lagAfter: await lagOf(experimentsDir, state),
+    lagAfter: [...(await lag())],
   };
 }
 
