@@ -226,3 +226,55 @@ export async function readRegularFileIfAny(
 export function isReadRefusal(error: unknown): error is NotARegularFileError | FileTooLargeError {
   return error instanceof NotARegularFileError || error instanceof FileTooLargeError;
 }
+
+/**
+ * A folder roundlog writes into (a TensorBoard run, `superseded/`, a breakpoint folder) is not a
+ * real folder: a symbolic link (followed, the writes would land wherever it points, outside the
+ * root) or a regular file or other non-folder in its place. Nothing is written through it.
+ */
+export class NotARealFolderError extends RoundlogError {
+  readonly code = 'NOT_A_REAL_FOLDER' as const;
+  constructor(
+    /** The path that should be a folder (absolute). */
+    readonly folder: string,
+    /** What it is: `symbolic link`, `regular file`, `FIFO`, ... */
+    readonly kind: string,
+    /** Where a symbolic link points, else null. */
+    readonly target: string | null,
+    /** What roundlog keeps there, e.g. `the TensorBoard runs of Experiment_0000`. */
+    readonly what: string,
+  ) {
+    super(
+      `${folder} (${what}) is a ${kind}${target === null ? '' : ` to ${target}`}, not a folder: ` +
+        (kind === 'symbolic link'
+          ? 'roundlog never writes through a link out of its root, and wrote nothing there; remove the link ' +
+            "(or run 'roundlog project --rebuild' or 'roundlog verify --repair', which replace the link itself, " +
+            'never what it points to, by a real folder)'
+          : 'roundlog wrote nothing there; move or remove it (it is not replaced, it may be yours), then run ' +
+            "'roundlog project'"),
+    );
+  }
+}
+
+/**
+ * Checks that every existing path component of `dir` strictly below `base` is a real folder (not
+ * a symbolic link, not a file); components that do not exist yet are fine (they are created as
+ * real folders). `base` itself is not checked: a root reached through a symlink is the user's
+ * choice. Throws `NotARealFolderError` naming the first component that is not, with `what`.
+ */
+export async function checkRealFolders(base: string, dir: string, what: string): Promise<void> {
+  const relative = path.relative(base, dir);
+  if (relative === '') return;
+  if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
+    throw new PathOutsideError(what, dir, base, null, `is not inside ${base}`);
+  }
+  let current = base;
+  for (const part of relative.split(path.sep)) {
+    current = path.join(current, part);
+    const stat = await fs.lstat(current).catch(() => null);
+    if (stat === null) return;
+    if (stat.isDirectory()) continue;
+    const target = stat.isSymbolicLink() ? await fs.readlink(current).catch(() => null) : null;
+    throw new NotARealFolderError(current, fileKind(stat), target, what);
+  }
+}

@@ -16,7 +16,7 @@ export {
   resolveRoot,
   rootLayout,
 } from './root.ts';
-export { PathOutsideError, NotARegularFileError, FileTooLargeError } from './confine.ts';
+export { PathOutsideError, NotARegularFileError, NotARealFolderError, FileTooLargeError } from './confine.ts';
 export * from './log/index.ts';
 export type { FileLogStats } from './log/file/options.ts';
 export type {
@@ -80,6 +80,8 @@ export {
   ExperimentHistoryDamagedError,
   ExperimentNotFoundError,
   InvalidEventDataError,
+  InvalidMetricNameError,
+  MAX_METRIC_NAME_LENGTH,
   NoBreakpointError,
   NodeFailedError,
   RegistryDamagedError,

@@ -490,3 +490,34 @@ export class FolderNameReservedError extends RoundlogError {
     );
   }
 }
+
+/** The longest metric name a new round may record, in UTF-16 code units (JavaScript string length). */
+export const MAX_METRIC_NAME_LENGTH = 256;
+
+/**
+ * A metric name a new round may not record: empty, holding a control character (U+0000–U+001F,
+ * U+007F–U+009F: a newline, a tab, ...), or longer than `MAX_METRIC_NAME_LENGTH`. Such a name is a
+ * TensorBoard tag no one can tell apart or type, and `roundlog audit metric` cannot be asked for it.
+ * Checked for the round's metrics, each node's and each reply's. Nothing was recorded; rounds
+ * already in a log are read as they are.
+ */
+export class InvalidMetricNameError extends RoundlogError {
+  readonly code = 'INVALID_METRIC_NAME' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    /** The name as given. */
+    readonly metric: string,
+    /** Where it is: `metrics`, `nodes[0].metrics` (node `hospital-a`), `replies[1].metrics`. */
+    readonly where: string,
+    /** What is wrong with it. */
+    readonly rule: string,
+  ) {
+    super(
+      `metric name ${shownText(metric)} in ${where} of round ${round} of experiment ${experiment} ${rule}; ` +
+        `a metric name must be 1 to ${MAX_METRIC_NAME_LENGTH} characters without control characters ` +
+        '(it becomes a TensorBoard tag and the name `roundlog audit metric` is asked for): rename it. ' +
+        'Nothing was recorded',
+    );
+  }
+}

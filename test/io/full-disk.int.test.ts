@@ -104,7 +104,7 @@ full(
       fs!.unfill();
     }
     // Nothing committed was lost: with space again, the folder is written and the round reads back.
-    t.deepEqual(await projectExperiment(ctx, experiment.state), { written: 1, failed: [] });
+    t.deepEqual(await projectExperiment(ctx, experiment.state), { written: 1, writtenRounds: [0], failed: [] });
     t.deepEqual((await experiment.loadRound(0)).params, params(0));
     await rl.close();
   },

@@ -60,7 +60,7 @@ test('project --rebuild around a damaged blob fails naming it and verify --repai
     'no half-written folder',
   );
   t.true(names.includes('breakpoint_0002'), 'the other rounds are written');
-  t.regex(run.stdout, /still missing: rounds 1\b/);
+  t.regex(run.stdout, /still missing: round 1\b/);
   t.notRegex(run.stdout, /wrote .*breakpoint_0001/, 'the folder not written is not reported as written');
   t.regex(run.stdout, /wrote .*breakpoint_0002/);
 });

@@ -51,10 +51,10 @@ test(
     const rl = await openRoundLog({ root });
     const handle = await rl.openExperiment('Experiment_0000');
     const ctx = { experimentsDir: experiments, blobs: rl.blobs };
-    t.deepEqual(await projectExperiment(ctx, handle.state), { written: 3, failed: [] });
+    t.deepEqual(await projectExperiment(ctx, handle.state), { written: 3, writtenRounds: [0, 1, 2], failed: [] });
     t.deepEqual(snapshot(experiments), before);
     // Idempotent: nothing to write the second time, nothing changed.
-    t.deepEqual(await projectExperiment(ctx, handle.state), { written: 0, failed: [] });
+    t.deepEqual(await projectExperiment(ctx, handle.state), { written: 0, writtenRounds: [], failed: [] });
     t.deepEqual(snapshot(experiments), before);
     // Parameters are hard links to the blobs, not copies.
     t.is(statSync(path.join(experiments, 'Experiment_0000', 'breakpoint_0002', 'params.safetensors')).nlink, 2);

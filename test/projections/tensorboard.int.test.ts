@@ -48,7 +48,8 @@ test('a round commits even when its event file cannot be written; project names 
   t.regex(blocked.experiments[0]!.problems.join('\n'), new RegExp(tensorboard.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
   t.deepEqual(blocked.experiments[0]!.views!.find((v) => v.name === 'tensorboard')!.lagAfter, [0, 1]);
   const verified = await verifyRoot({ root });
-  t.deepEqual(verified.lag, [{ experiment: state.folder, view: 'tensorboard', rounds: [0, 1] }], 'lag, not damage');
+  t.deepEqual(verified.lag, [{ experiment: state.folder, view: 'tensorboard', rounds: [0, 1] }], 'lag');
+  t.false(verified.ok, 'and a problem: a file where the folder goes');
 
   rmSync(blocker);
   const projected = await projectRoot({ root });

@@ -180,13 +180,17 @@ export function followLine(update: ProjectionUpdate): string {
   }
 }
 
+/** `round 19`, `rounds 18, 19`, `rounds 3-9`: rounds named with the number they take. */
+function roundsNamed(rounds: readonly number[]): string {
+  return `${new Set(rounds).size === 1 ? 'round' : 'rounds'} ${formatRounds(rounds)}`;
+}
+
 /** How the lag of a view is said: what a round lacks (`breakpoints`: its folder; `tensorboard`: its scalars). */
 function viewLag(view: string, rounds: readonly number[]): string {
-  if (view === 'breakpoints')
-    return `${count(rounds.length, 'breakpoint folder')} missing (rounds ${formatRounds(rounds)})`;
+  if (view === 'breakpoints') return `${count(rounds.length, 'breakpoint folder')} missing (${roundsNamed(rounds)})`;
   if (view === 'tensorboard')
-    return `TensorBoard scalars of ${count(rounds.length, 'round')} missing (rounds ${formatRounds(rounds)})`;
-  return `${view} of ${count(rounds.length, 'round')} missing (rounds ${formatRounds(rounds)})`;
+    return `TensorBoard scalars of ${count(rounds.length, 'round')} missing (${roundsNamed(rounds)})`;
+  return `${view} of ${count(rounds.length, 'round')} missing (${roundsNamed(rounds)})`;
 }
 
 export function projectLines(report: ProjectReport, cwd: string = process.cwd()): string[] {
@@ -211,9 +215,9 @@ export function projectLines(report: ProjectReport, cwd: string = process.cwd())
       lines.push(`  gave round ${round}'s bytes back to the blob store from its folder before removing it`);
     for (const folder of e.written) lines.push(`  wrote    ${displayPath(folder, cwd)}`);
     for (const folder of e.movedAside) lines.push(`  moved aside (not of this history) to ${displayPath(folder, cwd)}`);
-    if (e.pruned.length > 0) lines.push(`  skipped rounds ${formatRounds(e.pruned)}: pruned by retention`);
+    if (e.pruned.length > 0) lines.push(`  skipped ${roundsNamed(e.pruned)}: pruned by retention`);
     for (const problem of e.problems) lines.push(`  problem: ${problem}`);
-    if (e.lagAfter.length > 0) lines.push(`  still missing: rounds ${formatRounds(e.lagAfter)}`);
+    if (e.lagAfter.length > 0) lines.push(`  still missing: ${roundsNamed(e.lagAfter)}`);
   }
   lines.push(
     `projected ${count(report.experiments.length, 'experiment')}${report.rebuild ? ' (rebuild)' : ''}: ` +
@@ -266,7 +270,8 @@ export function verifyLines(report: VerifyReport): string[] {
   else
     for (const l of report.lag)
       lines.push(
-        `projection lag: ${l.experiment} rounds ${formatRounds(l.rounds)} have no ` +
+        `projection lag: ${l.experiment} ${roundsNamed(l.rounds)} ` +
+          `${new Set(l.rounds).size === 1 ? 'has' : 'have'} no ` +
           `${l.view === 'tensorboard' ? 'TensorBoard scalars' : 'breakpoint folder'} yet ` +
           '(roundlog project writes them)',
       );

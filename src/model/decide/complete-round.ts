@@ -4,6 +4,7 @@
  */
 import type { BlobRef } from '../../blobs/types.ts';
 import { InvalidArgumentError } from '../../errors.ts';
+import { InvalidMetricNameError, MAX_METRIC_NAME_LENGTH } from '../errors.ts';
 import type { ExperimentEvent, NodeReplied, RoundCompleted } from '../events.ts';
 import { roundCurrent, type ExperimentState } from '../state.ts';
 import { recordable } from '../values.ts';
@@ -38,7 +39,11 @@ export type CompleteRound = {
  *
  * Errors: `ExperimentNotCreatedError`; `InvalidArgumentError` when `round` is given and is not
  * `roundCurrent()`; `UnrecordableValueError` naming the path (`state.optimizer.step`) of a value in
- * `state`, `metrics`, `nodes` or `replies` that the log and the breakpoint's JSON cannot both hold.
+ * `state`, `metrics`, `nodes` or `replies` that the log and the breakpoint's JSON cannot both hold;
+ * `InvalidMetricNameError` for a metric name (of the round, a node or a reply) that is empty, holds
+ * a control character or is longer than `MAX_METRIC_NAME_LENGTH` (256). Checked here, in the
+ * decision, so every entry point (library, CLI, federated runner) refuses it; events already in a
+ * log are read as they are.
  */
 export function decideCompleteRound(state: ExperimentState, command: CompleteRound): readonly ExperimentEvent[] {
   const created = requireCreated(state, 'complete a round');
@@ -62,6 +67,11 @@ export function decideCompleteRound(state: ExperimentState, command: CompleteRou
     },
     '',
   );
+  checkMetricNames(created.folder, round, 'metrics', metrics);
+  nodes.forEach((n, i) => checkMetricNames(created.folder, round, `nodes[${i}].metrics (node ${n.node})`, n.metrics));
+  replies.forEach((r, i) =>
+    checkMetricNames(created.folder, round, `replies[${i}].metrics (node ${r.node})`, r.metrics),
+  );
   const attempt = command.attempt ?? (state.attempts[round] ?? 0) + (state.openAttempt?.round === round ? 0 : 1);
   const completed: RoundCompleted = {
     v: 1,
@@ -79,4 +89,26 @@ export function decideCompleteRound(state: ExperimentState, command: CompleteRou
     data: { v: 1, ...reply },
   }));
   return [...replied, { type: 'RoundCompleted', data: completed }];
+}
+
+/** Control characters (C0, DEL, C1): invisible in a tag, unreadable on a command line. */
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+
+function checkMetricNames(
+  experiment: string,
+  round: number,
+  where: string,
+  metrics: Readonly<Record<string, unknown>> | undefined,
+): void {
+  for (const name of Object.keys(metrics ?? {})) {
+    const rule =
+      name.length === 0
+        ? 'is empty'
+        : CONTROL_CHARACTER.test(name)
+          ? 'holds a control character'
+          : name.length > MAX_METRIC_NAME_LENGTH
+            ? `is ${name.length} characters long, more than ${MAX_METRIC_NAME_LENGTH}`
+            : null;
+    if (rule !== null) throw new InvalidMetricNameError(experiment, round, name, where, rule);
+  }
 }

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { checkPlainName, readConfinedFile } from '../../confine.ts';
+import { checkPlainName, checkRealFolders, readConfinedFile } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
 import { breakpointFolderName, compareNames, roundOfBreakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
@@ -80,6 +80,8 @@ export async function readManifestIfAny(folder: string): Promise<LooseManifest |
 /** Moves a breakpoint folder into the experiment's `superseded/` area; returns its new path. */
 export async function moveAside(experimentDir: string, folder: string): Promise<string> {
   const area = path.join(experimentDir, SUPERSEDED_DIR);
+  // Never moved through a symbolic link out of the root in place of `superseded/`.
+  await checkRealFolders(path.dirname(experimentDir), area, 'the superseded breakpoint folders');
   return writeStep(folder, 'moving a breakpoint folder aside', async () => {
     await fs.mkdir(area, { recursive: true });
     const base = path.basename(folder);

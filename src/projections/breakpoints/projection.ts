@@ -8,6 +8,7 @@
  */
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { NotARealFolderError, checkRealFolders } from '../../confine.ts';
 import { RoundlogError } from '../../errors.ts';
 import type { RecordedEvent } from '../../log/types.ts';
 import type {
@@ -85,6 +86,8 @@ async function projectOne(
     );
     for (const name of await listBreakpointFolders(dir)) {
       const folder = path.join(dir, name);
+      // A symbolic link named as a folder is not read through; the projection below moves it aside.
+      if (!(await fs.lstat(folder).catch(() => null))?.isDirectory()) continue;
       const manifest = await readManifestIfAny(folder);
       if (manifest === null || typeof manifest.logPosition !== 'string') continue;
       if (manifest.experimentId !== state.created!.experimentId) continue;
@@ -107,16 +110,21 @@ async function projectOne(
       removed.push(folder);
     }
   }
-  const toWrite = await missingBreakpoints(ctx, state);
   const asideBefore = new Set(await listSupersededFolders(dir));
+  // What this call wrote, as the writer itself found it (not a count taken before, which another
+  // process projecting the same rounds, or a folder of another experiment, could make stale).
   let written: string[] = [];
+  const failedRounds = new Set<number>();
+  let threw = false;
   try {
     const result = await projectExperiment(ctx, state);
-    written = toWrite.map((round) => path.join(dir, breakpointFolderName(round)));
-    for (const failure of result.failed) problems.push(failure.message);
-    if (result.written + result.failed.length !== toWrite.length)
-      problems.push(`wrote ${result.written} folders where ${toWrite.length} were missing`);
+    written = result.writtenRounds.map((round) => path.join(dir, breakpointFolderName(round)));
+    for (const failure of result.failed) {
+      problems.push(failure.message);
+      failedRounds.add(failure.round);
+    }
   } catch (error) {
+    threw = true;
     problems.push(
       error instanceof RoundlogError
         ? error.message
@@ -127,10 +135,15 @@ async function projectOne(
     .filter((n) => !asideBefore.has(n))
     .map((n) => path.join(dir, SUPERSEDED_DIR, n));
   const lagAfter = await missingBreakpoints(ctx, state);
-  // A folder still missing was not written (a failure above, or a damaged blob).
-  written = written.filter(
-    (folder) => !lagAfter.some((round) => path.basename(folder) === breakpointFolderName(round)),
-  );
+  // A round still without its folder that no failure above explains is named, never left silent.
+  const unexplained = threw ? [] : lagAfter.filter((round) => !failedRounds.has(round));
+  if (unexplained.length > 0) {
+    problems.push(
+      `${unexplained.length === 1 ? 'round' : 'rounds'} ${unexplained.join(', ')} of ${state.folder} still ` +
+        `${unexplained.length === 1 ? 'has' : 'have'} no breakpoint folder after projecting ` +
+        "(was it removed meanwhile?); run 'roundlog project' again",
+    );
+  }
   return {
     experimentId: state.created!.experimentId,
     folder: state.folder,
@@ -242,7 +255,23 @@ async function verifyFolders(
     const name = state?.folder ?? registered;
     folders.add(name);
     const dir = experimentDir(env.layout.experiments, name);
-    for (const child of await listBreakpointFolders(dir)) await check(path.join(dir, child), name, state, 'current');
+    // The experiment folder and its superseded/ area must be real folders: nothing is read or
+    // written through a symbolic link out of the root.
+    const notReal = await firstNotRealFolder(env.layout.experiments, [dir, path.join(dir, SUPERSEDED_DIR)], name);
+    if (notReal !== null) {
+      problems.push({ experiment: name, folder: notReal.folder, file: '.', round: null, reason: notReal.message });
+      continue;
+    }
+    for (const child of await listBreakpointFolders(dir)) {
+      const folder = path.join(dir, child);
+      const link = await firstNotRealFolder(env.layout.experiments, [folder], name);
+      if (link !== null) {
+        checked++;
+        problems.push({ experiment: name, folder, file: '.', round: null, reason: link.message });
+        continue;
+      }
+      await check(folder, name, state, 'current');
+    }
     for (const child of await listNames(dir)) {
       if (child.startsWith(TEMP_PREFIX)) {
         notes.push(
@@ -306,4 +335,21 @@ async function experimentOfFolder(target: string): Promise<string | null> {
 
 async function listNames(dir: string): Promise<string[]> {
   return (await fs.readdir(dir).catch(() => [] as string[])).sort(compareNames);
+}
+
+/** The first of `dirs` (inside `base`) that is not a real folder (`NotARealFolderError`), or null. */
+async function firstNotRealFolder(
+  base: string,
+  dirs: readonly string[],
+  experiment: string,
+): Promise<NotARealFolderError | null> {
+  for (const dir of dirs) {
+    try {
+      await checkRealFolders(base, dir, `a folder of experiment ${experiment}`);
+    } catch (error) {
+      if (error instanceof NotARealFolderError) return error;
+      throw error;
+    }
+  }
+  return null;
 }

@@ -11,6 +11,7 @@ import type { BlobRef, BlobStore } from '../../blobs/types.ts';
 import type { ExperimentHandle } from '../../engine/round-log.ts';
 import { createFileDurably, syncDir, writeStep } from '../../durable.ts';
 import { withProjectionLock } from '../../engine/projection-lock.ts';
+import { checkRealFolders } from '../../confine.ts';
 import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { CorruptBlobError } from '../../blobs/errors.ts';
 import { BreakpointBlobDamagedError, RoundPrunedError } from '../../model/errors.ts';
@@ -60,8 +61,12 @@ async function materialize(
   const pruned = state.pruned[String(record.position)];
   if (pruned !== undefined) throw new RoundPrunedError(created.folder, round, pruned.timestamp);
   const dir = experimentDir(ctx.experimentsDir, experimentFolder ?? created.folder);
+  // Never written through a symbolic link (out of the root) in place of the experiment folder.
+  await checkRealFolders(ctx.experimentsDir, dir, `the folder of experiment ${created.folder}`);
   const final = path.join(dir, breakpointFolderName(round));
-  const existing = await readManifestIfAny(final);
+  // A symbolic link (or a file) named as the folder is not read through: it is moved aside as it is.
+  const finalStat = await fs.lstat(final).catch(() => null);
+  const existing = finalStat?.isDirectory() ? await readManifestIfAny(final) : null;
   if (existing !== null) {
     if (existing.experimentId === created.experimentId && existing.logPosition === String(record.position)) {
       // The folder is kept only once its files hold the round's bytes; a file the storage damaged
@@ -79,7 +84,7 @@ async function materialize(
   }
   // A folder of another history (a round done again after a rewind, a folder carried here), or
   // one whose manifest cannot be read: keep it, aside.
-  if (existing !== null || (await fs.lstat(final).catch(() => null)) !== null) await moveAside(dir, final);
+  if (existing !== null || finalStat !== null) await moveAside(dir, final);
   await writeStep(dir, 'creating the experiment folder', () => fs.mkdir(dir, { recursive: true }));
   const temp = path.join(dir, `${TEMP_PREFIX}${breakpointFolderName(round)}-${process.pid}-${randomUUID()}`);
   await writeStep(temp, 'creating the breakpoint folder', () => fs.mkdir(temp));
@@ -165,13 +170,14 @@ function wantedRounds(state: ExperimentState): RoundRecord[] {
  * branch materialized, no superseded round left among them, no temp folder of a crash left over.
  * Rounds pruned by retention are not written; a folder of a pruned round is left where it is
  * (`roundlog gc` removes it). A round whose blob the store holds damaged gets no folder; the others
- * are written, and each such round is returned in `failed`. Under the projection lock.
+ * are written, and each such round is returned in `failed`. `writtenRounds`: the rounds whose folder
+this call wrote (`written` of them), as `materializeBreakpoint` found them. Under the projection lock.
  */
 export function projectExperiment(
   ctx: ProjectionContext,
   state: ExperimentState,
   experimentFolder?: string,
-): Promise<{ written: number; failed: BreakpointBlobDamagedError[] }> {
+): Promise<{ written: number; writtenRounds: number[]; failed: BreakpointBlobDamagedError[] }> {
   return withProjectionLock(ctx.experimentsDir, () => projectFolders(ctx, state, experimentFolder));
 }
 
@@ -179,7 +185,7 @@ async function projectFolders(
   ctx: ProjectionContext,
   state: ExperimentState,
   experimentFolder?: string,
-): Promise<{ written: number; failed: BreakpointBlobDamagedError[] }> {
+): Promise<{ written: number; writtenRounds: number[]; failed: BreakpointBlobDamagedError[] }> {
   const folder = experimentFolder ?? state.folder;
   const dir = experimentDir(ctx.experimentsDir, folder);
   await removeStaleTemps(dir);
@@ -199,17 +205,17 @@ async function projectFolders(
       await moveAside(dir, path.join(dir, name));
     }
   }
-  let written = 0;
+  const writtenRounds: number[] = [];
   const failed: BreakpointBlobDamagedError[] = [];
   for (const record of wanted.values()) {
     try {
-      if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) written++;
+      if ((await materializeBreakpoint(ctx, state, record.round, folder)).created) writtenRounds.push(record.round);
     } catch (error) {
       if (!(error instanceof BreakpointBlobDamagedError)) throw error;
       failed.push(error);
     }
   }
-  return { written, failed };
+  return { written: writtenRounds.length, writtenRounds, failed };
 }
 
 /**
@@ -225,8 +231,16 @@ export async function missingBreakpoints(
   const dir = experimentDir(ctx.experimentsDir, experimentFolder ?? state.folder);
   const missing: number[] = [];
   for (const record of wantedRounds(state)) {
-    const manifest = await readManifestIfAny(path.join(dir, breakpointFolderName(record.round)));
-    if (manifest === null || manifest.logPosition !== String(record.position)) missing.push(record.round);
+    const folder = path.join(dir, breakpointFolderName(record.round));
+    // A symbolic link in place of the folder (or of the experiment's) is not the round's folder.
+    const real = await checkRealFolders(ctx.experimentsDir, folder, 'a breakpoint folder').then(
+      () => true,
+      () => false,
+    );
+    const manifest = real ? await readManifestIfAny(folder) : null;
+    // The folder materializeBreakpoint keeps: this experiment's, of this round's commit.
+    if (manifest?.experimentId !== state.created?.experimentId || manifest?.logPosition !== String(record.position))
+      missing.push(record.round);
   }
   return missing;
 }

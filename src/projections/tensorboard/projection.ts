@@ -14,11 +14,11 @@
  * again (temp file, rename) otherwise. Only files named as this projection names them are ever
  * replaced or removed.
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { checkPlainName } from '../../confine.ts';
+import { NotARealFolderError, checkPlainName, checkRealFolders } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
-import { RoundlogError } from '../../errors.ts';
+import { RoundlogError, StorageWriteError } from '../../errors.ts';
 import { withProjectionLock } from '../../engine/projection-lock.ts';
 import type { RecordedEvent } from '../../log/types.ts';
 import type {
@@ -88,7 +88,16 @@ function syncRuns(
   state: ExperimentState,
   mode: 'catchUp' | 'exact' | 'rewrite',
 ): Promise<SyncResult> {
-  return withProjectionLock(experimentsDir, () => syncRunsLocked(experimentsDir, state, mode));
+  return withProjectionLock(experimentsDir, async () => {
+    try {
+      return await syncRunsLocked(experimentsDir, state, mode);
+    } catch (error) {
+      // The folder was removed while it was written (`rm -rf tensorboard/` to have it written
+      // again, which nobody locks against): written once more, from what is there now.
+      if (!(error instanceof StorageWriteError && error.errno === 'ENOENT')) throw error;
+      return syncRunsLocked(experimentsDir, state, mode);
+    }
+  });
 }
 
 async function syncRunsLocked(
@@ -99,6 +108,7 @@ async function syncRunsLocked(
   const rewrite = mode === 'rewrite';
   const base = tensorboardDir(experimentsDir, state.folder);
   const runs = tensorboardRuns(state);
+  await checkRunFolders(experimentsDir, state.folder, runs, mode !== 'catchUp');
   const written: string[] = [];
   const removed: string[] = [];
   const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
@@ -128,6 +138,43 @@ async function syncRunsLocked(
 }
 
 /**
+ * The folders this projection writes into or removes from (`tensorboard/`, `superseded/`, each
+ * run's folder) must be real folders inside the root: a symbolic link among them would carry the
+ * writes, and the removal of stale event files, wherever it points (`NotARealFolderError`, nothing
+ * written). With `replaceLinks` (`project --rebuild`, `verify --repair`) a symbolic link at or below
+ * `tensorboard/` is removed (the link itself, never what it points to) and a real folder made in
+ * its place; a regular file or anything else there is never removed (it may be the user's).
+ */
+async function checkRunFolders(
+  experimentsDir: string,
+  folder: string,
+  runs: readonly TensorboardRun[],
+  replaceLinks: boolean,
+): Promise<void> {
+  const base = tensorboardDir(experimentsDir, folder);
+  const what = `the TensorBoard runs of ${folder}`;
+  const dirs = [base, path.join(base, SUPERSEDED_RUNS_DIR), ...runs.map((r) => path.join(base, r.dir))];
+  for (const dir of new Set(dirs)) {
+    for (;;) {
+      try {
+        await checkRealFolders(experimentsDir, dir, what);
+        break;
+      } catch (error) {
+        const link =
+          error instanceof NotARealFolderError &&
+          error.kind === 'symbolic link' &&
+          (error.folder === base || error.folder.startsWith(`${base}${path.sep}`));
+        if (!replaceLinks || !link) throw error;
+        await writeStep(error.folder, 'removing a symbolic link where a TensorBoard folder goes', async () => {
+          await fs.unlink(error.folder);
+          await syncDir(path.dirname(error.folder));
+        });
+      }
+    }
+  }
+}
+
+/**
  * An event file on disk against the bytes the log gives: `missing` (no regular file there: a
  * symlink or folder is never followed), `same`, `behind` (a strict prefix: `head` holds its bytes),
  * `ahead` (the bytes, then more) or `different`. At most `wanted.length` bytes are read, whatever
@@ -137,10 +184,19 @@ type FileState =
   Readonly<{ kind: 'missing' | 'same' | 'ahead' | 'different' }> | Readonly<{ kind: 'behind'; head: Buffer }>;
 
 async function compareFile(file: string, wanted: Buffer): Promise<FileState> {
-  const stat = await fs.lstat(file).catch(() => null);
-  if (stat === null || !stat.isFile()) return { kind: 'missing' };
-  const handle = await fs.open(file, 'r');
+  // Opened first, then looked at: a file removed meanwhile (`rm -rf tensorboard/` while a run
+  // goes on) is missing, never an error; a last symlink is not followed, a FIFO never waited on.
+  let handle: fs.FileHandle;
   try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return { kind: 'missing' };
+    throw error;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) return { kind: 'missing' };
     const head = Buffer.alloc(Math.min(stat.size, wanted.length));
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
     if (bytesRead !== head.length || !wanted.subarray(0, head.length).equals(head)) return { kind: 'different' };
@@ -199,13 +255,18 @@ async function replaceDurably(file: string, bytes: Uint8Array): Promise<void> {
 /** This projection's event files in `tensorboard/` and its superseded runs (absolute paths), and its temp files. */
 async function ownEventFiles(base: string): Promise<string[]> {
   const files: string[] = [];
+  // Only real folders are listed: a symbolic link is never followed to files outside the root.
+  const isFolder = async (dir: string) => (await fs.lstat(dir).catch(() => null))?.isDirectory() === true;
   const scan = async (dir: string) => {
+    if (!(await isFolder(dir))) return;
     for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
       if (OWN_EVENT_FILE.test(name) || /^\.roundlog-tensorboard-\d+\.tmp$/.test(name)) files.push(path.join(dir, name));
     }
   };
+  if (!(await isFolder(base))) return files;
   await scan(base);
   const area = path.join(base, SUPERSEDED_RUNS_DIR);
+  if (!(await isFolder(area))) return files.sort();
   for (const name of await fs.readdir(area).catch(() => [] as string[])) await scan(path.join(area, name));
   return files.sort();
 }
@@ -215,7 +276,11 @@ async function projectOne(
   state: ExperimentState,
   mode: 'catchUp' | 'exact' | 'rewrite',
 ): Promise<ExperimentProjection> {
-  const lagBefore = await lagOf(experimentsDir, state);
+  // A file that cannot be read (removed by hand meanwhile, no permission) counts as lag, never
+  // fails the projection (nor kills a follower).
+  const lag = () =>
+    lagOf(experimentsDir, state).catch(() => tensorboardRuns(state).find((r) => r.dir === '.')?.steps ?? []);
+  const lagBefore = [...(await lag())];
   const problems: string[] = [];
   let result: SyncResult = { written: [], removed: [] };
   try {
@@ -238,7 +303,7 @@ async function projectOne(
     pruned: [],
     rescued: [],
     problems,
-    lagAfter: await lagOf(experimentsDir, state),
+    lagAfter: [...(await lag())],
   };
 }
 
@@ -247,6 +312,12 @@ async function lagOf(experimentsDir: string, state: ExperimentState): Promise<nu
   const base = tensorboardDir(experimentsDir, state.folder);
   const current = tensorboardRuns(state).find((r) => r.dir === '.');
   if (current === undefined) return [];
+  // A file behind a symbolic link or in place of the folder holds none of the experiment's scalars.
+  const real = await checkRealFolders(experimentsDir, base, 'the TensorBoard runs').then(
+    () => true,
+    () => false,
+  );
+  if (!real) return [...current.steps];
   const existing = await compareFile(path.join(base, current.dir, current.file), current.bytes);
   // A file ahead of `state` (another process projected rounds committed since) lacks nothing.
   if (existing.kind === 'same' || existing.kind === 'ahead') return [];
@@ -272,9 +343,20 @@ async function verifyRuns(
     const base = tensorboardDir(experimentsDir, state.folder);
     const runs = tensorboardRuns(state);
     const wanted = new Set(runs.map((r) => path.join(base, r.dir, r.file)));
+    try {
+      await checkRunFolders(experimentsDir, state.folder, runs, false);
+    } catch (error) {
+      if (!(error instanceof NotARealFolderError)) throw error;
+      // Nothing behind it is read: its files are not the experiment's, whatever they hold.
+      problems.push({ experiment: state.folder, folder: error.folder, file: '.', round: null, reason: error.message });
+      const behind = await lagOf(experimentsDir, state);
+      if (behind.length > 0) lag.push({ experiment: state.folder, rounds: behind });
+      continue;
+    }
     for (const run of runs) {
-      checked++;
       const check = (await compareFile(path.join(base, run.dir, run.file), run.bytes)).kind;
+      // Only files that are there are checked (a missing one is lag, or a note).
+      if (check !== 'missing') checked++;
       if (check === 'different' || check === 'ahead') {
         problems.push({
           experiment: state.folder,
