@@ -806,22 +806,26 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     async (request, reply) => {
       const format = request.query.format ?? 'safetensors';
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'roundlog-export-'));
+      let file: Awaited<ReturnType<typeof fs.open>>;
+      let result: Awaited<ReturnType<typeof exportRound>>;
       try {
         const out = path.join(dir, `params.${format}`);
-        const result = await exportRound(rl, request.params.experiment, {
+        result = await exportRound(rl, request.params.experiment, {
           round: Number(request.query.round),
           out,
           format,
           ...(request.query.superseded === 'true' ? { superseded: true } : {}),
           ...(request.query.position === undefined ? {} : { position: BigInt(request.query.position) }),
         });
-        const bytes = await fs.readFile(out);
-        reply.header('x-roundlog-file-sha256', result.sha256);
-        reply.header('content-disposition', `attachment; filename="${result.folder}-round${result.round}.${format}"`);
-        return reply.type('application/octet-stream').send(bytes);
+        // Opened, then its folder removed: the open file streams out and nothing is left behind.
+        file = await fs.open(out, 'r');
       } finally {
         await fs.rm(dir, { recursive: true, force: true });
       }
+      reply.header('x-roundlog-file-sha256', result.sha256);
+      reply.header('content-length', result.bytes);
+      reply.header('content-disposition', `attachment; filename="${result.folder}-round${result.round}.${format}"`);
+      return reply.type('application/octet-stream').send(file.createReadStream());
     },
   );
 
