@@ -175,10 +175,14 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     },
   });
   const access = new ExperimentAccess(rl);
-  const app = Fastify({ logger: logger ?? false, bodyLimit: limits.bodyLimit, forceCloseConnections: true });
+  // Closing stops accepting, closes idle keep-alive connections and waits for requests in flight.
+  const app = Fastify({ logger: logger ?? false, bodyLimit: limits.bodyLimit, forceCloseConnections: 'idle' });
   const streams = new Set<Readonly<{ end: () => void }>>();
-  app.addHook('onClose', async () => {
+  // Live event streams never end by themselves: ended first, so closing does not wait for them.
+  app.addHook('preClose', async () => {
     for (const stream of streams) stream.end();
+  });
+  app.addHook('onClose', async () => {
     await access.close();
     await rl.close();
   });

@@ -319,3 +319,41 @@ test('what the server records reads back through the library (no second implemen
   }
   t.context = await servedRoot({ root });
 });
+
+test('live events over a socket: keep-alive comments, events with their position as id, ended by close', async (t) => {
+  await t.context.app.close();
+  t.context = await servedRoot({ keepAliveMs: 20, pollIntervalMs: 10 });
+  const { app } = t.context;
+  await createExperiment(app, 'exp');
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const response = await fetch(`${url}/v1/events?experiment=exp`);
+  t.is(response.status, 200);
+  t.regex(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  while (!(text.includes('event: ExperimentCreated') && text.includes(': keep-alive'))) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  t.regex(text, /id: \d+\nevent: ExperimentCreated\ndata: \{/);
+  t.regex(text, /: keep-alive\n\n/);
+  // Closing the server ends the stream (it does not wait for the client to go).
+  await app.close();
+  for (;;) {
+    const { done } = await reader.read();
+    if (done) break;
+  }
+  t.pass();
+  t.context = await servedRoot();
+});
+
+test('live events of an unknown experiment: 404 EXPERIMENT_NOT_FOUND before any stream starts', async (t) => {
+  const reply = await t.context.app.inject({ url: '/v1/events?experiment=nope' });
+  t.is(reply.statusCode, 404);
+  t.is(json(reply).code, 'EXPERIMENT_NOT_FOUND');
+  const bad = await t.context.app.inject({ url: '/v1/events', headers: { 'last-event-id': 'x' } });
+  t.is(bad.statusCode, 400);
+  t.like(json(bad), { code: 'INVALID_REQUEST', field: 'headers.last-event-id' });
+});
