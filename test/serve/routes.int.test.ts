@@ -4,6 +4,8 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -356,4 +358,48 @@ test('live events of an unknown experiment: 404 EXPERIMENT_NOT_FOUND before any 
   const bad = await t.context.app.inject({ url: '/v1/events', headers: { 'last-event-id': 'x' } });
   t.is(bad.statusCode, 400);
   t.like(json(bad), { code: 'INVALID_REQUEST', field: 'headers.last-event-id' });
+});
+
+test('a run of a process of this host that is gone is replaced at once; a live one: EXPERIMENT_RUNNING', async (t) => {
+  const { app } = t.context;
+  await createExperiment(app, 'exp');
+  await recordRound(app, 'exp', 0, [1]);
+  // A client process that ran and exited (as a SIGKILLed training loop would have).
+  const gone = spawn(process.execPath, ['-e', '']);
+  await once(gone, 'exit');
+  const first = await post(app, '/v1/experiments/exp/runs', { owner: { host: os.hostname(), pid: gone.pid! } });
+  t.is(first.statusCode, 201, first.body);
+  const replaced = await post(app, '/v1/experiments/exp/runs', { owner: { host: os.hostname(), pid: process.pid } });
+  t.is(replaced.statusCode, 201, replaced.body);
+  t.like(json(replaced), { resumed: true, roundCurrent: 1 });
+  // This process is alive: a third client is refused, naming it.
+  const refused = await post(app, '/v1/experiments/exp/runs', { owner: { host: os.hostname(), pid: gone.pid! } });
+  t.is(refused.statusCode, 409);
+  t.like(json(refused), { code: 'EXPERIMENT_RUNNING', owner: { pid: process.pid } });
+  // Unless it takes the run over, which is recorded.
+  const taken = await post(app, '/v1/experiments/exp/runs', { owner: { host: os.hostname(), pid: 1 }, takeOver: true });
+  t.is(taken.statusCode, 201, taken.body);
+  const history = json<{ entries: { kind: string }[] }>(await app.inject({ url: '/v1/experiments/exp/history' }));
+  t.is(history.entries.filter((e) => e.kind === 'run-started').length, 3);
+});
+
+test('requests of one experiment are queued: heartbeats racing rounds never conflict', async (t) => {
+  const { app } = t.context;
+  await createExperiment(app, 'exp');
+  const { runId } = json<{ runId: string }>(
+    await post(app, '/v1/experiments/exp/runs', { owner: { host: 'elsewhere', pid: 1 } }),
+  );
+  for (let round = 0; round < 3; round++) {
+    const { sha256 } = json<{ sha256: string }>(await upload(app, weights([round])));
+    const replies = await Promise.all([
+      post(app, `/v1/experiments/exp/runs/${runId}/heartbeat`, {}),
+      post(app, '/v1/experiments/exp/rounds', { round, params: { sha256 }, runId, requestId: `r${round}` }),
+      post(app, `/v1/experiments/exp/runs/${runId}/heartbeat`, {}),
+    ]);
+    t.deepEqual(
+      replies.map((r) => r.statusCode),
+      [200, 201, 200],
+    );
+  }
+  t.like(json(await app.inject({ url: '/v1/experiments/exp' })), { roundCurrent: 3, revision: '10' });
 });
