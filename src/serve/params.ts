@@ -54,28 +54,36 @@ export async function storeParams(
   declaredLength: number | null,
   maxBytes: number,
 ): Promise<StoredParams> {
-  if (declaredLength !== null && declaredLength > maxBytes) {
-    body.resume();
-    throw new BodyTooLargeError(maxBytes, '--max-params-bytes');
-  }
+  if (declaredLength !== null && declaredLength > maxBytes) throw new BodyTooLargeError(maxBytes, '--max-params-bytes');
   let header: SafetensorsHeader | null = null;
-  const source = checkedStream(body, declaredLength, maxBytes, (h) => {
+  const received = { bytes: 0 };
+  const source = checkedStream(body, declaredLength, maxBytes, received, (h) => {
     header = h;
   });
   try {
     const { ref, created } = await blobs.putStream(source, { encoding: SAFETENSORS_ENCODING });
     return { ref, created, tensors: tensorsOf(header!) };
   } catch (error) {
-    // Whatever was not read is drained, so the client gets the answer rather than a reset.
-    body.resume();
+    // What was not read yet is drained, so the client reads the answer rather than a reset; unless
+    // that is more than `DRAIN_LIMIT`: then the connection closes after the answer (`drainable`).
+    if (drainable(declaredLength, received.bytes)) body.resume();
     throw error;
   }
+}
+
+/** Bytes of a refused upload the server still reads (and drops) so that the client reads its answer. */
+export const DRAIN_LIMIT = 64 * 1024 * 1024;
+
+/** Whether the rest of a refused body is read and dropped (else the connection is closed after the answer). */
+export function drainable(declaredLength: number | null, received: number): boolean {
+  return declaredLength !== null && declaredLength - received <= DRAIN_LIMIT;
 }
 
 async function* checkedStream(
   body: Readable,
   declaredLength: number | null,
   maxBytes: number,
+  received: { bytes: number },
   onHeader: (header: SafetensorsHeader) => void,
 ): AsyncGenerator<Uint8Array> {
   let held: Buffer[] = [];
@@ -86,6 +94,7 @@ async function* checkedStream(
   let bools: { begin: number; end: number; name: string }[] = [];
   for await (const piece of body as AsyncIterable<Buffer>) {
     total += piece.byteLength;
+    received.bytes = total;
     if (total > maxBytes) throw new BodyTooLargeError(maxBytes, '--max-params-bytes');
     if (header === null) {
       held.push(piece);

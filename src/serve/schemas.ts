@@ -130,3 +130,72 @@ export const auditEventsQuery = z.object({
 export const errorSchema = z
   .looseObject({ code: z.string(), message: z.string() })
   .describe('every error: the library error code, its message and its structured fields');
+
+// ---- responses (documentation of the 2xx bodies; bigints are decimal strings) -------------------
+
+const tensorInfo = z.object({
+  dtype: z.string().describe('safetensors dtype: F32, BF16, BOOL, ...'),
+  shape: z.array(z.number()),
+});
+
+export const createdExperimentReply = z.object({
+  experiment: z.object({ experimentId: z.string(), folder: z.string(), number: z.number(), stream: z.string() }),
+  revision: decimalString,
+});
+
+export const startedRunReply = z.object({
+  runId: z.string(),
+  roundCurrent: z.number(),
+  revision: decimalString,
+  resumed: z.boolean(),
+});
+
+export const revisionReply = z.object({ revision: decimalString });
+
+export const storedParamsReply = z.object({
+  sha256: z.string(),
+  size: z.number().describe('bytes'),
+  encoding: z.literal('tensors/safetensors'),
+  tensors: z.record(z.string(), tensorInfo),
+});
+
+export const recordedRoundReply = z.object({
+  round: z.number(),
+  revision: decimalString,
+  position: decimalString,
+  breakpoint: z.string().nullable().describe('the breakpoint folder, relative to the root'),
+});
+
+export const roundReply = z.looseObject({
+  round: z.number(),
+  attempt: z.number(),
+  params: z.object({
+    sha256: z.string(),
+    size: z.number(),
+    encoding: z.string(),
+    tensors: z.record(z.string(), tensorInfo),
+  }),
+  state: anyJson,
+  metrics: z.record(z.string(), z.number().nullable()),
+  settings: z.looseObject({}),
+  position: decimalString,
+  revision: decimalString,
+});
+
+export const experimentReply = z.looseObject({
+  experimentId: z.string(),
+  folder: z.string(),
+  roundCurrent: z.number(),
+  revision: decimalString,
+  status: z.enum(['created', 'running', 'crashed', 'failed', 'stopped', 'finished']),
+  run: z
+    .object({
+      runId: z.string(),
+      owner: z.looseObject({}),
+      since: z.string(),
+      lastSeen: z.string(),
+      heartbeatMs: z.number(),
+    })
+    .nullable(),
+  settings: z.looseObject({}),
+});

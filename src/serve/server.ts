@@ -77,6 +77,13 @@ import { storeParams, storedParams, tensorsOf, type TensorInfo } from './params.
 import {
   auditEventsQuery,
   createExperimentBody,
+  createdExperimentReply,
+  experimentReply,
+  recordedRoundReply,
+  revisionReply,
+  roundReply,
+  startedRunReply,
+  storedParamsReply,
   decimalString,
   endRunBody,
   errorSchema,
@@ -288,7 +295,13 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
 
   api.post(
     '/v1/experiments',
-    { schema: { summary: 'create an experiment', body: createExperimentBody.optional(), response: errors } },
+    {
+      schema: {
+        summary: 'create an experiment',
+        body: createExperimentBody.optional(),
+        response: { 201: createdExperimentReply, ...errors },
+      },
+    },
     async (request, reply) => {
       const { requestId, ...content } = request.body ?? {};
       const result = await access.exclusive(async () => {
@@ -330,7 +343,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       schema: {
         summary: 'an experiment: its state, status, open run and settings',
         params: experimentParams,
-        response: errors,
+        response: { 200: experimentReply, ...errors },
       },
     },
     async (request, reply) => {
@@ -348,7 +361,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         summary: 'start a run (or resume one: when rounds exist the history records the resume)',
         params: experimentParams,
         body: startRunBody,
-        response: errors,
+        response: { 201: startedRunReply, ...errors },
       },
     },
     async (request, reply) => {
@@ -397,7 +410,14 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
 
   api.post(
     '/v1/experiments/:experiment/runs/:runId/heartbeat',
-    { schema: { summary: 'the run is alive', params: runParams, body: endRunBody.optional(), response: errors } },
+    {
+      schema: {
+        summary: 'the run is alive',
+        params: runParams,
+        body: endRunBody.optional(),
+        response: { 200: revisionReply, ...errors },
+      },
+    },
     async (request, reply) => {
       const { runId } = request.params;
       const result = await mutate(
@@ -421,7 +441,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         summary: 'end the run (nothing to end: nothing appended)',
         params: runParams,
         body: endRunBody.optional(),
-        response: errors,
+        response: { 200: revisionReply, ...errors },
       },
     },
     async (request, reply) => {
@@ -443,7 +463,12 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   api.post(
     '/v1/experiments/:experiment/runs/:runId/fail',
     {
-      schema: { summary: 'the run failed: records its error', params: runParams, body: failRunBody, response: errors },
+      schema: {
+        summary: 'the run failed: records its error',
+        params: runParams,
+        body: failRunBody,
+        response: { 200: revisionReply, ...errors },
+      },
     },
     async (request, reply) => {
       const { runId } = request.params;
@@ -481,7 +506,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         schema: {
           summary: 'store parameters: a safetensors body (Content-Type: application/octet-stream), streamed',
           headers: z.looseObject({ 'idempotency-key': requestIdSchema.optional() }),
-          response: errors,
+          response: { 201: storedParamsReply, ...errors },
         },
       },
       async (request, reply) => {
@@ -491,7 +516,11 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         }
         const length = request.headers['content-length'];
         const declared = length === undefined ? null : Number(length);
-        const stored = await storeParams(rl.blobs, body, declared, limits.maxParamsBytes);
+        const stored = await storeParams(rl.blobs, body, declared, limits.maxParamsBytes).catch((error: unknown) => {
+          // A refused body left unread: the connection ends after the answer (`drainable`).
+          if (!body.readableEnded && body.readableFlowing !== true) reply.header('connection', 'close');
+          throw error;
+        });
         return send(reply, {
           status: 201,
           body: {
@@ -513,7 +542,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         params: experimentParams,
         body: recordRoundBody,
         headers: z.looseObject({ 'if-match': z.string().optional() }),
-        response: errors,
+        response: { 201: recordedRoundReply, ...errors },
       },
     },
     async (request, reply) => {
@@ -564,7 +593,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       schema: {
         summary: 'a round: its parameters (described), state, metrics, settings',
         params: roundParams,
-        response: errors,
+        response: { 200: roundReply, ...errors },
       },
     },
     async (request, reply) => {

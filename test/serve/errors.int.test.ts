@@ -175,6 +175,8 @@ test('bodies over the limits are 413 BODY_TOO_LARGE with limitBytes; a wrong med
   const params = await upload(app, big);
   t.is(params.statusCode, 413);
   t.like(json(params), { code: 'BODY_TOO_LARGE', limitBytes: 4096, option: '--max-params-bytes' });
+  // Refused on its Content-Length, unread: the connection ends after the answer.
+  t.is(params.headers.connection, 'close');
   t.deepEqual(await filesUnder(path.join(root, 'blobs')), before);
   const state = await post(app, '/v1/experiments/exp/rounds', {
     round: 0,

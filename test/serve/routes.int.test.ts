@@ -57,6 +57,16 @@ test('health, version and an OpenAPI 3 document that validates and lists every r
   ]) {
     t.true(route in doc.paths, `${route} in the OpenAPI document`);
   }
+  // The answers are documented too: a round's, and the error body of every route.
+  type Operation = { responses: Record<string, { content?: Record<string, { schema: { properties?: object } }> }> };
+  const rounds = (doc.paths['/v1/experiments/{experiment}/rounds'] as { post: Operation }).post;
+  t.deepEqual(Object.keys(rounds.responses['201']!.content!['application/json']!.schema.properties ?? {}).sort(), [
+    'breakpoint',
+    'position',
+    'revision',
+    'round',
+  ]);
+  t.truthy(rounds.responses.default);
 });
 
 test('create, list and describe an experiment as ls --json does', async (t) => {
