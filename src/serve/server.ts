@@ -133,6 +133,11 @@ export type ServeOptions = Omit<OpenRoundLogOptions, 'projections' | 'newId'> & 
   pollIntervalMs?: number;
   /** Fastify's request log (pino) on stderr. Default false. */
   logger?: boolean;
+  /**
+   * Called with every error answered with a 5xx (the client sees its code, or `INTERNAL` with no
+   * detail): where the server's operator reads what failed. Default: nothing.
+   */
+  onServerError?: (error: unknown, request: Readonly<{ method: string; url: string }>) => void;
 };
 
 /** Whether `host` is a loopback address (or `localhost`): reachable from this machine only. */
@@ -167,6 +172,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     keepAliveMs: _keepAlive,
     pollIntervalMs,
     logger,
+    onServerError,
     ...roundLogOptions
   } = options;
   const rl = await openRoundLog({
@@ -202,7 +208,10 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       ? new UnsupportedMediaTypeError(request.headers['content-type'] ?? null, [accepted])
       : error;
     const { status, body } = errorResponse(typed, limits);
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      onServerError?.(error, { method: request.method, url: request.url });
+    }
     if (reply.raw.headersSent) {
       reply.raw.destroy();
       return;

@@ -259,3 +259,27 @@ test('a non-loopback host without a token is refused before anything opens', asy
   t.is(error?.code, 'TOKEN_REQUIRED');
   await t.throwsAsync(fs.stat(root));
 });
+
+test('a failure that is not a roundlog error: 500 INTERNAL with no detail; the operator gets the error', async (t) => {
+  const seen: { error: unknown; url: string }[] = [];
+  const app = await createServer({
+    root: tempDir('roundlog-serve-'),
+    createRoot: true,
+    onServerError: (error, request) => seen.push({ error, url: request.url }),
+  });
+  try {
+    app.get('/v1/test-failure', async () => {
+      throw new TypeError('secret detail at /home/user/.ssh');
+    });
+    const reply = await app.inject({ url: '/v1/test-failure' });
+    t.is(reply.statusCode, 500);
+    t.deepEqual(Object.keys(json(reply)).sort(), ['code', 'message']);
+    t.is(json(reply).code, 'INTERNAL');
+    t.false(reply.body.includes('secret'));
+    t.is(seen.length, 1);
+    t.is(seen[0]!.url, '/v1/test-failure');
+    t.regex((seen[0]!.error as Error).message, /secret detail/);
+  } finally {
+    await app.close();
+  }
+});

@@ -63,6 +63,9 @@ export const serve = defineCommand({
       bodyLimit: args['body-limit'] as unknown as number,
       maxParamsBytes: args['max-params-bytes'] as unknown as number,
       logger: args.log,
+      // A failure the client sees only as its code (or INTERNAL): its details go to stderr.
+      onServerError: (error, request) =>
+        io.err(`roundlog serve: ${request.method} ${request.url} failed: ${(error as Error)?.stack ?? String(error)}`),
     });
     let closing: Promise<void> | null = null;
     const stopped = new Promise<number>((resolve) => {
