@@ -7,12 +7,15 @@
  * its expected revision (`ConcurrentModificationError`, 409).
  */
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
+import { RequestIndex } from './idempotency.ts';
 
 export class ExperimentAccess {
   /** Handles by experiment id. */
   private readonly handles = new Map<string, ExperimentHandle>();
   /** Experiment ids by the names requests gave (ids, folder names, stream names). */
   private readonly names = new Map<string, string>();
+  /** The request keys of each experiment's stream (`RequestIndex`). */
+  private readonly requests = new Map<string, RequestIndex>();
   /** The tail of each experiment's queue. */
   private readonly queues = new Map<string, Promise<unknown>>();
 
@@ -46,6 +49,16 @@ export class ExperimentAccess {
       if (this.queues.get(key) === tail) this.queues.delete(key);
     });
     return next;
+  }
+
+  /** The request index of an experiment (used inside `with`, so one request at a time touches it). */
+  requestIndex(handle: ExperimentHandle): RequestIndex {
+    let index = this.requests.get(handle.id);
+    if (index === undefined) {
+      index = new RequestIndex(handle.stream);
+      this.requests.set(handle.id, index);
+    }
+    return index;
   }
 
   /** Runs `fn` alone among this server's requests of every experiment (creations, forks). */

@@ -2,8 +2,8 @@
  * Idempotent retries by request id, kept in the log itself (no table beside it). The events a
  * request appends get ids derived from it: a UUID whose first half hashes the stream and the
  * request id (the key) and whose second half hashes the request's content and the event's index.
- * A request with a request id first looks for its key among the stream's last
- * `IDEMPOTENCY_WINDOW` events: none means it was never done; the same ids mean it was done (a
+ * A request with a request id first looks for its key among the stream's events (at least the
+ * last `IDEMPOTENCY_WINDOW`; `RequestIndex`): none means it was never done; the same ids mean it was done (a
  * retry: its response is rebuilt from the recorded events and the state after them, and nothing
  * is appended); the key with other ids means the request id was used for other content
  * (`IdempotencyKeyReusedError`). Since the ids are written in the same atomic append as the
@@ -72,18 +72,64 @@ export type Found =
   | Readonly<{ kind: 'retry'; events: readonly RecordedEvent[] }>
   | Readonly<{ kind: 'reused' }>;
 
-/** Looks for `ids`' key among the last `IDEMPOTENCY_WINDOW` events of `stream` (oldest first in the result). */
-export async function findRequest(log: EventLog, stream: string, ids: RequestIds): Promise<Found> {
-  const { events } = await log.readStream(stream, {
-    direction: 'backwards',
-    fromRevision: 'end',
-    maxCount: IDEMPOTENCY_WINDOW,
-  });
-  const mine = events.filter((e) => keyOfId(e.id) === ids.key).reverse();
-  if (mine.length === 0) return { kind: 'none' };
-  // An event's id depends on its index only, so the ids of a request's whole append are known
-  // without deciding it again (its state has moved on since).
-  const expected = ids.ids(mine.length);
-  const same = mine.every((e, i) => e.id.toLowerCase() === expected[i]);
-  return same ? { kind: 'retry', events: mine } : { kind: 'reused' };
+/** Request keys remembered per experiment, beyond the window read at first (oldest forgotten first). */
+export const REMEMBERED_KEYS = 16_384;
+
+/**
+ * `findRequest` without reading the log on every request: the keys of one experiment's events,
+ * read once (the last `IDEMPOTENCY_WINDOW` events, when the server first touches the experiment),
+ * then kept up to date with the events this server appends (`recorded`) and, when the stream moved
+ * past what is known (another process appended), with the events in between. A hit (a retry) reads
+ * its events back from the log; a miss reads nothing.
+ */
+export class RequestIndex {
+  /** The last revision whose event's key is known; -1n before the first read. */
+  private upTo = -1n;
+  private seeded = false;
+  private readonly byKey = new Map<string, { id: string; revision: bigint }[]>();
+
+  constructor(private readonly stream: string) {}
+
+  /** What `ids` found, the stream being at revision `now` (the handle's, just refreshed). */
+  async find(read: <T>(fn: (log: EventLog) => Promise<T>) => Promise<T>, now: bigint, ids: RequestIds): Promise<Found> {
+    if (!this.seeded || now > this.upTo) await read((log) => this.catchUp(log));
+    const mine = this.byKey.get(ids.key);
+    if (mine === undefined) return { kind: 'none' };
+    const expected = ids.ids(mine.length);
+    if (!mine.every((e, i) => e.id === expected[i])) return { kind: 'reused' };
+    const first = mine[0]!.revision;
+    const count = Number(mine.at(-1)!.revision - first) + 1;
+    const { events } = await read((log) => log.readStream(this.stream, { fromRevision: first, maxCount: count }));
+    return { kind: 'retry', events: events.filter((e) => keyOfId(e.id) === ids.key) };
+  }
+
+  /** Events this server appended: known at once when they follow what is known. */
+  recorded(events: readonly RecordedEvent[]): void {
+    const first = events[0];
+    if (!this.seeded || first === undefined || first.revision !== this.upTo + 1n) return;
+    for (const event of events) this.add(event);
+  }
+
+  private async catchUp(log: EventLog): Promise<void> {
+    const { events } = this.seeded
+      ? await log.readStream(this.stream, { fromRevision: this.upTo + 1n })
+      : await log.readStream(this.stream, {
+          direction: 'backwards',
+          fromRevision: 'end',
+          maxCount: IDEMPOTENCY_WINDOW,
+        });
+    const ordered = this.seeded ? events : [...events].reverse();
+    this.seeded = true;
+    for (const event of ordered) if (event.revision > this.upTo) this.add(event);
+  }
+
+  private add(event: RecordedEvent): void {
+    const key = keyOfId(event.id);
+    const list = this.byKey.get(key);
+    const entry = { id: event.id.toLowerCase(), revision: event.revision };
+    if (list === undefined) this.byKey.set(key, [entry]);
+    else list.push(entry);
+    this.upTo = event.revision;
+    if (this.byKey.size > REMEMBERED_KEYS) this.byKey.delete(this.byKey.keys().next().value!);
+  }
 }

@@ -72,7 +72,7 @@ import {
   UnsupportedMediaTypeError,
 } from './errors.ts';
 import { ExperimentAccess } from './experiments.ts';
-import { findRequest, keyOfId, requestIds, type RequestIds } from './idempotency.ts';
+import { keyOfId, requestIds, type RequestIds } from './idempotency.ts';
 import { storeParams, storedParams, tensorsOf, type TensorInfo } from './params.ts';
 import {
   auditEventsQuery,
@@ -966,6 +966,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       if (events.length === 0) return mutation.respond([], handle.state);
       const withIds = ids === null ? events : events.map((e, i) => ({ ...e, id: ids.ids(events.length)[i]! }));
       const recorded = await handle.append(withIds);
+      access.requestIndex(handle).recorded(recorded);
       return mutation.respond(recorded, handle.state);
     });
   }
@@ -980,7 +981,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     requestId: string,
     respond: (events: readonly RecordedEvent[], state: ExperimentState) => SendResult,
   ): Promise<SendResult | null> {
-    const found = await rl.withReader((log) => findRequest(log, handle.stream, ids));
+    const found = await access.requestIndex(handle).find((fn) => rl.withReader(fn), handle.state.revision, ids);
     if (found.kind === 'none') return null;
     if (found.kind === 'reused') throw new IdempotencyKeyReusedError(handle.state.folder, requestId);
     // The state right after the request's events, as the first response saw it.

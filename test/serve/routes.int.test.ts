@@ -413,3 +413,25 @@ test('requests of one experiment are queued: heartbeats racing rounds never conf
   }
   t.like(json(await app.inject({ url: '/v1/experiments/exp' })), { roundCurrent: 3, revision: '10' });
 });
+
+test('a retry reaching another server of the root (which read the experiment before): the first answer', async (t) => {
+  const { app, root } = t.context;
+  await createExperiment(app, 'exp');
+  const other = (await servedRoot({ root })).app;
+  try {
+    // The second server reads the experiment (and its request ids) before the first appends.
+    t.is((await other.inject({ url: '/v1/experiments/exp' })).statusCode, 200);
+    const { sha256 } = json<{ sha256: string }>(await upload(app, weights([1])));
+    const body = { round: 0, params: { sha256 }, requestId: 'once' };
+    const first = await post(app, '/v1/experiments/exp/rounds', body);
+    t.is(first.statusCode, 201, first.body);
+    const retry = await post(other, '/v1/experiments/exp/rounds', body);
+    t.is(retry.statusCode, 201, retry.body);
+    t.deepEqual(json(retry), json(first));
+    const reused = await post(other, '/v1/experiments/exp/rounds', { ...body, metrics: { loss: 1 } });
+    t.is(json(reused).code, 'IDEMPOTENCY_KEY_REUSED');
+    t.like(json(await other.inject({ url: '/v1/experiments/exp' })), { revision: '1' });
+  } finally {
+    await other.close();
+  }
+});
