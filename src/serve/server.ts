@@ -30,7 +30,7 @@ import { isEventType } from '../audit/common.ts';
 import { CorruptBlobError } from '../blobs/errors.ts';
 import { SAFETENSORS_ENCODING, encodeSafetensorsChunks } from '../codec/safetensors.ts';
 import { DTYPES } from '../codec/dtypes.ts';
-import { InvalidArgumentError, RoundlogError } from '../errors.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { readHistory } from '../engine/registry.ts';
 import { runLiveness, statusOf } from '../engine/lease.ts';
@@ -67,6 +67,7 @@ import {
   TokenRequiredError,
   IdempotencyKeyReusedError,
   RoundMismatchError,
+  RouteNotFoundError,
   UnauthorizedError,
   InvalidRequestError,
   UnsupportedMediaTypeError,
@@ -219,17 +220,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     void reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
   });
   app.setNotFoundHandler((request, reply) => {
-    const { status, body } = errorResponse(
-      new (class extends RoundlogError {
-        readonly code = 'NOT_FOUND' as const;
-        readonly method = request.method;
-        readonly path = request.url.split('?')[0]!;
-        constructor() {
-          super(`no route ${request.method} ${request.url.split('?')[0]}; the routes are listed in GET /openapi.json`);
-        }
-      })(),
-      limits,
-    );
+    const { status, body } = errorResponse(new RouteNotFoundError(request.method, request.url.split('?')[0]!), limits);
     void reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
   });
 
@@ -296,8 +287,8 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     '/v1/experiments',
     { schema: { summary: 'the experiments of the root, as `roundlog ls --json` lists them', response: errors } },
     async (_request, reply) => {
-      const { root, ...rest } = { ...roundLogOptions, root: rl.root };
-      const experiments = await listExperiments(root, { ...rest, createRoot: false } as never);
+      const { root: _root, ...where } = roundLogOptions;
+      const experiments = await listExperiments(rl.root, { ...where, createRoot: false });
       return send(reply, { status: 200, body: { experiments } });
     },
   );
