@@ -12,6 +12,7 @@ import { ExperimentRunningError, RoundNotFoundError } from '../../src/model/erro
 import { TokenRequiredError } from '../../src/serve/errors.ts';
 import { createServer, isLoopback } from '../../src/serve/server.ts';
 import { HTTP_STATUS_OF_CODE, errorResponse } from '../../src/serve/status.ts';
+import { roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import {
   createExperiment,
@@ -281,5 +282,24 @@ test('a failure that is not a roundlog error: 500 INTERNAL with no detail; the o
     t.regex((seen[0]!.error as Error).message, /secret detail/);
   } finally {
     await app.close();
+  }
+});
+
+test('roundlog serve refuses a token file it cannot use, naming it, before listening', async (t) => {
+  const dir = tempDir('roundlog-serve-token-');
+  const short = path.join(dir, 'short');
+  await fs.writeFile(short, 'abc\n');
+  const spaced = path.join(dir, 'spaced');
+  await fs.writeFile(spaced, 'a token with spaces in it\n');
+  for (const [file, problem] of [
+    [short, /holds a token of 3 characters/],
+    [spaced, /spaces or non-ASCII/],
+    [path.join(dir, 'missing'), /cannot be read \(ENOENT\)/],
+  ] as const) {
+    const run = await roundlog(['serve', '--root', path.join(dir, 'root'), '--port', '0', '--token-file', file]);
+    t.is(run.code, 1, run.stderr);
+    t.is(run.stdout, '');
+    t.true(run.stderr.includes(file), run.stderr);
+    t.regex(run.stderr, problem);
   }
 });
