@@ -1136,17 +1136,28 @@ function eventTypes(list: string): ExperimentEventType[] {
   return types as ExperimentEventType[];
 }
 
-/** Passes the bytes on, hashing them; a hash that differs at the end is an error (the response is cut). */
+/**
+ * Passes the bytes on, hashing them, one chunk behind: the last chunk goes out only once the whole
+ * has hashed to `sha256`, so damaged bytes on disk cut the response short (the client sees fewer
+ * bytes than `Content-Length`, never a complete answer).
+ */
 function hashChecked(sha256: string): Transform {
   const hash = createHash('sha256');
+  let held: Buffer | null = null;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
-      callback(null, chunk);
+      const out = held;
+      held = chunk;
+      callback(null, out ?? undefined);
     },
     flush(callback) {
       const actual = hash.digest('hex');
-      callback(actual === sha256 ? null : new CorruptBlobError(sha256, actual, 'the blob store'));
+      if (actual !== sha256) {
+        callback(new CorruptBlobError(sha256, actual, 'the blob store'));
+        return;
+      }
+      callback(null, held ?? undefined);
     },
   });
 }

@@ -435,3 +435,26 @@ test('a retry reaching another server of the root (which read the experiment bef
     await other.close();
   }
 });
+
+test('parameters damaged on disk are never served whole: CORRUPT_BLOB, or a download cut short', async (t) => {
+  const { app, root } = t.context;
+  await createExperiment(app, 'exp');
+  // One of a single chunk (refused before any byte goes out), one of many (cut before its last).
+  const small = weights(Array.from({ length: 100 }, (_, i) => i));
+  const large = weights(Array.from({ length: 500_000 }, (_, i) => i));
+  for (const [round, bytes] of [small, large].entries()) {
+    const { sha256 } = json<{ sha256: string }>(await upload(app, bytes));
+    t.is((await post(app, '/v1/experiments/exp/rounds', { round, params: { sha256 } })).statusCode, 201);
+    const handle = await fs.open(path.join(root, 'blobs', sha256.slice(0, 2), sha256.slice(2)), 'r+');
+    await handle.write(Buffer.from([0xff]), 0, 1, bytes.length - 1);
+    await handle.close();
+  }
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const refused = await fetch(`${url}/v1/experiments/exp/rounds/0/params`);
+  t.is(refused.status, 500);
+  t.like(await refused.json(), { code: 'CORRUPT_BLOB' });
+  const cut = await fetch(`${url}/v1/experiments/exp/rounds/1/params`);
+  t.is(cut.status, 200);
+  t.is(cut.headers.get('content-length'), String(large.length));
+  await t.throwsAsync(cut.arrayBuffer());
+});
