@@ -34,6 +34,11 @@ export const createExperimentBody = z.strictObject({
     .optional(),
   saveBreakpoints: z.boolean().optional(),
   config: anyJson.optional(),
+  retention: z
+    .strictObject({ keepLast: z.number().int().min(1), keepEvery: z.number().int().min(1).nullable().optional() })
+    .nullable()
+    .optional()
+    .describe("which rounds' parameters are kept (`roundlog gc`'s policy, applied as rounds complete)"),
   requestId: requestId.optional(),
 });
 

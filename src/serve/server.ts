@@ -50,6 +50,7 @@ import {
 } from '../model/errors.ts';
 import type { ExperimentEvent, ExperimentEventType, ForkedFrom, Rewound, RunStarted } from '../model/events.ts';
 import { breakpointFolderName } from '../model/names.ts';
+import { checkRetention } from '../model/retention.ts';
 import { roundCurrent, replay, type ExperimentState } from '../model/state.ts';
 import {
   chooseRound,
@@ -313,7 +314,8 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
           const found = registered.find((e) => keyOfId(e.experimentId) === ids.key);
           if (found !== undefined) {
             if (found.experimentId !== experimentId) throw new IdempotencyKeyReusedError('(a creation)', requestId);
-            return created(found, 0n);
+            // The creation's append: its ExperimentCreated, and a SettingsChanged when it set a retention.
+            return created(found, content.retention ? 1n : 0n);
           }
         }
         const taken = content.folder === undefined ? undefined : registered.find((e) => e.folder === content.folder);
@@ -325,6 +327,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
             ...(content.seed === undefined ? {} : { seed: content.seed }),
             ...(content.saveBreakpoints === undefined ? {} : { saveBreakpoints: content.saveBreakpoints }),
             ...(content.config === undefined ? {} : { config: content.config }),
+            ...(content.retention ? { retention: checkRetention(content.retention) } : {}),
           }),
         );
         const c = handle.created;

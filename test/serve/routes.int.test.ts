@@ -165,11 +165,16 @@ test('a retried round with the same request id answers the first response and ap
 
 test('a retried creation answers the same experiment; the same id for another folder is refused', async (t) => {
   const { app } = t.context;
-  const first = await post(app, '/v1/experiments', { folder: 'a', requestId: 'create-a' });
-  const again = await post(app, '/v1/experiments', { folder: 'a', requestId: 'create-a' });
-  t.is(first.statusCode, 201);
+  const body = { folder: 'a', retention: { keepLast: 2 }, requestId: 'create-a' };
+  const first = await post(app, '/v1/experiments', body);
+  const again = await post(app, '/v1/experiments', body);
+  t.is(first.statusCode, 201, first.body);
   t.is(again.statusCode, 201);
   t.deepEqual(json(again), json(first));
+  t.is(json(first).revision, '1');
+  t.like(json(await app.inject({ url: '/v1/experiments/a' })), {
+    settings: { retention: { keepLast: 2, keepEvery: null } },
+  });
   t.is(json<{ experiments: unknown[] }>(await app.inject({ url: '/v1/experiments' })).experiments.length, 1);
   const other = await post(app, '/v1/experiments', { folder: 'b', requestId: 'create-a' });
   t.is(other.statusCode, 409);
