@@ -33,7 +33,7 @@ import { DTYPES } from '../codec/dtypes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import { readHistory } from '../engine/registry.ts';
-import { runLiveness, statusOf } from '../engine/lease.ts';
+import { processStartOf, runLiveness, statusOf } from '../engine/lease.ts';
 import {
   decideCompleteRound,
   decideEndRun,
@@ -376,7 +376,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
             user: content.owner.user ?? content.owner.name ?? 'client',
             host: content.owner.host,
             pid: content.owner.pid,
-            processStart: null,
+            // A client on this host: the start time of its pid now (it is making this request), so a
+            // later process that gets the same pid is not taken for it (`ownerLiveness`).
+            processStart: content.owner.host === os.hostname() ? processStartOf(content.owner.pid) : null,
           };
           const actor = { user: owner.user, host: owner.host, pid: owner.pid };
           const lease = {

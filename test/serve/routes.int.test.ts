@@ -391,6 +391,8 @@ test('a run of a process of this host that is gone is replaced at once; a live o
   const refused = await post(app, '/v1/experiments/exp/runs', { owner: { host: os.hostname(), pid: gone.pid! } });
   t.is(refused.statusCode, 409);
   t.like(json(refused), { code: 'EXPERIMENT_RUNNING', owner: { pid: process.pid } });
+  // Its start time was recorded: a later process with the same pid would not pass for it.
+  t.regex(json<{ owner: { processStart: string } }>(refused).owner.processStart, /^.+:\d+$/);
   // Unless it takes the run over, which is recorded.
   const taken = await post(app, '/v1/experiments/exp/runs', { owner: { host: os.hostname(), pid: 1 }, takeOver: true });
   t.is(taken.statusCode, 201, taken.body);
