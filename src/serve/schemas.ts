@@ -162,6 +162,7 @@ export const storedParamsReply = z.object({
   size: z.number().describe('bytes'),
   encoding: z.literal('tensors/safetensors'),
   tensors: z.record(z.string(), tensorInfo),
+  created: z.boolean().describe('false when the store held these bytes already (a retry)'),
 });
 
 export const recordedRoundReply = z.object({

@@ -533,6 +533,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
             size: stored.ref.bytes,
             encoding: stored.ref.encoding,
             tensors: stored.tensors,
+            created: stored.created,
           },
         });
       },

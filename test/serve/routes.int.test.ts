@@ -109,6 +109,8 @@ test('record rounds, load the last and round 0: params, state, metrics, settings
   t.is(uploaded.size, bytes0.length);
   t.is(uploaded.encoding, 'tensors/safetensors');
   t.deepEqual(uploaded.tensors, { w: { dtype: 'F32', shape: [3] } });
+  // Content-addressed: the same bytes again store nothing.
+  t.like(json(await upload(app, bytes0)), { sha256: uploaded.sha256, created: false });
   const first = await post(app, '/v1/experiments/exp/rounds', {
     round: 0,
     params: { sha256: uploaded.sha256 },
