@@ -42,6 +42,13 @@ module.exports = {
       },
     },
     {
+      name: 'serve-beside-cli',
+      comment: 'the HTTP service uses one module of the CLI (listExperiments, what ls --json prints), no command',
+      severity: 'error',
+      from: { path: '^src/serve/' },
+      to: { path: '^src/cli/', pathNot: '^src/cli/experiments\\.ts$' },
+    },
+    {
       name: 'no-circular-layers',
       comment: 'no import cycle between modules',
       severity: 'error',

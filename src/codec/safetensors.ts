@@ -136,39 +136,68 @@ export function encodeSafetensors(tensors: TensorSet, options: EncodeSafetensors
 
 type Entry = { name: string; dtype: TensorDType; shape: number[]; begin: number; end: number };
 
+/** One tensor of a safetensors header: its range in the byte buffer (after the header). */
+export type SafetensorsEntry = Readonly<Entry>;
+
+/** A checked safetensors header: where the buffer starts, its tensors in file order, its metadata. */
+export type SafetensorsHeader = Readonly<{
+  /** Bytes of the JSON header (after the 8-byte length). */
+  headerLength: number;
+  /** File offset of the byte buffer: `8 + headerLength`. */
+  dataStart: number;
+  /** Length of the byte buffer the tensors tile exactly; the file is `dataStart + bufferBytes` long. */
+  bufferBytes: number;
+  entries: readonly SafetensorsEntry[];
+  metadata: Readonly<Record<string, string>>;
+}>;
+
 /**
- * The tensors and metadata of a safetensors file. Zero-copy where alignment allows: a tensor whose
- * bytes lie at a multiple of its element size in `bytes`' underlying buffer is returned as a typed
- * array view of that memory (it shares memory with `bytes`: changing one changes the other, and it
- * keeps the buffer alive); any other is copied into a fresh aligned array. Throws
- * `CorruptPayloadError` (naming `options.source` and the fault: header length past the end, header
- * not a JSON object, unknown dtype, bad shape, offsets that do not match dtype × shape, overlap,
- * hole or trailing bytes, repeated names, metadata that is not strings, a bool that is not 0 or 1)
- * and `DecodeLimitError` (header over `ROUNDLOG_MAX_VALUE_BYTES`, set over `maxBytes`), in both
- * cases before allocating what the header claims.
+ * The header length a safetensors file's first 8 bytes give, checked against the value limit
+ * (`ROUNDLOG_MAX_VALUE_BYTES`) and, when known, against the bytes the file has. `prefix` must hold
+ * at least 8 bytes. Throws `CorruptPayloadError` / `DecodeLimitError` as `decodeSafetensorsFile`.
  */
-export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetensorsOptions = {}): DecodedSafetensors {
+export function safetensorsHeaderLength(
+  prefix: Uint8Array,
+  fileBytes: number | null,
+  options: DecodeSafetensorsOptions = {},
+): number {
   const { source } = options;
-  const corrupt = (reason: string, cause?: unknown) =>
-    new CorruptPayloadError(SAFETENSORS_ENCODING, reason, source, cause);
-  const size = bytes.byteLength;
-  if (options.storedBytes !== undefined && size !== options.storedBytes) {
-    throw corrupt(`the file has ${size} bytes where its record says ${options.storedBytes}`);
+  const corrupt = corruptOf(source);
+  const size = fileBytes ?? prefix.byteLength;
+  if (prefix.byteLength < LENGTH_BYTES) {
+    throw corrupt(`${prefix.byteLength} bytes is shorter than the 8-byte header length`);
   }
-  if (size < LENGTH_BYTES) throw corrupt(`${size} bytes is shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, size);
-  const claimed = view.getBigUint64(0, true);
+  const claimed = new DataView(prefix.buffer, prefix.byteOffset, LENGTH_BYTES).getBigUint64(0, true);
   const maxHeader = decodeLimits().maxValueBytes;
   const where = `the safetensors header${source === undefined ? '' : ` of ${source}`}`;
   // Bounded first by the bytes there are (a length past them is damage, or not a safetensors file),
   // then by the value limit (a header that is there but larger than any roundlog writes).
-  if (claimed > BigInt(size - LENGTH_BYTES)) {
+  if (fileBytes !== null && claimed > BigInt(size - LENGTH_BYTES)) {
     throw corrupt(`the header length ${claimed} (bytes 0..8) runs past the end of the ${size}-byte file`);
   }
-  const headerLength = Number(claimed);
-  if (headerLength > maxHeader) throw new DecodeLimitError(where, headerLength, maxHeader, MAX_VALUE_BYTES_ENV);
+  if (claimed > BigInt(maxHeader)) {
+    throw new DecodeLimitError(where, Number(claimed), maxHeader, MAX_VALUE_BYTES_ENV);
+  }
+  return Number(claimed);
+}
+
+/**
+ * Checks a safetensors header (the `headerLength` bytes after the 8-byte length) without its buffer:
+ * the JSON object, each tensor's dtype, shape and range, that the ranges tile the buffer with no
+ * hole, overlap or trailing byte, and the total against `maxBytes`. `bufferBytes` is the buffer's
+ * length when known (the file's length minus `dataStart`); null when it is not (a stream): the
+ * tensors then say how long it must be (`SafetensorsHeader.bufferBytes`). Reads only the header
+ * (its cost is a small multiple of its length). Errors as `decodeSafetensorsFile`.
+ */
+export function parseSafetensorsHeader(
+  headerBytes: Uint8Array,
+  bufferBytes: number | null,
+  options: DecodeSafetensorsOptions = {},
+): SafetensorsHeader {
+  const { source } = options;
+  const corrupt = corruptOf(source);
+  const headerLength = headerBytes.byteLength;
   const dataStart = LENGTH_BYTES + headerLength;
-  const headerBytes = bytes.subarray(LENGTH_BYTES, dataStart);
   if (headerBytes[0] !== 0x7b) throw corrupt(`the header (bytes 8..${dataStart}) does not start with "{"`);
   let text: string;
   try {
@@ -188,7 +217,6 @@ export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetens
   const repeated = repeatedTopLevelKey(text, Object.keys(header).length);
   if (repeated !== null) throw corrupt(`the header names ${JSON.stringify(repeated)} more than once`);
 
-  const bufferBytes = size - dataStart;
   let metadata: Record<string, string> = {};
   const entries: Entry[] = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
@@ -196,7 +224,7 @@ export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetens
       metadata = parseMetadata(value, corrupt);
       continue;
     }
-    entries.push(parseEntry(name, value, bufferBytes, corrupt));
+    entries.push(parseEntry(name, value, bufferBytes ?? Number.MAX_SAFE_INTEGER, corrupt));
   }
   // The ranges, in file order, must tile the buffer: each starts where the previous ended.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -213,14 +241,47 @@ export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetens
     covered = entry.end;
     previous = entry;
   }
-  if (covered !== bufferBytes) {
-    throw corrupt(`${bufferBytes - covered} bytes follow the last tensor (buffer bytes ${covered}..${bufferBytes})`);
+  const buffer = bufferBytes ?? covered;
+  if (covered !== buffer) {
+    throw corrupt(`${buffer - covered} bytes follow the last tensor (buffer bytes ${covered}..${buffer})`);
   }
   checkDeclaredSize(
     `the tensor set${source === undefined ? '' : ` ${source}`}`,
-    bufferBytes,
+    buffer,
     options.maxBytes ?? decodeLimits().maxTensorBytes,
     MAX_TENSOR_BYTES_ENV,
+  );
+  return { headerLength, dataStart, bufferBytes: buffer, entries, metadata };
+}
+
+function corruptOf(source: string | undefined): (reason: string, cause?: unknown) => CorruptPayloadError {
+  return (reason, cause) => new CorruptPayloadError(SAFETENSORS_ENCODING, reason, source, cause);
+}
+
+/**
+ * The tensors and metadata of a safetensors file. Zero-copy where alignment allows: a tensor whose
+ * bytes lie at a multiple of its element size in `bytes`' underlying buffer is returned as a typed
+ * array view of that memory (it shares memory with `bytes`: changing one changes the other, and it
+ * keeps the buffer alive); any other is copied into a fresh aligned array. Throws
+ * `CorruptPayloadError` (naming `options.source` and the fault: header length past the end, header
+ * not a JSON object, unknown dtype, bad shape, offsets that do not match dtype × shape, overlap,
+ * hole or trailing bytes, repeated names, metadata that is not strings, a bool that is not 0 or 1)
+ * and `DecodeLimitError` (header over `ROUNDLOG_MAX_VALUE_BYTES`, set over `maxBytes`), in both
+ * cases before allocating what the header claims.
+ */
+export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetensorsOptions = {}): DecodedSafetensors {
+  const { source } = options;
+  const corrupt = corruptOf(source);
+  const size = bytes.byteLength;
+  if (options.storedBytes !== undefined && size !== options.storedBytes) {
+    throw corrupt(`the file has ${size} bytes where its record says ${options.storedBytes}`);
+  }
+  const headerLength = safetensorsHeaderLength(bytes, size, options);
+  const dataStart = LENGTH_BYTES + headerLength;
+  const { entries, metadata } = parseSafetensorsHeader(
+    bytes.subarray(LENGTH_BYTES, dataStart),
+    size - dataStart,
+    options,
   );
 
   const decoded: [string, Tensor][] = [];

@@ -250,6 +250,11 @@ export type RewindOptions = {
   round: number;
   /** Why, recorded in the `Rewound` event with who did it. */
   reason: string;
+  /**
+   * The ids of the events appended (by index), for a caller that recognizes its own retry by them
+   * (`roundlog serve`'s request ids). Default: ids the log draws.
+   */
+  eventIds?: (count: number) => readonly string[];
 };
 
 export type RewindResult = Readonly<{
@@ -301,7 +306,8 @@ export async function rewindExperiment(
   const settingsRestored = events.some((e) => e.type === 'SettingsChanged');
   // The log first: if this append fails, no folder has moved. If the process dies after it, the log
   // is right and the folders lag: resume writes the round's folder, `roundlog project` moves the rest.
-  const recorded = await handle.append(events);
+  const ids = options.eventIds?.(events.length);
+  const recorded = await handle.append(ids === undefined ? events : events.map((e, i) => ({ ...e, id: ids[i] })));
   const ctx = { experimentsDir: rl.layout.experiments, blobs: rl.blobs };
   const moved = await supersedeBreakpoints(ctx, handle.state.folder, keep);
   const breakpoint = await writeBreakpoint(handle, round);

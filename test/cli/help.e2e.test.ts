@@ -30,8 +30,8 @@ test('the declarations hold every command and audit query', (t) => {
     ALL.map((c) => c.words.join(' ')),
     [
       ...['run', 'resume', 'ls', 'demo', 'streams', 'events', 'history', 'audit', 'audit events', 'audit rounds'],
-      ...['audit metric', 'audit lineage', 'audit actions', 'replay', 'rewind', 'fork', 'export', 'project', 'gc'],
-      'verify',
+      ...['audit metric', 'audit lineage', 'audit actions', 'replay', 'rewind', 'fork', 'export', 'serve'],
+      ...['project', 'gc', 'verify'],
     ],
   );
   const readsRoot = ALL.filter((c) => c.command.readsRoot).map((c) => c.words.join(' '));

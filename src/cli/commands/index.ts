@@ -8,6 +8,7 @@ import { history } from './history.ts';
 import { fork, replay, rewind } from './lineage.ts';
 import { events, streams } from './log.ts';
 import { gc, project, verify } from './maintenance.ts';
+import { serve } from './serve.ts';
 
 export const COMMANDS: readonly Command[] = [
   run,
@@ -22,6 +23,7 @@ export const COMMANDS: readonly Command[] = [
   rewind,
   fork,
   exportCommand,
+  serve,
   project,
   gc,
   verify,

@@ -1,0 +1,125 @@
+/**
+ * The errors of the HTTP layer itself (`roundlog serve`): requests the engine never sees because
+ * they are refused at the door (no token, bad JSON, a body too large, a route that does not exist),
+ * and the request-level rules of the service (a request id reused with other content, a round
+ * recorded out of turn). Each has a literal `code` and the fields its JSON body carries.
+ */
+import { RoundlogError, shownText } from '../errors.ts';
+
+/** No bearer token, or not the server's (`Authorization: Bearer <token>`). HTTP 401. */
+export class UnauthorizedError extends RoundlogError {
+  readonly code = 'UNAUTHORIZED' as const;
+  constructor(readonly reason: 'missing' | 'invalid') {
+    super(
+      reason === 'missing'
+        ? 'this server needs a bearer token: send the header Authorization: Bearer <token> (the token of --token-file)'
+        : "the bearer token is not this server's: send the token of its --token-file",
+    );
+  }
+}
+
+/** `roundlog serve` asked to listen on a host other than loopback without a token: refused, nothing listens. */
+export class TokenRequiredError extends RoundlogError {
+  readonly code = 'TOKEN_REQUIRED' as const;
+  constructor(readonly host: string) {
+    super(
+      `refusing to listen on ${shownText(host)} without a token: anyone who reaches that address could write ` +
+        'to the root; give --token-file FILE (a file holding the bearer token clients send), or listen on 127.0.0.1',
+    );
+  }
+}
+
+/** The token file is missing, unreadable, or holds no usable token. */
+export class InvalidTokenFileError extends RoundlogError {
+  readonly code = 'INVALID_TOKEN_FILE' as const;
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
+    super(`the token file ${file} ${problem}; write a token of 16 to 4096 printable characters on one line`);
+  }
+}
+
+/** A request that does not match its route's schema: `field` is the path of the first problem. HTTP 400. */
+export class InvalidRequestError extends RoundlogError {
+  readonly code = 'INVALID_REQUEST' as const;
+  constructor(
+    /** Where: `body.round`, `params.round`, `querystring.format`, `headers.if-match`. */
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(`${field} ${problem}`);
+  }
+}
+
+/** A JSON body that does not parse. HTTP 400. */
+export class InvalidJsonError extends RoundlogError {
+  readonly code = 'INVALID_JSON' as const;
+  constructor(readonly reason: string) {
+    super(`the request body is not valid JSON (${reason}); send a JSON object with Content-Type: application/json`);
+  }
+}
+
+/** No route answers to the method and path. HTTP 404. */
+export class RouteNotFoundError extends RoundlogError {
+  readonly code = 'NOT_FOUND' as const;
+  constructor(
+    readonly method: string,
+    readonly path: string,
+  ) {
+    super(`no route ${method} ${shownText(path, 200)}; the routes are listed in GET /openapi.json`);
+  }
+}
+
+/** A request body over the server's limit (`--body-limit` for JSON, `--max-params-bytes` for parameters). HTTP 413. */
+export class BodyTooLargeError extends RoundlogError {
+  readonly code = 'BODY_TOO_LARGE' as const;
+  constructor(
+    readonly limitBytes: number,
+    readonly option: '--body-limit' | '--max-params-bytes',
+  ) {
+    super(`the request body is larger than this server's limit of ${limitBytes} bytes (${option}); nothing was stored`);
+  }
+}
+
+/** A body of a media type the route does not take. HTTP 415. */
+export class UnsupportedMediaTypeError extends RoundlogError {
+  readonly code = 'UNSUPPORTED_MEDIA_TYPE' as const;
+  constructor(
+    readonly contentType: string | null,
+    readonly accepted: readonly string[],
+  ) {
+    const given = contentType === null ? 'a body without Content-Type' : shownText(contentType);
+    super(`this route takes ${accepted.join(' or ')}, not ${given}`);
+  }
+}
+
+/** A request id already used for a request with other content. HTTP 409. */
+export class IdempotencyKeyReusedError extends RoundlogError {
+  readonly code = 'IDEMPOTENCY_KEY_REUSED' as const;
+  constructor(
+    readonly experiment: string,
+    readonly requestId: string,
+  ) {
+    super(
+      `request id ${shownText(requestId)} was already used for another request of experiment ${experiment}; ` +
+        'a retry must send the same content; a new request needs a new request id',
+    );
+  }
+}
+
+/** Recording round `round` while the experiment's next round is another. HTTP 409. */
+export class RoundMismatchError extends RoundlogError {
+  readonly code = 'ROUND_MISMATCH' as const;
+  constructor(
+    readonly experiment: string,
+    readonly round: number,
+    /** Rounds completed on the current branch: the index of the round that may be recorded next. */
+    readonly roundCurrent: number,
+  ) {
+    super(
+      `experiment ${experiment} records round ${roundCurrent} next, not round ${round}; ` +
+        'load the experiment again (GET the experiment) and continue from its last round',
+    );
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The one mapping from errors to HTTP: a fixed table from an error's `code` to its status, and the
+ * JSON body every error response has, `{ code, message, ...fields }` (the error's structured
+ * fields, bigints as decimal strings, times as ISO-8601). Fastify's own errors (bad JSON, schema
+ * validation, a body over the limit, an unknown media type or route) are first translated into the
+ * typed errors of `errors.ts`. An error that is not a roundlog error is `INTERNAL` (500), its
+ * message withheld: never a stack trace.
+ */
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { RoundlogError } from '../errors.ts';
+import {
+  BodyTooLargeError,
+  InvalidJsonError,
+  InvalidRequestError,
+  RouteNotFoundError,
+  UnsupportedMediaTypeError,
+} from './errors.ts';
+
+/**
+ * HTTP status by error code. A roundlog error whose code is not here is 500 with its own code and
+ * fields (a damaged log, a failed write: the server's problem, said precisely).
+ */
+export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
+  // 400: the request is wrong, whatever the state of the root.
+  INVALID_ARGUMENT: 400,
+  INVALID_REQUEST: 400,
+  INVALID_JSON: 400,
+  CORRUPT_PAYLOAD: 400,
+  DECODE_LIMIT: 400,
+  UNKNOWN_ENCODING: 400,
+  UNRECORDABLE_VALUE: 400,
+  FOLDER_NAME_RESERVED: 400,
+  UNSAFE_TENSOR_NAME: 400,
+  // 401: no token, or not this server's.
+  UNAUTHORIZED: 401,
+  // 404: the thing named does not exist.
+  NOT_FOUND: 404,
+  EXPERIMENT_NOT_FOUND: 404,
+  ROUND_NOT_FOUND: 404,
+  NO_BREAKPOINT: 404,
+  ROUND_PRUNED: 404,
+  ROUND_NOT_IN_HISTORY: 404,
+  METRIC_NOT_FOUND: 404,
+  BLOB_NOT_FOUND: 404,
+  STREAM_NOT_FOUND: 404,
+  // 409: the request conflicts with the experiment's state now; read it again and decide.
+  CONCURRENT_MODIFICATION: 409,
+  WRONG_EXPECTED_REVISION: 409,
+  EXPERIMENT_RUNNING: 409,
+  RUN_NOT_OWNED: 409,
+  EXPERIMENT_EXISTS: 409,
+  ROUND_MISMATCH: 409,
+  IDEMPOTENCY_KEY_REUSED: 409,
+  REWIND_NOT_REQUESTED: 409,
+  EXPERIMENT_NOT_CREATED: 409,
+  EXPERIMENT_FOLDER_TAKEN: 409,
+  EXPERIMENT_FOLDER_AMBIGUOUS: 409,
+  // 413, 415: the body itself.
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  // 503: try again later (another process holds the log, the store is down, the server is closing).
+  LOG_LOCKED: 503,
+  STORE_UNAVAILABLE: 503,
+  CLOSED: 503,
+});
+
+export type ErrorBody = { code: string; message: string; [field: string]: unknown };
+
+/** What the server answers for `error`: the status and the JSON body. */
+export function errorResponse(error: unknown, limits: BodyLimits): { status: number; body: ErrorBody } {
+  const typed = translate(error, limits);
+  if (typed === null) {
+    return { status: 500, body: { code: 'INTERNAL', message: 'the server failed on this request; see its log' } };
+  }
+  return { status: HTTP_STATUS_OF_CODE[typed.code] ?? 500, body: bodyOf(typed) };
+}
+
+/** The limits named in a 413. */
+export type BodyLimits = Readonly<{ bodyLimit: number; maxParamsBytes: number }>;
+
+/** A roundlog error for `error`: itself, or the typed error a Fastify error stands for; null for anything else. */
+export function translate(error: unknown, limits: BodyLimits): RoundlogError | null {
+  if (error instanceof RoundlogError) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    const first = error.validation[0];
+    const where = (error as { validationContext?: string }).validationContext ?? 'body';
+    const at = (first?.instancePath ?? '').split('/').filter((p) => p !== '');
+    return new InvalidRequestError([where, ...at].join('.'), first?.message ?? 'is not valid');
+  }
+  const e = error as { code?: unknown; statusCode?: unknown; message?: unknown; validation?: unknown } | null;
+  switch (e?.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new InvalidJsonError(String(e.message));
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new BodyTooLargeError(limits.bodyLimit, '--body-limit');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new UnsupportedMediaTypeError(null, ['application/json']);
+    case 'FST_ERR_NOT_FOUND':
+      return new RouteNotFoundError('?', '?');
+    case 'FST_ERR_VALIDATION':
+      return new InvalidRequestError('request', String(e.message));
+  }
+  // The JSON parser's own SyntaxError (Fastify sets statusCode 400 on it).
+  if (error instanceof SyntaxError && e?.statusCode === 400) return new InvalidJsonError(error.message);
+  return null;
+}
+
+/** `{ code, message, ...fields }`: the error's own fields, JSON-safe (no cause, no stack). */
+export function bodyOf(error: RoundlogError): ErrorBody {
+  const body: ErrorBody = { code: error.code, message: error.message };
+  for (const [key, value] of Object.entries(error)) {
+    if (key === 'code' || key === 'message' || key === 'name' || key === 'stack' || key === 'cause') continue;
+    if (value instanceof Error) continue;
+    body[key] = jsonSafe(value);
+  }
+  return body;
+}
+
+/** A value as JSON carries it: bigints as decimal strings, Dates as ISO-8601, errors dropped. */
+export function jsonSafe(value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Date) return value.toISOString();
+  if (value === null || typeof value !== 'object') return value;
+  if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
+  if (Array.isArray(value)) return value.map(jsonSafe);
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (v === undefined || v instanceof Error || typeof v === 'function') continue;
+    out[key] = jsonSafe(v);
+  }
+  return out;
+}
