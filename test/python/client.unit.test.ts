@@ -1,6 +1,7 @@
 /**
  * The Python client (clients/python/) in CI: its unittest suite (safetensors codec, error mapping,
- * SSE parsing, retries against a scripted local HTTP server), and its safetensors codec against
+ * SSE parsing, retries against a scripted local HTTP server), the heart-disease training loop's
+ * (examples/heart-disease/tests/: determinism, resume after any round), and the client's codec against
  * roundlog's own: the client reads what roundlog writes bit for bit and writes the very same bytes
  * back, so the same parameters get the same content address from either side. The interpreter is
  * `ROUNDLOG_PYTHON`, else /usr/bin/python3; without NumPy these tests fail (`.ci/run` installs
@@ -20,6 +21,7 @@ test.after.always(removeTempDirs);
 
 const PYTHON = process.env.ROUNDLOG_PYTHON || '/usr/bin/python3';
 const CLIENT = path.join(REPO, 'clients', 'python');
+const HEART = path.join(REPO, 'examples', 'heart-disease');
 const ENV = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ROUNDLOG_CLIENT_SAFETENSORS: 'builtin' };
 
 test.before(() => {
@@ -88,6 +90,10 @@ function recodeInPython(t: import('ava').ExecutionContext, tensors: TensorSet, l
 
 test('the Python client unittest suite passes', (t) => {
   t.true(unittestSuite(t, CLIENT) >= 50, 'every test module was found');
+});
+
+test('the heart-disease loop is deterministic and resumes bit for bit after any round (no server)', (t) => {
+  t.true(unittestSuite(t, HEART) >= 11, 'every test module was found');
 });
 
 test('the client reads every dtype roundlog writes bit for bit and writes the same bytes back', (t) => {
