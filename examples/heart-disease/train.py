@@ -215,12 +215,15 @@ def _client_module():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=None, help="roundlog serve's URL (default: $ROUNDLOG_URL, else http://127.0.0.1:8765)")
-    parser.add_argument("--experiment", default="heart-disease", help="the experiment's folder name (created when missing)")
+    parser.add_argument("--url", default=None,
+                        help="roundlog serve's URL (default: $ROUNDLOG_URL, else http://127.0.0.1:8765)")
+    parser.add_argument("--experiment", default="heart-disease",
+                        help="the experiment's folder name (created when missing)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds to reach (default 10)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--resume", action="store_true",
-                        help="continue an experiment that has rounds (taking over a run of this host whose process died)")
+                        help="continue an experiment that has rounds (taking over a run of this host "
+                             "whose process died)")
     parser.add_argument("--data", default=DATA_DIR, help="the folder of the four processed.*.data files")
     parser.add_argument("--wait-after-round", type=int, default=None, metavar="R",
                         help="after recording round R, print 'waiting after round R' and block until stdin "

@@ -121,7 +121,9 @@ def to_numpy_params(params):
     name -> C-contiguous NumPy array. Torch tensors are detached and copied to the CPU; bfloat16
     ones become `BFloat16Bits` (their bits). Other values pass through for the writer to check."""
     if not hasattr(params, "items"):
-        raise TypeError("params must be a dict of name -> array (or a torch state_dict), not %s" % type(params).__name__)
+        raise TypeError(
+            "params must be a dict of name -> array (or a torch state_dict), not %s" % type(params).__name__
+        )
     out = {}
     for name, value in params.items():
         if _is_torch_tensor(value):
@@ -182,7 +184,9 @@ class Client:
         url = url or os.environ.get("ROUNDLOG_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("ROUNDLOG_TOKEN") or None
         self.url = url
-        self._http = Transport(url, token=token, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self._http = Transport(
+            url, token=token, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
 
     def __repr__(self):
         return "Client(%r)" % self.url
@@ -255,7 +259,8 @@ class Client:
         daemon thread (the server counts the run gone after 3 missed ones).
         """
         if owner is None:
-            owner = {"host": socket.gethostname(), "pid": os.getpid(), "name": os.path.basename(sys.argv[0] or "python")}
+            name = os.path.basename(sys.argv[0] or "python")
+            owner = {"host": socket.gethostname(), "pid": os.getpid(), "name": name}
         body = {"owner": owner, "heartbeatMs": int(heartbeat * 1000), "takeOver": take_over is True}
         path = self._exp(experiment) + "/runs"
         try:
@@ -548,8 +553,9 @@ class Run:
             if self._closed:
                 return None
             self._closed = True
-            answer = self.client._http.request("POST", self._path(tail), json_body=dict(body, requestId=new_request_id()),
-                                               idempotent=True).json("POST " + tail)
+            answer = self.client._http.request(
+                "POST", self._path(tail), json_body=dict(body, requestId=new_request_id()), idempotent=True
+            ).json("POST " + tail)
             self._adopt_revision(answer)
             return answer
 

@@ -25,10 +25,11 @@ compact JSON; the header padded with spaces so the buffer starts at a multiple o
 tensor then lies at a multiple of its element size). So the same parameters have the same
 content address (SHA-256) whether Python or TypeScript wrote them.
 
-When the ``safetensors`` package is installed, `dumps_chunks` / `loads` use it for sets it can
-handle (not BF16 without torch: ``safetensors.numpy`` has no bfloat16), unless the environment
-variable ``ROUNDLOG_CLIENT_SAFETENSORS=builtin`` asks for the built-in codec. Its bytes may order
-tensors differently; the tensors are the same.
+When the ``safetensors`` package is installed, `dumps_chunks` writes with ``safetensors.numpy``
+for sets it can hold (not BF16: it has no bfloat16), unless the environment variable
+``ROUNDLOG_CLIENT_SAFETENSORS=builtin`` asks for the built-in writer; its bytes may order the
+tensors differently (same tensors, another content address). Reading always uses the built-in
+reader here: it checks untrusted bytes as roundlog does and returns BF16 as `BFloat16Bits`.
 """
 
 import json
@@ -216,7 +217,8 @@ def _builtin_chunks(tensors, metadata):
 def _check_metadata(metadata):
     if metadata is None:
         return
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    strings = isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    if not strings:
         raise InvalidTensorError("metadata must be a dict of str to str", fields={"name": METADATA_KEY})
 
 

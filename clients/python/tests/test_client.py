@@ -286,7 +286,8 @@ class Loading(Base):
     def test_load_returns_writable_arrays_state_and_metrics(self):
         double = self.params_server({"w": np.arange(3.0), "b": st.float32_to_bfloat16([1.5])})
         loaded = client_for(double).load("heart")
-        self.assertEqual((loaded.round, loaded.state, loaded.metrics, loaded.revision), (4, {"epoch": 5}, {"loss": 0.3}, "12"))
+        self.assertEqual((loaded.round, loaded.state, loaded.metrics, loaded.revision),
+                         (4, {"epoch": 5}, {"loss": 0.3}, "12"))
         loaded.params["w"] += 1
         self.assertEqual(loaded.params["w"].tolist(), [1.0, 2.0, 3.0])
         self.assertIsInstance(loaded.params["b"], st.BFloat16Bits)

@@ -45,7 +45,8 @@ class ErrorMapping(unittest.TestCase):
                                                 experiment="Experiment_0001", expectedRevision="7",
                                                 actualRevision="9"))
         self.assertIsInstance(error, e.ConflictError)
-        self.assertEqual(error.fields, {"experiment": "Experiment_0001", "expectedRevision": "7", "actualRevision": "9"})
+        self.assertEqual(error.fields,
+                         {"experiment": "Experiment_0001", "expectedRevision": "7", "actualRevision": "9"})
         self.assertEqual(error.actualRevision, "9")
         self.assertIn("CONCURRENT_MODIFICATION (HTTP 409): Experiment_0001 moved on", str(error))
         with self.assertRaises(AttributeError):

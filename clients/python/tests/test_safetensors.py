@@ -27,7 +27,9 @@ def every_dtype():
         "f64": np.array([0.0, -0.0, np.pi, -1e308, 5e-324, np.nan], dtype="<f8").reshape(2, 3),
         "f32": np.array([1.5, -2.25, 3.4e38, 1e-45, np.inf, -np.inf], dtype="<f4").reshape(2, 3),
         "f16": np.array([0x3C00, 0x7BFF, 0x0001, 0x8000, 0x7C00, 0x7E01], dtype="<u2").view("<f2").reshape(2, 3),
-        "bf16": np.array([0x3F80, 0x7F7F, 0x0001, 0x8000, 0xFF80, 0x7FC1], dtype="<u2").reshape(3, 2).view(st.BFloat16Bits),
+        "bf16": np.array([0x3F80, 0x7F7F, 0x0001, 0x8000, 0xFF80, 0x7FC1], dtype="<u2")
+        .reshape(3, 2)
+        .view(st.BFloat16Bits),
         "i64": np.array([-(2**63), -1, 2**63 - 1], dtype="<i8"),
         "i32": np.array([-(2**31), 2**31 - 1], dtype="<i4"),
         "i16": np.array([-32768, 0, 32767], dtype="<i2"),
@@ -175,7 +177,8 @@ class Refusals(unittest.TestCase):
         self.assertCorrupt(struct.pack("<Q", 2) + b"[]", 'does not start with "{"')
         self.assertCorrupt(struct.pack("<Q", 3) + b"{\xff}", "not UTF-8")
         self.assertCorrupt(struct.pack("<Q", 2) + b"{x", "not JSON")
-        text = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+        entry = b'{"dtype":"F32","shape":[1],"data_offsets":[0,4]}'
+        text = b'{"a":' + entry + b',"a":' + entry + b"}"
         self.assertCorrupt(struct.pack("<Q", len(text)) + text + b"\0" * 4, "more than once")
         self.assertCorrupt(raw_file({"a": dict(good, dtype="C64")}, b"\0" * 8), "dtype")
         self.assertCorrupt(raw_file({"a": dict(good, shape=[-2])}, b"\0" * 8), "shape")
