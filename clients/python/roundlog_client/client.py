@@ -177,10 +177,11 @@ class Client:
     ``token``: the bearer token (default: env ``ROUNDLOG_TOKEN``; needed when the server has
     ``--token-file``); ``timeout``: seconds to wait for a connection or a read (float);
     ``retries``: further attempts of a request that is safe to retry (see `_http`), ``backoff``:
-    seconds before the first retry (doubled each time, at most ``max_backoff``).
+    seconds before the first retry (doubled each time, at most ``max_backoff``): by default about
+    13 s of retries in all, enough for a server restart.
     """
 
-    def __init__(self, url=None, token=None, timeout=60.0, retries=4, backoff=0.25, max_backoff=5.0):
+    def __init__(self, url=None, token=None, timeout=60.0, retries=6, backoff=0.25, max_backoff=5.0):
         url = url or os.environ.get("ROUNDLOG_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("ROUNDLOG_TOKEN") or None
         self.url = url

@@ -12,7 +12,8 @@ Every error is a `RoundlogError` with:
 
 The class follows the code when the client knows it (`ERROR_CLASSES`), else the HTTP status
 (400 `InvalidRequestError`, 401 `UnauthorizedError`, 404 `NotFoundError`, 409 `ConflictError`,
-413 `BodyTooLargeError`, 415 `UnsupportedMediaTypeError`, 5xx `ServerError`), so
+413 `BodyTooLargeError`, 415 `UnsupportedMediaTypeError`, 503 `ServiceUnavailableError`, other 5xx
+`ServerError`), so
 ``except ConflictError`` also catches a conflict code added to the server later.
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "BodyTooLargeError",
     "UnsupportedMediaTypeError",
     "ServerError",
+    "ServiceUnavailableError",
     "ConnectionFailedError",
     "ProtocolError",
     "TorchNotInstalledError",
@@ -190,6 +192,13 @@ class ServerError(RoundlogError):
     default_code = "INTERNAL"
 
 
+class ServiceUnavailableError(ServerError):
+    """HTTP 503: the server cannot serve now (``LOG_LOCKED``: another process holds the root's log;
+    ``STORE_UNAVAILABLE``; ``CLOSED``: it is shutting down). Retried like any 5xx, then raised."""
+
+    default_code = "SERVICE_UNAVAILABLE"
+
+
 class ConnectionFailedError(RoundlogError):
     """No response: connection refused, reset or timed out on every attempt.
     Fields ``url``, ``attempts`` and ``reason`` (the last low-level error)."""
@@ -238,9 +247,13 @@ ERROR_CLASSES = {
     "BODY_TOO_LARGE": BodyTooLargeError,
     "UNSUPPORTED_MEDIA_TYPE": UnsupportedMediaTypeError,
     "INTERNAL": ServerError,
+    "LOG_LOCKED": ServiceUnavailableError,
+    "STORE_UNAVAILABLE": ServiceUnavailableError,
+    "CLOSED": ServiceUnavailableError,
 }
 
 _BY_STATUS = {
+    503: ServiceUnavailableError,
     400: InvalidRequestError,
     401: UnauthorizedError,
     404: NotFoundError,

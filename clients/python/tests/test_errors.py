@@ -33,6 +33,8 @@ class ErrorMapping(unittest.TestCase):
             (413, "BODY_TOO_LARGE", e.BodyTooLargeError),
             (415, "UNSUPPORTED_MEDIA_TYPE", e.UnsupportedMediaTypeError),
             (500, "INTERNAL", e.ServerError),
+            (503, "LOG_LOCKED", e.ServiceUnavailableError),
+            (503, "CLOSED", e.ServiceUnavailableError),
         ]
         for status, code, cls in cases:
             error = e.error_from_response(status, body(code=code, message="m"), "GET /v1/x")
@@ -55,7 +57,9 @@ class ErrorMapping(unittest.TestCase):
     def test_an_unknown_code_falls_back_on_the_status(self):
         self.assertIs(type(e.error_from_response(409, body(code="SOMETHING_NEW", message="m"))), e.ConflictError)
         self.assertIs(type(e.error_from_response(404, body(code="SOMETHING_NEW", message="m"))), e.NotFoundError)
-        self.assertIs(type(e.error_from_response(503, body(code="STORE_UNAVAILABLE", message="m"))), e.ServerError)
+        self.assertIs(type(e.error_from_response(503, body(code="SOMETHING_NEW", message="m"))),
+                      e.ServiceUnavailableError)
+        self.assertIs(type(e.error_from_response(507, body(code="SOMETHING_NEW", message="m"))), e.ServerError)
         self.assertIs(type(e.error_from_response(418, body(code="TEAPOT", message="m"))), e.RoundlogError)
         self.assertEqual(e.error_from_response(409, body(code="SOMETHING_NEW")).code, "SOMETHING_NEW")
 
