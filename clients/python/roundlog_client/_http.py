@@ -138,24 +138,38 @@ class Transport:
                 conn.putheader(key, value)
             conn.endheaders()
             if payload is not None:
-                for chunk in payload:
-                    conn.send(chunk)
+                try:
+                    for chunk in payload:
+                        conn.send(chunk)
+                except OSError as send_error:
+                    # The server may answer before reading the whole body (413 over its limit) and
+                    # close: that answer, when it arrived, says more than the broken pipe.
+                    try:
+                        response = conn.getresponse()
+                    except (OSError, http.client.HTTPException):
+                        raise send_error from None
+                    return self._read(response)
             response = conn.getresponse()
-            length = response.getheader("Content-Length")
-            if length is not None and length.isdigit():
-                data = bytearray(int(length))
-                view = memoryview(data)
-                got = 0
-                while got < len(data):
-                    n = response.readinto(view[got:])
-                    if not n:
-                        raise http.client.IncompleteRead(bytes(view[:got]), len(data) - got)
-                    got += n
-            else:
-                data = bytearray(response.read())
-            return Response(response.status, response.headers, data)
+            return self._read(response)
         finally:
             conn.close()
+
+    @staticmethod
+    def _read(response):
+        """The whole response (a body of known length read straight into one buffer)."""
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit():
+            data = bytearray(int(length))
+            view = memoryview(data)
+            got = 0
+            while got < len(data):
+                n = response.readinto(view[got:])
+                if not n:
+                    raise http.client.IncompleteRead(bytes(view[:got]), len(data) - got)
+                got += n
+        else:
+            data = bytearray(response.read())
+        return Response(response.status, response.headers, data)
 
     def open_stream(self, path, query=None, headers=None, timeout=None):
         """Opens a GET whose body is read as it arrives (Server-Sent Events). Returns

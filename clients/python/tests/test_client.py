@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import unittest
 
 import numpy as np
@@ -139,6 +140,34 @@ class Retries(Base):
             client_for(double).create_experiment(round_limit=-1)
         self.assertEqual(caught.exception.fields["field"], "roundLimit")
         self.assertEqual(len(double.to("POST", "/v1/experiments")), 1)
+
+    def test_an_answer_sent_before_the_body_is_read_is_raised_not_retried(self):
+        # A server over its body limit answers 413 at once and closes: the client's send breaks,
+        # the answer is there to read.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        self.addCleanup(listener.close)
+        accepted = []
+
+        def answer_early():
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            conn.recv(4096)
+            body = b'{"code":"BODY_TOO_LARGE","message":"over 1000 bytes","limitBytes":1000}'
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            conn.shutdown(socket.SHUT_WR)
+            conn.close()
+
+        thread = threading.Thread(target=answer_early, daemon=True)
+        thread.start()
+        client = Client("http://127.0.0.1:%d" % listener.getsockname()[1], retries=3, backoff=0)
+        with self.assertRaises(errors.BodyTooLargeError) as caught:
+            client.upload_params({"w": np.zeros(8 << 20)})
+        self.assertEqual(caught.exception.fields["limitBytes"], 1000)
+        thread.join(10)
+        self.assertEqual(len(accepted), 1)
 
     def test_create_experiment_keeps_its_request_id_across_retries(self):
         double = self.serve(lambda r, n: DROP if n == 0 else (201, {"experiment": {"folder": "a"}, "revision": "0"}))
