@@ -9,6 +9,7 @@ import json
 import threading
 
 DROP = object()  # close the connection without answering (the answer was "lost")
+CUT = object()  # in a stream: close the connection there, without the last chunk
 
 
 class Request:
@@ -64,13 +65,21 @@ class NetDouble:
                     self.end_headers()
                     self.wfile.write(data)
                     return
+                # A stream, chunked as a server that does not know its length sends it; ended with
+                # the last chunk, or cut (no last chunk) when the script yields `CUT`.
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
+                cut = False
                 for chunk in answer:
-                    self.wfile.write(chunk)
+                    if chunk is CUT:
+                        cut = True
+                        break
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
+                if not cut:
+                    self.wfile.write(b"0\r\n\r\n")
                 self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_one

@@ -17,7 +17,7 @@ from roundlog_client import Client, errors
 from roundlog_client import safetensors as st
 from roundlog_client.client import _json_ready
 
-from .netdouble import DROP, NetDouble
+from .netdouble import CUT, DROP, NetDouble
 
 E = "/v1/experiments/heart"
 STARTED = {"runId": "run-1", "roundCurrent": 0, "revision": "3", "resumed": False}
@@ -350,18 +350,21 @@ class Following(Base):
             if n == 0:
                 return [b": keep-alive\n\n", b'id: 1\nevent: RoundCompleted\ndata: {"round": 0}\n\n',
                         b'id: 2\nevent: RoundCompleted\ndata: {"round": 1}\n\nid: 3\nevent: Round']  # cut mid-event
-            return [b'id: 3\nevent: RunEnded\ndata: {"round": 2}\n\n']
+            if n == 1:
+                return [b'id: 3\nevent: RunEnded\ndata: {"round": 2}\n\nid: 4\ndata: {}\n\n', CUT]  # torn
+            return [b'id: 5\nevent: RunStarted\ndata: {}\n\n']
 
         double = self.serve(respond)
         events = client_for(double).follow("heart", last_event_id="0")
-        got = [next(events) for _ in range(3)]
+        got = [next(events) for _ in range(5)]
         events.close()
         self.assertEqual([(e.id, e.type, e.data) for e in got],
                          [("1", "RoundCompleted", {"round": 0}), ("2", "RoundCompleted", {"round": 1}),
-                          ("3", "RunEnded", {"round": 2})])
-        first, second = double.to("GET", "/v1/events?experiment=heart")
+                          ("3", "RunEnded", {"round": 2}), ("4", "message", {}), ("5", "RunStarted", {})])
+        first, second, third = double.to("GET", "/v1/events?experiment=heart")
         self.assertEqual(first.headers["Last-Event-ID"], "0")
         self.assertEqual(second.headers["Last-Event-ID"], "2")
+        self.assertEqual(third.headers["Last-Event-ID"], "4")
         self.assertEqual(first.headers["Accept"], "text/event-stream")
 
     def test_follow_raises_an_error_answer_and_gives_up_after_bounded_reconnects(self):
