@@ -229,9 +229,9 @@ class Client:
         """Creates an experiment; returns ``{"experiment": {experimentId, folder, number, stream},
         "revision": str}``. ``folder``: its folder name (default: the next ``Experiment_NNNN``);
         ``round_limit``: int; ``seed``: int; ``config``: JSON; ``save_breakpoints``: bool.
-        Raises `ExperimentExistsError` when ``folder`` is taken (also when a retry finds the
-        experiment created by its own first attempt under another request id: it never is, the
-        request id is kept across retries)."""
+        Raises `ExperimentExistsError` when ``folder`` is taken. A retry after a lost answer sends
+        the same request id (``request_id``, default: a new one per call), so it gets the first
+        answer, not `ExperimentExistsError` for the experiment its first attempt created."""
         body = {"requestId": request_id or new_request_id()}
         if folder is not None:
             body["folder"] = folder
