@@ -2,9 +2,9 @@
 round in roundlog through `roundlog serve`, resumable after a crash with bit-identical results.
 
 Usage:
-    python3 examples/heart-disease/train.py --url http://127.0.0.1:8765 --experiment heart --rounds 10
+    python3 examples/heart-disease/train.py --url http://127.0.0.1:8080 --experiment heart --rounds 10
     # killed (even with SIGKILL) in the middle? the same command with --resume continues it:
-    python3 examples/heart-disease/train.py --url http://127.0.0.1:8765 --experiment heart --rounds 10 --resume
+    python3 examples/heart-disease/train.py --url http://127.0.0.1:8080 --experiment heart --rounds 10 --resume
 
 Data (data/README.md): 920 patients of four hospitals, 13 clinical columns; target ``num > 0``.
 Missing values (``NaN``, ``?``, and ``chol == 0``) are imputed with the training split's median
@@ -216,7 +216,7 @@ def _client_module():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=None,
-                        help="roundlog serve's URL (default: $ROUNDLOG_URL, else http://127.0.0.1:8765)")
+                        help="roundlog serve's URL (default: $ROUNDLOG_URL, else http://127.0.0.1:8080)")
     parser.add_argument("--experiment", default="heart-disease",
                         help="the experiment's folder name (created when missing)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds to reach (default 10)")

@@ -1,7 +1,7 @@
 """roundlog-client: record and resume training rounds from Python through ``roundlog serve``.
 
     from roundlog_client import Client
-    client = Client()                      # ROUNDLOG_URL (default http://127.0.0.1:8765), ROUNDLOG_TOKEN
+    client = Client()                      # ROUNDLOG_URL (default http://127.0.0.1:8080), ROUNDLOG_TOKEN
     with client.start_run("my-experiment", create_if_missing=True) as run:
         ...
         run.record_round({"w": w, "b": b}, metrics={"loss": 0.41}, state={"epoch": 3})

@@ -1,7 +1,7 @@
 """The client of ``roundlog serve`` (HTTP API v1, base path ``/v1``).
 
     from roundlog_client import Client
-    client = Client("http://127.0.0.1:8765")             # or ROUNDLOG_URL; token: ROUNDLOG_TOKEN
+    client = Client("http://127.0.0.1:8080")             # or ROUNDLOG_URL; token: ROUNDLOG_TOKEN
     with client.start_run("mnist", create_if_missing=True) as run:
         params = run.load("last").params if run.round else init()
         for r in range(run.round, 10):
@@ -41,7 +41,7 @@ from .sse import SSEParser
 
 __all__ = ["Client", "Run", "LoadedRound", "new_request_id", "to_numpy_params", "to_torch_params"]
 
-DEFAULT_URL = "http://127.0.0.1:8765"
+DEFAULT_URL = "http://127.0.0.1:8080"
 _MAX_SAFE_INT = 2**53 - 1
 
 
@@ -173,7 +173,7 @@ class LoadedRound:
 class Client:
     """A connection to ``roundlog serve``.
 
-    ``url``: the server's base URL (default: env ``ROUNDLOG_URL``, else ``http://127.0.0.1:8765``);
+    ``url``: the server's base URL (default: env ``ROUNDLOG_URL``, else ``http://127.0.0.1:8080``);
     ``token``: the bearer token (default: env ``ROUNDLOG_TOKEN``; needed when the server has
     ``--token-file``); ``timeout``: seconds to wait for a connection or a read (float);
     ``retries``: further attempts of a request that is safe to retry (see `_http`), ``backoff``:
@@ -257,12 +257,15 @@ class Client:
         experiment), ``True`` (take it over, recorded), or ``"if-dead"`` (take it over only when
         the holder is a process of this host that no longer exists: a crashed run of this
         machine, e.g. after ``kill -9``). ``heartbeat``: seconds between heartbeats, sent by a
-        daemon thread (the server counts the run gone after 3 missed ones).
+        daemon thread (the server counts the run gone after 3 missed ones); 0 or None: no
+        heartbeats, and the server's default period is recorded.
         """
         if owner is None:
             name = os.path.basename(sys.argv[0] or "python")
             owner = {"host": socket.gethostname(), "pid": os.getpid(), "name": name}
-        body = {"owner": owner, "heartbeatMs": int(heartbeat * 1000), "takeOver": take_over is True}
+        body = {"owner": owner, "takeOver": take_over is True}
+        if heartbeat and heartbeat > 0:
+            body["heartbeatMs"] = max(1, int(round(heartbeat * 1000)))
         path = self._exp(experiment) + "/runs"
         try:
             started = self._post(path, dict(body, requestId=new_request_id()))
@@ -564,9 +567,14 @@ class Run:
         """Ends the run (recorded); returns ``{revision}``. Later calls do nothing and return None."""
         return self._close("/end", {})
 
-    def fail(self, message):
-        """Records the run as failed with ``message`` (str); returns ``{revision}``."""
-        return self._close("/fail", {"message": str(message)[:4000]})
+    def fail(self, message, code=None):
+        """Records the run as failed with ``message`` (str, at most 4000 characters kept) and
+        ``code`` (str: the error's code or type; the server's default when None); returns
+        ``{revision}``."""
+        body = {"message": str(message)[:4000]}
+        if code is not None:
+            body["code"] = str(code)[:200]
+        return self._close("/fail", body)
 
     def __enter__(self):
         return self
@@ -576,7 +584,7 @@ class Run:
             self.end()
         else:
             try:
-                self.fail("%s: %s" % (kind.__name__, value))
+                self.fail("%s: %s" % (kind.__name__, value), code=kind.__name__)
             except RoundlogError:
                 pass  # the original exception matters more
         return False

@@ -226,7 +226,9 @@ class Lifecycle(Base):
             with client.start_run("heart", heartbeat=0):
                 1 / 0
         (failed,) = double.to("POST", E + "/runs/run-1/fail")
+        self.assertEqual(failed.json()["code"], "ZeroDivisionError")
         self.assertIn("ZeroDivisionError: division by zero", failed.json()["message"])
+        self.assertNotIn("heartbeatMs", double.to("POST", E + "/runs")[0].json())  # heartbeat=0: none
         self.assertEqual(len(double.to("POST", E + "/runs/run-1/end")), 1)
 
     def test_start_run_sends_the_owner_and_creates_a_missing_experiment(self):
