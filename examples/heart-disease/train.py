@@ -225,6 +225,9 @@ def main(argv=None):
                         help="continue an experiment that has rounds (taking over a run of this host "
                              "whose process died)")
     parser.add_argument("--data", default=DATA_DIR, help="the folder of the four processed.*.data files")
+    parser.add_argument("--retries", type=int, default=6,
+                        help="further attempts of a request after a connection failure or a 5xx, backoff from "
+                             "0.25 s doubling up to 5 s (default 6: about 13 s, a server restart)")
     parser.add_argument("--wait-after-round", type=int, default=None, metavar="R",
                         help="after recording round R, print 'waiting after round R' and block until stdin "
                              "closes (a fixed point for a test to kill the process at)")
@@ -232,7 +235,7 @@ def main(argv=None):
 
     rc = _client_module()
     trainer = Trainer(seed=args.seed, data_dir=args.data)
-    client = rc.Client(args.url)
+    client = rc.Client(args.url, retries=args.retries)
     settings = {"round_limit": args.rounds, "seed": args.seed, "config": {"example": "heart-disease", **trainer.hyper}}
     try:
         run = client.start_run(args.experiment, create_if_missing=True, settings=settings,
