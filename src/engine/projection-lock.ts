@@ -101,8 +101,11 @@ async function acquireWaiting(dir: string, waitMs: number): Promise<HeldLock> {
     try {
       return await acquireLock(dir, () => undefined, kind);
     } catch (error) {
-      if (!(error instanceof ProjectionLockedError) || Date.now() + delay > started + waitMs) throw error;
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      // Waits the whole of waitMs before giving up: the error's waitedMs is never less than it.
+      if (!(error instanceof ProjectionLockedError)) throw error;
+      const left = waitMs - error.waitedMs;
+      if (left <= 0) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
     }
   }
 }
