@@ -234,6 +234,8 @@ export function isReadRefusal(error: unknown): error is NotARegularFileError | F
  */
 export class NotARealFolderError extends RoundlogError {
   readonly code = 'NOT_A_REAL_FOLDER' as const;
+  /** The message without the path, for reports that name the path already. */
+  readonly problem: string;
   constructor(
     /** The path that should be a folder (absolute). */
     readonly folder: string,
@@ -244,15 +246,16 @@ export class NotARealFolderError extends RoundlogError {
     /** What roundlog keeps there, e.g. `the TensorBoard runs of Experiment_0000`. */
     readonly what: string,
   ) {
-    super(
-      `${folder} (${what}) is a ${kind}${target === null ? '' : ` to ${target}`}, not a folder: ` +
-        (kind === 'symbolic link'
-          ? 'roundlog never writes through a link out of its root, and wrote nothing there; remove the link ' +
-            "(or run 'roundlog project --rebuild' or 'roundlog verify --repair', which replace the link itself, " +
-            'never what it points to, by a real folder)'
-          : 'roundlog wrote nothing there; move or remove it (it is not replaced, it may be yours), then run ' +
-            "'roundlog project'"),
-    );
+    const problem =
+      `a ${kind}${target === null ? '' : ` to ${target}`}, not a folder (roundlog keeps ${what} there): ` +
+      (kind === 'symbolic link'
+        ? 'roundlog never writes through a link out of its root, and wrote nothing there; remove the link ' +
+          "(or run 'roundlog project --rebuild' or 'roundlog verify --repair', which replace the link itself, " +
+          'never what it points to, by a real folder)'
+        : 'roundlog wrote nothing there; move or remove it (it is not replaced, it may be yours), then run ' +
+          "'roundlog project'");
+    super(`${folder} is ${problem}`);
+    this.problem = problem;
   }
 }
 

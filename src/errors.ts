@@ -86,6 +86,11 @@ function writeAdvice(errno: string | null): string {
       return 'the file system is mounted read-only: remount it read-write or use another folder';
     case 'EIO':
       return 'the storage reported an I/O error: check the disk before writing to it again';
+    case 'ENOENT':
+      return (
+        'a file or folder it was writing was removed meanwhile, by another program: run the command ' +
+        'again, and if this keeps happening stop what removes files in that folder'
+      );
     default:
       return 'check the folder and the storage, then run the command again';
   }

@@ -339,7 +339,10 @@ export type FollowProjectionOptions = OpenRoundLogOptions & {
   signal: AbortSignal;
   /** File log: how often to look for events of other processes, in ms. Default 50. */
   pollIntervalMs?: number;
-  /** Injected clock for the checkpoint's `updatedAt`. Default the system clock. */
+  /**
+   * Injected clock: the checkpoint's `updatedAt`, and the `lagMs` of each update (this clock's time
+   * minus the event's recorded time, in ms). Default the system clock.
+   */
   clock?: () => Date;
 };
 
@@ -354,6 +357,7 @@ export type FollowProjectionOptions = OpenRoundLogOptions & {
  * (`ProjectionCheckpointMismatchError`): the log lost events, or is another log.
  */
 export async function followProjection(options: FollowProjectionOptions): Promise<void> {
+  const now = options.clock ?? (() => new Date());
   const rl = await openRoundLog(options);
   const follower = await rl.log.openFollower(
     options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs },
@@ -417,7 +421,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
         written: result.written,
         problems: result.problems,
         position: trigger.position,
-        lagMs: Math.max(0, Date.now() - trigger.timestamp.getTime()),
+        lagMs: Math.max(0, now().getTime() - trigger.timestamp.getTime()),
         live,
       });
     };
@@ -430,7 +434,7 @@ export async function followProjection(options: FollowProjectionOptions): Promis
         store: identity,
         position: position.toString(),
         eventId: lastSeen !== null && lastSeen.position === position ? lastSeen.id : null,
-        updatedAt: (options.clock?.() ?? new Date()).toISOString(),
+        updatedAt: now().toISOString(),
       });
     };
 

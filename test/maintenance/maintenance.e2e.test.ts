@@ -194,7 +194,7 @@ test(
       edited.stdout.includes(`${manifestFile} (Experiment_0000 round 6): roundLimit is 99, the log records 10`),
       edited.stdout,
     );
-    t.regex(edited.stdout, /^breakpoints: 10 folders checked, 1 problems$/m);
+    t.regex(edited.stdout, /^breakpoints: 10 folders checked, 1 problem$/m);
     const json = JSON.parse((await roundlog(['verify', '--json', '--root', root])).stdout);
     t.false(json.ok);
     t.like(json.breakpoints.problems[0], { experiment: 'Experiment_0000', file: 'breakpoint.json', round: 6 });
@@ -215,7 +215,7 @@ test(
     flipByte(segment, Math.floor(end / 2));
     const damagedLog = await roundlog(['verify', '--root', copy]);
     t.is(damagedLog.code, 1);
-    t.regex(damagedLog.stdout, /^log: {3}\d+ records, \d+ bytes checked, 1 problems$/m);
+    t.regex(damagedLog.stdout, /^log: {3}\d+ records, \d+ bytes checked, 1 problem$/m);
     t.true(damagedLog.stdout.includes(`  ${segment} at byte `), damagedLog.stdout);
     // The one damaged record is one problem; the history it cuts is a note naming the experiment.
     t.regex(damagedLog.stdout, /^1 problem found$/m);

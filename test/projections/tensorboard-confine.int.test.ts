@@ -133,10 +133,13 @@ test('a regular file in place of the tensorboard folder: named as a file, every 
   t.regex(rebuilt.stdout, /is a regular file, not a folder/);
   const verified = await cli(root, 'verify');
   t.is(verified.code, 1, verified.stdout);
-  t.regex(verified.stdout, /is a regular file, not a folder/);
-  t.regex(verified.stdout, /tensorboard: 0 event files checked, 1 problem/);
+  t.regex(verified.stdout, /a regular file, not a folder/);
+  t.regex(verified.stdout, /^tensorboard: 0 event files checked, 1 problem$/m);
   const repaired = await cli(root, 'verify', '--repair');
   t.is(repaired.code, 1, repaired.stdout);
+  const notHealed = repaired.stdout.split('\n').find((line) => line.startsWith('not healed: '));
+  t.truthy(notHealed, repaired.stdout);
+  t.is(notHealed!.split(tensorboard).length - 1, 1, `the line names the path once: ${notHealed}`);
   t.is(readFileSync(tensorboard, 'utf8'), 'my notes', 'the file is the user’s: kept');
   t.true(existsSync(tensorboard));
 });

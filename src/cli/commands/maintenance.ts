@@ -231,28 +231,33 @@ export function projectLines(report: ProjectReport, cwd: string = process.cwd())
 export function verifyLines(report: VerifyReport): string[] {
   const { log, blobs, history, references, breakpoints } = report;
   const lines = [
-    `log:   ${log.eventsChecked} records, ${log.bytesChecked} bytes checked, ${log.problems.length} problems`,
+    `log:   ${count(log.eventsChecked, 'record')}, ${count(log.bytesChecked, 'byte')} checked, ` +
+      count(log.problems.length, 'problem'),
   ];
   for (const p of log.problems) lines.push(`  ${p.file} at byte ${p.offset}: ${p.reason}`);
   lines.push(
-    `blobs: ${blobs.blobsChecked} blobs, ${blobs.bytesChecked} bytes checked, ${blobs.problems.length} problems`,
+    `blobs: ${count(blobs.blobsChecked, 'blob')}, ${count(blobs.bytesChecked, 'byte')} checked, ` +
+      count(blobs.problems.length, 'problem'),
   );
   for (const p of blobs.problems) {
     const users = p.kind === 'stray_file' ? '' : `; referenced by ${describeUsers(p.referencedBy)}`;
     lines.push(`  ${p.file}: ${describeBlobProblem(p)}${users}`);
   }
   lines.push(
-    `history: ${history.experimentsChecked} experiments, ${history.eventsRead} events read, ` +
-      `${history.problems.length} problems`,
+    `history: ${count(history.experimentsChecked, 'experiment')}, ${count(history.eventsRead, 'event')} read, ` +
+      `${count(history.problems.length, 'problem')}`,
   );
   for (const p of history.problems) lines.push(`  ${p.experiment} (stream ${p.stream}): ${p.reason}`);
   lines.push(
-    `references: ${references.blobsChecked} blob references of kept rounds checked, ` +
-      `${references.problems.length} problems`,
+    `references: ${count(references.blobsChecked, 'blob reference')} of kept rounds checked, ` +
+      `${count(references.problems.length, 'problem')}`,
   );
   for (const p of references.problems)
     lines.push(`  ${p.experiment}${p.round === null ? '' : ` round ${p.round}`}: ${p.reason}`);
-  lines.push(`breakpoints: ${breakpoints.foldersChecked} folders checked, ${breakpoints.problems.length} problems`);
+  lines.push(
+    `breakpoints: ${count(breakpoints.foldersChecked, 'folder')} checked, ` +
+      count(breakpoints.problems.length, 'problem'),
+  );
   const viewProblem = (p: (typeof breakpoints.problems)[number]) => {
     const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
     lines.push(`  ${where} (${p.experiment}${p.round === null ? '' : ` round ${p.round}`}): ${p.reason}`);
@@ -260,11 +265,13 @@ export function verifyLines(report: VerifyReport): string[] {
   breakpoints.problems.forEach(viewProblem);
   const otherViews = report.views.filter((v) => v.name !== 'breakpoints');
   for (const view of otherViews) {
-    const what = view.name === 'tensorboard' ? 'event files' : 'views';
-    lines.push(`${view.name}: ${view.checked} ${what} checked, ${view.problems.length} problems`);
+    const what = view.name === 'tensorboard' ? 'event file' : 'view';
+    lines.push(`${view.name}: ${count(view.checked, what)} checked, ${count(view.problems.length, 'problem')}`);
     view.problems.forEach(viewProblem);
   }
-  lines.push(`caches: ${report.caches.filesChecked} files checked, ${report.caches.problems.length} problems`);
+  lines.push(
+    `caches: ${count(report.caches.filesChecked, 'file')} checked, ${count(report.caches.problems.length, 'problem')}`,
+  );
   for (const p of report.caches.problems) lines.push(`  ${p.file}: ${p.reason}`);
   if (report.lag.length === 0) lines.push('projection lag: none');
   else
@@ -312,7 +319,13 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
   }
   for (const p of report.problems) {
     const where = p.file === '.' ? p.folder : `${p.folder}/${p.file}`;
-    lines.push(`not healed: ${displayPath(where, cwd)}: ${p.reason}`);
+    // A reason that starts with the path (an error's message) is not given the path twice.
+    const shown = displayPath(where, cwd);
+    lines.push(
+      p.reason.startsWith(`${where} `)
+        ? `not healed: ${shown} ${p.reason.slice(where.length + 1)}`
+        : `not healed: ${shown}: ${p.reason}`,
+    );
   }
   for (const u of report.unhealable) {
     lines.push(

@@ -259,7 +259,7 @@ async function verifyFolders(
     // written through a symbolic link out of the root.
     const notReal = await firstNotRealFolder(env.layout.experiments, [dir, path.join(dir, SUPERSEDED_DIR)], name);
     if (notReal !== null) {
-      problems.push({ experiment: name, folder: notReal.folder, file: '.', round: null, reason: notReal.message });
+      problems.push({ experiment: name, folder: notReal.folder, file: '.', round: null, reason: notReal.problem });
       continue;
     }
     for (const child of await listBreakpointFolders(dir)) {
@@ -267,7 +267,7 @@ async function verifyFolders(
       const link = await firstNotRealFolder(env.layout.experiments, [folder], name);
       if (link !== null) {
         checked++;
-        problems.push({ experiment: name, folder, file: '.', round: null, reason: link.message });
+        problems.push({ experiment: name, folder, file: '.', round: null, reason: link.problem });
         continue;
       }
       await check(folder, name, state, 'current');

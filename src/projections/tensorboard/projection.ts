@@ -348,7 +348,7 @@ async function verifyRuns(
     } catch (error) {
       if (!(error instanceof NotARealFolderError)) throw error;
       // Nothing behind it is read: its files are not the experiment's, whatever they hold.
-      problems.push({ experiment: state.folder, folder: error.folder, file: '.', round: null, reason: error.message });
+      problems.push({ experiment: state.folder, folder: error.folder, file: '.', round: null, reason: error.problem });
       const behind = await lagOf(experimentsDir, state);
       if (behind.length > 0) lag.push({ experiment: state.folder, rounds: behind });
       continue;
