@@ -180,14 +180,20 @@ async function remoteRun(base: URL, folder: string): Promise<RemoteRun> {
   return { experiment, runId: started.runId, round: started.roundCurrent };
 }
 
-/** A round through the service: the parameters streamed, then the round. */
+/**
+ * A round through the service: the parameters streamed, then the round. Returns the two requests'
+ * times in ms (the upload, then the round's record).
+ */
 async function remoteRound(
   base: URL,
   run: RemoteRun,
   chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   length: number,
-): Promise<void> {
+): Promise<{ uploadMs: number; recordMs: number }> {
+  const t0 = now();
   const uploaded = (await request(base, 'POST', '/v1/params', undefined, chunks, length)).body as { sha256: string };
+  const uploadMs = msSince(t0);
+  const t1 = now();
   const round = run.round;
   await request(base, 'POST', `/v1/experiments/${run.experiment}/rounds`, {
     round,
@@ -198,6 +204,7 @@ async function remoteRound(
     breakpoint: true,
   });
   run.round++;
+  return { uploadMs, recordMs: msSince(t1) };
 }
 
 function percentile(values: readonly number[], p: number): number {
@@ -300,24 +307,10 @@ export async function main(): Promise<void> {
                 remotes.map(async (run) => {
                   for (let k = 0; k < smallRounds; k++) {
                     const encoded = encodeSafetensorsChunks(freshSmall());
-                    const r0 = now();
-                    const uploaded = (
-                      await request(base, 'POST', '/v1/params', undefined, encoded.chunks, encoded.byteLength)
-                    ).body as { sha256: string };
-                    const r1 = now();
-                    const round = run.round;
-                    await request(base, 'POST', `/v1/experiments/${run.experiment}/rounds`, {
-                      round,
-                      params: { sha256: uploaded.sha256 },
-                      metrics: roundMetrics(round),
-                      state: roundState(round),
-                      runId: run.runId,
-                      breakpoint: true,
-                    });
-                    run.round++;
+                    const { uploadMs, recordMs } = await remoteRound(base, run, encoded.chunks, encoded.byteLength);
                     if (rep >= 0) {
-                      requestLatencies.push(msSince(r0) - msSince(r1), msSince(r1));
-                      roundLatencies.push(msSince(r0));
+                      requestLatencies.push(uploadMs, recordMs);
+                      roundLatencies.push(uploadMs + recordMs);
                     }
                   }
                 }),
