@@ -17,7 +17,7 @@
  *
  * A malformed file is a `HeartDiseaseFormatError` naming the file, line and column.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, RoundlogError } from '../../src/errors.ts';
@@ -50,8 +50,12 @@ export type Hospital = (typeof HEART_DISEASE_HOSPITALS)[number];
 /** The tags of every hospital's dataset. */
 export const HEART_DISEASE_TAGS = ['heart-disease'] as const;
 
-/** The folder holding the four files, beside this module. */
-export const HEART_DISEASE_DATA_DIR = fileURLToPath(new URL('./data/', import.meta.url));
+/**
+ * The folder holding the four files: `data/` beside this module, or, for the compiled copy in an
+ * installed package (`dist/examples/heart-disease/`, where no data is compiled), the one shipped in
+ * `examples/heart-disease/data/`.
+ */
+export const HEART_DISEASE_DATA_DIR = defaultDataDir();
 
 export const DEFAULT_TEST_FRACTION = 0.2;
 
@@ -270,6 +274,12 @@ export function applyPreprocessing(
     }
   });
   return { rows: rows.length, columns: FEATURES, x: out, y: Uint8Array.from(rows, (i) => (num[i]! > 0 ? 1 : 0)) };
+}
+
+function defaultDataDir(): string {
+  const beside = fileURLToPath(new URL('./data/', import.meta.url));
+  const shipped = fileURLToPath(new URL('../../../examples/heart-disease/data/', import.meta.url));
+  return existsSync(beside) || !existsSync(shipped) ? beside : shipped;
 }
 
 export type LoadOptions = {
