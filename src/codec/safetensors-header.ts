@@ -427,7 +427,7 @@ class Reader {
 
   private tooMany(what: string, count: number, at: number): never {
     throw new DecodeLimitError(
-      `${this.options.what} (${what})`,
+      this.options.what,
       count,
       this.options.maxCount,
       MAX_TENSOR_COUNT_ENV,

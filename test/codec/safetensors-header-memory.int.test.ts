@@ -42,6 +42,28 @@ for (const [kind, byteOffset, reason] of [
   });
 }
 
+test('ROUNDLOG_MAX_TENSOR_COUNT is read from the environment (default 100000); a bad value is refused', (t) => {
+  const count = (tensors: number, env: NodeJS.ProcessEnv) => {
+    const child = spawnSync(process.execPath, ['--import', 'tsx', CHILD, 'count', String(tensors)], {
+      encoding: 'utf8',
+      env: { ...process.env, ROUNDLOG_MAX_TENSOR_COUNT: undefined, ...env },
+    });
+    return { status: child.status, stderr: child.stderr, result: JSON.parse(child.stdout.trim() || 'null') as unknown };
+  };
+  t.like(count(3, { ROUNDLOG_MAX_TENSOR_COUNT: '2' }).result, {
+    outcome: 'DECODE_LIMIT',
+    declared: 3,
+    limit: 2,
+    setting: 'ROUNDLOG_MAX_TENSOR_COUNT',
+  });
+  t.like(count(3, { ROUNDLOG_MAX_TENSOR_COUNT: '3' }).result, { outcome: 'decoded', count: 3 });
+  t.like(count(100_001, {}).result, { outcome: 'DECODE_LIMIT', declared: 100_001, limit: 100_000 });
+  t.like(count(100_000, {}).result, { outcome: 'decoded', count: 100_000 });
+  const bad = count(1, { ROUNDLOG_MAX_TENSOR_COUNT: 'many' });
+  t.not(bad.status, 0);
+  t.regex(bad.stderr, /ROUNDLOG_MAX_TENSOR_COUNT must be a positive whole number of tensors/);
+});
+
 test(`control: JSON.parse of the same header does not fit a ${HEAP_MB} MB heap`, (t) => {
   const { status, signal, result } = run('json-parse');
   t.is(result, null, 'JSON.parse finished: the heap limit no longer shows what building the header costs');

@@ -4,11 +4,33 @@
  * nested arrays (valid JSON) at the place `kind` says, then reads it with `decodeSafetensorsFile`
  * (or, for `kind` json-parse, hands the header's text to `JSON.parse`, to show that building it does
  * not fit that heap). Prints one JSON line: the error's code (or "decoded"/"parsed"), its byteOffset
- * and reason, and the process's peak resident memory (kB) before and after the read.
+ * and reason, and the process's peak resident memory (kB) before and after the read. With `kind`
+ * count, reads a small file of `megabytes` tensors instead (under the environment's
+ * `ROUNDLOG_MAX_TENSOR_COUNT`), printing the outcome and the error's fields.
  */
-import { decodeSafetensorsFile } from '../../src/codec/safetensors.ts';
+import { decodeSafetensorsFile, encodeSafetensors } from '../../src/codec/safetensors.ts';
+import { setDecodeLimits } from '../../src/codec/limits.ts';
 
 const [kind, megabytes] = process.argv.slice(2) as [string, string];
+if (kind === 'count') {
+  const count = Number(megabytes);
+  const previous = setDecodeLimits({ maxTensorCount: count });
+  const tensors = Object.fromEntries(
+    Array.from({ length: count }, (_, i) => [
+      `t${i}`,
+      { dtype: 'uint8' as const, shape: [1], data: new Uint8Array(1) },
+    ]),
+  );
+  const file = encodeSafetensors(tensors);
+  setDecodeLimits(previous);
+  try {
+    console.log(JSON.stringify({ outcome: 'decoded', count: Object.keys(decodeSafetensorsFile(file).tensors).length }));
+  } catch (error) {
+    const { code, declared, limit, setting, byteOffset } = error as Record<string, unknown>;
+    console.log(JSON.stringify({ outcome: code, declared, limit, setting, byteOffset }));
+  }
+  process.exit(0);
+}
 const { prefix, suffix } = (
   {
     'tensor-arrays': { prefix: '{"a": ', suffix: '}' },
