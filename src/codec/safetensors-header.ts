@@ -19,6 +19,7 @@
  * entries, number at most `ROUNDLOG_MAX_TENSOR_COUNT` each. Dtypes, sizes and ranges are checked by
  * the caller (`parseSafetensorsHeader`), from the file offsets this reader returns.
  */
+import { shownText } from '../errors.ts';
 import { DecodeLimitError } from './errors.ts';
 import { MAX_TENSOR_COUNT_ENV } from './limits.ts';
 
@@ -81,6 +82,9 @@ const ESCAPES: Readonly<Record<number, string>> = {
   0x72: '\r',
   0x74: '\t',
 };
+
+/** A name, key or dtype from the header as a message shows it: JSON, cut past 200 characters. */
+export const shown = (text: string): string => shownText(text, 200);
 
 const ENTRY_FIELDS: ReadonlySet<string> = new Set(['dtype', 'shape', 'data_offsets']);
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
@@ -149,7 +153,7 @@ class Reader {
       const key = this.string();
       this.ws();
       if (this.bytes[this.pos] !== COLON) {
-        this.syntax(`${what} has ${this.found(this.pos)} after the key ${JSON.stringify(key)}, where ":" belongs`);
+        this.syntax(`${what} has ${this.found(this.pos)} after the key ${shown(key)}, where ":" belongs`);
       }
       this.pos++;
       this.ws();
@@ -165,7 +169,7 @@ class Reader {
   }
 
   private entry(name: string, at: number): HeaderEntry {
-    const tensor = `tensor ${JSON.stringify(name)}`;
+    const tensor = `tensor ${shown(name)}`;
     if (this.bytes[this.pos] !== OPEN_BRACE) {
       this.fail(`${tensor} is not an object { dtype, shape, data_offsets } (it is ${this.found(this.pos)})`);
     }
@@ -178,7 +182,7 @@ class Reader {
     let offsets: number[] | undefined;
     let offsetsAt = 0;
     this.members(tensor, (field, fieldAt) => {
-      if (!ENTRY_FIELDS.has(field)) this.fail(`${tensor} has an unknown field ${JSON.stringify(field)}`, fieldAt);
+      if (!ENTRY_FIELDS.has(field)) this.fail(`${tensor} has an unknown field ${shown(field)}`, fieldAt);
       this.duplicate(fields, field, fieldAt, `${tensor} names the field`);
       if (field === 'dtype') {
         dtypeAt = this.pos;
@@ -224,7 +228,7 @@ class Reader {
       this.duplicate(seen, key, at, `${METADATA_KEY} names`);
       if (entries.size >= this.options.maxCount) this.tooMany('metadata entries', entries.size + 1, at);
       if (this.bytes[this.pos] !== QUOTE) {
-        this.fail(`${METADATA_KEY}[${JSON.stringify(key)}] is ${this.found(this.pos)}, not a string`);
+        this.fail(`${METADATA_KEY}[${shown(key)}] is ${this.found(this.pos)}, not a string`);
       }
       entries.set(key, this.string());
     });
@@ -417,7 +421,7 @@ class Reader {
     const first = seen.get(key);
     if (first !== undefined) {
       this.fail(
-        `${prefix} ${JSON.stringify(key)} more than once (first at file byte ${this.fileOffset(first)}); ` +
+        `${prefix} ${shown(key)} more than once (first at file byte ${this.fileOffset(first)}); ` +
           `a JSON parser such as JSON.parse would keep only the last one, silently`,
         at,
       );

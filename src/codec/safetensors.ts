@@ -44,7 +44,7 @@ import {
   checkDeclaredSize,
   decodeLimits,
 } from './limits.ts';
-import { METADATA_KEY, readSafetensorsHeaderJson, type HeaderEntry } from './safetensors-header.ts';
+import { METADATA_KEY, readSafetensorsHeaderJson, shown, type HeaderEntry } from './safetensors-header.ts';
 
 export { MAX_TENSOR_RANK, METADATA_KEY } from './safetensors-header.ts';
 export const SAFETENSORS_ENCODING = 'tensors/safetensors';
@@ -231,8 +231,8 @@ export function parseSafetensorsHeader(
   for (const entry of entries) {
     if (entry.begin < covered) {
       throw corrupt(
-        `tensors ${JSON.stringify(previous!.name)} (buffer bytes ${previous!.begin}..${previous!.end}) and ` +
-          `${JSON.stringify(entry.name)} (${entry.begin}..${entry.end}) overlap`,
+        `tensors ${shown(previous!.name)} (buffer bytes ${previous!.begin}..${previous!.end}) and ` +
+          `${shown(entry.name)} (${entry.begin}..${entry.end}) overlap`,
         entry.offsetsAt,
       );
     }
@@ -321,7 +321,7 @@ export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetens
       const index = firstNonBool(data as Uint8Array);
       if (index !== -1) {
         throw corrupt(
-          `bool tensor ${JSON.stringify(entry.name)} has byte ${(data as Uint8Array)[index]} at element ${index} ` +
+          `bool tensor ${shown(entry.name)} has byte ${(data as Uint8Array)[index]} at element ${index} ` +
             `(file byte ${dataStart + entry.begin + index}); a bool is 0 or 1`,
           dataStart + entry.begin + index,
         );
@@ -342,11 +342,11 @@ type CheckedEntry = Entry & { offsetsAt: number };
 /** A tensor of the header checked: a dtype this build reads, offsets in order, dtype × shape bytes. */
 function checkEntry(entry: HeaderEntry, bufferBytes: number, corrupt: Corrupt): CheckedEntry {
   const { name, shape, offsets } = entry;
-  const tensor = `tensor ${JSON.stringify(name)}`;
+  const tensor = `tensor ${shown(name)}`;
   const dtype = DTYPE_OF_SAFETENSORS.get(entry.dtype);
   if (dtype === undefined) {
     throw corrupt(
-      `${tensor} has dtype ${JSON.stringify(entry.dtype)}, which this build does not read ` +
+      `${tensor} has dtype ${shown(entry.dtype)}, which this build does not read ` +
         `(it reads ${[...DTYPE_OF_SAFETENSORS.keys()].join(', ')})`,
       entry.dtypeAt,
     );

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { DTYPES } from '../codec/dtypes.ts';
 import { CorruptPayloadError } from '../codec/errors.ts';
+import { shown } from '../codec/safetensors-header.ts';
 import {
   SAFETENSORS_ENCODING,
   parseSafetensorsHeader,
@@ -136,7 +137,7 @@ async function* checkedStream(
         const byte = chunk[i - at]!;
         if (byte > 1) {
           throw corrupt(
-            `bool tensor ${JSON.stringify(range.name)} has byte ${byte} at element ${i - range.begin} ` +
+            `bool tensor ${shown(range.name)} has byte ${byte} at element ${i - range.begin} ` +
               `(file byte ${i}); a bool is 0 or 1`,
             i,
           );

@@ -238,6 +238,23 @@ test('more tensors or metadata entries than ROUNDLOG_MAX_TENSOR_COUNT: DecodeLim
   }
 });
 
+test('a megabyte name, key or dtype is cut short in messages, which stay small', (t) => {
+  const long = 'n'.repeat(1_000_000);
+  for (const header of [
+    `{"${long}": {"dtype": "F8", "shape": [1], "data_offsets": [0, 1]}}`,
+    `{"a": {"dtype": "${long}", "shape": [1], "data_offsets": [0, 1]}}`,
+    `{"__metadata__": {"${long}": 3}}`,
+    `{"a": {"${long}": 1}}`,
+    `{"${long}": {}, "${long}": {}}`,
+  ]) {
+    const error = t.throws(() => decodeSafetensorsFile(file(header, new Uint8Array(1))), {
+      instanceOf: CorruptPayloadError,
+    });
+    t.true(error!.message.length < 1000, error!.message.slice(0, 300));
+    t.regex(error!.message, /"n{197}"\.\.\. \(1000000 characters\)/);
+  }
+});
+
 test('rank 64 and offsets up to 2^53 - 1 are read; the shape is as written', (t) => {
   const dims = Array(MAX_TENSOR_RANK).fill(1);
   const header = `{"a": {"dtype": "U8", "shape": [${dims.join(', ')}], "data_offsets": [0, 1]}}`;
