@@ -50,6 +50,7 @@ export {
   decodeSafetensorsFile,
   encodeSafetensors,
   encodeSafetensorsChunks,
+  MAX_TENSOR_RANK,
   type DecodedSafetensors,
   type EncodeSafetensorsOptions,
 } from './codec/safetensors.ts';
@@ -60,6 +61,7 @@ export { npzArchive, npzNameProblem, npyHeader, NPY_DESCR, type NpzArchive, type
 export { CorruptPayloadError, DecodeLimitError, UnknownEncodingError, UnsafeTensorNameError } from './codec/errors.ts';
 export {
   DEFAULT_MAX_TENSOR_BYTES,
+  DEFAULT_MAX_TENSOR_COUNT,
   DEFAULT_MAX_VALUE_BYTES,
   decodeLimits,
   setDecodeLimits,

@@ -28,9 +28,12 @@ export class CorruptPayloadError extends RoundlogError {
     /** Where the payload came from (a blob, a file), when the caller said. */
     readonly source: string | undefined,
     cause?: unknown,
+    /** Where in the payload the fault is (bytes from its start), when it is at one place. */
+    readonly byteOffset?: number,
   ) {
     super(
-      `corrupt ${encoding} payload${source === undefined ? '' : ` in ${source}`}: ${reason}. ` +
+      `corrupt ${encoding} payload${source === undefined ? '' : ` in ${source}`}: ${reason}` +
+        `${byteOffset === undefined ? '' : ` (at byte ${byteOffset})`}. ` +
         `The bytes are not what the encoder wrote (damaged storage, truncated copy, or a wrong ` +
         `encoding recorded beside them): restore them from a copy, or re-create them from the round log`,
       cause === undefined ? undefined : { cause },
@@ -53,11 +56,15 @@ export class DecodeLimitError extends RoundlogError {
     readonly limit: number,
     /** Where the maximum comes from (an environment variable), so it can be raised. */
     readonly setting: string,
+    /** What `declared` and `limit` count: bytes, unless said (levels for nesting, tensors...). */
+    readonly unit: string = setting === 'the depth limit' ? 'levels' : 'bytes',
+    /** Where in the payload the count went over (bytes from its start), when it is at one place. */
+    readonly byteOffset?: number,
   ) {
     super(
-      `${what} would take ${declared} ${setting === 'the depth limit' ? 'levels' : 'bytes'}, over the maximum of ` +
-        `${limit} (${setting}); nothing was allocated. The bytes are damaged or were not written by roundlog; ` +
-        `if they are genuine, raise ${setting} and try again`,
+      `${what} would take ${declared} ${unit}, over the maximum of ${limit} (${setting})` +
+        `${byteOffset === undefined ? '' : `, the first past it at byte ${byteOffset}`}; nothing was allocated. ` +
+        `The bytes are damaged or were not written by roundlog; if they are genuine, raise ${setting} and try again`,
     );
   }
 }

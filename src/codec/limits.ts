@@ -7,28 +7,32 @@
  * must stay under the same maximum (one byte of msgpack can become a JavaScript array).
  *
  * The maxima come from `ROUNDLOG_MAX_VALUE_BYTES` (a log record's value or an event's data;
- * default 64 MiB, the largest record the file log writes) and `ROUNDLOG_MAX_TENSOR_BYTES` (the
- * decoded size of a tensor set; default 2 GiB), read when the module loads, or from
- * `setDecodeLimits`. Encoding checks the same bound, so what is written can be read back.
+ * default 64 MiB, the largest record the file log writes), `ROUNDLOG_MAX_TENSOR_BYTES` (the
+ * decoded size of a tensor set; default 2 GiB) and `ROUNDLOG_MAX_TENSOR_COUNT` (the tensors of a
+ * safetensors header, and separately its metadata entries; default 100000), read when the module
+ * loads, or from `setDecodeLimits`. Encoding checks the same bounds, so what is written can be read
+ * back.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { DecodeLimitError } from './errors.ts';
 
 export const DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_TENSOR_BYTES = 2 * 1024 * 1024 * 1024;
+export const DEFAULT_MAX_TENSOR_COUNT = 100_000;
 /** Deepest nesting of arrays and maps a value may have (a deeper one would exhaust the stack). */
 export const MAX_VALUE_DEPTH = 512;
 export const MAX_VALUE_BYTES_ENV = 'ROUNDLOG_MAX_VALUE_BYTES';
 export const MAX_TENSOR_BYTES_ENV = 'ROUNDLOG_MAX_TENSOR_BYTES';
+export const MAX_TENSOR_COUNT_ENV = 'ROUNDLOG_MAX_TENSOR_COUNT';
 
-export type DecodeLimits = Readonly<{ maxValueBytes: number; maxTensorBytes: number }>;
+export type DecodeLimits = Readonly<{ maxValueBytes: number; maxTensorBytes: number; maxTensorCount: number }>;
 
-function fromEnv(name: string, fallback: number): number {
+function fromEnv(name: string, fallback: number, unit = 'bytes'): number {
   const text = process.env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new InvalidArgumentError(name, 'must be a positive whole number of bytes', text);
+    throw new InvalidArgumentError(name, `must be a positive whole number of ${unit}`, text);
   }
   return value;
 }
@@ -36,6 +40,7 @@ function fromEnv(name: string, fallback: number): number {
 let limits: DecodeLimits = {
   maxValueBytes: fromEnv(MAX_VALUE_BYTES_ENV, DEFAULT_MAX_VALUE_BYTES),
   maxTensorBytes: fromEnv(MAX_TENSOR_BYTES_ENV, DEFAULT_MAX_TENSOR_BYTES),
+  maxTensorCount: fromEnv(MAX_TENSOR_COUNT_ENV, DEFAULT_MAX_TENSOR_COUNT, 'tensors'),
 };
 
 export function decodeLimits(): DecodeLimits {
@@ -47,7 +52,7 @@ export function setDecodeLimits(next: Partial<DecodeLimits>): DecodeLimits {
   const previous = limits;
   for (const [key, value] of Object.entries(next)) {
     if (!Number.isSafeInteger(value) || (value as number) <= 0) {
-      throw new InvalidArgumentError(key, 'must be a positive whole number of bytes', value);
+      throw new InvalidArgumentError(key, 'must be a positive whole number', value);
     }
   }
   limits = { ...limits, ...next };

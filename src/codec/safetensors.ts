@@ -18,10 +18,13 @@
  * Decoding treats the bytes as hostile: the header length is checked against the bytes present and
  * the value limit (`ROUNDLOG_MAX_VALUE_BYTES`) before the header is read, every tensor's range
  * against its dtype × shape and against the others, and the total against `ROUNDLOG_MAX_TENSOR_BYTES`,
- * before anything is allocated (the header's JSON is parsed only once its length has passed, so
- * parsing costs a small multiple of at most that limit). Repeated names (which JSON parsers
- * silently merge) are refused, as are fields other than `dtype`, `shape` and `data_offsets`, and
- * `bool` elements other than 0 and 1.
+ * before anything is allocated. The header is read in one pass by `safetensors-header.ts`, which
+ * builds only what the format allows (objects of tensors and metadata strings, shapes of at most
+ * `MAX_TENSOR_RANK` integers, at most `ROUNDLOG_MAX_TENSOR_COUNT` tensors) and refuses anything
+ * else at the byte where it shows, so a header costs about its length in memory. Repeated names
+ * (which JSON parsers silently merge) are refused, as are fields other than `dtype`, `shape` and
+ * `data_offsets`, and `bool` elements other than 0 and 1. Every `CorruptPayloadError` gives the
+ * file offset of the fault as `byteOffset`.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import {
@@ -34,11 +37,17 @@ import {
   type TensorSet,
 } from './dtypes.ts';
 import { CorruptPayloadError, DecodeLimitError } from './errors.ts';
-import { MAX_TENSOR_BYTES_ENV, MAX_VALUE_BYTES_ENV, checkDeclaredSize, decodeLimits } from './limits.ts';
+import {
+  MAX_TENSOR_BYTES_ENV,
+  MAX_TENSOR_COUNT_ENV,
+  MAX_VALUE_BYTES_ENV,
+  checkDeclaredSize,
+  decodeLimits,
+} from './limits.ts';
+import { METADATA_KEY, readSafetensorsHeaderJson, shown, type HeaderEntry } from './safetensors-header.ts';
 
+export { MAX_TENSOR_RANK, METADATA_KEY } from './safetensors-header.ts';
 export const SAFETENSORS_ENCODING = 'tensors/safetensors';
-/** The key of the header's optional string-to-string map. */
-export const METADATA_KEY = '__metadata__';
 /** Bytes of the little-endian u64 that gives the header's length. */
 const LENGTH_BYTES = 8;
 /** The buffer starts at a multiple of this: the largest element size. */
@@ -96,8 +105,16 @@ export function encodeSafetensorsChunks(
     total += tensor.data.byteLength;
   }
   checkDeclaredSize('the tensor set', total, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV);
+  const { maxTensorCount } = decodeLimits();
+  if (entries.length > maxTensorCount) {
+    throw new DecodeLimitError('the tensor set', entries.length, maxTensorCount, MAX_TENSOR_COUNT_ENV, 'tensors');
+  }
   const metadata = options.metadata;
   if (metadata !== undefined) checkMetadata(metadata);
+  const metadataCount = metadata === undefined ? 0 : Object.keys(metadata).length;
+  if (metadataCount > maxTensorCount) {
+    throw new DecodeLimitError('the metadata', metadataCount, maxTensorCount, MAX_TENSOR_COUNT_ENV, 'metadata entries');
+  }
   entries.sort(([nameA, a], [nameB, b]) => {
     const bySize = DTYPES[b.dtype].itemBytes - DTYPES[a.dtype].itemBytes;
     return bySize !== 0 ? bySize : nameA < nameB ? -1 : nameA > nameB ? 1 : 0;
@@ -165,7 +182,7 @@ export function safetensorsHeaderLength(
   const corrupt = corruptOf(source);
   const size = fileBytes ?? prefix.byteLength;
   if (prefix.byteLength < LENGTH_BYTES) {
-    throw corrupt(`${prefix.byteLength} bytes is shorter than the 8-byte header length`);
+    throw corrupt(`${prefix.byteLength} bytes is shorter than the 8-byte header length`, prefix.byteLength);
   }
   const claimed = new DataView(prefix.buffer, prefix.byteOffset, LENGTH_BYTES).getBigUint64(0, true);
   const maxHeader = decodeLimits().maxValueBytes;
@@ -173,10 +190,10 @@ export function safetensorsHeaderLength(
   // Bounded first by the bytes there are (a length past them is damage, or not a safetensors file),
   // then by the value limit (a header that is there but larger than any roundlog writes).
   if (fileBytes !== null && claimed > BigInt(size - LENGTH_BYTES)) {
-    throw corrupt(`the header length ${claimed} (bytes 0..8) runs past the end of the ${size}-byte file`);
+    throw corrupt(`the header length ${claimed} (bytes 0..8) runs past the end of the ${size}-byte file`, 0);
   }
   if (claimed > BigInt(maxHeader)) {
-    throw new DecodeLimitError(where, Number(claimed), maxHeader, MAX_VALUE_BYTES_ENV);
+    throw new DecodeLimitError(where, Number(claimed), maxHeader, MAX_VALUE_BYTES_ENV, undefined, 0);
   }
   return Number(claimed);
 }
@@ -186,8 +203,9 @@ export function safetensorsHeaderLength(
  * the JSON object, each tensor's dtype, shape and range, that the ranges tile the buffer with no
  * hole, overlap or trailing byte, and the total against `maxBytes`. `bufferBytes` is the buffer's
  * length when known (the file's length minus `dataStart`); null when it is not (a stream): the
- * tensors then say how long it must be (`SafetensorsHeader.bufferBytes`). Reads only the header
- * (its cost is a small multiple of its length). Errors as `decodeSafetensorsFile`.
+ * tensors then say how long it must be (`SafetensorsHeader.bufferBytes`). Reads only the header,
+ * in one pass that builds nothing the format does not allow (its cost is about its length). Errors
+ * as `decodeSafetensorsFile`.
  */
 export function parseSafetensorsHeader(
   headerBytes: Uint8Array,
@@ -198,64 +216,59 @@ export function parseSafetensorsHeader(
   const corrupt = corruptOf(source);
   const headerLength = headerBytes.byteLength;
   const dataStart = LENGTH_BYTES + headerLength;
-  if (headerBytes[0] !== 0x7b) throw corrupt(`the header (bytes 8..${dataStart}) does not start with "{"`);
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBytes);
-  } catch (error) {
-    throw corrupt(`the header (bytes 8..${dataStart}) is not UTF-8`, error);
-  }
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (error) {
-    throw corrupt(`the header (bytes 8..${dataStart}) is not JSON (${(error as Error).message})`, error);
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    throw corrupt('the header is not a JSON object');
-  }
-  const repeated = repeatedTopLevelKey(text, Object.keys(header).length);
-  if (repeated !== null) throw corrupt(`the header names ${JSON.stringify(repeated)} more than once`);
-
-  let metadata: Record<string, string> = {};
-  const entries: Entry[] = [];
-  for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
-    if (name === METADATA_KEY) {
-      metadata = parseMetadata(value, corrupt);
-      continue;
-    }
-    entries.push(parseEntry(name, value, bufferBytes ?? Number.MAX_SAFE_INTEGER, corrupt));
-  }
+  const limits = decodeLimits();
+  const { entries: read, metadata } = readSafetensorsHeaderJson(headerBytes, {
+    base: LENGTH_BYTES,
+    maxCount: limits.maxTensorCount,
+    what: `the safetensors header${source === undefined ? '' : ` of ${source}`}`,
+    corrupt,
+  });
+  const entries = read.map((entry) => checkEntry(entry, bufferBytes ?? Number.MAX_SAFE_INTEGER, corrupt));
   // The ranges, in file order, must tile the buffer: each starts where the previous ended.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let covered = 0;
-  let previous: Entry | undefined;
+  let previous: CheckedEntry | undefined;
   for (const entry of entries) {
     if (entry.begin < covered) {
       throw corrupt(
-        `tensors ${JSON.stringify(previous!.name)} (buffer bytes ${previous!.begin}..${previous!.end}) and ` +
-          `${JSON.stringify(entry.name)} (${entry.begin}..${entry.end}) overlap`,
+        `tensors ${shown(previous!.name)} (buffer bytes ${previous!.begin}..${previous!.end}) and ` +
+          `${shown(entry.name)} (${entry.begin}..${entry.end}) overlap`,
+        entry.offsetsAt,
       );
     }
-    if (entry.begin > covered) throw corrupt(`buffer bytes ${covered}..${entry.begin} belong to no tensor`);
+    if (entry.begin > covered) {
+      throw corrupt(`buffer bytes ${covered}..${entry.begin} belong to no tensor`, dataStart + covered);
+    }
     covered = entry.end;
     previous = entry;
   }
   const buffer = bufferBytes ?? covered;
   if (covered !== buffer) {
-    throw corrupt(`${buffer - covered} bytes follow the last tensor (buffer bytes ${covered}..${buffer})`);
+    throw corrupt(
+      `${buffer - covered} bytes follow the last tensor (buffer bytes ${covered}..${buffer})`,
+      dataStart + covered,
+    );
   }
-  checkDeclaredSize(
-    `the tensor set${source === undefined ? '' : ` ${source}`}`,
-    buffer,
-    options.maxBytes ?? decodeLimits().maxTensorBytes,
-    MAX_TENSOR_BYTES_ENV,
-  );
-  return { headerLength, dataStart, bufferBytes: buffer, entries, metadata };
+  const maxBytes = options.maxBytes ?? limits.maxTensorBytes;
+  if (buffer > maxBytes) {
+    const what = `the tensor set${source === undefined ? '' : ` ${source}`}`;
+    throw new DecodeLimitError(what, buffer, maxBytes, MAX_TENSOR_BYTES_ENV, undefined, LENGTH_BYTES);
+  }
+  return {
+    headerLength,
+    dataStart,
+    bufferBytes: buffer,
+    entries: entries.map(({ name, dtype, shape, begin, end }) => ({ name, dtype, shape, begin, end })),
+    metadata,
+  };
 }
 
-function corruptOf(source: string | undefined): (reason: string, cause?: unknown) => CorruptPayloadError {
-  return (reason, cause) => new CorruptPayloadError(SAFETENSORS_ENCODING, reason, source, cause);
+/** The error of a fault at file offset `byteOffset` (named in the message and as a field). */
+type Corrupt = (reason: string, byteOffset: number | undefined, cause?: unknown) => CorruptPayloadError;
+
+function corruptOf(source: string | undefined): Corrupt {
+  return (reason, byteOffset, cause) =>
+    new CorruptPayloadError(SAFETENSORS_ENCODING, reason, source, cause, byteOffset);
 }
 
 /**
@@ -265,16 +278,23 @@ function corruptOf(source: string | undefined): (reason: string, cause?: unknown
  * keeps the buffer alive); any other is copied into a fresh aligned array. Throws
  * `CorruptPayloadError` (naming `options.source` and the fault: header length past the end, header
  * not a JSON object, unknown dtype, bad shape, offsets that do not match dtype × shape, overlap,
- * hole or trailing bytes, repeated names, metadata that is not strings, a bool that is not 0 or 1)
- * and `DecodeLimitError` (header over `ROUNDLOG_MAX_VALUE_BYTES`, set over `maxBytes`), in both
- * cases before allocating what the header claims.
+ * hole or trailing bytes, repeated names or fields, metadata that is not strings, nesting past 3
+ * levels, a number that is not a non-negative integer up to 2^53 - 1, a shape of more than
+ * `MAX_TENSOR_RANK` dimensions, a string that is not UTF-8 or has a lone surrogate escape, a bool
+ * that is not 0 or 1; its `byteOffset` is the file offset of the fault) and `DecodeLimitError`
+ * (header over `ROUNDLOG_MAX_VALUE_BYTES`, more tensors or metadata entries than
+ * `ROUNDLOG_MAX_TENSOR_COUNT`, set over `maxBytes`), in both cases before allocating what the
+ * header claims.
  */
 export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetensorsOptions = {}): DecodedSafetensors {
   const { source } = options;
   const corrupt = corruptOf(source);
   const size = bytes.byteLength;
   if (options.storedBytes !== undefined && size !== options.storedBytes) {
-    throw corrupt(`the file has ${size} bytes where its record says ${options.storedBytes}`);
+    throw corrupt(
+      `the file has ${size} bytes where its record says ${options.storedBytes}`,
+      Math.min(size, options.storedBytes),
+    );
   }
   const headerLength = safetensorsHeaderLength(bytes, size, options);
   const dataStart = LENGTH_BYTES + headerLength;
@@ -301,8 +321,9 @@ export function decodeSafetensorsFile(bytes: Uint8Array, options: DecodeSafetens
       const index = firstNonBool(data as Uint8Array);
       if (index !== -1) {
         throw corrupt(
-          `bool tensor ${JSON.stringify(entry.name)} has byte ${(data as Uint8Array)[index]} at element ${index} ` +
+          `bool tensor ${shown(entry.name)} has byte ${(data as Uint8Array)[index]} at element ${index} ` +
             `(file byte ${dataStart + entry.begin + index}); a bool is 0 or 1`,
+          dataStart + entry.begin + index,
         );
       }
     }
@@ -316,65 +337,47 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeSafetensorsO
   return decodeSafetensorsFile(bytes, options).tensors;
 }
 
-const ENTRY_FIELDS = new Set(['dtype', 'shape', 'data_offsets']);
+type CheckedEntry = Entry & { offsetsAt: number };
 
-function parseEntry(name: string, value: unknown, bufferBytes: number, corrupt: (reason: string) => Error): Entry {
-  const tensor = `tensor ${JSON.stringify(name)}`;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw corrupt(`${tensor} is not an object { dtype, shape, data_offsets }`);
-  }
-  const fields = value as Record<string, unknown>;
-  for (const key of Object.keys(fields)) {
-    if (!ENTRY_FIELDS.has(key)) throw corrupt(`${tensor} has an unknown field ${JSON.stringify(key)}`);
-  }
-  const { dtype: given, shape, data_offsets: offsets } = fields;
-  const dtype = typeof given === 'string' ? DTYPE_OF_SAFETENSORS.get(given) : undefined;
+/** A tensor of the header checked: a dtype this build reads, offsets in order, dtype × shape bytes. */
+function checkEntry(entry: HeaderEntry, bufferBytes: number, corrupt: Corrupt): CheckedEntry {
+  const { name, shape, offsets } = entry;
+  const tensor = `tensor ${shown(name)}`;
+  const dtype = DTYPE_OF_SAFETENSORS.get(entry.dtype);
   if (dtype === undefined) {
     throw corrupt(
-      `${tensor} has dtype ${JSON.stringify(given)}, which this build does not read ` +
+      `${tensor} has dtype ${shown(entry.dtype)}, which this build does not read ` +
         `(it reads ${[...DTYPE_OF_SAFETENSORS.keys()].join(', ')})`,
+      entry.dtypeAt,
     );
   }
-  if (!Array.isArray(shape) || !shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) {
-    throw corrupt(`${tensor} has shape ${JSON.stringify(shape)}, not a list of non-negative integers`);
+  const [begin, end] = offsets;
+  if (begin > end) {
+    throw corrupt(
+      `${tensor} has data_offsets ${JSON.stringify(offsets)}, not [begin, end] with 0 <= begin <= end`,
+      entry.offsetsAt,
+    );
   }
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !offsets.every((offset) => Number.isSafeInteger(offset) && offset >= 0) ||
-    offsets[0] > offsets[1]
-  ) {
-    throw corrupt(`${tensor} has data_offsets ${JSON.stringify(offsets)}, not [begin, end] with 0 <= begin <= end`);
-  }
-  const [begin, end] = offsets as [number, number];
   if (end > bufferBytes) {
-    throw corrupt(`${tensor} has data_offsets [${begin}, ${end}] past the end of the ${bufferBytes}-byte buffer`);
+    throw corrupt(
+      `${tensor} has data_offsets [${begin}, ${end}] past the end of the ${bufferBytes}-byte buffer`,
+      entry.offsetsAt,
+    );
   }
   // The product stops as soon as it is past any safe integer (it can only exceed the range then).
-  let needed = (shape as number[]).includes(0) ? 0 : DTYPES[dtype].itemBytes;
-  for (const dim of shape as number[]) {
+  let needed = shape.includes(0) ? 0 : DTYPES[dtype].itemBytes;
+  for (const dim of shape) {
     if (needed > Number.MAX_SAFE_INTEGER) break;
     needed *= dim;
   }
   if (needed !== end - begin) {
     throw corrupt(
       `${tensor} has ${end - begin} bytes (data_offsets [${begin}, ${end}]) where shape ${JSON.stringify(shape)} ` +
-        `of ${given} needs ${Number.isSafeInteger(needed) ? needed : 'more than 2^53'}`,
+        `of ${entry.dtype} needs ${Number.isSafeInteger(needed) ? needed : 'more than 2^53'}`,
+      entry.offsetsAt,
     );
   }
-  return { name, dtype, shape: shape as number[], begin, end };
-}
-
-function parseMetadata(value: unknown, corrupt: (reason: string) => Error): Record<string, string> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw corrupt(`${METADATA_KEY} is not an object of strings`);
-  }
-  for (const [key, entry] of Object.entries(value)) {
-    if (typeof entry !== 'string') {
-      throw corrupt(`${METADATA_KEY}[${JSON.stringify(key)}] is ${JSON.stringify(entry)}, not a string`);
-    }
-  }
-  return value as Record<string, string>;
+  return { name, dtype, shape, begin, end, offsetsAt: entry.offsetsAt };
 }
 
 function checkMetadata(metadata: unknown): void {
@@ -386,33 +389,4 @@ function checkMetadata(metadata: unknown): void {
       throw new InvalidArgumentError(`metadata[${JSON.stringify(key)}]`, 'must be a string', value);
     }
   }
-}
-
-/**
- * A key that the header's top-level object holds more than once, or null. `JSON.parse` keeps the
- * last of repeated keys silently; this walks the text (already known to be a JSON object with
- * `parsedKeys` distinct keys) and collects the strings at depth 1 that are followed by `:`.
- */
-function repeatedTopLevelKey(text: string, parsedKeys: number): string | null {
-  let depth = 0;
-  let found = 0;
-  const seen = new Set<string>();
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      // A string: find its closing quote, skipping escapes.
-      const start = i;
-      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
-      if (depth !== 1) continue;
-      let j = i + 1;
-      while (j < text.length && /\s/.test(text[j]!)) j++;
-      if (text[j] !== ':') continue;
-      found++;
-      const key = JSON.parse(text.slice(start, i + 1)) as string;
-      if (seen.has(key)) return key;
-      seen.add(key);
-    } else if (c === 0x7b || c === 0x5b) depth++;
-    else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return found === parsedKeys ? null : '(a key written twice with different escapes)';
 }

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { DTYPES } from '../codec/dtypes.ts';
 import { CorruptPayloadError } from '../codec/errors.ts';
+import { shown } from '../codec/safetensors-header.ts';
 import {
   SAFETENSORS_ENCODING,
   parseSafetensorsHeader,
@@ -38,8 +39,9 @@ export function tensorsOf(header: SafetensorsHeader): Record<string, TensorInfo>
 
 const SOURCE = 'the request body';
 
-function corrupt(reason: string): CorruptPayloadError {
-  return new CorruptPayloadError(SAFETENSORS_ENCODING, reason, SOURCE);
+/** The body's fault at `byteOffset` (bytes from the start of the body). */
+function corrupt(reason: string, byteOffset: number): CorruptPayloadError {
+  return new CorruptPayloadError(SAFETENSORS_ENCODING, reason, SOURCE, undefined, byteOffset);
 }
 
 /**
@@ -119,14 +121,14 @@ async function* checkedStream(
     yield* checkChunk(piece, total - piece.byteLength);
   }
   if (header === null) {
-    if (heldBytes < 8) throw corrupt(`${heldBytes} bytes is shorter than the 8-byte header length`);
-    throw corrupt(`the body ends at byte ${heldBytes}, inside its header`);
+    if (heldBytes < 8) throw corrupt(`${heldBytes} bytes is shorter than the 8-byte header length`, heldBytes);
+    throw corrupt(`the body ends at byte ${heldBytes}, inside its header`, heldBytes);
   }
-  if (total < expected) throw corrupt(`the body ends at byte ${total}; its header describes ${expected} bytes`);
+  if (total < expected) throw corrupt(`the body ends at byte ${total}; its header describes ${expected} bytes`, total);
 
   function* checkChunk(chunk: Buffer, at: number): Generator<Uint8Array> {
     if (at + chunk.byteLength > expected) {
-      throw corrupt(`the body has more than the ${expected} bytes its header describes`);
+      throw corrupt(`the body has more than the ${expected} bytes its header describes`, expected);
     }
     for (const range of bools) {
       const from = Math.max(range.begin, at);
@@ -135,8 +137,9 @@ async function* checkedStream(
         const byte = chunk[i - at]!;
         if (byte > 1) {
           throw corrupt(
-            `bool tensor ${JSON.stringify(range.name)} has byte ${byte} at element ${i - range.begin} ` +
+            `bool tensor ${shown(range.name)} has byte ${byte} at element ${i - range.begin} ` +
               `(file byte ${i}); a bool is 0 or 1`,
+            i,
           );
         }
       }

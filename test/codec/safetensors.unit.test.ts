@@ -182,7 +182,7 @@ test(
   })(),
   /header length 1000 \(bytes 0\.\.8\) runs past the end of the 10-byte file/,
 );
-test('a header that is not JSON', corrupt, file(null, undefined, '{"a": [1, 2'), /not JSON/);
+test('a header that is not JSON', corrupt, file(null, undefined, '{"a": {"dtype": "F32" "shape": [1, 2'), /not JSON/);
 test(
   'a header that is not UTF-8',
   corrupt,

@@ -169,6 +169,31 @@ test('safetensors with a wrong dtype, a bool not 0/1, or cut short: 400 CORRUPT_
   t.deepEqual(await filesUnder(path.join(root, 'blobs')), before);
 });
 
+test('a header past the format (nested arrays, a field twice): 400 CORRUPT_PAYLOAD at its byteOffset', async (t) => {
+  const { app, root } = t.context;
+  const before = await filesUnder(path.join(root, 'blobs'));
+  const body = (header: string, data: Buffer) => {
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
+    return Buffer.concat([length, Buffer.from(header), data]);
+  };
+  const prefix = '{"w": {"dtype": "F32", "shape": [';
+  const nested = await upload(
+    app,
+    body(`${prefix}${'['.repeat(1000)}${']'.repeat(1001)}, "data_offsets": [0, 4]}}`, Buffer.alloc(4)),
+  );
+  t.is(nested.statusCode, 400);
+  t.like(json(nested), { code: 'CORRUPT_PAYLOAD', encoding: 'tensors/safetensors', byteOffset: 8 + prefix.length });
+  t.regex(json<{ message: string }>(nested).message, /nested deeper than the format allows/);
+  // JSON.parse would keep the second dtype (F32, matching the 4 bytes) and let the file through.
+  const twice = '{"w": {"dtype": "U8", "dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}';
+  const repeated = await upload(app, body(twice, Buffer.alloc(4)));
+  t.is(repeated.statusCode, 400);
+  t.like(json(repeated), { code: 'CORRUPT_PAYLOAD', byteOffset: 8 + twice.indexOf('"dtype": "F32"') });
+  t.regex(json<{ message: string }>(repeated).message, /names the field "dtype" more than once/);
+  t.deepEqual(await filesUnder(path.join(root, 'blobs')), before);
+});
+
 test('bodies over the limits are 413 BODY_TOO_LARGE with limitBytes; a wrong media type is 415', async (t) => {
   const { app, root } = t.context;
   const before = await filesUnder(path.join(root, 'blobs'));
