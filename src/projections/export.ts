@@ -13,8 +13,9 @@ import { type TensorDType } from '../codec/dtypes.ts';
 import { npzArchive } from '../codec/npz.ts';
 import { SAFETENSORS_ENCODING, encodeSafetensorsChunks } from '../codec/safetensors.ts';
 import { decodeTensors } from '../codec/tensors.ts';
-import { syncDir, writeStep } from '../durable.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { fileKind, type FileKindStats } from '../confine.ts';
+import { processIsAlive, syncDir, writeStep } from '../durable.ts';
+import { InvalidArgumentError, RoundlogError } from '../errors.ts';
 import { chooseRound, type Branch, type RoundChoice } from '../engine/history.ts';
 import type { RoundLog } from '../engine/round-log.ts';
 import { checkOutside } from './history-ops.ts';
@@ -66,25 +67,75 @@ export type ExportResult = Readonly<{
   replaced: boolean;
 }>;
 
+/**
+ * `out` (or the folder it is in) is something export never writes or replaces, even with `force`:
+ * a device, a FIFO, a socket, a folder or a symbolic link in place of the file; a symbolic link or
+ * a non-folder in place of its folder. Nothing was written.
+ */
+export class ExportTargetError extends RoundlogError {
+  readonly code = 'EXPORT_TARGET_REFUSED' as const;
+  constructor(
+    /** The file asked for (absolute). */
+    readonly out: string,
+    /** `out` itself (`file`) or the folder it is in (`folder`). */
+    readonly role: 'file' | 'folder',
+    /** The path refused: `out`, or its folder. */
+    readonly path: string,
+    /** What is there: `character device`, `block device`, `FIFO`, `socket`, `directory`, `symbolic link`, ... */
+    readonly kind: string,
+    /** Where a symbolic link points, else null. */
+    readonly linkTarget: string | null,
+  ) {
+    const what = `a ${kind}${linkTarget === null ? '' : ` to ${linkTarget}`}`;
+    super(
+      role === 'file'
+        ? `out ${path} is ${what}, not a regular file: export writes a new file or replaces a regular file ` +
+            '(with --force, option force), never anything else, and wrote nothing; choose another file name' +
+            (kind === 'directory' ? ` (e.g. a file inside ${path})` : '')
+        : `out ${out}: its folder ${path} is ${what}, not a real folder: export writes only into a real folder, ` +
+            'and wrote nothing; give --out (option out) in the folder itself' +
+            (linkTarget === null ? '' : ` (the path the link resolves to)`),
+    );
+  }
+}
+
+/** Why export refuses to replace what `lstat` found at `out`: its kind (`FIFO`, ...), or null for a regular file. */
+export function exportTargetProblem(stats: FileKindStats): string | null {
+  return stats.isFile() ? null : fileKind(stats);
+}
+
 /** The format `exportRound` writes to `out` when none is given: `.npz` is npz, anything else safetensors. */
 export function exportFormatOf(out: string): ExportFormat {
   return path.extname(out).toLowerCase() === '.npz' ? 'npz' : 'safetensors';
 }
 
 /**
+ * The format `out`'s extension names (`.npz`, `.safetensors`, any case), or null for any other
+ * extension (which leaves the format to `format`, else safetensors).
+ */
+export function exportFormatNamedBy(out: string): ExportFormat | null {
+  const extension = path.extname(out).toLowerCase();
+  return extension === '.npz' ? 'npz' : extension === '.safetensors' ? 'safetensors' : null;
+}
+
+/**
  * Writes the parameters of a round to `options.out`, as safetensors or `.npz`. A round stored as
  * safetensors exported as safetensors is its blob's bytes as they are (checked against their
  * SHA-256); rounds of the older encodings (`tensors/msgpack`, `tensors/msgpack+lz4`) are decoded and
- * written in the format. The file is written under a temporary name beside `out`, fsynced, then
- * renamed into place, so `out` is either absent (or its old content) or the whole export.
+ * written in the format. The file is written under a temporary name beside `out`
+ * (`.<name>.tmp-<pid>-<uuid>`), fsynced, then put in place, so `out` is either absent (or its old
+ * content) or the whole export; temporary files that killed exports left in that folder are
+ * removed first.
  *
- * Errors: `InvalidArgumentError` (`format` not one of safetensors, npz; `out` in a folder that does
- * not exist, inside the root's experiments, log or blobs, a folder, or an existing file without
- * `force`), the round choice's errors (`RoundNotFoundError`, `RoundNotInHistoryError`,
- * `RoundPrunedError`), `ExperimentNotFoundError`, `BlobNotFoundError` / `CorruptBlobError` for
- * stored parameters that are gone or damaged, `CorruptPayloadError` / `UnknownEncodingError` for
- * bytes that do not decode, `UnsafeTensorNameError` (npz: a name that cannot be an archive entry),
- * `StorageWriteError` when writing fails.
+ * Errors: `InvalidArgumentError` (`format` not one of safetensors, npz, or not the one `out`'s
+ * `.npz` / `.safetensors` extension names; `out` in a folder that does not exist, inside the root's
+ * experiments, log or blobs, or an existing file without `force`), `ExportTargetError` (`out` is
+ * not a regular file: a device, FIFO, socket, folder or symbolic link, even with `force`; or its
+ * folder is a symbolic link), the round choice's errors (`RoundNotFoundError`,
+ * `RoundNotInHistoryError`, `RoundPrunedError`), `ExperimentNotFoundError`, `BlobNotFoundError` /
+ * `CorruptBlobError` for stored parameters that are gone or damaged, `CorruptPayloadError` /
+ * `UnknownEncodingError` for bytes that do not decode, `UnsafeTensorNameError` (npz: a name that
+ * cannot be an archive entry), `StorageWriteError` when writing fails.
  */
 export async function exportRound(rl: RoundLog, experiment: string, options: ExportOptions): Promise<ExportResult> {
   if (typeof options.out !== 'string' || options.out === '' || options.out.includes('\0')) {
@@ -94,6 +145,15 @@ export async function exportRound(rl: RoundLog, experiment: string, options: Exp
   const format = options.format ?? exportFormatOf(out);
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
     throw new InvalidArgumentError('format', `must be one of ${EXPORT_FORMATS.join(', ')}`, format);
+  }
+  const named = exportFormatNamedBy(out);
+  if (named !== null && named !== format) {
+    throw new InvalidArgumentError(
+      'format',
+      `must be the format out's extension names (${named} for ${path.basename(out)}): leave format out, ` +
+        `or name the file .${format}`,
+      format,
+    );
   }
   const force = options.force ?? false;
   await checkOutside(rl.layout, out);
@@ -105,6 +165,8 @@ export async function exportRound(rl: RoundLog, experiment: string, options: Exp
   const folder = handle.state.folder;
   const source = `round ${record.round} of ${folder} (log position ${record.position})`;
   const ref = record.params;
+  await removeDeadExportTemps(dir);
+
   // Checked against the hash as it is read: damaged stored bytes are an error, never exported.
   const stored = await rl.blobs.get(ref);
   const tensorSet = decodeTensors(ref.encoding, stored, { source: `blob ${ref.sha256}`, storedBytes: ref.bytes });
@@ -143,21 +205,41 @@ export async function exportRound(rl: RoundLog, experiment: string, options: Exp
   };
 }
 
-/** `out`'s folder must exist; `out` must not be a folder, nor (without `force`) an existing file. */
+/**
+ * `out`'s folder must exist and be a real folder (not a symbolic link); `out` must not exist, or
+ * (with `force`) be a regular file: never a device, FIFO, socket, folder or symbolic link (looked
+ * at with `lstat`: a link is never followed).
+ */
 async function checkTarget(out: string, dir: string, force: boolean): Promise<void> {
-  const parent = await fs.stat(dir).catch(() => null);
-  if (parent === null || !parent.isDirectory()) {
+  const parent = await fs.lstat(dir).catch(() => null);
+  if (parent === null) {
     throw new InvalidArgumentError(
       'out',
-      `must be a file in a folder that exists; ${dir} is ${parent === null ? 'missing' : 'not a folder'}: ` +
-        'create it first',
+      `must be a file in a folder that exists; ${dir} is missing: create it first`,
       out,
     );
   }
-  const there = await fs.lstat(out).catch(() => null);
-  if (there === null) return;
-  if (there.isDirectory()) throw new InvalidArgumentError('out', 'must be a file, not a folder', out);
+  if (!parent.isDirectory()) {
+    const link = parent.isSymbolicLink() ? await fs.readlink(dir).catch(() => null) : null;
+    throw new ExportTargetError(out, 'folder', dir, fileKind(parent), link);
+  }
+  await checkOut(out, force);
+}
+
+/** `out` is absent (false), or a regular file that `force` may replace (true); anything else is refused. */
+async function checkOut(out: string, force: boolean): Promise<boolean> {
+  const there = await fs.lstat(out).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw error;
+  });
+  if (there === null) return false;
+  const kind = exportTargetProblem(there);
+  if (kind !== null) {
+    const link = there.isSymbolicLink() ? await fs.readlink(out).catch(() => null) : null;
+    throw new ExportTargetError(out, 'file', out, kind, link);
+  }
   if (!force) throw existsError(out);
+  return true;
 }
 
 function existsError(out: string): InvalidArgumentError {
@@ -168,19 +250,44 @@ function existsError(out: string): InvalidArgumentError {
   );
 }
 
+/** An export's temporary file: `.<name>.tmp-<pid>-<uuid>`, beside the file it becomes. */
+const EXPORT_TEMP = /^\..+\.tmp-(\d+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function exportTempOf(out: string): string {
+  return path.join(path.dirname(out), `.${path.basename(out)}.tmp-${process.pid}-${randomUUID()}`);
+}
+
+/**
+ * Removes the temporary files of exports into `dir` whose process is gone (killed before it could
+ * remove its own): regular files only, never one a running export (this process or another) writes.
+ */
+async function removeDeadExportTemps(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const match = EXPORT_TEMP.exec(name);
+    if (match === null || processIsAlive(Number(match[1]))) continue;
+    const file = path.join(dir, name);
+    const stats = await fs.lstat(file).catch(() => null);
+    if (stats?.isFile() === true) await fs.unlink(file).catch(() => undefined);
+  }
+}
+
+type Written = { bytes: number; sha256: string; replaced: boolean };
+
 /**
  * Writes `chunks` to a temporary file beside `out`, fsyncs it and puts it in place: renamed over
- * `out` with `force`, else hard-linked to `out` (which fails if a file appeared there meanwhile,
- * so nothing is ever overwritten without `force`) and the temporary name removed. The folder is
- * fsynced last. Nothing is left under the temporary name, whatever fails.
+ * `out` with `force` (once `out` is checked again to be absent or a regular file), else
+ * hard-linked to `out` (which fails if a file appeared there meanwhile, so nothing is ever
+ * overwritten without `force`) and the temporary name removed. The folder is fsynced last.
+ * Nothing is left under the temporary name, whatever fails (but a killed process: the next export
+ * into the folder removes it).
  */
 async function writeAtomically(
   out: string,
   dir: string,
   chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   force: boolean,
-): Promise<{ bytes: number; sha256: string; replaced: boolean }> {
-  const temp = path.join(dir, `.${path.basename(out)}.tmp-${process.pid}-${randomUUID()}`);
+): Promise<Written> {
+  const temp = exportTempOf(out);
   const hash = createHash('sha256');
   let bytes = 0;
   try {
@@ -201,7 +308,8 @@ async function writeAtomically(
     let replaced = false;
     await writeStep(out, 'putting the export in place', async () => {
       if (force) {
-        replaced = (await fs.lstat(out).catch(() => null)) !== null;
+        // Looked at again just before: what appeared since the first check is refused the same way.
+        replaced = await checkOut(out, true);
         await fs.rename(temp, out);
         return;
       }
@@ -212,7 +320,7 @@ async function writeAtomically(
         if (code === 'EEXIST') throw existsError(out);
         // A file system without hard links: checked, then renamed (a file appearing in between is replaced).
         if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
-        if ((await fs.lstat(out).catch(() => null)) !== null) throw existsError(out);
+        await checkOut(out, false);
         await fs.rename(temp, out);
         return;
       }
