@@ -6,12 +6,22 @@
  * whose parameters retention deleted (`RoundPrunedError`).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobRef } from '../blobs/types.ts';
+import type { Readable } from 'node:stream';
+import { CorruptBlobError } from '../blobs/errors.ts';
+import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { type TensorDType } from '../codec/dtypes.ts';
-import { npzArchive } from '../codec/npz.ts';
-import { SAFETENSORS_ENCODING, encodeSafetensorsChunks } from '../codec/safetensors.ts';
+import { CorruptPayloadError } from '../codec/errors.ts';
+import { npzArchive, npzArchiveOf } from '../codec/npz.ts';
+import {
+  SAFETENSORS_ENCODING,
+  encodeSafetensorsChunks,
+  parseSafetensorsHeader,
+  safetensorsHeaderLength,
+  type SafetensorsHeader,
+} from '../codec/safetensors.ts';
 import { decodeTensors } from '../codec/tensors.ts';
 import { fileKind, type FileKindStats } from '../confine.ts';
 import { processIsAlive, syncDir, writeStep } from '../durable.ts';
@@ -120,9 +130,11 @@ export function exportFormatNamedBy(out: string): ExportFormat | null {
 
 /**
  * Writes the parameters of a round to `options.out`, as safetensors or `.npz`. A round stored as
- * safetensors exported as safetensors is its blob's bytes as they are (checked against their
- * SHA-256); rounds of the older encodings (`tensors/msgpack`, `tensors/msgpack+lz4`) are decoded and
- * written in the format. The file is written under a temporary name beside `out`
+ * safetensors exported as safetensors is its blob's bytes as they are, copied from the blob file
+ * and checked against their SHA-256 as they are copied; exported as npz, each tensor is read from
+ * the blob file in turn as its entry is written (a store that keeps no files, and rounds of the
+ * older encodings `tensors/msgpack`, `tensors/msgpack+lz4`, are read whole, decoded and written in
+ * the format). The file is written under a temporary name beside `out`
  * (`.<name>.tmp-<pid>-<uuid>`), fsynced, then put in place, so `out` is either absent (or its old
  * content) or the whole export; temporary files that killed exports left in that folder are
  * removed first.
@@ -133,9 +145,9 @@ export function exportFormatNamedBy(out: string): ExportFormat | null {
  * not a regular file: a device, FIFO, socket, folder or symbolic link, even with `force`; or its
  * folder is a symbolic link), the round choice's errors (`RoundNotFoundError`,
  * `RoundNotInHistoryError`, `RoundPrunedError`), `ExperimentNotFoundError`, `BlobNotFoundError` /
- * `CorruptBlobError` for stored parameters that are gone or damaged, `CorruptPayloadError` /
- * `UnknownEncodingError` for bytes that do not decode, `UnsafeTensorNameError` (npz: a name that
- * cannot be an archive entry), `StorageWriteError` when writing fails.
+ * `CorruptBlobError` for stored parameters that are gone or damaged (nothing is put in place),
+ * `CorruptPayloadError` / `UnknownEncodingError` for bytes that do not decode, `UnsafeTensorNameError`
+ * (npz: a name that cannot be an archive entry), `StorageWriteError` when writing fails.
  */
 export async function exportRound(rl: RoundLog, experiment: string, options: ExportOptions): Promise<ExportResult> {
   if (typeof options.out !== 'string' || options.out === '' || options.out.includes('\0')) {
@@ -167,25 +179,58 @@ export async function exportRound(rl: RoundLog, experiment: string, options: Exp
   const ref = record.params;
   await removeDeadExportTemps(dir);
 
-  // Checked against the hash as it is read: damaged stored bytes are an error, never exported.
-  const stored = await rl.blobs.get(ref);
-  const tensorSet = decodeTensors(ref.encoding, stored, { source: `blob ${ref.sha256}`, storedBytes: ref.bytes });
-  const tensors = Object.entries(tensorSet).map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] }));
-
+  let tensors: ExportedTensor[];
   let chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   let method: ExportResult['method'] = 'converted';
   let widened: readonly string[] = [];
-  if (format === 'npz') {
-    const archive = npzArchive(tensorSet, { mtime: record.timestamp, source });
-    chunks = archive.stream;
-    widened = archive.widened;
-  } else if (ref.encoding === SAFETENSORS_ENCODING) {
-    chunks = [stored];
-    method = 'copied';
+  let written: Written;
+  // A safetensors blob kept as a file is read as it is written out, never whole.
+  const file = await openStoredSafetensors(rl.blobs, ref);
+  if (file !== null) {
+    let archiveStream: Readable | null = null;
+    try {
+      const { entries, dataStart } = file.header;
+      tensors = entries.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] }));
+      if (format === 'npz') {
+        // The header's bytes are hashed first (yazl asks for the first entry at once): the blob is
+        // checked whole, in file order.
+        for await (const _ of file.read(0, dataStart)) void _;
+        const archive = npzArchiveOf(
+          entries.map((entry) => ({
+            ...entry,
+            elements: () => file.read(dataStart + entry.begin, dataStart + entry.end, entry),
+          })),
+          { mtime: record.timestamp, source },
+        );
+        chunks = archiveStream = archive.stream;
+        widened = archive.widened;
+      } else {
+        chunks = file.read(0, ref.bytes);
+        method = 'copied';
+      }
+      written = await writeAtomically(out, dir, chunks, force, () => file.checkWhole());
+    } finally {
+      // An archive left unread (writing failed) stops asking for the file's bytes before it is closed.
+      archiveStream?.destroy();
+      await file.close();
+    }
   } else {
-    chunks = encodeSafetensorsChunks(tensorSet).chunks;
+    // Checked against the hash as it is read: damaged stored bytes are an error, never exported.
+    const stored = await rl.blobs.get(ref);
+    const tensorSet = decodeTensors(ref.encoding, stored, { source: `blob ${ref.sha256}`, storedBytes: ref.bytes });
+    tensors = Object.entries(tensorSet).map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] }));
+    if (format === 'npz') {
+      const archive = npzArchive(tensorSet, { mtime: record.timestamp, source });
+      chunks = archive.stream;
+      widened = archive.widened;
+    } else if (ref.encoding === SAFETENSORS_ENCODING) {
+      chunks = [stored];
+      method = 'copied';
+    } else {
+      chunks = encodeSafetensorsChunks(tensorSet).chunks;
+    }
+    written = await writeAtomically(out, dir, chunks, force);
   }
-  const written = await writeAtomically(out, dir, chunks, force);
   return {
     experimentId: handle.id,
     folder,
@@ -271,21 +316,116 @@ async function removeDeadExportTemps(dir: string): Promise<void> {
   }
 }
 
+/** A stored safetensors blob's file, open, with its checked header. */
+type StoredSafetensors = {
+  header: SafetensorsHeader;
+  /**
+   * Bytes `start` to `end` of the file, in chunks; the reads must follow each other in file order
+   * (each `start` where the last ended) to the end of the file, hashing it as they go. For a bool
+   * `entry`, a byte other than 0 or 1 is a `CorruptPayloadError`.
+   */
+  read(start: number, end: number, entry?: { name: string; dtype: TensorDType }): AsyncGenerator<Buffer>;
+  /** Throws `CorruptBlobError` unless the whole file was read and hashes to the blob's name. */
+  checkWhole(): void;
+  close(): Promise<void>;
+};
+
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * The blob of a round stored as safetensors, open for reading in order, when the store keeps it as
+ * a regular file of the size the ref records whose header parses; else null, and the caller reads
+ * it with `get` (which gives the typed error of a missing, damaged or wrong file).
+ */
+async function openStoredSafetensors(blobs: BlobStore, ref: BlobRef): Promise<StoredSafetensors | null> {
+  if (ref.encoding !== SAFETENSORS_ENCODING) return null;
+  const file = blobs.fileOf(ref.sha256);
+  if (file === null) return null;
+  let handle: FileHandle;
+  try {
+    // Not through a symlink, and never blocking on a FIFO.
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  let header: SafetensorsHeader;
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile() || stats.size !== ref.bytes) throw new Error('not the stored file');
+    const options = { source: `blob ${ref.sha256}`, storedBytes: ref.bytes };
+    const prefix = await readExactly(handle, 0, 8);
+    const headerLength = safetensorsHeaderLength(prefix, stats.size, options);
+    const headerBytes = await readExactly(handle, 8, headerLength);
+    header = parseSafetensorsHeader(headerBytes, stats.size - 8 - headerLength, options);
+  } catch {
+    // Damaged, or not what its ref says: `get` checks the hash first and says which.
+    await handle.close();
+    return null;
+  }
+  const hash = createHash('sha256');
+  let position = 0;
+  const source = `blob ${ref.sha256}`;
+  return {
+    header,
+    async *read(start, end, entry) {
+      if (start !== position) throw new Error(`blob ${ref.sha256} read out of order: at ${start}, not ${position}`);
+      while (position < end) {
+        const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, end - position));
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+        if (bytesRead === 0) throw new CorruptBlobError(ref.sha256, hash.copy().digest('hex'), file);
+        const bytes = chunk.subarray(0, bytesRead);
+        if (entry?.dtype === 'bool') {
+          const index = bytes.findIndex((b) => b > 1);
+          if (index !== -1) {
+            const at = position + index;
+            throw new CorruptPayloadError(
+              SAFETENSORS_ENCODING,
+              `bool tensor ${JSON.stringify(entry.name)} has byte ${bytes[index]} at element ` +
+                `${at - start} (file byte ${at}); a bool is 0 or 1`,
+              source,
+            );
+          }
+        }
+        hash.update(bytes);
+        position += bytesRead;
+        yield bytes;
+      }
+    },
+    checkWhole() {
+      const actual = hash.copy().digest('hex');
+      if (position !== ref.bytes || actual !== ref.sha256) throw new CorruptBlobError(ref.sha256, actual, file);
+    },
+    close: () => handle.close(),
+  };
+}
+
+async function readExactly(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const bytes = Buffer.alloc(length);
+  let read = 0;
+  while (read < length) {
+    const { bytesRead } = await handle.read(bytes, read, length - read, position + read);
+    if (bytesRead === 0) throw new Error('the file ends early');
+    read += bytesRead;
+  }
+  return bytes;
+}
+
 type Written = { bytes: number; sha256: string; replaced: boolean };
 
 /**
- * Writes `chunks` to a temporary file beside `out`, fsyncs it and puts it in place: renamed over
- * `out` with `force` (once `out` is checked again to be absent or a regular file), else
- * hard-linked to `out` (which fails if a file appeared there meanwhile, so nothing is ever
- * overwritten without `force`) and the temporary name removed. The folder is fsynced last.
- * Nothing is left under the temporary name, whatever fails (but a killed process: the next export
- * into the folder removes it).
+ * Writes `chunks` to a temporary file beside `out`, fsyncs it, runs `check` (which throws to keep
+ * `out` as it was) and puts it in place: renamed over `out` with `force` (once `out` is checked
+ * again to be absent or a regular file), else hard-linked to `out` (which fails if a file appeared
+ * there meanwhile, so nothing is ever overwritten without `force`) and the temporary name removed.
+ * The folder is fsynced last. Nothing is left under the temporary name, whatever fails (but a
+ * killed process: the next export into the folder removes it).
  */
 async function writeAtomically(
   out: string,
   dir: string,
   chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   force: boolean,
+  check: () => void = () => undefined,
 ): Promise<Written> {
   const temp = exportTempOf(out);
   const hash = createHash('sha256');
@@ -305,6 +445,7 @@ async function writeAtomically(
         await file.close();
       }
     });
+    check();
     let replaced = false;
     await writeStep(out, 'putting the export in place', async () => {
       if (force) {
