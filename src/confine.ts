@@ -71,8 +71,14 @@ export class FileTooLargeError extends RoundlogError {
   }
 }
 
+/** What `fileKind` asks of a `Stats` (from `stat`, `lstat` or a handle's `stat`). */
+export type FileKindStats = Pick<
+  Stats | BigIntStats,
+  'isFile' | 'isDirectory' | 'isFIFO' | 'isSocket' | 'isCharacterDevice' | 'isBlockDevice' | 'isSymbolicLink'
+>;
+
 /** The kind of a file, in words. */
-export function fileKind(stats: Stats | BigIntStats): string {
+export function fileKind(stats: FileKindStats): string {
   if (stats.isFile()) return 'regular file';
   if (stats.isDirectory()) return 'directory';
   if (stats.isFIFO()) return 'FIFO';

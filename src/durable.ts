@@ -1,6 +1,7 @@
 /**
  * Small file-system steps shared by the file adapters: fsync of data and of folder entries (steps
- * that must survive a crash once they return), and existence checks.
+ * that must survive a crash once they return), existence checks, and whether the process that
+ * wrote a temp or lock file (named by its pid) is still running.
  */
 import { promises as fs } from 'node:fs';
 import { StorageWriteError, isSystemError } from './errors.ts';
@@ -47,5 +48,22 @@ export async function writeStep<T>(file: string, operation: string, step: () => 
   } catch (error) {
     if (isSystemError(error)) throw new StorageWriteError(file, operation, error);
     throw error;
+  }
+}
+
+/**
+ * Whether a process with this pid runs on this machine, asked with signal 0 (nothing is sent): a
+ * process of another user (`EPERM`) is alive, only `ESRCH` (no such process) is dead. A pid that
+ * cannot name one process (not an integer from 1 to 2^31 - 1; 0 and negatives name process groups)
+ * is not alive. Writers name their temp and lock files with their pid; a file whose writer is not
+ * alive is left over from a crash.
+ */
+export function processIsAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 0x7fffffff) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

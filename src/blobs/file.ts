@@ -20,7 +20,7 @@ import { constants as fsConstants, promises as fs, type BigIntStats } from 'node
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ClosedError, InvalidArgumentError, StorageWriteError, isSystemError } from '../errors.ts';
-import { exists, syncDir, writeStep } from '../durable.ts';
+import { exists, processIsAlive, syncDir, writeStep } from '../durable.ts';
 import { FileTooLargeError, NotARegularFileError, fileKind } from '../confine.ts';
 import { BlobNotFoundError, BlobWriteFailedError, CorruptBlobError, LinkTargetExistsError } from './errors.ts';
 import { ownBytes, ownSource } from './snapshot.ts';
@@ -561,18 +561,8 @@ async function removeStaleTempFiles(tmpDir: string): Promise<void> {
   for (const name of await fs.readdir(tmpDir)) {
     const file = path.join(tmpDir, name);
     const pid = Number(TEMP_NAME.exec(name)?.[1] ?? Number.NaN);
-    const ownedByLiveWriter = pid === process.pid ? liveTempFiles.has(file) : isAlive(pid);
+    const ownedByLiveWriter = pid === process.pid ? liveTempFiles.has(file) : processIsAlive(pid);
     if (!ownedByLiveWriter) await fs.rm(file, { force: true, recursive: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

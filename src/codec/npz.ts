@@ -22,7 +22,7 @@
  */
 import { Readable } from 'node:stream';
 import yazl from 'yazl';
-import { DTYPES, checkTensor, type Tensor, type TensorDType, type TensorSet } from './dtypes.ts';
+import { DTYPES, checkTensor, type TensorDType, type TensorSet } from './dtypes.ts';
 import { UnsafeTensorNameError } from './errors.ts';
 
 /** NumPy's `descr` of each dtype (little-endian; `|` where byte order does not apply). */
@@ -113,6 +113,19 @@ export type NpzArchive = Readonly<{
 }>;
 
 /**
+ * One entry of `npzArchiveOf`: a tensor's name, dtype and shape, and its element bytes as roundlog
+ * stores them (little-endian, row-major; a `bfloat16` as 2 bytes an element, widened here), asked
+ * for only when the archive reaches the entry.
+ */
+export type NpzEntrySource = Readonly<{
+  name: string;
+  dtype: TensorDType;
+  shape: readonly number[];
+  /** The element bytes, `dtype`'s size times the shape's product of them, in chunks of any length. */
+  elements: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+}>;
+
+/**
  * The `.npz` archive of `tensors`, streamed: each entry's element bytes are views of the tensor's
  * memory (a `bfloat16` tensor is widened into a new float32 buffer when its entry is read), so the
  * tensors must not change until the stream has ended. Throws `UnsafeTensorNameError` (before any
@@ -120,41 +133,104 @@ export type NpzArchive = Readonly<{
  * `InvalidArgumentError` for a tensor that is not `{ dtype, shape, data }`.
  */
 export function npzArchive(tensors: TensorSet, options: NpzOptions = {}): NpzArchive {
-  const mtime = options.mtime ?? new Date();
-  const checked: [string, Tensor][] = [];
+  const sources: NpzEntrySource[] = [];
   for (const [name, tensor] of Object.entries(tensors)) {
     checkTensor(name, tensor);
+    const { data } = tensor;
+    sources.push({
+      name,
+      dtype: tensor.dtype,
+      shape: tensor.shape,
+      elements: () => [Buffer.from(data.buffer, data.byteOffset, data.byteLength)],
+    });
+  }
+  return npzArchiveOf(sources, options);
+}
+
+/**
+ * The `.npz` archive of tensors whose bytes come from elsewhere (a file read in order): the entries
+ * are written in the order given, each one's `elements` asked for when the archive reaches it and
+ * read to its end before the next is asked for, so at most a chunk of each is held. A source that
+ * gives more or fewer bytes than its dtype and shape say makes the stream fail. Throws
+ * `UnsafeTensorNameError` (before any byte is produced) as `npzArchive`.
+ */
+export function npzArchiveOf(sources: readonly NpzEntrySource[], options: NpzOptions = {}): NpzArchive {
+  const mtime = options.mtime ?? new Date();
+  for (const { name } of sources) {
     const problem = npzNameProblem(name);
     if (problem !== null) throw new UnsafeTensorNameError(name, problem, options.source);
-    checked.push([name, tensor]);
   }
   const zip = new yazl.ZipFile();
-  const entries: { name: string; descr: string; shape: readonly number[] }[] = [];
-  const widened: string[] = [];
-  for (const [name, tensor] of checked) {
-    const descr = tensor.dtype === 'bfloat16' ? NPY_DESCR.float32 : NPY_DESCR[tensor.dtype];
-    if (tensor.dtype === 'bfloat16') widened.push(name);
-    const header = npyHeader(descr, tensor.shape);
-    const itemBytes = tensor.dtype === 'bfloat16' ? 4 : DTYPES[tensor.dtype].itemBytes;
-    const size = header.length + tensor.data.length * itemBytes;
-    zip.addReadStreamLazy(`${name}.npy`, { compress: false, mtime, size }, (done) =>
-      done(null, Readable.from([header, elementBytes(tensor)], { objectMode: false })),
-    );
-    entries.push({ name, descr, shape: [...tensor.shape] });
-  }
-  zip.end();
   // A stream.PassThrough (typed as the older NodeJS.ReadableStream).
   const stream = zip.outputStream as Readable;
+  // yazl reports a failed entry on the ZipFile, and pipes without forwarding errors: the archive's
+  // stream fails with the error instead (its reader sees it, and nothing is left unhandled).
+  const fail = (error: Error) => stream.destroy(error);
+  zip.on('error', fail);
+  // Whoever reads the stream gets its error (an async iterator rejects with it), even one that
+  // happened before it started reading.
+  stream.on('error', () => undefined);
+  const entries: { name: string; descr: string; shape: readonly number[] }[] = [];
+  const widened: string[] = [];
+  for (const source of sources) {
+    const { name, dtype, shape } = source;
+    const wide = dtype === 'bfloat16';
+    const descr = wide ? NPY_DESCR.float32 : NPY_DESCR[dtype];
+    if (wide) widened.push(name);
+    const header = npyHeader(descr, shape);
+    const count = shape.reduce((a, b) => a * b, 1);
+    const size = header.length + count * (wide ? 4 : DTYPES[dtype].itemBytes);
+    zip.addReadStreamLazy(`${name}.npy`, { compress: false, mtime, size }, (done) => {
+      let bytes: Readable;
+      try {
+        const elements = source.elements();
+        bytes = Readable.from(entryBytes(header, wide ? widenBfloat16(elements) : elements), { objectMode: false });
+      } catch (error) {
+        fail(error as Error);
+        return;
+      }
+      bytes.on('error', fail);
+      done(null, bytes);
+    });
+    entries.push({ name, descr, shape: [...shape] });
+  }
+  zip.end();
   return { stream, entries, widened };
 }
 
-/** The little-endian element bytes of a tensor as NumPy reads them; bfloat16 widened to float32. */
-function elementBytes(tensor: Tensor): Buffer {
-  if (tensor.dtype !== 'bfloat16') {
-    const { data } = tensor;
-    return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+async function* entryBytes(
+  header: Buffer,
+  elements: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  yield header;
+  for await (const chunk of elements) if (chunk.byteLength > 0) yield chunk;
+}
+
+/**
+ * bfloat16 element bytes (2 a element, little-endian) as float32 (4 a element): each the binary32
+ * whose high 16 bits are the bfloat16's and low 16 bits zero, its exact value. Chunks may split an
+ * element.
+ */
+async function* widenBfloat16(elements: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
+  let carry: number | null = null;
+  for await (const chunk of elements) {
+    let at = 0;
+    const pairs = Math.floor((chunk.byteLength + (carry === null ? 0 : 1)) / 2);
+    const wide = Buffer.alloc(pairs * 4);
+    let out = 0;
+    if (carry !== null && chunk.byteLength > 0) {
+      wide[out + 2] = carry;
+      wide[out + 3] = chunk[0]!;
+      out += 4;
+      at = 1;
+      carry = null;
+    }
+    for (; at + 1 < chunk.byteLength; at += 2, out += 4) {
+      wide[out + 2] = chunk[at]!;
+      wide[out + 3] = chunk[at + 1]!;
+    }
+    if (at < chunk.byteLength) carry = chunk[at]!;
+    if (out > 0) yield wide.subarray(0, out);
   }
-  const wide = new Uint32Array(tensor.data.length);
-  for (let i = 0; i < wide.length; i++) wide[i] = tensor.data[i]! << 16;
-  return Buffer.from(wide.buffer, 0, wide.byteLength);
+  if (carry !== null) throw new RangeError('bfloat16 element bytes end in the middle of an element');
 }

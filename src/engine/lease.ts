@@ -12,6 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { processIsAlive } from '../durable.ts';
 import type { Actor, RunOwner } from '../model/events.ts';
 import type { ExperimentState } from '../model/state.ts';
 import { experimentStatus, type ExperimentStatus, type OwnerLiveness } from '../model/status.ts';
@@ -79,12 +80,7 @@ export function ownerLiveness(owner: RunOwner, host: string = os.hostname()): Ow
     if (fields === null || fields[0] === 'Z' || fields[0] === 'X') return 'dead';
     return `${readBootId()}:${fields[19]}` === owner.processStart ? 'alive' : 'dead';
   }
-  try {
-    process.kill(owner.pid, 0);
-    return 'alive';
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM' ? 'alive' : 'dead';
-  }
+  return processIsAlive(owner.pid) ? 'alive' : 'dead';
 }
 
 export type StatusOptions = {

@@ -20,7 +20,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXPERIMENT_STREAM_PREFIX, REGISTRY_STREAM } from '../model/events.ts';
-import { createFileDurably, syncDir, writeStep } from '../durable.ts';
+import { createFileDurably, processIsAlive, syncDir, writeStep } from '../durable.ts';
 import { FileTooLargeError, NotARegularFileError, readRegularFileIfAny } from '../confine.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { RoundlogError } from '../errors.ts';
@@ -293,15 +293,6 @@ async function removeDeadCheckpointTemps(file: string): Promise<void> {
     const match = /^(\d+)\.[0-9a-f-]+\.tmp$/.exec(name.slice(prefix.length));
     if (match === null || processIsAlive(Number(match[1]))) continue;
     await fs.rm(path.join(dir, name), { force: true });
-  }
-}
-
-function processIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 

@@ -283,7 +283,7 @@ test('refused: unknown experiment, missing round, --position of no RoundComplete
     /no round 2 completed at log position 1/,
   );
   await refused([folder, '--round', '0', '--out', path.join(out, 'missing', 'p.npz')], 1, /missing: create it first/);
-  await refused([folder, '--round', '0', '--out', out], 1, /must be a file, not a folder/);
+  await refused([folder, '--round', '0', '--out', out], 1, /is a directory, not a regular file/);
   await refused([folder, '--round', '0', '--out', path.join(root, 'blobs', 'p.npz')], 1, /must not be inside/);
   await refused([folder, '--round', '0', '--out', file, '--format', 'pickle'], 2, /--format must be one of/);
   await refused([folder, '--out', file], 2, /needs --round R/);

@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../../src/errors.ts';
 import { UnsafeTensorNameError } from '../../src/codec/errors.ts';
 import { ITEM_BYTES, NUMPY_DTYPE } from '../support/dtypes.ts';
 import { DTYPES } from '../../src/codec/dtypes.ts';
-import { NPY_DESCR, npyHeader, npzArchive, npzNameProblem } from '../../src/codec/npz.ts';
+import { NPY_DESCR, npyHeader, npzArchive, npzArchiveOf, npzNameProblem } from '../../src/codec/npz.ts';
 
 test('npyHeader: magic, version 1.0, the dict as Python writes it, data at a multiple of 64', (t) => {
   for (const [shape, tuple] of [
@@ -78,6 +78,62 @@ test('npzArchive: one stored entry per tensor, bfloat16 widened to float32 bits'
   // Stored entries: the .npy bytes appear as they are; 1.0 and -inf as float32 little-endian.
   t.true(zip.includes(Buffer.from([0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x80, 0xff])));
   t.true(zip.includes(Buffer.from('b.npy')) && zip.includes(Buffer.from('i.npy')));
+});
+
+/** The archive's bytes. */
+async function bytesOf(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+test('npzArchiveOf: element bytes in chunks of any length (elements split) give the bytes of npzArchive', async (t) => {
+  const mtime = new Date(Date.UTC(2026, 0, 1));
+  const brain = new Uint16Array([0x3f80, 0xff80, 0x0001, 0x8000, 0x4049]);
+  const ids = new Int32Array([1, -2, 3]);
+  const whole = await bytesOf(
+    npzArchive(
+      { brain: { dtype: 'bfloat16', shape: [5], data: brain }, ids: { dtype: 'int32', shape: [3], data: ids } },
+      { mtime },
+    ).stream,
+  );
+  const bytes = (data: Uint16Array | Int32Array) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  /** The bytes cut at every offset in `cuts` (odd ones split an element). */
+  async function* cut(data: Buffer, cuts: number[]): AsyncGenerator<Buffer> {
+    let at = 0;
+    for (const end of [...cuts, data.length]) {
+      yield data.subarray(at, end);
+      at = end;
+    }
+  }
+  const archive = npzArchiveOf(
+    [
+      { name: 'brain', dtype: 'bfloat16', shape: [5], elements: () => cut(bytes(brain), [1, 1, 4, 7, 9]) },
+      { name: 'ids', dtype: 'int32', shape: [3], elements: () => cut(bytes(ids), [3, 5]) },
+    ],
+    { mtime },
+  );
+  t.deepEqual(archive.widened, ['brain']);
+  t.deepEqual(await bytesOf(archive.stream), whole);
+});
+
+test('npzArchiveOf: a source that fails or gives too few bytes makes the stream fail (never hangs)', async (t) => {
+  const failing = npzArchiveOf([
+    { name: 'a', dtype: 'uint8', shape: [2], elements: () => [Buffer.from([1, 2])] },
+    {
+      name: 'b',
+      dtype: 'uint8',
+      shape: [4],
+      elements: async function* () {
+        throw new RangeError('read failed');
+      },
+    },
+  ]);
+  await t.throwsAsync(bytesOf(failing.stream), { instanceOf: RangeError, message: 'read failed' });
+  const short = npzArchiveOf([{ name: 'a', dtype: 'float32', shape: [2], elements: () => [Buffer.alloc(4)] }]);
+  await t.throwsAsync(bytesOf(short.stream), { message: /unexpected number of bytes/ });
+  const torn = npzArchiveOf([{ name: 'a', dtype: 'bfloat16', shape: [1], elements: () => [Buffer.alloc(1)] }]);
+  await t.throwsAsync(bytesOf(torn.stream), { message: /middle of an element/ });
 });
 
 test("every dtype has NumPy's descr and element size (the hand-written tables of test/support/dtypes.ts)", (t) => {

@@ -2,7 +2,14 @@
  * `roundlog export`: one round's parameters as a file PyTorch and NumPy open (safetensors or .npz).
  * The work is in `src/projections/export.ts`; this module parses and prints.
  */
-import { EXPORT_FORMATS, exportFormatOf, exportRound, type ExportFormat } from '../../projections/index.ts';
+import path from 'node:path';
+import {
+  EXPORT_FORMATS,
+  exportFormatNamedBy,
+  exportFormatOf,
+  exportRound,
+  type ExportFormat,
+} from '../../projections/index.ts';
 import { UsageError, checkPathArgument, shownValue, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
 import { displayPath } from '../experiments.ts';
@@ -19,9 +26,11 @@ export const exportCommand = defineCommand({
     out: { type: 'string', describe: 'FILE: the file to write, in an existing folder outside the root' },
     format: {
       type: 'string',
-      describe: `${EXPORT_FORMATS.join('|')} (default: from the --out extension, .npz or else safetensors)`,
+      describe:
+        `${EXPORT_FORMATS.join('|')} (default: from the --out extension, .npz or else safetensors; ` +
+        'must agree with a .npz or .safetensors extension)',
     },
-    force: { type: 'boolean', default: false, describe: 'replace FILE if it exists' },
+    force: { type: 'boolean', default: false, describe: 'replace FILE if it exists (a regular file only)' },
   },
   needs: NEEDS,
   readsRoot: true,
@@ -42,6 +51,13 @@ export const exportCommand = defineCommand({
         throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')} (got ${shownValue(args.format)})`);
       }
       format = args.format as ExportFormat;
+      const named = exportFormatNamedBy(out);
+      if (named !== null && named !== format) {
+        throw new UsageError(
+          `--format ${format} contradicts --out ${shownValue(path.basename(out))}, a .${extensionOf(named)} name: ` +
+            `drop --format (the extension decides), or name the file .${extensionOf(format)}`,
+        );
+      }
     }
     const result = await withRoundLog(global, (rl) =>
       exportRound(rl, experiment, { ...choice, out, format, force: args.force }),
@@ -69,6 +85,11 @@ export const exportCommand = defineCommand({
     return 0;
   },
 });
+
+/** The file extension of a format (without the dot). */
+function extensionOf(format: ExportFormat): string {
+  return format === 'npz' ? 'npz' : 'safetensors';
+}
 
 /** `name dtype[shape]`, the first few of them. */
 function tensorList(tensors: readonly { name: string; dtype: string; shape: readonly number[] }[]): string {

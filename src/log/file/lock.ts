@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { writeStep } from '../../durable.ts';
+import { processIsAlive, writeStep } from '../../durable.ts';
 import { isReadRefusal, readRegularFile } from '../../confine.ts';
 import { StorageWriteError, isSystemError } from '../../errors.ts';
 import { LogLockedError } from '../errors.ts';
@@ -28,11 +28,7 @@ function processStart(pid: number): string | null {
 }
 
 function isAlive(lock: LockContent): boolean {
-  try {
-    process.kill(lock.pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-  }
+  if (!processIsAlive(lock.pid)) return false;
   if (lock.start === null) return true;
   const start = processStart(lock.pid);
   return start === null || start === lock.start;
@@ -81,14 +77,7 @@ export async function removeDeadCandidates(dir: string, names: readonly string[]
   for (const name of names) {
     const match = candidate.exec(name);
     if (match === null) continue;
-    const pid = Number(match[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (error) {
-      alive = (error as NodeJS.ErrnoException).code !== 'ESRCH';
-    }
-    if (!alive) await fs.unlink(path.join(dir, name)).catch(() => undefined);
+    if (!processIsAlive(Number(match[1]))) await fs.unlink(path.join(dir, name)).catch(() => undefined);
   }
 }
 

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { checkPlainName, checkRealFolders, readConfinedFile } from '../../confine.ts';
-import { syncDir, writeStep } from '../../durable.ts';
+import { processIsAlive, syncDir, writeStep } from '../../durable.ts';
 import { breakpointFolderName, compareNames, roundOfBreakpointFolderName } from '../../model/events.ts';
 import { MANIFEST_FILE, SUPERSEDED_DIR, type BreakpointManifest } from '../../model/manifest.ts';
 import { MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, nestingExceeds } from './schema.ts';
@@ -114,14 +114,8 @@ export async function removeBreakpointFolder(folder: string): Promise<void> {
 export async function removeStaleTemps(experimentDir: string): Promise<void> {
   for (const name of await fs.readdir(experimentDir).catch(() => [] as string[])) {
     const match = /^\.tmp-breakpoint_\d+-(\d+)-/.exec(name);
-    if (match === null) continue;
-    let alive = true;
-    try {
-      process.kill(Number(match[1]), 0);
-    } catch (error) {
-      alive = (error as NodeJS.ErrnoException).code !== 'ESRCH';
-    }
-    if (!alive) await fs.rm(path.join(experimentDir, name), { recursive: true, force: true });
+    if (match === null || processIsAlive(Number(match[1]))) continue;
+    await fs.rm(path.join(experimentDir, name), { recursive: true, force: true });
   }
 }
 
