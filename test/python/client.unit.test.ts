@@ -16,26 +16,15 @@ import type { TensorSet } from '../../src/codec/dtypes.ts';
 import { decodeSafetensorsFile, encodeSafetensors } from '../../src/codec/safetensors.ts';
 import { REPO } from '../support/cli.ts';
 import { everyDtype } from '../support/dtypes.ts';
+import { CLIENT_DIR as CLIENT, PYTHON, requirePython } from '../support/python.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const PYTHON = process.env.ROUNDLOG_PYTHON || '/usr/bin/python3';
-const CLIENT = path.join(REPO, 'clients', 'python');
 const HEART = path.join(REPO, 'examples', 'heart-disease');
 const ENV = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ROUNDLOG_CLIENT_SAFETENSORS: 'builtin' };
 
-test.before(() => {
-  const probe = spawnSync(PYTHON, ['-c', 'import numpy, torch'], { encoding: 'utf8' });
-  if (probe.error !== undefined || probe.status !== 0) {
-    throw new Error(
-      `${PYTHON} cannot import numpy and torch (${probe.error?.message ?? probe.stderr.trim()}): these ` +
-        'tests need Python 3 with NumPy and PyTorch. Install them (apt-get install -y python3 python3-numpy, ' +
-        'then apt-get install -y --no-install-recommends python3-torch, as .ci/run does) or point ' +
-        'ROUNDLOG_PYTHON at an interpreter that has both',
-    );
-  }
-});
+test.before(() => requirePython(['numpy', 'torch']));
 
 /** Runs `python -m unittest discover` in `dir`; returns how many tests ran and the verbose output. */
 function unittestSuite(t: import('ava').ExecutionContext, dir: string): { count: number; output: string } {
