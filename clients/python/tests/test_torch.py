@@ -187,6 +187,21 @@ class ToTorchParams(unittest.TestCase):
                 self.assertEqual(bits_of(tensors[name]), np.asarray(array).tobytes())
         self.assertEqual(tensors["bf16"].float().tolist(), [[1.5, -0.0], [3.0, 65280.0]])
 
+    def test_every_dtype_roundlog_writes_that_torch_holds_comes_back_bit_for_bit(self):
+        fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+        with open(os.path.join(fixtures, "roundlog-every-dtype.json")) as f:
+            expected = json.load(f)
+        arrays = st.load_file(os.path.join(fixtures, "roundlog-every-dtype.safetensors"))
+        unsigned = {name for name, e in expected.items() if e["dtype"] in ("uint16", "uint32", "uint64")}
+        self.assertEqual(unsigned, {"u16", "u32", "u64"})
+        tensors = to_torch_params({name: a for name, a in arrays.items() if name not in unsigned})
+        self.assertEqual(sorted(tensors), sorted(set(expected) - unsigned))
+        for name, tensor in tensors.items():
+            with self.subTest(name=name):
+                self.assertEqual(str(tensor.dtype), "torch." + expected[name]["dtype"])
+                self.assertEqual(list(tensor.shape), expected[name]["shape"])
+                self.assertEqual(bits_of(tensor).hex(), expected[name]["hex"])
+
     def test_read_only_arrays_give_writable_tensors_of_their_own(self):
         data = st.dumps({"w": np.arange(3.0), "b": st.float32_to_bfloat16([1.0, 2.0])})
         arrays = st.loads(data)  # bytes: read-only arrays over the file's memory
