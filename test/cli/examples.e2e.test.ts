@@ -1,11 +1,12 @@
 /** The examples the README points to run as documented. */
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openFileBlobStore, openFileEventLog, type BlobRef } from '../../src/index.ts';
 import { spawnTs } from '../support/child.ts';
 import { REPO, roundlog, roundlogJson } from '../support/cli.ts';
+import { readmeBlock } from '../support/readme.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
@@ -38,13 +39,12 @@ test('examples/quickstart.ts records rounds, reopens, and reads the last round b
   }
 });
 
-/** The first TypeScript block after `heading` in the README, importing the package from this checkout. */
-function readmeBlock(heading: string): string {
-  const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
-  const after = readme.slice(readme.indexOf(`\n${heading}\n`));
-  const block = /```ts\n([\s\S]*?)```/.exec(after)?.[1];
-  if (block === undefined) throw new Error(`no ts block after ${heading} in README.md`);
-  return block.replaceAll("from 'roundlog'", `from ${JSON.stringify(path.join(REPO, 'src/index.ts'))}`);
+/** The first TypeScript block under `heading` in the README, importing the package from this checkout. */
+function readmeTs(heading: string): string {
+  return readmeBlock(heading, 'ts').replaceAll(
+    "from 'roundlog'",
+    `from ${JSON.stringify(path.join(REPO, 'src/index.ts'))}`,
+  );
 }
 
 /** Runs a TypeScript file through tsx in `cwd`, to its end. */
@@ -86,7 +86,7 @@ test("the README's library example runs beside a root in ./var and leaves that r
   ]);
   t.is(created.code, 0, created.stderr);
   const example = path.join(workspace, 'library-example.mts');
-  writeFileSync(example, readmeBlock('## Library'));
+  writeFileSync(example, readmeTs('## Library'));
   const { code, output } = await runTs(example, workspace);
   t.is(code, 0, output);
   t.regex(output, /caughtUp/);

@@ -3,9 +3,10 @@
  * SSE parsing, retries against a scripted local HTTP server), the heart-disease training loop's
  * (examples/heart-disease/tests/: determinism, resume after any round), and the client's codec against
  * roundlog's own: the client reads what roundlog writes bit for bit and writes the very same bytes
- * back, so the same parameters get the same content address from either side. The interpreter is
- * `ROUNDLOG_PYTHON`, else /usr/bin/python3; without NumPy these tests fail (`.ci/run` installs
- * python3-numpy), they are never skipped.
+ * back, so the same parameters get the same content address from either side. The suite's PyTorch
+ * tests (tests/test_torch.py: state_dicts bit for bit, to_torch_params, TorchNotInstalledError) run
+ * here too. The interpreter is `ROUNDLOG_PYTHON`, else /usr/bin/python3; without NumPy or PyTorch
+ * these tests fail (`.ci/run` installs python3-numpy and python3-torch), they are never skipped.
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -15,28 +16,18 @@ import type { TensorSet } from '../../src/codec/dtypes.ts';
 import { decodeSafetensorsFile, encodeSafetensors } from '../../src/codec/safetensors.ts';
 import { REPO } from '../support/cli.ts';
 import { everyDtype } from '../support/dtypes.ts';
+import { CLIENT_DIR as CLIENT, PYTHON, requirePython } from '../support/python.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-const PYTHON = process.env.ROUNDLOG_PYTHON || '/usr/bin/python3';
-const CLIENT = path.join(REPO, 'clients', 'python');
 const HEART = path.join(REPO, 'examples', 'heart-disease');
 const ENV = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ROUNDLOG_CLIENT_SAFETENSORS: 'builtin' };
 
-test.before(() => {
-  const probe = spawnSync(PYTHON, ['-c', 'import numpy'], { encoding: 'utf8' });
-  if (probe.error !== undefined || probe.status !== 0) {
-    throw new Error(
-      `${PYTHON} cannot import numpy (${probe.error?.message ?? probe.stderr.trim()}): these tests need ` +
-        'Python 3 with NumPy. Install them (apt-get install -y python3 python3-numpy, as .ci/run does) ' +
-        'or point ROUNDLOG_PYTHON at an interpreter that has NumPy',
-    );
-  }
-});
+test.before(() => requirePython(['numpy', 'torch']));
 
-/** Runs `python -m unittest discover` in `dir`; returns how many tests ran, failing with the output. */
-function unittestSuite(t: import('ava').ExecutionContext, dir: string): number {
+/** Runs `python -m unittest discover` in `dir`; returns how many tests ran and the verbose output. */
+function unittestSuite(t: import('ava').ExecutionContext, dir: string): { count: number; output: string } {
   const run = spawnSync(PYTHON, ['-m', 'unittest', 'discover', '-v', '-s', 'tests', '-t', '.'], {
     cwd: dir,
     env: ENV,
@@ -45,7 +36,7 @@ function unittestSuite(t: import('ava').ExecutionContext, dir: string): number {
   });
   t.is(run.status, 0, `${PYTHON} -m unittest discover in ${dir}:\n${run.stderr}${run.stdout}`);
   t.regex(run.stderr, /\nOK\b/);
-  return Number(/Ran (\d+) tests?/.exec(run.stderr)?.[1] ?? 0);
+  return { count: Number(/Ran (\d+) tests?/.exec(run.stderr)?.[1] ?? 0), output: run.stderr };
 }
 
 /** `python -c code args...` with the client importable; returns stdout, failing with stderr. */
@@ -88,12 +79,15 @@ function recodeInPython(t: import('ava').ExecutionContext, tensors: TensorSet, l
   }
 }
 
-test('the Python client unittest suite passes', (t) => {
-  t.true(unittestSuite(t, CLIENT) >= 50, 'every test module was found');
+test('the Python client unittest suite passes, its PyTorch tests included', (t) => {
+  const run = unittestSuite(t, CLIENT);
+  t.true(run.count >= 60, 'every test module was found');
+  t.notRegex(run.output, /skipped '[^']*PyTorch/, 'no PyTorch test was skipped');
+  t.regex(run.output, /test_a_module_state_dict_comes_back_bit_for_bit .*\.\.\. ok/);
 });
 
 test('the heart-disease loop is deterministic and resumes bit for bit after any round (no server)', (t) => {
-  t.true(unittestSuite(t, HEART) >= 11, 'every test module was found');
+  t.true(unittestSuite(t, HEART).count >= 11, 'every test module was found');
 });
 
 test('the client reads every dtype roundlog writes bit for bit and writes the same bytes back', (t) => {

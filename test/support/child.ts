@@ -31,15 +31,25 @@ export function spawnTs(
   onLine?: (line: string, child: Child) => void,
   env: NodeJS.ProcessEnv = {},
 ): Child {
-  const proc = spawn(
-    process.execPath,
-    ['--import', 'tsx', fileURLToPath(new URL(script, new URL('../support/', import.meta.url))), ...args],
-    {
-      cwd: ROOT,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    },
-  );
+  const file = fileURLToPath(new URL(script, new URL('../support/', import.meta.url)));
+  return spawnProcess(process.execPath, ['--import', 'tsx', file, ...args], { env }, onLine);
+}
+
+/**
+ * Spawns `command args` (any executable: the Python tests run their interpreter with it) from `cwd`
+ * (default: the repository), `env` added to this process's environment, read line by line.
+ */
+export function spawnProcess(
+  command: string,
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  onLine?: (line: string, child: Child) => void,
+): Child {
+  const proc = spawn(command, [...args], {
+    cwd: options.cwd ?? ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
   let stderr = '';
   const lines: string[] = [];
   const errLines: string[] = [];
@@ -103,4 +113,10 @@ export function spawnTs(
     }
   });
   return child;
+}
+
+/** Sends SIGKILL to `child` and resolves once it has exited and its output was read. */
+export async function kill9(child: Child): Promise<void> {
+  child.process.kill('SIGKILL');
+  await child.exited;
 }

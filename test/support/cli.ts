@@ -68,3 +68,10 @@ export async function roundlogProcess(args: readonly string[], env: NodeJS.Proce
   const { code } = await child.exited;
   return { code, stdout: child.lines.map((l) => `${l}\n`).join(''), stderr: child.stderr(), pid: child.process.pid! };
 }
+
+/** `roundlog serve --root root --port port` as a real process; resolves with it and the URL it printed. */
+export async function serveRoundlog(root: string, port = 0): Promise<{ child: Child; url: string }> {
+  const child = startRoundlog(['serve', '--root', root, '--port', String(port)]);
+  const url = await child.waitFor((line) => line.startsWith('http://'));
+  return { child, url };
+}

@@ -31,6 +31,7 @@ from .errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
     ExperimentRunningError,
+    InvalidTensorError,
     ProtocolError,
     RoundlogError,
     RunNotOwnedError,
@@ -140,14 +141,24 @@ def to_numpy_params(params):
 
 def to_torch_params(arrays):
     """NumPy arrays (as `loads` returns them) -> torch tensors of the same dtypes and shapes
-    (`BFloat16Bits` -> ``torch.bfloat16``). Raises `TorchNotInstalledError` without PyTorch."""
+    (`BFloat16Bits` -> ``torch.bfloat16``), each a copy of its own (writable, contiguous).
+    Raises `TorchNotInstalledError` without PyTorch, and `InvalidTensorError` (naming the
+    tensor) for a dtype this PyTorch has no tensors of (uint16/32/64 before PyTorch 2.3)."""
     torch = _import_torch()
     out = {}
     for name, array in arrays.items():
         if isinstance(array, st.BFloat16Bits):
             out[name] = torch.from_numpy(np.asarray(array).view(np.int16).copy()).view(torch.bfloat16)
-        else:
-            out[name] = torch.from_numpy(np.array(array, copy=True))
+            continue
+        copy = np.array(array, copy=True)
+        try:
+            out[name] = torch.from_numpy(copy)
+        except TypeError:
+            raise InvalidTensorError(
+                "tensor %r is %s, which PyTorch %s has no tensors of: load it with as_torch=False (NumPy "
+                "arrays) and convert it yourself (e.g. .astype(np.int64))" % (name, copy.dtype.name, torch.__version__),
+                fields={"name": name, "dtype": copy.dtype.name},
+            ) from None
     return out
 
 
