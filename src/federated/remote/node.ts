@@ -124,7 +124,10 @@ function session(
           `train-request experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ` +
             `plan=${request.plan_id} sha256=${request.plan_sha256}`,
         );
-        queue = queue.then(() => handle(stream, request, options, plans));
+        queue = queue
+          .then(() => handle(stream, request, options, plans))
+          // The stream may be gone by the time a reply is written: the next connection starts afresh.
+          .catch((error: unknown) => options.onEvent(`train-error round=${request.round}: ${String(error)}`));
       }
     });
     stream.on('error', (error: grpc.ServiceError) => {
