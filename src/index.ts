@@ -136,8 +136,28 @@ export {
   type Federation,
   type Node,
   type Dataset,
+  type RemoteTrainer,
+  type RemoteTrainRequest,
 } from './federated/training-plan.ts';
 export * from './federated/errors.ts';
+// Nodes as processes: the researcher's server, the node's files, the protocol's errors.
+export {
+  listenForNodes,
+  RemoteFederation,
+  type ConnectedNode,
+  type ListenOptions,
+} from './federated/remote/researcher.ts';
+export { runNode, type NodeOptions } from './federated/remote/node.ts';
+export { approvePlan, readApprovals, type ApprovedPlan } from './federated/remote/approvals.ts';
+export {
+  DATASET_LOADERS,
+  NUMERIC_CSV,
+  loadNodeDataset,
+  type NodeDataset,
+  type NodeDatasetLoader,
+} from './federated/remote/dataset.ts';
+export * from './federated/remote/errors.ts';
+export { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from './federated/remote/protocol.ts';
 export { ModuleLoadError, importModule } from './federated/load-module.ts';
 export {
   replayRound,

@@ -11,6 +11,7 @@ import { currentParams, type RoundRecord } from '../model/state.ts';
 import { weightedMetrics, type NodeReply } from './aggregators.ts';
 import { roundState, stateBeforeRound, type Components } from './components.ts';
 import { deriveRng } from './rng.ts';
+import { NodePlanNotApprovedError } from './remote/errors.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 
 /** What a round needs from its experiment. */
@@ -53,13 +54,43 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
   const trainingArgs = state.settings.trainingArgs;
   // Read and hash-checked once; each node trains on its own copy.
   const current = await handle.tensors(paramsRef);
+  const { remote } = federation;
+  const recordedPlan = setup.trainingPlan;
+  // Aborted when the round stops waiting for a node (its timeout, or another node's failure).
+  const controllers = selection.nodes.map(() => new AbortController());
   const replies = await Promise.all(
-    selection.nodes.map(async (node): Promise<NodeReply & { durationMs: number }> => {
+    selection.nodes.map(async (node, i): Promise<NodeReply & { durationMs: number }> => {
       const dataset = datasets.find((d) => d.node === node)!.dataset;
       const params = structuredClone(current);
       const t0 = Date.now();
-      const train = () => plan.train(params, dataset.data, trainingArgs, deriveRng(seed, round, node, 'train'));
-      const result = await withTimeout(Promise.resolve().then(train), nodeTimeoutMs, handle.state.folder, node, round);
+      const rng = deriveRng(seed, round, node, 'train');
+      const train =
+        remote === undefined
+          ? () => plan.train(params, dataset.data, trainingArgs, rng)
+          : () =>
+              remote.train(
+                {
+                  experiment: handle.state.folder,
+                  experimentId: handle.id,
+                  node,
+                  round,
+                  attempt,
+                  params,
+                  trainingArgs,
+                  modelArgs: setup.modelArgs,
+                  plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: recordedPlan.sha256 },
+                  rng: rng.state(),
+                },
+                controllers[i]!.signal,
+              );
+      const result = await withTimeout(
+        Promise.resolve().then(train),
+        nodeTimeoutMs,
+        handle.state.folder,
+        node,
+        round,
+        controllers[i]!,
+      );
       if (!Number.isInteger(result?.sampleSize) || result.sampleSize < 0) {
         const reason = `replied with sample size ${String(result?.sampleSize)}`;
         throw new NodeFailedError(handle.state.folder, node, round, reason);
@@ -67,7 +98,10 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       const { sampleSize, params: trained, metrics } = result;
       return { node, sampleSize, params: trained, metrics, durationMs: Date.now() - t0 };
     }),
-  );
+  ).catch((error: unknown) => {
+    for (const controller of controllers) controller.abort();
+    throw error;
+  });
   const aggregated = aggregator.aggregate(replies, previous.aggregator, { round, params: current });
   const replyEvents = [];
   for (const reply of [...replies].sort((a, b) => (a.node < b.node ? -1 : 1))) {
@@ -94,22 +128,29 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
   return { record, nodes: selection.nodes };
 }
 
-/** A node's training, failing the round as `NodeFailedError` if it throws or outlasts `ms`. */
+/**
+ * A node's training, failing the round as `NodeFailedError` if it throws or outlasts `ms` (then
+ * `controller` aborts, so a remote request stops waiting). A remote node's typed refusal passes as it is.
+ */
 async function withTimeout<T>(
   work: Promise<T>,
   ms: number,
   experiment: string,
   node: string,
   round: number,
+  controller: AbortController,
 ): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NodeFailedError(experiment, node, round, `no reply within ${ms} ms`)), ms);
+    timer = setTimeout(() => {
+      reject(new NodeFailedError(experiment, node, round, `no reply within ${ms} ms`));
+      controller.abort();
+    }, ms);
   });
   try {
     return await Promise.race([work, timeout]);
   } catch (error) {
-    if (error instanceof NodeFailedError) throw error;
+    if (error instanceof NodeFailedError || error instanceof NodePlanNotApprovedError) throw error;
     const reason = `training threw: ${(error as Error)?.message ?? String(error)}`;
     throw new NodeFailedError(experiment, node, round, reason, error);
   } finally {

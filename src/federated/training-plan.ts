@@ -6,7 +6,7 @@
 import { InvalidArgumentError } from '../errors.ts';
 import type { TensorSet } from '../codec/tensors.ts';
 import { AmbiguousDatasetError, NoMatchingDatasetError } from './errors.ts';
-import type { Rng } from './rng.ts';
+import type { Rng, RngState } from './rng.ts';
 
 /** Arguments that shape the model (recorded in the experiment, so plain data). */
 export type ModelArgs = Readonly<Record<string, unknown>>;
@@ -41,7 +41,39 @@ export type Dataset<Data = unknown> = Readonly<{ id: string; tags: readonly stri
 /** A data-holding node, in process. */
 export type Node<Data = unknown> = Readonly<{ id: string; datasets: readonly Dataset<Data>[] }>;
 
-export type Federation<Data = unknown> = Readonly<{ nodes: readonly Node<Data>[] }>;
+/**
+ * The nodes an experiment may train on. In process, each node's dataset holds its `data` and a
+ * round calls the plan's `train` on it. With `remote` (nodes as processes, `listenForNodes`), the
+ * nodes are those connected now, their datasets hold no data, and a round sends each selected node
+ * a request through `remote.train` instead.
+ */
+export type Federation<Data = unknown> = Readonly<{ nodes: readonly Node<Data>[]; remote?: RemoteTrainer }>;
+
+/** What a round asks of a node in another process: everything its training depends on. */
+export type RemoteTrainRequest = Readonly<{
+  /** The experiment's folder name (for messages) and id. */
+  experiment: string;
+  experimentId: string;
+  node: string;
+  round: number;
+  attempt: number;
+  params: TensorSet;
+  trainingArgs: TrainingArgs;
+  modelArgs: ModelArgs;
+  /** The training plan as the experiment records it; the node trains only with a plan it approved. */
+  plan: Readonly<{ module: string; export: string; sha256: string }>;
+  /** The state of the RNG the node trains with: `deriveRng(seed, round, node, 'train')`, as in process. */
+  rng: RngState;
+}>;
+
+/**
+ * Sends a round's training to a node and resolves with its reply. Rejects with a typed error naming
+ * the node and round (`NodeFailedError`, `NodePlanNotApprovedError`); `signal` aborts when the round
+ * no longer waits for the reply (the node timed out, or another node failed).
+ */
+export interface RemoteTrainer {
+  train(request: RemoteTrainRequest, signal: AbortSignal): Promise<TrainResult>;
+}
 
 /** A node taking part in an experiment, and the dataset it trains on. */
 export type NodeDataset<Data = unknown> = Readonly<{ node: string; dataset: Dataset<Data> }>;

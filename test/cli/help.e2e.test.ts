@@ -31,7 +31,7 @@ test('the declarations hold every command and audit query', (t) => {
     [
       ...['run', 'resume', 'ls', 'demo', 'streams', 'events', 'history', 'audit', 'audit events', 'audit rounds'],
       ...['audit metric', 'audit lineage', 'audit actions', 'replay', 'rewind', 'fork', 'export', 'serve'],
-      ...['project', 'gc', 'verify'],
+      ...['node', 'node start', 'node approve', 'project', 'gc', 'verify'],
     ],
   );
   const readsRoot = ALL.filter((c) => c.command.readsRoot).map((c) => c.words.join(' '));

@@ -8,6 +8,7 @@ import { history } from './history.ts';
 import { fork, replay, rewind } from './lineage.ts';
 import { events, streams } from './log.ts';
 import { gc, project, verify } from './maintenance.ts';
+import { node } from './node.ts';
 import { serve } from './serve.ts';
 
 export const COMMANDS: readonly Command[] = [
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   fork,
   exportCommand,
   serve,
+  node,
   project,
   gc,
   verify,

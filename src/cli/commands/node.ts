@@ -1,0 +1,143 @@
+/**
+ * `roundlog node start|approve`: a data-holding node as a process (`src/federated/remote/`).
+ *
+ * `node approve FILE` records the SHA-256 of a training plan's file in the node's approval list;
+ * `node start` loads the node's dataset, connects out to the researcher and trains the rounds it is
+ * asked to with approved plans, printing one line per event, connecting again (with a growing
+ * delay) when the researcher is not there or goes away. SIGINT or SIGTERM close the connection and
+ * exit 0; a second one exits at once.
+ */
+import { createInterface } from 'node:readline';
+import { approvePlan, APPROVALS_FILE } from '../../federated/remote/approvals.ts';
+import { loadNodeDataset } from '../../federated/remote/dataset.ts';
+import { runNode } from '../../federated/remote/node.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../federated/remote/protocol.ts';
+import { UsageError, checkPathArgument, positiveInt, type Io } from '../args.ts';
+import { defineCommand } from '../command.ts';
+import { SIGNAL_EXIT_CODES } from '../signals.ts';
+
+/**
+ * Test-only: with this variable set to `stdin`, the node waits for a line on its standard input after
+ * announcing each TrainRequest, so a test can act on a node known to be holding a request.
+ */
+export const NODE_GATE_ENV = 'ROUNDLOG_TEST_NODE_GATE';
+
+const NODE_DIR = {
+  type: 'string',
+  describe: "DIR: the node's folder, where its approval list is (default: $ROUNDLOG_NODE_DIR, else ./node)",
+} as const;
+
+function nodeDir(given: string | undefined, io: Io): string {
+  const value = given ?? (io.env.ROUNDLOG_NODE_DIR || 'node');
+  return checkPathArgument(given === undefined ? '$ROUNDLOG_NODE_DIR' : '--node-dir', value, io.cwd);
+}
+
+const approve = defineCommand({
+  name: 'approve',
+  describe: "approve a training plan file on this node (its SHA-256 is added to the node's approval list)",
+  positionals: { file: { type: 'string', demandOption: true, describe: 'the training plan module, as reviewed' } },
+  needs: 'a training plan file',
+  options: { 'node-dir': NODE_DIR },
+  examples: [['roundlog node approve plans/logistic.ts --node-dir /srv/node', 'approve a reviewed plan']],
+  run: async (args, { io }) => {
+    const dir = nodeDir(args['node-dir'], io);
+    const file = checkPathArgument('FILE', args.file, io.cwd);
+    const entry = await approvePlan(dir, file);
+    io.out(`approved ${entry.file} sha256 ${entry.sha256} (in ${dir}/${APPROVALS_FILE})`);
+    return 0;
+  },
+});
+
+const start = defineCommand({
+  name: 'start',
+  describe: 'run a node: load its dataset, connect to the researcher, train the rounds it asks for',
+  options: {
+    id: { type: 'string', demandOption: true, describe: "ID: the node id, unique among the researcher's nodes" },
+    data: { type: 'string', demandOption: true, describe: 'FILE: the dataset (numeric CSV, label last)' },
+    tags: { type: 'string', demandOption: true, describe: "T[,T]: the dataset's tags, comma-separated" },
+    researcher: { type: 'string', demandOption: true, describe: 'HOST:PORT of the researcher' },
+    'node-dir': NODE_DIR,
+    'max-message-bytes': {
+      type: 'string',
+      default: String(DEFAULT_MAX_MESSAGE_BYTES),
+      describe: 'largest message sent or accepted (parameters travel in one message)',
+      coerce: positiveInt('--max-message-bytes'),
+    },
+  },
+  examples: [
+    [
+      'roundlog node start --id hospital-a --data cardiac.csv --tags #heart --researcher 10.0.0.5:50051',
+      "take part in the researcher's experiments tagged #heart",
+    ],
+  ],
+  run: async (args, { io }) => {
+    const tags = args.tags.split(',').map((tag) => tag.trim());
+    if (tags.some((tag) => tag === '')) throw new UsageError('--tags must be non-empty tags separated by commas');
+    if (args.id === '') throw new UsageError('--id must not be empty');
+    if (!/^[^:\s]+:\d+$|^\[[^\]]+\]:\d+$/.test(args.researcher)) {
+      throw new UsageError(`--researcher must be HOST:PORT (got ${JSON.stringify(args.researcher)})`);
+    }
+    const dir = nodeDir(args['node-dir'], io);
+    const dataset = await loadNodeDataset(checkPathArgument('--data', args.data, io.cwd));
+    const say = (line: string) => io.out(`node ${args.id}: ${line}`);
+    say(`dataset ${dataset.file}: ${dataset.format} ${dataset.rows}×${dataset.columns} sha256 ${dataset.sha256}`);
+    const controller = new AbortController();
+    let stopped: 'SIGINT' | 'SIGTERM' | null = null;
+    const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
+      if (stopped !== null) process.exit(SIGNAL_EXIT_CODES[signal]);
+      stopped = signal;
+      say(`${signal}: stopping`);
+      controller.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const gate = io.env[NODE_GATE_ENV] === 'stdin' ? stdinGate() : null;
+    try {
+      await runNode({
+        id: args.id,
+        tags,
+        dataset,
+        researcher: args.researcher,
+        nodeDir: dir,
+        maxMessageBytes: args['max-message-bytes'] as unknown as number,
+        onEvent: say,
+        signal: controller.signal,
+        ...(gate === null ? {} : { beforeTrain: gate.next }),
+      });
+    } finally {
+      gate?.close();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    say('stopped');
+    return 0;
+  },
+});
+
+/** Each call resolves at the next line of standard input. */
+function stdinGate(): { next: () => Promise<void>; close: () => void } {
+  const lines = createInterface({ input: process.stdin });
+  const waiting: Array<() => void> = [];
+  let ready = 0;
+  lines.on('line', () => {
+    const next = waiting.shift();
+    if (next === undefined) ready++;
+    else next();
+  });
+  return {
+    next: () =>
+      new Promise<void>((resolve) => {
+        if (ready > 0) {
+          ready--;
+          resolve();
+        } else waiting.push(resolve);
+      }),
+    close: () => lines.close(),
+  };
+}
+
+export const node = defineCommand({
+  name: 'node',
+  describe: 'a data-holding node as a process: approve training plans, start the node',
+  subcommands: [start, approve],
+});

@@ -1,0 +1,259 @@
+/**
+ * A data-holding node as a process (`roundlog node start`), as in Fed-BioMed: it holds its dataset,
+ * connects out to the researcher (a hospital accepts no connection), says Hello, and trains the
+ * rounds it is asked to with a training plan it approved, one request at a time. When the
+ * researcher is not there or goes away, it connects again with a growing delay (from
+ * `RETRY_MIN_MS`, doubling to `RETRY_MAX_MS`, back to the minimum once welcomed).
+ *
+ * The plan is imported from the approved file (never from the researcher), after checking the
+ * file's bytes still have the hash the request names: the hash approved is that of the code run.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { performance } from 'node:perf_hooks';
+import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
+import { readRegularFile } from '../../confine.ts';
+import { RoundlogError } from '../../errors.ts';
+import { importModule } from '../load-module.ts';
+import { Rng, type RngState } from '../rng.ts';
+import type { TrainingPlan } from '../training-plan.ts';
+import { readApprovals, sha256Hex } from './approvals.ts';
+import type { NodeDataset } from './dataset.ts';
+import { NodeRefusedError, PlanNotApprovedError } from './errors.ts';
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  federationProtocol,
+  messageSizeOptions,
+  type NodeMessage,
+  type Outgoing,
+  type ResearcherMessage,
+  type TrainErrorCode,
+  type TrainRequest,
+} from './protocol.ts';
+
+export const RETRY_MIN_MS = 250;
+export const RETRY_MAX_MS = 5000;
+
+export type NodeOptions = {
+  id: string;
+  tags: readonly string[];
+  dataset: NodeDataset;
+  /** `host:port` of the researcher. */
+  researcher: string;
+  /** The node's folder: its approval list. */
+  nodeDir: string;
+  maxMessageBytes?: number;
+  /** One line per event. */
+  onEvent: (line: string) => void;
+  /** Stops the node: the stream is closed, `runNode` resolves. */
+  signal: AbortSignal;
+  /** Awaited after a request is announced, before it is handled (tests hold a node there). */
+  beforeTrain?: (request: TrainRequest) => Promise<void>;
+};
+
+type Stream = grpc.ClientDuplexStream<Outgoing<NodeMessage>, ResearcherMessage>;
+
+/**
+ * Runs the node until `signal` aborts. Rejects with `NodeRefusedError` when the researcher speaks
+ * another protocol version (connecting again would not help); a duplicate id is retried, since the
+ * researcher may not have seen the node's previous connection end yet.
+ */
+export async function runNode(options: NodeOptions): Promise<void> {
+  const { Client } = federationProtocol();
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const plans = new Map<string, TrainingPlan>();
+  let delay = RETRY_MIN_MS;
+  while (!options.signal.aborted) {
+    options.onEvent(`connecting to ${options.researcher}`);
+    // A new channel for each attempt: a channel that failed to connect waits out its own backoff
+    // (up to 2 minutes) before trying again, and would fail every call until then.
+    const client = new Client(options.researcher, grpc.credentials.createInsecure(), {
+      ...messageSizeOptions(maxMessageBytes),
+    });
+    let outcome: Outcome;
+    try {
+      outcome = await session(client, options, plans);
+    } finally {
+      client.close();
+    }
+    if (outcome.welcomed) delay = RETRY_MIN_MS;
+    if (options.signal.aborted) break;
+    if (outcome.fatal !== null) throw outcome.fatal;
+    options.onEvent(`disconnected: ${outcome.reason}; connecting again in ${delay} ms`);
+    await pause(delay, options.signal);
+    delay = Math.min(RETRY_MAX_MS, delay * 2);
+  }
+}
+
+type Outcome = { welcomed: boolean; reason: string; fatal: Error | null };
+
+/** One connection, from the Hello to the stream's end. */
+function session(
+  client: InstanceType<ReturnType<typeof federationProtocol>['Client']>,
+  options: NodeOptions,
+  plans: Map<string, TrainingPlan>,
+): Promise<Outcome> {
+  return new Promise<Outcome>((resolve) => {
+    const stream: Stream = client.Connect();
+    let welcomed = false;
+    let fatal: Error | null = null;
+    let reason = 'the stream ended';
+    // One training at a time, in the order asked.
+    let queue = Promise.resolve();
+    const onAbort = () => stream.cancel();
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    const finish = () => {
+      options.signal.removeEventListener('abort', onAbort);
+      resolve({ welcomed, reason, fatal });
+    };
+    stream.on('data', (message: ResearcherMessage) => {
+      if (message.body === 'welcome') {
+        welcomed = true;
+        options.onEvent(
+          `connected to ${options.researcher} as ${JSON.stringify(options.id)} ` +
+            `(protocol ${message.welcome.protocol_version})`,
+        );
+      } else if (message.body === 'refusal') {
+        const { code, message: text } = message.refusal;
+        options.onEvent(`refused: ${code}: ${text}`);
+        reason = `refused (${code})`;
+        if (code !== 'DUPLICATE_NODE_ID') fatal = new NodeRefusedError(options.id, options.researcher, code, text);
+      } else if (message.body === 'train_request') {
+        const request = message.train_request;
+        options.onEvent(
+          `train-request experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ` +
+            `plan=${request.plan_id} sha256=${request.plan_sha256}`,
+        );
+        queue = queue
+          .then(() => handle(stream, request, options, plans))
+          // The stream may be gone by the time a reply is written: the next connection starts afresh.
+          .catch((error: unknown) => options.onEvent(`train-error round=${request.round}: ${String(error)}`));
+      }
+    });
+    stream.on('error', (error: grpc.ServiceError) => {
+      reason = error.details || error.message;
+    });
+    stream.on('close', finish);
+    stream.on('end', () => stream.end());
+    stream.write({
+      hello: {
+        protocol_version: PROTOCOL_VERSION,
+        node_id: options.id,
+        tags: [...options.tags],
+        dataset: {
+          rows: options.dataset.rows,
+          columns: options.dataset.columns,
+          sha256: options.dataset.sha256,
+          format: options.dataset.format,
+        },
+      },
+    });
+  });
+}
+
+/** Trains one request and writes its reply (or its typed error). */
+async function handle(
+  stream: Stream,
+  request: TrainRequest,
+  options: NodeOptions,
+  plans: Map<string, TrainingPlan>,
+): Promise<void> {
+  const ids = { experiment_id: request.experiment_id, round: request.round, attempt: request.attempt };
+  const fail = (code: TrainErrorCode, message: string) => {
+    options.onEvent(`train-error round=${request.round} ${code}: ${message}`);
+    stream.write({
+      train_error: { ...ids, code, message, plan_id: request.plan_id, plan_sha256: request.plan_sha256 },
+    });
+  };
+  try {
+    await options.beforeTrain?.(request);
+    let plan: TrainingPlan;
+    try {
+      plan = await approvedPlan(request, options, plans);
+    } catch (error) {
+      if (error instanceof PlanNotApprovedError) return fail('PLAN_NOT_APPROVED', error.message);
+      return fail('PLAN_LOAD_FAILED', (error as Error).message);
+    }
+    let trainingArgs: Record<string, unknown>;
+    let rngState: RngState;
+    let params;
+    const t0 = performance.now();
+    try {
+      trainingArgs = JSON.parse(request.training_args_json) as Record<string, unknown>;
+      rngState = { algorithm: request.rng?.algorithm, s: request.rng?.s } as RngState;
+      params = decodeSafetensors(request.params, { source: `round ${request.round}'s parameters` });
+    } catch (error) {
+      return fail('BAD_REQUEST', (error as Error).message);
+    }
+    const t1 = performance.now();
+    const result = await plan.train(params, options.dataset.data, trainingArgs, Rng.fromState(rngState));
+    const t2 = performance.now();
+    const bytes = encodeSafetensors(result.params);
+    const t3 = performance.now();
+    stream.write({
+      train_reply: {
+        ...ids,
+        params: bytes,
+        sample_size: result.sampleSize,
+        metrics: result.metrics,
+        timings: { decode_ms: t1 - t0, train_ms: t2 - t1, encode_ms: t3 - t2 },
+      },
+    });
+    options.onEvent(
+      `train-reply round=${request.round} attempt=${request.attempt} samples=${result.sampleSize} ` +
+        `train_ms=${(t2 - t1).toFixed(1)}`,
+    );
+  } catch (error) {
+    const message = error instanceof RoundlogError ? `${error.code}: ${error.message}` : String(error);
+    fail('TRAINING_FAILED', message);
+  }
+}
+
+/** The approved plan a request names, imported from its approved file (cached by hash). */
+async function approvedPlan(
+  request: TrainRequest,
+  options: NodeOptions,
+  plans: Map<string, TrainingPlan>,
+): Promise<TrainingPlan> {
+  const sha256 = request.plan_sha256;
+  const refuse = (reason: string) =>
+    new PlanNotApprovedError(options.id, request.plan_id, sha256, options.nodeDir, reason);
+  const entry = (await readApprovals(options.nodeDir)).find((plan) => plan.sha256 === sha256);
+  if (entry === undefined) throw refuse('its hash is not in the approval list');
+  // Checked on every request: a file changed since its approval is not run.
+  const source = await readRegularFile(entry.file, 'approved plan');
+  const now = sha256Hex(source);
+  if (now !== sha256) throw refuse(`the approved file ${entry.file} has changed since (sha256 ${now} now)`);
+  const cached = plans.get(`${sha256}#${request.plan_export}`);
+  if (cached !== undefined) return cached;
+  // A module is imported once per process: a file changed (and approved again) after its first
+  // import would still run its old code, so it is refused until the node restarts.
+  const other = [...plans.keys()].find(
+    (k) => k.startsWith(`${entry.file}\0`) && !k.startsWith(`${entry.file}\0${sha256}`),
+  );
+  if (other !== undefined) {
+    throw new Error(
+      `${entry.file} changed since this node imported it: restart the node to train with the new version`,
+    );
+  }
+  const module = await importModule(entry.file);
+  const plan = module[request.plan_export] as TrainingPlan | undefined;
+  if (typeof plan?.train !== 'function') {
+    throw new Error(`${entry.file} has no export ${JSON.stringify(request.plan_export)} with train()`);
+  }
+  plans.set(`${sha256}#${request.plan_export}`, plan);
+  plans.set(`${entry.file}\0${sha256}`, plan);
+  return plan;
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

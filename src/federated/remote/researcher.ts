@@ -1,0 +1,287 @@
+/**
+ * The researcher's side of nodes as processes: a gRPC server the nodes connect to (outbound from
+ * the hospitals), and a `Federation` whose nodes are the ones connected now. `Experiment.create`
+ * and `loadBreakpoint` take it as they take in-process nodes; each round selects the connected
+ * nodes by their tags, sends each selected node a TrainRequest on its stream, and awaits the reply
+ * within the experiment's node timeout.
+ *
+ * A node that disconnects while a round waits on it fails the round (`NodeFailedError`, naming the
+ * node and round: nothing of the round is committed); a node refusing the plan fails it with
+ * `NodePlanNotApprovedError`. A node that connects again takes part in the next round.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
+import { NodeFailedError } from '../../model/errors.ts';
+import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
+import { NodePlanNotApprovedError } from './errors.ts';
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  federationProtocol,
+  messageSizeOptions,
+  type DatasetInfo,
+  type Hello,
+  type NodeMessage,
+  type Outgoing,
+  type Refusal,
+  type ResearcherMessage,
+  type TrainError,
+  type TrainReply,
+} from './protocol.ts';
+
+export type ListenOptions = {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0: a port the system chooses (`federation.port`). */
+  port?: number;
+  /** Largest message sent or accepted. Default `DEFAULT_MAX_MESSAGE_BYTES`. */
+  maxMessageBytes?: number;
+  /** One line per event: a node connected, refused, disconnected. */
+  onEvent?: (line: string) => void;
+};
+
+/** A connected node, as its Hello described it. */
+export type ConnectedNode = Readonly<{ id: string; tags: readonly string[]; dataset: DatasetInfo; since: Date }>;
+
+type Call = grpc.ServerDuplexStream<NodeMessage, Outgoing<ResearcherMessage>>;
+
+type Pending = {
+  request: RemoteTrainRequest;
+  resolve: (result: TrainResult) => void;
+  reject: (error: Error) => void;
+};
+
+type Connection = { node: ConnectedNode; call: Call; pending: Map<string, Pending> };
+
+const key = (experimentId: string, round: number, attempt: number) => `${experimentId}/${round}/${attempt}`;
+
+/** Starts the researcher's server on `host:port`; nodes connect to it. */
+export async function listenForNodes(options: ListenOptions = {}): Promise<RemoteFederation> {
+  const host = options.host ?? '127.0.0.1';
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const server = new grpc.Server(messageSizeOptions(maxMessageBytes));
+  const federation = new RemoteFederation(server, options.onEvent ?? (() => undefined));
+  server.addService(federationProtocol().service, { Connect: (call: Call) => federation.accept(call) });
+  const port = await new Promise<number>((resolve, reject) => {
+    const address = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 0}`;
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error === null ? resolve(bound) : reject(error),
+    );
+  });
+  federation.address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  federation.port = port;
+  return federation;
+}
+
+/** The nodes connected to a researcher's server, as a `Federation`. */
+export class RemoteFederation {
+  /** `host:port` the server listens on. */
+  address = '';
+  port = 0;
+  private readonly connections = new Map<string, Connection>();
+  private readonly watchers = new Set<() => void>();
+  private closed = false;
+
+  constructor(
+    private readonly server: grpc.Server,
+    private readonly onEvent: (line: string) => void,
+  ) {}
+
+  /** The connected nodes, each with the one dataset its Hello described (no data: it stays on the node). */
+  get nodes(): readonly Node[] {
+    return this.connected().map((node) => ({
+      id: node.id,
+      datasets: [{ id: `${node.id}/${node.dataset.sha256.slice(0, 12)}`, tags: [...node.tags], data: null }],
+    }));
+  }
+
+  /** The connected nodes (in id order) and what their Hello said. */
+  connected(): ConnectedNode[] {
+    return [...this.connections.values()]
+      .map(({ node }) => node)
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  readonly remote: RemoteTrainer = { train: (request, signal) => this.train(request, signal) };
+
+  /** Resolves once every node of `ids` is connected (or rejects when `signal` aborts). */
+  waitForNodes(ids: readonly string[], signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (ids.every((id) => this.connections.has(id))) {
+          this.watchers.delete(check);
+          resolve();
+        } else if (signal?.aborted === true) {
+          this.watchers.delete(check);
+          reject(signal.reason as Error);
+        }
+      };
+      this.watchers.add(check);
+      signal?.addEventListener('abort', check, { once: true });
+      check();
+    });
+  }
+
+  /** Stops the server: every stream is cancelled, every request still waiting fails. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const connection of [...this.connections.values()]) this.drop(connection, 'the researcher closed');
+    this.server.forceShutdown();
+  }
+
+  /** A node's stream: its Hello first, then its replies. */
+  accept(call: Call): void {
+    let connection: Connection | null = null;
+    const end = (why: string) => {
+      if (connection !== null && this.connections.get(connection.node.id) === connection) this.drop(connection, why);
+      connection = null;
+    };
+    call.on('data', (message: NodeMessage) => {
+      if (connection === null) {
+        if (message.body !== 'hello') return this.refuse(call, 'BAD_HELLO', `the first message must be a Hello`);
+        connection = this.hello(call, message.hello);
+        return;
+      }
+      if (message.body === 'train_reply') this.reply(connection, message.train_reply);
+      else if (message.body === 'train_error') this.failed(connection, message.train_error);
+    });
+    call.on('end', () => {
+      end('the node closed its stream');
+      call.end();
+    });
+    call.on('cancelled', () => end('the connection was lost'));
+    call.on('error', (error: Error) => end(`the stream failed: ${error.message}`));
+    call.on('close', () => end('the connection was lost'));
+  }
+
+  private hello(call: Call, hello: Hello): Connection | null {
+    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocol_version)) {
+      this.refuse(
+        call,
+        'PROTOCOL_VERSION_MISMATCH',
+        `the node speaks protocol ${hello.protocol_version}; ` +
+          `this researcher speaks ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`,
+      );
+      return null;
+    }
+    const id = hello.node_id;
+    if (typeof id !== 'string' || id === '' || hello.dataset === null || hello.tags.length === 0) {
+      this.refuse(call, 'BAD_HELLO', 'a Hello needs a node id, tags and its dataset');
+      return null;
+    }
+    if (this.connections.has(id)) {
+      this.refuse(call, 'DUPLICATE_NODE_ID', `a node ${JSON.stringify(id)} is already connected`);
+      return null;
+    }
+    const node: ConnectedNode = { id, tags: [...hello.tags], dataset: { ...hello.dataset }, since: new Date() };
+    const connection: Connection = { node, call, pending: new Map() };
+    this.connections.set(id, connection);
+    const { rows, columns, sha256, format } = node.dataset;
+    this.onEvent(
+      `node ${JSON.stringify(id)} connected: tags ${node.tags.join(',')}, dataset ${format} ${rows}×${columns} ` +
+        `sha256 ${sha256}`,
+    );
+    call.write({ welcome: { protocol_version: PROTOCOL_VERSION } });
+    for (const watcher of [...this.watchers]) watcher();
+    return connection;
+  }
+
+  private refuse(call: Call, code: Refusal['code'], message: string): void {
+    this.onEvent(`refused a node: ${code}: ${message}`);
+    call.write({ refusal: { code, message, supported_versions: [...SUPPORTED_PROTOCOL_VERSIONS] } });
+    call.end();
+  }
+
+  private drop(connection: Connection, why: string): void {
+    this.connections.delete(connection.node.id);
+    this.onEvent(`node ${JSON.stringify(connection.node.id)} disconnected: ${why}`);
+    for (const [k, pending] of connection.pending) {
+      connection.pending.delete(k);
+      const { experiment, node, round } = pending.request;
+      pending.reject(new NodeFailedError(experiment, node, round, `the node disconnected (${why})`));
+    }
+    try {
+      connection.call.end();
+    } catch {
+      // Already ended.
+    }
+  }
+
+  private train(request: RemoteTrainRequest, signal: AbortSignal): Promise<TrainResult> {
+    const { experiment, experimentId, node, round, attempt } = request;
+    const connection = this.connections.get(node);
+    if (connection === undefined || this.closed) {
+      return Promise.reject(new NodeFailedError(experiment, node, round, 'the node is not connected'));
+    }
+    const k = key(experimentId, round, attempt);
+    if (connection.pending.has(k)) {
+      const reason = `a request for attempt ${attempt} of this round is already waiting on it`;
+      return Promise.reject(new NodeFailedError(experiment, node, round, reason));
+    }
+    return new Promise<TrainResult>((resolve, reject) => {
+      const onAbort = () => {
+        if (connection.pending.get(k)?.request === request) connection.pending.delete(k);
+        reject(new NodeFailedError(experiment, node, round, 'the round stopped waiting for it'));
+      };
+      connection.pending.set(k, {
+        request,
+        resolve: (result) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(result);
+        },
+        reject: (error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+      connection.call.write({
+        train_request: {
+          experiment_id: experimentId,
+          experiment,
+          round,
+          attempt,
+          params: encodeSafetensors(request.params),
+          training_args_json: JSON.stringify(request.trainingArgs),
+          model_args_json: JSON.stringify(request.modelArgs),
+          plan_id: `${request.plan.module}#${request.plan.export}`,
+          plan_export: request.plan.export,
+          plan_sha256: request.plan.sha256,
+          rng: { algorithm: request.rng.algorithm, s: [...request.rng.s] },
+        },
+      });
+    });
+  }
+
+  private reply(connection: Connection, reply: TrainReply): void {
+    const k = key(reply.experiment_id, reply.round, reply.attempt);
+    const pending = connection.pending.get(k);
+    // A reply nobody waits for (an aborted attempt) is dropped.
+    if (pending === undefined) return;
+    connection.pending.delete(k);
+    const { experiment, node, round } = pending.request;
+    try {
+      const params = decodeSafetensors(reply.params, { source: `the reply of node ${node} to round ${round}` });
+      pending.resolve({ params, sampleSize: reply.sample_size, metrics: { ...reply.metrics } });
+    } catch (error) {
+      const reason = `replied with parameters that cannot be read: ${(error as Error).message}`;
+      pending.reject(new NodeFailedError(experiment, node, round, reason, error));
+    }
+  }
+
+  private failed(connection: Connection, failure: TrainError): void {
+    const k = key(failure.experiment_id, failure.round, failure.attempt);
+    const pending = connection.pending.get(k);
+    if (pending === undefined) return;
+    connection.pending.delete(k);
+    const { experiment, node, round, plan } = pending.request;
+    if (failure.code === 'PLAN_NOT_APPROVED') {
+      const planId = `${plan.module}#${plan.export}`;
+      pending.reject(new NodePlanNotApprovedError(experiment, node, round, planId, plan.sha256, failure.message));
+    } else {
+      pending.reject(new NodeFailedError(experiment, node, round, `${failure.code}: ${failure.message}`));
+    }
+  }
+}

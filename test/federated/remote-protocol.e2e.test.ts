@@ -1,0 +1,171 @@
+/**
+ * The researcher-node protocol's refusals and reconnection, with real node processes (and a raw
+ * gRPC client for a Hello no node of this release sends):
+ * - a Hello of another protocol version is refused (PROTOCOL_VERSION_MISMATCH, naming the versions);
+ * - a second node with a connected node's id is refused (DUPLICATE_NODE_ID) and keeps trying;
+ * - a node started before its researcher, and one whose researcher goes away, connect again;
+ * - a plan file changed after its approval is refused (PLAN_NOT_APPROVED, naming the change).
+ */
+import test, { type ExecutionContext } from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { appendFileSync, copyFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CLINICAL_FEATURES, syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { approvePlan } from '../../src/federated/remote/approvals.ts';
+import { numericCsv } from '../../src/federated/remote/dataset.ts';
+import { NodePlanNotApprovedError } from '../../src/federated/remote/errors.ts';
+import { federationProtocol, type ResearcherMessage } from '../../src/federated/remote/protocol.ts';
+import { listenForNodes, type RemoteFederation } from '../../src/federated/remote/researcher.ts';
+import { deriveRng } from '../../src/federated/rng.ts';
+import type { Child } from '../support/child.ts';
+import { REPO, startRoundlog } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(removeTempDirs);
+
+function dataFile(): string {
+  const file = path.join(tempDir(), 'a.csv');
+  const data = syntheticClinicalFederation({ seed: 3, nodes: 1, rows: [40] }).nodes[0]!.datasets[0]!.data;
+  writeFileSync(file, numericCsv(CLINICAL_FEATURES, data));
+  return file;
+}
+
+async function researcher(t: ExecutionContext, port = 0): Promise<RemoteFederation> {
+  const federation = await listenForNodes({ port });
+  t.teardown(() => federation.close());
+  return federation;
+}
+
+function startNode(t: ExecutionContext, id: string, researcherAddress: string, nodeDir = tempDir()): Child {
+  const args = ['node', 'start', '--id', id, '--data', dataFile(), '--tags', '#t', '--researcher', researcherAddress];
+  const child = startRoundlog([...args, '--node-dir', nodeDir]);
+  t.teardown(async () => {
+    if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+    await child.exited;
+  });
+  return child;
+}
+
+/** Resolves once `child` has printed `count` lines matching `pattern` (lines repeat word for word). */
+const nthLine = (child: Child, pattern: RegExp, count: number) =>
+  child.waitFor((line) => pattern.test(line) && child.lines.filter((l) => pattern.test(l)).length >= count);
+
+const CONNECTED = / connected to /;
+const connectedLine = (child: Child, count = 1) => nthLine(child, CONNECTED, count);
+
+test.serial('a Hello of another protocol version is refused, naming the versions spoken', async (t) => {
+  const federation = await researcher(t);
+  const { Client } = federationProtocol();
+  const client = new Client(federation.address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const stream = client.Connect();
+  const messages: ResearcherMessage[] = [];
+  const ended = new Promise<void>((resolve) => {
+    stream.on('data', (m: ResearcherMessage) => messages.push(m));
+    stream.on('error', () => undefined);
+    stream.on('close', resolve);
+  });
+  stream.write({
+    hello: {
+      protocol_version: 99,
+      node_id: 'future-node',
+      tags: ['#t'],
+      dataset: { rows: 1, columns: 1, sha256: '0'.repeat(64), format: 'numeric-csv' },
+    },
+  });
+  stream.end();
+  await ended;
+  t.is(messages.length, 1);
+  const [message] = messages;
+  t.is(message!.body, 'refusal');
+  if (message!.body !== 'refusal') return;
+  t.is(message!.refusal.code, 'PROTOCOL_VERSION_MISMATCH');
+  t.deepEqual(message!.refusal.supported_versions, [1]);
+  t.regex(message!.refusal.message, /speaks protocol 99; this researcher speaks 1/);
+  t.deepEqual(federation.nodes, []);
+});
+
+test.serial('a second node with a connected id is refused and keeps trying', async (t) => {
+  const federation = await researcher(t);
+  const first = startNode(t, 'same', federation.address);
+  await connectedLine(first);
+  const second = startNode(t, 'same', federation.address);
+  const refused = await second.waitFor((l) => /refused: DUPLICATE_NODE_ID/.test(l));
+  t.regex(refused, /a node "same" is already connected/);
+  await second.waitFor((l) => /disconnected: refused \(DUPLICATE_NODE_ID\); connecting again in \d+ ms/.test(l));
+  t.deepEqual(
+    federation.connected().map((n) => n.id),
+    ['same'],
+  );
+  // Once the first goes, the second gets in.
+  first.process.kill('SIGTERM');
+  t.deepEqual(await first.exited, { code: 0, signal: null });
+  await connectedLine(second);
+  t.deepEqual(
+    federation.nodes.map((n) => n.id),
+    ['same'],
+  );
+});
+
+test.serial('a node started before its researcher, and one whose researcher goes away, connect again', async (t) => {
+  // A port that was free a moment ago: the researcher starts there later.
+  const probe = await listenForNodes({ port: 0 });
+  const { port, address } = probe;
+  await probe.close();
+  const node = startNode(t, 'early', address);
+  await node.waitFor((l) => /disconnected: .*; connecting again in \d+ ms/.test(l));
+  const federation = await researcher(t, port);
+  await connectedLine(node);
+  t.deepEqual(
+    federation.nodes.map((n) => n.id),
+    ['early'],
+  );
+  // The researcher goes away, and comes back.
+  const disconnects = node.lines.filter((l) => /disconnected: /.test(l)).length;
+  await federation.close();
+  await nthLine(node, /disconnected: /, disconnects + 1);
+  const again = await researcher(t, port);
+  await connectedLine(node, 2);
+  t.deepEqual(
+    again.nodes.map((n) => n.id),
+    ['early'],
+  );
+});
+
+test.serial('a plan file changed after its approval is refused, naming the change', async (t) => {
+  const workspace = tempDir();
+  const planFile = path.join(workspace, 'plan.ts');
+  copyFileSync(path.join(REPO, 'examples/logistic-regression/plan.ts'), planFile);
+  const nodeDir = tempDir();
+  const entry = await approvePlan(nodeDir, planFile);
+  appendFileSync(planFile, '\n// changed after review\n');
+  const federation = await researcher(t);
+  const node = startNode(t, 'a', federation.address, nodeDir);
+  await connectedLine(node);
+  const error = await t.throwsAsync(
+    federation.remote.train(
+      {
+        experiment: 'Experiment_x',
+        experimentId: 'x',
+        node: 'a',
+        round: 4,
+        attempt: 1,
+        params: {
+          weights: { dtype: 'float32', shape: [5], data: new Float32Array(5) },
+          bias: { dtype: 'float32', shape: [1], data: new Float32Array(1) },
+        },
+        trainingArgs: {},
+        modelArgs: { columns: 5 },
+        plan: { module: 'plan.ts', export: 'logisticRegressionPlan', sha256: entry.sha256 },
+        rng: deriveRng(1, 4, 'a', 'train').state(),
+      },
+      new AbortController().signal,
+    ),
+    { instanceOf: NodePlanNotApprovedError },
+  );
+  t.like(error, { node: 'a', round: 4, experiment: 'Experiment_x', sha256: entry.sha256 });
+  t.regex(
+    error.nodeMessage,
+    new RegExp(`the approved file ${planFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} has changed`),
+  );
+});
