@@ -83,9 +83,12 @@ test.serial('the package ships its license, no source maps, and none of the dev 
   };
   walk(pkg);
   t.deepEqual(maps, []);
-  for (const absent of ['@eventstore/db-client', '@grpc/grpc-js', 'better-sqlite3', 'ava', 'typescript']) {
+  for (const absent of ['@eventstore/db-client', 'better-sqlite3', 'ava', 'typescript']) {
     t.false(existsSync(path.join(app, 'node_modules', absent)), `${absent} is installed`);
   }
+  // Remote nodes (`roundlog node`) speak gRPC: its library and the protocol file ship.
+  t.true(existsSync(path.join(app, 'node_modules', '@grpc', 'grpc-js')));
+  t.true(existsSync(path.join(pkg, 'src', 'federated', 'remote', 'protocol.proto')));
 });
 
 test.serial('npx roundlog help', async (t) => {
