@@ -40,25 +40,47 @@ export class CorruptPayloadError extends RoundlogError {
 
 /**
  * Decoding would take more memory than the configured maximum (or nest deeper than the limit):
- * refused before anything is allocated. Either the bytes are damaged or crafted, or the maximum is
- * too low for this data.
+ * refused before anything is allocated. When reading stored bytes, either they are damaged or
+ * crafted, or the maximum is too low for this data; when recording a value (`writing`), nothing is
+ * written, since every reader would refuse it.
  */
 export class DecodeLimitError extends RoundlogError {
   readonly code = 'DECODE_LIMIT' as const;
   constructor(
-    /** What was being decoded (a log value, a tensor set, a header). */
+    /** What was being decoded or encoded (a log value, a tensor set, a header). */
     readonly what: string,
-    /** The size declared or estimated, in bytes (or the depth, for nesting). */
+    /** The size, in bytes, declared by the bytes or estimated (see `measure`); or the depth, for nesting. */
     readonly declared: number,
     readonly limit: number,
     /** Where the maximum comes from (an environment variable), so it can be raised. */
     readonly setting: string,
+    /**
+     * `declared`: a size the bytes state (a length prefix, a tensor's shape); `estimated`: the memory
+     * the decoded value would take, estimated from the msgpack bytes (`checkMsgpack` in limits.ts says
+     * how); `depth`: levels of nesting.
+     */
+    readonly measure: 'declared' | 'estimated' | 'depth' = setting === 'the depth limit' ? 'depth' : 'declared',
+    /** Whether a value being recorded was refused (nothing written), rather than stored bytes being read. */
+    readonly writing: boolean = false,
   ) {
-    super(
-      `${what} would take ${declared} ${setting === 'the depth limit' ? 'levels' : 'bytes'}, over the maximum of ` +
-        `${limit} (${setting}); nothing was allocated. The bytes are damaged or were not written by roundlog; ` +
-        `if they are genuine, raise ${setting} and try again`,
-    );
+    const size =
+      measure === 'depth'
+        ? `nests ${declared} levels deep, over the maximum of ${limit} (${setting})`
+        : measure === 'estimated'
+          ? `would take an estimated ${declared} bytes of memory once decoded, over the maximum of ${limit} ` +
+            `bytes (${setting})`
+          : `would take ${declared} bytes once decoded, over the maximum of ${limit} bytes (${setting})`;
+    const advice = writing
+      ? measure === 'depth'
+        ? 'nothing was recorded, since no reader would accept it: flatten it'
+        : 'nothing was recorded, since every reader would refuse it: make it smaller (large numeric arrays ' +
+          `belong in a round's parameters, as tensors), or raise ${setting} (a number of bytes) in the ` +
+          'environment of every roundlog process that writes or reads this root'
+      : 'nothing was allocated. The bytes are damaged or were not written by roundlog; if they are genuine, ' +
+        (measure === 'depth'
+          ? 'they cannot be read by this build'
+          : `raise ${setting} (a number of bytes) and try again`);
+    super(`${what} ${size}; ${advice}`);
   }
 }
 

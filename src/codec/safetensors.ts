@@ -95,7 +95,7 @@ export function encodeSafetensorsChunks(
     checkTensor(name, tensor);
     total += tensor.data.byteLength;
   }
-  checkDeclaredSize('the tensor set', total, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV);
+  checkDeclaredSize('the tensor set', total, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV, true);
   const metadata = options.metadata;
   if (metadata !== undefined) checkMetadata(metadata);
   entries.sort(([nameA, a], [nameB, b]) => {
