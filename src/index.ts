@@ -87,9 +87,11 @@ export {
   NoBreakpointError,
   NodeFailedError,
   RegistryDamagedError,
+  RoundLimitReachedError,
   RoundNotFoundError,
   TrainingPlanChangedError,
   UnknownEventError,
+  UnrecordableValueError,
 } from './model/errors.ts';
 export {
   Experiment,

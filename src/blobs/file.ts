@@ -48,7 +48,17 @@ export interface FileBlobStore extends BlobStore {
   readonly dir: string;
   /** Where the blob with this hash is (or would be) stored. */
   path(sha256: string): string;
+  /**
+   * Temp files in `<dir>/tmp` whose writer is gone (a process killed mid-upload): what the next
+   * write removes. Reading only.
+   */
+  staleTempFiles(): Promise<readonly StaleTempFile[]>;
+  /** Removes the stale temp files (as the first write of a store does); returns those removed. */
+  removeStaleTempFiles(): Promise<readonly StaleTempFile[]>;
 }
+
+/** A temp file left by a writer that is gone: its path, size and the writer's pid (null when the name has none). */
+export type StaleTempFile = Readonly<{ file: string; bytes: number; pid: number | null }>;
 
 const TMP_DIR = 'tmp';
 const FAN_OUT = /^[0-9a-f]{2}$/;
@@ -453,6 +463,8 @@ export async function openFileBlobStore(options: FileBlobStoreOptions): Promise<
   const fileOf = (sha256: string) => blobPath(sha256Of(sha256));
   return {
     dir,
+    staleTempFiles: () => staleTempFiles(tmpDir),
+    removeStaleTempFiles: () => removeStaleTempFiles(tmpDir),
     path: fileOf,
     fileOf,
     // The caller's bytes are copied before the first await: changing them after the call stores nothing of it.
@@ -556,14 +568,32 @@ async function sortedNames(dir: string): Promise<string[]> {
   }
 }
 
-/** Removes temp files whose writer is gone: a dead process, or this one when no store of it owns the file. */
-async function removeStaleTempFiles(tmpDir: string): Promise<void> {
-  for (const name of await fs.readdir(tmpDir)) {
+/**
+ * The temp files of `tmpDir` whose writer is gone: a dead process, or this one when no store of it
+ * owns the file. None when the folder does not exist.
+ */
+async function staleTempFiles(tmpDir: string): Promise<StaleTempFile[]> {
+  const stale: StaleTempFile[] = [];
+  for (const name of await sortedNames(tmpDir)) {
     const file = path.join(tmpDir, name);
-    const pid = Number(TEMP_NAME.exec(name)?.[1] ?? Number.NaN);
+    const match = TEMP_NAME.exec(name);
+    const pid = match === null ? Number.NaN : Number(match[1]);
     const ownedByLiveWriter = pid === process.pid ? liveTempFiles.has(file) : processIsAlive(pid);
-    if (!ownedByLiveWriter) await fs.rm(file, { force: true, recursive: true });
+    if (ownedByLiveWriter) continue;
+    const bytes = await fs.lstat(file).then(
+      (stat) => stat.size,
+      () => null,
+    );
+    if (bytes !== null) stale.push({ file, bytes, pid: Number.isSafeInteger(pid) ? pid : null });
   }
+  return stale;
+}
+
+/** Removes the temp files whose writer is gone (`staleTempFiles`); returns them. */
+async function removeStaleTempFiles(tmpDir: string): Promise<StaleTempFile[]> {
+  const stale = await staleTempFiles(tmpDir);
+  for (const { file } of stale) await fs.rm(file, { force: true, recursive: true });
+  return stale;
 }
 
 function writeFailed(file: string): (error: unknown) => never {

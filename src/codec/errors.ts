@@ -43,29 +43,72 @@ export class CorruptPayloadError extends RoundlogError {
 
 /**
  * Decoding would take more memory than the configured maximum (or nest deeper than the limit):
- * refused before anything is allocated. Either the bytes are damaged or crafted, or the maximum is
- * too low for this data.
+ * refused before anything is allocated. When reading stored bytes, either they are damaged or
+ * crafted, or the maximum is too low for this data; when recording a value (`writing`), nothing is
+ * written, since every reader would refuse it.
  */
+export type DecodeLimitOptions = {
+  /**
+   * `declared` (default): a size the bytes state (a length prefix, a tensor's shape, a count);
+   * `estimated`: the memory the decoded value would take, estimated from the msgpack bytes
+   * (`checkMsgpack` in limits.ts says how); `depth`: levels of nesting.
+   */
+  measure?: 'declared' | 'estimated' | 'depth';
+  /** What `declared` and `limit` count when not bytes (`tensors`, `metadata entries`). Default bytes. */
+  unit?: string;
+  /** Whether a value being recorded was refused (nothing written), rather than stored bytes being read. */
+  writing?: boolean;
+  /** Where in the payload the count went over (bytes from its start), when it is at one place. */
+  byteOffset?: number;
+};
+
 export class DecodeLimitError extends RoundlogError {
   readonly code = 'DECODE_LIMIT' as const;
+  /** What `declared` measures (see `DecodeLimitOptions.measure`). */
+  readonly measure: 'declared' | 'estimated' | 'depth';
+  /** What `declared` and `limit` count: `bytes`, `levels` for nesting, `tensors`, ... */
+  readonly unit: string;
+  /** True when a value being recorded was refused (nothing was written). */
+  readonly writing: boolean;
+  /** Where in the payload the count went over, when it is at one place. */
+  readonly byteOffset?: number;
   constructor(
-    /** What was being decoded (a log value, a tensor set, a header). */
+    /** What was being decoded or encoded (a log value, a tensor set, a header). */
     readonly what: string,
-    /** The size declared or estimated, in bytes (or the depth, for nesting). */
+    /** The size, in bytes, declared by the bytes or estimated (see `measure`); or the depth, for nesting. */
     readonly declared: number,
     readonly limit: number,
     /** Where the maximum comes from (an environment variable), so it can be raised. */
     readonly setting: string,
-    /** What `declared` and `limit` count: bytes, unless said (levels for nesting, tensors...). */
-    readonly unit: string = setting === 'the depth limit' ? 'levels' : 'bytes',
-    /** Where in the payload the count went over (bytes from its start), when it is at one place. */
-    readonly byteOffset?: number,
+    options: DecodeLimitOptions = {},
   ) {
-    super(
-      `${what} would take ${declared} ${unit}, over the maximum of ${limit} (${setting})` +
-        `${byteOffset === undefined ? '' : `, the first past it at byte ${byteOffset}`}; nothing was allocated. ` +
-        `The bytes are damaged or were not written by roundlog; if they are genuine, raise ${setting} and try again`,
-    );
+    const measure = options.measure ?? (setting === 'the depth limit' ? 'depth' : 'declared');
+    const unit = options.unit ?? 'bytes';
+    const writing = options.writing ?? false;
+    const { byteOffset } = options;
+    const at = byteOffset === undefined ? '' : `, the first past it at byte ${byteOffset}`;
+    const size =
+      measure === 'depth'
+        ? `nests ${declared} levels deep, over the maximum of ${limit} (${setting})`
+        : measure === 'estimated'
+          ? `would take an estimated ${declared} bytes of memory once decoded, over the maximum of ${limit} ` +
+            `bytes (${setting})`
+          : unit === 'bytes'
+            ? `would take ${declared} bytes once decoded, over the maximum of ${limit} bytes (${setting})${at}`
+            : `holds ${declared} ${unit}, over the maximum of ${limit} (${setting})${at}`;
+    const advice = writing
+      ? measure === 'depth'
+        ? 'nothing was recorded, since no reader would accept it: flatten it'
+        : 'nothing was recorded, since every reader would refuse it: make it smaller (large numeric arrays ' +
+          `belong in a round's parameters, as tensors), or raise ${setting} in the ` +
+          'environment of every roundlog process that writes or reads this root'
+      : 'nothing was allocated. The bytes are damaged or were not written by roundlog; if they are genuine, ' +
+        (measure === 'depth' ? 'they cannot be read by this build' : `raise ${setting} and try again`);
+    super(`${what} ${size}; ${advice}`);
+    this.measure = measure;
+    this.unit = measure === 'depth' ? 'levels' : unit;
+    this.writing = writing;
+    if (byteOffset !== undefined) this.byteOffset = byteOffset;
   }
 }
 

@@ -430,14 +430,10 @@ class Reader {
   }
 
   private tooMany(what: string, count: number, at: number): never {
-    throw new DecodeLimitError(
-      this.options.what,
-      count,
-      this.options.maxCount,
-      MAX_TENSOR_COUNT_ENV,
-      what,
-      this.fileOffset(at),
-    );
+    throw new DecodeLimitError(this.options.what, count, this.options.maxCount, MAX_TENSOR_COUNT_ENV, {
+      unit: what,
+      byteOffset: this.fileOffset(at),
+    });
   }
 
   private ws(): void {

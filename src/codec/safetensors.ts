@@ -104,16 +104,22 @@ export function encodeSafetensorsChunks(
     checkTensor(name, tensor);
     total += tensor.data.byteLength;
   }
-  checkDeclaredSize('the tensor set', total, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV);
+  checkDeclaredSize('the tensor set', total, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV, true);
   const { maxTensorCount } = decodeLimits();
   if (entries.length > maxTensorCount) {
-    throw new DecodeLimitError('the tensor set', entries.length, maxTensorCount, MAX_TENSOR_COUNT_ENV, 'tensors');
+    throw new DecodeLimitError('the tensor set', entries.length, maxTensorCount, MAX_TENSOR_COUNT_ENV, {
+      unit: 'tensors',
+      writing: true,
+    });
   }
   const metadata = options.metadata;
   if (metadata !== undefined) checkMetadata(metadata);
   const metadataCount = metadata === undefined ? 0 : Object.keys(metadata).length;
   if (metadataCount > maxTensorCount) {
-    throw new DecodeLimitError('the metadata', metadataCount, maxTensorCount, MAX_TENSOR_COUNT_ENV, 'metadata entries');
+    throw new DecodeLimitError('the metadata', metadataCount, maxTensorCount, MAX_TENSOR_COUNT_ENV, {
+      unit: 'metadata entries',
+      writing: true,
+    });
   }
   entries.sort(([nameA, a], [nameB, b]) => {
     const bySize = DTYPES[b.dtype].itemBytes - DTYPES[a.dtype].itemBytes;
@@ -193,7 +199,7 @@ export function safetensorsHeaderLength(
     throw corrupt(`the header length ${claimed} (bytes 0..8) runs past the end of the ${size}-byte file`, 0);
   }
   if (claimed > BigInt(maxHeader)) {
-    throw new DecodeLimitError(where, Number(claimed), maxHeader, MAX_VALUE_BYTES_ENV, undefined, 0);
+    throw new DecodeLimitError(where, Number(claimed), maxHeader, MAX_VALUE_BYTES_ENV, { byteOffset: 0 });
   }
   return Number(claimed);
 }
@@ -252,7 +258,7 @@ export function parseSafetensorsHeader(
   const maxBytes = options.maxBytes ?? limits.maxTensorBytes;
   if (buffer > maxBytes) {
     const what = `the tensor set${source === undefined ? '' : ` ${source}`}`;
-    throw new DecodeLimitError(what, buffer, maxBytes, MAX_TENSOR_BYTES_ENV, undefined, LENGTH_BYTES);
+    throw new DecodeLimitError(what, buffer, maxBytes, MAX_TENSOR_BYTES_ENV, { byteOffset: LENGTH_BYTES });
   }
   return {
     headerLength,

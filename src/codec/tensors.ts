@@ -120,7 +120,7 @@ export function encodeTensorChunks(tensors: TensorSet, options: EncodeTensorsOpt
     checkTensor(name, tensor, LEGACY_DTYPES);
     rawTotal += tensor.data.byteLength;
   }
-  checkDeclaredSize('the tensor set', rawTotal, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV);
+  checkDeclaredSize('the tensor set', rawTotal, decodeLimits().maxTensorBytes, MAX_TENSOR_BYTES_ENV, true);
   const entries: HeaderEntry[] = [];
   const chunks: Buffer[] = [];
   let compressed = false;

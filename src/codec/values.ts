@@ -33,7 +33,7 @@ export type EncodedValue = { encoding: ValueEncoding; bytes: Buffer };
  */
 export function encodeValue(value: unknown, compressThreshold = DEFAULT_COMPRESS_THRESHOLD): EncodedValue {
   const packed = packr.pack(value);
-  checkValue(packed);
+  checkValue(packed, true);
   if (packed.length >= compressThreshold) {
     const compressed = lz4Compress(packed);
     if (compressed !== null) {
@@ -70,10 +70,12 @@ export function decodeValue(encoding: number, bytes: Uint8Array): unknown {
   }
 }
 
-function checkValue(bytes: Uint8Array): void {
+/** `writing`: the bytes are a value being recorded, not stored bytes being read. */
+function checkValue(bytes: Uint8Array, writing = false): void {
   const max = decodeLimits().maxValueBytes;
-  checkDeclaredSize('a msgpack value', bytes.byteLength, max, MAX_VALUE_BYTES_ENV);
-  checkMsgpack('a msgpack value', bytes, max, MAX_VALUE_BYTES_ENV);
+  const what = writing ? 'the value to record' : 'a msgpack value';
+  checkDeclaredSize(what, bytes.byteLength, max, MAX_VALUE_BYTES_ENV, writing);
+  checkMsgpack(what, bytes, max, MAX_VALUE_BYTES_ENV, writing);
 }
 
 function unpack(bytes: Uint8Array): unknown {

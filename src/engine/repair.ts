@@ -34,7 +34,7 @@ import { readRegistryStream } from './registry.ts';
 import { RootIndex, type BlobUser } from './root-index.ts';
 import { readSnapshot, sameState, snapshotFile, writeSnapshot } from './snapshots.ts';
 import { openStore, storeOf } from './store.ts';
-import { verifyRoot, type VerifyOptions, type VerifyReport } from './verify.ts';
+import { isFileBlobStore, verifyRoot, type VerifyOptions, type VerifyReport } from './verify.ts';
 
 /** A blob still damaged or missing after the repair, with who references it. */
 export type UnhealableBlob = Readonly<{
@@ -58,6 +58,8 @@ export type RepairReport = Readonly<{
    * then projects from the beginning and writes it again); null when it was not.
    */
   projectionCheckpointRemoved: string | null;
+  /** Temp files of uploads whose writer is gone (`<blobs>/tmp`), removed: path and size. */
+  tempFilesRemoved: ReadonlyArray<Readonly<{ file: string; bytes: number }>>;
   /** The log's caches verify named as damaged: segment indexes written again, a heads checkpoint removed. */
   logCachesRebuilt: ReadonlyArray<Readonly<{ file: string; action: 'rebuilt' | 'removed' }>>;
   unhealable: readonly UnhealableBlob[];
@@ -86,7 +88,11 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
   const logCachesRebuilt = await rebuildLogCaches(root, options, before);
   const store = await openStore(root, options);
   let log: EventLog | null = null;
+  let tempFilesRemoved: ReadonlyArray<{ file: string; bytes: number }> = [];
   try {
+    if (isFileBlobStore(store.blobs)) {
+      tempFilesRemoved = (await store.blobs.removeStaleTempFiles()).map(({ file, bytes }) => ({ file, bytes }));
+    }
     log = await store.log.openFollower();
     const experiments: VerifiedExperiment[] = [];
     const histories: Array<{ entry: ExperimentRegistered; events: readonly RecordedEvent[] }> = [];
@@ -186,6 +192,7 @@ export async function repairRoot(options: VerifyOptions = {}): Promise<RepairRep
     foldersWritten,
     snapshotsRewritten,
     projectionCheckpointRemoved,
+    tempFilesRemoved,
     logCachesRebuilt,
     unhealable,
     problems,

@@ -37,6 +37,7 @@ import {
   checkSeed,
   decideCompleteRound,
   decideCreate,
+  requireUnderRoundLimit,
   type CompleteRound,
 } from '../model/decide/index.ts';
 import {
@@ -575,6 +576,8 @@ export class ExperimentHandle {
     // their bytes copied by the put, the rest checked and copied): a training loop that changes its
     // weights or optimizer state for the next round without waiting for this promise records what
     // it passed. A value the log or the breakpoint's JSON cannot hold is refused here, before any write.
+    // Over the round limit, refused before the parameters are stored (the decision checks it again).
+    requireUnderRoundLimit(this.current, this.created);
     const { params: tensors, ...rest } = options;
     const command = recordable(rest, '');
     const stored = this.roundLog.putTensors(tensors);

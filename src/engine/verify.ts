@@ -13,7 +13,8 @@
  * Rounds that should have a view and have none are projection lag, reported but not a problem
  * (views are a projection: `roundlog project` writes them).
  */
-import type { BlobProblem, VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
+import type { FileBlobStore, StaleTempFile } from '../blobs/file.ts';
+import type { BlobProblem, BlobStore, VerifyResult as BlobVerifyResult } from '../blobs/types.ts';
 import { CorruptLogError } from '../log/errors.ts';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 import { emitFileLogWarning, openFileEventLog } from '../log/file/index.ts';
@@ -131,6 +132,8 @@ export async function verifyRoot(options: VerifyOptions = {}): Promise<VerifyRep
   const blobs = store.blobs;
   try {
     const blobResult = await blobs.verify();
+    // A writer killed mid-upload leaves its temp file until the next upload (or verify --repair).
+    for (const stale of await staleBlobTempFiles(blobs)) notes.push(staleTempNote(stale));
     const index = new RootIndex();
     const experiments: Array<{
       entry: ExperimentRegistered;
@@ -415,4 +418,21 @@ async function checkCaches(
     }
   }
   return { filesChecked, problems };
+}
+
+/** The stale temp files of a blob store kept in a folder (`FileBlobStore.staleTempFiles`); none for others. */
+export async function staleBlobTempFiles(blobs: BlobStore): Promise<readonly StaleTempFile[]> {
+  return isFileBlobStore(blobs) ? await blobs.staleTempFiles() : [];
+}
+
+export function isFileBlobStore(blobs: BlobStore): blobs is FileBlobStore {
+  return typeof (blobs as Partial<FileBlobStore>).staleTempFiles === 'function';
+}
+
+function staleTempNote(stale: StaleTempFile): string {
+  const writer = stale.pid === null ? 'no writer named' : `its writer, process ${stale.pid}, is gone`;
+  return (
+    `${stale.file}: a temp file of an upload that did not finish (${writer}), ${stale.bytes} bytes; ` +
+    'not a problem: verify --repair removes it, as does the next upload'
+  );
 }

@@ -339,6 +339,28 @@ export class RoundNotInHistoryError extends RoundlogError {
   }
 }
 
+/**
+ * A round was started or recorded when the experiment had already run its round limit (the number
+ * of rounds it may run). Nothing was recorded; rounds a log already holds past the limit are read as
+ * they are.
+ */
+export class RoundLimitReachedError extends RoundlogError {
+  readonly code = 'ROUND_LIMIT_REACHED' as const;
+  constructor(
+    readonly experiment: string,
+    /** The round that would have been started or recorded (`roundCurrent()`). */
+    readonly round: number,
+    readonly roundLimit: number,
+  ) {
+    super(
+      `experiment ${experiment} has run its round limit of ${roundLimit} round${roundLimit === 1 ? '' : 's'}: ` +
+        `round ${round} cannot be started or recorded. Raise the limit first (\`Experiment.setRoundLimit(n)\`, ` +
+        `\`run({ rounds, increase: true })\`, or append \`decideChangeSettings(state, { roundLimit: n })\` ` +
+        'to its handle), or fork it. Nothing was recorded',
+    );
+  }
+}
+
 /** A command for an existing experiment reached a stream with no `ExperimentCreated`. */
 export class ExperimentNotCreatedError extends RoundlogError {
   readonly code = 'EXPERIMENT_NOT_CREATED' as const;
@@ -384,13 +406,20 @@ export class UnrecordableValueError extends RoundlogError {
     super(
       `${path} is ${kind}, which cannot be recorded: the log and the breakpoint's JSON both hold only null, ` +
         `booleans, finite numbers, well-formed strings, arrays without holes and plain objects ` +
-        `(at most ${MAX_RECORDABLE_DEPTH} levels deep); ${hint}. Nothing was recorded`,
+        `(at most ${MAX_RECORDABLE_KEYS} keys each, ${MAX_RECORDABLE_DEPTH} levels deep); ${hint}. ` +
+        'Nothing was recorded',
     );
   }
 }
 
 /** How deep a recorded value may nest (objects and arrays inside each other). */
 export const MAX_RECORDABLE_DEPTH = 64;
+
+/**
+ * How many keys one recorded object may have: the value codec writes every object as a msgpack
+ * map16 (a 16-bit count), the encoding every log already holds. Arrays have no such limit.
+ */
+export const MAX_RECORDABLE_KEYS = 0xffff;
 
 /**
  * A resume from a breakpoint older than the experiment's last round, without asking to rewind:

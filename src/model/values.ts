@@ -7,12 +7,13 @@
  * Recordable is what the log's codec (msgpack) and the breakpoint's JSON both give back as it was:
  * null, booleans, finite numbers, well-formed strings, arrays without holes or `undefined`
  * elements, and plain objects (prototype `Object.prototype` or null) with string keys, at most
- * `MAX_RECORDABLE_DEPTH` levels deep and without cycles. Everything else is refused with an
- * `UnrecordableValueError` naming its path: bigint (JSON cannot write it), NaN and ±Infinity (JSON
- * writes null), functions and symbols (neither keeps them), `undefined` in an array (JSON writes
- * null), typed arrays, Buffers, Dates, Maps, Sets and other class instances (each comes back as
- * something else), strings with a lone surrogate (msgpack writes U+FFFD), the key `__proto__`
- * (msgpack renames it), symbol keys (dropped by both).
+ * `MAX_RECORDABLE_KEYS` (65,535) keys in one object (the codec writes every object as a msgpack
+ * map16, whose count is 16 bits), at most `MAX_RECORDABLE_DEPTH` levels deep and without cycles.
+ * Everything else is refused with an `UnrecordableValueError` naming its path: bigint (JSON cannot
+ * write it), NaN and ±Infinity (JSON writes null), functions and symbols (neither keeps them),
+ * `undefined` in an array (JSON writes null), typed arrays, Buffers, Dates, Maps, Sets and other
+ * class instances (each comes back as something else), strings with a lone surrogate (msgpack
+ * writes U+FFFD), the key `__proto__` (msgpack renames it), symbol keys (dropped by both).
  *
  * Two normalizations, since both encodings agree on them: an object property whose value is
  * `undefined` is left out (JSON drops it; it reads back as absent either way), and `-0` is recorded
@@ -20,7 +21,7 @@
  *
  * The copy is taken at once, so the caller may change its objects as soon as the call returns.
  */
-import { MAX_RECORDABLE_DEPTH, UnrecordableValueError } from './errors.ts';
+import { MAX_RECORDABLE_DEPTH, MAX_RECORDABLE_KEYS, UnrecordableValueError } from './errors.ts';
 
 /**
  * A checked deep copy of `value`, owned by the operation that took it. `at` names the value in
@@ -84,8 +85,17 @@ function copy(value: unknown, at: string, depth: number, ancestors: object[]): u
       Object.prototype.propertyIsEnumerable.call(object, s),
     );
     if (symbols.length > 0) refuse(`${where}[${String(symbols[0])}]`, 'a symbol key', 'use a string key');
+    const keys = Object.keys(object);
+    if (keys.length > MAX_RECORDABLE_KEYS) {
+      refuse(
+        where,
+        `an object with ${keys.length} keys, more than the ${MAX_RECORDABLE_KEYS} one object may have ` +
+          "(msgpack's 16-bit map size)",
+        'split it into nested objects, or record the entries as an array of [key, value] pairs',
+      );
+    }
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(object)) {
+    for (const key of keys) {
       const inner = at === '' && depth === 0 ? pathKey('', key) : `${where}${pathKey('.', key)}`;
       if (key === '__proto__') refuse(inner, 'the key __proto__', 'msgpack renames it; use another key');
       if (LONE_SURROGATE.test(key)) refuse(inner, 'a key with a lone surrogate', 'msgpack would write it as U+FFFD');

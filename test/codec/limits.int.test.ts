@@ -191,3 +191,42 @@ test.serial(
     t.true(growth < 60 * MiB, `rss grew by ${growth} bytes`);
   },
 );
+
+test.serial('a state of small integers and floats packing to 6.7 MB is recorded under the default maximum', (t) => {
+  // JSON of this is about 18 MB; each small integer takes an 8-byte slot once decoded, each float a
+  // slot and a 16-byte heap number: about 39 MB, under the 64 MiB maximum.
+  const state = {
+    counts: Array.from({ length: 4_000_000 }, (_, i) => i % 100),
+    weights: Array.from({ length: 300_000 }, (_, i) => i / 7),
+  };
+  const encoded = encodeValue(state);
+  t.deepEqual(decodeValue(encoded.encoding, encoded.bytes), state);
+});
+
+test.serial(
+  'the limit message says the size is an estimate of memory, and a refused record is not called damaged',
+  (t) => {
+    const value = { counts: Array.from({ length: 100_000 }, (_, i) => i % 100) };
+    const stored = encodeValue(value, Number.MAX_SAFE_INTEGER);
+    const previous = setDecodeLimits({ maxValueBytes: 200_000 });
+    try {
+      const writing = t.throws(() => encodeValue(value), { instanceOf: DecodeLimitError });
+      t.is(writing?.measure, 'estimated');
+      t.true(writing!.writing);
+      t.regex(writing!.message, /the value to record would take an estimated \d+ bytes of memory once decoded/);
+      t.regex(writing!.message, /over the maximum of 200000 bytes \(ROUNDLOG_MAX_VALUE_BYTES\)/);
+      t.regex(writing!.message, /nothing was recorded.*raise ROUNDLOG_MAX_VALUE_BYTES/);
+      t.notRegex(writing!.message, /damaged/);
+
+      const reading = t.throws(() => decodeValue(stored.encoding, stored.bytes), { instanceOf: DecodeLimitError });
+      t.false(reading!.writing);
+      t.regex(reading!.message, /estimated \d+ bytes of memory once decoded/);
+      t.regex(
+        reading!.message,
+        /damaged or were not written by roundlog; if they are genuine, raise ROUNDLOG_MAX_VALUE_BYTES/,
+      );
+    } finally {
+      setDecodeLimits(previous);
+    }
+  },
+);

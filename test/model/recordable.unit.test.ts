@@ -6,7 +6,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { decodeValue, encodeValue } from '../../src/codec/values.ts';
-import { MAX_RECORDABLE_DEPTH, UnrecordableValueError } from '../../src/model/errors.ts';
+import { MAX_RECORDABLE_DEPTH, MAX_RECORDABLE_KEYS, UnrecordableValueError } from '../../src/model/errors.ts';
 import { recordable } from '../../src/model/values.ts';
 
 const refused = (value: unknown, at = 'state') => {
@@ -62,6 +62,19 @@ for (const [name, value, path, kind] of cases) {
     t.regex(error!.kind, kind);
   });
 }
+
+const manyKeys = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${i}`, i]));
+
+test('an object with more than 65,535 keys is refused, naming its path; 65,535 keys record and read back', (t) => {
+  t.is(MAX_RECORDABLE_KEYS, 65_535);
+  const error = refused({ model: { weights: manyKeys(MAX_RECORDABLE_KEYS + 1) } });
+  t.is(error?.path, 'state.model.weights');
+  t.regex(error!.kind, /65536 keys, more than the 65535/);
+  t.is(refused({ metrics: manyKeys(70_000) }, '')?.path, 'metrics');
+  const most = recordable(manyKeys(MAX_RECORDABLE_KEYS), 'state');
+  const { encoding, bytes } = encodeValue(most);
+  t.deepEqual(decodeValue(encoding, bytes), most);
+});
 
 test('with no name, top-level keys are the path: config.started, metrics["top-1"]', (t) => {
   t.is(refused({ config: { started: new Date() } }, '')!.path, 'config.started');

@@ -8,7 +8,8 @@
             params = train(params)
             run.record_round(params, metrics={"loss": loss})
 
-Experiments are named as the CLI names them: folder name (``Experiment_0003``), id or number.
+Experiments are named by folder name (``Experiment_0003``) or experiment id; the server does not
+take an experiment's number.
 Revisions and log positions are strings of decimal digits (JSON has no 64-bit integers).
 """
 
@@ -77,7 +78,13 @@ def _json_ready(value, path):
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UnrecordableValueError(
-                "%s is %r: JSON has no NaN or infinity; record None or a string" % (path, value), fields={"path": path}
+                "%s is %r: JSON has no NaN or infinity; %s" % (
+                    path, value,
+                    # A metric is a number: None or a string is refused there too.
+                    "leave the metric out of this round" if path.startswith("metrics")
+                    else "record None or a string",
+                ),
+                fields={"path": path},
             )
         return value
     if isinstance(value, dict):
@@ -141,23 +148,23 @@ def to_numpy_params(params):
 
 def to_torch_params(arrays):
     """NumPy arrays (as `loads` returns them) -> torch tensors of the same dtypes and shapes
-    (`BFloat16Bits` -> ``torch.bfloat16``), each a copy of its own (writable, contiguous).
-    Raises `TorchNotInstalledError` without PyTorch, and `InvalidTensorError` (naming the
-    tensor) for a dtype this PyTorch has no tensors of (uint16/32/64 before PyTorch 2.3)."""
+    (`BFloat16Bits` -> ``torch.bfloat16``). Raises `TorchNotInstalledError` without PyTorch, and
+    `InvalidTensorError` naming the tensor and its dtype for a dtype this torch has no tensor of
+    (uint16, uint32 and uint64 before torch 2.3): load it as NumPy (``as_torch=False``) instead."""
     torch = _import_torch()
     out = {}
     for name, array in arrays.items():
         if isinstance(array, st.BFloat16Bits):
             out[name] = torch.from_numpy(np.asarray(array).view(np.int16).copy()).view(torch.bfloat16)
             continue
-        copy = np.array(array, copy=True)
         try:
-            out[name] = torch.from_numpy(copy)
-        except TypeError:
+            out[name] = torch.from_numpy(np.array(array, copy=True))
+        except TypeError as error:
+            dtype = str(np.asarray(array).dtype)
             raise InvalidTensorError(
-                "tensor %r is %s, which PyTorch %s has no tensors of: load it with as_torch=False (NumPy "
-                "arrays) and convert it yourself (e.g. .astype(np.int64))" % (name, copy.dtype.name, torch.__version__),
-                fields={"name": name, "dtype": copy.dtype.name},
+                "tensor %r has dtype %s, which torch %s cannot hold (%s): load the round as NumPy "
+                "(as_torch=False) and convert it, e.g. .astype(np.int64)" % (name, dtype, torch.__version__, error),
+                fields={"name": name, "dtype": dtype},
             ) from None
     return out
 
@@ -236,10 +243,12 @@ class Client:
         return self._get(self._exp(experiment))
 
     def create_experiment(self, folder=None, round_limit=None, seed=None, config=None, save_breakpoints=None,
-                          request_id=None):
+                          request_id=None, retention=None):
         """Creates an experiment; returns ``{"experiment": {experimentId, folder, number, stream},
         "revision": str}``. ``folder``: its folder name (default: the next ``Experiment_NNNN``);
-        ``round_limit``: int; ``seed``: int; ``config``: JSON; ``save_breakpoints``: bool.
+        ``round_limit``: int, the number of rounds it may run; ``seed``: int; ``config``: JSON;
+        ``save_breakpoints``: bool; ``retention``: which rounds' parameters are kept (``roundlog gc``'s
+        policy, applied as rounds complete), ``{"keepLast": int >= 1, "keepEvery": int >= 1 or None}``.
         Raises `ExperimentExistsError` when ``folder`` is taken. A retry after a lost answer sends
         the same request id (``request_id``, default: a new one per call), so it gets the first
         answer, not `ExperimentExistsError` for the experiment its first attempt created."""
@@ -254,6 +263,8 @@ class Client:
             body["config"] = _json_ready(config, "config")
         if save_breakpoints is not None:
             body["saveBreakpoints"] = bool(save_breakpoints)
+        if retention is not None:
+            body["retention"] = _json_ready(dict(retention), "retention")
         return self._post("/v1/experiments", body)
 
     def start_run(self, experiment, create_if_missing=False, owner=None, take_over=False, heartbeat=5.0,
@@ -474,6 +485,9 @@ class Run:
         self.revision = str(started["revision"])
         self.resumed = bool(started.get("resumed", False))
         self._lock = threading.Lock()
+        # Held by record_round from the round index it takes to the answer: rounds of one Run go one
+        # at a time, whatever threads call it (``_lock`` alone would let two take the same index).
+        self._recording = threading.Lock()
         self._stop = threading.Event()
         self._lost = None
         self._closed = False
@@ -532,7 +546,14 @@ class Run:
         actualRevision), `RoundMismatchError`, `RunNotOwnedError` (taken over), `ServerError`,
         `ConnectionFailedError` after the bounded retries (the round may or may not be recorded:
         `Client.experiment` says; calling again creates a new request).
+
+        Safe to call from several threads: one record of a Run at a time, each taking the round
+        after the last one recorded.
         """
+        with self._recording:
+            return self._record_round(params, metrics, state, round, breakpoint, duration_ms)
+
+    def _record_round(self, params, metrics, state, round, breakpoint, duration_ms):
         self._check_open("record_round")
         index = self.round if round is None else int(round)
         body = {"round": index, "runId": self.run_id, "requestId": new_request_id()}

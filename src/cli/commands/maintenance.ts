@@ -309,6 +309,8 @@ export function repairLines(report: RepairReport, cwd: string = process.cwd()): 
         '(a cache: project --follow projects from the beginning and writes it again)',
     );
   }
+  for (const { file, bytes } of report.tempFilesRemoved)
+    lines.push(`removed ${displayPath(file, cwd)} (${bytes} bytes), a temp file of an upload whose writer is gone`);
   for (const { file, action } of report.logCachesRebuilt) {
     lines.push(
       action === 'rebuilt'

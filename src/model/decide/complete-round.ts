@@ -8,7 +8,7 @@ import { InvalidMetricNameError, MAX_METRIC_NAME_LENGTH } from '../errors.ts';
 import type { ExperimentEvent, NodeReplied, RoundCompleted } from '../events.ts';
 import { roundCurrent, type ExperimentState } from '../state.ts';
 import { recordable } from '../values.ts';
-import { requireCreated } from './context.ts';
+import { requireCreated, requireUnderRoundLimit } from './context.ts';
 
 export type CompleteRound = {
   /** Must be `roundCurrent()`; given, it is checked. */
@@ -47,6 +47,7 @@ export type CompleteRound = {
  */
 export function decideCompleteRound(state: ExperimentState, command: CompleteRound): readonly ExperimentEvent[] {
   const created = requireCreated(state, 'complete a round');
+  requireUnderRoundLimit(state, created);
   const round = roundCurrent(state);
   if (command.round !== undefined && command.round !== round) {
     const rule = `must be the next round of experiment ${created.folder}, ${round}`;

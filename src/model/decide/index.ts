@@ -21,7 +21,7 @@ import { decideStartRound, type StartRound } from './start-round.ts';
 
 export { decideChangeSettings, type ChangeSettings } from './change-settings.ts';
 export { decideCompleteRound, type CompleteRound } from './complete-round.ts';
-export { requireCreated, type DecideContext } from './context.ts';
+export { requireCreated, requireUnderRoundLimit, type DecideContext } from './context.ts';
 export { checkReason, checkRoundLimit, checkSeed } from './checks.ts';
 export { checkFolderName, folderNameProblem, decideCreate, type CreateExperiment } from './create.ts';
 export { decideFail, FAILURE_MESSAGE_MAX, type FailRun } from './fail.ts';

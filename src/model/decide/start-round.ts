@@ -6,7 +6,7 @@
 import { InvalidArgumentError } from '../../errors.ts';
 import type { ExperimentEvent } from '../events.ts';
 import { roundCurrent, type ExperimentState } from '../state.ts';
-import { requireCreated } from './context.ts';
+import { requireCreated, requireUnderRoundLimit } from './context.ts';
 
 export type StartRound = {
   /** The nodes selected for the round, in the strategy's order. */
@@ -28,6 +28,7 @@ export function nextAttempt(state: ExperimentState, round: number): number {
  */
 export function decideStartRound(state: ExperimentState, command: StartRound): readonly ExperimentEvent[] {
   const created = requireCreated(state, 'start a round');
+  requireUnderRoundLimit(state, created);
   const round = roundCurrent(state);
   if (command.round !== undefined && command.round !== round) {
     const rule = `must be the next round of experiment ${created.folder}, ${round}`;
