@@ -216,7 +216,7 @@ test('more tensors or metadata entries than ROUNDLOG_MAX_TENSOR_COUNT: DecodeLim
     t.regex(
       error!.message,
       new RegExp(
-        'the safetensors header of file /x/hostile\\.safetensors would take 3 tensors, ' +
+        'the safetensors header of file /x/hostile\\.safetensors holds 3 tensors, ' +
           `over the maximum of 2 \\(ROUNDLOG_MAX_TENSOR_COUNT\\), the first past it at byte ${at(tensors, '"c"')}`,
       ),
     );
