@@ -45,6 +45,7 @@ import {
 import {
   ConcurrentModificationError,
   ExperimentExistsError,
+  ExperimentRunningError,
   RoundNotFoundError,
   RunNotOwnedError,
 } from '../model/errors.ts';
@@ -561,6 +562,11 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
           if (content.runId !== undefined && state.run?.runId !== content.runId) {
             const current = state.run === null ? null : { runId: state.run.runId, owner: state.run.owner };
             throw new RunNotOwnedError(state.folder, content.runId, current);
+          }
+          // Without a run id the client holds no run: refused while a live run of another holds it,
+          // as every other writer is (rewind; a second start), so the owner's next round still fits.
+          if (content.runId === undefined && state.run !== null && statusOf(state) === 'running') {
+            throw new ExperimentRunningError(state.folder, state.run.owner, state.run.since, state.run.lastSeen);
           }
           const rc = roundCurrent(state);
           if (content.round !== rc) throw new RoundMismatchError(state.folder, content.round, rc);

@@ -1,0 +1,39 @@
+/**
+ * Faults found in a first trial of `roundlog serve`, each a kind of mistake checked everywhere it
+ * could be made: writes that bypass the run lease, error codes without a status, numbers JSON
+ * loses, Fastify's own answers, the Host of a loopback server, ...
+ */
+import anyTest, { type TestFn } from 'ava';
+import os from 'node:os';
+import { removeTempDirs } from '../support/tmp.ts';
+import { createExperiment, json, post, recordRound, servedRoot, type Served } from './support.ts';
+
+const test = anyTest as TestFn<Served>;
+
+test.beforeEach(async (t) => {
+  t.context = await servedRoot();
+  await createExperiment(t.context.app, 'exp');
+});
+test.afterEach.always(async (t) => {
+  await t.context.app.close();
+});
+test.after.always(removeTempDirs);
+
+test('a round without runId while another holds a live run: 409 EXPERIMENT_RUNNING, nothing recorded', async (t) => {
+  const { app } = t.context;
+  await recordRound(app, 'exp', 0, [1]);
+  // This process owns the run: alive for as long as the test runs.
+  const owner = { host: os.hostname(), pid: process.pid, name: 'owner' };
+  const started = await post(app, '/v1/experiments/exp/runs', { owner, heartbeatMs: 60_000 });
+  t.is(started.statusCode, 201, started.body);
+  const runId = json<{ runId: string }>(started).runId;
+  const intruder = await recordRound(app, 'exp', 1, [2]).catch((e: Error) => e.message);
+  t.regex(String(intruder), /409.*EXPERIMENT_RUNNING/);
+  // The owner's round still fits.
+  const own = await recordRound(app, 'exp', 1, [2], { runId });
+  t.is(own.round, 1);
+  // Rewind, the other writer, is refused the same way.
+  const rewind = await post(app, '/v1/experiments/exp/rewind', { round: 0 });
+  t.is(rewind.statusCode, 409);
+  t.is(json(rewind).code, 'EXPERIMENT_RUNNING');
+});
