@@ -4,7 +4,10 @@
  * loses, Fastify's own answers, the Host of a loopback server, ...
  */
 import anyTest, { type TestFn } from 'ava';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { HTTP_STATUS_OF_CODE } from '../../src/serve/status.ts';
 import { removeTempDirs } from '../support/tmp.ts';
 import { createExperiment, json, post, recordRound, servedRoot, type Served } from './support.ts';
 
@@ -36,4 +39,21 @@ test('a round without runId while another holds a live run: 409 EXPERIMENT_RUNNI
   const rewind = await post(app, '/v1/experiments/exp/rewind', { round: 0 });
   t.is(rewind.statusCode, 409);
   t.is(json(rewind).code, 'EXPERIMENT_RUNNING');
+});
+
+test('every error code of src/ has an explicit status; an invalid metric name is 400, not 500', async (t) => {
+  const codes = new Set<string>();
+  for (const file of fs.readdirSync('src', { recursive: true, encoding: 'utf8' })) {
+    if (!file.endsWith('.ts')) continue;
+    const text = fs.readFileSync(path.join('src', file), 'utf8');
+    for (const m of text.matchAll(/readonly code = '([A-Z0-9_]+)'/g)) codes.add(m[1]!);
+  }
+  t.true(codes.size > 50);
+  const missing = [...codes].filter((code) => HTTP_STATUS_OF_CODE[code] === undefined);
+  t.deepEqual(missing, [], 'codes without a status in src/serve/status.ts');
+  const { app } = t.context;
+  for (const name of ['', 'a\u0001b', 'm'.repeat(300)]) {
+    const reply = await recordRound(app, 'exp', 0, [1], { metrics: { [name]: 1 } }).catch((e: Error) => e.message);
+    t.regex(String(reply), /^round 0: 400 /, name);
+  }
 });
