@@ -75,6 +75,7 @@ import {
   UnsupportedMediaTypeError,
 } from './errors.ts';
 import { ExperimentAccess } from './experiments.ts';
+import { unsafeIntegerError } from './json.ts';
 import { keyOfId, requestIds, type RequestIds } from './idempotency.ts';
 import { storeParams, storedParams, tensorsOf, type TensorInfo } from './params.ts';
 import {
@@ -201,6 +202,19 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   app.addHook('onClose', async () => {
     await access.close();
     await rl.close();
+  });
+  // JSON bodies: Fastify's parser (prototype poisoning refused), then integers past 2^53 refused
+  // by their field (`json.ts`): JSON.parse would round them without a word.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    parseJson(request, text, (error: Error | null, value?: unknown) => {
+      if (error) return done(error, undefined);
+      const unsafe = unsafeIntegerError(text);
+      if (unsafe !== null) return done(unsafe, undefined);
+      done(null, value);
+    });
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

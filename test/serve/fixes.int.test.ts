@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HTTP_STATUS_OF_CODE } from '../../src/serve/status.ts';
 import { removeTempDirs } from '../support/tmp.ts';
-import { createExperiment, json, post, recordRound, servedRoot, type Served } from './support.ts';
+import { createExperiment, json, post, recordRound, servedRoot, upload, weights, type Served } from './support.ts';
 
 const test = anyTest as TestFn<Served>;
 
@@ -56,4 +56,31 @@ test('every error code of src/ has an explicit status; an invalid metric name is
     const reply = await recordRound(app, 'exp', 0, [1], { metrics: { [name]: 1 } }).catch((e: Error) => e.message);
     t.regex(String(reply), /^round 0: 400 /, name);
   }
+});
+
+test('an integer past 2^53 anywhere in a JSON body is 400 INVALID_REQUEST naming its field', async (t) => {
+  const { app } = t.context;
+  const stored = await upload(app, weights([1]));
+  const { sha256 } = json<{ sha256: string }>(stored);
+  const send = (state: string, metrics = '{}') =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/experiments/exp/rounds',
+      headers: { 'content-type': 'application/json' },
+      payload: `{"round":0,"params":{"sha256":"${sha256}"},"metrics":${metrics},"state":${state}}`,
+    });
+  const big = await send('{"a":{"list":[1, 2, 9007199254740993]}}');
+  t.is(big.statusCode, 400, big.body);
+  t.like(json(big), { code: 'INVALID_REQUEST', field: 'body.state.a.list.2' });
+  const negative = await send('{"n":-9007199254740993}');
+  t.like(json(negative), { code: 'INVALID_REQUEST', field: 'body.state.n' });
+  // Doubles written as doubles, keys that look like numbers, and the largest safe integer pass.
+  const fine = await send(
+    '{"x":1e300,"y":9007199254740993.5,"9007199254740993":9007199254740991,"s":"9007199254740993"}',
+  );
+  t.is(fine.statusCode, 201, fine.body);
+  const round = json<{ state: Record<string, unknown> }>(
+    await app.inject({ method: 'GET', url: '/v1/experiments/exp/rounds/0' }),
+  );
+  t.is(round.state['9007199254740993'], 9007199254740991);
 });
