@@ -14,6 +14,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import os from 'node:os';
+import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import fastifySwagger from '@fastify/swagger';
@@ -66,6 +67,9 @@ import {
 import { VERSION } from '../version.ts';
 import { listExperiments } from '../cli/experiments.ts';
 import {
+  BadHttpRequestError,
+  InvalidUrlError,
+  PathParamTooLongError,
   TokenRequiredError,
   IdempotencyKeyReusedError,
   RoundMismatchError,
@@ -79,6 +83,7 @@ import { unsafeIntegerError } from './json.ts';
 import { keyOfId, requestIds, type RequestIds } from './idempotency.ts';
 import { storeParams, storedParams, tensorsOf, type TensorInfo } from './params.ts';
 import {
+  MAX_PATH_PARAM_LENGTH,
   auditEventsQuery,
   createExperimentBody,
   createdExperimentReply,
@@ -116,6 +121,8 @@ export const DEFAULT_BODY_LIMIT = 16 * 1024 * 1024;
 export const DEFAULT_MAX_PARAMS_BYTES = 4 * 1024 ** 3;
 /** Default interval of the `: keep-alive` comment of a live event stream. */
 export const DEFAULT_KEEP_ALIVE_MS = 15_000;
+/** The router's limit of one path parameter in the URL: `MAX_PATH_PARAM_LENGTH` characters percent-encoded. */
+export const MAX_URL_PARAM_LENGTH = 3 * MAX_PATH_PARAM_LENGTH;
 /** Default heartbeat interval of a run started over HTTP. */
 export const DEFAULT_RUN_HEARTBEAT_MS = 30_000;
 
@@ -193,7 +200,41 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   });
   const access = new ExperimentAccess(rl);
   // Closing stops accepting, closes idle keep-alive connections and waits for requests in flight.
-  const app = Fastify({ logger: logger ?? false, bodyLimit: limits.bodyLimit, forceCloseConnections: 'idle' });
+  const app = Fastify({
+    logger: logger ?? false,
+    bodyLimit: limits.bodyLimit,
+    forceCloseConnections: 'idle',
+    // Percent-encoded, a parameter of MAX_PATH_PARAM_LENGTH characters takes up to 3 bytes each
+    // in the URL: the router lets it through and the route's schema judges the decoded value.
+    maxParamLength: MAX_URL_PARAM_LENGTH,
+    // The router's own refusals (a parameter too long, a URL that does not decode): typed JSON.
+    frameworkErrors: (error, request, reply) => {
+      const url = request.url.split('?')[0]!;
+      const typed =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new PathParamTooLongError(url, MAX_URL_PARAM_LENGTH)
+          : error.code === 'FST_ERR_BAD_URL'
+            ? new InvalidUrlError(url)
+            : error;
+      const { status, body } = errorResponse(typed, limits);
+      void (reply as FastifyReply).code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
+    },
+    // What Node's HTTP parser refuses (headers too large, a bad Content-Length, a malformed
+    // request): the same JSON, written on the socket, which then closes.
+    clientErrorHandler: (error, socket) => {
+      const reason = (error as NodeJS.ErrnoException).code ?? 'HPE_INVALID';
+      if (reason === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const { status, body } = errorResponse(new BadHttpRequestError(reason), limits);
+      const text = JSON.stringify(body);
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+      );
+    },
+  });
   const streams = new Set<Readonly<{ end: () => void }>>();
   // Live event streams never end by themselves: ended first, so closing does not wait for them.
   app.addHook('preClose', async () => {

@@ -27,6 +27,8 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   INVALID_ARGUMENT: 400,
   INVALID_REQUEST: 400,
   INVALID_JSON: 400,
+  INVALID_URL: 400,
+  BAD_HTTP_REQUEST: 400,
   CORRUPT_PAYLOAD: 400,
   DECODE_LIMIT: 400,
   UNKNOWN_ENCODING: 400,
@@ -74,6 +76,10 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   // 413, 415: the body itself.
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  // 408, 414, 431: refused before routing (the router, Node's HTTP parser).
+  REQUEST_TIMEOUT: 408,
+  PATH_PARAM_TOO_LONG: 414,
+  HEADERS_TOO_LARGE: 431,
   APPEND_TOO_LARGE: 413,
   FILE_TOO_LARGE: 413,
   // 503: try again later (another process holds the log, the store is down, the server is closing).

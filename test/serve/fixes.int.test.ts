@@ -5,6 +5,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { HTTP_STATUS_OF_CODE } from '../../src/serve/status.ts';
@@ -47,6 +48,10 @@ test('every error code of src/ has an explicit status; an invalid metric name is
     if (!file.endsWith('.ts')) continue;
     const text = fs.readFileSync(path.join('src', file), 'utf8');
     for (const m of text.matchAll(/readonly code = '([A-Z0-9_]+)'/g)) codes.add(m[1]!);
+    // A class with several codes declares their union: `readonly code: 'A' | 'B';`.
+    for (const m of text.matchAll(/readonly code: ('[A-Z0-9_]+'(?:\s*\|\s*'[A-Z0-9_]+')*);/g)) {
+      for (const c of m[1]!.matchAll(/'([A-Z0-9_]+)'/g)) codes.add(c[1]!);
+    }
   }
   t.true(codes.size > 50);
   const missing = [...codes].filter((code) => HTTP_STATUS_OF_CODE[code] === undefined);
@@ -83,4 +88,44 @@ test('an integer past 2^53 anywhere in a JSON body is 400 INVALID_REQUEST naming
     await app.inject({ method: 'GET', url: '/v1/experiments/exp/rounds/0' }),
   );
   t.is(round.state['9007199254740993'], 9007199254740991);
+});
+
+test('long path parameters pass to the schema; the router and Node refuse as typed JSON', async (t) => {
+  const { app } = t.context;
+  await recordRound(app, 'exp', 0, [1]);
+  // A metric name of 256 characters is legal: its own 404, not the router's 414.
+  const metric = await app.inject({ method: 'GET', url: `/v1/experiments/exp/metrics/${'m'.repeat(256)}` });
+  t.is(metric.statusCode, 404, metric.body);
+  t.is(json(metric).code, 'METRIC_NOT_FOUND');
+  const named = await app.inject({ method: 'GET', url: `/v1/experiments/${'e'.repeat(4096)}` });
+  t.is(json(named).code, 'EXPERIMENT_NOT_FOUND');
+  const over = await app.inject({ method: 'GET', url: `/v1/experiments/${'e'.repeat(4097)}` });
+  t.is(over.statusCode, 400);
+  t.like(json(over), { code: 'INVALID_REQUEST', field: 'params.experiment' });
+  const huge = await app.inject({ method: 'GET', url: `/v1/experiments/${'e'.repeat(20_000)}` });
+  t.is(huge.statusCode, 414);
+  t.like(json(huge), { code: 'PATH_PARAM_TOO_LONG', maxLength: 3 * 4096 });
+  const bad = await app.inject({ method: 'GET', url: '/v1/experiments/%zz' });
+  t.is(bad.statusCode, 400);
+  t.is(json(bad).code, 'INVALID_URL');
+  const method = await app.inject({ method: 'DELETE', url: '/v1/experiments' });
+  t.is(method.statusCode, 404);
+  t.is(json(method).code, 'NOT_FOUND');
+  // Node's HTTP parser: headers too large, a Content-Length that is not a number.
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as net.AddressInfo;
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.write(request));
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString('utf8')));
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+    });
+  const headers = await raw(`GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'x'.repeat(20_000)}\r\n\r\n`);
+  t.regex(headers, /^HTTP\/1.1 431 /);
+  t.is(JSON.parse(headers.split('\r\n\r\n')[1]!).code, 'HEADERS_TOO_LARGE');
+  const length = await raw('POST /v1/experiments HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n');
+  t.regex(length, /^HTTP\/1.1 400 /);
+  t.is(JSON.parse(length.split('\r\n\r\n')[1]!).code, 'BAD_HTTP_REQUEST');
 });
