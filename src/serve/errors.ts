@@ -169,3 +169,18 @@ export class BadHttpRequestError extends RoundlogError {
     this.code = code;
   }
 }
+
+/**
+ * A request to a server listening on loopback whose `Host` is not a loopback name: a web page
+ * reaching it through a DNS name rebound to 127.0.0.1 (DNS rebinding). HTTP 421.
+ */
+export class HostNotAllowedError extends RoundlogError {
+  readonly code = 'HOST_NOT_ALLOWED' as const;
+  constructor(readonly host: string | null) {
+    super(
+      `this server listens on loopback and answers only requests addressed to it by a loopback name ` +
+        `(localhost, 127.x.x.x, [::1]), not ${host === null ? 'a request without Host' : `Host ${shownText(host)}`}; ` +
+        'to serve other names, listen on another address with --token-file',
+    );
+  }
+}

@@ -68,6 +68,7 @@ import { VERSION } from '../version.ts';
 import { listExperiments } from '../cli/experiments.ts';
 import {
   BadHttpRequestError,
+  HostNotAllowedError,
   InvalidUrlError,
   PathParamTooLongError,
   TokenRequiredError,
@@ -155,6 +156,14 @@ export type ServeOptions = Omit<OpenRoundLogOptions, 'projections' | 'newId'> & 
 export function isLoopback(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** The host name of a `Host` header: `[::1]:8080` is `::1`, `localhost:8080` is `localhost`. */
+function hostnameOf(header: string): string {
+  const h = header.trim();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']') === -1 ? undefined : h.indexOf(']'));
+  const colon = h.lastIndexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
 }
 
 type SendResult = { status: number; body: unknown };
@@ -282,6 +291,14 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   });
 
   const tokenDigest = token === null ? null : createHash('sha256').update(token).digest();
+  // On loopback, a page of another site can reach the server through a name it rebinds to
+  // 127.0.0.1: its requests carry that name in Host, refused here (before the token, health too).
+  if (isLoopback(host)) {
+    app.addHook('onRequest', async (request) => {
+      const given = request.headers.host;
+      if (given === undefined || !isLoopback(hostnameOf(given))) throw new HostNotAllowedError(given ?? null);
+    });
+  }
   app.addHook('onRequest', async (request) => {
     if (tokenDigest === null || request.url === '/v1/health') return;
     const header = request.headers.authorization;

@@ -80,6 +80,8 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   REQUEST_TIMEOUT: 408,
   PATH_PARAM_TOO_LONG: 414,
   HEADERS_TOO_LARGE: 431,
+  // 421: a loopback server asked under another name (DNS rebinding).
+  HOST_NOT_ALLOWED: 421,
   APPEND_TOO_LARGE: 413,
   FILE_TOO_LARGE: 413,
   // 503: try again later (another process holds the log, the store is down, the server is closing).

@@ -129,3 +129,25 @@ test('long path parameters pass to the schema; the router and Node refuse as typ
   t.regex(length, /^HTTP\/1.1 400 /);
   t.is(JSON.parse(length.split('\r\n\r\n')[1]!).code, 'BAD_HTTP_REQUEST');
 });
+
+test('on loopback, a Host that is not a loopback name is 421 HOST_NOT_ALLOWED (DNS rebinding)', async (t) => {
+  const { app } = t.context;
+  for (const host of ['evil.example:8080', 'evil.example', '10.0.0.5:8080', '127.0.0.1.evil.example']) {
+    const reply = await app.inject({ method: 'GET', url: '/v1/experiments', headers: { host } });
+    t.is(reply.statusCode, 421, host);
+    t.like(json(reply), { code: 'HOST_NOT_ALLOWED', host });
+  }
+  for (const host of ['localhost:8080', '127.0.0.1:8080', '127.1.2.3', '[::1]:8080', 'LOCALHOST']) {
+    const reply = await app.inject({ method: 'GET', url: '/v1/experiments', headers: { host } });
+    t.is(reply.statusCode, 200, host);
+  }
+  // Listening elsewhere with a token: any Host, as before.
+  const open = await servedRoot({ host: '0.0.0.0', token: 'a-token-of-enough-length' });
+  const reply = await open.app.inject({
+    method: 'GET',
+    url: '/v1/experiments',
+    headers: { host: 'trainer.example:8080', authorization: 'Bearer a-token-of-enough-length' },
+  });
+  t.is(reply.statusCode, 200);
+  await open.app.close();
+});
