@@ -106,7 +106,6 @@ import {
   metricQuery,
   recordRoundBody,
   replayBody,
-  requestId as requestIdSchema,
   rewindBody,
   roundParams,
   runParams,
@@ -353,7 +352,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     },
     async (_request, reply) => send(reply, { status: 200, body: { version: VERSION, api: API_VERSION } }),
   );
-  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) => reply.send(app.swagger()));
+  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) =>
+    reply.send(finishedOpenApi(app.swagger() as unknown as OpenApiDocument, token !== null)),
+  );
 
   // ---- experiments --------------------------------------------------------------------------
 
@@ -582,8 +583,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       '/v1/params',
       {
         schema: {
-          summary: 'store parameters: a safetensors body (Content-Type: application/octet-stream), streamed',
-          headers: z.looseObject({ 'idempotency-key': requestIdSchema.optional() }),
+          summary:
+            'store parameters: a safetensors body (Content-Type: application/octet-stream), streamed; ' +
+            'content-addressed (SHA-256), so a retry stores nothing twice',
           response: { 201: storedParamsReply, ...errors },
         },
       },
@@ -794,7 +796,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     '/v1/experiments/:experiment/lineage',
     {
       schema: {
-        summary: 'ancestors and descendants (`roundlog lineage --json`)',
+        summary: 'ancestors and descendants (`roundlog audit lineage --json`)',
         params: experimentParams,
         response: errors,
       },
@@ -1244,6 +1246,37 @@ function hashChecked(sha256: string): Transform {
       callback(null, held ?? undefined);
     },
   });
+}
+
+type OpenApiOperation = {
+  requestBody?: unknown;
+  responses?: Record<string, { description?: string; content?: unknown }>;
+  security?: unknown[];
+};
+type OpenApiDocument = { paths?: Record<string, Record<string, OpenApiOperation>> };
+
+const BINARY = { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } };
+/** The routes whose body or answer is a file, not JSON. */
+const BINARY_UPLOADS = ['/v1/params'];
+const BINARY_DOWNLOADS = ['/v1/experiments/{experiment}/rounds/{round}/params', '/v1/experiments/{experiment}/export'];
+
+/**
+ * The OpenAPI document as the schemas cannot say it: the raw bodies (an upload, the file
+ * downloads) as `application/octet-stream`, and with a token the bearer requirement on every
+ * operation but `/v1/health`.
+ */
+function finishedOpenApi(doc: OpenApiDocument, withToken: boolean): OpenApiDocument {
+  const out = structuredClone(doc);
+  for (const [route, operations] of Object.entries(out.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      if (BINARY_UPLOADS.includes(route)) operation.requestBody = { required: true, content: BINARY };
+      if (BINARY_DOWNLOADS.includes(route)) {
+        operation.responses = { ...operation.responses, 200: { description: 'the file', content: BINARY } };
+      }
+      if (withToken) operation.security = route === '/v1/health' ? [] : [{ bearer: [] }];
+    }
+  }
+  return out;
 }
 
 export type { FastifyInstance, FastifyRequest };

@@ -3,6 +3,7 @@
  * could be made: writes that bypass the run lease, error codes without a status, numbers JSON
  * loses, Fastify's own answers, the Host of a loopback server, ...
  */
+import { Validator } from '@seriousme/openapi-schema-validator';
 import anyTest, { type TestFn } from 'ava';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -150,4 +151,35 @@ test('on loopback, a Host that is not a loopback name is 421 HOST_NOT_ALLOWED (D
   });
   t.is(reply.statusCode, 200);
   await open.app.close();
+});
+
+test('OpenAPI: binary bodies and answers, bearer security on all but health, the CLI names', async (t) => {
+  type Op = {
+    summary?: string;
+    requestBody?: { content: Record<string, unknown> };
+    responses: Record<string, { content?: Record<string, unknown> }>;
+    security?: unknown[];
+    parameters?: { name: string; in: string }[];
+  };
+  type Doc = { paths: Record<string, Record<string, Op>> };
+  const token = 'a-token-of-enough-length';
+  const secured = await servedRoot({ token });
+  const doc = json<Doc>(
+    await secured.app.inject({ url: '/openapi.json', headers: { authorization: `Bearer ${token}` } }),
+  );
+  await secured.app.close();
+  const result = await new Validator().validate(doc as never);
+  t.true(result.valid, JSON.stringify(result.errors));
+  const upload = doc.paths['/v1/params']!.post!;
+  t.deepEqual(Object.keys(upload.requestBody!.content), ['application/octet-stream']);
+  t.false((upload.parameters ?? []).some((p) => p.name === 'idempotency-key'));
+  for (const route of ['/v1/experiments/{experiment}/rounds/{round}/params', '/v1/experiments/{experiment}/export']) {
+    t.deepEqual(Object.keys(doc.paths[route]!.get!.responses['200']!.content!), ['application/octet-stream'], route);
+  }
+  for (const [route, operations] of Object.entries(doc.paths)) {
+    for (const operation of Object.values(operations)) {
+      t.deepEqual(operation.security, route === '/v1/health' ? [] : [{ bearer: [] }], route);
+    }
+  }
+  t.regex(doc.paths['/v1/experiments/{experiment}/lineage']!.get!.summary!, /roundlog audit lineage/);
 });
