@@ -86,7 +86,7 @@ const digestOf = (done: string) => /parameters (sha256:[0-9a-f]{64})$/.exec(done
 
 /** `roundlog serve --root root --port port`; resolves with the child and the URL it printed. */
 async function serve(root: string, port = 0): Promise<{ child: Child; url: string }> {
-  const child = startRoundlog(['serve', '--root', root, '--port', String(port)]);
+  const child = startRoundlog(['serve', '--root', root, '--init', '--port', String(port)]);
   const url = await child.waitFor((line) => line.startsWith('http://'));
   return { child, url };
 }

@@ -10,7 +10,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { HTTP_STATUS_OF_CODE } from '../../src/serve/status.ts';
-import { removeTempDirs } from '../support/tmp.ts';
+import { roundlog, startRoundlog } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { createExperiment, json, post, recordRound, servedRoot, upload, weights, type Served } from './support.ts';
 
 const test = anyTest as TestFn<Served>;
@@ -182,4 +183,25 @@ test('OpenAPI: binary bodies and answers, bearer security on all but health, the
     }
   }
   t.regex(doc.paths['/v1/experiments/{experiment}/lineage']!.get!.summary!, /roundlog audit lineage/);
+});
+
+test('serve --root opens a root as other commands do; --init makes only a missing or empty folder one', async (t) => {
+  const missing = path.join(tempDir('roundlog-serve-root-'), 'missing');
+  const run = await roundlog(['serve', '--root', missing, '--port', '0']);
+  t.is(run.code, 1, run.stderr);
+  t.regex(run.stderr, /there is no roundlog root at/);
+  t.false(fs.existsSync(missing));
+  const unrelated = tempDir('roundlog-serve-root-');
+  fs.writeFileSync(path.join(unrelated, 'notes.txt'), 'mine\n');
+  for (const extra of [[], ['--init']]) {
+    const refused = await roundlog(['serve', '--root', unrelated, '--port', '0', ...extra]);
+    t.is(refused.code, 1, refused.stderr);
+    t.regex(refused.stderr, /is not a roundlog root/);
+    t.deepEqual(fs.readdirSync(unrelated), ['notes.txt']);
+  }
+  const child = startRoundlog(['serve', '--root', missing, '--init', '--port', '0']);
+  await child.waitFor((line) => line.startsWith('http://'));
+  t.true(fs.existsSync(path.join(missing, 'roundlog-root.json')));
+  child.process.kill('SIGTERM');
+  t.is((await child.exited).code, 0);
 });

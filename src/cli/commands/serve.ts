@@ -42,9 +42,15 @@ export const serve = defineCommand({
       coerce: positiveInt('--max-params-bytes'),
     },
     log: { type: 'boolean', default: false, describe: 'log every request (JSON lines on stderr)' },
+    init: {
+      type: 'boolean',
+      default: false,
+      describe: 'make --root a new root when it is missing or an empty folder (else it must be a root already)',
+    },
   },
   examples: [
-    ['roundlog serve --root runs --port 0', 'serve ./runs on a free port of 127.0.0.1'],
+    ['roundlog serve --root runs --port 0', 'serve the root ./runs on a free port of 127.0.0.1'],
+    ['roundlog serve --root var --init', 'serve ./var, made a new root if missing or empty'],
     ['roundlog serve --host 0.0.0.0 --token-file token.txt', 'serve the network, clients send the token'],
   ],
   run: async (args, { global, io }) => {
@@ -54,10 +60,12 @@ export const serve = defineCommand({
       args['token-file'] === undefined
         ? null
         : await readToken(checkPathArgument('--token-file', args['token-file'], global.cwd));
+    // A root is opened as every other command opens it (ROOT_NOT_FOUND, NOT_A_ROOT); with --init a
+    // missing or empty folder becomes a new root, never a folder of other files.
+    const init = args.init === true && (await missingOrEmpty(global.root));
     const app = await createServer({
       ...storeOptions(global),
-      // A new root is made on first use, as `run` makes one: a training loop starts with an empty folder.
-      createRoot: true,
+      createRoot: init,
       host: args.host,
       token,
       bodyLimit: args['body-limit'] as unknown as number,
@@ -99,6 +107,15 @@ export const serve = defineCommand({
     return stopped;
   },
 });
+
+/** Whether `dir` does not exist or is an empty folder (anything else is left to the root's checks). */
+async function missingOrEmpty(dir: string): Promise<boolean> {
+  try {
+    return (await fs.readdir(dir)).length === 0;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
 
 /** The token of a token file: its first line, trimmed; 16 to 4096 printable ASCII characters. */
 async function readToken(file: string): Promise<string> {
