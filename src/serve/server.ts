@@ -50,7 +50,7 @@ import {
   RoundNotFoundError,
   RunNotOwnedError,
 } from '../model/errors.ts';
-import type { ExperimentEvent, ExperimentEventType, ForkedFrom, Rewound, RunStarted } from '../model/events.ts';
+import type { ExperimentEvent, ExperimentEventType, Forked, ForkedFrom, Rewound, RunStarted } from '../model/events.ts';
 import { breakpointFolderName } from '../model/names.ts';
 import { checkRetention } from '../model/retention.ts';
 import { roundCurrent, replay, type ExperimentState } from '../model/state.ts';
@@ -874,6 +874,11 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
               return { status: 201, body: await forkedBody(found.experimentId) };
             }
           }
+          // A folder an experiment has already: the answer POST /v1/experiments gives.
+          if (content.folder !== undefined) {
+            const taken = (await rl.listExperiments()).find((e) => e.folder === content.folder);
+            if (taken !== undefined) throw new ExperimentExistsError(taken.experimentId, taken.folder);
+          }
           const forked = await derivedIds.run({ id: childId }, () =>
             forkExperiment(rl, handle.id, {
               round: content.round,
@@ -882,7 +887,8 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
               ...(content.position === undefined ? {} : { position: BigInt(content.position) }),
             }),
           );
-          return { status: 201, body: { ...forked, breakpoint: path.relative(rl.root, forked.breakpoint) } };
+          // Answered from the log, as a retry is: the same fields both times.
+          return { status: 201, body: await forkedBody(forked.childId) };
         }),
       );
       return send(reply, result);
@@ -1117,6 +1123,14 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       await rl.withReader((log) => readHistory(log, { folder: child.created.folder, stream: child.stream }))
     ).events.find((e) => e.type === 'ForkedFrom')?.data as ForkedFrom | undefined;
     const parent = from === undefined ? null : await rl.openExperiment(from.parentId);
+    const forked =
+      parent === null
+        ? undefined
+        : ((
+            await rl.withReader((log) => readHistory(log, { folder: parent.created.folder, stream: parent.stream }))
+          ).events.find((e) => e.type === 'Forked' && (e.data as Forked).childId === childId)?.data as
+            Forked | undefined);
+    const imported = child.created.importedFrom;
     return {
       parentId: from?.parentId ?? null,
       parentFolder: parent?.state.folder ?? from?.parentFolder ?? null,
@@ -1126,6 +1140,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       childFolder: child.state.folder,
       childNumber: child.created.number,
       roundCurrent: child.roundCurrent(),
+      params: imported?.params ?? null,
+      breakpointSha256: imported?.breakpointSha256 ?? null,
+      by: forked?.by ?? null,
       breakpoint:
         from === undefined
           ? null

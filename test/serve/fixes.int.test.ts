@@ -205,3 +205,19 @@ test('serve --root opens a root as other commands do; --init makes only a missin
   child.process.kill('SIGTERM');
   t.is((await child.exited).code, 0);
 });
+
+test('a fork retried answers the same fields; a folder taken is 409 EXPERIMENT_EXISTS naming it', async (t) => {
+  const { app } = t.context;
+  await recordRound(app, 'exp', 0, [1]);
+  const first = await post(app, '/v1/experiments/exp/fork', { round: 0, folder: 'branch', requestId: 'f1' });
+  t.is(first.statusCode, 201, first.body);
+  const again = await post(app, '/v1/experiments/exp/fork', { round: 0, folder: 'branch', requestId: 'f1' });
+  t.deepEqual(json(again), json(first));
+  t.like(json(first), { parentFolder: 'exp', childFolder: 'branch', round: 0 });
+  t.truthy(json<{ params: { sha256: string } }>(first).params.sha256);
+  for (const folder of ['exp', 'branch']) {
+    const taken = await post(app, '/v1/experiments/exp/fork', { round: 0, folder });
+    t.is(taken.statusCode, 409, taken.body);
+    t.like(json(taken), { code: 'EXPERIMENT_EXISTS', folder });
+  }
+});
