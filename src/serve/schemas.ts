@@ -103,6 +103,9 @@ export const metricQuery = z.object({ node: text.min(1).optional() });
 
 export const rewindBody = z.strictObject({
   round: roundIndex,
+  by: runOwner
+    .optional()
+    .describe('who asks (recorded as `by` in the audit trail), as a run owner; default the server process'),
   reason: z.string().min(1).max(MAX_TEXT_LENGTH).optional(),
   expectedRevision: decimalString.optional(),
   requestId: requestId.optional(),
@@ -110,6 +113,9 @@ export const rewindBody = z.strictObject({
 
 export const forkBody = z.strictObject({
   round: roundIndex,
+  by: runOwner
+    .optional()
+    .describe('who asks (recorded as `by` in the audit trail), as a run owner; default the server process'),
   folder: z.string().min(1).max(100).optional(),
   superseded: z.boolean().optional(),
   position: decimalString.optional(),

@@ -834,6 +834,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         const rewound = await rewindExperiment(rl, handle.id, {
           round: content.round,
           reason: content.reason ?? 'rewound through roundlog serve',
+          ...(content.by === undefined ? {} : { by: actorOf(content.by) }),
           ...(ids === null ? {} : { eventIds: ids.ids }),
         });
         return {
@@ -883,6 +884,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
             forkExperiment(rl, handle.id, {
               round: content.round,
               ...(content.folder === undefined ? {} : { name: content.folder }),
+              ...(content.by === undefined ? {} : { by: actorOf(content.by) }),
               ...(content.superseded === undefined ? {} : { superseded: content.superseded }),
               ...(content.position === undefined ? {} : { position: BigInt(content.position) }),
             }),
@@ -1201,6 +1203,11 @@ function pickRound(state: ExperimentState, given: string) {
     return chooseRound(state, { round: rc - 1 });
   }
   return chooseRound(state, { round: Number(given) });
+}
+
+/** The actor a client names (`by`, the shape of a run owner): recorded as who rewound or forked. */
+function actorOf(by: Readonly<{ host: string; pid: number; user?: string; name?: string }>) {
+  return { user: by.user ?? by.name ?? 'client', host: by.host, pid: by.pid };
 }
 
 /** The expected revision of a request: its field, or `If-Match: "<revision>"`; both given, they must agree. */

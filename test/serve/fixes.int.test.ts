@@ -221,3 +221,26 @@ test('a fork retried answers the same fields; a folder taken is 409 EXPERIMENT_E
     t.like(json(taken), { code: 'EXPERIMENT_EXISTS', folder });
   }
 });
+
+test('rewind and fork record the client that asks (`by`), not the server process', async (t) => {
+  const { app } = t.context;
+  await recordRound(app, 'exp', 0, [1]);
+  await recordRound(app, 'exp', 1, [2]);
+  const by = { host: 'laptop-7', pid: 31337, name: 'carol' };
+  const rewound = await post(app, '/v1/experiments/exp/rewind', { round: 0, by });
+  t.is(rewound.statusCode, 200, rewound.body);
+  t.deepEqual(json(rewound).by, { user: 'carol', host: 'laptop-7', pid: 31337 });
+  const forked = await post(app, '/v1/experiments/exp/fork', { round: 0, folder: 'b', by: { ...by, user: 'dave' } });
+  t.is(forked.statusCode, 201, forked.body);
+  t.deepEqual(json(forked).by, { user: 'dave', host: 'laptop-7', pid: 31337 });
+  const events = json<{ events: { type: string; data: { by?: unknown } }[] }>(
+    await app.inject({ url: '/v1/experiments/exp/events?type=Rewound,Forked' }),
+  ).events;
+  t.deepEqual(
+    events.map((e) => [e.type, e.data.by]),
+    [
+      ['Rewound', { user: 'carol', host: 'laptop-7', pid: 31337 }],
+      ['Forked', { user: 'dave', host: 'laptop-7', pid: 31337 }],
+    ],
+  );
+});
