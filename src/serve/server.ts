@@ -256,6 +256,8 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   // by their field (`json.ts`): JSON.parse would round them without a word.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
+  // JSON routes take JSON only: text/plain is 415 as form types are (Fastify parses it by default).
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     parseJson(request, text, (error: Error | null, value?: unknown) => {

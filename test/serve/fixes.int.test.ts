@@ -244,3 +244,17 @@ test('rewind and fork record the client that asks (`by`), not the server process
     ],
   );
 });
+
+test('a JSON route given text/plain is 415 UNSUPPORTED_MEDIA_TYPE, as form types are', async (t) => {
+  const { app } = t.context;
+  for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded']) {
+    const reply = await app.inject({
+      method: 'POST',
+      url: '/v1/experiments',
+      headers: { 'content-type': type },
+      payload: '{"folder":"x"}',
+    });
+    t.is(reply.statusCode, 415, type);
+    t.like(json(reply), { code: 'UNSUPPORTED_MEDIA_TYPE', accepted: ['application/json'] });
+  }
+});
