@@ -177,14 +177,18 @@ export function bodyOf(error: RoundlogError): ErrorBody {
   return body;
 }
 
-/** A value as JSON carries it: bigints as decimal strings, Dates as ISO-8601, errors dropped. */
+/**
+ * A value as JSON carries it: bigints as decimal strings, Dates as ISO-8601, errors dropped. Every
+ * response body goes through here, so no key is lost to `Object.prototype` (`__proto__`).
+ */
 export function jsonSafe(value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof Date) return value.toISOString();
   if (value === null || typeof value !== 'object') return value;
   if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
   if (Array.isArray(value)) return value.map(jsonSafe);
-  const out: Record<string, unknown> = {};
+  // Built with no prototype: a key `__proto__` (a tensor's or a metric's name) stays a key.
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const [key, v] of Object.entries(value)) {
     if (v === undefined || v instanceof Error || typeof v === 'function') continue;
     out[key] = jsonSafe(v);

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { encodeSafetensors } from '../../src/codec/safetensors.ts';
 import { HTTP_STATUS_OF_CODE } from '../../src/serve/status.ts';
 import { roundlog, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -257,4 +258,24 @@ test('a JSON route given text/plain is 415 UNSUPPORTED_MEDIA_TYPE, as form types
     t.is(reply.statusCode, 415, type);
     t.like(json(reply), { code: 'UNSUPPORTED_MEDIA_TYPE', accepted: ['application/json'] });
   }
+});
+
+test('a tensor named __proto__ is described like any other, in every answer that lists tensors', async (t) => {
+  const { app } = t.context;
+  const bytes = encodeSafetensors(
+    Object.fromEntries([
+      ['__proto__', { dtype: 'float32', shape: [1], data: Float32Array.from([1]) }],
+      ['constructor', { dtype: 'float32', shape: [2], data: Float32Array.from([1, 2]) }],
+    ]) as never,
+  );
+  const stored = await upload(app, bytes);
+  t.is(stored.statusCode, 201, stored.body);
+  const expected = ['__proto__', 'constructor'];
+  t.deepEqual(Object.keys(json<{ tensors: object }>(stored).tensors).sort(), expected);
+  t.true(stored.body.includes('"__proto__":{"dtype":"F32","shape":[1]}'));
+  const { sha256 } = json<{ sha256: string }>(stored);
+  const recorded = await post(app, '/v1/experiments/exp/rounds', { round: 0, params: { sha256 } });
+  t.is(recorded.statusCode, 201, recorded.body);
+  const round = await app.inject({ url: '/v1/experiments/exp/rounds/0' });
+  t.true(round.body.includes('"__proto__":{"dtype":"F32","shape":[1]}'), round.body);
 });
