@@ -184,3 +184,23 @@ export class HostNotAllowedError extends RoundlogError {
     );
   }
 }
+
+/** `roundlog serve` could not listen: the address is taken, not this machine's, or needs privileges. */
+export class ListenFailedError extends RoundlogError {
+  readonly code = 'LISTEN_FAILED' as const;
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly reason: 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EACCES',
+  ) {
+    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    super(
+      reason === 'EADDRINUSE'
+        ? `cannot listen on ${where}: another process listens there already (EADDRINUSE); stop it, or give ` +
+            'another --port (--port 0: one the system chooses, printed)'
+        : reason === 'EADDRNOTAVAIL'
+          ? `cannot listen on ${where}: ${host} is not an address of this machine (EADDRNOTAVAIL); check --host`
+          : `cannot listen on ${where}: not allowed (EACCES; ports below 1024 need privileges); give another --port`,
+    );
+  }
+}

@@ -122,6 +122,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   DEMO_STEP_FAILED: 500,
   TOKEN_REQUIRED: 500,
   INVALID_TOKEN_FILE: 500,
+  LISTEN_FAILED: 500,
 });
 
 export type ErrorBody = { code: string; message: string; [field: string]: unknown };

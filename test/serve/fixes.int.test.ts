@@ -279,3 +279,24 @@ test('a tensor named __proto__ is described like any other, in every answer that
   const round = await app.inject({ url: '/v1/experiments/exp/rounds/0' });
   t.true(round.body.includes('"__proto__":{"dtype":"F32","shape":[1]}'), round.body);
 });
+
+test('serve refuses a token file of two lines, a --body-limit past its bound, and a port taken', async (t) => {
+  const dir = tempDir('roundlog-serve-opts-');
+  const root = path.join(dir, 'root');
+  const file = path.join(dir, 'token');
+  fs.writeFileSync(file, 'first-token-0123456789\nsecond-token-0123456789\n');
+  const two = await roundlog(['serve', '--root', root, '--init', '--port', '0', '--token-file', file]);
+  t.is(two.code, 1, two.stderr);
+  t.regex(two.stderr, /holds 2 non-empty lines/);
+  const big = await roundlog(['serve', '--root', root, '--init', '--port', '0', '--body-limit', String(2 ** 40)]);
+  t.is(big.code, 2, big.stderr);
+  t.regex(big.stderr, /--body-limit must be at most/);
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const { port } = taken.address() as net.AddressInfo;
+  const busy = await roundlog(['serve', '--root', root, '--init', '--port', String(port)]);
+  taken.close();
+  t.is(busy.code, 1, busy.stderr);
+  t.regex(busy.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*--port`));
+  t.notRegex(busy.stderr, /\n\s+at /);
+});
