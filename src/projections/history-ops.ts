@@ -243,6 +243,8 @@ async function sha256File(file: string): Promise<string> {
 // rewind
 
 export type RewindOptions = {
+  /** Who rewinds, as recorded in `Rewound.by`; default the process (`rl.actor`). A server passes its client. */
+  by?: Actor;
   /**
    * Index of the last round kept: `roundCurrent()` becomes `round + 1`. Must be on the current
    * branch, before its last round.
@@ -298,7 +300,8 @@ export async function rewindExperiment(
   if (run !== null && statusOf(handle.state) === 'running') {
     throw new ExperimentRunningError(handle.state.folder, run.owner, run.since, run.lastSeen);
   }
-  const events = decideRewind(handle.state, { round: options.round, reason }, { actor: rl.actor });
+  const by = options.by ?? rl.actor;
+  const events = decideRewind(handle.state, { round: options.round, reason }, { actor: by });
   // decideRewind accepted the round: it is a round of the current branch.
   const round = options.round;
   const keep = round + 1;
@@ -319,7 +322,7 @@ export async function rewindExperiment(
     roundCurrent: keep,
     supersededRounds,
     reason,
-    by: rl.actor,
+    by,
     settingsRestored,
     logPosition: recorded[0]!.position,
     breakpoint,
@@ -331,6 +334,8 @@ export async function rewindExperiment(
 // fork
 
 export type ForkOptions = RoundChoice & {
+  /** Who forks, as recorded in the parent's `Forked.by`; default the process (`rl.actor`). */
+  by?: Actor;
   /** The new experiment's folder under `<root>/experiments`; default `Experiment_NNNN` with its number. */
   name?: string;
 };
@@ -397,7 +402,7 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
   const fork = { childId: child.id, childFolder: child.state.folder, round: record.round };
   for (let attempt = 1; ; attempt++) {
     try {
-      await parent.append(decideForked(parent.state, fork, { actor: rl.actor }));
+      await parent.append(decideForked(parent.state, fork, { actor: options.by ?? rl.actor }));
       break;
     } catch (error) {
       if (!(error instanceof ConcurrentModificationError) || attempt >= 5) throw error;
@@ -419,7 +424,7 @@ export async function forkExperiment(rl: RoundLog, experiment: string, options: 
     params: record.params,
     breakpointSha256,
     breakpoint,
-    by: rl.actor,
+    by: options.by ?? rl.actor,
   };
 }
 

@@ -123,3 +123,84 @@ export class RoundMismatchError extends RoundlogError {
     );
   }
 }
+
+/** A path parameter longer than the router takes (`MAX_PATH_PARAM_LENGTH` characters, percent-encoded ×3). HTTP 414. */
+export class PathParamTooLongError extends RoundlogError {
+  readonly code = 'PATH_PARAM_TOO_LONG' as const;
+  constructor(
+    readonly path: string,
+    readonly maxLength: number,
+  ) {
+    super(
+      `a path parameter of ${shownText(path, 80)} is longer than ${maxLength} characters (percent-encoded); ` +
+        'experiment folders, ids and metric names are far shorter: check the URL',
+    );
+  }
+}
+
+/** A URL whose percent-encoding does not decode (`%zz`). HTTP 400. */
+export class InvalidUrlError extends RoundlogError {
+  readonly code = 'INVALID_URL' as const;
+  constructor(readonly path: string) {
+    super(`the URL ${shownText(path, 200)} does not decode: percent-encode each path parameter (%XX, UTF-8)`);
+  }
+}
+
+/**
+ * A request Node's HTTP parser refuses before any route sees it: headers over Node's limit (431),
+ * a malformed request line, header or Content-Length (400), a request too slow to arrive (408).
+ */
+export class BadHttpRequestError extends RoundlogError {
+  readonly code: 'HEADERS_TOO_LARGE' | 'BAD_HTTP_REQUEST' | 'REQUEST_TIMEOUT';
+  constructor(readonly reason: string) {
+    const code =
+      reason === 'HPE_HEADER_OVERFLOW'
+        ? 'HEADERS_TOO_LARGE'
+        : reason === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? 'REQUEST_TIMEOUT'
+          : 'BAD_HTTP_REQUEST';
+    super(
+      code === 'HEADERS_TOO_LARGE'
+        ? "the request's headers are larger than this server takes (16 KiB in all); send shorter headers"
+        : code === 'REQUEST_TIMEOUT'
+          ? 'the request did not arrive in time; send it again'
+          : `the request is not valid HTTP/1.1 (${reason}): check its request line, headers and Content-Length`,
+    );
+    this.code = code;
+  }
+}
+
+/**
+ * A request to a server listening on loopback whose `Host` is not a loopback name: a web page
+ * reaching it through a DNS name rebound to 127.0.0.1 (DNS rebinding). HTTP 421.
+ */
+export class HostNotAllowedError extends RoundlogError {
+  readonly code = 'HOST_NOT_ALLOWED' as const;
+  constructor(readonly host: string | null) {
+    super(
+      `this server listens on loopback and answers only requests addressed to it by a loopback name ` +
+        `(localhost, 127.x.x.x, [::1]), not ${host === null ? 'a request without Host' : `Host ${shownText(host)}`}; ` +
+        'to serve other names, listen on another address with --token-file',
+    );
+  }
+}
+
+/** `roundlog serve` could not listen: the address is taken, not this machine's, or needs privileges. */
+export class ListenFailedError extends RoundlogError {
+  readonly code = 'LISTEN_FAILED' as const;
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly reason: 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EACCES',
+  ) {
+    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    super(
+      reason === 'EADDRINUSE'
+        ? `cannot listen on ${where}: another process listens there already (EADDRINUSE); stop it, or give ` +
+            'another --port (--port 0: one the system chooses, printed)'
+        : reason === 'EADDRNOTAVAIL'
+          ? `cannot listen on ${where}: ${host} is not an address of this machine (EADDRNOTAVAIL); check --host`
+          : `cannot listen on ${where}: not allowed (EACCES; ports below 1024 need privileges); give another --port`,
+    );
+  }
+}

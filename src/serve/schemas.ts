@@ -19,8 +19,15 @@ export const decimalString = z
 const roundIndex = z.number().int().min(0).max(MAX_ROUND);
 const anyJson = z.unknown().describe('any JSON value');
 
+/** The longest path parameter (after percent-decoding), in characters: the schemas' and the router's limit. */
+export const MAX_PATH_PARAM_LENGTH = 4096;
+
 export const experimentParams = z.object({
-  experiment: z.string().min(1).max(4096).describe('folder name, id, stream name or path, as the CLI takes them'),
+  experiment: z
+    .string()
+    .min(1)
+    .max(MAX_PATH_PARAM_LENGTH)
+    .describe('folder name, id, stream name or path, as the CLI takes them'),
 });
 
 export const createExperimentBody = z.strictObject({
@@ -65,7 +72,7 @@ export const startRunBody = z.strictObject({
   requestId: requestId.optional(),
 });
 
-export const runParams = experimentParams.extend({ runId: text.min(1) });
+export const runParams = experimentParams.extend({ runId: z.string().min(1).max(MAX_PATH_PARAM_LENGTH) });
 
 export const endRunBody = z.strictObject({ requestId: requestId.optional() });
 
@@ -91,11 +98,14 @@ export const roundParams = experimentParams.extend({
   round: z.union([z.literal('last'), z.string().regex(/^\d{1,7}$/, 'expected a round index or "last"')]),
 });
 
-export const metricParams = experimentParams.extend({ name: text.min(1) });
+export const metricParams = experimentParams.extend({ name: z.string().min(1).max(MAX_PATH_PARAM_LENGTH) });
 export const metricQuery = z.object({ node: text.min(1).optional() });
 
 export const rewindBody = z.strictObject({
   round: roundIndex,
+  by: runOwner
+    .optional()
+    .describe('who asks (recorded as `by` in the audit trail), as a run owner; default the server process'),
   reason: z.string().min(1).max(MAX_TEXT_LENGTH).optional(),
   expectedRevision: decimalString.optional(),
   requestId: requestId.optional(),
@@ -103,6 +113,9 @@ export const rewindBody = z.strictObject({
 
 export const forkBody = z.strictObject({
   round: roundIndex,
+  by: runOwner
+    .optional()
+    .describe('who asks (recorded as `by` in the audit trail), as a run owner; default the server process'),
   folder: z.string().min(1).max(100).optional(),
   superseded: z.boolean().optional(),
   position: decimalString.optional(),

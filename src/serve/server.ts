@@ -14,6 +14,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import os from 'node:os';
+import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import fastifySwagger from '@fastify/swagger';
@@ -45,10 +46,11 @@ import {
 import {
   ConcurrentModificationError,
   ExperimentExistsError,
+  ExperimentRunningError,
   RoundNotFoundError,
   RunNotOwnedError,
 } from '../model/errors.ts';
-import type { ExperimentEvent, ExperimentEventType, ForkedFrom, Rewound, RunStarted } from '../model/events.ts';
+import type { ExperimentEvent, ExperimentEventType, Forked, ForkedFrom, Rewound, RunStarted } from '../model/events.ts';
 import { breakpointFolderName } from '../model/names.ts';
 import { checkRetention } from '../model/retention.ts';
 import { roundCurrent, replay, type ExperimentState } from '../model/state.ts';
@@ -65,6 +67,10 @@ import {
 import { VERSION } from '../version.ts';
 import { listExperiments } from '../cli/experiments.ts';
 import {
+  BadHttpRequestError,
+  HostNotAllowedError,
+  InvalidUrlError,
+  PathParamTooLongError,
   TokenRequiredError,
   IdempotencyKeyReusedError,
   RoundMismatchError,
@@ -74,9 +80,11 @@ import {
   UnsupportedMediaTypeError,
 } from './errors.ts';
 import { ExperimentAccess } from './experiments.ts';
+import { unsafeIntegerError } from './json.ts';
 import { keyOfId, requestIds, type RequestIds } from './idempotency.ts';
 import { storeParams, storedParams, tensorsOf, type TensorInfo } from './params.ts';
 import {
+  MAX_PATH_PARAM_LENGTH,
   auditEventsQuery,
   createExperimentBody,
   createdExperimentReply,
@@ -98,7 +106,6 @@ import {
   metricQuery,
   recordRoundBody,
   replayBody,
-  requestId as requestIdSchema,
   rewindBody,
   roundParams,
   runParams,
@@ -114,6 +121,8 @@ export const DEFAULT_BODY_LIMIT = 16 * 1024 * 1024;
 export const DEFAULT_MAX_PARAMS_BYTES = 4 * 1024 ** 3;
 /** Default interval of the `: keep-alive` comment of a live event stream. */
 export const DEFAULT_KEEP_ALIVE_MS = 15_000;
+/** The router's limit of one path parameter in the URL: `MAX_PATH_PARAM_LENGTH` characters percent-encoded. */
+export const MAX_URL_PARAM_LENGTH = 3 * MAX_PATH_PARAM_LENGTH;
 /** Default heartbeat interval of a run started over HTTP. */
 export const DEFAULT_RUN_HEARTBEAT_MS = 30_000;
 
@@ -146,6 +155,14 @@ export type ServeOptions = Omit<OpenRoundLogOptions, 'projections' | 'newId'> & 
 export function isLoopback(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** The host name of a `Host` header: `[::1]:8080` is `::1`, `localhost:8080` is `localhost`. */
+function hostnameOf(header: string): string {
+  const h = header.trim();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']') === -1 ? undefined : h.indexOf(']'));
+  const colon = h.lastIndexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
 }
 
 type SendResult = { status: number; body: unknown };
@@ -191,7 +208,41 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   });
   const access = new ExperimentAccess(rl);
   // Closing stops accepting, closes idle keep-alive connections and waits for requests in flight.
-  const app = Fastify({ logger: logger ?? false, bodyLimit: limits.bodyLimit, forceCloseConnections: 'idle' });
+  const app = Fastify({
+    logger: logger ?? false,
+    bodyLimit: limits.bodyLimit,
+    forceCloseConnections: 'idle',
+    // Percent-encoded, a parameter of MAX_PATH_PARAM_LENGTH characters takes up to 3 bytes each
+    // in the URL: the router lets it through and the route's schema judges the decoded value.
+    maxParamLength: MAX_URL_PARAM_LENGTH,
+    // The router's own refusals (a parameter too long, a URL that does not decode): typed JSON.
+    frameworkErrors: (error, request, reply) => {
+      const url = request.url.split('?')[0]!;
+      const typed =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new PathParamTooLongError(url, MAX_URL_PARAM_LENGTH)
+          : error.code === 'FST_ERR_BAD_URL'
+            ? new InvalidUrlError(url)
+            : error;
+      const { status, body } = errorResponse(typed, limits);
+      void (reply as FastifyReply).code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
+    },
+    // What Node's HTTP parser refuses (headers too large, a bad Content-Length, a malformed
+    // request): the same JSON, written on the socket, which then closes.
+    clientErrorHandler: (error, socket) => {
+      const reason = (error as NodeJS.ErrnoException).code ?? 'HPE_INVALID';
+      if (reason === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const { status, body } = errorResponse(new BadHttpRequestError(reason), limits);
+      const text = JSON.stringify(body);
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+      );
+    },
+  });
   const streams = new Set<Readonly<{ end: () => void }>>();
   // Live event streams never end by themselves: ended first, so closing does not wait for them.
   app.addHook('preClose', async () => {
@@ -200,6 +251,21 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   app.addHook('onClose', async () => {
     await access.close();
     await rl.close();
+  });
+  // JSON bodies: Fastify's parser (prototype poisoning refused), then integers past 2^53 refused
+  // by their field (`json.ts`): JSON.parse would round them without a word.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  // JSON routes take JSON only: text/plain is 415 as form types are (Fastify parses it by default).
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    parseJson(request, text, (error: Error | null, value?: unknown) => {
+      if (error) return done(error, undefined);
+      const unsafe = unsafeIntegerError(text);
+      if (unsafe !== null) return done(unsafe, undefined);
+      done(null, value);
+    });
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -226,6 +292,14 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   });
 
   const tokenDigest = token === null ? null : createHash('sha256').update(token).digest();
+  // On loopback, a page of another site can reach the server through a name it rebinds to
+  // 127.0.0.1: its requests carry that name in Host, refused here (before the token, health too).
+  if (isLoopback(host)) {
+    app.addHook('onRequest', async (request) => {
+      const given = request.headers.host;
+      if (given === undefined || !isLoopback(hostnameOf(given))) throw new HostNotAllowedError(given ?? null);
+    });
+  }
   app.addHook('onRequest', async (request) => {
     if (tokenDigest === null || request.url === '/v1/health') return;
     const header = request.headers.authorization;
@@ -280,7 +354,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     },
     async (_request, reply) => send(reply, { status: 200, body: { version: VERSION, api: API_VERSION } }),
   );
-  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) => reply.send(app.swagger()));
+  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) =>
+    reply.send(finishedOpenApi(app.swagger() as unknown as OpenApiDocument, token !== null)),
+  );
 
   // ---- experiments --------------------------------------------------------------------------
 
@@ -509,8 +585,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       '/v1/params',
       {
         schema: {
-          summary: 'store parameters: a safetensors body (Content-Type: application/octet-stream), streamed',
-          headers: z.looseObject({ 'idempotency-key': requestIdSchema.optional() }),
+          summary:
+            'store parameters: a safetensors body (Content-Type: application/octet-stream), streamed; ' +
+            'content-addressed (SHA-256), so a retry stores nothing twice',
           response: { 201: storedParamsReply, ...errors },
         },
       },
@@ -561,6 +638,11 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
           if (content.runId !== undefined && state.run?.runId !== content.runId) {
             const current = state.run === null ? null : { runId: state.run.runId, owner: state.run.owner };
             throw new RunNotOwnedError(state.folder, content.runId, current);
+          }
+          // Without a run id the client holds no run: refused while a live run of another holds it,
+          // as every other writer is (rewind; a second start), so the owner's next round still fits.
+          if (content.runId === undefined && state.run !== null && statusOf(state) === 'running') {
+            throw new ExperimentRunningError(state.folder, state.run.owner, state.run.since, state.run.lastSeen);
           }
           const rc = roundCurrent(state);
           if (content.round !== rc) throw new RoundMismatchError(state.folder, content.round, rc);
@@ -716,7 +798,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     '/v1/experiments/:experiment/lineage',
     {
       schema: {
-        summary: 'ancestors and descendants (`roundlog lineage --json`)',
+        summary: 'ancestors and descendants (`roundlog audit lineage --json`)',
         params: experimentParams,
         response: errors,
       },
@@ -754,6 +836,7 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
         const rewound = await rewindExperiment(rl, handle.id, {
           round: content.round,
           reason: content.reason ?? 'rewound through roundlog serve',
+          ...(content.by === undefined ? {} : { by: actorOf(content.by) }),
           ...(ids === null ? {} : { eventIds: ids.ids }),
         });
         return {
@@ -794,15 +877,22 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
               return { status: 201, body: await forkedBody(found.experimentId) };
             }
           }
+          // A folder an experiment has already: the answer POST /v1/experiments gives.
+          if (content.folder !== undefined) {
+            const taken = (await rl.listExperiments()).find((e) => e.folder === content.folder);
+            if (taken !== undefined) throw new ExperimentExistsError(taken.experimentId, taken.folder);
+          }
           const forked = await derivedIds.run({ id: childId }, () =>
             forkExperiment(rl, handle.id, {
               round: content.round,
               ...(content.folder === undefined ? {} : { name: content.folder }),
+              ...(content.by === undefined ? {} : { by: actorOf(content.by) }),
               ...(content.superseded === undefined ? {} : { superseded: content.superseded }),
               ...(content.position === undefined ? {} : { position: BigInt(content.position) }),
             }),
           );
-          return { status: 201, body: { ...forked, breakpoint: path.relative(rl.root, forked.breakpoint) } };
+          // Answered from the log, as a retry is: the same fields both times.
+          return { status: 201, body: await forkedBody(forked.childId) };
         }),
       );
       return send(reply, result);
@@ -1037,6 +1127,14 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       await rl.withReader((log) => readHistory(log, { folder: child.created.folder, stream: child.stream }))
     ).events.find((e) => e.type === 'ForkedFrom')?.data as ForkedFrom | undefined;
     const parent = from === undefined ? null : await rl.openExperiment(from.parentId);
+    const forked =
+      parent === null
+        ? undefined
+        : ((
+            await rl.withReader((log) => readHistory(log, { folder: parent.created.folder, stream: parent.stream }))
+          ).events.find((e) => e.type === 'Forked' && (e.data as Forked).childId === childId)?.data as
+            Forked | undefined);
+    const imported = child.created.importedFrom;
     return {
       parentId: from?.parentId ?? null,
       parentFolder: parent?.state.folder ?? from?.parentFolder ?? null,
@@ -1046,6 +1144,9 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
       childFolder: child.state.folder,
       childNumber: child.created.number,
       roundCurrent: child.roundCurrent(),
+      params: imported?.params ?? null,
+      breakpointSha256: imported?.breakpointSha256 ?? null,
+      by: forked?.by ?? null,
       breakpoint:
         from === undefined
           ? null
@@ -1104,6 +1205,11 @@ function pickRound(state: ExperimentState, given: string) {
     return chooseRound(state, { round: rc - 1 });
   }
   return chooseRound(state, { round: Number(given) });
+}
+
+/** The actor a client names (`by`, the shape of a run owner): recorded as who rewound or forked. */
+function actorOf(by: Readonly<{ host: string; pid: number; user?: string; name?: string }>) {
+  return { user: by.user ?? by.name ?? 'client', host: by.host, pid: by.pid };
 }
 
 /** The expected revision of a request: its field, or `If-Match: "<revision>"`; both given, they must agree. */
@@ -1166,6 +1272,37 @@ function hashChecked(sha256: string): Transform {
       callback(null, held ?? undefined);
     },
   });
+}
+
+type OpenApiOperation = {
+  requestBody?: unknown;
+  responses?: Record<string, { description?: string; content?: unknown }>;
+  security?: unknown[];
+};
+type OpenApiDocument = { paths?: Record<string, Record<string, OpenApiOperation>> };
+
+const BINARY = { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } };
+/** The routes whose body or answer is a file, not JSON. */
+const BINARY_UPLOADS = ['/v1/params'];
+const BINARY_DOWNLOADS = ['/v1/experiments/{experiment}/rounds/{round}/params', '/v1/experiments/{experiment}/export'];
+
+/**
+ * The OpenAPI document as the schemas cannot say it: the raw bodies (an upload, the file
+ * downloads) as `application/octet-stream`, and with a token the bearer requirement on every
+ * operation but `/v1/health`.
+ */
+function finishedOpenApi(doc: OpenApiDocument, withToken: boolean): OpenApiDocument {
+  const out = structuredClone(doc);
+  for (const [route, operations] of Object.entries(out.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      if (BINARY_UPLOADS.includes(route)) operation.requestBody = { required: true, content: BINARY };
+      if (BINARY_DOWNLOADS.includes(route)) {
+        operation.responses = { ...operation.responses, 200: { description: 'the file', content: BINARY } };
+      }
+      if (withToken) operation.security = route === '/v1/health' ? [] : [{ bearer: [] }];
+    }
+  }
+  return out;
 }
 
 export type { FastifyInstance, FastifyRequest };

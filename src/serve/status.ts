@@ -17,20 +17,35 @@ import {
 } from './errors.ts';
 
 /**
- * HTTP status by error code. A roundlog error whose code is not here is 500 with its own code and
- * fields (a damaged log, a failed write: the server's problem, said precisely).
+ * HTTP status by error code: every `code` of every roundlog error class of `src/` is here (a test
+ * scans the sources for `readonly code = '...'` and fails on one missing), so a request the client
+ * got wrong is never a 500 it would retry. A code not here (an error class added without its
+ * status) is 500 with its own code and fields.
  */
 export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   // 400: the request is wrong, whatever the state of the root.
   INVALID_ARGUMENT: 400,
   INVALID_REQUEST: 400,
   INVALID_JSON: 400,
+  INVALID_URL: 400,
+  BAD_HTTP_REQUEST: 400,
   CORRUPT_PAYLOAD: 400,
   DECODE_LIMIT: 400,
   UNKNOWN_ENCODING: 400,
   UNRECORDABLE_VALUE: 400,
   FOLDER_NAME_RESERVED: 400,
   UNSAFE_TENSOR_NAME: 400,
+  INVALID_METRIC_NAME: 400,
+  INVALID_DEFINITION: 400,
+  MISMATCHED_TENSORS: 400,
+  NOT_AVERAGEABLE: 400,
+  ZERO_SAMPLE_SIZE: 400,
+  UNKNOWN_AGGREGATOR: 400,
+  UNKNOWN_STRATEGY: 400,
+  AMBIGUOUS_DATASET: 400,
+  NO_MATCHING_DATASET: 400,
+  PATH_OUTSIDE: 400,
+  USAGE: 400,
   // 401: no token, or not this server's.
   UNAUTHORIZED: 401,
   // 404: the thing named does not exist.
@@ -55,13 +70,59 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   EXPERIMENT_NOT_CREATED: 409,
   EXPERIMENT_FOLDER_TAKEN: 409,
   EXPERIMENT_FOLDER_AMBIGUOUS: 409,
+  TRAINING_PLAN_CHANGED: 409,
+  IMPORTED_NOT_RESUMED: 409,
+  LINK_TARGET_EXISTS: 409,
   // 413, 415: the body itself.
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  // 408, 414, 431: refused before routing (the router, Node's HTTP parser).
+  REQUEST_TIMEOUT: 408,
+  PATH_PARAM_TOO_LONG: 414,
+  HEADERS_TOO_LARGE: 431,
+  // 421: a loopback server asked under another name (DNS rebinding).
+  HOST_NOT_ALLOWED: 421,
+  APPEND_TOO_LARGE: 413,
+  FILE_TOO_LARGE: 413,
   // 503: try again later (another process holds the log, the store is down, the server is closing).
   LOG_LOCKED: 503,
   STORE_UNAVAILABLE: 503,
   CLOSED: 503,
+  PROJECTION_LOCKED: 503,
+  STORE_REQUEST_FAILED: 503,
+  NODE_FAILED: 503,
+  NO_REPLIES: 503,
+  NOT_ENOUGH_NODES: 503,
+  NO_ELIGIBLE_NODES: 503,
+  // 500: the server's own data or machine failed (said precisely: the code and its fields).
+  BLOB_WRITE_FAILED: 500,
+  BREAKPOINT_BLOB_DAMAGED: 500,
+  BREAKPOINT_CORRUPT: 500,
+  CORRUPT_BLOB: 500,
+  CORRUPT_LOG: 500,
+  STRAY_TAIL_BYTES: 500,
+  INVALID_EVENT_DATA: 500,
+  UNKNOWN_EVENT: 500,
+  STATE_VERSION_MISMATCH: 500,
+  EXPERIMENT_HISTORY_DAMAGED: 500,
+  REGISTRY_DAMAGED: 500,
+  REFERENCED_BLOB_MISSING: 500,
+  PROJECTION_CHECKPOINT_MISMATCH: 500,
+  LOG_WRITE_FAILED: 500,
+  LOG_READ_ONLY: 500,
+  STORAGE_WRITE_FAILED: 500,
+  NOT_A_REAL_FOLDER: 500,
+  NOT_A_REGULAR_FILE: 500,
+  NOT_A_ROOT: 500,
+  ROOT_MARKER_INVALID: 500,
+  ROOT_NOT_A_DIRECTORY: 500,
+  ROOT_NOT_FOUND: 500,
+  MISSING_DEPENDENCY: 500,
+  MODULE_LOAD_FAILED: 500,
+  DEMO_STEP_FAILED: 500,
+  TOKEN_REQUIRED: 500,
+  INVALID_TOKEN_FILE: 500,
+  LISTEN_FAILED: 500,
 });
 
 export type ErrorBody = { code: string; message: string; [field: string]: unknown };
@@ -117,14 +178,18 @@ export function bodyOf(error: RoundlogError): ErrorBody {
   return body;
 }
 
-/** A value as JSON carries it: bigints as decimal strings, Dates as ISO-8601, errors dropped. */
+/**
+ * A value as JSON carries it: bigints as decimal strings, Dates as ISO-8601, errors dropped. Every
+ * response body goes through here, so no key is lost to `Object.prototype` (`__proto__`).
+ */
 export function jsonSafe(value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof Date) return value.toISOString();
   if (value === null || typeof value !== 'object') return value;
   if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
   if (Array.isArray(value)) return value.map(jsonSafe);
-  const out: Record<string, unknown> = {};
+  // Built with no prototype: a key `__proto__` (a tensor's or a metric's name) stays a key.
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const [key, v] of Object.entries(value)) {
     if (v === undefined || v instanceof Error || typeof v === 'function') continue;
     out[key] = jsonSafe(v);

@@ -26,7 +26,7 @@ type Server = { child: Child; url: string };
 
 /** Starts `roundlog serve --port 0` on `root` and waits for the URL it prints first. */
 async function startServer(root: string, extra: string[] = []): Promise<Server> {
-  const child = startRoundlog(['serve', '--root', root, '--port', '0', ...extra]);
+  const child = startRoundlog(['serve', '--root', root, '--init', '--port', '0', ...extra]);
   started.push(child);
   const url = await child.waitFor((line) => line.startsWith('http://'));
   return { child, url };

@@ -71,7 +71,7 @@ export async function roundlogProcess(args: readonly string[], env: NodeJS.Proce
 
 /** `roundlog serve --root root --port port` as a real process; resolves with it and the URL it printed. */
 export async function serveRoundlog(root: string, port = 0): Promise<{ child: Child; url: string }> {
-  const child = startRoundlog(['serve', '--root', root, '--port', String(port)]);
+  const child = startRoundlog(['serve', '--root', root, '--init', '--port', String(port)]);
   const url = await child.waitFor((line) => line.startsWith('http://'));
   return { child, url };
 }

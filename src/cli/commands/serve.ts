@@ -6,7 +6,7 @@
  * their clients left them: a client resumes its run on a server started again.
  */
 import { promises as fs } from 'node:fs';
-import { InvalidTokenFileError } from '../../serve/errors.ts';
+import { InvalidTokenFileError, ListenFailedError } from '../../serve/errors.ts';
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_PARAMS_BYTES, createServer } from '../../serve/server.ts';
 import { UsageError, checkPathArgument, nonNegativeInt, positiveInt } from '../args.ts';
 import { defineCommand, storeOptions } from '../command.ts';
@@ -14,6 +14,10 @@ import { SIGNAL_EXIT_CODES } from '../signals.ts';
 
 /** The default port of `roundlog serve`. */
 export const DEFAULT_PORT = 8080;
+/** The largest --body-limit: a JSON body is parsed from one string (V8 strings stop near 512 MiB). */
+export const MAX_BODY_LIMIT = 256 * 1024 * 1024;
+/** The largest --max-params-bytes: 64 GiB. */
+export const MAX_PARAMS_BYTES_LIMIT = 64 * 1024 ** 3;
 
 export const serve = defineCommand({
   name: 'serve',
@@ -42,26 +46,45 @@ export const serve = defineCommand({
       coerce: positiveInt('--max-params-bytes'),
     },
     log: { type: 'boolean', default: false, describe: 'log every request (JSON lines on stderr)' },
+    init: {
+      type: 'boolean',
+      default: false,
+      describe: 'make --root a new root when it is missing or an empty folder (else it must be a root already)',
+    },
   },
   examples: [
-    ['roundlog serve --root runs --port 0', 'serve ./runs on a free port of 127.0.0.1'],
+    ['roundlog serve --root runs --port 0', 'serve the root ./runs on a free port of 127.0.0.1'],
+    ['roundlog serve --root var --init', 'serve ./var, made a new root if missing or empty'],
     ['roundlog serve --host 0.0.0.0 --token-file token.txt', 'serve the network, clients send the token'],
   ],
   run: async (args, { global, io }) => {
     const port = args.port as unknown as number;
     if (port > 65535) throw new UsageError('--port must be at most 65535');
+    const bodyLimit = args['body-limit'] as unknown as number;
+    if (bodyLimit > MAX_BODY_LIMIT) {
+      throw new UsageError(
+        `--body-limit must be at most ${MAX_BODY_LIMIT} (256 MiB): a JSON body is held as one string; ` +
+          'parameters go through POST /v1/params, limited by --max-params-bytes',
+      );
+    }
+    const maxParamsBytes = args['max-params-bytes'] as unknown as number;
+    if (maxParamsBytes > MAX_PARAMS_BYTES_LIMIT) {
+      throw new UsageError(`--max-params-bytes must be at most ${MAX_PARAMS_BYTES_LIMIT} (64 GiB)`);
+    }
     const token =
       args['token-file'] === undefined
         ? null
         : await readToken(checkPathArgument('--token-file', args['token-file'], global.cwd));
+    // A root is opened as every other command opens it (ROOT_NOT_FOUND, NOT_A_ROOT); with --init a
+    // missing or empty folder becomes a new root, never a folder of other files.
+    const init = args.init === true && (await missingOrEmpty(global.root));
     const app = await createServer({
       ...storeOptions(global),
-      // A new root is made on first use, as `run` makes one: a training loop starts with an empty folder.
-      createRoot: true,
+      createRoot: init,
       host: args.host,
       token,
-      bodyLimit: args['body-limit'] as unknown as number,
-      maxParamsBytes: args['max-params-bytes'] as unknown as number,
+      bodyLimit,
+      maxParamsBytes,
       logger: args.log,
       // A failure the client sees only as its code (or INTERNAL): its details go to stderr.
       onServerError: (error, request) =>
@@ -85,6 +108,10 @@ export const serve = defineCommand({
       await app.listen({ host: args.host, port });
     } catch (error) {
       await app.close();
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+        throw new ListenFailedError(args.host, port, code);
+      }
       throw error;
     }
     const address = app.server.address();
@@ -100,7 +127,16 @@ export const serve = defineCommand({
   },
 });
 
-/** The token of a token file: its first line, trimmed; 16 to 4096 printable ASCII characters. */
+/** Whether `dir` does not exist or is an empty folder (anything else is left to the root's checks). */
+async function missingOrEmpty(dir: string): Promise<boolean> {
+  try {
+    return (await fs.readdir(dir)).length === 0;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
+
+/** The token of a token file: its one non-empty line, trimmed; 16 to 4096 printable ASCII characters. */
 async function readToken(file: string): Promise<string> {
   let text: string;
   try {
@@ -108,7 +144,13 @@ async function readToken(file: string): Promise<string> {
   } catch (error) {
     throw new InvalidTokenFileError(file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
-  const token = (text.split(/\r?\n/)[0] ?? '').trim();
+  const lines = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
+  // One token, one line: a second line is a mistake (two tokens, a comment) the server must not guess at.
+  if (lines.length > 1) throw new InvalidTokenFileError(file, `holds ${lines.length} non-empty lines, not one`);
+  const token = lines[0] ?? '';
   if (token.length < 16 || token.length > 4096) {
     throw new InvalidTokenFileError(file, `holds a token of ${token.length} characters`);
   }
