@@ -45,6 +45,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   AMBIGUOUS_DATASET: 400,
   NO_MATCHING_DATASET: 400,
   PATH_OUTSIDE: 400,
+  EXPORT_TARGET_REFUSED: 400,
   USAGE: 400,
   // 401: no token, or not this server's.
   UNAUTHORIZED: 401,
@@ -73,6 +74,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   TRAINING_PLAN_CHANGED: 409,
   IMPORTED_NOT_RESUMED: 409,
   LINK_TARGET_EXISTS: 409,
+  ROUND_LIMIT_REACHED: 409,
   // 413, 415: the body itself.
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -94,6 +96,8 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   NO_REPLIES: 503,
   NOT_ENOUGH_NODES: 503,
   NO_ELIGIBLE_NODES: 503,
+  PLAN_NOT_APPROVED: 503,
+  NODE_REFUSED: 503,
   // 500: the server's own data or machine failed (said precisely: the code and its fields).
   BLOB_WRITE_FAILED: 500,
   BREAKPOINT_BLOB_DAMAGED: 500,
@@ -123,6 +127,8 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   TOKEN_REQUIRED: 500,
   INVALID_TOKEN_FILE: 500,
   LISTEN_FAILED: 500,
+  INVALID_NODE_DATASET: 500,
+  INVALID_APPROVAL_LIST: 500,
 });
 
 export type ErrorBody = { code: string; message: string; [field: string]: unknown };
