@@ -11,6 +11,9 @@
  *   researcher on a live stream: it is recognised by (experiment, round, attempt), logged, ignored.
  * - The researcher SIGKILLed after committed rounds and resumed ends on the parameters of an
  *   uninterrupted run, bit for bit.
+ * - A node id coming back with another data file is refused (`NodeDatasetChangedError` naming the
+ *   node and both fingerprints), also by a researcher resumed from the log; with
+ *   `onDatasetChange: 'record'` it trains and the new fingerprint is recorded in the round.
  *
  * Every process is killed in the test's teardown. Nodes announce each request on stdout; a node
  * started with ROUNDLOG_TEST_NODE_GATE=stdin waits for a line on its stdin before each request (one
@@ -22,9 +25,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLINICAL_FEATURES, syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
-import { approvePlan } from '../../src/federated/remote/approvals.ts';
+import { approvePlan, sha256Hex } from '../../src/federated/remote/approvals.ts';
 import { numericCsv } from '../../src/federated/remote/dataset.ts';
-import { listenForNodes } from '../../src/federated/remote/researcher.ts';
+import { NodeDatasetChangedError } from '../../src/federated/remote/errors.ts';
+import { listenForNodes, type RemoteFederation } from '../../src/federated/remote/researcher.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
@@ -294,5 +298,87 @@ test.serial(
         node.lines.some((l) => / train-error /.test(l)),
         node.lines.join('\n'),
       );
+  },
+);
+
+test.serial(
+  'a node id back with another data file is refused naming both fingerprints, unless the change is to be recorded',
+  async (t) => {
+    const s = await setup();
+    const federation: RemoteFederation = await listenForNodes();
+    t.teardown(() => federation.close());
+    const first = startNode(t, nodeAt(s, 'hospital-a', federation.address));
+    await connected(first);
+    const root = tempDir();
+    const options: ExperimentOptions = {
+      root,
+      tags: TAGS,
+      trainingPlan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan' },
+      federation,
+      modelArgs: { columns: 5, initScale: 0.1 },
+      trainingArgs: { epochs: 1, batchSize: 16, learningRate: 0.2 },
+      roundLimit: 3,
+      saveBreakpoints: true,
+      seed: 7,
+      workspace: REPO,
+      nodeTimeoutMs: 60_000,
+    };
+    const exp = await Experiment.create(options);
+    const before = sha256Hex(readFileSync(s.files['hospital-a']!));
+    const after = sha256Hex(readFileSync(s.other));
+    const experimentId = exp.id;
+    try {
+      await exp.runOnce();
+      // The node restarts on another file.
+      first.process.kill('SIGTERM');
+      t.deepEqual(await first.exited, { code: 0, signal: null });
+      const second = startNode(t, nodeAt(s, 'hospital-a', federation.address, s.other));
+      await connected(second);
+      const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeDatasetChangedError });
+      t.like(error, { code: 'NODE_DATASET_CHANGED', node: 'hospital-a', round: 1, recordedRound: 0 });
+      t.is(error.recorded.sha256, before);
+      t.is(error.now.sha256, after);
+      t.is(error.now.rows, 90);
+      t.regex(
+        error.message,
+        new RegExp(
+          `node "hospital-a" holds another dataset than experiment Experiment_0000 recorded for it \\(in round 0\\): ` +
+            `sha256 ${before} \\(numeric-csv 120×5\\) then, sha256 ${after} \\(numeric-csv 90×5\\) now`,
+        ),
+      );
+      t.is(exp.roundCurrent(), 1);
+    } finally {
+      await exp.close();
+    }
+    // Nothing of round 1 was started; round 0 recorded the node's fingerprint.
+    let list = await events(root, experimentId);
+    t.false(dataOf<RoundStarted>(list, 'RoundStarted').some((e) => e.round === 1));
+    const [round0] = dataOf<RoundCompleted>(list, 'RoundCompleted');
+    t.deepEqual(round0!.nodes[0]!.dataset, { sha256: before, rows: 120, columns: 5, format: 'numeric-csv' });
+
+    // A researcher resumed from the log refuses it too: the fingerprint is read from the log.
+    const resumed = await Experiment.loadBreakpoint(undefined, { root, federation, workspace: REPO });
+    try {
+      await t.throwsAsync(resumed.runOnce(), { instanceOf: NodeDatasetChangedError });
+    } finally {
+      await resumed.close();
+    }
+    // Resumed with onDatasetChange: 'record', the round trains on it and records the new fingerprint.
+    const accepting = await Experiment.loadBreakpoint(undefined, {
+      root,
+      federation,
+      workspace: REPO,
+      onDatasetChange: 'record',
+    });
+    try {
+      const record = await accepting.runOnce();
+      t.is(record.round, 1);
+      t.is(record.nodes[0]!.dataset?.sha256, after);
+    } finally {
+      await accepting.close();
+    }
+    list = await events(root, experimentId);
+    const recorded = dataOf<RoundCompleted>(list, 'RoundCompleted').map((e) => e.nodes[0]!.dataset?.sha256);
+    t.deepEqual(recorded, [before, after]);
   },
 );

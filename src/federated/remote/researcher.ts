@@ -10,13 +10,17 @@
  * `NodePlanNotApprovedError`. A node that connects again takes part in the next round.
  *
  * Replies are matched to requests by (experiment, round, attempt) on the node's stream; a reply no
- * request waits for (an attempt the round gave up on) is logged and ignored.
+ * request waits for (an attempt the round gave up on) is logged and ignored. Each connected node's
+ * dataset fingerprint (its Hello's) is what `remote.dataset` reports; a request names the one the
+ * round checked, and a node that connected again with another one since is refused
+ * (`NodeDatasetChangedError`).
  */
 import * as grpc from '@grpc/grpc-js';
 import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
 import { NodeFailedError } from '../../model/errors.ts';
 import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
-import { NodePlanNotApprovedError } from './errors.ts';
+import { sameFingerprint } from '../fingerprints.ts';
+import { NodeDatasetChangedError, NodePlanNotApprovedError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -106,7 +110,10 @@ export class RemoteFederation {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  readonly remote: RemoteTrainer = { train: (request, signal) => this.train(request, signal) };
+  readonly remote: RemoteTrainer = {
+    train: (request, signal) => this.train(request, signal),
+    dataset: (node) => this.connections.get(node)?.node.dataset ?? null,
+  };
 
   /** Resolves once every node of `ids` is connected (or rejects when `signal` aborts). */
   waitForNodes(ids: readonly string[], signal?: AbortSignal): Promise<void> {
@@ -217,6 +224,11 @@ export class RemoteFederation {
     const connection = this.connections.get(node);
     if (connection === undefined || this.closed) {
       return Promise.reject(new NodeFailedError(experiment, node, round, 'the node is not connected'));
+    }
+    const now = connection.node.dataset;
+    if (request.dataset !== undefined && !sameFingerprint(request.dataset, now)) {
+      // It connected again with other data since the round checked it: never trained on.
+      return Promise.reject(new NodeDatasetChangedError(experiment, node, round, request.dataset, null, now));
     }
     const k = key(experimentId, round, attempt);
     if (connection.pending.has(k)) {
