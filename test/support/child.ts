@@ -2,12 +2,37 @@
  * Spawns test child processes (TypeScript run through tsx) and reads their stdout and stderr line by
  * line: the one spawn helper of the tests, for what needs a real process (SIGKILL, concurrency,
  * signals, `--follow`). `test/support/cli.ts` runs `roundlog` with it.
+ *
+ * A test kills what it spawns in its teardown (`t.teardown`, `test.after.always`); as a last resort,
+ * every child still running when the test file's process exits is SIGKILLed (SIGCONT first, for a
+ * stopped one), so no process outlives its test file (`.ci/run` checks that none is left).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** The children spawned here and still running. */
+const running = new Set<ChildProcess>();
+let killOnExit = false;
+
+function track(proc: ChildProcess): void {
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  if (killOnExit) return;
+  killOnExit = true;
+  process.on('exit', () => {
+    for (const child of running) {
+      try {
+        child.kill('SIGCONT');
+        child.kill('SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+  });
+}
 
 export type Child = {
   process: ChildProcess;
@@ -50,6 +75,7 @@ export function spawnProcess(
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });
+  track(proc);
   let stderr = '';
   const lines: string[] = [];
   const errLines: string[] = [];
