@@ -33,10 +33,11 @@ import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
 import type { RoundCompleted, RoundStarted } from '../../src/model/events.ts';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { REPO } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const PLAN_FILE = path.join(REPO, 'examples/logistic-regression/plan.ts');

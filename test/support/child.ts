@@ -141,6 +141,24 @@ export function spawnProcess(
   return child;
 }
 
+/**
+ * SIGKILLs every child spawned here that is still running (SIGCONT first, for a stopped one) and
+ * resolves once they have exited: `test.after.always(killSpawned)` in each file that spawns.
+ */
+export async function killSpawned(): Promise<void> {
+  const left = [...running].filter((proc) => proc.exitCode === null && proc.signalCode === null);
+  const exits = left.map((proc) => new Promise<void>((resolve) => proc.once('exit', () => resolve())));
+  for (const proc of left) {
+    try {
+      proc.kill('SIGCONT');
+      proc.kill('SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  await Promise.all(exits);
+}
+
 /** Sends SIGKILL to `child` and resolves once it has exited and its output was read. */
 export async function kill9(child: Child): Promise<void> {
   child.process.kill('SIGKILL');
