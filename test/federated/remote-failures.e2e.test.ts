@@ -29,6 +29,7 @@ import { approvePlan, sha256Hex } from '../../src/federated/remote/approvals.ts'
 import { numericCsv } from '../../src/federated/remote/dataset.ts';
 import { NodeDatasetChangedError } from '../../src/federated/remote/errors.ts';
 import { listenForNodes, type RemoteFederation } from '../../src/federated/remote/researcher.ts';
+import { deriveRng } from '../../src/federated/rng.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
@@ -348,6 +349,30 @@ test.serial(
         ),
       );
       t.is(exp.roundCurrent(), 1);
+      // A request naming the fingerprint its round checked is refused by a node holding another
+      // one (it connected again with other data in between): it never reaches the node.
+      const request = {
+        experiment: 'Experiment_0000',
+        experimentId: exp.id,
+        node: 'hospital-a',
+        round: 1,
+        attempt: 1,
+        params: await exp.parameters(),
+        trainingArgs: {},
+        modelArgs: {},
+        plan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan', sha256: '0' },
+        rng: deriveRng(7, 1, 'hospital-a', 'train').state(),
+        dataset: error.recorded,
+      };
+      const raced = await t.throwsAsync(federation.remote.train(request, new AbortController().signal), {
+        instanceOf: NodeDatasetChangedError,
+      });
+      t.like(raced, { node: 'hospital-a', round: 1, recordedRound: null });
+      t.regex(raced.message, /\(when round 1 started\)/);
+      t.false(
+        second.lines.some((l) => / train-request /.test(l)),
+        second.lines.join('\n'),
+      );
     } finally {
       await exp.close();
     }
