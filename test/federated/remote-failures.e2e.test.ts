@@ -231,7 +231,7 @@ test.serial(
       roundLimit: 2,
       seed: 4242,
       workspace: REPO,
-      nodeTimeoutMs: 1000,
+      nodeTimeoutMs: 3000,
     };
     const exp = await Experiment.create(options);
     const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodeFailedError });
