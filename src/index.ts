@@ -159,6 +159,7 @@ export {
   type NodeDatasetLoader,
 } from './federated/remote/dataset.ts';
 export * from './federated/remote/errors.ts';
+export { DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './federated/fingerprints.ts';
 export { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from './federated/remote/protocol.ts';
 export { ModuleLoadError, importModule } from './federated/load-module.ts';
 export {

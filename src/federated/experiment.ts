@@ -37,6 +37,7 @@ import { resolveRoot, rootLayout } from '../root.ts';
 import { checkFolderName, checkRoundLimit, checkSeed } from '../model/decide/index.ts';
 import { checkCarriedBeforeNewRoot, removeUnusedRoot, resumeFromBreakpoint, type FederationSource } from './resume.ts';
 import { checkExperimentOptions } from './options-schema.ts';
+import { DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './fingerprints.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
@@ -80,6 +81,13 @@ export type ExperimentOptions = {
   workspace?: string;
   /** A node whose training takes longer fails the round. Default 10 minutes. */
   nodeTimeoutMs?: number;
+  /**
+   * A node process coming back with another dataset than an earlier round recorded for it (its
+   * fingerprint: SHA-256 of the data file, shape): `'refuse'` (default) fails the round with
+   * `NodeDatasetChangedError` before it starts; `'record'` trains on it and records the new
+   * fingerprint in the round. Not recorded: it applies to this process's rounds.
+   */
+  onDatasetChange?: DatasetChangePolicy;
   /** Called after each committed round. */
   onRound?: (progress: RoundProgress) => void;
   /** Recorded in the experiment, for tools that re-create the federation on resume. */
@@ -133,6 +141,8 @@ export type LoadBreakpointOptions = {
    */
   rewind?: boolean;
   nodeTimeoutMs?: number;
+  /** As for `Experiment.create`. Default `'refuse'`. */
+  onDatasetChange?: DatasetChangePolicy;
   onRound?: (progress: RoundProgress) => void;
   /**
    * Take over the run of a process that still looks alive (`ExperimentRunningError` otherwise);
@@ -166,6 +176,7 @@ export class Experiment {
     private runId: string,
     private readonly heartbeatMs: number,
     private readonly components: Components,
+    private readonly onDatasetChange: DatasetChangePolicy,
   ) {
     // Gives a sign of life when the run appended nothing for a heartbeat interval; never keeps the process up.
     this.heartbeatTimer = setInterval(() => {
@@ -254,6 +265,7 @@ export class Experiment {
         runId,
         heartbeatMs,
         components,
+        options.onDatasetChange ?? DEFAULT_DATASET_CHANGE_POLICY,
       );
     } catch (error) {
       await rl.close();
@@ -299,6 +311,7 @@ export class Experiment {
         runId,
         heartbeatMs,
         components,
+        options.onDatasetChange ?? DEFAULT_DATASET_CHANGE_POLICY,
       );
       experiment.superseded = superseded;
       return experiment;
@@ -457,8 +470,9 @@ export class Experiment {
   }
 
   private async runOneRound(): Promise<RoundRecord> {
-    const { rl, handle, plan, federation, nodeTimeoutMs, components } = this;
-    const { record, nodes } = await runRound({ rl, handle, plan, federation, nodeTimeoutMs, components });
+    const { rl, handle, plan, federation, nodeTimeoutMs, components, onDatasetChange } = this;
+    const context = { rl, handle, plan, federation, nodeTimeoutMs, components, onDatasetChange };
+    const { record, nodes } = await runRound(context);
     if (this.state.settings.retention !== null) await this.applyRetention();
     const round = record.round;
     const breakpoint = record.breakpoint ? path.join(this.experimentationPath(), breakpointFolderName(round)) : null;

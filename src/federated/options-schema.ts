@@ -43,6 +43,7 @@ const fields = {
     .looseObject({ aggregators: z.record(name, fn).optional(), strategies: z.record(name, fn).optional() })
     .optional(),
   nodeTimeoutMs: positive.optional(),
+  onDatasetChange: z.enum(['refuse', 'record']).optional(),
   retention: retention.nullable().optional(),
   heartbeatMs: positive.optional(),
 };

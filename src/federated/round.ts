@@ -10,8 +10,9 @@ import type { RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
 import { weightedMetrics, type NodeReply } from './aggregators.ts';
 import { roundState, stateBeforeRound, type Components } from './components.ts';
+import { checkFingerprints, DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './fingerprints.ts';
 import { deriveRng } from './rng.ts';
-import { NodePlanNotApprovedError } from './remote/errors.ts';
+import { NodeDatasetChangedError, NodePlanNotApprovedError } from './remote/errors.ts';
 import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 
 /** What a round needs from its experiment. */
@@ -23,6 +24,8 @@ export type RoundContext = Readonly<{
   nodeTimeoutMs: number;
   /** The experiment's aggregator and strategy, built when it was created or loaded. */
   components: Components;
+  /** A node process whose dataset differs from the one recorded for it: refused (default) or recorded. */
+  onDatasetChange?: DatasetChangePolicy;
 }>;
 
 /** The round's committed record and the nodes the strategy selected. */
@@ -46,6 +49,17 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     previous.strategy,
     deriveRng(seed, round, 'select'),
   );
+  // Node processes: the dataset each reports now, checked against the one recorded before.
+  const fingerprints =
+    federation.remote === undefined
+      ? new Map()
+      : checkFingerprints(
+          state,
+          federation.remote,
+          selection.nodes,
+          round,
+          context.onDatasetChange ?? DEFAULT_DATASET_CHANGE_POLICY,
+        );
   const roundStarted = decideStartRound(state, { round, nodes: selection.nodes });
   const { attempt } = roundStarted[0]!.data as RoundStarted;
   await handle.append(roundStarted);
@@ -80,6 +94,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
                   modelArgs: setup.modelArgs,
                   plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: recordedPlan.sha256 },
                   rng: rng.state(),
+                  ...(fingerprints.has(node) ? { dataset: fingerprints.get(node) } : {}),
                 },
                 controllers[i]!.signal,
               );
@@ -121,7 +136,12 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     params: aggregated.params,
     state: roundState(components, aggregated.state, selection.state),
     metrics: weightedMetrics(replies),
-    nodes: replyEvents.map((r) => ({ node: r.node, sampleSize: r.sampleSize, metrics: r.metrics })),
+    nodes: replyEvents.map((r) => ({
+      node: r.node,
+      sampleSize: r.sampleSize,
+      metrics: r.metrics,
+      ...(fingerprints.has(r.node) ? { dataset: fingerprints.get(r.node) } : {}),
+    })),
     replies: replyEvents,
     durationMs: Date.now() - started,
   });
@@ -150,7 +170,12 @@ async function withTimeout<T>(
   try {
     return await Promise.race([work, timeout]);
   } catch (error) {
-    if (error instanceof NodeFailedError || error instanceof NodePlanNotApprovedError) throw error;
+    if (
+      error instanceof NodeFailedError ||
+      error instanceof NodePlanNotApprovedError ||
+      error instanceof NodeDatasetChangedError
+    )
+      throw error;
     const reason = `training threw: ${(error as Error)?.message ?? String(error)}`;
     throw new NodeFailedError(experiment, node, round, reason, error);
   } finally {

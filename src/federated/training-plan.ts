@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import type { TensorSet } from '../codec/tensors.ts';
+import type { DatasetFingerprint } from '../model/events.ts';
 import { AmbiguousDatasetError, NoMatchingDatasetError } from './errors.ts';
 import type { Rng, RngState } from './rng.ts';
 
@@ -64,6 +65,11 @@ export type RemoteTrainRequest = Readonly<{
   plan: Readonly<{ module: string; export: string; sha256: string }>;
   /** The state of the RNG the node trains with: `deriveRng(seed, round, node, 'train')`, as in process. */
   rng: RngState;
+  /**
+   * The dataset the round checked the node holds (`RemoteTrainer.dataset`); a node that connected
+   * again with another one since is refused (`NodeDatasetChangedError`), never trained on.
+   */
+  dataset?: DatasetFingerprint;
 }>;
 
 /**
@@ -73,6 +79,11 @@ export type RemoteTrainRequest = Readonly<{
  */
 export interface RemoteTrainer {
   train(request: RemoteTrainRequest, signal: AbortSignal): Promise<TrainResult>;
+  /**
+   * The dataset the connected node `node` reported (its fingerprint), or null when it is not
+   * connected; the round records it and compares it with what earlier rounds recorded.
+   */
+  dataset?(node: string): DatasetFingerprint | null;
 }
 
 /** A node taking part in an experiment, and the dataset it trains on. */

@@ -87,6 +87,13 @@ export type NodeReplied = Readonly<{
   durationMs: number;
 }>;
 
+/**
+ * What a node process said of its dataset when it connected (its Hello): the SHA-256 of the data
+ * file's bytes, its shape and the loader that read it. Recorded with each round a node trained, so a
+ * node coming back with other data is seen.
+ */
+export type DatasetFingerprint = Readonly<{ sha256: string; rows: number; columns: number; format: string }>;
+
 export type RoundCompleted = Readonly<{
   v: 1;
   round: number;
@@ -96,7 +103,15 @@ export type RoundCompleted = Readonly<{
   /** Everything else needed to continue: any serializable value (aggregator and strategy state, RNG). */
   state: unknown;
   /** The nodes that replied, in a federated experiment; empty otherwise. */
-  nodes: ReadonlyArray<Readonly<{ node: string; sampleSize: number; metrics: Readonly<Record<string, number>> }>>;
+  nodes: ReadonlyArray<
+    Readonly<{
+      node: string;
+      sampleSize: number;
+      metrics: Readonly<Record<string, number>>;
+      /** The dataset the node trained on, for a node process (absent for in-process nodes). */
+      dataset?: DatasetFingerprint;
+    }>
+  >;
   metrics: Readonly<Record<string, number>>;
   /** Whether a breakpoint folder is materialized for this round. */
   breakpoint: boolean;

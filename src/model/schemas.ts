@@ -138,7 +138,14 @@ export const EVENT_SCHEMAS: Readonly<Record<ExperimentEventType, z.ZodType>> = {
     attempt: count,
     params: blobRef,
     state: bounded,
-    nodes: z.array(z.looseObject({ node: text, sampleSize: anyNumber, metrics })),
+    nodes: z.array(
+      z.looseObject({
+        node: text,
+        sampleSize: anyNumber,
+        metrics,
+        dataset: z.looseObject({ sha256: text, rows: anyNumber, columns: anyNumber, format: text }).optional(),
+      }),
+    ),
     metrics,
     breakpoint: z.boolean(),
     durationMs: anyNumber,

@@ -8,11 +8,12 @@ import test from 'ava';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { roundlog, type Run } from '../support/cli.ts';
 import { parseCsv } from './helpers.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const USER = os.userInfo().username;

@@ -8,11 +8,12 @@
 import test from 'ava';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { roundlog, roundlogProcess, startRoundlog } from '../support/cli.ts';
 import { parseCsv } from './helpers.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const USER = os.userInfo().username;

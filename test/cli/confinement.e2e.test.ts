@@ -11,7 +11,9 @@ import path from 'node:path';
 import { REPO, roundlog, startRoundlog } from '../support/cli.ts';
 import { editManifest } from '../support/manifests.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';

@@ -4,11 +4,12 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openFileBlobStore, openFileEventLog, type BlobRef } from '../../src/index.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { REPO, roundlog, roundlogJson } from '../support/cli.ts';
 import { readmeBlock } from '../support/readme.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 test('examples/quickstart.ts records rounds, reopens, and reads the last round back', async (t) => {

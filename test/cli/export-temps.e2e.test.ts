@@ -12,7 +12,9 @@ import path from 'node:path';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { roundlog, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const TEMP = /^\.(.+)\.tmp-(\d+)-[0-9a-f-]{36}$/;

@@ -12,7 +12,9 @@ import { COMMANDS } from '../../src/cli/commands/index.ts';
 import { roundlog, roundlogProcess, startRoundlog } from '../support/cli.ts';
 import { openRoundLog } from '../../src/index.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 /** Every declared command with the words that name it: `['ls']`, `['audit', 'rounds']`, ... */

@@ -11,7 +11,9 @@ import path from 'node:path';
 import { roundlog, roundlogJson, startRoundlog, roundlogOk } from '../support/cli.ts';
 import type { ExperimentListing } from '../../src/cli/experiments.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';

@@ -7,9 +7,10 @@
 import test from 'ava';
 import path from 'node:path';
 import { roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 /** The example, blocked in the first round's training until a line comes on stdin (with ROUNDLOG_TEST_GATE=1). */

@@ -10,7 +10,9 @@ import path from 'node:path';
 import { recordedWorkspace, type ExperimentCreated } from '../../src/model/events.ts';
 import { REPO, roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 type Listing = Array<{ folder: string; roundCurrent: number; status: string }>;

@@ -21,7 +21,9 @@ import { ROOT_MARKER_FILE } from '../../src/root.ts';
 import { STATE_SHAPE_VERSION } from '../../src/model/state.ts';
 import { roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const FORMATS = fileURLToPath(new URL('../fixtures/formats/', import.meta.url));

@@ -16,7 +16,9 @@ import { openRoundLog } from '../../src/projections/index.ts';
 import { readEventFile } from '../../src/projections/tensorboard/index.ts';
 import { roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/formats/0.1.0-safetensors-tensorboard/root/', import.meta.url));

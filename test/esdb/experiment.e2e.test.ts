@@ -12,6 +12,7 @@ import { PROJECTION_CHECKPOINT_FILE } from '../../src/projections/index.ts';
 import { roundlogProcess, startRoundlog } from '../support/cli.ts';
 import { childServer, freshNamespace, type EsdbTarget } from '../support/esdb.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
 let server: EsdbTarget;
 test.before(async () => {
@@ -21,6 +22,8 @@ test.after.always(async () => {
   await server?.close();
   removeTempDirs();
 });
+// After the server's own close: it is a spawned child too.
+test.after.always(killSpawned);
 
 type Env = NodeJS.ProcessEnv;
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { openRoundLog } from '../../src/projections/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { startRoundlog } from '../support/cli.ts';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { freshNamespace, inProcessServer, type EsdbTarget } from '../support/esdb.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -21,6 +21,8 @@ test.after.always(async () => {
   await server?.close();
   removeTempDirs();
 });
+// After the server's own close: it is a spawned child too.
+test.after.always(killSpawned);
 
 const caughtUp = (line: string) => /caught up at log position \d+/.test(line);
 const send = (child: Child, line: string) => child.process.stdin!.write(`${line}\n`);

@@ -13,9 +13,10 @@ import { openRoundLog } from '../../src/projections/index.ts';
 import { replay } from '../../src/model/state.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const REPEATS = Math.max(3, Number(process.env.ROUNDLOG_RACE_REPEATS ?? 3));

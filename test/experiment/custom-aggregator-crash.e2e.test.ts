@@ -6,9 +6,10 @@
 import test from 'ava';
 import { openRoundLog } from '../../src/projections/index.ts';
 import type { FederatedRoundState } from '../../src/federated/components.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const SEED = 7;

@@ -19,9 +19,10 @@ import {
 import { replay } from '../../src/model/state.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { removeTempDirs, seededRandom, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const ROUNDS = 10;

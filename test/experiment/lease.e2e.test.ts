@@ -13,10 +13,11 @@ import { syntheticClinicalFederation } from '../../examples/logistic-regression/
 import { Experiment } from '../../src/federated/experiment.ts';
 import { ExperimentRunningError } from '../../src/model/errors.ts';
 import type { ExperimentListing } from '../../src/cli/experiments.ts';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { roundlog, roundlogJson } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));

@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { Experiment } from '../../src/federated/experiment.ts';
 import { listExperiments } from '../../src/cli/experiments.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const WORKSPACE = fileURLToPath(new URL('../..', import.meta.url));

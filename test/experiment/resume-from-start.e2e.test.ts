@@ -14,10 +14,11 @@ import { ExperimentRunningError } from '../../src/model/errors.ts';
 import { syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import type { Resumed } from '../../src/model/events.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { roundlog, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const SEED = 7;

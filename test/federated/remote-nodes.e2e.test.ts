@@ -31,10 +31,11 @@ import { deriveRng } from '../../src/federated/rng.ts';
 import type { Federation } from '../../src/federated/training-plan.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
-import type { Child } from '../support/child.ts';
+import { killSpawned, type Child } from '../support/child.ts';
 import { REPO, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const PLAN_FILE = path.join(REPO, 'examples/logistic-regression/plan.ts');

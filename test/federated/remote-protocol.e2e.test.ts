@@ -17,10 +17,11 @@ import { NodePlanNotApprovedError } from '../../src/federated/remote/errors.ts';
 import { federationProtocol, type ResearcherMessage } from '../../src/federated/remote/protocol.ts';
 import { listenForNodes, type RemoteFederation } from '../../src/federated/remote/researcher.ts';
 import { deriveRng } from '../../src/federated/rng.ts';
-import type { Child } from '../support/child.ts';
+import { killSpawned, type Child } from '../support/child.ts';
 import { REPO, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 function dataFile(): string {

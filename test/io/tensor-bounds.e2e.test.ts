@@ -11,9 +11,10 @@ import { pack } from 'msgpackr';
 import { CorruptPayloadError } from '../../src/codec/errors.ts';
 import { lz4Compress } from '../../src/codec/lz4.ts';
 import { decodeTensors, encodeTensors, TensorEncoding } from '../../src/codec/tensors.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 /** A payload by hand: a 4-byte header length, the msgpack header, then the stored tensors. */

@@ -3,9 +3,10 @@ import test from 'ava';
 import { openFileEventLog, type FileEventLog } from '../../src/log/file/index.ts';
 import type { EventLog } from '../../src/log/types.ts';
 import { eventLogConformance, type RaceOutcome } from '../../src/testing/index.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 eventLogConformance(test, {

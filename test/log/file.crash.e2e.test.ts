@@ -6,10 +6,11 @@
 import test from 'ava';
 import path from 'node:path';
 import { openFileEventLog, type FileLogWarning } from '../../src/log/file/index.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { eventPayload } from '../support/payloads.ts';
 import { removeTempDirs, seededRandom, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const KILLS = Math.max(50, Number(process.env.ROUNDLOG_CRASH_KILLS ?? 50));

@@ -20,7 +20,7 @@ import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import { CorruptLogError, LogLockedError, LogReadOnlyError } from '../../src/log/errors.ts';
 import { openFileEventLog, type FileLogWarning } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import {
   FRAME_HEADER,
   fillLog,
@@ -32,6 +32,7 @@ import {
 } from '../support/segments.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 test(

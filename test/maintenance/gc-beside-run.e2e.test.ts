@@ -8,9 +8,10 @@ import test from 'ava';
 import path from 'node:path';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RoundsPruned } from '../../src/model/events.ts';
-import { spawnTs } from '../support/child.ts';
+import { killSpawned, spawnTs } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const ROUNDS = 6;

@@ -17,10 +17,11 @@ import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadProjectionCheckpoint } from '../../src/engine/project.ts';
 import { followProjection, type ProjectionUpdate } from '../../src/projections/index.ts';
-import { spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { roundlogJson, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 type Answer = { done: string; errors: string[]; problems: string[] };

@@ -12,7 +12,9 @@ import { openRoundLog, verifyRoot, type ProjectionUpdate } from '../../src/proje
 import { roundlogJson, startRoundlog } from '../support/cli.ts';
 import { tensors } from '../support/rounds.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 test('tensorboard/ removed again and again while a run records and a follower projects: it lives on', async (t) => {

@@ -14,7 +14,9 @@ import path from 'node:path';
 import { openRoundLog } from '../../src/projections/index.ts';
 import { roundlog, roundlogJson, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { killSpawned } from '../support/child.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 const EXAMPLE = 'examples/logistic-regression/experiment.ts';

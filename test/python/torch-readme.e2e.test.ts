@@ -11,12 +11,13 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { kill9, type Child } from '../support/child.ts';
+import { killSpawned, kill9, type Child } from '../support/child.ts';
 import { roundlogJson, serveRoundlog } from '../support/cli.ts';
 import { startPython, requirePython } from '../support/python.ts';
 import { readmeBlock } from '../support/readme.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 test.before(() => requirePython(['numpy', 'torch']));

@@ -14,6 +14,7 @@ import { HTTP_STATUS_OF_CODE } from '../../src/serve/status.ts';
 import { roundlog, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { createExperiment, json, post, recordRound, servedRoot, upload, weights, type Served } from './support.ts';
+import { killSpawned } from '../support/child.ts';
 
 const test = anyTest as TestFn<Served>;
 
@@ -24,6 +25,7 @@ test.beforeEach(async (t) => {
 test.afterEach.always(async (t) => {
   await t.context.app.close();
 });
+test.after.always(killSpawned);
 test.after.always(removeTempDirs);
 
 test('a round without runId while another holds a live run: 409 EXPERIMENT_RUNNING, nothing recorded', async (t) => {

@@ -11,11 +11,12 @@ import { request } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startRoundlog } from '../support/cli.ts';
-import type { Child } from '../support/child.ts';
+import { killSpawned, type Child } from '../support/child.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { weights } from './support.ts';
 
 const started: Child[] = [];
+test.after.always(killSpawned);
 test.after.always(() => {
   // A test that failed midway leaves no server running.
   for (const child of started) if (child.process.exitCode === null) child.process.kill('SIGKILL');

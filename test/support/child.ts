@@ -2,12 +2,37 @@
  * Spawns test child processes (TypeScript run through tsx) and reads their stdout and stderr line by
  * line: the one spawn helper of the tests, for what needs a real process (SIGKILL, concurrency,
  * signals, `--follow`). `test/support/cli.ts` runs `roundlog` with it.
+ *
+ * A test kills what it spawns in its teardown (`t.teardown`, `test.after.always`); as a last resort,
+ * every child still running when the test file's process exits is SIGKILLed (SIGCONT first, for a
+ * stopped one), so no process outlives its test file (`.ci/run` checks that none is left).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** The children spawned here and still running. */
+const running = new Set<ChildProcess>();
+let killOnExit = false;
+
+function track(proc: ChildProcess): void {
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  if (killOnExit) return;
+  killOnExit = true;
+  process.on('exit', () => {
+    for (const child of running) {
+      try {
+        child.kill('SIGCONT');
+        child.kill('SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+  });
+}
 
 export type Child = {
   process: ChildProcess;
@@ -50,6 +75,7 @@ export function spawnProcess(
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });
+  track(proc);
   let stderr = '';
   const lines: string[] = [];
   const errLines: string[] = [];
@@ -113,6 +139,24 @@ export function spawnProcess(
     }
   });
   return child;
+}
+
+/**
+ * SIGKILLs every child spawned here that is still running (SIGCONT first, for a stopped one) and
+ * resolves once they have exited: `test.after.always(killSpawned)` in each file that spawns.
+ */
+export async function killSpawned(): Promise<void> {
+  const left = [...running].filter((proc) => proc.exitCode === null && proc.signalCode === null);
+  const exits = left.map((proc) => new Promise<void>((resolve) => proc.once('exit', () => resolve())));
+  for (const proc of left) {
+    try {
+      proc.kill('SIGCONT');
+      proc.kill('SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  await Promise.all(exits);
 }
 
 /** Sends SIGKILL to `child` and resolves once it has exited and its output was read. */

@@ -3,6 +3,12 @@
  * a researcher refuses (a node's Hello), and what a node's folder or dataset file can be wrong with.
  */
 import { RoundlogError } from '../../errors.ts';
+import type { DatasetFingerprint } from '../../model/events.ts';
+
+/** `sha256 <hex> (<format> <rows>×<columns>)`. */
+export function describeFingerprint(fingerprint: DatasetFingerprint): string {
+  return `sha256 ${fingerprint.sha256} (${fingerprint.format} ${fingerprint.rows}×${fingerprint.columns})`;
+}
 
 /** The command a node's operator runs to approve a plan file. */
 export function approveCommand(nodeDir: string | null): string {
@@ -90,6 +96,37 @@ export class ApprovalListError extends RoundlogError {
     super(
       `the node's approval list ${file} ${reason}; fix or remove it, then approve the plans again ` +
         `('roundlog node approve <plan file>')`,
+    );
+  }
+}
+
+/**
+ * A node id came back to an experiment with another dataset than the one an earlier round of the
+ * experiment recorded for it (researcher side). Refused before the round starts (the default,
+ * `onDatasetChange: 'refuse'`), or when the node connected again with other data while the round was
+ * sending it its request: nothing of the round is trained on it or committed.
+ */
+export class NodeDatasetChangedError extends RoundlogError {
+  readonly code = 'NODE_DATASET_CHANGED' as const;
+  constructor(
+    /** The experiment's folder name. */
+    readonly experiment: string,
+    readonly node: string,
+    /** The round refused. */
+    readonly round: number,
+    /** The fingerprint recorded before, and the round that recorded it (null: the round being started). */
+    readonly recorded: DatasetFingerprint,
+    readonly recordedRound: number | null,
+    /** The fingerprint the node reports now. */
+    readonly now: DatasetFingerprint,
+  ) {
+    super(
+      `node ${JSON.stringify(node)} holds another dataset than experiment ${experiment} recorded for it ` +
+        `(${recordedRound === null ? `when round ${round} started` : `in round ${recordedRound}`}): ` +
+        `${describeFingerprint(recorded)} then, ${describeFingerprint(now)} now; round ${round} was refused ` +
+        `and nothing of it was committed. Restart the node with its former data file, leave it out ` +
+        `(the experiment's nodes), or, if the new data is meant, resume with onDatasetChange: 'record' ` +
+        `(the change is recorded in the round)`,
     );
   }
 }

@@ -7,6 +7,11 @@
  *
  * The plan is imported from the approved file (never from the researcher), after checking the
  * file's bytes still have the hash the request names: the hash approved is that of the code run.
+ *
+ * Work belongs to the connection it came on: when the stream ends (the researcher was killed, the
+ * link cut), the requests still queued are dropped unstarted, a training in progress has its result
+ * discarded, and nothing is sent on a later connection. A researcher that comes back resumes from
+ * its log and asks again, under a new attempt number; the node never replies to the old one.
  */
 import * as grpc from '@grpc/grpc-js';
 import { performance } from 'node:perf_hooks';
@@ -100,9 +105,12 @@ function session(
     let reason = 'the stream ended';
     // One training at a time, in the order asked.
     let queue = Promise.resolve();
+    // Set once the stream is over: the work it brought is orphaned.
+    const session: Session = { over: false };
     const onAbort = () => stream.cancel();
     options.signal.addEventListener('abort', onAbort, { once: true });
     const finish = () => {
+      session.over = true;
       options.signal.removeEventListener('abort', onAbort);
       resolve({ welcomed, reason, fatal });
     };
@@ -125,7 +133,7 @@ function session(
             `plan=${request.plan_id} sha256=${request.plan_sha256}`,
         );
         queue = queue
-          .then(() => handle(stream, request, options, plans))
+          .then(() => handle(stream, session, request, options, plans))
           // The stream may be gone by the time a reply is written: the next connection starts afresh.
           .catch((error: unknown) => options.onEvent(`train-error round=${request.round}: ${String(error)}`));
       }
@@ -151,22 +159,41 @@ function session(
   });
 }
 
-/** Trains one request and writes its reply (or its typed error). */
+type Session = { over: boolean };
+
+/**
+ * Whether the request's connection is gone (then says so: the work is dropped, since the researcher
+ * that asked for it no longer waits for it).
+ */
+function orphaned(session: Session, request: TrainRequest, options: NodeOptions, what: string): boolean {
+  if (!session.over) return false;
+  options.onEvent(
+    `dropped experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ${what}: ` +
+      `the connection it came on is gone`,
+  );
+  return true;
+}
+
+/** Trains one request and writes its reply (or its typed error), unless its connection is gone. */
 async function handle(
   stream: Stream,
+  session: Session,
   request: TrainRequest,
   options: NodeOptions,
   plans: Map<string, TrainingPlan>,
 ): Promise<void> {
   const ids = { experiment_id: request.experiment_id, round: request.round, attempt: request.attempt };
   const fail = (code: TrainErrorCode, message: string) => {
+    if (orphaned(session, request, options, `(its ${code} answer)`)) return;
     options.onEvent(`train-error round=${request.round} ${code}: ${message}`);
     stream.write({
       train_error: { ...ids, code, message, plan_id: request.plan_id, plan_sha256: request.plan_sha256 },
     });
   };
+  if (orphaned(session, request, options, 'before training')) return;
   try {
     await options.beforeTrain?.(request);
+    if (orphaned(session, request, options, 'before training')) return;
     let plan: TrainingPlan;
     try {
       plan = await approvedPlan(request, options, plans);
@@ -190,6 +217,7 @@ async function handle(
     const t2 = performance.now();
     const bytes = encodeSafetensors(result.params);
     const t3 = performance.now();
+    if (orphaned(session, request, options, 'after training (its reply)')) return;
     stream.write({
       train_reply: {
         ...ids,

@@ -8,12 +8,19 @@
  * A node that disconnects while a round waits on it fails the round (`NodeFailedError`, naming the
  * node and round: nothing of the round is committed); a node refusing the plan fails it with
  * `NodePlanNotApprovedError`. A node that connects again takes part in the next round.
+ *
+ * Replies are matched to requests by (experiment, round, attempt) on the node's stream; a reply no
+ * request waits for (an attempt the round gave up on) is logged and ignored. Each connected node's
+ * dataset fingerprint (its Hello's) is what `remote.dataset` reports; a request names the one the
+ * round checked, and a node that connected again with another one since is refused
+ * (`NodeDatasetChangedError`).
  */
 import * as grpc from '@grpc/grpc-js';
 import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
 import { NodeFailedError } from '../../model/errors.ts';
 import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
-import { NodePlanNotApprovedError } from './errors.ts';
+import { sameFingerprint } from '../fingerprints.ts';
+import { NodeDatasetChangedError, NodePlanNotApprovedError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -103,7 +110,10 @@ export class RemoteFederation {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  readonly remote: RemoteTrainer = { train: (request, signal) => this.train(request, signal) };
+  readonly remote: RemoteTrainer = {
+    train: (request, signal) => this.train(request, signal),
+    dataset: (node) => this.connections.get(node)?.node.dataset ?? null,
+  };
 
   /** Resolves once every node of `ids` is connected (or rejects when `signal` aborts). */
   waitForNodes(ids: readonly string[], signal?: AbortSignal): Promise<void> {
@@ -215,6 +225,11 @@ export class RemoteFederation {
     if (connection === undefined || this.closed) {
       return Promise.reject(new NodeFailedError(experiment, node, round, 'the node is not connected'));
     }
+    const now = connection.node.dataset;
+    if (request.dataset !== undefined && !sameFingerprint(request.dataset, now)) {
+      // It connected again with other data since the round checked it: never trained on.
+      return Promise.reject(new NodeDatasetChangedError(experiment, node, round, request.dataset, null, now));
+    }
     const k = key(experimentId, round, attempt);
     if (connection.pending.has(k)) {
       const reason = `a request for attempt ${attempt} of this round is already waiting on it`;
@@ -258,8 +273,7 @@ export class RemoteFederation {
   private reply(connection: Connection, reply: TrainReply): void {
     const k = key(reply.experiment_id, reply.round, reply.attempt);
     const pending = connection.pending.get(k);
-    // A reply nobody waits for (an aborted attempt) is dropped.
-    if (pending === undefined) return;
+    if (pending === undefined) return this.late(connection, 'reply', reply);
     connection.pending.delete(k);
     const { experiment, node, round } = pending.request;
     try {
@@ -271,10 +285,31 @@ export class RemoteFederation {
     }
   }
 
+  /**
+   * A reply or error no request waits for: an attempt the round stopped waiting for (its node timed
+   * out, another node failed), or one this researcher never sent. Recognised by (experiment, round,
+   * attempt), logged, and ignored: it never reaches a round.
+   */
+  private late(
+    connection: Connection,
+    what: string,
+    ids: Pick<TrainReply, 'experiment_id' | 'round' | 'attempt'>,
+  ): void {
+    const waiting = [...connection.pending.values()]
+      .map(({ request }) => request)
+      .filter((r) => r.experimentId === ids.experiment_id && r.round === ids.round)
+      .map((r) => r.attempt);
+    this.onEvent(
+      `ignored a late ${what} of node ${JSON.stringify(connection.node.id)}: experiment=${ids.experiment_id} ` +
+        `round=${ids.round} attempt=${ids.attempt}: no request waits for it` +
+        (waiting.length === 0 ? '' : ` (the round waits for attempt ${waiting.join(', ')})`),
+    );
+  }
+
   private failed(connection: Connection, failure: TrainError): void {
     const k = key(failure.experiment_id, failure.round, failure.attempt);
     const pending = connection.pending.get(k);
-    if (pending === undefined) return;
+    if (pending === undefined) return this.late(connection, `error (${failure.code})`, failure);
     connection.pending.delete(k);
     const { experiment, node, round, plan } = pending.request;
     if (failure.code === 'PLAN_NOT_APPROVED') {
