@@ -18,8 +18,9 @@ import { defineCommand } from '../command.ts';
 import { SIGNAL_EXIT_CODES } from '../signals.ts';
 
 /**
- * Test-only: with this variable set to `stdin`, the node waits for a line on its standard input after
- * announcing each TrainRequest, so a test can act on a node known to be holding a request.
+ * For tests and the demo: with this variable set to `stdin`, the node waits for a line on its standard
+ * input after announcing each TrainRequest, so a test (or `roundlog demo`, which kills a node there)
+ * can act on a node known to be holding a request.
  */
 export const NODE_GATE_ENV = 'ROUNDLOG_TEST_NODE_GATE';
 
