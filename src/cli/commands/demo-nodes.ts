@@ -82,7 +82,8 @@ class Proc {
     this.pid = this.process.pid ?? -1;
     this.exited = new Promise<Exit>((resolve) => {
       this.process.on('error', () => resolve((this.exit = { code: null, signal: null })));
-      this.process.on('exit', (code, signal) => resolve((this.exit = { code, signal })));
+      // 'close', not 'exit': every line it printed has been read by then (a waitFor sees its last line).
+      this.process.on('close', (code, signal) => resolve((this.exit = { code, signal })));
     });
     createInterface({ input: this.process.stdout! }).on('line', (line) => {
       options.echo(line);
