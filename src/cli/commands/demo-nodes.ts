@@ -356,6 +356,11 @@ export async function runNodesDemo(context: DemoContext, crashAfter: number): Pr
       await rl.close();
     }
     return same ? 0 : 1;
+  } catch (error) {
+    // Stopped by a signal: a step failing because its process was killed is not the demo's error;
+    // the signal's handler exits with its code once every process has gone.
+    if (stopping) return new Promise<number>(() => undefined);
+    throw error;
   } finally {
     killAll();
     await Promise.all(procs.map((proc) => proc.exited));
