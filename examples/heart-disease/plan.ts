@@ -4,6 +4,11 @@
  * (full batch by default; mini-batches in an order drawn from the round's RNG when `batchSize` is
  * given). All arithmetic is float64 in a fixed order, so the same inputs give the same bits.
  * `evaluateHeldOut` scores parameters on every hospital's held-out patients.
+ *
+ * A node holding held-out patients (`data.test`) also scores the parameters it was sent (the
+ * global model the round starts from) on them, and reports it in its reply's metrics:
+ * `heldOutAccuracy` and `heldOutRows`, so the researcher learns each hospital's held-out accuracy
+ * (and, weighting by `heldOutRows`, the pooled one) without a patient leaving the node.
  */
 import type { Tensor, TensorSet } from '../../src/codec/tensors.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
@@ -51,6 +56,7 @@ export const heartDiseasePlan: TrainingPlan<HeartDiseaseNodeData, HeartDiseaseMo
 
   train(params, data, trainingArgs, rng): TrainResult {
     const split = checkSplit(data?.train, 'data.train');
+    const heldOut = data.test === undefined ? null : evaluateSplit(params, checkSplit(data.test, 'data.test'));
     const { epochs, learningRate, batchSize, l2 } = checkTrainingArgs(trainingArgs);
     const { rows, columns, x, y } = split;
     const [w0, b0] = readParams(params, columns);
@@ -79,7 +85,11 @@ export const heartDiseasePlan: TrainingPlan<HeartDiseaseNodeData, HeartDiseaseMo
       bias: { dtype: 'float64', shape: [1], data: Float64Array.of(b) },
     };
     const { loss, accuracy } = evaluateSplit(trained, split);
-    return { params: trained, sampleSize: rows, metrics: { loss, accuracy } };
+    const metrics: Record<string, number> =
+      heldOut === null
+        ? { loss, accuracy }
+        : { loss, accuracy, heldOutAccuracy: heldOut.accuracy, heldOutRows: heldOut.rows };
+    return { params: trained, sampleSize: rows, metrics };
   },
 };
 

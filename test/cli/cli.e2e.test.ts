@@ -24,11 +24,11 @@ type Listing = Array<{
 }>;
 
 test(
-  'demo (npm start): SIGKILL part-way, resume from the last ' +
+  'demo --synthetic: SIGKILL part-way, resume from the last ' +
     'breakpoint, identical to an uninterrupted run; then ls, verify',
   async (t) => {
     const root = tempDir();
-    const demo = await roundlogProcess(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
+    const demo = await roundlogProcess(['demo', '--synthetic', '--crash-after', '3'], { ROUNDLOG_DIR: root });
     t.is(demo.code, 0, demo.stderr + demo.stdout);
     t.regex(demo.stdout, /SIGKILL sent to pid \d+ after 3 committed rounds/);
     t.regex(demo.stdout, /after the crash: Experiment_0000 has 3 completed rounds/);

@@ -1,6 +1,6 @@
 /**
  * README samples of command output are what the commands print: each sample is checked against a
- * real run on the root `npm start` (`roundlog demo`) makes, so a change of output or of the demo
+ * real run on the root the synthetic demo (`roundlog demo --synthetic`) makes, so a change of output or of the demo
  * that makes a sample stale fails here.
  */
 import test from 'ava';
@@ -24,7 +24,7 @@ function sampleOutput(block: string, command: string): string[] {
 
 test('the replay and verify samples are the output of those commands on the demo root', async (t) => {
   const cwd = tempDir();
-  const demo = await roundlog(['demo'], {}, { cwd });
+  const demo = await roundlog(['demo', '--synthetic'], {}, { cwd });
   t.is(demo.code, 0, demo.stderr);
 
   // The verify sample shows a hand edit of breakpoint_0006's manifest.

@@ -67,7 +67,7 @@ test('create, run, crash, resume, rewind, fork, audit and verify on EventStoreDB
   const root = tempDir();
   // demo: runs the example, SIGKILLs it after 3 committed rounds, resumes, checks the final
   // parameters bit for bit against an uninterrupted run, and exits 1 if they differ.
-  const demo = await ok(['demo', '--crash-after', '3', '--root', root], env);
+  const demo = await ok(['demo', '--synthetic', '--crash-after', '3', '--root', root], env);
   t.regex(demo, /SIGKILL sent to pid \d+ after 3 committed rounds/);
   t.regex(demo, /identical/i);
 

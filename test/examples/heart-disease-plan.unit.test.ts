@@ -1,7 +1,7 @@
 /**
  * The heart-disease training plan (examples/heart-disease/plan.ts): float64 parameters, gradient
- * descent checked by hand on one step, determinism given the RNG, and the held-out evaluation's
- * pooled accuracy weighted by held-out sizes.
+ * descent checked by hand on one step, determinism given the RNG, the held-out evaluation's
+ * pooled accuracy weighted by held-out sizes, and the held-out metrics a node reports.
  */
 import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.ts';
@@ -104,4 +104,14 @@ test('held-out evaluation: per hospital in node-id order, pooled weighted by hel
   const weighted = hospitals.reduce((sum, h) => sum + h.accuracy * h.rows, 0) / 185;
   t.true(Math.abs(pooled.accuracy - weighted) < 1e-12);
   t.is(pooled.accuracy, pooled.correct / 185);
+});
+
+test('a node reports the held-out accuracy of the parameters it was sent, not of those it trained', async (t) => {
+  const sent = heartDiseasePlan.init({ initScale: 0.3 }, deriveRng(2, 'init'));
+  const { params: trained, metrics } = await heartDiseasePlan.train(sent, cleveland, { epochs: 3 }, deriveRng(2));
+  const heldOut = evaluateSplit(sent, cleveland.test);
+  t.is(metrics.heldOutAccuracy, heldOut.accuracy);
+  t.is(metrics.heldOutRows, cleveland.test.rows);
+  t.not(evaluateSplit(trained, cleveland.test).accuracy, heldOut.accuracy);
+  t.deepEqual(Object.keys(metrics).sort(), ['accuracy', 'heldOutAccuracy', 'heldOutRows', 'loss']);
 });

@@ -1,5 +1,6 @@
 /**
- * A node's files: its approval list (`roundlog node approve`) and its dataset file (numeric CSV).
+ * A node's files: its approval list (`roundlog node approve`) and its dataset file (numeric CSV,
+ * or one hospital of the UCI heart-disease data, prepared on the node as the example prepares it).
  */
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -7,6 +8,14 @@ import path from 'node:path';
 import { APPROVALS_FILE, approvePlan, readApprovals, sha256Hex } from '../../src/federated/remote/approvals.ts';
 import { loadNodeDataset, numericCsv } from '../../src/federated/remote/dataset.ts';
 import { ApprovalListError, NodeDatasetError } from '../../src/federated/remote/errors.ts';
+import {
+  HEART_DISEASE_DATA_DIR,
+  HEART_DISEASE_HOSPITALS,
+  loadHeartDiseaseHospital,
+} from '../../examples/heart-disease/data.ts';
+import { SEED } from '../../examples/heart-disease/experiment.ts';
+import { InvalidArgumentError } from '../../src/errors.ts';
+import { HeartDiseaseFormatError } from '../../src/federated/remote/heart-disease.ts';
 import { roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -56,4 +65,28 @@ test('a numeric CSV reads back exactly; a bad cell is refused naming the file, l
   writeFileSync(file, 'a,label\n1,2\n');
   await t.throwsAsync(loadNodeDataset(file), { message: /line 2: the label "label" must be 0 or 1/ });
   await t.throwsAsync(loadNodeDataset(path.join(dir, 'd.parquet')), { message: /no loader reads this file/ });
+});
+
+test("a hospital's heart-disease file, loaded by a node, holds the example's split and standardisation", async (t) => {
+  for (const hospital of HEART_DISEASE_HOSPITALS) {
+    const file = path.join(HEART_DISEASE_DATA_DIR, `processed.${hospital}.data`);
+    // Chosen by the file's name; the split seeded as the example experiment seeds it.
+    const loaded = await loadNodeDataset(file);
+    const expected = loadHeartDiseaseHospital(hospital, { seed: SEED });
+    t.like(loaded, { format: 'heart-disease', columns: 13, rows: expected.train.rows + expected.test.rows });
+    t.deepEqual(loaded.data, expected, hospital);
+  }
+  // Another seed, another split; a name the loaders do not know, read with --format.
+  const dir = tempDir();
+  const copy = path.join(dir, 'va.txt');
+  writeFileSync(copy, readFileSync(path.join(HEART_DISEASE_DATA_DIR, 'processed.va.data')));
+  const reseeded = await loadNodeDataset(copy, { format: 'heart-disease', splitSeed: 7 });
+  t.deepEqual(reseeded.data, { ...loadHeartDiseaseHospital('va', { seed: 7 }), file: copy });
+  await t.throwsAsync(loadNodeDataset(copy), { instanceOf: NodeDatasetError, message: /name its --format/ });
+  await t.throwsAsync(loadNodeDataset(copy, { format: 'parquet' }), { instanceOf: InvalidArgumentError });
+  writeFileSync(copy, '63,1,1,145,233,1,2,150,0,2.3,3,0,6,x\n');
+  await t.throwsAsync(loadNodeDataset(copy, { format: 'heart-disease' }), {
+    instanceOf: HeartDiseaseFormatError,
+    message: new RegExp(`^${copy} line 1, column 14 \\(num\\)`),
+  });
 });

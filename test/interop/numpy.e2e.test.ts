@@ -78,9 +78,9 @@ function sameAsNumpy(t: import('ava').ExecutionContext, read: PyRead, tensors: T
   }
 }
 
-test('every breakpoint the demo (npm start) writes opens in NumPy alone, bit for bit as recorded', async (t) => {
+test('every breakpoint the synthetic demo writes opens in NumPy alone, bit for bit as recorded', async (t) => {
   const root = tempDir();
-  const demo = await roundlog(['demo', '--root', root]);
+  const demo = await roundlog(['demo', '--synthetic', '--root', root]);
   t.is(demo.code, 0, demo.stderr);
   const experiment = path.join(root, 'experiments', 'Experiment_0000');
   const folders = readdirSync(experiment).filter((name) => name.startsWith('breakpoint_'));

@@ -1,11 +1,11 @@
 /**
  * The README's Python snippets that open a breakpoint or an exported round without the `safetensors`
- * package, run as the README prints them (read from README.md) on what the demo (`npm start`) writes
- * into ./var: the Python client's reader with `to_torch_params` into an `nn.Linear` ("Open a
- * breakpoint in PyTorch"), NumPy alone (same section), and the client's reader on `roundlog export`'s
- * file ("Export a round for PyTorch and NumPy"). Each tensor must be the round roundlog recorded, bit
- * for bit. The interpreter is `ROUNDLOG_PYTHON`, else /usr/bin/python3; without NumPy and PyTorch
- * these tests fail (`.ci/run` installs them), they are never skipped.
+ * package, run as the README prints them (read from README.md) on what the synthetic demo
+ * (`roundlog demo --synthetic`) writes into ./var: the Python client's reader with `to_torch_params`
+ * into an `nn.Linear` ("Open a breakpoint in PyTorch"), NumPy alone (same section), and the
+ * client's reader on `roundlog export`'s file ("Export a round for PyTorch and NumPy"). Each tensor
+ * must be the round roundlog recorded, bit for bit. The interpreter is `ROUNDLOG_PYTHON`, else
+ * /usr/bin/python3; without NumPy and PyTorch these tests fail (`.ci/run` installs them), they are never skipped.
  */
 import test, { type ExecutionContext } from 'ava';
 import { writeFileSync } from 'node:fs';
@@ -56,7 +56,7 @@ async function runPython(t: ExecutionContext, code: string, cwd: string): Promis
 async function runDemo(): Promise<{ cwd: string; params: TensorSet }> {
   const cwd = tempDir();
   const root = path.join(cwd, 'var');
-  const run = await roundlog(['demo', '--root', root]);
+  const run = await roundlog(['demo', '--synthetic', '--root', root]);
   if (run.code !== 0) throw new Error(`roundlog demo exited ${run.code}: ${run.stderr}`);
   const rl = await openRoundLog({ root });
   try {

@@ -97,9 +97,9 @@ test.serial('npx roundlog help', async (t) => {
   for (const command of ['demo', 'run', 'resume', 'ls']) t.regex(help.stdout, new RegExp(`\\b${command}\\b`));
 });
 
-test.serial('npx roundlog demo: crash, resume, identical to an uninterrupted run', async (t) => {
+test.serial('npx roundlog demo --synthetic: crash, resume, identical to an uninterrupted run', async (t) => {
   t.timeout(120_000);
-  const demo = await roundlog(app, ['demo']);
+  const demo = await roundlog(app, ['demo', '--synthetic']);
   t.is(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
   t.regex(demo.stdout, /SIGKILL sent/);
   t.regex(demo.stdout, /identical, bit for bit/);

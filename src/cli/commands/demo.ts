@@ -1,8 +1,11 @@
 /**
- * `roundlog demo` (what `npm start` runs): the example federated experiment with breakpoints,
- * its training process killed with SIGKILL part-way, resumed from the last breakpoint in a new
+ * `roundlog demo` (what `npm start` runs): the heart-disease example on processes, a researcher and
+ * four nodes, the researcher and a node killed with SIGKILL part-way (`demo-nodes.ts`).
+ *
+ * `roundlog demo --synthetic`: the synthetic example federated experiment with breakpoints, its
+ * training process killed with SIGKILL part-way, resumed from the last breakpoint in a new
  * process, run to the end, and checked bit for bit against a run that never stopped; then the
- * folder tree and the experiment's timeline.
+ * folder tree and the experiment's timeline. Its root is the one the README's samples show.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -20,6 +23,7 @@ import { PACKAGE_ROOT } from '../../version.ts';
 import { UsageError, positiveInt, type Io } from '../args.ts';
 import { GLOBAL_OPTIONS, defineCommand, storeOptions, type GlobalOptions } from '../command.ts';
 import { displayPath, experimentTimeline, folderTree, importDefinition, listExperiments } from '../experiments.ts';
+import { NODE_KILL_DELAY, NODES_ROUNDS, runNodesDemo } from './demo-nodes.ts';
 
 /** The folder that holds `examples/`: module paths of the example are relative to it. */
 const WORKSPACE = PACKAGE_ROOT;
@@ -29,20 +33,42 @@ const MAIN = fileURLToPath(new URL(`../main${path.extname(fileURLToPath(import.m
 
 export const demo = defineCommand({
   name: 'demo',
-  describe: 'run the example, SIGKILL it after K rounds, resume it in a new process, check it bit for bit',
+  describe:
+    'run the heart-disease example on a researcher and four node processes, SIGKILL the researcher after K rounds ' +
+    'and a node later, resume, check it bit for bit',
   options: {
     'crash-after': {
       type: 'string',
       default: '4',
-      describe: "committed rounds before the SIGKILL (less than the example's 10)",
+      describe:
+        "committed rounds before the researcher's SIGKILL " +
+        `(at most ${NODES_ROUNDS - NODE_KILL_DELAY - 1}; with --synthetic, less than 10)`,
       coerce: positiveInt('--crash-after'),
+    },
+    synthetic: {
+      type: 'boolean',
+      default: false,
+      describe: 'the synthetic example in one training process instead (killed, resumed, its folder tree shown)',
     },
   },
   run: async (args, { global, io }) => {
     const crashAfter = args['crash-after'];
-    if (crashAfter >= 10)
-      throw new UsageError(`--crash-after must be less than the example's 10 rounds (got ${crashAfter})`);
-    return runDemo(global, crashAfter, io);
+    if (args.synthetic) {
+      if (crashAfter >= 10)
+        throw new UsageError(`--crash-after must be less than the example's 10 rounds (got ${crashAfter})`);
+      return runDemo(global, crashAfter, io);
+    }
+    const most = NODES_ROUNDS - NODE_KILL_DELAY - 1;
+    if (crashAfter > most) {
+      throw new UsageError(
+        `--crash-after must be at most ${most}: a node is killed ${NODE_KILL_DELAY} rounds after the researcher, ` +
+          `before the example's ${NODES_ROUNDS} rounds end (got ${crashAfter})`,
+      );
+    }
+    return runNodesDemo(
+      { global, io, main: MAIN, workspace: WORKSPACE, globalArgs: globalArgs(global), paramsHash },
+      crashAfter,
+    );
   },
 });
 

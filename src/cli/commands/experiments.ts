@@ -1,4 +1,12 @@
-/** `roundlog run`, `resume` and `ls`: experiments from the command line. */
+/**
+ * `roundlog run`, `resume` and `ls`: experiments from the command line.
+ *
+ * With `--listen HOST:PORT --nodes IDS`, `run` and `resume` are the researcher of node processes
+ * (`roundlog node start --researcher HOST:PORT`): the rounds train on the nodes that connect there
+ * instead of the definition's in-process federation. The command waits until every node of
+ * `--nodes` is connected before the first round; a round that starts while one of them is away
+ * fails naming it (`listenForNodes`' `expected`), so that every round trains on the same nodes.
+ */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { kept } from '../../audit/describe.ts';
@@ -7,6 +15,7 @@ import { ExperimentNotFoundError, TrainingPlanChangedError } from '../../model/e
 import { InvalidArgumentError } from '../../errors.ts';
 import { Experiment } from '../../federated/experiment.ts';
 import { dataAreas } from '../../federated/load-module.ts';
+import { listenForNodes, type RemoteFederation } from '../../federated/remote/researcher.ts';
 import { rootLayout } from '../../root.ts';
 import { UsageError, checkPathArgument, positiveInt, table, type Io } from '../args.ts';
 import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
@@ -19,6 +28,67 @@ const rounds = {
   coerce: positiveInt('--rounds'),
 } as const;
 
+const researcherOptions = {
+  listen: {
+    type: 'string',
+    describe:
+      "HOST:PORT: train on node processes that connect here (roundlog node start --researcher), not the definition's " +
+      'in-process nodes; port 0 takes a free one; needs --nodes',
+  },
+  nodes: {
+    type: 'string',
+    describe: 'ID[,ID]: with --listen, the nodes every round needs; the first round waits for all of them',
+  },
+} as const;
+
+/** `--listen` and `--nodes` checked: null without `--listen`. */
+function researcherAddress(
+  listen: string | undefined,
+  nodes: string | undefined,
+): { host: string; port: number; ids: string[] } | null {
+  if (listen === undefined) {
+    if (nodes !== undefined) throw new UsageError('--nodes names the nodes of --listen HOST:PORT; give both');
+    return null;
+  }
+  const match = /^([^:\s[\]]+|\[[^\]]+\]):(\d{1,5})$/.exec(listen);
+  if (match === null || Number(match[2]) > 65535) {
+    throw new UsageError(`--listen must be HOST:PORT, the port at most 65535 (got ${JSON.stringify(listen)})`);
+  }
+  if (nodes === undefined) throw new UsageError('--listen needs --nodes ID[,ID]: the nodes every round trains on');
+  const ids = nodes.split(',').map((id) => id.trim());
+  if (ids.some((id) => id === '') || new Set(ids).size !== ids.length) {
+    throw new UsageError(
+      `--nodes must be distinct non-empty node ids separated by commas (got ${JSON.stringify(nodes)})`,
+    );
+  }
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]), ids };
+}
+
+/**
+ * The researcher's server for `--listen`, once every node of `--nodes` is connected; rejects
+ * when `signal` aborts first (a SIGINT or SIGTERM while waiting).
+ */
+async function startResearcher(
+  address: { host: string; port: number; ids: string[] },
+  io: Io,
+  signal: AbortSignal,
+): Promise<RemoteFederation> {
+  const federation = await listenForNodes({
+    host: address.host,
+    port: address.port,
+    expected: address.ids,
+    onEvent: (line) => io.out(`researcher: ${line}`),
+  });
+  try {
+    io.out(`listening for nodes on ${federation.address}; waiting for ${address.ids.join(', ')}`);
+    await federation.waitForNodes(address.ids, signal);
+    return federation;
+  } catch (error) {
+    await federation.close();
+    throw error;
+  }
+}
+
 export const run = defineCommand({
   name: 'run',
   describe: 'create an experiment from a definition module and run it',
@@ -29,10 +99,17 @@ export const run = defineCommand({
       describe: 'a module whose default export defines the experiment',
     },
   },
-  options: { rounds },
+  options: { rounds, ...researcherOptions },
   needs: 'an experiment definition module, e.g. examples/logistic-regression/experiment.ts',
-  examples: [['roundlog run examples/logistic-regression/experiment.ts --rounds 2', 'create it and run two rounds']],
+  examples: [
+    ['roundlog run examples/logistic-regression/experiment.ts --rounds 2', 'create it and run two rounds'],
+    [
+      'roundlog run examples/heart-disease/experiment.ts --listen 127.0.0.1:50051 --nodes cleveland,va',
+      'run it on two node processes (roundlog node start --researcher 127.0.0.1:50051)',
+    ],
+  ],
   run: async (args, { global, io }) => {
+    const address = researcherAddress(args.listen, args.nodes);
     const workspace = global.cwd;
     const module = path
       .relative(workspace, checkPathArgument('<definition-module>', args['definition-module'], workspace))
@@ -41,11 +118,17 @@ export const run = defineCommand({
     const definition = await importDefinition(workspace, { module, export: 'default' }, dataFolders(global));
     // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
     let experiment: Experiment | null = null;
-    const signals = stopOnSignals(io, (signal) => experiment?.stop(signal));
+    const waiting = new AbortController();
+    const signals = stopOnSignals(io, (signal) => {
+      waiting.abort(new Error(`${signal} while waiting for the nodes`));
+      experiment?.stop(signal);
+    });
+    let remote: RemoteFederation | null = null;
     try {
+      if (address !== null) remote = await startResearcher(address, io, waiting.signal);
       experiment = await Experiment.create({
         ...definition,
-        federation: await definition.federation(),
+        federation: remote ?? (await definition.federation()),
         ...experimentStore(global),
         workspace,
         definition: { module, export: 'default' },
@@ -63,7 +146,12 @@ export const run = defineCommand({
       } finally {
         await experiment.close();
       }
+    } catch (error) {
+      // Stopped while waiting for the nodes: nothing was created.
+      if (waiting.signal.aborted && experiment === null) return signals.exitCode() ?? 1;
+      throw error;
     } finally {
+      await remote?.close();
       signals.dispose();
     }
     return signals.exitCode() ?? 0;
@@ -98,6 +186,7 @@ export const resume = defineCommand({
       default: false,
       describe: 'go back to a breakpoint older than the last round: the rounds after it are superseded (recorded)',
     },
+    ...researcherOptions,
   },
   // Resuming a breakpoint folder carried from elsewhere may start a new root; with no path, the
   // root must be one.
@@ -105,14 +194,21 @@ export const resume = defineCommand({
   run: async (args, { global, io, extra }) => {
     if (extra.length > 0)
       throw new UsageError(`resume takes one breakpoint or experiment (got also ${extra.join(' ')})`);
+    const address = researcherAddress(args.listen, args.nodes);
     const given = args.path === undefined ? undefined : (checkPathArgument('<path>', args.path, global.cwd), args.path);
     const target = given === undefined ? undefined : await resumeTarget(global, given);
     // The definition is never imported from the root's data nor from the folder being resumed.
     const forbidden = [...dataFolders(global), ...(target === undefined ? [] : [target])];
     // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
     let loaded: Experiment | null = null;
-    const signals = stopOnSignals(io, (signal) => loaded?.stop(signal));
+    const waiting = new AbortController();
+    const signals = stopOnSignals(io, (signal) => {
+      waiting.abort(new Error(`${signal} while waiting for the nodes`));
+      loaded?.stop(signal);
+    });
+    let remote: RemoteFederation | null = null;
     try {
+      if (address !== null) remote = await startResearcher(address, io, waiting.signal);
       loaded = await load().catch((error: unknown) => {
         // The library names its option; the command line has a flag for it.
         if (error instanceof TrainingPlanChangedError) {
@@ -122,7 +218,12 @@ export const resume = defineCommand({
       });
       if (signals.received !== null) loaded.stop(signals.received);
       await resumeRun(loaded);
+    } catch (error) {
+      // Stopped while waiting for the nodes: nothing was loaded.
+      if (waiting.signal.aborted && loaded === null) return signals.exitCode() ?? 1;
+      throw error;
     } finally {
+      await remote?.close();
       signals.dispose();
     }
     return signals.exitCode() ?? 0;
@@ -139,7 +240,8 @@ export const resume = defineCommand({
         acceptPlanChange: args['accept-plan-change'],
         takeOver: args['take-over'],
         rewind: args.rewind,
-        federation: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).federation(),
+        federation: async (config, { workspace }) =>
+          remote ?? (await definitionOf(workspace, config, forbidden)).federation(),
         // The custom aggregators and strategies the definition module registers (imported once).
         registry: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).registry ?? {},
         onRound: (p) => io.out(progressLine(p, p.nodes.length)),

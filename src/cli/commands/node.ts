@@ -9,16 +9,18 @@
  */
 import { createInterface } from 'node:readline';
 import { approvePlan, APPROVALS_FILE } from '../../federated/remote/approvals.ts';
-import { loadNodeDataset } from '../../federated/remote/dataset.ts';
+import { DATASET_LOADERS, loadNodeDataset } from '../../federated/remote/dataset.ts';
+import { HEART_DISEASE_SPLIT_SEED } from '../../federated/remote/heart-disease.ts';
 import { runNode } from '../../federated/remote/node.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../federated/remote/protocol.ts';
-import { UsageError, checkPathArgument, positiveInt, type Io } from '../args.ts';
+import { UsageError, checkPathArgument, nonNegativeInt, positiveInt, type Io } from '../args.ts';
 import { defineCommand } from '../command.ts';
 import { SIGNAL_EXIT_CODES } from '../signals.ts';
 
 /**
- * Test-only: with this variable set to `stdin`, the node waits for a line on its standard input after
- * announcing each TrainRequest, so a test can act on a node known to be holding a request.
+ * For tests and the demo: with this variable set to `stdin`, the node waits for a line on its standard
+ * input after announcing each TrainRequest, so a test (or `roundlog demo`, which kills a node there)
+ * can act on a node known to be holding a request.
  */
 export const NODE_GATE_ENV = 'ROUNDLOG_TEST_NODE_GATE';
 
@@ -53,7 +55,22 @@ const start = defineCommand({
   describe: 'run a node: load its dataset, connect to the researcher, train the rounds it asks for',
   options: {
     id: { type: 'string', demandOption: true, describe: "ID: the node id, unique among the researcher's nodes" },
-    data: { type: 'string', demandOption: true, describe: 'FILE: the dataset (numeric CSV, label last)' },
+    data: {
+      type: 'string',
+      demandOption: true,
+      describe: 'FILE: the dataset (*.csv: numeric CSV, label last; processed.<hospital>.data: UCI heart disease)',
+    },
+    format: {
+      type: 'string',
+      choices: DATASET_LOADERS.map((loader) => loader.format),
+      describe: "the dataset's format (default: chosen by the file's name)",
+    },
+    'split-seed': {
+      type: 'string',
+      default: String(HEART_DISEASE_SPLIT_SEED),
+      describe: 'seed of the held-out split the heart-disease format makes (the example experiment uses the default)',
+      coerce: nonNegativeInt('--split-seed'),
+    },
     tags: { type: 'string', demandOption: true, describe: "T[,T]: the dataset's tags, comma-separated" },
     researcher: { type: 'string', demandOption: true, describe: 'HOST:PORT of the researcher' },
     'node-dir': NODE_DIR,
@@ -69,6 +86,11 @@ const start = defineCommand({
       'roundlog node start --id hospital-a --data cardiac.csv --tags #heart --researcher 10.0.0.5:50051',
       "take part in the researcher's experiments tagged #heart",
     ],
+    [
+      'roundlog node start --id va --data examples/heart-disease/data/processed.va.data --tags heart-disease ' +
+        '--researcher 127.0.0.1:50051',
+      'one hospital of the heart-disease example, split and standardised on the node',
+    ],
   ],
   run: async (args, { io }) => {
     const tags = args.tags.split(',').map((tag) => tag.trim());
@@ -78,7 +100,10 @@ const start = defineCommand({
       throw new UsageError(`--researcher must be HOST:PORT (got ${JSON.stringify(args.researcher)})`);
     }
     const dir = nodeDir(args['node-dir'], io);
-    const dataset = await loadNodeDataset(checkPathArgument('--data', args.data, io.cwd));
+    const dataset = await loadNodeDataset(checkPathArgument('--data', args.data, io.cwd), {
+      ...(args.format === undefined ? {} : { format: args.format }),
+      splitSeed: args['split-seed'] as unknown as number,
+    });
     const say = (line: string) => io.out(`node ${args.id}: ${line}`);
     say(`dataset ${dataset.file}: ${dataset.format} ${dataset.rows}×${dataset.columns} sha256 ${dataset.sha256}`);
     const controller = new AbortController();

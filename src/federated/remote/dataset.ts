@@ -1,19 +1,40 @@
 /**
- * A node's dataset: one file, read by a loader chosen by the file's name. The node reports the
- * loader's shape (rows, columns) and the SHA-256 of the file's bytes in its Hello, and trains on
- * the loader's `data` (what the training plan's `train` receives).
+ * A node's dataset: one file, read by a loader named by `--format` or, without it, chosen by the
+ * file's name. The node reports the loader's shape (rows, columns) and the SHA-256 of the file's
+ * bytes in its Hello, and trains on the loader's `data` (what the training plan's `train` receives).
+ * Whatever a loader computes from the data (a split, standardisation statistics) is computed on the
+ * node from its own file: only trained parameters and metrics leave it.
  *
- * The one loader here, `numeric-csv`, reads the binary-classification data of the logistic
- * regression plan (`BinaryDataset`): a header row of column names, then one row of numbers per
- * sample, the last column the label (0 or 1); `x` is the other columns, row-major, as float64.
+ * - `numeric-csv` (`*.csv`) reads the binary-classification data of the logistic regression plan
+ *   (`BinaryDataset`): a header row of column names, then one row of numbers per sample, the last
+ *   column the label (0 or 1); `x` is the other columns, row-major, as float64.
+ * - `heart-disease` (`processed.<hospital>.data`) reads one hospital's UCI Heart Disease file as
+ *   the heart-disease plan takes it (`heart-disease.ts`): missing values imputed, standardised with
+ *   the statistics of the node's own training patients, target `num > 0`, the held-out split of
+ *   the example (seeded with `splitSeed`, default `HEART_DISEASE_SPLIT_SEED`, and the hospital).
+ *
  * Other loaders (another format, another plan's data) are added to `DATASET_LOADERS`.
  */
 import path from 'node:path';
 import { readRegularFile } from '../../confine.ts';
+import { InvalidArgumentError } from '../../errors.ts';
 import { sha256Hex } from './approvals.ts';
 import { NodeDatasetError } from './errors.ts';
+import {
+  HEART_DISEASE_FEATURES,
+  HEART_DISEASE_SPLIT_SEED,
+  hospitalOfFile,
+  parseHeartDiseaseFile,
+  prepareHospital,
+} from './heart-disease.ts';
 
 export type LoadedData = Readonly<{ data: unknown; rows: number; columns: number }>;
+
+/** What a loader may take besides the file (`roundlog node start --split-seed`). */
+export type DatasetLoadOptions = Readonly<{
+  /** Seeds a loader's held-out split (`heart-disease`). */
+  splitSeed?: number;
+}>;
 
 export interface NodeDatasetLoader {
   /** Reported in the Hello (`DatasetInfo.format`). */
@@ -21,7 +42,7 @@ export interface NodeDatasetLoader {
   /** Whether this loader reads `file` (by its name). */
   matches(file: string): boolean;
   /** The data of the file's bytes; throws `NodeDatasetError` naming the file and line. */
-  load(file: string, bytes: Buffer): LoadedData;
+  load(file: string, bytes: Buffer, options: DatasetLoadOptions): LoadedData;
 }
 
 export type NodeDataset = LoadedData & Readonly<{ file: string; sha256: string; format: string }>;
@@ -61,21 +82,41 @@ export const NUMERIC_CSV: NodeDatasetLoader = {
   },
 };
 
-export const DATASET_LOADERS: readonly NodeDatasetLoader[] = [NUMERIC_CSV];
+/**
+ * One hospital of the UCI Heart Disease data (`heart-disease.ts`); `data` is a
+ * `HeartDiseaseNodeData` (`train`, `test`, `preprocessing`); rows counts every patient of the file.
+ */
+export const HEART_DISEASE_LOADER: NodeDatasetLoader = {
+  format: 'heart-disease',
+  matches: (file) => /^processed\.[^.]+\.data$/i.test(path.basename(file)),
+  load(file, bytes, { splitSeed = HEART_DISEASE_SPLIT_SEED }) {
+    const parsed = parseHeartDiseaseFile(bytes.toString('utf8'), file);
+    const data = prepareHospital(parsed, { seed: splitSeed, hospital: hospitalOfFile(file) });
+    return { data, rows: parsed.rows, columns: HEART_DISEASE_FEATURES.length };
+  },
+};
 
-/** Reads `file` with the first of `loaders` that matches its name. */
-export async function loadNodeDataset(
-  file: string,
-  loaders: readonly NodeDatasetLoader[] = DATASET_LOADERS,
-): Promise<NodeDataset> {
+export const DATASET_LOADERS: readonly NodeDatasetLoader[] = [NUMERIC_CSV, HEART_DISEASE_LOADER];
+
+export type LoadNodeDatasetOptions = DatasetLoadOptions & {
+  /** The loader's `format`; absent, the first of `loaders` whose `matches` takes the file's name. */
+  format?: string;
+  loaders?: readonly NodeDatasetLoader[];
+};
+
+/** Reads `file` with the loader of `options.format`, or the first of the loaders that matches its name. */
+export async function loadNodeDataset(file: string, options: LoadNodeDatasetOptions = {}): Promise<NodeDataset> {
+  const { format, loaders = DATASET_LOADERS, ...loadOptions } = options;
   const absolute = path.resolve(file);
-  const loader = loaders.find((l) => l.matches(absolute));
+  const formats = loaders.map((l) => l.format).join(', ');
+  const loader =
+    format === undefined ? loaders.find((l) => l.matches(absolute)) : loaders.find((l) => l.format === format);
   if (loader === undefined) {
-    const formats = loaders.map((l) => l.format).join(', ');
-    throw new NodeDatasetError(absolute, null, `no loader reads this file (formats: ${formats})`);
+    if (format !== undefined) throw new InvalidArgumentError('--format', `must be one of ${formats}`, format);
+    throw new NodeDatasetError(absolute, null, `no loader reads this file by its name: name its --format (${formats})`);
   }
   const bytes = await readRegularFile(absolute, '--data', MAX_DATASET_BYTES);
-  const loaded = loader.load(absolute, bytes);
+  const loaded = loader.load(absolute, bytes, loadOptions);
   return { ...loaded, file: absolute, sha256: sha256Hex(bytes), format: loader.format };
 }
 

@@ -14,6 +14,12 @@
  * dataset fingerprint (its Hello's) is what `remote.dataset` reports; a request names the one the
  * round checked, and a node that connected again with another one since is refused
  * (`NodeDatasetChangedError`).
+ *
+ * By default a round selects among the nodes connected when it starts. With `expected` (node ids),
+ * the federation's nodes are those ids whether connected or not, as their last Hello described
+ * them: a round that starts while one of them is away fails naming it (`NodeFailedError`), instead
+ * of going on without it, so every round trains on the same hospitals and the run's parameters are
+ * those of a run that was never interrupted.
  */
 import * as grpc from '@grpc/grpc-js';
 import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
@@ -46,6 +52,11 @@ export type ListenOptions = {
   maxMessageBytes?: number;
   /** One line per event: a node connected, refused, disconnected. */
   onEvent?: (line: string) => void;
+  /**
+   * The node ids every round needs: they are the federation's nodes, connected or not (once seen),
+   * and a round that starts while one is away fails naming it. Absent, the connected nodes.
+   */
+  expected?: readonly string[];
 };
 
 /** A connected node, as its Hello described it. */
@@ -68,7 +79,7 @@ export async function listenForNodes(options: ListenOptions = {}): Promise<Remot
   const host = options.host ?? '127.0.0.1';
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const server = new grpc.Server(messageSizeOptions(maxMessageBytes));
-  const federation = new RemoteFederation(server, options.onEvent ?? (() => undefined));
+  const federation = new RemoteFederation(server, options.onEvent ?? (() => undefined), options.expected);
   server.addService(federationProtocol().service, { Connect: (call: Call) => federation.accept(call) });
   const port = await new Promise<number>((resolve, reject) => {
     const address = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 0}`;
@@ -87,17 +98,29 @@ export class RemoteFederation {
   address = '';
   port = 0;
   private readonly connections = new Map<string, Connection>();
+  /** The last Hello of each expected node seen. */
+  private readonly seen = new Map<string, ConnectedNode>();
   private readonly watchers = new Set<() => void>();
   private closed = false;
 
   constructor(
     private readonly server: grpc.Server,
     private readonly onEvent: (line: string) => void,
+    private readonly expected?: readonly string[],
   ) {}
 
-  /** The connected nodes, each with the one dataset its Hello described (no data: it stays on the node). */
+  /**
+   * The connected nodes, each with the one dataset its Hello described (no data: it stays on the
+   * node); with `expected`, the expected nodes seen so far, connected or not.
+   */
   get nodes(): readonly Node[] {
-    return this.connected().map((node) => ({
+    const nodes =
+      this.expected === undefined
+        ? this.connected()
+        : this.expected
+            .flatMap((id) => this.seen.get(id) ?? [])
+            .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return nodes.map((node) => ({
       id: node.id,
       datasets: [{ id: `${node.id}/${node.dataset.sha256.slice(0, 12)}`, tags: [...node.tags], data: null }],
     }));
@@ -188,6 +211,7 @@ export class RemoteFederation {
     const node: ConnectedNode = { id, tags: [...hello.tags], dataset: { ...hello.dataset }, since: new Date() };
     const connection: Connection = { node, call, pending: new Map() };
     this.connections.set(id, connection);
+    if (this.expected?.includes(id) === true) this.seen.set(id, node);
     const { rows, columns, sha256, format } = node.dataset;
     this.onEvent(
       `node ${JSON.stringify(id)} connected: tags ${node.tags.join(',')}, dataset ${format} ${rows}×${columns} ` +
