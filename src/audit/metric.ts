@@ -27,9 +27,11 @@ export type MetricResult = Readonly<{
 
 /**
  * A metric over the current branch: the value each of its completed rounds recorded (superseded
- * rounds excluded). `MetricNotFoundError` when no completed round (current or superseded)
- * records it; an experiment with no completed round has an empty series. A fork's or an import's
- * series starts with its own first round (the rounds it continues are in its ancestor's).
+ * rounds excluded). A name no round of the experiment records (current branch or superseded, for
+ * `node` when given) is `MetricNotFoundError`, naming the ones they do, also when no round is
+ * completed yet; a name some round records with no point on the current branch (recorded only by
+ * superseded rounds) is an empty series. A fork's or an import's series starts with its own first
+ * round (the rounds it continues are in its ancestor's).
  */
 export async function metricSeries(rl: RoundLog, options: MetricOptions): Promise<MetricResult> {
   if (typeof options.metric !== 'string' || options.metric.length === 0) {
@@ -51,11 +53,13 @@ export async function metricSeries(rl: RoundLog, options: MetricOptions): Promis
       points.push({ round, attempt, value, time, position });
     }
   }
-  // Rounds completed in this stream (an imported breakpoint's round stands in at revision 0, the creation).
-  const completed = [...state.rounds, ...state.superseded].filter((r) => r !== undefined && r.revision > 0n);
-  if (points.length === 0 && completed.length > 0) {
+  if (points.length === 0) {
+    // Rounds completed in this stream (an imported breakpoint's round stands in at revision 0, the creation).
+    const completed = [...state.rounds, ...state.superseded].filter((r) => r !== undefined && r.revision > 0n);
     const available = [...new Set(completed.flatMap((r) => Object.keys(metricsOf(r) ?? {})))];
-    if (!available.includes(options.metric)) throw new MetricNotFoundError(ref.folder, options.metric, node, available);
+    if (!available.includes(options.metric)) {
+      throw new MetricNotFoundError(ref.folder, options.metric, node, available, completed.length);
+    }
   }
   return { experiment: ref, metric: options.metric, node, points };
 }

@@ -257,7 +257,7 @@ export function parseSafetensorsHeader(
   }
   const maxBytes = options.maxBytes ?? limits.maxTensorBytes;
   if (buffer > maxBytes) {
-    const what = `the tensor set${source === undefined ? '' : ` ${source}`}`;
+    const what = `the tensor set${source === undefined ? '' : ` of ${source}`}`;
     throw new DecodeLimitError(what, buffer, maxBytes, MAX_TENSOR_BYTES_ENV, { byteOffset: LENGTH_BYTES });
   }
   return {

@@ -164,9 +164,11 @@ export class RoundNotFoundError extends RoundlogError {
     readonly roundCurrent: number,
   ) {
     super(
-      `experiment ${experiment} has no completed round ${round} on its current branch ` +
-        `(${roundCurrent} round${roundCurrent === 1 ? '' : 's'} completed, ` +
-        `indexes 0 to ${roundCurrent - 1})`,
+      roundCurrent === 0
+        ? `experiment ${experiment} has no rounds yet: no round is completed, so there is no round ${round}`
+        : `experiment ${experiment} has no completed round ${round} on its current branch ` +
+            `(${roundCurrent} round${roundCurrent === 1 ? '' : 's'} completed, ` +
+            `indexes 0 to ${roundCurrent - 1})`,
     );
   }
 }

@@ -12,8 +12,9 @@ export class UnauthorizedError extends RoundlogError {
   constructor(readonly reason: 'missing' | 'invalid') {
     super(
       reason === 'missing'
-        ? 'this server needs a bearer token: send the header Authorization: Bearer <token> (the token of --token-file)'
-        : "the bearer token is not this server's: send the token of its --token-file",
+        ? 'this server needs a bearer token: send the header Authorization: Bearer <token> ' +
+            "(the server's token, from its operator)"
+        : "the bearer token is not this server's: send the token its operator gave (Authorization: Bearer <token>)",
     );
   }
 }
@@ -63,22 +64,52 @@ export class InvalidJsonError extends RoundlogError {
 /** No route answers to the method and path. HTTP 404. */
 export class RouteNotFoundError extends RoundlogError {
   readonly code = 'NOT_FOUND' as const;
+  /** The route that does what the path looks like it asks, when there is one. */
+  readonly hint: string | null;
   constructor(
     readonly method: string,
     readonly path: string,
   ) {
-    super(`no route ${method} ${shownText(path, 200)}; the routes are listed in GET /openapi.json`);
+    const hint = routeHint(path);
+    super(
+      `no route ${method} ${shownText(path, 200)}: the API has no such path (this says nothing of the ` +
+        `experiment or round it names); ${hint === null ? '' : `${hint}; `}the routes are listed in GET /openapi.json`,
+    );
+    this.hint = hint;
   }
 }
 
-/** A request body over the server's limit (`--body-limit` for JSON, `--max-params-bytes` for parameters). HTTP 413. */
+/**
+ * A round's operations are routes of the experiment, the round in the body (or the query):
+ * `rounds/0/fork` is `fork` with `round: 0`.
+ */
+function routeHint(path: string): string | null {
+  const match = /^\/v1\/experiments\/([^/]+)\/rounds\/([^/]+)\/(fork|rewind|replay|export)\/?$/.exec(path);
+  if (match === null) return null;
+  const [, experiment, round, operation] = match;
+  const target = `/v1/experiments/${experiment}/${operation}`;
+  const roundValue = /^\d+$/.test(round!) ? round! : JSON.stringify(round);
+  return operation === 'export'
+    ? `to export a round, GET ${target}?round=${round}`
+    : `to ${operation} at a round, POST ${target} with the round in the body: {"round": ${roundValue}}`;
+}
+
+/**
+ * A request body over the server's limit: `json` for JSON bodies (the operator's `--body-limit`),
+ * `params` for parameter uploads (`--max-params-bytes`). HTTP 413.
+ */
 export class BodyTooLargeError extends RoundlogError {
   readonly code = 'BODY_TOO_LARGE' as const;
   constructor(
     readonly limitBytes: number,
-    readonly option: '--body-limit' | '--max-params-bytes',
+    /** Which limit: JSON bodies, or parameter uploads (`POST /v1/params`). */
+    readonly limit: 'json' | 'params',
   ) {
-    super(`the request body is larger than this server's limit of ${limitBytes} bytes (${option}); nothing was stored`);
+    super(
+      `the request body is larger than this server's limit of ${limitBytes} bytes for ` +
+        `${limit === 'json' ? 'a JSON body' : 'a parameters upload'}; nothing was stored` +
+        (limit === 'json' ? '' : ": send smaller parameters, or ask the server's operator to raise its limit"),
+    );
   }
 }
 
@@ -104,6 +135,28 @@ export class IdempotencyKeyReusedError extends RoundlogError {
     super(
       `request id ${shownText(requestId)} was already used for another request of experiment ${experiment}; ` +
         'a retry must send the same content; a new request needs a new request id',
+    );
+  }
+}
+
+/**
+ * `Last-Event-ID` (or `lastEventId`) names a log position after the log's last event: the client's
+ * position is not one of this log's (another root, a log restored from an older backup). Resuming
+ * from it would wait, silently, for events that may never come, and then skip real ones. HTTP 409.
+ */
+export class EventIdAheadError extends RoundlogError {
+  readonly code = 'EVENT_ID_AHEAD' as const;
+  constructor(
+    /** The id the client sent: a log position. */
+    readonly lastEventId: bigint,
+    /** The position of the log's last event; null when the log has none. */
+    readonly lastPosition: bigint | null,
+  ) {
+    super(
+      `Last-Event-ID ${lastEventId} is past the end of this server's log, whose last event is at position ` +
+        `${lastPosition ?? '(none: the log is empty)'}: it is not an id this log gave (another root, or a log ` +
+        'restored from an older copy); follow again without Last-Event-ID (from the start), or from an id ' +
+        'it sent, and check that the server serves the root you followed before',
     );
   }
 }
@@ -180,7 +233,8 @@ export class HostNotAllowedError extends RoundlogError {
     super(
       `this server listens on loopback and answers only requests addressed to it by a loopback name ` +
         `(localhost, 127.x.x.x, [::1]), not ${host === null ? 'a request without Host' : `Host ${shownText(host)}`}; ` +
-        'to serve other names, listen on another address with --token-file',
+        'address it as localhost or 127.0.0.1 ' +
+        "(serving other names is the operator's choice: another address, with a token)",
     );
   }
 }

@@ -3,10 +3,10 @@
  * request appends get ids derived from it: a UUID whose first half hashes the stream and the
  * request id (the key) and whose second half hashes the request's content and the event's index.
  * A request with a request id first looks for its key among the stream's events (at least the
- * last `IDEMPOTENCY_WINDOW`; `RequestIndex`): none means it was never done; the same ids mean it was done (a
- * retry: its response is rebuilt from the recorded events and the state after them, and nothing
- * is appended); the key with other ids means the request id was used for other content
- * (`IdempotencyKeyReusedError`). Since the ids are written in the same atomic append as the
+ * last `IDEMPOTENCY_WINDOW` requests with an id; `RequestIndex`): none means it was never done;
+ * the same ids mean it was done (a retry: its response is rebuilt from the recorded events and
+ * the state after them, and nothing is appended); the key with other ids means the request id
+ * was used for other content (`IdempotencyKeyReusedError`). Since the ids are written in the same atomic append as the
  * events, a retry after a crash of the server (or of the client between send and response) is
  * recognized too, and two racing copies of one request append once (the second fails its expected
  * revision, looks again and finds the first).
@@ -14,8 +14,18 @@
 import { createHash } from 'node:crypto';
 import type { EventLog, RecordedEvent } from '../log/types.ts';
 
-/** Events of a stream searched for a request's key (the log's own retry window). */
+/**
+ * Requests of a stream searched for a request's key when the server first touches it: the events
+ * of the last `IDEMPOTENCY_WINDOW` requests with a request id. Only those count: the events
+ * appended without one (a run's heartbeats every few seconds, whatever another process appends)
+ * can never be a retry's, so however many there are they push no request out of the window.
+ */
 export const IDEMPOTENCY_WINDOW = 1024;
+
+/** Whether an event's id was derived from a request id (`requestIds`: a version-8 UUID), not drawn at random. */
+export function isRequestDerived(id: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(id);
+}
 
 /** The request-id rule of the API: 1 to 128 of `A-Z a-z 0-9 . _ : -`. */
 export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -75,15 +85,20 @@ export type Found =
 /** Request keys remembered per experiment, beyond the window read at first (oldest forgotten first). */
 export const REMEMBERED_KEYS = 16_384;
 
+/** Events read per page when looking back for the window's requests. */
+const PAGE = 1024;
+
 /**
- * `findRequest` without reading the log on every request: the keys of one experiment's events,
- * read once (the last `IDEMPOTENCY_WINDOW` events, when the server first touches the experiment),
- * then kept up to date with the events this server appends (`recorded`) and, when the stream moved
- * past what is known (another process appended), with the events in between. A hit (a retry) reads
- * its events back from the log; a miss reads nothing.
+ * `findRequest` without reading the log on every request: the keys of one experiment's requests,
+ * read once (back from the stream's end until `IDEMPOTENCY_WINDOW` requests with an id are found,
+ * or the start), then kept up to date with the events this server appends (`recorded`) and, when
+ * the stream moved past what is known (another process appended), with the events in between.
+ * Events whose id is not derived from a request id (`isRequestDerived`) are neither remembered nor
+ * counted: they cannot evict a request's key. A hit (a retry) reads its events back from the log;
+ * a miss reads nothing.
  */
 export class RequestIndex {
-  /** The last revision whose event's key is known; -1n before the first read. */
+  /** The last revision whose event is known; -1n before the first read. */
   private upTo = -1n;
   private seeded = false;
   private readonly byKey = new Map<string, { id: string; revision: bigint }[]>();
@@ -111,25 +126,47 @@ export class RequestIndex {
   }
 
   private async catchUp(log: EventLog): Promise<void> {
-    const { events } = this.seeded
-      ? await log.readStream(this.stream, { fromRevision: this.upTo + 1n })
-      : await log.readStream(this.stream, {
-          direction: 'backwards',
-          fromRevision: 'end',
-          maxCount: IDEMPOTENCY_WINDOW,
-        });
-    const ordered = this.seeded ? events : [...events].reverse();
+    if (this.seeded) {
+      const { events } = await log.readStream(this.stream, { fromRevision: this.upTo + 1n });
+      for (const event of events) if (event.revision > this.upTo) this.add(event);
+      return;
+    }
+    // Back from the end, a page at a time, until the window's requests (or the start) are read.
+    const found: RecordedEvent[] = [];
+    const keys = new Set<string>();
+    let from: bigint | 'end' = 'end';
+    let last = -1n;
+    for (;;) {
+      const { events } = await log.readStream(this.stream, {
+        direction: 'backwards',
+        fromRevision: from,
+        maxCount: PAGE,
+      });
+      if (last === -1n && events[0] !== undefined) last = events[0].revision;
+      for (const event of events) {
+        if (!isRequestDerived(event.id)) continue;
+        found.push(event);
+        keys.add(keyOfId(event.id));
+      }
+      const oldest = events.at(-1);
+      if (events.length < PAGE || oldest === undefined || oldest.revision === 0n || keys.size >= IDEMPOTENCY_WINDOW) {
+        break;
+      }
+      from = oldest.revision - 1n;
+    }
     this.seeded = true;
-    for (const event of ordered) if (event.revision > this.upTo) this.add(event);
+    for (const event of found.reverse()) this.add(event);
+    if (last > this.upTo) this.upTo = last;
   }
 
   private add(event: RecordedEvent): void {
+    this.upTo = event.revision;
+    if (!isRequestDerived(event.id)) return;
     const key = keyOfId(event.id);
     const list = this.byKey.get(key);
     const entry = { id: event.id.toLowerCase(), revision: event.revision };
     if (list === undefined) this.byKey.set(key, [entry]);
     else list.push(entry);
-    this.upTo = event.revision;
     if (this.byKey.size > REMEMBERED_KEYS) this.byKey.delete(this.byKey.keys().next().value!);
   }
 }

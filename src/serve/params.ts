@@ -56,7 +56,7 @@ export async function storeParams(
   declaredLength: number | null,
   maxBytes: number,
 ): Promise<StoredParams> {
-  if (declaredLength !== null && declaredLength > maxBytes) throw new BodyTooLargeError(maxBytes, '--max-params-bytes');
+  if (declaredLength !== null && declaredLength > maxBytes) throw new BodyTooLargeError(maxBytes, 'params');
   let header: SafetensorsHeader | null = null;
   const received = { bytes: 0 };
   const source = checkedStream(body, declaredLength, maxBytes, received, (h) => {
@@ -97,7 +97,7 @@ async function* checkedStream(
   for await (const piece of body as AsyncIterable<Buffer>) {
     total += piece.byteLength;
     received.bytes = total;
-    if (total > maxBytes) throw new BodyTooLargeError(maxBytes, '--max-params-bytes');
+    if (total > maxBytes) throw new BodyTooLargeError(maxBytes, 'params');
     if (header === null) {
       held.push(piece);
       heldBytes += piece.byteLength;

@@ -68,6 +68,7 @@ import { VERSION } from '../version.ts';
 import { listExperiments } from '../cli/experiments.ts';
 import {
   BadHttpRequestError,
+  EventIdAheadError,
   HostNotAllowedError,
   InvalidUrlError,
   PathParamTooLongError,
@@ -175,10 +176,6 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
   const host = options.host ?? '127.0.0.1';
   const token = options.token ?? null;
   if (token === null && !isLoopback(host)) throw new TokenRequiredError(host);
-  const limits: BodyLimits = {
-    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
-    maxParamsBytes: options.maxParamsBytes ?? DEFAULT_MAX_PARAMS_BYTES,
-  };
   const keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
   // A creation with a request id takes the experiment id derived from it (`idempotency.ts`): the
   // first id the round log draws inside that creation, and only there.
@@ -207,6 +204,12 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     },
   });
   const access = new ExperimentAccess(rl);
+  // Every error answer names paths relative to the root, never the root's absolute path.
+  const limits: BodyLimits = {
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    maxParamsBytes: options.maxParamsBytes ?? DEFAULT_MAX_PARAMS_BYTES,
+    root: rl.root,
+  };
   // Closing stops accepting, closes idle keep-alive connections and waits for requests in flight.
   const app = Fastify({
     logger: logger ?? false,
@@ -972,14 +975,24 @@ export async function createServer(options: ServeOptions = {}): Promise<FastifyI
     },
     async (request, reply) => {
       const header = request.headers['last-event-id'];
-      const lastText = typeof header === 'string' && header !== '' ? header : request.query.lastEventId;
+      const fromHeader = typeof header === 'string' && header !== '';
+      const lastText = fromHeader ? header : request.query.lastEventId;
       if (lastText !== undefined && !decimalString.safeParse(lastText).success) {
-        throw new InvalidRequestError('headers.last-event-id', 'must be a log position (a decimal string)');
+        // Named as the client sent it: the header, or the query parameter.
+        const field = fromHeader ? 'headers.last-event-id' : 'querystring.lastEventId';
+        throw new InvalidRequestError(field, 'must be a log position (a decimal string)');
       }
       const after = lastText === undefined ? -1n : BigInt(lastText);
       const experiment = request.query.experiment;
       // Fails here (as JSON) for an unknown experiment, before the stream starts.
       if (experiment !== undefined) await rl.openExperiment(experiment);
+      // An id past the log's end is no id of this log: refused, not waited on for ever.
+      if (after >= 0n) {
+        const { lastPosition } = await rl.withReader((log) =>
+          log.readAll({ direction: 'backwards', fromPosition: 'end', maxCount: 1 }),
+        );
+        if (lastPosition === null || after > lastPosition) throw new EventIdAheadError(after, lastPosition);
+      }
       reply.hijack();
       const raw = reply.raw;
       raw.writeHead(200, {

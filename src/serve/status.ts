@@ -15,6 +15,7 @@ import {
   RouteNotFoundError,
   UnsupportedMediaTypeError,
 } from './errors.ts';
+import { forClient, type ErrorBody } from './messages.ts';
 
 /**
  * HTTP status by error code: every `code` of every roundlog error class of `src/` is here (a test
@@ -68,6 +69,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   EXPERIMENT_EXISTS: 409,
   ROUND_MISMATCH: 409,
   IDEMPOTENCY_KEY_REUSED: 409,
+  EVENT_ID_AHEAD: 409,
   REWIND_NOT_REQUESTED: 409,
   EXPERIMENT_NOT_CREATED: 409,
   EXPERIMENT_FOLDER_TAKEN: 409,
@@ -134,7 +136,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   INVALID_APPROVAL_LIST: 500,
 });
 
-export type ErrorBody = { code: string; message: string; [field: string]: unknown };
+export type { ErrorBody };
 
 /** What the server answers for `error`: the status and the JSON body. */
 export function errorResponse(error: unknown, limits: BodyLimits): { status: number; body: ErrorBody } {
@@ -142,11 +144,20 @@ export function errorResponse(error: unknown, limits: BodyLimits): { status: num
   if (typed === null) {
     return { status: 500, body: { code: 'INTERNAL', message: 'the server failed on this request; see its log' } };
   }
-  return { status: HTTP_STATUS_OF_CODE[typed.code] ?? 500, body: bodyOf(typed) };
+  return { status: statusOf(typed), body: forClient(bodyOf(typed), { root: limits.root }) };
 }
 
-/** The limits named in a 413. */
-export type BodyLimits = Readonly<{ bodyLimit: number; maxParamsBytes: number }>;
+/**
+ * The status of a typed error: its code's. A safetensors file that does not parse is the client's
+ * fault (400) when it is the body it sent, the server's (500) when it is a blob the server stored.
+ */
+function statusOf(error: RoundlogError): number {
+  if (error.code === 'CORRUPT_PAYLOAD' && (error as { source?: unknown }).source !== 'the request body') return 500;
+  return HTTP_STATUS_OF_CODE[error.code] ?? 500;
+}
+
+/** The limits named in a 413, and the root, which no answer names by its absolute path (`messages.ts`). */
+export type BodyLimits = Readonly<{ bodyLimit: number; maxParamsBytes: number; root?: string }>;
 
 /** A roundlog error for `error`: itself, or the typed error a Fastify error stands for; null for anything else. */
 export function translate(error: unknown, limits: BodyLimits): RoundlogError | null {
@@ -163,7 +174,7 @@ export function translate(error: unknown, limits: BodyLimits): RoundlogError | n
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new InvalidJsonError(String(e.message));
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new BodyTooLargeError(limits.bodyLimit, '--body-limit');
+      return new BodyTooLargeError(limits.bodyLimit, 'json');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new UnsupportedMediaTypeError(null, ['application/json']);
     case 'FST_ERR_NOT_FOUND':

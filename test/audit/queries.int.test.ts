@@ -403,8 +403,13 @@ test(
       await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0000', metric: '' }), {
         instanceOf: InvalidArgumentError,
       });
-      // A fork with no round of its own has an empty series, not an error.
-      t.deepEqual((await metricSeries(rl, { experiment: 'Experiment_0002', metric: 'loss' })).points, []);
+      // A fork with no round of its own records no metric yet: the name is unknown to it, as to any
+      // experiment with no completed round (not an empty series for one name and a 404 for another).
+      const fork = await t.throwsAsync(metricSeries(rl, { experiment: 'Experiment_0002', metric: 'loss' }), {
+        instanceOf: MetricNotFoundError,
+      });
+      t.deepEqual(fork!.available, []);
+      t.regex(fork!.message, /has no metric "loss"; it has no completed round of its own yet/);
     });
   },
 );

@@ -200,7 +200,7 @@ test('bodies over the limits are 413 BODY_TOO_LARGE with limitBytes; a wrong med
   const big = weights(Array.from({ length: 2000 }, (_, i) => i));
   const params = await upload(app, big);
   t.is(params.statusCode, 413);
-  t.like(json(params), { code: 'BODY_TOO_LARGE', limitBytes: 4096, option: '--max-params-bytes' });
+  t.like(json(params), { code: 'BODY_TOO_LARGE', limitBytes: 4096, limit: 'params' });
   // Refused on its Content-Length, unread: the connection ends after the answer.
   t.is(params.headers.connection, 'close');
   t.deepEqual(await filesUnder(path.join(root, 'blobs')), before);
@@ -210,7 +210,7 @@ test('bodies over the limits are 413 BODY_TOO_LARGE with limitBytes; a wrong med
     state: 'x'.repeat(5000),
   });
   t.is(state.statusCode, 413);
-  t.like(json(state), { code: 'BODY_TOO_LARGE', limitBytes: 2048, option: '--body-limit' });
+  t.like(json(state), { code: 'BODY_TOO_LARGE', limitBytes: 2048, limit: 'json' });
   const text = await app.inject({
     method: 'POST',
     url: '/v1/experiments',

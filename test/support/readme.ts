@@ -15,8 +15,20 @@ export function readmeBlock(heading: string, language: string, containing = ''):
   const start = readme.indexOf(`\n${heading}\n`);
   if (start === -1) throw new Error(`README.md has no heading "${heading}"`);
   const rest = readme.slice(start + heading.length + 2);
-  const section = rest.slice(0, rest.search(/^#{1,6} /m) === -1 ? undefined : rest.search(/^#{1,6} /m));
+  const section = rest.slice(0, nextHeading(rest));
   const fence = new RegExp(`^\`\`\`${language}\\n([\\s\\S]*?)^\`\`\`$`, 'gm');
   for (const match of section.matchAll(fence)) if (match[1]!.includes(containing)) return match[1]!;
   throw new Error(`README.md has no ${language} block containing "${containing}" under "${heading}"`);
+}
+
+/** Where the next heading starts: a `#` line outside code blocks (a shell comment in a block is none). */
+function nextHeading(text: string): number | undefined {
+  let offset = 0;
+  let fenced = false;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('```')) fenced = !fenced;
+    else if (!fenced && /^#{1,6} /.test(line)) return offset;
+    offset += line.length + 1;
+  }
+  return undefined;
 }

@@ -333,14 +333,12 @@ class Client:
 
     def upload_params(self, params):
         """Stores ``params`` (dict name -> ndarray, or a torch state_dict) as a safetensors blob;
-        returns ``{sha256, size, encoding, tensors}``. Content-addressed: retried safely."""
+        returns ``{sha256, size, encoding, tensors, created}``. Content-addressed, so retried safely
+        with no request id: the same bytes are the same blob (``created`` false the second time)."""
         chunks, _ = st.dumps_chunks(to_numpy_params(params))
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
         return self._http.request(
             "POST", "/v1/params", body=chunks, idempotent=True,
-            headers={"Content-Type": "application/octet-stream", "Idempotency-Key": "sha256-" + digest.hexdigest()},
+            headers={"Content-Type": "application/octet-stream"},
         ).json("POST /v1/params")
 
     # -- audit ------------------------------------------------------------------------------
