@@ -82,6 +82,12 @@ export class RemoteFederation {
   private readonly connections = new Map<string, Connection>();
   private readonly watchers = new Set<() => void>();
   private closed = false;
+  /**
+   * The safetensors bytes of each parameter set sent, by the set and the attempt it was sent for: a
+   * round sends the same set to every node it selects, encoded once (the entry goes when the round
+   * lets go of its parameters).
+   */
+  private readonly encoded = new WeakMap<object, { attempt: string; bytes: Buffer }>();
 
   constructor(
     private readonly server: grpc.Server,
@@ -243,7 +249,7 @@ export class RemoteFederation {
           experiment,
           round,
           attempt,
-          params: encodeSafetensors(request.params),
+          params: this.encodedParams(request.params, k),
           training_args_json: JSON.stringify(request.trainingArgs),
           model_args_json: JSON.stringify(request.modelArgs),
           plan_id: `${request.plan.module}#${request.plan.export}`,
@@ -255,6 +261,14 @@ export class RemoteFederation {
     });
   }
 
+  private encodedParams(params: RemoteTrainRequest['params'], attempt: string): Buffer {
+    const cached = this.encoded.get(params);
+    if (cached?.attempt === attempt) return cached.bytes;
+    const bytes = encodeSafetensors(params);
+    this.encoded.set(params, { attempt, bytes });
+    return bytes;
+  }
+
   private reply(connection: Connection, reply: TrainReply): void {
     const k = key(reply.experiment_id, reply.round, reply.attempt);
     const pending = connection.pending.get(k);
@@ -263,6 +277,8 @@ export class RemoteFederation {
     connection.pending.delete(k);
     const { experiment, node, round } = pending.request;
     try {
+      // Each tensor is a view of the received message where its alignment allows, a copy where not
+      // (the message's bytes sit at whatever offset gRPC framed them); the message goes with the reply.
       const params = decodeSafetensors(reply.params, { source: `the reply of node ${node} to round ${round}` });
       pending.resolve({ params, sampleSize: reply.sample_size, metrics: { ...reply.metrics } });
     } catch (error) {
