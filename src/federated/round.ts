@@ -9,6 +9,7 @@ import { decideStartRound } from '../model/decide/index.ts';
 import type { RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
 import type { BlobRef, PutResult } from '../blobs/types.ts';
+import type { Tensor, TensorSet } from '../codec/tensors.ts';
 import { blobRefsIn } from '../engine/blob-refs.ts';
 import { compareNodeIds, weightedMetrics, type AggregationRun, type NodeReply } from './aggregators.ts';
 import { roundState, stateBeforeRound, type Components } from './components.ts';
@@ -71,7 +72,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     const rng = deriveRng(seed, round, node, 'train');
     const train =
       remote === undefined
-        ? () => plan.train(structuredClone(current), dataset.data, trainingArgs, rng)
+        ? () => plan.train(copyTensors(current), dataset.data, trainingArgs, rng)
         : () =>
             // The request's parameters are only read (encoded once for every node: researcher.ts).
             remote.train(
@@ -135,6 +136,19 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     durationMs: Date.now() - started,
   });
   return { record, nodes: selection.nodes };
+}
+
+/**
+ * A copy of each tensor (its data copied once; `structuredClone` would serialize the set first,
+ * holding it twice meanwhile).
+ */
+function copyTensors(tensors: TensorSet): TensorSet {
+  return Object.fromEntries(
+    Object.entries(tensors).map(([name, { dtype, shape, data }]) => [
+      name,
+      { dtype, shape: [...shape], data: data.slice() } as Tensor,
+    ]),
+  );
 }
 
 /** A node's reply as the round keeps it once stored: everything but its parameters, which are in the blob store. */
