@@ -119,7 +119,9 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       run !== undefined ? run.finish() : aggregator.aggregate(replies.held, previous.aggregator, aggregateContext);
   } catch (error) {
     for (const controller of controllers.values()) controller.abort();
-    await replies.discard();
+    // The round's own error is the one to report: blobs a failed clean-up leaves are unreferenced,
+    // as a crash would leave them.
+    await replies.discard().catch(() => undefined);
     throw error;
   }
   const replyEvents = replies.stored.map((reply) => ({ round, attempt, ...reply }));
@@ -170,8 +172,8 @@ type StoredReply = Readonly<{
 class RoundReplies {
   /** The selected nodes in the order replies are folded (`compareNodeIds`). */
   readonly order: readonly string[];
-  /** Replies for the batch path (`Aggregator.aggregate`), when there is no streaming run. */
-  readonly held: NodeReply[] = [];
+  /** Replies for the batch path (`Aggregator.aggregate`), when there is no streaming run, by node. */
+  private readonly kept = new Map<string, NodeReply>();
   private readonly early = new Map<string, NodeReply>();
   private next = 0;
   private readonly byNode = new Map<string, StoredReply>();
@@ -180,12 +182,12 @@ class RoundReplies {
 
   constructor(
     private readonly rl: RoundLog,
-    nodes: readonly string[],
+    private readonly nodes: readonly string[],
     private readonly run: AggregationRun | undefined,
     /** Log position of the round's `RoundStarted`: an event referencing a blob the round stores comes after it. */
     private readonly startedAt: bigint,
   ) {
-    this.order = [...nodes].sort(compareNodeIds);
+    this.order = [...this.nodes].sort(compareNodeIds);
   }
 
   /** Stores a reply and folds it (and any early ones it was the last to wait for); resolves once stored. */
@@ -194,7 +196,7 @@ class RoundReplies {
     if (this.discarded) return;
     const put = this.rl.storeTensors(reply.params, { borrow: true });
     this.puts.push(put);
-    if (this.run === undefined) this.held.push(reply);
+    if (this.run === undefined) this.kept.set(reply.node, reply);
     else {
       this.early.set(reply.node, reply);
       for (let waiting = this.early.get(this.order[this.next]!); waiting !== undefined;) {
@@ -207,6 +209,11 @@ class RoundReplies {
     const { ref } = await put;
     const { node, sampleSize, metrics } = reply;
     this.byNode.set(node, { node, sampleSize, params: ref, metrics, durationMs });
+  }
+
+  /** The replies for `aggregate`, in the order the strategy selected their nodes (as before streaming). */
+  get held(): NodeReply[] {
+    return this.nodes.flatMap((node) => this.kept.get(node) ?? []);
   }
 
   /** The stored replies in node-id order. */
