@@ -7,6 +7,8 @@
  *   bit: float32, float64, float16 and int32 tensors, sample sizes up to 2^26.
  * - A round that fails after other nodes' replies were stored leaves the blob store as it found it,
  *   in process and with remote nodes, and the retry commits.
+ * - In process, a node's reply is folded before the next node trains (the round holds one reply);
+ *   remote replies answered out of order are folded in node-id order.
  */
 import test from 'ava';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -221,3 +223,77 @@ for (const where of ['in process', 'remote'] as const) {
     }
   });
 }
+
+test('in process, each reply is folded before the next node trains; remote ones in node-id order', async (t) => {
+  const events: string[] = [];
+  /** FedAvg's run, logging each fold: what the round holds is one reply at a time. */
+  const loggingFedAvg = (): Aggregator => {
+    const base = fedAvg();
+    return {
+      ...base,
+      name: 'loggingFedAvg',
+      begin(state, context) {
+        const run = base.begin!(state, context);
+        return {
+          fold(reply) {
+            events.push(`fold ${reply.node}`);
+            run.fold(reply);
+          },
+          finish: () => run.finish(),
+        };
+      },
+    };
+  };
+  const logged = (federation: Federation): Federation => ({
+    ...federation,
+    nodes: federation.nodes.map((node) => ({
+      ...node,
+      datasets: node.datasets.map((dataset) => ({
+        ...dataset,
+        data: {
+          train: (params: TensorSet) => {
+            events.push(`train ${node.id}`);
+            return (dataset.data as { train: (p: TensorSet) => TrainResult }).train(params);
+          },
+        },
+      })),
+    })),
+  });
+  const registry = { aggregators: { loggingFedAvg } };
+  const local = await Experiment.create(
+    options(tempDir(), logged({ nodes: nodes({ fail: null }) }), { aggregator: loggingFedAvg(), registry }),
+  );
+  try {
+    await local.runOnce();
+    const order = [...NODES].sort();
+    t.deepEqual(
+      events,
+      order.flatMap((node) => [`train ${node}`, `fold ${node}`]),
+    );
+  } finally {
+    await local.close();
+  }
+
+  // Remote: every request is out before any reply; the replies, answered in a shuffled order, are
+  // folded in node-id order, each as soon as the ones before it are in.
+  events.length = 0;
+  const orders: string[][] = [];
+  const remote = await Experiment.create(
+    options(tempDir(), shuffledRemote({ fail: null }, Rng.fromSeed(5), orders), {
+      aggregator: loggingFedAvg(),
+      registry,
+    }),
+  );
+  try {
+    await remote.runOnce();
+    const arrived = orders[0]!;
+    const sorted = [...NODES].sort();
+    t.deepEqual(
+      events,
+      sorted.map((node) => `fold ${node}`),
+    );
+    t.notDeepEqual(arrived, sorted, 'the replies arrived out of node-id order');
+  } finally {
+    await remote.close();
+  }
+});
