@@ -121,6 +121,7 @@ export {
   type AggregatorFactory,
   type AggregatorState,
   type AggregateContext,
+  type AggregationRun,
   type NodeReply,
 } from './federated/aggregators.ts';
 export {

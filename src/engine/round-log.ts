@@ -11,7 +11,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { BlobRef, BlobStore } from '../blobs/types.ts';
+import type { BlobRef, BlobStore, PutResult } from '../blobs/types.ts';
 import { decodeTensors, type TensorSet } from '../codec/tensors.ts';
 import { encodeSafetensorsChunks } from '../codec/safetensors.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -162,11 +162,34 @@ export interface RoundLog {
   withWriter<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
   /** Runs `fn` with the log open for reads. */
   withReader<T>(fn: (log: EventLog) => Promise<T>): Promise<T>;
-  /** Encodes tensors into the blob store; their bytes are taken when it is called. */
-  putTensors(tensors: TensorSet): Promise<BlobRef>;
+  /**
+   * Encodes tensors into the blob store; their bytes are taken when it is called. With `{ borrow:
+   * true }` they are read a slice at a time as they are written instead (no copy of the whole set
+   * held meanwhile): the caller must not change them until the promise settles.
+   */
+  putTensors(tensors: TensorSet, options?: PutTensorsOptions): Promise<BlobRef>;
+  /** `putTensors`, also saying whether this put stored the bytes (`created: false`: they were there already). */
+  storeTensors(tensors: TensorSet, options?: PutTensorsOptions): Promise<PutResult>;
   /** Tensors back from the blob store, their hash checked. */
   getTensors(ref: BlobRef): Promise<TensorSet>;
   close(): Promise<void>;
+}
+
+export type PutTensorsOptions = {
+  /** Read the tensors as they are written rather than copy them when called (see `putTensors`). */
+  borrow?: boolean;
+};
+
+/** Bytes of each piece a borrowed put copies at a time. */
+const BORROWED_SLICE_BYTES = 4 * 1024 * 1024;
+
+/** The chunks as an async iterable of views of at most `BORROWED_SLICE_BYTES` (the put copies each as it comes). */
+async function* slicesOf(chunks: readonly Buffer[]): AsyncGenerator<Buffer> {
+  for (const chunk of chunks) {
+    for (let from = 0; from < chunk.length; from += BORROWED_SLICE_BYTES) {
+      yield chunk.subarray(from, Math.min(chunk.length, from + BORROWED_SLICE_BYTES));
+    }
+  }
 }
 
 export async function openRoundLog(options: OpenRoundLogOptions = {}): Promise<RoundLog> {
@@ -362,11 +385,16 @@ class StoreRoundLog implements RoundLog {
     return folderLocator(this.layout.experiments, this.projections);
   }
 
-  async putTensors(tensors: TensorSet): Promise<BlobRef> {
+  async putTensors(tensors: TensorSet, options: PutTensorsOptions = {}): Promise<BlobRef> {
+    return (await this.storeTensors(tensors, options)).ref;
+  }
+
+  async storeTensors(tensors: TensorSet, options: PutTensorsOptions = {}): Promise<PutResult> {
     // Encoded, and the chunks handed to the put (which copies them), before the first await.
     // Stored as a safetensors file: the blob is what a breakpoint folder links as params.safetensors.
     const { encoding, chunks } = encodeSafetensorsChunks(tensors);
-    return (await this.blobs.putStream(chunks, { encoding })).ref;
+    const source = options.borrow === true ? slicesOf(chunks) : chunks;
+    return this.blobs.putStream(source, { encoding });
   }
 
   async getTensors(ref: BlobRef): Promise<TensorSet> {

@@ -3,10 +3,14 @@
  * parameters. An aggregator is named and configured by plain data, which an experiment records so
  * that a resumed experiment rebuilds the same aggregator (`aggregatorFrom`); its state between
  * rounds is plain data too. Aggregation is pure and does not depend on the order replies arrived in.
+ *
+ * An aggregator either takes every reply at once (`aggregate`), or also folds them one at a time
+ * (`begin`, then `fold` per reply in node-id order, then `finish`): a round then holds one reply at a
+ * time instead of all of them (ARCHITECTURE.md, "Streaming aggregation"). FedAvg does both.
  */
 import { InvalidArgumentError, formatValue } from '../errors.ts';
 import type { Tensor, TensorSet } from '../codec/tensors.ts';
-import { isDataOf, isTensorDType, DTYPES } from '../codec/dtypes.ts';
+import { isDataOf, isTensorDType, DTYPES, type TensorDType } from '../codec/dtypes.ts';
 import { halfBitsToNumbers, numbersToHalfBits } from '../codec/float16.ts';
 import {
   MismatchedTensorsError,
@@ -56,6 +60,28 @@ export interface Aggregator extends AggregatorSpec {
     state: AggregatorState,
     context: AggregateContext,
   ): { params: TensorSet; state: AggregatorState };
+  /**
+   * Optional: the same aggregation, streamed. When present, a round calls it once with what it would
+   * pass to `aggregate`, folds each reply into the returned run as soon as every reply before it in
+   * node-id order is in (a reply arriving early waits for those), and takes `finish()` as the
+   * round's result; it never calls `aggregate`. An aggregator that needs every reply at once (a
+   * median, a trimmed mean, per-node state) leaves it out and gets them all in `aggregate`.
+   */
+  begin?(state: AggregatorState, context: AggregateContext): AggregationRun;
+}
+
+/**
+ * One aggregation fed a reply at a time (`Aggregator.begin`). The round calls `fold` once per reply
+ * in node-id order (`compareNodeIds`: UTF-16 code units), then `finish` once.
+ */
+export interface AggregationRun {
+  /**
+   * Adds one reply. It must not keep the reply's tensors (nor views of them): the round lets them
+   * go once it returns. It may throw the errors `aggregate` would for this reply.
+   */
+  fold(reply: NodeReply): void;
+  /** The next global parameters and state, bit for bit what `aggregate` gives for the folded replies. */
+  finish(): { params: TensorSet; state: AggregatorState };
 }
 
 export type AggregatorFactory = (config: Readonly<Record<string, unknown>>) => Aggregator;
@@ -77,6 +103,9 @@ const FED_AVG = 'fedAvg';
  * - `bool` tensors have no average: `NotAverageableError` names the tensor.
  * - Replies are summed in node-id order, so the result is bit-identical whatever order they
  *   arrived in; output tensors follow the tensor order of the first node in that order.
+ * - Streamed (`begin`): one float64 (or, for integer tensors, bigint) sum per element, to which
+ *   each reply is added as it is folded, in that same order: the same operations as `aggregate`,
+ *   so the same bits, while only the sums and the reply being folded are held.
  *
  * Throws `NoRepliesError`, `MismatchedTensorsError`, `ZeroSampleSizeError`, and `InvalidArgumentError`
  * for a node replying twice, a sample size that is not a non-negative integer, or a tensor whose
@@ -88,7 +117,13 @@ export function fedAvg(): Aggregator {
     config: {},
     initialState: () => ({}),
     aggregate(replies, state) {
-      return { params: weightedAverage(FED_AVG, replies), state };
+      const run = weightedAverageRun(FED_AVG);
+      for (const reply of sortByNode(replies)) run.fold(reply);
+      return { params: run.finish(), state };
+    },
+    begin(state) {
+      const run = weightedAverageRun(FED_AVG);
+      return { fold: (reply) => run.fold(reply), finish: () => ({ params: run.finish(), state }) };
     },
   };
 }
@@ -142,52 +177,123 @@ export function weightedMetrics(replies: readonly NodeReply[]): Record<string, n
   );
 }
 
-function weightedAverage(aggregator: string, replies: readonly NodeReply[]): TensorSet {
-  const sorted = sortByNode(replies);
-  const reference = sorted[0];
-  if (reference === undefined) throw new NoRepliesError(aggregator);
-  sorted.forEach((reply, i) => checkReply(reply, sorted[i - 1]));
-  for (const reply of sorted.slice(1)) checkSameStructure(aggregator, reference, reply);
-  for (const [name, tensor] of Object.entries(reference.params)) {
-    if (tensor.dtype === 'bool') throw new NotAverageableError(aggregator, name, tensor.dtype);
-  }
-  const total = sorted.reduce((sum, { sampleSize }) => sum + sampleSize, 0);
-  if (total === 0)
-    throw new ZeroSampleSizeError(
-      aggregator,
-      sorted.map(({ node }) => node),
-    );
-  const weighted = sorted.filter(({ sampleSize }) => sampleSize > 0);
-  return Object.fromEntries(
-    Object.entries(reference.params).map(([name, tensor]) => [
-      name,
-      averageTensor(
-        tensor,
-        weighted.map(({ sampleSize, params }) => ({ weight: sampleSize, tensor: params[name]! })),
-        total,
-      ),
-    ]),
-  );
+type Structure = ReadonlyArray<readonly [name: string, Pick<Tensor, 'dtype' | 'shape'>]>;
+
+/**
+ * The sample-size weighted average, a reply at a time: `fold` checks a reply (against the first
+ * folded, which gives the tensors' order, dtypes and shapes) and adds `sampleSize · x` to each
+ * element's sum; `finish` divides by the total and stores each tensor in its dtype. Replies must
+ * come in node-id order: the sums then take their terms in the order the batch path always used.
+ */
+function weightedAverageRun(aggregator: string): { fold(reply: NodeReply): void; finish(): TensorSet } {
+  let reference: { node: string; structure: Structure; params: Readonly<Record<string, unknown>> } | undefined;
+  let previous: NodeReply | undefined;
+  const nodes: string[] = [];
+  let total = 0;
+  const sums = new Map<string, Float64Array | bigint[]>();
+  let finished = false;
+  return {
+    fold(reply) {
+      if (finished) throw new InvalidArgumentError('replies', 'cannot be folded after finish()', reply?.node);
+      checkReply(reply, previous);
+      if (previous !== undefined && compareNodeIds(previous.node, reply.node) > 0) {
+        throw new InvalidArgumentError(
+          'replies',
+          `must be folded in node-id order, but node ${JSON.stringify(reply.node)} came after ` +
+            `node ${JSON.stringify(previous.node)}`,
+          reply.node,
+        );
+      }
+      if (reference === undefined) {
+        const structure: Structure = Object.entries(reply.params).map(([name, { dtype, shape }]) => [
+          name,
+          { dtype, shape: [...shape] },
+        ]);
+        reference = { node: reply.node, structure, params: Object.fromEntries(structure) };
+      } else {
+        checkSameStructure(aggregator, reference.node, reference.structure, reference.params, reply);
+      }
+      previous = { node: reply.node, sampleSize: reply.sampleSize, params: {}, metrics: {} };
+      nodes.push(reply.node);
+      total += reply.sampleSize;
+      const weight = reply.sampleSize;
+      if (weight === 0 || reference.structure.some(([, { dtype }]) => dtype === 'bool')) return;
+      for (const [name, { dtype }] of reference.structure) {
+        const tensor = reply.params[name]!;
+        const length = tensor.data.length;
+        if (isFloat(dtype)) {
+          let sum = sums.get(name) as Float64Array | undefined;
+          if (sum === undefined) sums.set(name, (sum = new Float64Array(length)));
+          addFloat(sum, weight, tensor, dtype);
+        } else {
+          let sum = sums.get(name) as bigint[] | undefined;
+          if (sum === undefined) sums.set(name, (sum = Array.from({ length }, () => 0n)));
+          const w = BigInt(weight);
+          const data = tensor.data as ArrayLike<number | bigint>;
+          for (let i = 0; i < length; i++) sum[i]! += w * BigInt(data[i]!);
+        }
+      }
+    },
+    finish() {
+      if (finished) throw new InvalidArgumentError('replies', 'finish() was already called', undefined);
+      finished = true;
+      if (reference === undefined) throw new NoRepliesError(aggregator);
+      for (const [name, { dtype }] of reference.structure) {
+        if (dtype === 'bool') throw new NotAverageableError(aggregator, name, dtype);
+      }
+      if (total === 0) throw new ZeroSampleSizeError(aggregator, nodes);
+      const out: [string, Tensor][] = [];
+      for (const [name, tensor] of reference.structure) {
+        out.push([name, averageTensor(tensor, sums.get(name)!, total)]);
+        // Each sum goes as soon as its tensor is out: the round never holds all sums and all outputs.
+        sums.delete(name);
+      }
+      return Object.fromEntries(out);
+    },
+  };
 }
 
-type Weighted = { weight: number; tensor: Tensor };
+function isFloat(dtype: TensorDType): dtype is 'float64' | 'float32' | 'float16' | 'bfloat16' {
+  return dtype === 'float64' || dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';
+}
 
-function averageTensor(reference: Tensor, inputs: readonly Weighted[], total: number): Tensor {
+/** `sum[i] += weight · x[i]` in float64, element by element (16-bit floats widened exactly). */
+function addFloat(sum: Float64Array, weight: number, tensor: Tensor, dtype: TensorDType): void {
+  const length = sum.length;
+  if (dtype === 'float16' || dtype === 'bfloat16') {
+    const bits = tensor.data as Uint16Array;
+    // Widened a slice at a time: the same values as widening the whole tensor, without its copy.
+    for (let from = 0; from < length; from += HALF_SLICE) {
+      const data = halfBitsToNumbers(bits.subarray(from, Math.min(length, from + HALF_SLICE)), dtype);
+      for (let i = 0; i < data.length; i++) sum[from + i]! += weight * data[i]!;
+    }
+    return;
+  }
+  const data = tensor.data as Float32Array | Float64Array;
+  for (let i = 0; i < length; i++) sum[i]! += weight * data[i]!;
+}
+
+const HALF_SLICE = 1 << 16;
+
+function averageTensor(
+  reference: Pick<Tensor, 'dtype' | 'shape'>,
+  sum: Float64Array | bigint[],
+  total: number,
+): Tensor {
   const { dtype } = reference;
   const shape = [...reference.shape];
-  const length = reference.data.length;
   switch (dtype) {
     case 'float64':
-      return { dtype, shape, data: floatAverage(inputs, length, total) };
+      return { dtype, shape, data: floatAverage(sum as Float64Array, total) };
     case 'float32':
-      return { dtype, shape, data: Float32Array.from(floatAverage(inputs, length, total)) };
+      return { dtype, shape, data: Float32Array.from(floatAverage(sum as Float64Array, total)) };
     case 'float16':
     case 'bfloat16':
-      return { dtype, shape, data: numbersToHalfBits(floatAverage(inputs, length, total, dtype), dtype) };
+      return { dtype, shape, data: numbersToHalfBits(floatAverage(sum as Float64Array, total), dtype) };
     case 'int64':
-      return { dtype, shape, data: BigInt64Array.from(integerAverage(inputs, length, total)) };
+      return { dtype, shape, data: BigInt64Array.from(integerAverage(sum as bigint[], total)) };
     case 'uint64':
-      return { dtype, shape, data: BigUint64Array.from(integerAverage(inputs, length, total)) };
+      return { dtype, shape, data: BigUint64Array.from(integerAverage(sum as bigint[], total)) };
     case 'int32':
     case 'int16':
     case 'int8':
@@ -195,38 +301,21 @@ function averageTensor(reference: Tensor, inputs: readonly Weighted[], total: nu
     case 'uint16':
     case 'uint8': {
       const ctor = DTYPES[dtype].ctor as unknown as { from(values: bigint[], map: (v: bigint) => number): never };
-      return { dtype, shape, data: ctor.from(integerAverage(inputs, length, total), Number) };
+      return { dtype, shape, data: ctor.from(integerAverage(sum as bigint[], total), Number) };
     }
     case 'bool':
-      // Refused before averaging (weightedAverage); kept for an exhaustive switch.
+      // Refused before averaging (finish); kept for an exhaustive switch.
       throw new TypeError('bool tensors have no average');
   }
 }
 
-function floatAverage(
-  inputs: readonly Weighted[],
-  length: number,
-  total: number,
-  half?: 'float16' | 'bfloat16',
-): Float64Array {
-  const sum = new Float64Array(length);
-  for (const { weight, tensor } of inputs) {
-    const data = half
-      ? halfBitsToNumbers(tensor.data as Uint16Array, half)
-      : (tensor.data as Float32Array | Float64Array);
-    for (let i = 0; i < length; i++) sum[i]! += weight * data[i]!;
-  }
-  for (let i = 0; i < length; i++) sum[i]! /= total;
+/** The sums divided by `total`, in place. */
+function floatAverage(sum: Float64Array, total: number): Float64Array {
+  for (let i = 0; i < sum.length; i++) sum[i]! /= total;
   return sum;
 }
 
-function integerAverage(inputs: readonly Weighted[], length: number, total: number): bigint[] {
-  const sum = Array.from({ length }, () => 0n);
-  for (const { weight, tensor } of inputs) {
-    const w = BigInt(weight);
-    const data = tensor.data as ArrayLike<number | bigint>;
-    for (let i = 0; i < length; i++) sum[i]! += w * BigInt(data[i]!);
-  }
+function integerAverage(sum: readonly bigint[], total: number): bigint[] {
   const divisor = BigInt(total);
   return sum.map((s) => divideRoundHalfEven(s, divisor));
 }
@@ -279,10 +368,16 @@ function checkReply(reply: NodeReply, previous: NodeReply | undefined): void {
   }
 }
 
-function checkSameStructure(aggregator: string, reference: NodeReply, reply: NodeReply): void {
+function checkSameStructure(
+  aggregator: string,
+  referenceNode: string,
+  structure: Structure,
+  referenceParams: Readonly<Record<string, unknown>>,
+  reply: NodeReply,
+): void {
   const mismatch = (tensor: string, kind: TensorMismatchKind, expected: unknown, received: unknown) =>
-    new MismatchedTensorsError(aggregator, reply.node, tensor, kind, reference.node, expected, received);
-  for (const [name, expected] of Object.entries(reference.params)) {
+    new MismatchedTensorsError(aggregator, reply.node, tensor, kind, referenceNode, expected, received);
+  for (const [name, expected] of structure) {
     if (!Object.hasOwn(reply.params, name)) throw mismatch(name, 'missing', undefined, undefined);
     const received = reply.params[name]!;
     if (received.dtype !== expected.dtype) throw mismatch(name, 'dtype', expected.dtype, received.dtype);
@@ -290,7 +385,7 @@ function checkSameStructure(aggregator: string, reference: NodeReply, reply: Nod
       throw mismatch(name, 'shape', [...expected.shape], [...received.shape]);
   }
   for (const name of Object.keys(reply.params)) {
-    if (!Object.hasOwn(reference.params, name)) throw mismatch(name, 'unexpected', undefined, undefined);
+    if (!Object.hasOwn(referenceParams, name)) throw mismatch(name, 'unexpected', undefined, undefined);
   }
 }
 
@@ -298,9 +393,14 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((dim, i) => dim === b[i]);
 }
 
-/** Replies in node-id order by UTF-16 code units (never locale order, which differs between hosts). */
+/** Node ids in the order replies are summed: UTF-16 code units (never locale order, which differs between hosts). */
+export function compareNodeIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Replies in node-id order (`compareNodeIds`). */
 function sortByNode(replies: readonly NodeReply[]): NodeReply[] {
-  return [...replies].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  return [...replies].sort((a, b) => compareNodeIds(a.node, b.node));
 }
 
 function checkNoConfig(name: string, config: Readonly<Record<string, unknown>>): void {

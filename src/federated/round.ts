@@ -8,7 +8,10 @@ import { NodeFailedError } from '../model/errors.ts';
 import { decideStartRound } from '../model/decide/index.ts';
 import type { RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
-import { weightedMetrics, type NodeReply } from './aggregators.ts';
+import type { BlobRef, PutResult } from '../blobs/types.ts';
+import type { Tensor, TensorSet } from '../codec/tensors.ts';
+import { blobRefsIn } from '../engine/blob-refs.ts';
+import { compareNodeIds, weightedMetrics, type AggregationRun, type NodeReply } from './aggregators.ts';
 import { roundState, stateBeforeRound, type Components } from './components.ts';
 import { checkFingerprints, DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './fingerprints.ts';
 import { deriveRng } from './rng.ts';
@@ -62,80 +65,89 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
         );
   const roundStarted = decideStartRound(state, { round, nodes: selection.nodes });
   const { attempt } = roundStarted[0]!.data as RoundStarted;
-  await handle.append(roundStarted);
+  const [startedEvent] = await handle.append(roundStarted);
 
   const paramsRef = currentParams(state)!;
   const trainingArgs = state.settings.trainingArgs;
-  // Read and hash-checked once; each node trains on its own copy.
+  // Read and hash-checked once; each in-process node trains on its own copy.
   const current = await handle.tensors(paramsRef);
   const { remote } = federation;
   const recordedPlan = setup.trainingPlan;
+  const aggregateContext = { round, params: current };
+  // A streaming aggregator folds each reply as its turn comes; any other gets them all at the end.
+  const run = aggregator.begin?.(previous.aggregator, aggregateContext);
+  const replies = new RoundReplies(rl, selection.nodes, run, startedEvent!.position);
   // Aborted when the round stops waiting for a node (its timeout, or another node's failure).
-  const controllers = selection.nodes.map(() => new AbortController());
-  const replies = await Promise.all(
-    selection.nodes.map(async (node, i): Promise<NodeReply & { durationMs: number }> => {
-      const dataset = datasets.find((d) => d.node === node)!.dataset;
-      const params = structuredClone(current);
-      const t0 = Date.now();
-      const rng = deriveRng(seed, round, node, 'train');
-      const train =
-        remote === undefined
-          ? () => plan.train(params, dataset.data, trainingArgs, rng)
-          : () =>
-              remote.train(
-                {
-                  experiment: handle.state.folder,
-                  experimentId: handle.id,
-                  node,
-                  round,
-                  attempt,
-                  params,
-                  trainingArgs,
-                  modelArgs: setup.modelArgs,
-                  plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: recordedPlan.sha256 },
-                  rng: rng.state(),
-                  ...(fingerprints.has(node) ? { dataset: fingerprints.get(node) } : {}),
-                },
-                controllers[i]!.signal,
-              );
-      const result = await withTimeout(
-        Promise.resolve().then(train),
-        nodeTimeoutMs,
-        handle.state.folder,
-        node,
-        round,
-        controllers[i]!,
-      );
-      if (!Number.isInteger(result?.sampleSize) || result.sampleSize < 0) {
-        const reason = `replied with sample size ${String(result?.sampleSize)}`;
-        throw new NodeFailedError(handle.state.folder, node, round, reason);
-      }
-      const { sampleSize, params: trained, metrics } = result;
-      return { node, sampleSize, params: trained, metrics, durationMs: Date.now() - t0 };
-    }),
-  ).catch((error: unknown) => {
-    for (const controller of controllers) controller.abort();
-    throw error;
-  });
-  const aggregated = aggregator.aggregate(replies, previous.aggregator, { round, params: current });
-  const replyEvents = [];
-  for (const reply of [...replies].sort((a, b) => (a.node < b.node ? -1 : 1))) {
-    replyEvents.push({
+  const controllers = new Map(selection.nodes.map((node) => [node, new AbortController()]));
+  const trainNode = async (node: string): Promise<void> => {
+    const dataset = datasets.find((d) => d.node === node)!.dataset;
+    const controller = controllers.get(node)!;
+    const t0 = Date.now();
+    const rng = deriveRng(seed, round, node, 'train');
+    const train =
+      remote === undefined
+        ? () => plan.train(copyTensors(current), dataset.data, trainingArgs, rng)
+        : () =>
+            // The request's parameters are only read (encoded once for every node: researcher.ts).
+            remote.train(
+              {
+                experiment: handle.state.folder,
+                experimentId: handle.id,
+                node,
+                round,
+                attempt,
+                params: current,
+                trainingArgs,
+                modelArgs: setup.modelArgs,
+                plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: recordedPlan.sha256 },
+                rng: rng.state(),
+                ...(fingerprints.has(node) ? { dataset: fingerprints.get(node) } : {}),
+              },
+              controller.signal,
+            );
+    const result = await withTimeout(
+      Promise.resolve().then(train),
+      nodeTimeoutMs,
+      handle.state.folder,
+      node,
       round,
-      attempt,
-      node: reply.node,
-      sampleSize: reply.sampleSize,
-      params: await rl.putTensors(reply.params),
-      metrics: reply.metrics,
-      durationMs: reply.durationMs,
-    });
+      controller,
+    );
+    if (!Number.isInteger(result?.sampleSize) || result.sampleSize < 0) {
+      const reason = `replied with sample size ${String(result?.sampleSize)}`;
+      throw new NodeFailedError(handle.state.folder, node, round, reason);
+    }
+    const { sampleSize, params: trained, metrics } = result;
+    await replies.accept({ node, sampleSize, params: trained, metrics }, Date.now() - t0);
+  };
+  let aggregated;
+  try {
+    if (remote === undefined) {
+      // In process, one node at a time in node-id order: each reply is folded and stored before the
+      // next node gets its copy, so a round holds one node's parameters whatever their number.
+      for (const node of replies.order) await trainNode(node);
+    } else {
+      // Nodes as processes train at once; their replies are folded in node-id order as they come.
+      await Promise.all(selection.nodes.map(trainNode));
+    }
+    aggregated =
+      run !== undefined ? run.finish() : aggregator.aggregate(replies.held, previous.aggregator, aggregateContext);
+  } catch (error) {
+    for (const controller of controllers.values()) controller.abort();
+    // The round's own error is the one to report: blobs a failed clean-up leaves are unreferenced,
+    // as a crash would leave them.
+    await replies.discard().catch(() => undefined);
+    throw error;
   }
+  const replyEvents = replies.stored.map((reply) => ({ round, attempt, ...reply }));
   const record = await handle.recordRound({
     round,
     attempt,
     params: aggregated.params,
     state: roundState(components, aggregated.state, selection.state),
-    metrics: weightedMetrics(replies),
+    metrics: weightedMetrics(
+      replies.stored.map(({ node, sampleSize, metrics }) => ({ node, sampleSize, metrics, params: {} })),
+    ),
     nodes: replyEvents.map((r) => ({
       node: r.node,
       sampleSize: r.sampleSize,
@@ -146,6 +158,105 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     durationMs: Date.now() - started,
   });
   return { record, nodes: selection.nodes };
+}
+
+/**
+ * A copy of each tensor (its data copied once; `structuredClone` would serialize the set first,
+ * holding it twice meanwhile).
+ */
+function copyTensors(tensors: TensorSet): TensorSet {
+  return Object.fromEntries(
+    Object.entries(tensors).map(([name, { dtype, shape, data }]) => [
+      name,
+      { dtype, shape: [...shape], data: data.slice() } as Tensor,
+    ]),
+  );
+}
+
+/** A node's reply as the round keeps it once stored: everything but its parameters, which are in the blob store. */
+type StoredReply = Readonly<{
+  node: string;
+  sampleSize: number;
+  params: BlobRef;
+  metrics: Readonly<Record<string, number>>;
+  durationMs: number;
+}>;
+
+/**
+ * The replies of one round as they arrive. Each reply's parameters go to the blob store at once
+ * (read from the reply's own memory as they are written: no copy of the whole set). With a
+ * streaming aggregator (`run`), a reply is folded as soon as every node before it in node-id order
+ * has been, a reply arriving early waiting for them, and its parameters are let go once folded and
+ * stored; otherwise every reply is held for `aggregate` (`held`).
+ */
+class RoundReplies {
+  /** The selected nodes in the order replies are folded (`compareNodeIds`). */
+  readonly order: readonly string[];
+  /** Replies for the batch path (`Aggregator.aggregate`), when there is no streaming run, by node. */
+  private readonly kept = new Map<string, NodeReply>();
+  private readonly early = new Map<string, NodeReply>();
+  private next = 0;
+  private readonly byNode = new Map<string, StoredReply>();
+  private readonly puts: Promise<PutResult>[] = [];
+  private discarded = false;
+
+  constructor(
+    private readonly rl: RoundLog,
+    private readonly nodes: readonly string[],
+    private readonly run: AggregationRun | undefined,
+    /** Log position of the round's `RoundStarted`: an event referencing a blob the round stores comes after it. */
+    private readonly startedAt: bigint,
+  ) {
+    this.order = [...this.nodes].sort(compareNodeIds);
+  }
+
+  /** Stores a reply and folds it (and any early ones it was the last to wait for); resolves once stored. */
+  async accept(reply: NodeReply, durationMs: number): Promise<void> {
+    // The round failed meanwhile (another node): nothing more of it is stored.
+    if (this.discarded) return;
+    const put = this.rl.storeTensors(reply.params, { borrow: true });
+    this.puts.push(put);
+    if (this.run === undefined) this.kept.set(reply.node, reply);
+    else {
+      this.early.set(reply.node, reply);
+      for (let waiting = this.early.get(this.order[this.next]!); waiting !== undefined;) {
+        this.early.delete(waiting.node);
+        this.next++;
+        this.run.fold(waiting);
+        waiting = this.early.get(this.order[this.next]!);
+      }
+    }
+    const { ref } = await put;
+    const { node, sampleSize, metrics } = reply;
+    this.byNode.set(node, { node, sampleSize, params: ref, metrics, durationMs });
+  }
+
+  /** The replies for `aggregate`, in the order the strategy selected their nodes (as before streaming). */
+  get held(): NodeReply[] {
+    return this.nodes.flatMap((node) => this.kept.get(node) ?? []);
+  }
+
+  /** The stored replies in node-id order. */
+  get stored(): StoredReply[] {
+    return this.order.flatMap((node) => this.byNode.get(node) ?? []);
+  }
+
+  /**
+   * After a failed round: waits for the puts in flight, then deletes the blobs this round created,
+   * under the writer lock, except any that an event appended since references (a concurrent
+   * experiment that stored the same bytes): a failed round leaves the blob store as it found it.
+   */
+  async discard(): Promise<void> {
+    this.discarded = true;
+    const results = await Promise.allSettled(this.puts);
+    const created = results.flatMap((r) => (r.status === 'fulfilled' && r.value.created ? [r.value.ref.sha256] : []));
+    if (created.length === 0) return;
+    await this.rl.withWriter(async (log) => {
+      const { events } = await log.readAll({ fromPosition: this.startedAt });
+      const referenced = new Set(events.flatMap((event) => blobRefsIn(event.data)).map((ref) => ref.sha256));
+      for (const sha256 of created) if (!referenced.has(sha256)) await this.rl.blobs.delete(sha256);
+    });
+  }
 }
 
 /**

@@ -58,6 +58,7 @@ export type RemoteTrainRequest = Readonly<{
   node: string;
   round: number;
   attempt: number;
+  /** The global parameters: read only (a round passes the same set to every node it selects). */
   params: TensorSet;
   trainingArgs: TrainingArgs;
   modelArgs: ModelArgs;

@@ -102,6 +102,14 @@ export class RemoteFederation {
   private readonly seen = new Map<string, ConnectedNode>();
   private readonly watchers = new Set<() => void>();
   private closed = false;
+  /**
+   * The safetensors bytes of each parameter set sent, by the set and the attempt it was sent for: a
+   * round sends the same set to every node it selects, encoded once (the entry goes when the round
+   * lets go of its parameters).
+   */
+  /** Requests wait here for their turn to be written (see `train`). */
+  private sending: Promise<void> = Promise.resolve();
+  private readonly encoded = new WeakMap<object, { attempt: string; bytes: Buffer }>();
 
   constructor(
     private readonly server: grpc.Server,
@@ -259,39 +267,83 @@ export class RemoteFederation {
       const reason = `a request for attempt ${attempt} of this round is already waiting on it`;
       return Promise.reject(new NodeFailedError(experiment, node, round, reason));
     }
-    return new Promise<TrainResult>((resolve, reject) => {
+    // Resolved once the request is answered, fails or is given up: its turn to send then ends.
+    let over!: () => void;
+    const settled = new Promise<void>((resolve) => (over = resolve));
+    const result = new Promise<TrainResult>((resolve, reject) => {
       const onAbort = () => {
         if (connection.pending.get(k)?.request === request) connection.pending.delete(k);
+        over();
         reject(new NodeFailedError(experiment, node, round, 'the round stopped waiting for it'));
       };
       connection.pending.set(k, {
         request,
         resolve: (result) => {
           signal.removeEventListener('abort', onAbort);
+          over();
           resolve(result);
         },
         reject: (error) => {
           signal.removeEventListener('abort', onAbort);
+          over();
           reject(error);
         },
       });
       signal.addEventListener('abort', onAbort, { once: true });
-      connection.call.write({
-        train_request: {
-          experiment_id: experimentId,
-          experiment,
-          round,
-          attempt,
-          params: encodeSafetensors(request.params),
-          training_args_json: JSON.stringify(request.trainingArgs),
-          model_args_json: JSON.stringify(request.modelArgs),
-          plan_id: `${request.plan.module}#${request.plan.export}`,
-          plan_export: request.plan.export,
-          plan_sha256: request.plan.sha256,
-          rng: { algorithm: request.rng.algorithm, s: [...request.rng.s] },
-        },
-      });
     });
+    // One request's parameters on the wire at a time, across nodes: gRPC serializes and frames each
+    // message into buffers of its own (two copies of the parameters each), held until it is flushed.
+    // The next request goes once this one is flushed to the node's connection, or is over (answered,
+    // failed, given up: a stalled node holds the others back no longer than its own timeout).
+    this.sending = this.sending.then(
+      () =>
+        new Promise<void>((sent) => {
+          void settled.then(sent);
+          if (connection.pending.get(k)?.request !== request || this.closed) return sent();
+          try {
+            connection.call.write(
+              {
+                train_request: {
+                  experiment_id: experimentId,
+                  experiment,
+                  round,
+                  attempt,
+                  params: this.encodedParams(request.params, k),
+                  training_args_json: JSON.stringify(request.trainingArgs),
+                  model_args_json: JSON.stringify(request.modelArgs),
+                  plan_id: `${request.plan.module}#${request.plan.export}`,
+                  plan_export: request.plan.export,
+                  plan_sha256: request.plan.sha256,
+                  rng: { algorithm: request.rng.algorithm, s: [...request.rng.s] },
+                },
+              },
+              () => sent(),
+            );
+          } catch (error) {
+            connection.pending
+              .get(k)
+              ?.reject(
+                new NodeFailedError(
+                  experiment,
+                  node,
+                  round,
+                  `the request could not be sent: ${(error as Error).message}`,
+                ),
+              );
+            connection.pending.delete(k);
+            sent();
+          }
+        }),
+    );
+    return result;
+  }
+
+  private encodedParams(params: RemoteTrainRequest['params'], attempt: string): Buffer {
+    const cached = this.encoded.get(params);
+    if (cached?.attempt === attempt) return cached.bytes;
+    const bytes = encodeSafetensors(params);
+    this.encoded.set(params, { attempt, bytes });
+    return bytes;
   }
 
   private reply(connection: Connection, reply: TrainReply): void {
@@ -301,6 +353,8 @@ export class RemoteFederation {
     connection.pending.delete(k);
     const { experiment, node, round } = pending.request;
     try {
+      // Each tensor is a view of the received message where its alignment allows, a copy where not
+      // (the message's bytes sit at whatever offset gRPC framed them); the message goes with the reply.
       const params = decodeSafetensors(reply.params, { source: `the reply of node ${node} to round ${round}` });
       pending.resolve({ params, sampleSize: reply.sample_size, metrics: { ...reply.metrics } });
     } catch (error) {
