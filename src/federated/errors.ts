@@ -299,3 +299,25 @@ export class NotAverageableError extends RoundlogError {
     );
   }
 }
+
+/**
+ * A node the run requires (`--nodes`, `listenForNodes`' `expected`) holds no dataset carrying every
+ * tag of the experiment: no round would ever select it, and the rounds would run without it.
+ * Refused before the first round (and before a round whose node came back with other tags).
+ */
+export class NodeTagsMismatchError extends RoundlogError {
+  readonly code = 'NODE_TAGS_MISMATCH' as const;
+  constructor(
+    readonly node: string,
+    /** The tags the node reported (every dataset's). */
+    readonly nodeTags: readonly string[],
+    /** The experiment's tags. */
+    readonly tags: readonly string[],
+  ) {
+    super(
+      `node ${JSON.stringify(node)} is one of the nodes every round needs (--nodes), but its tags ` +
+        `${nodeTags.join(',') || '(none)'} do not include all of the experiment's tags ${tags.join(',')}: no round ` +
+        `would select it. Start the node with --tags ${tags.join(',')}, or leave it out of --nodes`,
+    );
+  }
+}

@@ -40,7 +40,7 @@ import { checkExperimentOptions } from './options-schema.ts';
 import { DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './fingerprints.ts';
 import { runRound } from './round.ts';
 import { allNodes, type Strategy } from './strategies.ts';
-import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
+import { requireMatchingNodes, selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 
 export type { TrainingPlanLocation } from './resolve-plan.ts';
 
@@ -162,7 +162,8 @@ export type RoundProgress = Readonly<{
   breakpoint: string | null;
 }>;
 
-const DEFAULT_NODE_TIMEOUT_MS = 10 * 60 * 1000;
+/** How long a round waits for a node's reply by default: 10 minutes. */
+export const DEFAULT_NODE_TIMEOUT_MS = 10 * 60 * 1000;
 
 export class Experiment {
   private constructor(
@@ -217,6 +218,7 @@ export class Experiment {
     const loaded = await loadPlan(layout, workspace, options.trainingPlan);
     const tags = [...options.tags];
     const nodes = options.nodes === undefined ? null : [...options.nodes];
+    requireMatchingNodes(options.federation, tags);
     selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
     const roundLimit = checkRoundLimit(options.roundLimit ?? null);
     const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));
@@ -253,7 +255,14 @@ export class Experiment {
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
       const owner = currentOwner(rl.actor);
       await handle.append(
-        decideStartRun(handle.state, { runId, owner, heartbeatMs, liveness: 'unknown', now: new Date() }),
+        decideStartRun(handle.state, {
+          runId,
+          owner,
+          heartbeatMs,
+          liveness: 'unknown',
+          now: new Date(),
+          remote: options.federation.remote?.describe?.() ?? null,
+        }),
       );
       return new Experiment(
         rl,
@@ -519,6 +528,7 @@ export class Experiment {
           heartbeatMs: this.heartbeatMs,
           liveness: runLiveness(this.state),
           now: new Date(),
+          remote: this.federation.remote?.describe?.() ?? null,
         }),
       );
       this.runId = runId;

@@ -48,7 +48,15 @@ export function checkFingerprints(
     if (now === null) continue;
     const recorded = recordedFingerprint(state, node);
     if (recorded !== null && !sameFingerprint(recorded.fingerprint, now) && policy === 'refuse') {
-      throw new NodeDatasetChangedError(state.folder, node, round, recorded.fingerprint, recorded.round, now);
+      throw new NodeDatasetChangedError(
+        state.folder,
+        node,
+        round,
+        recorded.fingerprint,
+        recorded.round,
+        now,
+        remote.describe?.() ?? null,
+      );
     }
     fingerprints.set(node, {
       sha256: now.sha256,

@@ -47,9 +47,10 @@ import {
   type RegistrySource,
 } from './components.ts';
 import { ImportedNotResumedError } from './errors.ts';
+import { RemoteNodesRequiredError } from './remote/errors.ts';
 import { checkFederation } from './options-schema.ts';
 import { loadPlan, storePlan, type LoadedPlan } from './resolve-plan.ts';
-import type { Federation, TrainingPlan } from './training-plan.ts';
+import { requireMatchingNodes, type Federation, type TrainingPlan } from './training-plan.ts';
 
 /** The nodes; or a function of the experiment's recorded `config` (and of the workspace in use) that builds them. */
 export type FederationSource =
@@ -236,6 +237,12 @@ async function resumeLocated(
   const workspace = options.workspace ?? recordedWorkspace(handle.created) ?? options.cwd;
   // What the caller's code gives is checked before anything is recorded (a carried folder's before its import).
   const federation = early?.federation ?? (await federationFor(options, handle.created.config, workspace));
+  // A run on node processes goes on on node processes: never on in-process nodes without a word.
+  const lastRemote = handle.state.remote;
+  if (lastRemote !== null && federation.remote === undefined) {
+    throw new RemoteNodesRequiredError(handle.state.folder, lastRemote);
+  }
+  requireMatchingNodes(federation, handle.state.created!.federated!.tags);
   const loaded =
     early?.loaded ?? (await loadPlan(rl.layout, workspace, recordedPlan, options.acceptPlanChange, carried));
   const { plan, ref } = await storePlan(rl, loaded);
@@ -251,7 +258,15 @@ async function resumeLocated(
   );
   // The run lease, in the same append: refused (naming the owner) while a live process runs it.
   const liveness = runLiveness(handle.state);
-  const lease = decideStartRun(handle.state, { runId, owner, heartbeatMs, takeOver, liveness, now: new Date() });
+  const lease = decideStartRun(handle.state, {
+    runId,
+    owner,
+    heartbeatMs,
+    takeOver,
+    liveness,
+    now: new Date(),
+    remote: federation.remote?.describe?.() ?? null,
+  });
   const rewound = events.find((e) => e.type === 'Rewound')?.data as Rewound | undefined;
   const superseded = rewound !== undefined;
   // Appending first makes a concurrent resume of the same experiment fail before it touches any folder.

@@ -6,7 +6,7 @@
 import type { ExperimentHandle, RoundLog } from '../projections/index.ts';
 import { NodeFailedError } from '../model/errors.ts';
 import { decideStartRound } from '../model/decide/index.ts';
-import type { RoundStarted } from '../model/events.ts';
+import type { RemoteRun, RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
 import type { BlobRef, PutResult } from '../blobs/types.ts';
 import type { Tensor, TensorSet } from '../codec/tensors.ts';
@@ -16,7 +16,7 @@ import { roundState, stateBeforeRound, type Components } from './components.ts';
 import { checkFingerprints, DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './fingerprints.ts';
 import { deriveRng } from './rng.ts';
 import { NodeDatasetChangedError, NodePlanNotApprovedError } from './remote/errors.ts';
-import { selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
+import { requireMatchingNodes, selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
 
 /** What a round needs from its experiment. */
 export type RoundContext = Readonly<{
@@ -42,6 +42,8 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
   const seed = state.created!.seed;
   const round = handle.roundCurrent();
   const started = Date.now();
+  // A node every round needs that came back with other tags fails the round, never left out.
+  requireMatchingNodes(federation, setup.tags);
   const datasets = selectDatasets(federation, setup.tags, setup.nodes === null ? {} : { nodes: setup.nodes });
   const { aggregator, strategy } = components;
   // The recorded state (what a resume reads too), brought to the components' state versions.
@@ -72,6 +74,8 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
   // Read and hash-checked once; each in-process node trains on its own copy.
   const current = await handle.tensors(paramsRef);
   const { remote } = federation;
+  // Node processes: the commands a failure suggests name them.
+  const remoteRun = remote?.describe?.() ?? null;
   const recordedPlan = setup.trainingPlan;
   const aggregateContext = { round, params: current };
   // A streaming aggregator folds each reply as its turn comes; any other gets them all at the end.
@@ -112,10 +116,11 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       node,
       round,
       controller,
+      remoteRun,
     );
     if (!Number.isInteger(result?.sampleSize) || result.sampleSize < 0) {
       const reason = `replied with sample size ${String(result?.sampleSize)}`;
-      throw new NodeFailedError(handle.state.folder, node, round, reason);
+      throw new NodeFailedError(handle.state.folder, node, round, reason, undefined, remoteRun);
     }
     const { sampleSize, params: trained, metrics } = result;
     await replies.accept({ node, sampleSize, params: trained, metrics }, Date.now() - t0);
@@ -270,11 +275,12 @@ async function withTimeout<T>(
   node: string,
   round: number,
   controller: AbortController,
+  remote: RemoteRun | null,
 ): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new NodeFailedError(experiment, node, round, `no reply within ${ms} ms`));
+      reject(new NodeFailedError(experiment, node, round, `no reply within ${ms} ms`, undefined, remote));
       controller.abort();
     }, ms);
   });
@@ -288,7 +294,7 @@ async function withTimeout<T>(
     )
       throw error;
     const reason = `training threw: ${(error as Error)?.message ?? String(error)}`;
-    throw new NodeFailedError(experiment, node, round, reason, error);
+    throw new NodeFailedError(experiment, node, round, reason, error, remote);
   } finally {
     clearTimeout(timer);
   }

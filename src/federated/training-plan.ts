@@ -5,8 +5,8 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import type { TensorSet } from '../codec/tensors.ts';
-import type { DatasetFingerprint } from '../model/events.ts';
-import { AmbiguousDatasetError, NoMatchingDatasetError } from './errors.ts';
+import type { DatasetFingerprint, RemoteRun } from '../model/events.ts';
+import { AmbiguousDatasetError, NoMatchingDatasetError, NodeTagsMismatchError } from './errors.ts';
 import type { Rng, RngState } from './rng.ts';
 
 /** Arguments that shape the model (recorded in the experiment, so plain data). */
@@ -85,6 +85,32 @@ export interface RemoteTrainer {
    * connected; the round records it and compares it with what earlier rounds recorded.
    */
   dataset?(node: string): DatasetFingerprint | null;
+  /**
+   * Where these nodes connect and which ids every round needs, as the run records them
+   * (`RunStarted.remote`) and as the commands that continue the experiment name them.
+   */
+  describe?(): RemoteRun;
+  /**
+   * The node ids every round needs (`listenForNodes`' `expected`), null when the rounds take the
+   * nodes connected: a required node whose tags do not match the experiment's is refused
+   * (`requireMatchingNodes`) rather than left out.
+   */
+  required?(): readonly string[] | null;
+}
+
+/**
+ * Refuses (`NodeTagsMismatchError`) a node `federation.remote` requires (and has seen) that holds no
+ * dataset carrying every one of `tags`: it would be left out of every round without a word.
+ */
+export function requireMatchingNodes(federation: Federation, tags: readonly string[]): void {
+  for (const id of federation.remote?.required?.() ?? []) {
+    const node = federation.nodes.find((n) => n.id === id);
+    // Not seen yet: a round that starts without it fails naming it.
+    if (node === undefined) continue;
+    if (!node.datasets.some((dataset) => tags.every((tag) => dataset.tags.includes(tag)))) {
+      throw new NodeTagsMismatchError(id, [...new Set(node.datasets.flatMap((d) => d.tags))], [...tags]);
+    }
+  }
 }
 
 /** A node taking part in an experiment, and the dataset it trains on. */

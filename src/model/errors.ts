@@ -1,6 +1,6 @@
 /** Typed errors of the experiment engine: history, resume, breakpoints. */
 import { RoundlogError, shownText } from '../errors.ts';
-import type { RunOwner } from './events.ts';
+import { resumeCommand, type RemoteRun, type RunOwner } from './events.ts';
 
 /** A stream holds an event this release does not know (a newer release wrote it, or it was damaged). */
 export class UnknownEventError extends RoundlogError {
@@ -293,10 +293,12 @@ export class NodeFailedError extends RoundlogError {
     readonly round: number,
     readonly reason: string,
     cause?: unknown,
+    /** The node processes the round ran on (the retry command names them); null: in-process nodes. */
+    readonly remote: RemoteRun | null = null,
   ) {
     super(
       `node ${JSON.stringify(node)} failed in round ${round} of experiment ${experiment}: ${reason}; nothing of ` +
-        `this round was committed: run 'roundlog resume ${experiment}' to retry it`,
+        `this round was committed: run '${resumeCommand(experiment, remote)}' to retry it`,
       { cause },
     );
   }

@@ -196,7 +196,25 @@ export type RunStarted = Readonly<{
   owner: RunOwner;
   heartbeatMs: number;
   tookOver: Readonly<{ runId: string; owner: RunOwner }> | null;
+  /**
+   * The node processes the run trains on (`run|resume --listen HOST:PORT --nodes IDS`); absent for
+   * in-process nodes (and in runs recorded before the field).
+   */
+  remote?: RemoteRun | null;
 }>;
+
+/**
+ * How a run trained on node processes: the address its researcher listened on (as bound, the port
+ * the nodes connect to) and the node ids every round needed.
+ */
+export type RemoteRun = Readonly<{ listen: string; nodes: readonly string[] }>;
+
+/** The command that continues an experiment: `roundlog resume <folder>`, with the node processes of `remote`. */
+export function resumeCommand(folder: string, remote: RemoteRun | null | undefined): string {
+  return (
+    `roundlog resume ${folder}` + (remote == null ? '' : ` --listen ${remote.listen} --nodes ${remote.nodes.join(',')}`)
+  );
+}
 
 /** The run is alive (written every `heartbeatMs` while the run appends nothing else). */
 export type RunHeartbeat = Readonly<{ v: 1; runId: string }>;

@@ -188,6 +188,10 @@ export const EVENT_SCHEMAS: Readonly<Record<ExperimentEventType, z.ZodType>> = {
     owner,
     heartbeatMs: anyNumber,
     tookOver: z.looseObject({ runId: text, owner }).nullable(),
+    remote: z
+      .looseObject({ listen: text.min(1), nodes: z.array(text.min(1)).min(1) })
+      .nullable()
+      .optional(),
   }),
   RunHeartbeat: z.looseObject({ v: v1, runId: text }),
   RunFailed: z.looseObject({

@@ -11,6 +11,7 @@ import type {
   ExperimentRegistered,
   FederatedSetup,
   ForkedFrom,
+  RemoteRun,
   Retention,
   RoundCompleted,
   RunFailed,
@@ -85,6 +86,11 @@ export type ExperimentState = Readonly<{
    * started, and `lastSeen`, the time of its last sign of life (its start, a round event, a heartbeat).
    */
   run: Readonly<{ runId: string; owner: RunOwner; heartbeatMs: number; since: Date; lastSeen: Date }> | null;
+  /**
+   * How the last run (open or ended) trained: on node processes (`RunStarted.remote`: the address
+   * and the node ids), or null (in-process nodes, no run yet, or a run recorded before the field).
+   */
+  remote: RemoteRun | null;
   /** The last run's failure, until another run starts: what `RunFailed` recorded, and when. */
   failure: (Omit<RunFailed, 'v'> & Readonly<{ timestamp: Date }>) | null;
   /** Revision of the last event folded, or -1n before any. */
@@ -96,7 +102,7 @@ export type ExperimentState = Readonly<{
  * Version of the shape of `ExperimentState`. Snapshots record it and are ignored when it differs:
  * change it whenever a field is added, removed or changes meaning.
  */
-export const STATE_SHAPE_VERSION = 4;
+export const STATE_SHAPE_VERSION = 5;
 
 export const initialState: ExperimentState = Object.freeze({
   created: null,
@@ -118,6 +124,7 @@ export const initialState: ExperimentState = Object.freeze({
   pruned: Object.freeze({}),
   finished: false,
   run: null,
+  remote: null,
   failure: null,
   revision: -1n,
   position: -1n,
@@ -344,6 +351,7 @@ function apply(d: Draft, recorded: RecordedEvent): void {
       const at = recorded.timestamp;
       const { runId, owner, heartbeatMs } = event.data;
       d.run = { runId, owner, heartbeatMs, since: at, lastSeen: at };
+      d.remote = event.data.remote ?? null;
       d.failure = null;
       return;
     }

@@ -7,13 +7,15 @@
  * `--nodes` is connected before the first round; a round that starts while one of them is away
  * fails naming it (`listenForNodes`' `expected`), so that every round trains on the same nodes.
  */
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { kept } from '../../audit/describe.ts';
 import { isPathLike } from '../../engine/names.ts';
 import { ExperimentNotFoundError, TrainingPlanChangedError } from '../../model/errors.ts';
 import { InvalidArgumentError } from '../../errors.ts';
-import { Experiment } from '../../federated/experiment.ts';
+import { DEFAULT_NODE_TIMEOUT_MS, Experiment } from '../../federated/experiment.ts';
+import type { DatasetChangePolicy } from '../../federated/fingerprints.ts';
+import { resumeCommand } from '../../model/events.ts';
 import { dataAreas } from '../../federated/load-module.ts';
 import { listenForNodes, type RemoteFederation } from '../../federated/remote/researcher.ts';
 import { rootLayout } from '../../root.ts';
@@ -39,13 +41,43 @@ const researcherOptions = {
     type: 'string',
     describe: 'ID[,ID]: with --listen, the nodes every round needs; the first round waits for all of them',
   },
+  'node-timeout': {
+    type: 'string',
+    describe:
+      "SECONDS: with --listen, a node that has not replied this long after a round's request fails the round " +
+      `(default ${DEFAULT_NODE_TIMEOUT_MS / 1000})`,
+    coerce: positiveInt('--node-timeout'),
+  },
+  'on-dataset-change': {
+    type: 'string',
+    choices: ['refuse', 'record'],
+    describe:
+      'with --listen, a node back with another dataset than the experiment recorded for it: refuse the round ' +
+      '(default), or record the new dataset in the round and train on it',
+  },
 } as const;
 
+/** `--node-timeout` and `--on-dataset-change`, as `Experiment.create` and `loadBreakpoint` take them. */
+function nodeOptions(
+  address: ResearcherAddress | null,
+  args: { 'node-timeout'?: number | undefined; 'on-dataset-change'?: string | undefined },
+): { nodeTimeoutMs?: number; onDatasetChange?: DatasetChangePolicy } {
+  const timeout = args['node-timeout'];
+  const policy = args['on-dataset-change'];
+  if (address === null && (timeout !== undefined || policy !== undefined)) {
+    const flag = timeout !== undefined ? '--node-timeout' : '--on-dataset-change';
+    throw new UsageError(`${flag} applies to node processes: give it with --listen HOST:PORT --nodes ID[,ID]`);
+  }
+  return {
+    ...(timeout === undefined ? {} : { nodeTimeoutMs: timeout * 1000 }),
+    ...(policy === undefined ? {} : { onDatasetChange: policy as DatasetChangePolicy }),
+  };
+}
+
+type ResearcherAddress = { host: string; port: number; ids: string[] };
+
 /** `--listen` and `--nodes` checked: null without `--listen`. */
-function researcherAddress(
-  listen: string | undefined,
-  nodes: string | undefined,
-): { host: string; port: number; ids: string[] } | null {
+function researcherAddress(listen: string | undefined, nodes: string | undefined): ResearcherAddress | null {
   if (listen === undefined) {
     if (nodes !== undefined) throw new UsageError('--nodes names the nodes of --listen HOST:PORT; give both');
     return null;
@@ -68,11 +100,7 @@ function researcherAddress(
  * The researcher's server for `--listen`, once every node of `--nodes` is connected; rejects
  * when `signal` aborts first (a SIGINT or SIGTERM while waiting).
  */
-async function startResearcher(
-  address: { host: string; port: number; ids: string[] },
-  io: Io,
-  signal: AbortSignal,
-): Promise<RemoteFederation> {
+async function startResearcher(address: ResearcherAddress, io: Io, signal: AbortSignal): Promise<RemoteFederation> {
   const federation = await listenForNodes({
     host: address.host,
     port: address.port,
@@ -110,6 +138,7 @@ export const run = defineCommand({
   ],
   run: async (args, { global, io }) => {
     const address = researcherAddress(args.listen, args.nodes);
+    const nodeSettings = nodeOptions(address, args);
     const workspace = global.cwd;
     const module = path
       .relative(workspace, checkPathArgument('<definition-module>', args['definition-module'], workspace))
@@ -132,17 +161,19 @@ export const run = defineCommand({
         ...experimentStore(global),
         workspace,
         definition: { module, export: 'default' },
+        ...nodeSettings,
         onRound: (p) => io.out(progressLine(p, p.nodes.length)),
       });
       if (signals.received !== null) experiment.stop(signals.received);
       try {
         io.out(
-          `experiment ${experiment.experimentationFolder()} (${experiment.id}) in ${experiment.experimentationPath()}`,
+          `experiment ${experiment.experimentationFolder()} (${experiment.id}) in ${experiment.experimentationPath()}` +
+            (existsSync(experiment.experimentationPath()) ? '' : ' (created with its first breakpoint)'),
         );
         await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
         // What the run ended by is decided here: a later signal does not turn `done:` into a stop.
         signals.settle();
-        io.out(endLine(experiment, signals.received, global));
+        io.out(endLine(experiment, signals.received, global, remote));
       } finally {
         await experiment.close();
       }
@@ -195,6 +226,7 @@ export const resume = defineCommand({
     if (extra.length > 0)
       throw new UsageError(`resume takes one breakpoint or experiment (got also ${extra.join(' ')})`);
     const address = researcherAddress(args.listen, args.nodes);
+    const nodeSettings = nodeOptions(address, args);
     const given = args.path === undefined ? undefined : (checkPathArgument('<path>', args.path, global.cwd), args.path);
     const target = given === undefined ? undefined : await resumeTarget(global, given);
     // The definition is never imported from the root's data nor from the folder being resumed.
@@ -240,6 +272,7 @@ export const resume = defineCommand({
         acceptPlanChange: args['accept-plan-change'],
         takeOver: args['take-over'],
         rewind: args.rewind,
+        ...nodeSettings,
         federation: async (config, { workspace }) =>
           remote ?? (await definitionOf(workspace, config, forbidden)).federation(),
         // The custom aggregators and strategies the definition module registers (imported once).
@@ -265,7 +298,7 @@ export const resume = defineCommand({
         await experiment.run(args.rounds === undefined ? {} : { rounds: args.rounds, increase: true });
         // What the run ended by is decided here: a later signal does not turn `done:` into a stop.
         signals.settle();
-        io.out(endLine(experiment, signals.received, global));
+        io.out(endLine(experiment, signals.received, global, remote));
       } finally {
         await experiment.close();
       }
@@ -274,11 +307,19 @@ export const resume = defineCommand({
 });
 
 /** The last line of a run: `done: …`, or, stopped by a signal, how many rounds it kept and how to go on. */
-function endLine(experiment: Experiment, signal: string | null, global: GlobalOptions): string {
+function endLine(
+  experiment: Experiment,
+  signal: string | null,
+  global: GlobalOptions,
+  remote: RemoteFederation | null,
+): string {
   const rounds = roundsCompleted(experiment.roundCurrent());
   if (signal === null) return `done: ${rounds}`;
-  const folder = displayPath(experiment.experimentationPath(), global.cwd);
-  return `stopped by ${signal}: ${rounds}; continue with: roundlog resume ${folder}`;
+  // The folder when it exists (it is created with the first breakpoint), else the experiment's name.
+  const folder = existsSync(experiment.experimentationPath())
+    ? displayPath(experiment.experimentationPath(), global.cwd)
+    : experiment.experimentationFolder();
+  return `stopped by ${signal}: ${rounds}; continue with: ${resumeCommand(folder, remote?.describe())}`;
 }
 
 export const ls = defineCommand({

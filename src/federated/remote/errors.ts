@@ -3,7 +3,7 @@
  * a researcher refuses (a node's Hello), and what a node's folder or dataset file can be wrong with.
  */
 import { RoundlogError } from '../../errors.ts';
-import type { DatasetFingerprint } from '../../model/events.ts';
+import { resumeCommand, type DatasetFingerprint, type RemoteRun } from '../../model/events.ts';
 
 /** `sha256 <hex> (<format> <rows>×<columns>)`. */
 export function describeFingerprint(fingerprint: DatasetFingerprint): string {
@@ -49,12 +49,14 @@ export class NodePlanNotApprovedError extends RoundlogError {
     readonly sha256: string,
     /** What the node said. */
     readonly nodeMessage: string,
+    /** The node processes the round ran on: the retry command names them. */
+    readonly remote: RemoteRun | null = null,
   ) {
     super(
       `node ${JSON.stringify(node)} refused round ${round} of experiment ${experiment}: training plan ${plan} ` +
         `(sha256 ${sha256}) is not approved there (${nodeMessage}); on that node, run ` +
         `'roundlog node approve <plan file> --node-dir <its folder>' once the plan is reviewed; nothing of this ` +
-        `round was committed: run 'roundlog resume ${experiment}' to retry it`,
+        `round was committed: run '${resumeCommand(experiment, remote)}' to retry it`,
     );
   }
 }
@@ -119,14 +121,39 @@ export class NodeDatasetChangedError extends RoundlogError {
     readonly recordedRound: number | null,
     /** The fingerprint the node reports now. */
     readonly now: DatasetFingerprint,
+    /** The node processes the round ran on: the resume command names them. */
+    readonly remote: RemoteRun | null = null,
   ) {
     super(
       `node ${JSON.stringify(node)} holds another dataset than experiment ${experiment} recorded for it ` +
         `(${recordedRound === null ? `when round ${round} started` : `in round ${recordedRound}`}): ` +
         `${describeFingerprint(recorded)} then, ${describeFingerprint(now)} now; round ${round} was refused ` +
         `and nothing of it was committed. Restart the node with its former data file, leave it out ` +
-        `(the experiment's nodes), or, if the new data is meant, resume with onDatasetChange: 'record' ` +
-        `(the change is recorded in the round)`,
+        `(the experiment's nodes), or, if the new data is meant, run ` +
+        `'${resumeCommand(experiment, remote)} --on-dataset-change record' (onDatasetChange: 'record' in ` +
+        `code; the change is recorded in the round)`,
+    );
+  }
+}
+
+/**
+ * A resume on in-process nodes of an experiment whose last run trained on node processes: its
+ * rounds would go on with other nodes and other data without a word. Refused before anything is
+ * recorded, with the command that resumes it on its node processes.
+ */
+export class RemoteNodesRequiredError extends RoundlogError {
+  readonly code = 'REMOTE_NODES_REQUIRED' as const;
+  constructor(
+    /** The experiment's folder name. */
+    readonly experiment: string,
+    /** How its last run trained: the address its researcher listened on and the node ids. */
+    readonly remote: RemoteRun,
+  ) {
+    super(
+      `experiment ${experiment} last ran on node processes (--listen ${remote.listen} --nodes ` +
+        `${remote.nodes.join(',')}), not on in-process nodes; resuming it in process would train its next ` +
+        `rounds on other nodes and data. Run '${resumeCommand(experiment, remote)}' (the nodes connect with ` +
+        `'roundlog node start --researcher ${remote.listen}'; another address or other nodes are recorded)`,
     );
   }
 }

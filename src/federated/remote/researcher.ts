@@ -22,8 +22,10 @@
  * those of a run that was never interrupted.
  */
 import * as grpc from '@grpc/grpc-js';
+import net from 'node:net';
 import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
 import { NodeFailedError } from '../../model/errors.ts';
+import type { RemoteRun } from '../../model/events.ts';
 import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
 import { sameFingerprint } from '../fingerprints.ts';
 import { NodeDatasetChangedError, NodePlanNotApprovedError } from './errors.ts';
@@ -74,19 +76,28 @@ type Connection = { node: ConnectedNode; call: Call; pending: Map<string, Pendin
 
 const key = (experimentId: string, round: number, attempt: number) => `${experimentId}/${round}/${attempt}`;
 
-/** Starts the researcher's server on `host:port`; nodes connect to it. */
+/**
+ * Starts the researcher's server on `host:port`; nodes connect to it. The listening socket is this
+ * module's own (each connection is handed to gRPC), so that `close` can destroy every connection:
+ * gRPC alone ends them and waits for the node to close its side, which a stopped node never does.
+ */
 export async function listenForNodes(options: ListenOptions = {}): Promise<RemoteFederation> {
   const host = options.host ?? '127.0.0.1';
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const server = new grpc.Server(messageSizeOptions(maxMessageBytes));
   const federation = new RemoteFederation(server, options.onEvent ?? (() => undefined), options.expected);
   server.addService(federationProtocol().service, { Connect: (call: Call) => federation.accept(call) });
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((socket) => federation.connection(socket, injector));
   const port = await new Promise<number>((resolve, reject) => {
-    const address = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 0}`;
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error === null ? resolve(bound) : reject(error),
-    );
+    listener.once('error', (error) => {
+      injector.destroy();
+      server.forceShutdown();
+      reject(error);
+    });
+    listener.listen(options.port ?? 0, host, () => resolve((listener.address() as net.AddressInfo).port));
   });
+  federation.listening(listener, injector);
   federation.address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   federation.port = port;
   return federation;
@@ -144,7 +155,14 @@ export class RemoteFederation {
   readonly remote: RemoteTrainer = {
     train: (request, signal) => this.train(request, signal),
     dataset: (node) => this.connections.get(node)?.node.dataset ?? null,
+    describe: () => this.describe(),
+    required: () => this.expected ?? null,
   };
+
+  /** The address nodes connect to and the node ids every round needs (the expected ones, else those connected). */
+  describe(): RemoteRun {
+    return { listen: this.address, nodes: [...(this.expected ?? this.connected().map(({ id }) => id))] };
+  }
 
   /** Resolves once every node of `ids` is connected (or rejects when `signal` aborts). */
   waitForNodes(ids: readonly string[], signal?: AbortSignal): Promise<void> {
@@ -164,12 +182,40 @@ export class RemoteFederation {
     });
   }
 
-  /** Stops the server: every stream is cancelled, every request still waiting fails. */
+  /** The listening socket and what hands its connections to gRPC (`listenForNodes`). */
+  private listener: net.Server | null = null;
+  private injector: grpc.ConnectionInjector | null = null;
+  /** Every connection open now, whatever gRPC makes of it. */
+  private readonly sockets = new Set<net.Socket>();
+
+  /** @internal `listenForNodes`: where connections come from. */
+  listening(listener: net.Server, injector: grpc.ConnectionInjector): void {
+    this.listener = listener;
+    this.injector = injector;
+  }
+
+  /** @internal A node's connection, handed to gRPC (destroyed at once once closed). */
+  connection(socket: net.Socket, injector: grpc.ConnectionInjector): void {
+    if (this.closed) return void socket.destroy();
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    injector.injectConnection(socket);
+  }
+
+  /**
+   * Stops the server: every stream is cancelled, every request still waiting fails, and every
+   * connection is destroyed (a node that is stopped or unreachable never closes its side: waiting
+   * for it would keep this process alive).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const connection of [...this.connections.values()]) this.drop(connection, 'the researcher closed');
+    this.injector?.destroy();
     this.server.forceShutdown();
+    this.listener?.close();
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
   }
 
   /** A node's stream: its Hello first, then its replies. */
@@ -242,7 +288,9 @@ export class RemoteFederation {
     for (const [k, pending] of connection.pending) {
       connection.pending.delete(k);
       const { experiment, node, round } = pending.request;
-      pending.reject(new NodeFailedError(experiment, node, round, `the node disconnected (${why})`));
+      pending.reject(
+        new NodeFailedError(experiment, node, round, `the node disconnected (${why})`, undefined, this.describe()),
+      );
     }
     try {
       connection.call.end();
@@ -255,17 +303,21 @@ export class RemoteFederation {
     const { experiment, experimentId, node, round, attempt } = request;
     const connection = this.connections.get(node);
     if (connection === undefined || this.closed) {
-      return Promise.reject(new NodeFailedError(experiment, node, round, 'the node is not connected'));
+      return Promise.reject(
+        new NodeFailedError(experiment, node, round, 'the node is not connected', undefined, this.describe()),
+      );
     }
     const now = connection.node.dataset;
     if (request.dataset !== undefined && !sameFingerprint(request.dataset, now)) {
       // It connected again with other data since the round checked it: never trained on.
-      return Promise.reject(new NodeDatasetChangedError(experiment, node, round, request.dataset, null, now));
+      return Promise.reject(
+        new NodeDatasetChangedError(experiment, node, round, request.dataset, null, now, this.describe()),
+      );
     }
     const k = key(experimentId, round, attempt);
     if (connection.pending.has(k)) {
       const reason = `a request for attempt ${attempt} of this round is already waiting on it`;
-      return Promise.reject(new NodeFailedError(experiment, node, round, reason));
+      return Promise.reject(new NodeFailedError(experiment, node, round, reason, undefined, this.describe()));
     }
     // Resolved once the request is answered, fails or is given up: its turn to send then ends.
     let over!: () => void;
@@ -274,7 +326,9 @@ export class RemoteFederation {
       const onAbort = () => {
         if (connection.pending.get(k)?.request === request) connection.pending.delete(k);
         over();
-        reject(new NodeFailedError(experiment, node, round, 'the round stopped waiting for it'));
+        reject(
+          new NodeFailedError(experiment, node, round, 'the round stopped waiting for it', undefined, this.describe()),
+        );
       };
       connection.pending.set(k, {
         request,
@@ -328,6 +382,8 @@ export class RemoteFederation {
                   node,
                   round,
                   `the request could not be sent: ${(error as Error).message}`,
+                  error,
+                  this.describe(),
                 ),
               );
             connection.pending.delete(k);
@@ -359,7 +415,7 @@ export class RemoteFederation {
       pending.resolve({ params, sampleSize: reply.sample_size, metrics: { ...reply.metrics } });
     } catch (error) {
       const reason = `replied with parameters that cannot be read: ${(error as Error).message}`;
-      pending.reject(new NodeFailedError(experiment, node, round, reason, error));
+      pending.reject(new NodeFailedError(experiment, node, round, reason, error, this.describe()));
     }
   }
 
@@ -392,9 +448,13 @@ export class RemoteFederation {
     const { experiment, node, round, plan } = pending.request;
     if (failure.code === 'PLAN_NOT_APPROVED') {
       const planId = `${plan.module}#${plan.export}`;
-      pending.reject(new NodePlanNotApprovedError(experiment, node, round, planId, plan.sha256, failure.message));
+      pending.reject(
+        new NodePlanNotApprovedError(experiment, node, round, planId, plan.sha256, failure.message, this.describe()),
+      );
     } else {
-      pending.reject(new NodeFailedError(experiment, node, round, `${failure.code}: ${failure.message}`));
+      pending.reject(
+        new NodeFailedError(experiment, node, round, `${failure.code}: ${failure.message}`, undefined, this.describe()),
+      );
     }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError } from '../../errors.ts';
 import { ExperimentRunningError, RunNotOwnedError } from '../errors.ts';
-import type { ExperimentEvent, RunOwner } from '../events.ts';
+import type { ExperimentEvent, RemoteRun, RunOwner } from '../events.ts';
 import { roundCurrent, type ExperimentState } from '../state.ts';
 import { experimentStatus, type OwnerLiveness } from '../status.ts';
 import { requireCreated } from './context.ts';
@@ -20,6 +20,8 @@ export type StartRun = {
   now: Date;
   /** Take over a run that still looks alive; default false. */
   takeOver?: boolean;
+  /** The node processes the run trains on (recorded); null or absent: in-process nodes. */
+  remote?: RemoteRun | null;
 };
 
 /**
@@ -48,6 +50,10 @@ export function decideStartRun(state: ExperimentState, command: StartRun): reado
         owner: command.owner,
         heartbeatMs: command.heartbeatMs,
         tookOver: running ? { runId: open.runId, owner: open.owner } : null,
+        // Absent for in-process nodes, as in the runs recorded before the field.
+        ...(command.remote == null
+          ? {}
+          : { remote: { listen: command.remote.listen, nodes: [...command.remote.nodes] } }),
       },
     },
   ];

@@ -1,0 +1,199 @@
+/**
+ * `roundlog run|resume --listen --nodes` as real processes, with real `roundlog node start` processes:
+ *
+ * - a node that stops answering (SIGSTOPped) fails the round after `--node-timeout`, and the
+ *   researcher process exits then, without waiting for the stopped node (its connection is
+ *   force-closed); the failure names the command that retries the round on the node processes;
+ * - the run records that it trained on node processes (`RunStarted.remote`), and `resume` without
+ *   `--listen` refuses it (`REMOTE_NODES_REQUIRED`) with that command;
+ * - a node of `--nodes` whose tags do not match the experiment's is refused before the first round
+ *   (`NODE_TAGS_MISMATCH`, naming the node, its tags and the experiment's);
+ * - `--node-timeout` and `--on-dataset-change` without `--listen` are usage errors.
+ *
+ * Every process is killed (SIGCONT first) in the test's teardown; the tests wait on the lines the
+ * processes print, never on a sleep.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CLINICAL_FEATURES, syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { approvePlan } from '../../src/federated/remote/approvals.ts';
+import { numericCsv } from '../../src/federated/remote/dataset.ts';
+import { openFileEventLog } from '../../src/log/file/index.ts';
+import type { RunStarted } from '../../src/model/events.ts';
+import { killSpawned, spawnTs, type Child } from '../support/child.ts';
+import { REPO, roundlog } from '../support/cli.ts';
+import { removeTempDirs, tempDir } from '../support/tmp.ts';
+
+test.after.always(killSpawned);
+test.after.always(removeTempDirs);
+
+const DEFINITION = 'examples/logistic-regression/experiment.ts';
+const PLAN_FILE = path.join(REPO, 'examples/logistic-regression/plan.ts');
+const TAGS = '#clinical,#heart';
+const NODES = ['hospital-a', 'hospital-b'] as const;
+/** A bound on what must come promptly (a process's exit): past it the test fails, it is not a wait. */
+const PROMPTLY_MS = 30_000;
+
+type Setup = { files: Record<string, string>; nodeDirs: Record<string, string> };
+
+async function setup(ids: readonly string[]): Promise<Setup> {
+  const dir = tempDir();
+  const federation = syntheticClinicalFederation({ seed: 11, nodes: 3, rows: [120, 60, 90] });
+  const files: Record<string, string> = {};
+  const nodeDirs: Record<string, string> = {};
+  for (const [i, id] of ids.entries()) {
+    files[id] = path.join(dir, `${id}.csv`);
+    writeFileSync(files[id], numericCsv(CLINICAL_FEATURES, federation.nodes[i]!.datasets[0]!.data));
+    nodeDirs[id] = path.join(dir, `node-${id}`);
+    await approvePlan(nodeDirs[id], PLAN_FILE);
+  }
+  return { files, nodeDirs };
+}
+
+/** Kills `child` (stopped or not) in the test's teardown, and waits for it. */
+function killedAfter(t: ExecutionContext, child: Child): Child {
+  t.teardown(async () => {
+    if (child.process.exitCode === null && child.process.signalCode === null) {
+      child.process.kill('SIGCONT');
+      child.process.kill('SIGKILL');
+    }
+    await child.exited;
+  });
+  return child;
+}
+
+function roundlogChild(t: ExecutionContext, args: string[], onLine?: (line: string, child: Child) => void): Child {
+  return killedAfter(t, spawnTs('../../src/cli/main.ts', args, onLine));
+}
+
+/** `roundlog run … --listen 127.0.0.1:0`; resolves once it listens, with its address. */
+async function researcher(
+  t: ExecutionContext,
+  root: string,
+  args: string[],
+): Promise<{ child: Child; address: string }> {
+  const child = roundlogChild(t, ['run', DEFINITION, '--root', root, '--listen', '127.0.0.1:0', ...args]);
+  const line = await child.waitFor((l) => l.startsWith('listening for nodes on '));
+  return { child, address: /^listening for nodes on (\S+);/.exec(line)![1]! };
+}
+
+function node(t: ExecutionContext, s: Setup, id: string, address: string, tags = TAGS): Child {
+  const args = ['node', 'start', '--id', id, '--data', s.files[id]!, '--tags', tags, '--researcher', address];
+  return roundlogChild(t, [...args, '--node-dir', s.nodeDirs[id]!]);
+}
+
+/** The child's exit, or a failure of the test if it has not exited within `PROMPTLY_MS`. */
+async function exitsPromptly(t: ExecutionContext, child: Child, what: string) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), PROMPTLY_MS)));
+  const exit = await Promise.race([child.exited, late]).finally(() => clearTimeout(timer));
+  if (exit === null) t.fail(`${what} had not exited ${PROMPTLY_MS / 1000} s after it should have`);
+  return exit;
+}
+
+async function runsStarted(root: string): Promise<RunStarted[]> {
+  const log = await openFileEventLog({ dir: path.join(root, 'log'), readOnly: true });
+  try {
+    const { events } = await log.readAll();
+    return events.filter((e) => e.type === 'RunStarted').map((e) => e.data as RunStarted);
+  } finally {
+    await log.close();
+  }
+}
+
+test.serial(
+  'a SIGSTOPped node times out: the researcher exits at once; resume without --listen is refused with the command',
+  async (t) => {
+    const s = await setup(NODES);
+    const root = tempDir();
+    const { child, address } = await researcher(t, root, ['--nodes', NODES.join(','), '--node-timeout', '2']);
+    const a = node(t, s, 'hospital-a', address);
+    // hospital-b is stopped as soon as it gets round 0's request: it never replies, never closes.
+    const b = node(t, s, 'hospital-b', address);
+    await b.waitFor((l) => / train-request /.test(l));
+    b.process.kill('SIGSTOP');
+    t.teardown(() => void b.process.kill('SIGCONT'));
+
+    const exit = await exitsPromptly(t, child, 'the researcher');
+    t.deepEqual(exit, { code: 1, signal: null }, child.stderr());
+    const retry = `roundlog resume Experiment_0000 --listen ${address} --nodes hospital-a,hospital-b`;
+    t.regex(
+      child.stderr(),
+      /node "hospital-b" failed in round 0 of experiment Experiment_0000: no reply within 2000 ms/,
+    );
+    t.true(child.stderr().includes(`run '${retry}' to retry it`), child.stderr());
+    // Nothing was created on disk for round 0: the first line says so rather than name a missing folder.
+    t.regex(
+      child.lines.find((l) => l.startsWith('experiment '))!,
+      /\(created with its first breakpoint\)$/,
+    );
+
+    // The log says how the run trained.
+    t.deepEqual(
+      (await runsStarted(root)).map((r) => r.remote),
+      [{ listen: address, nodes: ['hospital-a', 'hospital-b'] }],
+    );
+    // resume without --listen would train on the definition's in-process nodes: refused, with the command.
+    const resumed = await roundlog(['resume', 'Experiment_0000', '--root', root]);
+    t.is(resumed.code, 1, resumed.stdout);
+    t.regex(resumed.stderr, /REMOTE_NODES_REQUIRED|last ran on node processes/);
+    t.true(resumed.stderr.includes(`Run '${retry}'`), resumed.stderr);
+    t.is((await runsStarted(root)).length, 1, 'the refused resume recorded nothing');
+    a.process.kill('SIGTERM');
+    await a.exited;
+  },
+);
+
+test.serial("a node of --nodes whose tags are not the experiment's is refused before the first round", async (t) => {
+  const s = await setup([...NODES, 'hospital-c']);
+  const root = tempDir();
+  const { child, address } = await researcher(t, root, ['--nodes', [...NODES, 'hospital-c'].join(',')]);
+  for (const id of NODES) node(t, s, id, address);
+  node(t, s, 'hospital-c', address, '#clinical,#lung');
+  const exit = await exitsPromptly(t, child, 'the researcher');
+  t.deepEqual(exit, { code: 1, signal: null }, child.stderr());
+  t.regex(
+    child.stderr(),
+    new RegExp(
+      'node "hospital-c" is one of the nodes every round needs \\(--nodes\\), but its tags #clinical,#lung ' +
+        "do not include all of the experiment's tags #clinical,#heart",
+    ),
+  );
+  t.false(
+    child.lines.some((l) => l.startsWith('round ')),
+    child.lines.join('\n'),
+  );
+  // No experiment was created.
+  t.deepEqual(await runsStarted(root).catch(() => []), []);
+});
+
+test('--node-timeout and --on-dataset-change need --listen', async (t) => {
+  const root = tempDir();
+  const timeout = await roundlog(['run', DEFINITION, '--root', root, '--node-timeout', '5']);
+  t.is(timeout.code, 2, timeout.stderr);
+  t.regex(timeout.stderr, /--node-timeout applies to node processes: give it with --listen HOST:PORT/);
+  const policy = await roundlog([
+    'resume',
+    path.join(root, 'Experiment_0000'),
+    '--root',
+    root,
+    '--on-dataset-change',
+    'record',
+  ]);
+  t.is(policy.code, 2, policy.stderr);
+  t.regex(policy.stderr, /--on-dataset-change applies to node processes/);
+  const bad = await roundlog([
+    'run',
+    DEFINITION,
+    '--root',
+    root,
+    '--listen',
+    '127.0.0.1:0',
+    '--nodes',
+    'a',
+    '--on-dataset-change',
+    'maybe',
+  ]);
+  t.is(bad.code, 2, bad.stderr);
+});
