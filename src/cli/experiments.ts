@@ -13,6 +13,7 @@ import { checkDefinition, checkDefinitionFederation } from '../federated/options
 import { InvalidDefinitionError } from '../federated/errors.ts';
 import { RoundlogError } from '../errors.ts';
 import type { RoundProgress } from '../federated/experiment.ts';
+import { isCountMetric } from '../federated/aggregators.ts';
 import { ModuleLoadError, confinedModule, importModule } from '../federated/load-module.ts';
 import { replay, roundCurrent, upcast } from '../model/state.ts';
 import { ExperimentFolderAmbiguousError, ExperimentFolderTakenError } from '../engine/names.ts';
@@ -78,7 +79,8 @@ export async function importDefinition(
 export function progressLine(progress: RoundProgress, replied: number): string {
   const limit = progress.roundLimit === null ? '' : `/${progress.roundLimit}`;
   const metrics = Object.entries(progress.metrics)
-    .map(([name, value]) => `${name} ${value.toFixed(4)}`)
+    // A count (summed over the nodes: `isCountMetric`) as the whole number it is.
+    .map(([name, value]) => `${name} ${isCountMetric(name) && Number.isInteger(value) ? value : value.toFixed(4)}`)
     .join('  ');
   const breakpoint = progress.breakpoint === null ? '' : `  breakpoint ${displayPath(progress.breakpoint)}`;
   const nodes = `nodes ${replied}/${progress.nodes.length} replied`;

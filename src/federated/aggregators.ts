@@ -157,7 +157,17 @@ export function aggregatorFrom(
 }
 
 /**
- * Each metric reported by every reply, averaged with sample sizes as weights (in node-id order).
+ * Whether a metric is a count (of rows, samples, anything): named `rows`, `count` or `samples`, or
+ * ending in `Rows`, `Count`, `Samples` (`heldOutRows`) or `_rows`, `_count`, `_samples`. A round
+ * reports a count's sum over its nodes; an average of counts means nothing.
+ */
+export function isCountMetric(name: string): boolean {
+  return /^(?:rows|count|samples)$|(?:Rows|Count|Samples)$|_(?:rows|count|samples)$/.test(name);
+}
+
+/**
+ * A round's metrics from its replies (in node-id order): each metric reported by every reply, the
+ * average weighted by sample sizes, or, for a count (`isCountMetric`: `heldOutRows`), the sum.
  * Metrics that some reply lacks are left out; with a total sample size of 0 the result is `{}`.
  */
 export function weightedMetrics(replies: readonly NodeReply[]): Record<string, number> {
@@ -171,8 +181,12 @@ export function weightedMetrics(replies: readonly NodeReply[]): Record<string, n
   return Object.fromEntries(
     names.map((name) => [
       name,
-      sorted.reduce((sum, { sampleSize, metrics }) => (sampleSize === 0 ? sum : sum + sampleSize * metrics[name]!), 0) /
-        total,
+      isCountMetric(name)
+        ? sorted.reduce((sum, { metrics }) => sum + metrics[name]!, 0)
+        : sorted.reduce(
+            (sum, { sampleSize, metrics }) => (sampleSize === 0 ? sum : sum + sampleSize * metrics[name]!),
+            0,
+          ) / total,
     ]),
   );
 }

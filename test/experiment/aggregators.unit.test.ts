@@ -10,6 +10,7 @@ import {
   aggregatorFrom,
   fedAvg,
   weightedMetrics,
+  isCountMetric,
   type Aggregator,
   type NodeReply,
 } from '../../src/federated/aggregators.ts';
@@ -239,6 +240,21 @@ test('weightedMetrics averages the metrics every node reported, by sample size',
   t.is(metrics.loss, 3); // (1·6 + 3·2) / 4
   t.true(Math.abs(metrics.accuracy! - 0.6) < 1e-12);
   t.deepEqual(weightedMetrics([]), {});
+});
+
+test('weightedMetrics sums the counts (heldOutRows, …Count, …_samples) instead of averaging them', (t) => {
+  const metrics = weightedMetrics([
+    reply('b', 3, {}, { heldOutAccuracy: 0.5, heldOutRows: 40, n_count: 2, samples: 7, discount: 1 }),
+    reply('a', 1, {}, { heldOutAccuracy: 0.9, heldOutRows: 61, n_count: 5, samples: 1, discount: 5 }),
+  ]);
+  t.is(metrics.heldOutRows, 101);
+  t.is(metrics.n_count, 7);
+  t.is(metrics.samples, 8);
+  // Not counts: averaged by sample size.
+  t.true(Math.abs(metrics.heldOutAccuracy! - 0.6) < 1e-12);
+  t.is(metrics.discount, 2); // (1·5 + 3·1) / 4
+  t.true(isCountMetric('rows') && isCountMetric('trainRows') && isCountMetric('x_rows'));
+  t.false(isCountMetric('accuracy') || isCountMetric('accounts') || isCountMetric('Rowsum'));
 });
 
 test('aggregatorFrom rebuilds fedAvg from its recorded name and config', (t) => {
