@@ -6,6 +6,8 @@
  * ends, and when it is interrupted with SIGINT part-way.
  */
 import test from 'ava';
+import { readdirSync } from 'node:fs';
+import { spawnProcess } from '../support/child.ts';
 import { roundlogProcess, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -25,7 +27,8 @@ function pidsIn(text: string): number[] {
   return [...new Set([...text.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1])))];
 }
 
-test('the demo runs to the end on processes: identical bits, the timeline, accuracies, no process left', async (t) => {
+const FULL_RUN = 'the demo runs to the end on processes: identical bits, the timeline, accuracies, no process left';
+test.serial(FULL_RUN, async (t) => {
   const root = tempDir();
   const demo = await roundlogProcess(['demo', '--crash-after', '3'], { ROUNDLOG_DIR: root });
   t.is(demo.code, 0, demo.stderr + demo.stdout);
@@ -61,6 +64,15 @@ test('the demo runs to the end on processes: identical bits, the timeline, accur
   t.truthy(pooled, out);
   t.true(Number(pooled![1]) > 0.7, pooled![0]);
   t.is(pooled![3], '185');
+  // Those of the final model, as the example's evaluation script prints them.
+  const evaluate = spawnProcess(process.execPath, ['--import', 'tsx', 'examples/heart-disease/evaluate.ts']);
+  t.is((await evaluate.exited).code, 0, evaluate.stderr());
+  const scores = (lines: readonly string[]) =>
+    lines.flatMap((line) => /^ {2}(\w+) +(\d\.\d{4}) {2}\(\d+\/\d+\)/.exec(line)?.[0] ?? []);
+  const section = out.split('\n8. ')[1]!.split('\n\n')[0]!.split('\n');
+  t.regex(section[0]!, /^held-out accuracy of the final model \(after round 9\)/);
+  t.deepEqual(scores(section), scores(evaluate.lines));
+  t.is(scores(section).length, 5);
   // 4 approvals, 3 researchers, 5 nodes; all gone.
   const started = /^processes started: ([\d ]+); none left running$/m.exec(out);
   t.truthy(started, out);
@@ -70,9 +82,13 @@ test('the demo runs to the end on processes: identical bits, the timeline, accur
   t.deepEqual(pids.filter(alive), []);
 });
 
-test('SIGINT part-way: the demo kills every process it started and exits 130', async (t) => {
+/** The demo's temporary folders left in `tmp` (its TMPDIR). */
+const demoTemps = (tmp: string) => readdirSync(tmp).filter((name) => name.startsWith('roundlog-demo-'));
+
+test.serial('SIGINT part-way: the demo kills every process it started, removes its folders, exits 130', async (t) => {
   const root = tempDir();
-  const demo = startRoundlog(['demo'], { ROUNDLOG_DIR: root });
+  const tmp = tempDir();
+  const demo = startRoundlog(['demo'], { ROUNDLOG_DIR: root, TMPDIR: tmp });
   t.teardown(() => {
     if (demo.process.exitCode === null && demo.process.signalCode === null) demo.process.kill('SIGKILL');
   });
@@ -87,4 +103,25 @@ test('SIGINT part-way: the demo kills every process it started and exits 130', a
   // The steps its kills broke are not reported as the demo's failure.
   t.notRegex(demo.stderr(), /^roundlog: the demo's/m);
   t.deepEqual(pids.filter(alive), []);
+  t.deepEqual(demoTemps(tmp), []);
 });
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // Ctrl-C in a terminal under `npm start` reaches the demo twice (from the terminal, and relayed by tsx).
+  test.serial(`${signal} twice at once: the demo exits at once and still removes its temporary folders`, async (t) => {
+    const root = tempDir();
+    const tmp = tempDir();
+    const demo = startRoundlog(['demo'], { ROUNDLOG_DIR: root, TMPDIR: tmp });
+    t.teardown(() => {
+      if (demo.process.exitCode === null && demo.process.signalCode === null) demo.process.kill('SIGKILL');
+    });
+    await demo.waitFor((line) => line.includes('SIGKILL sent to the researcher'));
+    t.true(demoTemps(tmp).length > 0, 'the demo made its folders in TMPDIR');
+    demo.process.kill(signal);
+    await demo.waitForErr((line) => line.includes(`${signal}: killing the processes it started`));
+    demo.process.kill(signal);
+    const { code } = await demo.exited;
+    t.is(code, signal === 'SIGINT' ? 130 : 143, demo.stderr());
+    t.deepEqual(demoTemps(tmp), []);
+  });
+}

@@ -15,11 +15,13 @@
  *    runs that round again (same RNG: it depends on the round, not the attempt) and the rest.
  * 3. The final parameters are checked bit for bit against a run that never stopped (in process, on
  *    the example's in-process nodes, in a temporary root); the timeline of what happened and the
- *    held-out accuracy each node reported (per hospital, and pooled) are printed.
+ *    final model's held-out accuracy (per hospital, and pooled: `evaluateHeldOut`, the function
+ *    `examples/heart-disease/evaluate.ts` prints) are printed.
  *
  * Every process the demo starts is waited on by the lines it prints (never a sleep), and killed
  * (SIGKILL) when the demo ends, fails, or gets SIGINT or SIGTERM; the demo prints their pids and
- * checks they are gone.
+ * checks they are gone. Its temporary folders (the nodes' folders, the reference run's root) are
+ * removed in each of those ways too, and on any other exit of the process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +30,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Experiment } from '../../federated/experiment.ts';
 import { RoundlogError } from '../../errors.ts';
+import type { TensorSet } from '../../codec/tensors.ts';
+import { importModule } from '../../federated/load-module.ts';
 import { openRoundLog } from '../../projections/index.ts';
 import type { Io } from '../args.ts';
 import { storeOptions, type GlobalOptions } from '../command.ts';
@@ -37,6 +41,8 @@ import { NODE_GATE_ENV } from './node.ts';
 
 export const NODES_DEFINITION = 'examples/heart-disease/experiment.ts';
 const PLAN = 'examples/heart-disease/plan.ts';
+/** The example's evaluation script: the demo's accuracies are the ones it prints. */
+const EVALUATE = 'examples/heart-disease/evaluate.ts';
 const HOSPITALS = ['cleveland', 'hungarian', 'switzerland', 'va'] as const;
 const TAGS = 'heart-disease';
 /** The node killed in a later round, and how many rounds after the researcher's crash. */
@@ -154,6 +160,12 @@ export async function runNodesDemo(context: DemoContext, crashAfter: number): Pr
   const timeline: string[] = [];
   const event = (line: string) => timeline.push(`+${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s  ${line}`);
   const nodeDirs = mkdtempSync(path.join(os.tmpdir(), 'roundlog-demo-nodes-'));
+  // The demo's temporary folders go in every way it ends: its end, a failure, a signal (a second
+  // one exits at once), or any other exit of the process.
+  const temps = [nodeDirs];
+  const removeTemps = () => {
+    for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
+  };
 
   const start = (
     name: string,
@@ -172,22 +184,28 @@ export async function runNodesDemo(context: DemoContext, crashAfter: number): Pr
   const killAll = () => {
     for (const proc of procs) if (proc.alive) proc.process.kill('SIGKILL');
   };
+  const onExit = () => {
+    killAll();
+    removeTemps();
+  };
   // Ctrl-C or a SIGTERM: every process started goes with the demo, which exits once they have
   // (a second signal exits at once).
   let stopping = false;
+  // (Ctrl-C in a terminal reaches the demo twice under `npm start`: from the terminal, and relayed
+  // by tsx. The exit handler removes the temporary folders either way.)
   const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
     if (stopping) process.exit(SIGNAL_EXIT_CODES[signal]);
     stopping = true;
     io.err(`roundlog demo: ${signal}: killing the processes it started (${procs.map((p) => p.pid).join(' ')})`);
     killAll();
     void Promise.all(procs.map((proc) => proc.exited)).then(() => {
-      rmSync(nodeDirs, { recursive: true, force: true });
+      removeTemps();
       process.exit(SIGNAL_EXIT_CODES[signal]);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  process.on('exit', killAll);
+  process.on('exit', onExit);
 
   const nodeArgs = ['--nodes', HOSPITALS.join(',')];
   try {
@@ -320,7 +338,7 @@ export async function runNodesDemo(context: DemoContext, crashAfter: number): Pr
 
     io.out('');
     io.out('6. check against a run that never stopped (in process, on the in-process nodes, in a temporary root)');
-    const expected = await uninterrupted(context);
+    const expected = await uninterrupted(context, temps);
     const rl = await openRoundLog({ ...store, root });
     let same: boolean;
     try {
@@ -336,22 +354,11 @@ export async function runNodesDemo(context: DemoContext, crashAfter: number): Pr
       for (const line of timeline) io.out(`  ${line}`);
 
       io.out('');
-      const round = handle.state.rounds.at(-1)!;
       io.out(
-        `8. held-out accuracy the nodes reported in round ${round.round}: the global model after round ` +
-          `${round.round - 1}, on each hospital's held-out patients`,
+        `8. held-out accuracy of the final model (after round ${last.round}) on each hospital's held-out ` +
+          `patients, as ${EVALUATE} computes it`,
       );
-      let correct = 0;
-      let rows = 0;
-      for (const { node, metrics } of round.nodes) {
-        const accuracy = metrics.heldOutAccuracy ?? NaN;
-        const held = metrics.heldOutRows ?? 0;
-        const right = Math.round(accuracy * held);
-        correct += right;
-        rows += held;
-        io.out(`  ${node.padEnd(12)} ${accuracy.toFixed(4)}  (${right}/${held})`);
-      }
-      io.out(`  ${'pooled'.padEnd(12)} ${(correct / rows).toFixed(4)}  (${correct}/${rows})`);
+      for (const line of await heldOutLines(context, last.params)) io.out(`  ${line}`);
     } finally {
       await rl.close();
     }
@@ -366,8 +373,8 @@ export async function runNodesDemo(context: DemoContext, crashAfter: number): Pr
     await Promise.all(procs.map((proc) => proc.exited));
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    process.off('exit', killAll);
-    rmSync(nodeDirs, { recursive: true, force: true });
+    process.off('exit', onExit);
+    removeTemps();
     const left = procs.filter((proc) => isAlive(proc.pid));
     io.out('');
     io.out(
@@ -385,9 +392,32 @@ function trackRounds(researcher: Proc, event: (line: string) => void): void {
   });
 }
 
-/** The parameters' hash of the definition run to its end without a stop, in process, in a temporary root. */
-async function uninterrupted(context: DemoContext): Promise<string> {
+/**
+ * The held-out accuracy of `params` per hospital and pooled, by the example's own function
+ * (`evaluateHeldOut` of its plan, which `evaluate.ts` prints) on the example's in-process data
+ * (the same bits the node processes hold), one line each: `<hospital> <accuracy>  (<correct>/<rows>)`.
+ */
+async function heldOutLines(context: DemoContext, params: TensorSet): Promise<string[]> {
+  const plan = await importModule(path.join(context.workspace, PLAN));
+  const evaluate = plan.evaluateHeldOut as (params: TensorSet, federation: unknown) => HeldOut;
+  const definition = await importDefinition(context.workspace, { module: NODES_DEFINITION, export: 'default' });
+  const { hospitals, pooled } = evaluate(params, await definition.federation());
+  return [
+    ...hospitals.map((h) => `${h.hospital.padEnd(12)} ${h.accuracy.toFixed(4)}  (${h.correct}/${h.rows})`),
+    `${'pooled'.padEnd(12)} ${pooled.accuracy.toFixed(4)}  (${pooled.correct}/${pooled.rows})`,
+  ];
+}
+
+type Score = { rows: number; correct: number; accuracy: number };
+type HeldOut = { hospitals: (Score & { hospital: string })[]; pooled: Score };
+
+/**
+ * The parameters' hash of the definition run to its end without a stop, in process, in a temporary
+ * root (listed in `temps` while it exists, so that an exit meanwhile removes it).
+ */
+async function uninterrupted(context: DemoContext, temps: string[]): Promise<string> {
   const reference = mkdtempSync(path.join(os.tmpdir(), 'roundlog-demo-reference-'));
+  temps.push(reference);
   try {
     const definition = await importDefinition(context.workspace, { module: NODES_DEFINITION, export: 'default' });
     const experiment = await Experiment.create({
