@@ -6,6 +6,8 @@
  *   force-closed); the failure names the command that retries the round on the node processes;
  * - the run records that it trained on node processes (`RunStarted.remote`), and `resume` without
  *   `--listen` refuses it (`REMOTE_NODES_REQUIRED`) with that command;
+ * - SIGINT while a round waits on a node: the round commits, the researcher exits 130 printing the
+ *   command that continues on the node processes, and that command, run as printed, completes it;
  * - a node of `--nodes` whose tags do not match the experiment's is refused before the first round
  *   (`NODE_TAGS_MISMATCH`, naming the node, its tags and the experiment's);
  * - `--node-timeout` and `--on-dataset-change` without `--listen` are usage errors.
@@ -78,9 +80,25 @@ async function researcher(
   return { child, address: /^listening for nodes on (\S+);/.exec(line)![1]! };
 }
 
-function node(t: ExecutionContext, s: Setup, id: string, address: string, tags = TAGS): Child {
+/**
+ * `roundlog node start` as a process. With `hold`, the node waits at its gate before each request
+ * (ROUNDLOG_TEST_NODE_GATE=stdin), and every request `hold` does not match is let through at once.
+ */
+function node(
+  t: ExecutionContext,
+  s: Setup,
+  id: string,
+  address: string,
+  tags = TAGS,
+  hold?: (request: string) => boolean,
+): Child {
   const args = ['node', 'start', '--id', id, '--data', s.files[id]!, '--tags', tags, '--researcher', address];
-  return roundlogChild(t, [...args, '--node-dir', s.nodeDirs[id]!]);
+  const all = [...args, '--node-dir', s.nodeDirs[id]!];
+  if (hold === undefined) return roundlogChild(t, all);
+  const onLine = (line: string, child: Child) => {
+    if (/ train-request /.test(line) && !hold(line)) child.process.stdin!.write('\n');
+  };
+  return killedAfter(t, spawnTs('../../src/cli/main.ts', all, onLine, { ROUNDLOG_TEST_NODE_GATE: 'stdin' }));
 }
 
 /** The child's exit, or a failure of the test if it has not exited within `PROMPTLY_MS`. */
@@ -142,6 +160,41 @@ test.serial(
     t.is((await runsStarted(root)).length, 1, 'the refused resume recorded nothing');
     a.process.kill('SIGTERM');
     await a.exited;
+  },
+);
+
+test.serial(
+  'SIGINT mid-round: the round commits, and the command printed to continue resumes on the nodes',
+  async (t) => {
+    const s = await setup(NODES);
+    const root = tempDir();
+    const { child, address } = await researcher(t, root, ['--nodes', NODES.join(',')]);
+    node(t, s, 'hospital-a', address);
+    // hospital-b holds round 0's request until the researcher has its SIGINT.
+    const b = node(t, s, 'hospital-b', address, TAGS, (l) => / round=0 attempt=1 /.test(l));
+    await b.waitFor((l) => / train-request .*round=0 attempt=1 /.test(l));
+    child.process.kill('SIGINT');
+    await child.waitForErr((l) => l.includes('SIGINT: stopping after the round in flight'));
+    b.process.stdin!.write('\n');
+    const exit = await exitsPromptly(t, child, 'the researcher');
+    t.deepEqual(exit, { code: 130, signal: null }, child.stderr());
+    const folder = path.join(root, 'experiments', 'Experiment_0000');
+    const command = `roundlog resume ${folder} --listen ${address} --nodes hospital-a,hospital-b`;
+    t.true(
+      child.lines.includes(`stopped by SIGINT: 1 round completed; continue with: ${command}`),
+      child.lines.join('\n'),
+    );
+
+    // The command as printed (the nodes connect again by themselves) runs the experiment to its end.
+    const resumed = roundlogChild(t, [...command.split(' ').slice(1), '--root', root]);
+    const done = await resumed.waitFor((l) => l.startsWith('done: '));
+    t.is(done, 'done: 10 rounds completed');
+    t.deepEqual(await exitsPromptly(t, resumed, 'the resumed researcher'), { code: 0, signal: null }, resumed.stderr());
+    const remote = { listen: address, nodes: ['hospital-a', 'hospital-b'] };
+    t.deepEqual(
+      (await runsStarted(root)).map((r) => r.remote),
+      [remote, remote],
+    );
   },
 );
 
