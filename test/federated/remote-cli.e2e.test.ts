@@ -7,7 +7,8 @@
  * - the run records that it trained on node processes (`RunStarted.remote`), and `resume` without
  *   `--listen` refuses it (`REMOTE_NODES_REQUIRED`) with that command;
  * - SIGINT while a round waits on a node: the round commits, the researcher exits 130 printing the
- *   command that continues on the node processes, and that command, run as printed, completes it;
+ *   command that continues on the node processes, and that command, run as printed, completes it
+ *   (a rewind's and a fork's "continue with" name the node processes too);
  * - a node of `--nodes` whose tags do not match the experiment's is refused before the first round
  *   (`NODE_TAGS_MISMATCH`, naming the node, its tags and the experiment's);
  * - `--node-timeout` and `--on-dataset-change` without `--listen` are usage errors.
@@ -195,6 +196,16 @@ test.serial(
       (await runsStarted(root)).map((r) => r.remote),
       [remote, remote],
     );
+
+    // A rewind's and a fork's command to continue name the nodes too.
+    const rewind = await roundlog(['rewind', 'Experiment_0000', '--round', '4', '--reason', 'check', '--root', root]);
+    t.is(rewind.code, 0, rewind.stderr);
+    const nodes = `--listen ${address} --nodes hospital-a,hospital-b`;
+    t.true(rewind.stdout.includes(`continue with: roundlog resume ${folder} ${nodes}\n`), rewind.stdout);
+    const fork = await roundlog(['fork', 'Experiment_0000', '--round', '2', '--name', 'forked', '--root', root]);
+    t.is(fork.code, 0, fork.stderr);
+    const forked = path.join(root, 'experiments', 'forked');
+    t.true(fork.stdout.includes(`continue with: roundlog resume ${forked} ${nodes}\n`), fork.stdout);
   },
 );
 

@@ -12,6 +12,7 @@ import {
 } from '../../projections/index.ts';
 import { folderNameProblem } from '../../model/decide/index.ts';
 import { FolderNameReservedError } from '../../model/errors.ts';
+import { resumeCommand } from '../../model/events.ts';
 import { isReservedFolderName } from '../../model/names.ts';
 import { UsageError, checkPathArgument, shownValue, toJson } from '../args.ts';
 import { defineCommand, withRoundLog } from '../command.ts';
@@ -86,7 +87,11 @@ export const rewind = defineCommand({
       );
     }
     const reason = args.reason;
-    const result = await withRoundLog(global, (rl) => rewindExperiment(rl, experiment, { round, reason }));
+    const { result, remote } = await withRoundLog(global, async (rl) => {
+      const result = await rewindExperiment(rl, experiment, { round, reason });
+      // A run on node processes goes on on them: the command to continue names them.
+      return { result, remote: (await rl.openExperiment(result.experimentId)).state.remote };
+    });
     if (args.json) io.out(toJson(result));
     else {
       const moved = `${result.moved.length} folders moved to ${result.folder}/superseded/`;
@@ -96,7 +101,7 @@ export const rewind = defineCommand({
       io.out(`  by          ${result.by.user}@${result.by.host} (pid ${result.by.pid})`);
       if (result.settingsRestored) io.out(`  settings    restored to those round ${result.round} ran under`);
       io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
-      io.out(`continue with: roundlog resume ${displayPath(path.dirname(result.breakpoint), global.cwd)}`);
+      io.out(`continue with: ${resumeCommand(displayPath(path.dirname(result.breakpoint), global.cwd), remote)}`);
     }
     return 0;
   },
@@ -122,7 +127,11 @@ export const fork = defineCommand({
     if (args.name !== undefined && isReservedFolderName(args.name))
       throw new FolderNameReservedError('--name', args.name);
     const name = args.name === undefined ? {} : { name: args.name };
-    const result = await withRoundLog(global, (rl) => forkExperiment(rl, experiment, { ...choice, ...name }));
+    const { result, remote } = await withRoundLog(global, async (rl) => {
+      const result = await forkExperiment(rl, experiment, { ...choice, ...name });
+      // The parent's last run on node processes: the fork's command to continue names them too.
+      return { result, remote: (await rl.openExperiment(result.parentId)).state.remote };
+    });
     if (args.json) io.out(toJson(result));
     else {
       io.out(
@@ -132,7 +141,7 @@ export const fork = defineCommand({
       );
       io.out(`  parameters  sha256 ${result.params.sha256}`);
       io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
-      io.out(`continue with: roundlog resume ${displayPath(path.dirname(result.breakpoint), global.cwd)}`);
+      io.out(`continue with: ${resumeCommand(displayPath(path.dirname(result.breakpoint), global.cwd), remote)}`);
     }
     return 0;
   },
