@@ -18,6 +18,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { CLINICAL_FEATURES, syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
 import { approvePlan } from '../../src/federated/remote/approvals.ts';
@@ -260,4 +261,18 @@ test('--node-timeout and --on-dataset-change need --listen', async (t) => {
     'maybe',
   ]);
   t.is(bad.code, 2, bad.stderr);
+});
+
+test('--listen on a port another process listens on is a typed error naming the address', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => void busy.close());
+  const { port } = busy.address() as AddressInfo;
+  const run = await roundlog(['run', DEFINITION, '--root', tempDir(), '--listen', `127.0.0.1:${port}`, '--nodes', 'a']);
+  t.is(run.code, 1, run.stderr);
+  t.is(
+    run.stderr,
+    `roundlog: cannot listen for nodes on 127.0.0.1:${port}: another process listens there already (EADDRINUSE): ` +
+      'stop it, or listen on another port (--listen HOST:PORT; port 0 takes a free one)\n',
+  );
 });

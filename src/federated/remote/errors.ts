@@ -157,3 +157,25 @@ export class RemoteNodesRequiredError extends RoundlogError {
     );
   }
 }
+
+/** The researcher's server cannot listen where it was asked to (`listenForNodes`, `--listen`). */
+export class ResearcherListenError extends RoundlogError {
+  readonly code = 'RESEARCHER_LISTEN_FAILED' as const;
+  constructor(
+    /** `host:port` asked for. */
+    readonly address: string,
+    /** The system's error code: `EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES`, ... */
+    readonly reason: string,
+    cause?: unknown,
+  ) {
+    const why =
+      reason === 'EADDRINUSE'
+        ? 'another process listens there already (EADDRINUSE): stop it, or listen on another port'
+        : reason === 'EADDRNOTAVAIL'
+          ? 'this machine has no such address (EADDRNOTAVAIL): listen on one of its own, or 127.0.0.1'
+          : reason === 'EACCES'
+            ? 'this user may not listen on that port (EACCES): take a port above 1023'
+            : `${reason}: check the host and port`;
+    super(`cannot listen for nodes on ${address}: ${why} (--listen HOST:PORT; port 0 takes a free one)`, { cause });
+  }
+}

@@ -28,7 +28,7 @@ import { NodeFailedError } from '../../model/errors.ts';
 import type { RemoteRun } from '../../model/events.ts';
 import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
 import { sameFingerprint } from '../fingerprints.ts';
-import { NodeDatasetChangedError, NodePlanNotApprovedError } from './errors.ts';
+import { NodeDatasetChangedError, NodePlanNotApprovedError, ResearcherListenError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -90,10 +90,11 @@ export async function listenForNodes(options: ListenOptions = {}): Promise<Remot
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = net.createServer((socket) => federation.connection(socket, injector));
   const port = await new Promise<number>((resolve, reject) => {
-    listener.once('error', (error) => {
+    listener.once('error', (error: NodeJS.ErrnoException) => {
       injector.destroy();
       server.forceShutdown();
-      reject(error);
+      const address = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 0}`;
+      reject(new ResearcherListenError(address, error.code ?? error.message, error));
     });
     listener.listen(options.port ?? 0, host, () => resolve((listener.address() as net.AddressInfo).port));
   });
