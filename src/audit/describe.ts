@@ -1,5 +1,12 @@
 /** One-line, human-readable descriptions of history entries and experiment events. */
-import { type Actor, type ExperimentEvent, type Retention, type RunEnded, type RunOwner } from '../model/events.ts';
+import {
+  type Actor,
+  type ExperimentEvent,
+  type RemoteRun,
+  type Retention,
+  type RunEnded,
+  type RunOwner,
+} from '../model/events.ts';
 import type { HistoryEntry, SettingsChange } from './history.ts';
 
 export function formatActor(by: Actor): string {
@@ -153,6 +160,7 @@ export function describeEntry(entry: HistoryEntry): string {
       return (
         `run ${entry.runId} started by ${formatOwner(entry.owner)}, ` +
         `heartbeat every ${formatDuration(entry.heartbeatMs)}` +
+        onNodes(entry.remote) +
         (entry.tookOver === null
           ? ''
           : `; took over run ${entry.tookOver.runId} of ${formatOwner(entry.tookOver.owner)}`)
@@ -220,6 +228,7 @@ export function describeEvent(event: ExperimentEvent): string {
     case 'RunStarted':
       return (
         `run ${event.data.runId} by ${formatOwner(event.data.owner)}` +
+        onNodes(event.data.remote ?? null) +
         (event.data.tookOver === null
           ? ''
           : `; took over run ${event.data.tookOver.runId} of ${formatOwner(event.data.tookOver.owner)}`)
@@ -242,4 +251,9 @@ function resumedFrom(breakpoint: string | null): string {
 function stopped(data: Pick<RunEnded, 'signal'>): string {
   const signal = data.signal ?? null;
   return signal === null ? 'ended' : `stopped by ${signal}`;
+}
+
+/** `, on node processes at HOST:PORT (nodes a, b)` for a run on node processes; nothing in process. */
+function onNodes(remote: RemoteRun | null): string {
+  return remote === null ? '' : `, on node processes at ${remote.listen} (nodes ${remote.nodes.join(', ')})`;
 }

@@ -11,7 +11,14 @@
  */
 import type { Observable } from 'rxjs';
 import type { RoundLog } from '../projections/index.ts';
-import { stoppedBySignal, type Actor, type Retention, type RunOwner, type SettingsChanged } from '../model/events.ts';
+import {
+  stoppedBySignal,
+  type Actor,
+  type RemoteRun,
+  type Retention,
+  type RunOwner,
+  type SettingsChanged,
+} from '../model/events.ts';
 import { roundCurrent, upcast } from '../model/state.ts';
 import type { RecordedEvent } from '../log/types.ts';
 import {
@@ -145,6 +152,8 @@ export type RunStartedEntry = Envelope &
     owner: RunOwner;
     heartbeatMs: number;
     tookOver: Readonly<{ runId: string; owner: RunOwner }> | null;
+    /** The node processes the run trains on (address and node ids); null for in-process nodes and older logs. */
+    remote: RemoteRun | null;
   }>;
 
 /** A run ended with an error (`RunFailed`): its code and message, at round `round` (attempt, if one was open). */
@@ -393,7 +402,8 @@ export class HistoryProjector {
         break;
       case 'RunStarted': {
         const { runId, owner, heartbeatMs, tookOver } = event.data;
-        out.push({ kind: 'run-started', runId, owner, heartbeatMs, tookOver, ...at });
+        const remote = event.data.remote ?? null;
+        out.push({ kind: 'run-started', runId, owner, heartbeatMs, tookOver, remote, ...at });
         break;
       }
       case 'RunHeartbeat':

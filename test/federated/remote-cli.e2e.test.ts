@@ -154,6 +154,8 @@ test.serial(
       (await runsStarted(root)).map((r) => r.remote),
       [{ listen: address, nodes: ['hospital-a', 'hospital-b'] }],
     );
+    const history = await roundlog(['history', 'Experiment_0000', '--root', root]);
+    t.regex(history.stdout, new RegExp(`on node processes at ${address} \\(nodes hospital-a, hospital-b\\)`));
     // resume without --listen would train on the definition's in-process nodes: refused, with the command.
     const resumed = await roundlog(['resume', 'Experiment_0000', '--root', root]);
     t.is(resumed.code, 1, resumed.stdout);
