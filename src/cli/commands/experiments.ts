@@ -35,7 +35,8 @@ const researcherOptions = {
     type: 'string',
     describe:
       "HOST:PORT: train on node processes that connect here (roundlog node start --researcher), not the definition's " +
-      'in-process nodes; port 0 takes a free one; needs --nodes',
+      'in-process nodes; port 0 takes a free one; needs --nodes (resume needs both for an experiment whose last ' +
+      'run was on node processes)',
   },
   nodes: {
     type: 'string',
