@@ -11,6 +11,8 @@
  *   (a rewind's and a fork's "continue with" name the node processes too);
  * - a node of `--nodes` whose tags do not match the experiment's is refused before the first round
  *   (`NODE_TAGS_MISMATCH`, naming the node, its tags and the experiment's);
+ * - a node back with other data is refused with the command that takes it (`--on-dataset-change
+ *   record`), and that flag takes it;
  * - `--node-timeout` and `--on-dataset-change` without `--listen` are usage errors.
  *
  * Every process is killed (SIGCONT first) in the test's teardown; the tests wait on the lines the
@@ -209,6 +211,31 @@ test.serial(
     t.is(fork.code, 0, fork.stderr);
     const forked = path.join(root, 'experiments', 'forked');
     t.true(fork.stdout.includes(`continue with: roundlog resume ${forked} ${nodes}\n`), fork.stdout);
+  },
+);
+
+test.serial(
+  'a node back with other data: refused with the command, taken with --on-dataset-change record',
+  async (t) => {
+    const s = await setup(NODES);
+    const root = tempDir();
+    const { child, address } = await researcher(t, root, ['--nodes', 'hospital-a', '--rounds', '1']);
+    const first = node(t, s, 'hospital-a', address);
+    t.deepEqual(await exitsPromptly(t, child, 'the researcher'), { code: 0, signal: null }, child.stderr());
+    first.process.kill('SIGTERM');
+    await first.exited;
+    // hospital-a comes back with hospital-b's file.
+    const other = { ...s, files: { ...s.files, 'hospital-a': s.files['hospital-b']! } };
+    const resumeArgs = ['resume', 'Experiment_0000', '--root', root, '--listen', address, '--nodes', 'hospital-a'];
+    const refused = roundlogChild(t, [...resumeArgs, '--rounds', '1']);
+    node(t, other, 'hospital-a', address);
+    t.deepEqual(await exitsPromptly(t, refused, 'the refusing researcher'), { code: 1, signal: null });
+    t.regex(refused.stderr(), /node "hospital-a" holds another dataset than experiment Experiment_0000 recorded/);
+    const command = `roundlog resume Experiment_0000 --listen ${address} --nodes hospital-a --on-dataset-change record`;
+    t.true(refused.stderr().includes(`run '${command}'`), refused.stderr());
+    const taken = roundlogChild(t, [...resumeArgs, '--rounds', '1', '--on-dataset-change', 'record']);
+    t.deepEqual(await exitsPromptly(t, taken, 'the researcher'), { code: 0, signal: null }, taken.stderr());
+    t.true(taken.lines.includes('done: 2 rounds completed'), taken.lines.join('\n'));
   },
 );
 
