@@ -321,3 +321,21 @@ export class NodeTagsMismatchError extends RoundlogError {
     );
   }
 }
+
+/**
+ * A node the run requires (`--nodes`, `listenForNodes`' `expected`) is not among the experiment's
+ * own nodes (its `nodes` option): no round would select it, and the rounds would run without it.
+ */
+export class NodeNotInExperimentError extends RoundlogError {
+  readonly code = 'NODE_NOT_IN_EXPERIMENT' as const;
+  constructor(
+    readonly node: string,
+    /** The experiment's nodes. */
+    readonly nodes: readonly string[],
+  ) {
+    super(
+      `node ${JSON.stringify(node)} is one of the nodes every round needs (--nodes), but the experiment takes ` +
+        `only nodes ${nodes.join(', ')} (its nodes option): no round would select it. Leave it out of --nodes`,
+    );
+  }
+}

@@ -218,7 +218,7 @@ export class Experiment {
     const loaded = await loadPlan(layout, workspace, options.trainingPlan);
     const tags = [...options.tags];
     const nodes = options.nodes === undefined ? null : [...options.nodes];
-    requireMatchingNodes(options.federation, tags);
+    requireMatchingNodes(options.federation, tags, nodes);
     selectDatasets(options.federation, tags, nodes === null ? {} : { nodes });
     const roundLimit = checkRoundLimit(options.roundLimit ?? null);
     const seed = checkSeed(options.seed ?? randomInt(0, 2 ** 31));

@@ -242,7 +242,8 @@ async function resumeLocated(
   if (lastRemote !== null && federation.remote === undefined) {
     throw new RemoteNodesRequiredError(handle.state.folder, lastRemote);
   }
-  requireMatchingNodes(federation, handle.state.created!.federated!.tags);
+  const setup = handle.state.created!.federated!;
+  requireMatchingNodes(federation, setup.tags, setup.nodes);
   const loaded =
     early?.loaded ?? (await loadPlan(rl.layout, workspace, recordedPlan, options.acceptPlanChange, carried));
   const { plan, ref } = await storePlan(rl, loaded);

@@ -43,7 +43,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
   const round = handle.roundCurrent();
   const started = Date.now();
   // A node every round needs that came back with other tags fails the round, never left out.
-  requireMatchingNodes(federation, setup.tags);
+  requireMatchingNodes(federation, setup.tags, setup.nodes);
   const datasets = selectDatasets(federation, setup.tags, setup.nodes === null ? {} : { nodes: setup.nodes });
   const { aggregator, strategy } = components;
   // The recorded state (what a resume reads too), brought to the components' state versions.

@@ -6,7 +6,12 @@
 import { InvalidArgumentError } from '../errors.ts';
 import type { TensorSet } from '../codec/tensors.ts';
 import type { DatasetFingerprint, RemoteRun } from '../model/events.ts';
-import { AmbiguousDatasetError, NoMatchingDatasetError, NodeTagsMismatchError } from './errors.ts';
+import {
+  AmbiguousDatasetError,
+  NoMatchingDatasetError,
+  NodeNotInExperimentError,
+  NodeTagsMismatchError,
+} from './errors.ts';
 import type { Rng, RngState } from './rng.ts';
 
 /** Arguments that shape the model (recorded in the experiment, so plain data). */
@@ -99,11 +104,17 @@ export interface RemoteTrainer {
 }
 
 /**
- * Refuses (`NodeTagsMismatchError`) a node `federation.remote` requires (and has seen) that holds no
- * dataset carrying every one of `tags`: it would be left out of every round without a word.
+ * Refuses a node `federation.remote` requires that no round would select, instead of leaving it out
+ * of every round without a word: one outside the experiment's `nodes` (`NodeNotInExperimentError`),
+ * or one seen holding no dataset that carries every one of `tags` (`NodeTagsMismatchError`).
  */
-export function requireMatchingNodes(federation: Federation, tags: readonly string[]): void {
+export function requireMatchingNodes(
+  federation: Federation,
+  tags: readonly string[],
+  nodes: readonly string[] | null = null,
+): void {
   for (const id of federation.remote?.required?.() ?? []) {
+    if (nodes !== null && !nodes.includes(id)) throw new NodeNotInExperimentError(id, [...nodes]);
     const node = federation.nodes.find((n) => n.id === id);
     // Not seen yet: a round that starts without it fails naming it.
     if (node === undefined) continue;

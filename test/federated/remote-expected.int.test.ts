@@ -6,6 +6,7 @@
  * loads them; each waits are on the researcher's event lines.
  */
 import test from 'ava';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { HEART_DISEASE_DATA_DIR } from '../../examples/heart-disease/data.ts';
 import { Experiment } from '../../src/federated/experiment.ts';
@@ -13,6 +14,7 @@ import { approvePlan } from '../../src/federated/remote/approvals.ts';
 import { loadNodeDataset } from '../../src/federated/remote/dataset.ts';
 import { runNode } from '../../src/federated/remote/node.ts';
 import { listenForNodes } from '../../src/federated/remote/researcher.ts';
+import { NodeNotInExperimentError } from '../../src/federated/errors.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
 import { REPO, roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
@@ -106,4 +108,38 @@ test('--listen needs --nodes, --nodes needs --listen, HOST:PORT is checked', asy
     t.is(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
     t.regex(run.stderr, message);
   }
+});
+
+test("an expected node outside the experiment's nodes is refused before anything is recorded", async (t) => {
+  const dir = tempDir();
+  const federation = await listenForNodes({ expected: ['cleveland', 'va'] });
+  const controller = new AbortController();
+  const running: Promise<void>[] = [];
+  t.teardown(async () => {
+    controller.abort();
+    await federation.close();
+    await Promise.all(running);
+  });
+  for (const id of ['cleveland', 'va']) {
+    const nodeDir = path.join(dir, id);
+    await approvePlan(nodeDir, path.join(REPO, 'examples/heart-disease/plan.ts'));
+    const dataset = await loadNodeDataset(path.join(HEART_DISEASE_DATA_DIR, `processed.${id}.data`));
+    const node = { id, tags: ['heart-disease'], dataset, researcher: federation.address, nodeDir };
+    running.push(runNode({ ...node, onEvent: () => undefined, signal: controller.signal }));
+  }
+  await federation.waitForNodes(['cleveland', 'va']);
+  const error = await t.throwsAsync(
+    Experiment.create({
+      root: path.join(dir, 'root'),
+      tags: ['heart-disease'],
+      nodes: ['cleveland'],
+      trainingPlan: { module: 'examples/heart-disease/plan.ts', export: 'heartDiseasePlan' },
+      federation,
+      workspace: REPO,
+    }),
+    { instanceOf: NodeNotInExperimentError },
+  );
+  t.like(error, { code: 'NODE_NOT_IN_EXPERIMENT', node: 'va', nodes: ['cleveland'] });
+  t.regex(error.message, /the experiment takes only nodes cleveland \(its nodes option\): no round would select it/);
+  t.false(existsSync(path.join(dir, 'root')), 'no root was created');
 });
