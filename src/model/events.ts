@@ -159,6 +159,12 @@ export type ForkedFrom = Readonly<{
   parentFolder: string;
   parentRound: number;
   parentPosition: string;
+  /**
+   * The node processes the parent's last run trained on (`RunStarted.remote`), which the fork goes
+   * on with until a run of its own; absent when it ran in process (and in forks recorded before the
+   * field).
+   */
+  remote?: RemoteRun | null;
 }>;
 
 export type ExperimentFinished = Readonly<{ v: 1; roundCurrent: number }>;

@@ -48,6 +48,9 @@ export const folderName = z
     message: 'expected a plain folder name',
   });
 
+/** `RunStarted.remote`, `ForkedFrom.remote`: the address a researcher listened on and the node ids. */
+const remoteRun = z.looseObject({ listen: text.min(1), nodes: z.array(text.min(1)).min(1) });
+
 /** Whether `value` nests arrays and objects deeper than `max` levels (cycles count as too deep). */
 export function nestedDeeperThan(value: unknown, max: number): boolean {
   if (value === null || typeof value !== 'object') return false;
@@ -173,6 +176,7 @@ export const EVENT_SCHEMAS: Readonly<Record<ExperimentEventType, z.ZodType>> = {
     parentFolder: folderName,
     parentRound: round,
     parentPosition: decimal,
+    remote: remoteRun.nullable().optional(),
   }),
   Forked: z.looseObject({ v: v1, childId: text, childFolder: folderName, round, by: actor }),
   RoundsPruned: z.looseObject({
@@ -188,10 +192,7 @@ export const EVENT_SCHEMAS: Readonly<Record<ExperimentEventType, z.ZodType>> = {
     owner,
     heartbeatMs: anyNumber,
     tookOver: z.looseObject({ runId: text, owner }).nullable(),
-    remote: z
-      .looseObject({ listen: text.min(1), nodes: z.array(text.min(1)).min(1) })
-      .nullable()
-      .optional(),
+    remote: remoteRun.nullable().optional(),
   }),
   RunHeartbeat: z.looseObject({ v: v1, runId: text }),
   RunFailed: z.looseObject({

@@ -89,6 +89,7 @@ export type ExperimentState = Readonly<{
   /**
    * How the last run (open or ended) trained: on node processes (`RunStarted.remote`: the address
    * and the node ids), or null (in-process nodes, no run yet, or a run recorded before the field).
+   * A fork with no run yet has its parent's (`ForkedFrom.remote`).
    */
   remote: RemoteRun | null;
   /** The last run's failure, until another run starts: what `RunFailed` recorded, and when. */
@@ -330,6 +331,8 @@ function apply(d: Draft, recorded: RecordedEvent): void {
     }
     case 'ForkedFrom':
       d.forkedFrom = event.data;
+      // A fork goes on with the parent's node processes until a run of its own.
+      d.remote = event.data.remote ?? null;
       return;
     case 'Forked':
       d.forks.push({

@@ -8,7 +8,8 @@
  *   `--listen` refuses it (`REMOTE_NODES_REQUIRED`) with that command;
  * - SIGINT while a round waits on a node: the round commits, the researcher exits 130 printing the
  *   command that continues on the node processes, and that command, run as printed, completes it
- *   (a rewind's and a fork's "continue with" name the node processes too);
+ *   (a rewind's and a fork's "continue with" name the node processes too, and the fork, which goes
+ *   on with its parent's node processes, is refused in process);
  * - a node of `--nodes` whose tags do not match the experiment's is refused before the first round
  *   (`NODE_TAGS_MISMATCH`, naming the node, its tags and the experiment's);
  * - a node back with other data is refused with the command that takes it (`--on-dataset-change
@@ -211,6 +212,10 @@ test.serial(
     t.is(fork.code, 0, fork.stderr);
     const forked = path.join(root, 'experiments', 'forked');
     t.true(fork.stdout.includes(`continue with: roundlog resume ${forked} ${nodes}\n`), fork.stdout);
+    // The fork goes on with its parent's node processes: not in process without a word.
+    const inProcess = await roundlog(['resume', forked, '--root', root]);
+    t.is(inProcess.code, 1, inProcess.stdout);
+    t.true(inProcess.stderr.includes(`Run 'roundlog resume forked ${nodes}'`), inProcess.stderr);
   },
 );
 

@@ -69,6 +69,8 @@ export function forkCreation(parent: ExperimentState, source: ForkSource): ForkC
       parentFolder: parent.folder,
       parentRound: record.round,
       parentPosition,
+      // The fork goes on with the parent's node processes (absent in process, as before the field).
+      ...(parent.remote === null ? {} : { remote: { listen: parent.remote.listen, nodes: [...parent.remote.nodes] } }),
     },
     retention: settings.retention,
     record,
