@@ -135,7 +135,8 @@ export function connectionFailure(
   welcomed: boolean,
 ): ConnectionFailure {
   const at = `the researcher at ${address}`;
-  if (error === null || error.code === grpc.status.OK) {
+  // CANCELLED here is the researcher's doing (its server shut down): the node's own cancel ends it.
+  if (error === null || error.code === grpc.status.OK || error.code === grpc.status.CANCELLED) {
     return { kind: 'lost', text: `${at} closed the connection` };
   }
   const details = error.details ?? '';
