@@ -42,6 +42,11 @@ export type CommandSpec<P extends PositionalDecls, O extends OptionDecls> = {
    * inherit it); a function of the arguments when that depends on them.
    */
   readsRoot?: boolean | ((args: Readonly<Record<string, unknown>>) => boolean);
+  /**
+   * False for a command that reads no root or store (`node`, and its subcommands, which inherit it):
+   * its `--help` does not list the global options, and giving one is a usage error.
+   */
+  globalOptions?: false;
   /** The subcommand that runs when none is named (`audit` = `audit events`). */
   isDefault?: boolean;
   /** What a subcommand is called in messages ("unknown audit query"); default 'subcommand'. */
@@ -167,6 +172,11 @@ export async function withRoundLog<T>(global: GlobalOptions, fn: (rl: RoundLog) 
   } finally {
     await rl.close();
   }
+}
+
+/** Whether the command `path` ends at takes the global options (none of its commands says it does not). */
+export function takesGlobalOptions(path: readonly Command[]): boolean {
+  return !path.some((command) => command.globalOptions === false);
 }
 
 /** The usage words of a command's positionals: `<experiment>`, `[path]`, `[rest..]`. */

@@ -13,7 +13,7 @@ import { storeOf } from '../engine/store.ts';
 import { RoundlogError } from '../errors.ts';
 import { checkRoot } from '../root.ts';
 import { UsageError, checkArguments, processIo, type Io } from './args.ts';
-import { globalOptions, type Command } from './command.ts';
+import { GLOBAL_OPTIONS, globalOptions, takesGlobalOptions, type Command } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { parseCommandLine } from './parser.ts';
 
@@ -52,6 +52,16 @@ async function runCommand(
   if (command.run === undefined) {
     const names = (command.subcommands ?? []).map((c) => c.name).join(', ');
     throw new UsageError(`${path.map((c) => c.name).join(' ')} needs a subcommand: one of ${names}`);
+  }
+  if (!takesGlobalOptions(path)) {
+    const given = Object.keys(GLOBAL_OPTIONS).filter((name) => args[name] !== undefined);
+    if (given.length > 0) {
+      const where = path.map((c) => c.name).join(' ');
+      const verb = given.length === 1 ? 'does' : 'do';
+      throw new UsageError(
+        `${given.map((name) => `--${name}`).join(', ')} ${verb} not apply to ${where} (it reads no root)`,
+      );
+    }
   }
   const global = globalOptions(args, io);
   // A command that reads a root refuses a folder that is not one (typed error), creating nothing.

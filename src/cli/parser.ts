@@ -21,7 +21,7 @@ import type { Argv, CommandModule, Options } from 'yargs';
 import { RoundlogError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { USAGE_HINT, UsageError, shownValue } from './args.ts';
-import { GLOBAL_OPTIONS, positionalUsage, type Command } from './command.ts';
+import { GLOBAL_OPTIONS, positionalUsage, takesGlobalOptions, type Command } from './command.ts';
 
 export type ParsedLine =
   /** A command to run, with the declarations from the top-level command down to it. */
@@ -116,6 +116,7 @@ function commandModule(command: Command, parents: readonly Command[], state: Sta
     builder: (b: Argv) => {
       state.current = path;
       for (const [name, positional] of Object.entries(command.positionals ?? {})) b.positional(name, positional);
+      if (!takesGlobalOptions(path)) for (const name of Object.keys(GLOBAL_OPTIONS)) b.hide(name);
       b.options(command.options ?? {});
       for (const sub of command.subcommands ?? []) b.command(commandModule(sub, path, state));
       for (const [line, what] of command.examples ?? []) b.example(line, what);

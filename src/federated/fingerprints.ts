@@ -1,14 +1,22 @@
 /**
  * Node datasets across the rounds of an experiment. A node process reports its dataset's
- * fingerprint (SHA-256 of the file's bytes, shape, format) when it connects; each round records the
- * fingerprint of every node it trained on (`RoundCompleted.nodes[].dataset`). Before a round
- * starts, each selected node's fingerprint is compared with the last one recorded for that node on
- * the experiment's branch: a different one is refused (`NodeDatasetChangedError`, the default) or,
- * with `onDatasetChange: 'record'`, accepted and recorded in the round. Never mixed silently.
+ * fingerprint (SHA-256 of the file's bytes, shape, format, and the loader's options such as the
+ * heart-disease split seed) when it connects; each round records the fingerprint of every node it
+ * trained on (`RoundCompleted.nodes[].dataset`). Before a round starts, each selected node's
+ * fingerprint is compared with the last one recorded for that node on the experiment's branch: a
+ * different one is refused (`NodeDatasetChangedError`, the default) or, with
+ * `onDatasetChange: 'record'`, accepted and recorded in the round. Never mixed silently.
+ *
+ * Loader options entered the fingerprint after the first logs were written: an option is compared
+ * when both fingerprints carry it. A fingerprint recorded without options (an older log) is
+ * compared on the fields it has, and the round records the full one, so from the next round on the
+ * options are compared too. Why not take the default split seed as implied: the seed was already a
+ * node option before it was recorded, so a node of such a log may have run with another one;
+ * assuming the default would refuse a node restarted exactly as before.
  */
 import type { DatasetFingerprint } from '../model/events.ts';
 import type { ExperimentState } from '../model/state.ts';
-import { NodeDatasetChangedError } from './remote/errors.ts';
+import { NodeDatasetChangedError, fingerprintDifferences } from './remote/errors.ts';
 import type { RemoteTrainer } from './training-plan.ts';
 
 /** What a round does with a node whose dataset differs from the one recorded for it. */
@@ -28,8 +36,26 @@ export function recordedFingerprint(
   return null;
 }
 
+export { fingerprintDifferences };
+
 export const sameFingerprint = (a: DatasetFingerprint, b: DatasetFingerprint): boolean =>
-  a.sha256 === b.sha256 && a.rows === b.rows && a.columns === b.columns && a.format === b.format;
+  fingerprintDifferences(a, b).length === 0;
+
+/** `<format> <rows>×<columns>[ <option> <value>...] sha256 <hex>`: a dataset in a node's or researcher's line. */
+export function datasetSummary(dataset: DatasetFingerprint): string {
+  const options = Object.entries(dataset.options ?? {})
+    .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+    .map(([name, value]) => ` ${name} ${value}`)
+    .join('');
+  return `${dataset.format} ${dataset.rows}×${dataset.columns}${options} sha256 ${dataset.sha256}`;
+}
+
+/** A fingerprint as a round records it: the loader's options only when it has any. */
+export function fingerprintOf(dataset: DatasetFingerprint): DatasetFingerprint {
+  const { sha256, rows, columns, format, options } = dataset;
+  const named = Object.keys(options ?? {}).length > 0;
+  return { sha256, rows, columns, format, ...(named ? { options: { ...options } } : {}) };
+}
 
 /**
  * The fingerprints of the selected `nodes` as `remote` reports them now (nodes it reports none for
@@ -44,8 +70,9 @@ export function checkFingerprints(
 ): Map<string, DatasetFingerprint> {
   const fingerprints = new Map<string, DatasetFingerprint>();
   for (const node of nodes) {
-    const now = remote.dataset?.(node) ?? null;
-    if (now === null) continue;
+    const reported = remote.dataset?.(node) ?? null;
+    if (reported === null) continue;
+    const now = fingerprintOf(reported);
     const recorded = recordedFingerprint(state, node);
     if (recorded !== null && !sameFingerprint(recorded.fingerprint, now) && policy === 'refuse') {
       throw new NodeDatasetChangedError(
@@ -58,12 +85,7 @@ export function checkFingerprints(
         remote.describe?.() ?? null,
       );
     }
-    fingerprints.set(node, {
-      sha256: now.sha256,
-      rows: now.rows,
-      columns: now.columns,
-      format: now.format,
-    });
+    fingerprints.set(node, now);
   }
   return fingerprints;
 }

@@ -89,10 +89,18 @@ export type NodeReplied = Readonly<{
 
 /**
  * What a node process said of its dataset when it connected (its Hello): the SHA-256 of the data
- * file's bytes, its shape and the loader that read it. Recorded with each round a node trained, so a
- * node coming back with other data is seen.
+ * file's bytes, its shape, the loader that read it and the loader's options (`options`: e.g.
+ * `splitSeed` of the `heart-disease` format, as decimal text; absent when the loader takes none,
+ * and in logs written before options were recorded). Recorded with each round a node trained, so a
+ * node coming back with other data, or the same file read otherwise, is seen.
  */
-export type DatasetFingerprint = Readonly<{ sha256: string; rows: number; columns: number; format: string }>;
+export type DatasetFingerprint = Readonly<{
+  sha256: string;
+  rows: number;
+  columns: number;
+  format: string;
+  options?: Readonly<Record<string, string>>;
+}>;
 
 export type RoundCompleted = Readonly<{
   v: 1;

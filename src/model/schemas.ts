@@ -146,7 +146,15 @@ export const EVENT_SCHEMAS: Readonly<Record<ExperimentEventType, z.ZodType>> = {
         node: text,
         sampleSize: anyNumber,
         metrics,
-        dataset: z.looseObject({ sha256: text, rows: anyNumber, columns: anyNumber, format: text }).optional(),
+        dataset: z
+          .looseObject({
+            sha256: text,
+            rows: anyNumber,
+            columns: anyNumber,
+            format: text,
+            options: z.record(text, text).optional(),
+          })
+          .optional(),
       }),
     ),
     metrics,

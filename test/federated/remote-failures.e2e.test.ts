@@ -156,7 +156,7 @@ test.serial(
     ]);
     b.process.kill('SIGCONT');
     // The node saw its researcher go and connects again by itself, with its backoff.
-    await b.waitFor((l) => /disconnected: .*; connecting again in \d+ ms/.test(l));
+    await b.waitFor((l) => /the researcher at .*; connecting again in \d+ ms/.test(l));
     await connected(b, 2);
     await connected(a, 2);
     // The resumed researcher asks for round 1 again, under a new attempt number.

@@ -91,9 +91,14 @@ test.serial('a second node with a connected id is refused and keeps trying', asy
   const first = startNode(t, 'same', federation.address);
   await connectedLine(first);
   const second = startNode(t, 'same', federation.address);
-  const refused = await second.waitFor((l) => /refused: DUPLICATE_NODE_ID/.test(l));
-  t.regex(refused, /a node "same" is already connected/);
-  await second.waitFor((l) => /disconnected: refused \(DUPLICATE_NODE_ID\); connecting again in \d+ ms/.test(l));
+  const refused = await second.waitFor((l) => /refused by the researcher at .* with code DUPLICATE_NODE_ID/.test(l));
+  t.regex(
+    refused,
+    new RegExp(
+      `^node same: refused by the researcher at ${federation.address} with code DUPLICATE_NODE_ID: ` +
+        `a node "same" is already connected; connecting again in \\d+ ms$`,
+    ),
+  );
   t.deepEqual(
     federation.connected().map((n) => n.id),
     ['same'],
@@ -114,7 +119,12 @@ test.serial('a node started before its researcher, and one whose researcher goes
   const { port, address } = probe;
   await probe.close();
   const node = startNode(t, 'early', address);
-  await node.waitFor((l) => /disconnected: .*; connecting again in \d+ ms/.test(l));
+  // Nothing listens yet: said plainly, with the address and the delay, never the raw gRPC status.
+  const absent = await node.waitFor((l) => /; connecting again in \d+ ms/.test(l));
+  t.is(
+    absent,
+    `node early: the researcher at ${address} is not listening (connection refused); connecting again in 250 ms`,
+  );
   const federation = await researcher(t, port);
   await connectedLine(node);
   t.deepEqual(
@@ -122,9 +132,14 @@ test.serial('a node started before its researcher, and one whose researcher goes
     ['early'],
   );
   // The researcher goes away, and comes back.
-  const disconnects = node.lines.filter((l) => /disconnected: /.test(l)).length;
+  const disconnects = node.lines.filter((l) => /; connecting again in /.test(l)).length;
   await federation.close();
-  await nthLine(node, /disconnected: /, disconnects + 1);
+  const lost = await nthLine(node, /; connecting again in /, disconnects + 1);
+  t.regex(lost, new RegExp(`^node early: (lost the connection to|the researcher at ${address} closed)`));
+  t.false(
+    node.lines.some((l) => /UNAVAILABLE|No connection established/.test(l)),
+    node.lines.join('\n'),
+  );
   const again = await researcher(t, port);
   await connectedLine(node, 2);
   t.deepEqual(

@@ -5,15 +5,20 @@
  * `node start` loads the node's dataset, connects out to the researcher and trains the rounds it is
  * asked to with approved plans, printing one line per event, connecting again (with a growing
  * delay) when the researcher is not there or goes away. SIGINT or SIGTERM close the connection and
- * exit 0; a second one exits at once.
+ * exit 0; a second one exits at once. Its options are checked before anything is read (each given
+ * once, not empty, tags not repeated, the researcher `HOST:PORT` with a port from 1 to 65535), and
+ * the files it reads (dataset, approval list) once at start, as typed errors naming the file.
  */
 import { createInterface } from 'node:readline';
-import { approvePlan, APPROVALS_FILE } from '../../federated/remote/approvals.ts';
-import { DATASET_LOADERS, loadNodeDataset } from '../../federated/remote/dataset.ts';
+import { datasetSummary } from '../../federated/fingerprints.ts';
+import path from 'node:path';
+import { approvePlan, APPROVALS_FILE, readApprovals } from '../../federated/remote/approvals.ts';
+import { DATASET_LOADERS, datasetLoader, loadNodeDataset } from '../../federated/remote/dataset.ts';
+import { approveCommand, nodeFileError } from '../../federated/remote/errors.ts';
 import { HEART_DISEASE_SPLIT_SEED } from '../../federated/remote/heart-disease.ts';
-import { runNode } from '../../federated/remote/node.ts';
+import { FOREIGN_ATTEMPTS, RETRY_MAX_MS, RETRY_MIN_MS, runNode } from '../../federated/remote/node.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../federated/remote/protocol.ts';
-import { UsageError, checkPathArgument, nonNegativeInt, positiveInt, type Io } from '../args.ts';
+import { UsageError, checkPathArgument, nonNegativeInt, positiveInt, shownValue, type Io } from '../args.ts';
 import { defineCommand } from '../command.ts';
 import { SIGNAL_EXIT_CODES } from '../signals.ts';
 
@@ -50,6 +55,66 @@ const approve = defineCommand({
   },
 });
 
+/**
+ * The value of an option the command takes once: yargs gives an array for one given several times
+ * (`--tags a --tags b`), which is refused rather than guessed at (a node's id, data and researcher
+ * must not be ambiguous). `undefined` when absent.
+ */
+function once(option: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) {
+    const hint = option === '--tags' ? ' (several tags: --tags a,b)' : '';
+    throw new UsageError(
+      `${option} is given ${value.length} times (${value.map((v) => shownValue(String(v))).join(', ')}): ` +
+        `give it once${hint}`,
+    );
+  }
+  return String(value);
+}
+
+/** A required option's value: once, not empty, not white space only, no white space around it. */
+function word(option: string, value: unknown, what: string): string {
+  const text = once(option, value) ?? '';
+  if (text.trim() === '') throw new UsageError(`${option} must be ${what} (got ${shownValue(text)})`);
+  if (text.trim() !== text) {
+    throw new UsageError(`${option} has white space at its start or end (got ${shownValue(text)}): remove it`);
+  }
+  return text;
+}
+
+/** `--tags`: comma-separated, each tag non-empty and named once. */
+export function parseTags(value: unknown): string[] {
+  const text = word('--tags', value, 'one tag or more, separated by commas (--tags a,b)');
+  const tags = text.split(',').map((tag) => tag.trim());
+  const empty = tags.findIndex((tag) => tag === '');
+  if (empty !== -1) {
+    throw new UsageError(`--tags has an empty tag (tag ${empty + 1} of ${shownValue(text)}): write --tags a,b`);
+  }
+  const twice = tags.find((tag, i) => tags.indexOf(tag) !== i);
+  if (twice !== undefined) throw new UsageError(`--tags names ${shownValue(twice)} twice: name each tag once`);
+  return tags;
+}
+
+/**
+ * `--researcher`: `HOST:PORT` or `[IPv6]:PORT`, the port a decimal from 1 to 65535 (a connection to
+ * any other never succeeds: it would be retried for ever).
+ */
+export function parseResearcher(value: unknown): string {
+  const text = word('--researcher', value, 'HOST:PORT, e.g. 10.0.0.5:50051');
+  const match = /^(?:([^:\s[\]]+)|\[([^\]\s]+)\]):(\d+)$/.exec(text);
+  if (match === null) {
+    throw new UsageError(
+      `--researcher must be HOST:PORT (a name or IPv4 address, or [IPv6], then the port), e.g. ` +
+        `10.0.0.5:50051 (got ${shownValue(text)})`,
+    );
+  }
+  const port = Number(match[3]);
+  if (!(port >= 1 && port <= 65535)) {
+    throw new UsageError(`--researcher's port must be from 1 to 65535 (got ${match[3]} in ${shownValue(text)})`);
+  }
+  return text;
+}
+
 const start = defineCommand({
   name: 'start',
   describe: 'run a node: load its dataset, connect to the researcher, train the rounds it asks for',
@@ -67,24 +132,32 @@ const start = defineCommand({
     },
     'split-seed': {
       type: 'string',
-      default: String(HEART_DISEASE_SPLIT_SEED),
-      describe: 'seed of the held-out split the heart-disease format makes (the example experiment uses the default)',
-      coerce: nonNegativeInt('--split-seed'),
+      describe:
+        `N: seed of the held-out split the heart-disease format makes (default ${HEART_DISEASE_SPLIT_SEED}, the ` +
+        "example experiment's); part of the node's dataset fingerprint",
     },
     tags: { type: 'string', demandOption: true, describe: "T[,T]: the dataset's tags, comma-separated" },
-    researcher: { type: 'string', demandOption: true, describe: 'HOST:PORT of the researcher' },
+    researcher: {
+      type: 'string',
+      demandOption: true,
+      describe:
+        'HOST:PORT of the researcher (port 1-65535). The node connects again while nothing listens there or ' +
+        `the connection is lost (the delay doubling from ${RETRY_MIN_MS} ms to ${RETRY_MAX_MS / 1000} s); it ` +
+        `exits 1 (NOT_A_RESEARCHER) once the address answered ${FOREIGN_ATTEMPTS} times in a row but not as ` +
+        'a roundlog researcher',
+    },
     'node-dir': NODE_DIR,
     'max-message-bytes': {
       type: 'string',
       default: String(DEFAULT_MAX_MESSAGE_BYTES),
       describe: 'largest message sent or accepted (parameters travel in one message)',
-      coerce: positiveInt('--max-message-bytes'),
+      coerce: (value: unknown) => positiveInt('--max-message-bytes')(once('--max-message-bytes', value)!),
     },
   },
   examples: [
     [
-      'roundlog node start --id hospital-a --data cardiac.csv --tags #heart --researcher 10.0.0.5:50051',
-      "take part in the researcher's experiments tagged #heart",
+      "roundlog node start --id hospital-a --data cardiac.csv --tags '#heart' --researcher 10.0.0.5:50051",
+      "take part in the researcher's experiments tagged #heart (quoted: a word starting with # is a comment)",
     ],
     [
       'roundlog node start --id va --data examples/heart-disease/data/processed.va.data --tags heart-disease ' +
@@ -93,19 +166,37 @@ const start = defineCommand({
     ],
   ],
   run: async (args, { io }) => {
-    const tags = args.tags.split(',').map((tag) => tag.trim());
-    if (tags.some((tag) => tag === '')) throw new UsageError('--tags must be non-empty tags separated by commas');
-    if (args.id === '') throw new UsageError('--id must not be empty');
-    if (!/^[^:\s]+:\d+$|^\[[^\]]+\]:\d+$/.test(args.researcher)) {
-      throw new UsageError(`--researcher must be HOST:PORT (got ${JSON.stringify(args.researcher)})`);
+    const id = word('--id', args.id, 'the node id');
+    const tags = parseTags(args.tags);
+    const researcher = parseResearcher(args.researcher);
+    const data = word('--data', args.data, 'the dataset file');
+    const format = once('--format', args.format);
+    const seedText = once('--split-seed', args['split-seed']);
+    const splitSeed = seedText === undefined ? undefined : nonNegativeInt('--split-seed')(seedText);
+    const nodeDirText = once('--node-dir', args['node-dir']);
+    if (nodeDirText !== undefined && nodeDirText.trim() === '') {
+      throw new UsageError(`--node-dir must be a folder (got ${shownValue(nodeDirText)})`);
     }
-    const dir = nodeDir(args['node-dir'], io);
-    const dataset = await loadNodeDataset(checkPathArgument('--data', args.data, io.cwd), {
-      ...(args.format === undefined ? {} : { format: args.format }),
-      splitSeed: args['split-seed'] as unknown as number,
+    const dir = nodeDir(nodeDirText, io);
+    const file = checkPathArgument('--data', data, io.cwd);
+    const loader = datasetLoader(file, format);
+    if (splitSeed !== undefined && !(loader.options ?? []).includes('splitSeed')) {
+      throw new UsageError(
+        `--split-seed applies to the heart-disease format only; ${file} is read as ${loader.format}`,
+      );
+    }
+    const dataset = await loadNodeDataset(file, {
+      ...(format === undefined ? {} : { format }),
+      ...(splitSeed === undefined ? {} : { splitSeed }),
     });
-    const say = (line: string) => io.out(`node ${args.id}: ${line}`);
-    say(`dataset ${dataset.file}: ${dataset.format} ${dataset.rows}×${dataset.columns} sha256 ${dataset.sha256}`);
+    const say = (line: string) => io.out(`node ${id}: ${line}`);
+    say(`dataset ${dataset.file}: ${datasetSummary(dataset)}`);
+    const approved = await readNodeApprovals(dir);
+    if (approved === 0) {
+      say(
+        `no training plan is approved in ${dir} yet: every request will be refused until ` + `'${approveCommand(dir)}'`,
+      );
+    }
     const controller = new AbortController();
     let stopped: 'SIGINT' | 'SIGTERM' | null = null;
     const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
@@ -119,10 +210,10 @@ const start = defineCommand({
     const gate = io.env[NODE_GATE_ENV] === 'stdin' ? stdinGate() : null;
     try {
       await runNode({
-        id: args.id,
+        id,
         tags,
         dataset,
-        researcher: args.researcher,
+        researcher,
         nodeDir: dir,
         maxMessageBytes: args['max-message-bytes'] as unknown as number,
         onEvent: say,
@@ -138,6 +229,23 @@ const start = defineCommand({
     return 0;
   },
 });
+
+/**
+ * How many plans the node's approval list holds, read once at start so that a list or folder that
+ * cannot be read fails the start (typed, naming the file) rather than every request later.
+ */
+async function readNodeApprovals(dir: string): Promise<number> {
+  try {
+    return (await readApprovals(dir)).length;
+  } catch (error) {
+    throw nodeFileError(
+      error,
+      path.join(dir, APPROVALS_FILE),
+      "the node's approval list",
+      'check --node-dir (or $ROUNDLOG_NODE_DIR): it names the folder the node keeps its approvals in',
+    );
+  }
+}
 
 /** Each call resolves at the next line of standard input. */
 function stdinGate(): { next: () => Promise<void>; close: () => void } {
@@ -165,4 +273,6 @@ export const node = defineCommand({
   name: 'node',
   describe: 'a data-holding node as a process: approve training plans, start the node',
   subcommands: [start, approve],
+  // A node reads its own files and no roundlog root.
+  globalOptions: false,
 });

@@ -1,7 +1,10 @@
 /**
  * A node's dataset: one file, read by a loader named by `--format` or, without it, chosen by the
- * file's name. The node reports the loader's shape (rows, columns) and the SHA-256 of the file's
- * bytes in its Hello, and trains on the loader's `data` (what the training plan's `train` receives).
+ * file's name. The node reports the loader's shape (rows, columns), the SHA-256 of the file's
+ * bytes, the format and the loader's options (`LoadedData.options`: everything besides the file
+ * that changes the rows trained on, such as the heart-disease split seed) in its Hello: the
+ * dataset's fingerprint, compared before each round. It trains on the loader's `data` (what the
+ * training plan's `train` receives).
  * Whatever a loader computes from the data (a split, standardisation statistics) is computed on the
  * node from its own file: only trained parameters and metrics leave it.
  *
@@ -19,7 +22,7 @@ import path from 'node:path';
 import { readRegularFile } from '../../confine.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import { sha256Hex } from './approvals.ts';
-import { NodeDatasetError } from './errors.ts';
+import { NodeDatasetError, loaderOptionFlag, nodeFileError } from './errors.ts';
 import {
   HEART_DISEASE_FEATURES,
   HEART_DISEASE_SPLIT_SEED,
@@ -28,7 +31,17 @@ import {
   prepareHospital,
 } from './heart-disease.ts';
 
-export type LoadedData = Readonly<{ data: unknown; rows: number; columns: number }>;
+export type LoadedData = Readonly<{
+  data: unknown;
+  rows: number;
+  columns: number;
+  /**
+   * The options the loader applied, defaults included, as decimal text by name (`DatasetLoadOptions`
+   * names): part of the fingerprint, so a node restarted with another one is seen. Absent or empty
+   * for a loader that takes none.
+   */
+  options?: Readonly<Record<string, string>>;
+}>;
 
 /** What a loader may take besides the file (`roundlog node start --split-seed`). */
 export type DatasetLoadOptions = Readonly<{
@@ -41,11 +54,14 @@ export interface NodeDatasetLoader {
   readonly format: string;
   /** Whether this loader reads `file` (by its name). */
   matches(file: string): boolean;
+  /** The `DatasetLoadOptions` it takes (another one given is refused, never ignored). */
+  readonly options?: readonly (keyof DatasetLoadOptions)[];
   /** The data of the file's bytes; throws `NodeDatasetError` naming the file and line. */
   load(file: string, bytes: Buffer, options: DatasetLoadOptions): LoadedData;
 }
 
-export type NodeDataset = LoadedData & Readonly<{ file: string; sha256: string; format: string }>;
+export type NodeDataset = LoadedData &
+  Readonly<{ file: string; sha256: string; format: string; options: Readonly<Record<string, string>> }>;
 
 /** Largest dataset file a node reads, in bytes. */
 export const MAX_DATASET_BYTES = 2 ** 31 - 1;
@@ -88,11 +104,17 @@ export const NUMERIC_CSV: NodeDatasetLoader = {
  */
 export const HEART_DISEASE_LOADER: NodeDatasetLoader = {
   format: 'heart-disease',
+  options: ['splitSeed'],
   matches: (file) => /^processed\.[^.]+\.data$/i.test(path.basename(file)),
   load(file, bytes, { splitSeed = HEART_DISEASE_SPLIT_SEED }) {
     const parsed = parseHeartDiseaseFile(bytes.toString('utf8'), file);
     const data = prepareHospital(parsed, { seed: splitSeed, hospital: hospitalOfFile(file) });
-    return { data, rows: parsed.rows, columns: HEART_DISEASE_FEATURES.length };
+    return {
+      data,
+      rows: parsed.rows,
+      columns: HEART_DISEASE_FEATURES.length,
+      options: { splitSeed: String(splitSeed) },
+    };
   },
 };
 
@@ -104,9 +126,12 @@ export type LoadNodeDatasetOptions = DatasetLoadOptions & {
   loaders?: readonly NodeDatasetLoader[];
 };
 
-/** Reads `file` with the loader of `options.format`, or the first of the loaders that matches its name. */
-export async function loadNodeDataset(file: string, options: LoadNodeDatasetOptions = {}): Promise<NodeDataset> {
-  const { format, loaders = DATASET_LOADERS, ...loadOptions } = options;
+/** The loader of `format`, or the first of `loaders` that matches the file's name. */
+export function datasetLoader(
+  file: string,
+  format: string | undefined,
+  loaders: readonly NodeDatasetLoader[] = DATASET_LOADERS,
+): NodeDatasetLoader {
   const absolute = path.resolve(file);
   const formats = loaders.map((l) => l.format).join(', ');
   const loader =
@@ -115,9 +140,41 @@ export async function loadNodeDataset(file: string, options: LoadNodeDatasetOpti
     if (format !== undefined) throw new InvalidArgumentError('--format', `must be one of ${formats}`, format);
     throw new NodeDatasetError(absolute, null, `no loader reads this file by its name: name its --format (${formats})`);
   }
-  const bytes = await readRegularFile(absolute, '--data', MAX_DATASET_BYTES);
+  return loader;
+}
+
+/**
+ * Reads `file` with the loader of `options.format`, or the first of the loaders that matches its
+ * name. A file that cannot be read is a `NodeFileError` naming it; a loader option the loader does
+ * not take is an `InvalidArgumentError`.
+ */
+export async function loadNodeDataset(file: string, options: LoadNodeDatasetOptions = {}): Promise<NodeDataset> {
+  const { format, loaders = DATASET_LOADERS, ...loadOptions } = options;
+  const absolute = path.resolve(file);
+  const loader = datasetLoader(absolute, format, loaders);
+  for (const [name, value] of Object.entries(loadOptions)) {
+    if (value !== undefined && !(loader.options ?? []).includes(name as keyof DatasetLoadOptions)) {
+      const takers = loaders.filter((l) => l.options?.includes(name as keyof DatasetLoadOptions)).map((l) => l.format);
+      throw new InvalidArgumentError(
+        loaderOptionFlag(name),
+        `applies to the ${takers.join(', ')} format only; ${absolute} is read as ${loader.format}`,
+        value,
+      );
+    }
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await readRegularFile(absolute, '--data', MAX_DATASET_BYTES);
+  } catch (error) {
+    throw nodeFileError(
+      error,
+      absolute,
+      'the dataset file (--data)',
+      `check --data (a relative path is taken from the folder the node is started in)`,
+    );
+  }
   const loaded = loader.load(absolute, bytes, loadOptions);
-  return { ...loaded, file: absolute, sha256: sha256Hex(bytes), format: loader.format };
+  return { ...loaded, file: absolute, sha256: sha256Hex(bytes), format: loader.format, options: loaded.options ?? {} };
 }
 
 /** The numeric CSV of a binary dataset (what `NUMERIC_CSV` reads back exactly: numbers as JavaScript prints them). */

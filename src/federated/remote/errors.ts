@@ -5,9 +5,34 @@
 import { RoundlogError } from '../../errors.ts';
 import { resumeCommand, type DatasetFingerprint, type RemoteRun } from '../../model/events.ts';
 
-/** `sha256 <hex> (<format> <rows>×<columns>)`. */
+/** `sha256 <hex> (<format> <rows>×<columns>[, <option> <value>...])`. */
 export function describeFingerprint(fingerprint: DatasetFingerprint): string {
-  return `sha256 ${fingerprint.sha256} (${fingerprint.format} ${fingerprint.rows}×${fingerprint.columns})`;
+  const options = Object.entries(fingerprint.options ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, value]) => `, ${name} ${value}`)
+    .join('');
+  return `sha256 ${fingerprint.sha256} (${fingerprint.format} ${fingerprint.rows}×${fingerprint.columns}${options})`;
+}
+
+/**
+ * The fields in which two fingerprints differ: `format`, `sha256`, `rows`, `columns`, and
+ * `options.<name>` for each loader option both carry with other values. An option only one side
+ * carries was reported by a build that did not report it (a log written before options were
+ * recorded, an older node): it is not compared (`fingerprints.ts` says why).
+ */
+export function fingerprintDifferences(a: DatasetFingerprint, b: DatasetFingerprint): string[] {
+  const fields = (['format', 'sha256', 'rows', 'columns'] as const).filter((field) => a[field] !== b[field]);
+  const options = b.options ?? {};
+  const differing = Object.entries(a.options ?? {})
+    .filter(([name, value]) => Object.hasOwn(options, name) && options[name] !== value)
+    .map(([name]) => `options.${name}`)
+    .sort();
+  return [...fields, ...differing];
+}
+
+/** The `roundlog node start` option that sets loader option `name` (`splitSeed`: `--split-seed`). */
+export function loaderOptionFlag(name: string): string {
+  return `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /** The command a node's operator runs to approve a plan file. */
@@ -75,6 +100,27 @@ export class NodeRefusedError extends RoundlogError {
   }
 }
 
+/**
+ * The researcher's address answered, `attempts` times in a row, as something else than a roundlog
+ * researcher (an HTTP server, another gRPC service): most likely a wrong `--researcher` (node side).
+ */
+export class NotAResearcherError extends RoundlogError {
+  readonly code = 'NOT_A_RESEARCHER' as const;
+  constructor(
+    readonly node: string,
+    readonly researcher: string,
+    readonly attempts: number,
+    /** What the address answered, the last time. */
+    readonly answer: string,
+  ) {
+    super(
+      `node ${JSON.stringify(node)} gave up connecting to ${researcher}: ${attempts} attempts in a row found ` +
+        `something else than a roundlog researcher there (${answer}). Check --researcher: it is the HOST:PORT ` +
+        `the researcher listens on, as 'roundlog run ... --listen HOST:PORT' prints it ('listening for nodes on ...')`,
+    );
+  }
+}
+
 /** A node's dataset file cannot be read as its format says. */
 export class NodeDatasetError extends RoundlogError {
   readonly code = 'INVALID_NODE_DATASET' as const;
@@ -86,6 +132,48 @@ export class NodeDatasetError extends RoundlogError {
   ) {
     super(`dataset ${file}${line === null ? '' : ` line ${line}`}: ${reason}`);
   }
+}
+
+/**
+ * A file a node reads (its dataset, its approval list, an approved plan) cannot be read: it does
+ * not exist, is not readable, or a folder on its path is not one. Names the file, what it is to
+ * the node, and what to do; the system's code (`ENOENT`, `EACCES`, ...) is `errno`.
+ */
+export class NodeFileError extends RoundlogError {
+  readonly code = 'NODE_FILE_UNREADABLE' as const;
+  constructor(
+    readonly file: string,
+    /** What the file is to the node: `the dataset file (--data)`, `the approval list`, ... */
+    readonly role: string,
+    readonly errno: string,
+    /** What to do. */
+    readonly action: string,
+  ) {
+    super(`${role} ${file} ${errnoReason(errno)}: ${action}`);
+  }
+}
+
+function errnoReason(errno: string): string {
+  switch (errno) {
+    case 'ENOENT':
+      return 'does not exist';
+    case 'EACCES':
+    case 'EPERM':
+      return 'cannot be read (permission denied)';
+    case 'ENOTDIR':
+      return 'cannot be reached: a part of its path is a file, not a folder';
+    case 'ELOOP':
+      return 'is a symbolic link, which a node does not follow';
+    default:
+      return `cannot be read (${errno})`;
+  }
+}
+
+/** `error` as a `NodeFileError` when it is a system error of reading `file`; any other error as it is. */
+export function nodeFileError(error: unknown, file: string, role: string, action: string): unknown {
+  const errno = (error as NodeJS.ErrnoException | null)?.code;
+  if (error instanceof RoundlogError || typeof errno !== 'string' || !/^E[A-Z]+$/.test(errno)) return error;
+  return new NodeFileError(file, role, errno, action);
 }
 
 /** A node's approval list cannot be read. */
@@ -123,12 +211,15 @@ export class NodeDatasetChangedError extends RoundlogError {
     readonly now: DatasetFingerprint,
     /** The node processes the round ran on: the resume command names them. */
     readonly remote: RemoteRun | null = null,
+    /** The fields that differ (`fingerprintDifferences`): `sha256`, `format`, `options.splitSeed`, ... */
+    readonly fields: readonly string[] = fingerprintDifferences(recorded, now),
   ) {
     super(
       `node ${JSON.stringify(node)} holds another dataset than experiment ${experiment} recorded for it ` +
         `(${recordedRound === null ? `when round ${round} started` : `in round ${recordedRound}`}): ` +
-        `${describeFingerprint(recorded)} then, ${describeFingerprint(now)} now; round ${round} was refused ` +
-        `and nothing of it was committed. Restart the node with its former data file, leave it out ` +
+        `${describeFingerprint(recorded)} then, ${describeFingerprint(now)} now (${fields.join(', ')} ` +
+        `${fields.length === 1 ? 'differs' : 'differ'}); round ${round} was refused and nothing of it was ` +
+        `committed. Restart the node ${restartAdvice(recorded, fields)}, leave it out ` +
         `(the experiment's nodes), or, if the new data is meant, run ` +
         `'${resumeCommand(experiment, remote)} --on-dataset-change record' (onDatasetChange: 'record' in ` +
         `code; the change is recorded in the round)`,
@@ -178,4 +269,16 @@ export class ResearcherListenError extends RoundlogError {
             : `${reason}: check the host and port`;
     super(`cannot listen for nodes on ${address}: ${why} (--listen HOST:PORT; port 0 takes a free one)`, { cause });
   }
+}
+
+/** How to restart a node as it was: its former file, format and loader options, as the fields say. */
+function restartAdvice(recorded: DatasetFingerprint, fields: readonly string[]): string {
+  const asBefore: string[] = [];
+  if (fields.some((f) => f === 'sha256' || f === 'rows' || f === 'columns')) asBefore.push('its former data file');
+  if (fields.includes('format')) asBefore.push(`--format ${recorded.format}`);
+  for (const field of fields.filter((f) => f.startsWith('options.'))) {
+    const name = field.slice('options.'.length);
+    asBefore.push(`${loaderOptionFlag(name)} ${recorded.options?.[name] ?? ''}`.trimEnd());
+  }
+  return `with ${asBefore.length === 0 ? 'its former data file' : asBefore.join(' and ')} as before`;
 }

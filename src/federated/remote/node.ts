@@ -3,7 +3,9 @@
  * connects out to the researcher (a hospital accepts no connection), says Hello, and trains the
  * rounds it is asked to with a training plan it approved, one request at a time. When the
  * researcher is not there or goes away, it connects again with a growing delay (from
- * `RETRY_MIN_MS`, doubling to `RETRY_MAX_MS`, back to the minimum once welcomed).
+ * `RETRY_MIN_MS`, doubling to `RETRY_MAX_MS`, back to the minimum once welcomed), saying each time
+ * in plain words what happened (`connectionFailure`); an address that answers as something else
+ * than a roundlog researcher `FOREIGN_ATTEMPTS` times in a row ends it (`NotAResearcherError`).
  *
  * The plan is imported from the approved file (never from the researcher), after checking the
  * file's bytes still have the hash the request names: the hash approved is that of the code run.
@@ -23,7 +25,13 @@ import { Rng, type RngState } from '../rng.ts';
 import type { TrainingPlan } from '../training-plan.ts';
 import { readApprovals, sha256Hex } from './approvals.ts';
 import type { NodeDataset } from './dataset.ts';
-import { NodeRefusedError, PlanNotApprovedError } from './errors.ts';
+import {
+  NodeRefusedError,
+  NotAResearcherError,
+  PlanNotApprovedError,
+  approveCommand,
+  nodeFileError,
+} from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -38,6 +46,13 @@ import {
 
 export const RETRY_MIN_MS = 250;
 export const RETRY_MAX_MS = 5000;
+/**
+ * How many attempts in a row may find something at the researcher's address that is not a roundlog
+ * researcher (an HTTP server, another gRPC service) before the node gives up (`NotAResearcherError`):
+ * such an address is most likely a wrong `--researcher`, which waiting does not fix. Nothing
+ * listening, or a connection lost, is retried for ever: a researcher comes and goes.
+ */
+export const FOREIGN_ATTEMPTS = 5;
 
 export type NodeOptions = {
   id: string;
@@ -60,14 +75,18 @@ type Stream = grpc.ClientDuplexStream<Outgoing<NodeMessage>, ResearcherMessage>;
 
 /**
  * Runs the node until `signal` aborts. Rejects with `NodeRefusedError` when the researcher speaks
- * another protocol version (connecting again would not help); a duplicate id is retried, since the
- * researcher may not have seen the node's previous connection end yet.
+ * another protocol version (connecting again would not help), and with `NotAResearcherError` once
+ * the address answered `FOREIGN_ATTEMPTS` times in a row as something else than a roundlog
+ * researcher; a duplicate id is retried, since the researcher may not have seen the node's previous
+ * connection end yet. Each attempt that ends says, in one line, what happened and when the next
+ * one is (`connectionFailure`).
  */
 export async function runNode(options: NodeOptions): Promise<void> {
   const { Client } = federationProtocol();
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const plans = new Map<string, TrainingPlan>();
   let delay = RETRY_MIN_MS;
+  let foreign = 0;
   while (!options.signal.aborted) {
     options.onEvent(`connecting to ${options.researcher}`);
     // A new channel for each attempt: a channel that failed to connect waits out its own backoff
@@ -83,14 +102,87 @@ export async function runNode(options: NodeOptions): Promise<void> {
     }
     if (outcome.welcomed) delay = RETRY_MIN_MS;
     if (options.signal.aborted) break;
-    if (outcome.fatal !== null) throw outcome.fatal;
-    options.onEvent(`disconnected: ${outcome.reason}; connecting again in ${delay} ms`);
+    if (outcome.fatal !== null) {
+      options.onEvent(outcome.failure.text);
+      throw outcome.fatal;
+    }
+    foreign = outcome.failure.kind === 'foreign' ? foreign + 1 : 0;
+    if (foreign >= FOREIGN_ATTEMPTS) {
+      options.onEvent(`${outcome.failure.text}; giving up after ${foreign} such answers in a row`);
+      throw new NotAResearcherError(options.id, options.researcher, foreign, outcome.failure.text);
+    }
+    const count = foreign === 0 ? '' : ` (${foreign} of ${FOREIGN_ATTEMPTS} such answers before giving up)`;
+    options.onEvent(`${outcome.failure.text}; connecting again in ${delay} ms${count}`);
     await pause(delay, options.signal);
     delay = Math.min(RETRY_MAX_MS, delay * 2);
   }
 }
 
-type Outcome = { welcomed: boolean; reason: string; fatal: Error | null };
+/**
+ * How an attempt ended, in plain words: `absent` (nothing listens there, the host is not found or
+ * cannot be reached), `lost` (the connection went away), `refused` (the researcher's Refusal),
+ * `foreign` (something answered that is not a roundlog researcher), `failed` (any other gRPC status).
+ */
+export type ConnectionFailure = { kind: 'absent' | 'lost' | 'refused' | 'foreign' | 'failed'; text: string };
+
+/**
+ * What a gRPC status that ended a node's stream means, for the line the node prints: the
+ * researcher's address and what happened, never the raw status text alone.
+ */
+export function connectionFailure(
+  address: string,
+  error: Pick<grpc.ServiceError, 'code' | 'details'> | null,
+  welcomed: boolean,
+): ConnectionFailure {
+  const at = `the researcher at ${address}`;
+  // CANCELLED here is the researcher's doing (its server shut down): the node's own cancel ends it.
+  if (error === null || error.code === grpc.status.OK || error.code === grpc.status.CANCELLED) {
+    return { kind: 'lost', text: `${at} closed the connection` };
+  }
+  const details = error.details ?? '';
+  const http = /Received HTTP status code (\d+)/.exec(details);
+  if (http !== null) {
+    const status = Number(http[1]);
+    // A proxy in front of a researcher that is down answers 502, 503 or 504: waited out.
+    if (status === 502 || status === 503 || status === 504) {
+      return { kind: 'absent', text: `${address} answered HTTP ${status} (a proxy whose researcher is not up?)` };
+    }
+    return {
+      kind: 'foreign',
+      text: `${address} answered HTTP ${status}: it is an HTTP server, not a roundlog researcher`,
+    };
+  }
+  if (error.code === grpc.status.UNIMPLEMENTED) {
+    return {
+      kind: 'foreign',
+      text: `${address} is a gRPC server but not a roundlog researcher (it does not serve roundlog.federation.v1)`,
+    };
+  }
+  if (/Protocol error/i.test(details)) {
+    return {
+      kind: 'foreign',
+      text: `${address} answered, but not in HTTP/2: not a roundlog researcher (an HTTP/1 server or another service?)`,
+    };
+  }
+  if (error.code === grpc.status.UNAVAILABLE) {
+    if (welcomed) return { kind: 'lost', text: `lost the connection to ${at}` };
+    if (/ECONNREFUSED/.test(details)) return { kind: 'absent', text: `${at} is not listening (connection refused)` };
+    if (/Name resolution failed|ENOTFOUND|EAI_AGAIN/.test(details)) {
+      return { kind: 'absent', text: `the host of ${address} is not found (its name does not resolve)` };
+    }
+    const network = /\b(ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET)\b/.exec(details);
+    if (network !== null) return { kind: 'absent', text: `${at} cannot be reached (${network[1]})` };
+    return { kind: 'absent', text: `${at} closed the connection as it opened` };
+  }
+  const name = grpc.status[error.code] ?? String(error.code);
+  const first = details.split('\n')[0]!.slice(0, 200);
+  return {
+    kind: 'failed',
+    text: `the connection to ${at} failed (gRPC status ${name}${first === '' ? '' : `: ${first}`})`,
+  };
+}
+
+type Outcome = { welcomed: boolean; failure: ConnectionFailure; fatal: Error | null };
 
 /** One connection, from the Hello to the stream's end. */
 function session(
@@ -102,7 +194,8 @@ function session(
     const stream: Stream = client.Connect();
     let welcomed = false;
     let fatal: Error | null = null;
-    let reason = 'the stream ended';
+    let refusal: ConnectionFailure | null = null;
+    let status: grpc.ServiceError | null = null;
     // One training at a time, in the order asked.
     let queue = Promise.resolve();
     // Set once the stream is over: the work it brought is orphaned.
@@ -112,7 +205,8 @@ function session(
     const finish = () => {
       session.over = true;
       options.signal.removeEventListener('abort', onAbort);
-      resolve({ welcomed, reason, fatal });
+      const failure = refusal ?? connectionFailure(options.researcher, status, welcomed);
+      resolve({ welcomed, failure, fatal });
     };
     stream.on('data', (message: ResearcherMessage) => {
       if (message.body === 'welcome') {
@@ -123,8 +217,10 @@ function session(
         );
       } else if (message.body === 'refusal') {
         const { code, message: text } = message.refusal;
-        options.onEvent(`refused: ${code}: ${text}`);
-        reason = `refused (${code})`;
+        refusal = {
+          kind: 'refused',
+          text: `refused by the researcher at ${options.researcher} with code ${code}: ${text}`,
+        };
         if (code !== 'DUPLICATE_NODE_ID') fatal = new NodeRefusedError(options.id, options.researcher, code, text);
       } else if (message.body === 'train_request') {
         const request = message.train_request;
@@ -139,7 +235,7 @@ function session(
       }
     });
     stream.on('error', (error: grpc.ServiceError) => {
-      reason = error.details || error.message;
+      status = error;
     });
     stream.on('close', finish);
     stream.on('end', () => stream.end());
@@ -153,6 +249,7 @@ function session(
           columns: options.dataset.columns,
           sha256: options.dataset.sha256,
           format: options.dataset.format,
+          options: { ...options.dataset.options },
         },
       },
     });
@@ -249,7 +346,13 @@ async function approvedPlan(
   const entry = (await readApprovals(options.nodeDir)).find((plan) => plan.sha256 === sha256);
   if (entry === undefined) throw refuse('its hash is not in the approval list');
   // Checked on every request: a file changed since its approval is not run.
-  const source = await readRegularFile(entry.file, 'approved plan');
+  let source: Buffer;
+  try {
+    source = await readRegularFile(entry.file, 'approved plan');
+  } catch (error) {
+    const action = `approve the plan again where it is now ('${approveCommand(options.nodeDir)}')`;
+    throw nodeFileError(error, entry.file, 'the approved plan file', action);
+  }
   const now = sha256Hex(source);
   if (now !== sha256) throw refuse(`the approved file ${entry.file} has changed since (sha256 ${now} now)`);
   const cached = plans.get(`${sha256}#${request.plan_export}`);

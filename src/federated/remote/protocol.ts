@@ -24,7 +24,14 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024;
 /** The .proto, shipped with the package. */
 export const PROTO_FILE = path.join(PACKAGE_ROOT, 'src', 'federated', 'remote', 'protocol.proto');
 
-export type DatasetInfo = { rows: number; columns: number; sha256: string; format: string };
+export type DatasetInfo = {
+  rows: number;
+  columns: number;
+  sha256: string;
+  format: string;
+  /** The loader's options (`DatasetFingerprint.options`); `{}` when none, and from a node of an earlier build. */
+  options?: Record<string, string>;
+};
 export type Hello = { protocol_version: number; node_id: string; tags: string[]; dataset: DatasetInfo | null };
 export type Welcome = { protocol_version: number };
 export type RefusalCode = 'REFUSAL_UNSPECIFIED' | 'PROTOCOL_VERSION_MISMATCH' | 'DUPLICATE_NODE_ID' | 'BAD_HELLO';

@@ -27,7 +27,7 @@ import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts
 import { NodeFailedError } from '../../model/errors.ts';
 import type { RemoteRun } from '../../model/events.ts';
 import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
-import { sameFingerprint } from '../fingerprints.ts';
+import { datasetSummary, sameFingerprint } from '../fingerprints.ts';
 import { NodeDatasetChangedError, NodePlanNotApprovedError, ResearcherListenError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -267,11 +267,20 @@ export class RemoteFederation {
     const connection: Connection = { node, call, pending: new Map() };
     this.connections.set(id, connection);
     if (this.expected?.includes(id) === true) this.seen.set(id, node);
-    const { rows, columns, sha256, format } = node.dataset;
     this.onEvent(
-      `node ${JSON.stringify(id)} connected: tags ${node.tags.join(',')}, dataset ${format} ${rows}×${columns} ` +
-        `sha256 ${sha256}`,
+      `node ${JSON.stringify(id)} connected: tags ${node.tags.join(',')}, dataset ${datasetSummary(node.dataset)}`,
     );
+    // The same file under two ids is most likely one hospital started twice (its rows would count
+    // twice in every average); it may also be meant (a test federation), so it is said, not refused.
+    for (const other of this.connections.values()) {
+      if (other !== connection && other.node.dataset.sha256 === node.dataset.sha256) {
+        this.onEvent(
+          `warning: nodes ${JSON.stringify(other.node.id)} and ${JSON.stringify(id)} hold the same data file ` +
+            `(sha256 ${node.dataset.sha256}): their rows count twice in every round they both train; ` +
+            `stop one of them unless this is meant`,
+        );
+      }
+    }
     call.write({ welcome: { protocol_version: PROTOCOL_VERSION } });
     for (const watcher of [...this.watchers]) watcher();
     return connection;
