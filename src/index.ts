@@ -151,7 +151,17 @@ export {
   type ListenOptions,
 } from './federated/remote/researcher.ts';
 export { runNode, type NodeOptions } from './federated/remote/node.ts';
-export { approvePlan, readApprovals, type ApprovedPlan } from './federated/remote/approvals.ts';
+export { approvePlan, checkPlanFile, readApprovals, type ApprovedPlan } from './federated/remote/approvals.ts';
+export {
+  PLAN_DIGEST,
+  PlanClosureError,
+  closureChanges,
+  closureDigest,
+  planClosure,
+  type ClosureChange,
+  type PlanClosure,
+  type PlanClosureFile,
+} from './federated/plan-closure.ts';
 export {
   DATASET_LOADERS,
   NUMERIC_CSV,

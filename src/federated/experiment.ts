@@ -170,6 +170,8 @@ export class Experiment {
     private readonly rl: RoundLog,
     private readonly handle: ExperimentHandle,
     private readonly plan: TrainingPlan,
+    /** The digest of the plan's local module closure: what requests to node processes name. */
+    private readonly planDigest: string,
     private readonly federation: Federation,
     private readonly nodeTimeoutMs: number,
     private readonly onRound: ((progress: RoundProgress) => void) | undefined,
@@ -229,7 +231,7 @@ export class Experiment {
     try {
       // A root whose registry cannot be read creates no experiment: refused before the plan is stored.
       await checkRegistryWritable(rl);
-      const { plan, ref } = await storePlan(rl, loaded);
+      const { plan, ref, digest } = await storePlan(rl, loaded);
       const federated: FederatedSetup = {
         tags,
         nodes,
@@ -268,6 +270,7 @@ export class Experiment {
         rl,
         handle,
         plan,
+        digest,
         options.federation,
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
@@ -301,19 +304,24 @@ export class Experiment {
     try {
       const runId = randomUUID();
       const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-      const { handle, plan, federation, superseded, components } = await resumeFromBreakpoint(rl, breakpointPath, {
-        workspace,
-        cwd: path.resolve(options.cwd ?? process.cwd()),
-        federation: options.federation,
-        registry: options.registry ?? {},
-        acceptPlanChange: options.acceptPlanChange ?? false,
-        run: { runId, owner: currentOwner(rl.actor), heartbeatMs, takeOver: options.takeOver ?? false },
-        rewind: options.rewind ?? false,
-      });
+      const { handle, plan, planDigest, federation, superseded, components } = await resumeFromBreakpoint(
+        rl,
+        breakpointPath,
+        {
+          workspace,
+          cwd: path.resolve(options.cwd ?? process.cwd()),
+          federation: options.federation,
+          registry: options.registry ?? {},
+          acceptPlanChange: options.acceptPlanChange ?? false,
+          run: { runId, owner: currentOwner(rl.actor), heartbeatMs, takeOver: options.takeOver ?? false },
+          rewind: options.rewind ?? false,
+        },
+      );
       const experiment = new Experiment(
         rl,
         handle,
         plan,
+        planDigest,
         federation,
         options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS,
         options.onRound,
@@ -479,8 +487,8 @@ export class Experiment {
   }
 
   private async runOneRound(): Promise<RoundRecord> {
-    const { rl, handle, plan, federation, nodeTimeoutMs, components, onDatasetChange } = this;
-    const context = { rl, handle, plan, federation, nodeTimeoutMs, components, onDatasetChange };
+    const { rl, handle, plan, planDigest, federation, nodeTimeoutMs, components, onDatasetChange } = this;
+    const context = { rl, handle, plan, planDigest, federation, nodeTimeoutMs, components, onDatasetChange };
     const { record, nodes } = await runRound(context);
     if (this.state.settings.retention !== null) await this.applyRetention();
     const round = record.round;

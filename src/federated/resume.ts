@@ -79,6 +79,8 @@ export type ResumeOptions = Readonly<{
 export type Resumed = Readonly<{
   handle: ExperimentHandle;
   plan: TrainingPlan;
+  /** The digest of the plan's local module closure now: what requests to node processes name. */
+  planDigest: string;
   federation: Federation;
   /** The experiment's aggregator and strategy, built from what it records and the registry. */
   components: Components;
@@ -246,7 +248,7 @@ async function resumeLocated(
   requireMatchingNodes(federation, setup.tags, setup.nodes);
   const loaded =
     early?.loaded ?? (await loadPlan(rl.layout, workspace, recordedPlan, options.acceptPlanChange, carried));
-  const { plan, ref } = await storePlan(rl, loaded);
+  const { plan, ref, digest: planDigest } = await storePlan(rl, loaded);
   // Before anything is recorded: the components must be registered, and able to read the state
   // the next round starts from (the breakpoint's round).
   const registry = early?.registry ?? (await registryFor(options, handle.created.config, workspace));
@@ -277,7 +279,7 @@ async function resumeLocated(
     await supersedeBreakpoints({ experimentsDir, blobs: rl.blobs }, handle.state.folder, from.round + 1);
   }
   await removeStaleTemps(path.join(experimentsDir, handle.state.folder));
-  return { handle, plan, federation, components, superseded: rewound?.supersededRounds ?? [] };
+  return { handle, plan, planDigest, federation, components, superseded: rewound?.supersededRounds ?? [] };
 }
 
 /**

@@ -23,6 +23,12 @@ export type RoundContext = Readonly<{
   rl: RoundLog;
   handle: ExperimentHandle;
   plan: TrainingPlan;
+  /**
+   * The digest of the plan's local module closure, computed when the plan was imported: what a
+   * request to a node process names (the recorded `sha256` of an experiment recorded before the
+   * digest covered a plan's imports is the plan file's alone). Default: the recorded `sha256`.
+   */
+  planDigest?: string;
   federation: Federation;
   nodeTimeoutMs: number;
   /** The experiment's aggregator and strategy, built when it was created or loaded. */
@@ -77,6 +83,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
   // Node processes: the commands a failure suggests name them.
   const remoteRun = remote?.describe?.() ?? null;
   const recordedPlan = setup.trainingPlan;
+  const planDigest = context.planDigest ?? recordedPlan.sha256;
   const aggregateContext = { round, params: current };
   // A streaming aggregator folds each reply as its turn comes; any other gets them all at the end.
   const run = aggregator.begin?.(previous.aggregator, aggregateContext);
@@ -103,7 +110,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
                 params: current,
                 trainingArgs,
                 modelArgs: setup.modelArgs,
-                plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: recordedPlan.sha256 },
+                plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: planDigest },
                 rng: rng.state(),
                 ...(fingerprints.has(node) ? { dataset: fingerprints.get(node) } : {}),
               },

@@ -265,7 +265,7 @@ export class BreakpointBlobDamagedError extends RoundlogError {
   }
 }
 
-/** The training plan's source differs from the one the experiment recorded. */
+/** The training plan's source (or a local file it imports) differs from the one the experiment recorded. */
 export class TrainingPlanChangedError extends RoundlogError {
   readonly code = 'TRAINING_PLAN_CHANGED' as const;
   constructor(
@@ -276,7 +276,8 @@ export class TrainingPlanChangedError extends RoundlogError {
     accept: 'acceptPlanChange: true' | '--accept-plan-change' = 'acceptPlanChange: true',
   ) {
     super(
-      `the training plan ${module} changed since the experiment recorded it (sha256 ${recorded.slice(0, 12)}… then, ` +
+      `the training plan ${module} changed since the experiment recorded it (the plan file or a local file ` +
+        `it imports; digest ${recorded.slice(0, 12)}… then, ` +
         `${actual.slice(0, 12)}… now); restore the recorded version, or pass ${accept} to continue with ` +
         `the new one (the change is recorded in the experiment's history)`,
     );

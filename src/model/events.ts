@@ -11,7 +11,12 @@ export type TrainingPlanRef = Readonly<{
   module: string;
   /** Name of the export holding the plan. */
   export: string;
-  /** SHA-256 of the module's source when the experiment was created (or last accepted). */
+  /**
+   * The plan's digest when the experiment was created (or a change last accepted): of its local
+   * module closure, the plan file and the local files it imports (`federated/plan-closure.ts`).
+   * Experiments recorded before the digest covered a plan's imports hold the SHA-256 of the plan
+   * file alone; a resume still recognises that one.
+   */
   sha256: string;
   /** That source, in the blob store, for audit and for breakpoint folders. */
   source: BlobRef;

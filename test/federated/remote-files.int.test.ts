@@ -7,7 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { APPROVALS_FILE, approvePlan, readApprovals, sha256Hex } from '../../src/federated/remote/approvals.ts';
 import { loadNodeDataset, numericCsv } from '../../src/federated/remote/dataset.ts';
-import { ApprovalListError, NodeDatasetError } from '../../src/federated/remote/errors.ts';
+import { ApprovalListError, NodeDatasetError, PlanFileError } from '../../src/federated/remote/errors.ts';
+import { planClosure } from '../../src/federated/plan-closure.ts';
 import {
   HEART_DISEASE_DATA_DIR,
   HEART_DISEASE_HOSPITALS,
@@ -21,25 +22,57 @@ import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
 test.after.always(removeTempDirs);
 
-test('node approve records the hash and path of the plan file; approving again replaces its entry', async (t) => {
+test('node approve records the digest of the plan and its imports; approving again replaces its entry', async (t) => {
   const dir = tempDir();
   const plan = path.join(dir, 'plan.ts');
-  writeFileSync(plan, 'export const plan = {};\n');
+  const helper = path.join(dir, 'helper.ts');
+  writeFileSync(helper, 'export const rate = 0.1;\n');
+  writeFileSync(plan, "import { rate } from './helper.ts';\nexport const plan = { train: () => rate };\n");
   const nodeDir = path.join(dir, 'node');
   const run = await roundlog(['node', 'approve', 'plan.ts', '--node-dir', 'node'], {}, { cwd: dir });
   t.is(run.code, 0, run.stderr);
-  const sha256 = sha256Hex(readFileSync(plan));
-  t.is(run.stdout, `approved ${plan} sha256 ${sha256} (in ${nodeDir}/${APPROVALS_FILE})\n`);
+  const closure = await planClosure(plan);
+  t.deepEqual(
+    closure.files.map((f) => f.path),
+    ['helper.ts', 'plan.ts'],
+  );
+  const lines = run.stdout.trimEnd().split('\n');
+  t.true(lines[0]!.startsWith(`approved ${plan} sha256 ${closure.sha256} (in ${nodeDir}/${APPROVALS_FILE})`));
+  t.deepEqual(lines.slice(1), [
+    `  helper.ts sha256 ${sha256Hex(readFileSync(helper))}`,
+    `  plan.ts sha256 ${sha256Hex(readFileSync(plan))}`,
+  ]);
   const [entry] = await readApprovals(nodeDir);
-  t.like(entry, { sha256, file: plan });
+  t.like(entry, { sha256: closure.sha256, file: plan, files: closure.files });
   await approvePlan(nodeDir, plan);
   t.is((await readApprovals(nodeDir)).length, 1);
-  writeFileSync(plan, 'export const plan = { changed: true };\n');
+  writeFileSync(helper, 'export const rate = 0.2;\n');
   await approvePlan(nodeDir, plan);
   t.deepEqual(
     (await readApprovals(nodeDir)).map((e) => e.sha256),
-    [sha256, sha256Hex(readFileSync(plan))],
+    [closure.sha256, (await planClosure(plan)).sha256],
   );
+});
+
+test('node approve refuses a file that is not a plan module, or is missing, naming it', async (t) => {
+  const dir = tempDir();
+  writeFileSync(path.join(dir, 'data.csv'), 'a,b\n1,0\n');
+  writeFileSync(path.join(dir, 'noplan.ts'), 'export const x = { init() {} };\n');
+  const cases: Array<[string, RegExp]> = [
+    ['data.csv', /it is not a module \(a \.csv file\)/],
+    ['missing.ts', /it does not exist/],
+    ['noplan.ts', /it exports no training plan: its exports \(x\) have no train\(\)/],
+  ];
+  for (const [name, reason] of cases) {
+    const file = path.join(dir, name);
+    const error = await t.throwsAsync(approvePlan(path.join(dir, 'node'), file), { instanceOf: PlanFileError });
+    t.like(error, { code: 'INVALID_PLAN_FILE', file });
+    t.regex(error.message, reason);
+    const run = await roundlog(['node', 'approve', name, '--node-dir', 'node'], {}, { cwd: dir });
+    t.is(run.code, 1);
+    t.regex(run.stderr, new RegExp(`cannot approve ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
+    t.notRegex(run.stderr, /\n\s+at /, 'no stack trace');
+  }
 });
 
 test('an approval list that is not one is refused, naming the file', async (t) => {

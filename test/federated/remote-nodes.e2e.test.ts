@@ -23,7 +23,7 @@ import { CLINICAL_FEATURES, syntheticClinicalFederation } from '../../examples/l
 import { encodeSafetensors } from '../../src/codec/safetensors.ts';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
-import { approvePlan, sha256Hex } from '../../src/federated/remote/approvals.ts';
+import { approvePlan } from '../../src/federated/remote/approvals.ts';
 import { loadNodeDataset, numericCsv } from '../../src/federated/remote/dataset.ts';
 import { NodePlanNotApprovedError } from '../../src/federated/remote/errors.ts';
 import { listenForNodes, type RemoteFederation } from '../../src/federated/remote/researcher.ts';
@@ -186,12 +186,19 @@ test.serial(
     try {
       const error = await t.throwsAsync(exp.runOnce(), { instanceOf: NodePlanNotApprovedError });
       t.like(error, { code: 'PLAN_NOT_APPROVED', node: 'hospital-c', round: 0 });
-      t.is(error.sha256, sha256Hex(await import('node:fs').then((fs) => fs.readFileSync(PLAN_FILE))));
+      // The researcher names the digest the node computes when it approves.
+      t.is(error.sha256, (await approvePlan(tempDir(), PLAN_FILE)).sha256);
       t.regex(error.message, /node "hospital-c" refused round 0 of experiment Experiment_0000/);
       t.regex(error.message, /roundlog node approve/);
       // The node said why, naming the plan, its hash and the command.
       const said = await children[2]!.waitFor((l) => /train-error round=0 PLAN_NOT_APPROVED/.test(l));
-      t.regex(said, new RegExp(`${error.sha256}.*roundlog node approve <plan file> --node-dir`));
+      t.regex(
+        said,
+        new RegExp(
+          `${error.sha256} asked for\\): .* holds no plan.*` +
+            'roundlog node approve examples/logistic-regression/plan\\.ts --node-dir',
+        ),
+      );
       t.is(exp.roundCurrent(), 0);
       const types = await streamTypes(root, exp.id);
       t.true(types.includes('RoundStarted'));

@@ -8,9 +8,10 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { appendFileSync, copyFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLINICAL_FEATURES, syntheticClinicalFederation } from '../../examples/logistic-regression/data.ts';
+import { planClosure } from '../../src/federated/plan-closure.ts';
 import { approvePlan } from '../../src/federated/remote/approvals.ts';
 import { numericCsv } from '../../src/federated/remote/dataset.ts';
 import { NodePlanNotApprovedError } from '../../src/federated/remote/errors.ts';
@@ -148,40 +149,116 @@ test.serial('a node started before its researcher, and one whose researcher goes
   );
 });
 
+/** A train request for plan `plan.ts` (export `logisticRegressionPlan`) with digest `sha256`, to node `a`. */
+function trainRequest(sha256: string) {
+  return {
+    experiment: 'Experiment_x',
+    experimentId: 'x',
+    node: 'a',
+    round: 4,
+    attempt: 1,
+    params: {
+      weights: { dtype: 'float32' as const, shape: [5], data: new Float32Array(5) },
+      bias: { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) },
+    },
+    trainingArgs: { epochs: 1, batchSize: 8, learningRate: 0.1 },
+    modelArgs: { columns: 5 },
+    plan: { module: 'plan.ts', export: 'logisticRegressionPlan', sha256 },
+    rng: deriveRng(1, 4, 'a', 'train').state(),
+  };
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 test.serial('a plan file changed after its approval is refused, naming the change', async (t) => {
   const workspace = tempDir();
   const planFile = path.join(workspace, 'plan.ts');
-  copyFileSync(path.join(REPO, 'examples/logistic-regression/plan.ts'), planFile);
+  const example = path.join(REPO, 'examples/logistic-regression/plan.ts');
+  writeFileSync(planFile, `export { logisticRegressionPlan } from ${JSON.stringify(example)};\n`);
   const nodeDir = tempDir();
   const entry = await approvePlan(nodeDir, planFile);
   appendFileSync(planFile, '\n// changed after review\n');
   const federation = await researcher(t);
   const node = startNode(t, 'a', federation.address, nodeDir);
   await connectedLine(node);
-  const error = await t.throwsAsync(
-    federation.remote.train(
-      {
-        experiment: 'Experiment_x',
-        experimentId: 'x',
-        node: 'a',
-        round: 4,
-        attempt: 1,
-        params: {
-          weights: { dtype: 'float32', shape: [5], data: new Float32Array(5) },
-          bias: { dtype: 'float32', shape: [1], data: new Float32Array(1) },
-        },
-        trainingArgs: {},
-        modelArgs: { columns: 5 },
-        plan: { module: 'plan.ts', export: 'logisticRegressionPlan', sha256: entry.sha256 },
-        rng: deriveRng(1, 4, 'a', 'train').state(),
-      },
-      new AbortController().signal,
-    ),
-    { instanceOf: NodePlanNotApprovedError },
-  );
+  const error = await t.throwsAsync(federation.remote.train(trainRequest(entry.sha256), new AbortController().signal), {
+    instanceOf: NodePlanNotApprovedError,
+  });
   t.like(error, { node: 'a', round: 4, experiment: 'Experiment_x', sha256: entry.sha256 });
+  t.regex(error.nodeMessage, new RegExp(`it approved ${escape(planFile)} with that digest`));
+  t.regex(error.nodeMessage, /plan\.ts changed \(sha256 [0-9a-f]{12}… approved, [0-9a-f]{12}… now\)/);
+  t.regex(error.nodeMessage, new RegExp(`roundlog node approve ${escape(planFile)} --node-dir ${escape(nodeDir)}$`));
+});
+
+test.serial(
+  'a module the plan imports, changed after approval, is refused naming it; the unchanged closure trains',
+  async (t) => {
+    const workspace = tempDir();
+    const planFile = path.join(workspace, 'plan.ts');
+    const helperFile = path.join(workspace, 'lib', 'helper.ts');
+    mkdirSync(path.dirname(helperFile));
+    writeFileSync(helperFile, 'export const extra = (sampleSize: number) => ({ seen: sampleSize });\n');
+    // The example plan, reached through a local module the node must also cover.
+    const example = JSON.stringify(path.join(REPO, 'examples/logistic-regression/plan.ts'));
+    writeFileSync(
+      planFile,
+      `import { logisticRegressionPlan as base } from ${example};
+import { extra } from './lib/helper.ts';
+export const logisticRegressionPlan = {
+  init: base.init,
+  async train(...args: Parameters<typeof base.train>) {
+    const result = await base.train(...args);
+    return { ...result, metrics: { ...result.metrics, ...extra(result.sampleSize) } };
+  },
+};
+`,
+    );
+    const nodeDir = tempDir();
+    const entry = await approvePlan(nodeDir, planFile);
+    const covered = entry.files!.map((f) => f.path);
+    t.deepEqual(covered.slice(-2), ['lib/helper.ts', 'plan.ts']);
+    t.regex(covered[0]!, /^(\.\.\/)+.*examples\/logistic-regression\/plan\.ts$/);
+    t.is(covered.length, 3, 'roundlog itself (src/) is not covered');
+    // The researcher computes the same digest the node approved.
+    t.is((await planClosure(planFile)).sha256, entry.sha256);
+    const federation = await researcher(t);
+    const node = startNode(t, 'a', federation.address, nodeDir);
+    await connectedLine(node);
+    const reply = await federation.remote.train(trainRequest(entry.sha256), new AbortController().signal);
+    t.is(reply.metrics.seen, reply.sampleSize);
+    writeFileSync(helperFile, 'export const extra = () => ({ seen: -1 });\n');
+    const error = await t.throwsAsync(
+      federation.remote.train(trainRequest(entry.sha256), new AbortController().signal),
+      {
+        instanceOf: NodePlanNotApprovedError,
+      },
+    );
+    t.regex(error.nodeMessage, /lib\/helper\.ts changed \(sha256 [0-9a-f]{12}… approved, [0-9a-f]{12}… now\)/);
+    t.notRegex(error.nodeMessage, / plan\.ts changed/);
+  },
+);
+
+test.serial('a digest the node has not approved is refused, saying what it approved and the command', async (t) => {
+  const nodeDir = tempDir();
+  const federation = await researcher(t);
+  const node = startNode(t, 'a', federation.address, nodeDir);
+  await connectedLine(node);
+  const asked = 'ab'.repeat(32);
+  const none = await t.throwsAsync(federation.remote.train(trainRequest(asked), new AbortController().signal), {
+    instanceOf: NodePlanNotApprovedError,
+  });
   t.regex(
-    error.nodeMessage,
-    new RegExp(`the approved file ${planFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} has changed`),
+    none.nodeMessage,
+    new RegExp(`training plan plan\\.ts#logisticRegressionPlan \\(digest ${asked} asked for\\)`),
   );
+  t.regex(none.nodeMessage, /approved-plans\.json holds no plan/);
+  t.regex(
+    none.nodeMessage,
+    new RegExp(`run on the node: roundlog node approve plan\\.ts --node-dir ${escape(nodeDir)}$`),
+  );
+  const other = await approvePlan(nodeDir, path.join(REPO, 'examples/logistic-regression/plan.ts'));
+  const error = await t.throwsAsync(federation.remote.train(trainRequest(asked), new AbortController().signal), {
+    instanceOf: NodePlanNotApprovedError,
+  });
+  t.regex(error.nodeMessage, new RegExp(`approved one other plan only: .*plan\\.ts \\(digest ${other.sha256}\\)`));
 });

@@ -1,7 +1,8 @@
 /**
  * `roundlog node start|approve`: a data-holding node as a process (`src/federated/remote/`).
  *
- * `node approve FILE` records the SHA-256 of a training plan's file in the node's approval list;
+ * `node approve FILE` records the digest of a training plan's local module closure (the plan file
+ * and the local files it imports) in the node's approval list;
  * `node start` loads the node's dataset, connects out to the researcher and trains the rounds it is
  * asked to with approved plans, printing one line per event, connecting again (with a growing
  * delay) when the researcher is not there or goes away. SIGINT or SIGTERM close the connection and
@@ -9,9 +10,9 @@
  * once, not empty, tags not repeated, the researcher `HOST:PORT` with a port from 1 to 65535), and
  * the files it reads (dataset, approval list) once at start, as typed errors naming the file.
  */
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { datasetSummary } from '../../federated/fingerprints.ts';
-import path from 'node:path';
 import { approvePlan, APPROVALS_FILE, readApprovals } from '../../federated/remote/approvals.ts';
 import { DATASET_LOADERS, datasetLoader, loadNodeDataset } from '../../federated/remote/dataset.ts';
 import { approveCommand, nodeFileError } from '../../federated/remote/errors.ts';
@@ -41,7 +42,7 @@ function nodeDir(given: string | undefined, io: Io): string {
 
 const approve = defineCommand({
   name: 'approve',
-  describe: "approve a training plan file on this node (its SHA-256 is added to the node's approval list)",
+  describe: 'approve a training plan on this node (the digest of its file and the local files it imports)',
   positionals: { file: { type: 'string', demandOption: true, describe: 'the training plan module, as reviewed' } },
   needs: 'a training plan file',
   options: { 'node-dir': NODE_DIR },
@@ -50,7 +51,13 @@ const approve = defineCommand({
     const dir = nodeDir(args['node-dir'], io);
     const file = checkPathArgument('FILE', args.file, io.cwd);
     const entry = await approvePlan(dir, file);
-    io.out(`approved ${entry.file} sha256 ${entry.sha256} (in ${dir}/${APPROVALS_FILE})`);
+    const files = entry.files ?? [];
+    io.out(
+      `approved ${entry.file} sha256 ${entry.sha256} (in ${dir}/${APPROVALS_FILE}), covering ${files.length} ` +
+        `file(s), the plan and the local modules it imports (paths relative to ${path.dirname(entry.file)}; ` +
+        'installed packages and roundlog itself are not covered):',
+    );
+    for (const covered of files) io.out(`  ${covered.path} sha256 ${covered.sha256}`);
     return 0;
   },
 });

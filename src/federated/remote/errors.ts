@@ -35,26 +35,47 @@ export function loaderOptionFlag(name: string): string {
   return `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
-/** The command a node's operator runs to approve a plan file. */
-export function approveCommand(nodeDir: string | null): string {
-  return `roundlog node approve <plan file>${nodeDir === null ? '' : ` --node-dir ${nodeDir}`}`;
+/** A path as a shell word: quoted when it holds anything but plain path characters. */
+function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
-/** A node was asked to train with a plan whose hash is not in its approval list (node side). */
+/** The command a node's operator runs to approve the plan file `planFile` on the node of `nodeDir`. */
+export function approveCommand(nodeDir: string | null, planFile = '<plan file>'): string {
+  const file = planFile === '<plan file>' ? planFile : shellWord(planFile);
+  return `roundlog node approve ${file}${nodeDir === null ? '' : ` --node-dir ${shellWord(nodeDir)}`}`;
+}
+
+/**
+ * A node was asked to train with a plan whose digest is not in its approval list, or whose
+ * approved closure changed since (node side). The message says which plan and digest was asked
+ * for, what the node has approved, what changed, and the command that approves the plan.
+ */
 export class PlanNotApprovedError extends RoundlogError {
   readonly code = 'PLAN_NOT_APPROVED' as const;
   constructor(
     readonly node: string,
     /** The plan as the experiment records it: `<module>#<export>`. */
     readonly plan: string,
+    /** The digest the request named (of the plan's local module closure). */
     readonly sha256: string,
     readonly nodeDir: string,
-    /** Why: not listed, or the approved file changed since. */
+    /**
+     * The plan file to approve: the approved file of that digest, else the plan's module path as
+     * the researcher records it.
+     */
+    readonly planFile: string,
+    /** The digests the node's approval list holds. */
+    readonly approved: readonly string[],
+    /** The files of the approved closure of that digest that changed since (empty when it was not approved). */
+    readonly changed: readonly string[],
+    /** Why, in words: nothing approved, other plans approved, or what changed. */
     readonly reason: string,
   ) {
     super(
-      `node ${JSON.stringify(node)} has not approved training plan ${plan} (sha256 ${sha256}): ${reason}; ` +
-        `review the plan's source, then run '${approveCommand(nodeDir)}'`,
+      `node ${JSON.stringify(node)} has not approved training plan ${plan} (digest ${sha256} asked for): ` +
+        `${reason}. Review the plan and the local files it imports, then run on the node: ` +
+        `${approveCommand(nodeDir, planFile)}`,
     );
   }
 }
@@ -72,17 +93,41 @@ export class NodePlanNotApprovedError extends RoundlogError {
     readonly round: number,
     readonly plan: string,
     readonly sha256: string,
-    /** What the node said. */
+    /** What the node said: the plan and digest asked for, what it has approved, the command to run there. */
     readonly nodeMessage: string,
     /** The node processes the round ran on: the retry command names them. */
     readonly remote: RemoteRun | null = null,
   ) {
     super(
       `node ${JSON.stringify(node)} refused round ${round} of experiment ${experiment}: training plan ${plan} ` +
-        `(sha256 ${sha256}) is not approved there (${nodeMessage}); on that node, run ` +
-        `'roundlog node approve <plan file> --node-dir <its folder>' once the plan is reviewed; nothing of this ` +
-        `round was committed: run '${resumeCommand(experiment, remote)}' to retry it`,
+        `(digest ${sha256}) is not approved there. The node says: ${nodeMessage}. Nothing of this ` +
+        `round was committed: once the node approved the plan, run '${resumeCommand(experiment, remote)}' to retry it`,
     );
+  }
+}
+
+/** A file given to `roundlog node approve` is not a training plan module. */
+export class PlanFileError extends RoundlogError {
+  readonly code = 'INVALID_PLAN_FILE' as const;
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
+    super(
+      `cannot approve ${file}: it ${reason}; a training plan is a module (.ts, .mts, .cts, .js, .mjs or .cjs) with ` +
+        ` an export that has a train() function, e.g. examples/heart-disease/plan.ts`,
+    );
+  }
+}
+
+/** A node's folder cannot be created or used. */
+export class NodeDirError extends RoundlogError {
+  readonly code = 'INVALID_NODE_DIR' as const;
+  constructor(
+    readonly dir: string,
+    readonly reason: string,
+  ) {
+    super(`the node folder ${dir} ${reason}: give --node-dir a folder this user can create and write`);
   }
 }
 

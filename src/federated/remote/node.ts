@@ -7,8 +7,9 @@
  * in plain words what happened (`connectionFailure`); an address that answers as something else
  * than a roundlog researcher `FOREIGN_ATTEMPTS` times in a row ends it (`NotAResearcherError`).
  *
- * The plan is imported from the approved file (never from the researcher), after checking the
- * file's bytes still have the hash the request names: the hash approved is that of the code run.
+ * The plan is imported from the approved file (never from the researcher), after checking that its
+ * local module closure (the plan file and the local files it imports: `plan-closure.ts`) still has
+ * the digest the request names: the digest approved is that of the code run.
  *
  * Work belongs to the connection it came on: when the stream ends (the researcher was killed, the
  * link cut), the requests still queued are dropped unstarted, a training in progress has its result
@@ -16,22 +17,17 @@
  * its log and asks again, under a new attempt number; the node never replies to the old one.
  */
 import * as grpc from '@grpc/grpc-js';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
-import { readRegularFile } from '../../confine.ts';
 import { RoundlogError } from '../../errors.ts';
 import { importModule } from '../load-module.ts';
+import { closureChanges, planClosure } from '../plan-closure.ts';
 import { Rng, type RngState } from '../rng.ts';
 import type { TrainingPlan } from '../training-plan.ts';
-import { readApprovals, sha256Hex } from './approvals.ts';
+import { APPROVALS_FILE, readApprovals, type ApprovedPlan } from './approvals.ts';
 import type { NodeDataset } from './dataset.ts';
-import {
-  NodeRefusedError,
-  NotAResearcherError,
-  PlanNotApprovedError,
-  approveCommand,
-  nodeFileError,
-} from './errors.ts';
+import { NodeRefusedError, NotAResearcherError, PlanNotApprovedError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -334,27 +330,43 @@ async function handle(
   }
 }
 
-/** The approved plan a request names, imported from its approved file (cached by hash). */
+/** The approved plan a request names, imported from its approved file (cached by digest). */
 async function approvedPlan(
   request: TrainRequest,
   options: NodeOptions,
   plans: Map<string, TrainingPlan>,
 ): Promise<TrainingPlan> {
   const sha256 = request.plan_sha256;
-  const refuse = (reason: string) =>
-    new PlanNotApprovedError(options.id, request.plan_id, sha256, options.nodeDir, reason);
-  const entry = (await readApprovals(options.nodeDir)).find((plan) => plan.sha256 === sha256);
-  if (entry === undefined) throw refuse('its hash is not in the approval list');
-  // Checked on every request: a file changed since its approval is not run.
-  let source: Buffer;
+  const approvals = await readApprovals(options.nodeDir);
+  const entry = approvals.find((plan) => plan.sha256 === sha256 && plan.files !== undefined);
+  if (entry?.files === undefined) throw notApproved(request, options, approvals);
+  // Checked on every request: a closure changed since its approval is not run.
+  const refuse = (changed: string[], reason: string) =>
+    new PlanNotApprovedError(
+      options.id,
+      request.plan_id,
+      sha256,
+      options.nodeDir,
+      entry.file,
+      approvals.map((plan) => plan.sha256),
+      changed,
+      `it approved ${entry.file} with that digest on ${entry.approvedAt}, and ${reason}`,
+    );
+  let closure;
   try {
-    source = await readRegularFile(entry.file, 'approved plan');
+    closure = await planClosure(entry.file);
   } catch (error) {
-    const action = `approve the plan again where it is now ('${approveCommand(options.nodeDir)}')`;
-    throw nodeFileError(error, entry.file, 'the approved plan file', action);
+    const why = error instanceof RoundlogError ? error.message : String(error);
+    throw refuse([], `its files cannot be read as approved now (${why})`);
   }
-  const now = sha256Hex(source);
-  if (now !== sha256) throw refuse(`the approved file ${entry.file} has changed since (sha256 ${now} now)`);
+  if (closure.sha256 !== sha256) {
+    const changed = closureChanges(entry.files, closure.files);
+    const named = changed.length === 0 ? `its digest is ${closure.sha256} now` : changed.map((c) => c.text).join('; ');
+    throw refuse(
+      changed.map((c) => c.path),
+      `a file of it changed since (paths relative to ${path.dirname(entry.file)}): ${named}`,
+    );
+  }
   const cached = plans.get(`${sha256}#${request.plan_export}`);
   if (cached !== undefined) return cached;
   // A module is imported once per process: a file changed (and approved again) after its first
@@ -364,7 +376,8 @@ async function approvedPlan(
   );
   if (other !== undefined) {
     throw new Error(
-      `${entry.file} changed since this node imported it: restart the node to train with the new version`,
+      `${entry.file} or a file it imports changed since this node imported it: restart the node to train ` +
+        'with the new version',
     );
   }
   const module = await importModule(entry.file);
@@ -375,6 +388,40 @@ async function approvedPlan(
   plans.set(`${sha256}#${request.plan_export}`, plan);
   plans.set(`${entry.file}\0${sha256}`, plan);
   return plan;
+}
+
+/** The refusal of a digest the approval list does not hold: what the node has approved instead. */
+function notApproved(request: TrainRequest, options: NodeOptions, approvals: readonly ApprovedPlan[]) {
+  const hash = request.plan_id.lastIndexOf('#');
+  const module = hash > 0 ? request.plan_id.slice(0, hash) : request.plan_id;
+  // The file to approve: one this node approved before under the plan's module path, else that path.
+  const same = approvals.filter((plan) => plan.file === module || plan.file.endsWith(`/${module}`));
+  const planFile = same.at(-1)?.file ?? module;
+  const legacyNote = ', approved before approvals covered the files a plan imports: approve it again';
+  const describe = (plan: ApprovedPlan) =>
+    `${plan.file} (digest ${plan.sha256}${plan.files === undefined ? legacyNote : ''})`;
+  let reason: string;
+  if (approvals.length === 0) {
+    reason = `its approval list ${path.join(options.nodeDir, APPROVALS_FILE)} holds no plan`;
+  } else {
+    const legacy = approvals.find((plan) => plan.files === undefined && plan.sha256 === request.plan_sha256);
+    reason =
+      legacy !== undefined
+        ? `it approved ${describe(legacy)}`
+        : `it has approved ${approvals.length === 1 ? 'one other plan' : `${approvals.length} other plans`} only: ` +
+          approvals.slice(-5).map(describe).join(', ') +
+          (approvals.length > 5 ? ` and ${approvals.length - 5} more` : '');
+  }
+  return new PlanNotApprovedError(
+    options.id,
+    request.plan_id,
+    request.plan_sha256,
+    options.nodeDir,
+    planFile,
+    approvals.map((plan) => plan.sha256),
+    [],
+    reason,
+  );
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
