@@ -66,6 +66,9 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   EXPERIMENT_RUNNING: 409,
   RUN_NOT_OWNED: 409,
   NODE_DATASET_CHANGED: 409,
+  NODE_TAGS_MISMATCH: 409,
+  NODE_NOT_IN_EXPERIMENT: 409,
+  REMOTE_NODES_REQUIRED: 409,
   EXPERIMENT_EXISTS: 409,
   ROUND_MISMATCH: 409,
   IDEMPOTENCY_KEY_REUSED: 409,
@@ -101,6 +104,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   NO_ELIGIBLE_NODES: 503,
   PLAN_NOT_APPROVED: 503,
   NODE_REFUSED: 503,
+  NOT_A_RESEARCHER: 503,
   // 500: the server's own data or machine failed (said precisely: the code and its fields).
   BLOB_WRITE_FAILED: 500,
   BREAKPOINT_BLOB_DAMAGED: 500,
@@ -134,6 +138,11 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = Object.free
   INVALID_NODE_DATASET: 500,
   HEART_DISEASE_MALFORMED: 500,
   INVALID_APPROVAL_LIST: 500,
+  INVALID_PLAN_FILE: 500,
+  PLAN_CLOSURE_FAILED: 500,
+  INVALID_NODE_DIR: 500,
+  NODE_FILE_UNREADABLE: 500,
+  RESEARCHER_LISTEN_FAILED: 500,
 });
 
 export type { ErrorBody };

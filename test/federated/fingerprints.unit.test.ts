@@ -50,8 +50,9 @@ test('a round checks options against the last record, and records them; an old r
     `node "va" holds another dataset than experiment Experiment_0000 recorded for it (in round 0): ` +
       `sha256 ${SHA} (heart-disease 200×13, splitSeed 1) then, sha256 ${SHA} (heart-disease 200×13, splitSeed 2) ` +
       `now (options.splitSeed differs); round 1 was refused and nothing of it was committed. Restart the node ` +
-      `with --split-seed 1 as before, leave it out (the experiment's nodes), or, if the new data is meant, resume ` +
-      `with onDatasetChange: 'record' (the change is recorded in the round)`,
+      `with --split-seed 1 as before, leave it out (the experiment's nodes), or, if the new data is meant, run ` +
+      `'roundlog resume Experiment_0000 --on-dataset-change record' (onDatasetChange: 'record' in code; the ` +
+      `change is recorded in the round)`,
   );
   // A log written before options were recorded: the resumed round trains, and records the seed.
   const recorded = checkFingerprints(stateWith(OLD), reporting(seeded('2')), ['va'], 1, 'refuse');

@@ -20,7 +20,7 @@ import { isReadRefusal, readRegularFileIfAny } from '../../confine.ts';
 import { syncDir, writeStep } from '../../durable.ts';
 import { importModule } from '../load-module.ts';
 import { PLAN_DIGEST, planClosure, type PlanClosure, type PlanClosureFile } from '../plan-closure.ts';
-import { ApprovalListError, NodeDirError, PlanFileError } from './errors.ts';
+import { ApprovalListError, NodeDirError, PlanFileError, nodeFileError } from './errors.ts';
 
 export const APPROVALS_FILE = 'approved-plans.json';
 
@@ -56,7 +56,14 @@ export async function readApprovals(nodeDir: string): Promise<ApprovedPlan[]> {
     bytes = await readRegularFileIfAny(file, null);
   } catch (error) {
     if (isReadRefusal(error)) throw error;
-    throw new ApprovalListError(file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    const typed = nodeFileError(
+      error,
+      file,
+      "the node's approval list",
+      'check --node-dir (or $ROUNDLOG_NODE_DIR): it names the folder the node keeps its approvals in',
+    );
+    if (typed !== error) throw typed;
+    throw new ApprovalListError(file, `cannot be read (${String(error)})`);
   }
   if (bytes === null) return [];
   let list: unknown;
