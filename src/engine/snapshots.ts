@@ -23,7 +23,7 @@ import { FileTooLargeError, NotARegularFileError, readRegularFileIfAny } from '.
 
 /** The most bytes read from a snapshot file (the state of an experiment, packed). */
 export const MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
-import { STATE_SHAPE_VERSION, type ExperimentState, type RoundRecord } from '../model/state.ts';
+import { STATE_SHAPE_VERSION, initialState, type ExperimentState, type RoundRecord } from '../model/state.ts';
 import { crc32c } from '../log/file/crc32c.ts';
 
 const packr = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint', largeBigIntToFloat: false });
@@ -93,7 +93,7 @@ export async function inspectSnapshot(file: string): Promise<SnapshotFile | null
     return { kind: 'damaged', reason: `it does not decode: ${(error as Error).message}` };
   }
   // A snapshot of another format or shape of the state (written by another release) is not used.
-  if (value?.v !== 2 || value.shape !== STATE_SHAPE_VERSION) {
+  if (value?.v !== 2 || (value.shape !== STATE_SHAPE_VERSION && value.shape !== 4)) {
     const reason =
       `it is of format ${String(value?.v)}, state shape ${String(value?.shape)} ` +
       `(this release: 2, ${STATE_SHAPE_VERSION})`;
@@ -102,7 +102,18 @@ export async function inspectSnapshot(file: string): Promise<SnapshotFile | null
   if (typeof value.stream !== 'string' || typeof value.revision !== 'bigint' || typeof value.position !== 'bigint') {
     return { kind: 'damaged', reason: 'its fields are not those of a snapshot' };
   }
-  const state = value.state as ExperimentState;
+  // Shape 4 is shape 5 without `remote`: written before a run recorded its node processes
+  // (RunStarted.remote), so no event before the snapshot set it and its value is null. The fields
+  // keep the order of `initialState`, so the state packs as a replay's does (`sameState`).
+  const state =
+    value.shape === 4
+      ? (Object.fromEntries(
+          Object.keys(initialState).map((key) => [
+            key,
+            key === 'remote' ? null : (value.state as unknown as Record<string, unknown>)[key],
+          ]),
+        ) as unknown as ExperimentState)
+      : (value.state as ExperimentState);
   // msgpack has no array holes: rounds before an imported breakpoint come back as null.
   const rounds = state.rounds.map((r) => r ?? undefined) as RoundRecord[];
   return {

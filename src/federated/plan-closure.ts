@@ -142,6 +142,14 @@ export async function planClosure(planFile: string): Promise<PlanClosure> {
     setup(build) {
       build.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData === SELF || args.kind === 'entry-point') return undefined;
+        // A path into trusted code is not followed, also when it is not there: a shipped example's
+        // `../../src/x.ts` in an installed package, where roundlog's source is compiled (dist/src).
+        if (
+          (args.path.startsWith('.') || path.isAbsolute(args.path)) &&
+          trusted(path.resolve(args.resolveDir, args.path))
+        ) {
+          return { path: args.path, external: true };
+        }
         const result = await build.resolve(args.path, {
           kind: args.kind,
           importer: args.importer,
