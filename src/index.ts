@@ -141,6 +141,7 @@ export {
   type Dataset,
   type RemoteTrainer,
   type RemoteTrainRequest,
+  type StoredTrainResult,
 } from './federated/training-plan.ts';
 export * from './federated/errors.ts';
 // Nodes as processes: the researcher's server, the node's files, the protocol's errors.

@@ -21,6 +21,28 @@ import {
   type TensorMismatchKind,
 } from './errors.ts';
 
+/**
+ * A reply's parameters as the round stored them (a safetensors file in the blob store): their
+ * structure, and their elements read a slice at a time, so that aggregating never holds a reply.
+ */
+export interface StoredTensors {
+  /** Each tensor's name, dtype and shape, in the stored file's order (the order decoding gives). */
+  readonly tensors: ReadonlyArray<readonly [name: string, Pick<Tensor, 'dtype' | 'shape'>]>;
+  /**
+   * Elements `start` (inclusive) to `end` (exclusive) of tensor `name`, row-major, as a fresh typed
+   * array of its dtype (`Tensor['data']`: 16-bit floats as their bits).
+   */
+  read(name: string, start: number, end: number): Promise<Tensor['data']>;
+}
+
+/** A node's reply whose parameters are stored (`Aggregator.aggregateStored`). */
+export type StoredNodeReply = Readonly<{
+  node: string;
+  sampleSize: number;
+  params: StoredTensors;
+  metrics: Readonly<Record<string, number>>;
+}>;
+
 export type NodeReply = Readonly<{
   node: string;
   /** How many samples the node trained on: a non-negative integer, the reply's weight. */
@@ -68,6 +90,17 @@ export interface Aggregator extends AggregatorSpec {
    * median, a trimmed mean, per-node state) leaves it out and gets them all in `aggregate`.
    */
   begin?(state: AggregatorState, context: AggregateContext): AggregationRun;
+  /**
+   * Optional: the same aggregation from the replies as stored, read a slice of elements at a time.
+   * When present, a round stores each reply as it arrives, holds none of them, and calls this once
+   * every reply is in (instead of `begin` or `aggregate`). It must give, bit for bit, what
+   * `aggregate` gives for the same replies, and throw the same errors.
+   */
+  aggregateStored?(
+    replies: readonly StoredNodeReply[],
+    state: AggregatorState,
+    context: AggregateContext,
+  ): Promise<{ params: TensorSet; state: AggregatorState }>;
 }
 
 /**
@@ -106,6 +139,10 @@ const FED_AVG = 'fedAvg';
  * - Streamed (`begin`): one float64 (or, for integer tensors, bigint) sum per element, to which
  *   each reply is added as it is folded, in that same order: the same operations as `aggregate`,
  *   so the same bits, while only the sums and the reply being folded are held.
+ * - From the stored replies (`aggregateStored`): the same sums, taken `STORED_SLICE` elements at a
+ *   time (each element's terms still added in node-id order, then divided, then stored): the same
+ *   operations element by element, so the same bits, while only the output, one slice of the sums
+ *   and one slice of a reply are held.
  *
  * Throws `NoRepliesError`, `MismatchedTensorsError`, `ZeroSampleSizeError`, and `InvalidArgumentError`
  * for a node replying twice, a sample size that is not a non-negative integer, or a tensor whose
@@ -124,6 +161,9 @@ export function fedAvg(): Aggregator {
     begin(state) {
       const run = weightedAverageRun(FED_AVG);
       return { fold: (reply) => run.fold(reply), finish: () => ({ params: run.finish(), state }) };
+    },
+    async aggregateStored(replies, state) {
+      return { params: await weightedAverageStored(FED_AVG, replies), state };
     },
   };
 }
@@ -267,6 +307,75 @@ function weightedAverageRun(aggregator: string): { fold(reply: NodeReply): void;
   };
 }
 
+/** Elements of a tensor aggregated at a time from stored replies: 2 MiB of float64 sums. */
+export const STORED_SLICE = 1 << 18;
+
+/**
+ * `weightedAverageRun` over stored replies, a slice of every tensor at a time: the checks of `fold`
+ * (each reply in node-id order) and of `finish`, in their order, before any element is read; then,
+ * per tensor and per slice, each weighted reply's slice added in node-id order to float64 (bigint)
+ * sums that are averaged into the output as `finish` averages the whole tensor.
+ */
+async function weightedAverageStored(aggregator: string, replies: readonly StoredNodeReply[]): Promise<TensorSet> {
+  const sorted = [...replies].sort((a, b) => compareNodeIds(a.node, b.node));
+  let reference: { node: string; structure: Structure; params: Readonly<Record<string, unknown>> } | undefined;
+  let previous: NodeReply | undefined;
+  let total = 0;
+  for (const reply of sorted) {
+    const params = Object.fromEntries(reply.params.tensors) as unknown as TensorSet;
+    const asReply: NodeReply = { node: reply.node, sampleSize: reply.sampleSize, params, metrics: {} };
+    checkReply(asReply, previous, false);
+    if (reference === undefined) {
+      const structure: Structure = reply.params.tensors.map(([name, { dtype, shape }]) => [
+        name,
+        { dtype, shape: [...shape] },
+      ]);
+      reference = { node: reply.node, structure, params: Object.fromEntries(structure) };
+    } else {
+      checkSameStructure(aggregator, reference.node, reference.structure, reference.params, asReply);
+    }
+    previous = { node: reply.node, sampleSize: reply.sampleSize, params: {}, metrics: {} };
+    total += reply.sampleSize;
+  }
+  if (reference === undefined) throw new NoRepliesError(aggregator);
+  for (const [name, { dtype }] of reference.structure) {
+    if (dtype === 'bool') throw new NotAverageableError(aggregator, name, dtype);
+  }
+  if (total === 0)
+    throw new ZeroSampleSizeError(
+      aggregator,
+      sorted.map(({ node }) => node),
+    );
+  const weighted = sorted.filter(({ sampleSize }) => sampleSize > 0);
+  const out: [string, Tensor][] = [];
+  for (const [name, { dtype, shape }] of reference.structure) {
+    const length = shape.reduce((product, dim) => product * dim, 1);
+    const data = new DTYPES[dtype].ctor(new ArrayBuffer(length * DTYPES[dtype].itemBytes), 0, length);
+    for (let start = 0; start < length; start += STORED_SLICE) {
+      const end = Math.min(length, start + STORED_SLICE);
+      let sum: Float64Array | bigint[];
+      if (isFloat(dtype)) {
+        sum = new Float64Array(end - start);
+        for (const reply of weighted) {
+          const slice = { dtype, shape: [end - start], data: await reply.params.read(name, start, end) } as Tensor;
+          addFloat(sum, reply.sampleSize, slice, dtype);
+        }
+      } else {
+        sum = Array.from({ length: end - start }, () => 0n);
+        for (const reply of weighted) {
+          const w = BigInt(reply.sampleSize);
+          const slice = (await reply.params.read(name, start, end)) as ArrayLike<number | bigint>;
+          for (let i = 0; i < slice.length; i++) sum[i]! += w * BigInt(slice[i]!);
+        }
+      }
+      const averaged = averageTensor({ dtype, shape: [end - start] }, sum, total).data;
+      (data as unknown as { set(values: ArrayLike<number | bigint>, offset: number): void }).set(averaged, start);
+    }
+    out.push([name, { dtype, shape: [...shape], data } as Tensor]);
+  }
+  return Object.fromEntries(out);
+}
+
 function isFloat(dtype: TensorDType): dtype is 'float64' | 'float32' | 'float16' | 'bfloat16' {
   return dtype === 'float64' || dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';
 }
@@ -346,7 +455,8 @@ function divideRoundHalfEven(numerator: bigint, divisor: bigint): bigint {
   return twice > divisor || (twice === divisor && quotient % 2n !== 0n) ? quotient + 1n : quotient;
 }
 
-function checkReply(reply: NodeReply, previous: NodeReply | undefined): void {
+/** A reply's node and sample size (and, with `data`, each tensor's data against its dtype and shape). */
+function checkReply(reply: NodeReply, previous: NodeReply | undefined, data = true): void {
   const at = `replies[node ${JSON.stringify(reply.node)}]`;
   if (typeof reply.node !== 'string' || reply.node === '') {
     throw new InvalidArgumentError('replies[].node', 'must be a non-empty string', reply.node);
@@ -361,6 +471,7 @@ function checkReply(reply: NodeReply, previous: NodeReply | undefined): void {
   if (!Number.isSafeInteger(reply.sampleSize) || reply.sampleSize < 0) {
     throw new InvalidArgumentError(`${at}.sampleSize`, 'must be a non-negative integer', reply.sampleSize);
   }
+  if (!data) return;
   for (const [name, tensor] of Object.entries(reply.params)) {
     if (!isTensorDType(tensor.dtype) || !isDataOf(tensor.dtype, tensor.data)) {
       throw new InvalidArgumentError(

@@ -9,14 +9,31 @@ import { decideStartRound } from '../model/decide/index.ts';
 import type { RemoteRun, RoundStarted } from '../model/events.ts';
 import { currentParams, type RoundRecord } from '../model/state.ts';
 import type { BlobRef, PutResult } from '../blobs/types.ts';
-import type { Tensor, TensorSet } from '../codec/tensors.ts';
+import { SAFETENSORS_ENCODING, encodeSafetensors } from '../codec/safetensors.ts';
+import { decodeTensors, type Tensor, type TensorSet } from '../codec/tensors.ts';
 import { blobRefsIn } from '../engine/blob-refs.ts';
-import { compareNodeIds, weightedMetrics, type AggregationRun, type NodeReply } from './aggregators.ts';
+import {
+  compareNodeIds,
+  weightedMetrics,
+  type AggregateContext,
+  type AggregationRun,
+  type Aggregator,
+  type NodeReply,
+  type StoredNodeReply,
+} from './aggregators.ts';
+import { openStoredTensors } from './stored-tensors.ts';
 import { roundState, stateBeforeRound, type Components } from './components.ts';
 import { checkFingerprints, DEFAULT_DATASET_CHANGE_POLICY, type DatasetChangePolicy } from './fingerprints.ts';
 import { deriveRng } from './rng.ts';
 import { NodeDatasetChangedError, NodePlanNotApprovedError } from './remote/errors.ts';
-import { requireMatchingNodes, selectDatasets, type Federation, type TrainingPlan } from './training-plan.ts';
+import {
+  requireMatchingNodes,
+  selectDatasets,
+  type Federation,
+  type StoredTrainResult,
+  type TrainResult,
+  type TrainingPlan,
+} from './training-plan.ts';
 
 /** What a round needs from its experiment. */
 export type RoundContext = Readonly<{
@@ -77,17 +94,30 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
 
   const paramsRef = currentParams(state)!;
   const trainingArgs = state.settings.trainingArgs;
-  // Read and hash-checked once; each in-process node trains on its own copy.
-  const current = await handle.tensors(paramsRef);
   const { remote } = federation;
+  // Read and hash-checked once; each in-process node trains on its own copy, and node processes are
+  // sent the same safetensors bytes (the stored file's, which the tensors are views of).
+  const { current, bytes: currentBytes } =
+    remote === undefined
+      ? { current: await handle.tensors(paramsRef), bytes: null }
+      : await paramsToSend(rl, paramsRef);
   // Node processes: the commands a failure suggests name them.
   const remoteRun = remote?.describe?.() ?? null;
   const recordedPlan = setup.trainingPlan;
   const planDigest = context.planDigest ?? recordedPlan.sha256;
   const aggregateContext = { round, params: current };
   // A streaming aggregator folds each reply as its turn comes; any other gets them all at the end.
-  const run = aggregator.begin?.(previous.aggregator, aggregateContext);
-  const replies = new RoundReplies(rl, selection.nodes, run, startedEvent!.position);
+  const replies = new RoundReplies(
+    rl,
+    selection.nodes,
+    aggregator,
+    previous.aggregator,
+    aggregateContext,
+    startedEvent!.position,
+    handle.state.folder,
+    round,
+    remoteRun,
+  );
   // Aborted when the round stops waiting for a node (its timeout, or another node's failure).
   const controllers = new Map(selection.nodes.map((node) => [node, new AbortController()]));
   const trainNode = async (node: string): Promise<void> => {
@@ -95,11 +125,11 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     const controller = controllers.get(node)!;
     const t0 = Date.now();
     const rng = deriveRng(seed, round, node, 'train');
-    const train =
+    const train: () => Promise<TrainResult | StoredTrainResult> | TrainResult =
       remote === undefined
         ? () => plan.train(copyTensors(current), dataset.data, trainingArgs, rng)
         : () =>
-            // The request's parameters are only read (encoded once for every node: researcher.ts).
+            // The request's parameters are only read: the same bytes for every node.
             remote.train(
               {
                 experiment: handle.state.folder,
@@ -107,7 +137,8 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
                 node,
                 round,
                 attempt,
-                params: current,
+                params: currentBytes!,
+                storeReply: (chunks) => replies.store(chunks),
                 trainingArgs,
                 modelArgs: setup.modelArgs,
                 plan: { module: recordedPlan.module, export: recordedPlan.export, sha256: planDigest },
@@ -116,7 +147,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
               },
               controller.signal,
             );
-    const result = await withTimeout(
+    const result = await withTimeout<TrainResult | StoredTrainResult>(
       Promise.resolve().then(train),
       nodeTimeoutMs,
       handle.state.folder,
@@ -129,8 +160,13 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       const reason = `replied with sample size ${String(result?.sampleSize)}`;
       throw new NodeFailedError(handle.state.folder, node, round, reason, undefined, remoteRun);
     }
-    const { sampleSize, params: trained, metrics } = result;
-    await replies.accept({ node, sampleSize, params: trained, metrics }, Date.now() - t0);
+    const { sampleSize, metrics } = result;
+    await replies.accept(
+      'stored' in result
+        ? { node, sampleSize, metrics, stored: result.stored }
+        : { node, sampleSize, metrics, params: result.params },
+      Date.now() - t0,
+    );
   };
   let aggregated;
   try {
@@ -142,8 +178,7 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
       // Nodes as processes train at once; their replies are folded in node-id order as they come.
       await Promise.all(selection.nodes.map(trainNode));
     }
-    aggregated =
-      run !== undefined ? run.finish() : aggregator.aggregate(replies.held, previous.aggregator, aggregateContext);
+    aggregated = await replies.aggregate();
   } catch (error) {
     for (const controller of controllers.values()) controller.abort();
     // The round's own error is the one to report: blobs a failed clean-up leaves are unreferenced,
@@ -194,20 +229,33 @@ type StoredReply = Readonly<{
   durationMs: number;
 }>;
 
+/** A reply as it comes: its parameters in memory (a node in process), or already stored (a node process). */
+type IncomingReply = Readonly<{ node: string; sampleSize: number; metrics: Readonly<Record<string, number>> }> &
+  ({ params: TensorSet; stored?: undefined } | { stored: BlobRef; params?: undefined });
+
 /**
- * The replies of one round as they arrive. Each reply's parameters go to the blob store at once
- * (read from the reply's own memory as they are written: no copy of the whole set). With a
- * streaming aggregator (`run`), a reply is folded as soon as every node before it in node-id order
- * has been, a reply arriving early waiting for them, and its parameters are let go once folded and
- * stored; otherwise every reply is held for `aggregate` (`held`).
+ * The replies of one round as they arrive, and their aggregate. Each reply's parameters go to the
+ * blob store at once: a node in process's are written from the reply's own memory (no copy of the
+ * whole set), a node process's as their chunks arrive (`store`). Then, by the aggregator:
+ *
+ * - `aggregateStored` (FedAvg): nothing more is held; once every reply is in, the aggregate is
+ *   taken from the stored replies a slice at a time.
+ * - `begin` (a streaming aggregator): a reply is folded as soon as every node before it in node-id
+ *   order has been, a reply arriving early waiting for them (a stored one waits as its blob, and is
+ *   read back when its turn comes); it is let go once folded.
+ * - neither: every reply is held (or read back) for `aggregate`.
  */
 class RoundReplies {
   /** The selected nodes in the order replies are folded (`compareNodeIds`). */
   readonly order: readonly string[];
-  /** Replies for the batch path (`Aggregator.aggregate`), when there is no streaming run, by node. */
-  private readonly kept = new Map<string, NodeReply>();
-  private readonly early = new Map<string, NodeReply>();
+  private readonly run: AggregationRun | undefined;
+  /** Replies for the batch path (`Aggregator.aggregate`), by node: in memory, or their blob. */
+  private readonly kept = new Map<string, NodeReply | StoredReply>();
+  /** Replies waiting for their turn to be folded (streaming aggregator). */
+  private readonly early = new Map<string, NodeReply | StoredReply>();
   private next = 0;
+  /** Folds in order, one after the other (a stored reply is read back first). */
+  private folding: Promise<void> = Promise.resolve();
   private readonly byNode = new Map<string, StoredReply>();
   private readonly puts: Promise<PutResult>[] = [];
   private discarded = false;
@@ -215,37 +263,105 @@ class RoundReplies {
   constructor(
     private readonly rl: RoundLog,
     private readonly nodes: readonly string[],
-    private readonly run: AggregationRun | undefined,
+    private readonly aggregator: Aggregator,
+    private readonly state: Readonly<Record<string, unknown>>,
+    private readonly context: AggregateContext,
     /** Log position of the round's `RoundStarted`: an event referencing a blob the round stores comes after it. */
     private readonly startedAt: bigint,
+    private readonly experiment: string,
+    private readonly round: number,
+    private readonly remote: RemoteRun | null,
   ) {
     this.order = [...this.nodes].sort(compareNodeIds);
+    this.run = aggregator.aggregateStored === undefined ? aggregator.begin?.(state, context) : undefined;
   }
 
-  /** Stores a reply and folds it (and any early ones it was the last to wait for); resolves once stored. */
-  async accept(reply: NodeReply, durationMs: number): Promise<void> {
+  /**
+   * Stores a node process's reply as its safetensors bytes arrive (`RemoteTrainRequest.storeReply`);
+   * refused once the round has failed (its blobs are being removed).
+   */
+  store(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<PutResult> {
+    if (this.discarded)
+      return Promise.reject(new Error(`round ${this.round} has failed: its replies are no longer stored`));
+    const put = this.rl.blobs.putStream(chunks, { encoding: SAFETENSORS_ENCODING });
+    this.puts.push(put);
+    return put;
+  }
+
+  /** Stores a reply (or checks the one a node process stored) and folds what it can; resolves once stored. */
+  async accept(reply: IncomingReply, durationMs: number): Promise<void> {
     // The round failed meanwhile (another node): nothing more of it is stored.
     if (this.discarded) return;
-    const put = this.rl.storeTensors(reply.params, { borrow: true });
-    this.puts.push(put);
-    if (this.run === undefined) this.kept.set(reply.node, reply);
-    else {
-      this.early.set(reply.node, reply);
+    const { node, sampleSize, metrics } = reply;
+    let ref: BlobRef;
+    if (reply.params !== undefined) {
+      const put = this.rl.storeTensors(reply.params, { borrow: true });
+      this.puts.push(put);
+      const inMemory: NodeReply = { node, sampleSize, params: reply.params, metrics };
+      if (this.run !== undefined) await this.fold(inMemory);
+      else if (this.aggregator.aggregateStored === undefined) this.kept.set(node, inMemory);
+      ({ ref } = await put);
+    } else {
+      ref = reply.stored;
+      // Its header is checked now, so that a reply that is not safetensors fails the round naming the node.
+      await openStoredTensors(this.rl.blobs, ref, this.source(node)).catch((error: unknown) => {
+        const reason = `replied with parameters that cannot be read: ${(error as Error).message}`;
+        throw new NodeFailedError(this.experiment, node, this.round, reason, error, this.remote);
+      });
+    }
+    const stored: StoredReply = { node, sampleSize, params: ref, metrics, durationMs };
+    if (reply.params === undefined) {
+      if (this.run !== undefined) await this.fold(stored);
+      else if (this.aggregator.aggregateStored === undefined) this.kept.set(node, stored);
+    }
+    this.byNode.set(node, stored);
+  }
+
+  /** The round's aggregate, once every reply is in. */
+  async aggregate(): Promise<{ params: TensorSet; state: Readonly<Record<string, unknown>> }> {
+    const { aggregator, state, context } = this;
+    if (aggregator.aggregateStored !== undefined) {
+      const stored = await Promise.all(
+        this.stored.map(async ({ node, sampleSize, metrics, params }) => ({
+          node,
+          sampleSize,
+          metrics,
+          params: await openStoredTensors(this.rl.blobs, params, this.source(node)),
+        })),
+      );
+      return aggregator.aggregateStored(stored satisfies StoredNodeReply[], state, context);
+    }
+    if (this.run !== undefined) {
+      await this.folding;
+      return this.run.finish();
+    }
+    const held = await Promise.all(this.nodes.flatMap((node) => this.kept.get(node) ?? []).map((r) => this.load(r)));
+    return aggregator.aggregate(held, state, context);
+  }
+
+  /** Queues a reply for folding, then folds every reply whose turn has come; resolves once they are folded. */
+  private fold(reply: NodeReply | StoredReply): Promise<void> {
+    this.early.set(reply.node, reply);
+    this.folding = this.folding.then(async () => {
       for (let waiting = this.early.get(this.order[this.next]!); waiting !== undefined;) {
         this.early.delete(waiting.node);
         this.next++;
-        this.run.fold(waiting);
+        this.run!.fold(await this.load(waiting));
         waiting = this.early.get(this.order[this.next]!);
       }
-    }
-    const { ref } = await put;
-    const { node, sampleSize, metrics } = reply;
-    this.byNode.set(node, { node, sampleSize, params: ref, metrics, durationMs });
+    });
+    return this.folding;
   }
 
-  /** The replies for `aggregate`, in the order the strategy selected their nodes (as before streaming). */
-  get held(): NodeReply[] {
-    return this.nodes.flatMap((node) => this.kept.get(node) ?? []);
+  /** A reply with its parameters in memory (read back from the blob store when stored). */
+  private async load(reply: NodeReply | StoredReply): Promise<NodeReply> {
+    if (!('durationMs' in reply)) return reply;
+    const { node, sampleSize, metrics, params } = reply;
+    return { node, sampleSize, metrics, params: await this.rl.getTensors(params) };
+  }
+
+  private source(node: string): string {
+    return `the reply of node ${node} to round ${this.round}`;
   }
 
   /** The stored replies in node-id order. */
@@ -269,6 +385,21 @@ class RoundReplies {
       for (const sha256 of created) if (!referenced.has(sha256)) await this.rl.blobs.delete(sha256);
     });
   }
+}
+
+/**
+ * The global parameters a round sends to node processes, as safetensors bytes, and the tensors
+ * (views of those bytes). A safetensors blob is sent as stored (read and hash-checked once); one
+ * of an earlier encoding is encoded once.
+ */
+async function paramsToSend(rl: RoundLog, ref: BlobRef): Promise<{ current: TensorSet; bytes: Uint8Array }> {
+  if (ref.encoding === SAFETENSORS_ENCODING) {
+    const bytes = await rl.blobs.get(ref);
+    const source = `blob ${ref.sha256}`;
+    return { current: decodeTensors(ref.encoding, bytes, { source, storedBytes: ref.bytes }), bytes };
+  }
+  const current = await rl.getTensors(ref);
+  return { current, bytes: encodeSafetensors(current) };
 }
 
 /**

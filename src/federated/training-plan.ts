@@ -4,6 +4,7 @@
  * all of its tags, one dataset per node, as in Fed-BioMed.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import type { BlobRef, PutResult } from '../blobs/types.ts';
 import type { TensorSet } from '../codec/tensors.ts';
 import type { DatasetFingerprint, RemoteRun } from '../model/events.ts';
 import {
@@ -63,8 +64,18 @@ export type RemoteTrainRequest = Readonly<{
   node: string;
   round: number;
   attempt: number;
-  /** The global parameters: read only (a round passes the same set to every node it selects). */
-  params: TensorSet;
+  /**
+   * The global parameters as a safetensors file: read only (a round passes the same bytes to every
+   * node it selects).
+   */
+  params: Uint8Array;
+  /**
+   * Stores the reply's parameters, a safetensors file whose bytes arrive in `chunks`, in the
+   * experiment's blob store as they arrive (each chunk may be reused once the next is asked for);
+   * resolves with the stored blob. The round reads the reply back from there (it checks the file's
+   * header then), and deletes it if the round fails.
+   */
+  storeReply(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<PutResult>;
   trainingArgs: TrainingArgs;
   modelArgs: ModelArgs;
   /** The training plan as the experiment records it; the node trains only with a plan it approved. */
@@ -78,13 +89,23 @@ export type RemoteTrainRequest = Readonly<{
   dataset?: DatasetFingerprint;
 }>;
 
+/** A node process's reply: its parameters already in the blob store (`RemoteTrainRequest.storeReply`). */
+export type StoredTrainResult = {
+  /** The reply's parameters, a safetensors file, as `storeReply` stored them. */
+  stored: BlobRef;
+  /** How many samples training used: the node's weight in aggregation. */
+  sampleSize: number;
+  metrics: Record<string, number>;
+};
+
 /**
- * Sends a round's training to a node and resolves with its reply. Rejects with a typed error naming
- * the node and round (`NodeFailedError`, `NodePlanNotApprovedError`); `signal` aborts when the round
- * no longer waits for the reply (the node timed out, or another node failed).
+ * Sends a round's training to a node and resolves with its reply, once its parameters are stored
+ * (`RemoteTrainRequest.storeReply`). Rejects with a typed error naming the node and round
+ * (`NodeFailedError`, `NodePlanNotApprovedError`); `signal` aborts when the round no longer waits
+ * for the reply (the node timed out, or another node failed).
  */
 export interface RemoteTrainer {
-  train(request: RemoteTrainRequest, signal: AbortSignal): Promise<TrainResult>;
+  train(request: RemoteTrainRequest, signal: AbortSignal): Promise<StoredTrainResult>;
   /**
    * The dataset the connected node `node` reported (its fingerprint), or null when it is not
    * connected; the round records it and compares it with what earlier rounds recorded.

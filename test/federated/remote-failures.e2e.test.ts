@@ -37,6 +37,7 @@ import type { RoundCompleted, RoundStarted } from '../../src/model/events.ts';
 import { killSpawned, spawnTs, type Child } from '../support/child.ts';
 import { REPO } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { requestParams } from '../support/reply-store.ts';
 
 test.after.always(killSpawned);
 test.after.always(removeTempDirs);
@@ -357,7 +358,7 @@ test.serial(
         node: 'hospital-a',
         round: 1,
         attempt: 1,
-        params: await exp.parameters(),
+        ...requestParams(await exp.parameters()),
         trainingArgs: {},
         modelArgs: {},
         plan: { module: 'examples/logistic-regression/plan.ts', export: 'logisticRegressionPlan', sha256: '0' },

@@ -34,6 +34,7 @@ import { NodeFailedError } from '../../src/model/errors.ts';
 import { killSpawned, type Child } from '../support/child.ts';
 import { REPO, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { replyStore, requestParams } from '../support/reply-store.ts';
 
 test.after.always(killSpawned);
 test.after.always(removeTempDirs);
@@ -304,6 +305,7 @@ test.serial('parameters of 100 MiB travel to a node and back', async (t) => {
   const length = (100 * 1024 * 1024) / 4;
   const data = new Float32Array(length);
   for (let i = 0; i < length; i += 4096) data[i] = i;
+  const store = replyStore();
   const result = await federation.remote.train(
     {
       experiment: 'Experiment_big',
@@ -311,7 +313,7 @@ test.serial('parameters of 100 MiB travel to a node and back', async (t) => {
       node: 'hospital-a',
       round: 0,
       attempt: 1,
-      params: { w: { dtype: 'float32', shape: [length], data } },
+      ...requestParams({ w: { dtype: 'float32', shape: [length], data } }, store),
       trainingArgs: {},
       modelArgs: {},
       plan: { module: 'big-plan.ts', export: 'bigPlan', sha256: entry.sha256 },
@@ -319,7 +321,7 @@ test.serial('parameters of 100 MiB travel to a node and back', async (t) => {
     },
     new AbortController().signal,
   );
-  const w = result.params.w!;
+  const w = (await store.tensors(result.stored)).w!;
   t.deepEqual(w.shape, [length]);
   t.is(result.sampleSize, 120);
   const out = w.data as Float32Array;

@@ -21,6 +21,7 @@ import { deriveRng } from '../../src/federated/rng.ts';
 import { killSpawned, type Child } from '../support/child.ts';
 import { REPO, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
+import { requestParams } from '../support/reply-store.ts';
 
 test.after.always(killSpawned);
 test.after.always(removeTempDirs);
@@ -157,10 +158,10 @@ function trainRequest(sha256: string) {
     node: 'a',
     round: 4,
     attempt: 1,
-    params: {
+    ...requestParams({
       weights: { dtype: 'float32' as const, shape: [5], data: new Float32Array(5) },
       bias: { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) },
-    },
+    }),
     trainingArgs: { epochs: 1, batchSize: 8, learningRate: 0.1 },
     modelArgs: { columns: 5 },
     plan: { module: 'plan.ts', export: 'logisticRegressionPlan', sha256 },

@@ -1,25 +1,33 @@
 /**
- * A round folds each reply into FedAvg as it arrives (src/federated/round.ts), on real roots:
+ * A round stores each reply as it arrives and aggregates without holding them (src/federated/round.ts),
+ * on real roots:
  *
  * - Nodes whose replies arrive in shuffled orders (a `RemoteTrainer` that answers in an order the
- *   test draws) give, round after round, the parameters and the stored replies of the same
- *   experiment on in-process nodes aggregated by the batch path (FedAvg without `begin`), bit for
- *   bit: float32, float64, float16 and int32 tensors, sample sizes up to 2^26.
+ *   test draws), aggregated from the stored replies (FedAvg's `aggregateStored`) or folded as they
+ *   come (`begin` alone), and in-process nodes aggregated from the stored replies, give, round after
+ *   round, the parameters and the stored replies of the same experiment on in-process nodes
+ *   aggregated by the batch path (FedAvg with `aggregate` alone), bit for bit: float32, float64,
+ *   float16 and int32 tensors, sample sizes up to 2^26.
  * - A round that fails after other nodes' replies were stored leaves the blob store as it found it,
  *   in process and with remote nodes, and the retry commits.
- * - In process, a node's reply is folded before the next node trains (the round holds one reply);
- *   remote replies answered out of order are folded in node-id order.
+ * - With a folding aggregator, in process, a node's reply is folded before the next node trains (the
+ *   round holds one reply); remote replies answered out of order are folded in node-id order.
  */
 import test from 'ava';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { encodeSafetensors } from '../../src/codec/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors } from '../../src/codec/safetensors.ts';
 import type { TensorSet } from '../../src/codec/tensors.ts';
 import { numbersToHalfBits } from '../../src/codec/float16.ts';
 import { fedAvg, type Aggregator } from '../../src/federated/aggregators.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
 import { Rng } from '../../src/federated/rng.ts';
-import type { Federation, RemoteTrainRequest, TrainResult } from '../../src/federated/training-plan.ts';
+import type {
+  Federation,
+  RemoteTrainRequest,
+  StoredTrainResult,
+  TrainResult,
+} from '../../src/federated/training-plan.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
 import type { NodeReplied } from '../../src/model/events.ts';
@@ -93,12 +101,13 @@ function nodes(gate: Gate): Federation['nodes'] {
  * then answers them in an order drawn from `rng` (each reply computed from its own request).
  */
 function shuffledRemote(gate: Gate, rng: Rng, orders: string[][]): Federation {
-  let held: Array<{ request: RemoteTrainRequest; answer: (r: TrainResult) => void; fail: (e: Error) => void }> = [];
+  let held: Array<{ request: RemoteTrainRequest; answer: (r: StoredTrainResult) => void; fail: (e: Error) => void }> =
+    [];
   return {
     nodes: nodes(gate),
     remote: {
       train: (request) =>
-        new Promise<TrainResult>((answer, fail) => {
+        new Promise<StoredTrainResult>((answer, fail) => {
           held.push({ request, answer, fail });
           if (held.length < NODES.length) return;
           const batch = held;
@@ -110,7 +119,12 @@ function shuffledRemote(gate: Gate, rng: Rng, orders: string[][]): Federation {
           orders.push(batch.map(({ request: r }) => r.node));
           for (const { request: r, answer: ok, fail: ko } of batch) {
             try {
-              ok(trainOn(r.node, structuredClone(r.params), gate));
+              // Each reply stored as a node process's is: its safetensors bytes, through the round.
+              const { params, sampleSize, metrics } = trainOn(r.node, decodeSafetensors(r.params), gate);
+              r.storeReply([encodeSafetensors(params)]).then(
+                ({ ref }) => ok({ stored: ref, sampleSize, metrics }),
+                (error: Error) => ko(error),
+              );
             } catch (error) {
               ko(error as Error);
             }
@@ -162,41 +176,48 @@ function blobFiles(root: string): string[] {
     .sort();
 }
 
-test('replies arriving in shuffled orders aggregate to the batch path’s parameters, bit for bit', async (t) => {
+/** FedAvg folding each reply as it comes (`begin`), without `aggregateStored`. */
+const foldingFedAvg = (): Aggregator => {
+  const { begin, aggregate, initialState } = fedAvg();
+  return { name: 'foldingFedAvg', config: {}, begin, aggregate, initialState };
+};
+
+test('replies stored, folded or held, arriving in shuffled orders, aggregate to the same bits', async (t) => {
   const orders: string[][] = [];
-  const [streamedRoot, batchRoot] = [tempDir(), tempDir()];
-  const streamed = await Experiment.create(
-    options(streamedRoot, shuffledRemote({ fail: null }, Rng.fromSeed(77), orders)),
-  );
-  const batch = await Experiment.create(
-    options(
-      batchRoot,
-      { nodes: nodes({ fail: null }) },
-      {
-        aggregator: batchFedAvg(),
-        registry: { aggregators: { batchFedAvg } },
-      },
-    ),
-  );
+  const registry = { aggregators: { batchFedAvg, foldingFedAvg } };
+  const arms = {
+    // FedAvg's default: every reply stored, aggregated from the blob store a slice at a time.
+    'stored, remote': options(tempDir(), shuffledRemote({ fail: null }, Rng.fromSeed(77), orders)),
+    'stored, in process': options(tempDir(), { nodes: nodes({ fail: null }) }),
+    'folded, remote': options(tempDir(), shuffledRemote({ fail: null }, Rng.fromSeed(78), []), {
+      aggregator: foldingFedAvg(),
+      registry,
+    }),
+    'held, in process': options(tempDir(), { nodes: nodes({ fail: null }) }, { aggregator: batchFedAvg(), registry }),
+  };
+  const experiments = await Promise.all(Object.values(arms).map((o) => Experiment.create(o)));
+  const names = Object.keys(arms);
   try {
     for (let round = 0; round < 4; round++) {
-      const [a, b] = [await streamed.runOnce(), await batch.runOnce()];
-      t.deepEqual(a.metrics, b.metrics, `round ${round}: the weighted metrics`);
-      t.deepEqual(
-        encodeSafetensors(await streamed.parameters()),
-        encodeSafetensors(await batch.parameters()),
-        `round ${round}, replies in the order ${orders.at(-1)!.join(', ')}`,
-      );
+      const records = [];
+      for (const exp of experiments) records.push(await exp.runOnce());
+      const params = await Promise.all(experiments.map(async (exp) => encodeSafetensors(await exp.parameters())));
+      for (let i = 0; i < experiments.length - 1; i++) {
+        t.deepEqual(records[i]!.metrics, records.at(-1)!.metrics, `round ${round}, ${names[i]}: the weighted metrics`);
+        t.deepEqual(params[i], params.at(-1), `round ${round}, ${names[i]}, replies in the order ${orders.at(-1)!}`);
+      }
     }
-    t.deepEqual(await replied(streamedRoot, streamed.id), await replied(batchRoot, batch.id));
+    const held = await replied(arms['held, in process'].root!, experiments.at(-1)!.id);
+    for (let i = 0; i < experiments.length - 1; i++) {
+      t.deepEqual(await replied(arms[names[i] as keyof typeof arms].root!, experiments[i]!.id), held, names[i]);
+    }
     t.log(`arrival orders: ${orders.map((o) => o.join(',')).join(' | ')}`);
     t.true(
       orders.some((o) => o.join() !== [...o].sort().join()),
       'some round’s replies arrived out of node-id order',
     );
   } finally {
-    await streamed.close();
-    await batch.close();
+    for (const exp of experiments) await exp.close();
   }
 });
 
@@ -226,9 +247,9 @@ for (const where of ['in process', 'remote'] as const) {
 
 test('in process, each reply is folded before the next node trains; remote ones in node-id order', async (t) => {
   const events: string[] = [];
-  /** FedAvg's run, logging each fold: what the round holds is one reply at a time. */
+  /** FedAvg's run (without `aggregateStored`), logging each fold: what the round holds is one reply at a time. */
   const loggingFedAvg = (): Aggregator => {
-    const base = fedAvg();
+    const base = foldingFedAvg();
     return {
       ...base,
       name: 'loggingFedAvg',

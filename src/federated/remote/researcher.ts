@@ -23,10 +23,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
-import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
 import { NodeFailedError } from '../../model/errors.ts';
 import type { RemoteRun } from '../../model/events.ts';
-import type { Node, RemoteTrainRequest, RemoteTrainer, TrainResult } from '../training-plan.ts';
+import type { Node, RemoteTrainRequest, RemoteTrainer, StoredTrainResult } from '../training-plan.ts';
 import { datasetSummary, sameFingerprint } from '../fingerprints.ts';
 import { NodeDatasetChangedError, NodePlanNotApprovedError, ResearcherListenError } from './errors.ts';
 import {
@@ -68,7 +67,7 @@ type Call = grpc.ServerDuplexStream<NodeMessage, Outgoing<ResearcherMessage>>;
 
 type Pending = {
   request: RemoteTrainRequest;
-  resolve: (result: TrainResult) => void;
+  resolve: (result: StoredTrainResult) => void;
   reject: (error: Error) => void;
 };
 
@@ -114,14 +113,8 @@ export class RemoteFederation {
   private readonly seen = new Map<string, ConnectedNode>();
   private readonly watchers = new Set<() => void>();
   private closed = false;
-  /**
-   * The safetensors bytes of each parameter set sent, by the set and the attempt it was sent for: a
-   * round sends the same set to every node it selects, encoded once (the entry goes when the round
-   * lets go of its parameters).
-   */
   /** Requests wait here for their turn to be written (see `train`). */
   private sending: Promise<void> = Promise.resolve();
-  private readonly encoded = new WeakMap<object, { attempt: string; bytes: Buffer }>();
 
   constructor(
     private readonly server: grpc.Server,
@@ -309,7 +302,7 @@ export class RemoteFederation {
     }
   }
 
-  private train(request: RemoteTrainRequest, signal: AbortSignal): Promise<TrainResult> {
+  private train(request: RemoteTrainRequest, signal: AbortSignal): Promise<StoredTrainResult> {
     const { experiment, experimentId, node, round, attempt } = request;
     const connection = this.connections.get(node);
     if (connection === undefined || this.closed) {
@@ -332,7 +325,7 @@ export class RemoteFederation {
     // Resolved once the request is answered, fails or is given up: its turn to send then ends.
     let over!: () => void;
     const settled = new Promise<void>((resolve) => (over = resolve));
-    const result = new Promise<TrainResult>((resolve, reject) => {
+    const result = new Promise<StoredTrainResult>((resolve, reject) => {
       const onAbort = () => {
         if (connection.pending.get(k)?.request === request) connection.pending.delete(k);
         over();
@@ -372,7 +365,7 @@ export class RemoteFederation {
                   experiment,
                   round,
                   attempt,
-                  params: this.encodedParams(request.params, k),
+                  params: Buffer.from(request.params.buffer, request.params.byteOffset, request.params.byteLength),
                   training_args_json: JSON.stringify(request.trainingArgs),
                   model_args_json: JSON.stringify(request.modelArgs),
                   plan_id: `${request.plan.module}#${request.plan.export}`,
@@ -404,29 +397,21 @@ export class RemoteFederation {
     return result;
   }
 
-  private encodedParams(params: RemoteTrainRequest['params'], attempt: string): Buffer {
-    const cached = this.encoded.get(params);
-    if (cached?.attempt === attempt) return cached.bytes;
-    const bytes = encodeSafetensors(params);
-    this.encoded.set(params, { attempt, bytes });
-    return bytes;
-  }
-
   private reply(connection: Connection, reply: TrainReply): void {
     const k = key(reply.experiment_id, reply.round, reply.attempt);
     const pending = connection.pending.get(k);
     if (pending === undefined) return this.late(connection, 'reply', reply);
     connection.pending.delete(k);
     const { experiment, node, round } = pending.request;
-    try {
-      // Each tensor is a view of the received message where its alignment allows, a copy where not
-      // (the message's bytes sit at whatever offset gRPC framed them); the message goes with the reply.
-      const params = decodeSafetensors(reply.params, { source: `the reply of node ${node} to round ${round}` });
-      pending.resolve({ params, sampleSize: reply.sample_size, metrics: { ...reply.metrics } });
-    } catch (error) {
-      const reason = `replied with parameters that cannot be read: ${(error as Error).message}`;
-      pending.reject(new NodeFailedError(experiment, node, round, reason, error, this.describe()));
-    }
+    // Stored as it is (the round reads the file's header back and fails the round if it is not
+    // safetensors); the message goes once it is written.
+    pending.request.storeReply([reply.params]).then(
+      ({ ref }) => pending.resolve({ stored: ref, sampleSize: reply.sample_size, metrics: { ...reply.metrics } }),
+      (error: unknown) => {
+        const reason = `its reply could not be stored: ${(error as Error).message}`;
+        pending.reject(new NodeFailedError(experiment, node, round, reason, error, this.describe()));
+      },
+    );
   }
 
   /**
