@@ -33,8 +33,16 @@ export type StopOnSignals = {
   dispose(): void;
 };
 
-/** Listens for SIGINT and SIGTERM while a run goes on; `onStop` is called with the first. */
-export function stopOnSignals(io: Io, onStop: (signal: StopSignal) => void): StopOnSignals {
+/**
+ * Listens for SIGINT and SIGTERM while a run goes on; `onStop` is called with the first. `resume`
+ * gives the command that continues the run (its folder, and its node processes), named when a
+ * second signal stops it at once; null (or absent) names `roundlog resume` alone.
+ */
+export function stopOnSignals(
+  io: Io,
+  onStop: (signal: StopSignal) => void,
+  resume: () => string | null = () => null,
+): StopOnSignals {
   let received: StopSignal | null = null;
   let settled = false;
   let late = false;
@@ -50,7 +58,7 @@ export function stopOnSignals(io: Io, onStop: (signal: StopSignal) => void): Sto
     if (received !== null || late) {
       io.err(
         `roundlog: ${signal} again: stopping at once; the round in flight is not recorded ` +
-          "and the run shows as crashed until 'roundlog resume'",
+          `and the run shows as crashed until '${resume() ?? 'roundlog resume'}'`,
       );
       process.exit(SIGNAL_EXIT_CODES[signal]);
     }

@@ -11,6 +11,7 @@
  */
 import type { BlobRef, BlobStore } from '../blobs/types.ts';
 import { RoundlogError } from '../errors.ts';
+import { resumeCommand, type RemoteRun } from '../model/events.ts';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -44,12 +45,14 @@ export class ReferencedBlobMissingError extends RoundlogError {
     readonly experiment: string,
     readonly sha256: string,
     readonly eventType: string,
+    /** How the experiment's run trains on node processes (`ExperimentState.remote`), named in the command. */
+    readonly remote: RemoteRun | null = null,
   ) {
     super(
       `experiment ${experiment}: the ${eventType} about to be appended references blob ${sha256}, ` +
         'which is no longer in the ' +
         `blob store (retention in another process deleted it after this process stored it); nothing was appended: ` +
-        `run it again ('roundlog resume ${experiment}' for a round of a run, or the command that failed): ` +
+        `run it again ('${resumeCommand(experiment, remote)}' for a round of a run, or the command that failed): ` +
         'it stores the blob anew',
     );
   }
@@ -60,13 +63,16 @@ export async function assertBlobsPresent(
   blobs: BlobStore,
   experiment: string,
   events: ReadonlyArray<Readonly<{ type: string; data: unknown }>>,
+  remote: RemoteRun | null = null,
 ): Promise<void> {
   const checked = new Set<string>();
   for (const event of events) {
     for (const ref of blobRefsIn(event.data)) {
       if (checked.has(ref.sha256)) continue;
       checked.add(ref.sha256);
-      if (!(await blobs.has(ref.sha256))) throw new ReferencedBlobMissingError(experiment, ref.sha256, event.type);
+      if (!(await blobs.has(ref.sha256))) {
+        throw new ReferencedBlobMissingError(experiment, ref.sha256, event.type, remote);
+      }
     }
   }
 }

@@ -525,7 +525,7 @@ export class ExperimentHandle {
   private async appendNow(events: readonly ExperimentEvent[]): Promise<readonly RecordedEvent[]> {
     const recorded = await this.roundLog.withWriter(async (log) => {
       // Under the writer lock: retention in another process may have deleted a blob stored before it.
-      await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events);
+      await assertBlobsPresent(this.roundLog.blobs, this.created.folder, events, this.current.remote);
       for (let attempt = 1; ; attempt++) {
         const expected = this.current.revision;
         try {

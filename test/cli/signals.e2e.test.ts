@@ -98,6 +98,19 @@ test('a second signal ends the process at once, with the signal exit code', asyn
   const exited = await child.exited;
   t.is(exited.code, 130, child.stderr());
   t.regex(child.stderr(), /SIGINT again: stopping at once; the round in flight is not recorded/);
+  t.regex(child.stderr(), /shows as crashed until 'roundlog resume'$/m);
+});
+
+test('a second signal names the command that continues the run, with its node processes', async (t) => {
+  const command = 'roundlog resume experiments/Experiment_0000 --listen 127.0.0.1:50051 --nodes a,b';
+  const child = spawnTs('signals-child.ts', [command]);
+  await child.waitFor((l) => l === 'ready');
+  child.process.kill('SIGTERM');
+  await child.waitFor((l) => l === 'stop SIGTERM');
+  child.process.kill('SIGTERM');
+  const exited = await child.exited;
+  t.is(exited.code, 143, child.stderr());
+  t.true(child.stderr().includes(`the run shows as crashed until '${command}'`), child.stderr());
 });
 
 test('SIGTERM right after resume printed done: keeps the success: exit 0, RunEnded records no signal', async (t) => {

@@ -6,7 +6,8 @@ import test from 'ava';
 import { cpSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { RoundPrunedError } from '../../src/model/errors.ts';
-import { ReferencedBlobMissingError } from '../../src/engine/blob-refs.ts';
+import { ReferencedBlobMissingError, assertBlobsPresent } from '../../src/engine/blob-refs.ts';
+import { getInMemoryBlobStore } from '../../src/blobs/memory.ts';
 import { applyRetention, gc } from '../../src/projections/index.ts';
 import { openRoundLog, type ExperimentHandle, type RoundLog } from '../../src/projections/index.ts';
 import { Experiment, type ExperimentOptions } from '../../src/federated/experiment.ts';
@@ -187,6 +188,7 @@ test(
     );
     t.is(error.code, 'REFERENCED_BLOB_MISSING');
     t.is(error.sha256, shared.sha256);
+    t.regex(error.message, /run it again \('roundlog resume Experiment_\d+' for a round of a run/);
     t.is((await b.refresh()).revision, revision, 'nothing appended');
     // recordRound stores the bytes anew, so doing the round again commits it.
     await b.recordRound({ params: tensors(1, 1) });
@@ -194,6 +196,21 @@ test(
     await rl.close();
   },
 );
+
+test("a referenced blob missing from the store: the command to run again names the run's node processes", async (t) => {
+  const blobs = getInMemoryBlobStore();
+  const ref = { sha256: 'a'.repeat(64), bytes: 1, encoding: 'tensors/safetensors' };
+  const events = [{ type: 'RoundCompleted', data: { params: ref } }];
+  const remote = { listen: '127.0.0.1:50051', nodes: ['a', 'b'] };
+  const error = await t.throwsAsync(assertBlobsPresent(blobs, 'Experiment_0004', events, remote), {
+    instanceOf: ReferencedBlobMissingError,
+  });
+  t.like(error, { experiment: 'Experiment_0004', sha256: ref.sha256, eventType: 'RoundCompleted', remote });
+  t.true(
+    error!.message.includes(`'roundlog resume Experiment_0004 --listen 127.0.0.1:50051 --nodes a,b' for a round`),
+    error!.message,
+  );
+});
 
 test(
   'gc: superseded rounds go unless keep-every keeps them; rounds ' +

@@ -149,11 +149,15 @@ export const run = defineCommand({
     // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
     let experiment: Experiment | null = null;
     const waiting = new AbortController();
-    const signals = stopOnSignals(io, (signal) => {
-      waiting.abort(new Error(`${signal} while waiting for the nodes`));
-      experiment?.stop(signal);
-    });
     let remote: RemoteFederation | null = null;
+    const signals = stopOnSignals(
+      io,
+      (signal) => {
+        waiting.abort(new Error(`${signal} while waiting for the nodes`));
+        experiment?.stop(signal);
+      },
+      () => (experiment === null ? null : continueCommand(experiment, global, remote)),
+    );
     try {
       if (address !== null) remote = await startResearcher(address, io, waiting.signal);
       experiment = await Experiment.create({
@@ -235,11 +239,15 @@ export const resume = defineCommand({
     // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
     let loaded: Experiment | null = null;
     const waiting = new AbortController();
-    const signals = stopOnSignals(io, (signal) => {
-      waiting.abort(new Error(`${signal} while waiting for the nodes`));
-      loaded?.stop(signal);
-    });
     let remote: RemoteFederation | null = null;
+    const signals = stopOnSignals(
+      io,
+      (signal) => {
+        waiting.abort(new Error(`${signal} while waiting for the nodes`));
+        loaded?.stop(signal);
+      },
+      () => (loaded === null ? null : continueCommand(loaded, global, remote)),
+    );
     try {
       if (address !== null) remote = await startResearcher(address, io, waiting.signal);
       loaded = await load().catch((error: unknown) => {
@@ -316,11 +324,16 @@ function endLine(
 ): string {
   const rounds = roundsCompleted(experiment.roundCurrent());
   if (signal === null) return `done: ${rounds}`;
+  return `stopped by ${signal}: ${rounds}; continue with: ${continueCommand(experiment, global, remote)}`;
+}
+
+/** The command that continues `experiment` (on the same node processes when it trains on them). */
+function continueCommand(experiment: Experiment, global: GlobalOptions, remote: RemoteFederation | null): string {
   // The folder when it exists (it is created with the first breakpoint), else the experiment's name.
   const folder = existsSync(experiment.experimentationPath())
     ? displayPath(experiment.experimentationPath(), global.cwd)
     : experiment.experimentationFolder();
-  return `stopped by ${signal}: ${rounds}; continue with: ${resumeCommand(folder, remote?.describe())}`;
+  return resumeCommand(folder, remote?.describe());
 }
 
 export const ls = defineCommand({
