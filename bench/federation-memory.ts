@@ -20,6 +20,7 @@
  * ÷ in process for the same nodes, from stored ÷ each baseline), no lone absolute time as a result.
  *
  *   npx tsx bench/federation-memory.ts [--quick] [--mb=100] [--dtype=float32|float64] [--rounds=N]
+ *     [--place=in-process|remote] (one place only: its rows and ratios)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -257,8 +258,11 @@ export async function main(): Promise<void> {
   console.log(`${describeMode()}; ${rounds} round(s) per child process, one child per configuration`);
   console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cpus`);
 
+  const only = argValue('place');
+  const places = (['in-process', 'remote'] as const).filter((p) => only === undefined || p === only);
+  if (places.length === 0) throw new Error(`--place must be in-process or remote, not ${only}`);
   const results = new Map<string, ChildResult>();
-  for (const place of ['in-process', 'remote'] as const) {
+  for (const place of places) {
     for (const nodes of [3, 10]) {
       // Alternated within each (place, nodes): the baselines and the candidate meet the same machine.
       for (const mode of MODES) {
@@ -277,7 +281,7 @@ export async function main(): Promise<void> {
   console.log(`parameter bytes: ${paramBytes}; per round: peak RSS during the round, RSS before it (after a full GC)`);
   console.log();
   const rows: string[][] = [];
-  for (const place of ['in-process', 'remote'] as const) {
+  for (const place of places) {
     for (const nodes of [3, 10]) {
       for (const mode of MODES) {
         const r = get(place, nodes, mode);
@@ -297,11 +301,11 @@ export async function main(): Promise<void> {
   console.log();
   console.log(
     ratioTable([
-      ...[3, 10].map((nodes) => ({
+      ...(places.length < 2 ? [] : [3, 10]).map((nodes) => ({
         label: `round wall time, remote ÷ in process, ${nodes} nodes (from stored replies)`,
         ratio: ms(get('remote', nodes, 'stored')) / ms(get('in-process', nodes, 'stored')),
       })),
-      ...(['in-process', 'remote'] as const).flatMap((place) =>
+      ...places.flatMap((place) =>
         [3, 10].flatMap((nodes) =>
           (['folded', 'batch'] as const).map((baseline) => ({
             label: `round wall time, from stored ÷ ${baseline}, ${label({ place, nodes })}`,
@@ -309,7 +313,7 @@ export async function main(): Promise<void> {
           })),
         ),
       ),
-      ...(['in-process', 'remote'] as const).map((place) => ({
+      ...places.map((place) => ({
         label: `round memory (peak - before), 10 ÷ 3 nodes, ${place} (from stored replies)`,
         ratio: growth(get(place, 10, 'stored')) / growth(get(place, 3, 'stored')),
         target: { text: '<= 1.2x (independent of the nodes)', met: (r: number) => r <= 1.2 },

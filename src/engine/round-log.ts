@@ -121,7 +121,15 @@ export type CreateExperimentOptions = {
 };
 
 /** A round to record: `CompleteRound` of the model, with the parameters as tensors (stored first). */
-export type RecordRoundOptions = Omit<CompleteRound, 'params'> & { params: TensorSet };
+export type RecordRoundOptions = Omit<CompleteRound, 'params'> & {
+  params: TensorSet;
+  /**
+   * The caller leaves `params` unchanged until the returned promise settles: their bytes are then
+   * written from the tensors' own memory instead of being copied first (a federated round's
+   * aggregate, which nothing else holds). Default false: they are copied before the first await.
+   */
+  borrowParams?: boolean;
+};
 
 export type RoundState = Readonly<{
   round: number;
@@ -606,9 +614,9 @@ export class ExperimentHandle {
     // it passed. A value the log or the breakpoint's JSON cannot hold is refused here, before any write.
     // Over the round limit, refused before the parameters are stored (the decision checks it again).
     requireUnderRoundLimit(this.current, this.created);
-    const { params: tensors, ...rest } = options;
+    const { params: tensors, borrowParams, ...rest } = options;
     const command = recordable(rest, '');
-    const stored = this.roundLog.putTensors(tensors);
+    const stored = this.roundLog.putTensors(tensors, { borrow: borrowParams === true });
     const params = await stored;
     const events = decideCompleteRound(this.current, { ...command, params });
     // The projections write the round's breakpoint folder once the append is durable.

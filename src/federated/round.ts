@@ -191,6 +191,8 @@ export async function runRound(context: RoundContext): Promise<RoundOutcome> {
     round,
     attempt,
     params: aggregated.params,
+    // The aggregate is the round's own: written from its memory, not copied.
+    borrowParams: true,
     state: roundState(components, aggregated.state, selection.state),
     metrics: weightedMetrics(
       replies.stored.map(({ node, sampleSize, metrics }) => ({ node, sampleSize, metrics, params: {} })),
