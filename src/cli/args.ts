@@ -137,6 +137,30 @@ export function repeated(value: string | string[]): string[] {
 }
 
 /** Renders rows as an aligned text table. */
+/**
+ * `HOST:PORT` or `[IPv6]:PORT` split into its host (without brackets) and port: a host with no white
+ * space, colon or bracket (a name or IPv4 address), or an IPv6 address in brackets, then a colon and
+ * decimal digits. Null when `text` is not of that form; the port's range is the caller's to check.
+ */
+export function splitHostPort(text: string): { host: string; port: number; portText: string } | null {
+  const match = /^(?:([^:\s[\]]+)|\[([^\]\s]+)\]):(\d+)$/.exec(text);
+  if (match === null) return null;
+  return { host: match[1] ?? match[2]!, port: Number(match[3]), portText: match[3]! };
+}
+
+/**
+ * A comma-separated list (`--nodes a,b`, `--tags a,b`): its items with white space around each
+ * removed, the index of the first empty item (-1 when none), and the first item named twice.
+ */
+export function commaList(text: string): { items: string[]; empty: number; repeated: string | undefined } {
+  const items = text.split(',').map((item) => item.trim());
+  return {
+    items,
+    empty: items.findIndex((item) => item === ''),
+    repeated: items.find((item, i) => items.indexOf(item) !== i),
+  };
+}
+
 export function table(headers: string[], rows: string[][]): string[] {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>

@@ -19,7 +19,7 @@ import { resumeCommand } from '../../model/events.ts';
 import { dataAreas } from '../../federated/load-module.ts';
 import { listenForNodes, type RemoteFederation } from '../../federated/remote/researcher.ts';
 import { rootLayout } from '../../root.ts';
-import { UsageError, checkPathArgument, positiveInt, table, type Io } from '../args.ts';
+import { UsageError, checkPathArgument, commaList, positiveInt, splitHostPort, table, type Io } from '../args.ts';
 import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
 import { stopOnSignals } from '../signals.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
@@ -83,18 +83,18 @@ function researcherAddress(listen: string | undefined, nodes: string | undefined
     if (nodes !== undefined) throw new UsageError('--nodes names the nodes of --listen HOST:PORT; give both');
     return null;
   }
-  const match = /^([^:\s[\]]+|\[[^\]]+\]):(\d{1,5})$/.exec(listen);
-  if (match === null || Number(match[2]) > 65535) {
+  const address = splitHostPort(listen);
+  if (address === null || address.port > 65535) {
     throw new UsageError(`--listen must be HOST:PORT, the port at most 65535 (got ${JSON.stringify(listen)})`);
   }
   if (nodes === undefined) throw new UsageError('--listen needs --nodes ID[,ID]: the nodes every round trains on');
-  const ids = nodes.split(',').map((id) => id.trim());
-  if (ids.some((id) => id === '') || new Set(ids).size !== ids.length) {
+  const { items: ids, empty, repeated } = commaList(nodes);
+  if (empty !== -1 || repeated !== undefined) {
     throw new UsageError(
       `--nodes must be distinct non-empty node ids separated by commas (got ${JSON.stringify(nodes)})`,
     );
   }
-  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]), ids };
+  return { host: address.host, port: address.port, ids };
 }
 
 /**

@@ -19,7 +19,16 @@ import { approveCommand, nodeFileError } from '../../federated/remote/errors.ts'
 import { HEART_DISEASE_SPLIT_SEED } from '../../federated/remote/heart-disease.ts';
 import { FOREIGN_ATTEMPTS, RETRY_MAX_MS, RETRY_MIN_MS, runNode } from '../../federated/remote/node.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../federated/remote/protocol.ts';
-import { UsageError, checkPathArgument, nonNegativeInt, positiveInt, shownValue, type Io } from '../args.ts';
+import {
+  UsageError,
+  checkPathArgument,
+  commaList,
+  nonNegativeInt,
+  positiveInt,
+  shownValue,
+  splitHostPort,
+  type Io,
+} from '../args.ts';
 import { defineCommand } from '../command.ts';
 import { SIGNAL_EXIT_CODES } from '../signals.ts';
 
@@ -92,13 +101,13 @@ function word(option: string, value: unknown, what: string): string {
 /** `--tags`: comma-separated, each tag non-empty and named once. */
 export function parseTags(value: unknown): string[] {
   const text = word('--tags', value, 'one tag or more, separated by commas (--tags a,b)');
-  const tags = text.split(',').map((tag) => tag.trim());
-  const empty = tags.findIndex((tag) => tag === '');
+  const { items: tags, empty, repeated } = commaList(text);
   if (empty !== -1) {
     throw new UsageError(`--tags has an empty tag (tag ${empty + 1} of ${shownValue(text)}): write --tags a,b`);
   }
-  const twice = tags.find((tag, i) => tags.indexOf(tag) !== i);
-  if (twice !== undefined) throw new UsageError(`--tags names ${shownValue(twice)} twice: name each tag once`);
+  if (repeated !== undefined) {
+    throw new UsageError(`--tags names ${shownValue(repeated)} twice: name each tag once`);
+  }
   return tags;
 }
 
@@ -108,16 +117,17 @@ export function parseTags(value: unknown): string[] {
  */
 export function parseResearcher(value: unknown): string {
   const text = word('--researcher', value, 'HOST:PORT, e.g. 10.0.0.5:50051');
-  const match = /^(?:([^:\s[\]]+)|\[([^\]\s]+)\]):(\d+)$/.exec(text);
-  if (match === null) {
+  const address = splitHostPort(text);
+  if (address === null) {
     throw new UsageError(
       `--researcher must be HOST:PORT (a name or IPv4 address, or [IPv6], then the port), e.g. ` +
         `10.0.0.5:50051 (got ${shownValue(text)})`,
     );
   }
-  const port = Number(match[3]);
-  if (!(port >= 1 && port <= 65535)) {
-    throw new UsageError(`--researcher's port must be from 1 to 65535 (got ${match[3]} in ${shownValue(text)})`);
+  if (!(address.port >= 1 && address.port <= 65535)) {
+    throw new UsageError(
+      `--researcher's port must be from 1 to 65535 (got ${address.portText} in ${shownValue(text)})`,
+    );
   }
   return text;
 }
