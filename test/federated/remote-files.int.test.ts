@@ -7,7 +7,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { APPROVALS_FILE, approvePlan, readApprovals, sha256Hex } from '../../src/federated/remote/approvals.ts';
 import { loadNodeDataset, numericCsv } from '../../src/federated/remote/dataset.ts';
-import { ApprovalListError, NodeDatasetError, PlanFileError } from '../../src/federated/remote/errors.ts';
+import {
+  ApprovalListError,
+  NodeDatasetError,
+  NodeFileError,
+  PlanFileError,
+} from '../../src/federated/remote/errors.ts';
 import { planClosure } from '../../src/federated/plan-closure.ts';
 import {
   HEART_DISEASE_DATA_DIR,
@@ -97,7 +102,18 @@ test('a numeric CSV reads back exactly; a bad cell is refused naming the file, l
   t.is(error.message, `dataset ${file} line 3: column "b" is not a finite number`);
   writeFileSync(file, 'a,label\n1,2\n');
   await t.throwsAsync(loadNodeDataset(file), { message: /line 2: the label "label" must be 0 or 1/ });
+  // A file no loader takes by its name; a missing file and a folder are said as such first.
+  writeFileSync(path.join(dir, 'd.parquet'), 'PAR1');
   await t.throwsAsync(loadNodeDataset(path.join(dir, 'd.parquet')), { message: /no loader reads this file/ });
+  await t.throwsAsync(loadNodeDataset(path.join(dir, 'e.parquet')), {
+    instanceOf: NodeFileError,
+    message: /does not exist/,
+  });
+  const folder = await t.throwsAsync(loadNodeDataset(dir), { instanceOf: NodeDatasetError });
+  t.is(
+    folder.message,
+    `dataset ${dir}: is a folder: --data names one dataset file (a node holds one dataset, e.g. processed.cleveland.data)`,
+  );
 });
 
 test("a hospital's heart-disease file, loaded by a node, holds the example's split and standardisation", async (t) => {

@@ -14,8 +14,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { datasetSummary } from '../../federated/fingerprints.ts';
 import { approvePlan, APPROVALS_FILE, readApprovals } from '../../federated/remote/approvals.ts';
-import { DATASET_LOADERS, datasetLoader, loadNodeDataset } from '../../federated/remote/dataset.ts';
+import { DATASET_LOADERS, loadNodeDataset } from '../../federated/remote/dataset.ts';
 import { approveCommand, nodeFileError } from '../../federated/remote/errors.ts';
+import { InvalidArgumentError } from '../../errors.ts';
 import { HEART_DISEASE_SPLIT_SEED } from '../../federated/remote/heart-disease.ts';
 import { FOREIGN_ATTEMPTS, RETRY_MAX_MS, RETRY_MIN_MS, runNode } from '../../federated/remote/node.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../federated/remote/protocol.ts';
@@ -196,15 +197,15 @@ const start = defineCommand({
     }
     const dir = nodeDir(nodeDirText, io);
     const file = checkPathArgument('--data', data, io.cwd);
-    const loader = datasetLoader(file, format);
-    if (splitSeed !== undefined && !(loader.options ?? []).includes('splitSeed')) {
-      throw new UsageError(
-        `--split-seed applies to the heart-disease format only; ${file} is read as ${loader.format}`,
-      );
-    }
     const dataset = await loadNodeDataset(file, {
       ...(format === undefined ? {} : { format }),
       ...(splitSeed === undefined ? {} : { splitSeed }),
+    }).catch((error: unknown) => {
+      // A loader option the file's format does not take is a usage error of the command line.
+      if (error instanceof InvalidArgumentError && error.argument === '--split-seed') {
+        throw new UsageError(`--split-seed ${error.rule}`);
+      }
+      throw error;
     });
     const say = (line: string) => io.out(`node ${id}: ${line}`);
     say(`dataset ${dataset.file}: ${datasetSummary(dataset)}`);

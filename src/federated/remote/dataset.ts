@@ -19,7 +19,7 @@
  * Other loaders (another format, another plan's data) are added to `DATASET_LOADERS`.
  */
 import path from 'node:path';
-import { readRegularFile } from '../../confine.ts';
+import { NotARegularFileError, readRegularFile } from '../../confine.ts';
 import { InvalidArgumentError } from '../../errors.ts';
 import { sha256Hex } from './approvals.ts';
 import { NodeDatasetError, loaderOptionFlag, nodeFileError } from './errors.ts';
@@ -151,6 +151,26 @@ export function datasetLoader(
 export async function loadNodeDataset(file: string, options: LoadNodeDatasetOptions = {}): Promise<NodeDataset> {
   const { format, loaders = DATASET_LOADERS, ...loadOptions } = options;
   const absolute = path.resolve(file);
+  // Read first: a path that is not a readable file (a folder, a missing file) is said as such,
+  // before its name is asked to match a loader.
+  let bytes: Buffer;
+  try {
+    bytes = await readRegularFile(absolute, '--data', MAX_DATASET_BYTES);
+  } catch (error) {
+    if (error instanceof NotARegularFileError && error.kind === 'directory') {
+      throw new NodeDatasetError(
+        absolute,
+        null,
+        'is a folder: --data names one dataset file (a node holds one dataset, e.g. processed.cleveland.data)',
+      );
+    }
+    throw nodeFileError(
+      error,
+      absolute,
+      'the dataset file (--data)',
+      `check --data (a relative path is taken from the folder the node is started in)`,
+    );
+  }
   const loader = datasetLoader(absolute, format, loaders);
   for (const [name, value] of Object.entries(loadOptions)) {
     if (value !== undefined && !(loader.options ?? []).includes(name as keyof DatasetLoadOptions)) {
@@ -161,17 +181,6 @@ export async function loadNodeDataset(file: string, options: LoadNodeDatasetOpti
         value,
       );
     }
-  }
-  let bytes: Buffer;
-  try {
-    bytes = await readRegularFile(absolute, '--data', MAX_DATASET_BYTES);
-  } catch (error) {
-    throw nodeFileError(
-      error,
-      absolute,
-      'the dataset file (--data)',
-      `check --data (a relative path is taken from the folder the node is started in)`,
-    );
   }
   const loaded = loader.load(absolute, bytes, loadOptions);
   return { ...loaded, file: absolute, sha256: sha256Hex(bytes), format: loader.format, options: loaded.options ?? {} };
