@@ -238,7 +238,12 @@ function session(
       const failure = refusal ?? connectionFailure(options.researcher, status, welcomed);
       resolve({ welcomed, failure, fatal, speaks });
     };
+    // Announced once the node holds the whole request (its parameters received, in revision 2).
     const train = (request: TrainRequest) => {
+      options.onEvent(
+        `train-request experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ` +
+          `plan=${request.plan_id} sha256=${request.plan_sha256}`,
+      );
       queue = queue
         .then(() => handle(stream, session, request, options, plans))
         // The stream may be gone by the time a reply is written: the next connection starts afresh.
@@ -309,10 +314,6 @@ function session(
         else if (code !== 'DUPLICATE_NODE_ID') fatal = new NodeRefusedError(options.id, options.researcher, code, text);
       } else if (message.body === 'train_request') {
         const request = message.train_request;
-        options.onEvent(
-          `train-request experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ` +
-            `plan=${request.plan_id} sha256=${request.plan_sha256}`,
-        );
         if (transfer !== null) {
           // The researcher stopped sending its parameters (it gave up on it): never trained.
           options.onEvent(
