@@ -9,7 +9,11 @@
  * - A raw client speaking 2 whose reply has a wrong params_sha256, a chunk at a wrong offset, or
  *   that disconnects mid-chunks fails the request with `NodeFailedError` naming the node and the
  *   fault, and the reply's put (a real file blob store) leaves no file.
+ * - A round that stops waiting mid-chunks (its abort signal) fails the request and the put leaves
+ *   nothing; the rest of that reply is a late reply, logged once.
  * - Chunks of a reply no request waits for are logged once, not once per chunk.
+ * - A real node refuses (BAD_REQUEST, naming the fault) parameters above its --max-message-bytes, a
+ *   chunk at a wrong offset, one past the end, and bytes of another hash; then still trains.
  * - A node whose researcher speaks 1 only (a raw gRPC server refusing 2) connects again speaking 1
  *   and trains.
  */
@@ -62,9 +66,9 @@ async function researcher(t: ExecutionContext, events: string[] = []): Promise<R
   return federation;
 }
 
-function startNode(t: ExecutionContext, id: string, address: string, nodeDir: string): Child {
+function startNode(t: ExecutionContext, id: string, address: string, nodeDir: string, extra: string[] = []): Child {
   const args = ['node', 'start', '--id', id, '--data', dataFile(), '--tags', '#t', '--researcher', address];
-  const child = startRoundlog([...args, '--node-dir', nodeDir]);
+  const child = startRoundlog([...args, '--node-dir', nodeDir, ...extra]);
   t.teardown(async () => {
     if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
     await child.exited;
@@ -425,6 +429,46 @@ test.serial('a node that disconnects mid-chunks fails the request naming it; not
   t.regex(error.message, /the node disconnected/);
 });
 
+test.serial(
+  'a round that stops waiting mid-chunks fails the request; nothing is stored, the rest is a late reply',
+  async (t) => {
+    const events: string[] = [];
+    const federation = await researcher(t, events);
+    const raw = await rawNode(t, federation.address, 'slow', 2);
+    const store = await fileStore();
+    const controller = new AbortController();
+    const training = federation.remote.train(
+      request('slow', 'ab'.repeat(32), { params: bytesOf(small), storeReply: store.storeReply }),
+      controller.signal,
+    );
+    const { request: r } = await raw.request();
+    const reply = bytesOf(oddTensors());
+    await raw.send({ params_chunk: { ...replyIds(r), offset: 0, data: reply.subarray(0, PARAMS_CHUNK_BYTES) } });
+    await store.firstTaken;
+    controller.abort();
+    const error = await t.throwsAsync(training, { instanceOf: NodeFailedError });
+    t.like(error, { node: 'slow', round: 2 });
+    t.regex(error.message, /the round stopped waiting for it/);
+    t.deepEqual(filesUnder(store.blobs.dir), []);
+    // The rest of the reply, then a request answered after it: every message before was read by then.
+    await sendChunkedReply(raw, r, reply);
+    const next = federation.remote.train(
+      { ...request('slow', 'ab'.repeat(32), requestParams(small)), attempt: 2 },
+      new AbortController().signal,
+    );
+    const { request: r2 } = await raw.request();
+    await sendChunkedReply(raw, r2, bytesOf(small));
+    await next;
+    // Said once (not once per chunk), whether or not attempt 2 was waiting by then.
+    const late = events.filter((line) => /ignored a late/.test(line));
+    t.is(late.length, 1, late.join('\n'));
+    t.regex(
+      late[0]!,
+      /^ignored a late reply of node "slow": experiment=chunks round=2 attempt=1: no request waits for it/,
+    );
+  },
+);
+
 test.serial('chunks of a reply no request waits for are ignored and logged once', async (t) => {
   const events: string[] = [];
   const federation = await researcher(t, events);
@@ -531,6 +575,130 @@ test.serial('a node whose researcher speaks protocol 1 only connects again speak
   t.is(answer.metrics.seen, seen(small));
   t.false(
     node.lines.some((l) => /PROTOCOL_VERSION_MISMATCH/.test(l)),
+    node.lines.join('\n'),
+  );
+});
+
+/**
+ * A raw researcher speaking revision 2 to one real node process: what the node sent, in order, and
+ * the node's stream to write to.
+ */
+async function rawResearcher(t: ExecutionContext) {
+  const messages: NodeMessage[] = [];
+  const waiters: (() => void)[] = [];
+  let connected!: (call: grpc.ServerDuplexStream<NodeMessage, Outgoing<ResearcherMessage>>) => void;
+  const call = new Promise<grpc.ServerDuplexStream<NodeMessage, Outgoing<ResearcherMessage>>>(
+    (resolve) => (connected = resolve),
+  );
+  const server = new grpc.Server();
+  server.addService(federationProtocol().service, {
+    Connect: (stream: grpc.ServerDuplexStream<NodeMessage, Outgoing<ResearcherMessage>>) => {
+      stream.on('error', () => undefined);
+      stream.on('data', (message: NodeMessage) => {
+        messages.push(message);
+        if (message.body === 'hello') {
+          stream.write({ welcome: { protocol_version: message.hello.protocol_version } });
+          connected(stream);
+        }
+        for (const wake of waiters.splice(0)) wake();
+      });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) =>
+      error === null ? resolve(p) : reject(error),
+    ),
+  );
+  t.teardown(() => server.forceShutdown());
+  let read = 0;
+  return {
+    address: `127.0.0.1:${port}`,
+    call,
+    /** The node's next message after those already read. */
+    async next(): Promise<NodeMessage> {
+      while (messages.length <= read) await new Promise<void>((resolve) => waiters.push(resolve));
+      return messages[read++]!;
+    },
+  };
+}
+
+test.serial('a node refuses parameters too large, out of order, past the end or of another hash', async (t) => {
+  const nodeDir = tempDir();
+  const sha256 = await reversingPlan(nodeDir);
+  const researcher = await rawResearcher(t);
+  const node = startNode(t, 'a', researcher.address, nodeDir, ['--max-message-bytes', String(4 * MiB)]);
+  const call = await researcher.call;
+  const hello = await researcher.next();
+  t.is(hello.body === 'hello' && hello.hello.protocol_version, 2);
+  const sent = bytesOf(small);
+  const digest = createHash('sha256').update(sent).digest('hex');
+  const ask = (attempt: number, fields: Partial<TrainRequest> = {}) =>
+    call.write({
+      train_request: {
+        experiment_id: 'chunks',
+        experiment: 'Experiment_chunks',
+        round: 2,
+        attempt,
+        params: Buffer.alloc(0),
+        training_args_json: '{}',
+        model_args_json: '{}',
+        plan_id: 'reverse-plan.ts#reversePlan',
+        plan_export: 'reversePlan',
+        plan_sha256: sha256,
+        rng: { algorithm: 'xoshiro128**', s: [...deriveRng(1, 2, 'a', 'train').state().s] },
+        params_bytes: sent.length,
+        params_sha256: digest,
+        ...fields,
+      },
+    });
+  const chunk = (attempt: number, offset: number, data: Buffer) =>
+    call.write({ params_chunk: { experiment_id: 'chunks', round: 2, attempt, offset, data } });
+  const refusal = async (attempt: number) => {
+    const message = await researcher.next();
+    if (message.body !== 'train_error') throw new Error(`expected a TrainError, got ${message.body}`);
+    t.like(message.train_error, { attempt, code: 'BAD_REQUEST' });
+    return message.train_error.message;
+  };
+  ask(1, { params_bytes: 4 * MiB + 1 });
+  t.regex(
+    await refusal(1),
+    /its parameters are 4194305 bytes \(params_bytes\), more than this node accepts \(4194304 bytes/,
+  );
+  ask(2);
+  chunk(2, 0, sent.subarray(0, 8));
+  chunk(2, 9, sent.subarray(9));
+  t.regex(await refusal(2), /a parameter chunk came at offset 9 where offset 8 was expected/);
+  ask(3);
+  chunk(3, 0, Buffer.concat([sent, Buffer.from([0])]));
+  t.regex(
+    await refusal(3),
+    new RegExp(`runs past the end: bytes 0\\.\\.${sent.length + 1} of a file of params_bytes=${sent.length}`),
+  );
+  ask(4, { params_sha256: 'f'.repeat(64) });
+  chunk(4, 0, sent);
+  t.regex(await refusal(4), new RegExp(`have sha256 ${digest}, the request says params_sha256=${'f'.repeat(64)}`));
+  // Still serving: the same parameters, sent right, are trained on, and the reply comes in chunks.
+  ask(5);
+  chunk(5, 0, sent.subarray(0, 8));
+  chunk(5, 8, sent.subarray(8));
+  const parts: Buffer[] = [];
+  let message = await researcher.next();
+  while (message.body === 'params_chunk') {
+    parts.push(message.params_chunk.data);
+    message = await researcher.next();
+  }
+  if (message.body !== 'train_reply') throw new Error(`expected a TrainReply, got ${message.body}`);
+  const reply = Buffer.concat(parts);
+  t.true(reply.equals(bytesOf(reversed(small))));
+  t.like(message.train_reply, {
+    attempt: 5,
+    sample_size: 40,
+    params_bytes: reply.length,
+    params_sha256: createHash('sha256').update(reply).digest('hex'),
+  });
+  t.is(message.train_reply.params.length, 0);
+  t.false(
+    node.lines.some((l) => /train-request .* attempt=[1-4] /.test(l)),
     node.lines.join('\n'),
   );
 });
