@@ -10,7 +10,14 @@
  * `NodePlanNotApprovedError`. A node that connects again takes part in the next round.
  *
  * Replies are matched to requests by (experiment, round, attempt) on the node's stream; a reply no
- * request waits for (an attempt the round gave up on) is logged and ignored. Each connected node's
+ * request waits for (an attempt the round gave up on) is logged and ignored.
+ *
+ * Each connection is spoken to in the protocol revision its Hello named. In revision 2 parameters
+ * travel in `PARAMS_CHUNK_BYTES` chunks both ways: a request's are written a chunk at a time, each
+ * once the previous one is taken by the transport; a reply's chunks go to the request's
+ * `storeReply` as they arrive, the node's stream paused while they wait, and are checked against the
+ * TrainReply's size and SHA-256 before the put may end. So what a round holds does not grow with
+ * the number of nodes. In revision 1 (a node of an earlier release) they travel whole. Each connected node's
  * dataset fingerprint (its Hello's) is what `remote.dataset` reports; a request names the one the
  * round checked, and a node that connected again with another one since is refused
  * (`NodeDatasetChangedError`).
@@ -54,7 +61,10 @@ export type ListenOptions = {
   host?: string;
   /** Default 0: a port the system chooses (`federation.port`). */
   port?: number;
-  /** Largest message sent or accepted. Default `DEFAULT_MAX_MESSAGE_BYTES`. */
+  /**
+   * Largest message sent or accepted, and largest reply parameter file accepted in chunks, in bytes.
+   * Default `DEFAULT_MAX_MESSAGE_BYTES`.
+   */
   maxMessageBytes?: number;
   /** One line per event: a node connected, refused, disconnected. */
   onEvent?: (line: string) => void;
