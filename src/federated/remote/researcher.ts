@@ -10,17 +10,17 @@
  * `NodePlanNotApprovedError`. A node that connects again takes part in the next round.
  *
  * Replies are matched to requests by (experiment, round, attempt) on the node's stream; a reply no
- * request waits for (an attempt the round gave up on) is logged and ignored.
+ * request waits for (an attempt the round gave up on) is logged and ignored. Each connected node's
+ * dataset fingerprint (its Hello's) is what `remote.dataset` reports; a request names the one the
+ * round checked, and a node that connected again with another one since is refused
+ * (`NodeDatasetChangedError`).
  *
  * Each connection is spoken to in the protocol revision its Hello named. In revision 2 parameters
  * travel in `PARAMS_CHUNK_BYTES` chunks both ways: a request's are written a chunk at a time, each
  * once the previous one is taken by the transport; a reply's chunks go to the request's
- * `storeReply` as they arrive, the node's stream paused while they wait, and are checked against the
- * TrainReply's size and SHA-256 before the put may end. So what a round holds does not grow with
- * the number of nodes. In revision 1 (a node of an earlier release) they travel whole. Each connected node's
- * dataset fingerprint (its Hello's) is what `remote.dataset` reports; a request names the one the
- * round checked, and a node that connected again with another one since is refused
- * (`NodeDatasetChangedError`).
+ * `storeReply` as they arrive, the node's stream paused while they wait, and are checked against
+ * the TrainReply's size and SHA-256 before the put may end. So what a round holds does not grow
+ * with the number of nodes. In revision 1 (a node of an earlier release) they travel whole.
  *
  * By default a round selects among the nodes connected when it starts. With `expected` (node ids),
  * the federation's nodes are those ids whether connected or not, as their last Hello described
