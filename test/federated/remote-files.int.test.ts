@@ -112,7 +112,8 @@ test('a numeric CSV reads back exactly; a bad cell is refused naming the file, l
   const folder = await t.throwsAsync(loadNodeDataset(dir), { instanceOf: NodeDatasetError });
   t.is(
     folder.message,
-    `dataset ${dir}: is a folder: --data names one dataset file (a node holds one dataset, e.g. processed.cleveland.data)`,
+    `dataset ${dir}: is a folder: --data names one dataset file ` +
+      '(a node holds one dataset, e.g. processed.cleveland.data)',
   );
 });
 

@@ -83,8 +83,8 @@ test.serial('a Hello of another protocol version is refused, naming the versions
   t.is(message!.body, 'refusal');
   if (message!.body !== 'refusal') return;
   t.is(message!.refusal.code, 'PROTOCOL_VERSION_MISMATCH');
-  t.deepEqual(message!.refusal.supported_versions, [1]);
-  t.regex(message!.refusal.message, /speaks protocol 99; this researcher speaks 1/);
+  t.deepEqual(message!.refusal.supported_versions, [1, 2]);
+  t.regex(message!.refusal.message, /speaks protocol 99; this researcher speaks 1, 2/);
   t.deepEqual(federation.nodes, []);
 });
 

@@ -168,7 +168,9 @@ const start = defineCommand({
     'max-message-bytes': {
       type: 'string',
       default: String(DEFAULT_MAX_MESSAGE_BYTES),
-      describe: 'largest message sent or accepted (parameters travel in one message)',
+      describe:
+        'largest parameter file (and message) sent or accepted; parameters travel in 1 MiB chunks ' +
+        '(in one message with a researcher of protocol 1)',
       coerce: (value: unknown) => positiveInt('--max-message-bytes')(once('--max-message-bytes', value)!),
     },
   },

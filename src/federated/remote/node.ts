@@ -11,12 +11,17 @@
  * local module closure (the plan file and the local files it imports: `plan-closure.ts`) still has
  * the digest the request names: the digest approved is that of the code run.
  *
+ * It speaks protocol revision 2 (parameters in chunks both ways); a researcher of an earlier release
+ * refuses it (PROTOCOL_VERSION_MISMATCH, speaking 1 only), and the node connects again at once
+ * speaking 1 (parameters whole), saying so in one line.
+ *
  * Work belongs to the connection it came on: when the stream ends (the researcher was killed, the
  * link cut), the requests still queued are dropped unstarted, a training in progress has its result
  * discarded, and nothing is sent on a later connection. A researcher that comes back resumes from
  * its log and asks again, under a new attempt number; the node never replies to the old one.
  */
 import * as grpc from '@grpc/grpc-js';
+import { createHash, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { decodeSafetensors, encodeSafetensors } from '../../codec/safetensors.ts';
@@ -30,11 +35,13 @@ import type { NodeDataset } from './dataset.ts';
 import { NodeRefusedError, NotAResearcherError, PlanNotApprovedError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
+  PARAMS_CHUNK_BYTES,
   PROTOCOL_VERSION,
   federationProtocol,
   messageSizeOptions,
   type NodeMessage,
   type Outgoing,
+  type ParamsChunk,
   type ResearcherMessage,
   type TrainErrorCode,
   type TrainRequest,
@@ -58,6 +65,10 @@ export type NodeOptions = {
   researcher: string;
   /** The node's folder: its approval list. */
   nodeDir: string;
+  /**
+   * Largest message, and largest parameter file, sent or accepted, in bytes. Default
+   * `DEFAULT_MAX_MESSAGE_BYTES`. A request announcing more is refused (BAD_REQUEST).
+   */
   maxMessageBytes?: number;
   /** One line per event. */
   onEvent: (line: string) => void;
@@ -83,6 +94,9 @@ export async function runNode(options: NodeOptions): Promise<void> {
   const plans = new Map<string, TrainingPlan>();
   let delay = RETRY_MIN_MS;
   let foreign = 0;
+  // The revision spoken: 2, or 1 once a researcher of an earlier release refused 2 (until a
+  // connection it welcomed ends: it may come back upgraded).
+  let version = PROTOCOL_VERSION;
   while (!options.signal.aborted) {
     options.onEvent(`connecting to ${options.researcher}`);
     // A new channel for each attempt: a channel that failed to connect waits out its own backoff
@@ -92,12 +106,23 @@ export async function runNode(options: NodeOptions): Promise<void> {
     });
     let outcome: Outcome;
     try {
-      outcome = await session(client, options, plans);
+      outcome = await session(client, options, plans, version, maxMessageBytes);
     } finally {
       client.close();
     }
-    if (outcome.welcomed) delay = RETRY_MIN_MS;
+    if (outcome.welcomed) {
+      delay = RETRY_MIN_MS;
+      version = PROTOCOL_VERSION;
+    }
     if (options.signal.aborted) break;
+    if (outcome.speaks !== null) {
+      options.onEvent(
+        `the researcher at ${options.researcher} speaks protocol ${outcome.speaks} only (an earlier release): ` +
+          `connecting again speaking protocol ${outcome.speaks}`,
+      );
+      version = outcome.speaks;
+      continue;
+    }
     if (outcome.fatal !== null) {
       options.onEvent(outcome.failure.text);
       throw outcome.fatal;
@@ -178,56 +203,146 @@ export function connectionFailure(
   };
 }
 
-type Outcome = { welcomed: boolean; failure: ConnectionFailure; fatal: Error | null };
+/** `speaks`: the earlier revision to connect again in, when the researcher refused this one for it. */
+type Outcome = { welcomed: boolean; failure: ConnectionFailure; fatal: Error | null; speaks: number | null };
 
-/** One connection, from the Hello to the stream's end. */
+/** One connection, from the Hello to the stream's end, speaking revision `version`. */
 function session(
   client: InstanceType<ReturnType<typeof federationProtocol>['Client']>,
   options: NodeOptions,
   plans: Map<string, TrainingPlan>,
+  version: number,
+  maxParamsBytes: number,
 ): Promise<Outcome> {
   return new Promise<Outcome>((resolve) => {
     const stream: Stream = client.Connect();
     let welcomed = false;
     let fatal: Error | null = null;
+    let speaks: number | null = null;
     let refusal: ConnectionFailure | null = null;
     let status: grpc.ServiceError | null = null;
     // One training at a time, in the order asked.
     let queue = Promise.resolve();
     // Set once the stream is over: the work it brought is orphaned.
-    const session: Session = { over: false };
+    const session: Session = { over: false, version };
+    // Revision 2: the request whose parameters are arriving, and the keys whose chunks are ignored.
+    let transfer: Transfer | null = null;
+    const ignored = new Set<string>();
     const onAbort = () => stream.cancel();
     options.signal.addEventListener('abort', onAbort, { once: true });
     const finish = () => {
       session.over = true;
+      if (transfer !== null) orphaned(session, transfer.request, options, 'while its parameters arrived');
+      transfer = null;
       options.signal.removeEventListener('abort', onAbort);
       const failure = refusal ?? connectionFailure(options.researcher, status, welcomed);
-      resolve({ welcomed, failure, fatal });
+      resolve({ welcomed, failure, fatal, speaks });
+    };
+    // Announced once the node holds the whole request (its parameters received, in revision 2).
+    const train = (request: TrainRequest) => {
+      options.onEvent(
+        `train-request experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ` +
+          `plan=${request.plan_id} sha256=${request.plan_sha256}`,
+      );
+      queue = queue
+        .then(() => handle(stream, session, request, options, plans))
+        // The stream may be gone by the time a reply is written: the next connection starts afresh.
+        .catch((error: unknown) => options.onEvent(`train-error round=${request.round}: ${String(error)}`));
+    };
+    // A request refused before it is queued: its chunks still coming are ignored without a word.
+    const refuse = (request: TrainRequest, message: string) => {
+      transfer = null;
+      ignore(ignored, keyOf(request));
+      answerError(stream, session, request, options, 'BAD_REQUEST', message);
+    };
+    const chunk = (piece: ParamsChunk) => {
+      const k = keyOf(piece);
+      if (transfer === null || transfer.key !== k) {
+        if (ignore(ignored, k)) {
+          options.onEvent(
+            `ignored parameters for experiment=${piece.experiment_id} round=${piece.round} ` +
+              `attempt=${piece.attempt}: no request of this connection waits for them`,
+          );
+        }
+        return;
+      }
+      const { request, bytes } = transfer;
+      if (piece.offset !== transfer.received) {
+        return refuse(
+          request,
+          `a parameter chunk came at offset ${piece.offset} where offset ${transfer.received} was expected`,
+        );
+      }
+      if (piece.offset + piece.data.length > bytes.length) {
+        return refuse(
+          request,
+          `a parameter chunk runs past the end: bytes ${piece.offset}..${piece.offset + piece.data.length} ` +
+            `of a file of params_bytes=${bytes.length}`,
+        );
+      }
+      bytes.set(piece.data, piece.offset);
+      transfer.hash.update(piece.data);
+      transfer.received += piece.data.length;
+      if (transfer.received < bytes.length) return;
+      const sha256 = transfer.hash.digest('hex');
+      if (sha256 !== request.params_sha256) {
+        return refuse(
+          request,
+          `the parameters received (${bytes.length} bytes) have sha256 ${sha256}, the request says ` +
+            `params_sha256=${request.params_sha256}`,
+        );
+      }
+      transfer = null;
+      ignore(ignored, k);
+      train({ ...request, params: bytes });
     };
     stream.on('data', (message: ResearcherMessage) => {
       if (message.body === 'welcome') {
         welcomed = true;
+        session.version = message.welcome.protocol_version === 0 ? version : message.welcome.protocol_version;
         options.onEvent(
           `connected to ${options.researcher} as ${JSON.stringify(options.id)} ` +
             `(protocol ${message.welcome.protocol_version})`,
         );
       } else if (message.body === 'refusal') {
-        const { code, message: text } = message.refusal;
+        const { code, message: text, supported_versions: supported } = message.refusal;
         refusal = {
           kind: 'refused',
           text: `refused by the researcher at ${options.researcher} with code ${code}: ${text}`,
         };
-        if (code !== 'DUPLICATE_NODE_ID') fatal = new NodeRefusedError(options.id, options.researcher, code, text);
+        if (code === 'PROTOCOL_VERSION_MISMATCH' && version !== 1 && supported.includes(1)) speaks = 1;
+        else if (code !== 'DUPLICATE_NODE_ID') fatal = new NodeRefusedError(options.id, options.researcher, code, text);
       } else if (message.body === 'train_request') {
         const request = message.train_request;
-        options.onEvent(
-          `train-request experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ` +
-            `plan=${request.plan_id} sha256=${request.plan_sha256}`,
-        );
-        queue = queue
-          .then(() => handle(stream, session, request, options, plans))
-          // The stream may be gone by the time a reply is written: the next connection starts afresh.
-          .catch((error: unknown) => options.onEvent(`train-error round=${request.round}: ${String(error)}`));
+        if (transfer !== null) {
+          // The researcher stopped sending its parameters (it gave up on it): never trained.
+          options.onEvent(
+            `dropped experiment=${transfer.request.experiment} round=${transfer.request.round} ` +
+              `attempt=${transfer.request.attempt}: its parameters stopped coming at ${transfer.received} of ` +
+              `${transfer.request.params_bytes} bytes`,
+          );
+          ignore(ignored, transfer.key);
+          transfer = null;
+        }
+        // Revision 1 (or a request carrying its parameters whole): trained as it is.
+        if (request.params_bytes === 0) return train(request);
+        if (request.params_bytes > maxParamsBytes) {
+          return refuse(
+            request,
+            `its parameters are ${request.params_bytes} bytes (params_bytes), more than this node accepts ` +
+              `(${maxParamsBytes} bytes: roundlog node start --max-message-bytes)`,
+          );
+        }
+        ignored.delete(keyOf(request));
+        transfer = {
+          request,
+          key: keyOf(request),
+          bytes: Buffer.allocUnsafe(request.params_bytes),
+          received: 0,
+          hash: createHash('sha256'),
+        };
+      } else if (message.body === 'params_chunk') {
+        chunk(message.params_chunk);
       }
     });
     stream.on('error', (error: grpc.ServiceError) => {
@@ -237,7 +352,7 @@ function session(
     stream.on('end', () => stream.end());
     stream.write({
       hello: {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: version,
         node_id: options.id,
         tags: [...options.tags],
         dataset: {
@@ -252,7 +367,25 @@ function session(
   });
 }
 
-type Session = { over: boolean };
+/** `version`: the revision the researcher welcomed (1: parameters whole; 2: in chunks). */
+type Session = { over: boolean; version: number };
+
+/** Revision 2: a request whose parameters are arriving, into `bytes` (of its `params_bytes`). */
+type Transfer = { request: TrainRequest; key: string; bytes: Buffer; received: number; hash: Hash };
+
+const keyOf = (ids: Pick<ParamsChunk, 'experiment_id' | 'round' | 'attempt'>) =>
+  `${ids.experiment_id}/${ids.round}/${ids.attempt}`;
+
+/** How many ignored keys a connection remembers (each said once). */
+const IGNORED_KEYS = 1024;
+
+/** Remembers `k` among the keys whose chunks are ignored; true the first time. */
+function ignore(ignored: Set<string>, k: string): boolean {
+  if (ignored.has(k)) return false;
+  ignored.add(k);
+  if (ignored.size > IGNORED_KEYS) ignored.delete(ignored.values().next().value!);
+  return true;
+}
 
 /**
  * Whether the request's connection is gone (then says so: the work is dropped, since the researcher
@@ -267,6 +400,45 @@ function orphaned(session: Session, request: TrainRequest, options: NodeOptions,
   return true;
 }
 
+/** Writes a request's typed error, unless its connection is gone. */
+function answerError(
+  stream: Stream,
+  session: Session,
+  request: TrainRequest,
+  options: NodeOptions,
+  code: TrainErrorCode,
+  message: string,
+): void {
+  if (orphaned(session, request, options, `(its ${code} answer)`)) return;
+  options.onEvent(`train-error round=${request.round} ${code}: ${message}`);
+  stream.write({
+    train_error: {
+      experiment_id: request.experiment_id,
+      round: request.round,
+      attempt: request.attempt,
+      code,
+      message,
+      plan_id: request.plan_id,
+      plan_sha256: request.plan_sha256,
+    },
+  });
+}
+
+/**
+ * Writes `message` and resolves once gRPC has taken it (its write callback): true, or false when
+ * the stream closed first. Awaiting each write keeps at most one chunk in the node's transport.
+ */
+function written(stream: Stream, message: Outgoing<NodeMessage>): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const closed = () => resolve(false);
+    stream.once('close', closed);
+    stream.write(message, (error?: Error | null) => {
+      stream.off('close', closed);
+      resolve(error == null);
+    });
+  });
+}
+
 /** Trains one request and writes its reply (or its typed error), unless its connection is gone. */
 async function handle(
   stream: Stream,
@@ -276,13 +448,7 @@ async function handle(
   plans: Map<string, TrainingPlan>,
 ): Promise<void> {
   const ids = { experiment_id: request.experiment_id, round: request.round, attempt: request.attempt };
-  const fail = (code: TrainErrorCode, message: string) => {
-    if (orphaned(session, request, options, `(its ${code} answer)`)) return;
-    options.onEvent(`train-error round=${request.round} ${code}: ${message}`);
-    stream.write({
-      train_error: { ...ids, code, message, plan_id: request.plan_id, plan_sha256: request.plan_sha256 },
-    });
-  };
+  const fail = (code: TrainErrorCode, message: string) => answerError(stream, session, request, options, code, message);
   if (orphaned(session, request, options, 'before training')) return;
   try {
     await options.beforeTrain?.(request);
@@ -311,15 +477,27 @@ async function handle(
     const bytes = encodeSafetensors(result.params);
     const t3 = performance.now();
     if (orphaned(session, request, options, 'after training (its reply)')) return;
-    stream.write({
-      train_reply: {
-        ...ids,
-        params: bytes,
-        sample_size: result.sampleSize,
-        metrics: result.metrics,
-        timings: { decode_ms: t1 - t0, train_ms: t2 - t1, encode_ms: t3 - t2 },
-      },
-    });
+    const reply = {
+      ...ids,
+      sample_size: result.sampleSize,
+      metrics: result.metrics,
+      timings: { decode_ms: t1 - t0, train_ms: t2 - t1, encode_ms: t3 - t2 },
+    };
+    if (session.version >= 2) {
+      // Revision 2: the parameters first, in chunks, each written once the previous one is taken;
+      // the TrainReply last, with their size and hash.
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      for (let offset = 0; offset < bytes.length; offset += PARAMS_CHUNK_BYTES) {
+        const data = bytes.subarray(offset, offset + PARAMS_CHUNK_BYTES);
+        const sent = await written(stream, { params_chunk: { ...ids, offset, data } });
+        if (!sent || orphaned(session, request, options, 'while its reply was sent')) return;
+      }
+      stream.write({
+        train_reply: { ...reply, params: Buffer.alloc(0), params_bytes: bytes.length, params_sha256: sha256 },
+      });
+    } else {
+      stream.write({ train_reply: { ...reply, params: bytes, params_bytes: 0, params_sha256: '' } });
+    }
     options.onEvent(
       `train-reply round=${request.round} attempt=${request.attempt} samples=${result.sampleSize} ` +
         `train_ms=${(t2 - t1).toFixed(1)}`,

@@ -15,6 +15,13 @@
  * round checked, and a node that connected again with another one since is refused
  * (`NodeDatasetChangedError`).
  *
+ * Each connection is spoken to in the protocol revision its Hello named. In revision 2 parameters
+ * travel in `PARAMS_CHUNK_BYTES` chunks both ways: a request's are written a chunk at a time, each
+ * once the previous one is taken by the transport; a reply's chunks go to the request's
+ * `storeReply` as they arrive, the node's stream paused while they wait, and are checked against
+ * the TrainReply's size and SHA-256 before the put may end. So what a round holds does not grow
+ * with the number of nodes. In revision 1 (a node of an earlier release) they travel whole.
+ *
  * By default a round selects among the nodes connected when it starts. With `expected` (node ids),
  * the federation's nodes are those ids whether connected or not, as their last Hello described
  * them: a round that starts while one of them is away fails naming it (`NodeFailedError`), instead
@@ -23,14 +30,17 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
+import { createHash, type Hash } from 'node:crypto';
+import type { PutResult } from '../../blobs/types.ts';
 import { NodeFailedError } from '../../model/errors.ts';
 import type { RemoteRun } from '../../model/events.ts';
 import type { Node, RemoteTrainRequest, RemoteTrainer, StoredTrainResult } from '../training-plan.ts';
 import { datasetSummary, sameFingerprint } from '../fingerprints.ts';
+import { ChunkQueue, paramsSha256 } from './chunks.ts';
 import { NodeDatasetChangedError, NodePlanNotApprovedError, ResearcherListenError } from './errors.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
-  PROTOCOL_VERSION,
+  PARAMS_CHUNK_BYTES,
   SUPPORTED_PROTOCOL_VERSIONS,
   federationProtocol,
   messageSizeOptions,
@@ -38,10 +48,12 @@ import {
   type Hello,
   type NodeMessage,
   type Outgoing,
+  type ParamsChunk,
   type Refusal,
   type ResearcherMessage,
   type TrainError,
   type TrainReply,
+  type TrainRequest,
 } from './protocol.ts';
 
 export type ListenOptions = {
@@ -49,7 +61,10 @@ export type ListenOptions = {
   host?: string;
   /** Default 0: a port the system chooses (`federation.port`). */
   port?: number;
-  /** Largest message sent or accepted. Default `DEFAULT_MAX_MESSAGE_BYTES`. */
+  /**
+   * Largest message sent or accepted, and largest reply parameter file accepted in chunks, in bytes.
+   * Default `DEFAULT_MAX_MESSAGE_BYTES`.
+   */
   maxMessageBytes?: number;
   /** One line per event: a node connected, refused, disconnected. */
   onEvent?: (line: string) => void;
@@ -69,9 +84,42 @@ type Pending = {
   request: RemoteTrainRequest;
   resolve: (result: StoredTrainResult) => void;
   reject: (error: Error) => void;
+  /** Revision 2: the reply's chunks, from its first on. */
+  incoming?: Incoming;
 };
 
-type Connection = { node: ConnectedNode; call: Call; pending: Map<string, Pending> };
+/** A reply arriving in chunks (revision 2): they go to the request's `storeReply` through `queue`. */
+type Incoming = {
+  queue: ChunkQueue;
+  put: Promise<PutResult>;
+  /** Bytes received so far (the offset the next chunk must start at). */
+  received: number;
+  /** SHA-256 of the bytes received: checked against the TrainReply's before the put may end. */
+  hash: Hash;
+};
+
+type Connection = {
+  node: ConnectedNode;
+  call: Call;
+  /** The revision its Hello named: 1, parameters whole in one message; 2, in chunks. */
+  version: number;
+  pending: Map<string, Pending>;
+  /**
+   * Keys whose chunks are ignored without a word more: a request that failed or that no request
+   * waits for (said once, by `late`). The oldest are forgotten past `IGNORED_KEYS`.
+   */
+  ignored: Set<string>;
+  /** Revision 2: requests wait here for their turn to be written on this stream, one at a time. */
+  sending: Promise<void>;
+  /** The replies whose queues hold too many chunks: the stream is paused while any does. */
+  pausedBy: Set<Incoming>;
+};
+
+/** A reply's queue holding more chunks than this pauses its node's stream, until it holds `RESUME_AT` or fewer. */
+const PAUSE_AT = 4;
+const RESUME_AT = 1;
+/** How many ignored keys a connection remembers (each said once). */
+const IGNORED_KEYS = 1024;
 
 const key = (experimentId: string, round: number, attempt: number) => `${experimentId}/${round}/${attempt}`;
 
@@ -84,7 +132,12 @@ export async function listenForNodes(options: ListenOptions = {}): Promise<Remot
   const host = options.host ?? '127.0.0.1';
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const server = new grpc.Server(messageSizeOptions(maxMessageBytes));
-  const federation = new RemoteFederation(server, options.onEvent ?? (() => undefined), options.expected);
+  const federation = new RemoteFederation(
+    server,
+    options.onEvent ?? (() => undefined),
+    options.expected,
+    maxMessageBytes,
+  );
   server.addService(federationProtocol().service, { Connect: (call: Call) => federation.accept(call) });
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = net.createServer((socket) => federation.connection(socket, injector));
@@ -113,13 +166,15 @@ export class RemoteFederation {
   private readonly seen = new Map<string, ConnectedNode>();
   private readonly watchers = new Set<() => void>();
   private closed = false;
-  /** Requests wait here for their turn to be written (see `train`). */
+  /** Revision-1 requests wait here for their turn to be written (see `train`). */
   private sending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly server: grpc.Server,
     private readonly onEvent: (line: string) => void,
     private readonly expected?: readonly string[],
+    /** Largest reply parameter file accepted, in bytes. */
+    private readonly maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
   ) {}
 
   /**
@@ -225,7 +280,8 @@ export class RemoteFederation {
         connection = this.hello(call, message.hello);
         return;
       }
-      if (message.body === 'train_reply') this.reply(connection, message.train_reply);
+      if (message.body === 'params_chunk') this.chunk(connection, message.params_chunk);
+      else if (message.body === 'train_reply') this.reply(connection, message.train_reply);
       else if (message.body === 'train_error') this.failed(connection, message.train_error);
     });
     call.on('end', () => {
@@ -257,7 +313,16 @@ export class RemoteFederation {
       return null;
     }
     const node: ConnectedNode = { id, tags: [...hello.tags], dataset: { ...hello.dataset }, since: new Date() };
-    const connection: Connection = { node, call, pending: new Map() };
+    const version = hello.protocol_version;
+    const connection: Connection = {
+      node,
+      call,
+      version,
+      pending: new Map(),
+      ignored: new Set(),
+      sending: Promise.resolve(),
+      pausedBy: new Set(),
+    };
     this.connections.set(id, connection);
     if (this.expected?.includes(id) === true) this.seen.set(id, node);
     this.onEvent(
@@ -274,7 +339,8 @@ export class RemoteFederation {
         );
       }
     }
-    call.write({ welcome: { protocol_version: PROTOCOL_VERSION } });
+    // Spoken in the revision the node named: a node of an earlier release still trains.
+    call.write({ welcome: { protocol_version: version } });
     for (const watcher of [...this.watchers]) watcher();
     return connection;
   }
@@ -289,10 +355,13 @@ export class RemoteFederation {
     this.connections.delete(connection.node.id);
     this.onEvent(`node ${JSON.stringify(connection.node.id)} disconnected: ${why}`);
     for (const [k, pending] of connection.pending) {
-      connection.pending.delete(k);
       const { experiment, node, round } = pending.request;
-      pending.reject(
-        new NodeFailedError(experiment, node, round, `the node disconnected (${why})`, undefined, this.describe()),
+      const reason = `the node disconnected (${why})`;
+      this.fail(
+        connection,
+        k,
+        pending,
+        new NodeFailedError(experiment, node, round, reason, undefined, this.describe()),
       );
     }
     try {
@@ -322,16 +391,26 @@ export class RemoteFederation {
       const reason = `a request for attempt ${attempt} of this round is already waiting on it`;
       return Promise.reject(new NodeFailedError(experiment, node, round, reason, undefined, this.describe()));
     }
+    connection.ignored.delete(k);
     // Resolved once the request is answered, fails or is given up: its turn to send then ends.
     let over!: () => void;
     const settled = new Promise<void>((resolve) => (over = resolve));
     const result = new Promise<StoredTrainResult>((resolve, reject) => {
       const onAbort = () => {
-        if (connection.pending.get(k)?.request === request) connection.pending.delete(k);
-        over();
-        reject(
-          new NodeFailedError(experiment, node, round, 'the round stopped waiting for it', undefined, this.describe()),
+        const error = new NodeFailedError(
+          experiment,
+          node,
+          round,
+          'the round stopped waiting for it',
+          undefined,
+          this.describe(),
         );
+        const pending = connection.pending.get(k);
+        if (pending?.request === request) this.fail(connection, k, pending, error, false);
+        else {
+          over();
+          reject(error);
+        }
       };
       connection.pending.set(k, {
         request,
@@ -348,10 +427,39 @@ export class RemoteFederation {
       });
       signal.addEventListener('abort', onAbort, { once: true });
     });
-    // One request's parameters on the wire at a time, across nodes: gRPC serializes and frames each
-    // message into buffers of its own (two copies of the parameters each), held until it is flushed.
-    // The next request goes once this one is flushed to the node's connection, or is over (answered,
-    // failed, given up: a stalled node holds the others back no longer than its own timeout).
+    const message = {
+      experiment_id: experimentId,
+      experiment,
+      round,
+      attempt,
+      training_args_json: JSON.stringify(request.trainingArgs),
+      model_args_json: JSON.stringify(request.modelArgs),
+      plan_id: `${request.plan.module}#${request.plan.export}`,
+      plan_export: request.plan.export,
+      plan_sha256: request.plan.sha256,
+      rng: { algorithm: request.rng.algorithm, s: [...request.rng.s] },
+    };
+    const unsent = (error: unknown) => {
+      const pending = connection.pending.get(k);
+      if (pending?.request !== request) return;
+      const reason = `the request could not be sent: ${(error as Error).message}`;
+      this.fail(connection, k, pending, new NodeFailedError(experiment, node, round, reason, error, this.describe()));
+    };
+    if (connection.version >= 2) {
+      // Revision 2: the parameters follow the request in chunks, each written once the previous
+      // one is flushed to the node's connection (at most one chunk per node waits in the
+      // transport), one request at a time on each stream. Nodes are sent to at once.
+      const sendable = () => connection.pending.get(k)?.request === request && !this.closed;
+      connection.sending = connection.sending.then(() =>
+        this.sendChunked(connection, request, { ...message, params: Buffer.alloc(0) }, sendable, settled).catch(unsent),
+      );
+      return result;
+    }
+    // Revision 1: one request's parameters on the wire at a time, across nodes: gRPC serializes
+    // and frames each message into buffers of its own (two copies of the parameters each), held
+    // until it is flushed. The next request goes once this one is flushed to the node's
+    // connection, or is over (answered, failed, given up: a stalled node holds the others back no
+    // longer than its own timeout).
     this.sending = this.sending.then(
       () =>
         new Promise<void>((sent) => {
@@ -361,35 +469,16 @@ export class RemoteFederation {
             connection.call.write(
               {
                 train_request: {
-                  experiment_id: experimentId,
-                  experiment,
-                  round,
-                  attempt,
+                  ...message,
                   params: Buffer.from(request.params.buffer, request.params.byteOffset, request.params.byteLength),
-                  training_args_json: JSON.stringify(request.trainingArgs),
-                  model_args_json: JSON.stringify(request.modelArgs),
-                  plan_id: `${request.plan.module}#${request.plan.export}`,
-                  plan_export: request.plan.export,
-                  plan_sha256: request.plan.sha256,
-                  rng: { algorithm: request.rng.algorithm, s: [...request.rng.s] },
+                  params_bytes: 0,
+                  params_sha256: '',
                 },
               },
               () => sent(),
             );
           } catch (error) {
-            connection.pending
-              .get(k)
-              ?.reject(
-                new NodeFailedError(
-                  experiment,
-                  node,
-                  round,
-                  `the request could not be sent: ${(error as Error).message}`,
-                  error,
-                  this.describe(),
-                ),
-              );
-            connection.pending.delete(k);
+            unsent(error);
             sent();
           }
         }),
@@ -397,20 +486,204 @@ export class RemoteFederation {
     return result;
   }
 
+  /**
+   * Writes a revision-2 request: its TrainRequest (with the parameter file's size and SHA-256,
+   * hashed once per round: `paramsSha256`), then its parameters in `PARAMS_CHUNK_BYTES` chunks,
+   * each written once the previous one's write completed. Stops as soon as the request is over
+   * (`sendable` false, `settled` resolved): the node drops a request whose chunks stop when the
+   * next request comes.
+   */
+  private async sendChunked(
+    connection: Connection,
+    request: RemoteTrainRequest,
+    message: Omit<TrainRequest, 'params_bytes' | 'params_sha256'>,
+    sendable: () => boolean,
+    settled: Promise<void>,
+  ): Promise<void> {
+    if (!sendable()) return;
+    const params = request.params;
+    const write = (outgoing: Outgoing<ResearcherMessage>) =>
+      Promise.race([
+        new Promise<void>((resolve, reject) =>
+          connection.call.write(outgoing, (error?: Error | null) => (error == null ? resolve() : reject(error))),
+        ),
+        settled,
+      ]);
+    await write({
+      train_request: {
+        ...message,
+        params_bytes: params.byteLength,
+        params_sha256: paramsSha256(params),
+      },
+    });
+    const ids = { experiment_id: request.experimentId, round: request.round, attempt: request.attempt };
+    for (let offset = 0; offset < params.byteLength; offset += PARAMS_CHUNK_BYTES) {
+      if (!sendable()) return;
+      const length = Math.min(PARAMS_CHUNK_BYTES, params.byteLength - offset);
+      const data = Buffer.from(params.buffer, params.byteOffset + offset, length);
+      await write({ params_chunk: { ...ids, offset, data } });
+    }
+  }
+
+  /**
+   * A chunk of a reply (revision 2). The first starts the request's `storeReply`, fed by a queue
+   * the next ones are pushed to as they arrive; the node's stream is paused while that queue holds
+   * more than `PAUSE_AT` chunks, so a slow store holds back the node (through HTTP/2's flow
+   * control), never the researcher's memory. A chunk not at the offset where the previous one
+   * ended, or past `maxMessageBytes`, fails the request (its put fails: nothing is stored). A
+   * chunk no request waits for is ignored, and said once per key (`late`).
+   */
+  private chunk(connection: Connection, chunk: ParamsChunk): void {
+    const k = key(chunk.experiment_id, chunk.round, chunk.attempt);
+    const pending = connection.pending.get(k);
+    if (pending === undefined) {
+      if (this.ignore(connection, k)) this.late(connection, 'reply', chunk);
+      return;
+    }
+    const { experiment, node, round } = pending.request;
+    const failed = (reason: string) =>
+      this.fail(
+        connection,
+        k,
+        pending,
+        new NodeFailedError(experiment, node, round, reason, undefined, this.describe()),
+      );
+    const expected = pending.incoming?.received ?? 0;
+    if (chunk.offset !== expected) {
+      return failed(
+        `its reply's parameters came out of order: a chunk at offset ${chunk.offset} where offset ` +
+          `${expected} was expected (protocol 2)`,
+      );
+    }
+    if (expected + chunk.data.length > this.maxMessageBytes) {
+      return failed(
+        `its reply's parameters run past ${this.maxMessageBytes} bytes, the most this researcher accepts ` +
+          `(listenForNodes' maxMessageBytes)`,
+      );
+    }
+    const incoming = pending.incoming ?? this.receive(connection, k, pending);
+    incoming.received += chunk.data.length;
+    incoming.hash.update(chunk.data);
+    incoming.queue.push(chunk.data);
+    if (incoming.queue.length > PAUSE_AT && !connection.pausedBy.has(incoming)) {
+      connection.pausedBy.add(incoming);
+      if (connection.pausedBy.size === 1) connection.call.pause();
+    }
+  }
+
+  /** Starts storing a reply that arrives in chunks: its `storeReply`, fed by a queue. */
+  private receive(connection: Connection, k: string, pending: Pending): Incoming {
+    const queue: ChunkQueue = new ChunkQueue(() => {
+      if (queue.length <= RESUME_AT) this.unpause(connection, incoming);
+    });
+    // Started once this chunk is queued (a store that throws at once fails the put, as any failure).
+    const put = Promise.resolve().then(() => pending.request.storeReply(queue));
+    const incoming: Incoming = { queue, put, received: 0, hash: createHash('sha256') };
+    pending.incoming = incoming;
+    // A put that fails by itself (the store, a round that has failed) fails the request at once.
+    incoming.put.catch((error: unknown) => {
+      if (incoming.queue.closed || connection.pending.get(k) !== pending) return;
+      const { experiment, node, round } = pending.request;
+      const reason = `its reply could not be stored: ${(error as Error).message}`;
+      this.fail(connection, k, pending, new NodeFailedError(experiment, node, round, reason, error, this.describe()));
+    });
+    return incoming;
+  }
+
+  private unpause(connection: Connection, incoming: Incoming): void {
+    if (!connection.pausedBy.delete(incoming)) return;
+    if (connection.pausedBy.size === 0) connection.call.resume();
+  }
+
+  /**
+   * Fails a request waiting on `connection`: it is forgotten, and a reply arriving in chunks has
+   * its queue fail, so that its put fails and leaves nothing; the request rejects with `error` once
+   * that put is over. The rest of that reply is ignored without a word, unless `quiet` is false
+   * (the round stopped waiting: it is then a late reply, said once).
+   */
+  private fail(connection: Connection, k: string, pending: Pending, error: Error, quiet = true): void {
+    if (connection.pending.get(k) === pending) connection.pending.delete(k);
+    const incoming = pending.incoming;
+    if (incoming === undefined) return pending.reject(error);
+    if (quiet) this.ignore(connection, k);
+    this.unpause(connection, incoming);
+    incoming.queue.fail(error);
+    const rejected = () => pending.reject(error);
+    incoming.put.then(rejected, rejected);
+  }
+
+  /** Remembers `k` as a key whose chunks are ignored; true the first time. */
+  private ignore(connection: Connection, k: string): boolean {
+    if (connection.ignored.has(k)) return false;
+    connection.ignored.add(k);
+    if (connection.ignored.size > IGNORED_KEYS) {
+      connection.ignored.delete(connection.ignored.values().next().value!);
+    }
+    return true;
+  }
+
+  /**
+   * A TrainReply. In revision 2 it ends the reply its chunks carried: the bytes received must be
+   * `params_bytes` and hash to `params_sha256` (checked before the put may end: a reply that
+   * differs leaves nothing stored), and the stored blob must say the same. In revision 1 (no
+   * chunk came, `params_bytes` 0) its `params` are the reply, stored as they are.
+   */
   private reply(connection: Connection, reply: TrainReply): void {
     const k = key(reply.experiment_id, reply.round, reply.attempt);
     const pending = connection.pending.get(k);
-    if (pending === undefined) return this.late(connection, 'reply', reply);
-    connection.pending.delete(k);
+    if (pending === undefined) {
+      // Said already when its chunks came (or its request failed): said once per key.
+      if (this.ignore(connection, k)) this.late(connection, 'reply', reply);
+      return;
+    }
     const { experiment, node, round } = pending.request;
-    // Stored as it is (the round reads the file's header back and fails the round if it is not
-    // safetensors); the message goes once it is written.
-    pending.request.storeReply([reply.params]).then(
-      ({ ref }) => pending.resolve({ stored: ref, sampleSize: reply.sample_size, metrics: { ...reply.metrics } }),
-      (error: unknown) => {
-        const reason = `its reply could not be stored: ${(error as Error).message}`;
-        pending.reject(new NodeFailedError(experiment, node, round, reason, error, this.describe()));
+    const failure = (reason: string, cause?: unknown) =>
+      new NodeFailedError(experiment, node, round, reason, cause, this.describe());
+    const metrics = { ...reply.metrics };
+    const incoming = pending.incoming;
+    if (incoming === undefined) {
+      connection.pending.delete(k);
+      if (reply.params_bytes > 0) {
+        const reason =
+          `its reply announced ${reply.params_bytes} bytes of parameters (params_bytes) ` + 'but no chunk of them came';
+        return pending.reject(failure(reason));
+      }
+      // Stored as it is (the round reads the file's header back and fails the round if it is not
+      // safetensors); the message goes once it is written.
+      pending.request.storeReply([reply.params]).then(
+        ({ ref }) => pending.resolve({ stored: ref, sampleSize: reply.sample_size, metrics }),
+        (error: unknown) =>
+          pending.reject(failure(`its reply could not be stored: ${(error as Error).message}`, error)),
+      );
+      return;
+    }
+    const sha256 = incoming.hash.digest('hex');
+    if (incoming.received !== reply.params_bytes) {
+      const reason =
+        `its reply's chunks hold ${incoming.received} bytes of parameters, its TrainReply says ` +
+        `params_bytes=${reply.params_bytes}`;
+      return this.fail(connection, k, pending, failure(reason));
+    }
+    if (sha256 !== reply.params_sha256) {
+      const reason =
+        `its reply's parameters have sha256 ${sha256}, its TrainReply says params_sha256=` +
+        `${reply.params_sha256 === '' ? '(none)' : reply.params_sha256}`;
+      return this.fail(connection, k, pending, failure(reason));
+    }
+    connection.pending.delete(k);
+    this.ignore(connection, k);
+    incoming.queue.end();
+    incoming.put.then(
+      ({ ref }) => {
+        if (ref.bytes !== reply.params_bytes || ref.sha256 !== reply.params_sha256) {
+          const reason =
+            `its reply was stored as ${ref.bytes} bytes with sha256 ${ref.sha256}, its TrainReply says ` +
+            `params_bytes=${reply.params_bytes} params_sha256=${reply.params_sha256}`;
+          return pending.reject(failure(reason));
+        }
+        pending.resolve({ stored: ref, sampleSize: reply.sample_size, metrics });
       },
+      (error: unknown) => pending.reject(failure(`its reply could not be stored: ${(error as Error).message}`, error)),
     );
   }
 
@@ -439,17 +712,20 @@ export class RemoteFederation {
     const k = key(failure.experiment_id, failure.round, failure.attempt);
     const pending = connection.pending.get(k);
     if (pending === undefined) return this.late(connection, `error (${failure.code})`, failure);
-    connection.pending.delete(k);
     const { experiment, node, round, plan } = pending.request;
-    if (failure.code === 'PLAN_NOT_APPROVED') {
-      const planId = `${plan.module}#${plan.export}`;
-      pending.reject(
-        new NodePlanNotApprovedError(experiment, node, round, planId, plan.sha256, failure.message, this.describe()),
-      );
-    } else {
-      pending.reject(
-        new NodeFailedError(experiment, node, round, `${failure.code}: ${failure.message}`, undefined, this.describe()),
-      );
-    }
+    const planId = `${plan.module}#${plan.export}`;
+    const error =
+      failure.code === 'PLAN_NOT_APPROVED'
+        ? new NodePlanNotApprovedError(experiment, node, round, planId, plan.sha256, failure.message, this.describe())
+        : new NodeFailedError(
+            experiment,
+            node,
+            round,
+            `${failure.code}: ${failure.message}`,
+            undefined,
+            this.describe(),
+          );
+    // A reply being received in chunks is abandoned: its put fails, nothing is stored.
+    this.fail(connection, k, pending, error);
   }
 }
