@@ -118,6 +118,37 @@ for (const kind of ['file', 'memory'] as const) {
   });
 }
 
+test('from a file store, replies are read a slice at a time, never whole', async (t) => {
+  const files = await openFileBlobStore({ dir: tempDir() });
+  let gets = 0;
+  const blobs: BlobStore = { ...files, get: (blob) => (gets++, files.get(blob)) };
+  try {
+    const list = replies(3);
+    const opened = await stored(blobs, list);
+    let largest = 0;
+    let reads = 0;
+    const watched = opened.map((reply) => ({
+      ...reply,
+      params: {
+        tensors: reply.params.tensors,
+        read: async (name: string, start: number, end: number) => {
+          reads++;
+          largest = Math.max(largest, end - start);
+          return reply.params.read(name, start, end);
+        },
+      },
+    }));
+    const result = await fedAvg().aggregateStored!(watched, {}, context);
+    t.true(encodeSafetensors(result.params).equals(encodeSafetensors(fedAvg().aggregate(list, {}, context).params)));
+    t.is(gets, 0, 'no reply is read whole from the store');
+    t.is(largest, STORED_SLICE);
+    // Each weighted reply's slices: 3 of w32, 2 of w64, 2 of h16, 1 of b16, 2 of i64, 1 of n.
+    t.is(reads, 11 * list.filter((r) => r.sampleSize > 0).length);
+  } finally {
+    await files.close();
+  }
+});
+
 test('from stored replies, FedAvg throws what aggregate throws', async (t) => {
   const blobs = getInMemoryBlobStore();
   const small = (node: string, sampleSize: number, tensors: TensorSet): NodeReply => ({
