@@ -15,7 +15,7 @@
  * assuming the default would refuse a node restarted exactly as before.
  */
 import type { DatasetFingerprint } from '../model/events.ts';
-import type { ExperimentState } from '../model/state.ts';
+import type { ExperimentState, RoundRecord } from '../model/state.ts';
 import { NodeDatasetChangedError, fingerprintDifferences } from './remote/errors.ts';
 import type { RemoteTrainer } from './training-plan.ts';
 
@@ -24,14 +24,20 @@ export type DatasetChangePolicy = 'refuse' | 'record';
 
 export const DEFAULT_DATASET_CHANGE_POLICY: DatasetChangePolicy = 'refuse';
 
-/** The last fingerprint recorded for `node` on the current branch, and the round that recorded it. */
+/**
+ * The last fingerprint recorded for `node` on the current branch, and the round that recorded it.
+ * Rounds the experiment's own stream does not hold (before the breakpoint it was imported from, or
+ * forked from) record none here.
+ */
 export function recordedFingerprint(
   state: ExperimentState,
   node: string,
 ): { fingerprint: DatasetFingerprint; round: number } | null {
   for (let i = state.rounds.length - 1; i >= 0; i--) {
-    const entry = state.rounds[i]!.nodes.find((n) => n.node === node);
-    if (entry?.dataset !== undefined) return { fingerprint: entry.dataset, round: state.rounds[i]!.round };
+    // An imported or forked experiment's rounds before its start are not in its stream: holes.
+    const record = state.rounds[i] as RoundRecord | undefined;
+    const entry = record?.nodes.find((n) => n.node === node);
+    if (entry?.dataset !== undefined) return { fingerprint: entry.dataset, round: record!.round };
   }
   return null;
 }

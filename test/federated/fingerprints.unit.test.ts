@@ -79,3 +79,18 @@ test('the log reads a RoundCompleted with and without dataset options', (t) => {
   const wrong = { ...OLD, options: { splitSeed: 7 } } as unknown as DatasetFingerprint;
   t.false(EVENT_SCHEMAS.RoundCompleted.safeParse(event(wrong)).success);
 });
+
+test('a fork or an import, whose first rounds are not in its stream, checks against the rounds it holds', (t) => {
+  // Rounds 0 and 1 came from the parent (holes); round 2 is the fork's own.
+  const rounds: unknown[] = new Array(3);
+  rounds[2] = { round: 2, nodes: [{ node: 'va', sampleSize: 1, metrics: {}, dataset: seeded('1') }] };
+  const forked = { ...initialState, folder: 'Experiment_0001', rounds } as unknown as ExperimentState;
+  t.deepEqual(checkFingerprints(forked, reporting(seeded('1')), ['va'], 3, 'refuse').get('va'), seeded('1'));
+  const error = t.throws(() => checkFingerprints(forked, reporting(seeded('2')), ['va'], 3, 'refuse'), {
+    instanceOf: NodeDatasetChangedError,
+  });
+  t.is(error.recordedRound, 2);
+  // Only holes: nothing recorded to compare with.
+  const imported = { ...forked, rounds: new Array(2) } as unknown as ExperimentState;
+  t.deepEqual(checkFingerprints(imported, reporting(seeded('2')), ['va'], 2, 'refuse').get('va'), seeded('2'));
+});

@@ -178,6 +178,48 @@ test.serial('5 MiB + 3 bytes of parameters travel to a node process and back in 
   );
 });
 
+test.serial('a node whose researcher goes away while it sends its reply drops it and connects again', async (t) => {
+  const nodeDir = tempDir();
+  const sha256 = await reversingPlan(nodeDir);
+  const first = await listenForNodes({});
+  t.teardown(() => first.close());
+  const node = startNode(t, 'a', first.address, nodeDir);
+  await node.waitFor((l) => / connected to /.test(l));
+  // 48 chunks back; a store that never reads them pauses the node's stream after a few, so the
+  // node's writes wait when the researcher goes.
+  const w = new Float32Array((48 * MiB) / 4);
+  let storing!: () => void;
+  const stored = new Promise<void>((resolve) => (storing = resolve));
+  const params = bytesOf({ w: { dtype: 'float32', shape: [w.length], data: w } });
+  const reply = first.remote.train(
+    request('a', sha256, {
+      params,
+      storeReply: () => {
+        storing();
+        return new Promise(() => undefined);
+      },
+    }),
+    new AbortController().signal,
+  );
+  reply.catch(() => undefined);
+  await stored;
+  await first.close();
+  await node.waitFor((l) =>
+    /dropped experiment=Experiment_chunks round=2 attempt=1 while its reply was sent: the connection it came on is gone/.test(
+      l,
+    ),
+  );
+  // It stays up and connects again, as to a researcher that comes back.
+  const second = await listenForNodes({ port: first.port });
+  t.teardown(() => second.close());
+  await second.waitForNodes(['a']);
+  t.is(node.process.exitCode, null, node.lines.join('\n'));
+  t.false(
+    node.lines.some((l) => / train-reply /.test(l)),
+    'no reply is said to be sent',
+  );
+});
+
 /** A raw gRPC client of the researcher: what it was sent, in order, and a way to wait for more. */
 type RawNode = {
   stream: grpc.ClientDuplexStream<Outgoing<NodeMessage>, ResearcherMessage>;

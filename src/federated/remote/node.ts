@@ -230,14 +230,23 @@ function session(
     const ignored = new Set<string>();
     const onAbort = () => stream.cancel();
     options.signal.addEventListener('abort', onAbort, { once: true });
+    let finished = false;
     const finish = () => {
+      if (finished) return;
+      finished = true;
       session.over = true;
       if (transfer !== null) orphaned(session, transfer.request, options, 'while its parameters arrived');
       transfer = null;
       options.signal.removeEventListener('abort', onAbort);
       const failure = refusal ?? connectionFailure(options.researcher, status, welcomed);
+      // A write still waiting to be taken (a reply's chunks, the researcher gone) goes with the
+      // stream: the stream then closes, and nothing else keeps the session waiting.
+      stream.destroy();
       resolve({ welcomed, failure, fatal, speaks });
     };
+    // Once the stream's error (its status) is in: the end of the researcher's side, or an error,
+    // ends the session even while a write waits (then the stream would never close by itself).
+    const over = () => setImmediate(finish);
     // Announced once the node holds the whole request (its parameters received, in revision 2).
     const train = (request: TrainRequest) => {
       options.onEvent(
@@ -347,9 +356,13 @@ function session(
     });
     stream.on('error', (error: grpc.ServiceError) => {
       status = error;
+      over();
     });
     stream.on('close', finish);
-    stream.on('end', () => stream.end());
+    stream.on('end', () => {
+      stream.end();
+      over();
+    });
     stream.write({
       hello: {
         protocol_version: version,
@@ -391,8 +404,14 @@ function ignore(ignored: Set<string>, k: string): boolean {
  * Whether the request's connection is gone (then says so: the work is dropped, since the researcher
  * that asked for it no longer waits for it).
  */
-function orphaned(session: Session, request: TrainRequest, options: NodeOptions, what: string): boolean {
-  if (!session.over) return false;
+function orphaned(
+  session: Session,
+  request: TrainRequest,
+  options: NodeOptions,
+  what: string,
+  gone = session.over,
+): boolean {
+  if (!gone) return false;
   options.onEvent(
     `dropped experiment=${request.experiment} round=${request.round} attempt=${request.attempt} ${what}: ` +
       `the connection it came on is gone`,
@@ -490,13 +509,17 @@ async function handle(
       for (let offset = 0; offset < bytes.length; offset += PARAMS_CHUNK_BYTES) {
         const data = bytes.subarray(offset, offset + PARAMS_CHUNK_BYTES);
         const sent = await written(stream, { params_chunk: { ...ids, offset, data } });
-        if (!sent || orphaned(session, request, options, 'while its reply was sent')) return;
+        if (orphaned(session, request, options, 'while its reply was sent', !sent || session.over)) return;
       }
-      stream.write({
+      const sent = await written(stream, {
         train_reply: { ...reply, params: Buffer.alloc(0), params_bytes: bytes.length, params_sha256: sha256 },
       });
+      if (orphaned(session, request, options, 'after training (its reply)', !sent || session.over)) return;
     } else {
-      stream.write({ train_reply: { ...reply, params: bytes, params_bytes: 0, params_sha256: '' } });
+      const sent = await written(stream, {
+        train_reply: { ...reply, params: bytes, params_bytes: 0, params_sha256: '' },
+      });
+      if (orphaned(session, request, options, 'after training (its reply)', !sent || session.over)) return;
     }
     options.onEvent(
       `train-reply round=${request.round} attempt=${request.attempt} samples=${result.sampleSize} ` +
