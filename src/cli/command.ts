@@ -110,6 +110,12 @@ export type GlobalOptions = Readonly<{
   /** The environment the options were read from, for anything else the engine reads from it. */
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /**
+   * The global options given on the command line that the environment would not give again (`
+   * --root /tmp/x/var`, each as typed, quoted for a shell when needed), or '': what a command this
+   * one prints for the user to run next repeats, so that it acts on the same root and store.
+   */
+  flags: string;
 }>;
 
 /** The global options of a parsed command line: given values first, else the environment, else the defaults. */
@@ -139,7 +145,12 @@ export function globalOptions(given: Partial<Record<keyof typeof GLOBAL_OPTIONS,
       throw new UsageError(`${where(name)} is longer than ${MAX_ARGUMENT_LENGTH} characters`);
     }
   }
+  const flags = (Object.keys(GLOBAL_OPTIONS) as (keyof typeof GLOBAL_OPTIONS)[])
+    .filter((name) => given[name] !== undefined && value(name) !== (io.env[GLOBAL_OPTIONS[name].env] || undefined))
+    .map((name) => ` --${name} ${shellWord(value(name)!)}`)
+    .join('');
   return {
+    flags,
     root: checkPathArgument(where('root'), value('root') ?? 'var', io.cwd),
     store,
     blobs: blobs === undefined || blobs === 'esdb' ? blobs : checkPathArgument(where('blobs'), blobs, io.cwd),
@@ -147,6 +158,20 @@ export function globalOptions(given: Partial<Record<keyof typeof GLOBAL_OPTIONS,
     env: io.env,
     cwd: io.cwd,
   };
+}
+
+/** `text` as one word of a POSIX shell: as it is when it is plain, else in double quotes. */
+function shellWord(text: string): string {
+  return /^[\w./:@%+=,-]+$/.test(text) ? text : `"${text.replace(/["$`\\]/g, '\\$&')}"`;
+}
+
+/**
+ * `command` (`roundlog <verb> ...`) with the global options this invocation was given on its
+ * command line (`GlobalOptions.flags`) after its verb: the command acts on the same root and store.
+ */
+export function onSameRoot(command: string, global: Pick<GlobalOptions, 'flags'>): string {
+  if (global.flags === '') return command;
+  return command.replace(/^(roundlog [a-z][a-z-]*)/, `$1${global.flags}`);
 }
 
 /** The global options as the engine takes them (`openRoundLog`, `projectRoot`, `gc`, `verifyRoot`, ...). */

@@ -70,7 +70,24 @@ async function runCommand(
   if (readsRoot && storeOf({ store: global.store, env: global.env }) === null) {
     await checkRoot(global.root);
   }
-  return command.run(args, { global, io, extra });
+  try {
+    return await command.run(args, { global, io, extra });
+  } catch (error) {
+    // A command the message tells the user to run acts on this invocation's root and store.
+    if (error instanceof RoundlogError && global.flags !== '')
+      error.message = withGlobalFlags(error.message, global.flags);
+    throw error;
+  }
+}
+
+/** The commands that read a root (every one but `node`, `help` and the like). */
+const ROOT_COMMANDS = COMMANDS.filter((command) => takesGlobalOptions([command])).map((command) => command.name);
+
+/** `text` with `flags` after the verb of each `roundlog <verb>` in it whose verb reads a root. */
+export function withGlobalFlags(text: string, flags: string): string {
+  return text.replace(/\broundlog ([a-z][a-z-]*)\b/g, (whole, verb: string) =>
+    ROOT_COMMANDS.includes(verb) ? `roundlog ${verb}${flags}` : whole,
+  );
 }
 
 function invokedDirectly(): boolean {

@@ -134,7 +134,7 @@ test('a failure after the import keeps the imported experiment, created, and say
   t.notRegex(failed.stderr, /unexpected error/);
   const imported = path.join(root, 'experiments', 'Experiment_0000');
   t.true(
-    failed.stderr.includes(`continue it with: roundlog resume ${imported} --workspace ${workspace}`),
+    failed.stderr.includes(`continue it with: roundlog resume --root ${root} ${imported} --workspace ${workspace}`),
     failed.stderr,
   );
   t.deepEqual(experimentsOf(root), ['Experiment_0000']);

@@ -217,6 +217,22 @@ test.serial('a node whose researcher goes away while it sends its reply drops it
   );
 });
 
+test.serial('parameters larger than the researcher accepts are refused before anything is sent', async (t) => {
+  const federation = await listenForNodes({ maxMessageBytes: 4096 });
+  t.teardown(() => federation.close());
+  const tensors: TensorSet = { w: { dtype: 'float32', shape: [2048], data: new Float32Array(2048) } };
+  const error = await t.throwsAsync(
+    federation.remote.train(request('a', 'f'.repeat(64), requestParams(tensors)), new AbortController().signal),
+    { instanceOf: NodeFailedError },
+  );
+  t.like(error, { node: 'a', round: 2 });
+  t.regex(
+    error!.message,
+    /the round's parameters are \d+ bytes, more than this researcher sends or accepts \(4096 bytes\)/,
+  );
+  t.regex(error!.message, /roundlog run\|resume --max-message-bytes/);
+});
+
 /** A raw gRPC client of the researcher: what it was sent, in order, and a way to wait for more. */
 type RawNode = {
   stream: grpc.ClientDuplexStream<Outgoing<NodeMessage>, ResearcherMessage>;

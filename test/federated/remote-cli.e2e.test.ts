@@ -140,7 +140,8 @@ test.serial(
 
     const exit = await exitsPromptly(t, child, 'the researcher');
     t.deepEqual(exit, { code: 1, signal: null }, child.stderr());
-    const retry = `roundlog resume Experiment_0000 --listen ${address} --nodes hospital-a,hospital-b`;
+    // Every command printed names the root this one ran on.
+    const retry = `roundlog resume --root ${root} Experiment_0000 --listen ${address} --nodes hospital-a,hospital-b`;
     t.regex(
       child.stderr(),
       /node "hospital-b" failed in round 0 of experiment Experiment_0000: no reply within 2000 ms/,
@@ -186,14 +187,14 @@ test.serial(
     const exit = await exitsPromptly(t, child, 'the researcher');
     t.deepEqual(exit, { code: 130, signal: null }, child.stderr());
     const folder = path.join(root, 'experiments', 'Experiment_0000');
-    const command = `roundlog resume ${folder} --listen ${address} --nodes hospital-a,hospital-b`;
+    const command = `roundlog resume --root ${root} ${folder} --listen ${address} --nodes hospital-a,hospital-b`;
     t.true(
       child.lines.includes(`stopped by SIGINT: 1 round completed; continue with: ${command}`),
       child.lines.join('\n'),
     );
 
     // The command as printed (the nodes connect again by themselves) runs the experiment to its end.
-    const resumed = roundlogChild(t, [...command.split(' ').slice(1), '--root', root]);
+    const resumed = roundlogChild(t, command.split(' ').slice(1));
     const done = await resumed.waitFor((l) => l.startsWith('done: '));
     t.is(done, 'done: 10 rounds completed');
     t.deepEqual(await exitsPromptly(t, resumed, 'the resumed researcher'), { code: 0, signal: null }, resumed.stderr());
@@ -207,15 +208,15 @@ test.serial(
     const rewind = await roundlog(['rewind', 'Experiment_0000', '--round', '4', '--reason', 'check', '--root', root]);
     t.is(rewind.code, 0, rewind.stderr);
     const nodes = `--listen ${address} --nodes hospital-a,hospital-b`;
-    t.true(rewind.stdout.includes(`continue with: roundlog resume ${folder} ${nodes}\n`), rewind.stdout);
+    t.true(rewind.stdout.includes(`continue with: roundlog resume --root ${root} ${folder} ${nodes}\n`), rewind.stdout);
     const fork = await roundlog(['fork', 'Experiment_0000', '--round', '2', '--name', 'forked', '--root', root]);
     t.is(fork.code, 0, fork.stderr);
     const forked = path.join(root, 'experiments', 'forked');
-    t.true(fork.stdout.includes(`continue with: roundlog resume ${forked} ${nodes}\n`), fork.stdout);
+    t.true(fork.stdout.includes(`continue with: roundlog resume --root ${root} ${forked} ${nodes}\n`), fork.stdout);
     // The fork goes on with its parent's node processes: not in process without a word.
     const inProcess = await roundlog(['resume', forked, '--root', root]);
     t.is(inProcess.code, 1, inProcess.stdout);
-    t.true(inProcess.stderr.includes(`Run 'roundlog resume forked ${nodes}'`), inProcess.stderr);
+    t.true(inProcess.stderr.includes(`Run 'roundlog resume --root ${root} forked ${nodes}'`), inProcess.stderr);
   },
 );
 
@@ -236,7 +237,9 @@ test.serial(
     node(t, other, 'hospital-a', address);
     t.deepEqual(await exitsPromptly(t, refused, 'the refusing researcher'), { code: 1, signal: null });
     t.regex(refused.stderr(), /node "hospital-a" holds another dataset than experiment Experiment_0000 recorded/);
-    const command = `roundlog resume Experiment_0000 --listen ${address} --nodes hospital-a --on-dataset-change record`;
+    const command =
+      `roundlog resume --root ${root} Experiment_0000 --listen ${address} --nodes hospital-a ` +
+      '--on-dataset-change record';
     t.true(refused.stderr().includes(`run '${command}'`), refused.stderr());
     const taken = roundlogChild(t, [...resumeArgs, '--rounds', '1', '--on-dataset-change', 'record']);
     t.deepEqual(await exitsPromptly(t, taken, 'the researcher'), { code: 0, signal: null }, taken.stderr());

@@ -92,7 +92,7 @@ test('with expected nodes, a round that starts while one is away fails naming it
   t.is(experiment.roundCurrent(), 1);
 });
 
-test('--listen needs --nodes, --nodes needs --listen, HOST:PORT is checked', async (t) => {
+test('--listen and --nodes go together, HOST:PORT is checked, --max-message-bytes needs --listen', async (t) => {
   const definition = 'examples/heart-disease/experiment.ts';
   for (const [args, message] of [
     [['run', definition, '--listen', '127.0.0.1:0'], /--listen needs --nodes/],
@@ -103,6 +103,11 @@ test('--listen needs --nodes, --nodes needs --listen, HOST:PORT is checked', asy
       /--listen must be HOST:PORT/,
     ],
     [['run', definition, '--listen', '127.0.0.1:0', '--nodes', 'a,,b'], /--nodes must be distinct/],
+    [
+      ['run', definition, '--max-message-bytes', '1048576'],
+      /--max-message-bytes applies to node processes: give it with --listen HOST:PORT/,
+    ],
+    [['run', definition, '--listen', '127.0.0.1:0', '--nodes', 'a', '--max-message-bytes', '0'], /--max-message-bytes/],
   ] as const) {
     const run = await roundlog([...args, '--root', tempDir()]);
     t.is(run.code, 2, `${args.join(' ')}: ${run.stderr}`);

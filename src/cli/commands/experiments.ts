@@ -18,9 +18,10 @@ import type { DatasetChangePolicy } from '../../federated/fingerprints.ts';
 import { resumeCommand } from '../../model/events.ts';
 import { dataAreas } from '../../federated/load-module.ts';
 import { listenForNodes, type RemoteFederation } from '../../federated/remote/researcher.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../federated/remote/protocol.ts';
 import { rootLayout } from '../../root.ts';
 import { UsageError, checkPathArgument, commaList, positiveInt, splitHostPort, table, type Io } from '../args.ts';
-import { defineCommand, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
+import { defineCommand, onSameRoot, storeOptions, withRoundLog, type GlobalOptions } from '../command.ts';
 import { stopOnSignals } from '../signals.ts';
 import { displayPath, importDefinition, listExperiments, progressLine, type DefinitionRef } from '../experiments.ts';
 
@@ -49,6 +50,13 @@ const researcherOptions = {
       `(default ${DEFAULT_NODE_TIMEOUT_MS / 1000})`,
     coerce: positiveInt('--node-timeout'),
   },
+  'max-message-bytes': {
+    type: 'string',
+    describe:
+      'BYTES: with --listen, the largest parameter file sent to or accepted from a node ' +
+      `(default ${DEFAULT_MAX_MESSAGE_BYTES}; the nodes' own limit is their --max-message-bytes)`,
+    coerce: positiveInt('--max-message-bytes'),
+  },
   'on-dataset-change': {
     type: 'string',
     choices: ['refuse', 'record'],
@@ -61,12 +69,18 @@ const researcherOptions = {
 /** `--node-timeout` and `--on-dataset-change`, as `Experiment.create` and `loadBreakpoint` take them. */
 function nodeOptions(
   address: ResearcherAddress | null,
-  args: { 'node-timeout'?: number | undefined; 'on-dataset-change'?: string | undefined },
+  args: {
+    'node-timeout'?: number | undefined;
+    'on-dataset-change'?: string | undefined;
+    'max-message-bytes'?: number | undefined;
+  },
 ): { nodeTimeoutMs?: number; onDatasetChange?: DatasetChangePolicy } {
   const timeout = args['node-timeout'];
   const policy = args['on-dataset-change'];
-  if (address === null && (timeout !== undefined || policy !== undefined)) {
-    const flag = timeout !== undefined ? '--node-timeout' : '--on-dataset-change';
+  const bytes = args['max-message-bytes'];
+  if (address === null && (timeout !== undefined || policy !== undefined || bytes !== undefined)) {
+    const flag =
+      timeout !== undefined ? '--node-timeout' : policy !== undefined ? '--on-dataset-change' : '--max-message-bytes';
     throw new UsageError(`${flag} applies to node processes: give it with --listen HOST:PORT --nodes ID[,ID]`);
   }
   return {
@@ -101,10 +115,16 @@ function researcherAddress(listen: string | undefined, nodes: string | undefined
  * The researcher's server for `--listen`, once every node of `--nodes` is connected; rejects
  * when `signal` aborts first (a SIGINT or SIGTERM while waiting).
  */
-async function startResearcher(address: ResearcherAddress, io: Io, signal: AbortSignal): Promise<RemoteFederation> {
+async function startResearcher(
+  address: ResearcherAddress,
+  io: Io,
+  signal: AbortSignal,
+  maxMessageBytes: number | undefined,
+): Promise<RemoteFederation> {
   const federation = await listenForNodes({
     host: address.host,
     port: address.port,
+    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes }),
     expected: address.ids,
     onEvent: (line) => io.out(`researcher: ${line}`),
   });
@@ -159,7 +179,7 @@ export const run = defineCommand({
       () => (experiment === null ? null : continueCommand(experiment, global, remote)),
     );
     try {
-      if (address !== null) remote = await startResearcher(address, io, waiting.signal);
+      if (address !== null) remote = await startResearcher(address, io, waiting.signal, args['max-message-bytes']);
       experiment = await Experiment.create({
         ...definition,
         federation: remote ?? (await definition.federation()),
@@ -249,7 +269,7 @@ export const resume = defineCommand({
       () => (loaded === null ? null : continueCommand(loaded, global, remote)),
     );
     try {
-      if (address !== null) remote = await startResearcher(address, io, waiting.signal);
+      if (address !== null) remote = await startResearcher(address, io, waiting.signal, args['max-message-bytes']);
       loaded = await load().catch((error: unknown) => {
         // The library names its option; the command line has a flag for it.
         if (error instanceof TrainingPlanChangedError) {
@@ -333,7 +353,7 @@ function continueCommand(experiment: Experiment, global: GlobalOptions, remote: 
   const folder = existsSync(experiment.experimentationPath())
     ? displayPath(experiment.experimentationPath(), global.cwd)
     : experiment.experimentationFolder();
-  return resumeCommand(folder, remote?.describe());
+  return onSameRoot(resumeCommand(folder, remote?.describe()), global);
 }
 
 export const ls = defineCommand({

@@ -12,10 +12,10 @@ import {
 } from '../../projections/index.ts';
 import { folderNameProblem } from '../../model/decide/index.ts';
 import { FolderNameReservedError } from '../../model/errors.ts';
-import { resumeCommand } from '../../model/events.ts';
+import { resumeCommand, type RemoteRun } from '../../model/events.ts';
 import { isReservedFolderName } from '../../model/names.ts';
 import { UsageError, checkPathArgument, shownValue, toJson } from '../args.ts';
-import { defineCommand, withRoundLog } from '../command.ts';
+import { defineCommand, onSameRoot, withRoundLog, type GlobalOptions } from '../command.ts';
 import { displayPath } from '../experiments.ts';
 
 export const EXPERIMENT = { type: 'string', demandOption: true, describe: 'its folder name, id or path' } as const;
@@ -101,7 +101,7 @@ export const rewind = defineCommand({
       io.out(`  by          ${result.by.user}@${result.by.host} (pid ${result.by.pid})`);
       if (result.settingsRestored) io.out(`  settings    restored to those round ${result.round} ran under`);
       io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
-      io.out(`continue with: ${resumeCommand(displayPath(path.dirname(result.breakpoint), global.cwd), remote)}`);
+      io.out(`continue with: ${continueWith(result.breakpoint, remote, global)}`);
     }
     return 0;
   },
@@ -141,7 +141,7 @@ export const fork = defineCommand({
       );
       io.out(`  parameters  sha256 ${result.params.sha256}`);
       io.out(`  breakpoint  ${displayPath(result.breakpoint, global.cwd)}`);
-      io.out(`continue with: ${resumeCommand(displayPath(path.dirname(result.breakpoint), global.cwd), remote)}`);
+      io.out(`continue with: ${continueWith(result.breakpoint, remote, global)}`);
     }
     return 0;
   },
@@ -193,4 +193,9 @@ export function roundChoice(
     return { round, position: BigInt(values.position) };
   }
   return values.superseded ? { round, superseded: true } : { round };
+}
+
+/** The command that continues from `breakpoint` (on the run's node processes, on this root). */
+function continueWith(breakpoint: string, remote: RemoteRun | null, global: GlobalOptions): string {
+  return onSameRoot(resumeCommand(displayPath(path.dirname(breakpoint), global.cwd), remote), global);
 }

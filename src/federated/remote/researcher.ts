@@ -373,6 +373,14 @@ export class RemoteFederation {
 
   private train(request: RemoteTrainRequest, signal: AbortSignal): Promise<StoredTrainResult> {
     const { experiment, experimentId, node, round, attempt } = request;
+    if (request.params.byteLength > this.maxMessageBytes) {
+      // Refused before anything is sent: the node's reply, as large, would be refused after training.
+      const reason =
+        `the round's parameters are ${request.params.byteLength} bytes, more than this researcher sends or ` +
+        `accepts (${this.maxMessageBytes} bytes): raise it (roundlog run|resume --max-message-bytes, ` +
+        `listenForNodes' maxMessageBytes) and the nodes' (roundlog node start --max-message-bytes)`;
+      return Promise.reject(new NodeFailedError(experiment, node, round, reason, undefined, this.describe()));
+    }
     const connection = this.connections.get(node);
     if (connection === undefined || this.closed) {
       return Promise.reject(
