@@ -420,7 +420,13 @@ async function withTimeout<T>(
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new NodeFailedError(experiment, node, round, `no reply within ${ms} ms`, undefined, remote));
+      // A node that is only slow needs a longer timeout: said where it is set.
+      const longer =
+        remote === null
+          ? "the experiment's nodeTimeoutMs"
+          : '--node-timeout SECONDS of run and resume (nodeTimeoutMs in code)';
+      const reason = `no reply within ${ms} ms (if the node is only slow, raise ${longer})`;
+      reject(new NodeFailedError(experiment, node, round, reason, undefined, remote));
       controller.abort();
     }, ms);
   });

@@ -277,7 +277,7 @@ test(
     t.true(Date.now() - started >= 290, 'failed by the timeout, not before');
     t.is(error!.node, 'node-a');
     t.is(error!.round, 1);
-    t.is(error!.reason, 'no reply within 300 ms');
+    t.is(error!.reason, "no reply within 300 ms (if the node is only slow, raise the experiment's nodeTimeoutMs)");
     t.regex(error!.message, /node "node-a" failed in round 1 of experiment \S+: no reply within 300 ms/);
 
     // The node answers after all: too late, nothing of it is recorded.

@@ -230,7 +230,7 @@ test.serial('parameters larger than the researcher accepts are refused before an
     error!.message,
     /the round's parameters are \d+ bytes, more than this researcher sends or accepts \(4096 bytes\)/,
   );
-  t.regex(error!.message, /roundlog run\|resume --max-message-bytes/);
+  t.regex(error!.message, /--max-message-bytes of run and resume/);
 });
 
 /** A raw gRPC client of the researcher: what it was sent, in order, and a way to wait for more. */

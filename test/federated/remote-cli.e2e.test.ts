@@ -144,7 +144,10 @@ test.serial(
     const retry = `roundlog resume --root ${root} Experiment_0000 --listen ${address} --nodes hospital-a,hospital-b`;
     t.regex(
       child.stderr(),
-      /node "hospital-b" failed in round 0 of experiment Experiment_0000: no reply within 2000 ms/,
+      new RegExp(
+        'node "hospital-b" failed in round 0 of experiment Experiment_0000: no reply within 2000 ms ' +
+          '\\(if the node is only slow, raise --node-timeout SECONDS of run and resume \\(nodeTimeoutMs in code\\)\\)',
+      ),
     );
     t.true(child.stderr().includes(`run '${retry}' to retry it`), child.stderr());
     // Nothing was created on disk for round 0: the first line says so rather than name a missing folder.

@@ -261,5 +261,26 @@ test.serial('a digest the node has not approved is refused, saying what it appro
   const error = await t.throwsAsync(federation.remote.train(trainRequest(asked), new AbortController().signal), {
     instanceOf: NodePlanNotApprovedError,
   });
-  t.regex(error.nodeMessage, new RegExp(`approved one other plan only: .*plan\\.ts \\(digest ${other.sha256}\\)`));
+  // Approved under the name the request gives: said to differ, most likely edited since.
+  t.regex(
+    error.nodeMessage,
+    new RegExp(`approved .*plan\\.ts \\(digest ${other.sha256}\\) under that name, with another digest: that file`),
+  );
+  t.regex(error.nodeMessage, /changed since it was approved, there or here\); review the difference/);
+  // Approved under another name only: listed.
+  const elsewhere = tempDir();
+  const otherName = path.join(tempDir(), 'other-plan.ts');
+  const example = JSON.stringify(path.join(REPO, 'examples/logistic-regression/plan.ts'));
+  writeFileSync(otherName, `export { logisticRegressionPlan } from ${example};\n`);
+  const lone = await approvePlan(elsewhere, otherName);
+  const another = startNode(t, 'b', federation.address, elsewhere);
+  await connectedLine(another);
+  const listed = await t.throwsAsync(
+    federation.remote.train({ ...trainRequest(asked), node: 'b' }, new AbortController().signal),
+    { instanceOf: NodePlanNotApprovedError },
+  );
+  t.regex(
+    listed.nodeMessage,
+    new RegExp(`approved one other plan only: .*other-plan\\.ts \\(digest ${lone.sha256}\\)`),
+  );
 });

@@ -606,12 +606,18 @@ function notApproved(request: TrainRequest, options: NodeOptions, approvals: rea
     reason = `its approval list ${path.join(options.nodeDir, APPROVALS_FILE)} holds no plan`;
   } else {
     const legacy = approvals.find((plan) => plan.files === undefined && plan.sha256 === request.plan_sha256);
+    const named = same.at(-1);
     reason =
       legacy !== undefined
         ? `it approved ${describe(legacy)}`
-        : `it has approved ${approvals.length === 1 ? 'one other plan' : `${approvals.length} other plans`} only: ` +
-          approvals.slice(-5).map(describe).join(', ') +
-          (approvals.length > 5 ? ` and ${approvals.length - 5} more` : '');
+        : named !== undefined
+          ? // Most likely the plan, edited since its approval (on the researcher's side or here).
+            `it approved ${describe(named)} under that name, with another digest: that file, or a file it ` +
+            `imports, is not what the researcher runs (changed since it was approved, there or here); review ` +
+            `the difference, then approve it again`
+          : `it has approved ${approvals.length === 1 ? 'one other plan' : `${approvals.length} other plans`} ` +
+            `only: ${approvals.slice(-5).map(describe).join(', ')}` +
+            (approvals.length > 5 ? ` and ${approvals.length - 5} more` : '');
   }
   return new PlanNotApprovedError(
     options.id,

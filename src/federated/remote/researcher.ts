@@ -377,8 +377,8 @@ export class RemoteFederation {
       // Refused before anything is sent: the node's reply, as large, would be refused after training.
       const reason =
         `the round's parameters are ${request.params.byteLength} bytes, more than this researcher sends or ` +
-        `accepts (${this.maxMessageBytes} bytes): raise it (roundlog run|resume --max-message-bytes, ` +
-        `listenForNodes' maxMessageBytes) and the nodes' (roundlog node start --max-message-bytes)`;
+        `accepts (${this.maxMessageBytes} bytes): raise it (--max-message-bytes of run and resume, ` +
+        `listenForNodes' maxMessageBytes) and the nodes' (--max-message-bytes of node start)`;
       return Promise.reject(new NodeFailedError(experiment, node, round, reason, undefined, this.describe()));
     }
     const connection = this.connections.get(node);
