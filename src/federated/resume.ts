@@ -313,6 +313,8 @@ async function locateBreakpoint(rl: RoundLog, breakpointPath: string | undefined
   if (experiment !== null) {
     const latest = await latestOf(experiment);
     if (latest !== null) return latest;
+    // Rounds completed, none saved a breakpoint (saveBreakpoints: false): nothing to resume from.
+    throw new NoBreakpointError(experiment.state.folder, await newestBreakpoint(rl, experiment.id));
   }
   const folder = await breakpointFolderOf(target);
   const manifest = await peekManifest(folder);
@@ -479,16 +481,20 @@ async function lastBreakpoint(rl: RoundLog): Promise<Located> {
   const handle = await rl.openExperiment(last.experimentId);
   const latest = await latestOf(handle);
   if (latest !== null) return latest;
-  let newest: string | null = null;
-  for (const entry of experiments.slice(0, -1).reverse()) {
+  throw new NoBreakpointError(handle.state.folder, await newestBreakpoint(rl, handle.id));
+}
+
+/** The latest breakpoint folder of the newest other experiment of the root that has one, or null. */
+async function newestBreakpoint(rl: RoundLog, except: string): Promise<string | null> {
+  const experiments = await rl.listExperiments();
+  for (const entry of [...experiments].reverse()) {
+    if (entry.experimentId === except) continue;
     const other = await rl.openExperiment(entry.experimentId);
     const otherRound = lastBreakpointRound(other.state);
-    if (otherRound !== null) {
-      newest = path.join(rl.layout.experiments, other.state.folder, breakpointFolderName(otherRound));
-      break;
-    }
+    if (otherRound !== null)
+      return path.join(rl.layout.experiments, other.state.folder, breakpointFolderName(otherRound));
   }
-  throw new NoBreakpointError(handle.state.folder, newest);
+  return null;
 }
 
 /**

@@ -211,6 +211,13 @@ test('resume still says plainly when there is nothing to resume from', async (t)
   const rounds = await roundlog(['resume', '--root', root]);
   t.is(rounds.code, 1);
   t.regex(rounds.stderr, /experiment Experiment_0000 has no breakpoint: it completed rounds without saving one/);
+  // Named, by its name or its folder: the same, never 'no experiment folder of this root's log'.
+  for (const named of ['Experiment_0000', path.join(root, 'experiments', 'Experiment_0000')]) {
+    const byName = await roundlog(['resume', named, '--root', root]);
+    t.is(byName.code, 1, named);
+    t.regex(byName.stderr, /experiment Experiment_0000 has no breakpoint: it completed rounds without saving one/);
+    t.notRegex(byName.stderr, /is no experiment folder/);
+  }
   t.deepEqual(
     types((await stream(root, 'Experiment_0000')).events).filter((e) => e === 'Resumed'),
     [],
