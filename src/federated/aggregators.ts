@@ -234,22 +234,19 @@ export function weightedMetrics(replies: readonly NodeReply[]): Record<string, n
 type Structure = ReadonlyArray<readonly [name: string, Pick<Tensor, 'dtype' | 'shape'>]>;
 
 /**
- * The sample-size weighted average, a reply at a time: `fold` checks a reply (against the first
- * folded, which gives the tensors' order, dtypes and shapes) and adds `sampleSize · x` to each
- * element's sum; `finish` divides by the total and stores each tensor in its dtype. Replies must
- * come in node-id order: the sums then take their terms in the order the batch path always used.
+ * The checks of a weighted average over replies given one at a time in node-id order: `check` each
+ * reply (node id, order, sample size, with `data` each tensor's data; its tensors, dtypes and shapes
+ * against the first reply's, which gives their order) and returns the structure; `end` checks there
+ * was a reply, no bool tensor and a positive total, and returns the structure and the total.
  */
-function weightedAverageRun(aggregator: string): { fold(reply: NodeReply): void; finish(): TensorSet } {
+function replyChecks(aggregator: string) {
   let reference: { node: string; structure: Structure; params: Readonly<Record<string, unknown>> } | undefined;
   let previous: NodeReply | undefined;
   const nodes: string[] = [];
   let total = 0;
-  const sums = new Map<string, Float64Array | bigint[]>();
-  let finished = false;
   return {
-    fold(reply) {
-      if (finished) throw new InvalidArgumentError('replies', 'cannot be folded after finish()', reply?.node);
-      checkReply(reply, previous);
+    check(reply: NodeReply, data: boolean): Structure {
+      checkReply(reply, previous, data);
       if (previous !== undefined && compareNodeIds(previous.node, reply.node) > 0) {
         throw new InvalidArgumentError(
           'replies',
@@ -270,9 +267,36 @@ function weightedAverageRun(aggregator: string): { fold(reply: NodeReply): void;
       previous = { node: reply.node, sampleSize: reply.sampleSize, params: {}, metrics: {} };
       nodes.push(reply.node);
       total += reply.sampleSize;
-      const weight = reply.sampleSize;
-      if (weight === 0 || reference.structure.some(([, { dtype }]) => dtype === 'bool')) return;
+      return reference.structure;
+    },
+    end(): { structure: Structure; total: number } {
+      if (reference === undefined) throw new NoRepliesError(aggregator);
       for (const [name, { dtype }] of reference.structure) {
+        if (dtype === 'bool') throw new NotAverageableError(aggregator, name, dtype);
+      }
+      if (total === 0) throw new ZeroSampleSizeError(aggregator, nodes);
+      return { structure: reference.structure, total };
+    },
+  };
+}
+
+/**
+ * The sample-size weighted average, a reply at a time: `fold` checks a reply (against the first
+ * folded, which gives the tensors' order, dtypes and shapes) and adds `sampleSize · x` to each
+ * element's sum; `finish` divides by the total and stores each tensor in its dtype. Replies must
+ * come in node-id order: the sums then take their terms in the order the batch path always used.
+ */
+function weightedAverageRun(aggregator: string): { fold(reply: NodeReply): void; finish(): TensorSet } {
+  const replies = replyChecks(aggregator);
+  const sums = new Map<string, Float64Array | bigint[]>();
+  let finished = false;
+  return {
+    fold(reply) {
+      if (finished) throw new InvalidArgumentError('replies', 'cannot be folded after finish()', reply?.node);
+      const structure = replies.check(reply, true);
+      const weight = reply.sampleSize;
+      if (weight === 0 || structure.some(([, { dtype }]) => dtype === 'bool')) return;
+      for (const [name, { dtype }] of structure) {
         const tensor = reply.params[name]!;
         const length = tensor.data.length;
         if (isFloat(dtype)) {
@@ -291,13 +315,9 @@ function weightedAverageRun(aggregator: string): { fold(reply: NodeReply): void;
     finish() {
       if (finished) throw new InvalidArgumentError('replies', 'finish() was already called', undefined);
       finished = true;
-      if (reference === undefined) throw new NoRepliesError(aggregator);
-      for (const [name, { dtype }] of reference.structure) {
-        if (dtype === 'bool') throw new NotAverageableError(aggregator, name, dtype);
-      }
-      if (total === 0) throw new ZeroSampleSizeError(aggregator, nodes);
+      const { structure, total } = replies.end();
       const out: [string, Tensor][] = [];
-      for (const [name, tensor] of reference.structure) {
+      for (const [name, tensor] of structure) {
         out.push([name, averageTensor(tensor, sums.get(name)!, total)]);
         // Each sum goes as soon as its tensor is out: the round never holds all sums and all outputs.
         sums.delete(name);
@@ -318,37 +338,18 @@ export const STORED_SLICE = 1 << 18;
  */
 async function weightedAverageStored(aggregator: string, replies: readonly StoredNodeReply[]): Promise<TensorSet> {
   const sorted = [...replies].sort((a, b) => compareNodeIds(a.node, b.node));
-  let reference: { node: string; structure: Structure; params: Readonly<Record<string, unknown>> } | undefined;
-  let previous: NodeReply | undefined;
-  let total = 0;
-  for (const reply of sorted) {
-    const params = Object.fromEntries(reply.params.tensors) as unknown as TensorSet;
-    const asReply: NodeReply = { node: reply.node, sampleSize: reply.sampleSize, params, metrics: {} };
-    checkReply(asReply, previous, false);
-    if (reference === undefined) {
-      const structure: Structure = reply.params.tensors.map(([name, { dtype, shape }]) => [
-        name,
-        { dtype, shape: [...shape] },
-      ]);
-      reference = { node: reply.node, structure, params: Object.fromEntries(structure) };
-    } else {
-      checkSameStructure(aggregator, reference.node, reference.structure, reference.params, asReply);
-    }
-    previous = { node: reply.node, sampleSize: reply.sampleSize, params: {}, metrics: {} };
-    total += reply.sampleSize;
-  }
-  if (reference === undefined) throw new NoRepliesError(aggregator);
-  for (const [name, { dtype }] of reference.structure) {
-    if (dtype === 'bool') throw new NotAverageableError(aggregator, name, dtype);
-  }
-  if (total === 0)
-    throw new ZeroSampleSizeError(
-      aggregator,
-      sorted.map(({ node }) => node),
+  const checks = replyChecks(aggregator);
+  for (const { node, sampleSize, params } of sorted) {
+    // The header's tensors stand for the data (a stored file's data fits its header).
+    checks.check(
+      { node, sampleSize, params: Object.fromEntries(params.tensors) as unknown as TensorSet, metrics: {} },
+      false,
     );
+  }
+  const { structure, total } = checks.end();
   const weighted = sorted.filter(({ sampleSize }) => sampleSize > 0);
   const out: [string, Tensor][] = [];
-  for (const [name, { dtype, shape }] of reference.structure) {
+  for (const [name, { dtype, shape }] of structure) {
     const length = shape.reduce((product, dim) => product * dim, 1);
     const data = new DTYPES[dtype].ctor(new ArrayBuffer(length * DTYPES[dtype].itemBytes), 0, length);
     for (let start = 0; start < length; start += STORED_SLICE) {
