@@ -98,7 +98,9 @@ test.serial('a second node with a connected id is refused and keeps trying', asy
     refused,
     new RegExp(
       `^node same: refused by the researcher at ${federation.address} with code DUPLICATE_NODE_ID: ` +
-        `a node "same" is already connected; connecting again in \\d+ ms$`,
+        `a node "same" is already connected \\(since \\S+\\): if this is another node, start it with its own ` +
+        `--id; if it is the same node started twice, stop one \\(this one is let in once the other has gone\\); ` +
+        `connecting again in \\d+ ms$`,
     ),
   );
   t.deepEqual(

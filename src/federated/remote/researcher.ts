@@ -309,7 +309,14 @@ export class RemoteFederation {
       return null;
     }
     if (this.connections.has(id)) {
-      this.refuse(call, 'DUPLICATE_NODE_ID', `a node ${JSON.stringify(id)} is already connected`);
+      const since = this.connections.get(id)!.node.since.toISOString();
+      this.refuse(
+        call,
+        'DUPLICATE_NODE_ID',
+        `a node ${JSON.stringify(id)} is already connected (since ${since}): if this is another node, start it ` +
+          'with its own --id; if it is the same node started twice, stop one (this one is let in once the other ' +
+          'has gone)',
+      );
       return null;
     }
     const node: ConnectedNode = { id, tags: [...hello.tags], dataset: { ...hello.dataset }, since: new Date() };
