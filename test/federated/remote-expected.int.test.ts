@@ -148,3 +148,22 @@ test("an expected node outside the experiment's nodes is refused before anything
   t.regex(error.message, /the experiment takes only nodes cleveland \(its nodes option\): no round would select it/);
   t.false(existsSync(path.join(dir, 'root')), 'no root was created');
 });
+
+test('resume --listen with nothing to resume says so at once, before listening for any node', async (t) => {
+  const root = tempDir();
+  const definition = 'test/lineage/no-breakpoints.experiment.ts';
+  t.is((await roundlog(['run', definition, '--rounds', '1', '--root', root])).code, 0);
+  const resumed = await roundlog([
+    'resume',
+    'Experiment_0000',
+    '--root',
+    root,
+    '--listen',
+    '127.0.0.1:0',
+    '--nodes',
+    'a',
+  ]);
+  t.is(resumed.code, 1, resumed.stderr);
+  t.regex(resumed.stderr, /experiment Experiment_0000 has no breakpoint: it completed rounds without saving one/);
+  t.notRegex(resumed.stdout, /listening for nodes/);
+});

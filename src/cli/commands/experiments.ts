@@ -259,7 +259,8 @@ export const resume = defineCommand({
     // SIGINT / SIGTERM stop the run after its round in flight (a second one at once): `src/cli/signals.ts`.
     let loaded: Experiment | null = null;
     const waiting = new AbortController();
-    let remote: RemoteFederation | null = null;
+    // Started by the federation the resume asks for (a closure: typed wide so the finally block sees it).
+    let remote = null as RemoteFederation | null;
     const signals = stopOnSignals(
       io,
       (signal) => {
@@ -269,7 +270,6 @@ export const resume = defineCommand({
       () => (loaded === null ? null : continueCommand(loaded, global, remote)),
     );
     try {
-      if (address !== null) remote = await startResearcher(address, io, waiting.signal, args['max-message-bytes']);
       loaded = await load().catch((error: unknown) => {
         // The library names its option; the command line has a flag for it.
         if (error instanceof TrainingPlanChangedError) {
@@ -302,8 +302,12 @@ export const resume = defineCommand({
         takeOver: args['take-over'],
         rewind: args.rewind,
         ...nodeSettings,
+        // With --listen, the researcher starts once the breakpoint is found and the run may start:
+        // nothing to resume is said at once, not after every node has connected.
         federation: async (config, { workspace }) =>
-          remote ?? (await definitionOf(workspace, config, forbidden)).federation(),
+          address !== null
+            ? (remote ??= await startResearcher(address, io, waiting.signal, args['max-message-bytes']))
+            : (await definitionOf(workspace, config, forbidden)).federation(),
         // The custom aggregators and strategies the definition module registers (imported once).
         registry: async (config, { workspace }) => (await definitionOf(workspace, config, forbidden)).registry ?? {},
         onRound: (p) => io.out(progressLine(p, p.nodes.length)),
