@@ -637,7 +637,8 @@ test(
       t.is(run.code, 1, args.join(' '));
       t.regex(
         run.stderr,
-        /^roundlog: no experiment "Experiment_0099" in the roundlog root .*; run 'roundlog ls' to list the experiments/,
+        // The command it names acts on the same root.
+        /^roundlog: no experiment "Experiment_0099" in the roundlog root .*; run 'roundlog ls --root \S+' to list/,
         args.join(' '),
       );
     }

@@ -268,7 +268,10 @@ test(
 
     const unknown = await roundlog(['replay', 'Experiment_0042', '--round', '0', '--root', root]);
     t.is(unknown.code, 1);
-    t.regex(unknown.stderr, /^roundlog: no experiment "Experiment_0042" in the roundlog root .*; run 'roundlog ls'/);
+    t.regex(
+      unknown.stderr,
+      /^roundlog: no experiment "Experiment_0042" in the roundlog root .*; run 'roundlog ls --root \S+'/,
+    );
     const fromEnv = await roundlog(['replay', 'Experiment_0042', '--round', '0'], { ROUNDLOG_DIR: root });
     t.is(fromEnv.code, 1);
     t.true(fromEnv.stderr.includes(`in the roundlog root ${root}`), 'ROUNDLOG_DIR names the root');

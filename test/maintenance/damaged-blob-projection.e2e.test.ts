@@ -87,7 +87,7 @@ test('replay of a round whose blob is damaged fails the same way and writes no f
   const run = await roundlog(['replay', folder, '--round', '1', '--out', out, '--root', root]);
   t.is(run.code, 1, run.stdout + run.stderr);
   t.regex(run.stderr, new RegExp(`BREAKPOINT_BLOB_DAMAGED|round 1 of experiment ${folder} not written`));
-  t.regex(run.stderr, new RegExp(`blob ${sha256}.*'roundlog verify --repair'`));
+  t.regex(run.stderr, new RegExp(`blob ${sha256}.*'roundlog verify --root ${root} --repair'`));
   const left = await fs.readdir(out).catch(() => [] as string[]);
   t.false(
     left.some((name) => name.startsWith('breakpoint_')),
