@@ -12,6 +12,7 @@ import type { InferredOptionTypes, Options, PositionalOptions } from 'yargs';
 import type { OpenRoundLogOptions, RoundLog } from '../projections/index.ts';
 import { openRoundLog } from '../projections/index.ts';
 import { MAX_ARGUMENT_LENGTH, UsageError, checkPathArgument, type Io } from './args.ts';
+import { shellWord } from '../model/events.ts';
 
 type OptionDecls = { [name: string]: Options };
 type PositionalDecls = { [name: string]: PositionalOptions };
@@ -158,11 +159,6 @@ export function globalOptions(given: Partial<Record<keyof typeof GLOBAL_OPTIONS,
     env: io.env,
     cwd: io.cwd,
   };
-}
-
-/** `text` as one word of a POSIX shell: as it is when it is plain, else in double quotes. */
-function shellWord(text: string): string {
-  return /^[\w./:@%+=,-]+$/.test(text) ? text : `"${text.replace(/["$`\\]/g, '\\$&')}"`;
 }
 
 /**

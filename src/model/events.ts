@@ -228,11 +228,20 @@ export type RunStarted = Readonly<{
  */
 export type RemoteRun = Readonly<{ listen: string; nodes: readonly string[] }>;
 
-/** The command that continues an experiment: `roundlog resume <folder>`, with the node processes of `remote`. */
+/**
+ * The command that continues an experiment: `roundlog resume <folder>` (the folder quoted for a
+ * shell when it needs to be), with the node processes of `remote`.
+ */
 export function resumeCommand(folder: string, remote: RemoteRun | null | undefined): string {
   return (
-    `roundlog resume ${folder}` + (remote == null ? '' : ` --listen ${remote.listen} --nodes ${remote.nodes.join(',')}`)
+    `roundlog resume ${shellWord(folder)}` +
+    (remote == null ? '' : ` --listen ${remote.listen} --nodes ${remote.nodes.join(',')}`)
   );
+}
+
+/** `text` as one word of a POSIX shell: as it is when it is plain, else in double quotes. */
+export function shellWord(text: string): string {
+  return /^[\w./:@%+=,-]+$/.test(text) ? text : `"${text.replace(/["$`\\]/g, '\\$&')}"`;
 }
 
 /** The run is alive (written every `heartbeatMs` while the run appends nothing else). */

@@ -5,6 +5,7 @@
 import test from 'ava';
 import { globalOptions, onSameRoot } from '../../src/cli/command.ts';
 import { withGlobalFlags } from '../../src/cli/main.ts';
+import { resumeCommand } from '../../src/model/events.ts';
 
 const io = (env: NodeJS.ProcessEnv = {}) => ({ out: () => undefined, err: () => undefined, env, cwd: '/work' });
 
@@ -37,4 +38,15 @@ test('only the verbs of commands that read a root get the flags', (t) => {
     'roundlog resume --root /r Experiment_0000',
   );
   t.is(onSameRoot('roundlog resume Experiment_0000', { flags: '' }), 'roundlog resume Experiment_0000');
+});
+
+test('a folder in a printed command is one shell word, quoted when it needs to be', (t) => {
+  const remote = { listen: '127.0.0.1:51731', nodes: ['cleveland', 'va'] };
+  t.is(resumeCommand('var/experiments/Experiment_0003', null), 'roundlog resume var/experiments/Experiment_0003');
+  t.is(
+    onSameRoot(resumeCommand('my var/experiments/Experiment_0003', remote), { flags: ' --root "my var"' }),
+    'roundlog resume --root "my var" "my var/experiments/Experiment_0003" ' +
+      '--listen 127.0.0.1:51731 --nodes cleveland,va',
+  );
+  t.is(resumeCommand("it's $x/E", null), 'roundlog resume "it\'s \\$x/E"');
 });

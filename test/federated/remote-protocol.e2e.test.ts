@@ -88,6 +88,38 @@ test.serial('a Hello of another protocol version is refused, naming the versions
   t.deepEqual(federation.nodes, []);
 });
 
+test.serial('a second node with a connected id and other data is refused as another node', async (t) => {
+  const federation = await researcher(t);
+  const first = startNode(t, 'same', federation.address);
+  await connectedLine(first);
+  const { Client } = federationProtocol();
+  const client = new Client(federation.address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const stream = client.Connect();
+  stream.on('error', () => undefined);
+  const answered = new Promise<ResearcherMessage>((resolve) => stream.once('data', resolve));
+  const other = 'c'.repeat(64);
+  stream.write({
+    hello: {
+      protocol_version: 2,
+      node_id: 'same',
+      tags: ['#t'],
+      dataset: { rows: 1, columns: 1, sha256: other, format: 'numeric-csv' },
+    },
+  });
+  const answer = await answered;
+  stream.cancel();
+  const refusal = answer.body === 'refusal' ? answer.refusal : undefined;
+  t.is(refusal?.code, 'DUPLICATE_NODE_ID');
+  t.regex(
+    refusal!.message,
+    new RegExp(
+      `^a node "same" is already connected \\(since \\S+\\) holding other data \\(sha256 [0-9a-f]{64}; ` +
+        `this one's is ${other}\\): this is most likely another node: start it with its own --id$`,
+    ),
+  );
+});
+
 test.serial('a second node with a connected id is refused and keeps trying', async (t) => {
   const federation = await researcher(t);
   const first = startNode(t, 'same', federation.address);

@@ -309,13 +309,20 @@ export class RemoteFederation {
       return null;
     }
     if (this.connections.has(id)) {
-      const since = this.connections.get(id)!.node.since.toISOString();
+      const connected = this.connections.get(id)!.node;
+      const since = connected.since.toISOString();
+      // Other data under the same id is another node (a hospital's file is its own), never to be let in
+      // in the other's place without a word.
+      const otherData = hello.dataset.sha256 !== connected.dataset.sha256;
       this.refuse(
         call,
         'DUPLICATE_NODE_ID',
-        `a node ${JSON.stringify(id)} is already connected (since ${since}): if this is another node, start it ` +
-          'with its own --id; if it is the same node started twice, stop one (this one is let in once the other ' +
-          'has gone)',
+        `a node ${JSON.stringify(id)} is already connected (since ${since})` +
+          (otherData
+            ? ` holding other data (sha256 ${connected.dataset.sha256}; this one's is ${hello.dataset.sha256}): ` +
+              'this is most likely another node: start it with its own --id'
+            : ': if this is another node, start it with its own --id; if it is the same node started twice, ' +
+              'stop one (this one is let in once the other has gone)'),
       );
       return null;
     }
