@@ -28,7 +28,7 @@ import { approvePlan } from '../../src/federated/remote/approvals.ts';
 import { numericCsv } from '../../src/federated/remote/dataset.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RunStarted } from '../../src/model/events.ts';
-import { killSpawned, spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, killedAfter, spawnTs, type Child } from '../support/child.ts';
 import { REPO, roundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 
@@ -56,18 +56,6 @@ async function setup(ids: readonly string[]): Promise<Setup> {
     await approvePlan(nodeDirs[id], PLAN_FILE);
   }
   return { files, nodeDirs };
-}
-
-/** Kills `child` (stopped or not) in the test's teardown, and waits for it. */
-function killedAfter(t: ExecutionContext, child: Child): Child {
-  t.teardown(async () => {
-    if (child.process.exitCode === null && child.process.signalCode === null) {
-      child.process.kill('SIGCONT');
-      child.process.kill('SIGKILL');
-    }
-    await child.exited;
-  });
-  return child;
 }
 
 function roundlogChild(t: ExecutionContext, args: string[], onLine?: (line: string, child: Child) => void): Child {

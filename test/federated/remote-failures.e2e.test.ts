@@ -34,7 +34,7 @@ import { openFileEventLog } from '../../src/log/file/index.ts';
 import type { RecordedEvent } from '../../src/log/types.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
 import type { RoundCompleted, RoundStarted } from '../../src/model/events.ts';
-import { killSpawned, spawnTs, type Child } from '../support/child.ts';
+import { killSpawned, killedAfter, spawnTs, type Child } from '../support/child.ts';
 import { REPO } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { requestParams } from '../support/reply-store.ts';
@@ -64,18 +64,6 @@ async function setup(): Promise<Setup> {
   const other = path.join(dir, 'other.csv');
   writeFileSync(other, csv(2));
   return { files, nodeDirs, other };
-}
-
-/** Kills `child` (stopped or not) in the test's teardown, and waits for it. */
-function killedAfter(t: ExecutionContext, child: Child): Child {
-  t.teardown(async () => {
-    if (child.process.exitCode === null && child.process.signalCode === null) {
-      child.process.kill('SIGCONT');
-      child.process.kill('SIGKILL');
-    }
-    await child.exited;
-  });
-  return child;
 }
 
 /** `fixtures/researcher.ts` as a process; resolves once it listens, with its port. */

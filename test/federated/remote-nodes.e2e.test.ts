@@ -31,7 +31,7 @@ import { deriveRng } from '../../src/federated/rng.ts';
 import type { Federation } from '../../src/federated/training-plan.ts';
 import { openFileEventLog } from '../../src/log/file/index.ts';
 import { NodeFailedError } from '../../src/model/errors.ts';
-import { killSpawned, type Child } from '../support/child.ts';
+import { killSpawned, killedAfter, type Child } from '../support/child.ts';
 import { REPO, startRoundlog } from '../support/cli.ts';
 import { removeTempDirs, tempDir } from '../support/tmp.ts';
 import { replyStore, requestParams } from '../support/reply-store.ts';
@@ -102,14 +102,7 @@ function startNode(
     ],
     env,
   );
-  t.teardown(async () => {
-    if (child.process.exitCode === null && child.process.signalCode === null) {
-      child.process.kill('SIGCONT');
-      child.process.kill('SIGKILL');
-    }
-    await child.exited;
-  });
-  return child;
+  return killedAfter(t, child);
 }
 
 const connected = (child: Child) => child.waitFor((line) => / connected to /.test(line));

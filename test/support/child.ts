@@ -7,6 +7,7 @@
  * every child still running when the test file's process exits is SIGKILLed (SIGCONT first, for a
  * stopped one), so no process outlives its test file (`.ci/run` checks that none is left).
  */
+import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -157,6 +158,18 @@ export async function killSpawned(): Promise<void> {
     }
   }
   await Promise.all(exits);
+}
+
+/** Kills `child` (stopped or not: SIGCONT first) in the test's teardown, and waits for it to exit. */
+export function killedAfter(t: ExecutionContext, child: Child): Child {
+  t.teardown(async () => {
+    if (child.process.exitCode === null && child.process.signalCode === null) {
+      child.process.kill('SIGCONT');
+      child.process.kill('SIGKILL');
+    }
+    await child.exited;
+  });
+  return child;
 }
 
 /** Sends SIGKILL to `child` and resolves once it has exited and its output was read. */
